@@ -1,0 +1,64 @@
+//! The event bus: every session transition (and, later, admission decisions
+//! and message acks) is published here for the WebSocket hubs and the
+//! supervisor log stream. A broadcast channel: a slow subscriber lags and
+//! loses old events, it never slows a publisher.
+
+use crate::clock::Timestamp;
+use crate::ids::{SessionId, TenantId};
+use crate::session::{DisconnectReason, SessionState};
+use serde::Serialize;
+use tokio::sync::broadcast;
+
+/// One state change of one session.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct TransitionEvent {
+    pub tenant: TenantId,
+    pub session: SessionId,
+    pub from: SessionState,
+    pub to: SessionState,
+    /// The disconnect reason when `to` is DISCONNECTED.
+    pub reason: Option<DisconnectReason>,
+    pub at: Timestamp,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum BusEvent {
+    Transition(TransitionEvent),
+}
+
+impl BusEvent {
+    pub fn tenant(&self) -> &TenantId {
+        match self {
+            BusEvent::Transition(t) => &t.tenant,
+        }
+    }
+}
+
+/// Cheap to clone; every clone publishes to the same subscribers.
+#[derive(Debug, Clone)]
+pub struct Bus {
+    tx: broadcast::Sender<BusEvent>,
+}
+
+impl Bus {
+    pub fn new(capacity: usize) -> Self {
+        let (tx, _) = broadcast::channel(capacity.max(1));
+        Self { tx }
+    }
+
+    /// Publishes; having no subscriber is fine.
+    pub fn publish(&self, event: BusEvent) {
+        let _ = self.tx.send(event);
+    }
+
+    pub fn subscribe(&self) -> broadcast::Receiver<BusEvent> {
+        self.tx.subscribe()
+    }
+}
+
+impl Default for Bus {
+    fn default() -> Self {
+        Self::new(4096)
+    }
+}

@@ -1,0 +1,394 @@
+//! The one typed configuration tree, loaded in layers: the embedded
+//! `config/default.toml` < an optional file < `CENTINELA__SECTION__KEY`
+//! environment variables. Loading fails with a message naming the key and
+//! the value for unknown keys, wrong types and out-of-range values.
+//!
+//! Every default lives in `config/default.toml` alone (no serde defaults),
+//! so the file users read is the truth.
+
+use figment::providers::{Env, Format, Toml};
+use figment::Figment;
+use serde::{Deserialize, Serialize};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// The defaults, as shipped.
+pub const DEFAULT_TOML: &str = include_str!("../../config/default.toml");
+
+/// Prefix of the environment overrides.
+pub const ENV_PREFIX: &str = "CENTINELA__";
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// Unknown key, wrong type, unreadable file: figment names the key.
+    #[error("configuration error: {0}")]
+    Load(String),
+    /// A value of the right type but outside what makes sense.
+    #[error("configuration error: {key} = {value}: {why}")]
+    Invalid {
+        key: &'static str,
+        value: String,
+        why: &'static str,
+    },
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    pub server: ServerConfig,
+    pub storage: StorageConfig,
+    pub engine: EngineConfig,
+    pub antiban: AntibanConfig,
+    pub supervisor: SupervisorConfig,
+    pub auth: AuthConfig,
+    pub log: LogConfig,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct ServerConfig {
+    pub listen: SocketAddr,
+    #[serde(with = "humantime_serde")]
+    pub shutdown_timeout: Duration,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct StorageConfig {
+    pub data_dir: PathBuf,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct EngineConfig {
+    pub chromium_path: PathBuf,
+    pub wa_url: String,
+    #[serde(with = "humantime_serde")]
+    pub qr_window: Duration,
+    #[serde(with = "humantime_serde")]
+    pub qr_code_ttl: Duration,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct AntibanConfig {
+    pub global_attempts_per_hour: u32,
+    pub tenant_attempts_per_day: u32,
+    #[serde(with = "humantime_serde")]
+    pub cooldown_after_failure: Duration,
+    #[serde(with = "humantime_serde")]
+    pub connect_delay: Duration,
+    #[serde(with = "humantime_serde")]
+    pub connect_jitter_min: Duration,
+    #[serde(with = "humantime_serde")]
+    pub connect_jitter_max: Duration,
+    #[serde(with = "humantime_serde")]
+    pub queue_spacing: Duration,
+    #[serde(with = "humantime_serde")]
+    pub ban_block: Duration,
+    #[serde(with = "humantime_serde")]
+    pub restart_grace: Duration,
+    pub max_live_sessions: u32,
+    pub max_sessions_per_tenant: u32,
+    pub max_sessions: u32,
+    pub auto_reconnect: bool,
+    pub restore_counts_as_attempt: bool,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct SupervisorConfig {
+    pub restart_budget: u32,
+    #[serde(with = "humantime_serde")]
+    pub restart_window: Duration,
+    #[serde(with = "humantime_serde")]
+    pub restart_backoff: Duration,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct AuthConfig {
+    #[serde(with = "humantime_serde")]
+    pub token_ttl: Duration,
+    pub jwt_secret: String,
+}
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    Pretty,
+    Json,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct LogConfig {
+    pub format: LogFormat,
+    pub filter: String,
+}
+
+impl Config {
+    /// The layered figment: defaults, then `file`, then the environment.
+    pub fn figment(file: Option<&Path>) -> Figment {
+        let mut f = Figment::from(Toml::string(DEFAULT_TOML));
+        if let Some(path) = file {
+            f = f.merge(Toml::file_exact(path));
+        }
+        f.merge(Env::prefixed(ENV_PREFIX).split("__"))
+    }
+
+    /// Loads and validates the effective configuration.
+    pub fn load(file: Option<&Path>) -> Result<Config, ConfigError> {
+        Self::from_figment(Self::figment(file))
+    }
+
+    pub fn from_figment(f: Figment) -> Result<Config, ConfigError> {
+        let config: Config = f.extract().map_err(|e| {
+            let msgs: Vec<String> = e.into_iter().map(|e| e.to_string()).collect();
+            ConfigError::Load(msgs.join("; "))
+        })?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// The shipped defaults alone (tests start from these).
+    pub fn defaults() -> Config {
+        Self::from_figment(Figment::from(Toml::string(DEFAULT_TOML)))
+            .expect("config/default.toml is valid: checked by a unit test")
+    }
+
+    /// Range checks that types alone cannot express.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let a = &self.antiban;
+        let positive: [(&'static str, u32); 6] = [
+            (
+                "antiban.global_attempts_per_hour",
+                a.global_attempts_per_hour,
+            ),
+            ("antiban.tenant_attempts_per_day", a.tenant_attempts_per_day),
+            ("antiban.max_live_sessions", a.max_live_sessions),
+            ("antiban.max_sessions_per_tenant", a.max_sessions_per_tenant),
+            ("antiban.max_sessions", a.max_sessions),
+            ("supervisor.restart_budget", self.supervisor.restart_budget),
+        ];
+        for (key, value) in positive {
+            if value == 0 {
+                return Err(invalid(key, value, "must be at least 1"));
+            }
+        }
+        if a.connect_jitter_min > a.connect_jitter_max {
+            return Err(invalid(
+                "antiban.connect_jitter_min",
+                humantime::format_duration(a.connect_jitter_min),
+                "must not exceed antiban.connect_jitter_max",
+            ));
+        }
+        if a.max_sessions_per_tenant > a.max_sessions {
+            return Err(invalid(
+                "antiban.max_sessions_per_tenant",
+                a.max_sessions_per_tenant,
+                "must not exceed antiban.max_sessions",
+            ));
+        }
+        let nonzero: [(&'static str, Duration); 5] = [
+            ("engine.qr_window", self.engine.qr_window),
+            ("engine.qr_code_ttl", self.engine.qr_code_ttl),
+            ("supervisor.restart_window", self.supervisor.restart_window),
+            ("auth.token_ttl", self.auth.token_ttl),
+            ("server.shutdown_timeout", self.server.shutdown_timeout),
+        ];
+        for (key, value) in nonzero {
+            if value.is_zero() {
+                return Err(invalid(
+                    key,
+                    humantime::format_duration(value),
+                    "must be longer than 0s",
+                ));
+            }
+        }
+        if !(self.engine.wa_url.starts_with("http://")
+            || self.engine.wa_url.starts_with("https://"))
+        {
+            return Err(invalid(
+                "engine.wa_url",
+                &self.engine.wa_url,
+                "must be an http:// or https:// URL",
+            ));
+        }
+        if !self.auth.jwt_secret.is_empty() && self.auth.jwt_secret.len() < 32 {
+            return Err(invalid(
+                "auth.jwt_secret",
+                "(hidden)",
+                "must be empty (generated) or at least 32 characters",
+            ));
+        }
+        Ok(())
+    }
+
+    /// The effective configuration as TOML, secrets masked.
+    pub fn to_masked_toml(&self) -> String {
+        let mut shown = self.clone();
+        if !shown.auth.jwt_secret.is_empty() {
+            shown.auth.jwt_secret = "********".into();
+        }
+        toml::to_string_pretty(&shown).unwrap_or_else(|e| format!("# cannot render config: {e}\n"))
+    }
+}
+
+fn invalid(key: &'static str, value: impl std::fmt::Display, why: &'static str) -> ConfigError {
+    ConfigError::Invalid {
+        key,
+        value: value.to_string(),
+        why,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use figment::Jail;
+
+    fn load_err(jail: &Jail, file: Option<&str>) -> String {
+        let path = file.map(|f| jail.directory().join(f));
+        match Config::load(path.as_deref()) {
+            Ok(_) => panic!("expected a configuration error"),
+            Err(e) => e.to_string(),
+        }
+    }
+
+    #[test]
+    fn shipped_defaults_match_the_design() {
+        let c = Config::defaults();
+        assert_eq!(c.server.listen.to_string(), "127.0.0.1:3012");
+        assert_eq!(c.antiban.global_attempts_per_hour, 3);
+        assert_eq!(c.antiban.tenant_attempts_per_day, 2);
+        assert_eq!(c.antiban.cooldown_after_failure, Duration::from_secs(7200));
+        assert_eq!(c.antiban.connect_delay, Duration::from_secs(30));
+        assert_eq!(c.antiban.queue_spacing, Duration::from_secs(2));
+        assert_eq!(c.antiban.ban_block, Duration::from_secs(86_400));
+        assert_eq!(c.antiban.max_live_sessions, 6);
+        assert_eq!(c.antiban.max_sessions_per_tenant, 5);
+        assert_eq!(c.antiban.max_sessions, 100);
+        assert!(!c.antiban.auto_reconnect);
+        assert!(!c.antiban.restore_counts_as_attempt);
+        assert_eq!(c.engine.qr_window, Duration::from_secs(60));
+        assert_eq!(c.auth.token_ttl, Duration::from_secs(12 * 3600));
+        assert_eq!(c.auth.jwt_secret, "");
+    }
+
+    #[test]
+    fn every_default_key_has_a_comment() {
+        let lines: Vec<&str> = DEFAULT_TOML.lines().collect();
+        for (i, line) in lines.iter().enumerate() {
+            let is_key = line.contains(" = ") && !line.trim_start().starts_with('#');
+            if is_key {
+                let prev = lines[i - 1].trim_start();
+                assert!(prev.starts_with('#'), "key without a comment: {line}");
+            }
+        }
+    }
+
+    #[test]
+    fn layers_apply_file_then_environment() {
+        Jail::expect_with(|jail| {
+            jail.create_file(
+                "c.toml",
+                "[antiban]\nconnect_delay = \"5s\"\nmax_sessions = 50\n",
+            )?;
+            jail.set_env("CENTINELA__ANTIBAN__CONNECT_DELAY", "0s");
+            let c = Config::load(Some(&jail.directory().join("c.toml"))).expect("valid");
+            assert_eq!(c.antiban.connect_delay, Duration::ZERO);
+            assert_eq!(c.antiban.max_sessions, 50);
+            assert_eq!(c.antiban.max_live_sessions, 6);
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn unknown_key_is_named() {
+        Jail::expect_with(|jail| {
+            jail.create_file("c.toml", "[antiban]\nconect_delay = \"5s\"\n")?;
+            let e = load_err(jail, Some("c.toml"));
+            assert!(e.contains("conect_delay"), "{e}");
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn unknown_env_key_is_named() {
+        Jail::expect_with(|jail| {
+            jail.set_env("CENTINELA__ANTIBAN__MAX_SESIONS", "3");
+            let e = load_err(jail, None);
+            assert!(e.contains("max_sesions"), "{e}");
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn wrong_type_names_key_and_value() {
+        Jail::expect_with(|jail| {
+            jail.set_env("CENTINELA__ANTIBAN__MAX_SESSIONS", "lots");
+            let e = load_err(jail, None);
+            assert!(e.contains("antiban.max_sessions"), "{e}");
+            assert!(e.contains("lots"), "{e}");
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn bad_duration_names_key_and_value() {
+        Jail::expect_with(|jail| {
+            jail.set_env("CENTINELA__ANTIBAN__COOLDOWN_AFTER_FAILURE", "two hours");
+            let e = load_err(jail, None);
+            assert!(e.contains("antiban.cooldown_after_failure"), "{e}");
+            assert!(e.contains("two hours"), "{e}");
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn out_of_range_value_names_key_and_value() {
+        Jail::expect_with(|jail| {
+            jail.set_env("CENTINELA__ANTIBAN__MAX_LIVE_SESSIONS", "0");
+            let e = load_err(jail, None);
+            assert!(e.contains("antiban.max_live_sessions = 0"), "{e}");
+            Ok(())
+        });
+        Jail::expect_with(|jail| {
+            jail.set_env("CENTINELA__ANTIBAN__CONNECT_JITTER_MIN", "10s");
+            let e = load_err(jail, None);
+            assert!(e.contains("antiban.connect_jitter_min = 10s"), "{e}");
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn bad_listen_address_is_named() {
+        Jail::expect_with(|jail| {
+            jail.set_env("CENTINELA__SERVER__LISTEN", "localhost:abc");
+            let e = load_err(jail, None);
+            assert!(e.contains("server.listen"), "{e}");
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn missing_config_file_is_an_error() {
+        Jail::expect_with(|jail| {
+            let e = load_err(jail, Some("nope.toml"));
+            assert!(e.contains("nope.toml"), "{e}");
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn printed_config_masks_the_secret() {
+        let mut c = Config::defaults();
+        c.auth.jwt_secret = "a-very-long-secret-value-of-forty-chars!!".into();
+        let shown = c.to_masked_toml();
+        assert!(!shown.contains("a-very-long-secret"));
+        assert!(shown.contains("********"));
+        assert!(shown.contains("global_attempts_per_hour = 3"));
+    }
+}

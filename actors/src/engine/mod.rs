@@ -1,0 +1,138 @@
+//! Engines drive WhatsApp for one session. The [`Engine`] trait starts a
+//! [`Driver`] for one session: a stream of [`EngineEvent`]s and a
+//! [`DriverControl`] handle. Nothing here assumes a browser, a QR or a
+//! profile directory, so a Cloud API engine can implement it too.
+//!
+//! The webjs (Chromium) engine is its own module; the scripted engine is for
+//! unit tests of the actors only.
+
+#[cfg(any(test, feature = "scripted"))]
+pub mod scripted;
+
+use crate::ids::{SessionId, TenantId};
+use crate::session::DisconnectReason;
+use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use tokio::sync::mpsc;
+
+/// Which engine a session uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum EngineKind {
+    /// WhatsApp Web in headless Chromium.
+    Webjs,
+}
+
+impl EngineKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EngineKind::Webjs => "webjs",
+        }
+    }
+}
+
+/// What a driver reports.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum EngineEvent {
+    /// A QR to show: `ref,staticKey,identityKey,advSecret,platform`.
+    Qr { code: String },
+    /// Paired (scanned, or restored from a paired profile).
+    Authenticated,
+    /// Synced; `me` is the linked number.
+    Ready { me: String },
+    /// The session is gone, with the engine's own words in `detail`.
+    Disconnected {
+        reason: DisconnectReason,
+        detail: String,
+    },
+    /// A message arrived.
+    MessageIn {
+        id: String,
+        from: String,
+        text: String,
+    },
+    /// A sent message's ack moved (-1 error, 0 pending, 1 server, 2 device, 3 read, 4 played).
+    Ack { message_id: String, ack: i8 },
+}
+
+/// What an engine needs to start one session's driver.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DriverSpec {
+    pub tenant: TenantId,
+    pub session: SessionId,
+    /// A directory the engine may keep the session's state in (webjs: the
+    /// Chromium profile, which *is* the pairing).
+    pub state_dir: PathBuf,
+    pub user_agent: Option<String>,
+    pub proxy: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum EngineError {
+    #[error("no {0} engine is configured on this server")]
+    Unavailable(&'static str),
+    #[error("engine failed to start: {0}")]
+    Launch(String),
+    #[error("engine timed out while {0}")]
+    Timeout(&'static str),
+    #[error("engine protocol error: {0}")]
+    Protocol(String),
+    #[error("session is not ready to send")]
+    NotReady,
+    #[error("engine is closed")]
+    Closed,
+    #[error("engine I/O error: {0}")]
+    Io(String),
+}
+
+/// Commands to a running driver. Dropping the handle must release what the
+/// driver holds (kill its browser), as a backstop to [`DriverControl::stop`].
+#[async_trait]
+pub trait DriverControl: Send + Sync + 'static {
+    /// Sends a text and returns the engine's message id.
+    async fn send_text(&self, to: &str, text: &str) -> Result<String, EngineError>;
+    /// Unpairs on WhatsApp's side.
+    async fn logout(&self) -> Result<(), EngineError>;
+    /// Closes the driver and everything it started. Idempotent.
+    async fn stop(&self) -> Result<(), EngineError>;
+}
+
+/// A started driver.
+pub struct Driver {
+    pub events: mpsc::Receiver<EngineEvent>,
+    pub control: Box<dyn DriverControl>,
+}
+
+impl std::fmt::Debug for Driver {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Driver")
+    }
+}
+
+#[async_trait]
+pub trait Engine: Send + Sync + 'static {
+    /// Starts a driver; returns once it runs (its first events may follow).
+    async fn start(&self, spec: &DriverSpec) -> Result<Driver, EngineError>;
+    /// Deletes the session's pairing (logout, session deleted).
+    async fn forget(&self, spec: &DriverSpec) -> Result<(), EngineError>;
+}
+
+/// The engines this server offers, by kind.
+#[derive(Clone, Default)]
+pub struct EngineSet {
+    engines: HashMap<EngineKind, Arc<dyn Engine>>,
+}
+
+impl EngineSet {
+    pub fn with(mut self, kind: EngineKind, engine: Arc<dyn Engine>) -> Self {
+        self.engines.insert(kind, engine);
+        self
+    }
+
+    pub fn get(&self, kind: EngineKind) -> Option<Arc<dyn Engine>> {
+        self.engines.get(&kind).cloned()
+    }
+}

@@ -1,0 +1,196 @@
+//! A scripted engine for unit tests of the actors: no browser, the test plays
+//! WhatsApp's side (scan, logout, ban) by calling methods. Pairings live in
+//! the engine value, so a test that restarts the supervisor with the same
+//! engine sees sessions restored without a QR. Never used by `serve`.
+
+use super::{Driver, DriverControl, DriverSpec, Engine, EngineError, EngineEvent};
+use crate::ids::SessionId;
+use crate::session::DisconnectReason;
+use async_trait::async_trait;
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex, MutexGuard};
+use tokio::sync::mpsc;
+
+#[derive(Default)]
+struct Inner {
+    /// session → phone, for paired profiles.
+    paired: HashMap<SessionId, String>,
+    /// session → (driver number, event sender) of the running driver.
+    running: HashMap<SessionId, (u64, mpsc::Sender<EngineEvent>)>,
+    starts: HashMap<SessionId, u64>,
+    panic_on_send: HashSet<SessionId>,
+    fail_start: HashSet<SessionId>,
+    sent: Vec<(SessionId, String, String)>,
+    next_driver: u64,
+}
+
+/// See the module docs. Cheap to clone; clones share state.
+#[derive(Clone, Default)]
+pub struct ScriptedEngine {
+    inner: Arc<Mutex<Inner>>,
+}
+
+impl ScriptedEngine {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Inner> {
+        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Marks a profile as paired, as if scanned in an earlier life.
+    pub fn pair(&self, session: &SessionId, phone: &str) {
+        self.lock().paired.insert(session.clone(), phone.to_owned());
+    }
+
+    pub fn is_paired(&self, session: &SessionId) -> bool {
+        self.lock().paired.contains_key(session)
+    }
+
+    /// The phone scans the QR: authenticated, then ready. False when no
+    /// driver runs for the session.
+    pub fn scan(&self, session: &SessionId, phone: &str) -> bool {
+        let mut g = self.lock();
+        g.paired.insert(session.clone(), phone.to_owned());
+        let Some((_, tx)) = g.running.get(session) else {
+            return false;
+        };
+        tx.try_send(EngineEvent::Authenticated).is_ok()
+            && tx
+                .try_send(EngineEvent::Ready {
+                    me: phone.to_owned(),
+                })
+                .is_ok()
+    }
+
+    /// Pushes any event to the running driver of `session`.
+    pub fn emit(&self, session: &SessionId, event: EngineEvent) -> bool {
+        let g = self.lock();
+        match g.running.get(session) {
+            Some((_, tx)) => tx.try_send(event).is_ok(),
+            None => false,
+        }
+    }
+
+    /// The driver dies without a word (its event stream closes).
+    pub fn crash(&self, session: &SessionId) {
+        self.lock().running.remove(session);
+    }
+
+    /// How many drivers were started for `session`.
+    pub fn starts(&self, session: &SessionId) -> u64 {
+        self.lock().starts.get(session).copied().unwrap_or(0)
+    }
+
+    pub fn is_running(&self, session: &SessionId) -> bool {
+        self.lock().running.contains_key(session)
+    }
+
+    /// The next `send_text` of this session panics inside the caller.
+    pub fn panic_on_send(&self, session: &SessionId) {
+        self.lock().panic_on_send.insert(session.clone());
+    }
+
+    /// Starting a driver for `session` fails.
+    pub fn fail_start(&self, session: &SessionId) {
+        self.lock().fail_start.insert(session.clone());
+    }
+
+    pub fn sent(&self) -> Vec<(SessionId, String, String)> {
+        self.lock().sent.clone()
+    }
+}
+
+#[async_trait]
+impl Engine for ScriptedEngine {
+    async fn start(&self, spec: &DriverSpec) -> Result<Driver, EngineError> {
+        let mut g = self.lock();
+        *g.starts.entry(spec.session.clone()).or_default() += 1;
+        if g.fail_start.contains(&spec.session) {
+            return Err(EngineError::Launch("scripted start failure".into()));
+        }
+        let (tx, rx) = mpsc::channel(256);
+        let first = match g.paired.get(&spec.session) {
+            Some(phone) => vec![
+                EngineEvent::Authenticated,
+                EngineEvent::Ready { me: phone.clone() },
+            ],
+            None => vec![EngineEvent::Qr {
+                code: format!("ref{},static,identity,adv,web", g.next_driver),
+            }],
+        };
+        for e in first {
+            let _ = tx.try_send(e);
+        }
+        g.next_driver += 1;
+        let number = g.next_driver;
+        g.running.insert(spec.session.clone(), (number, tx));
+        let control = ScriptedControl {
+            engine: self.clone(),
+            session: spec.session.clone(),
+            number,
+        };
+        Ok(Driver {
+            events: rx,
+            control: Box::new(control),
+        })
+    }
+
+    async fn forget(&self, spec: &DriverSpec) -> Result<(), EngineError> {
+        self.lock().paired.remove(&spec.session);
+        Ok(())
+    }
+}
+
+struct ScriptedControl {
+    engine: ScriptedEngine,
+    session: SessionId,
+    number: u64,
+}
+
+impl ScriptedControl {
+    fn release(&self) {
+        let mut g = self.engine.lock();
+        if g.running.get(&self.session).map(|(n, _)| *n) == Some(self.number) {
+            g.running.remove(&self.session);
+        }
+    }
+}
+
+#[async_trait]
+impl DriverControl for ScriptedControl {
+    async fn send_text(&self, to: &str, text: &str) -> Result<String, EngineError> {
+        let mut g = self.engine.lock();
+        if g.panic_on_send.remove(&self.session) {
+            drop(g);
+            panic!("scripted engine: injected panic while sending");
+        }
+        g.sent
+            .push((self.session.clone(), to.to_owned(), text.to_owned()));
+        Ok(format!("msg{}", g.sent.len()))
+    }
+
+    async fn logout(&self) -> Result<(), EngineError> {
+        let mut g = self.engine.lock();
+        g.paired.remove(&self.session);
+        if let Some((_, tx)) = g.running.get(&self.session) {
+            let _ = tx.try_send(EngineEvent::Disconnected {
+                reason: DisconnectReason::Logout,
+                detail: "logout".into(),
+            });
+        }
+        Ok(())
+    }
+
+    async fn stop(&self) -> Result<(), EngineError> {
+        self.release();
+        Ok(())
+    }
+}
+
+impl Drop for ScriptedControl {
+    fn drop(&mut self) {
+        self.release();
+    }
+}

@@ -1,0 +1,434 @@
+//! The tenant session actor: owns the session's state and at most one engine
+//! driver, feeds every command, engine event and timer through
+//! [`machine::next`](super::machine::next), and executes the effects it
+//! returns. Every transition is traced, published on the bus and reported to
+//! the supervisor.
+//!
+//! Starting a driver can take seconds (a browser launch), so it runs in a
+//! task that reports back with `DriverStarted`; the mailbox stays responsive.
+//! Each driver gets a generation number: events of an older driver, and
+//! timers of an older QR window, are ignored.
+
+use super::machine::{self, Effect, Event, Refusal, SessionState, Timing, Transition};
+use crate::bus::{Bus, BusEvent, TransitionEvent};
+use crate::clock::{SharedClock, Timestamp};
+use crate::engine::{Driver, DriverControl, DriverSpec, Engine, EngineError, EngineEvent};
+use crate::ids::{SessionId, TenantId};
+use crate::store::SessionRecord;
+use crate::supervisor::SupervisorMsg;
+use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
+use serde::Serialize;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::task::JoinHandle;
+
+/// A snapshot of a session, as callers see it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct SessionView {
+    pub id: SessionId,
+    pub tenant: TenantId,
+    pub name: String,
+    #[serde(flatten)]
+    pub state: SessionState,
+    pub since: Timestamp,
+}
+
+/// What a session actor needs from its surroundings.
+#[derive(Clone)]
+pub struct SessionEnv {
+    pub clock: SharedClock,
+    pub bus: Bus,
+    pub qr_window: Duration,
+    pub qr_code_ttl: Duration,
+    /// Parent of every session's engine state directory.
+    pub profiles_dir: PathBuf,
+    /// How long a driver gets to stop before it is dropped (killed).
+    pub driver_stop_timeout: Duration,
+}
+
+pub struct SessionArgs {
+    pub record: SessionRecord,
+    /// `None` when this server has no engine of the record's kind.
+    pub engine: Option<Arc<dyn Engine>>,
+    pub initial: SessionState,
+    pub env: SessionEnv,
+    pub supervisor: Option<ActorRef<SupervisorMsg>>,
+}
+
+pub enum SessionMsg {
+    /// Start a driver unless one is live; replies with the resulting view.
+    Connect(RpcReplyPort<SessionView>),
+    /// Stop, keeping the pairing.
+    Stop(RpcReplyPort<SessionView>),
+    /// Unpair and delete the profile.
+    Logout(RpcReplyPort<SessionView>),
+    /// Discard the pairing and start over; refused on a paired session.
+    ForceNew(RpcReplyPort<Result<SessionView, Refusal>>),
+    Get(RpcReplyPort<SessionView>),
+    SendText {
+        to: String,
+        text: String,
+        reply: RpcReplyPort<Result<String, EngineError>>,
+    },
+    DriverStarted {
+        generation: u64,
+        result: Result<Driver, EngineError>,
+    },
+    Engine {
+        generation: u64,
+        event: EngineEvent,
+    },
+    DriverGone {
+        generation: u64,
+    },
+    QrWindowExpired {
+        generation: u64,
+    },
+}
+
+pub struct SessionActor;
+
+pub struct SessionActorState {
+    record: SessionRecord,
+    engine: Option<Arc<dyn Engine>>,
+    env: SessionEnv,
+    supervisor: Option<ActorRef<SupervisorMsg>>,
+    state: SessionState,
+    since: Timestamp,
+    driver: Option<Box<dyn DriverControl>>,
+    driver_generation: u64,
+    qr_generation: u64,
+    qr_timer: Option<JoinHandle<Result<(), ractor::MessagingErr<SessionMsg>>>>,
+}
+
+impl SessionActorState {
+    fn view(&self) -> SessionView {
+        SessionView {
+            id: self.record.id.clone(),
+            tenant: self.record.tenant.clone(),
+            name: self.record.name.clone(),
+            state: self.state.clone(),
+            since: self.since,
+        }
+    }
+
+    fn spec(&self) -> DriverSpec {
+        DriverSpec {
+            tenant: self.record.tenant.clone(),
+            session: self.record.id.clone(),
+            state_dir: self.env.profiles_dir.join(self.record.id.as_str()),
+            user_agent: self.record.user_agent.clone(),
+            proxy: self.record.proxy.clone(),
+        }
+    }
+
+    fn timing(&self) -> Timing {
+        Timing {
+            now: self.env.clock.now(),
+            qr_window: self.env.qr_window,
+            qr_code_ttl: self.env.qr_code_ttl,
+        }
+    }
+}
+
+impl Actor for SessionActor {
+    type Msg = SessionMsg;
+    type State = SessionActorState;
+    type Arguments = SessionArgs;
+
+    async fn pre_start(
+        &self,
+        _myself: ActorRef<SessionMsg>,
+        args: SessionArgs,
+    ) -> Result<SessionActorState, ActorProcessingErr> {
+        let since = args.env.clock.now();
+        Ok(SessionActorState {
+            record: args.record,
+            engine: args.engine,
+            env: args.env,
+            supervisor: args.supervisor,
+            state: args.initial,
+            since,
+            driver: None,
+            driver_generation: 0,
+            qr_generation: 0,
+            qr_timer: None,
+        })
+    }
+
+    async fn handle(
+        &self,
+        myself: ActorRef<SessionMsg>,
+        msg: SessionMsg,
+        st: &mut SessionActorState,
+    ) -> Result<(), ActorProcessingErr> {
+        match msg {
+            SessionMsg::Connect(reply) => {
+                apply(&myself, st, Event::Connect).await;
+                let _ = reply.send(st.view());
+            }
+            SessionMsg::Stop(reply) => {
+                apply(&myself, st, Event::Stop).await;
+                let _ = reply.send(st.view());
+            }
+            SessionMsg::Logout(reply) => {
+                apply(&myself, st, Event::Logout).await;
+                let _ = reply.send(st.view());
+            }
+            SessionMsg::ForceNew(reply) => {
+                let outcome = match apply(&myself, st, Event::ForceNew).await {
+                    Transition::Refused(why) => Err(why),
+                    _ => Ok(st.view()),
+                };
+                let _ = reply.send(outcome);
+            }
+            SessionMsg::Get(reply) => {
+                let _ = reply.send(st.view());
+            }
+            SessionMsg::SendText { to, text, reply } => {
+                let result = match (&st.state, &st.driver) {
+                    (SessionState::Ready { .. }, Some(driver)) => {
+                        driver.send_text(&to, &text).await
+                    }
+                    _ => Err(EngineError::NotReady),
+                };
+                let _ = reply.send(result);
+            }
+            SessionMsg::DriverStarted { generation, result } => {
+                on_driver_started(&myself, st, generation, result).await;
+            }
+            SessionMsg::Engine { generation, event } => {
+                if generation == st.driver_generation {
+                    on_engine_event(&myself, st, event).await;
+                }
+            }
+            SessionMsg::DriverGone { generation } => {
+                if generation == st.driver_generation && st.state.is_live() {
+                    tracing::warn!(
+                        tenant = %st.record.tenant,
+                        session = %st.record.id,
+                        "engine event stream closed without a disconnect"
+                    );
+                    let reason = machine::DisconnectReason::EngineError;
+                    apply(&myself, st, Event::Disconnected { reason }).await;
+                }
+            }
+            SessionMsg::QrWindowExpired { generation } => {
+                if generation == st.qr_generation {
+                    apply(&myself, st, Event::QrWindowExpired).await;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    async fn post_stop(
+        &self,
+        _myself: ActorRef<SessionMsg>,
+        st: &mut SessionActorState,
+    ) -> Result<(), ActorProcessingErr> {
+        if let Some(timer) = st.qr_timer.take() {
+            timer.abort();
+        }
+        stop_driver(st).await;
+        Ok(())
+    }
+}
+
+/// Runs one event through the machine and executes the outcome.
+async fn apply(
+    myself: &ActorRef<SessionMsg>,
+    st: &mut SessionActorState,
+    event: Event,
+) -> Transition {
+    let transition = machine::next(&st.state, &event, st.timing());
+    match &transition {
+        Transition::Moved { to, effects } => {
+            let from = std::mem::replace(&mut st.state, to.clone());
+            st.since = st.env.clock.now();
+            publish(myself, st, from);
+            for effect in effects {
+                execute(myself, st, effect).await;
+            }
+        }
+        Transition::Ignored(why) => tracing::debug!(
+            tenant = %st.record.tenant,
+            session = %st.record.id,
+            state = st.state.name(),
+            event = ?event,
+            ignored = ?why,
+            "session event ignored"
+        ),
+        Transition::Refused(why) => tracing::info!(
+            tenant = %st.record.tenant,
+            session = %st.record.id,
+            state = st.state.name(),
+            refused = ?why,
+            "session command refused"
+        ),
+    }
+    transition
+}
+
+fn publish(myself: &ActorRef<SessionMsg>, st: &SessionActorState, from: SessionState) {
+    let reason = st.state.reason();
+    tracing::info!(
+        tenant = %st.record.tenant,
+        session = %st.record.id,
+        from = from.name(),
+        to = st.state.name(),
+        reason = reason.map(|r| r.as_str()),
+        "session transition"
+    );
+    st.env.bus.publish(BusEvent::Transition(TransitionEvent {
+        tenant: st.record.tenant.clone(),
+        session: st.record.id.clone(),
+        from: from.clone(),
+        to: st.state.clone(),
+        reason,
+        at: st.since,
+    }));
+    if let Some(sup) = &st.supervisor {
+        let _ = sup.cast(SupervisorMsg::SessionChanged {
+            actor: myself.get_id(),
+            view: st.view(),
+            from,
+        });
+    }
+}
+
+async fn execute(myself: &ActorRef<SessionMsg>, st: &mut SessionActorState, effect: &Effect) {
+    match effect {
+        Effect::StartDriver => start_driver(myself, st),
+        Effect::StopDriver => stop_driver(st).await,
+        Effect::LogoutDriver => {
+            if let Some(driver) = st.driver.as_ref() {
+                let out = tokio::time::timeout(st.env.driver_stop_timeout, driver.logout()).await;
+                if !matches!(out, Ok(Ok(()))) {
+                    tracing::warn!(session = %st.record.id, "engine logout did not complete");
+                }
+            }
+            stop_driver(st).await;
+        }
+        Effect::WipeProfile => {
+            if let Some(engine) = &st.engine {
+                if let Err(e) = engine.forget(&st.spec()).await {
+                    tracing::warn!(session = %st.record.id, error = %e, "could not delete the profile");
+                }
+            }
+        }
+        Effect::StartQrTimer { at } => {
+            st.qr_generation += 1;
+            let generation = st.qr_generation;
+            let delay = at.since(st.env.clock.now());
+            let timer =
+                myself.send_after(delay, move || SessionMsg::QrWindowExpired { generation });
+            if let Some(old) = st.qr_timer.replace(timer) {
+                old.abort();
+            }
+        }
+        Effect::CancelQrTimer => {
+            st.qr_generation += 1;
+            if let Some(timer) = st.qr_timer.take() {
+                timer.abort();
+            }
+        }
+    }
+}
+
+fn start_driver(myself: &ActorRef<SessionMsg>, st: &mut SessionActorState) {
+    st.driver_generation += 1;
+    let generation = st.driver_generation;
+    let Some(engine) = st.engine.clone() else {
+        let result = Err(EngineError::Unavailable(st.record.engine.as_str()));
+        let _ = myself.cast(SessionMsg::DriverStarted { generation, result });
+        return;
+    };
+    let spec = st.spec();
+    let me = myself.clone();
+    tokio::spawn(async move {
+        let result = engine.start(&spec).await;
+        if let Err(ractor::MessagingErr::SendErr(msg)) =
+            me.cast(SessionMsg::DriverStarted { generation, result })
+        {
+            // The actor is gone: nobody will own this driver, so close it.
+            if let SessionMsg::DriverStarted { result: Ok(d), .. } = msg {
+                let _ = d.control.stop().await;
+            }
+        }
+    });
+}
+
+async fn stop_driver(st: &mut SessionActorState) {
+    st.driver_generation += 1;
+    if let Some(driver) = st.driver.take() {
+        let out = tokio::time::timeout(st.env.driver_stop_timeout, driver.stop()).await;
+        if !matches!(out, Ok(Ok(()))) {
+            tracing::warn!(session = %st.record.id, "driver did not stop cleanly; dropping it");
+        }
+    }
+}
+
+async fn on_driver_started(
+    myself: &ActorRef<SessionMsg>,
+    st: &mut SessionActorState,
+    generation: u64,
+    result: Result<Driver, EngineError>,
+) {
+    let current = generation == st.driver_generation && st.state.is_live();
+    match result {
+        Ok(driver) if current => {
+            let Driver {
+                mut events,
+                control,
+            } = driver;
+            st.driver = Some(control);
+            let me = myself.clone();
+            tokio::spawn(async move {
+                while let Some(event) = events.recv().await {
+                    if me.cast(SessionMsg::Engine { generation, event }).is_err() {
+                        return;
+                    }
+                }
+                let _ = me.cast(SessionMsg::DriverGone { generation });
+            });
+        }
+        Ok(stale) => {
+            let _ = stale.control.stop().await;
+        }
+        Err(e) if current => {
+            tracing::warn!(
+                tenant = %st.record.tenant,
+                session = %st.record.id,
+                error = %e,
+                "engine failed to start"
+            );
+            let reason = machine::DisconnectReason::EngineError;
+            apply(myself, st, Event::Disconnected { reason }).await;
+        }
+        Err(_) => {}
+    }
+}
+
+async fn on_engine_event(
+    myself: &ActorRef<SessionMsg>,
+    st: &mut SessionActorState,
+    event: EngineEvent,
+) {
+    let machine_event = match event {
+        EngineEvent::Qr { code } => Event::Qr { code },
+        EngineEvent::Authenticated => Event::Authenticated,
+        EngineEvent::Ready { me } => Event::Ready { me },
+        EngineEvent::Disconnected { reason, detail } => {
+            tracing::info!(session = %st.record.id, reason = reason.as_str(), detail, "engine disconnected");
+            Event::Disconnected { reason }
+        }
+        EngineEvent::MessageIn { .. } | EngineEvent::Ack { .. } => return,
+    };
+    apply(myself, st, machine_event).await;
+}
+
+#[cfg(test)]
+#[path = "actor_tests.rs"]
+mod tests;

@@ -1,0 +1,171 @@
+//! The embedded store: one redb file (`<data_dir>/centinela.redb`) with a
+//! schema-version table and typed accessors, one write transaction per
+//! logical change. Records are JSON values keyed by id.
+//!
+//! Domain code sees small traits ([`SessionRepo`]), not redb types, so a
+//! shared database can replace redb in fleet mode. redb's default
+//! `ExclusiveWriter` lock makes a second process opening the same data dir
+//! fail at once with [`StoreError::Locked`].
+
+mod sessions;
+
+pub use sessions::{DesiredState, SessionRecord, SessionRepo};
+
+use redb::{Database, DatabaseError, ReadableDatabase, ReadableTable, TableDefinition};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+/// The schema this build writes. Bumped with a migration when a table changes.
+pub const SCHEMA_VERSION: u64 = 1;
+
+const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("data directory {path} is in use by another Centinela process (the store is locked)")]
+    Locked { path: PathBuf },
+    #[error("cannot open the store at {path}: {why}")]
+    Open { path: PathBuf, why: String },
+    #[error("store schema version {found} is newer than this build understands ({supported})")]
+    SchemaTooNew { found: u64, supported: u64 },
+    #[error("store error: {0}")]
+    Db(String),
+    #[error("corrupt record in {table}: {why}")]
+    Corrupt { table: &'static str, why: String },
+}
+
+macro_rules! db_err {
+    ($($t:ty),*) => {$(
+        impl From<$t> for StoreError {
+            fn from(e: $t) -> Self {
+                StoreError::Db(e.to_string())
+            }
+        }
+    )*};
+}
+db_err!(
+    redb::TransactionError,
+    redb::TableError,
+    redb::StorageError,
+    redb::CommitError
+);
+
+/// Handle to the store; cheap to clone.
+#[derive(Clone)]
+pub struct Store {
+    db: Arc<Database>,
+    path: PathBuf,
+}
+
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Store").field("path", &self.path).finish()
+    }
+}
+
+impl Store {
+    /// Opens (or creates) the store in `data_dir`, creating the directory.
+    pub fn open(data_dir: &Path) -> Result<Store, StoreError> {
+        let path = data_dir.join("centinela.redb");
+        std::fs::create_dir_all(data_dir).map_err(|e| StoreError::Open {
+            path: path.clone(),
+            why: e.to_string(),
+        })?;
+        let db = Database::create(&path).map_err(|e| match e {
+            DatabaseError::DatabaseAlreadyOpen => StoreError::Locked {
+                path: data_dir.to_path_buf(),
+            },
+            other => StoreError::Open {
+                path: path.clone(),
+                why: other.to_string(),
+            },
+        })?;
+        let store = Store {
+            db: Arc::new(db),
+            path,
+        };
+        store.init_schema()?;
+        Ok(store)
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    fn init_schema(&self) -> Result<(), StoreError> {
+        let txn = self.db.begin_write()?;
+        {
+            let mut meta = txn.open_table(META)?;
+            let found = meta.get("schema_version")?.map(|v| v.value());
+            match found {
+                Some(v) if v > SCHEMA_VERSION => {
+                    return Err(StoreError::SchemaTooNew {
+                        found: v,
+                        supported: SCHEMA_VERSION,
+                    })
+                }
+                Some(_) => {}
+                None => {
+                    meta.insert("schema_version", SCHEMA_VERSION)?;
+                }
+            }
+            sessions::create_tables(&txn)?;
+        }
+        txn.commit()?;
+        Ok(())
+    }
+
+    /// The schema version recorded in the file.
+    pub fn schema_version(&self) -> Result<u64, StoreError> {
+        let txn = self.db.begin_read()?;
+        let meta = txn.open_table(META)?;
+        let v = meta.get("schema_version")?.map(|v| v.value());
+        Ok(v.unwrap_or(0))
+    }
+
+    pub(crate) fn db(&self) -> &Database {
+        &self.db
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_new_store_records_its_schema_version() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = Store::open(dir.path()).expect("open");
+        assert_eq!(store.schema_version().expect("version"), SCHEMA_VERSION);
+        drop(store);
+        let again = Store::open(dir.path()).expect("reopen");
+        assert_eq!(again.schema_version().expect("version"), SCHEMA_VERSION);
+    }
+
+    #[test]
+    fn a_second_open_of_the_same_data_dir_is_refused() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let _first = Store::open(dir.path()).expect("open");
+        let second = Store::open(dir.path());
+        assert!(
+            matches!(second, Err(StoreError::Locked { .. })),
+            "{second:?}"
+        );
+    }
+
+    #[test]
+    fn a_newer_schema_is_refused() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        {
+            let store = Store::open(dir.path()).expect("open");
+            let txn = store.db().begin_write().expect("txn");
+            txn.open_table(META)
+                .expect("meta")
+                .insert("schema_version", SCHEMA_VERSION + 1)
+                .expect("insert");
+            txn.commit().expect("commit");
+        }
+        let err = Store::open(dir.path()).expect_err("too new");
+        assert!(matches!(err, StoreError::SchemaTooNew { .. }), "{err}");
+    }
+}

@@ -1,0 +1,135 @@
+//! Session records: who owns the session, which engine, and its desired
+//! state (should it be running), which the supervisor restores on start.
+
+use super::{Store, StoreError};
+use crate::clock::Timestamp;
+use crate::engine::EngineKind;
+use crate::ids::{SessionId, TenantId};
+use crate::session::DisconnectReason;
+use redb::{ReadableDatabase, ReadableTable, TableDefinition, WriteTransaction};
+use serde::{Deserialize, Serialize};
+
+const SESSIONS: TableDefinition<&str, &[u8]> = TableDefinition::new("sessions");
+
+pub(super) fn create_tables(txn: &WriteTransaction) -> Result<(), StoreError> {
+    txn.open_table(SESSIONS)?;
+    Ok(())
+}
+
+/// Whether the session should be running.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DesiredState {
+    Running,
+    Stopped,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SessionRecord {
+    pub id: SessionId,
+    pub tenant: TenantId,
+    pub name: String,
+    pub engine: EngineKind,
+    pub desired: DesiredState,
+    pub user_agent: Option<String>,
+    pub proxy: Option<String>,
+    /// Why it last stopped, so a restart shows the truth.
+    pub last_reason: Option<DisconnectReason>,
+    pub created_at: Timestamp,
+}
+
+/// Session records, behind a trait so the supervisor never sees redb.
+pub trait SessionRepo: Send + Sync + 'static {
+    /// Inserts or replaces a record; durable when it returns.
+    fn put_session(&self, record: &SessionRecord) -> Result<(), StoreError>;
+    fn get_session(&self, id: &SessionId) -> Result<Option<SessionRecord>, StoreError>;
+    fn list_sessions(&self) -> Result<Vec<SessionRecord>, StoreError>;
+    /// Returns whether it existed.
+    fn delete_session(&self, id: &SessionId) -> Result<bool, StoreError>;
+}
+
+fn decode(bytes: &[u8]) -> Result<SessionRecord, StoreError> {
+    serde_json::from_slice(bytes).map_err(|e| StoreError::Corrupt {
+        table: "sessions",
+        why: e.to_string(),
+    })
+}
+
+impl SessionRepo for Store {
+    fn put_session(&self, record: &SessionRecord) -> Result<(), StoreError> {
+        let bytes = serde_json::to_vec(record).map_err(|e| StoreError::Db(e.to_string()))?;
+        let txn = self.db().begin_write()?;
+        txn.open_table(SESSIONS)?
+            .insert(record.id.as_str(), bytes.as_slice())?;
+        txn.commit()?;
+        Ok(())
+    }
+
+    fn get_session(&self, id: &SessionId) -> Result<Option<SessionRecord>, StoreError> {
+        let txn = self.db().begin_read()?;
+        let table = txn.open_table(SESSIONS)?;
+        let value = table.get(id.as_str())?;
+        value.map(|v| decode(v.value())).transpose()
+    }
+
+    fn list_sessions(&self) -> Result<Vec<SessionRecord>, StoreError> {
+        let txn = self.db().begin_read()?;
+        let table = txn.open_table(SESSIONS)?;
+        let mut out = Vec::new();
+        for row in table.iter()? {
+            let (_, v) = row?;
+            out.push(decode(v.value())?);
+        }
+        Ok(out)
+    }
+
+    fn delete_session(&self, id: &SessionId) -> Result<bool, StoreError> {
+        let txn = self.db().begin_write()?;
+        let existed = txn.open_table(SESSIONS)?.remove(id.as_str())?.is_some();
+        txn.commit()?;
+        Ok(existed)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record(id: &str) -> SessionRecord {
+        SessionRecord {
+            id: SessionId::new(id).expect("id"),
+            tenant: TenantId::new("t1").expect("id"),
+            name: "front desk".into(),
+            engine: EngineKind::Webjs,
+            desired: DesiredState::Running,
+            user_agent: None,
+            proxy: None,
+            last_reason: None,
+            created_at: Timestamp::from_millis(5),
+        }
+    }
+
+    #[test]
+    fn session_records_survive_a_reopen() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        {
+            let store = Store::open(dir.path()).expect("open");
+            store.put_session(&record("a")).expect("put");
+            store.put_session(&record("b")).expect("put");
+            let mut b = record("b");
+            b.desired = DesiredState::Stopped;
+            store.put_session(&b).expect("replace");
+        }
+        let store = Store::open(dir.path()).expect("reopen");
+        let all = store.list_sessions().expect("list");
+        assert_eq!(all.len(), 2);
+        let b = store
+            .get_session(&SessionId::new("b").expect("id"))
+            .expect("get")
+            .expect("exists");
+        assert_eq!(b.desired, DesiredState::Stopped);
+        assert!(store.delete_session(&b.id).expect("delete"));
+        assert!(!store.delete_session(&b.id).expect("delete twice"));
+        assert_eq!(store.get_session(&b.id).expect("get"), None);
+    }
+}

@@ -1,0 +1,132 @@
+//! The root supervisor: owns every tenant session actor (`spawn_linked`), the
+//! registry of sessions, the admission seam, crash restarts with a budget,
+//! and the restore of running sessions when the process starts.
+//!
+//! Callers (the web layer) talk to it with [`SupervisorMsg`]; it answers reads
+//! from its own registry (kept current by the sessions' `SessionChanged`
+//! reports) and forwards slow commands (stop, logout) to the session actor
+//! from a task, so one slow browser never stalls the supervisor.
+
+mod actor;
+pub mod admission;
+pub mod restart;
+pub mod restore;
+
+pub use actor::{Supervisor, SupervisorArgs};
+
+use crate::clock::Timestamp;
+use crate::engine::{EngineError, EngineKind};
+use crate::ids::{SessionId, TenantId};
+use crate::session::{Refusal, SessionState, SessionView};
+use crate::store::StoreError;
+use admission::DenyReason;
+use ractor::RpcReplyPort;
+use serde::Serialize;
+use std::time::Duration;
+
+/// A request to create a session.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewSession {
+    pub tenant: TenantId,
+    pub name: String,
+    pub engine: EngineKind,
+    pub user_agent: Option<String>,
+    pub proxy: Option<String>,
+}
+
+/// What `connect` did.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(tag = "outcome", rename_all = "snake_case")]
+pub enum ConnectOutcome {
+    /// The session already has a live driver: nothing was started.
+    AlreadyLive { session: SessionView },
+    /// Admitted; the driver starts at `start_at`.
+    Queued {
+        session: SessionView,
+        start_at: Timestamp,
+    },
+    /// Refused by the admission policy.
+    Denied {
+        reason: DenyReason,
+        #[serde(with = "humantime_serde")]
+        wait: Duration,
+        block_until: Timestamp,
+    },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SupervisorError {
+    #[error("session {0} not found")]
+    NotFound(SessionId),
+    #[error("the session is paired and live: {0:?}")]
+    Refused(Refusal),
+    #[error(transparent)]
+    Engine(#[from] EngineError),
+    #[error("store failure: {0}")]
+    Store(String),
+    #[error("the session actor is unavailable")]
+    Unavailable,
+}
+
+impl From<StoreError> for SupervisorError {
+    fn from(e: StoreError) -> Self {
+        SupervisorError::Store(e.to_string())
+    }
+}
+
+type Reply<T> = RpcReplyPort<Result<T, SupervisorError>>;
+
+pub enum SupervisorMsg {
+    Create {
+        new: NewSession,
+        reply: Reply<SessionView>,
+    },
+    Delete {
+        id: SessionId,
+        reply: Reply<()>,
+    },
+    Connect {
+        id: SessionId,
+        reply: Reply<ConnectOutcome>,
+    },
+    /// Stop, keeping the pairing; the session will not be restored.
+    Disconnect {
+        id: SessionId,
+        reply: Reply<SessionView>,
+    },
+    /// Unpair and delete the profile.
+    Logout {
+        id: SessionId,
+        reply: Reply<SessionView>,
+    },
+    Get {
+        id: SessionId,
+        reply: Reply<SessionView>,
+    },
+    /// Every session, or one tenant's.
+    List {
+        tenant: Option<TenantId>,
+        reply: RpcReplyPort<Vec<SessionView>>,
+    },
+    SendText {
+        id: SessionId,
+        to: String,
+        text: String,
+        reply: Reply<String>,
+    },
+    /// An admitted attempt's start time has come (internal).
+    StartAttempt {
+        id: SessionId,
+        epoch: u64,
+    },
+    /// Respawn a crashed session actor (internal).
+    Respawn {
+        id: SessionId,
+    },
+    /// A session actor reports a transition (internal).
+    SessionChanged {
+        actor: ractor::ActorId,
+        view: SessionView,
+        from: SessionState,
+    },
+}

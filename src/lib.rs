@@ -1,0 +1,97 @@
+//! Wiring: config → store → supervisor → HTTP. [`run`] is what `serve` calls
+//! and what the end-to-end tests call in-process on `127.0.0.1:0`.
+//!
+//! Shutdown order matters: stop accepting HTTP, stop the supervisor (which
+//! stops every session actor, which closes every driver and browser), then
+//! close the store last so every final write lands.
+
+use centinela_actors::bus::Bus;
+use centinela_actors::clock::{SharedClock, SystemClock};
+use centinela_actors::config::Config;
+use centinela_actors::engine::EngineSet;
+use centinela_actors::ractor::Actor;
+use centinela_actors::session::actor::SessionEnv;
+use centinela_actors::store::{Store, StoreError};
+use centinela_actors::supervisor::admission::OpenAdmission;
+use centinela_actors::supervisor::{Supervisor, SupervisorArgs};
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::net::TcpListener;
+
+pub use centinela_actors::config;
+
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("cannot start the supervisor: {0}")]
+    Supervisor(String),
+    #[error("HTTP server failed: {0}")]
+    Http(#[from] std::io::Error),
+}
+
+/// Everything `run` needs beyond the config; tests swap the engines and clock.
+pub struct Services {
+    pub engines: EngineSet,
+    pub clock: SharedClock,
+}
+
+impl Default for Services {
+    fn default() -> Self {
+        Self {
+            engines: EngineSet::default(),
+            clock: Arc::new(SystemClock),
+        }
+    }
+}
+
+/// Runs the service on `listener` until `shutdown` completes.
+pub async fn run(
+    config: Config,
+    services: Services,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), RunError> {
+    let store = Store::open(&config.storage.data_dir)?;
+    let bus = Bus::default();
+    let env = SessionEnv {
+        clock: services.clock.clone(),
+        bus: bus.clone(),
+        qr_window: config.engine.qr_window,
+        qr_code_ttl: config.engine.qr_code_ttl,
+        profiles_dir: config.storage.data_dir.join("profiles"),
+        driver_stop_timeout: Duration::from_secs(10).min(config.server.shutdown_timeout),
+    };
+    let args = SupervisorArgs {
+        config: config.clone(),
+        repo: Arc::new(store.clone()),
+        engines: services.engines,
+        env,
+        admission: Box::new(OpenAdmission),
+        rng_seed: None,
+    };
+    let (supervisor, handle) = Actor::spawn(None, Supervisor, args)
+        .await
+        .map_err(|e| RunError::Supervisor(e.to_string()))?;
+    let state = centinela_web::AppState {
+        supervisor: supervisor.clone(),
+        clock: services.clock,
+    };
+    let app = centinela_web::router(state);
+    tracing::info!(listen = %listener.local_addr()?, data_dir = %config.storage.data_dir.display(), "centinela serving");
+    let served = axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown)
+        .await;
+    tracing::info!("shutting down: stopping sessions");
+    let _ = supervisor
+        .stop_and_wait(
+            Some("shutdown".into()),
+            Some(config.server.shutdown_timeout),
+        )
+        .await;
+    let _ = handle.await;
+    drop(store);
+    tracing::info!("shutdown complete");
+    served.map_err(RunError::Http)
+}
