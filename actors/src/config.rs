@@ -140,14 +140,16 @@ impl Config {
 
     /// Loads and validates the effective configuration.
     pub fn load(file: Option<&Path>) -> Result<Config, ConfigError> {
+        if let Some(path) = file {
+            std::fs::metadata(path).map_err(|e| {
+                ConfigError::Load(format!("cannot read config file {}: {e}", path.display()))
+            })?;
+        }
         Self::from_figment(Self::figment(file))
     }
 
     pub fn from_figment(f: Figment) -> Result<Config, ConfigError> {
-        let config: Config = f.extract().map_err(|e| {
-            let msgs: Vec<String> = e.into_iter().map(|e| e.to_string()).collect();
-            ConfigError::Load(msgs.join("; "))
-        })?;
+        let config: Config = f.extract().map_err(|e| describe(&f, e))?;
         config.validate()?;
         Ok(config)
     }
@@ -236,6 +238,43 @@ impl Config {
     }
 }
 
+/// Rewrites figment's errors as `key = value: problem (source)`, with keys in
+/// the lower case of default.toml whatever layer they came from.
+fn describe(f: &Figment, err: figment::Error) -> ConfigError {
+    let msgs: Vec<String> = err
+        .into_iter()
+        .map(|e| {
+            let mut key = e.path.join(".").to_lowercase();
+            let value = match &e.kind {
+                figment::error::Kind::UnknownField(field, _) => {
+                    key = if key.is_empty() {
+                        field.clone()
+                    } else {
+                        format!("{key}.{field}")
+                    };
+                    None
+                }
+                _ if key.is_empty() => None,
+                _ => f.find_value(&key).ok().map(|v| match v.as_str() {
+                    Some(s) => format!("{s:?}"),
+                    None => serde_json::to_string(&v).unwrap_or_default(),
+                }),
+            };
+            let source = e
+                .metadata
+                .as_ref()
+                .map(|m| format!(" (from {})", m.name))
+                .unwrap_or_default();
+            match value {
+                Some(v) => format!("{key} = {v}: {}{source}", e.kind),
+                None if key.is_empty() => format!("{}{source}", e.kind),
+                None => format!("{key}: {}{source}", e.kind),
+            }
+        })
+        .collect();
+    ConfigError::Load(msgs.join("; "))
+}
+
 fn invalid(key: &'static str, value: impl std::fmt::Display, why: &'static str) -> ConfigError {
     ConfigError::Invalid {
         key,
@@ -310,7 +349,7 @@ mod tests {
         Jail::expect_with(|jail| {
             jail.create_file("c.toml", "[antiban]\nconect_delay = \"5s\"\n")?;
             let e = load_err(jail, Some("c.toml"));
-            assert!(e.contains("conect_delay"), "{e}");
+            assert!(e.contains("antiban.conect_delay"), "{e}");
             Ok(())
         });
     }
@@ -320,7 +359,7 @@ mod tests {
         Jail::expect_with(|jail| {
             jail.set_env("CENTINELA__ANTIBAN__MAX_SESIONS", "3");
             let e = load_err(jail, None);
-            assert!(e.contains("max_sesions"), "{e}");
+            assert!(e.contains("antiban.max_sesions"), "{e}");
             Ok(())
         });
     }
@@ -330,8 +369,7 @@ mod tests {
         Jail::expect_with(|jail| {
             jail.set_env("CENTINELA__ANTIBAN__MAX_SESSIONS", "lots");
             let e = load_err(jail, None);
-            assert!(e.contains("antiban.max_sessions"), "{e}");
-            assert!(e.contains("lots"), "{e}");
+            assert!(e.contains("antiban.max_sessions = \"lots\""), "{e}");
             Ok(())
         });
     }
@@ -341,8 +379,10 @@ mod tests {
         Jail::expect_with(|jail| {
             jail.set_env("CENTINELA__ANTIBAN__COOLDOWN_AFTER_FAILURE", "two hours");
             let e = load_err(jail, None);
-            assert!(e.contains("antiban.cooldown_after_failure"), "{e}");
-            assert!(e.contains("two hours"), "{e}");
+            assert!(
+                e.contains("antiban.cooldown_after_failure = \"two hours\""),
+                "{e}"
+            );
             Ok(())
         });
     }
@@ -368,7 +408,7 @@ mod tests {
         Jail::expect_with(|jail| {
             jail.set_env("CENTINELA__SERVER__LISTEN", "localhost:abc");
             let e = load_err(jail, None);
-            assert!(e.contains("server.listen"), "{e}");
+            assert!(e.contains("server.listen = \"localhost:abc\""), "{e}");
             Ok(())
         });
     }

@@ -1,1 +1,281 @@
+//! Session actor tests against the scripted engine. Time is tokio's paused
+//! clock (auto-advancing when idle) plus a ManualClock for timestamps, so the
+//! 60 s QR window is tested instantly; waits are on bus events.
+
 use super::*;
+use crate::bus::{Bus, BusEvent, TransitionEvent};
+use crate::clock::ManualClock;
+use crate::engine::scripted::ScriptedEngine;
+use crate::engine::EngineKind;
+use crate::ids::{SessionId, TenantId};
+use crate::session::machine::DisconnectReason;
+use crate::store::DesiredState;
+use ractor::call;
+use tokio::sync::broadcast;
+
+struct Fixture {
+    actor: ActorRef<SessionMsg>,
+    engine: ScriptedEngine,
+    events: broadcast::Receiver<BusEvent>,
+    id: SessionId,
+}
+
+async fn fixture() -> Fixture {
+    let engine = ScriptedEngine::new();
+    let bus = Bus::new(256);
+    let events = bus.subscribe();
+    let id = SessionId::new("s1").expect("id");
+    let record = SessionRecord {
+        id: id.clone(),
+        tenant: TenantId::new("t1").expect("id"),
+        name: "desk".into(),
+        engine: EngineKind::Webjs,
+        desired: DesiredState::Stopped,
+        user_agent: None,
+        proxy: None,
+        last_reason: None,
+        created_at: Timestamp::from_millis(0),
+    };
+    let env = SessionEnv {
+        clock: Arc::new(ManualClock::new(Timestamp::from_millis(1_000_000))),
+        bus,
+        qr_window: Duration::from_secs(60),
+        qr_code_ttl: Duration::from_secs(20),
+        profiles_dir: PathBuf::from("/nonexistent/profiles"),
+        driver_stop_timeout: Duration::from_secs(5),
+    };
+    let args = SessionArgs {
+        record,
+        engine: Some(Arc::new(engine.clone())),
+        initial: SessionState::Disconnected {
+            reason: DisconnectReason::NeverConnected,
+        },
+        env,
+        supervisor: None,
+    };
+    let (actor, _) = Actor::spawn(None, SessionActor, args).await.expect("spawn");
+    Fixture {
+        actor,
+        engine,
+        events,
+        id,
+    }
+}
+
+/// The next transition on the bus, within a generous timeout.
+async fn next_transition(rx: &mut broadcast::Receiver<BusEvent>) -> TransitionEvent {
+    let ev = tokio::time::timeout(Duration::from_secs(120), rx.recv())
+        .await
+        .expect("a transition within 120 s (tokio time)")
+        .expect("bus open");
+    match ev {
+        BusEvent::Transition(t) => t,
+    }
+}
+
+async fn expect_state(rx: &mut broadcast::Receiver<BusEvent>, name: &str) -> TransitionEvent {
+    let t = next_transition(rx).await;
+    assert_eq!(t.to.name(), name, "unexpected transition {t:?}");
+    t
+}
+
+async fn connect_and_scan(f: &mut Fixture) {
+    let view = call!(f.actor, SessionMsg::Connect).expect("connect");
+    assert_eq!(view.state, SessionState::Connecting);
+    expect_state(&mut f.events, "CONNECTING").await;
+    expect_state(&mut f.events, "QR").await;
+    assert!(f.engine.scan(&f.id, "5491122334455"));
+    expect_state(&mut f.events, "AUTHENTICATED").await;
+    let ready = expect_state(&mut f.events, "READY").await;
+    assert_eq!(
+        ready.to,
+        SessionState::Ready {
+            me: "5491122334455".into()
+        }
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn connect_scan_reaches_ready_and_publishes_each_step() {
+    let mut f = fixture().await;
+    connect_and_scan(&mut f).await;
+    let view = call!(f.actor, SessionMsg::Get).expect("get");
+    assert_eq!(view.state.name(), "READY");
+}
+
+#[tokio::test(start_paused = true)]
+async fn second_connect_returns_the_live_state_without_a_second_driver() {
+    let mut f = fixture().await;
+    connect_and_scan(&mut f).await;
+    let view = call!(f.actor, SessionMsg::Connect).expect("connect again");
+    assert_eq!(view.state.name(), "READY");
+    assert_eq!(f.engine.starts(&f.id), 1);
+}
+
+#[tokio::test(start_paused = true)]
+async fn unscanned_qr_times_out_and_stops_the_driver() {
+    let mut f = fixture().await;
+    call!(f.actor, SessionMsg::Connect).expect("connect");
+    expect_state(&mut f.events, "CONNECTING").await;
+    expect_state(&mut f.events, "QR").await;
+    let t = expect_state(&mut f.events, "DISCONNECTED").await;
+    assert_eq!(t.reason, Some(DisconnectReason::QrTimeout));
+    assert!(!f.engine.is_running(&f.id), "driver stopped");
+}
+
+#[tokio::test(start_paused = true)]
+async fn scan_cancels_the_qr_timer() {
+    let mut f = fixture().await;
+    connect_and_scan(&mut f).await;
+    tokio::time::advance(Duration::from_secs(300)).await;
+    let view = call!(f.actor, SessionMsg::Get).expect("get");
+    assert_eq!(
+        view.state.name(),
+        "READY",
+        "the QR window must not end a READY session"
+    );
+    assert!(f.events.try_recv().is_err(), "no further transition");
+}
+
+#[tokio::test(start_paused = true)]
+async fn qr_rotation_publishes_the_new_code() {
+    let mut f = fixture().await;
+    call!(f.actor, SessionMsg::Connect).expect("connect");
+    expect_state(&mut f.events, "CONNECTING").await;
+    expect_state(&mut f.events, "QR").await;
+    assert!(f.engine.emit(
+        &f.id,
+        EngineEvent::Qr {
+            code: "ref9,a,b,c,web".into()
+        }
+    ));
+    let t = expect_state(&mut f.events, "QR").await;
+    let SessionState::Qr { code, .. } = t.to else {
+        panic!("QR expected");
+    };
+    assert_eq!(code, "ref9,a,b,c,web");
+}
+
+#[tokio::test(start_paused = true)]
+async fn qr_after_ready_changes_nothing() {
+    let mut f = fixture().await;
+    connect_and_scan(&mut f).await;
+    assert!(f.engine.emit(
+        &f.id,
+        EngineEvent::Qr {
+            code: "late".into()
+        }
+    ));
+    assert!(f
+        .engine
+        .emit(&f.id, EngineEvent::Ready { me: "other".into() }));
+    // A Get is processed after both events (one mailbox, in order).
+    let view = call!(f.actor, SessionMsg::Get).expect("get");
+    assert_eq!(
+        view.state,
+        SessionState::Ready {
+            me: "5491122334455".into()
+        }
+    );
+    assert!(
+        f.events.try_recv().is_err(),
+        "no transition for ignored events"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn engine_disconnect_reasons_reach_the_state() {
+    let mut f = fixture().await;
+    connect_and_scan(&mut f).await;
+    assert!(f.engine.emit(
+        &f.id,
+        EngineEvent::Disconnected {
+            reason: DisconnectReason::BrowserCrashed,
+            detail: "exit".into()
+        }
+    ));
+    let t = expect_state(&mut f.events, "DISCONNECTED").await;
+    assert_eq!(t.reason, Some(DisconnectReason::BrowserCrashed));
+    assert!(!f.engine.is_running(&f.id));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_silently_closed_engine_is_an_engine_error() {
+    let mut f = fixture().await;
+    connect_and_scan(&mut f).await;
+    f.engine.crash(&f.id);
+    let t = expect_state(&mut f.events, "DISCONNECTED").await;
+    assert_eq!(t.reason, Some(DisconnectReason::EngineError));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_failed_start_is_an_engine_error() {
+    let mut f = fixture().await;
+    f.engine.fail_start(&f.id);
+    call!(f.actor, SessionMsg::Connect).expect("connect");
+    expect_state(&mut f.events, "CONNECTING").await;
+    let t = expect_state(&mut f.events, "DISCONNECTED").await;
+    assert_eq!(t.reason, Some(DisconnectReason::EngineError));
+}
+
+#[tokio::test(start_paused = true)]
+async fn logout_unpairs_and_stop_keeps_the_pairing() {
+    let mut f = fixture().await;
+    connect_and_scan(&mut f).await;
+    let view = call!(f.actor, SessionMsg::Stop).expect("stop");
+    assert_eq!(view.state.reason(), Some(DisconnectReason::Manual));
+    assert!(!f.engine.is_running(&f.id));
+    assert!(f.engine.is_paired(&f.id), "stop keeps the pairing");
+
+    // Reconnect restores without a QR.
+    call!(f.actor, SessionMsg::Connect).expect("connect");
+    expect_state(&mut f.events, "DISCONNECTED").await;
+    expect_state(&mut f.events, "CONNECTING").await;
+    expect_state(&mut f.events, "AUTHENTICATED").await;
+    expect_state(&mut f.events, "READY").await;
+
+    let view = call!(f.actor, SessionMsg::Logout).expect("logout");
+    assert_eq!(view.state.reason(), Some(DisconnectReason::Logout));
+    assert!(!f.engine.is_paired(&f.id), "logout unpairs");
+    assert!(!f.engine.is_running(&f.id));
+}
+
+#[tokio::test(start_paused = true)]
+async fn force_new_on_ready_is_refused() {
+    let mut f = fixture().await;
+    connect_and_scan(&mut f).await;
+    let out = call!(f.actor, SessionMsg::ForceNew).expect("call");
+    assert_eq!(out, Err(Refusal::SessionPaired));
+    assert_eq!(f.engine.starts(&f.id), 1);
+    assert!(f.engine.is_paired(&f.id));
+}
+
+#[tokio::test(start_paused = true)]
+async fn stopping_the_actor_closes_its_driver() {
+    let mut f = fixture().await;
+    connect_and_scan(&mut f).await;
+    assert!(f.engine.is_running(&f.id));
+    f.actor.stop_and_wait(None, None).await.expect("stop");
+    assert!(!f.engine.is_running(&f.id));
+}
+
+#[tokio::test(start_paused = true)]
+async fn send_text_needs_ready() {
+    let mut f = fixture().await;
+    let out = call!(f.actor, |r| SessionMsg::SendText {
+        to: "1".into(),
+        text: "hola".into(),
+        reply: r
+    })
+    .expect("call");
+    assert_eq!(out, Err(EngineError::NotReady));
+    connect_and_scan(&mut f).await;
+    let out = call!(f.actor, |r| SessionMsg::SendText {
+        to: "5491100000000".into(),
+        text: "hola".into(),
+        reply: r
+    })
+    .expect("call");
+    assert!(out.is_ok());
+    assert_eq!(f.engine.sent().len(), 1);
+}
