@@ -15,13 +15,12 @@ use crate::clock::{SharedClock, Timestamp};
 use crate::engine::{Driver, DriverControl, DriverSpec, Engine, EngineError, EngineEvent};
 use crate::ids::{SessionId, TenantId};
 use crate::store::SessionRecord;
-use crate::supervisor::SupervisorMsg;
+use crate::supervisor::{SupervisorMsg, Timer};
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 use serde::Serialize;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::task::JoinHandle;
 
 /// A snapshot of a session, as callers see it.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -99,7 +98,7 @@ pub struct SessionActorState {
     driver: Option<Box<dyn DriverControl>>,
     driver_generation: u64,
     qr_generation: u64,
-    qr_timer: Option<JoinHandle<Result<(), ractor::MessagingErr<SessionMsg>>>>,
+    qr_timer: Option<Timer<SessionMsg>>,
 }
 
 impl SessionActorState {
@@ -247,10 +246,12 @@ async fn apply(
         Transition::Moved { to, effects } => {
             let from = std::mem::replace(&mut st.state, to.clone());
             st.since = st.env.clock.now();
-            publish(myself, st, from);
             for effect in effects {
                 execute(myself, st, effect).await;
             }
+            // Published once its effects are done: DISCONNECTED means the
+            // driver is closed (and the profile gone, after a logout).
+            publish(myself, st, from);
         }
         Transition::Ignored(why) => tracing::debug!(
             tenant = %st.record.tenant,
@@ -281,21 +282,23 @@ fn publish(myself: &ActorRef<SessionMsg>, st: &SessionActorState, from: SessionS
         reason = reason.map(|r| r.as_str()),
         "session transition"
     );
-    st.env.bus.publish(BusEvent::Transition(TransitionEvent {
-        tenant: st.record.tenant.clone(),
-        session: st.record.id.clone(),
-        from: from.clone(),
-        to: st.state.clone(),
-        reason,
-        at: st.since,
-    }));
+    // The supervisor hears first: whoever sees the bus event and then asks
+    // the supervisor gets an answer that already includes this transition.
     if let Some(sup) = &st.supervisor {
         let _ = sup.cast(SupervisorMsg::SessionChanged {
             actor: myself.get_id(),
             view: st.view(),
-            from,
+            from: from.clone(),
         });
     }
+    st.env.bus.publish(BusEvent::Transition(TransitionEvent {
+        tenant: st.record.tenant.clone(),
+        session: st.record.id.clone(),
+        from,
+        to: st.state.clone(),
+        reason,
+        at: st.since,
+    }));
 }
 
 async fn execute(myself: &ActorRef<SessionMsg>, st: &mut SessionActorState, effect: &Effect) {
@@ -349,13 +352,12 @@ fn start_driver(myself: &ActorRef<SessionMsg>, st: &mut SessionActorState) {
     let me = myself.clone();
     tokio::spawn(async move {
         let result = engine.start(&spec).await;
-        if let Err(ractor::MessagingErr::SendErr(msg)) =
-            me.cast(SessionMsg::DriverStarted { generation, result })
+        // If the actor is gone, nobody will own this driver: close it.
+        if let Err(ractor::MessagingErr::SendErr(SessionMsg::DriverStarted {
+            result: Ok(d), ..
+        })) = me.cast(SessionMsg::DriverStarted { generation, result })
         {
-            // The actor is gone: nobody will own this driver, so close it.
-            if let SessionMsg::DriverStarted { result: Ok(d), .. } = msg {
-                let _ = d.control.stop().await;
-            }
+            let _ = d.control.stop().await;
         }
     });
 }

@@ -3,7 +3,7 @@
 use super::admission::{Admission, AttemptKind, AttemptRequest, Decision};
 use super::restart::RestartBudget;
 use super::restore::stagger;
-use super::{ConnectOutcome, NewSession, SupervisorError, SupervisorMsg};
+use super::{ConnectOutcome, NewSession, SupervisorError, SupervisorMsg, Timer};
 use crate::bus::{BusEvent, TransitionEvent};
 use crate::clock::Timestamp;
 use crate::config::Config;
@@ -20,7 +20,6 @@ use rand::SeedableRng;
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::task::JoinHandle;
 
 /// How long the supervisor waits for a session actor to accept a start.
 const START_CALL_TIMEOUT: Duration = Duration::from_secs(10);
@@ -44,7 +43,7 @@ struct Entry {
     budget: RestartBudget,
     /// Bumped whenever a scheduled start is made or cancelled.
     epoch: u64,
-    pending: Option<(Timestamp, JoinHandle<()>)>,
+    pending: Option<(Timestamp, Timer<SupervisorMsg>)>,
 }
 
 pub struct SupervisorState {
@@ -464,11 +463,10 @@ fn schedule(
         return;
     };
     let epoch = entry.epoch;
-    let me = myself.clone();
     let sid = id.clone();
-    let timer = tokio::spawn(async move {
-        tokio::time::sleep(delay).await;
-        let _ = me.cast(SupervisorMsg::StartAttempt { id: sid, epoch });
+    let timer = myself.send_after(delay, move || SupervisorMsg::StartAttempt {
+        id: sid,
+        epoch,
     });
     entry.pending = Some((at, timer));
 }
@@ -598,11 +596,7 @@ fn on_child_exit(
     match entry.budget.on_crash(now) {
         Some(delay) => {
             tracing::info!(tenant = %entry.record.tenant, session = %id, delay_ms = delay.as_millis() as u64, "session actor restart scheduled");
-            let me = myself.clone();
-            tokio::spawn(async move {
-                tokio::time::sleep(delay).await;
-                let _ = me.cast(SupervisorMsg::Respawn { id });
-            });
+            myself.send_after(delay, move || SupervisorMsg::Respawn { id });
         }
         None => {
             tracing::error!(tenant = %entry.record.tenant, session = %id, "restart budget spent; session left stopped");

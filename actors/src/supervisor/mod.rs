@@ -76,6 +76,9 @@ impl From<StoreError> for SupervisorError {
 
 type Reply<T> = RpcReplyPort<Result<T, SupervisorError>>;
 
+/// A delayed self-message (`send_after`); abort it to cancel.
+pub(crate) type Timer<M> = tokio::task::JoinHandle<Result<(), ractor::MessagingErr<M>>>;
+
 pub enum SupervisorMsg {
     Create {
         new: NewSession,
@@ -130,3 +133,6 @@ pub enum SupervisorMsg {
         from: SessionState,
     },
 }
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,375 @@
+//! Supervisor tests on the scripted engine and a real redb file in a temp
+//! dir: crash restarts that leave other tenants alone, restore after a whole
+//! restart, and the registry's bookkeeping. Waits are on bus events.
+
+use super::*;
+use crate::bus::{Bus, BusEvent, TransitionEvent};
+use crate::clock::SystemClock;
+use crate::config::Config;
+use crate::engine::scripted::ScriptedEngine;
+use crate::engine::EngineSet;
+use crate::session::actor::SessionEnv;
+use crate::session::DisconnectReason;
+use crate::store::{DesiredState, SessionRepo, Store};
+use admission::OpenAdmission;
+use ractor::{call, Actor, ActorRef};
+use std::path::Path;
+use std::sync::Arc;
+use tokio::sync::broadcast;
+
+const WAIT: Duration = Duration::from_secs(30);
+
+fn test_config() -> Config {
+    let mut c = Config::defaults();
+    c.antiban.queue_spacing = Duration::from_millis(5);
+    c.antiban.connect_jitter_min = Duration::ZERO;
+    c.antiban.connect_jitter_max = Duration::from_millis(5);
+    c.supervisor.restart_backoff = Duration::from_millis(10);
+    c
+}
+
+struct Harness {
+    sup: ActorRef<SupervisorMsg>,
+    engine: ScriptedEngine,
+    bus: Bus,
+    store: Store,
+}
+
+async fn start(dir: &Path, engine: &ScriptedEngine, config: Config) -> Harness {
+    let store = Store::open(dir).expect("store");
+    let bus = Bus::new(1024);
+    let env = SessionEnv {
+        clock: Arc::new(SystemClock),
+        bus: bus.clone(),
+        qr_window: config.engine.qr_window,
+        qr_code_ttl: config.engine.qr_code_ttl,
+        profiles_dir: dir.join("profiles"),
+        driver_stop_timeout: Duration::from_secs(5),
+    };
+    let args = SupervisorArgs {
+        config,
+        repo: Arc::new(store.clone()),
+        engines: EngineSet::default()
+            .with(crate::engine::EngineKind::Webjs, Arc::new(engine.clone())),
+        env,
+        admission: Box::new(OpenAdmission),
+        rng_seed: Some(42),
+    };
+    let (sup, _) = Actor::spawn(None, Supervisor, args)
+        .await
+        .expect("spawn supervisor");
+    Harness {
+        sup,
+        engine: engine.clone(),
+        bus,
+        store,
+    }
+}
+
+impl Harness {
+    async fn stop(self) {
+        self.sup
+            .stop_and_wait(None, Some(WAIT))
+            .await
+            .expect("supervisor stops");
+    }
+
+    async fn create(&self, tenant: &str) -> SessionId {
+        let new = NewSession {
+            tenant: TenantId::new(tenant).expect("id"),
+            name: format!("{tenant} desk"),
+            engine: crate::engine::EngineKind::Webjs,
+            user_agent: None,
+            proxy: None,
+        };
+        let view = call!(self.sup, |r| SupervisorMsg::Create { new, reply: r })
+            .expect("call")
+            .expect("create");
+        view.id
+    }
+
+    async fn connect(&self, id: &SessionId) -> ConnectOutcome {
+        call!(self.sup, |r| SupervisorMsg::Connect {
+            id: id.clone(),
+            reply: r
+        })
+        .expect("call")
+        .expect("connect")
+    }
+
+    async fn get(&self, id: &SessionId) -> SessionView {
+        call!(self.sup, |r| SupervisorMsg::Get {
+            id: id.clone(),
+            reply: r
+        })
+        .expect("call")
+        .expect("get")
+    }
+
+    /// Connects and scans a fresh session until READY.
+    async fn make_ready(&self, id: &SessionId, rx: &mut broadcast::Receiver<BusEvent>) {
+        assert!(matches!(
+            self.connect(id).await,
+            ConnectOutcome::Queued { .. }
+        ));
+        wait_for(rx, id, "QR").await;
+        assert!(self.engine.scan(id, "5491100000001"));
+        wait_for(rx, id, "READY").await;
+    }
+}
+
+/// Waits for `id` to enter `state`; returns the transitions seen meanwhile.
+async fn wait_for(
+    rx: &mut broadcast::Receiver<BusEvent>,
+    id: &SessionId,
+    state: &str,
+) -> Vec<TransitionEvent> {
+    let mut seen = Vec::new();
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        let ev = tokio::time::timeout_at(deadline, rx.recv())
+            .await
+            .unwrap_or_else(|_| panic!("{id} did not reach {state}; saw {seen:#?}"))
+            .expect("bus open");
+        let BusEvent::Transition(t) = ev;
+        let done = t.session == *id && t.to.name() == state;
+        seen.push(t);
+        if done {
+            return seen;
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_panicking_session_is_restarted_and_the_others_stay_ready() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let h = start(dir.path(), &ScriptedEngine::new(), test_config()).await;
+    let mut rx = h.bus.subscribe();
+    let mut ids = Vec::new();
+    for tenant in ["clinic", "shop", "crm"] {
+        let id = h.create(tenant).await;
+        h.make_ready(&id, &mut rx).await;
+        ids.push(id);
+    }
+    let victim = ids[1].clone();
+    h.engine.panic_on_send(&victim);
+    let sent = call!(h.sup, |r| SupervisorMsg::SendText {
+        id: victim.clone(),
+        to: "5491100000000".into(),
+        text: "hola".into(),
+        reply: r
+    })
+    .expect("call");
+    assert_eq!(
+        sent,
+        Err(SupervisorError::Unavailable),
+        "the actor died mid-send"
+    );
+
+    // The supervisor reports the crash, restarts the actor and reconnects it
+    // (desired state is running; the profile is paired, so no QR).
+    let seen = wait_for(&mut rx, &victim, "READY").await;
+    let victim_states: Vec<&str> = seen
+        .iter()
+        .filter(|t| t.session == victim)
+        .map(|t| t.to.name())
+        .collect();
+    assert_eq!(
+        victim_states,
+        ["DISCONNECTED", "CONNECTING", "AUTHENTICATED", "READY"]
+    );
+    assert!(
+        seen.iter().all(|t| t.session == victim),
+        "other sessions must not move: {seen:#?}"
+    );
+    for other in [&ids[0], &ids[2]] {
+        assert_eq!(h.get(other).await.state.name(), "READY");
+        assert_eq!(h.engine.starts(other), 1, "never restarted");
+    }
+    assert_eq!(h.engine.starts(&victim), 2);
+    assert!(h.engine.is_running(&victim));
+    h.stop().await;
+}
+
+#[tokio::test]
+async fn a_whole_restart_restores_running_sessions_and_leaves_stopped_ones() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let engine = ScriptedEngine::new();
+    let (running, stopped, never) = {
+        let h = start(dir.path(), &engine, test_config()).await;
+        let mut rx = h.bus.subscribe();
+        let running = h.create("clinic").await;
+        h.make_ready(&running, &mut rx).await;
+        let stopped = h.create("shop").await;
+        h.make_ready(&stopped, &mut rx).await;
+        let view = call!(h.sup, |r| SupervisorMsg::Disconnect {
+            id: stopped.clone(),
+            reply: r
+        })
+        .expect("call")
+        .expect("disconnect");
+        assert_eq!(view.state.reason(), Some(DisconnectReason::Manual));
+        let never = h.create("crm").await;
+        h.stop().await;
+        (running, stopped, never)
+    };
+    assert!(!engine.is_running(&running), "shutdown closed every driver");
+    assert!(!engine.is_running(&stopped));
+
+    let h = start(dir.path(), &engine, test_config()).await;
+    let mut rx = h.bus.subscribe();
+    let seen = wait_for(&mut rx, &running, "READY").await;
+    assert!(
+        seen.iter().all(|t| t.to.name() != "QR"),
+        "restored without a QR: {seen:#?}"
+    );
+    assert_eq!(
+        h.get(&stopped).await.state.reason(),
+        Some(DisconnectReason::Manual)
+    );
+    assert_eq!(
+        h.get(&never).await.state.reason(),
+        Some(DisconnectReason::NeverConnected)
+    );
+    assert!(!engine.is_running(&stopped));
+    assert_eq!(
+        engine.starts(&stopped),
+        1,
+        "a stopped session is not restored"
+    );
+    assert_eq!(engine.starts(&never), 0);
+    h.stop().await;
+}
+
+#[tokio::test]
+async fn connect_on_a_live_session_returns_its_state() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let h = start(dir.path(), &ScriptedEngine::new(), test_config()).await;
+    let mut rx = h.bus.subscribe();
+    let id = h.create("clinic").await;
+    h.make_ready(&id, &mut rx).await;
+    match h.connect(&id).await {
+        ConnectOutcome::AlreadyLive { session } => assert_eq!(session.state.name(), "READY"),
+        other => panic!("expected AlreadyLive, got {other:?}"),
+    }
+    assert_eq!(h.engine.starts(&id), 1);
+    h.stop().await;
+}
+
+#[tokio::test]
+async fn a_remote_logout_clears_the_desire_to_run() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let h = start(dir.path(), &ScriptedEngine::new(), test_config()).await;
+    let mut rx = h.bus.subscribe();
+    let id = h.create("clinic").await;
+    h.make_ready(&id, &mut rx).await;
+    assert_eq!(
+        h.store
+            .get_session(&id)
+            .expect("get")
+            .expect("exists")
+            .desired,
+        DesiredState::Running
+    );
+    h.engine.emit(
+        &id,
+        crate::engine::EngineEvent::Disconnected {
+            reason: DisconnectReason::Logout,
+            detail: "phone".into(),
+        },
+    );
+    wait_for(&mut rx, &id, "DISCONNECTED").await;
+    assert!(!h.engine.is_paired(&id), "logout wipes the profile");
+    // The supervisor records it; a Get after the report sees the same.
+    let view = h.get(&id).await;
+    assert_eq!(view.state.reason(), Some(DisconnectReason::Logout));
+    let record = h.store.get_session(&id).expect("get").expect("exists");
+    assert_eq!(record.desired, DesiredState::Stopped);
+    assert_eq!(record.last_reason, Some(DisconnectReason::Logout));
+    h.stop().await;
+}
+
+#[tokio::test]
+async fn delete_unpairs_stops_and_forgets() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let h = start(dir.path(), &ScriptedEngine::new(), test_config()).await;
+    let mut rx = h.bus.subscribe();
+    let id = h.create("clinic").await;
+    h.make_ready(&id, &mut rx).await;
+    call!(h.sup, |r| SupervisorMsg::Delete {
+        id: id.clone(),
+        reply: r
+    })
+    .expect("call")
+    .expect("delete");
+    assert!(!h.engine.is_running(&id));
+    assert!(!h.engine.is_paired(&id));
+    assert_eq!(h.store.get_session(&id).expect("get"), None);
+    let gone = call!(h.sup, |r| SupervisorMsg::Get {
+        id: id.clone(),
+        reply: r
+    })
+    .expect("call");
+    assert_eq!(gone, Err(SupervisorError::NotFound(id.clone())));
+    let list = call!(h.sup, |r| SupervisorMsg::List {
+        tenant: None,
+        reply: r
+    })
+    .expect("call");
+    assert!(list.is_empty());
+    h.stop().await;
+}
+
+#[tokio::test]
+async fn list_filters_by_tenant() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let h = start(dir.path(), &ScriptedEngine::new(), test_config()).await;
+    let a = h.create("clinic").await;
+    let _b = h.create("shop").await;
+    let tenant = Some(TenantId::new("clinic").expect("id"));
+    let list = call!(h.sup, |r| SupervisorMsg::List { tenant, reply: r }).expect("call");
+    assert_eq!(
+        list.iter().map(|v| v.id.clone()).collect::<Vec<_>>(),
+        vec![a]
+    );
+    h.stop().await;
+}
+
+#[tokio::test]
+async fn a_session_that_keeps_crashing_stops_being_restarted() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut config = test_config();
+    config.supervisor.restart_budget = 2;
+    config.supervisor.restart_backoff = Duration::ZERO;
+    let h = start(dir.path(), &ScriptedEngine::new(), config).await;
+    let mut rx = h.bus.subscribe();
+    let id = h.create("clinic").await;
+    h.make_ready(&id, &mut rx).await;
+    for round in 0..3 {
+        h.engine.panic_on_send(&id);
+        let sent = call!(h.sup, |r| SupervisorMsg::SendText {
+            id: id.clone(),
+            to: "1".into(),
+            text: "x".into(),
+            reply: r
+        })
+        .expect("call");
+        assert!(sent.is_err(), "round {round}");
+        wait_for(&mut rx, &id, "DISCONNECTED").await;
+        if round < 2 {
+            wait_for(&mut rx, &id, "READY").await;
+        }
+    }
+    // Budget spent: the third crash is not followed by a restart. A Get is
+    // answered after the crash was handled; the driver was released.
+    let view = h.get(&id).await;
+    assert_eq!(view.state.reason(), Some(DisconnectReason::EngineError));
+    assert_eq!(h.engine.starts(&id), 3);
+    // A user's connect still works: it spawns a fresh actor.
+    assert!(matches!(
+        h.connect(&id).await,
+        ConnectOutcome::Queued { .. }
+    ));
+    wait_for(&mut rx, &id, "READY").await;
+    h.stop().await;
+}
