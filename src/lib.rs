@@ -12,7 +12,6 @@ use centinela_actors::engine::EngineSet;
 use centinela_actors::ractor::Actor;
 use centinela_actors::session::actor::SessionEnv;
 use centinela_actors::store::{Store, StoreError};
-use centinela_actors::supervisor::admission::OpenAdmission;
 use centinela_actors::supervisor::{Supervisor, SupervisorArgs};
 use std::future::Future;
 use std::sync::Arc;
@@ -62,13 +61,15 @@ pub async fn run(
         qr_code_ttl: config.engine.qr_code_ttl,
         profiles_dir: config.storage.data_dir.join("profiles"),
         driver_stop_timeout: Duration::from_secs(10).min(config.server.shutdown_timeout),
+        restart_grace: config.antiban.restart_grace,
     };
     let args = SupervisorArgs {
         config: config.clone(),
-        repo: Arc::new(store.clone()),
+        sessions: Arc::new(store.clone()),
+        ledger: Arc::new(store.clone()),
+        audit: Arc::new(store.clone()),
         engines: services.engines,
         env,
-        admission: Box::new(OpenAdmission),
         rng_seed: None,
     };
     let (supervisor, handle) = Actor::spawn(None, Supervisor, args)

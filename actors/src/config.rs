@@ -93,6 +93,11 @@ pub struct AntibanConfig {
     pub max_sessions_per_tenant: u32,
     pub max_sessions: u32,
     pub auto_reconnect: bool,
+    #[serde(with = "humantime_serde")]
+    pub reconnect_backoff_base: Duration,
+    #[serde(with = "humantime_serde")]
+    pub reconnect_backoff_max: Duration,
+    pub reconnect_max_tries: u32,
     pub restore_counts_as_attempt: bool,
 }
 

@@ -48,6 +48,9 @@ pub enum EngineEvent {
         reason: DisconnectReason,
         detail: String,
     },
+    /// A stream error from WhatsApp's servers (515: restart required, or a
+    /// ban; the session actor tells them apart).
+    StreamError { code: u16 },
     /// A message arrived.
     MessageIn {
         id: String,

@@ -44,6 +44,8 @@ pub struct SessionEnv {
     pub profiles_dir: PathBuf,
     /// How long a driver gets to stop before it is dropped (killed).
     pub driver_stop_timeout: Duration,
+    /// A first 515 this soon after a scan is a restart, not a ban.
+    pub restart_grace: Duration,
 }
 
 pub struct SessionArgs {
@@ -99,6 +101,9 @@ pub struct SessionActorState {
     driver_generation: u64,
     qr_generation: u64,
     qr_timer: Option<Timer<SessionMsg>>,
+    /// When the QR was last scanned, and whether its one 515 restart was used.
+    scanned_at: Option<Timestamp>,
+    restart_grace_used: bool,
 }
 
 impl SessionActorState {
@@ -153,6 +158,8 @@ impl Actor for SessionActor {
             driver_generation: 0,
             qr_generation: 0,
             qr_timer: None,
+            scanned_at: None,
+            restart_grace_used: false,
         })
     }
 
@@ -246,6 +253,14 @@ async fn apply(
         Transition::Moved { to, effects } => {
             let from = std::mem::replace(&mut st.state, to.clone());
             st.since = st.env.clock.now();
+            let scanned = matches!(
+                st.state,
+                SessionState::Authenticated | SessionState::Ready { .. }
+            );
+            if matches!(from, SessionState::Qr { .. }) && scanned {
+                st.scanned_at = Some(st.since);
+                st.restart_grace_used = false;
+            }
             for effect in effects {
                 execute(myself, st, effect).await;
             }
@@ -425,6 +440,30 @@ async fn on_engine_event(
         EngineEvent::Disconnected { reason, detail } => {
             tracing::info!(session = %st.record.id, reason = reason.as_str(), detail, "engine disconnected");
             Event::Disconnected { reason }
+        }
+        EngineEvent::StreamError { code: 515 } => {
+            let now = st.env.clock.now();
+            if machine::stream_error_515_is_restart(
+                st.scanned_at,
+                st.restart_grace_used,
+                now,
+                st.env.restart_grace,
+            ) {
+                tracing::info!(session = %st.record.id, "stream error 515 right after the scan: restart required, not a ban");
+                st.restart_grace_used = true;
+                Event::RestartRequired
+            } else {
+                tracing::warn!(session = %st.record.id, "stream error 515: banned");
+                Event::Disconnected {
+                    reason: machine::DisconnectReason::Banned,
+                }
+            }
+        }
+        EngineEvent::StreamError { code } => {
+            tracing::warn!(session = %st.record.id, code, "stream error");
+            Event::Disconnected {
+                reason: machine::DisconnectReason::EngineError,
+            }
         }
         EngineEvent::MessageIn { .. } | EngineEvent::Ack { .. } => return,
     };

@@ -43,6 +43,7 @@ async fn fixture() -> Fixture {
         qr_code_ttl: Duration::from_secs(20),
         profiles_dir: PathBuf::from("/nonexistent/profiles"),
         driver_stop_timeout: Duration::from_secs(5),
+        restart_grace: Duration::from_secs(60),
     };
     let args = SessionArgs {
         record,

@@ -122,6 +122,10 @@ pub enum Event {
     Logout,
     /// The QR window timer fired (the actor has already checked its generation).
     QrWindowExpired,
+    /// WhatsApp's "restart required" (the first stream error 515 right after
+    /// a scan; the actor has already told it apart from a ban): restart the
+    /// driver on the same pairing without a new admission.
+    RestartRequired,
 }
 
 /// Side effects the actor executes, in order.
@@ -230,7 +234,8 @@ pub fn next(state: &SessionState, event: &Event, t: Timing) -> Transition {
             Event::Qr { .. }
             | Event::Authenticated
             | Event::Ready { .. }
-            | Event::Disconnected { .. },
+            | Event::Disconnected { .. }
+            | Event::RestartRequired,
         ) => Transition::Ignored(Ignored::NotLive),
 
         // CONNECTING
@@ -262,6 +267,9 @@ pub fn next(state: &SessionState, event: &Event, t: Timing) -> Transition {
             vec![Effect::LogoutDriver, Effect::WipeProfile],
         ),
         (S::Connecting, Event::QrWindowExpired) => Transition::Ignored(Ignored::StaleTimer),
+        (S::Connecting, Event::RestartRequired) => {
+            moved(S::Connecting, vec![Effect::StopDriver, Effect::StartDriver])
+        }
 
         // QR
         (S::Qr { .. }, Event::Connect | Event::ForceNew) => {
@@ -291,6 +299,14 @@ pub fn next(state: &SessionState, event: &Event, t: Timing) -> Transition {
         (S::Qr { .. }, Event::Logout) => moved(
             disconnected(DisconnectReason::Logout),
             drop_driver(DisconnectReason::Logout, true),
+        ),
+        (S::Qr { .. }, Event::RestartRequired) => moved(
+            S::Connecting,
+            vec![
+                Effect::CancelQrTimer,
+                Effect::StopDriver,
+                Effect::StartDriver,
+            ],
         ),
         (S::Qr { .. }, Event::QrWindowExpired) => moved(
             disconnected(DisconnectReason::QrTimeout),
@@ -326,6 +342,24 @@ pub fn next(state: &SessionState, event: &Event, t: Timing) -> Transition {
         (S::Authenticated | S::Ready { .. }, Event::QrWindowExpired) => {
             Transition::Ignored(Ignored::StaleTimer)
         }
+        (S::Authenticated | S::Ready { .. }, Event::RestartRequired) => {
+            moved(S::Connecting, vec![Effect::StopDriver, Effect::StartDriver])
+        }
+    }
+}
+
+/// How to read a stream error 515: WhatsApp sends one right after a
+/// successful scan to ask for a restart (as Baileys documents); the first one
+/// within `grace` of the scan is that, any other is a ban.
+pub fn stream_error_515_is_restart(
+    scanned_at: Option<Timestamp>,
+    grace_used: bool,
+    now: Timestamp,
+    grace: Duration,
+) -> bool {
+    match scanned_at {
+        Some(at) => !grace_used && now.since(at) <= grace && now >= at,
+        None => false,
     }
 }
 

@@ -65,6 +65,7 @@ fn all_events() -> Vec<(&'static str, Event)> {
         ("stop", Event::Stop),
         ("logout", Event::Logout),
         ("qr_window_expired", Event::QrWindowExpired),
+        ("restart_required", Event::RestartRequired),
     ]
 }
 
@@ -99,6 +100,7 @@ fn expected(state: &str, event: &str) -> Transition {
         ("connecting", "stop") => moved(disconnected(R::Manual), vec![StopDriver]),
         ("connecting", "logout") => moved(disconnected(R::Logout), vec![LogoutDriver, WipeProfile]),
         ("connecting", "qr_window_expired") => i(Ignored::StaleTimer),
+        ("connecting", "restart_required") => moved(S::Connecting, vec![StopDriver, StartDriver]),
 
         ("qr", "connect" | "force_new") => i(Ignored::AlreadyLive),
         ("qr", "qr") => moved(new_qr, vec![]),
@@ -110,6 +112,9 @@ fn expected(state: &str, event: &str) -> Transition {
             disconnected(R::Logout),
             vec![CancelQrTimer, StopDriver, WipeProfile],
         ),
+        ("qr", "restart_required") => {
+            moved(S::Connecting, vec![CancelQrTimer, StopDriver, StartDriver])
+        }
         ("qr", "qr_window_expired") => moved(disconnected(R::QrTimeout), vec![StopDriver]),
 
         ("authenticated" | "ready", "connect") => i(Ignored::AlreadyLive),
@@ -126,6 +131,9 @@ fn expected(state: &str, event: &str) -> Transition {
             moved(disconnected(R::Logout), vec![LogoutDriver, WipeProfile])
         }
         ("authenticated" | "ready", "qr_window_expired") => i(Ignored::StaleTimer),
+        ("authenticated" | "ready", "restart_required") => {
+            moved(S::Connecting, vec![StopDriver, StartDriver])
+        }
         (s, e) => panic!("pair ({s}, {e}) missing from the table"),
     }
 }
@@ -140,7 +148,7 @@ fn every_state_event_pair_has_the_specified_outcome() {
             checked += 1;
         }
     }
-    assert_eq!(checked, 45);
+    assert_eq!(checked, 50);
 }
 
 #[test]
@@ -269,4 +277,25 @@ fn reasons_serialize_in_snake_case() {
         let json = serde_json::to_string(&r).expect("serialize");
         assert_eq!(json, format!("\"{}\"", r.as_str()));
     }
+}
+
+#[test]
+fn only_the_first_515_soon_after_a_scan_is_a_restart() {
+    let grace = Duration::from_secs(60);
+    let scan = T0;
+    let soon = T0.plus(Duration::from_secs(10));
+    let late = T0.plus(Duration::from_secs(61));
+    assert!(stream_error_515_is_restart(Some(scan), false, soon, grace));
+    assert!(
+        !stream_error_515_is_restart(Some(scan), true, soon, grace),
+        "only once"
+    );
+    assert!(
+        !stream_error_515_is_restart(Some(scan), false, late, grace),
+        "outside the grace"
+    );
+    assert!(
+        !stream_error_515_is_restart(None, false, soon, grace),
+        "never scanned (restored)"
+    );
 }

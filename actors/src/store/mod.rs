@@ -2,13 +2,17 @@
 //! schema-version table and typed accessors, one write transaction per
 //! logical change. Records are JSON values keyed by id.
 //!
-//! Domain code sees small traits ([`SessionRepo`]), not redb types, so a
+//! Domain code sees small traits ([`SessionRepo`], [`AuditRepo`], the
+//! supervisor's `LedgerRepo`), not redb types, so a
 //! shared database can replace redb in fleet mode. redb's default
 //! `ExclusiveWriter` lock makes a second process opening the same data dir
 //! fail at once with [`StoreError::Locked`].
 
+mod audit;
+mod ledger;
 mod sessions;
 
+pub use audit::{AuditEntry, AuditRepo, AUDIT_CAPACITY};
 pub use sessions::{DesiredState, SessionRecord, SessionRepo};
 
 use redb::{Database, DatabaseError, ReadableDatabase, ReadableTable, TableDefinition};
@@ -110,6 +114,8 @@ impl Store {
                 }
             }
             sessions::create_tables(&txn)?;
+            ledger::create_tables(&txn)?;
+            audit::create_tables(&txn)?;
         }
         txn.commit()?;
         Ok(())

@@ -1,74 +1,80 @@
-//! The root supervisor actor. See the module docs of [`super`].
+//! The root supervisor actor: its state, message dispatch, session actor
+//! spawning, and crash supervision. Connection attempts (admission, queue,
+//! restore, reconnect) are in [`super::attempts`].
 
-use super::admission::{Admission, AttemptKind, AttemptRequest, Decision};
+use super::admission::{check_create, Admission, Outcome};
+use super::attempts;
+use super::ledger::LedgerRepo;
 use super::restart::RestartBudget;
-use super::restore::stagger;
-use super::{ConnectOutcome, NewSession, SupervisorError, SupervisorMsg, Timer};
+use super::{NewSession, RateLimitReport, SupervisorError, SupervisorMsg, Timer};
 use crate::bus::{BusEvent, TransitionEvent};
 use crate::clock::Timestamp;
 use crate::config::Config;
 use crate::engine::EngineSet;
-use crate::ids::SessionId;
+use crate::ids::{SessionId, TenantId};
 use crate::session::actor::SessionEnv;
 use crate::session::{
     DisconnectReason, SessionActor, SessionArgs, SessionMsg, SessionState, SessionView,
 };
-use crate::store::{DesiredState, SessionRecord, SessionRepo};
-use ractor::{Actor, ActorId, ActorProcessingErr, ActorRef, SupervisionEvent};
-use rand::rngs::StdRng;
-use rand::SeedableRng;
-use std::collections::HashMap;
+use crate::store::{AuditEntry, AuditRepo, DesiredState, SessionRecord, SessionRepo};
+use ractor::{Actor, ActorId, ActorProcessingErr, ActorRef, RpcReplyPort, SupervisionEvent};
+use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
-use std::time::Duration;
-
-/// How long the supervisor waits for a session actor to accept a start.
-const START_CALL_TIMEOUT: Duration = Duration::from_secs(10);
 
 pub struct SupervisorArgs {
     pub config: Config,
-    pub repo: Arc<dyn SessionRepo>,
+    pub sessions: Arc<dyn SessionRepo>,
+    pub ledger: Arc<dyn LedgerRepo>,
+    pub audit: Arc<dyn AuditRepo>,
     pub engines: EngineSet,
     pub env: SessionEnv,
-    pub admission: Box<dyn Admission>,
-    /// Seed for restore jitter; `None` seeds from the OS.
+    /// Seed for the queue's jitter; `None` seeds from the OS.
     pub rng_seed: Option<u64>,
 }
 
 pub struct Supervisor;
 
-struct Entry {
-    record: SessionRecord,
-    actor: Option<ActorRef<SessionMsg>>,
-    view: SessionView,
-    budget: RestartBudget,
+pub(super) struct Pending {
+    pub ticket: u64,
+    pub start_at: Timestamp,
+    pub timer: Timer<SupervisorMsg>,
+}
+
+pub(super) struct Entry {
+    pub record: SessionRecord,
+    pub actor: Option<ActorRef<SessionMsg>>,
+    pub view: SessionView,
+    pub budget: RestartBudget,
     /// Bumped whenever a scheduled start is made or cancelled.
-    epoch: u64,
-    pending: Option<(Timestamp, Timer<SupervisorMsg>)>,
+    pub epoch: u64,
+    pub pending: Option<Pending>,
+    /// Automatic reconnect tries since the session was last READY.
+    pub reconnect_tries: u32,
 }
 
 pub struct SupervisorState {
-    config: Config,
-    repo: Arc<dyn SessionRepo>,
-    engines: EngineSet,
-    env: SessionEnv,
-    admission: Box<dyn Admission>,
-    rng: StdRng,
-    sessions: HashMap<SessionId, Entry>,
-    by_actor: HashMap<ActorId, SessionId>,
+    pub(super) config: Config,
+    pub(super) repo: Arc<dyn SessionRepo>,
+    pub(super) audit: Arc<dyn AuditRepo>,
+    pub(super) engines: EngineSet,
+    pub(super) env: SessionEnv,
+    pub(super) admission: Admission,
+    pub(super) sessions: HashMap<SessionId, Entry>,
+    pub(super) by_actor: HashMap<ActorId, SessionId>,
 }
 
 impl SupervisorState {
-    fn now(&self) -> Timestamp {
+    pub(super) fn now(&self) -> Timestamp {
         self.env.clock.now()
     }
 
-    fn entry(&mut self, id: &SessionId) -> Result<&mut Entry, SupervisorError> {
+    pub(super) fn entry(&mut self, id: &SessionId) -> Result<&mut Entry, SupervisorError> {
         self.sessions
             .get_mut(id)
             .ok_or_else(|| SupervisorError::NotFound(id.clone()))
     }
 
-    fn new_entry(&self, record: SessionRecord, state: SessionState) -> Entry {
+    pub(super) fn new_entry(&self, record: SessionRecord, state: SessionState) -> Entry {
         let s = &self.config.supervisor;
         Entry {
             view: SessionView {
@@ -83,11 +89,12 @@ impl SupervisorState {
             budget: RestartBudget::new(s.restart_budget, s.restart_window, s.restart_backoff),
             epoch: 0,
             pending: None,
+            reconnect_tries: 0,
         }
     }
 
-    /// Persists a changed record (write before acknowledging).
-    fn save(
+    /// Persists a changed record (written before anyone is told).
+    pub(super) fn save(
         &mut self,
         id: &SessionId,
         change: impl FnOnce(&mut SessionRecord),
@@ -102,12 +109,48 @@ impl SupervisorState {
         Ok(())
     }
 
-    fn cancel_pending(&mut self, id: &SessionId) {
-        if let Some(entry) = self.sessions.get_mut(id) {
-            entry.epoch += 1;
-            if let Some((_, timer)) = entry.pending.take() {
-                timer.abort();
-            }
+    /// Sessions live or queued, except `except`: what capacity counts.
+    pub(super) fn live_count(&self, except: &SessionId) -> u32 {
+        let n = self
+            .sessions
+            .values()
+            .filter(|e| e.record.id != *except && (e.view.state.is_live() || e.pending.is_some()))
+            .count();
+        u32::try_from(n).unwrap_or(u32::MAX)
+    }
+
+    fn rate_limit_report(&self, tenant: Option<TenantId>) -> RateLimitReport {
+        let now = self.now();
+        let live = self.live_count(&SessionId::new("none").expect("a valid literal id"));
+        let tenants: BTreeSet<TenantId> = match tenant {
+            Some(t) => BTreeSet::from([t]),
+            None => self
+                .admission
+                .known_tenants()
+                .into_iter()
+                .chain(self.sessions.values().map(|e| e.record.tenant.clone()))
+                .collect(),
+        };
+        RateLimitReport {
+            global: self.admission.global_status(now),
+            organizations: tenants
+                .iter()
+                .map(|t| self.admission.tenant_status(t, live, now))
+                .collect(),
+        }
+    }
+
+    fn audit(&self, actor: &str, action: &str, tenant: &TenantId, detail: String) {
+        let entry = AuditEntry {
+            seq: 0,
+            at: self.now(),
+            actor: actor.to_owned(),
+            action: action.to_owned(),
+            tenant: Some(tenant.clone()),
+            detail,
+        };
+        if let Err(e) = self.audit.audit(&entry) {
+            tracing::error!(error = %e, action, "could not write the audit log");
         }
     }
 }
@@ -122,17 +165,16 @@ impl Actor for Supervisor {
         _myself: ActorRef<SupervisorMsg>,
         args: SupervisorArgs,
     ) -> Result<SupervisorState, ActorProcessingErr> {
-        let rng = match args.rng_seed {
-            Some(seed) => StdRng::seed_from_u64(seed),
-            None => StdRng::from_os_rng(),
-        };
+        let now = args.env.clock.now();
+        let admission =
+            Admission::load(args.config.antiban.clone(), args.ledger, args.rng_seed, now)?;
         Ok(SupervisorState {
             config: args.config,
-            repo: args.repo,
+            repo: args.sessions,
+            audit: args.audit,
             engines: args.engines,
             env: args.env,
-            admission: args.admission,
-            rng,
+            admission,
             sessions: HashMap::new(),
             by_actor: HashMap::new(),
         })
@@ -143,7 +185,7 @@ impl Actor for Supervisor {
         myself: ActorRef<SupervisorMsg>,
         st: &mut SupervisorState,
     ) -> Result<(), ActorProcessingErr> {
-        restore_all(&myself, st).await?;
+        attempts::restore_all(&myself, st).await?;
         Ok(())
     }
 
@@ -159,7 +201,12 @@ impl Actor for Supervisor {
             }
             SupervisorMsg::Delete { id, reply } => delete(st, id, reply),
             SupervisorMsg::Connect { id, reply } => {
-                let _ = reply.send(connect(&myself, st, &id, AttemptKind::Connect));
+                let _ = reply.send(attempts::connect(
+                    &myself,
+                    st,
+                    &id,
+                    super::admission::AttemptKind::Connect,
+                ));
             }
             SupervisorMsg::Disconnect { id, reply } => {
                 stop_session(&myself, st, id, false, reply).await;
@@ -185,30 +232,54 @@ impl Actor for Supervisor {
                 to,
                 text,
                 reply,
-            } => match st.entry(&id).map(|e| e.actor.clone()) {
-                Err(e) => {
-                    let _ = reply.send(Err(e));
-                }
-                Ok(None) => {
-                    let _ = reply.send(Err(SupervisorError::Unavailable));
-                }
-                Ok(Some(actor)) => {
-                    tokio::spawn(async move {
-                        let out =
-                            ractor::call!(actor, |r| SessionMsg::SendText { to, text, reply: r });
-                        let _ = reply.send(match out {
-                            Ok(sent) => sent.map_err(SupervisorError::from),
-                            Err(_) => Err(SupervisorError::Unavailable),
-                        });
-                    });
-                }
-            },
-            SupervisorMsg::StartAttempt { id, epoch } => {
-                start_attempt(&myself, st, &id, epoch).await
+            } => send_text(st, id, to, text, reply),
+            SupervisorMsg::RateLimitStatus { tenant, reply } => {
+                let _ = reply.send(st.rate_limit_report(tenant));
             }
+            SupervisorMsg::Queue { reply } => {
+                let _ = reply.send(st.admission.queue());
+            }
+            SupervisorMsg::Unblock { tenant, by, reply } => {
+                let now = st.now();
+                let out = st
+                    .admission
+                    .unblock(&tenant, &by, now)
+                    .map_err(SupervisorError::from);
+                if let Ok(was_blocked) = out {
+                    tracing::warn!(tenant = %tenant, by = %by, was_blocked, "admin lifted the ban block");
+                    st.audit(
+                        &by,
+                        "antiban.unblock",
+                        &tenant,
+                        format!("was_blocked={was_blocked}"),
+                    );
+                }
+                let _ = reply.send(out);
+            }
+            SupervisorMsg::ResetCooldown { tenant, by, reply } => {
+                let now = st.now();
+                let out = st
+                    .admission
+                    .reset_cooldown(&tenant, &by, now)
+                    .map_err(SupervisorError::from);
+                if let Ok(was_cooling) = out {
+                    tracing::warn!(tenant = %tenant, by = %by, was_cooling, "admin reset the cooldown");
+                    st.audit(
+                        &by,
+                        "antiban.reset_cooldown",
+                        &tenant,
+                        format!("was_cooling={was_cooling}"),
+                    );
+                }
+                let _ = reply.send(out);
+            }
+            SupervisorMsg::StartAttempt { id, epoch } => {
+                attempts::start_attempt(&myself, st, &id, epoch).await
+            }
+            SupervisorMsg::Reconnect { id } => attempts::reconnect(&myself, st, &id),
             SupervisorMsg::Respawn { id } => respawn(&myself, st, &id).await,
             SupervisorMsg::SessionChanged { actor, view, from } => {
-                on_session_changed(st, actor, view, from)
+                on_session_changed(&myself, st, actor, view, from);
             }
         }
         Ok(())
@@ -241,8 +312,8 @@ impl Actor for Supervisor {
         st: &mut SupervisorState,
     ) -> Result<(), ActorProcessingErr> {
         for entry in st.sessions.values_mut() {
-            if let Some((_, timer)) = entry.pending.take() {
-                timer.abort();
+            if let Some(p) = entry.pending.take() {
+                p.timer.abort();
             }
         }
         // Each session actor closes its driver in its own post_stop.
@@ -257,7 +328,7 @@ impl Actor for Supervisor {
     }
 }
 
-async fn spawn_session(
+pub(super) async fn spawn_session(
     myself: &ActorRef<SupervisorMsg>,
     st: &mut SupervisorState,
     id: &SessionId,
@@ -286,64 +357,27 @@ async fn spawn_session(
     Ok(actor)
 }
 
-async fn restore_all(
-    myself: &ActorRef<SupervisorMsg>,
-    st: &mut SupervisorState,
-) -> Result<(), SupervisorError> {
-    let mut records = st.repo.list_sessions()?;
-    records.sort_by(|a, b| a.created_at.cmp(&b.created_at).then(a.id.cmp(&b.id)));
-    let mut to_restore = Vec::new();
-    for record in records {
-        let id = record.id.clone();
-        let reason = record
-            .last_reason
-            .unwrap_or(DisconnectReason::NeverConnected);
-        if record.desired == DesiredState::Running {
-            to_restore.push(id.clone());
-        }
-        let entry = st.new_entry(record, SessionState::Disconnected { reason });
-        st.sessions.insert(id.clone(), entry);
-        spawn_session(myself, st, &id).await?;
-    }
-    let a = &st.config.antiban;
-    let plan = stagger(
-        to_restore.len(),
-        a.queue_spacing,
-        a.connect_jitter_min,
-        a.connect_jitter_max,
-        &mut st.rng,
-    );
-    let now = st.now();
-    for (id, offset) in to_restore.iter().zip(plan) {
-        let tenant = st.entry(id)?.record.tenant.clone();
-        let request = AttemptRequest {
-            tenant: tenant.clone(),
-            session: id.clone(),
-            kind: AttemptKind::Restore,
-        };
-        match st.admission.admit(&request, now) {
-            Decision::Admitted { start_at } => {
-                let at = start_at.max(now.plus(offset));
-                tracing::info!(tenant = %tenant, session = %id, start_at = %at, "restoring session");
-                schedule(myself, st, id, at);
-            }
-            Decision::Denied {
-                reason,
-                block_until,
-                ..
-            } => {
-                tracing::warn!(tenant = %tenant, session = %id, reason = ?reason, block_until = %block_until, "restore denied");
-            }
-        }
-    }
-    Ok(())
-}
-
 async fn create(
     myself: &ActorRef<SupervisorMsg>,
     st: &mut SupervisorState,
     new: NewSession,
 ) -> Result<SessionView, SupervisorError> {
+    let now = st.now();
+    let of_tenant = st
+        .sessions
+        .values()
+        .filter(|e| e.record.tenant == new.tenant)
+        .count();
+    let count = |n: usize| u32::try_from(n).unwrap_or(u32::MAX);
+    if let Err(denial) = check_create(
+        &st.config.antiban,
+        count(of_tenant),
+        count(st.sessions.len()),
+        now,
+    ) {
+        tracing::info!(tenant = %new.tenant, reason = denial.reason.as_str(), "session creation denied");
+        return Err(SupervisorError::Denied(denial));
+    }
     let record = SessionRecord {
         id: SessionId::generate(),
         tenant: new.tenant,
@@ -353,17 +387,13 @@ async fn create(
         user_agent: new.user_agent,
         proxy: new.proxy,
         last_reason: None,
-        created_at: st.now(),
+        created_at: now,
     };
     st.repo.put_session(&record)?;
     let id = record.id.clone();
     tracing::info!(tenant = %record.tenant, session = %id, "session created");
-    let entry = st.new_entry(
-        record,
-        SessionState::Disconnected {
-            reason: DisconnectReason::NeverConnected,
-        },
-    );
+    let reason = DisconnectReason::NeverConnected;
+    let entry = st.new_entry(record, SessionState::Disconnected { reason });
     st.sessions.insert(id.clone(), entry);
     spawn_session(myself, st, &id).await?;
     Ok(st.entry(&id)?.view.clone())
@@ -372,9 +402,9 @@ async fn create(
 fn delete(
     st: &mut SupervisorState,
     id: SessionId,
-    reply: ractor::RpcReplyPort<Result<(), SupervisorError>>,
+    reply: RpcReplyPort<Result<(), SupervisorError>>,
 ) {
-    st.cancel_pending(&id);
+    attempts::cancel_pending(st, &id);
     let Some(entry) = st.sessions.remove(&id) else {
         let _ = reply.send(Err(SupervisorError::NotFound(id)));
         return;
@@ -393,7 +423,8 @@ fn delete(
     st.by_actor.remove(&actor.get_id());
     let timeout = st.config.server.shutdown_timeout;
     tokio::spawn(async move {
-        let _ = ractor::call_t!(actor, SessionMsg::Logout, timeout.as_millis() as u64);
+        let millis = u64::try_from(timeout.as_millis()).unwrap_or(u64::MAX);
+        let _ = ractor::call_t!(actor, SessionMsg::Logout, millis);
         let _ = actor
             .stop_and_wait(Some("deleted".into()), Some(timeout))
             .await;
@@ -401,117 +432,14 @@ fn delete(
     });
 }
 
-fn connect(
-    myself: &ActorRef<SupervisorMsg>,
-    st: &mut SupervisorState,
-    id: &SessionId,
-    kind: AttemptKind,
-) -> Result<ConnectOutcome, SupervisorError> {
-    let entry = st.entry(id)?;
-    if entry.view.state.is_live() {
-        return Ok(ConnectOutcome::AlreadyLive {
-            session: entry.view.clone(),
-        });
-    }
-    if let Some((start_at, _)) = &entry.pending {
-        return Ok(ConnectOutcome::Queued {
-            session: entry.view.clone(),
-            start_at: *start_at,
-        });
-    }
-    let request = AttemptRequest {
-        tenant: entry.record.tenant.clone(),
-        session: id.clone(),
-        kind,
-    };
-    let now = st.now();
-    match st.admission.admit(&request, now) {
-        Decision::Denied {
-            reason,
-            wait,
-            block_until,
-        } => {
-            tracing::info!(tenant = %request.tenant, session = %id, reason = ?reason, block_until = %block_until, "connection denied");
-            Ok(ConnectOutcome::Denied {
-                reason,
-                wait,
-                block_until,
-            })
-        }
-        Decision::Admitted { start_at } => {
-            st.save(id, |r| r.desired = DesiredState::Running)?;
-            tracing::info!(tenant = %request.tenant, session = %id, kind = ?kind, start_at = %start_at, "connection admitted");
-            schedule(myself, st, id, start_at);
-            Ok(ConnectOutcome::Queued {
-                session: st.entry(id)?.view.clone(),
-                start_at,
-            })
-        }
-    }
-}
-
-/// Arranges for `StartAttempt` at `at`.
-fn schedule(
-    myself: &ActorRef<SupervisorMsg>,
-    st: &mut SupervisorState,
-    id: &SessionId,
-    at: Timestamp,
-) {
-    let delay = at.since(st.now());
-    st.cancel_pending(id);
-    let Some(entry) = st.sessions.get_mut(id) else {
-        return;
-    };
-    let epoch = entry.epoch;
-    let sid = id.clone();
-    let timer = myself.send_after(delay, move || SupervisorMsg::StartAttempt {
-        id: sid,
-        epoch,
-    });
-    entry.pending = Some((at, timer));
-}
-
-async fn start_attempt(
-    myself: &ActorRef<SupervisorMsg>,
-    st: &mut SupervisorState,
-    id: &SessionId,
-    epoch: u64,
-) {
-    let Some(entry) = st.sessions.get_mut(id) else {
-        return;
-    };
-    if entry.epoch != epoch {
-        return;
-    }
-    entry.pending = None;
-    let actor = match spawn_session(myself, st, id).await {
-        Ok(actor) => actor,
-        Err(_) => return,
-    };
-    match ractor::call_t!(
-        actor,
-        SessionMsg::Connect,
-        START_CALL_TIMEOUT.as_millis() as u64
-    ) {
-        Ok(view) => {
-            if let Some(entry) = st.sessions.get_mut(id) {
-                entry.view = view;
-            }
-        }
-        Err(e) => {
-            tracing::warn!(session = %id, error = %e, "session actor did not accept the start")
-        }
-    }
-}
-
 async fn stop_session(
     myself: &ActorRef<SupervisorMsg>,
     st: &mut SupervisorState,
     id: SessionId,
     logout: bool,
-    reply: ractor::RpcReplyPort<Result<SessionView, SupervisorError>>,
+    reply: RpcReplyPort<Result<SessionView, SupervisorError>>,
 ) {
-    st.cancel_pending(&id);
+    attempts::cancel_pending(st, &id);
     if let Err(e) = st.save(&id, |r| r.desired = DesiredState::Stopped) {
         let _ = reply.send(Err(e));
         return;
@@ -533,7 +461,35 @@ async fn stop_session(
     });
 }
 
+fn send_text(
+    st: &mut SupervisorState,
+    id: SessionId,
+    to: String,
+    text: String,
+    reply: RpcReplyPort<Result<String, SupervisorError>>,
+) {
+    let actor = match st.entry(&id).map(|e| e.actor.clone()) {
+        Err(e) => {
+            let _ = reply.send(Err(e));
+            return;
+        }
+        Ok(None) => {
+            let _ = reply.send(Err(SupervisorError::Unavailable));
+            return;
+        }
+        Ok(Some(actor)) => actor,
+    };
+    tokio::spawn(async move {
+        let out = ractor::call!(actor, |r| SessionMsg::SendText { to, text, reply: r });
+        let _ = reply.send(match out {
+            Ok(sent) => sent.map_err(SupervisorError::from),
+            Err(_) => Err(SupervisorError::Unavailable),
+        });
+    });
+}
+
 fn on_session_changed(
+    myself: &ActorRef<SupervisorMsg>,
     st: &mut SupervisorState,
     actor: ActorId,
     view: SessionView,
@@ -546,12 +502,32 @@ fn on_session_changed(
         return; // a report from an actor that has since crashed
     }
     let id = view.id.clone();
-    let reason = view.state.reason();
-    tracing::debug!(session = %id, from = from.name(), to = view.state.name(), "registry updated");
+    let tenant = view.tenant.clone();
+    if matches!(view.state, SessionState::Ready { .. }) {
+        entry.reconnect_tries = 0;
+    }
     entry.view = view;
-    let Some(reason) = reason else {
+    let Some(reason) = entry.view.state.reason() else {
         return;
     };
+    let now = st.now();
+    let outcome = match reason {
+        DisconnectReason::Banned => Some(Outcome::Banned),
+        DisconnectReason::QrTimeout
+        | DisconnectReason::EngineError
+        | DisconnectReason::BrowserCrashed
+            if matches!(from, SessionState::Connecting | SessionState::Qr { .. }) =>
+        {
+            Some(Outcome::Failure)
+        }
+        _ => None,
+    };
+    if let Some(outcome) = outcome {
+        tracing::warn!(tenant = %tenant, session = %id, outcome = ?outcome, reason = reason.as_str(), "attempt outcome recorded");
+        if let Err(e) = st.admission.record(&tenant, &id, outcome, now) {
+            tracing::error!(session = %id, error = %e, "could not record the outcome in the ledger");
+        }
+    }
     let result = st.save(&id, |r| {
         r.last_reason = Some(reason);
         if reason.ends_desire_to_run() {
@@ -560,6 +536,9 @@ fn on_session_changed(
     });
     if let Err(e) = result {
         tracing::error!(session = %id, error = %e, "could not record the session's stop");
+    }
+    if outcome.is_none() {
+        attempts::maybe_auto_reconnect(myself, st, &id, reason);
     }
 }
 
@@ -595,7 +574,8 @@ fn on_child_exit(
     }
     match entry.budget.on_crash(now) {
         Some(delay) => {
-            tracing::info!(tenant = %entry.record.tenant, session = %id, delay_ms = delay.as_millis() as u64, "session actor restart scheduled");
+            let millis = u64::try_from(delay.as_millis()).unwrap_or(u64::MAX);
+            tracing::info!(tenant = %entry.record.tenant, session = %id, delay_ms = millis, "session actor restart scheduled");
             myself.send_after(delay, move || SupervisorMsg::Respawn { id });
         }
         None => {
@@ -617,7 +597,8 @@ async fn respawn(myself: &ActorRef<SupervisorMsg>, st: &mut SupervisorState, id:
     }
     tracing::info!(session = %id, "session actor restarted");
     if wants_running {
-        if let Err(e) = connect(myself, st, id, AttemptKind::CrashRestart) {
+        let kind = super::admission::AttemptKind::CrashRestart;
+        if let Err(e) = attempts::connect(myself, st, id, kind) {
             tracing::warn!(session = %id, error = %e, "could not reconnect the restarted session");
         }
     }

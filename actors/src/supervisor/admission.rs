@@ -1,12 +1,24 @@
-//! The admission seam: the supervisor asks an [`Admission`] before every
-//! connection attempt — a user's connect, a restore after restart, a restart
-//! after a crash. The anti-ban policy plugs in here; [`OpenAdmission`]
-//! admits everything at once and exists until that policy lands and for
-//! tests that are not about admission.
+//! Anti-ban admission control. The supervisor asks [`Admission::admit`]
+//! before every connection attempt — a user's connect, a restore after a
+//! restart, a restart after a crash — and gets either a start time in the
+//! connection queue or a denial with a reason a person can read, how long to
+//! wait, and until when (seed 003's names).
+//!
+//! [`evaluate`] is the pure rule set over the ledger projection; [`Admission`]
+//! adds the queue (delay, jitter, spacing) and persistence: an admitted
+//! attempt is in the ledger on disk before `admit` returns, so killing the
+//! process at any moment never lets a rolling window exceed its limit.
 
+use super::ledger::{in_window, Ledger, LedgerEvent, LedgerRepo, DAY, HOUR};
 use crate::clock::Timestamp;
+use crate::config::AntibanConfig;
 use crate::ids::{SessionId, TenantId};
+use crate::store::StoreError;
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
 use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::time::Duration;
 
 /// Why an attempt is being made.
@@ -15,14 +27,16 @@ use std::time::Duration;
 pub enum AttemptKind {
     /// A user asked to connect.
     Connect,
-    /// Bringing back a session that was running before the process restarted.
+    /// Bringing back a paired session that was running before a restart.
     Restore,
     /// Bringing back a session whose actor crashed.
     CrashRestart,
+    /// An automatic reconnect after a browser crash or engine error.
+    Reconnect,
 }
 
 /// Why an attempt was refused (the names of seed 003).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum DenyReason {
     ServerRateLimit,
@@ -33,15 +47,50 @@ pub enum DenyReason {
     TenantSessionLimit,
 }
 
+impl DenyReason {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::ServerRateLimit => "server_rate_limit",
+            Self::DailyLimit => "daily_limit",
+            Self::CooldownAfterFailure => "cooldown_after_failure",
+            Self::Error515Block => "error_515_block",
+            Self::Capacity => "capacity",
+            Self::TenantSessionLimit => "tenant_session_limit",
+        }
+    }
+}
+
+/// A refusal: why, how long to wait, and until when.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Denial {
+    pub reason: DenyReason,
+    pub wait: Duration,
+    pub block_until: Timestamp,
+}
+
+impl Denial {
+    fn until(reason: DenyReason, until: Timestamp, now: Timestamp) -> Self {
+        Self {
+            reason,
+            wait: until.since(now),
+            block_until: until,
+        }
+    }
+
+    /// Minutes to wait, rounded up (a 30 s wait is 1 minute, not 0).
+    pub fn wait_minutes(&self) -> u64 {
+        self.wait.as_secs().div_ceil(60)
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Decision {
-    /// Start no earlier than `start_at`.
-    Admitted { start_at: Timestamp },
-    Denied {
-        reason: DenyReason,
-        wait: Duration,
-        block_until: Timestamp,
+    /// Start no earlier than `start_at`; `ticket` identifies the queued attempt.
+    Admitted {
+        ticket: u64,
+        start_at: Timestamp,
     },
+    Denied(Denial),
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -49,20 +98,362 @@ pub struct AttemptRequest {
     pub tenant: TenantId,
     pub session: SessionId,
     pub kind: AttemptKind,
+    /// Sessions live or queued on the server now, not counting this one.
+    pub live: u32,
 }
 
-/// Decides connection attempts. Owned by the supervisor actor: `&mut self`
-/// needs no locks.
-pub trait Admission: Send + 'static {
-    fn admit(&mut self, request: &AttemptRequest, now: Timestamp) -> Decision;
+/// How an attempt (or a live session) ended, as far as admission cares.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// Never paired: QR not scanned, engine error before AUTHENTICATED.
+    Failure,
+    /// TOS_BLOCK, PROXYBLOCK, or a stream error 515 outside the restart grace.
+    Banned,
 }
 
-/// Admits every attempt immediately.
-#[derive(Debug, Default, Clone, Copy)]
-pub struct OpenAdmission;
-
-impl Admission for OpenAdmission {
-    fn admit(&mut self, _request: &AttemptRequest, now: Timestamp) -> Decision {
-        Decision::Admitted { start_at: now }
+/// Whether this kind of attempt spends the hourly and daily budgets.
+pub fn counts(cfg: &AntibanConfig, kind: AttemptKind) -> bool {
+    match kind {
+        AttemptKind::Connect | AttemptKind::CrashRestart | AttemptKind::Reconnect => true,
+        AttemptKind::Restore => cfg.restore_counts_as_attempt,
     }
 }
+
+/// The rules, most lasting first. Pure.
+pub fn evaluate(
+    cfg: &AntibanConfig,
+    ledger: &Ledger,
+    req: &AttemptRequest,
+    now: Timestamp,
+) -> Result<(), Denial> {
+    if let Some(t) = ledger.tenant(&req.tenant) {
+        if let Some(until) = t.blocked_until.filter(|u| *u > now) {
+            return Err(Denial::until(DenyReason::Error515Block, until, now));
+        }
+        if let Some(until) = t.cooldown_until.filter(|u| *u > now) {
+            return Err(Denial::until(DenyReason::CooldownAfterFailure, until, now));
+        }
+    }
+    if counts(cfg, req.kind) {
+        if let Some(t) = ledger.tenant(&req.tenant) {
+            let day = in_window(&t.attempts, now, DAY);
+            if let Some(until) = window_full(&day, cfg.tenant_attempts_per_day, DAY) {
+                return Err(Denial::until(DenyReason::DailyLimit, until, now));
+            }
+        }
+        let hour = in_window(&ledger.global, now, HOUR);
+        if let Some(until) = window_full(&hour, cfg.global_attempts_per_hour, HOUR) {
+            return Err(Denial::until(DenyReason::ServerRateLimit, until, now));
+        }
+    }
+    if req.live >= cfg.max_live_sessions {
+        return Err(Denial {
+            reason: DenyReason::Capacity,
+            wait: Duration::ZERO,
+            block_until: now,
+        });
+    }
+    Ok(())
+}
+
+/// When a window holding `attempts` (oldest first) is full, the moment a slot
+/// frees: when enough of the oldest ones have left the window.
+fn window_full(attempts: &[Timestamp], limit: u32, window: Duration) -> Option<Timestamp> {
+    let limit = limit as usize;
+    if attempts.len() < limit {
+        return None;
+    }
+    Some(attempts[attempts.len() - limit].plus(window))
+}
+
+/// The limits on creating sessions. Pure.
+pub fn check_create(
+    cfg: &AntibanConfig,
+    tenant_sessions: u32,
+    all_sessions: u32,
+    now: Timestamp,
+) -> Result<(), Denial> {
+    let reason = if tenant_sessions >= cfg.max_sessions_per_tenant {
+        DenyReason::TenantSessionLimit
+    } else if all_sessions >= cfg.max_sessions {
+        DenyReason::Capacity
+    } else {
+        return Ok(());
+    };
+    Err(Denial {
+        reason,
+        wait: Duration::ZERO,
+        block_until: now,
+    })
+}
+
+/// An admitted attempt waiting for its start time.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct QueuedAttempt {
+    pub ticket: u64,
+    pub tenant: TenantId,
+    pub session: SessionId,
+    pub start_at: Timestamp,
+}
+
+/// Seed 003's global status fields.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct GlobalStatus {
+    pub global_attempts_last_hour: u32,
+    pub global_limit: u32,
+    pub global_blocked: bool,
+}
+
+/// Seed 003's per-organization status fields.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct TenantStatus {
+    pub organization_id: TenantId,
+    pub can_connect: bool,
+    pub block_reason: Option<DenyReason>,
+    pub wait_time_minutes: u64,
+    pub attempts_last_24h: u32,
+    pub daily_limit: u32,
+    pub is_blocked_515: bool,
+    pub last_failure: Option<Timestamp>,
+    pub block_until: Option<Timestamp>,
+}
+
+/// The policy with its ledger, queue and persistence. Owned by the
+/// supervisor actor, so `&mut self` needs no locks.
+pub struct Admission {
+    cfg: AntibanConfig,
+    ledger: Ledger,
+    repo: Arc<dyn LedgerRepo>,
+    rng: StdRng,
+    queue: BTreeMap<u64, QueuedAttempt>,
+    queue_tail: Option<Timestamp>,
+}
+
+impl Admission {
+    /// Rebuilds the projection from the persisted ledger.
+    pub fn load(
+        cfg: AntibanConfig,
+        repo: Arc<dyn LedgerRepo>,
+        rng_seed: Option<u64>,
+        now: Timestamp,
+    ) -> Result<Self, StoreError> {
+        let mut ledger = Ledger::default();
+        for event in repo.load(now)? {
+            ledger.apply(&event);
+        }
+        ledger.expire(now);
+        let rng = match rng_seed {
+            Some(seed) => StdRng::seed_from_u64(seed),
+            None => StdRng::from_os_rng(),
+        };
+        Ok(Self {
+            cfg,
+            ledger,
+            repo,
+            rng,
+            queue: BTreeMap::new(),
+            queue_tail: None,
+        })
+    }
+
+    pub fn config(&self) -> &AntibanConfig {
+        &self.cfg
+    }
+
+    fn persist(&mut self, event: LedgerEvent) -> Result<(), StoreError> {
+        self.repo.append(&event)?;
+        self.ledger.apply(&event);
+        Ok(())
+    }
+
+    /// Decides one attempt; an admitted one is on disk before this returns.
+    pub fn admit(&mut self, req: &AttemptRequest, now: Timestamp) -> Result<Decision, StoreError> {
+        self.ledger.expire(now);
+        if let Err(denial) = evaluate(&self.cfg, &self.ledger, req, now) {
+            return Ok(Decision::Denied(denial));
+        }
+        let start_at = self.start_time(req.kind, now);
+        let ticket = self.ledger.next_id;
+        self.persist(LedgerEvent::Attempt {
+            id: ticket,
+            tenant: req.tenant.clone(),
+            session: req.session.clone(),
+            kind: req.kind,
+            counted: counts(&self.cfg, req.kind),
+            at: now,
+        })?;
+        self.queue_tail = Some(start_at);
+        self.queue.insert(
+            ticket,
+            QueuedAttempt {
+                ticket,
+                tenant: req.tenant.clone(),
+                session: req.session.clone(),
+                start_at,
+            },
+        );
+        Ok(Decision::Admitted { ticket, start_at })
+    }
+
+    /// Mandatory delay (not for restores) + jitter, at least `queue_spacing`
+    /// after the previous queued start.
+    fn start_time(&mut self, kind: AttemptKind, now: Timestamp) -> Timestamp {
+        let (lo, hi) = (self.cfg.connect_jitter_min, self.cfg.connect_jitter_max);
+        let jitter = if hi > lo {
+            self.rng.random_range(lo..=hi)
+        } else {
+            lo
+        };
+        let delay = match kind {
+            AttemptKind::Restore => Duration::ZERO,
+            AttemptKind::Connect | AttemptKind::CrashRestart | AttemptKind::Reconnect => {
+                self.cfg.connect_delay
+            }
+        };
+        let earliest = now.plus(delay + jitter);
+        match self.queue_tail {
+            Some(tail) => earliest.max(tail.plus(self.cfg.queue_spacing)),
+            None => earliest,
+        }
+    }
+
+    /// The attempt left the queue and is starting.
+    pub fn started(&mut self, ticket: u64) {
+        self.queue.remove(&ticket);
+    }
+
+    /// Cancels a queued attempt and refunds its budget. False if not queued.
+    pub fn cancel(&mut self, ticket: u64, now: Timestamp) -> Result<bool, StoreError> {
+        if !self.queue.contains_key(&ticket) {
+            return Ok(false);
+        }
+        self.persist(LedgerEvent::Cancelled {
+            id: ticket,
+            at: now,
+        })?;
+        self.queue.remove(&ticket);
+        Ok(true)
+    }
+
+    /// The queue in start order.
+    pub fn queue(&self) -> Vec<QueuedAttempt> {
+        let mut q: Vec<QueuedAttempt> = self.queue.values().cloned().collect();
+        q.sort_by_key(|a| (a.start_at, a.ticket));
+        q
+    }
+
+    /// 1-based position of a ticket in the queue.
+    pub fn position(&self, ticket: u64) -> Option<usize> {
+        self.queue()
+            .iter()
+            .position(|a| a.ticket == ticket)
+            .map(|i| i + 1)
+    }
+
+    /// Records how an attempt or session ended.
+    pub fn record(
+        &mut self,
+        tenant: &TenantId,
+        session: &SessionId,
+        outcome: Outcome,
+        now: Timestamp,
+    ) -> Result<(), StoreError> {
+        let event = match outcome {
+            Outcome::Failure => LedgerEvent::Failure {
+                tenant: tenant.clone(),
+                session: session.clone(),
+                at: now,
+                until: now.plus(self.cfg.cooldown_after_failure),
+            },
+            Outcome::Banned => LedgerEvent::Banned {
+                tenant: tenant.clone(),
+                session: session.clone(),
+                at: now,
+                until: now.plus(self.cfg.ban_block),
+            },
+        };
+        self.persist(event)
+    }
+
+    /// Admin override: lift a ban block. Returns whether one was in force.
+    pub fn unblock(
+        &mut self,
+        tenant: &TenantId,
+        by: &str,
+        now: Timestamp,
+    ) -> Result<bool, StoreError> {
+        let blocked = self
+            .ledger
+            .tenant(tenant)
+            .and_then(|t| t.blocked_until)
+            .is_some_and(|u| u > now);
+        self.persist(LedgerEvent::Unblocked {
+            tenant: tenant.clone(),
+            by: by.to_owned(),
+            at: now,
+        })?;
+        Ok(blocked)
+    }
+
+    /// Admin override: end a cooldown. Returns whether one was in force.
+    pub fn reset_cooldown(
+        &mut self,
+        tenant: &TenantId,
+        by: &str,
+        now: Timestamp,
+    ) -> Result<bool, StoreError> {
+        let cooling = self
+            .ledger
+            .tenant(tenant)
+            .and_then(|t| t.cooldown_until)
+            .is_some_and(|u| u > now);
+        self.persist(LedgerEvent::CooldownReset {
+            tenant: tenant.clone(),
+            by: by.to_owned(),
+            at: now,
+        })?;
+        Ok(cooling)
+    }
+
+    pub fn global_status(&self, now: Timestamp) -> GlobalStatus {
+        let used = in_window(&self.ledger.global, now, HOUR).len() as u32;
+        GlobalStatus {
+            global_attempts_last_hour: used,
+            global_limit: self.cfg.global_attempts_per_hour,
+            global_blocked: used >= self.cfg.global_attempts_per_hour,
+        }
+    }
+
+    /// A tenant's status as a user connect would be judged now.
+    pub fn tenant_status(&self, tenant: &TenantId, live: u32, now: Timestamp) -> TenantStatus {
+        let probe = AttemptRequest {
+            tenant: tenant.clone(),
+            session: SessionId::new("status-probe").expect("a valid literal id"),
+            kind: AttemptKind::Connect,
+            live,
+        };
+        let verdict = evaluate(&self.cfg, &self.ledger, &probe, now);
+        let t = self.ledger.tenant(tenant).cloned().unwrap_or_default();
+        let denial = verdict.err();
+        TenantStatus {
+            organization_id: tenant.clone(),
+            can_connect: denial.is_none(),
+            block_reason: denial.map(|d| d.reason),
+            wait_time_minutes: denial.map_or(0, |d| d.wait_minutes()),
+            attempts_last_24h: in_window(&t.attempts, now, DAY).len() as u32,
+            daily_limit: self.cfg.tenant_attempts_per_day,
+            is_blocked_515: t.blocked_until.is_some_and(|u| u > now),
+            last_failure: t.last_failure,
+            block_until: denial.map(|d| d.block_until).filter(|u| *u > now),
+        }
+    }
+
+    /// Every tenant the ledger knows.
+    pub fn known_tenants(&self) -> Vec<TenantId> {
+        self.ledger.tenants.keys().cloned().collect()
+    }
+}
+
+#[cfg(test)]
+#[path = "admission_tests.rs"]
+mod tests;

@@ -1,6 +1,7 @@
 //! The root supervisor: owns every tenant session actor (`spawn_linked`), the
-//! registry of sessions, the admission seam, crash restarts with a budget,
-//! and the restore of running sessions when the process starts.
+//! registry of sessions, anti-ban admission of every connection attempt,
+//! crash restarts with a budget, and the restore of running sessions when the
+//! process starts.
 //!
 //! Callers (the web layer) talk to it with [`SupervisorMsg`]; it answers reads
 //! from its own registry (kept current by the sessions' `SessionChanged`
@@ -9,8 +10,9 @@
 
 mod actor;
 pub mod admission;
+mod attempts;
+pub mod ledger;
 pub mod restart;
-pub mod restore;
 
 pub use actor::{Supervisor, SupervisorArgs};
 
@@ -19,7 +21,7 @@ use crate::engine::{EngineError, EngineKind};
 use crate::ids::{SessionId, TenantId};
 use crate::session::{Refusal, SessionState, SessionView};
 use crate::store::StoreError;
-use admission::DenyReason;
+use admission::{Denial, DenyReason, GlobalStatus, QueuedAttempt, TenantStatus};
 use ractor::RpcReplyPort;
 use serde::Serialize;
 use std::time::Duration;
@@ -40,10 +42,11 @@ pub struct NewSession {
 pub enum ConnectOutcome {
     /// The session already has a live driver: nothing was started.
     AlreadyLive { session: SessionView },
-    /// Admitted; the driver starts at `start_at`.
+    /// Admitted; the driver starts at `start_at`, `position` in the queue (1-based).
     Queued {
         session: SessionView,
         start_at: Timestamp,
+        position: usize,
     },
     /// Refused by the admission policy.
     Denied {
@@ -66,6 +69,16 @@ pub enum SupervisorError {
     Store(String),
     #[error("the session actor is unavailable")]
     Unavailable,
+    #[error("refused by the admission policy: {}", .0.reason.as_str())]
+    Denied(Denial),
+}
+
+/// The anti-ban status with seed 003's field names.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct RateLimitReport {
+    #[serde(flatten)]
+    pub global: GlobalStatus,
+    pub organizations: Vec<TenantStatus>,
 }
 
 impl From<StoreError> for SupervisorError {
@@ -116,6 +129,31 @@ pub enum SupervisorMsg {
         to: String,
         text: String,
         reply: Reply<String>,
+    },
+    /// The anti-ban status of every tenant, or of one.
+    RateLimitStatus {
+        tenant: Option<TenantId>,
+        reply: RpcReplyPort<RateLimitReport>,
+    },
+    /// The connection queue in start order.
+    Queue {
+        reply: RpcReplyPort<Vec<QueuedAttempt>>,
+    },
+    /// Admin override: lift a tenant's ban block (`by` is recorded).
+    Unblock {
+        tenant: TenantId,
+        by: String,
+        reply: Reply<bool>,
+    },
+    /// Admin override: end a tenant's cooldown (`by` is recorded).
+    ResetCooldown {
+        tenant: TenantId,
+        by: String,
+        reply: Reply<bool>,
+    },
+    /// An automatic reconnect's backoff has passed (internal).
+    Reconnect {
+        id: SessionId,
     },
     /// An admitted attempt's start time has come (internal).
     StartAttempt {

@@ -11,7 +11,6 @@ use crate::engine::EngineSet;
 use crate::session::actor::SessionEnv;
 use crate::session::DisconnectReason;
 use crate::store::{DesiredState, SessionRepo, Store};
-use admission::OpenAdmission;
 use ractor::{call, Actor, ActorRef};
 use std::path::Path;
 use std::sync::Arc;
@@ -19,8 +18,12 @@ use tokio::sync::broadcast;
 
 const WAIT: Duration = Duration::from_secs(30);
 
+/// Admission out of the way: these tests are about supervision.
 fn test_config() -> Config {
     let mut c = Config::defaults();
+    c.antiban.global_attempts_per_hour = 1000;
+    c.antiban.tenant_attempts_per_day = 1000;
+    c.antiban.connect_delay = Duration::ZERO;
     c.antiban.queue_spacing = Duration::from_millis(5);
     c.antiban.connect_jitter_min = Duration::ZERO;
     c.antiban.connect_jitter_max = Duration::from_millis(5);
@@ -45,6 +48,7 @@ async fn start(dir: &Path, engine: &ScriptedEngine, config: Config) -> Harness {
         qr_code_ttl: config.engine.qr_code_ttl,
         profiles_dir: dir.join("profiles"),
         driver_stop_timeout: Duration::from_secs(5),
+        restart_grace: config.antiban.restart_grace,
     };
     let args = SupervisorArgs {
         config,

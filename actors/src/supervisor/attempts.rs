@@ -1,0 +1,254 @@
+//! Connection attempts: every way a driver gets started goes through
+//! [`connect`], which asks the admission policy and, when admitted, persists
+//! the desire to run and schedules the start in the queue. Restores after a
+//! process start and automatic reconnects are attempts of their own kinds.
+
+use super::actor::{spawn_session, Pending, SupervisorState};
+use super::admission::{AttemptKind, AttemptRequest, Decision};
+use super::{ConnectOutcome, SupervisorError, SupervisorMsg};
+use crate::clock::Timestamp;
+use crate::ids::SessionId;
+use crate::session::{DisconnectReason, SessionMsg, SessionState};
+use crate::store::{DesiredState, StoreError};
+use ractor::ActorRef;
+use std::time::Duration;
+
+/// How long the supervisor waits for a session actor to accept a start.
+const START_CALL_TIMEOUT_MS: u64 = 10_000;
+
+/// Asks for admission and queues the start. Never starts a second driver:
+/// a live session answers with its state, a queued one with its place.
+pub(super) fn connect(
+    myself: &ActorRef<SupervisorMsg>,
+    st: &mut SupervisorState,
+    id: &SessionId,
+    kind: AttemptKind,
+) -> Result<ConnectOutcome, SupervisorError> {
+    let live = st.live_count(id);
+    let entry = st.entry(id)?;
+    if entry.view.state.is_live() {
+        return Ok(ConnectOutcome::AlreadyLive {
+            session: entry.view.clone(),
+        });
+    }
+    if let Some(p) = &entry.pending {
+        let (ticket, start_at, session) = (p.ticket, p.start_at, entry.view.clone());
+        return Ok(ConnectOutcome::Queued {
+            session,
+            start_at,
+            position: st.admission.position(ticket).unwrap_or(1),
+        });
+    }
+    let request = AttemptRequest {
+        tenant: entry.record.tenant.clone(),
+        session: id.clone(),
+        kind,
+        live,
+    };
+    let now = st.now();
+    match st.admission.admit(&request, now)? {
+        Decision::Denied(d) => {
+            tracing::info!(
+                tenant = %request.tenant,
+                session = %id,
+                kind = ?kind,
+                reason = d.reason.as_str(),
+                wait_minutes = d.wait_minutes(),
+                block_until = %d.block_until,
+                "connection denied"
+            );
+            Ok(ConnectOutcome::Denied {
+                reason: d.reason,
+                wait: d.wait,
+                block_until: d.block_until,
+            })
+        }
+        Decision::Admitted { ticket, start_at } => {
+            if let Err(e) = st.save(id, |r| r.desired = DesiredState::Running) {
+                let _ = st.admission.cancel(ticket, now);
+                return Err(e);
+            }
+            tracing::info!(tenant = %request.tenant, session = %id, kind = ?kind, start_at = %start_at, "connection admitted");
+            schedule(myself, st, id, ticket, start_at);
+            Ok(ConnectOutcome::Queued {
+                session: st.entry(id)?.view.clone(),
+                start_at,
+                position: st.admission.position(ticket).unwrap_or(1),
+            })
+        }
+    }
+}
+
+/// Arranges for `StartAttempt` at `at`.
+fn schedule(
+    myself: &ActorRef<SupervisorMsg>,
+    st: &mut SupervisorState,
+    id: &SessionId,
+    ticket: u64,
+    at: Timestamp,
+) {
+    let delay = at.since(st.now());
+    let Some(entry) = st.sessions.get_mut(id) else {
+        return;
+    };
+    entry.epoch += 1;
+    let epoch = entry.epoch;
+    let sid = id.clone();
+    let timer = myself.send_after(delay, move || SupervisorMsg::StartAttempt {
+        id: sid,
+        epoch,
+    });
+    entry.pending = Some(Pending {
+        ticket,
+        start_at: at,
+        timer,
+    });
+}
+
+/// Cancels a queued start, refunding its admission budget.
+pub(super) fn cancel_pending(st: &mut SupervisorState, id: &SessionId) {
+    let now = st.now();
+    let Some(entry) = st.sessions.get_mut(id) else {
+        return;
+    };
+    entry.epoch += 1;
+    let Some(p) = entry.pending.take() else {
+        return;
+    };
+    p.timer.abort();
+    tracing::info!(session = %id, ticket = p.ticket, "queued connection cancelled");
+    if let Err(e) = st.admission.cancel(p.ticket, now) {
+        tracing::error!(session = %id, error = %e, "could not record the cancellation");
+    }
+}
+
+pub(super) async fn start_attempt(
+    myself: &ActorRef<SupervisorMsg>,
+    st: &mut SupervisorState,
+    id: &SessionId,
+    epoch: u64,
+) {
+    let Some(entry) = st.sessions.get_mut(id) else {
+        return;
+    };
+    if entry.epoch != epoch {
+        return;
+    }
+    let Some(p) = entry.pending.take() else {
+        return;
+    };
+    st.admission.started(p.ticket);
+    let Ok(actor) = spawn_session(myself, st, id).await else {
+        return;
+    };
+    match ractor::call_t!(actor, SessionMsg::Connect, START_CALL_TIMEOUT_MS) {
+        Ok(view) => {
+            if let Some(entry) = st.sessions.get_mut(id) {
+                entry.view = view;
+            }
+        }
+        Err(e) => {
+            tracing::warn!(session = %id, error = %e, "session actor did not accept the start")
+        }
+    }
+}
+
+/// On process start: an actor for every session, and a restore attempt for
+/// each one whose desired state is running. The queue staggers them.
+pub(super) async fn restore_all(
+    myself: &ActorRef<SupervisorMsg>,
+    st: &mut SupervisorState,
+) -> Result<(), StoreError> {
+    let mut records = st.repo.list_sessions()?;
+    records.sort_by(|a, b| a.created_at.cmp(&b.created_at).then(a.id.cmp(&b.id)));
+    let mut to_restore = Vec::new();
+    for record in records {
+        let id = record.id.clone();
+        let reason = record
+            .last_reason
+            .unwrap_or(DisconnectReason::NeverConnected);
+        if record.desired == DesiredState::Running {
+            to_restore.push(id.clone());
+        }
+        let entry = st.new_entry(record, SessionState::Disconnected { reason });
+        st.sessions.insert(id.clone(), entry);
+        let _ = spawn_session(myself, st, &id).await;
+    }
+    for id in to_restore {
+        match connect(myself, st, &id, AttemptKind::Restore) {
+            Ok(ConnectOutcome::Queued { start_at, .. }) => {
+                tracing::info!(session = %id, start_at = %start_at, "restoring session");
+            }
+            Ok(other) => tracing::warn!(session = %id, outcome = ?other, "session not restored"),
+            Err(e) => tracing::error!(session = %id, error = %e, "session not restored"),
+        }
+    }
+    Ok(())
+}
+
+/// With `auto_reconnect` on, a session that dropped for a local reason
+/// (browser crash, engine error) is retried after an exponential backoff,
+/// each try admitted by the same rules.
+pub(super) fn maybe_auto_reconnect(
+    myself: &ActorRef<SupervisorMsg>,
+    st: &mut SupervisorState,
+    id: &SessionId,
+    reason: DisconnectReason,
+) {
+    let cfg = &st.config.antiban;
+    if !cfg.auto_reconnect
+        || !matches!(
+            reason,
+            DisconnectReason::BrowserCrashed | DisconnectReason::EngineError
+        )
+    {
+        return;
+    }
+    let (base, max, max_tries) = (
+        cfg.reconnect_backoff_base,
+        cfg.reconnect_backoff_max,
+        cfg.reconnect_max_tries,
+    );
+    let Some(entry) = st.sessions.get_mut(id) else {
+        return;
+    };
+    if entry.record.desired != DesiredState::Running || entry.reconnect_tries >= max_tries {
+        return;
+    }
+    let delay = backoff(base, max, entry.reconnect_tries);
+    entry.reconnect_tries += 1;
+    tracing::info!(session = %id, try_number = entry.reconnect_tries, delay_ms = delay.as_millis() as u64, "automatic reconnect scheduled");
+    let sid = id.clone();
+    myself.send_after(delay, move || SupervisorMsg::Reconnect { id: sid });
+}
+
+/// `base * 2^tries`, capped at `max`.
+pub fn backoff(base: Duration, max: Duration, tries: u32) -> Duration {
+    base.saturating_mul(1u32 << tries.min(20)).min(max)
+}
+
+pub(super) fn reconnect(
+    myself: &ActorRef<SupervisorMsg>,
+    st: &mut SupervisorState,
+    id: &SessionId,
+) {
+    match connect(myself, st, id, AttemptKind::Reconnect) {
+        Ok(outcome) => tracing::info!(session = %id, outcome = ?outcome, "automatic reconnect"),
+        Err(e) => tracing::warn!(session = %id, error = %e, "automatic reconnect failed"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_up_to_the_cap() {
+        let (b, m) = (Duration::from_secs(30), Duration::from_secs(300));
+        assert_eq!(backoff(b, m, 0), Duration::from_secs(30));
+        assert_eq!(backoff(b, m, 1), Duration::from_secs(60));
+        assert_eq!(backoff(b, m, 3), Duration::from_secs(240));
+        assert_eq!(backoff(b, m, 4), Duration::from_secs(300));
+        assert_eq!(backoff(b, m, 40), Duration::from_secs(300));
+    }
+}

@@ -1,0 +1,182 @@
+//! The admission ledger: the append-only record of connection attempts,
+//! failures, bans and admin overrides, and its in-memory projection that the
+//! policy reads. Every event is persisted (through [`LedgerRepo`]) before it
+//! takes effect, and the projection is rebuilt by replaying the persisted
+//! events on start, so a restart never resets a limit.
+
+use super::admission::AttemptKind;
+use crate::clock::Timestamp;
+use crate::ids::{SessionId, TenantId};
+use crate::store::StoreError;
+use serde::{Deserialize, Serialize};
+use std::collections::{HashMap, VecDeque};
+use std::time::Duration;
+
+/// One ledger entry.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "event", rename_all = "snake_case")]
+pub enum LedgerEvent {
+    /// An admitted attempt; `counted` attempts spend the rolling budgets.
+    Attempt {
+        id: u64,
+        tenant: TenantId,
+        session: SessionId,
+        kind: AttemptKind,
+        counted: bool,
+        at: Timestamp,
+    },
+    /// A queued attempt cancelled before it started: its budget is refunded.
+    Cancelled { id: u64, at: Timestamp },
+    /// An attempt failed (QR never scanned, engine error): cooldown starts.
+    Failure {
+        tenant: TenantId,
+        session: SessionId,
+        at: Timestamp,
+        until: Timestamp,
+    },
+    /// A ban (TOS_BLOCK, PROXYBLOCK, stream error 515): the tenant is blocked.
+    Banned {
+        tenant: TenantId,
+        session: SessionId,
+        at: Timestamp,
+        until: Timestamp,
+    },
+    /// An admin lifted a ban block.
+    Unblocked {
+        tenant: TenantId,
+        by: String,
+        at: Timestamp,
+    },
+    /// An admin ended a cooldown.
+    CooldownReset {
+        tenant: TenantId,
+        by: String,
+        at: Timestamp,
+    },
+}
+
+impl LedgerEvent {
+    pub fn at(&self) -> Timestamp {
+        match self {
+            LedgerEvent::Attempt { at, .. }
+            | LedgerEvent::Cancelled { at, .. }
+            | LedgerEvent::Failure { at, .. }
+            | LedgerEvent::Banned { at, .. }
+            | LedgerEvent::Unblocked { at, .. }
+            | LedgerEvent::CooldownReset { at, .. } => *at,
+        }
+    }
+}
+
+/// Where ledger events are kept. Appends are durable when they return.
+pub trait LedgerRepo: Send + Sync + 'static {
+    fn append(&self, event: &LedgerEvent) -> Result<(), StoreError>;
+    /// Every event still relevant at `now` (the store may prune older ones).
+    fn load(&self, now: Timestamp) -> Result<Vec<LedgerEvent>, StoreError>;
+}
+
+/// A tenant's part of the projection.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TenantLedger {
+    /// Counted attempts within the last day: (attempt id, time), oldest first.
+    pub attempts: VecDeque<(u64, Timestamp)>,
+    pub last_failure: Option<Timestamp>,
+    pub cooldown_until: Option<Timestamp>,
+    pub blocked_until: Option<Timestamp>,
+}
+
+/// The projection the policy reads.
+#[derive(Debug, Clone, Default)]
+pub struct Ledger {
+    /// Counted attempts of the whole server within the last hour.
+    pub global: VecDeque<(u64, Timestamp)>,
+    pub tenants: HashMap<TenantId, TenantLedger>,
+    pub next_id: u64,
+}
+
+pub const HOUR: Duration = Duration::from_secs(3600);
+pub const DAY: Duration = Duration::from_secs(24 * 3600);
+
+impl Ledger {
+    /// Applies one event to the projection.
+    pub fn apply(&mut self, event: &LedgerEvent) {
+        match event {
+            LedgerEvent::Attempt {
+                id,
+                tenant,
+                counted,
+                at,
+                ..
+            } => {
+                self.next_id = self.next_id.max(id + 1);
+                if *counted {
+                    self.global.push_back((*id, *at));
+                    let t = self.tenants.entry(tenant.clone()).or_default();
+                    t.attempts.push_back((*id, *at));
+                }
+            }
+            LedgerEvent::Cancelled { id, .. } => {
+                self.global.retain(|(a, _)| a != id);
+                for t in self.tenants.values_mut() {
+                    t.attempts.retain(|(a, _)| a != id);
+                }
+            }
+            LedgerEvent::Failure {
+                tenant, at, until, ..
+            } => {
+                let t = self.tenants.entry(tenant.clone()).or_default();
+                t.last_failure = Some(*at);
+                t.cooldown_until = Some(t.cooldown_until.map_or(*until, |u| u.max(*until)));
+            }
+            LedgerEvent::Banned {
+                tenant, at, until, ..
+            } => {
+                let t = self.tenants.entry(tenant.clone()).or_default();
+                t.last_failure = Some(*at);
+                t.blocked_until = Some(t.blocked_until.map_or(*until, |u| u.max(*until)));
+            }
+            LedgerEvent::Unblocked { tenant, .. } => {
+                if let Some(t) = self.tenants.get_mut(tenant) {
+                    t.blocked_until = None;
+                }
+            }
+            LedgerEvent::CooldownReset { tenant, .. } => {
+                if let Some(t) = self.tenants.get_mut(tenant) {
+                    t.cooldown_until = None;
+                }
+            }
+        }
+    }
+
+    /// Drops attempts that left their windows by `now` (keeps memory bounded).
+    pub fn expire(&mut self, now: Timestamp) {
+        let hour_ago = now.minus(HOUR);
+        while self.global.front().is_some_and(|(_, t)| *t <= hour_ago) {
+            self.global.pop_front();
+        }
+        let day_ago = now.minus(DAY);
+        for t in self.tenants.values_mut() {
+            while t.attempts.front().is_some_and(|(_, at)| *at <= day_ago) {
+                t.attempts.pop_front();
+            }
+        }
+    }
+
+    pub fn tenant(&self, tenant: &TenantId) -> Option<&TenantLedger> {
+        self.tenants.get(tenant)
+    }
+}
+
+/// Counted attempts in the window `(now - window, now]`, oldest first.
+pub fn in_window(
+    attempts: &VecDeque<(u64, Timestamp)>,
+    now: Timestamp,
+    window: Duration,
+) -> Vec<Timestamp> {
+    let from = now.minus(window);
+    attempts
+        .iter()
+        .map(|(_, t)| *t)
+        .filter(|t| *t > from && *t <= now)
+        .collect()
+}
