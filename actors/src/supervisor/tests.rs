@@ -52,11 +52,12 @@ async fn start(dir: &Path, engine: &ScriptedEngine, config: Config) -> Harness {
     };
     let args = SupervisorArgs {
         config,
-        repo: Arc::new(store.clone()),
+        sessions: Arc::new(store.clone()),
+        ledger: Arc::new(store.clone()),
+        audit: Arc::new(store.clone()),
         engines: EngineSet::default()
             .with(crate::engine::EngineKind::Webjs, Arc::new(engine.clone())),
         env,
-        admission: Box::new(OpenAdmission),
         rng_seed: Some(42),
     };
     let (sup, _) = Actor::spawn(None, Supervisor, args)
