@@ -4,7 +4,7 @@
 
 use super::*;
 use crate::bus::{Bus, BusEvent, TransitionEvent};
-use crate::clock::SystemClock;
+use crate::clock::{Clock, SystemClock};
 use crate::config::Config;
 use crate::engine::scripted::ScriptedEngine;
 use crate::engine::EngineSet;
@@ -39,10 +39,19 @@ struct Harness {
 }
 
 async fn start(dir: &Path, engine: &ScriptedEngine, config: Config) -> Harness {
+    start_with_clock(dir, engine, config, Arc::new(SystemClock)).await
+}
+
+async fn start_with_clock(
+    dir: &Path,
+    engine: &ScriptedEngine,
+    config: Config,
+    clock: crate::clock::SharedClock,
+) -> Harness {
     let store = Store::open(dir).expect("store");
     let bus = Bus::new(1024);
     let env = SessionEnv {
-        clock: Arc::new(SystemClock),
+        clock,
         bus: bus.clone(),
         qr_window: config.engine.qr_window,
         qr_code_ttl: config.engine.qr_code_ttl,
@@ -376,5 +385,185 @@ async fn a_session_that_keeps_crashing_stops_being_restarted() {
         ConnectOutcome::Queued { .. }
     ));
     wait_for(&mut rx, &id, "READY").await;
+    h.stop().await;
+}
+
+async fn rate_status(h: &Harness, tenant: &str) -> admission::TenantStatus {
+    let tenant = Some(TenantId::new(tenant).expect("id"));
+    let report = call!(h.sup, |r| SupervisorMsg::RateLimitStatus {
+        tenant,
+        reply: r
+    })
+    .expect("call");
+    report
+        .organizations
+        .into_iter()
+        .next()
+        .expect("one organization")
+}
+
+#[tokio::test]
+async fn the_515_right_after_a_scan_restarts_without_a_block_and_a_later_515_bans() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let clock = Arc::new(crate::clock::ManualClock::new(
+        crate::clock::Timestamp::from_millis(1_768_590_000_000),
+    ));
+    let h = start_with_clock(
+        dir.path(),
+        &ScriptedEngine::new(),
+        test_config(),
+        clock.clone(),
+    )
+    .await;
+    let mut rx = h.bus.subscribe();
+    let id = h.create("clinic").await;
+    h.make_ready(&id, &mut rx).await;
+
+    clock.advance(Duration::from_secs(5));
+    assert!(h
+        .engine
+        .emit(&id, crate::engine::EngineEvent::StreamError { code: 515 }));
+    let seen = wait_for(&mut rx, &id, "READY").await;
+    let states: Vec<&str> = seen.iter().map(|t| t.to.name()).collect();
+    assert_eq!(
+        states,
+        ["CONNECTING", "AUTHENTICATED", "READY"],
+        "a restart on the same pairing"
+    );
+    let status = rate_status(&h, "clinic").await;
+    assert!(!status.is_blocked_515 && status.can_connect, "{status:?}");
+    assert_eq!(status.attempts_last_24h, 1, "the restart spent no attempt");
+
+    clock.advance(Duration::from_secs(3600));
+    assert!(h
+        .engine
+        .emit(&id, crate::engine::EngineEvent::StreamError { code: 515 }));
+    let seen = wait_for(&mut rx, &id, "DISCONNECTED").await;
+    assert_eq!(
+        seen.last().and_then(|t| t.reason),
+        Some(DisconnectReason::Banned)
+    );
+    let status = rate_status(&h, "clinic").await;
+    assert!(status.is_blocked_515, "{status:?}");
+    assert_eq!(
+        status.block_reason,
+        Some(admission::DenyReason::Error515Block)
+    );
+    assert_eq!(
+        status.block_until,
+        Some(clock.now().plus(Duration::from_secs(24 * 3600)))
+    );
+    match h.connect(&id).await {
+        ConnectOutcome::Denied { reason, .. } => {
+            assert_eq!(reason, admission::DenyReason::Error515Block)
+        }
+        other => panic!("expected a denial, got {other:?}"),
+    }
+
+    // An admin lifts it; the audit log says who.
+    let lifted = call!(h.sup, |r| SupervisorMsg::Unblock {
+        tenant: TenantId::new("clinic").expect("id"),
+        by: "root".into(),
+        reply: r
+    })
+    .expect("call")
+    .expect("unblock");
+    assert!(lifted);
+    let audit = crate::store::AuditRepo::audit_since(&h.store, 0, 10).expect("audit");
+    assert_eq!(audit.len(), 1);
+    assert_eq!(
+        (audit[0].actor.as_str(), audit[0].action.as_str()),
+        ("root", "antiban.unblock")
+    );
+    assert!(rate_status(&h, "clinic").await.can_connect);
+    h.stop().await;
+}
+
+#[tokio::test]
+async fn an_unscanned_qr_ends_in_a_cooldown() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut config = test_config();
+    config.engine.qr_window = Duration::from_millis(50);
+    let h = start(dir.path(), &ScriptedEngine::new(), config).await;
+    let mut rx = h.bus.subscribe();
+    let id = h.create("shop").await;
+    assert!(matches!(
+        h.connect(&id).await,
+        ConnectOutcome::Queued { .. }
+    ));
+    let seen = wait_for(&mut rx, &id, "DISCONNECTED").await;
+    assert_eq!(
+        seen.last().and_then(|t| t.reason),
+        Some(DisconnectReason::QrTimeout)
+    );
+    let status = rate_status(&h, "shop").await;
+    assert_eq!(
+        status.block_reason,
+        Some(admission::DenyReason::CooldownAfterFailure)
+    );
+    assert_eq!(status.wait_time_minutes, 120);
+    assert!(status.last_failure.is_some());
+    match h.connect(&id).await {
+        ConnectOutcome::Denied { reason, .. } => {
+            assert_eq!(reason, admission::DenyReason::CooldownAfterFailure)
+        }
+        other => panic!("expected a denial, got {other:?}"),
+    }
+    h.stop().await;
+}
+
+#[tokio::test]
+async fn a_disconnect_while_queued_cancels_the_start_and_refunds_it() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut config = test_config();
+    config.antiban.connect_delay = Duration::from_secs(3600);
+    config.antiban.tenant_attempts_per_day = 1;
+    let h = start(dir.path(), &ScriptedEngine::new(), config).await;
+    let id = h.create("crm").await;
+    let ConnectOutcome::Queued { position, .. } = h.connect(&id).await else {
+        panic!("queued expected");
+    };
+    assert_eq!(position, 1);
+    let queue = call!(h.sup, |r| SupervisorMsg::Queue { reply: r }).expect("call");
+    assert_eq!(queue.len(), 1);
+    call!(h.sup, |r| SupervisorMsg::Disconnect {
+        id: id.clone(),
+        reply: r
+    })
+    .expect("call")
+    .expect("disconnect");
+    let queue = call!(h.sup, |r| SupervisorMsg::Queue { reply: r }).expect("call");
+    assert!(queue.is_empty());
+    assert_eq!(h.engine.starts(&id), 0);
+    assert!(
+        matches!(h.connect(&id).await, ConnectOutcome::Queued { .. }),
+        "the cancelled attempt was refunded (daily limit 1)"
+    );
+    h.stop().await;
+}
+
+#[tokio::test]
+async fn creation_respects_the_per_tenant_session_limit() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut config = test_config();
+    config.antiban.max_sessions_per_tenant = 2;
+    let h = start(dir.path(), &ScriptedEngine::new(), config).await;
+    h.create("clinic").await;
+    h.create("clinic").await;
+    let new = NewSession {
+        tenant: TenantId::new("clinic").expect("id"),
+        name: "third".into(),
+        engine: crate::engine::EngineKind::Webjs,
+        user_agent: None,
+        proxy: None,
+    };
+    let out = call!(h.sup, |r| SupervisorMsg::Create { new, reply: r }).expect("call");
+    match out {
+        Err(SupervisorError::Denied(d)) => {
+            assert_eq!(d.reason, admission::DenyReason::TenantSessionLimit)
+        }
+        other => panic!("expected a denial, got {other:?}"),
+    }
+    h.create("shop").await;
     h.stop().await;
 }
