@@ -9,7 +9,7 @@
 //! attempt is in the ledger on disk before `admit` returns, so killing the
 //! process at any moment never lets a rolling window exceed its limit.
 
-use super::ledger::{in_window, Ledger, LedgerEvent, LedgerRepo, DAY, HOUR};
+use super::ledger::{in_window, Ledger, LedgerEvent, LedgerRepo, WindowSlice, DAY, HOUR};
 use crate::clock::Timestamp;
 use crate::config::AntibanConfig;
 use crate::ids::{SessionId, TenantId};
@@ -137,12 +137,12 @@ pub fn evaluate(
     if counts(cfg, req.kind) {
         if let Some(t) = ledger.tenant(&req.tenant) {
             let day = in_window(&t.attempts, now, DAY);
-            if let Some(until) = window_full(&day, cfg.tenant_attempts_per_day, DAY) {
+            if let Some(until) = window_full(day, cfg.tenant_attempts_per_day, DAY) {
                 return Err(Denial::until(DenyReason::DailyLimit, until, now));
             }
         }
         let hour = in_window(&ledger.global, now, HOUR);
-        if let Some(until) = window_full(&hour, cfg.global_attempts_per_hour, HOUR) {
+        if let Some(until) = window_full(hour, cfg.global_attempts_per_hour, HOUR) {
             return Err(Denial::until(DenyReason::ServerRateLimit, until, now));
         }
     }
@@ -158,12 +158,12 @@ pub fn evaluate(
 
 /// When a window holding `attempts` (oldest first) is full, the moment a slot
 /// frees: when enough of the oldest ones have left the window.
-fn window_full(attempts: &[Timestamp], limit: u32, window: Duration) -> Option<Timestamp> {
+fn window_full(attempts: WindowSlice<'_>, limit: u32, window: Duration) -> Option<Timestamp> {
     let limit = limit as usize;
     if attempts.len() < limit {
         return None;
     }
-    Some(attempts[attempts.len() - limit].plus(window))
+    attempts.get(attempts.len() - limit).map(|t| t.plus(window))
 }
 
 /// The limits on creating sessions. Pure.

@@ -110,9 +110,9 @@ impl Ledger {
             } => {
                 self.next_id = self.next_id.max(id + 1);
                 if *counted {
-                    self.global.push_back((*id, *at));
+                    insert_sorted(&mut self.global, *id, *at);
                     let t = self.tenants.entry(tenant.clone()).or_default();
-                    t.attempts.push_back((*id, *at));
+                    insert_sorted(&mut t.attempts, *id, *at);
                 }
             }
             LedgerEvent::Cancelled { id, .. } => {
@@ -167,16 +167,48 @@ impl Ledger {
     }
 }
 
-/// Counted attempts in the window `(now - window, now]`, oldest first.
+/// The counted attempts in the window `(now - window, now]`, oldest first.
+/// Attempts are kept sorted by time, so this is two binary searches.
 pub fn in_window(
     attempts: &VecDeque<(u64, Timestamp)>,
     now: Timestamp,
     window: Duration,
-) -> Vec<Timestamp> {
+) -> WindowSlice<'_> {
     let from = now.minus(window);
-    attempts
-        .iter()
-        .map(|(_, t)| *t)
-        .filter(|t| *t > from && *t <= now)
-        .collect()
+    let start = attempts.partition_point(|(_, t)| *t <= from);
+    let end = attempts.partition_point(|(_, t)| *t <= now);
+    WindowSlice {
+        attempts,
+        start,
+        end: end.max(start),
+    }
+}
+
+/// A view of the attempts inside one window.
+#[derive(Debug, Clone, Copy)]
+pub struct WindowSlice<'a> {
+    attempts: &'a VecDeque<(u64, Timestamp)>,
+    start: usize,
+    end: usize,
+}
+
+impl WindowSlice<'_> {
+    pub fn len(&self) -> usize {
+        self.end - self.start
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The `i`-th oldest attempt time in the window.
+    pub fn get(&self, i: usize) -> Option<Timestamp> {
+        (i < self.len()).then(|| self.attempts[self.start + i].1)
+    }
+}
+
+/// Inserts keeping the deque sorted by time (a clock step back stays correct).
+fn insert_sorted(attempts: &mut VecDeque<(u64, Timestamp)>, id: u64, at: Timestamp) {
+    let pos = attempts.partition_point(|(_, t)| *t <= at);
+    attempts.insert(pos, (id, at));
 }
