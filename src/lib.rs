@@ -8,11 +8,13 @@
 use centinela_actors::bus::Bus;
 use centinela_actors::clock::{SharedClock, SystemClock};
 use centinela_actors::config::Config;
-use centinela_actors::engine::EngineSet;
+use centinela_actors::engine::webjs::{WebjsConfig, WebjsEngine};
+use centinela_actors::engine::{EngineKind, EngineSet};
 use centinela_actors::ractor::Actor;
 use centinela_actors::session::actor::SessionEnv;
 use centinela_actors::store::{Store, StoreError};
 use centinela_actors::supervisor::{Supervisor, SupervisorArgs};
+use centinela_web::sim::Simulator;
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
@@ -34,15 +36,48 @@ pub enum RunError {
 pub struct Services {
     pub engines: EngineSet,
     pub clock: SharedClock,
+    /// Mounted under `/sim` when set (`serve --demo`).
+    pub simulator: Option<Simulator>,
 }
 
 impl Default for Services {
+    /// No engine, no simulator: enough for tests of the HTTP layer.
     fn default() -> Self {
         Self {
             engines: EngineSet::default(),
             clock: Arc::new(SystemClock),
+            simulator: None,
         }
     }
+}
+
+impl Services {
+    /// The real engines for `config`, the system clock, no simulator.
+    pub fn for_config(config: &Config) -> Self {
+        Self {
+            engines: engines_for(config),
+            ..Self::default()
+        }
+    }
+}
+
+/// The engines a server offers: webjs (Chromium) on the configured page.
+pub fn engines_for(config: &Config) -> EngineSet {
+    let e = &config.engine;
+    let webjs = WebjsEngine::new(WebjsConfig {
+        chromium_path: e.chromium_path.clone(),
+        wa_url: e.wa_url.clone(),
+        launch_timeout: e.launch_timeout,
+        page_timeout: e.page_timeout,
+        extra_args: e.extra_args.clone(),
+        lean: e.lean_flags,
+    });
+    EngineSet::default().with(EngineKind::Webjs, Arc::new(webjs))
+}
+
+/// The URL of the simulator page mounted on a server listening at `addr`.
+pub fn demo_wa_url(addr: std::net::SocketAddr) -> String {
+    format!("http://{addr}/sim/wa/")
 }
 
 /// Runs the service on `listener` until `shutdown` completes.
@@ -77,9 +112,17 @@ pub async fn run(
         .map_err(|e| RunError::Supervisor(e.to_string()))?;
     let state = centinela_web::AppState {
         supervisor: supervisor.clone(),
-        clock: services.clock,
+        clock: services.clock.clone(),
     };
-    let app = centinela_web::router(state);
+    let mut app = centinela_web::router(state);
+    let _rotation = match services.simulator {
+        Some(sim) => {
+            tracing::info!(wa_url = %config.engine.wa_url, "demo: the WhatsApp Web simulator is mounted under /sim");
+            app = app.merge(centinela_web::sim::router(sim.clone()));
+            Some(AbortOnDrop(sim.spawn_rotation()))
+        }
+        None => None,
+    };
     tracing::info!(listen = %listener.local_addr()?, data_dir = %config.storage.data_dir.display(), "centinela serving");
     let served = axum::serve(listener, app)
         .with_graceful_shutdown(shutdown)
@@ -95,4 +138,28 @@ pub async fn run(
     drop(store);
     tracing::info!("shutdown complete");
     served.map_err(RunError::Http)
+}
+
+/// Aborts a background task when dropped (the simulator's QR rotation).
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// Runs the WhatsApp Web simulator alone (`centinela sim`).
+pub async fn run_simulator(
+    qr_rotation: Duration,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), RunError> {
+    let sim = Simulator::new(qr_rotation);
+    let _rotation = AbortOnDrop(sim.spawn_rotation());
+    tracing::info!(listen = %listener.local_addr()?, "simulator serving at /sim/wa/");
+    axum::serve(listener, centinela_web::sim::router(sim))
+        .with_graceful_shutdown(shutdown)
+        .await
+        .map_err(RunError::Http)
 }

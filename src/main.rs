@@ -3,6 +3,7 @@
 
 use centinela::config::{Config, LogFormat};
 use centinela::Services;
+use centinela_web::sim::Simulator;
 use clap::{Parser, Subcommand};
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -41,6 +42,12 @@ enum Command {
     },
     /// Print the effective configuration, secrets masked.
     Config,
+    /// Run only the WhatsApp Web simulator (page at /sim/wa/, control API under /sim).
+    Sim {
+        /// Address to listen on.
+        #[arg(long, default_value = "127.0.0.1:3013")]
+        listen: SocketAddr,
+    },
 }
 
 fn main() -> ExitCode {
@@ -73,7 +80,43 @@ fn main() -> ExitCode {
             }
             serve(config, demo)
         }
+        Command::Sim { listen } => simulate(config, listen),
     }
+}
+
+fn runtime() -> Option<tokio::runtime::Runtime> {
+    match tokio::runtime::Runtime::new() {
+        Ok(rt) => Some(rt),
+        Err(e) => {
+            eprintln!("centinela: cannot start the runtime: {e}");
+            None
+        }
+    }
+}
+
+fn simulate(config: Config, listen: SocketAddr) -> ExitCode {
+    init_tracing(&config);
+    let Some(runtime) = runtime() else {
+        return ExitCode::FAILURE;
+    };
+    runtime.block_on(async move {
+        let listener = match tokio::net::TcpListener::bind(listen).await {
+            Ok(l) => l,
+            Err(e) => {
+                eprintln!("centinela: cannot listen on {listen}: {e}");
+                return ExitCode::FAILURE;
+            }
+        };
+        match centinela::run_simulator(config.engine.sim_qr_rotation, listener, shutdown_signal())
+            .await
+        {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("centinela: {e}");
+                ExitCode::FAILURE
+            }
+        }
+    })
 }
 
 fn init_tracing(config: &Config) {
@@ -88,19 +131,12 @@ fn init_tracing(config: &Config) {
     }
 }
 
-fn serve(config: Config, demo: bool) -> ExitCode {
+fn serve(mut config: Config, demo: bool) -> ExitCode {
     init_tracing(&config);
-    let runtime = match tokio::runtime::Runtime::new() {
-        Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("centinela: cannot start the runtime: {e}");
-            return ExitCode::FAILURE;
-        }
+    let Some(runtime) = runtime() else {
+        return ExitCode::FAILURE;
     };
     runtime.block_on(async move {
-        if demo {
-            tracing::warn!("--demo: the WhatsApp Web simulator is not part of this build yet; sessions cannot connect");
-        }
         let listener = match tokio::net::TcpListener::bind(config.server.listen).await {
             Ok(l) => l,
             Err(e) => {
@@ -108,7 +144,15 @@ fn serve(config: Config, demo: bool) -> ExitCode {
                 return ExitCode::FAILURE;
             }
         };
-        match centinela::run(config, Services::default(), listener, shutdown_signal()).await {
+        let mut services = Services::for_config(&config);
+        if demo {
+            if let Ok(addr) = listener.local_addr() {
+                config.engine.wa_url = centinela::demo_wa_url(addr);
+                services = Services::for_config(&config);
+            }
+            services.simulator = Some(Simulator::new(config.engine.sim_qr_rotation));
+        }
+        match centinela::run(config, services, listener, shutdown_signal()).await {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
                 eprintln!("centinela: {e}");

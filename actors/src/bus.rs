@@ -21,16 +21,42 @@ pub struct TransitionEvent {
     pub at: Timestamp,
 }
 
+/// A message that arrived on a session.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct MessageEvent {
+    pub tenant: TenantId,
+    pub session: SessionId,
+    pub id: String,
+    pub from: String,
+    pub text: String,
+    pub at: Timestamp,
+}
+
+/// A sent message's delivery status moved.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct AckEvent {
+    pub tenant: TenantId,
+    pub session: SessionId,
+    pub message_id: String,
+    /// -1 error, 0 pending, 1 server, 2 device, 3 read, 4 played.
+    pub ack: i8,
+    pub at: Timestamp,
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum BusEvent {
     Transition(TransitionEvent),
+    MessageIn(MessageEvent),
+    Ack(AckEvent),
 }
 
 impl BusEvent {
     pub fn tenant(&self) -> &TenantId {
         match self {
             BusEvent::Transition(t) => &t.tenant,
+            BusEvent::MessageIn(m) => &m.tenant,
+            BusEvent::Ack(a) => &a.tenant,
         }
     }
 }

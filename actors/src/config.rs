@@ -68,6 +68,14 @@ pub struct EngineConfig {
     pub qr_window: Duration,
     #[serde(with = "humantime_serde")]
     pub qr_code_ttl: Duration,
+    #[serde(with = "humantime_serde")]
+    pub launch_timeout: Duration,
+    #[serde(with = "humantime_serde")]
+    pub page_timeout: Duration,
+    pub lean_flags: bool,
+    pub extra_args: Vec<String>,
+    #[serde(with = "humantime_serde")]
+    pub sim_qr_rotation: Duration,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -198,9 +206,12 @@ impl Config {
                 "must not exceed antiban.max_sessions",
             ));
         }
-        let nonzero: [(&'static str, Duration); 5] = [
+        let nonzero: [(&'static str, Duration); 8] = [
             ("engine.qr_window", self.engine.qr_window),
             ("engine.qr_code_ttl", self.engine.qr_code_ttl),
+            ("engine.launch_timeout", self.engine.launch_timeout),
+            ("engine.page_timeout", self.engine.page_timeout),
+            ("engine.sim_qr_rotation", self.engine.sim_qr_rotation),
             ("supervisor.restart_window", self.supervisor.restart_window),
             ("auth.token_ttl", self.auth.token_ttl),
             ("server.shutdown_timeout", self.server.shutdown_timeout),

@@ -3,6 +3,8 @@
 
 #![allow(dead_code)] // each test binary uses a different part
 
+pub mod browser;
+
 use centinela::config::Config;
 use centinela::{RunError, Services};
 use std::net::SocketAddr;

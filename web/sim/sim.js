@@ -94,14 +94,19 @@
     WAWebConnModel: { Conn },
     WAWebCmd: { Cmd },
     WAWebCollections: { Msg },
-    WAWebUserPrefsMultiDevice: {
+    // The QR's key material, under the module names WhatsApp Web uses today
+    // (as whatsapp-web.js reads them).
+    WAWebUserPrefsInfoStore: {
       waNoiseInfo: { get: async () => ({ staticKeyPair: { pubKey: keys.static_key } }) },
+    },
+    WAWebSignalStoreApi: {
       waSignalStore: {
         getRegistrationInfo: async () => ({ identityKeyPair: { pubKey: keys.identity_key } }),
       },
-      getADVSecretKey: async () => keys.adv_secret,
     },
-    WAWebCryptoBase64: { encodeB64: (x) => x },
+    WAWebAdvSignatureApi: { getADVSecretKey: async () => keys.adv_secret },
+    WAWebCompanionRegClientUtils: { DEVICE_PLATFORM: 'web' },
+    WABase64: { encodeB64: (x) => x },
     WAWebSendTextMsgChatAction: { sendTextMsgToChat },
     WAWebMiscBrowserUtils: { info: () => ({ os: 'web' }) },
   };

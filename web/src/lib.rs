@@ -5,7 +5,9 @@
 //! `tower::ServiceExt::oneshot` without a socket.
 
 pub mod error;
+mod extract;
 mod health;
+pub mod sim;
 
 use axum::Router;
 use centinela_actors::clock::SharedClock;

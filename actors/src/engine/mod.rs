@@ -8,6 +8,7 @@
 
 #[cfg(any(test, feature = "scripted"))]
 pub mod scripted;
+pub mod webjs;
 
 use crate::ids::{SessionId, TenantId};
 use crate::session::DisconnectReason;

@@ -10,7 +10,7 @@
 //! timers of an older QR window, are ignored.
 
 use super::machine::{self, Effect, Event, Refusal, SessionState, Timing, Transition};
-use crate::bus::{Bus, BusEvent, TransitionEvent};
+use crate::bus::{AckEvent, Bus, BusEvent, MessageEvent, TransitionEvent};
 use crate::clock::{SharedClock, Timestamp};
 use crate::engine::{Driver, DriverControl, DriverSpec, Engine, EngineError, EngineEvent};
 use crate::ids::{SessionId, TenantId};
@@ -465,7 +465,27 @@ async fn on_engine_event(
                 reason: machine::DisconnectReason::EngineError,
             }
         }
-        EngineEvent::MessageIn { .. } | EngineEvent::Ack { .. } => return,
+        EngineEvent::MessageIn { id, from, text } => {
+            st.env.bus.publish(BusEvent::MessageIn(MessageEvent {
+                tenant: st.record.tenant.clone(),
+                session: st.record.id.clone(),
+                id,
+                from,
+                text,
+                at: st.env.clock.now(),
+            }));
+            return;
+        }
+        EngineEvent::Ack { message_id, ack } => {
+            st.env.bus.publish(BusEvent::Ack(AckEvent {
+                tenant: st.record.tenant.clone(),
+                session: st.record.id.clone(),
+                message_id,
+                ack,
+                at: st.env.clock.now(),
+            }));
+            return;
+        }
     };
     apply(myself, st, machine_event).await;
 }

@@ -71,6 +71,7 @@ async fn next_transition(rx: &mut broadcast::Receiver<BusEvent>) -> TransitionEv
         .expect("bus open");
     match ev {
         BusEvent::Transition(t) => t,
+        other => panic!("expected a transition, got {other:?}"),
     }
 }
 

@@ -145,7 +145,9 @@ async fn wait_for(
             .await
             .unwrap_or_else(|_| panic!("{id} did not reach {state}; saw {seen:#?}"))
             .expect("bus open");
-        let BusEvent::Transition(t) = ev;
+        let BusEvent::Transition(t) = ev else {
+            continue;
+        };
         let done = t.session == *id && t.to.name() == state;
         seen.push(t);
         if done {

@@ -1,0 +1,494 @@
+//! The webjs engine: WhatsApp Web in its own headless Chromium per session,
+//! driven over the DevTools protocol by chromiumoxide — the job
+//! whatsapp-web.js does with Puppeteer.
+//!
+//! The Chromium profile (`--user-data-dir`, the session's `state_dir`) *is*
+//! the pairing: keep it and the session comes back without a QR; `forget`
+//! deletes it. The page agent (`inject.js`) is installed for every document,
+//! waits for `window.Debug.VERSION`, reads WhatsApp Web's own modules through
+//! `window.require`, and reports through one CDP binding. A dead browser —
+//! process gone or DevTools connection lost — is reported as
+//! `disconnected(browser_crashed)`. Stopping closes the browser and kills
+//! every process it started; dropping the handle does the same.
+
+mod page_events;
+pub mod process;
+pub mod user_agent;
+
+use super::{Driver, DriverControl, DriverSpec, Engine, EngineError, EngineEvent};
+use crate::session::DisconnectReason;
+use async_trait::async_trait;
+use chromiumoxide::auth::Credentials;
+use chromiumoxide::cdp::js_protocol::runtime::{
+    AddBindingParams, EvaluateParams, EventBindingCalled,
+};
+use chromiumoxide::{Browser, BrowserConfig, Page};
+use futures::StreamExt;
+use page_events::{PageEvent, PageTracker};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::{mpsc, oneshot, Mutex, OnceCell};
+use tokio::task::JoinHandle;
+
+const AGENT: &str = include_str!("inject.js");
+const BINDING: &str = "__centinela";
+
+/// Lean flags for many browsers per server. chromiumoxide adds the dashes and
+/// itself passes user-data-dir, window-size, headless, no-sandbox,
+/// disable-extensions and the debugging port.
+pub const LEAN_ARGS: &[&str] = &[
+    "disable-background-networking",
+    "disable-component-update",
+    "disable-sync",
+    "no-first-run",
+    "no-default-browser-check",
+    "disable-default-apps",
+    "disable-dev-shm-usage",
+    "disable-gpu",
+    "disable-software-rasterizer",
+    "disable-breakpad",
+    "disable-client-side-phishing-detection",
+    "disable-domain-reliability",
+    "disable-hang-monitor",
+    "disable-popup-blocking",
+    "disable-prompt-on-repost",
+    "disable-renderer-backgrounding",
+    "disable-background-timer-throttling",
+    "disable-backgrounding-occluded-windows",
+    "disable-ipc-flooding-protection",
+    "disable-blink-features=AutomationControlled",
+    "disable-features=Translate,OptimizationHints,MediaRouter,DialMediaRouteProvider,CalculateNativeWinOcclusion,InterestFeedContentSuggestions,CertificateTransparencyComponentUpdater,AutofillServerCommunication,PrivacySandboxSettings4,site-per-process",
+    "disable-site-isolation-trials",
+    "renderer-process-limit=1",
+    "metrics-recording-only",
+    "password-store=basic",
+    "use-mock-keychain",
+    "mute-audio",
+    "hide-scrollbars",
+    "js-flags=--max-old-space-size=256",
+];
+
+/// The engine's settings (from `[engine]`).
+#[derive(Debug, Clone)]
+pub struct WebjsConfig {
+    pub chromium_path: PathBuf,
+    pub wa_url: String,
+    pub launch_timeout: Duration,
+    pub page_timeout: Duration,
+    /// Flags on top of (or, with `lean = false`, instead of) [`LEAN_ARGS`].
+    pub extra_args: Vec<String>,
+    pub lean: bool,
+}
+
+pub struct WebjsEngine {
+    cfg: WebjsConfig,
+    chrome_major: OnceCell<u32>,
+}
+
+impl WebjsEngine {
+    pub fn new(cfg: WebjsConfig) -> Self {
+        Self {
+            cfg,
+            chrome_major: OnceCell::new(),
+        }
+    }
+
+    /// The installed Chromium's major version, asked once.
+    async fn chrome_major(&self) -> u32 {
+        *self
+            .chrome_major
+            .get_or_init(|| async {
+                let out = tokio::time::timeout(
+                    Duration::from_secs(20),
+                    tokio::process::Command::new(&self.cfg.chromium_path)
+                        .arg("--version")
+                        .output(),
+                )
+                .await;
+                match out {
+                    Ok(Ok(o)) => {
+                        user_agent::parse_major(&String::from_utf8_lossy(&o.stdout)).unwrap_or(156)
+                    }
+                    _ => 156,
+                }
+            })
+            .await
+    }
+
+    fn browser_config(
+        &self,
+        spec: &DriverSpec,
+        ua: &str,
+        proxy: Option<&str>,
+    ) -> Result<BrowserConfig, EngineError> {
+        let mut b = BrowserConfig::builder()
+            .chrome_executable(&self.cfg.chromium_path)
+            .new_headless_mode()
+            .no_sandbox()
+            .user_data_dir(&spec.state_dir)
+            .window_size(1000, 800)
+            .viewport(None)
+            .launch_timeout(self.cfg.launch_timeout)
+            .request_timeout(self.cfg.page_timeout)
+            .disable_default_args()
+            .arg(("user-agent", ua));
+        if self.cfg.lean {
+            b = b.args(LEAN_ARGS.iter().copied());
+        } else {
+            b = b.args([
+                "disable-background-networking",
+                "disable-component-update",
+                "disable-sync",
+                "no-first-run",
+            ]);
+        }
+        b = b.args(self.cfg.extra_args.iter().map(String::as_str));
+        if let Some(server) = proxy {
+            b = b.arg(("proxy-server", server));
+        }
+        b.build().map_err(EngineError::Launch)
+    }
+}
+
+/// Splits `scheme://user:pass@host:port` into the server and its credentials.
+pub fn split_proxy(proxy: &str) -> (String, Option<(String, String)>) {
+    let (scheme, rest) = proxy.split_once("://").unwrap_or(("http", proxy));
+    match rest.rsplit_once('@') {
+        Some((creds, host)) => {
+            let (user, pass) = creds.split_once(':').unwrap_or((creds, ""));
+            (
+                format!("{scheme}://{host}"),
+                Some((user.to_owned(), pass.to_owned())),
+            )
+        }
+        None => (format!("{scheme}://{rest}"), None),
+    }
+}
+
+/// Stale Chromium singleton locks (from a killed browser, or another
+/// hostname) make a new launch on the same profile exit at once.
+fn clear_singleton_locks(profile: &Path) {
+    for name in ["SingletonLock", "SingletonSocket", "SingletonCookie"] {
+        let _ = std::fs::remove_file(profile.join(name));
+    }
+}
+
+async fn timed<T, E: std::fmt::Display>(
+    what: &'static str,
+    limit: Duration,
+    fut: impl std::future::Future<Output = Result<T, E>>,
+) -> Result<T, EngineError> {
+    match tokio::time::timeout(limit, fut).await {
+        Err(_) => Err(EngineError::Timeout(what)),
+        Ok(Err(e)) => Err(EngineError::Protocol(format!("{what}: {e}"))),
+        Ok(Ok(v)) => Ok(v),
+    }
+}
+
+#[async_trait]
+impl Engine for WebjsEngine {
+    async fn start(&self, spec: &DriverSpec) -> Result<Driver, EngineError> {
+        std::fs::create_dir_all(&spec.state_dir).map_err(|e| EngineError::Io(e.to_string()))?;
+        clear_singleton_locks(&spec.state_dir);
+        let major = self.chrome_major().await;
+        let ua = spec
+            .user_agent
+            .clone()
+            .unwrap_or_else(|| user_agent::for_tenant(&spec.tenant, major));
+        let (proxy_server, proxy_auth) = match &spec.proxy {
+            Some(p) => {
+                let (server, auth) = split_proxy(p);
+                (Some(server), auth)
+            }
+            None => (None, None),
+        };
+        let config = self.browser_config(spec, &ua, proxy_server.as_deref())?;
+        let launched = tokio::time::timeout(
+            self.cfg.launch_timeout + Duration::from_secs(5),
+            Browser::launch(config),
+        )
+        .await;
+        let (mut browser, mut handler) = match launched {
+            Err(_) => return Err(EngineError::Timeout("launching Chromium")),
+            Ok(Err(e)) => return Err(EngineError::Launch(e.to_string())),
+            Ok(Ok(pair)) => pair,
+        };
+        let pid = browser.get_mut_child().and_then(|c| c.as_mut_inner().id());
+        let (tx, rx) = mpsc::channel(256);
+        let stopping = Arc::new(AtomicBool::new(false));
+        let crashed = Arc::new(AtomicBool::new(false));
+        let report_crash = {
+            let (tx, stopping, crashed) = (tx.clone(), stopping.clone(), crashed.clone());
+            move |detail: String| {
+                if !stopping.load(Ordering::SeqCst) && !crashed.swap(true, Ordering::SeqCst) {
+                    let _ = tx.try_send(EngineEvent::Disconnected {
+                        reason: DisconnectReason::BrowserCrashed,
+                        detail,
+                    });
+                }
+            }
+        };
+        let mut tasks = Vec::new();
+        let on_crash = report_crash.clone();
+        tasks.push(tokio::spawn(async move {
+            let why = loop {
+                match handler.next().await {
+                    Some(Ok(())) => continue,
+                    Some(Err(e)) => break format!("devtools connection lost: {e}"),
+                    None => break "devtools connection closed".to_owned(),
+                }
+            };
+            on_crash(why);
+        }));
+        if let Some(pid) = pid {
+            let on_crash = report_crash.clone();
+            tasks.push(tokio::spawn(async move {
+                let mut tick = tokio::time::interval(Duration::from_millis(500));
+                loop {
+                    tick.tick().await;
+                    if !process::is_alive(pid) {
+                        on_crash(format!("chromium process {pid} exited"));
+                        return;
+                    }
+                }
+            }));
+        }
+        let control = WebjsControl {
+            browser: Arc::new(Mutex::new(Some(browser))),
+            page: Arc::new(OnceCell::new()),
+            pid,
+            profile: spec.state_dir.clone(),
+            stopping,
+            tasks: std::sync::Mutex::new(tasks),
+            page_timeout: self.cfg.page_timeout,
+        };
+        match self.open_page(&control, tx, &ua, proxy_auth).await {
+            Ok(()) => Ok(Driver {
+                events: rx,
+                control: Box::new(control),
+            }),
+            Err(e) => {
+                let _ = control.stop().await;
+                Err(e)
+            }
+        }
+    }
+
+    async fn forget(&self, spec: &DriverSpec) -> Result<(), EngineError> {
+        process::sweep(None, &spec.state_dir);
+        match tokio::fs::remove_dir_all(&spec.state_dir).await {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(EngineError::Io(e.to_string())),
+        }
+    }
+}
+
+impl WebjsEngine {
+    /// Opens WhatsApp Web with the agent installed; returns once the agent
+    /// has attached to the page's modules.
+    async fn open_page(
+        &self,
+        control: &WebjsControl,
+        tx: mpsc::Sender<EngineEvent>,
+        ua: &str,
+        proxy_auth: Option<(String, String)>,
+    ) -> Result<(), EngineError> {
+        let limit = self.cfg.page_timeout;
+        let page = {
+            let guard = control.browser.lock().await;
+            let browser = guard.as_ref().ok_or(EngineError::Closed)?;
+            timed("opening a page", limit, browser.new_page("about:blank")).await?
+        };
+        let mut calls = timed(
+            "listening to the page",
+            limit,
+            page.event_listener::<EventBindingCalled>(),
+        )
+        .await?;
+        timed(
+            "adding the binding",
+            limit,
+            page.execute(AddBindingParams::new(BINDING)),
+        )
+        .await?;
+        timed("setting the user agent", limit, page.set_user_agent(ua)).await?;
+        if let Some((username, password)) = proxy_auth {
+            timed(
+                "setting proxy credentials",
+                limit,
+                page.authenticate(Credentials { username, password }),
+            )
+            .await?;
+        }
+        timed(
+            "installing the page agent",
+            limit,
+            page.evaluate_on_new_document(AGENT),
+        )
+        .await?;
+        let (injected_tx, injected_rx) = oneshot::channel::<String>();
+        let pump = tokio::spawn(async move {
+            let mut tracker = PageTracker::default();
+            let mut injected = Some(injected_tx);
+            while let Some(call) = calls.next().await {
+                if call.name != BINDING {
+                    continue;
+                }
+                let Ok(event) = serde_json::from_str::<PageEvent>(&call.payload) else {
+                    tracing::warn!(payload = %call.payload, "unreadable page report");
+                    continue;
+                };
+                if let PageEvent::Injected { version } = &event {
+                    if let Some(t) = injected.take() {
+                        let _ = t.send(version.clone());
+                    }
+                }
+                for e in tracker.on(event) {
+                    if tx.send(e).await.is_err() {
+                        return;
+                    }
+                }
+            }
+        });
+        if let Ok(mut tasks) = control.tasks.lock() {
+            tasks.push(pump);
+        }
+        let _ = control.page.set(page.clone());
+        match tokio::time::timeout(limit, page.goto(self.cfg.wa_url.as_str())).await {
+            Err(_) => return Err(EngineError::Timeout("loading WhatsApp Web")),
+            Ok(Err(e)) => {
+                return Err(EngineError::Protocol(format!(
+                    "loading {}: {e}",
+                    self.cfg.wa_url
+                )))
+            }
+            Ok(Ok(_)) => {}
+        }
+        match tokio::time::timeout(limit, injected_rx).await {
+            Ok(Ok(version)) => {
+                tracing::debug!(version, "page agent attached to WhatsApp Web");
+                Ok(())
+            }
+            Ok(Err(_)) => Err(EngineError::Closed),
+            Err(_) => Err(EngineError::Timeout(
+                "waiting for window.Debug.VERSION (page agent injection)",
+            )),
+        }
+    }
+}
+
+/// The running browser of one session.
+struct WebjsControl {
+    browser: Arc<Mutex<Option<Browser>>>,
+    page: Arc<OnceCell<Page>>,
+    pid: Option<u32>,
+    profile: PathBuf,
+    stopping: Arc<AtomicBool>,
+    tasks: std::sync::Mutex<Vec<JoinHandle<()>>>,
+    page_timeout: Duration,
+}
+
+impl WebjsControl {
+    fn page(&self) -> Result<&Page, EngineError> {
+        self.page.get().ok_or(EngineError::Closed)
+    }
+
+    async fn evaluate(
+        &self,
+        what: &'static str,
+        expression: String,
+    ) -> Result<serde_json::Value, EngineError> {
+        let params = EvaluateParams::builder()
+            .expression(expression)
+            .await_promise(true)
+            .return_by_value(true)
+            .build()
+            .map_err(EngineError::Protocol)?;
+        let result = timed(
+            what,
+            self.page_timeout,
+            self.page()?.evaluate_expression(params),
+        )
+        .await?;
+        Ok(result.value().cloned().unwrap_or(serde_json::Value::Null))
+    }
+
+    fn abort_tasks(&self) {
+        if let Ok(mut tasks) = self.tasks.lock() {
+            for t in tasks.drain(..) {
+                t.abort();
+            }
+        }
+    }
+}
+
+#[async_trait]
+impl DriverControl for WebjsControl {
+    async fn send_text(&self, to: &str, text: &str) -> Result<String, EngineError> {
+        let args =
+            serde_json::to_string(&(to, text)).map_err(|e| EngineError::Protocol(e.to_string()))?;
+        let js = format!(
+            "(async ([to, text]) => {{ const r = await window.require('WAWebSendTextMsgChatAction').sendTextMsgToChat(to, text); return String(r.messageId); }})({args})"
+        );
+        match self.evaluate("sending a message", js).await? {
+            serde_json::Value::String(id) => Ok(id),
+            other => Err(EngineError::Protocol(format!("send returned {other}"))),
+        }
+    }
+
+    async fn logout(&self) -> Result<(), EngineError> {
+        let js = "(async () => { await window.require('WAWebCmd').Cmd.logout(); return true; })()"
+            .to_owned();
+        self.evaluate("logging out", js).await.map(|_| ())
+    }
+
+    async fn stop(&self) -> Result<(), EngineError> {
+        self.stopping.store(true, Ordering::SeqCst);
+        let browser = self.browser.lock().await.take();
+        if let Some(mut browser) = browser {
+            let _ = tokio::time::timeout(Duration::from_secs(5), browser.close()).await;
+            let _ = tokio::time::timeout(Duration::from_secs(5), browser.wait()).await;
+            let _ = browser.kill().await;
+        }
+        self.abort_tasks();
+        process::sweep(self.pid, &self.profile);
+        Ok(())
+    }
+}
+
+impl Drop for WebjsControl {
+    fn drop(&mut self) {
+        // Backstop for a handle dropped without `stop` (e.g. its actor
+        // panicked): kill the browser and everything it started.
+        self.stopping.store(true, Ordering::SeqCst);
+        self.abort_tasks();
+        process::sweep(self.pid, &self.profile);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn proxies_split_into_server_and_credentials() {
+        assert_eq!(
+            split_proxy("http://proxy.example:8080"),
+            ("http://proxy.example:8080".into(), None)
+        );
+        assert_eq!(
+            split_proxy("http://user:p%40ss@proxy.local:3128"),
+            (
+                "http://proxy.local:3128".into(),
+                Some(("user".into(), "p%40ss".into()))
+            )
+        );
+        assert_eq!(
+            split_proxy("proxy.local:3128"),
+            ("http://proxy.local:3128".into(), None)
+        );
+    }
+}

@@ -1,0 +1,117 @@
+//! Owning Chromium's processes: finding every process a session's browser
+//! started (its descendants, and anything still running with its profile
+//! directory) and killing them, so no Chromium outlives its session — even
+//! after the browser's main process was SIGKILLed and its children were
+//! re-parented to init.
+
+use std::path::Path;
+use std::process::Command;
+
+/// `(pid, ppid, state)` of every process, read from `/proc`.
+fn processes() -> Vec<(u32, u32, char)> {
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    dir.filter_map(|e| e.ok())
+        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+        .filter_map(|pid| {
+            let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+            // "pid (comm) S ppid ...": comm may contain spaces or ')'.
+            let rest = &stat[stat.rfind(')')? + 2..];
+            let mut fields = rest.split_whitespace();
+            let state = fields.next()?.chars().next()?;
+            let ppid = fields.next()?.parse().ok()?;
+            Some((pid, ppid, state))
+        })
+        .collect()
+}
+
+/// All descendants of `root` (children, grandchildren, ...).
+pub fn descendants(root: u32) -> Vec<u32> {
+    let all = processes();
+    let mut found = vec![root];
+    let mut i = 0;
+    while i < found.len() {
+        let parent = found[i];
+        found.extend(
+            all.iter()
+                .filter(|(_, pp, _)| *pp == parent)
+                .map(|(p, _, _)| *p),
+        );
+        i += 1;
+    }
+    found.remove(0);
+    found
+}
+
+/// Live (not zombie) processes whose command line names `profile` as their
+/// user data dir.
+pub fn using_profile(profile: &Path) -> Vec<u32> {
+    let needle = format!("--user-data-dir={}", profile.display());
+    processes()
+        .into_iter()
+        .filter(|(_, _, state)| *state != 'Z')
+        .filter(|(pid, _, _)| {
+            std::fs::read(format!("/proc/{pid}/cmdline"))
+                .map(|c| c.split(|b| *b == 0).any(|arg| arg == needle.as_bytes()))
+                .unwrap_or(false)
+        })
+        .map(|(pid, _, _)| pid)
+        .collect()
+}
+
+/// Whether `pid` is running (exists and is not a zombie).
+pub fn is_alive(pid: u32) -> bool {
+    processes().iter().any(|(p, _, s)| *p == pid && *s != 'Z')
+}
+
+/// SIGKILLs every pid given (best effort; already-gone ones are fine).
+pub fn kill(pids: &[u32]) {
+    if pids.is_empty() {
+        return;
+    }
+    let args: Vec<String> = pids.iter().map(|p| p.to_string()).collect();
+    let _ = Command::new("kill")
+        .arg("-KILL")
+        .args(&args)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status();
+}
+
+/// Kills `root` (if any), its descendants and every process using `profile`.
+pub fn sweep(root: Option<u32>, profile: &Path) {
+    let mut pids = root.map(descendants).unwrap_or_default();
+    pids.extend(root);
+    pids.extend(using_profile(profile));
+    pids.sort_unstable();
+    pids.dedup();
+    kill(&pids);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn finds_and_kills_a_process_tree() {
+        let mut child = Command::new("sh")
+            .args(["-c", "sleep 300 & sleep 300 & wait"])
+            .spawn()
+            .expect("spawn sh");
+        let root = child.id();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        while descendants(root).len() < 2 {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "children did not appear"
+            );
+            std::thread::yield_now();
+        }
+        let kids = descendants(root);
+        assert!(kids.iter().all(|p| is_alive(*p)));
+        kill(&kids);
+        let _ = child.wait();
+        assert!(!kids.iter().any(|p| is_alive(*p)), "all killed");
+    }
+}

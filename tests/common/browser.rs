@@ -1,0 +1,249 @@
+//! Browser-test setup: a simulator server on `127.0.0.1:0`, a supervisor with
+//! the real webjs engine (real Chromium) pointed at it, a temp data dir, and
+//! a test-wide cap on concurrent browser tests (two cores are shared).
+
+use super::WAIT;
+use centinela::config::Config;
+use centinela_actors::bus::{Bus, BusEvent, TransitionEvent};
+use centinela_actors::clock::SystemClock;
+use centinela_actors::ids::{SessionId, TenantId};
+use centinela_actors::ractor::{call, Actor, ActorRef};
+use centinela_actors::session::actor::SessionEnv;
+use centinela_actors::session::SessionView;
+use centinela_actors::store::Store;
+use centinela_actors::supervisor::{
+    ConnectOutcome, NewSession, Supervisor, SupervisorArgs, SupervisorMsg,
+};
+use serde_json::Value;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::{broadcast, oneshot, Semaphore, SemaphorePermit};
+
+/// At most two browser tests at once in this test binary.
+static BROWSER_TESTS: Semaphore = Semaphore::const_new(2);
+
+pub async fn browser_slot() -> SemaphorePermit<'static> {
+    BROWSER_TESTS
+        .acquire()
+        .await
+        .expect("semaphore never closes")
+}
+
+/// The simulator, served alone.
+pub struct Sim {
+    pub addr: SocketAddr,
+    stop: Option<oneshot::Sender<()>>,
+    http: reqwest::Client,
+}
+
+impl Sim {
+    pub async fn start(qr_rotation: Duration) -> Sim {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let (tx, rx) = oneshot::channel::<()>();
+        tokio::spawn(centinela::run_simulator(
+            qr_rotation,
+            listener,
+            async move {
+                let _ = rx.await;
+            },
+        ));
+        Sim {
+            addr,
+            stop: Some(tx),
+            http: reqwest::Client::new(),
+        }
+    }
+
+    pub fn wa_url(&self) -> String {
+        format!("http://{}/sim/wa/", self.addr)
+    }
+
+    pub async fn get(&self, path: &str) -> Value {
+        let res = self
+            .http
+            .get(format!("http://{}{}", self.addr, path))
+            .send()
+            .await
+            .expect("sim request");
+        assert!(res.status().is_success(), "GET {path}: {}", res.status());
+        res.json().await.expect("json")
+    }
+
+    /// POSTs and returns the status and body.
+    pub async fn post(&self, path: &str, body: Value) -> (u16, Value) {
+        let res = self
+            .http
+            .post(format!("http://{}{}", self.addr, path))
+            .json(&body)
+            .send()
+            .await
+            .expect("sim request");
+        let status = res.status().as_u16();
+        (status, res.json().await.unwrap_or(Value::Null))
+    }
+
+    /// The device currently showing `qr`.
+    pub async fn device_showing(&self, qr: &str) -> Option<String> {
+        let devices = self.get("/sim/devices").await;
+        devices
+            .as_array()?
+            .iter()
+            .find(|d| d["qr"] == qr)
+            .map(|d| d["id"].as_str().unwrap_or_default().to_owned())
+    }
+
+    /// The device paired with `phone`.
+    pub async fn device_of(&self, phone: &str) -> Option<String> {
+        let devices = self.get("/sim/devices").await;
+        devices
+            .as_array()?
+            .iter()
+            .find(|d| d["phone"] == phone)
+            .map(|d| d["id"].as_str().unwrap_or_default().to_owned())
+    }
+}
+
+impl Drop for Sim {
+    fn drop(&mut self) {
+        if let Some(tx) = self.stop.take() {
+            let _ = tx.send(());
+        }
+    }
+}
+
+pub fn engine_config(data_dir: &Path, wa_url: &str) -> Config {
+    let mut c = Config::defaults();
+    c.storage.data_dir = data_dir.to_path_buf();
+    c.engine.wa_url = wa_url.to_owned();
+    c.engine.page_timeout = Duration::from_secs(60);
+    c.engine.launch_timeout = Duration::from_secs(60);
+    c.antiban.connect_delay = Duration::ZERO;
+    c.antiban.connect_jitter_min = Duration::ZERO;
+    c.antiban.connect_jitter_max = Duration::ZERO;
+    c.antiban.queue_spacing = Duration::ZERO;
+    c.antiban.global_attempts_per_hour = 100;
+    c.antiban.tenant_attempts_per_day = 100;
+    c
+}
+
+/// A supervisor with the real webjs engine.
+pub struct Centinela {
+    pub sup: ActorRef<SupervisorMsg>,
+    pub bus: Bus,
+}
+
+impl Centinela {
+    pub async fn start(config: Config) -> Centinela {
+        let store = Store::open(&config.storage.data_dir).expect("store");
+        let bus = Bus::default();
+        let env = SessionEnv {
+            clock: Arc::new(SystemClock),
+            bus: bus.clone(),
+            qr_window: config.engine.qr_window,
+            qr_code_ttl: config.engine.qr_code_ttl,
+            profiles_dir: config.storage.data_dir.join("profiles"),
+            driver_stop_timeout: Duration::from_secs(20),
+            restart_grace: config.antiban.restart_grace,
+        };
+        let args = SupervisorArgs {
+            engines: centinela::engines_for(&config),
+            config,
+            sessions: Arc::new(store.clone()),
+            ledger: Arc::new(store.clone()),
+            audit: Arc::new(store),
+            env,
+            rng_seed: Some(3),
+        };
+        let (sup, _) = Actor::spawn(None, Supervisor, args)
+            .await
+            .expect("supervisor");
+        Centinela { sup, bus }
+    }
+
+    pub async fn stop(self) {
+        self.sup
+            .stop_and_wait(None, Some(WAIT))
+            .await
+            .expect("supervisor stops");
+    }
+
+    pub async fn create(&self, tenant: &str) -> SessionId {
+        let new = NewSession {
+            tenant: TenantId::new(tenant).expect("id"),
+            name: format!("{tenant} desk"),
+            engine: centinela_actors::engine::EngineKind::Webjs,
+            user_agent: None,
+            proxy: None,
+        };
+        call!(self.sup, |r| SupervisorMsg::Create { new, reply: r })
+            .expect("call")
+            .expect("create")
+            .id
+    }
+
+    pub async fn connect(&self, id: &SessionId) -> ConnectOutcome {
+        call!(self.sup, |r| SupervisorMsg::Connect {
+            id: id.clone(),
+            reply: r
+        })
+        .expect("call")
+        .expect("connect")
+    }
+
+    pub async fn get(&self, id: &SessionId) -> SessionView {
+        call!(self.sup, |r| SupervisorMsg::Get {
+            id: id.clone(),
+            reply: r
+        })
+        .expect("call")
+        .expect("get")
+    }
+}
+
+/// Waits for `id` to enter `state`; returns the transitions seen meanwhile.
+pub async fn wait_for(
+    rx: &mut broadcast::Receiver<BusEvent>,
+    id: &SessionId,
+    state: &str,
+) -> Vec<TransitionEvent> {
+    let mut seen = Vec::new();
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        let ev = match tokio::time::timeout_at(deadline, rx.recv()).await {
+            Ok(Ok(ev)) => ev,
+            Ok(Err(broadcast::error::RecvError::Lagged(_))) => continue,
+            Ok(Err(e)) => panic!("bus closed: {e}"),
+            Err(_) => panic!("{id} did not reach {state} within {WAIT:?}; saw {seen:#?}"),
+        };
+        let BusEvent::Transition(t) = ev else {
+            continue;
+        };
+        let done = t.session == *id && t.to.name() == state;
+        seen.push(t);
+        if done {
+            return seen;
+        }
+    }
+}
+
+/// Chromium processes whose command line mentions `dir`.
+pub fn chromium_processes_under(dir: &Path) -> Vec<u32> {
+    let needle = dir.to_string_lossy().into_owned();
+    let Ok(procs) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    procs
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|pid| {
+            let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+            let zombie = stat.rfind(')').and_then(|i| stat.get(i + 2..i + 3)) == Some("Z");
+            let cmd = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+            !zombie && String::from_utf8_lossy(&cmd).contains(&needle)
+        })
+        .collect()
+}
