@@ -198,9 +198,19 @@ async fn a_killed_chromium_is_browser_crashed_and_the_other_session_stays_ready(
         "the other session never moved: {seen:#?}"
     );
     assert_eq!(c.get(&ids[1]).await.state.name(), "READY");
+    let left = chromium_processes_under(&victim_profile);
+    let cmds: Vec<String> = left
+        .iter()
+        .map(|p| {
+            String::from_utf8_lossy(
+                &std::fs::read(format!("/proc/{p}/cmdline")).unwrap_or_default(),
+            )
+            .replace('\0', " ")
+        })
+        .collect();
     assert!(
-        chromium_processes_under(&victim_profile).is_empty(),
-        "nothing of the crashed browser is left"
+        left.is_empty(),
+        "nothing of the crashed browser is left: {cmds:#?}"
     );
     c.stop().await;
     assert!(chromium_processes_under(dir.path()).is_empty());

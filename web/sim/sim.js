@@ -268,9 +268,14 @@
     if (handler) handler(data);
   }
 
+  // Resolves once the stream is open, so nothing the server pushes after
+  // the page reports ready (Debug.VERSION) can be missed.
   function openEvents() {
-    const source = new EventSource(apiUrl('/events'));
-    source.onmessage = onServerEvent;
+    return new Promise((resolve) => {
+      const source = new EventSource(apiUrl('/events'));
+      source.onmessage = onServerEvent;
+      source.onopen = () => resolve();
+    });
   }
 
   // ---------- Startup ----------
@@ -313,7 +318,7 @@
       return;
     }
     applyHello(hello);
-    openEvents();
+    await openEvents();
     window.Debug = { VERSION: '2.3000.0-sim' };
     if (Socket.state === 'CONNECTED') {
       setTimeout(() => Socket.set('hasSynced', true), SYNC_DELAY_MS);

@@ -149,6 +149,12 @@ async fn events(
 ) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, ApiError> {
     let (tx, rx) = mpsc::unbounded_channel::<String>();
     with_device(&sim, &id, |d| {
+        // A snapshot first: whatever happened between hello and now.
+        let snapshot = match (d.state, &d.phone) {
+            (DeviceState::Connected, Some(phone)) => json!({"type": "paired", "phone": phone}),
+            _ => json!({"type": "ref", "ref": d.reference}),
+        };
+        let _ = tx.send(snapshot.to_string());
         d.subscribers.push(tx);
         Ok(())
     })?;

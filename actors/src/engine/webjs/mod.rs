@@ -277,7 +277,8 @@ impl Engine for WebjsEngine {
     }
 
     async fn forget(&self, spec: &DriverSpec) -> Result<(), EngineError> {
-        process::sweep(None, &spec.state_dir);
+        let profile = spec.state_dir.clone();
+        let _ = tokio::task::spawn_blocking(move || process::sweep(None, &profile)).await;
         match tokio::fs::remove_dir_all(&spec.state_dir).await {
             Ok(()) => Ok(()),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
@@ -454,7 +455,8 @@ impl DriverControl for WebjsControl {
             let _ = browser.kill().await;
         }
         self.abort_tasks();
-        process::sweep(self.pid, &self.profile);
+        let (pid, profile) = (self.pid, self.profile.clone());
+        let _ = tokio::task::spawn_blocking(move || process::sweep(pid, &profile)).await;
         Ok(())
     }
 }

@@ -26,7 +26,7 @@ fn processes() -> Vec<(u32, u32, char)> {
         .collect()
 }
 
-/// All descendants of `root` (children, grandchildren, ...).
+/// All live descendants of `root` (children, grandchildren, ...).
 pub fn descendants(root: u32) -> Vec<u32> {
     let all = processes();
     let mut found = vec![root];
@@ -44,16 +44,19 @@ pub fn descendants(root: u32) -> Vec<u32> {
     found
 }
 
-/// Live (not zombie) processes whose command line names `profile` as their
-/// user data dir.
+/// Live (not zombie) processes whose command line mentions `profile` (the
+/// browser's `--user-data-dir`, its crash handler's database, ...).
 pub fn using_profile(profile: &Path) -> Vec<u32> {
-    let needle = format!("--user-data-dir={}", profile.display());
+    let needle = profile.to_string_lossy().into_owned();
+    if needle.len() < 8 {
+        return Vec::new(); // never match on something as broad as "/"
+    }
     processes()
         .into_iter()
         .filter(|(_, _, state)| *state != 'Z')
         .filter(|(pid, _, _)| {
             std::fs::read(format!("/proc/{pid}/cmdline"))
-                .map(|c| c.split(|b| *b == 0).any(|arg| arg == needle.as_bytes()))
+                .map(|c| String::from_utf8_lossy(&c).contains(&needle))
                 .unwrap_or(false)
         })
         .map(|(pid, _, _)| pid)
@@ -79,14 +82,23 @@ pub fn kill(pids: &[u32]) {
         .status();
 }
 
-/// Kills `root` (if any), its descendants and every process using `profile`.
+/// Kills `root` (if any), its descendants and every process using
+/// `profile`, then waits (up to 3 s) until none of them runs.
 pub fn sweep(root: Option<u32>, profile: &Path) {
-    let mut pids = root.map(descendants).unwrap_or_default();
-    pids.extend(root);
-    pids.extend(using_profile(profile));
-    pids.sort_unstable();
-    pids.dedup();
-    kill(&pids);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(3);
+    loop {
+        let mut pids = root.map(descendants).unwrap_or_default();
+        pids.extend(root.filter(|p| is_alive(*p)));
+        pids.extend(using_profile(profile));
+        pids.sort_unstable();
+        pids.dedup();
+        if pids.is_empty() || std::time::Instant::now() > deadline {
+            return;
+        }
+        kill(&pids);
+        // A SIGKILLed process takes a moment to die; look again.
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
 }
 
 #[cfg(test)]
