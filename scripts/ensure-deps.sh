@@ -1,19 +1,21 @@
 #!/usr/bin/env bash
 # Installs what a fresh Debian machine with the Rust toolchain lacks for
-# Centinela: Debian's Chromium (the webjs engine and the browser tests).
+# Centinela: Debian's chromium and chromium-headless-shell (the webjs engine
+# and the browser tests).
 # Idempotent; called by ./serve.sh and ./test.sh.
 set -euo pipefail
 
 chromium_path="${CENTINELA__ENGINE__CHROMIUM_PATH:-/usr/bin/chromium}"
-if [ ! -x "$chromium_path" ]; then
-  echo "ensure-deps: $chromium_path is missing; installing Debian's chromium" >&2
+shell_path="${CENTINELA__ENGINE__HEADLESS_SHELL_PATH:-/usr/bin/chromium-headless-shell}"
+if [ ! -x "$chromium_path" ] || [ ! -x "$shell_path" ]; then
+  echo "ensure-deps: installing Debian's chromium and chromium-headless-shell" >&2
   sudo_cmd=""
   if [ "$(id -u)" -ne 0 ]; then
     command -v sudo >/dev/null 2>&1 || { echo "ensure-deps: need root or sudo to install chromium" >&2; exit 1; }
     sudo_cmd="sudo"
   fi
   $sudo_cmd apt-get update
-  DEBIAN_FRONTEND=noninteractive $sudo_cmd apt-get install -y chromium
+  DEBIAN_FRONTEND=noninteractive $sudo_cmd apt-get install -y chromium chromium-headless-shell
 fi
 
 command -v cargo >/dev/null 2>&1 || { echo "ensure-deps: cargo not found; install the Rust toolchain (rustup)" >&2; exit 1; }

@@ -65,7 +65,7 @@ impl Services {
 pub fn engines_for(config: &Config) -> EngineSet {
     let e = &config.engine;
     let webjs = WebjsEngine::new(WebjsConfig {
-        chromium_path: e.chromium_path.clone(),
+        chromium_path: e.browser_binary().to_path_buf(),
         wa_url: e.wa_url.clone(),
         launch_timeout: e.launch_timeout,
         page_timeout: e.page_timeout,

@@ -63,6 +63,8 @@ pub struct StorageConfig {
 #[serde(deny_unknown_fields)]
 pub struct EngineConfig {
     pub chromium_path: PathBuf,
+    pub headless_shell: bool,
+    pub headless_shell_path: PathBuf,
     pub wa_url: String,
     #[serde(with = "humantime_serde")]
     pub qr_window: Duration,
@@ -139,6 +141,18 @@ pub enum LogFormat {
 pub struct LogConfig {
     pub format: LogFormat,
     pub filter: String,
+}
+
+impl EngineConfig {
+    /// The browser binary to launch: the headless shell when preferred and
+    /// installed, else `chromium_path`.
+    pub fn browser_binary(&self) -> &Path {
+        if self.headless_shell && self.headless_shell_path.exists() {
+            &self.headless_shell_path
+        } else {
+            &self.chromium_path
+        }
+    }
 }
 
 impl Config {

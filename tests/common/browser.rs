@@ -231,19 +231,39 @@ pub async fn wait_for(
     }
 }
 
-/// Chromium processes whose command line mentions `dir`.
+/// Live Chromium processes of browsers under `dir`: every process whose
+/// command line mentions `dir`, with all its live descendants (a headless
+/// shell's children do not repeat the profile path).
 pub fn chromium_processes_under(dir: &Path) -> Vec<u32> {
-    let needle = dir.to_string_lossy().into_owned();
-    let Ok(procs) = std::fs::read_dir("/proc") else {
-        return Vec::new();
-    };
-    procs
-        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
-        .filter(|pid| {
-            let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-            let zombie = stat.rfind(')').and_then(|i| stat.get(i + 2..i + 3)) == Some("Z");
-            let cmd = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
-            !zombie && String::from_utf8_lossy(&cmd).contains(&needle)
-        })
+    use centinela_actors::engine::webjs::process;
+    let mut pids = process::using_profile(dir);
+    for root in pids.clone() {
+        pids.extend(process::descendants(root));
+    }
+    pids.sort_unstable();
+    pids.dedup();
+    pids
+}
+
+/// Which of `pids` still run.
+pub fn still_running(pids: &[u32]) -> Vec<u32> {
+    use centinela_actors::engine::webjs::process;
+    pids.iter()
+        .copied()
+        .filter(|p| process::is_alive(*p) && process::is_chromium(*p))
         .collect()
+}
+
+/// The main process of the browser using `profile`: the one this test
+/// process launched.
+pub fn browser_main_pid(profile: &Path) -> Option<u32> {
+    use centinela_actors::engine::webjs::process;
+    let me = std::process::id();
+    process::using_profile(profile).into_iter().find(|pid| {
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+        let ppid = stat
+            .rfind(')')
+            .and_then(|i| stat[i + 2..].split_whitespace().nth(1)?.parse::<u32>().ok());
+        ppid == Some(me)
+    })
 }

@@ -73,6 +73,7 @@ pub const LEAN_ARGS: &[&str] = &[
 /// The engine's settings (from `[engine]`).
 #[derive(Debug, Clone)]
 pub struct WebjsConfig {
+    /// The browser binary (Debian's chromium, or its chromium-headless-shell).
     pub chromium_path: PathBuf,
     pub wa_url: String,
     pub launch_timeout: Duration,
@@ -242,15 +243,27 @@ impl Engine for WebjsEngine {
             };
             on_crash(why);
         }));
+        let known = Arc::new(std::sync::Mutex::new(Vec::new()));
         if let Some(pid) = pid {
             let on_crash = report_crash.clone();
+            let known = known.clone();
             tasks.push(tokio::spawn(async move {
+                // Watches the browser and remembers its process tree, so the
+                // children can still be found after the main process died.
                 let mut tick = tokio::time::interval(Duration::from_millis(500));
                 loop {
                     tick.tick().await;
-                    if !process::is_alive(pid) {
+                    let tree = tokio::task::spawn_blocking(move || process::tree(pid))
+                        .await
+                        .unwrap_or_default();
+                    if !tree.contains(&pid) {
                         on_crash(format!("chromium process {pid} exited"));
                         return;
+                    }
+                    if let Ok(mut k) = known.lock() {
+                        k.extend(tree);
+                        k.sort_unstable();
+                        k.dedup();
                     }
                 }
             }));
@@ -259,6 +272,7 @@ impl Engine for WebjsEngine {
             browser: Arc::new(Mutex::new(Some(browser))),
             page: Arc::new(OnceCell::new()),
             pid,
+            known,
             profile: spec.state_dir.clone(),
             stopping,
             tasks: std::sync::Mutex::new(tasks),
@@ -278,7 +292,7 @@ impl Engine for WebjsEngine {
 
     async fn forget(&self, spec: &DriverSpec) -> Result<(), EngineError> {
         let profile = spec.state_dir.clone();
-        let _ = tokio::task::spawn_blocking(move || process::sweep(None, &profile)).await;
+        let _ = tokio::task::spawn_blocking(move || process::sweep(None, &[], &profile)).await;
         match tokio::fs::remove_dir_all(&spec.state_dir).await {
             Ok(()) => Ok(()),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
@@ -386,6 +400,8 @@ struct WebjsControl {
     browser: Arc<Mutex<Option<Browser>>>,
     page: Arc<OnceCell<Page>>,
     pid: Option<u32>,
+    /// Every process of this browser the watchdog has seen.
+    known: Arc<std::sync::Mutex<Vec<u32>>>,
     profile: PathBuf,
     stopping: Arc<AtomicBool>,
     tasks: std::sync::Mutex<Vec<JoinHandle<()>>>,
@@ -415,6 +431,10 @@ impl WebjsControl {
         )
         .await?;
         Ok(result.value().cloned().unwrap_or(serde_json::Value::Null))
+    }
+
+    fn known_pids(&self) -> Vec<u32> {
+        self.known.lock().map(|k| k.clone()).unwrap_or_default()
     }
 
     fn abort_tasks(&self) {
@@ -455,8 +475,8 @@ impl DriverControl for WebjsControl {
             let _ = browser.kill().await;
         }
         self.abort_tasks();
-        let (pid, profile) = (self.pid, self.profile.clone());
-        let _ = tokio::task::spawn_blocking(move || process::sweep(pid, &profile)).await;
+        let (pid, known, profile) = (self.pid, self.known_pids(), self.profile.clone());
+        let _ = tokio::task::spawn_blocking(move || process::sweep(pid, &known, &profile)).await;
         Ok(())
     }
 }
@@ -467,7 +487,7 @@ impl Drop for WebjsControl {
         // panicked): kill the browser and everything it started.
         self.stopping.store(true, Ordering::SeqCst);
         self.abort_tasks();
-        process::sweep(self.pid, &self.profile);
+        process::sweep(self.pid, &self.known_pids(), &self.profile);
     }
 }
 

@@ -1,8 +1,9 @@
 //! Owning Chromium's processes: finding every process a session's browser
-//! started (its descendants, and anything still running with its profile
-//! directory) and killing them, so no Chromium outlives its session — even
-//! after the browser's main process was SIGKILLed and its children were
-//! re-parented to init.
+//! started and killing them, so no Chromium outlives its session — even after
+//! the browser's main process was SIGKILLed and its children were re-parented
+//! to init. Three nets: the live descendants of the main process, the
+//! descendants remembered by the driver's watchdog (for after the main
+//! process died), and anything whose command line names the profile.
 
 use std::path::Path;
 use std::process::Command;
@@ -68,6 +69,22 @@ pub fn is_alive(pid: u32) -> bool {
     processes().iter().any(|(p, _, s)| *p == pid && *s != 'Z')
 }
 
+/// Whether `pid` runs a Chromium binary (guards remembered pids against reuse).
+pub fn is_chromium(pid: u32) -> bool {
+    std::fs::read_link(format!("/proc/{pid}/exe"))
+        .map(|exe| exe.to_string_lossy().contains("chromium"))
+        .unwrap_or(false)
+}
+
+/// `root` and its live descendants.
+pub fn tree(root: u32) -> Vec<u32> {
+    let mut pids = descendants(root);
+    if is_alive(root) {
+        pids.insert(0, root);
+    }
+    pids
+}
+
 /// SIGKILLs every pid given (best effort; already-gone ones are fine).
 pub fn kill(pids: &[u32]) {
     if pids.is_empty() {
@@ -82,13 +99,19 @@ pub fn kill(pids: &[u32]) {
         .status();
 }
 
-/// Kills `root` (if any), its descendants and every process using
-/// `profile`, then waits (up to 3 s) until none of them runs.
-pub fn sweep(root: Option<u32>, profile: &Path) {
+/// Kills `root` (if any) with its descendants, the `remembered` pids that
+/// still run Chromium, and every process using `profile`; then waits (up to
+/// 3 s) until none of them runs.
+pub fn sweep(root: Option<u32>, remembered: &[u32], profile: &Path) {
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(3);
     loop {
-        let mut pids = root.map(descendants).unwrap_or_default();
-        pids.extend(root.filter(|p| is_alive(*p)));
+        let mut pids = root.map(tree).unwrap_or_default();
+        pids.extend(
+            remembered
+                .iter()
+                .copied()
+                .filter(|p| is_alive(*p) && is_chromium(*p)),
+        );
         pids.extend(using_profile(profile));
         pids.sort_unstable();
         pids.dedup();
