@@ -76,6 +76,18 @@ id_type!(
     SessionId
 );
 
+id_type!(
+    /// A user account (an admin, or a user of one tenant).
+    UserId
+);
+
+impl UserId {
+    /// A fresh random user id (`u_` + 32 hex digits).
+    pub fn generate() -> Self {
+        Self(format!("u_{}", uuid::Uuid::new_v4().simple()))
+    }
+}
+
 impl SessionId {
     /// A fresh random session id (`s_` + 32 hex digits).
     pub fn generate() -> Self {

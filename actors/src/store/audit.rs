@@ -1,6 +1,8 @@
-//! The audit log: who did what, when, to which tenant. Bounded: the oldest
-//! entries are dropped past [`AUDIT_CAPACITY`]. Entries carry a sequence
-//! number so readers can catch up from where they were.
+//! The audit log: what happened (transitions, admission decisions,
+//! supervisor log events, admin actions), when, to which tenant, and who did
+//! it. Bounded: the oldest entries are dropped past [`AUDIT_CAPACITY`].
+//! Entries carry a sequence number so readers (WebSocket clients that
+//! reconnect) can catch up from where they were.
 
 use super::{Store, StoreError};
 use crate::clock::Timestamp;
@@ -20,7 +22,7 @@ pub(super) fn create_tables(txn: &WriteTransaction) -> Result<(), StoreError> {
     Ok(())
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct AuditEntry {
     /// Assigned by the store; ignored on append.
     #[serde(default)]
@@ -28,36 +30,49 @@ pub struct AuditEntry {
     pub at: Timestamp,
     /// Who: a username, an API key's name, or `system`.
     pub actor: String,
-    /// What: a stable action code such as `antiban.unblock`.
+    /// What: a stable action code such as `antiban.unblock` or `session.transition`.
     pub action: String,
     pub tenant: Option<TenantId>,
-    pub detail: String,
+    /// The event itself, as JSON.
+    pub data: serde_json::Value,
 }
 
 pub trait AuditRepo: Send + Sync + 'static {
     /// Appends and returns the entry's sequence number.
-    fn audit(&self, entry: &AuditEntry) -> Result<u64, StoreError>;
+    fn audit(&self, entry: &AuditEntry) -> Result<u64, StoreError> {
+        let seqs = self.audit_batch(std::slice::from_ref(entry))?;
+        seqs.first()
+            .copied()
+            .ok_or_else(|| StoreError::Db("empty batch".into()))
+    }
+    /// Appends several entries in one durable commit; returns their numbers.
+    fn audit_batch(&self, entries: &[AuditEntry]) -> Result<Vec<u64>, StoreError>;
     /// Entries with `seq > since`, oldest first, at most `limit`.
     fn audit_since(&self, since: u64, limit: usize) -> Result<Vec<AuditEntry>, StoreError>;
 }
 
 impl AuditRepo for Store {
-    fn audit(&self, entry: &AuditEntry) -> Result<u64, StoreError> {
+    fn audit_batch(&self, entries: &[AuditEntry]) -> Result<Vec<u64>, StoreError> {
         let txn = self.db().begin_write()?;
-        let seq;
+        let mut seqs = Vec::with_capacity(entries.len());
         {
             let mut table = txn.open_table(AUDIT)?;
-            seq = table.last()?.map_or(1, |(k, _)| k.value() + 1);
-            let mut stored = entry.clone();
-            stored.seq = seq;
-            let bytes = serde_json::to_vec(&stored).map_err(|e| StoreError::Db(e.to_string()))?;
-            table.insert(seq, bytes.as_slice())?;
+            let mut seq = table.last()?.map_or(0, |(k, _)| k.value());
+            for entry in entries {
+                seq += 1;
+                let mut stored = entry.clone();
+                stored.seq = seq;
+                let bytes =
+                    serde_json::to_vec(&stored).map_err(|e| StoreError::Db(e.to_string()))?;
+                table.insert(seq, bytes.as_slice())?;
+                seqs.push(seq);
+            }
             while table.len()? > AUDIT_CAPACITY {
                 table.pop_first()?;
             }
         }
         txn.commit()?;
-        Ok(seq)
+        Ok(seqs)
     }
 
     fn audit_since(&self, since: u64, limit: usize) -> Result<Vec<AuditEntry>, StoreError> {
@@ -91,12 +106,17 @@ mod tests {
             actor: "admin".into(),
             action: "antiban.unblock".into(),
             tenant: Some(TenantId::new("t1").expect("id")),
-            detail: "lifted".into(),
+            data: serde_json::json!({"was_blocked": true}),
         };
         assert_eq!(store.audit(&entry).expect("append"), 1);
-        assert_eq!(store.audit(&entry).expect("append"), 2);
+        assert_eq!(
+            store
+                .audit_batch(&[entry.clone(), entry.clone()])
+                .expect("append"),
+            vec![2, 3]
+        );
         let after_one = store.audit_since(1, 10).expect("read");
-        assert_eq!(after_one.len(), 1);
+        assert_eq!(after_one.len(), 2);
         assert_eq!(after_one[0].seq, 2);
         assert_eq!(after_one[0].actor, "admin");
     }

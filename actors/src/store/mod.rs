@@ -8,10 +8,12 @@
 //! `ExclusiveWriter` lock makes a second process opening the same data dir
 //! fail at once with [`StoreError::Locked`].
 
+mod accounts;
 mod audit;
 mod ledger;
 mod sessions;
 
+pub use accounts::{AccountError, ApiKeyRecord, Role, TenantRecord, UserRecord};
 pub use audit::{AuditEntry, AuditRepo, AUDIT_CAPACITY};
 pub use sessions::{DesiredState, SessionRecord, SessionRepo};
 
@@ -116,6 +118,7 @@ impl Store {
             sessions::create_tables(&txn)?;
             ledger::create_tables(&txn)?;
             audit::create_tables(&txn)?;
+            accounts::create_tables(&txn)?;
         }
         txn.commit()?;
         Ok(())

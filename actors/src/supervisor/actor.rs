@@ -140,14 +140,14 @@ impl SupervisorState {
         }
     }
 
-    fn audit(&self, actor: &str, action: &str, tenant: &TenantId, detail: String) {
+    fn audit(&self, actor: &str, action: &str, tenant: &TenantId, data: serde_json::Value) {
         let entry = AuditEntry {
             seq: 0,
             at: self.now(),
             actor: actor.to_owned(),
             action: action.to_owned(),
             tenant: Some(tenant.clone()),
-            detail,
+            data,
         };
         if let Err(e) = self.audit.audit(&entry) {
             tracing::error!(error = %e, action, "could not write the audit log");
@@ -251,7 +251,7 @@ impl Actor for Supervisor {
                         &by,
                         "antiban.unblock",
                         &tenant,
-                        format!("was_blocked={was_blocked}"),
+                        serde_json::json!({ "was_blocked": was_blocked }),
                     );
                 }
                 let _ = reply.send(out);
@@ -268,7 +268,7 @@ impl Actor for Supervisor {
                         &by,
                         "antiban.reset_cooldown",
                         &tenant,
-                        format!("was_cooling={was_cooling}"),
+                        serde_json::json!({ "was_cooling": was_cooling }),
                     );
                 }
                 let _ = reply.send(out);
