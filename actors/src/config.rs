@@ -51,6 +51,8 @@ pub struct ServerConfig {
     pub listen: SocketAddr,
     #[serde(with = "humantime_serde")]
     pub shutdown_timeout: Duration,
+    pub cors_origins: Vec<String>,
+    pub max_body_bytes: usize,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]

@@ -12,6 +12,15 @@ pub enum ApiError {
     /// Malformed JSON, a missing field, a wrong type, a bad value.
     #[error("{message}")]
     BadRequest { code: &'static str, message: String },
+    /// Wrong username or password (never says which).
+    #[error("invalid username or password")]
+    InvalidCredentials,
+    /// No credential, or a bad one.
+    #[error("authentication required")]
+    Unauthorized,
+    /// Another tenant's resource, or an admin-only route. No data in the body.
+    #[error("forbidden")]
+    Forbidden,
     #[error("{0}")]
     NotFound(String),
     /// The resource is in the wrong state for this request.
@@ -39,6 +48,10 @@ impl ApiError {
         }
     }
 
+    pub fn unauthorized() -> Self {
+        ApiError::Unauthorized
+    }
+
     pub fn conflict(code: &'static str, message: impl Into<String>) -> Self {
         ApiError::Conflict {
             code,
@@ -49,6 +62,9 @@ impl ApiError {
     fn status_and_code(&self) -> (StatusCode, &'static str) {
         match self {
             ApiError::BadRequest { code, .. } => (StatusCode::BAD_REQUEST, code),
+            ApiError::InvalidCredentials => (StatusCode::UNAUTHORIZED, "invalid_credentials"),
+            ApiError::Unauthorized => (StatusCode::UNAUTHORIZED, "unauthorized"),
+            ApiError::Forbidden => (StatusCode::FORBIDDEN, "forbidden"),
             ApiError::NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
             ApiError::Conflict { code, .. } => (StatusCode::CONFLICT, code),
             ApiError::TooManyRequests { code, .. } => (StatusCode::TOO_MANY_REQUESTS, code),
@@ -79,7 +95,7 @@ impl IntoResponse for ApiError {
                 obj.extend(extra.clone());
             }
         }
-        let mut response = (status, Json(json!({ "error": error }))).into_response();
+        let mut response = (status, Json(json!({ "success": false, "error": error }))).into_response();
         if let Some(secs) = retry_after {
             if let Ok(v) = HeaderValue::from_str(&secs.to_string()) {
                 response.headers_mut().insert("retry-after", v);
@@ -87,6 +103,21 @@ impl IntoResponse for ApiError {
         }
         response
     }
+}
+
+/// Maps account-store errors: duplicates are 409, the rest internal.
+pub fn from_account(e: centinela_actors::store::AccountError) -> ApiError {
+    use centinela_actors::store::AccountError;
+    match e {
+        AccountError::Exists(what) => ApiError::conflict("already_exists", format!("{what} already exists")),
+        AccountError::NotFound(what) => ApiError::NotFound(format!("{what} not found")),
+        AccountError::Store(e) => ApiError::Internal(e.to_string()),
+    }
+}
+
+/// Maps store errors (always internal).
+pub fn from_store(e: centinela_actors::store::StoreError) -> ApiError {
+    ApiError::Internal(e.to_string())
 }
 
 /// The fallback for unknown routes.

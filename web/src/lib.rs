@@ -1,32 +1,56 @@
 //! Centinela's HTTP layer: axum routes that only send messages to the actors
-//! (or read through them). It never opens redb or a browser itself.
+//! (or read through the store's account accessors). It never opens redb or a
+//! browser itself.
 //!
 //! [`router`] is a plain function of [`AppState`], so route tests use
 //! `tower::ServiceExt::oneshot` without a socket.
 
+pub mod accounts;
+pub mod auth;
 pub mod error;
 mod extract;
 mod health;
+pub mod qr;
+pub mod ratelimit;
+pub mod security;
+pub mod sessions;
 pub mod sim;
 
+use axum::extract::DefaultBodyLimit;
 use axum::Router;
 use centinela_actors::clock::SharedClock;
 use centinela_actors::ractor::ActorRef;
 use centinela_actors::supervisor::SupervisorMsg;
+use std::sync::Arc;
 
 pub use error::ApiError;
+
+/// What the HTTP layer is configured with.
+#[derive(Debug, Clone, Default)]
+pub struct WebConfig {
+    pub cors_origins: Vec<String>,
+    pub max_body_bytes: usize,
+}
 
 /// What every handler can reach.
 #[derive(Clone)]
 pub struct AppState {
     pub supervisor: ActorRef<SupervisorMsg>,
     pub clock: SharedClock,
+    pub auth: Arc<auth::Auth>,
+    pub web: WebConfig,
 }
 
-/// The whole HTTP surface.
+/// The whole HTTP surface (without the simulator, which `serve --demo` adds).
 pub fn router(state: AppState) -> Router {
-    Router::new()
+    let web = state.web.clone();
+    let api = Router::new()
         .merge(health::routes())
+        .merge(auth::routes::routes())
+        .merge(accounts::routes())
+        .merge(sessions::routes())
+        .merge(ratelimit::routes())
         .fallback(error::not_found)
-        .with_state(state)
+        .with_state(state);
+    security::apply(api, &web.cors_origins).layer(DefaultBodyLimit::max(web.max_body_bytes.max(1024)))
 }

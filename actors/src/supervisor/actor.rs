@@ -50,6 +50,8 @@ pub(super) struct Entry {
     pub pending: Option<Pending>,
     /// Automatic reconnect tries since the session was last READY.
     pub reconnect_tries: u32,
+    /// The last refusal, until the next admitted attempt.
+    pub last_denial: Option<super::admission::Denial>,
 }
 
 pub struct SupervisorState {
@@ -90,6 +92,7 @@ impl SupervisorState {
             epoch: 0,
             pending: None,
             reconnect_tries: 0,
+            last_denial: None,
         }
     }
 
@@ -117,6 +120,26 @@ impl SupervisorState {
             .filter(|e| e.record.id != *except && (e.view.state.is_live() || e.pending.is_some()))
             .count();
         u32::try_from(n).unwrap_or(u32::MAX)
+    }
+
+    fn detail(&self, e: &Entry) -> super::SessionDetail {
+        let now = self.now();
+        let admission = match (&e.pending, &e.last_denial) {
+            (Some(p), _) => Some(super::AdmissionStatus::Queued {
+                start_at: p.start_at,
+                position: self.admission.position(p.ticket).unwrap_or(1),
+            }),
+            (None, Some(d)) if d.block_until > now => Some(super::AdmissionStatus::Denied {
+                reason: d.reason,
+                wait_time_minutes: d.block_until.since(now).as_secs().div_ceil(60),
+                block_until: d.block_until,
+            }),
+            _ => None,
+        };
+        super::SessionDetail {
+            view: e.view.clone(),
+            admission,
+        }
     }
 
     fn rate_limit_report(&self, tenant: Option<TenantId>) -> RateLimitReport {
@@ -216,6 +239,23 @@ impl Actor for Supervisor {
             }
             SupervisorMsg::Get { id, reply } => {
                 let _ = reply.send(st.entry(&id).map(|e| e.view.clone()));
+            }
+            SupervisorMsg::Describe { id, reply } => {
+                let out = match st.sessions.get(&id) {
+                    Some(e) => Ok(st.detail(e)),
+                    None => Err(SupervisorError::NotFound(id)),
+                };
+                let _ = reply.send(out);
+            }
+            SupervisorMsg::DescribeAll { tenant, reply } => {
+                let mut out: Vec<super::SessionDetail> = st
+                    .sessions
+                    .values()
+                    .filter(|e| tenant.as_ref().is_none_or(|t| *t == e.record.tenant))
+                    .map(|e| st.detail(e))
+                    .collect();
+                out.sort_by(|a, b| a.view.id.cmp(&b.view.id));
+                let _ = reply.send(out);
             }
             SupervisorMsg::List { tenant, reply } => {
                 let mut views: Vec<SessionView> = st

@@ -48,6 +48,9 @@ pub(super) fn connect(
     let now = st.now();
     match st.admission.admit(&request, now)? {
         Decision::Denied(d) => {
+            if let Some(entry) = st.sessions.get_mut(id) {
+                entry.last_denial = Some(d);
+            }
             tracing::info!(
                 tenant = %request.tenant,
                 session = %id,
@@ -67,6 +70,9 @@ pub(super) fn connect(
             if let Err(e) = st.save(id, |r| r.desired = DesiredState::Running) {
                 let _ = st.admission.cancel(ticket, now);
                 return Err(e);
+            }
+            if let Some(entry) = st.sessions.get_mut(id) {
+                entry.last_denial = None;
             }
             tracing::info!(tenant = %request.tenant, session = %id, kind = ?kind, start_at = %start_at, "connection admitted");
             schedule(myself, st, id, ticket, start_at);

@@ -73,6 +73,28 @@ pub enum SupervisorError {
     Denied(Denial),
 }
 
+/// Where a session stands with admission.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "status", rename_all = "snake_case")]
+pub enum AdmissionStatus {
+    /// Waiting in the connection queue.
+    Queued { start_at: Timestamp, position: usize },
+    /// The last connect was refused.
+    Denied {
+        reason: DenyReason,
+        wait_time_minutes: u64,
+        block_until: Timestamp,
+    },
+}
+
+/// A session as the API shows it: its view plus its admission status.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct SessionDetail {
+    #[serde(flatten)]
+    pub view: SessionView,
+    pub admission: Option<AdmissionStatus>,
+}
+
 /// The anti-ban status with seed 003's field names.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct RateLimitReport {
@@ -118,6 +140,16 @@ pub enum SupervisorMsg {
     Get {
         id: SessionId,
         reply: Reply<SessionView>,
+    },
+    /// A session with its admission status.
+    Describe {
+        id: SessionId,
+        reply: Reply<SessionDetail>,
+    },
+    /// Every session (or one tenant's) with admission status.
+    DescribeAll {
+        tenant: Option<TenantId>,
+        reply: RpcReplyPort<Vec<SessionDetail>>,
     },
     /// Every session, or one tenant's.
     List {

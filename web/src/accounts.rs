@@ -1,0 +1,250 @@
+//! Tenant, user and API-key management: `/api/v1/tenants`, `/api/v1/users`,
+//! `/api/v1/tenants/{id}/api-keys`. Tenants and users are admin business;
+//! a tenant's users may manage their own tenant's API keys.
+
+use crate::auth::routes::user_json;
+use crate::auth::{check_password_policy, hash_password, Caller};
+use crate::error::{from_account, from_store, ApiError};
+use crate::extract::AppJson;
+use crate::AppState;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::routing::{delete, get};
+use axum::{Json, Router};
+use centinela_actors::ids::{TenantId, UserId};
+use centinela_actors::ractor::call;
+use centinela_actors::store::{ApiKeyRecord, Role, TenantRecord, UserRecord};
+use centinela_actors::supervisor::SupervisorMsg;
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/api/v1/tenants", get(list_tenants).post(create_tenant))
+        .route("/api/v1/tenants/{id}", get(get_tenant).delete(delete_tenant))
+        .route("/api/v1/tenants/{id}/api-keys", get(list_keys).post(create_key))
+        .route("/api/v1/tenants/{id}/api-keys/{key}", delete(revoke_key))
+        .route("/api/v1/users", get(list_users).post(create_user))
+        .route("/api/v1/users/{id}", get(get_user).delete(delete_user))
+}
+
+pub fn tenant_id(raw: &str) -> Result<TenantId, ApiError> {
+    TenantId::new(raw).map_err(|e| ApiError::bad_request("invalid_tenant_id", e.to_string()))
+}
+
+fn tenant_json(t: &TenantRecord) -> Value {
+    json!({ "id": t.id, "name": t.name, "created_at": t.created_at })
+}
+
+fn key_json(k: &ApiKeyRecord) -> Value {
+    json!({
+        "id": k.id,
+        "name": k.name,
+        "tenant_id": k.tenant,
+        "key_prefix": format!("{}…", k.prefix),
+        "created_at": k.created_at,
+        "revoked_at": k.revoked_at,
+    })
+}
+
+/// The tenant, or 404; 403 first when the caller may not see it.
+fn existing_tenant(state: &AppState, caller: &Caller, raw: &str) -> Result<TenantRecord, ApiError> {
+    let id = tenant_id(raw)?;
+    caller.check_tenant(&id)?;
+    state
+        .auth
+        .store()
+        .tenant(&id)
+        .map_err(from_store)?
+        .ok_or_else(|| ApiError::NotFound(format!("tenant {id} not found")))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NewTenant {
+    id: String,
+    name: String,
+}
+
+async fn create_tenant(
+    State(state): State<AppState>,
+    caller: Caller,
+    AppJson(body): AppJson<NewTenant>,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
+    caller.require_admin()?;
+    let name = body.name.trim();
+    if name.is_empty() || name.len() > 200 {
+        return Err(ApiError::bad_request("invalid_name", "name must be 1-200 characters"));
+    }
+    let record = TenantRecord {
+        id: tenant_id(&body.id)?,
+        name: name.to_owned(),
+        created_at: state.auth.now(),
+    };
+    state.auth.store().create_tenant(&record).map_err(from_account)?;
+    tracing::info!(tenant = %record.id, by = %caller.name(), "tenant created");
+    Ok((StatusCode::CREATED, Json(tenant_json(&record))))
+}
+
+async fn list_tenants(State(state): State<AppState>, caller: Caller) -> Result<Json<Value>, ApiError> {
+    caller.require_admin()?;
+    let tenants = state.auth.store().tenants().map_err(from_store)?;
+    Ok(Json(json!({ "tenants": tenants.iter().map(tenant_json).collect::<Vec<_>>() })))
+}
+
+async fn get_tenant(State(state): State<AppState>, caller: Caller, Path(id): Path<String>) -> Result<Json<Value>, ApiError> {
+    Ok(Json(tenant_json(&existing_tenant(&state, &caller, &id)?)))
+}
+
+/// Deletes a tenant: its sessions are stopped and deleted first.
+async fn delete_tenant(State(state): State<AppState>, caller: Caller, Path(id): Path<String>) -> Result<StatusCode, ApiError> {
+    caller.require_admin()?;
+    let tenant = existing_tenant(&state, &caller, &id)?;
+    let t = Some(tenant.id.clone());
+    let sessions = call!(state.supervisor, |r| SupervisorMsg::List { tenant: t, reply: r })
+        .map_err(|e| ApiError::Unavailable(e.to_string()))?;
+    for s in sessions {
+        let id = s.id.clone();
+        let out = call!(state.supervisor, |r| SupervisorMsg::Delete { id, reply: r })
+            .map_err(|e| ApiError::Unavailable(e.to_string()))?;
+        out.map_err(crate::sessions::from_supervisor)?;
+    }
+    state.auth.store().delete_tenant(&tenant.id).map_err(from_account)?;
+    tracing::info!(tenant = %tenant.id, by = %caller.name(), "tenant deleted");
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NewKey {
+    name: String,
+}
+
+async fn create_key(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+    AppJson(body): AppJson<NewKey>,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
+    if matches!(caller, Caller::ApiKey { .. }) {
+        return Err(ApiError::Forbidden);
+    }
+    let tenant = existing_tenant(&state, &caller, &id)?;
+    let name = body.name.trim();
+    if name.is_empty() || name.len() > 100 {
+        return Err(ApiError::bad_request("invalid_name", "name must be 1-100 characters"));
+    }
+    let (record, key) = state.auth.create_api_key(&tenant.id, name)?;
+    tracing::info!(tenant = %tenant.id, key = %record.id, by = %caller.name(), "api key created");
+    let mut body = key_json(&record);
+    body["key"] = json!(key);
+    Ok((StatusCode::CREATED, Json(body)))
+}
+
+async fn list_keys(State(state): State<AppState>, caller: Caller, Path(id): Path<String>) -> Result<Json<Value>, ApiError> {
+    let tenant = existing_tenant(&state, &caller, &id)?;
+    let keys = state.auth.store().api_keys(&tenant.id).map_err(from_store)?;
+    Ok(Json(json!({ "api_keys": keys.iter().map(key_json).collect::<Vec<_>>() })))
+}
+
+async fn revoke_key(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path((id, key)): Path<(String, String)>,
+) -> Result<StatusCode, ApiError> {
+    if matches!(caller, Caller::ApiKey { .. }) {
+        return Err(ApiError::Forbidden);
+    }
+    let tenant = existing_tenant(&state, &caller, &id)?;
+    let found = state.auth.store().revoke_api_key(&tenant.id, &key, state.auth.now()).map_err(from_account)?;
+    if !found {
+        return Err(ApiError::NotFound(format!("api key {key} not found")));
+    }
+    tracing::info!(tenant = %tenant.id, key, by = %caller.name(), "api key revoked");
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NewUser {
+    username: String,
+    password: String,
+    role: Role,
+    tenant_id: Option<String>,
+}
+
+async fn create_user(
+    State(state): State<AppState>,
+    caller: Caller,
+    AppJson(body): AppJson<NewUser>,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
+    caller.require_admin()?;
+    let username = body.username.trim().to_owned();
+    let valid = (3..=64).contains(&username.len())
+        && username.chars().all(|c| c.is_alphanumeric() || "._-@".contains(c));
+    if !valid {
+        return Err(ApiError::bad_request("invalid_username", "usernames are 3-64 letters, digits or . _ - @"));
+    }
+    check_password_policy(&body.password)?;
+    let tenant = match (body.role, body.tenant_id) {
+        (Role::Admin, None) => None,
+        (Role::Tenant, Some(t)) => {
+            let t = tenant_id(&t)?;
+            if state.auth.store().tenant(&t).map_err(from_store)?.is_none() {
+                return Err(ApiError::bad_request("unknown_tenant", format!("tenant {t} does not exist")));
+            }
+            Some(t)
+        }
+        _ => {
+            return Err(ApiError::bad_request(
+                "invalid_role",
+                "admins have no tenant_id; tenant users need one",
+            ))
+        }
+    };
+    let user = UserRecord {
+        id: UserId::generate(),
+        username,
+        password_hash: hash_password(body.password).await?,
+        role: body.role,
+        tenant,
+        created_at: state.auth.now(),
+        password_version: 0,
+    };
+    state.auth.store().create_user(&user).map_err(from_account)?;
+    tracing::info!(user = %user.username, by = %caller.name(), "user created");
+    Ok((StatusCode::CREATED, Json(user_json(&user))))
+}
+
+async fn list_users(State(state): State<AppState>, caller: Caller) -> Result<Json<Value>, ApiError> {
+    caller.require_admin()?;
+    let users = state.auth.store().users().map_err(from_store)?;
+    Ok(Json(json!({ "users": users.iter().map(user_json).collect::<Vec<_>>() })))
+}
+
+fn user_id(raw: &str) -> Result<UserId, ApiError> {
+    UserId::new(raw).map_err(|e| ApiError::bad_request("invalid_user_id", e.to_string()))
+}
+
+async fn get_user(State(state): State<AppState>, caller: Caller, Path(id): Path<String>) -> Result<Json<Value>, ApiError> {
+    caller.require_admin()?;
+    let id = user_id(&id)?;
+    let user = state.auth.store().user(&id).map_err(from_store)?;
+    let user = user.ok_or_else(|| ApiError::NotFound(format!("user {id} not found")))?;
+    Ok(Json(user_json(&user)))
+}
+
+async fn delete_user(State(state): State<AppState>, caller: Caller, Path(id): Path<String>) -> Result<StatusCode, ApiError> {
+    caller.require_admin()?;
+    let id = user_id(&id)?;
+    if let Caller::User { id: me, .. } = &caller {
+        if *me == id {
+            return Err(ApiError::conflict("cannot_delete_self", "you cannot delete your own account"));
+        }
+    }
+    if !state.auth.store().delete_user(&id).map_err(from_account)? {
+        return Err(ApiError::NotFound(format!("user {id} not found")));
+    }
+    tracing::info!(user = %id, by = %caller.name(), "user deleted");
+    Ok(StatusCode::NO_CONTENT)
+}

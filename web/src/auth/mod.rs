@@ -1,0 +1,193 @@
+//! Authentication: argon2id passwords, HS256 JWTs with a pinned algorithm,
+//! an issuer, an expiry, a `jti` that logout revokes (persisted, so a
+//! restart does not resurrect it) and a password version that a password
+//! change bumps (so older tokens die); and per-tenant API keys, stored as
+//! their SHA-256. Login throttling lives in [`throttle`].
+
+mod caller;
+pub mod routes;
+pub mod throttle;
+
+pub use caller::Caller;
+
+use crate::error::ApiError;
+use argon2::password_hash::phc::PasswordHash;
+use argon2::password_hash::{PasswordHasher, PasswordVerifier};
+use argon2::Argon2;
+use centinela_actors::clock::{SharedClock, Timestamp};
+use centinela_actors::ids::{TenantId, UserId};
+use centinela_actors::store::{ApiKeyRecord, Role, Store, UserRecord};
+use jsonwebtoken::{decode, encode, Algorithm, DecodingKey, EncodingKey, Header, Validation};
+use rand::Rng;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use std::time::Duration;
+
+/// The issuer of login tokens (one purpose, one issuer).
+const ISSUER: &str = "centinela-login";
+
+/// The claims of a login token.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Claims {
+    pub sub: String,
+    pub usr: String,
+    pub role: Role,
+    pub tnt: Option<String>,
+    /// The user's password version when the token was issued.
+    pub pv: u32,
+    pub iat: i64,
+    pub exp: i64,
+    pub jti: String,
+    pub iss: String,
+}
+
+pub struct Auth {
+    store: Store,
+    clock: SharedClock,
+    encoding: EncodingKey,
+    decoding: DecodingKey,
+    token_ttl: Duration,
+    pub throttle: throttle::Throttle,
+    /// A real argon2id hash of a random string, checked when a login names
+    /// no user, so timing does not tell which part was wrong.
+    pub(crate) dummy_hash: String,
+}
+
+/// Random URL-safe characters (passwords, API keys, secrets).
+pub fn random_token(len: usize) -> String {
+    const ALPHABET: &[u8] = b"ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnopqrstuvwxyz23456789";
+    let mut rng = rand::rng();
+    (0..len).map(|_| ALPHABET[rng.random_range(0..ALPHABET.len())] as char).collect()
+}
+
+/// Hex SHA-256, for API keys (they are long and random: no salt needed).
+pub fn sha256_hex(s: &str) -> String {
+    Sha256::digest(s.as_bytes()).iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// argon2id with a random salt, on this thread (the CLI, startup).
+pub fn hash_password_sync(password: &str) -> Result<String, String> {
+    let salt: [u8; 16] = rand::rng().random();
+    let hash: PasswordHash = Argon2::default()
+        .hash_password_with_salt(password.as_bytes(), &salt)
+        .map_err(|e| e.to_string())?;
+    Ok(hash.to_string())
+}
+
+/// argon2id with a random salt. CPU-heavy: runs on the blocking pool.
+pub async fn hash_password(password: String) -> Result<String, ApiError> {
+    tokio::task::spawn_blocking(move || hash_password_sync(&password))
+        .await
+        .map_err(|e| ApiError::Internal(e.to_string()))?
+        .map_err(ApiError::Internal)
+}
+
+/// Checks a password against its PHC string on the blocking pool.
+pub async fn verify_password(password: String, hash: String) -> bool {
+    tokio::task::spawn_blocking(move || {
+        PasswordHash::new(&hash)
+            .map(|parsed| Argon2::default().verify_password(password.as_bytes(), &parsed).is_ok())
+            .unwrap_or(false)
+    })
+    .await
+    .unwrap_or(false)
+}
+
+/// The minimum a password must be.
+pub fn check_password_policy(password: &str) -> Result<(), ApiError> {
+    if password.chars().count() < 10 {
+        return Err(ApiError::bad_request("weak_password", "passwords need at least 10 characters"));
+    }
+    Ok(())
+}
+
+impl Auth {
+    pub fn new(store: Store, clock: SharedClock, secret: &[u8], token_ttl: Duration) -> Self {
+        Self {
+            store,
+            clock: clock.clone(),
+            encoding: EncodingKey::from_secret(secret),
+            decoding: DecodingKey::from_secret(secret),
+            token_ttl,
+            throttle: throttle::Throttle::new(clock, 5, Duration::from_secs(15 * 60)),
+            dummy_hash: hash_password_sync(&random_token(24)).unwrap_or_default(),
+        }
+    }
+
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    pub fn now(&self) -> Timestamp {
+        self.clock.now()
+    }
+
+    /// A token for `user`, and when it expires.
+    pub fn issue(&self, user: &UserRecord) -> Result<(String, Timestamp), ApiError> {
+        let now = self.now();
+        let exp = now.plus(self.token_ttl);
+        let claims = Claims {
+            sub: user.id.to_string(),
+            usr: user.username.clone(),
+            role: user.role,
+            tnt: user.tenant.as_ref().map(|t| t.to_string()),
+            pv: user.password_version,
+            iat: now.as_millis() / 1000,
+            exp: exp.as_millis() / 1000,
+            jti: uuid::Uuid::new_v4().simple().to_string(),
+            iss: ISSUER.into(),
+        };
+        let token = encode(&Header::new(Algorithm::HS256), &claims, &self.encoding)
+            .map_err(|e| ApiError::Internal(e.to_string()))?;
+        Ok((token, exp))
+    }
+
+    /// Verifies a login token: signature (HS256 only), issuer, expiry,
+    /// revocation, and that the user still exists with the same password.
+    pub fn verify_token(&self, token: &str) -> Result<(UserRecord, Claims), ApiError> {
+        let mut validation = Validation::new(Algorithm::HS256);
+        validation.set_issuer(&[ISSUER]);
+        validation.set_required_spec_claims(&["exp", "iss", "sub"]);
+        validation.leeway = 0;
+        let data = decode::<Claims>(token, &self.decoding, &validation).map_err(|_| ApiError::unauthorized())?;
+        let claims = data.claims;
+        if claims.exp * 1000 <= self.now().as_millis() {
+            return Err(ApiError::unauthorized());
+        }
+        let store_err = |e: centinela_actors::store::StoreError| ApiError::Internal(e.to_string());
+        if self.store.is_token_revoked(&claims.jti).map_err(store_err)? {
+            return Err(ApiError::unauthorized());
+        }
+        let id = UserId::new(claims.sub.clone()).map_err(|_| ApiError::unauthorized())?;
+        let user = self.store.user(&id).map_err(store_err)?.ok_or_else(ApiError::unauthorized)?;
+        if user.password_version != claims.pv {
+            return Err(ApiError::unauthorized());
+        }
+        Ok((user, claims))
+    }
+
+    /// The live API key behind `key`, if any.
+    pub fn verify_api_key(&self, key: &str) -> Result<ApiKeyRecord, ApiError> {
+        self.store
+            .api_key_by_hash(&sha256_hex(key))
+            .map_err(|e| ApiError::Internal(e.to_string()))?
+            .ok_or_else(ApiError::unauthorized)
+    }
+
+    /// Creates an API key for `tenant`; returns the record and the key,
+    /// which is shown this once.
+    pub fn create_api_key(&self, tenant: &TenantId, name: &str) -> Result<(ApiKeyRecord, String), ApiError> {
+        let key = format!("cnt_{}", random_token(40));
+        let record = ApiKeyRecord {
+            id: format!("k_{}", random_token(12)),
+            tenant: tenant.clone(),
+            name: name.to_owned(),
+            hash: sha256_hex(&key),
+            prefix: key.chars().take(10).collect(),
+            created_at: self.now(),
+            revoked_at: None,
+        };
+        self.store.create_api_key(&record).map_err(crate::error::from_account)?;
+        Ok((record, key))
+    }
+}

@@ -1,0 +1,181 @@
+//! `/auth/*` (seed 000's API): login with `usuario` or `username`, verify,
+//! logout (revokes the token for good), change-password (older tokens die),
+//! me.
+
+use super::{check_password_policy, hash_password, verify_password, Caller};
+use crate::error::{from_account, from_store, ApiError};
+use crate::extract::AppJson;
+use crate::AppState;
+use axum::extract::{ConnectInfo, State};
+use axum::http::HeaderMap;
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use centinela_actors::clock::Timestamp;
+use centinela_actors::store::UserRecord;
+use serde::Deserialize;
+use serde_json::{json, Value};
+use std::net::SocketAddr;
+
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/auth/login", post(login))
+        .route("/auth/verify", post(verify))
+        .route("/auth/logout", post(logout))
+        .route("/auth/change-password", post(change_password))
+        .route("/auth/me", get(me))
+}
+
+pub fn user_json(u: &UserRecord) -> Value {
+    json!({
+        "id": u.id,
+        "username": u.username,
+        "role": u.role,
+        "tenant_id": u.tenant,
+    })
+}
+
+#[derive(Deserialize)]
+struct Login {
+    usuario: Option<String>,
+    username: Option<String>,
+    password: String,
+}
+
+/// The client address: the socket peer (a proxy in front should be trusted
+/// explicitly; we do not read X-Forwarded-For).
+fn client_ip(peer: Option<ConnectInfo<SocketAddr>>) -> String {
+    peer.map(|ConnectInfo(a)| a.ip().to_string()).unwrap_or_else(|| "unknown".into())
+}
+
+async fn login(
+    State(state): State<AppState>,
+    peer: Result<ConnectInfo<SocketAddr>, axum::extract::rejection::ExtensionRejection>,
+    AppJson(body): AppJson<Login>,
+) -> Result<Json<Value>, ApiError> {
+    let peer = peer.ok();
+    let username = body
+        .username
+        .or(body.usuario)
+        .filter(|u| !u.trim().is_empty())
+        .ok_or_else(|| ApiError::bad_request("missing_field", "username (or usuario) is required"))?;
+    let auth = &state.auth;
+    let user_key = format!("user:{}", username.to_lowercase());
+    let keys = [user_key.clone(), format!("ip:{}", client_ip(peer))];
+    if let Some(wait) = auth.throttle.blocked(&keys) {
+        return Err(ApiError::TooManyRequests {
+            code: "too_many_attempts",
+            message: "too many failed logins; try again later".into(),
+            retry_after_secs: wait.as_secs().max(1),
+            details: json!({}),
+        });
+    }
+    let user = auth.store().user_by_name(&username).map_err(from_store)?;
+    let ok = match &user {
+        Some(u) => verify_password(body.password, u.password_hash.clone()).await,
+        None => {
+            // Same work either way, so timing does not reveal which part was wrong.
+            let _ = verify_password(body.password, auth.dummy_hash.clone()).await;
+            false
+        }
+    };
+    let Some(user) = user.filter(|_| ok) else {
+        auth.throttle.fail(&keys);
+        tracing::warn!(username = %username, "login failed");
+        return Err(ApiError::InvalidCredentials);
+    };
+    auth.throttle.succeed(&user_key);
+    let (token, expires_at) = auth.issue(&user)?;
+    tracing::info!(username = %user.username, "login");
+    Ok(Json(json!({
+        "success": true,
+        "token": token,
+        "expires_at": expires_at,
+        "user": user_json(&user),
+    })))
+}
+
+#[derive(Deserialize, Default)]
+struct VerifyBody {
+    token: Option<String>,
+}
+
+/// The token to check: the bearer header, else `{"token": ...}` in the body.
+async fn verify(State(state): State<AppState>, headers: HeaderMap, body: axum::body::Bytes) -> Result<Json<Value>, ApiError> {
+    let from_header = headers
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(str::to_owned);
+    let from_body = || {
+        if body.is_empty() {
+            return Ok(None);
+        }
+        serde_json::from_slice::<VerifyBody>(&body)
+            .map(|b| b.token)
+            .map_err(|e| ApiError::bad_request("malformed_json", e.to_string()))
+    };
+    let token = match from_header {
+        Some(t) => t,
+        None => from_body()?.ok_or_else(ApiError::unauthorized)?,
+    };
+    let (user, claims) = state.auth.verify_token(&token)?;
+    Ok(Json(json!({
+        "success": true,
+        "valid": true,
+        "user": user_json(&user),
+        "expires_at": Timestamp::from_millis(claims.exp * 1000),
+    })))
+}
+
+async fn logout(State(state): State<AppState>, caller: Caller) -> Result<Json<Value>, ApiError> {
+    let Caller::User { jti, exp, username, .. } = caller else {
+        return Err(ApiError::bad_request("not_a_session", "API keys are revoked, not logged out"));
+    };
+    let auth = &state.auth;
+    auth.store()
+        .revoke_token(&jti, Timestamp::from_millis(exp * 1000), auth.now())
+        .map_err(from_store)?;
+    tracing::info!(username = %username, "logout");
+    Ok(Json(json!({ "success": true })))
+}
+
+#[derive(Deserialize)]
+struct ChangePassword {
+    current_password: String,
+    new_password: String,
+}
+
+async fn change_password(
+    State(state): State<AppState>,
+    caller: Caller,
+    AppJson(body): AppJson<ChangePassword>,
+) -> Result<Json<Value>, ApiError> {
+    let Caller::User { id, .. } = caller else {
+        return Err(ApiError::Forbidden);
+    };
+    check_password_policy(&body.new_password)?;
+    let auth = &state.auth;
+    let mut user = auth.store().user(&id).map_err(from_store)?.ok_or_else(ApiError::unauthorized)?;
+    if !verify_password(body.current_password, user.password_hash.clone()).await {
+        return Err(ApiError::InvalidCredentials);
+    }
+    user.password_hash = hash_password(body.new_password).await?;
+    user.password_version += 1;
+    auth.store().update_user(&user).map_err(from_account)?;
+    let (token, expires_at) = auth.issue(&user)?;
+    tracing::info!(username = %user.username, "password changed");
+    Ok(Json(json!({ "success": true, "token": token, "expires_at": expires_at })))
+}
+
+async fn me(State(state): State<AppState>, caller: Caller) -> Result<Json<Value>, ApiError> {
+    match caller {
+        Caller::User { id, .. } => {
+            let user = state.auth.store().user(&id).map_err(from_store)?.ok_or_else(ApiError::unauthorized)?;
+            Ok(Json(json!({ "success": true, "user": user_json(&user) })))
+        }
+        Caller::ApiKey { id, name, tenant } => Ok(Json(json!({
+            "success": true,
+            "api_key": { "id": id, "name": name, "tenant_id": tenant },
+        }))),
+    }
+}
