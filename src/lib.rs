@@ -20,6 +20,9 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::TcpListener;
 
+pub mod bootstrap;
+
+pub use bootstrap::AdminBootstrap;
 pub use centinela_actors::config;
 
 #[derive(Debug, thiserror::Error)]
@@ -30,6 +33,8 @@ pub enum RunError {
     Supervisor(String),
     #[error("HTTP server failed: {0}")]
     Http(#[from] std::io::Error),
+    #[error("first-start set-up failed: {0}")]
+    Bootstrap(#[from] bootstrap::BootstrapError),
 }
 
 /// Everything `run` needs beyond the config; tests swap the engines and clock.
@@ -38,6 +43,8 @@ pub struct Services {
     pub clock: SharedClock,
     /// Mounted under `/sim` when set (`serve --demo`).
     pub simulator: Option<Simulator>,
+    /// How the first admin is made on an empty store.
+    pub admin: AdminBootstrap,
 }
 
 impl Default for Services {
@@ -47,6 +54,7 @@ impl Default for Services {
             engines: EngineSet::default(),
             clock: Arc::new(SystemClock),
             simulator: None,
+            admin: AdminBootstrap::FromEnvironment,
         }
     }
 }
@@ -88,7 +96,15 @@ pub async fn run(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), RunError> {
     let store = Store::open(&config.storage.data_dir)?;
+    let secret = bootstrap::jwt_secret(&config, &store)?;
+    if let Some((user, password)) =
+        bootstrap::ensure_admin(&store, &services.admin, services.clock.now())?
+    {
+        // Shown once, on the console of whoever started the first run.
+        eprintln!("centinela: created the first admin: username {user:?}, password {password:?} (shown once; change it with POST /auth/change-password)");
+    }
     let bus = Bus::default();
+    let logs = centinela_web::logstream::subscribe(10_000);
     let env = SessionEnv {
         clock: services.clock.clone(),
         bus: bus.clone(),
@@ -110,9 +126,25 @@ pub async fn run(
     let (supervisor, handle) = Actor::spawn(None, Supervisor, args)
         .await
         .map_err(|e| RunError::Supervisor(e.to_string()))?;
+    let auth = centinela_web::auth::Auth::new(
+        store.clone(),
+        services.clock.clone(),
+        &secret,
+        config.auth.token_ttl,
+    );
+    let hub = centinela_web::hub::Hub::start(&bus, logs, Arc::new(store.clone()), 4096);
+    let metrics = Arc::new(centinela_web::metrics::Metrics::default());
+    metrics.follow(&bus);
     let state = centinela_web::AppState {
         supervisor: supervisor.clone(),
         clock: services.clock.clone(),
+        auth: Arc::new(auth),
+        hub,
+        metrics,
+        web: centinela_web::WebConfig {
+            cors_origins: config.server.cors_origins.clone(),
+            max_body_bytes: config.server.max_body_bytes,
+        },
     };
     let mut app = centinela_web::router(state);
     let _rotation = match services.simulator {
@@ -124,9 +156,12 @@ pub async fn run(
         None => None,
     };
     tracing::info!(listen = %listener.local_addr()?, data_dir = %config.storage.data_dir.display(), "centinela serving");
-    let served = axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown)
-        .await;
+    let served = axum::serve(
+        listener,
+        app.into_make_service_with_connect_info::<std::net::SocketAddr>(),
+    )
+    .with_graceful_shutdown(shutdown)
+    .await;
     tracing::info!("shutting down: stopping sessions");
     let _ = supervisor
         .stop_and_wait(

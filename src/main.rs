@@ -42,11 +42,34 @@ enum Command {
     },
     /// Print the effective configuration, secrets masked.
     Config,
+    /// Manage users.
+    User {
+        #[command(subcommand)]
+        action: UserAction,
+    },
     /// Run only the WhatsApp Web simulator (page at /sim/wa/, control API under /sim).
     Sim {
         /// Address to listen on.
         #[arg(long, default_value = "127.0.0.1:3013")]
         listen: SocketAddr,
+    },
+}
+
+#[derive(Subcommand)]
+enum UserAction {
+    /// Add a user; the password is read from standard input (one line).
+    Add {
+        #[arg(long)]
+        username: String,
+        /// An administrator (every tenant).
+        #[arg(long, conflicts_with = "tenant")]
+        admin: bool,
+        /// A user of this tenant (created if new).
+        #[arg(long, required_unless_present = "admin")]
+        tenant: Option<String>,
+        /// Data directory (overrides storage.data_dir).
+        #[arg(long)]
+        data: Option<PathBuf>,
     },
 }
 
@@ -81,6 +104,20 @@ fn main() -> ExitCode {
             serve(config, demo)
         }
         Command::Sim { listen } => simulate(config, listen),
+        Command::User {
+            action:
+                UserAction::Add {
+                    username,
+                    admin,
+                    tenant,
+                    data,
+                },
+        } => {
+            if let Some(dir) = data {
+                config.storage.data_dir = dir;
+            }
+            add_user(&config, &username, admin, tenant.as_deref())
+        }
     }
 }
 
@@ -119,16 +156,62 @@ fn simulate(config: Config, listen: SocketAddr) -> ExitCode {
     })
 }
 
+fn add_user(config: &Config, username: &str, admin: bool, tenant: Option<&str>) -> ExitCode {
+    use centinela_actors::ids::TenantId;
+    use centinela_actors::store::{Role, Store};
+    let tenant = match tenant.map(TenantId::new).transpose() {
+        Ok(t) => t,
+        Err(e) => {
+            eprintln!("centinela: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    if std::io::IsTerminal::is_terminal(&std::io::stdin()) {
+        eprint!("Password for {username} (visible; or pipe it in): ");
+    }
+    let mut password = String::new();
+    if std::io::stdin().read_line(&mut password).is_err() {
+        eprintln!("centinela: cannot read the password from standard input");
+        return ExitCode::from(2);
+    }
+    let password = password.trim_end_matches(['\r', '\n']);
+    let store = match Store::open(&config.storage.data_dir) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("centinela: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let role = if admin { Role::Admin } else { Role::Tenant };
+    let now = centinela_actors::clock::Clock::now(&centinela_actors::clock::SystemClock);
+    match centinela::bootstrap::add_user(&store, username, password, role, tenant.as_ref(), now) {
+        Ok(user) => {
+            println!("created user {} ({})", user.username, user.id);
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("centinela: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
 fn init_tracing(config: &Config) {
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
+    use tracing_subscriber::Layer;
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(&config.log.filter));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
-    match config.log.format {
-        LogFormat::Json => builder.json().init(),
-        LogFormat::Pretty => builder.init(),
-    }
+    let fmt = tracing_subscriber::fmt::layer().with_writer(std::io::stderr);
+    let fmt = match config.log.format {
+        LogFormat::Json => fmt.json().boxed(),
+        LogFormat::Pretty => fmt.boxed(),
+    };
+    // The supervisor log stream sees the actors' events whatever the console filter.
+    let _ = tracing_subscriber::registry()
+        .with(fmt.with_filter(filter))
+        .with(centinela_web::logstream::layer())
+        .try_init();
 }
 
 fn serve(mut config: Config, demo: bool) -> ExitCode {

@@ -43,10 +43,26 @@ pub struct AckEvent {
     pub at: Timestamp,
 }
 
+/// An admission decision about one session's connection attempt.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct AdmissionEvent {
+    pub tenant: TenantId,
+    pub session: SessionId,
+    /// `queued`, `denied`, `started` or `cancelled`.
+    pub decision: &'static str,
+    pub kind: crate::supervisor::admission::AttemptKind,
+    pub reason: Option<crate::supervisor::admission::DenyReason>,
+    pub start_at: Option<Timestamp>,
+    pub wait_time_minutes: Option<u64>,
+    pub block_until: Option<Timestamp>,
+    pub at: Timestamp,
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum BusEvent {
     Transition(TransitionEvent),
+    Admission(AdmissionEvent),
     MessageIn(MessageEvent),
     Ack(AckEvent),
 }
@@ -55,6 +71,7 @@ impl BusEvent {
     pub fn tenant(&self) -> &TenantId {
         match self {
             BusEvent::Transition(t) => &t.tenant,
+            BusEvent::Admission(a) => &a.tenant,
             BusEvent::MessageIn(m) => &m.tenant,
             BusEvent::Ack(a) => &a.tenant,
         }

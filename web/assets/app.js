@@ -1,37 +1,35 @@
 /* Centinela dashboard logic: login, sessions, QR, admission, live log and demo phone.
-   Live updates come only from the WebSocket (no polling); all strings live in i18n.js. */
+   Live updates come only from the WebSocket (no polling); strings and translation live in i18n.js. */
 (function () {
   'use strict';
 
-  const STRINGS = window.CentinelaI18n;
+  const I18N = window.CentinelaI18n;
+  const { t, has, tCode } = I18N;
   const TOKEN_KEY = 'centinela_token';
-  const LANG_KEY = 'centinela_lang';
   const LIVE_STATES = ['CONNECTING', 'QR', 'AUTHENTICATED', 'READY'];
   const LEVELS = ['trace', 'debug', 'info', 'warn', 'error'];
   const LOG_CAP = 500;
   const BACKOFF_MIN = 1000;
   const BACKOFF_MAX = 30000;
 
-  // Everything that is forgotten at logout is in fresh().
+  // Everything forgotten at logout is in fresh().
   const fresh = () => ({
-    sessions: new Map(), rows: new Map(), qrId: null, qrTicket: 0, rate: null, rateBusy: false,
-    rateDirty: false, logs: [], pending: [], paused: false, simOn: false, devices: [], sendKey: '',
+    sessions: new Map(), rows: new Map(), qrId: null, rate: null, rateBusy: false, rateDirty: false,
+    logs: [], pending: [], paused: false, simOn: false, devices: [], sendKey: '',
     ws: null, wsTimer: null, backoff: BACKOFF_MIN, wsOpened: false, seq: 0, seqAtClose: 0,
   });
-  const st = Object.assign({ lang: 'en', token: null, user: null, epoch: 0, ticker: null }, fresh());
-
+  const st = Object.assign({ token: null, user: null, epoch: 0, ticker: null, qrTicket: 0 }, fresh());
   const $ = (id) => document.getElementById(id);
   const enc = encodeURIComponent;
   const isAdmin = () => !!st.user && st.user.role === 'admin';
   const sessionPath = (id, rest) => '/api/v1/sessions/' + enc(id) + (rest || '');
+  const sessionName = (id) => (st.sessions.get(id) || {}).name || id || '?';
 
   // ---------- DOM helpers ----------
 
   function el(tag, attrs, text) {
     const node = document.createElement(tag);
-    Object.entries(attrs || {}).forEach(([k, v]) => {
-      if (v !== null && v !== undefined && v !== false) node.setAttribute(k, v === true ? '' : v);
-    });
+    Object.entries(attrs || {}).forEach(([k, v]) => { if (v !== null && v !== undefined) node.setAttribute(k, v); });
     if (text !== undefined && text !== null) node.textContent = text;
     return node;
   }
@@ -42,39 +40,30 @@
     return b;
   }
 
+  const countdownSpan = (until, tpl, tplDone) => el('span',
+    { class: 'countdown', 'data-until': until, 'data-tpl': tpl, 'data-tpl-done': tplDone, 'aria-live': 'off' });
+  const sinceSpan = (iso) => el('time', { datetime: iso, 'data-since': iso, title: new Date(iso).toLocaleString(I18N.lang()) });
+
   // A message area (role=status): text, error flag, and optionally a live countdown.
   function setMsg(id, text, isError, until) {
     const node = $(id);
     node.textContent = text || '';
     node.classList.toggle('error', !!isError);
     node.dataset.result = text ? (isError ? 'error' : 'ok') : '';
-    if (text && until) {
-      node.append(' ', countdownSpan(until, 'countdown.left', 'countdown.over'));
-      tick();
-    }
+    if (text && until) { node.append(' ', countdownSpan(until, 'countdown.left', 'countdown.over')); tick(); }
   }
 
-  // Runs an API action; its result text (or its error) goes to a message area.
+  // Runs an API action; the text it returns (or its error) goes to a message area.
   async function act(msgId, fn) {
     try {
       const text = await fn();
       if (typeof text === 'string') setMsg(msgId, text);
-      return true;
     } catch (e) {
       if (e.status !== 401) setMsg(msgId, errorText(e), true);
-      return false;
     }
   }
 
-  function countdownSpan(until, tpl, tplDone) {
-    return el('span', { class: 'countdown', 'data-until': until, 'data-tpl': tpl, 'data-tpl-done': tplDone, 'aria-live': 'off' });
-  }
-
-  function sinceSpan(iso) {
-    return el('time', { datetime: iso, 'data-since': iso, title: new Date(iso).toLocaleString(st.lang) });
-  }
-
-  // Rebuilds a container, giving focus back to the control (data-key) that had it.
+  // Rebuilds a container, giving focus back to the control (same data-key) that had it.
   function keepFocus(container, rebuild) {
     const active = document.activeElement;
     const key = active && container.contains(active) ? active.dataset.key : null;
@@ -83,75 +72,42 @@
     if (again) again.focus();
   }
 
-  // ---------- i18n ----------
-
-  const has = (key) => (STRINGS[st.lang] || {})[key] !== undefined || STRINGS.en[key] !== undefined;
-
-  function t(key, vars) {
-    const table = STRINGS[st.lang] || STRINGS.en;
-    const text = table[key] !== undefined ? table[key] : STRINGS.en[key];
-    if (text === undefined) return key;
-    return text.replace(/\{(\w+)\}/g, (m, k) => (vars && vars[k] !== undefined && vars[k] !== null ? String(vars[k]) : m));
+  // Delegated clicks on buttons matching selector: the button is disabled while run(btn) works.
+  function delegate(containerId, selector, msgId, run, after) {
+    $(containerId).addEventListener('click', async (ev) => {
+      const btn = ev.target.closest(selector);
+      if (!btn || btn.disabled) return;
+      btn.disabled = true;
+      await act(msgId, () => run(btn));
+      btn.disabled = false;
+      after();
+    });
   }
 
-  // A translated code (reason, state...), or the raw code when there is no translation.
-  const tCode = (prefix, code) => (code && has(prefix + code) ? t(prefix + code) : (code || '—'));
-
-  function pickLang() {
-    let saved = null;
-    try { saved = localStorage.getItem(LANG_KEY); } catch (e) { /* storage disabled */ }
-    if (saved === 'es' || saved === 'en') return saved;
-    return (navigator.language || '').toLowerCase().startsWith('es') ? 'es' : 'en';
-  }
+  // ---------- Language and the 1 s display timer ----------
 
   function applyStaticText() {
-    document.documentElement.lang = st.lang;
-    document.title = t('app.title');
-    document.querySelectorAll('[data-i18n]').forEach((n) => { n.textContent = t(n.dataset.i18n); });
-    document.querySelectorAll('[data-i18n-aria]').forEach((n) => n.setAttribute('aria-label', t(n.dataset.i18nAria)));
-    const toggle = $('lang-toggle');
-    toggle.textContent = st.lang === 'es' ? 'EN' : 'ES';
-    toggle.setAttribute('aria-label', t('lang.switch'));
+    I18N.applyStatic();
+    $('lang-toggle').textContent = I18N.lang() === 'es' ? 'EN' : 'ES';
+    $('lang-toggle').setAttribute('aria-label', t('lang.switch'));
   }
 
   function toggleLang() {
-    st.lang = st.lang === 'es' ? 'en' : 'es';
-    try { localStorage.setItem(LANG_KEY, st.lang); } catch (e) { /* storage disabled */ }
+    I18N.setLang(I18N.lang() === 'es' ? 'en' : 'es');
     applyStaticText();
     if (st.user) renderAll();
   }
 
   function renderAll() {
-    renderHeader();
-    renderWsStatus();
-    renderSessions();
-    renderQr();
     st.sendKey = '';
-    renderSendOptions();
-    renderAdmission();
-    renderPhone();
-    updatePauseLabel();
-    tick();
-  }
-
-  // ---------- Time ----------
-
-  const rtf = {};
-  function relTime(iso) {
-    const secs = Math.max(0, Math.round((Date.now() - Date.parse(iso)) / 1000));
-    if (!Number.isFinite(secs)) return '—';
-    const fmt = rtf[st.lang] || (rtf[st.lang] = new Intl.RelativeTimeFormat(st.lang, { numeric: 'auto', style: 'short' }));
-    if (secs < 60) return fmt.format(-secs, 'second');
-    if (secs < 3600) return fmt.format(-Math.floor(secs / 60), 'minute');
-    if (secs < 86400) return fmt.format(-Math.floor(secs / 3600), 'hour');
-    return fmt.format(-Math.floor(secs / 86400), 'day');
+    [renderHeader, renderWsStatus, renderSessions, renderQr, renderSendOptions, renderAdmission, renderPhone,
+      updatePauseLabel, tick].forEach((render) => render());
   }
 
   function clock(secs) {
     const h = Math.floor(secs / 3600);
-    const mm = Math.floor((secs % 3600) / 60);
-    const ss = String(secs % 60).padStart(2, '0');
-    return h ? h + ':' + String(mm).padStart(2, '0') + ':' + ss : mm + ':' + ss;
+    const mmss = String(Math.floor((secs % 3600) / 60)).padStart(h ? 2 : 1, '0') + ':' + String(secs % 60).padStart(2, '0');
+    return h ? h + ':' + mmss : mmss;
   }
 
   function tickCountdown(node) {
@@ -159,14 +115,13 @@
     if (!Number.isFinite(until)) { node.textContent = ''; return; }
     const left = Math.ceil((until - Date.now()) / 1000);
     node.dataset.remaining = String(Math.max(0, left));
-    node.textContent = left > 0 ? t(node.dataset.tpl || 'countdown.left', { time: clock(left) })
-      : t(node.dataset.tplDone || 'countdown.over');
+    node.textContent = left > 0 ? t(node.dataset.tpl || 'countdown.left', { time: clock(left) }) : t(node.dataset.tplDone || 'countdown.over');
   }
 
-  // The single 1 s display timer: relative times and countdowns (it never touches the network).
+  // Relative times and countdowns, computed locally (this timer never touches the network).
   function tick() {
     document.querySelectorAll('[data-until]').forEach((n) => { if (n.dataset.until) tickCountdown(n); });
-    document.querySelectorAll('[data-since]').forEach((n) => { n.textContent = relTime(n.dataset.since); });
+    document.querySelectorAll('[data-since]').forEach((n) => { n.textContent = I18N.relTime(n.dataset.since); });
   }
 
   // ---------- API ----------
@@ -177,7 +132,8 @@
     return Object.assign(e, { status, code: detail.code || (status ? 'http_' + status : 'network'), details: detail });
   }
 
-  // opts: auth (default true: send the token; a 401 ends the session unless noLogout), text (body as text).
+  // opts.auth (default true): send the token, and a 401 ends the session unless opts.noLogout.
+  // opts.text: return the body as text (the SVG QR).
   async function api(method, path, body, opts) {
     const o = Object.assign({ auth: true, noLogout: false, text: false }, opts);
     const headers = {};
@@ -200,13 +156,13 @@
 
   function errorText(e) {
     if (e.status === 0) return t('error.network');
-    return has('error.' + e.code) ? t('error.' + e.code) : e.message;
+    if (has('error.' + e.code)) return t('error.' + e.code);
+    return has('block.' + e.code) ? t('block.' + e.code) : e.message;
   }
 
   // ---------- Auth and views ----------
 
   async function startup() {
-    st.lang = pickLang();
     applyStaticText();
     bindEvents();
     st.token = sessionStorage.getItem(TOKEN_KEY);
@@ -256,8 +212,7 @@
     st.epoch += 1;
     setLoggedIn(true);
     document.body.classList.toggle('is-admin', isAdmin());
-    $('log-panel').hidden = !isAdmin();
-    $('new-session-tenant-field').hidden = !isAdmin();
+    $('log-panel').hidden = $('new-session-tenant-field').hidden = !isAdmin();
     $('new-session-tenant').required = isAdmin();
     renderAll();
     loadSessions();
@@ -269,7 +224,6 @@
 
   function renderHeader() {
     const u = st.user;
-    if (!u) return;
     const vars = { name: u.username, role: t('role.' + u.role), tenant: u.tenant_id };
     $('user-info').textContent = t(u.tenant_id ? 'user.withTenant' : 'user.plain', vars);
   }
@@ -291,10 +245,10 @@
       Object.assign(st, fresh());
       ['sessions-body', 'admission-body', 'log-lines', 'phone-scan-list', 'phone-devices', 'toasts']
         .forEach((id) => { $(id).textContent = ''; });
-      ['sessions-message', 'new-session-error', 'send-result', 'admission-message', 'phone-result', 'qr-error']
+      ['sessions-message', 'new-session-error', 'send-result', 'admission-message', 'phone-result']
         .forEach((id) => setMsg(id, ''));
       $('phone-panel').hidden = true;
-      $('qr-panel').hidden = true;
+      renderQr();
     }
     showLogin(message);
   }
@@ -312,23 +266,19 @@
       if (epoch !== st.epoch) return;
       st.sessions = new Map((r.sessions || []).map((s) => [s.id, s]));
       sessionsChanged();
-      if (st.qrId) loadQr(st.qrId); // the code may have rotated while we were away
+      if (st.qrId) loadQr(st.qrId); // its code may have rotated while we were not listening
     });
   }
 
-  function upsertSession(s) {
-    st.sessions.set(s.id, s);
-    sessionsChanged();
-  }
-
-  function sessionsChanged() {
+  function sessionsChanged(updated) {
+    if (updated) st.sessions.set(updated.id, updated);
     renderSessions();
     syncQr();
     renderSendOptions();
     renderPhone();
   }
 
-  // Rows are updated in place (focus and the delete confirmation survive updates).
+  // Rows are updated in place, so focus and a pending delete confirmation survive live updates.
   function renderSessions() {
     const body = $('sessions-body');
     const list = sortedSessions();
@@ -337,9 +287,7 @@
       updateRow(row, s);
       if (body.children[i] !== row) body.insertBefore(row, body.children[i] || null);
     });
-    st.rows.forEach((row, id) => {
-      if (!st.sessions.has(id)) { row.remove(); st.rows.delete(id); }
-    });
+    st.rows.forEach((row, id) => { if (!st.sessions.has(id)) { row.remove(); st.rows.delete(id); } });
     $('sessions-empty').hidden = list.length > 0;
     $('sessions-table').hidden = list.length === 0;
   }
@@ -356,26 +304,19 @@
     return row;
   }
 
-  function cell(row, col) {
-    const td = row.querySelector('[data-col="' + col + '"]');
-    td.dataset.label = t('col.' + col);
-    return td;
-  }
-
   function updateRow(row, s) {
+    const cells = {};
+    row.querySelectorAll('td').forEach((td) => { td.dataset.label = t('col.' + td.dataset.col); cells[td.dataset.col] = td; });
     row.dataset.state = s.state;
-    cell(row, 'name').textContent = s.name;
-    cell(row, 'tenant').textContent = s.tenant_id;
-    const stateCell = cell(row, 'state');
-    stateCell.textContent = s.state;
-    stateCell.className = 'col-state state state-' + String(s.state).toLowerCase();
-    stateCell.title = tCode('state.', s.state);
-    renderReasonCell(cell(row, 'reason'), s);
-    const since = cell(row, 'since');
-    since.textContent = '';
-    if (s.since) since.appendChild(sinceSpan(s.since));
-    cell(row, 'phone').textContent = s.phone || '—';
-    cell(row, 'actions');
+    cells.name.textContent = s.name;
+    cells.tenant.textContent = s.tenant_id;
+    cells.state.textContent = s.state;
+    cells.state.className = 'col-state state state-' + String(s.state).toLowerCase();
+    cells.state.title = tCode('state.', s.state);
+    renderReasonCell(cells.reason, s);
+    cells.since.textContent = '';
+    if (s.since) cells.since.appendChild(sinceSpan(s.since));
+    cells.phone.textContent = s.phone || '—';
     updateRowButtons(row, s);
   }
 
@@ -383,16 +324,15 @@
     td.textContent = s.state === 'DISCONNECTED' && s.reason ? tCode('reason.', s.reason) : '';
     const adm = s.admission;
     if (!adm || (adm.status !== 'queued' && adm.status !== 'denied')) return;
-    const box = el('span', { class: 'admission-note admission-' + adm.status });
+    const note = td.appendChild(el('span', { class: 'admission-note admission-' + adm.status }));
     if (adm.status === 'queued') {
-      box.textContent = t('adm.queued', { position: adm.position === undefined || adm.position === null ? '?' : adm.position }) + ' ';
-      if (adm.start_at) box.appendChild(countdownSpan(adm.start_at, 'adm.startsIn', 'adm.startsNow'));
+      note.textContent = t('adm.queued', { position: adm.position === undefined || adm.position === null ? '?' : adm.position }) + ' ';
+      if (adm.start_at) note.appendChild(countdownSpan(adm.start_at, 'adm.startsIn', 'adm.startsNow'));
     } else {
-      box.textContent = t('adm.denied', { reason: tCode('block.', adm.reason) }) + ' ';
-      if (adm.block_until) box.appendChild(countdownSpan(adm.block_until, 'countdown.left', 'countdown.over'));
-      else if (adm.wait_time_minutes) box.append(t('adm.waitMinutes', { n: adm.wait_time_minutes }));
+      note.textContent = t('adm.denied', { reason: tCode('block.', adm.reason) }) + ' ';
+      if (adm.block_until) note.appendChild(countdownSpan(adm.block_until, 'countdown.left', 'countdown.over'));
+      else if (adm.wait_time_minutes) note.append(t('adm.waitMinutes', { n: adm.wait_time_minutes }));
     }
-    td.appendChild(box);
   }
 
   function updateRowButtons(row, s) {
@@ -431,21 +371,25 @@
       } else {
         setMsg('sessions-message', t('msg.alreadyLive', { name: s.name }));
       }
-      if (r.session) upsertSession(r.session);
+      if (r.session) sessionsChanged(r.session);
     } catch (e) {
-      if (e.status !== 429) { if (e.status !== 401) setMsg('sessions-message', errorText(e), true); return; }
-      const d = e.details;
-      s.admission = { status: 'denied', reason: d.reason || d.code, wait_time_minutes: d.wait_time_minutes, block_until: d.block_until };
-      upsertSession(s);
-      const text = t('msg.denied', { name: s.name, reason: tCode('block.', s.admission.reason) });
-      setMsg('sessions-message', d.block_until ? text : text + ' ' + (d.message || ''), true, d.block_until);
+      if (e.status === 429) connectDenied(s, e.details);
+      else if (e.status !== 401) setMsg('sessions-message', errorText(e), true);
     }
+  }
+
+  // A 429 on connect: the row and the message show the reason and a countdown to block_until.
+  function connectDenied(s, d) {
+    s.admission = { status: 'denied', reason: d.reason || d.code, wait_time_minutes: d.wait_time_minutes, block_until: d.block_until };
+    sessionsChanged(s);
+    const text = t('msg.denied', { name: s.name, reason: tCode('block.', s.admission.reason) });
+    setMsg('sessions-message', d.block_until ? text : text + ' ' + (d.message || ''), true, d.block_until);
   }
 
   function stopSession(s, action) {
     act('sessions-message', async () => {
       const updated = await api('POST', sessionPath(s.id, '/' + action));
-      if (updated && updated.id) upsertSession(updated);
+      if (updated && updated.id) sessionsChanged(updated);
       return t('msg.' + action, { name: s.name });
     });
   }
@@ -464,7 +408,6 @@
       return;
     }
     btn.dataset.armed = '1';
-    btn.classList.add('armed');
     btn.textContent = t('action.confirmDelete');
     btn.setAttribute('aria-label', t('action.confirmDeleteAria', { name: s.name }));
     setMsg('sessions-message', t('msg.confirmDelete', { name: s.name }));
@@ -473,9 +416,7 @@
 
   function disarm(btn, id) {
     delete btn.dataset.armed;
-    btn.classList.remove('armed');
-    const s = st.sessions.get(id);
-    if (s) updateRowButtons(btn.closest('tr'), s);
+    if (st.sessions.has(id)) updateRowButtons(btn.closest('tr'), st.sessions.get(id));
   }
 
   async function onNewSession(ev) {
@@ -486,7 +427,7 @@
     $('new-session-submit').disabled = true;
     await act('new-session-error', async () => {
       const s = await api('POST', '/api/v1/sessions', isAdmin() ? { tenant_id: tenant, name } : { name });
-      upsertSession(s);
+      sessionsChanged(s);
       $('new-session-name').value = '';
       return t('new.created', { name: s.name });
     });
@@ -495,7 +436,7 @@
 
   // ---------- QR ----------
 
-  // Keeps the QR panel on a session that is in QR (the first one if the shown one left it), or hides it.
+  // Keeps the QR panel on a session in QR (the first one, if the shown one left QR) or hides it.
   function syncQr() {
     const current = st.sessions.get(st.qrId);
     if (!current || current.state !== 'QR') {
@@ -557,7 +498,7 @@
   function renderSendOptions() {
     const ready = sortedSessions().filter((s) => s.state === 'READY');
     const key = JSON.stringify(ready.map((s) => [s.id, s.name, s.phone]));
-    if (key === st.sendKey) return; // unchanged: leave the select alone
+    if (key === st.sendKey) return; // unchanged: leave the select (and its focus) alone
     st.sendKey = key;
     const select = $('send-session');
     const previous = select.value;
@@ -584,16 +525,14 @@
 
   // ---------- Admission panel ----------
 
-  // One GET per trigger (a WebSocket event); triggers arriving mid-flight coalesce into one more GET.
+  // One GET per trigger (a WebSocket event or an action); triggers mid-flight coalesce into one more GET.
   async function refreshRate() {
     if (st.rateBusy) { st.rateDirty = true; return; }
     st.rateBusy = true;
     const epoch = st.epoch;
     await act('admission-message', async () => {
       const r = await api('GET', '/api/rate-limit-status');
-      if (epoch !== st.epoch) return;
-      st.rate = r;
-      renderAdmission();
+      if (epoch === st.epoch) { st.rate = r; renderAdmission(); }
     });
     if (epoch !== st.epoch) return;
     st.rateBusy = false;
@@ -608,24 +547,20 @@
     global.dataset.blocked = String(!!(r && r.global_blocked));
     const orgs = (r && r.organizations) || [];
     const body = $('admission-body');
-    keepFocus(body, () => {
-      body.textContent = '';
-      orgs.forEach((o) => body.appendChild(orgRow(o)));
-    });
+    keepFocus(body, () => { body.textContent = ''; orgs.forEach((o) => body.appendChild(orgRow(o))); });
     $('admission-empty').hidden = orgs.length > 0;
     tick();
   }
 
-  function yesNo(value, goodWhenTrue) {
-    return el('span', { class: 'badge ' + (value === goodWhenTrue ? 'badge-ok' : 'badge-bad') }, t(value ? 'yes' : 'no'));
-  }
+  const yesNo = (value, goodWhenTrue) =>
+    el('span', { class: 'badge ' + (value === goodWhenTrue ? 'badge-ok' : 'badge-bad') }, t(value ? 'yes' : 'no'));
 
   function orgRow(o) {
     const row = el('tr', { 'data-org-id': o.organization_id, 'data-can-connect': String(!!o.can_connect) });
     const add = (labelKey, content) => {
-      const td = el('td', { 'data-label': t(labelKey) });
+      const td = row.appendChild(el('td', { 'data-label': t(labelKey) }));
       if (content instanceof Node) td.appendChild(content); else td.textContent = content;
-      return row.appendChild(td);
+      return td;
     };
     const wait = o.wait_time_minutes ? t('adm.waitMinutes', { n: o.wait_time_minutes }) : '—';
     add('adm.col.org', o.organization_id);
@@ -637,33 +572,23 @@
     add('adm.col.lastFailure', o.last_failure ? sinceSpan(o.last_failure) : '—');
     const actions = add('col.actions', '');
     actions.classList.add('admin-only', 'actions');
-    if (!isAdmin()) return row;
-    ['unblock', 'reset-cooldown'].forEach((a) => actions.appendChild(button(
-      { 'data-org-action': a, 'data-key': a + ':' + o.organization_id },
-      t('adm.action.' + a), t('adm.action.' + a) + ': ' + o.organization_id)));
+    if (isAdmin()) {
+      ['unblock', 'reset-cooldown'].forEach((a) => actions.appendChild(button({ 'data-org-action': a, 'data-key': a + ':' + o.organization_id },
+        t('adm.action.' + a), t('adm.action.' + a) + ': ' + o.organization_id)));
+    }
     return row;
   }
 
-  async function onOrgAction(ev) {
-    const btn = ev.target.closest('button[data-org-action]');
-    if (!btn || btn.disabled) return;
+  // Unblock / reset cooldown (admins).
+  async function orgAction(btn) {
     const orgId = btn.closest('tr').dataset.orgId;
-    const action = btn.dataset.orgAction;
-    btn.disabled = true;
-    await act('admission-message', async () => {
-      await api('POST', '/api/v1/tenants/' + enc(orgId) + '/' + action);
-      return t('adm.done.' + action, { id: orgId });
-    });
-    btn.disabled = false;
-    refreshRate();
+    await api('POST', '/api/v1/tenants/' + enc(orgId) + '/' + btn.dataset.orgAction);
+    return t('adm.done.' + btn.dataset.orgAction, { id: orgId });
   }
 
   // ---------- Live log (admins) ----------
 
-  function levelRank(level) {
-    const i = LEVELS.indexOf(level);
-    return i < 0 ? LEVELS.indexOf('info') : i; // audit and unknown levels rank as info
-  }
+  const levelRank = (level) => (LEVELS.includes(level) ? LEVELS.indexOf(level) : LEVELS.indexOf('info')); // audit ranks as info
 
   function passesFilter(entry) {
     const tenant = $('log-filter-tenant').value.trim().toLowerCase();
@@ -671,24 +596,24 @@
       && (!tenant || (entry.tenant || '').toLowerCase().includes(tenant));
   }
 
-  function fieldText(fields) {
-    return Object.entries(fields || {}).map(([k, v]) => k + '=' + (typeof v === 'string' ? v : JSON.stringify(v))).join(' ');
-  }
-
   function logLine(entry) {
     const li = el('li', { class: 'log-line level-' + entry.level, 'data-level': entry.level });
     const time = new Date(entry.at);
+    const fields = Object.entries(entry.fields || {}).map(([k, v]) => k + '=' + (typeof v === 'string' ? v : JSON.stringify(v)));
     li.append(
-      el('time', { class: 'log-time', datetime: entry.at || null }, isNaN(time) ? '' : time.toLocaleTimeString(st.lang, { hour12: false })),
+      el('time', { class: 'log-time', datetime: entry.at || null }, isNaN(time) ? '' : time.toLocaleTimeString(I18N.lang(), { hour12: false })),
       el('span', { class: 'log-level' }, entry.level.toUpperCase()),
       el('span', { class: 'log-tenant' }, entry.tenant || '-'),
       el('span', { class: 'log-message', title: entry.target || null }, entry.message),
-      el('span', { class: 'log-fields' }, fieldText(entry.fields)));
+      el('span', { class: 'log-fields' }, fields.join(' ')));
     return li;
   }
 
   // Newest at the bottom; follows the tail only if the reader is already there.
-  function appendLogLine(entry) {
+  function addLogEntry(entry) {
+    st.logs.push(entry);
+    if (st.logs.length > LOG_CAP) st.logs.shift();
+    if (!passesFilter(entry)) return;
     const list = $('log-lines');
     const atBottom = list.scrollHeight - list.scrollTop - list.clientHeight < 40;
     list.appendChild(logLine(entry));
@@ -696,24 +621,12 @@
     if (atBottom) list.scrollTop = list.scrollHeight;
   }
 
-  function addLogEntry(entry) {
-    st.logs.push(entry);
-    if (st.logs.length > LOG_CAP) st.logs.shift();
-    if (passesFilter(entry)) appendLogLine(entry);
-  }
-
+  // While paused, lines wait in st.pending (the newest LOG_CAP of them).
   function receiveLog(entry) {
     if (!st.paused) { addLogEntry(entry); return; }
     st.pending.push(entry);
     if (st.pending.length > LOG_CAP) st.pending.shift();
     updatePauseLabel();
-  }
-
-  function onLogMessage(m) {
-    receiveLog({
-      at: m.at, level: String(m.level || 'info').toLowerCase(), tenant: m.tenant_id || '',
-      target: m.target, message: m.message || '', fields: m.fields,
-    });
   }
 
   function rerenderLogs() {
@@ -734,32 +647,28 @@
   function updatePauseLabel() {
     const b = $('log-pause');
     b.setAttribute('aria-pressed', String(st.paused));
-    b.dataset.paused = String(st.paused);
     b.textContent = st.paused ? t('log.resume', { n: st.pending.length }) : t('log.pause');
   }
 
   // After a reconnect: what the audit log recorded while the socket was down, as "audit" lines.
   async function loadAudit(since) {
     if (!isAdmin() || !since) return;
-    try {
-      const r = await api('GET', '/api/v1/logs?since=' + enc(since));
-      (r.entries || []).forEach((e) => receiveLog({
-        at: e.at, level: 'audit', tenant: e.tenant || '', target: 'audit',
-        message: t('log.audit', { actor: e.actor || '-', action: e.action || '' }),
-        fields: e.detail && typeof e.detail === 'object' ? e.detail : (e.detail ? { detail: e.detail } : {}),
-      }));
-    } catch (e) { /* best effort */ }
+    const r = await api('GET', '/api/v1/logs?since=' + enc(since)).catch(() => ({})); // best effort
+    (r.entries || []).forEach((e) => receiveLog({
+      at: e.at, level: 'audit', tenant: e.tenant || '', target: 'audit',
+      message: t('log.audit', { actor: e.actor || '-', action: e.action || '' }),
+      fields: e.detail && typeof e.detail === 'object' ? e.detail : (e.detail ? { detail: e.detail } : {}),
+    }));
   }
 
-  // ---------- Demo phone (simulator; only mounted in demo mode) ----------
+  // ---------- Demo phone (the simulator is mounted only in demo mode) ----------
 
   async function probeSim() {
     const epoch = st.epoch;
     try {
       const list = await api('GET', '/sim/devices', undefined, { auth: false });
       if (epoch !== st.epoch) return;
-      st.simOn = true;
-      st.devices = Array.isArray(list) ? list : [];
+      Object.assign(st, { simOn: true, devices: Array.isArray(list) ? list : [] });
       $('phone-panel').hidden = false;
       renderPhone();
     } catch (e) {
@@ -767,10 +676,7 @@
     }
   }
 
-  function refreshDevices() {
-    if (st.simOn) probeSim();
-  }
-
+  const refreshDevices = () => { if (st.simOn) probeSim(); };
   function renderPhone() {
     if (!st.simOn) return;
     const qrList = $('phone-scan-list');
@@ -794,39 +700,23 @@
     li.appendChild(el('span', { class: 'device-info' }, t('sim.device', { id: d.id, state: tCode('sim.state.', d.state), phone: d.phone || '—' })));
     if (d.state !== 'CONNECTED') return li;
     const actions = li.appendChild(el('span', { class: 'actions' }));
-    ['logout', 'ban', 'incoming'].forEach((a) => actions.appendChild(button(
-      { 'data-sim-action': a, 'data-device-id': d.id, 'data-key': a + ':' + d.id },
+    ['logout', 'ban', 'incoming'].forEach((a) => actions.appendChild(button({ 'data-sim-action': a, 'data-device-id': d.id, 'data-key': a + ':' + d.id },
       t('sim.action.' + a), t('sim.action.' + a) + ': ' + d.id)));
     return li;
   }
 
-  async function onSimAction(ev) {
-    const btn = ev.target.closest('button[data-sim-action]');
-    if (!btn || btn.disabled) return;
+  // Scan: the phone scans the session's current QR string (the JSON form of the QR endpoint).
+  async function simAction(btn) {
     const action = btn.dataset.simAction;
-    btn.disabled = true;
-    await act('phone-result', async () => {
-      if (action === 'scan') await simScan(btn.dataset.sessionId);
-      else await simDevice(btn.dataset.deviceId, action);
-      return t('sim.done.' + action);
-    });
-    btn.disabled = false;
-    refreshDevices();
+    if (action === 'scan') {
+      const current = await api('GET', sessionPath(btn.dataset.sessionId, '/qr'));
+      await api('POST', '/sim/scan', { qr: current.qr, phone: $('phone-number').value.trim() }, { auth: false });
+    } else {
+      const body = action === 'incoming' ? { from: $('sim-from').value.trim(), text: $('sim-text').value } : undefined;
+      await api('POST', '/sim/devices/' + enc(btn.dataset.deviceId) + '/' + action, body, { auth: false });
+    }
+    return t('sim.done.' + action);
   }
-
-  // The session's current QR string (JSON form of the QR endpoint), scanned by the simulated phone.
-  async function simScan(sessionId) {
-    const current = await api('GET', sessionPath(sessionId, '/qr'));
-    await api('POST', '/sim/scan', { qr: current.qr, phone: $('phone-number').value.trim() }, { auth: false });
-  }
-
-  function simDevice(id, action) {
-    const path = '/sim/devices/' + enc(id) + '/' + action;
-    const body = action === 'incoming' ? { from: $('sim-from').value.trim(), text: $('sim-text').value } : undefined;
-    return api('POST', path, body, { auth: false });
-  }
-
-  // ---------- Toasts ----------
 
   function toast(text) {
     const list = $('toasts');
@@ -834,8 +724,6 @@
     while (list.children.length > 5) list.firstChild.remove();
     setTimeout(() => item.remove(), 8000);
   }
-
-  const sessionName = (id) => (st.sessions.get(id) || {}).name || id || '?';
 
   // ---------- WebSocket (the only source of live updates) ----------
 
@@ -849,8 +737,7 @@
     clearTimeout(st.wsTimer);
     if (!st.token) return;
     const proto = location.protocol === 'https:' ? 'wss:' : 'ws:';
-    const url = proto + '//' + location.host + '/api/v1/ws?token=' + enc(st.token) + (isAdmin() ? '&logs=1' : '');
-    const ws = new WebSocket(url);
+    const ws = new WebSocket(proto + '//' + location.host + '/api/v1/ws?token=' + enc(st.token) + (isAdmin() ? '&logs=1' : ''));
     st.ws = ws;
     ws.addEventListener('open', () => onWsOpen(ws));
     ws.addEventListener('message', (ev) => { if (ws === st.ws) onWsMessage(ev.data); });
@@ -862,23 +749,21 @@
   function onWsOpen(ws) {
     if (ws !== st.ws) return;
     const reconnected = st.wsOpened;
-    st.wsOpened = true;
-    st.backoff = BACKOFF_MIN;
+    Object.assign(st, { wsOpened: true, backoff: BACKOFF_MIN });
     renderWsStatus();
     loadSessions();
     refreshRate();
     if (reconnected) { refreshDevices(); loadAudit(st.seqAtClose); }
   }
 
+  // Reconnects after 1 s, doubling up to 30 s.
   function onWsClose(ws) {
     if (ws !== st.ws) return;
-    st.ws = null;
-    st.seqAtClose = st.seq;
+    Object.assign(st, { ws: null, seqAtClose: st.seq });
     if (!st.token) return;
     renderWsStatus();
-    const delay = st.backoff;
+    st.wsTimer = setTimeout(reconnectWs, st.backoff);
     st.backoff = Math.min(st.backoff * 2, BACKOFF_MAX);
-    st.wsTimer = setTimeout(reconnectWs, delay);
   }
 
   // Checks the token first: an expired one leads to the login page, not to endless retries.
@@ -888,33 +773,37 @@
   }
 
   function closeWs() {
-    clearTimeout(st.wsTimer);
     const ws = st.ws;
+    clearTimeout(st.wsTimer);
     st.ws = null;
     if (ws) ws.close();
   }
 
+  const WS_HANDLERS = {
+    transition: (m) => onTransition(m),
+    admission: (m) => onAdmission(m),
+    log: (m) => receiveLog({
+      at: m.at, level: String(m.level || 'info').toLowerCase(), tenant: m.tenant_id || '',
+      target: m.target, message: m.message || '', fields: m.fields,
+    }),
+    message_in: (m) => toast(t('toast.incoming', { session: sessionName(m.session_id), from: m.from, text: m.text })),
+    ack: (m) => toast(t('toast.ack', { session: sessionName(m.session_id), id: m.message_id, ack: tCode('ack.', String(m.ack)) })),
+    resync: () => { loadSessions(); refreshRate(); refreshDevices(); },
+  };
+
   function onWsMessage(data) {
-    let m;
-    try { m = JSON.parse(data); } catch (e) { return; }
-    if (!m || typeof m !== 'object') return;
+    let m = null;
+    try { m = JSON.parse(data); } catch (e) { /* ignored */ }
+    if (!m || typeof m !== 'object' || !WS_HANDLERS[m.type]) return;
     if (typeof m.seq === 'number' && m.seq > st.seq) st.seq = m.seq;
-    const handlers = {
-      transition: onTransition,
-      admission: onAdmission,
-      log: onLogMessage,
-      message_in: (x) => toast(t('toast.incoming', { session: sessionName(x.session_id), from: x.from, text: x.text })),
-      ack: (x) => toast(t('toast.ack', { session: sessionName(x.session_id), id: x.message_id, ack: tCode('ack.', String(x.ack)) })),
-      resync: () => { loadSessions(); refreshRate(); refreshDevices(); },
-    };
-    if (handlers[m.type]) handlers[m.type](m);
+    WS_HANDLERS[m.type](m);
   }
 
   function onTransition(m) {
     refreshRate();
     refreshDevices();
     const s = st.sessions.get(m.session_id);
-    if (!s) { loadSessions(); return; } // a session we have not seen yet
+    if (!s) { loadSessions(); return; } // a session this page has not seen yet
     const to = m.to || {};
     const wasQr = s.state === 'QR';
     const rotated = wasQr && to.state === 'QR' && to.code !== s.qr_code;
@@ -943,17 +832,18 @@
   // ---------- Wiring ----------
 
   function bindEvents() {
-    $('login-form').addEventListener('submit', onLoginSubmit);
-    $('logout-button').addEventListener('click', onLogout);
-    $('lang-toggle').addEventListener('click', toggleLang);
-    $('sessions-body').addEventListener('click', onSessionAction);
-    $('new-session-form').addEventListener('submit', onNewSession);
-    $('send-form').addEventListener('submit', onSend);
-    $('admission-body').addEventListener('click', onOrgAction);
-    $('log-pause').addEventListener('click', togglePause);
-    $('log-filter-level').addEventListener('change', rerenderLogs);
-    $('log-filter-tenant').addEventListener('input', rerenderLogs);
-    $('phone-panel').addEventListener('click', onSimAction);
+    const on = (id, type, handler) => $(id).addEventListener(type, handler);
+    on('login-form', 'submit', onLoginSubmit);
+    on('logout-button', 'click', onLogout);
+    on('lang-toggle', 'click', toggleLang);
+    on('sessions-body', 'click', onSessionAction);
+    on('new-session-form', 'submit', onNewSession);
+    on('send-form', 'submit', onSend);
+    delegate('admission-body', 'button[data-org-action]', 'admission-message', orgAction, refreshRate);
+    delegate('phone-panel', 'button[data-sim-action]', 'phone-result', simAction, refreshDevices);
+    on('log-pause', 'click', togglePause);
+    on('log-filter-level', 'change', rerenderLogs);
+    on('log-filter-tenant', 'input', rerenderLogs);
   }
 
   if (document.readyState === 'loading') document.addEventListener('DOMContentLoaded', startup);

@@ -21,8 +21,14 @@ use serde_json::{json, Value};
 pub fn routes() -> Router<AppState> {
     Router::new()
         .route("/api/v1/tenants", get(list_tenants).post(create_tenant))
-        .route("/api/v1/tenants/{id}", get(get_tenant).delete(delete_tenant))
-        .route("/api/v1/tenants/{id}/api-keys", get(list_keys).post(create_key))
+        .route(
+            "/api/v1/tenants/{id}",
+            get(get_tenant).delete(delete_tenant),
+        )
+        .route(
+            "/api/v1/tenants/{id}/api-keys",
+            get(list_keys).post(create_key),
+        )
         .route("/api/v1/tenants/{id}/api-keys/{key}", delete(revoke_key))
         .route("/api/v1/users", get(list_users).post(create_user))
         .route("/api/v1/users/{id}", get(get_user).delete(delete_user))
@@ -74,42 +80,69 @@ async fn create_tenant(
     caller.require_admin()?;
     let name = body.name.trim();
     if name.is_empty() || name.len() > 200 {
-        return Err(ApiError::bad_request("invalid_name", "name must be 1-200 characters"));
+        return Err(ApiError::bad_request(
+            "invalid_name",
+            "name must be 1-200 characters",
+        ));
     }
     let record = TenantRecord {
         id: tenant_id(&body.id)?,
         name: name.to_owned(),
         created_at: state.auth.now(),
     };
-    state.auth.store().create_tenant(&record).map_err(from_account)?;
+    state
+        .auth
+        .store()
+        .create_tenant(&record)
+        .map_err(from_account)?;
     tracing::info!(tenant = %record.id, by = %caller.name(), "tenant created");
     Ok((StatusCode::CREATED, Json(tenant_json(&record))))
 }
 
-async fn list_tenants(State(state): State<AppState>, caller: Caller) -> Result<Json<Value>, ApiError> {
+async fn list_tenants(
+    State(state): State<AppState>,
+    caller: Caller,
+) -> Result<Json<Value>, ApiError> {
     caller.require_admin()?;
     let tenants = state.auth.store().tenants().map_err(from_store)?;
-    Ok(Json(json!({ "tenants": tenants.iter().map(tenant_json).collect::<Vec<_>>() })))
+    Ok(Json(
+        json!({ "tenants": tenants.iter().map(tenant_json).collect::<Vec<_>>() }),
+    ))
 }
 
-async fn get_tenant(State(state): State<AppState>, caller: Caller, Path(id): Path<String>) -> Result<Json<Value>, ApiError> {
+async fn get_tenant(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
     Ok(Json(tenant_json(&existing_tenant(&state, &caller, &id)?)))
 }
 
 /// Deletes a tenant: its sessions are stopped and deleted first.
-async fn delete_tenant(State(state): State<AppState>, caller: Caller, Path(id): Path<String>) -> Result<StatusCode, ApiError> {
+async fn delete_tenant(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<StatusCode, ApiError> {
     caller.require_admin()?;
     let tenant = existing_tenant(&state, &caller, &id)?;
     let t = Some(tenant.id.clone());
-    let sessions = call!(state.supervisor, |r| SupervisorMsg::List { tenant: t, reply: r })
-        .map_err(|e| ApiError::Unavailable(e.to_string()))?;
+    let sessions = call!(state.supervisor, |r| SupervisorMsg::List {
+        tenant: t,
+        reply: r
+    })
+    .map_err(|e| ApiError::Unavailable(e.to_string()))?;
     for s in sessions {
         let id = s.id.clone();
         let out = call!(state.supervisor, |r| SupervisorMsg::Delete { id, reply: r })
             .map_err(|e| ApiError::Unavailable(e.to_string()))?;
         out.map_err(crate::sessions::from_supervisor)?;
     }
-    state.auth.store().delete_tenant(&tenant.id).map_err(from_account)?;
+    state
+        .auth
+        .store()
+        .delete_tenant(&tenant.id)
+        .map_err(from_account)?;
     tracing::info!(tenant = %tenant.id, by = %caller.name(), "tenant deleted");
     Ok(StatusCode::NO_CONTENT)
 }
@@ -132,7 +165,10 @@ async fn create_key(
     let tenant = existing_tenant(&state, &caller, &id)?;
     let name = body.name.trim();
     if name.is_empty() || name.len() > 100 {
-        return Err(ApiError::bad_request("invalid_name", "name must be 1-100 characters"));
+        return Err(ApiError::bad_request(
+            "invalid_name",
+            "name must be 1-100 characters",
+        ));
     }
     let (record, key) = state.auth.create_api_key(&tenant.id, name)?;
     tracing::info!(tenant = %tenant.id, key = %record.id, by = %caller.name(), "api key created");
@@ -141,10 +177,20 @@ async fn create_key(
     Ok((StatusCode::CREATED, Json(body)))
 }
 
-async fn list_keys(State(state): State<AppState>, caller: Caller, Path(id): Path<String>) -> Result<Json<Value>, ApiError> {
+async fn list_keys(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
     let tenant = existing_tenant(&state, &caller, &id)?;
-    let keys = state.auth.store().api_keys(&tenant.id).map_err(from_store)?;
-    Ok(Json(json!({ "api_keys": keys.iter().map(key_json).collect::<Vec<_>>() })))
+    let keys = state
+        .auth
+        .store()
+        .api_keys(&tenant.id)
+        .map_err(from_store)?;
+    Ok(Json(
+        json!({ "api_keys": keys.iter().map(key_json).collect::<Vec<_>>() }),
+    ))
 }
 
 async fn revoke_key(
@@ -156,7 +202,11 @@ async fn revoke_key(
         return Err(ApiError::Forbidden);
     }
     let tenant = existing_tenant(&state, &caller, &id)?;
-    let found = state.auth.store().revoke_api_key(&tenant.id, &key, state.auth.now()).map_err(from_account)?;
+    let found = state
+        .auth
+        .store()
+        .revoke_api_key(&tenant.id, &key, state.auth.now())
+        .map_err(from_account)?;
     if !found {
         return Err(ApiError::NotFound(format!("api key {key} not found")));
     }
@@ -181,9 +231,14 @@ async fn create_user(
     caller.require_admin()?;
     let username = body.username.trim().to_owned();
     let valid = (3..=64).contains(&username.len())
-        && username.chars().all(|c| c.is_alphanumeric() || "._-@".contains(c));
+        && username
+            .chars()
+            .all(|c| c.is_alphanumeric() || "._-@".contains(c));
     if !valid {
-        return Err(ApiError::bad_request("invalid_username", "usernames are 3-64 letters, digits or . _ - @"));
+        return Err(ApiError::bad_request(
+            "invalid_username",
+            "usernames are 3-64 letters, digits or . _ - @",
+        ));
     }
     check_password_policy(&body.password)?;
     let tenant = match (body.role, body.tenant_id) {
@@ -191,7 +246,10 @@ async fn create_user(
         (Role::Tenant, Some(t)) => {
             let t = tenant_id(&t)?;
             if state.auth.store().tenant(&t).map_err(from_store)?.is_none() {
-                return Err(ApiError::bad_request("unknown_tenant", format!("tenant {t} does not exist")));
+                return Err(ApiError::bad_request(
+                    "unknown_tenant",
+                    format!("tenant {t} does not exist"),
+                ));
             }
             Some(t)
         }
@@ -211,22 +269,35 @@ async fn create_user(
         created_at: state.auth.now(),
         password_version: 0,
     };
-    state.auth.store().create_user(&user).map_err(from_account)?;
+    state
+        .auth
+        .store()
+        .create_user(&user)
+        .map_err(from_account)?;
     tracing::info!(user = %user.username, by = %caller.name(), "user created");
     Ok((StatusCode::CREATED, Json(user_json(&user))))
 }
 
-async fn list_users(State(state): State<AppState>, caller: Caller) -> Result<Json<Value>, ApiError> {
+async fn list_users(
+    State(state): State<AppState>,
+    caller: Caller,
+) -> Result<Json<Value>, ApiError> {
     caller.require_admin()?;
     let users = state.auth.store().users().map_err(from_store)?;
-    Ok(Json(json!({ "users": users.iter().map(user_json).collect::<Vec<_>>() })))
+    Ok(Json(
+        json!({ "users": users.iter().map(user_json).collect::<Vec<_>>() }),
+    ))
 }
 
 fn user_id(raw: &str) -> Result<UserId, ApiError> {
     UserId::new(raw).map_err(|e| ApiError::bad_request("invalid_user_id", e.to_string()))
 }
 
-async fn get_user(State(state): State<AppState>, caller: Caller, Path(id): Path<String>) -> Result<Json<Value>, ApiError> {
+async fn get_user(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
     caller.require_admin()?;
     let id = user_id(&id)?;
     let user = state.auth.store().user(&id).map_err(from_store)?;
@@ -234,12 +305,19 @@ async fn get_user(State(state): State<AppState>, caller: Caller, Path(id): Path<
     Ok(Json(user_json(&user)))
 }
 
-async fn delete_user(State(state): State<AppState>, caller: Caller, Path(id): Path<String>) -> Result<StatusCode, ApiError> {
+async fn delete_user(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<StatusCode, ApiError> {
     caller.require_admin()?;
     let id = user_id(&id)?;
     if let Caller::User { id: me, .. } = &caller {
         if *me == id {
-            return Err(ApiError::conflict("cannot_delete_self", "you cannot delete your own account"));
+            return Err(ApiError::conflict(
+                "cannot_delete_self",
+                "you cannot delete your own account",
+            ));
         }
     }
     if !state.auth.store().delete_user(&id).map_err(from_account)? {

@@ -95,7 +95,8 @@ impl IntoResponse for ApiError {
                 obj.extend(extra.clone());
             }
         }
-        let mut response = (status, Json(json!({ "success": false, "error": error }))).into_response();
+        let mut response =
+            (status, Json(json!({ "success": false, "error": error }))).into_response();
         if let Some(secs) = retry_after {
             if let Ok(v) = HeaderValue::from_str(&secs.to_string()) {
                 response.headers_mut().insert("retry-after", v);
@@ -109,7 +110,9 @@ impl IntoResponse for ApiError {
 pub fn from_account(e: centinela_actors::store::AccountError) -> ApiError {
     use centinela_actors::store::AccountError;
     match e {
-        AccountError::Exists(what) => ApiError::conflict("already_exists", format!("{what} already exists")),
+        AccountError::Exists(what) => {
+            ApiError::conflict("already_exists", format!("{what} already exists"))
+        }
         AccountError::NotFound(what) => ApiError::NotFound(format!("{what} not found")),
         AccountError::Store(e) => ApiError::Internal(e.to_string()),
     }

@@ -1,13 +1,26 @@
-//! `GET /health`: cheap liveness, no auth, no actor round-trip.
+//! `GET /health` (cheap liveness, no auth, no actor round-trip),
+//! `GET /health/details` (admins: seed 001 §5.1) and `GET /metrics`.
 
+use crate::auth::Caller;
+use crate::error::ApiError;
+use crate::sessions::unavailable;
 use crate::AppState;
 use axum::extract::State;
+use axum::http::header;
+use axum::response::IntoResponse;
 use axum::routing::get;
 use axum::{Json, Router};
+use centinela_actors::ractor::call;
+use centinela_actors::supervisor::SupervisorMsg;
 use serde_json::{json, Value};
+use std::collections::BTreeMap;
+use std::sync::atomic::Ordering;
 
 pub fn routes() -> Router<AppState> {
-    Router::new().route("/health", get(health))
+    Router::new()
+        .route("/health", get(health))
+        .route("/health/details", get(details))
+        .route("/metrics", get(metrics))
 }
 
 async fn health(State(state): State<AppState>) -> Json<Value> {
@@ -15,4 +28,66 @@ async fn health(State(state): State<AppState>) -> Json<Value> {
         "status": "healthy",
         "timestamp": state.clock.now(),
     }))
+}
+
+async fn by_state(state: &AppState) -> Result<(BTreeMap<&'static str, u64>, usize), ApiError> {
+    let all = call!(state.supervisor, |r| SupervisorMsg::List {
+        tenant: None,
+        reply: r
+    })
+    .map_err(unavailable)?;
+    let queue =
+        call!(state.supervisor, |r| SupervisorMsg::Queue { reply: r }).map_err(unavailable)?;
+    let mut counts = BTreeMap::new();
+    for v in &all {
+        *counts.entry(v.state.name()).or_default() += 1;
+    }
+    Ok((counts, queue.len()))
+}
+
+/// Resident memory of this process, from /proc (Linux).
+fn rss_bytes() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let kb: u64 = status
+        .lines()
+        .find(|l| l.starts_with("VmRSS:"))?
+        .split_whitespace()
+        .nth(1)?
+        .parse()
+        .ok()?;
+    Some(kb * 1024)
+}
+
+async fn details(State(state): State<AppState>, caller: Caller) -> Result<Json<Value>, ApiError> {
+    caller.require_admin()?;
+    let (counts, queue) = by_state(&state).await?;
+    let live: u64 = counts
+        .iter()
+        .filter(|(s, _)| **s != "DISCONNECTED")
+        .map(|(_, n)| n)
+        .sum();
+    let (requests, error_rate, p50, p99) = state.metrics.summary();
+    Ok(Json(json!({
+        "status": "healthy",
+        "timestamp": state.clock.now(),
+        "sessions": { "by_state": counts, "total": counts.values().sum::<u64>() },
+        "browsers_alive": live,
+        "memory": { "process_rss_bytes": rss_bytes() },
+        "queues": {
+            "admission": queue,
+            "websocket_clients": state.hub.stats.clients.load(Ordering::Relaxed),
+            "log_events_dropped": crate::logstream::dropped(),
+        },
+        "http": { "requests": requests, "error_rate": error_rate, "p50_seconds": p50, "p99_seconds": p99 },
+    })))
+}
+
+async fn metrics(State(state): State<AppState>) -> Result<impl IntoResponse, ApiError> {
+    let (counts, queue) = by_state(&state).await?;
+    let body = state.metrics.render(
+        &counts,
+        state.hub.stats.clients.load(Ordering::Relaxed),
+        queue,
+    );
+    Ok(([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], body))
 }

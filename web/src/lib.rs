@@ -10,11 +10,15 @@ pub mod auth;
 pub mod error;
 mod extract;
 mod health;
+pub mod hub;
+pub mod logstream;
+pub mod metrics;
 pub mod qr;
 pub mod ratelimit;
 pub mod security;
 pub mod sessions;
 pub mod sim;
+pub mod ws;
 
 use axum::extract::DefaultBodyLimit;
 use axum::Router;
@@ -38,6 +42,8 @@ pub struct AppState {
     pub supervisor: ActorRef<SupervisorMsg>,
     pub clock: SharedClock,
     pub auth: Arc<auth::Auth>,
+    pub hub: hub::Hub,
+    pub metrics: Arc<metrics::Metrics>,
     pub web: WebConfig,
 }
 
@@ -50,7 +56,13 @@ pub fn router(state: AppState) -> Router {
         .merge(accounts::routes())
         .merge(sessions::routes())
         .merge(ratelimit::routes())
+        .merge(ws::routes())
         .fallback(error::not_found)
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            metrics::track,
+        ))
         .with_state(state);
-    security::apply(api, &web.cors_origins).layer(DefaultBodyLimit::max(web.max_body_bytes.max(1024)))
+    security::apply(api, &web.cors_origins)
+        .layer(DefaultBodyLimit::max(web.max_body_bytes.max(1024)))
 }

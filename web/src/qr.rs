@@ -20,17 +20,35 @@ pub struct Format {
     format: Option<String>,
 }
 
-pub async fn qr(State(state): State<AppState>, caller: Caller, Path(id): Path<String>, Query(f): Query<Format>) -> Result<Response, ApiError> {
+pub async fn qr(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+    Query(f): Query<Format>,
+) -> Result<Response, ApiError> {
     let format = f.format.as_deref().unwrap_or("json");
     if !matches!(format, "json" | "svg" | "png") {
-        return Err(ApiError::bad_request("invalid_format", "format is json, svg or png"));
+        return Err(ApiError::bad_request(
+            "invalid_format",
+            "format is json, svg or png",
+        ));
     }
     let d = visible(&state, &caller, &id).await?;
-    let SessionState::Qr { code, expires_at, .. } = d.view.state else {
-        return Err(ApiError::conflict("not_showing_qr", "the session is not showing a QR"));
+    let SessionState::Qr {
+        code, expires_at, ..
+    } = d.view.state
+    else {
+        return Err(ApiError::conflict(
+            "not_showing_qr",
+            "the session is not showing a QR",
+        ));
     };
     match format {
-        "svg" => Ok(([(header::CONTENT_TYPE, "image/svg+xml")], render_svg(&code)?).into_response()),
+        "svg" => Ok((
+            [(header::CONTENT_TYPE, "image/svg+xml")],
+            render_svg(&code)?,
+        )
+            .into_response()),
         "png" => Ok(([(header::CONTENT_TYPE, "image/png")], render_png(&code)?).into_response()),
         _ => Ok(Json(json!({ "qr": code, "expires_at": expires_at })).into_response()),
     }
@@ -72,8 +90,12 @@ pub fn render_png(data: &str) -> Result<Vec<u8>, ApiError> {
         let mut encoder = png::Encoder::new(&mut out, side, side);
         encoder.set_color(png::ColorType::Grayscale);
         encoder.set_depth(png::BitDepth::Eight);
-        let mut writer = encoder.write_header().map_err(|e| ApiError::Internal(e.to_string()))?;
-        writer.write_image_data(&pixels).map_err(|e| ApiError::Internal(e.to_string()))?;
+        let mut writer = encoder
+            .write_header()
+            .map_err(|e| ApiError::Internal(e.to_string()))?;
+        writer
+            .write_image_data(&pixels)
+            .map_err(|e| ApiError::Internal(e.to_string()))?;
     }
     Ok(out)
 }

@@ -27,46 +27,83 @@ struct Filter {
 
 /// Admins see every organization (or the one asked for); anyone else only
 /// their own, and with `?organization_id=` the seed's flat shape.
-async fn status(State(state): State<AppState>, caller: Caller, Query(f): Query<Filter>) -> Result<Json<Value>, ApiError> {
-    let asked = f.organization_id.as_deref().map(crate::accounts::tenant_id).transpose()?;
+async fn status(
+    State(state): State<AppState>,
+    caller: Caller,
+    Query(f): Query<Filter>,
+) -> Result<Json<Value>, ApiError> {
+    let asked = f
+        .organization_id
+        .as_deref()
+        .map(crate::accounts::tenant_id)
+        .transpose()?;
     if let Some(t) = &asked {
         caller.check_tenant(t)?;
     }
-    let tenant = asked.clone().or_else(|| (!caller.is_admin()).then(|| caller.tenant().cloned()).flatten());
+    let tenant = asked.clone().or_else(|| {
+        (!caller.is_admin())
+            .then(|| caller.tenant().cloned())
+            .flatten()
+    });
     if !caller.is_admin() && tenant.is_none() {
         return Err(ApiError::Forbidden);
     }
-    let report = call!(state.supervisor, |r| SupervisorMsg::RateLimitStatus { tenant, reply: r }).map_err(unavailable)?;
+    let report = call!(state.supervisor, |r| SupervisorMsg::RateLimitStatus {
+        tenant,
+        reply: r
+    })
+    .map_err(unavailable)?;
     if asked.is_some() {
         // The seed's single-organization answer: global fields and the
         // organization's fields side by side.
-        let mut flat = serde_json::to_value(&report.global).map_err(|e| ApiError::Internal(e.to_string()))?;
+        let mut flat =
+            serde_json::to_value(&report.global).map_err(|e| ApiError::Internal(e.to_string()))?;
         if let (Some(obj), Some(org)) = (flat.as_object_mut(), report.organizations.first()) {
-            if let Value::Object(fields) = serde_json::to_value(org).map_err(|e| ApiError::Internal(e.to_string()))? {
+            if let Value::Object(fields) =
+                serde_json::to_value(org).map_err(|e| ApiError::Internal(e.to_string()))?
+            {
                 obj.extend(fields);
             }
         }
         return Ok(Json(flat));
     }
-    serde_json::to_value(&report).map(Json).map_err(|e| ApiError::Internal(e.to_string()))
+    serde_json::to_value(&report)
+        .map(Json)
+        .map_err(|e| ApiError::Internal(e.to_string()))
 }
 
-async fn unblock(State(state): State<AppState>, caller: Caller, Path(id): Path<String>) -> Result<Json<Value>, ApiError> {
+async fn unblock(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
     caller.require_admin()?;
     let tenant = crate::accounts::tenant_id(&id)?;
     let by = caller.name();
-    let was = call!(state.supervisor, |r| SupervisorMsg::Unblock { tenant, by, reply: r })
-        .map_err(unavailable)?
-        .map_err(from_supervisor)?;
+    let was = call!(state.supervisor, |r| SupervisorMsg::Unblock {
+        tenant,
+        by,
+        reply: r
+    })
+    .map_err(unavailable)?
+    .map_err(from_supervisor)?;
     Ok(Json(json!({ "success": true, "was_blocked": was })))
 }
 
-async fn reset_cooldown(State(state): State<AppState>, caller: Caller, Path(id): Path<String>) -> Result<Json<Value>, ApiError> {
+async fn reset_cooldown(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
     caller.require_admin()?;
     let tenant = crate::accounts::tenant_id(&id)?;
     let by = caller.name();
-    let was = call!(state.supervisor, |r| SupervisorMsg::ResetCooldown { tenant, by, reply: r })
-        .map_err(unavailable)?
-        .map_err(from_supervisor)?;
+    let was = call!(state.supervisor, |r| SupervisorMsg::ResetCooldown {
+        tenant,
+        by,
+        reply: r
+    })
+    .map_err(unavailable)?
+    .map_err(from_supervisor)?;
     Ok(Json(json!({ "success": true, "was_cooling": was })))
 }

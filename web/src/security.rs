@@ -20,7 +20,10 @@ pub fn origin_matches(pattern: &str, origin: &str) -> bool {
     let (p, o) = (tokens(pattern), tokens(origin));
     p.len() == o.len()
         && p.iter().zip(&o).all(|(p, o)| {
-            let (pb, ob) = (p.trim_end_matches(['.', ':', '/']), o.trim_end_matches(['.', ':', '/']));
+            let (pb, ob) = (
+                p.trim_end_matches(['.', ':', '/']),
+                o.trim_end_matches(['.', ':', '/']),
+            );
             p.ends_with(['.', ':', '/']) == o.ends_with(['.', ':', '/'])
                 && p.chars().last() == o.chars().last()
                 && (pb == "*" && !ob.is_empty() || pb == ob)
@@ -33,11 +36,17 @@ pub fn apply(router: Router, cors_origins: &[String]) -> Router {
         (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
         (header::REFERRER_POLICY, "no-referrer"),
         (header::CONTENT_SECURITY_POLICY, CSP),
-        (HeaderName::from_static("permissions-policy"), "camera=(), microphone=(), geolocation=()"),
+        (
+            HeaderName::from_static("permissions-policy"),
+            "camera=(), microphone=(), geolocation=()",
+        ),
     ];
     let mut router = router;
     for (name, value) in headers {
-        router = router.layer(SetResponseHeaderLayer::if_not_present(name, HeaderValue::from_static(value)));
+        router = router.layer(SetResponseHeaderLayer::if_not_present(
+            name,
+            HeaderValue::from_static(value),
+        ));
     }
     if cors_origins.is_empty() {
         return router;
@@ -45,10 +54,16 @@ pub fn apply(router: Router, cors_origins: &[String]) -> Router {
     let patterns = cors_origins.to_vec();
     let cors = CorsLayer::new()
         .allow_origin(AllowOrigin::predicate(move |origin: &HeaderValue, _| {
-            origin.to_str().is_ok_and(|o| patterns.iter().any(|p| origin_matches(p, o)))
+            origin
+                .to_str()
+                .is_ok_and(|o| patterns.iter().any(|p| origin_matches(p, o)))
         }))
         .allow_methods([Method::GET, Method::POST, Method::DELETE, Method::OPTIONS])
-        .allow_headers([header::AUTHORIZATION, header::CONTENT_TYPE, HeaderName::from_static("x-api-key")]);
+        .allow_headers([
+            header::AUTHORIZATION,
+            header::CONTENT_TYPE,
+            HeaderName::from_static("x-api-key"),
+        ]);
     router.layer(cors)
 }
 
@@ -63,9 +78,21 @@ mod tests {
         assert!(!origin_matches(p, "http://192.168.1.94:5001"));
         assert!(!origin_matches(p, "http://10.0.1.94:5000"));
         assert!(!origin_matches(p, "http://192.168.1.2.3:5000"));
-        assert!(origin_matches("http://localhost:5000", "http://localhost:5000"));
-        assert!(!origin_matches("http://localhost:5000", "http://localhost:50000"));
-        assert!(origin_matches("https://*.example.com", "https://app.example.com"));
-        assert!(!origin_matches("https://*.example.com", "https://example.com"));
+        assert!(origin_matches(
+            "http://localhost:5000",
+            "http://localhost:5000"
+        ));
+        assert!(!origin_matches(
+            "http://localhost:5000",
+            "http://localhost:50000"
+        ));
+        assert!(origin_matches(
+            "https://*.example.com",
+            "https://app.example.com"
+        ));
+        assert!(!origin_matches(
+            "https://*.example.com",
+            "https://example.com"
+        ));
     }
 }

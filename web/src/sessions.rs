@@ -16,7 +16,9 @@ use centinela_actors::ids::SessionId;
 use centinela_actors::ractor::{call, ActorRef};
 use centinela_actors::session::SessionState;
 use centinela_actors::supervisor::admission::DenyReason;
-use centinela_actors::supervisor::{ConnectOutcome, NewSession, SessionDetail, SupervisorError, SupervisorMsg};
+use centinela_actors::supervisor::{
+    ConnectOutcome, NewSession, SessionDetail, SupervisorError, SupervisorMsg,
+};
 use serde::Deserialize;
 use serde_json::{json, Value};
 use std::time::Duration;
@@ -36,22 +38,39 @@ pub fn routes() -> Router<AppState> {
 pub fn from_supervisor(e: SupervisorError) -> ApiError {
     match e {
         SupervisorError::NotFound(id) => ApiError::NotFound(format!("session {id} not found")),
-        SupervisorError::Refused(_) => ApiError::conflict("session_paired", "the session is paired and live"),
-        SupervisorError::Engine(EngineError::NotReady) => ApiError::conflict("not_ready", "the session is not READY"),
+        SupervisorError::Refused(_) => {
+            ApiError::conflict("session_paired", "the session is paired and live")
+        }
+        SupervisorError::Engine(EngineError::NotReady) => {
+            ApiError::conflict("not_ready", "the session is not READY")
+        }
         SupervisorError::Engine(e) => ApiError::Unavailable(e.to_string()),
         SupervisorError::Store(e) => ApiError::Internal(e),
-        SupervisorError::Unavailable => ApiError::Unavailable("the session actor is unavailable".into()),
+        SupervisorError::Unavailable => {
+            ApiError::Unavailable("the session actor is unavailable".into())
+        }
         SupervisorError::Denied(d) => too_many(d.reason, d.wait, d.block_until),
     }
 }
 
 /// A 429 with seed 003's fields and `Retry-After`.
-pub fn too_many(reason: DenyReason, wait: Duration, block_until: centinela_actors::clock::Timestamp) -> ApiError {
+pub fn too_many(
+    reason: DenyReason,
+    wait: Duration,
+    block_until: centinela_actors::clock::Timestamp,
+) -> ApiError {
     let minutes = wait.as_secs().div_ceil(60);
-    let retry = if reason == DenyReason::Capacity { 30 } else { wait.as_secs().max(1) };
+    let retry = if reason == DenyReason::Capacity {
+        30
+    } else {
+        wait.as_secs().max(1)
+    };
     ApiError::TooManyRequests {
         code: reason.as_str(),
-        message: format!("connection refused by the anti-ban policy: {}", reason.as_str()),
+        message: format!(
+            "connection refused by the anti-ban policy: {}",
+            reason.as_str()
+        ),
         retry_after_secs: retry,
         details: json!({
             "reason": reason,
@@ -97,7 +116,11 @@ async fn describe(sup: &ActorRef<SupervisorMsg>, id: SessionId) -> Result<Sessio
 }
 
 /// The session, if it exists and the caller may see it (403 before any data).
-pub async fn visible(state: &AppState, caller: &Caller, raw: &str) -> Result<SessionDetail, ApiError> {
+pub async fn visible(
+    state: &AppState,
+    caller: &Caller,
+    raw: &str,
+) -> Result<SessionDetail, ApiError> {
     let detail = describe(&state.supervisor, session_id(raw)?).await?;
     caller.check_tenant(&detail.view.tenant)?;
     Ok(detail)
@@ -113,30 +136,59 @@ struct Create {
     proxy: Option<String>,
 }
 
-async fn create(State(state): State<AppState>, caller: Caller, AppJson(body): AppJson<Create>) -> Result<(StatusCode, Json<Value>), ApiError> {
+async fn create(
+    State(state): State<AppState>,
+    caller: Caller,
+    AppJson(body): AppJson<Create>,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
     let tenant = match (body.tenant_id, caller.tenant()) {
         (Some(t), _) => crate::accounts::tenant_id(&t)?,
         (None, Some(own)) => own.clone(),
-        (None, None) => return Err(ApiError::bad_request("missing_field", "tenant_id is required")),
+        (None, None) => {
+            return Err(ApiError::bad_request(
+                "missing_field",
+                "tenant_id is required",
+            ))
+        }
     };
     caller.check_tenant(&tenant)?;
-    let exists = state.auth.store().tenant(&tenant).map_err(crate::error::from_store)?.is_some();
+    let exists = state
+        .auth
+        .store()
+        .tenant(&tenant)
+        .map_err(crate::error::from_store)?
+        .is_some();
     if !exists {
-        return Err(ApiError::bad_request("unknown_tenant", format!("tenant {tenant} does not exist")));
+        return Err(ApiError::bad_request(
+            "unknown_tenant",
+            format!("tenant {tenant} does not exist"),
+        ));
     }
     let name = body.name.trim().to_owned();
     if name.is_empty() || name.chars().count() > 100 {
-        return Err(ApiError::bad_request("invalid_name", "name must be 1-100 characters"));
+        return Err(ApiError::bad_request(
+            "invalid_name",
+            "name must be 1-100 characters",
+        ));
     }
     if let Some(ua) = &body.user_agent {
         if ua.is_empty() || ua.len() > 512 || ua.chars().any(char::is_control) {
-            return Err(ApiError::bad_request("invalid_user_agent", "user_agent must be 1-512 printable characters"));
+            return Err(ApiError::bad_request(
+                "invalid_user_agent",
+                "user_agent must be 1-512 printable characters",
+            ));
         }
     }
     if let Some(p) = &body.proxy {
-        let ok = ["http://", "https://", "socks5://"].iter().any(|s| p.starts_with(s)) && p.len() <= 512;
+        let ok = ["http://", "https://", "socks5://"]
+            .iter()
+            .any(|s| p.starts_with(s))
+            && p.len() <= 512;
         if !ok {
-            return Err(ApiError::bad_request("invalid_proxy", "proxy must be an http://, https:// or socks5:// URL"));
+            return Err(ApiError::bad_request(
+                "invalid_proxy",
+                "proxy must be an http://, https:// or socks5:// URL",
+            ));
         }
     }
     let new = NewSession {
@@ -146,27 +198,48 @@ async fn create(State(state): State<AppState>, caller: Caller, AppJson(body): Ap
         user_agent: body.user_agent,
         proxy: body.proxy,
     };
-    let view = call!(state.supervisor, |r| SupervisorMsg::Create { new, reply: r })
-        .map_err(unavailable)?
-        .map_err(from_supervisor)?;
+    let view = call!(state.supervisor, |r| SupervisorMsg::Create {
+        new,
+        reply: r
+    })
+    .map_err(unavailable)?
+    .map_err(from_supervisor)?;
     let detail = describe(&state.supervisor, view.id).await?;
     Ok((StatusCode::CREATED, Json(session_json(&detail))))
 }
 
 async fn list(State(state): State<AppState>, caller: Caller) -> Result<Json<Value>, ApiError> {
-    let tenant = if caller.is_admin() { None } else { caller.tenant().cloned() };
+    let tenant = if caller.is_admin() {
+        None
+    } else {
+        caller.tenant().cloned()
+    };
     if !caller.is_admin() && tenant.is_none() {
         return Err(ApiError::Forbidden);
     }
-    let all = call!(state.supervisor, |r| SupervisorMsg::DescribeAll { tenant, reply: r }).map_err(unavailable)?;
-    Ok(Json(json!({ "sessions": all.iter().map(session_json).collect::<Vec<_>>() })))
+    let all = call!(state.supervisor, |r| SupervisorMsg::DescribeAll {
+        tenant,
+        reply: r
+    })
+    .map_err(unavailable)?;
+    Ok(Json(
+        json!({ "sessions": all.iter().map(session_json).collect::<Vec<_>>() }),
+    ))
 }
 
-async fn get_one(State(state): State<AppState>, caller: Caller, Path(id): Path<String>) -> Result<Json<Value>, ApiError> {
+async fn get_one(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
     Ok(Json(session_json(&visible(&state, &caller, &id).await?)))
 }
 
-async fn delete_one(State(state): State<AppState>, caller: Caller, Path(id): Path<String>) -> Result<StatusCode, ApiError> {
+async fn delete_one(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<StatusCode, ApiError> {
     let d = visible(&state, &caller, &id).await?;
     let id = d.view.id;
     call!(state.supervisor, |r| SupervisorMsg::Delete { id, reply: r })
@@ -175,12 +248,19 @@ async fn delete_one(State(state): State<AppState>, caller: Caller, Path(id): Pat
     Ok(StatusCode::NO_CONTENT)
 }
 
-async fn connect(State(state): State<AppState>, caller: Caller, Path(id): Path<String>) -> Result<Response, ApiError> {
+async fn connect(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
     let d = visible(&state, &caller, &id).await?;
     let id = d.view.id;
-    let outcome = call!(state.supervisor, |r| SupervisorMsg::Connect { id: id.clone(), reply: r })
-        .map_err(unavailable)?
-        .map_err(from_supervisor)?;
+    let outcome = call!(state.supervisor, |r| SupervisorMsg::Connect {
+        id: id.clone(),
+        reply: r
+    })
+    .map_err(unavailable)?
+    .map_err(from_supervisor)?;
     let detail = describe(&state.supervisor, id).await?;
     match outcome {
         ConnectOutcome::AlreadyLive { .. } => Ok((
@@ -188,7 +268,9 @@ async fn connect(State(state): State<AppState>, caller: Caller, Path(id): Path<S
             Json(json!({ "outcome": "already_live", "session": session_json(&detail) })),
         )
             .into_response()),
-        ConnectOutcome::Queued { start_at, position, .. } => Ok((
+        ConnectOutcome::Queued {
+            start_at, position, ..
+        } => Ok((
             StatusCode::ACCEPTED,
             Json(json!({
                 "outcome": "queued",
@@ -198,27 +280,50 @@ async fn connect(State(state): State<AppState>, caller: Caller, Path(id): Path<S
             })),
         )
             .into_response()),
-        ConnectOutcome::Denied { reason, wait, block_until } => Err(too_many(reason, wait, block_until)),
+        ConnectOutcome::Denied {
+            reason,
+            wait,
+            block_until,
+        } => Err(too_many(reason, wait, block_until)),
     }
 }
 
-async fn stop(state: &AppState, caller: &Caller, raw: &str, logout: bool) -> Result<Json<Value>, ApiError> {
+async fn stop(
+    state: &AppState,
+    caller: &Caller,
+    raw: &str,
+    logout: bool,
+) -> Result<Json<Value>, ApiError> {
     let d = visible(state, caller, raw).await?;
     let id = d.view.id;
     let out = if logout {
-        call!(state.supervisor, |r| SupervisorMsg::Logout { id: id.clone(), reply: r })
+        call!(state.supervisor, |r| SupervisorMsg::Logout {
+            id: id.clone(),
+            reply: r
+        })
     } else {
-        call!(state.supervisor, |r| SupervisorMsg::Disconnect { id: id.clone(), reply: r })
+        call!(state.supervisor, |r| SupervisorMsg::Disconnect {
+            id: id.clone(),
+            reply: r
+        })
     };
     out.map_err(unavailable)?.map_err(from_supervisor)?;
     Ok(Json(session_json(&describe(&state.supervisor, id).await?)))
 }
 
-async fn disconnect(State(state): State<AppState>, caller: Caller, Path(id): Path<String>) -> Result<Json<Value>, ApiError> {
+async fn disconnect(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
     stop(&state, &caller, &id, false).await
 }
 
-async fn logout(State(state): State<AppState>, caller: Caller, Path(id): Path<String>) -> Result<Json<Value>, ApiError> {
+async fn logout(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
     stop(&state, &caller, &id, true).await
 }
 
@@ -232,11 +337,19 @@ struct Send {
 /// Normalizes an E.164-ish number: optional `+`, spaces and dashes removed,
 /// then 6 to 15 digits.
 pub fn normalize_phone(raw: &str) -> Result<String, ApiError> {
-    let digits: String = raw.trim().trim_start_matches('+').chars().filter(|c| !matches!(c, ' ' | '-')).collect();
+    let digits: String = raw
+        .trim()
+        .trim_start_matches('+')
+        .chars()
+        .filter(|c| !matches!(c, ' ' | '-'))
+        .collect();
     if (6..=15).contains(&digits.len()) && digits.chars().all(|c| c.is_ascii_digit()) {
         Ok(digits)
     } else {
-        Err(ApiError::bad_request("invalid_phone", "`to` must be a phone number in international format: 6 to 15 digits"))
+        Err(ApiError::bad_request(
+            "invalid_phone",
+            "`to` must be a phone number in international format: 6 to 15 digits",
+        ))
     }
 }
 
@@ -250,7 +363,10 @@ async fn send_message(
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
     let to = normalize_phone(&body.to)?;
     if body.text.trim().is_empty() || body.text.chars().count() > 4096 {
-        return Err(ApiError::bad_request("invalid_text", "text must be 1-4096 characters"));
+        return Err(ApiError::bad_request(
+            "invalid_text",
+            "text must be 1-4096 characters",
+        ));
     }
     let d = visible(&state, &caller, &id).await?;
     if !matches!(d.view.state, SessionState::Ready { .. }) {
@@ -258,8 +374,16 @@ async fn send_message(
     }
     let id = d.view.id;
     let text = body.text;
-    let message_id = call!(state.supervisor, |r| SupervisorMsg::SendText { id, to, text, reply: r })
-        .map_err(unavailable)?
-        .map_err(from_supervisor)?;
-    Ok((StatusCode::ACCEPTED, Json(json!({ "id": message_id, "status": "sent" }))))
+    let message_id = call!(state.supervisor, |r| SupervisorMsg::SendText {
+        id,
+        to,
+        text,
+        reply: r
+    })
+    .map_err(unavailable)?
+    .map_err(from_supervisor)?;
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(json!({ "id": message_id, "status": "sent" })),
+    ))
 }

@@ -6,6 +6,7 @@
 use super::actor::{spawn_session, Pending, SupervisorState};
 use super::admission::{AttemptKind, AttemptRequest, Decision};
 use super::{ConnectOutcome, SupervisorError, SupervisorMsg};
+use crate::bus::{AdmissionEvent, BusEvent};
 use crate::clock::Timestamp;
 use crate::ids::SessionId;
 use crate::session::{DisconnectReason, SessionMsg, SessionState};
@@ -51,6 +52,11 @@ pub(super) fn connect(
             if let Some(entry) = st.sessions.get_mut(id) {
                 entry.last_denial = Some(d);
             }
+            publish(st, &request, "denied", |e| {
+                e.reason = Some(d.reason);
+                e.wait_time_minutes = Some(d.wait_minutes());
+                e.block_until = Some(d.block_until);
+            });
             tracing::info!(
                 tenant = %request.tenant,
                 session = %id,
@@ -76,6 +82,7 @@ pub(super) fn connect(
             }
             tracing::info!(tenant = %request.tenant, session = %id, kind = ?kind, start_at = %start_at, "connection admitted");
             schedule(myself, st, id, ticket, start_at);
+            publish(st, &request, "queued", |e| e.start_at = Some(start_at));
             Ok(ConnectOutcome::Queued {
                 session: st.entry(id)?.view.clone(),
                 start_at,
@@ -83,6 +90,28 @@ pub(super) fn connect(
             })
         }
     }
+}
+
+/// Publishes an admission decision on the bus.
+fn publish(
+    st: &SupervisorState,
+    request: &AttemptRequest,
+    decision: &'static str,
+    fill: impl FnOnce(&mut AdmissionEvent),
+) {
+    let mut event = AdmissionEvent {
+        tenant: request.tenant.clone(),
+        session: request.session.clone(),
+        decision,
+        kind: request.kind,
+        reason: None,
+        start_at: None,
+        wait_time_minutes: None,
+        block_until: None,
+        at: st.now(),
+    };
+    fill(&mut event);
+    st.env.bus.publish(BusEvent::Admission(event));
 }
 
 /// Arranges for `StartAttempt` at `at`.
@@ -144,6 +173,16 @@ pub(super) async fn start_attempt(
         return;
     };
     st.admission.started(p.ticket);
+    if let Some(entry) = st.sessions.get(id) {
+        let request = AttemptRequest {
+            tenant: entry.record.tenant.clone(),
+            session: id.clone(),
+            kind: AttemptKind::Connect,
+            live: 0,
+        };
+        tracing::info!(tenant = %request.tenant, session = %id, "connection started");
+        publish(st, &request, "started", |_| {});
+    }
     let Ok(actor) = spawn_session(myself, st, id).await else {
         return;
     };

@@ -78,7 +78,10 @@ pub enum SupervisorError {
 #[serde(tag = "status", rename_all = "snake_case")]
 pub enum AdmissionStatus {
     /// Waiting in the connection queue.
-    Queued { start_at: Timestamp, position: usize },
+    Queued {
+        start_at: Timestamp,
+        position: usize,
+    },
     /// The last connect was refused.
     Denied {
         reason: DenyReason,

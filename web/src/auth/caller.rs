@@ -28,7 +28,13 @@ pub enum Caller {
 
 impl Caller {
     pub fn is_admin(&self) -> bool {
-        matches!(self, Caller::User { role: Role::Admin, .. })
+        matches!(
+            self,
+            Caller::User {
+                role: Role::Admin,
+                ..
+            }
+        )
     }
 
     /// The caller's tenant; `None` for admins.
@@ -73,9 +79,17 @@ impl Caller {
 /// The credential in the request: a bearer token (header, or `?token=` for
 /// WebSocket handshakes, which browsers cannot give headers) or an API key.
 pub(crate) fn credential(parts: &Parts) -> Option<(bool, String)> {
-    let header = |name: &str| parts.headers.get(name).and_then(|v| v.to_str().ok()).map(str::trim);
+    let header = |name: &str| {
+        parts
+            .headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .map(str::trim)
+    };
     if let Some(v) = header("authorization") {
-        let token = v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer "))?;
+        let token = v
+            .strip_prefix("Bearer ")
+            .or_else(|| v.strip_prefix("bearer "))?;
         return Some((true, token.trim().to_owned()));
     }
     if let Some(k) = header("x-api-key") {

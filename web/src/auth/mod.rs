@@ -57,12 +57,17 @@ pub struct Auth {
 pub fn random_token(len: usize) -> String {
     const ALPHABET: &[u8] = b"ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnopqrstuvwxyz23456789";
     let mut rng = rand::rng();
-    (0..len).map(|_| ALPHABET[rng.random_range(0..ALPHABET.len())] as char).collect()
+    (0..len)
+        .map(|_| ALPHABET[rng.random_range(0..ALPHABET.len())] as char)
+        .collect()
 }
 
 /// Hex SHA-256, for API keys (they are long and random: no salt needed).
 pub fn sha256_hex(s: &str) -> String {
-    Sha256::digest(s.as_bytes()).iter().map(|b| format!("{b:02x}")).collect()
+    Sha256::digest(s.as_bytes())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
 }
 
 /// argon2id with a random salt, on this thread (the CLI, startup).
@@ -86,7 +91,11 @@ pub async fn hash_password(password: String) -> Result<String, ApiError> {
 pub async fn verify_password(password: String, hash: String) -> bool {
     tokio::task::spawn_blocking(move || {
         PasswordHash::new(&hash)
-            .map(|parsed| Argon2::default().verify_password(password.as_bytes(), &parsed).is_ok())
+            .map(|parsed| {
+                Argon2::default()
+                    .verify_password(password.as_bytes(), &parsed)
+                    .is_ok()
+            })
             .unwrap_or(false)
     })
     .await
@@ -96,7 +105,10 @@ pub async fn verify_password(password: String, hash: String) -> bool {
 /// The minimum a password must be.
 pub fn check_password_policy(password: &str) -> Result<(), ApiError> {
     if password.chars().count() < 10 {
-        return Err(ApiError::bad_request("weak_password", "passwords need at least 10 characters"));
+        return Err(ApiError::bad_request(
+            "weak_password",
+            "passwords need at least 10 characters",
+        ));
     }
     Ok(())
 }
@@ -149,17 +161,26 @@ impl Auth {
         validation.set_issuer(&[ISSUER]);
         validation.set_required_spec_claims(&["exp", "iss", "sub"]);
         validation.leeway = 0;
-        let data = decode::<Claims>(token, &self.decoding, &validation).map_err(|_| ApiError::unauthorized())?;
+        let data = decode::<Claims>(token, &self.decoding, &validation)
+            .map_err(|_| ApiError::unauthorized())?;
         let claims = data.claims;
         if claims.exp * 1000 <= self.now().as_millis() {
             return Err(ApiError::unauthorized());
         }
         let store_err = |e: centinela_actors::store::StoreError| ApiError::Internal(e.to_string());
-        if self.store.is_token_revoked(&claims.jti).map_err(store_err)? {
+        if self
+            .store
+            .is_token_revoked(&claims.jti)
+            .map_err(store_err)?
+        {
             return Err(ApiError::unauthorized());
         }
         let id = UserId::new(claims.sub.clone()).map_err(|_| ApiError::unauthorized())?;
-        let user = self.store.user(&id).map_err(store_err)?.ok_or_else(ApiError::unauthorized)?;
+        let user = self
+            .store
+            .user(&id)
+            .map_err(store_err)?
+            .ok_or_else(ApiError::unauthorized)?;
         if user.password_version != claims.pv {
             return Err(ApiError::unauthorized());
         }
@@ -176,7 +197,11 @@ impl Auth {
 
     /// Creates an API key for `tenant`; returns the record and the key,
     /// which is shown this once.
-    pub fn create_api_key(&self, tenant: &TenantId, name: &str) -> Result<(ApiKeyRecord, String), ApiError> {
+    pub fn create_api_key(
+        &self,
+        tenant: &TenantId,
+        name: &str,
+    ) -> Result<(ApiKeyRecord, String), ApiError> {
         let key = format!("cnt_{}", random_token(40));
         let record = ApiKeyRecord {
             id: format!("k_{}", random_token(12)),
@@ -187,7 +212,9 @@ impl Auth {
             created_at: self.now(),
             revoked_at: None,
         };
-        self.store.create_api_key(&record).map_err(crate::error::from_account)?;
+        self.store
+            .create_api_key(&record)
+            .map_err(crate::error::from_account)?;
         Ok((record, key))
     }
 }

@@ -44,7 +44,8 @@ struct Login {
 /// The client address: the socket peer (a proxy in front should be trusted
 /// explicitly; we do not read X-Forwarded-For).
 fn client_ip(peer: Option<ConnectInfo<SocketAddr>>) -> String {
-    peer.map(|ConnectInfo(a)| a.ip().to_string()).unwrap_or_else(|| "unknown".into())
+    peer.map(|ConnectInfo(a)| a.ip().to_string())
+        .unwrap_or_else(|| "unknown".into())
 }
 
 async fn login(
@@ -57,7 +58,9 @@ async fn login(
         .username
         .or(body.usuario)
         .filter(|u| !u.trim().is_empty())
-        .ok_or_else(|| ApiError::bad_request("missing_field", "username (or usuario) is required"))?;
+        .ok_or_else(|| {
+            ApiError::bad_request("missing_field", "username (or usuario) is required")
+        })?;
     let auth = &state.auth;
     let user_key = format!("user:{}", username.to_lowercase());
     let keys = [user_key.clone(), format!("ip:{}", client_ip(peer))];
@@ -100,7 +103,11 @@ struct VerifyBody {
 }
 
 /// The token to check: the bearer header, else `{"token": ...}` in the body.
-async fn verify(State(state): State<AppState>, headers: HeaderMap, body: axum::body::Bytes) -> Result<Json<Value>, ApiError> {
+async fn verify(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> Result<Json<Value>, ApiError> {
     let from_header = headers
         .get("authorization")
         .and_then(|v| v.to_str().ok())
@@ -128,8 +135,14 @@ async fn verify(State(state): State<AppState>, headers: HeaderMap, body: axum::b
 }
 
 async fn logout(State(state): State<AppState>, caller: Caller) -> Result<Json<Value>, ApiError> {
-    let Caller::User { jti, exp, username, .. } = caller else {
-        return Err(ApiError::bad_request("not_a_session", "API keys are revoked, not logged out"));
+    let Caller::User {
+        jti, exp, username, ..
+    } = caller
+    else {
+        return Err(ApiError::bad_request(
+            "not_a_session",
+            "API keys are revoked, not logged out",
+        ));
     };
     let auth = &state.auth;
     auth.store()
@@ -155,7 +168,11 @@ async fn change_password(
     };
     check_password_policy(&body.new_password)?;
     let auth = &state.auth;
-    let mut user = auth.store().user(&id).map_err(from_store)?.ok_or_else(ApiError::unauthorized)?;
+    let mut user = auth
+        .store()
+        .user(&id)
+        .map_err(from_store)?
+        .ok_or_else(ApiError::unauthorized)?;
     if !verify_password(body.current_password, user.password_hash.clone()).await {
         return Err(ApiError::InvalidCredentials);
     }
@@ -164,13 +181,20 @@ async fn change_password(
     auth.store().update_user(&user).map_err(from_account)?;
     let (token, expires_at) = auth.issue(&user)?;
     tracing::info!(username = %user.username, "password changed");
-    Ok(Json(json!({ "success": true, "token": token, "expires_at": expires_at })))
+    Ok(Json(
+        json!({ "success": true, "token": token, "expires_at": expires_at }),
+    ))
 }
 
 async fn me(State(state): State<AppState>, caller: Caller) -> Result<Json<Value>, ApiError> {
     match caller {
         Caller::User { id, .. } => {
-            let user = state.auth.store().user(&id).map_err(from_store)?.ok_or_else(ApiError::unauthorized)?;
+            let user = state
+                .auth
+                .store()
+                .user(&id)
+                .map_err(from_store)?
+                .ok_or_else(ApiError::unauthorized)?;
             Ok(Json(json!({ "success": true, "user": user_json(&user) })))
         }
         Caller::ApiKey { id, name, tenant } => Ok(Json(json!({

@@ -35,7 +35,10 @@ impl Throttle {
                 while q.front().is_some_and(|t| *t <= horizon) {
                     q.pop_front();
                 }
-                (q.len() >= self.limit).then(|| q.front().map_or(Duration::ZERO, |t| t.plus(self.window).since(now)))
+                (q.len() >= self.limit).then(|| {
+                    q.front()
+                        .map_or(Duration::ZERO, |t| t.plus(self.window).since(now))
+                })
             })
             .max()
     }
@@ -54,7 +57,10 @@ impl Throttle {
 
     /// A success forgives the username (not the address).
     pub fn succeed(&self, key: &str) {
-        self.failures.lock().unwrap_or_else(|p| p.into_inner()).remove(key);
+        self.failures
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(key);
     }
 }
 

@@ -1,0 +1,102 @@
+//! First-start set-up: the JWT secret (from config, else generated once and
+//! kept in the store) and the first admin (from `CENTINELA_ADMIN_USER` /
+//! `CENTINELA_ADMIN_PASSWORD`, else a random password printed once). No
+//! default credential exists anywhere.
+
+use centinela_actors::clock::Timestamp;
+use centinela_actors::config::Config;
+use centinela_actors::ids::{TenantId, UserId};
+use centinela_actors::store::{AccountError, Role, Store, StoreError, TenantRecord, UserRecord};
+use centinela_web::auth::{check_password_policy, hash_password_sync, random_token};
+
+/// How the first admin is made when the store has no user.
+#[derive(Debug, Clone, Default)]
+pub enum AdminBootstrap {
+    /// From `CENTINELA_ADMIN_USER` / `CENTINELA_ADMIN_PASSWORD`, else
+    /// `admin` with a random password printed once.
+    #[default]
+    FromEnvironment,
+    /// These credentials (tests).
+    Given { username: String, password: String },
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum BootstrapError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Account(#[from] AccountError),
+    #[error("{0}")]
+    Invalid(String),
+}
+
+/// The token-signing secret in force.
+pub fn jwt_secret(config: &Config, store: &Store) -> Result<Vec<u8>, StoreError> {
+    if !config.auth.jwt_secret.is_empty() {
+        return Ok(config.auth.jwt_secret.as_bytes().to_vec());
+    }
+    Ok(store
+        .setting_or_insert("jwt_secret", &random_token(64))?
+        .into_bytes())
+}
+
+/// Creates the first admin if there is no user. Returns the credentials
+/// when the password was generated (to be shown once).
+pub fn ensure_admin(
+    store: &Store,
+    how: &AdminBootstrap,
+    now: Timestamp,
+) -> Result<Option<(String, String)>, BootstrapError> {
+    if !store.users()?.is_empty() {
+        return Ok(None);
+    }
+    let env = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
+    let (username, password, generated) = match how {
+        AdminBootstrap::Given { username, password } => (username.clone(), password.clone(), false),
+        AdminBootstrap::FromEnvironment => {
+            match (env("CENTINELA_ADMIN_USER"), env("CENTINELA_ADMIN_PASSWORD")) {
+                (user, Some(pass)) => (user.unwrap_or_else(|| "admin".into()), pass, false),
+                (user, None) => (
+                    user.unwrap_or_else(|| "admin".into()),
+                    random_token(20),
+                    true,
+                ),
+            }
+        }
+    };
+    add_user(store, &username, &password, Role::Admin, None, now)?;
+    Ok(generated.then_some((username, password)))
+}
+
+/// Creates a user (and its tenant, if new). Used by bootstrap and by
+/// `centinela user add`.
+pub fn add_user(
+    store: &Store,
+    username: &str,
+    password: &str,
+    role: Role,
+    tenant: Option<&TenantId>,
+    now: Timestamp,
+) -> Result<UserRecord, BootstrapError> {
+    check_password_policy(password).map_err(|e| BootstrapError::Invalid(e.to_string()))?;
+    if let Some(t) = tenant {
+        if store.tenant(t)?.is_none() {
+            store.create_tenant(&TenantRecord {
+                id: t.clone(),
+                name: t.to_string(),
+                created_at: now,
+            })?;
+        }
+    }
+    let user = UserRecord {
+        id: UserId::generate(),
+        username: username.to_owned(),
+        password_hash: hash_password_sync(password).map_err(BootstrapError::Invalid)?,
+        role,
+        tenant: tenant.cloned(),
+        created_at: now,
+        password_version: 0,
+    };
+    store.create_user(&user)?;
+    Ok(user)
+}

@@ -1,0 +1,217 @@
+//! The event hub: one task that takes every bus event (transitions,
+//! admission decisions, messages, acks) and every supervisor log event (from
+//! the tracing layer in [`crate::logstream`]), writes them to the audit log
+//! in batches (one durable commit per batch), and fans them out, numbered
+//! with their audit sequence, to WebSocket clients through a broadcast
+//! channel. A slow client lags and is told to resync; it never slows the
+//! hub, and the hub never slows an actor (the bus and the log channel are
+//! non-blocking for their senders).
+
+use centinela_actors::bus::{Bus, BusEvent};
+use centinela_actors::clock::Timestamp;
+use centinela_actors::ids::TenantId;
+use centinela_actors::store::{AuditEntry, AuditRepo};
+use serde_json::{json, Value};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use tokio::sync::{broadcast, mpsc};
+
+/// One event as clients receive it: pre-serialized once for every client.
+#[derive(Debug)]
+pub struct HubEvent {
+    pub seq: u64,
+    pub tenant: Option<TenantId>,
+    /// Set for supervisor log lines (admins only).
+    pub log_level: Option<tracing::Level>,
+    pub json: String,
+}
+
+/// A supervisor log event captured by the tracing layer.
+#[derive(Debug, Clone)]
+pub struct LogEvent {
+    pub level: tracing::Level,
+    pub target: String,
+    pub message: String,
+    pub fields: serde_json::Map<String, Value>,
+    pub tenant: Option<TenantId>,
+    pub at: Timestamp,
+}
+
+#[derive(Clone)]
+pub struct Hub {
+    tx: broadcast::Sender<Arc<HubEvent>>,
+    pub stats: Arc<HubStats>,
+}
+
+#[derive(Default, Debug)]
+pub struct HubStats {
+    pub clients: AtomicU64,
+    pub delivered_batches: AtomicU64,
+    pub persist_errors: AtomicU64,
+}
+
+/// Most events one commit carries.
+const BATCH: usize = 512;
+
+impl Hub {
+    /// Starts the hub task. `logs` is the receiving end of the tracing layer.
+    pub fn start(
+        bus: &Bus,
+        logs: mpsc::Receiver<LogEvent>,
+        audit: Arc<dyn AuditRepo>,
+        capacity: usize,
+    ) -> Hub {
+        let (tx, _) = broadcast::channel(capacity.max(16));
+        let stats = Arc::new(HubStats::default());
+        tokio::spawn(run(bus.subscribe(), logs, audit, tx.clone(), stats.clone()));
+        Hub { tx, stats }
+    }
+
+    pub fn subscribe(&self) -> broadcast::Receiver<Arc<HubEvent>> {
+        self.tx.subscribe()
+    }
+}
+
+enum Incoming {
+    Bus(BusEvent),
+    Log(LogEvent),
+    Lagged(u64),
+}
+
+async fn run(
+    mut bus: broadcast::Receiver<BusEvent>,
+    mut logs: mpsc::Receiver<LogEvent>,
+    audit: Arc<dyn AuditRepo>,
+    tx: broadcast::Sender<Arc<HubEvent>>,
+    stats: Arc<HubStats>,
+) {
+    let mut logs_open = true;
+    loop {
+        let first = tokio::select! {
+            ev = bus.recv() => match ev {
+                Ok(e) => Incoming::Bus(e),
+                Err(broadcast::error::RecvError::Lagged(n)) => Incoming::Lagged(n),
+                Err(broadcast::error::RecvError::Closed) => return,
+            },
+            ev = logs.recv(), if logs_open => match ev {
+                Some(e) => Incoming::Log(e),
+                None => { logs_open = false; continue; }
+            },
+        };
+        let mut batch = vec![first];
+        while batch.len() < BATCH {
+            match bus.try_recv() {
+                Ok(e) => batch.push(Incoming::Bus(e)),
+                Err(broadcast::error::TryRecvError::Lagged(n)) => batch.push(Incoming::Lagged(n)),
+                Err(_) => break,
+            }
+        }
+        while batch.len() < BATCH {
+            match logs.try_recv() {
+                Ok(e) => batch.push(Incoming::Log(e)),
+                Err(_) => break,
+            }
+        }
+        deliver(batch, &audit, &tx, &stats).await;
+    }
+}
+
+/// Persists a batch in one commit, then broadcasts it with its numbers.
+async fn deliver(
+    batch: Vec<Incoming>,
+    audit: &Arc<dyn AuditRepo>,
+    tx: &broadcast::Sender<Arc<HubEvent>>,
+    stats: &HubStats,
+) {
+    let mut entries = Vec::with_capacity(batch.len());
+    let mut shaped = Vec::with_capacity(batch.len());
+    for item in batch {
+        let (entry, tenant, level, body) = match item {
+            Incoming::Bus(e) => shape_bus(e),
+            Incoming::Log(e) => shape_log(e),
+            Incoming::Lagged(n) => {
+                tracing::warn!(missed = n, "event hub lagged behind the bus");
+                continue;
+            }
+        };
+        entries.push(entry);
+        shaped.push((tenant, level, body));
+    }
+    if entries.is_empty() {
+        return;
+    }
+    let repo = audit.clone();
+    let seqs = match tokio::task::spawn_blocking(move || repo.audit_batch(&entries)).await {
+        Ok(Ok(seqs)) => seqs,
+        _ => {
+            stats.persist_errors.fetch_add(1, Ordering::Relaxed);
+            vec![0; shaped.len()]
+        }
+    };
+    for (seq, (tenant, log_level, mut body)) in seqs.into_iter().zip(shaped) {
+        body["seq"] = json!(seq);
+        let _ = tx.send(Arc::new(HubEvent {
+            seq,
+            tenant,
+            log_level,
+            json: body.to_string(),
+        }));
+    }
+    stats.delivered_batches.fetch_add(1, Ordering::Relaxed);
+}
+
+type Shaped = (AuditEntry, Option<TenantId>, Option<tracing::Level>, Value);
+
+fn shape_bus(e: BusEvent) -> Shaped {
+    let tenant = e.tenant().clone();
+    let (action, at, body) = match &e {
+        BusEvent::Transition(t) => (
+            "session.transition",
+            t.at,
+            json!({"type": "transition", "tenant_id": t.tenant, "session_id": t.session,
+                   "from": t.from, "to": t.to, "reason": t.reason, "at": t.at}),
+        ),
+        BusEvent::Admission(a) => (
+            "session.admission",
+            a.at,
+            json!({"type": "admission", "tenant_id": a.tenant, "session_id": a.session,
+                   "decision": a.decision, "kind": a.kind, "reason": a.reason, "start_at": a.start_at,
+                   "wait_time_minutes": a.wait_time_minutes, "block_until": a.block_until, "at": a.at}),
+        ),
+        BusEvent::MessageIn(m) => (
+            "message.in",
+            m.at,
+            json!({"type": "message_in", "tenant_id": m.tenant, "session_id": m.session,
+                   "id": m.id, "from": m.from, "text": m.text, "at": m.at}),
+        ),
+        BusEvent::Ack(a) => (
+            "message.ack",
+            a.at,
+            json!({"type": "ack", "tenant_id": a.tenant, "session_id": a.session,
+                   "message_id": a.message_id, "ack": a.ack, "at": a.at}),
+        ),
+    };
+    let entry = AuditEntry {
+        seq: 0,
+        at,
+        actor: "system".into(),
+        action: action.into(),
+        tenant: Some(tenant.clone()),
+        data: body.clone(),
+    };
+    (entry, Some(tenant), None, body)
+}
+
+fn shape_log(e: LogEvent) -> Shaped {
+    let body = json!({"type": "log", "level": e.level.as_str(), "target": e.target, "message": e.message,
+                      "fields": e.fields, "tenant_id": e.tenant, "at": e.at});
+    let entry = AuditEntry {
+        seq: 0,
+        at: e.at,
+        actor: "system".into(),
+        action: "supervisor.log".into(),
+        tenant: e.tenant.clone(),
+        data: body.clone(),
+    };
+    (entry, e.tenant, Some(e.level), body)
+}

@@ -1,0 +1,192 @@
+//! Prometheus metrics (`GET /metrics`, text format) and the numbers behind
+//! `GET /health/details`: HTTP request counts and latency histograms per
+//! route (recorded by a middleware), session transitions and admission
+//! decisions (counted from the bus), WebSocket clients, sessions by state.
+
+use crate::AppState;
+use axum::extract::{MatchedPath, Request, State};
+use axum::middleware::Next;
+use axum::response::Response;
+use centinela_actors::bus::{Bus, BusEvent};
+use std::collections::BTreeMap;
+use std::fmt::Write;
+use std::sync::Mutex;
+use std::time::Instant;
+
+/// Upper bounds of the latency buckets, in seconds.
+pub const BUCKETS: [f64; 12] = [
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
+];
+
+#[derive(Default, Clone)]
+struct Histogram {
+    counts: [u64; BUCKETS.len()],
+    count: u64,
+    sum: f64,
+}
+
+#[derive(Default)]
+struct Inner {
+    requests: BTreeMap<(String, String, u16), u64>,
+    latency: BTreeMap<String, Histogram>,
+    transitions: BTreeMap<String, u64>,
+    admissions: BTreeMap<(String, String), u64>,
+}
+
+#[derive(Default)]
+pub struct Metrics {
+    inner: Mutex<Inner>,
+}
+
+impl Metrics {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
+        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    pub fn record_request(&self, method: &str, route: &str, status: u16, seconds: f64) {
+        let mut g = self.lock();
+        *g.requests
+            .entry((method.to_owned(), route.to_owned(), status))
+            .or_default() += 1;
+        let h = g.latency.entry(route.to_owned()).or_default();
+        h.count += 1;
+        h.sum += seconds;
+        for (i, bound) in BUCKETS.iter().enumerate() {
+            if seconds <= *bound {
+                h.counts[i] += 1;
+            }
+        }
+    }
+
+    /// Counts bus events until the bus closes.
+    pub fn follow(self: &std::sync::Arc<Self>, bus: &Bus) {
+        let mut rx = bus.subscribe();
+        let me = self.clone();
+        tokio::spawn(async move {
+            loop {
+                match rx.recv().await {
+                    Ok(BusEvent::Transition(t)) => {
+                        *me.lock()
+                            .transitions
+                            .entry(t.to.name().to_owned())
+                            .or_default() += 1
+                    }
+                    Ok(BusEvent::Admission(a)) => {
+                        let reason = a.reason.map_or("", |r| r.as_str()).to_owned();
+                        *me.lock()
+                            .admissions
+                            .entry((a.decision.to_owned(), reason))
+                            .or_default() += 1;
+                    }
+                    Ok(_) | Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {}
+                    Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
+                }
+            }
+        });
+    }
+
+    /// Share of 5xx responses and p50/p99 latency over all routes.
+    pub fn summary(&self) -> (u64, f64, f64, f64) {
+        let g = self.lock();
+        let total: u64 = g.requests.values().sum();
+        let errors: u64 = g
+            .requests
+            .iter()
+            .filter(|((_, _, s), _)| *s >= 500)
+            .map(|(_, n)| n)
+            .sum();
+        let mut all = Histogram::default();
+        for h in g.latency.values() {
+            all.count += h.count;
+            for i in 0..BUCKETS.len() {
+                all.counts[i] += h.counts[i];
+            }
+        }
+        let quantile = |q: f64| {
+            let target = (all.count as f64 * q).ceil() as u64;
+            BUCKETS
+                .iter()
+                .zip(all.counts)
+                .find(|(_, c)| *c >= target.max(1))
+                .map_or(f64::INFINITY, |(b, _)| *b)
+        };
+        let rate = if total == 0 {
+            0.0
+        } else {
+            errors as f64 / total as f64
+        };
+        (total, rate, quantile(0.5), quantile(0.99))
+    }
+
+    /// The Prometheus text exposition, with the gauges passed in.
+    pub fn render(
+        &self,
+        sessions_by_state: &BTreeMap<&'static str, u64>,
+        ws_clients: u64,
+        queue_len: usize,
+    ) -> String {
+        let g = self.lock();
+        let mut out = String::new();
+        let _ = writeln!(
+            out,
+            "# HELP centinela_sessions Sessions by state.\n# TYPE centinela_sessions gauge"
+        );
+        for state in ["DISCONNECTED", "CONNECTING", "QR", "AUTHENTICATED", "READY"] {
+            let n = sessions_by_state.get(state).copied().unwrap_or(0);
+            let _ = writeln!(out, "centinela_sessions{{state=\"{state}\"}} {n}");
+        }
+        let _ = writeln!(out, "# HELP centinela_transitions_total Session transitions by target state.\n# TYPE centinela_transitions_total counter");
+        for (to, n) in &g.transitions {
+            let _ = writeln!(out, "centinela_transitions_total{{to=\"{to}\"}} {n}");
+        }
+        let _ = writeln!(out, "# HELP centinela_admissions_total Admission decisions by outcome and reason.\n# TYPE centinela_admissions_total counter");
+        for ((decision, reason), n) in &g.admissions {
+            let _ = writeln!(
+                out,
+                "centinela_admissions_total{{decision=\"{decision}\",reason=\"{reason}\"}} {n}"
+            );
+        }
+        let _ = writeln!(out, "# HELP centinela_admission_queue Connection attempts waiting in the queue.\n# TYPE centinela_admission_queue gauge\ncentinela_admission_queue {queue_len}");
+        let _ = writeln!(out, "# HELP centinela_websocket_clients Connected WebSocket clients.\n# TYPE centinela_websocket_clients gauge\ncentinela_websocket_clients {ws_clients}");
+        let _ = writeln!(out, "# HELP centinela_http_requests_total HTTP requests by method, route and status.\n# TYPE centinela_http_requests_total counter");
+        for ((method, route, status), n) in &g.requests {
+            let _ = writeln!(out, "centinela_http_requests_total{{method=\"{method}\",route=\"{route}\",status=\"{status}\"}} {n}");
+        }
+        let _ = writeln!(out, "# HELP centinela_http_request_duration_seconds HTTP latency by route.\n# TYPE centinela_http_request_duration_seconds histogram");
+        for (route, h) in &g.latency {
+            for (bound, c) in BUCKETS.iter().zip(h.counts) {
+                let _ = writeln!(out, "centinela_http_request_duration_seconds_bucket{{route=\"{route}\",le=\"{bound}\"}} {c}");
+            }
+            let _ = writeln!(out, "centinela_http_request_duration_seconds_bucket{{route=\"{route}\",le=\"+Inf\"}} {}", h.count);
+            let _ = writeln!(
+                out,
+                "centinela_http_request_duration_seconds_sum{{route=\"{route}\"}} {}",
+                h.sum
+            );
+            let _ = writeln!(
+                out,
+                "centinela_http_request_duration_seconds_count{{route=\"{route}\"}} {}",
+                h.count
+            );
+        }
+        out
+    }
+}
+
+/// Middleware: times every request and counts it under its route template.
+pub async fn track(State(state): State<AppState>, req: Request, next: Next) -> Response {
+    let route = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or_else(|| "unmatched".to_owned(), |m| m.as_str().to_owned());
+    let method = req.method().as_str().to_owned();
+    let start = Instant::now();
+    let res = next.run(req).await;
+    state.metrics.record_request(
+        &method,
+        &route,
+        res.status().as_u16(),
+        start.elapsed().as_secs_f64(),
+    );
+    res
+}

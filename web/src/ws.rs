@@ -1,0 +1,213 @@
+//! `GET /api/v1/ws`: the live event stream, and `GET /api/v1/logs?since=`,
+//! its catch-up. Authenticated at the handshake (bearer token, `?token=`, or
+//! API key); a tenant receives only its own sessions' events; admins receive
+//! everything and, with `?logs=1`, the supervisor log stream (filterable by
+//! `log_level` and `log_tenant`).
+//!
+//! Each client has its own reader of the hub's broadcast: a client that
+//! reads too slowly falls behind, gets `{"type":"resync"}` and skips ahead;
+//! one whose socket stays blocked past [`SEND_TIMEOUT`] is dropped. Neither
+//! slows the hub or the other clients. Pings keep idle connections alive and
+//! detect dead ones.
+
+use crate::auth::Caller;
+use crate::error::{from_store, ApiError};
+use crate::hub::HubEvent;
+use crate::AppState;
+use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
+use axum::extract::{Query, State};
+use axum::response::Response;
+use axum::routing::get;
+use axum::{Json, Router};
+use centinela_actors::ids::TenantId;
+use futures::{Sink, SinkExt, Stream, StreamExt};
+use serde::Deserialize;
+use serde_json::{json, Value};
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::broadcast;
+use tokio::time::Instant;
+
+/// A send that takes longer than this drops the client.
+pub const SEND_TIMEOUT: Duration = Duration::from_secs(10);
+const PING_EVERY: Duration = Duration::from_secs(20);
+
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/api/v1/ws", get(upgrade))
+        .route("/api/v1/logs", get(logs))
+}
+
+#[derive(Deserialize, Default)]
+pub struct WsQuery {
+    logs: Option<String>,
+    log_level: Option<String>,
+    log_tenant: Option<String>,
+}
+
+/// What one client may and wants to see.
+#[derive(Debug, Clone)]
+pub struct Filter {
+    admin: bool,
+    tenant: Option<TenantId>,
+    logs: bool,
+    log_level: tracing::Level,
+    log_tenant: Option<TenantId>,
+}
+
+impl Filter {
+    pub fn new(caller: &Caller, q: &WsQuery) -> Result<Filter, ApiError> {
+        let logs = matches!(q.logs.as_deref(), Some("1" | "true"));
+        if logs && !caller.is_admin() {
+            return Err(ApiError::Forbidden);
+        }
+        let log_level = match q.log_level.as_deref().unwrap_or("info") {
+            "trace" => tracing::Level::TRACE,
+            "debug" => tracing::Level::DEBUG,
+            "info" => tracing::Level::INFO,
+            "warn" => tracing::Level::WARN,
+            "error" => tracing::Level::ERROR,
+            _ => {
+                return Err(ApiError::bad_request(
+                    "invalid_log_level",
+                    "log_level is trace, debug, info, warn or error",
+                ))
+            }
+        };
+        let log_tenant = q
+            .log_tenant
+            .as_deref()
+            .map(crate::accounts::tenant_id)
+            .transpose()?;
+        Ok(Filter {
+            admin: caller.is_admin(),
+            tenant: caller.tenant().cloned(),
+            logs,
+            log_level,
+            log_tenant,
+        })
+    }
+
+    pub fn allows(&self, e: &HubEvent) -> bool {
+        match e.log_level {
+            Some(level) => {
+                self.admin
+                    && self.logs
+                    && level <= self.log_level
+                    && self
+                        .log_tenant
+                        .as_ref()
+                        .is_none_or(|t| e.tenant.as_ref() == Some(t))
+            }
+            None => self.admin || (self.tenant.is_some() && e.tenant == self.tenant),
+        }
+    }
+}
+
+async fn upgrade(
+    ws: WebSocketUpgrade,
+    State(state): State<AppState>,
+    caller: Caller,
+    Query(q): Query<WsQuery>,
+) -> Result<Response, ApiError> {
+    let filter = Filter::new(&caller, &q)?;
+    let rx = state.hub.subscribe();
+    let stats = state.hub.stats.clone();
+    Ok(ws.on_upgrade(move |socket: WebSocket| async move {
+        stats.clients.fetch_add(1, Ordering::Relaxed);
+        let (sink, stream) = socket.split();
+        serve_client(sink, stream, rx, filter, PING_EVERY).await;
+        stats.clients.fetch_sub(1, Ordering::Relaxed);
+    }))
+}
+
+async fn send<S: Sink<Message> + Unpin>(sink: &mut S, text: String) -> bool {
+    matches!(
+        tokio::time::timeout(SEND_TIMEOUT, sink.send(Message::Text(text.into()))).await,
+        Ok(Ok(()))
+    )
+}
+
+/// Pumps hub events to one client until either side goes away. Generic over
+/// the socket halves so tests can drive it with channels.
+pub async fn serve_client<Si, St, E>(
+    mut sink: Si,
+    mut stream: St,
+    mut rx: broadcast::Receiver<Arc<HubEvent>>,
+    filter: Filter,
+    ping_every: Duration,
+) where
+    Si: Sink<Message> + Unpin,
+    St: Stream<Item = Result<Message, E>> + Unpin,
+{
+    if !send(&mut sink, json!({"type": "hello"}).to_string()).await {
+        return;
+    }
+    let mut ticker = tokio::time::interval(ping_every);
+    ticker.tick().await;
+    let mut last_seen = Instant::now();
+    loop {
+        tokio::select! {
+            ev = rx.recv() => {
+                let text = match ev {
+                    Ok(e) if filter.allows(&e) => e.json.clone(),
+                    Ok(_) => continue,
+                    Err(broadcast::error::RecvError::Lagged(missed)) => json!({"type": "resync", "missed": missed}).to_string(),
+                    Err(broadcast::error::RecvError::Closed) => break,
+                };
+                if !send(&mut sink, text).await {
+                    break;
+                }
+            }
+            msg = stream.next() => match msg {
+                None | Some(Err(_)) | Some(Ok(Message::Close(_))) => break,
+                Some(Ok(_)) => last_seen = Instant::now(),
+            },
+            _ = ticker.tick() => {
+                if last_seen.elapsed() > ping_every * 3 {
+                    break;
+                }
+                let ping = tokio::time::timeout(SEND_TIMEOUT, sink.send(Message::Ping(Vec::new().into()))).await;
+                if !matches!(ping, Ok(Ok(()))) {
+                    break;
+                }
+            }
+        }
+    }
+    let _ = sink.close().await;
+}
+
+#[derive(Deserialize)]
+struct Since {
+    since: Option<u64>,
+    limit: Option<usize>,
+}
+
+/// The audit log after `since`: what a reconnecting client missed. Tenants
+/// see their own entries (without supervisor log lines).
+async fn logs(
+    State(state): State<AppState>,
+    caller: Caller,
+    Query(q): Query<Since>,
+) -> Result<Json<Value>, ApiError> {
+    let limit = q.limit.unwrap_or(500).clamp(1, 5000);
+    let store = state.auth.store().clone();
+    let since = q.since.unwrap_or(0);
+    let entries = tokio::task::spawn_blocking(move || {
+        centinela_actors::store::AuditRepo::audit_since(&store, since, limit)
+    })
+    .await
+    .map_err(|e| ApiError::Internal(e.to_string()))?
+    .map_err(from_store)?;
+    let last_seq = entries.last().map_or(since, |e| e.seq);
+    let visible: Vec<_> = entries
+        .into_iter()
+        .filter(|e| {
+            caller.is_admin()
+                || (e.action != "supervisor.log"
+                    && e.tenant.as_ref().is_some_and(|t| caller.may_access(t)))
+        })
+        .collect();
+    Ok(Json(json!({ "entries": visible, "last_seq": last_seq })))
+}
