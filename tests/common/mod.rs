@@ -3,6 +3,7 @@
 
 #![allow(dead_code)] // each test binary uses a different part
 
+pub mod api;
 pub mod browser;
 
 use centinela::config::Config;

@@ -9,6 +9,7 @@
   const LIVE_STATES = ['CONNECTING', 'QR', 'AUTHENTICATED', 'READY'];
   const LEVELS = ['trace', 'debug', 'info', 'warn', 'error'];
   const LOG_CAP = 500;
+  const MESSAGE_AREAS = ['login-error', 'sessions-message', 'new-session-error', 'send-result', 'admission-message', 'phone-result'];
   const BACKOFF_MIN = 1000;
   const BACKOFF_MAX = 30000;
 
@@ -40,17 +41,24 @@
     return b;
   }
 
-  const countdownSpan = (until, tpl, tplDone) => el('span',
-    { class: 'countdown', 'data-until': until, 'data-tpl': tpl, 'data-tpl-done': tplDone, 'aria-live': 'off' });
-  const sinceSpan = (iso) => el('time', { datetime: iso, 'data-since': iso, title: new Date(iso).toLocaleString(I18N.lang()) });
+  // Live texts, filled now and refreshed by tick(): a countdown to `until` and a relative time since `iso`.
+  function countdownSpan(until, tpl, tplDone) {
+    const span = el('span', { class: 'countdown', 'data-until': until, 'data-tpl': tpl, 'data-tpl-done': tplDone, 'aria-live': 'off' });
+    tickCountdown(span);
+    return span;
+  }
 
-  // A message area (role=status): text, error flag, and optionally a live countdown.
-  function setMsg(id, text, isError, until) {
+  function sinceSpan(iso) {
+    return el('time', { datetime: iso, 'data-since': iso, title: new Date(iso).toLocaleString(I18N.lang()) }, I18N.relTime(iso));
+  }
+
+  // A message area (role=status): text, error flag, and optionally an extra node (a countdown).
+  function setMsg(id, text, isError, extra) {
     const node = $(id);
     node.textContent = text || '';
     node.classList.toggle('error', !!isError);
     node.dataset.result = text ? (isError ? 'error' : 'ok') : '';
-    if (text && until) { node.append(' ', countdownSpan(until, 'countdown.left', 'countdown.over')); tick(); }
+    if (text && extra) node.append(' ', extra);
   }
 
   // Runs an API action; the text it returns (or its error) goes to a message area.
@@ -92,9 +100,12 @@
     $('lang-toggle').setAttribute('aria-label', t('lang.switch'));
   }
 
+  // Re-renders everything in the other language; one-off messages (maybe server text) are cleared.
   function toggleLang() {
     I18N.setLang(I18N.lang() === 'es' ? 'en' : 'es');
     applyStaticText();
+    MESSAGE_AREAS.forEach((id) => setMsg(id, ''));
+    $('toasts').textContent = '';
     if (st.user) renderAll();
   }
 
@@ -245,8 +256,7 @@
       Object.assign(st, fresh());
       ['sessions-body', 'admission-body', 'log-lines', 'phone-scan-list', 'phone-devices', 'toasts']
         .forEach((id) => { $(id).textContent = ''; });
-      ['sessions-message', 'new-session-error', 'send-result', 'admission-message', 'phone-result']
-        .forEach((id) => setMsg(id, ''));
+      MESSAGE_AREAS.forEach((id) => setMsg(id, ''));
       $('phone-panel').hidden = true;
       renderQr();
     }
@@ -367,7 +377,8 @@
       const r = await api('POST', sessionPath(s.id, '/connect'));
       if (r.outcome === 'queued') {
         r.session.admission = r.session.admission || { status: 'queued', start_at: r.start_at, position: r.position };
-        setMsg('sessions-message', t('msg.queued', { name: s.name, position: r.position }), false, r.start_at);
+        const startsIn = r.start_at && countdownSpan(r.start_at, 'adm.startsIn', 'adm.startsNow');
+        setMsg('sessions-message', t('msg.queued', { name: s.name, position: r.position }), false, startsIn);
       } else {
         setMsg('sessions-message', t('msg.alreadyLive', { name: s.name }));
       }
@@ -383,7 +394,8 @@
     s.admission = { status: 'denied', reason: d.reason || d.code, wait_time_minutes: d.wait_time_minutes, block_until: d.block_until };
     sessionsChanged(s);
     const text = t('msg.denied', { name: s.name, reason: tCode('block.', s.admission.reason) });
-    setMsg('sessions-message', d.block_until ? text : text + ' ' + (d.message || ''), true, d.block_until);
+    const left = d.block_until && countdownSpan(d.block_until, 'countdown.left', 'countdown.over');
+    setMsg('sessions-message', d.block_until ? text : text + ' ' + (d.message || ''), true, left);
   }
 
   function stopSession(s, action) {

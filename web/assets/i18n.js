@@ -172,7 +172,7 @@
       'app.title': 'Centinela — sesiones de WhatsApp',
       'app.heading': 'Panel de Centinela',
       'skip': 'Saltar al contenido',
-      'logout': 'Cerrar sesión',
+      'logout': 'Salir',
       'lang.switch': 'Switch to English',
       'yes': 'Sí',
       'no': 'No',
@@ -181,10 +181,10 @@
       'login.username': 'Usuario',
       'login.password': 'Contraseña',
       'login.submit': 'Ingresar',
-      'login.missing': 'Escribí tu usuario y tu contraseña.',
+      'login.missing': 'Escribe tu usuario y tu contraseña.',
       'login.invalid': 'Usuario o contraseña incorrectos.',
       'login.tooMany': 'Demasiados intentos.',
-      'login.expired': 'Tu sesión terminó. Volvé a ingresar.',
+      'login.expired': 'Tu sesión terminó. Vuelve a ingresar.',
       'user.plain': '{name} ({role})',
       'user.withTenant': '{name} ({role}, {tenant})',
       'role.admin': 'administrador',
@@ -194,7 +194,7 @@
 
       'sessions.title': 'Sesiones',
       'sessions.caption': 'Sesiones de WhatsApp y su estado',
-      'sessions.empty': 'Todavía no hay sesiones. Creá una abajo.',
+      'sessions.empty': 'Todavía no hay sesiones. Crea una abajo.',
       'col.name': 'Nombre',
       'col.tenant': 'Cliente',
       'col.state': 'Estado',
@@ -228,13 +228,13 @@
       'msg.disconnect': '{name} desconectada.',
       'msg.logout': 'Se cerró la sesión de {name}.',
       'msg.deleted': '{name} eliminada.',
-      'msg.confirmDelete': 'Tocá “Confirmar” antes de 5 segundos para eliminar {name}.',
+      'msg.confirmDelete': 'Pulsa “Confirmar” antes de 5 segundos para eliminar {name}.',
 
       'new.title': 'Nueva sesión',
       'new.name': 'Nombre',
       'new.tenant': 'Id del cliente',
       'new.submit': 'Crear',
-      'new.missing': 'Completá el nombre (y el id del cliente).',
+      'new.missing': 'Completa el nombre (y el id del cliente).',
       'new.created': 'Sesión {name} creada.',
 
       'qr.title': 'Vincular un dispositivo',
@@ -242,7 +242,7 @@
       'qr.alt': 'Código QR para vincular la sesión {name}',
       'qr.expiresIn': 'Este código vence en {time}',
       'qr.expired': 'Este código venció; ya viene uno nuevo.',
-      'qr.instructions': 'Escaneá con WhatsApp → Dispositivos vinculados',
+      'qr.instructions': 'Escanea con WhatsApp → Dispositivos vinculados',
       'qr.gone': 'Esta sesión ya no muestra un QR.',
 
       'send.title': 'Enviar un mensaje de prueba',
@@ -251,7 +251,7 @@
       'send.text': 'Texto',
       'send.submit': 'Enviar',
       'send.none': 'Ninguna sesión está READY',
-      'send.missing': 'Elegí una sesión y completá el número y el texto.',
+      'send.missing': 'Elige una sesión y completa el número y el texto.',
       'send.ok': 'Aceptado: mensaje {id} ({status}).',
 
       'adm.title': 'Control de admisión',
@@ -327,7 +327,7 @@
       'error.network': 'No se puede contactar al servidor.',
       'error.not_found': 'No encontrado.',
       'error.internal': 'Error interno del servidor.',
-      'error.unavailable': 'Servicio no disponible, probá de nuevo en un rato.',
+      'error.unavailable': 'Servicio no disponible, prueba de nuevo en un rato.',
     },
   };
 

@@ -34,6 +34,8 @@ pub enum ApiError {
         retry_after_secs: u64,
         details: serde_json::Value,
     },
+    #[error("request body too large")]
+    PayloadTooLarge,
     #[error("service unavailable: {0}")]
     Unavailable(String),
     #[error("internal error")]
@@ -68,6 +70,7 @@ impl ApiError {
             ApiError::NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
             ApiError::Conflict { code, .. } => (StatusCode::CONFLICT, code),
             ApiError::TooManyRequests { code, .. } => (StatusCode::TOO_MANY_REQUESTS, code),
+            ApiError::PayloadTooLarge => (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large"),
             ApiError::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
             ApiError::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
         }

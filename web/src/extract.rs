@@ -25,6 +25,9 @@ where
 }
 
 fn rejection_to_error(rejection: JsonRejection) -> ApiError {
+    if rejection.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE {
+        return ApiError::PayloadTooLarge;
+    }
     let code = match &rejection {
         JsonRejection::JsonDataError(_) => "invalid_field",
         JsonRejection::JsonSyntaxError(_) => "malformed_json",
