@@ -41,6 +41,8 @@ pub async fn start_api(
     engine: ScriptedEngine,
     clock: Option<SharedClock>,
 ) -> ApiServer {
+    // The supervisor log stream needs the tracing layer, as `main` installs it.
+    centinela_web::logstream::install_global();
     let mut services = Services {
         engines: EngineSet::default().with(EngineKind::Webjs, Arc::new(engine.clone())),
         admin: AdminBootstrap::Given {

@@ -611,7 +611,8 @@
   function logLine(entry) {
     const li = el('li', { class: 'log-line level-' + entry.level, 'data-level': entry.level });
     const time = new Date(entry.at);
-    const fields = Object.entries(entry.fields || {}).map(([k, v]) => k + '=' + (typeof v === 'string' ? v : JSON.stringify(v)));
+    const fields = Object.entries(entry.fields || {}).filter(([, v]) => v !== undefined && v !== null)
+      .map(([k, v]) => k + '=' + (typeof v === 'string' ? v : JSON.stringify(v)));
     li.append(
       el('time', { class: 'log-time', datetime: entry.at || null }, isNaN(time) ? '' : time.toLocaleTimeString(I18N.lang(), { hour12: false })),
       el('span', { class: 'log-level' }, entry.level.toUpperCase()),
@@ -662,15 +663,17 @@
     b.textContent = st.paused ? t('log.resume', { n: st.pending.length }) : t('log.pause');
   }
 
-  // After a reconnect: what the audit log recorded while the socket was down, as "audit" lines.
+  // After a reconnect: what the audit log recorded while the socket was down. Missed supervisor
+  // log lines come back as log lines, everything else as "audit" lines (`data`, or `detail`, as fields).
   async function loadAudit(since) {
     if (!isAdmin() || !since) return;
     const r = await api('GET', '/api/v1/logs?since=' + enc(since)).catch(() => ({})); // best effort
-    (r.entries || []).forEach((e) => receiveLog({
-      at: e.at, level: 'audit', tenant: e.tenant || '', target: 'audit',
-      message: t('log.audit', { actor: e.actor || '-', action: e.action || '' }),
-      fields: e.detail && typeof e.detail === 'object' ? e.detail : (e.detail ? { detail: e.detail } : {}),
-    }));
+    (r.entries || []).forEach((e) => {
+      const data = e.data !== undefined ? e.data : e.detail;
+      if (data && data.type === 'log') { WS_HANDLERS.log(data); return; }
+      const fields = data && typeof data === 'object' ? Object.assign({}, data, { type: undefined, seq: undefined }) : { detail: data };
+      receiveLog({ at: e.at, level: 'audit', tenant: e.tenant || '', target: 'audit', message: t('log.audit', { actor: e.actor || '-', action: e.action || '' }), fields });
+    });
   }
 
   // ---------- Demo phone (the simulator is mounted only in demo mode) ----------

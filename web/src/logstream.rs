@@ -131,3 +131,25 @@ impl<S: Subscriber> Layer<S> for LogStreamLayer {
         });
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn actor_events_reach_subscribers_with_their_fields() {
+        install_global();
+        let mut rx = subscribe(16);
+        tracing::info!(target: "centinela_actors::supervisor", tenant = "clinic", session = "s1", "connection admitted");
+        tracing::debug!(target: "centinela_actors::supervisor", "too verbose");
+        tracing::info!(target: "hyper", "not ours");
+        let e = rx.recv().await.expect("event");
+        assert_eq!(e.message, "connection admitted");
+        assert_eq!(e.tenant.as_ref().map(|t| t.as_str()), Some("clinic"));
+        assert_eq!(e.fields["session"], "s1");
+        assert!(
+            rx.try_recv().is_err(),
+            "only INFO+ events of centinela_actors"
+        );
+    }
+}

@@ -1,0 +1,700 @@
+//! The sessions REST API and the WebSocket stream over a real socket, with
+//! the scripted engine playing WhatsApp: every route's success and error
+//! paths, the 429 with seed 003's fields, the WebSocket tenant filter,
+//! catch-up after a reconnect, and a stalled client that delays nobody.
+
+mod common;
+
+use centinela_actors::engine::scripted::ScriptedEngine;
+use centinela_actors::ids::SessionId;
+use common::api::{api_config, start_api, Cred, Ws, ADMIN, ADMIN_PASSWORD};
+use serde_json::json;
+
+#[tokio::test]
+async fn a_session_lives_its_whole_life_through_the_api() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let s = start_api(api_config(dir.path()), ScriptedEngine::new(), None).await;
+    let admin = s.api.login(ADMIN, ADMIN_PASSWORD).await;
+    let (token, _) = s.api.tenant_with_user(&admin, "clinic").await;
+    let mut ws = Ws::connect(&s.api.base, &format!("token={token}")).await;
+
+    let id = s.api.create_session(&token, None, "front desk").await;
+    let v = s.api.session(&token, &id).await;
+    assert_eq!(
+        (
+            v["state"].clone(),
+            v["reason"].clone(),
+            v["tenant_id"].clone()
+        ),
+        (
+            json!("DISCONNECTED"),
+            json!("never_connected"),
+            json!("clinic")
+        )
+    );
+    let r = s
+        .api
+        .call(
+            "GET",
+            &format!("/api/v1/sessions/{id}/qr"),
+            Cred::Token(&token),
+            None,
+        )
+        .await;
+    assert_eq!(
+        (r.status, r.body["error"]["code"].clone()),
+        (409, json!("not_showing_qr"))
+    );
+
+    let r = s
+        .api
+        .call(
+            "POST",
+            &format!("/api/v1/sessions/{id}/connect"),
+            Cred::Token(&token),
+            None,
+        )
+        .await;
+    assert_eq!(r.status, 202, "{}", r.text);
+    assert_eq!(r.body["outcome"], "queued");
+    assert!(r.body["start_at"].is_string() && r.body["position"].is_number());
+    let qr = ws.until_state(&id, "QR").await;
+    let code = qr["to"]["code"].as_str().expect("code").to_owned();
+
+    let r = s
+        .api
+        .call(
+            "GET",
+            &format!("/api/v1/sessions/{id}/qr"),
+            Cred::Token(&token),
+            None,
+        )
+        .await;
+    assert_eq!((r.status, r.body["qr"].clone()), (200, json!(code)));
+    assert!(r.body["expires_at"].is_string());
+    let svg = s
+        .api
+        .call(
+            "GET",
+            &format!("/api/v1/sessions/{id}/qr?format=svg"),
+            Cred::Token(&token),
+            None,
+        )
+        .await;
+    assert_eq!(svg.headers["content-type"], "image/svg+xml");
+    assert!(svg.text.contains("<svg"));
+    let png = s
+        .api
+        .http
+        .get(format!("{}/api/v1/sessions/{id}/qr?format=png", s.api.base))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .expect("png");
+    assert_eq!(png.headers()["content-type"], "image/png");
+    assert_eq!(&png.bytes().await.expect("bytes")[..4], b"\x89PNG");
+    let r = s
+        .api
+        .call(
+            "GET",
+            &format!("/api/v1/sessions/{id}/qr?format=gif"),
+            Cred::Token(&token),
+            None,
+        )
+        .await;
+    assert_eq!(r.status, 400);
+
+    assert!(s
+        .engine
+        .scan(&SessionId::new(id.clone()).expect("id"), "5491122334455"));
+    ws.until_state(&id, "READY").await;
+    let v = s.api.session(&token, &id).await;
+    assert_eq!(
+        (v["state"].clone(), v["phone"].clone()),
+        (json!("READY"), json!("5491122334455"))
+    );
+
+    let r = s
+        .api
+        .call(
+            "POST",
+            &format!("/api/v1/sessions/{id}/connect"),
+            Cred::Token(&token),
+            None,
+        )
+        .await;
+    assert_eq!(
+        (r.status, r.body["outcome"].clone()),
+        (200, json!("already_live"))
+    );
+    assert_eq!(
+        s.engine.starts(&SessionId::new(id.clone()).expect("id")),
+        1,
+        "never a second driver"
+    );
+
+    let r = s
+        .api
+        .call(
+            "POST",
+            &format!("/api/v1/sessions/{id}/messages"),
+            Cred::Token(&token),
+            Some(json!({"to": "+54 9 11 0000-0000", "text": "hola"})),
+        )
+        .await;
+    assert_eq!(r.status, 202, "{}", r.text);
+    assert_eq!(s.engine.sent()[0].1, "5491100000000");
+
+    let r = s
+        .api
+        .call(
+            "POST",
+            &format!("/api/v1/sessions/{id}/disconnect"),
+            Cred::Token(&token),
+            None,
+        )
+        .await;
+    assert_eq!(r.status, 200);
+    let v = ws.until_state(&id, "DISCONNECTED").await;
+    assert_eq!(v["reason"], "manual");
+    assert!(
+        s.engine.is_paired(&SessionId::new(id.clone()).expect("id")),
+        "disconnect keeps the pairing"
+    );
+    let r = s
+        .api
+        .call(
+            "POST",
+            &format!("/api/v1/sessions/{id}/logout"),
+            Cred::Token(&token),
+            None,
+        )
+        .await;
+    assert_eq!((r.status, r.body["reason"].clone()), (200, json!("logout")));
+    assert!(
+        !s.engine.is_paired(&SessionId::new(id.clone()).expect("id")),
+        "logout unpairs"
+    );
+
+    let r = s
+        .api
+        .call(
+            "DELETE",
+            &format!("/api/v1/sessions/{id}"),
+            Cred::Token(&token),
+            None,
+        )
+        .await;
+    assert_eq!(r.status, 204);
+    let r = s
+        .api
+        .call(
+            "GET",
+            &format!("/api/v1/sessions/{id}"),
+            Cred::Token(&token),
+            None,
+        )
+        .await;
+    assert_eq!(r.status, 404);
+    s.server.shutdown().await.expect("shutdown");
+}
+
+#[tokio::test]
+async fn a_refused_connect_is_a_429_with_the_seed_003_fields() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut config = api_config(dir.path());
+    config.antiban.tenant_attempts_per_day = 1;
+    let s = start_api(config, ScriptedEngine::new(), None).await;
+    let admin = s.api.login(ADMIN, ADMIN_PASSWORD).await;
+    let (token, _) = s.api.tenant_with_user(&admin, "shop").await;
+    let a = s.api.create_session(&token, None, "one").await;
+    let b = s.api.create_session(&token, None, "two").await;
+    let r = s
+        .api
+        .call(
+            "POST",
+            &format!("/api/v1/sessions/{a}/connect"),
+            Cred::Token(&token),
+            None,
+        )
+        .await;
+    assert_eq!(r.status, 202);
+    let r = s
+        .api
+        .call(
+            "POST",
+            &format!("/api/v1/sessions/{b}/connect"),
+            Cred::Token(&token),
+            None,
+        )
+        .await;
+    assert_eq!(r.status, 429, "{}", r.text);
+    assert_eq!(r.body["error"]["code"], "daily_limit");
+    assert_eq!(r.body["error"]["reason"], "daily_limit");
+    let minutes = r.body["error"]["wait_time_minutes"]
+        .as_u64()
+        .expect("minutes");
+    assert!(minutes > 1430 && minutes <= 1440, "{minutes}");
+    assert!(r.body["error"]["block_until"].is_string());
+    let retry: u64 = r.headers["retry-after"]
+        .to_str()
+        .expect("ascii")
+        .parse()
+        .expect("secs");
+    assert!(retry > 86_000);
+    let v = s.api.session(&token, &b).await;
+    assert_eq!(v["admission"]["status"], "denied");
+    assert_eq!(v["admission"]["reason"], "daily_limit");
+
+    let status = s
+        .api
+        .call(
+            "GET",
+            "/api/rate-limit-status?organization_id=shop",
+            Cred::Token(&token),
+            None,
+        )
+        .await;
+    assert_eq!(status.status, 200);
+    for field in [
+        "global_attempts_last_hour",
+        "global_limit",
+        "global_blocked",
+        "organization_id",
+        "can_connect",
+        "block_reason",
+        "wait_time_minutes",
+        "attempts_last_24h",
+        "daily_limit",
+        "is_blocked_515",
+        "last_failure",
+        "block_until",
+    ] {
+        assert!(
+            status.body.get(field).is_some(),
+            "missing {field}: {}",
+            status.text
+        );
+    }
+    assert_eq!(status.body["block_reason"], "daily_limit");
+    let all = s
+        .api
+        .call("GET", "/api/rate-limit-status", Cred::Token(&admin), None)
+        .await;
+    assert!(all.body["organizations"]
+        .as_array()
+        .is_some_and(|o| o.iter().any(|o| o["organization_id"] == "shop")));
+    let own = s
+        .api
+        .call("GET", "/api/rate-limit-status", Cred::Token(&token), None)
+        .await;
+    assert_eq!(
+        own.body["organizations"].as_array().map(Vec::len),
+        Some(1),
+        "a tenant sees only itself"
+    );
+    s.server.shutdown().await.expect("shutdown");
+}
+
+#[tokio::test]
+async fn bad_input_gets_clear_errors_never_a_500() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let s = start_api(api_config(dir.path()), ScriptedEngine::new(), None).await;
+    let admin = s.api.login(ADMIN, ADMIN_PASSWORD).await;
+    let (token, _) = s.api.tenant_with_user(&admin, "crm").await;
+    let id = s.api.create_session(&token, None, "desk").await;
+    let cases: Vec<(&str, String, &str, &str, u16, &str)> = vec![
+        (
+            "POST",
+            "/api/v1/sessions".into(),
+            "application/json",
+            "{not json",
+            400,
+            "malformed_json",
+        ),
+        (
+            "POST",
+            "/api/v1/sessions".into(),
+            "application/json",
+            r#"{"name": 42}"#,
+            400,
+            "invalid_field",
+        ),
+        (
+            "POST",
+            "/api/v1/sessions".into(),
+            "application/json",
+            r#"{}"#,
+            400,
+            "invalid_field",
+        ),
+        (
+            "POST",
+            "/api/v1/sessions".into(),
+            "application/json",
+            r#"{"name": "x", "engine": "baileys"}"#,
+            400,
+            "invalid_field",
+        ),
+        (
+            "POST",
+            "/api/v1/sessions".into(),
+            "application/json",
+            r#"{"name": ""}"#,
+            400,
+            "invalid_name",
+        ),
+        (
+            "POST",
+            "/api/v1/sessions".into(),
+            "application/json",
+            r#"{"name": "x", "proxy": "ftp://x"}"#,
+            400,
+            "invalid_proxy",
+        ),
+        (
+            "POST",
+            "/api/v1/sessions".into(),
+            "text/plain",
+            r#"{"name": "x"}"#,
+            400,
+            "unsupported_media_type",
+        ),
+        (
+            "POST",
+            "/api/v1/sessions".into(),
+            "application/json",
+            r#"{"name": "x", "tenant_id": "../etc"}"#,
+            400,
+            "invalid_tenant_id",
+        ),
+        (
+            "GET",
+            "/api/v1/sessions/s_doesnotexist".into(),
+            "application/json",
+            "",
+            404,
+            "not_found",
+        ),
+        (
+            "GET",
+            "/api/v1/sessions/bad%20id".into(),
+            "application/json",
+            "",
+            400,
+            "invalid_session_id",
+        ),
+        (
+            "POST",
+            "/api/v1/sessions/s_nope/connect".into(),
+            "application/json",
+            "",
+            404,
+            "not_found",
+        ),
+        (
+            "POST",
+            format!("/api/v1/sessions/{id}/messages"),
+            "application/json",
+            r#"{"to": "12", "text": "x"}"#,
+            400,
+            "invalid_phone",
+        ),
+        (
+            "POST",
+            format!("/api/v1/sessions/{id}/messages"),
+            "application/json",
+            r#"{"to": "5491100000000", "text": ""}"#,
+            400,
+            "invalid_text",
+        ),
+        (
+            "POST",
+            format!("/api/v1/sessions/{id}/messages"),
+            "application/json",
+            r#"{"to": "5491100000000", "text": "hola"}"#,
+            409,
+            "not_ready",
+        ),
+        (
+            "GET",
+            "/api/v1/nothing-here".into(),
+            "application/json",
+            "",
+            404,
+            "not_found",
+        ),
+        (
+            "GET",
+            "/api/v1/logs?since=abc".into(),
+            "application/json",
+            "",
+            400,
+            "",
+        ),
+    ];
+    for (method, path, ct, body, status, code) in cases {
+        let r = s.api.raw(method, &path, &token, ct, body).await;
+        assert_eq!(r.status, status, "{method} {path} {body}: {}", r.text);
+        if !code.is_empty() {
+            assert_eq!(r.body["error"]["code"], code, "{method} {path} {body}");
+        }
+    }
+    s.server.shutdown().await.expect("shutdown");
+}
+
+#[tokio::test]
+async fn websocket_events_follow_the_tenant_and_catch_up_after_a_reconnect() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let s = start_api(api_config(dir.path()), ScriptedEngine::new(), None).await;
+    let admin = s.api.login(ADMIN, ADMIN_PASSWORD).await;
+    let (a, _) = s.api.tenant_with_user(&admin, "tenant-a").await;
+    let (b, _) = s.api.tenant_with_user(&admin, "tenant-b").await;
+    let mut ws_a = Ws::connect(&s.api.base, &format!("token={a}")).await;
+    let mut ws_b = Ws::connect(&s.api.base, &format!("token={b}")).await;
+    let mut ws_admin = Ws::connect(&s.api.base, &format!("token={admin}&logs=1")).await;
+    let forbidden = tokio_tungstenite::connect_async(format!(
+        "{}/api/v1/ws?token={a}&logs=1",
+        s.api.base.replacen("http", "ws", 1)
+    ))
+    .await;
+    assert!(forbidden.is_err(), "logs are for admins");
+    assert!(
+        tokio_tungstenite::connect_async(format!(
+            "{}/api/v1/ws",
+            s.api.base.replacen("http", "ws", 1)
+        ))
+        .await
+        .is_err(),
+        "401 without credentials"
+    );
+
+    let sa = s.api.create_session(&a, None, "a desk").await;
+    let sb = s.api.create_session(&b, None, "b desk").await;
+    s.api
+        .call(
+            "POST",
+            &format!("/api/v1/sessions/{sa}/connect"),
+            Cred::Token(&a),
+            None,
+        )
+        .await;
+    let qr_a = ws_a.until_state(&sa, "QR").await;
+    // The admin sees the admission, the transition with the same number as
+    // A, and the supervisor's log line for it (log lines and bus events may
+    // interleave in either order).
+    let (mut admission, mut transition, mut log) = (None, None, None);
+    while admission.is_none() || transition.is_none() || log.is_none() {
+        let v = ws_admin.next(|_| true).await;
+        match v["type"].as_str() {
+            Some("admission") if v["session_id"] == sa.as_str() => {
+                admission = admission.or(Some(v))
+            }
+            Some("transition") if v["session_id"] == sa.as_str() && v["to"]["state"] == "QR" => {
+                transition = Some(v)
+            }
+            Some("log") if v["message"] == "session transition" && v["fields"]["to"] == "QR" => {
+                log = Some(v)
+            }
+            _ => {}
+        }
+    }
+    let (admission, transition, log) = (
+        admission.expect("admission"),
+        transition.expect("transition"),
+        log.expect("log"),
+    );
+    assert_eq!(admission["decision"], "queued");
+    assert_eq!(qr_a["seq"], transition["seq"], "one numbering for everyone");
+    assert_eq!(log["tenant_id"], "tenant-a");
+
+    // B hears about its own session only: the next thing B sees is B's event.
+    s.api
+        .call(
+            "POST",
+            &format!("/api/v1/sessions/{sb}/connect"),
+            Cred::Token(&b),
+            None,
+        )
+        .await;
+    let first_for_b = ws_b.next(|v| v["type"] == "transition").await;
+    assert_eq!(
+        first_for_b["session_id"],
+        sb.as_str(),
+        "no event of tenant A reached B"
+    );
+
+    // A drops, things happen, A catches up from its last sequence number.
+    let last = qr_a["seq"].as_u64().expect("seq");
+    drop(ws_a);
+    assert!(s
+        .engine
+        .scan(&SessionId::new(sa.clone()).expect("id"), "5491100000001"));
+    ws_admin.until_state(&sa, "READY").await;
+    let r = s
+        .api
+        .call(
+            "GET",
+            &format!("/api/v1/logs?since={last}"),
+            Cred::Token(&a),
+            None,
+        )
+        .await;
+    assert_eq!(r.status, 200);
+    let entries = r.body["entries"].as_array().expect("entries");
+    let states: Vec<&str> = entries
+        .iter()
+        .filter(|e| e["action"] == "session.transition" && e["data"]["session_id"] == sa.as_str())
+        .filter_map(|e| e["data"]["to"]["state"].as_str())
+        .collect();
+    assert_eq!(states, ["AUTHENTICATED", "READY"]);
+    assert!(
+        entries.iter().all(|e| e["tenant"] == "tenant-a"),
+        "only A's entries: {entries:?}"
+    );
+    assert!(entries
+        .iter()
+        .all(|e| e["seq"].as_u64().is_some_and(|n| n > last)));
+    s.server.shutdown().await.expect("shutdown");
+}
+
+#[tokio::test]
+async fn a_stalled_websocket_client_does_not_delay_the_others() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let s = start_api(api_config(dir.path()), ScriptedEngine::new(), None).await;
+    let admin = s.api.login(ADMIN, ADMIN_PASSWORD).await;
+    let (token, _) = s.api.tenant_with_user(&admin, "busy").await;
+    // The stalled client completes the handshake, then never reads.
+    let (_stalled, _) = tokio_tungstenite::connect_async(format!(
+        "{}/api/v1/ws?token={admin}&logs=1",
+        s.api.base.replacen("http", "ws", 1)
+    ))
+    .await
+    .expect("handshake");
+    let mut live = Ws::connect(&s.api.base, &format!("token={admin}")).await;
+    let mut last = String::new();
+    for i in 0..150 {
+        let id = s.api.create_session(&token, None, &format!("s{i}")).await;
+        s.api
+            .call(
+                "POST",
+                &format!("/api/v1/sessions/{id}/connect"),
+                Cred::Token(&token),
+                None,
+            )
+            .await;
+        s.api
+            .call(
+                "POST",
+                &format!("/api/v1/sessions/{id}/disconnect"),
+                Cred::Token(&token),
+                None,
+            )
+            .await;
+        s.api
+            .call(
+                "DELETE",
+                &format!("/api/v1/sessions/{id}"),
+                Cred::Token(&token),
+                None,
+            )
+            .await;
+        last = id;
+    }
+    // Every event reaches the live client; it sees the last session's end.
+    let seen = live
+        .next(|v| {
+            v["type"] == "transition"
+                && v["session_id"] == last.as_str()
+                && v["to"]["state"] == "DISCONNECTED"
+        })
+        .await;
+    assert_eq!(seen["tenant_id"], "busy");
+    let r = s.api.call("GET", "/health", Cred::None, None).await;
+    assert_eq!(r.status, 200, "the server still answers");
+    s.server.shutdown().await.expect("shutdown");
+}
+
+#[tokio::test]
+async fn health_details_metrics_and_admin_overrides() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let s = start_api(api_config(dir.path()), ScriptedEngine::new(), None).await;
+    let admin = s.api.login(ADMIN, ADMIN_PASSWORD).await;
+    let (token, _) = s.api.tenant_with_user(&admin, "clinic").await;
+    let id = s.api.create_session(&token, None, "desk").await;
+    let mut ws = Ws::connect(&s.api.base, &format!("token={admin}")).await;
+    s.api
+        .call(
+            "POST",
+            &format!("/api/v1/sessions/{id}/connect"),
+            Cred::Token(&token),
+            None,
+        )
+        .await;
+    ws.until_state(&id, "QR").await;
+    let d = s
+        .api
+        .call("GET", "/health/details", Cred::Token(&admin), None)
+        .await;
+    assert_eq!(d.status, 200, "{}", d.text);
+    assert_eq!(d.body["sessions"]["by_state"]["QR"], 1);
+    assert!(d.body["memory"]["process_rss_bytes"]
+        .as_u64()
+        .is_some_and(|b| b > 0));
+    assert!(d.body["http"]["requests"].as_u64().is_some_and(|n| n > 0));
+    let m = s.api.call("GET", "/metrics", Cred::None, None).await;
+    assert!(
+        m.text.contains("centinela_sessions{state=\"QR\"} 1"),
+        "{}",
+        m.text
+    );
+    assert!(m.text.contains("centinela_transitions_total{to=\"QR\"}"));
+    assert!(m
+        .text
+        .contains("centinela_admissions_total{decision=\"queued\""));
+    assert!(m.text.contains(
+        "centinela_http_request_duration_seconds_bucket{route=\"/api/v1/sessions/{id}/connect\""
+    ));
+    assert!(m.text.contains("centinela_websocket_clients 1"));
+    let r = s
+        .api
+        .call(
+            "POST",
+            "/api/v1/tenants/clinic/unblock",
+            Cred::Token(&admin),
+            None,
+        )
+        .await;
+    assert_eq!(
+        (r.status, r.body["was_blocked"].clone()),
+        (200, json!(false))
+    );
+    let r = s
+        .api
+        .call(
+            "POST",
+            "/api/v1/tenants/clinic/reset-cooldown",
+            Cred::Token(&admin),
+            None,
+        )
+        .await;
+    assert_eq!(r.status, 200);
+    let logs = s
+        .api
+        .call(
+            "GET",
+            "/api/v1/logs?since=0&limit=5000",
+            Cred::Token(&admin),
+            None,
+        )
+        .await;
+    let audit: Vec<_> = logs.body["entries"]
+        .as_array()
+        .expect("entries")
+        .iter()
+        .filter(|e| e["action"] == "antiban.unblock")
+        .collect();
+    assert_eq!(audit.len(), 1);
+    assert_eq!(audit[0]["actor"], ADMIN, "who did it");
+    s.server.shutdown().await.expect("shutdown");
+}
