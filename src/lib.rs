@@ -83,6 +83,19 @@ pub fn engines_for(config: &Config) -> EngineSet {
     EngineSet::default().with(EngineKind::Webjs, Arc::new(webjs))
 }
 
+/// `--demo`: the simulator cannot ban anyone, so the anti-ban limits are
+/// relaxed enough to try the whole life cycle several times in a row.
+pub fn demo_profile(config: &mut Config) {
+    let a = &mut config.antiban;
+    a.connect_delay = Duration::from_secs(2);
+    a.global_attempts_per_hour = a.global_attempts_per_hour.max(60);
+    a.tenant_attempts_per_day = a.tenant_attempts_per_day.max(50);
+    a.cooldown_after_failure = a.cooldown_after_failure.min(Duration::from_secs(60));
+}
+
+/// The tenant `--demo` sessions go to, created on first start.
+pub const DEMO_TENANT: &str = "demo";
+
 /// The URL of the simulator page mounted on a server listening at `addr`.
 pub fn demo_wa_url(addr: std::net::SocketAddr) -> String {
     format!("http://{addr}/sim/wa/")
@@ -149,6 +162,18 @@ pub async fn run(
     let mut app = centinela_web::router(state);
     let _rotation = match services.simulator {
         Some(sim) => {
+            let demo =
+                centinela_actors::ids::TenantId::new(DEMO_TENANT).expect("a valid literal id");
+            if store.tenant(&demo)?.is_none() {
+                let record = centinela_actors::store::TenantRecord {
+                    id: demo,
+                    name: "Demo".into(),
+                    created_at: services.clock.now(),
+                };
+                store
+                    .create_tenant(&record)
+                    .map_err(bootstrap::BootstrapError::from)?;
+            }
             tracing::info!(wa_url = %config.engine.wa_url, "demo: the WhatsApp Web simulator is mounted under /sim");
             app = app.merge(centinela_web::sim::router(sim.clone()));
             Some(AbortOnDrop(sim.spawn_rotation()))

@@ -229,6 +229,7 @@ fn serve(mut config: Config, demo: bool) -> ExitCode {
         };
         let mut services = Services::for_config(&config);
         if demo {
+            centinela::demo_profile(&mut config);
             if let Ok(addr) = listener.local_addr() {
                 config.engine.wa_url = centinela::demo_wa_url(addr);
                 services = Services::for_config(&config);

@@ -51,6 +51,11 @@ pub async fn start(config: Config, services: Services) -> Server {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
         .expect("bind 127.0.0.1:0");
+    start_on(listener, config, services)
+}
+
+/// Starts `run` on a listener the caller bound (to know the address first).
+pub fn start_on(listener: tokio::net::TcpListener, config: Config, services: Services) -> Server {
     let addr = listener.local_addr().expect("local addr");
     let (tx, rx) = oneshot::channel::<()>();
     let task = tokio::spawn(centinela::run(config, services, listener, async move {

@@ -7,6 +7,7 @@
 
 pub mod accounts;
 pub mod auth;
+mod dashboard;
 pub mod error;
 mod extract;
 mod health;
@@ -51,6 +52,7 @@ pub struct AppState {
 pub fn router(state: AppState) -> Router {
     let web = state.web.clone();
     let api = Router::new()
+        .merge(dashboard::routes())
         .merge(health::routes())
         .merge(auth::routes::routes())
         .merge(accounts::routes())

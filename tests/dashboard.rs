@@ -1,0 +1,261 @@
+//! The dashboard end to end, as a person uses it: headless Chromium
+//! (chromiumoxide) drives the page served by an in-process `serve --demo`
+//! (real webjs engine, real Chromium per session, the bundled simulator).
+//! Log in → create a session → connect → the QR appears → scan it from the
+//! phone panel → READY without a reload → the transition's log line appears
+//! → reload: still READY → disconnect. Asserts on the DOM, never on pixels;
+//! saves screenshots under `target/screenshots/`.
+
+mod common;
+
+use centinela::{demo_profile, demo_wa_url, engines_for, AdminBootstrap, Services};
+use centinela_web::sim::Simulator;
+use chromiumoxide::cdp::browser_protocol::page::CaptureScreenshotFormat;
+use chromiumoxide::cdp::js_protocol::runtime::EvaluateParams;
+use chromiumoxide::page::ScreenshotParams;
+use chromiumoxide::{Browser, BrowserConfig, Page};
+use common::browser::{browser_slot, chromium_processes_under};
+use common::{config_for, start_on};
+use futures::StreamExt;
+use serde_json::Value;
+use std::path::PathBuf;
+use std::time::Duration;
+
+const PASSWORD: &str = "dashboard-pass-1";
+
+async fn eval(page: &Page, js: &str) -> Value {
+    let params = EvaluateParams::builder()
+        .expression(js)
+        .await_promise(true)
+        .return_by_value(true)
+        .build()
+        .expect("evaluate params");
+    let res = tokio::time::timeout(Duration::from_secs(60), page.evaluate_expression(params))
+        .await
+        .expect("evaluation within 60 s")
+        .unwrap_or_else(|e| panic!("evaluating {js}: {e}"));
+    res.value().cloned().unwrap_or(Value::Null)
+}
+
+/// Waits, inside the page, for `cond` (a JS expression) to hold: checked on
+/// every DOM mutation, never by sleeping; fails after `secs`.
+async fn wait(page: &Page, what: &str, cond: &str, secs: u64) {
+    let js = format!(
+        "new Promise((resolve) => {{
+            const ok = () => {{ try {{ return !!({cond}); }} catch (e) {{ return false; }} }};
+            if (ok()) return resolve(true);
+            const obs = new MutationObserver(() => {{ if (ok()) {{ obs.disconnect(); resolve(true); }} }});
+            obs.observe(document, {{ subtree: true, childList: true, attributes: true, characterData: true }});
+            setTimeout(() => {{ obs.disconnect(); resolve(ok()); }}, {ms});
+        }})",
+        ms = secs * 1000
+    );
+    assert_eq!(
+        eval(page, &js).await,
+        Value::Bool(true),
+        "waited {secs} s for: {what}"
+    );
+}
+
+async fn click(page: &Page, selector: &str) {
+    let js = format!("(() => {{ const b = document.querySelector({s}); if (!b) return false; b.click(); return true; }})()", s = serde_json::to_string(selector).expect("json"));
+    assert_eq!(
+        eval(page, &js).await,
+        Value::Bool(true),
+        "nothing to click at {selector}"
+    );
+}
+
+async fn fill(page: &Page, selector: &str, value: &str) {
+    let js = format!(
+        "(() => {{ const i = document.querySelector({s}); if (!i) return false; i.value = {v}; i.dispatchEvent(new Event('input', {{bubbles: true}})); i.dispatchEvent(new Event('change', {{bubbles: true}})); return true; }})()",
+        s = serde_json::to_string(selector).expect("json"),
+        v = serde_json::to_string(value).expect("json")
+    );
+    assert_eq!(
+        eval(page, &js).await,
+        Value::Bool(true),
+        "no input at {selector}"
+    );
+}
+
+async fn screenshot(page: &Page, name: &str) -> PathBuf {
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("target")
+        .join("screenshots");
+    std::fs::create_dir_all(&dir).expect("screenshot dir");
+    let path = dir.join(name);
+    let params = ScreenshotParams::builder()
+        .format(CaptureScreenshotFormat::Png)
+        .full_page(true)
+        .build();
+    page.save_screenshot(params, &path)
+        .await
+        .expect("screenshot");
+    path
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_person_links_a_number_from_the_dashboard() {
+    let _slot = browser_slot().await;
+    // The supervisor log stream's tracing layer, as `main` installs it.
+    centinela_web::logstream::install_global();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let mut config = config_for(&dir.path().join("data"));
+    config.engine.wa_url = demo_wa_url(addr);
+    demo_profile(&mut config);
+    config.antiban.connect_delay = Duration::ZERO;
+    let services = Services {
+        engines: engines_for(&config),
+        simulator: Some(Simulator::new(Duration::from_secs(20))),
+        admin: AdminBootstrap::Given {
+            username: "admin".into(),
+            password: PASSWORD.into(),
+        },
+        ..Services::default()
+    };
+    let server = start_on(listener, config, services);
+
+    let viewer = BrowserConfig::builder()
+        .chrome_executable("/usr/bin/chromium")
+        .new_headless_mode()
+        .no_sandbox()
+        .user_data_dir(dir.path().join("viewer"))
+        .window_size(1280, 1000)
+        .viewport(None)
+        .args([
+            "disable-background-networking",
+            "disable-component-update",
+            "disable-sync",
+            "no-first-run",
+            "lang=en-US",
+        ])
+        .build()
+        .expect("browser config");
+    let (mut browser, mut handler) = Browser::launch(viewer).await.expect("launch the viewer");
+    let pump = tokio::spawn(async move { while let Some(Ok(())) = handler.next().await {} });
+    let page = browser
+        .new_page(format!("http://{addr}/"))
+        .await
+        .expect("open the dashboard");
+
+    wait(
+        &page,
+        "the login form",
+        "document.querySelector('#login-form')",
+        30,
+    )
+    .await;
+    fill(&page, "#login-username", "admin").await;
+    fill(&page, "#login-password", PASSWORD).await;
+    click(&page, "#login-submit").await;
+    wait(
+        &page,
+        "the app after login",
+        "!document.querySelector('#app').hidden",
+        30,
+    )
+    .await;
+    wait(
+        &page,
+        "the live WebSocket",
+        "document.querySelector('#ws-status').dataset.status === 'live'",
+        30,
+    )
+    .await;
+
+    fill(&page, "#new-session-name", "front desk").await;
+    fill(&page, "#new-session-tenant", "demo").await;
+    click(&page, "#new-session-submit").await;
+    let row = "[...document.querySelectorAll('tr[data-session-id]')].find(r => r.textContent.includes('front desk'))";
+    wait(&page, "the new row", row, 30).await;
+    let id = eval(&page, &format!("{row}.dataset.sessionId"))
+        .await
+        .as_str()
+        .expect("session id")
+        .to_owned();
+    let row_sel = format!("tr[data-session-id='{id}']");
+    assert_eq!(
+        eval(
+            &page,
+            &format!("document.querySelector(\"{row_sel}\").dataset.state")
+        )
+        .await,
+        "DISCONNECTED"
+    );
+
+    click(&page, &format!("{row_sel} [data-action='connect']")).await;
+    wait(&page, "the QR", "!document.querySelector('#qr-panel').hidden && document.querySelector('#qr-image').src.startsWith('data:image/svg+xml')", 60).await;
+    assert_eq!(
+        eval(
+            &page,
+            "document.querySelector('#qr-image').dataset.sessionId"
+        )
+        .await,
+        id.as_str()
+    );
+    let shot_qr = screenshot(&page, "01-sessions-with-qr.png").await;
+
+    wait(
+        &page,
+        "the phone panel's scan button",
+        &format!("document.querySelector(\"[data-sim-action='scan'][data-session-id='{id}']\")"),
+        30,
+    )
+    .await;
+    click(
+        &page,
+        &format!("[data-sim-action='scan'][data-session-id='{id}']"),
+    )
+    .await;
+    wait(
+        &page,
+        "READY without a reload",
+        &format!("document.querySelector(\"{row_sel}\").dataset.state === 'READY'"),
+        60,
+    )
+    .await;
+    wait(
+        &page,
+        "the QR panel hidden",
+        "document.querySelector('#qr-panel').hidden",
+        30,
+    )
+    .await;
+    wait(
+        &page,
+        "a log line for the transition",
+        "[...document.querySelectorAll('#log-lines .log-line')].some(l => l.textContent.includes('session transition') && l.textContent.includes('READY'))",
+        30,
+    )
+    .await;
+    let shot_ready = screenshot(&page, "02-ready-with-log.png").await;
+
+    page.reload().await.expect("reload");
+    wait(&page, "still READY after a reload", &format!("document.querySelector(\"{row_sel}\") && document.querySelector(\"{row_sel}\").dataset.state === 'READY'"), 60).await;
+
+    click(&page, &format!("{row_sel} [data-action='disconnect']")).await;
+    wait(
+        &page,
+        "DISCONNECTED",
+        &format!("document.querySelector(\"{row_sel}\").dataset.state === 'DISCONNECTED'"),
+        60,
+    )
+    .await;
+    screenshot(&page, "03-disconnected.png").await;
+    assert!(std::fs::metadata(shot_qr).is_ok_and(|m| m.len() > 10_000));
+    assert!(std::fs::metadata(shot_ready).is_ok_and(|m| m.len() > 10_000));
+
+    let _ = browser.close().await;
+    let _ = browser.wait().await;
+    pump.abort();
+    server.shutdown().await.expect("shutdown");
+    assert!(
+        chromium_processes_under(&dir.path().join("data")).is_empty(),
+        "no session browser left"
+    );
+}
