@@ -145,10 +145,12 @@ pub async fn run(
         &secret,
         config.auth.token_ttl,
     );
-    let hub = centinela_web::hub::Hub::start(&bus, logs, Arc::new(store.clone()), 4096);
+    let (hub, hub_task) = centinela_web::hub::Hub::start(&bus, logs, Arc::new(store.clone()), 4096);
     let metrics = Arc::new(centinela_web::metrics::Metrics::default());
     metrics.follow(&bus);
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let state = centinela_web::AppState {
+        shutdown: stop_rx.clone(),
         supervisor: supervisor.clone(),
         clock: services.clock.clone(),
         auth: Arc::new(auth),
@@ -181,20 +183,66 @@ pub async fn run(
         None => None,
     };
     tracing::info!(listen = %listener.local_addr()?, data_dir = %config.storage.data_dir.display(), "centinela serving");
-    let served = axum::serve(
+    // Shutdown, in order: the signal stops new connections and, at once,
+    // stops the supervisor (every session closes its browser, which also
+    // ends the simulator page's event streams to this very server); open
+    // WebSockets are told to close; connections still open after a short
+    // drain are cut. Then the store is closed, last.
+    let signal = {
+        let mut rx = stop_rx.clone();
+        async move {
+            let _ = rx.wait_for(|stop| *stop).await;
+        }
+    };
+    let stopping = {
+        let supervisor = supervisor.clone();
+        let timeout = config.server.shutdown_timeout;
+        tokio::spawn(async move {
+            shutdown.await;
+            tracing::info!("shutting down: stopping sessions");
+            let _ = stop_tx.send(true);
+            let _ = supervisor
+                .stop_and_wait(Some("shutdown".into()), Some(timeout))
+                .await;
+        })
+    };
+    let drain_limit = {
+        let mut rx = stop_rx.clone();
+        let timeout = config.server.shutdown_timeout;
+        async move {
+            let _ = rx.wait_for(|stop| *stop).await;
+            tokio::time::sleep(timeout).await;
+        }
+    };
+    let serve = axum::serve(
         listener,
         app.into_make_service_with_connect_info::<std::net::SocketAddr>(),
     )
-    .with_graceful_shutdown(shutdown)
-    .await;
-    tracing::info!("shutting down: stopping sessions");
-    let _ = supervisor
-        .stop_and_wait(
-            Some("shutdown".into()),
-            Some(config.server.shutdown_timeout),
-        )
-        .await;
+    .with_graceful_shutdown(signal);
+    let served = tokio::select! {
+        r = serve => r,
+        _ = drain_limit => {
+            tracing::warn!("connections still open after the drain; closing them");
+            Ok(())
+        }
+    };
+    if !*stop_rx.borrow() {
+        // The server ended on its own (an I/O error): stop the sessions anyway.
+        stopping.abort();
+        let _ = supervisor
+            .stop_and_wait(
+                Some("shutdown".into()),
+                Some(config.server.shutdown_timeout),
+            )
+            .await;
+    } else {
+        let _ = stopping.await;
+    }
     let _ = handle.await;
+    // The hub writes the last events, then ends with the bus; only then is
+    // the store free to close (a restart in the same process may reopen it).
+    drop(bus);
+    let _ = tokio::time::timeout(config.server.shutdown_timeout, hub_task).await;
     drop(store);
     tracing::info!("shutdown complete");
     served.map_err(RunError::Http)

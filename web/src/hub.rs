@@ -55,16 +55,18 @@ const BATCH: usize = 512;
 
 impl Hub {
     /// Starts the hub task. `logs` is the receiving end of the tracing layer.
+    /// The task ends when every sender of the bus is gone: await its handle
+    /// to know the audit store is no longer in use.
     pub fn start(
         bus: &Bus,
         logs: mpsc::Receiver<LogEvent>,
         audit: Arc<dyn AuditRepo>,
         capacity: usize,
-    ) -> Hub {
+    ) -> (Hub, tokio::task::JoinHandle<()>) {
         let (tx, _) = broadcast::channel(capacity.max(16));
         let stats = Arc::new(HubStats::default());
-        tokio::spawn(run(bus.subscribe(), logs, audit, tx.clone(), stats.clone()));
-        Hub { tx, stats }
+        let task = tokio::spawn(run(bus.subscribe(), logs, audit, tx.clone(), stats.clone()));
+        (Hub { tx, stats }, task)
     }
 
     pub fn subscribe(&self) -> broadcast::Receiver<Arc<HubEvent>> {

@@ -46,6 +46,8 @@ pub struct AppState {
     pub hub: hub::Hub,
     pub metrics: Arc<metrics::Metrics>,
     pub web: WebConfig,
+    /// Turns true when the server shuts down (WebSockets close).
+    pub shutdown: tokio::sync::watch::Receiver<bool>,
 }
 
 /// The whole HTTP surface (without the simulator, which `serve --demo` adds).

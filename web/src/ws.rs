@@ -114,10 +114,11 @@ async fn upgrade(
     let filter = Filter::new(&caller, &q)?;
     let rx = state.hub.subscribe();
     let stats = state.hub.stats.clone();
+    let shutdown = state.shutdown.clone();
     Ok(ws.on_upgrade(move |socket: WebSocket| async move {
         stats.clients.fetch_add(1, Ordering::Relaxed);
         let (sink, stream) = socket.split();
-        serve_client(sink, stream, rx, filter, PING_EVERY).await;
+        serve_client(sink, stream, rx, filter, PING_EVERY, shutdown).await;
         stats.clients.fetch_sub(1, Ordering::Relaxed);
     }))
 }
@@ -129,6 +130,11 @@ async fn send<S: Sink<Message> + Unpin>(sink: &mut S, text: String) -> bool {
     )
 }
 
+/// Completes when the server shuts down.
+async fn stopped(rx: &mut tokio::sync::watch::Receiver<bool>) {
+    let _ = rx.wait_for(|stop| *stop).await.map(|_| ());
+}
+
 /// Pumps hub events to one client until either side goes away. Generic over
 /// the socket halves so tests can drive it with channels.
 pub async fn serve_client<Si, St, E>(
@@ -137,6 +143,7 @@ pub async fn serve_client<Si, St, E>(
     mut rx: broadcast::Receiver<Arc<HubEvent>>,
     filter: Filter,
     ping_every: Duration,
+    mut shutdown: tokio::sync::watch::Receiver<bool>,
 ) where
     Si: Sink<Message> + Unpin,
     St: Stream<Item = Result<Message, E>> + Unpin,
@@ -149,6 +156,7 @@ pub async fn serve_client<Si, St, E>(
     let mut last_seen = Instant::now();
     loop {
         tokio::select! {
+            _ = stopped(&mut shutdown) => break,
             ev = rx.recv() => {
                 let text = match ev {
                     Ok(e) if filter.allows(&e) => e.json.clone(),
