@@ -6,11 +6,12 @@ use crate::auth::routes::user_json;
 use crate::auth::{check_password_policy, hash_password, Caller};
 use crate::error::{from_account, from_store, ApiError};
 use crate::extract::AppJson;
+use crate::openapi::{Access, Doc, Routes};
 use crate::AppState;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::routing::{delete, get};
-use axum::{Json, Router};
+use axum::Json;
 use centinela_actors::ids::{TenantId, UserId};
 use centinela_actors::ractor::call;
 use centinela_actors::store::{ApiKeyRecord, Role, TenantRecord, UserRecord};
@@ -18,20 +19,76 @@ use centinela_actors::supervisor::SupervisorMsg;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-pub fn routes() -> Router<AppState> {
-    Router::new()
-        .route("/api/v1/tenants", get(list_tenants).post(create_tenant))
+pub fn routes() -> Routes {
+    const ADMIN: &[(u16, &str)] = &[(200, "ok"), (401, "no credentials"), (403, "not an admin")];
+    const CREATED: &[(u16, &str)] = &[
+        (201, "created"),
+        (400, "bad input"),
+        (401, "no credentials"),
+        (403, "forbidden"),
+        (409, "already exists"),
+    ];
+    const ONE: &[(u16, &str)] = &[
+        (200, "ok"),
+        (400, "bad id"),
+        (401, "no credentials"),
+        (403, "another tenant's"),
+        (404, "not found"),
+    ];
+    const GONE: &[(u16, &str)] = &[
+        (204, "deleted"),
+        (400, "bad id"),
+        (401, "no credentials"),
+        (403, "forbidden"),
+        (404, "not found"),
+    ];
+    Routes::new()
+        .route(
+            "/api/v1/tenants",
+            get(list_tenants).post(create_tenant),
+            vec![
+                Doc::new("GET", "tenants", "List tenants", Access::Admin, ADMIN),
+                Doc::new("POST", "tenants", "Create a tenant", Access::Admin, CREATED).body(json!({"id": "clinic", "name": "Clinic"})),
+            ],
+        )
         .route(
             "/api/v1/tenants/{id}",
             get(get_tenant).delete(delete_tenant),
+            vec![
+                Doc::new("GET", "tenants", "Get a tenant", Access::Authenticated, ONE),
+                Doc::new("DELETE", "tenants", "Delete a tenant (its sessions are stopped and deleted first)", Access::Admin, GONE),
+            ],
         )
         .route(
             "/api/v1/tenants/{id}/api-keys",
             get(list_keys).post(create_key),
+            vec![
+                Doc::new("GET", "tenants", "List a tenant's API keys (masked)", Access::Authenticated, ONE),
+                Doc::new("POST", "tenants", "Create an API key (shown once)", Access::Authenticated, CREATED).body(json!({"name": "crm"})),
+            ],
         )
-        .route("/api/v1/tenants/{id}/api-keys/{key}", delete(revoke_key))
-        .route("/api/v1/users", get(list_users).post(create_user))
-        .route("/api/v1/users/{id}", get(get_user).delete(delete_user))
+        .route(
+            "/api/v1/tenants/{id}/api-keys/{key}",
+            delete(revoke_key),
+            vec![Doc::new("DELETE", "tenants", "Revoke an API key", Access::Authenticated, GONE)],
+        )
+        .route(
+            "/api/v1/users",
+            get(list_users).post(create_user),
+            vec![
+                Doc::new("GET", "users", "List users", Access::Admin, ADMIN),
+                Doc::new("POST", "users", "Create a user", Access::Admin, CREATED)
+                    .body(json!({"username": "ana", "password": "**********", "role": "tenant", "tenant_id": "clinic"})),
+            ],
+        )
+        .route(
+            "/api/v1/users/{id}",
+            get(get_user).delete(delete_user),
+            vec![
+                Doc::new("GET", "users", "Get a user", Access::Admin, ONE),
+                Doc::new("DELETE", "users", "Delete a user", Access::Admin, GONE),
+            ],
+        )
 }
 
 pub fn tenant_id(raw: &str) -> Result<TenantId, ApiError> {

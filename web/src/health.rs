@@ -3,24 +3,59 @@
 
 use crate::auth::Caller;
 use crate::error::ApiError;
+use crate::openapi::{Access, Doc, Routes};
 use crate::sessions::unavailable;
 use crate::AppState;
 use axum::extract::State;
 use axum::http::header;
 use axum::response::IntoResponse;
 use axum::routing::get;
-use axum::{Json, Router};
+use axum::Json;
 use centinela_actors::ractor::call;
 use centinela_actors::supervisor::SupervisorMsg;
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
 use std::sync::atomic::Ordering;
 
-pub fn routes() -> Router<AppState> {
-    Router::new()
-        .route("/health", get(health))
-        .route("/health/details", get(details))
-        .route("/metrics", get(metrics))
+pub fn routes() -> Routes {
+    Routes::new()
+        .route(
+            "/health",
+            get(health),
+            vec![Doc::new(
+                "GET",
+                "health",
+                "Liveness: cheap, no auth",
+                Access::Public,
+                &[(200, "healthy")],
+            )],
+        )
+        .route(
+            "/health/details",
+            get(details),
+            vec![Doc::new(
+                "GET",
+                "health",
+                "Sessions by state, browsers, memory, queues, error rate, latencies",
+                Access::Admin,
+                &[
+                    (200, "details"),
+                    (401, "no credentials"),
+                    (403, "not an admin"),
+                ],
+            )],
+        )
+        .route(
+            "/metrics",
+            get(metrics),
+            vec![Doc::new(
+                "GET",
+                "health",
+                "Prometheus metrics (text format)",
+                Access::Public,
+                &[(200, "metrics")],
+            )],
+        )
 }
 
 async fn health(State(state): State<AppState>) -> Json<Value> {

@@ -14,6 +14,7 @@ mod health;
 pub mod hub;
 pub mod logstream;
 pub mod metrics;
+pub mod openapi;
 pub mod qr;
 pub mod ratelimit;
 pub mod security;
@@ -50,10 +51,9 @@ pub struct AppState {
     pub shutdown: tokio::sync::watch::Receiver<bool>,
 }
 
-/// The whole HTTP surface (without the simulator, which `serve --demo` adds).
-pub fn router(state: AppState) -> Router {
-    let web = state.web.clone();
-    let api = Router::new()
+/// Every documented route.
+pub fn routes() -> openapi::Routes {
+    openapi::Routes::new()
         .merge(dashboard::routes())
         .merge(health::routes())
         .merge(auth::routes::routes())
@@ -61,6 +61,29 @@ pub fn router(state: AppState) -> Router {
         .merge(sessions::routes())
         .merge(ratelimit::routes())
         .merge(ws::routes())
+}
+
+/// The whole HTTP surface (without the simulator, which `serve --demo` adds).
+pub fn router(state: AppState) -> Router {
+    let web = state.web.clone();
+    let mut all = routes();
+    all.docs.push((
+        "/api/openapi.json",
+        openapi::Doc::new(
+            "GET",
+            "meta",
+            "This OpenAPI document",
+            openapi::Access::Public,
+            &[(200, "the document")],
+        ),
+    ));
+    let spec = Arc::new(openapi::document(&all.docs));
+    let api = all
+        .router
+        .route(
+            "/api/openapi.json",
+            axum::routing::get(move || async move { axum::Json((*spec).clone()) }),
+        )
         .fallback(error::not_found)
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),

@@ -3,21 +3,62 @@
 
 use crate::auth::Caller;
 use crate::error::ApiError;
+use crate::openapi::{Access, Doc, Routes};
 use crate::sessions::{from_supervisor, unavailable};
 use crate::AppState;
 use axum::extract::{Path, Query, State};
 use axum::routing::{get, post};
-use axum::{Json, Router};
+use axum::Json;
 use centinela_actors::ractor::call;
 use centinela_actors::supervisor::SupervisorMsg;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-pub fn routes() -> Router<AppState> {
-    Router::new()
-        .route("/api/rate-limit-status", get(status))
-        .route("/api/v1/tenants/{id}/unblock", post(unblock))
-        .route("/api/v1/tenants/{id}/reset-cooldown", post(reset_cooldown))
+pub fn routes() -> Routes {
+    const OVERRIDE: &[(u16, &str)] = &[
+        (200, "done"),
+        (400, "bad id"),
+        (401, "no credentials"),
+        (403, "not an admin"),
+    ];
+    Routes::new()
+        .route(
+            "/api/rate-limit-status",
+            get(status),
+            vec![Doc::new(
+                "GET",
+                "antiban",
+                "Anti-ban status (seed 003 fields); ?organization_id= for one",
+                Access::Authenticated,
+                &[
+                    (200, "status"),
+                    (401, "no credentials"),
+                    (403, "another tenant"),
+                ],
+            )],
+        )
+        .route(
+            "/api/v1/tenants/{id}/unblock",
+            post(unblock),
+            vec![Doc::new(
+                "POST",
+                "antiban",
+                "Lift a tenant's ban block (audited)",
+                Access::Admin,
+                OVERRIDE,
+            )],
+        )
+        .route(
+            "/api/v1/tenants/{id}/reset-cooldown",
+            post(reset_cooldown),
+            vec![Doc::new(
+                "POST",
+                "antiban",
+                "End a tenant's cooldown (audited)",
+                Access::Admin,
+                OVERRIDE,
+            )],
+        )
 }
 
 #[derive(Deserialize)]

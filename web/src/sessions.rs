@@ -5,12 +5,13 @@
 use crate::auth::Caller;
 use crate::error::ApiError;
 use crate::extract::AppJson;
+use crate::openapi::{Access, Doc, Routes};
 use crate::AppState;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use axum::{Json, Router};
+use axum::Json;
 use centinela_actors::engine::{EngineError, EngineKind};
 use centinela_actors::ids::SessionId;
 use centinela_actors::ractor::{call, ActorRef};
@@ -23,15 +24,139 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 use std::time::Duration;
 
-pub fn routes() -> Router<AppState> {
-    Router::new()
-        .route("/api/v1/sessions", get(list).post(create))
-        .route("/api/v1/sessions/{id}", get(get_one).delete(delete_one))
-        .route("/api/v1/sessions/{id}/connect", post(connect))
-        .route("/api/v1/sessions/{id}/disconnect", post(disconnect))
-        .route("/api/v1/sessions/{id}/logout", post(logout))
-        .route("/api/v1/sessions/{id}/qr", get(crate::qr::qr))
-        .route("/api/v1/sessions/{id}/messages", post(send_message))
+pub fn routes() -> Routes {
+    const ONE: &[(u16, &str)] = &[
+        (200, "the session"),
+        (400, "bad id"),
+        (401, "no credentials"),
+        (403, "another tenant's"),
+        (404, "not found"),
+    ];
+    Routes::new()
+        .route(
+            "/api/v1/sessions",
+            get(list).post(create),
+            vec![
+                Doc::new(
+                    "GET",
+                    "sessions",
+                    "List the sessions the caller may see",
+                    Access::Authenticated,
+                    &[(200, "sessions"), (401, "no credentials")],
+                ),
+                Doc::new(
+                    "POST",
+                    "sessions",
+                    "Create a session",
+                    Access::Authenticated,
+                    &[
+                        (201, "created"),
+                        (400, "bad input"),
+                        (401, "no credentials"),
+                        (403, "another tenant"),
+                        (429, "session limit"),
+                    ],
+                )
+                .body(json!({"tenant_id": "clinic", "name": "front desk", "engine": "webjs"})),
+            ],
+        )
+        .route(
+            "/api/v1/sessions/{id}",
+            get(get_one).delete(delete_one),
+            vec![
+                Doc::new(
+                    "GET",
+                    "sessions",
+                    "Get a session with its state and admission status",
+                    Access::Authenticated,
+                    ONE,
+                ),
+                Doc::new(
+                    "DELETE",
+                    "sessions",
+                    "Delete a session (unpairs, stops, forgets)",
+                    Access::Authenticated,
+                    &[
+                        (204, "deleted"),
+                        (403, "another tenant's"),
+                        (404, "not found"),
+                    ],
+                ),
+            ],
+        )
+        .route(
+            "/api/v1/sessions/{id}/connect",
+            post(connect),
+            vec![Doc::new(
+                "POST",
+                "sessions",
+                "Ask to connect: queued with ETA, already live, or refused",
+                Access::Authenticated,
+                &[
+                    (200, "already live"),
+                    (202, "queued"),
+                    (403, "another tenant's"),
+                    (404, "not found"),
+                    (429, "refused by the anti-ban policy"),
+                ],
+            )],
+        )
+        .route(
+            "/api/v1/sessions/{id}/disconnect",
+            post(disconnect),
+            vec![Doc::new(
+                "POST",
+                "sessions",
+                "Stop, keeping the pairing",
+                Access::Authenticated,
+                ONE,
+            )],
+        )
+        .route(
+            "/api/v1/sessions/{id}/logout",
+            post(logout),
+            vec![Doc::new(
+                "POST",
+                "sessions",
+                "Unpair and delete the profile",
+                Access::Authenticated,
+                ONE,
+            )],
+        )
+        .route(
+            "/api/v1/sessions/{id}/qr",
+            get(crate::qr::qr),
+            vec![Doc::new(
+                "GET",
+                "sessions",
+                "The QR shown now (?format=json|svg|png)",
+                Access::Authenticated,
+                &[
+                    (200, "the QR"),
+                    (403, "another tenant's"),
+                    (404, "not found"),
+                    (409, "not showing a QR"),
+                ],
+            )],
+        )
+        .route(
+            "/api/v1/sessions/{id}/messages",
+            post(send_message),
+            vec![Doc::new(
+                "POST",
+                "sessions",
+                "Send a text now",
+                Access::Authenticated,
+                &[
+                    (202, "sent"),
+                    (400, "bad input"),
+                    (403, "another tenant's"),
+                    (404, "not found"),
+                    (409, "not READY"),
+                ],
+            )
+            .body(json!({"to": "5491122334455", "text": "hola"}))],
+        )
 }
 
 /// One place maps supervisor errors to statuses.

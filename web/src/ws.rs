@@ -13,12 +13,13 @@
 use crate::auth::Caller;
 use crate::error::{from_store, ApiError};
 use crate::hub::HubEvent;
+use crate::openapi::{Access, Doc, Routes};
 use crate::AppState;
 use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
 use axum::extract::{Query, State};
 use axum::response::Response;
 use axum::routing::get;
-use axum::{Json, Router};
+use axum::Json;
 use centinela_actors::ids::TenantId;
 use futures::{Sink, SinkExt, Stream, StreamExt};
 use serde::Deserialize;
@@ -33,10 +34,38 @@ use tokio::time::Instant;
 pub const SEND_TIMEOUT: Duration = Duration::from_secs(10);
 const PING_EVERY: Duration = Duration::from_secs(20);
 
-pub fn routes() -> Router<AppState> {
-    Router::new()
-        .route("/api/v1/ws", get(upgrade))
-        .route("/api/v1/logs", get(logs))
+pub fn routes() -> Routes {
+    Routes::new()
+        .route(
+            "/api/v1/ws",
+            get(upgrade),
+            vec![Doc::new(
+                "GET",
+                "events",
+                "WebSocket: live events (?token=, ?logs=1 for admins, log_level, log_tenant)",
+                Access::Authenticated,
+                &[
+                    (101, "switching protocols"),
+                    (401, "no credentials"),
+                    (403, "logs are for admins"),
+                ],
+            )],
+        )
+        .route(
+            "/api/v1/logs",
+            get(logs),
+            vec![Doc::new(
+                "GET",
+                "events",
+                "The audit log after ?since= (catch-up)",
+                Access::Authenticated,
+                &[
+                    (200, "entries"),
+                    (400, "bad query"),
+                    (401, "no credentials"),
+                ],
+            )],
+        )
 }
 
 #[derive(Deserialize, Default)]

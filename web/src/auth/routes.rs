@@ -5,24 +5,90 @@
 use super::{check_password_policy, hash_password, verify_password, Caller};
 use crate::error::{from_account, from_store, ApiError};
 use crate::extract::AppJson;
+use crate::openapi::{Access, Doc, Routes};
 use crate::AppState;
 use axum::extract::{ConnectInfo, State};
 use axum::http::HeaderMap;
 use axum::routing::{get, post};
-use axum::{Json, Router};
+use axum::Json;
 use centinela_actors::clock::Timestamp;
 use centinela_actors::store::UserRecord;
 use serde::Deserialize;
 use serde_json::{json, Value};
 use std::net::SocketAddr;
 
-pub fn routes() -> Router<AppState> {
-    Router::new()
-        .route("/auth/login", post(login))
-        .route("/auth/verify", post(verify))
-        .route("/auth/logout", post(logout))
-        .route("/auth/change-password", post(change_password))
-        .route("/auth/me", get(me))
+pub fn routes() -> Routes {
+    const LOGIN: &[(u16, &str)] = &[
+        (200, "token and user"),
+        (400, "missing username"),
+        (401, "invalid credentials"),
+        (429, "too many failed logins"),
+    ];
+    const AUTHED: &[(u16, &str)] = &[(200, "ok"), (401, "no or bad credentials")];
+    Routes::new()
+        .route(
+            "/auth/login",
+            post(login),
+            vec![Doc::new(
+                "POST",
+                "auth",
+                "Log in with username (or usuario) and password",
+                Access::Public,
+                LOGIN,
+            )
+            .body(serde_json::json!({"username": "ana", "password": "********"}))],
+        )
+        .route(
+            "/auth/verify",
+            post(verify),
+            vec![Doc::new(
+                "POST",
+                "auth",
+                "Is this token valid, and for whom",
+                Access::Public,
+                AUTHED,
+            )],
+        )
+        .route(
+            "/auth/logout",
+            post(logout),
+            vec![Doc::new(
+                "POST",
+                "auth",
+                "Revoke this token (also across restarts)",
+                Access::Authenticated,
+                AUTHED,
+            )],
+        )
+        .route(
+            "/auth/change-password",
+            post(change_password),
+            vec![Doc::new(
+                "POST",
+                "auth",
+                "Change the password; older tokens stop working",
+                Access::Authenticated,
+                &[
+                    (200, "new token"),
+                    (400, "weak password"),
+                    (401, "wrong current password"),
+                ],
+            )
+            .body(
+                serde_json::json!({"current_password": "********", "new_password": "**********"}),
+            )],
+        )
+        .route(
+            "/auth/me",
+            get(me),
+            vec![Doc::new(
+                "GET",
+                "auth",
+                "Who am I",
+                Access::Authenticated,
+                AUTHED,
+            )],
+        )
 }
 
 pub fn user_json(u: &UserRecord) -> Value {
