@@ -538,3 +538,57 @@ async fn responses_carry_security_headers_and_cors_follows_the_patterns() {
     assert_eq!(r.status, 413, "body limit");
     s.server.shutdown().await.expect("shutdown");
 }
+
+#[tokio::test]
+async fn deleting_a_tenant_stops_and_deletes_its_sessions_first() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let s = start_api(api_config(dir.path()), ScriptedEngine::new(), None).await;
+    let admin = s.api.login(ADMIN, ADMIN_PASSWORD).await;
+    let (token, key) = s.api.tenant_with_user(&admin, "gone").await;
+    let id = s.api.create_session(&token, None, "desk").await;
+    let mut ws = common::api::Ws::connect(&s.api.base, &format!("token={admin}")).await;
+    s.api
+        .call(
+            "POST",
+            &format!("/api/v1/sessions/{id}/connect"),
+            Cred::Token(&token),
+            None,
+        )
+        .await;
+    ws.until_state(&id, "QR").await;
+    let sid = centinela_actors::ids::SessionId::new(id.clone()).expect("id");
+    assert!(s.engine.is_running(&sid));
+    let r = s
+        .api
+        .call("DELETE", "/api/v1/tenants/gone", Cred::Token(&admin), None)
+        .await;
+    assert_eq!(r.status, 204, "{}", r.text);
+    assert!(!s.engine.is_running(&sid), "its browser was stopped");
+    let r = s
+        .api
+        .call(
+            "GET",
+            &format!("/api/v1/sessions/{id}"),
+            Cred::Token(&admin),
+            None,
+        )
+        .await;
+    assert_eq!(r.status, 404, "its session is gone");
+    assert_eq!(
+        s.api
+            .call("GET", "/auth/me", Cred::Token(&token), None)
+            .await
+            .status,
+        401,
+        "its users are gone"
+    );
+    assert_eq!(
+        s.api
+            .call("GET", "/api/v1/sessions", Cred::Key(&key), None)
+            .await
+            .status,
+        401,
+        "its keys are gone"
+    );
+    s.server.shutdown().await.expect("shutdown");
+}

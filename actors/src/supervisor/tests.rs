@@ -569,3 +569,74 @@ async fn creation_respects_the_per_tenant_session_limit() {
     h.create("shop").await;
     h.stop().await;
 }
+
+#[tokio::test]
+async fn auto_reconnect_retries_a_crashed_browser_through_admission() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut config = test_config();
+    config.antiban.auto_reconnect = true;
+    config.antiban.reconnect_backoff_base = Duration::from_millis(20);
+    config.antiban.reconnect_max_tries = 2;
+    let h = start(dir.path(), &ScriptedEngine::new(), config).await;
+    let mut rx = h.bus.subscribe();
+    let id = h.create("clinic").await;
+    h.make_ready(&id, &mut rx).await;
+    h.engine.emit(
+        &id,
+        crate::engine::EngineEvent::Disconnected {
+            reason: DisconnectReason::BrowserCrashed,
+            detail: "killed".into(),
+        },
+    );
+    let seen = wait_for(&mut rx, &id, "READY").await;
+    let states: Vec<&str> = seen
+        .iter()
+        .filter(|t| t.session == id)
+        .map(|t| t.to.name())
+        .collect();
+    assert_eq!(
+        states,
+        ["DISCONNECTED", "CONNECTING", "AUTHENTICATED", "READY"],
+        "reconnected on the same pairing"
+    );
+    assert_eq!(h.engine.starts(&id), 2);
+    let status = {
+        let tenant = Some(TenantId::new("clinic").expect("id"));
+        call!(h.sup, |r| SupervisorMsg::RateLimitStatus {
+            tenant,
+            reply: r
+        })
+        .expect("call")
+    };
+    assert_eq!(
+        status.organizations[0].attempts_last_24h, 2,
+        "the reconnect was an admitted attempt"
+    );
+    h.stop().await;
+}
+
+#[tokio::test]
+async fn without_auto_reconnect_a_crashed_browser_stays_down() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let h = start(dir.path(), &ScriptedEngine::new(), test_config()).await;
+    let mut rx = h.bus.subscribe();
+    let id = h.create("clinic").await;
+    h.make_ready(&id, &mut rx).await;
+    h.engine.emit(
+        &id,
+        crate::engine::EngineEvent::Disconnected {
+            reason: DisconnectReason::BrowserCrashed,
+            detail: "killed".into(),
+        },
+    );
+    wait_for(&mut rx, &id, "DISCONNECTED").await;
+    // A Get is answered after every report of the crash was handled.
+    assert_eq!(
+        h.get(&id).await.state.reason(),
+        Some(DisconnectReason::BrowserCrashed)
+    );
+    let queue = call!(h.sup, |r| SupervisorMsg::Queue { reply: r }).expect("call");
+    assert!(queue.is_empty(), "nothing scheduled");
+    assert_eq!(h.engine.starts(&id), 1);
+    h.stop().await;
+}

@@ -1,0 +1,226 @@
+//! The message outbox: every accepted message is a record (`messages`), a
+//! place in its session's send queue (`outbox`, ordered by a sequence
+//! number), and optionally an idempotency key. Accepting is done in batches,
+//! one durable commit for many messages (group commit), and the caller is
+//! answered only after that commit. Status changes around the hand-off to
+//! the engine are each written before the next step, which is what makes a
+//! crash neither lose nor repeat a message.
+
+use super::{Store, StoreError};
+use crate::clock::Timestamp;
+use crate::ids::{SessionId, TenantId};
+use redb::{ReadableDatabase, ReadableTable, TableDefinition, WriteTransaction};
+use serde::{Deserialize, Serialize};
+
+const MESSAGES: TableDefinition<&str, &[u8]> = TableDefinition::new("messages");
+/// (session, sequence) → message id: the send queue, in order.
+const OUTBOX: TableDefinition<(&str, u64), &str> = TableDefinition::new("outbox");
+/// "tenant/key" → message id.
+const IDEMPOTENCY: TableDefinition<&str, &str> = TableDefinition::new("idempotency");
+/// engine message id → message id (acks arrive by engine id).
+const ENGINE_IDS: TableDefinition<&str, &str> = TableDefinition::new("engine_ids");
+/// session → next sequence number.
+const SEQUENCES: TableDefinition<&str, u64> = TableDefinition::new("outbox_sequences");
+
+pub(super) fn create_tables(txn: &WriteTransaction) -> Result<(), StoreError> {
+    txn.open_table(MESSAGES)?;
+    txn.open_table(OUTBOX)?;
+    txn.open_table(IDEMPOTENCY)?;
+    txn.open_table(ENGINE_IDS)?;
+    txn.open_table(SEQUENCES)?;
+    Ok(())
+}
+
+/// Where a message is. `unknown`: a crash came between handing it to the
+/// engine and hearing back; it is not retried (never sent twice), a person
+/// decides.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum MessageStatus {
+    Queued,
+    Sending,
+    Sent,
+    Delivered,
+    Read,
+    Played,
+    Failed,
+    Unknown,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MessageRecord {
+    pub id: String,
+    pub tenant: TenantId,
+    pub session: SessionId,
+    pub to: String,
+    pub text: String,
+    pub idempotency_key: Option<String>,
+    pub status: MessageStatus,
+    pub created_at: Timestamp,
+    /// Not sent before this time.
+    pub send_at: Option<Timestamp>,
+    pub updated_at: Timestamp,
+    /// The engine's id, once sent.
+    pub engine_id: Option<String>,
+    pub error: Option<String>,
+}
+
+fn encode(m: &MessageRecord) -> Result<Vec<u8>, StoreError> {
+    serde_json::to_vec(m).map_err(|e| StoreError::Db(e.to_string()))
+}
+
+fn decode(bytes: &[u8]) -> Result<MessageRecord, StoreError> {
+    serde_json::from_slice(bytes).map_err(|e| StoreError::Corrupt {
+        table: "messages",
+        why: e.to_string(),
+    })
+}
+
+/// Messages, behind a trait so the session actor never sees redb.
+pub trait MessageRepo: Send + Sync + 'static {
+    /// Stores new messages in one commit; a message whose idempotency key is
+    /// known is not stored again: the existing record is returned instead.
+    fn accept(&self, batch: &[MessageRecord]) -> Result<Vec<MessageRecord>, StoreError>;
+    fn message(&self, id: &str) -> Result<Option<MessageRecord>, StoreError>;
+    /// A session's messages, newest first, after `before` (an id) if given.
+    fn messages(&self, session: &SessionId, limit: usize, before: Option<&str>) -> Result<Vec<MessageRecord>, StoreError>;
+    /// The first queued message of a session.
+    fn next_queued(&self, session: &SessionId) -> Result<Option<MessageRecord>, StoreError>;
+    /// Replaces a record; when it leaves the queue (sent, failed, unknown)
+    /// its outbox entry goes too; an engine id is indexed for acks.
+    fn update(&self, m: &MessageRecord) -> Result<(), StoreError>;
+    fn by_engine_id(&self, engine_id: &str) -> Result<Option<MessageRecord>, StoreError>;
+    /// Every message of `session` still marked `sending` (after a crash).
+    fn in_flight(&self, session: &SessionId) -> Result<Vec<MessageRecord>, StoreError>;
+}
+
+impl MessageRepo for Store {
+    fn accept(&self, batch: &[MessageRecord]) -> Result<Vec<MessageRecord>, StoreError> {
+        let txn = self.db().begin_write()?;
+        let mut out = Vec::with_capacity(batch.len());
+        {
+            let mut messages = txn.open_table(MESSAGES)?;
+            let mut outbox = txn.open_table(OUTBOX)?;
+            let mut keys = txn.open_table(IDEMPOTENCY)?;
+            let mut seqs = txn.open_table(SEQUENCES)?;
+            for m in batch {
+                let key = m.idempotency_key.as_ref().map(|k| format!("{}/{}", m.tenant, k));
+                if let Some(k) = &key {
+                    let existing = keys.get(k.as_str())?.map(|v| v.value().to_owned());
+                    if let Some(id) = existing {
+                        let found = messages.get(id.as_str())?.map(|v| decode(v.value())).transpose()?;
+                        if let Some(found) = found {
+                            out.push(found);
+                            continue;
+                        }
+                    }
+                }
+                let seq = seqs.get(m.session.as_str())?.map_or(0, |v| v.value());
+                seqs.insert(m.session.as_str(), seq + 1)?;
+                messages.insert(m.id.as_str(), encode(m)?.as_slice())?;
+                outbox.insert((m.session.as_str(), seq), m.id.as_str())?;
+                if let Some(k) = &key {
+                    keys.insert(k.as_str(), m.id.as_str())?;
+                }
+                out.push(m.clone());
+            }
+        }
+        txn.commit()?;
+        Ok(out)
+    }
+
+    fn message(&self, id: &str) -> Result<Option<MessageRecord>, StoreError> {
+        let txn = self.db().begin_read()?;
+        let table = txn.open_table(MESSAGES)?;
+        let v = table.get(id)?;
+        v.map(|v| decode(v.value())).transpose()
+    }
+
+    fn messages(&self, session: &SessionId, limit: usize, before: Option<&str>) -> Result<Vec<MessageRecord>, StoreError> {
+        let txn = self.db().begin_read()?;
+        let table = txn.open_table(MESSAGES)?;
+        let mut all = Vec::new();
+        for row in table.iter()? {
+            let (_, v) = row?;
+            let m = decode(v.value())?;
+            if m.session == *session {
+                all.push(m);
+            }
+        }
+        all.sort_by(|a, b| b.created_at.cmp(&a.created_at).then(b.id.cmp(&a.id)));
+        let start = match before {
+            Some(id) => all.iter().position(|m| m.id == id).map_or(all.len(), |i| i + 1),
+            None => 0,
+        };
+        Ok(all.into_iter().skip(start).take(limit).collect())
+    }
+
+    fn next_queued(&self, session: &SessionId) -> Result<Option<MessageRecord>, StoreError> {
+        let txn = self.db().begin_read()?;
+        let outbox = txn.open_table(OUTBOX)?;
+        let messages = txn.open_table(MESSAGES)?;
+        for row in outbox.range((session.as_str(), 0)..=(session.as_str(), u64::MAX))? {
+            let (_, id) = row?;
+            let m = messages.get(id.value())?.map(|v| decode(v.value())).transpose()?;
+            if let Some(m) = m.filter(|m| m.status == MessageStatus::Queued) {
+                return Ok(Some(m));
+            }
+        }
+        Ok(None)
+    }
+
+    fn update(&self, m: &MessageRecord) -> Result<(), StoreError> {
+        let txn = self.db().begin_write()?;
+        {
+            txn.open_table(MESSAGES)?.insert(m.id.as_str(), encode(m)?.as_slice())?;
+            if let Some(engine_id) = &m.engine_id {
+                txn.open_table(ENGINE_IDS)?.insert(engine_id.as_str(), m.id.as_str())?;
+            }
+            let leaves = !matches!(m.status, MessageStatus::Queued | MessageStatus::Sending);
+            if leaves {
+                let mut outbox = txn.open_table(OUTBOX)?;
+                let mut key = None;
+                for row in outbox.range((m.session.as_str(), 0)..=(m.session.as_str(), u64::MAX))? {
+                    let (k, id) = row?;
+                    if id.value() == m.id {
+                        key = Some(k.value().1);
+                        break;
+                    }
+                }
+                if let Some(seq) = key {
+                    outbox.remove((m.session.as_str(), seq))?;
+                }
+            }
+        }
+        txn.commit()?;
+        Ok(())
+    }
+
+    fn by_engine_id(&self, engine_id: &str) -> Result<Option<MessageRecord>, StoreError> {
+        let id = {
+            let txn = self.db().begin_read()?;
+            let table = txn.open_table(ENGINE_IDS)?;
+            let v = table.get(engine_id)?;
+            v.map(|v| v.value().to_owned())
+        };
+        match id {
+            Some(id) => self.message(&id),
+            None => Ok(None),
+        }
+    }
+
+    fn in_flight(&self, session: &SessionId) -> Result<Vec<MessageRecord>, StoreError> {
+        let txn = self.db().begin_read()?;
+        let outbox = txn.open_table(OUTBOX)?;
+        let messages = txn.open_table(MESSAGES)?;
+        let mut out = Vec::new();
+        for row in outbox.range((session.as_str(), 0)..=(session.as_str(), u64::MAX))? {
+            let (_, id) = row?;
+            let m = messages.get(id.value())?.map(|v| decode(v.value())).transpose()?;
+            if let Some(m) = m.filter(|m| m.status == MessageStatus::Sending) {
+                out.push(m);
+            }
+        }
+        Ok(out)
+    }
+}
