@@ -131,15 +131,7 @@ fn bench_admission(config: &Config, dir: &std::path::Path) {
 
 async fn bench_supervisor(config: Config, dir: &std::path::Path) {
     let store = Store::open(&dir.join("supervisor")).expect("store");
-    let env = SessionEnv {
-        clock: Arc::new(SystemClock),
-        bus: Bus::default(),
-        qr_window: config.engine.qr_window,
-        qr_code_ttl: config.engine.qr_code_ttl,
-        profiles_dir: dir.join("profiles"),
-        driver_stop_timeout: Duration::from_secs(5),
-        restart_grace: config.antiban.restart_grace,
-    };
+    let env = SessionEnv::from_config(&config, Arc::new(SystemClock), Bus::default(), None);
     let args = SupervisorArgs {
         config,
         sessions: Arc::new(store.clone()),

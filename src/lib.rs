@@ -118,15 +118,12 @@ pub async fn run(
     }
     let bus = Bus::default();
     let logs = centinela_web::logstream::subscribe(10_000);
-    let env = SessionEnv {
-        clock: services.clock.clone(),
-        bus: bus.clone(),
-        qr_window: config.engine.qr_window,
-        qr_code_ttl: config.engine.qr_code_ttl,
-        profiles_dir: config.storage.data_dir.join("profiles"),
-        driver_stop_timeout: Duration::from_secs(10).min(config.server.shutdown_timeout),
-        restart_grace: config.antiban.restart_grace,
-    };
+    let env = SessionEnv::from_config(
+        &config,
+        services.clock.clone(),
+        bus.clone(),
+        Some(Arc::new(store.clone())),
+    );
     let args = SupervisorArgs {
         config: config.clone(),
         sessions: Arc::new(store.clone()),
@@ -146,6 +143,10 @@ pub async fn run(
         config.auth.token_ttl,
     );
     let (hub, hub_task) = centinela_web::hub::Hub::start(&bus, logs, Arc::new(store.clone()), 4096);
+    let (outbox, outbox_task) = centinela_actors::messaging::Outbox::start(
+        Arc::new(store.clone()),
+        Some(supervisor.clone()),
+    );
     let metrics = Arc::new(centinela_web::metrics::Metrics::default());
     metrics.follow(&bus);
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
@@ -156,6 +157,7 @@ pub async fn run(
         auth: Arc::new(auth),
         hub,
         metrics,
+        outbox,
         web: centinela_web::WebConfig {
             cors_origins: config.server.cors_origins.clone(),
             max_body_bytes: config.server.max_body_bytes,
@@ -243,6 +245,8 @@ pub async fn run(
     // the store free to close (a restart in the same process may reopen it).
     drop(bus);
     let _ = tokio::time::timeout(config.server.shutdown_timeout, hub_task).await;
+    // The HTTP state (and its outbox handle) is gone: the writer drains and ends.
+    let _ = tokio::time::timeout(config.server.shutdown_timeout, outbox_task).await;
     drop(store);
     tracing::info!("shutdown complete");
     served.map_err(RunError::Http)

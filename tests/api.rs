@@ -143,7 +143,23 @@ async fn a_session_lives_its_whole_life_through_the_api() {
         )
         .await;
     assert_eq!(r.status, 202, "{}", r.text);
+    assert_eq!(r.body["status"], "queued");
+    let mid = r.body["id"].as_str().expect("id").to_owned();
+    ws.next(|v| {
+        v["type"] == "message_status" && v["message_id"] == mid.as_str() && v["status"] == "sent"
+    })
+    .await;
     assert_eq!(s.engine.sent()[0].1, "5491100000000");
+    let m = s
+        .api
+        .call(
+            "GET",
+            &format!("/api/v1/sessions/{id}/messages/{mid}"),
+            Cred::Token(&token),
+            None,
+        )
+        .await;
+    assert_eq!((m.status, m.body["status"].clone()), (200, json!("sent")));
 
     let r = s
         .api
@@ -412,9 +428,17 @@ async fn bad_input_gets_clear_errors_never_a_500() {
             "POST",
             format!("/api/v1/sessions/{id}/messages"),
             "application/json",
-            r#"{"to": "5491100000000", "text": "hola"}"#,
-            409,
-            "not_ready",
+            r#"{"to": "5491100000000", "text": "hola", "send_at": "tomorrow"}"#,
+            400,
+            "invalid_send_at",
+        ),
+        (
+            "GET",
+            format!("/api/v1/sessions/{id}/messages/m_nope"),
+            "application/json",
+            "",
+            404,
+            "not_found",
         ),
         (
             "GET",

@@ -58,6 +58,16 @@ pub struct AdmissionEvent {
     pub at: Timestamp,
 }
 
+/// An outgoing message's status changed (queued → sending → sent → ...).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct MessageStatusEvent {
+    pub tenant: TenantId,
+    pub session: SessionId,
+    pub message_id: String,
+    pub status: crate::store::MessageStatus,
+    pub at: Timestamp,
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum BusEvent {
@@ -65,6 +75,7 @@ pub enum BusEvent {
     Admission(AdmissionEvent),
     MessageIn(MessageEvent),
     Ack(AckEvent),
+    MessageStatus(MessageStatusEvent),
 }
 
 impl BusEvent {
@@ -74,6 +85,7 @@ impl BusEvent {
             BusEvent::Admission(a) => &a.tenant,
             BusEvent::MessageIn(m) => &m.tenant,
             BusEvent::Ack(a) => &a.tenant,
+            BusEvent::MessageStatus(m) => &m.tenant,
         }
     }
 }

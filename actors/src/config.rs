@@ -40,6 +40,7 @@ pub struct Config {
     pub storage: StorageConfig,
     pub engine: EngineConfig,
     pub antiban: AntibanConfig,
+    pub messaging: MessagingConfig,
     pub supervisor: SupervisorConfig,
     pub auth: AuthConfig,
     pub log: LogConfig,
@@ -111,6 +112,16 @@ pub struct AntibanConfig {
     pub reconnect_backoff_max: Duration,
     pub reconnect_max_tries: u32,
     pub restore_counts_as_attempt: bool,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct MessagingConfig {
+    #[serde(with = "humantime_serde")]
+    pub send_delay_min: Duration,
+    #[serde(with = "humantime_serde")]
+    pub send_delay_max: Duration,
+    pub sends_per_minute: u32,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -192,7 +203,18 @@ impl Config {
     /// Range checks that types alone cannot express.
     pub fn validate(&self) -> Result<(), ConfigError> {
         let a = &self.antiban;
-        let positive: [(&'static str, u32); 6] = [
+        if self.messaging.send_delay_min > self.messaging.send_delay_max {
+            return Err(invalid(
+                "messaging.send_delay_min",
+                humantime::format_duration(self.messaging.send_delay_min),
+                "must not exceed messaging.send_delay_max",
+            ));
+        }
+        let positive: [(&'static str, u32); 7] = [
+            (
+                "messaging.sends_per_minute",
+                self.messaging.sends_per_minute,
+            ),
             (
                 "antiban.global_attempts_per_hour",
                 a.global_attempts_per_hour,

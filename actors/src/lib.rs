@@ -10,6 +10,7 @@ pub mod clock;
 pub mod config;
 pub mod engine;
 pub mod ids;
+pub mod messaging;
 pub mod session;
 pub mod store;
 pub mod supervisor;

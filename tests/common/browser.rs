@@ -141,15 +141,12 @@ impl Centinela {
     pub async fn start(config: Config) -> Centinela {
         let store = Store::open(&config.storage.data_dir).expect("store");
         let bus = Bus::default();
-        let env = SessionEnv {
-            clock: Arc::new(SystemClock),
-            bus: bus.clone(),
-            qr_window: config.engine.qr_window,
-            qr_code_ttl: config.engine.qr_code_ttl,
-            profiles_dir: config.storage.data_dir.join("profiles"),
-            driver_stop_timeout: Duration::from_secs(20),
-            restart_grace: config.antiban.restart_grace,
-        };
+        let env = SessionEnv::from_config(
+            &config,
+            Arc::new(SystemClock),
+            bus.clone(),
+            Some(Arc::new(store.clone())),
+        );
         let args = SupervisorArgs {
             engines: centinela::engines_for(&config),
             config,

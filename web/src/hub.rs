@@ -192,6 +192,12 @@ fn shape_bus(e: BusEvent) -> Shaped {
             json!({"type": "ack", "tenant_id": a.tenant, "session_id": a.session,
                    "message_id": a.message_id, "ack": a.ack, "at": a.at}),
         ),
+        BusEvent::MessageStatus(m) => (
+            "message.status",
+            m.at,
+            json!({"type": "message_status", "tenant_id": m.tenant, "session_id": m.session,
+                   "message_id": m.message_id, "status": m.status, "at": m.at}),
+        ),
     };
     let entry = AuditEntry {
         seq: 0,

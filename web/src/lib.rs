@@ -13,6 +13,7 @@ mod extract;
 mod health;
 pub mod hub;
 pub mod logstream;
+pub mod messages;
 pub mod metrics;
 pub mod openapi;
 pub mod qr;
@@ -46,6 +47,8 @@ pub struct AppState {
     pub auth: Arc<auth::Auth>,
     pub hub: hub::Hub,
     pub metrics: Arc<metrics::Metrics>,
+    /// Where accepted messages go (durable, group-committed).
+    pub outbox: centinela_actors::messaging::Outbox,
     pub web: WebConfig,
     /// Turns true when the server shuts down (WebSockets close).
     pub shutdown: tokio::sync::watch::Receiver<bool>,
@@ -59,6 +62,7 @@ pub fn routes() -> openapi::Routes {
         .merge(auth::routes::routes())
         .merge(accounts::routes())
         .merge(sessions::routes())
+        .merge(messages::routes())
         .merge(ratelimit::routes())
         .merge(ws::routes())
 }

@@ -139,24 +139,6 @@ pub fn routes() -> Routes {
                 ],
             )],
         )
-        .route(
-            "/api/v1/sessions/{id}/messages",
-            post(send_message),
-            vec![Doc::new(
-                "POST",
-                "sessions",
-                "Send a text now",
-                Access::Authenticated,
-                &[
-                    (202, "sent"),
-                    (400, "bad input"),
-                    (403, "another tenant's"),
-                    (404, "not found"),
-                    (409, "not READY"),
-                ],
-            )
-            .body(json!({"to": "5491122334455", "text": "hola"}))],
-        )
 }
 
 /// One place maps supervisor errors to statuses.
@@ -450,65 +432,4 @@ async fn logout(
     Path(id): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
     stop(&state, &caller, &id, true).await
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct Send {
-    to: String,
-    text: String,
-}
-
-/// Normalizes an E.164-ish number: optional `+`, spaces and dashes removed,
-/// then 6 to 15 digits.
-pub fn normalize_phone(raw: &str) -> Result<String, ApiError> {
-    let digits: String = raw
-        .trim()
-        .trim_start_matches('+')
-        .chars()
-        .filter(|c| !matches!(c, ' ' | '-'))
-        .collect();
-    if (6..=15).contains(&digits.len()) && digits.chars().all(|c| c.is_ascii_digit()) {
-        Ok(digits)
-    } else {
-        Err(ApiError::bad_request(
-            "invalid_phone",
-            "`to` must be a phone number in international format: 6 to 15 digits",
-        ))
-    }
-}
-
-/// Sends a text now through the session's engine (the durable outbox with
-/// pacing is the messaging layer's; this is the direct path).
-async fn send_message(
-    State(state): State<AppState>,
-    caller: Caller,
-    Path(id): Path<String>,
-    AppJson(body): AppJson<Send>,
-) -> Result<(StatusCode, Json<Value>), ApiError> {
-    let to = normalize_phone(&body.to)?;
-    if body.text.trim().is_empty() || body.text.chars().count() > 4096 {
-        return Err(ApiError::bad_request(
-            "invalid_text",
-            "text must be 1-4096 characters",
-        ));
-    }
-    let d = visible(&state, &caller, &id).await?;
-    if !matches!(d.view.state, SessionState::Ready { .. }) {
-        return Err(ApiError::conflict("not_ready", "the session is not READY"));
-    }
-    let id = d.view.id;
-    let text = body.text;
-    let message_id = call!(state.supervisor, |r| SupervisorMsg::SendText {
-        id,
-        to,
-        text,
-        reply: r
-    })
-    .map_err(unavailable)?
-    .map_err(from_supervisor)?;
-    Ok((
-        StatusCode::ACCEPTED,
-        Json(json!({ "id": message_id, "status": "sent" })),
-    ))
 }

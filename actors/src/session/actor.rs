@@ -46,6 +46,35 @@ pub struct SessionEnv {
     pub driver_stop_timeout: Duration,
     /// A first 515 this soon after a scan is a restart, not a ban.
     pub restart_grace: Duration,
+    /// The outbox; `None` where nothing is sent from a queue (tests).
+    pub messages: Option<Arc<dyn crate::store::MessageRepo>>,
+    pub pacing: crate::messaging::Pacing,
+}
+
+impl SessionEnv {
+    /// The environment `serve` gives its sessions.
+    pub fn from_config(
+        config: &crate::config::Config,
+        clock: SharedClock,
+        bus: Bus,
+        messages: Option<Arc<dyn crate::store::MessageRepo>>,
+    ) -> SessionEnv {
+        SessionEnv {
+            clock,
+            bus,
+            qr_window: config.engine.qr_window,
+            qr_code_ttl: config.engine.qr_code_ttl,
+            profiles_dir: config.storage.data_dir.join("profiles"),
+            driver_stop_timeout: Duration::from_secs(10).min(config.server.shutdown_timeout),
+            restart_grace: config.antiban.restart_grace,
+            messages,
+            pacing: crate::messaging::Pacing {
+                min_delay: config.messaging.send_delay_min,
+                max_delay: config.messaging.send_delay_max,
+                per_minute: config.messaging.sends_per_minute,
+            },
+        }
+    }
 }
 
 pub struct SessionArgs {
@@ -86,24 +115,32 @@ pub enum SessionMsg {
     QrWindowExpired {
         generation: u64,
     },
+    /// New messages are queued for this session.
+    Outbox,
+    /// The paced send timer fired.
+    SendNext {
+        generation: u64,
+    },
 }
 
 pub struct SessionActor;
 
 pub struct SessionActorState {
-    record: SessionRecord,
+    pub(super) record: SessionRecord,
     engine: Option<Arc<dyn Engine>>,
-    env: SessionEnv,
+    pub(super) env: SessionEnv,
     supervisor: Option<ActorRef<SupervisorMsg>>,
-    state: SessionState,
+    pub(super) state: SessionState,
     since: Timestamp,
-    driver: Option<Box<dyn DriverControl>>,
+    pub(super) driver: Option<Box<dyn DriverControl>>,
     driver_generation: u64,
     qr_generation: u64,
     qr_timer: Option<Timer<SessionMsg>>,
     /// When the QR was last scanned, and whether its one 515 restart was used.
     scanned_at: Option<Timestamp>,
     restart_grace_used: bool,
+    /// The paced sender's timer and memory.
+    pub(super) outgoing: super::outgoing::Outgoing,
 }
 
 impl SessionActorState {
@@ -160,7 +197,18 @@ impl Actor for SessionActor {
             qr_timer: None,
             scanned_at: None,
             restart_grace_used: false,
+            outgoing: super::outgoing::Outgoing::default(),
         })
+    }
+
+    async fn post_start(
+        &self,
+        myself: ActorRef<SessionMsg>,
+        st: &mut SessionActorState,
+    ) -> Result<(), ActorProcessingErr> {
+        super::outgoing::recover(st);
+        super::outgoing::schedule(&myself, st);
+        Ok(())
     }
 
     async fn handle(
@@ -225,6 +273,10 @@ impl Actor for SessionActor {
                     apply(&myself, st, Event::QrWindowExpired).await;
                 }
             }
+            SessionMsg::Outbox => super::outgoing::schedule(&myself, st),
+            SessionMsg::SendNext { generation } => {
+                super::outgoing::send_next(&myself, st, generation).await;
+            }
         }
         Ok(())
     }
@@ -237,6 +289,7 @@ impl Actor for SessionActor {
         if let Some(timer) = st.qr_timer.take() {
             timer.abort();
         }
+        st.outgoing.cancel();
         stop_driver(st).await;
         Ok(())
     }
@@ -267,6 +320,9 @@ async fn apply(
             // Published once its effects are done: DISCONNECTED means the
             // driver is closed (and the profile gone, after a logout).
             publish(myself, st, from);
+            if matches!(st.state, SessionState::Ready { .. }) {
+                super::outgoing::schedule(myself, st);
+            }
         }
         Transition::Ignored(why) => tracing::debug!(
             tenant = %st.record.tenant,
@@ -477,6 +533,7 @@ async fn on_engine_event(
             return;
         }
         EngineEvent::Ack { message_id, ack } => {
+            super::outgoing::on_ack(st, &message_id, ack);
             st.env.bus.publish(BusEvent::Ack(AckEvent {
                 tenant: st.record.tenant.clone(),
                 session: st.record.id.clone(),

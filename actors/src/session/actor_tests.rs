@@ -44,6 +44,12 @@ async fn fixture() -> Fixture {
         profiles_dir: PathBuf::from("/nonexistent/profiles"),
         driver_stop_timeout: Duration::from_secs(5),
         restart_grace: Duration::from_secs(60),
+        messages: None,
+        pacing: crate::messaging::Pacing {
+            min_delay: Duration::ZERO,
+            max_delay: Duration::ZERO,
+            per_minute: 60,
+        },
     };
     let args = SessionArgs {
         record,

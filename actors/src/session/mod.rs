@@ -3,6 +3,7 @@
 
 pub mod actor;
 pub mod machine;
+mod outgoing;
 
 pub use actor::{SessionActor, SessionArgs, SessionMsg, SessionView};
 pub use machine::{DisconnectReason, Effect, Event, Refusal, SessionState, Transition};

@@ -83,7 +83,12 @@ pub trait MessageRepo: Send + Sync + 'static {
     fn accept(&self, batch: &[MessageRecord]) -> Result<Vec<MessageRecord>, StoreError>;
     fn message(&self, id: &str) -> Result<Option<MessageRecord>, StoreError>;
     /// A session's messages, newest first, after `before` (an id) if given.
-    fn messages(&self, session: &SessionId, limit: usize, before: Option<&str>) -> Result<Vec<MessageRecord>, StoreError>;
+    fn messages(
+        &self,
+        session: &SessionId,
+        limit: usize,
+        before: Option<&str>,
+    ) -> Result<Vec<MessageRecord>, StoreError>;
     /// The first queued message of a session.
     fn next_queued(&self, session: &SessionId) -> Result<Option<MessageRecord>, StoreError>;
     /// Replaces a record; when it leaves the queue (sent, failed, unknown)
@@ -104,11 +109,17 @@ impl MessageRepo for Store {
             let mut keys = txn.open_table(IDEMPOTENCY)?;
             let mut seqs = txn.open_table(SEQUENCES)?;
             for m in batch {
-                let key = m.idempotency_key.as_ref().map(|k| format!("{}/{}", m.tenant, k));
+                let key = m
+                    .idempotency_key
+                    .as_ref()
+                    .map(|k| format!("{}/{}", m.tenant, k));
                 if let Some(k) = &key {
                     let existing = keys.get(k.as_str())?.map(|v| v.value().to_owned());
                     if let Some(id) = existing {
-                        let found = messages.get(id.as_str())?.map(|v| decode(v.value())).transpose()?;
+                        let found = messages
+                            .get(id.as_str())?
+                            .map(|v| decode(v.value()))
+                            .transpose()?;
                         if let Some(found) = found {
                             out.push(found);
                             continue;
@@ -136,7 +147,12 @@ impl MessageRepo for Store {
         v.map(|v| decode(v.value())).transpose()
     }
 
-    fn messages(&self, session: &SessionId, limit: usize, before: Option<&str>) -> Result<Vec<MessageRecord>, StoreError> {
+    fn messages(
+        &self,
+        session: &SessionId,
+        limit: usize,
+        before: Option<&str>,
+    ) -> Result<Vec<MessageRecord>, StoreError> {
         let txn = self.db().begin_read()?;
         let table = txn.open_table(MESSAGES)?;
         let mut all = Vec::new();
@@ -149,7 +165,10 @@ impl MessageRepo for Store {
         }
         all.sort_by(|a, b| b.created_at.cmp(&a.created_at).then(b.id.cmp(&a.id)));
         let start = match before {
-            Some(id) => all.iter().position(|m| m.id == id).map_or(all.len(), |i| i + 1),
+            Some(id) => all
+                .iter()
+                .position(|m| m.id == id)
+                .map_or(all.len(), |i| i + 1),
             None => 0,
         };
         Ok(all.into_iter().skip(start).take(limit).collect())
@@ -161,7 +180,10 @@ impl MessageRepo for Store {
         let messages = txn.open_table(MESSAGES)?;
         for row in outbox.range((session.as_str(), 0)..=(session.as_str(), u64::MAX))? {
             let (_, id) = row?;
-            let m = messages.get(id.value())?.map(|v| decode(v.value())).transpose()?;
+            let m = messages
+                .get(id.value())?
+                .map(|v| decode(v.value()))
+                .transpose()?;
             if let Some(m) = m.filter(|m| m.status == MessageStatus::Queued) {
                 return Ok(Some(m));
             }
@@ -172,9 +194,11 @@ impl MessageRepo for Store {
     fn update(&self, m: &MessageRecord) -> Result<(), StoreError> {
         let txn = self.db().begin_write()?;
         {
-            txn.open_table(MESSAGES)?.insert(m.id.as_str(), encode(m)?.as_slice())?;
+            txn.open_table(MESSAGES)?
+                .insert(m.id.as_str(), encode(m)?.as_slice())?;
             if let Some(engine_id) = &m.engine_id {
-                txn.open_table(ENGINE_IDS)?.insert(engine_id.as_str(), m.id.as_str())?;
+                txn.open_table(ENGINE_IDS)?
+                    .insert(engine_id.as_str(), m.id.as_str())?;
             }
             let leaves = !matches!(m.status, MessageStatus::Queued | MessageStatus::Sending);
             if leaves {
@@ -216,7 +240,10 @@ impl MessageRepo for Store {
         let mut out = Vec::new();
         for row in outbox.range((session.as_str(), 0)..=(session.as_str(), u64::MAX))? {
             let (_, id) = row?;
-            let m = messages.get(id.value())?.map(|v| decode(v.value())).transpose()?;
+            let m = messages
+                .get(id.value())?
+                .map(|v| decode(v.value()))
+                .transpose()?;
             if let Some(m) = m.filter(|m| m.status == MessageStatus::Sending) {
                 out.push(m);
             }

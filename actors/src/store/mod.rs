@@ -11,10 +11,12 @@
 mod accounts;
 mod audit;
 mod ledger;
+mod messages;
 mod sessions;
 
 pub use accounts::{AccountError, ApiKeyRecord, Role, TenantRecord, UserRecord};
 pub use audit::{AuditEntry, AuditRepo, AUDIT_CAPACITY};
+pub use messages::{MessageRecord, MessageRepo, MessageStatus};
 pub use sessions::{DesiredState, SessionRecord, SessionRepo};
 
 use redb::{Database, DatabaseError, ReadableDatabase, ReadableTable, TableDefinition};
@@ -119,6 +121,7 @@ impl Store {
             ledger::create_tables(&txn)?;
             audit::create_tables(&txn)?;
             accounts::create_tables(&txn)?;
+            messages::create_tables(&txn)?;
         }
         txn.commit()?;
         Ok(())

@@ -317,6 +317,11 @@ impl Actor for Supervisor {
                 attempts::start_attempt(&myself, st, &id, epoch).await
             }
             SupervisorMsg::Reconnect { id } => attempts::reconnect(&myself, st, &id),
+            SupervisorMsg::MessagesQueued { session } => {
+                if let Some(actor) = st.sessions.get(&session).and_then(|e| e.actor.as_ref()) {
+                    let _ = actor.cast(SessionMsg::Outbox);
+                }
+            }
             SupervisorMsg::Respawn { id } => respawn(&myself, st, &id).await,
             SupervisorMsg::SessionChanged { actor, view, from } => {
                 on_session_changed(&myself, st, actor, view, from);

@@ -186,6 +186,10 @@ pub enum SupervisorMsg {
         by: String,
         reply: Reply<bool>,
     },
+    /// New messages are queued for a session (from the outbox).
+    MessagesQueued {
+        session: SessionId,
+    },
     /// An automatic reconnect's backoff has passed (internal).
     Reconnect {
         id: SessionId,

@@ -50,15 +50,7 @@ async fn start_with_clock(
 ) -> Harness {
     let store = Store::open(dir).expect("store");
     let bus = Bus::new(1024);
-    let env = SessionEnv {
-        clock,
-        bus: bus.clone(),
-        qr_window: config.engine.qr_window,
-        qr_code_ttl: config.engine.qr_code_ttl,
-        profiles_dir: dir.join("profiles"),
-        driver_stop_timeout: Duration::from_secs(5),
-        restart_grace: config.antiban.restart_grace,
-    };
+    let env = SessionEnv::from_config(&config, clock, bus.clone(), Some(Arc::new(store.clone())));
     let args = SupervisorArgs {
         config,
         sessions: Arc::new(store.clone()),

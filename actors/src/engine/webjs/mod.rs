@@ -192,6 +192,10 @@ async fn timed<T, E: std::fmt::Display>(
 impl Engine for WebjsEngine {
     async fn start(&self, spec: &DriverSpec) -> Result<Driver, EngineError> {
         std::fs::create_dir_all(&spec.state_dir).map_err(|e| EngineError::Io(e.to_string()))?;
+        // A browser left on this profile by a process that was killed
+        // (kill -9 leaves its children running) would fight the new one.
+        let profile = spec.state_dir.clone();
+        let _ = tokio::task::spawn_blocking(move || process::sweep(None, &[], &profile)).await;
         clear_singleton_locks(&spec.state_dir);
         let major = self.chrome_major().await;
         let ua = spec

@@ -1,0 +1,9 @@
+//! Messaging: the durable outbox ([`outbox`]) that accepts messages with a
+//! group commit, and the pacing rules ([`pacing`]) a session actor follows to
+//! send them like a person would.
+
+pub mod outbox;
+pub mod pacing;
+
+pub use outbox::{Outbox, OutboxError};
+pub use pacing::Pacing;

@@ -1,0 +1,97 @@
+//! The outbox writer: one task that takes accept requests from any number of
+//! callers, writes them in batches — one durable commit for up to
+//! [`BATCH`] messages — and answers each caller only after its batch is on
+//! disk. Then it tells the supervisor which sessions have new messages.
+
+use crate::store::{MessageRecord, MessageRepo, StoreError};
+use crate::supervisor::SupervisorMsg;
+use ractor::ActorRef;
+use std::collections::BTreeSet;
+use std::sync::Arc;
+use tokio::sync::{mpsc, oneshot};
+
+/// Most messages one commit carries.
+pub const BATCH: usize = 2048;
+
+#[derive(Debug, thiserror::Error)]
+pub enum OutboxError {
+    #[error("the outbox is closed")]
+    Closed,
+    #[error("store failure: {0}")]
+    Store(String),
+}
+
+type Request = (
+    MessageRecord,
+    oneshot::Sender<Result<MessageRecord, OutboxError>>,
+);
+
+/// Handle to the outbox writer; cheap to clone.
+#[derive(Clone)]
+pub struct Outbox {
+    tx: mpsc::Sender<Request>,
+}
+
+impl Outbox {
+    /// Starts the writer. `notify`, when set, is told about sessions with
+    /// newly queued messages.
+    pub fn start(
+        repo: Arc<dyn MessageRepo>,
+        notify: Option<ActorRef<SupervisorMsg>>,
+    ) -> (Outbox, tokio::task::JoinHandle<()>) {
+        let (tx, rx) = mpsc::channel(BATCH * 4);
+        let task = tokio::spawn(run(rx, repo, notify));
+        (Outbox { tx }, task)
+    }
+
+    /// Stores `message` durably and returns the stored record (the existing
+    /// one, for a repeated idempotency key).
+    pub async fn accept(&self, message: MessageRecord) -> Result<MessageRecord, OutboxError> {
+        let (reply, rx) = oneshot::channel();
+        self.tx
+            .send((message, reply))
+            .await
+            .map_err(|_| OutboxError::Closed)?;
+        rx.await.map_err(|_| OutboxError::Closed)?
+    }
+}
+
+async fn run(
+    mut rx: mpsc::Receiver<Request>,
+    repo: Arc<dyn MessageRepo>,
+    notify: Option<ActorRef<SupervisorMsg>>,
+) {
+    while let Some(first) = rx.recv().await {
+        let mut batch = vec![first];
+        while batch.len() < BATCH {
+            match rx.try_recv() {
+                Ok(r) => batch.push(r),
+                Err(_) => break,
+            }
+        }
+        let (records, replies): (Vec<MessageRecord>, Vec<_>) = batch.into_iter().unzip();
+        let repo = repo.clone();
+        let written = tokio::task::spawn_blocking(move || repo.accept(&records))
+            .await
+            .unwrap_or_else(|e| Err(StoreError::Db(e.to_string())));
+        match written {
+            Ok(stored) => {
+                let sessions: BTreeSet<_> = stored.iter().map(|m| m.session.clone()).collect();
+                for (m, reply) in stored.into_iter().zip(replies) {
+                    let _ = reply.send(Ok(m));
+                }
+                if let Some(sup) = &notify {
+                    for session in sessions {
+                        let _ = sup.cast(SupervisorMsg::MessagesQueued { session });
+                    }
+                }
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "outbox write failed; nothing of the batch was accepted");
+                for reply in replies {
+                    let _ = reply.send(Err(OutboxError::Store(e.to_string())));
+                }
+            }
+        }
+    }
+}

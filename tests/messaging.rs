@@ -1,0 +1,166 @@
+//! The outbox over the API with the scripted engine: messages are durable
+//! before the 202, wait (not fail) while the session is not READY, go out
+//! in order and paced, are idempotent by key, and follow the engine's acks.
+
+mod common;
+
+use centinela_actors::engine::scripted::ScriptedEngine;
+use centinela_actors::engine::EngineEvent;
+use centinela_actors::ids::SessionId;
+use common::api::{api_config, start_api, Cred, Ws, ADMIN, ADMIN_PASSWORD};
+use serde_json::json;
+use std::time::Duration;
+
+#[tokio::test]
+async fn messages_wait_for_ready_then_go_out_in_order_paced_and_once() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut config = api_config(dir.path());
+    config.messaging.send_delay_min = Duration::from_millis(150);
+    config.messaging.send_delay_max = Duration::from_millis(200);
+    let s = start_api(config, ScriptedEngine::new(), None).await;
+    let admin = s.api.login(ADMIN, ADMIN_PASSWORD).await;
+    let (token, _) = s.api.tenant_with_user(&admin, "clinic").await;
+    let id = s.api.create_session(&token, None, "desk").await;
+    let sid = SessionId::new(id.clone()).expect("id");
+    let mut ws = Ws::connect(&s.api.base, &format!("token={token}")).await;
+
+    let mut ids = Vec::new();
+    for i in 0..3 {
+        let r = s
+            .api
+            .call("POST", &format!("/api/v1/sessions/{id}/messages"), Cred::Token(&token), Some(json!({"to": "5491100000000", "text": format!("turno {i}"), "idempotency_key": format!("k{i}")})))
+            .await;
+        assert_eq!(
+            (r.status, r.body["status"].clone()),
+            (202, json!("queued")),
+            "{}",
+            r.text
+        );
+        ids.push(r.body["id"].as_str().expect("id").to_owned());
+    }
+    // The same key again: the same message, not a second one.
+    let again = s
+        .api
+        .call(
+            "POST",
+            &format!("/api/v1/sessions/{id}/messages"),
+            Cred::Token(&token),
+            Some(json!({"to": "5491100000000", "text": "turno 0", "idempotency_key": "k0"})),
+        )
+        .await;
+    assert_eq!(again.body["id"], ids[0].as_str());
+    let list = s
+        .api
+        .call(
+            "GET",
+            &format!("/api/v1/sessions/{id}/messages"),
+            Cred::Token(&token),
+            None,
+        )
+        .await;
+    assert_eq!(list.body["messages"].as_array().map(Vec::len), Some(3));
+    assert!(s.engine.sent().is_empty(), "nothing leaves before READY");
+
+    s.api
+        .call(
+            "POST",
+            &format!("/api/v1/sessions/{id}/connect"),
+            Cred::Token(&token),
+            None,
+        )
+        .await;
+    ws.until_state(&id, "QR").await;
+    assert!(s.engine.scan(&sid, "5491122334455"));
+    let mut sent_at = Vec::new();
+    let mut ready_seen = false;
+    while sent_at.len() < 3 {
+        let v = ws
+            .next(|v| {
+                v["type"] == "transition"
+                    || (v["type"] == "message_status" && v["status"] == "sent")
+            })
+            .await;
+        if v["type"] == "transition" {
+            ready_seen |= v["to"]["state"] == "READY";
+            continue;
+        }
+        assert!(ready_seen, "a message went out before READY: {v}");
+        let pos = ids
+            .iter()
+            .position(|m| v["message_id"] == m.as_str())
+            .expect("one of ours");
+        assert_eq!(pos, sent_at.len(), "in order");
+        sent_at.push(
+            centinela_actors::clock::Timestamp::parse_rfc3339(v["at"].as_str().expect("at"))
+                .expect("time"),
+        );
+    }
+    for w in sent_at.windows(2) {
+        assert!(
+            w[1].since(w[0]) >= Duration::from_millis(140),
+            "paced: {:?}",
+            w[1].since(w[0])
+        );
+    }
+    let texts: Vec<String> = s.engine.sent().into_iter().map(|(_, _, t)| t).collect();
+    assert_eq!(texts, ["turno 0", "turno 1", "turno 2"], "each once");
+    s.server.shutdown().await.expect("shutdown");
+}
+
+#[tokio::test]
+async fn acks_move_the_status_forward() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let s = start_api(api_config(dir.path()), ScriptedEngine::new(), None).await;
+    let admin = s.api.login(ADMIN, ADMIN_PASSWORD).await;
+    let (token, _) = s.api.tenant_with_user(&admin, "shop").await;
+    let id = s.api.create_session(&token, None, "desk").await;
+    let sid = SessionId::new(id.clone()).expect("id");
+    s.engine.pair(&sid, "5491122334455");
+    let mut ws = Ws::connect(&s.api.base, &format!("token={token}")).await;
+    s.api
+        .call(
+            "POST",
+            &format!("/api/v1/sessions/{id}/connect"),
+            Cred::Token(&token),
+            None,
+        )
+        .await;
+    ws.until_state(&id, "READY").await;
+    let r = s
+        .api
+        .call(
+            "POST",
+            &format!("/api/v1/sessions/{id}/messages"),
+            Cred::Token(&token),
+            Some(json!({"to": "5491100000000", "text": "hola"})),
+        )
+        .await;
+    let mid = r.body["id"].as_str().expect("id").to_owned();
+    ws.next(|v| {
+        v["type"] == "message_status" && v["message_id"] == mid.as_str() && v["status"] == "sent"
+    })
+    .await;
+    // The scripted engine numbers its messages msg1, msg2, ...
+    for (ack, status) in [(2, "delivered"), (3, "read"), (2, "read")] {
+        assert!(s.engine.emit(
+            &sid,
+            EngineEvent::Ack {
+                message_id: "msg1".into(),
+                ack
+            }
+        ));
+        let ev = ws.next(|v| v["type"] == "ack").await;
+        assert_eq!(ev["ack"], ack);
+        let m = s
+            .api
+            .call(
+                "GET",
+                &format!("/api/v1/sessions/{id}/messages/{mid}"),
+                Cred::Token(&token),
+                None,
+            )
+            .await;
+        assert_eq!(m.body["status"], status, "after ack {ack}");
+    }
+    s.server.shutdown().await.expect("shutdown");
+}
