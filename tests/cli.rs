@@ -3,11 +3,11 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Output, Stdio};
-use std::time::{Duration, Instant};
+use common::proc::{spawn_serve, spawn_serve_with, terminate};
 
-const BIN: &str = env!("CARGO_BIN_EXE_centinela");
+use std::process::{Command, Output, Stdio};
+
+use common::proc::BIN;
 
 fn run(args: &[&str], env: &[(&str, &str)]) -> Output {
     let mut cmd = Command::new(BIN);
@@ -65,84 +65,6 @@ fn an_unknown_key_in_a_config_file_is_named() {
     assert_eq!(out.status.code(), Some(2));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("engine.chromium"), "{err}");
-}
-
-/// Starts `serve` and waits (on its log, not a sleep) until it listens.
-/// Returns the child, its address and the stderr lines before that.
-fn spawn_serve_with(
-    data: &str,
-    extra: &[&str],
-    env: &[(&str, &str)],
-) -> (Child, String, Vec<String>) {
-    let mut cmd = Command::new(BIN);
-    cmd.args([
-        "--log-format",
-        "json",
-        "serve",
-        "--listen",
-        "127.0.0.1:0",
-        "--data",
-        data,
-    ])
-    .args(extra)
-    .env("RUST_LOG", "info")
-    .env_remove("CENTINELA_ADMIN_USER")
-    .env_remove("CENTINELA_ADMIN_PASSWORD")
-    .stderr(Stdio::piped())
-    .stdout(Stdio::null());
-    for (k, v) in env {
-        cmd.env(k, v);
-    }
-    let mut child = cmd.spawn().expect("spawn serve");
-    let stderr = child.stderr.take().expect("stderr");
-    let mut lines = BufReader::new(stderr).lines();
-    let deadline = Instant::now() + Duration::from_secs(60);
-    let mut seen = Vec::new();
-    while Instant::now() < deadline {
-        let Some(Ok(line)) = lines.next() else { break };
-        seen.push(line.clone());
-        let Ok(v) = serde_json::from_str::<serde_json::Value>(&line) else {
-            continue;
-        };
-        if v["fields"]["message"] == "centinela serving" {
-            let listen = v["fields"]["listen"]
-                .as_str()
-                .expect("listen field")
-                .to_owned();
-            // Keep draining stderr so the child never blocks on a full pipe.
-            std::thread::spawn(move || for _ in lines {});
-            return (child, listen, seen);
-        }
-    }
-    let _ = child.kill();
-    let _ = child.wait();
-    panic!("serve did not report listening: {seen:#?}");
-}
-
-fn spawn_serve(data: &str) -> (Child, String) {
-    let (child, listen, _) = spawn_serve_with(data, &[], &[]);
-    (child, listen)
-}
-
-/// SIGTERM, then the exit status (within a minute).
-fn terminate(mut child: Child) -> std::process::ExitStatus {
-    let pid = child.id().to_string();
-    let killed = Command::new("kill")
-        .args(["-TERM", &pid])
-        .status()
-        .expect("kill");
-    assert!(killed.success());
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        let _ = tx.send(child.wait());
-    });
-    match rx.recv_timeout(Duration::from_secs(60)) {
-        Ok(status) => status.expect("wait"),
-        Err(_) => {
-            let _ = Command::new("kill").args(["-KILL", &pid]).status();
-            panic!("serve did not exit within 60 s of SIGTERM");
-        }
-    }
 }
 
 /// A blocking HTTP call with a JSON body (the CLI tests have no runtime).

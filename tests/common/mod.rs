@@ -5,6 +5,7 @@
 
 pub mod api;
 pub mod browser;
+pub mod proc;
 
 use centinela::config::Config;
 use centinela::{RunError, Services};

@@ -195,7 +195,10 @@ impl Engine for WebjsEngine {
         // A browser left on this profile by a process that was killed
         // (kill -9 leaves its children running) would fight the new one.
         let profile = spec.state_dir.clone();
-        let _ = tokio::task::spawn_blocking(move || process::sweep(None, &[], &profile)).await;
+        let _ = tokio::task::spawn_blocking(move || {
+            process::retire_stale(&profile, Duration::from_secs(10))
+        })
+        .await;
         clear_singleton_locks(&spec.state_dir);
         let major = self.chrome_major().await;
         let ua = spec

@@ -87,12 +87,16 @@ pub fn tree(root: u32) -> Vec<u32> {
 
 /// SIGKILLs every pid given (best effort; already-gone ones are fine).
 pub fn kill(pids: &[u32]) {
+    signal(pids, "-KILL");
+}
+
+fn signal(pids: &[u32], sig: &str) {
     if pids.is_empty() {
         return;
     }
     let args: Vec<String> = pids.iter().map(|p| p.to_string()).collect();
     let _ = Command::new("kill")
-        .arg("-KILL")
+        .arg(sig)
         .args(&args)
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null())
@@ -122,6 +126,22 @@ pub fn sweep(root: Option<u32>, remembered: &[u32], profile: &Path) {
         // A SIGKILLed process takes a moment to die; look again.
         std::thread::sleep(std::time::Duration::from_millis(20));
     }
+}
+
+/// Ends a browser left running on `profile` by a process that died
+/// (`kill -9` leaves its children): SIGTERM first, so Chromium writes its
+/// storage (the pairing) to disk; up to `grace` later, SIGKILL what is left.
+pub fn retire_stale(profile: &Path, grace: std::time::Duration) {
+    let stale = using_profile(profile);
+    if stale.is_empty() {
+        return;
+    }
+    signal(&stale, "-TERM");
+    let deadline = std::time::Instant::now() + grace;
+    while stale.iter().any(|p| is_alive(*p)) && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    sweep(None, &[], profile);
 }
 
 #[cfg(test)]

@@ -1,0 +1,96 @@
+//! Running the `centinela` binary as a user does: spawn it, wait on its log
+//! (never a sleep) until it listens, stop it with SIGTERM.
+
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_centinela");
+
+/// Starts `serve` and waits (on its log, not a sleep) until it listens.
+/// Returns the child, its address and the stderr lines before that.
+pub fn spawn_serve_with(
+    data: &str,
+    extra: &[&str],
+    env: &[(&str, &str)],
+) -> (Child, String, Vec<String>) {
+    let mut args = vec!["serve", "--listen", "127.0.0.1:0", "--data", data];
+    args.extend_from_slice(extra);
+    spawn_until(&args, env, "centinela serving")
+}
+
+/// Runs `centinela --log-format json ARGS` until it logs a message starting
+/// with `ready` (with a `listen` field); returns the child, that address and
+/// the stderr lines before.
+pub fn spawn_until(
+    args: &[&str],
+    env: &[(&str, &str)],
+    ready: &str,
+) -> (Child, String, Vec<String>) {
+    let mut cmd = Command::new(BIN);
+    cmd.args(["--log-format", "json"])
+        .args(args)
+        .env("RUST_LOG", "info")
+        .env_remove("CENTINELA_ADMIN_USER")
+        .env_remove("CENTINELA_ADMIN_PASSWORD")
+        .stderr(Stdio::piped())
+        .stdout(Stdio::null());
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let mut child = cmd.spawn().expect("spawn serve");
+    let stderr = child.stderr.take().expect("stderr");
+    let mut lines = BufReader::new(stderr).lines();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut seen = Vec::new();
+    while Instant::now() < deadline {
+        let Some(Ok(line)) = lines.next() else { break };
+        seen.push(line.clone());
+        let Ok(v) = serde_json::from_str::<serde_json::Value>(&line) else {
+            continue;
+        };
+        if v["fields"]["message"]
+            .as_str()
+            .is_some_and(|m| m.starts_with(ready))
+        {
+            let listen = v["fields"]["listen"]
+                .as_str()
+                .expect("listen field")
+                .to_owned();
+            // Keep draining stderr so the child never blocks on a full pipe.
+            std::thread::spawn(move || for _ in lines {});
+            return (child, listen, seen);
+        }
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    panic!("serve did not report listening: {seen:#?}");
+}
+
+pub fn spawn_serve(data: &str) -> (Child, String) {
+    let (child, listen, _) = spawn_serve_with(data, &[], &[]);
+    (child, listen)
+}
+
+/// SIGTERM, then the exit status (within a minute).
+pub fn terminate(mut child: Child) -> std::process::ExitStatus {
+    let pid = child.id().to_string();
+    let killed = Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .expect("kill");
+    assert!(killed.success());
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(child.wait());
+    });
+    match rx.recv_timeout(Duration::from_secs(60)) {
+        Ok(status) => status.expect("wait"),
+        Err(_) => {
+            let _ = Command::new("kill").args(["-KILL", &pid]).status();
+            panic!("serve did not exit within 60 s of SIGTERM");
+        }
+    }
+}
