@@ -52,6 +52,9 @@ pub struct HubStats {
 
 /// Most events one commit carries.
 const BATCH: usize = 512;
+/// The longest an audit entry waits to be made durable (a crash may lose
+/// at most this much of the log; never ledger, session or message data).
+const DURABLE_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
 
 impl Hub {
     /// Starts the hub task. `logs` is the receiving end of the tracing layer.
@@ -88,12 +91,18 @@ async fn run(
     stats: Arc<HubStats>,
 ) {
     let mut logs_open = true;
+    let mut last_durable = std::time::Instant::now();
     loop {
         let first = tokio::select! {
             ev = bus.recv() => match ev {
                 Ok(e) => Incoming::Bus(e),
                 Err(broadcast::error::RecvError::Lagged(n)) => Incoming::Lagged(n),
-                Err(broadcast::error::RecvError::Closed) => return,
+                Err(broadcast::error::RecvError::Closed) => {
+                    // Make everything written so far durable before ending.
+                    let repo = audit.clone();
+                    let _ = tokio::task::spawn_blocking(move || repo.audit_batch(&[], true)).await;
+                    return;
+                }
             },
             ev = logs.recv(), if logs_open => match ev {
                 Some(e) => Incoming::Log(e),
@@ -114,7 +123,13 @@ async fn run(
                 Err(_) => break,
             }
         }
-        deliver(batch, &audit, &tx, &stats).await;
+        // Audit entries are made durable at least every second; in between
+        // they ride along without an fsync, so delivery is not held up by one.
+        let durable = last_durable.elapsed() >= DURABLE_EVERY;
+        if durable {
+            last_durable = std::time::Instant::now();
+        }
+        deliver(batch, &audit, &tx, &stats, durable).await;
     }
 }
 
@@ -124,6 +139,7 @@ async fn deliver(
     audit: &Arc<dyn AuditRepo>,
     tx: &broadcast::Sender<Arc<HubEvent>>,
     stats: &HubStats,
+    durable: bool,
 ) {
     let mut entries = Vec::with_capacity(batch.len());
     let mut shaped = Vec::with_capacity(batch.len());
@@ -143,7 +159,8 @@ async fn deliver(
         return;
     }
     let repo = audit.clone();
-    let seqs = match tokio::task::spawn_blocking(move || repo.audit_batch(&entries)).await {
+    let seqs = match tokio::task::spawn_blocking(move || repo.audit_batch(&entries, durable)).await
+    {
         Ok(Ok(seqs)) => seqs,
         _ => {
             stats.persist_errors.fetch_add(1, Ordering::Relaxed);
