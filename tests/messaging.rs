@@ -164,3 +164,62 @@ async fn acks_move_the_status_forward() {
     }
     s.server.shutdown().await.expect("shutdown");
 }
+
+#[tokio::test]
+async fn incoming_messages_are_stored_and_pushed() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let s = start_api(api_config(dir.path()), ScriptedEngine::new(), None).await;
+    let admin = s.api.login(ADMIN, ADMIN_PASSWORD).await;
+    let (token, _) = s.api.tenant_with_user(&admin, "shop").await;
+    let id = s.api.create_session(&token, None, "desk").await;
+    let sid = SessionId::new(id.clone()).expect("id");
+    s.engine.pair(&sid, "5491122334455");
+    let mut ws = Ws::connect(&s.api.base, &format!("token={token}")).await;
+    s.api
+        .call(
+            "POST",
+            &format!("/api/v1/sessions/{id}/connect"),
+            Cred::Token(&token),
+            None,
+        )
+        .await;
+    ws.until_state(&id, "READY").await;
+    for (n, text) in ["hola", "¿abren el sábado?"].iter().enumerate() {
+        let ev = EngineEvent::MessageIn {
+            id: format!("in{n}"),
+            from: "5491100000000".into(),
+            text: (*text).into(),
+        };
+        assert!(s.engine.emit(&sid, ev));
+        let pushed = ws.next(|v| v["type"] == "message_in").await;
+        assert_eq!(pushed["text"], *text);
+    }
+    let r = s
+        .api
+        .call(
+            "GET",
+            &format!("/api/v1/sessions/{id}/inbox"),
+            Cred::Token(&token),
+            None,
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    let texts: Vec<&str> = r.body["messages"]
+        .as_array()
+        .expect("list")
+        .iter()
+        .filter_map(|m| m["text"].as_str())
+        .collect();
+    assert_eq!(texts, ["¿abren el sábado?", "hola"], "stored, newest first");
+    let r = s
+        .api
+        .call(
+            "GET",
+            &format!("/api/v1/sessions/{id}/inbox?limit=1&before=2"),
+            Cred::Token(&token),
+            None,
+        )
+        .await;
+    assert_eq!(r.body["messages"][0]["text"], "hola");
+    s.server.shutdown().await.expect("shutdown");
+}

@@ -14,7 +14,7 @@ use axum::http::StatusCode;
 use axum::routing::get;
 use axum::Json;
 use centinela_actors::clock::Timestamp;
-use centinela_actors::store::{MessageRecord, MessageRepo, MessageStatus};
+use centinela_actors::store::{InboxRepo, MessageRecord, MessageRepo, MessageStatus};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
@@ -55,6 +55,11 @@ pub fn routes() -> Routes {
                     json!({"to": "5491122334455", "text": "hola", "idempotency_key": "order-42"}),
                 ),
             ],
+        )
+        .route(
+            "/api/v1/sessions/{id}/inbox",
+            get(inbox),
+            vec![Doc::new("GET", "messages", "Incoming messages, newest first (?limit, ?before=seq); the last 1,000 per session are kept", Access::Authenticated, ONE)],
         )
         .route(
             "/api/v1/sessions/{id}/messages/{mid}",
@@ -219,4 +224,30 @@ async fn list_messages(
     Ok(Json(
         json!({ "messages": page.iter().map(message_json).collect::<Vec<_>>(), "next_before": next }),
     ))
+}
+
+#[derive(Deserialize)]
+struct InboxPage {
+    limit: Option<usize>,
+    before: Option<u64>,
+}
+
+/// A session's incoming messages, newest first.
+async fn inbox(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+    Query(p): Query<InboxPage>,
+) -> Result<Json<Value>, ApiError> {
+    let d = visible(&state, &caller, &id).await?;
+    let limit = p.limit.unwrap_or(50).clamp(1, 500);
+    let page = state
+        .auth
+        .store()
+        .incoming(&d.view.id, limit, p.before)
+        .map_err(crate::error::from_store)?;
+    let next = (page.len() == limit)
+        .then(|| page.last().map(|m| m.seq))
+        .flatten();
+    Ok(Json(json!({ "messages": page, "next_before": next })))
 }

@@ -47,7 +47,7 @@ pub struct SessionEnv {
     /// A first 515 this soon after a scan is a restart, not a ban.
     pub restart_grace: Duration,
     /// The outbox; `None` where nothing is sent from a queue (tests).
-    pub messages: Option<Arc<dyn crate::store::MessageRepo>>,
+    pub messages: Option<Arc<dyn crate::store::MessageStore>>,
     pub pacing: crate::messaging::Pacing,
 }
 
@@ -57,7 +57,7 @@ impl SessionEnv {
         config: &crate::config::Config,
         clock: SharedClock,
         bus: Bus,
-        messages: Option<Arc<dyn crate::store::MessageRepo>>,
+        messages: Option<Arc<dyn crate::store::MessageStore>>,
     ) -> SessionEnv {
         SessionEnv {
             clock,
@@ -522,6 +522,20 @@ async fn on_engine_event(
             }
         }
         EngineEvent::MessageIn { id, from, text } => {
+            if let Some(store) = &st.env.messages {
+                let record = crate::store::IncomingRecord {
+                    seq: 0,
+                    id: id.clone(),
+                    tenant: st.record.tenant.clone(),
+                    session: st.record.id.clone(),
+                    from: from.clone(),
+                    text: text.clone(),
+                    at: st.env.clock.now(),
+                };
+                if let Err(e) = store.store_incoming(&record) {
+                    tracing::error!(session = %st.record.id, error = %e, "could not store an incoming message");
+                }
+            }
             st.env.bus.publish(BusEvent::MessageIn(MessageEvent {
                 tenant: st.record.tenant.clone(),
                 session: st.record.id.clone(),

@@ -16,7 +16,10 @@ mod sessions;
 
 pub use accounts::{AccountError, ApiKeyRecord, Role, TenantRecord, UserRecord};
 pub use audit::{AuditEntry, AuditRepo, AUDIT_CAPACITY};
-pub use messages::{MessageRecord, MessageRepo, MessageStatus};
+pub use messages::{
+    InboxRepo, IncomingRecord, MessageRecord, MessageRepo, MessageStatus, MessageStore,
+    INBOX_CAPACITY,
+};
 pub use sessions::{DesiredState, SessionRecord, SessionRepo};
 
 use redb::{Database, DatabaseError, ReadableDatabase, ReadableTable, TableDefinition};
@@ -122,6 +125,7 @@ impl Store {
             audit::create_tables(&txn)?;
             accounts::create_tables(&txn)?;
             messages::create_tables(&txn)?;
+            messages::create_inbox(&txn)?;
         }
         txn.commit()?;
         Ok(())
