@@ -147,6 +147,12 @@ pub async fn run(
         Arc::new(store.clone()),
         Some(supervisor.clone()),
     );
+    let (webhooks, webhooks_task) = centinela_actors::messaging::Webhooks::start(
+        Arc::new(store.clone()),
+        &bus,
+        services.clock.clone(),
+        config.webhooks.clone(),
+    );
     let metrics = Arc::new(centinela_web::metrics::Metrics::default());
     metrics.follow(&bus);
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
@@ -158,6 +164,7 @@ pub async fn run(
         hub,
         metrics,
         outbox,
+        webhooks,
         web: centinela_web::WebConfig {
             cors_origins: config.server.cors_origins.clone(),
             max_body_bytes: config.server.max_body_bytes,
@@ -247,6 +254,7 @@ pub async fn run(
     let _ = tokio::time::timeout(config.server.shutdown_timeout, hub_task).await;
     // The HTTP state (and its outbox handle) is gone: the writer drains and ends.
     let _ = tokio::time::timeout(config.server.shutdown_timeout, outbox_task).await;
+    let _ = tokio::time::timeout(config.server.shutdown_timeout, webhooks_task).await;
     drop(store);
     tracing::info!("shutdown complete");
     served.map_err(RunError::Http)

@@ -412,6 +412,34 @@ async fn another_tenants_resources_are_forbidden_on_every_route() {
             Some(json!({"username": "evil", "password": "evil-password-1", "role": "admin"})),
         ),
         ("GET", "/health/details".into(), None),
+        ("GET", "/api/v1/tenants/tenant-b/webhook".into(), None),
+        (
+            "PUT",
+            "/api/v1/tenants/tenant-b/webhook".into(),
+            Some(json!({"url": "http://127.0.0.1:9/x"})),
+        ),
+        ("DELETE", "/api/v1/tenants/tenant-b/webhook".into(), None),
+        (
+            "GET",
+            "/api/v1/tenants/tenant-b/webhook/deliveries".into(),
+            None,
+        ),
+        (
+            "POST",
+            "/api/v1/tenants/tenant-b/webhook/deliveries/d_x/redeliver".into(),
+            None,
+        ),
+        (
+            "GET",
+            format!("/api/v1/sessions/{b_session}/messages"),
+            None,
+        ),
+        (
+            "GET",
+            format!("/api/v1/sessions/{b_session}/messages/m_x"),
+            None,
+        ),
+        ("GET", format!("/api/v1/sessions/{b_session}/inbox"), None),
     ];
     for (method, path, body) in &routes {
         for (who, cred) in [

@@ -41,6 +41,7 @@ pub struct Config {
     pub engine: EngineConfig,
     pub antiban: AntibanConfig,
     pub messaging: MessagingConfig,
+    pub webhooks: WebhooksConfig,
     pub supervisor: SupervisorConfig,
     pub auth: AuthConfig,
     pub log: LogConfig,
@@ -122,6 +123,18 @@ pub struct MessagingConfig {
     #[serde(with = "humantime_serde")]
     pub send_delay_max: Duration,
     pub sends_per_minute: u32,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct WebhooksConfig {
+    pub max_attempts: u32,
+    #[serde(with = "humantime_serde")]
+    pub backoff_base: Duration,
+    #[serde(with = "humantime_serde")]
+    pub backoff_max: Duration,
+    #[serde(with = "humantime_serde")]
+    pub timeout: Duration,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -210,7 +223,8 @@ impl Config {
                 "must not exceed messaging.send_delay_max",
             ));
         }
-        let positive: [(&'static str, u32); 7] = [
+        let positive: [(&'static str, u32); 8] = [
+            ("webhooks.max_attempts", self.webhooks.max_attempts),
             (
                 "messaging.sends_per_minute",
                 self.messaging.sends_per_minute,

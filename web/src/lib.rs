@@ -21,6 +21,7 @@ pub mod ratelimit;
 pub mod security;
 pub mod sessions;
 pub mod sim;
+pub mod webhooks;
 pub mod ws;
 
 use axum::extract::DefaultBodyLimit;
@@ -49,6 +50,7 @@ pub struct AppState {
     pub metrics: Arc<metrics::Metrics>,
     /// Where accepted messages go (durable, group-committed).
     pub outbox: centinela_actors::messaging::Outbox,
+    pub webhooks: centinela_actors::messaging::Webhooks,
     pub web: WebConfig,
     /// Turns true when the server shuts down (WebSockets close).
     pub shutdown: tokio::sync::watch::Receiver<bool>,
@@ -63,6 +65,7 @@ pub fn routes() -> openapi::Routes {
         .merge(accounts::routes())
         .merge(sessions::routes())
         .merge(messages::routes())
+        .merge(webhooks::routes())
         .merge(ratelimit::routes())
         .merge(ws::routes())
 }

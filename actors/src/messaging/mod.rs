@@ -4,6 +4,8 @@
 
 pub mod outbox;
 pub mod pacing;
+pub mod webhooks;
 
 pub use outbox::{Outbox, OutboxError};
 pub use pacing::Pacing;
+pub use webhooks::Webhooks;

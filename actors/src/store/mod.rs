@@ -13,6 +13,7 @@ mod audit;
 mod ledger;
 mod messages;
 mod sessions;
+mod webhooks;
 
 pub use accounts::{AccountError, ApiKeyRecord, Role, TenantRecord, UserRecord};
 pub use audit::{AuditEntry, AuditRepo, AUDIT_CAPACITY};
@@ -21,6 +22,7 @@ pub use messages::{
     INBOX_CAPACITY,
 };
 pub use sessions::{DesiredState, SessionRecord, SessionRepo};
+pub use webhooks::{Delivery, DeliveryStatus, WebhookRepo, WebhookTarget};
 
 use redb::{Database, DatabaseError, ReadableDatabase, ReadableTable, TableDefinition};
 use std::path::{Path, PathBuf};
@@ -126,6 +128,7 @@ impl Store {
             accounts::create_tables(&txn)?;
             messages::create_tables(&txn)?;
             messages::create_inbox(&txn)?;
+            webhooks::create_tables(&txn)?;
         }
         txn.commit()?;
         Ok(())

@@ -1,0 +1,151 @@
+//! Webhook targets (one per tenant: a URL and the secret that signs each
+//! body) and the delivery queue: every delivery is a record written before
+//! the first attempt and updated after each one, so a restart loses none.
+
+use super::{Store, StoreError};
+use crate::clock::Timestamp;
+use crate::ids::TenantId;
+use redb::{ReadableDatabase, ReadableTable, TableDefinition, WriteTransaction};
+use serde::{Deserialize, Serialize};
+
+const TARGETS: TableDefinition<&str, &[u8]> = TableDefinition::new("webhook_targets");
+const DELIVERIES: TableDefinition<&str, &[u8]> = TableDefinition::new("webhook_deliveries");
+
+pub(super) fn create_tables(txn: &WriteTransaction) -> Result<(), StoreError> {
+    txn.open_table(TARGETS)?;
+    txn.open_table(DELIVERIES)?;
+    Ok(())
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WebhookTarget {
+    pub tenant: TenantId,
+    pub url: String,
+    /// Signs bodies (HMAC-SHA256); shown once when set.
+    pub secret: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DeliveryStatus {
+    Pending,
+    Delivered,
+    /// Gave up after the maximum attempts; a person may redeliver.
+    Dead,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Delivery {
+    pub id: String,
+    pub tenant: TenantId,
+    /// The exact bytes sent (and signed).
+    pub body: String,
+    pub status: DeliveryStatus,
+    pub attempts: u32,
+    pub next_at: Timestamp,
+    pub last_error: Option<String>,
+    pub created_at: Timestamp,
+}
+
+fn enc<T: Serialize>(v: &T) -> Result<Vec<u8>, StoreError> {
+    serde_json::to_vec(v).map_err(|e| StoreError::Db(e.to_string()))
+}
+
+fn dec<T: serde::de::DeserializeOwned>(table: &'static str, b: &[u8]) -> Result<T, StoreError> {
+    serde_json::from_slice(b).map_err(|e| StoreError::Corrupt {
+        table,
+        why: e.to_string(),
+    })
+}
+
+pub trait WebhookRepo: Send + Sync + 'static {
+    fn set_target(&self, t: &WebhookTarget) -> Result<(), StoreError>;
+    fn target(&self, tenant: &TenantId) -> Result<Option<WebhookTarget>, StoreError>;
+    fn delete_target(&self, tenant: &TenantId) -> Result<bool, StoreError>;
+    fn put_delivery(&self, d: &Delivery) -> Result<(), StoreError>;
+    fn delivery(&self, id: &str) -> Result<Option<Delivery>, StoreError>;
+    /// A tenant's deliveries (all, or of one status), newest first.
+    fn deliveries(
+        &self,
+        tenant: &TenantId,
+        status: Option<DeliveryStatus>,
+    ) -> Result<Vec<Delivery>, StoreError>;
+    /// Every pending delivery, soonest first.
+    fn pending(&self) -> Result<Vec<Delivery>, StoreError>;
+}
+
+impl WebhookRepo for Store {
+    fn set_target(&self, t: &WebhookTarget) -> Result<(), StoreError> {
+        let txn = self.db().begin_write()?;
+        txn.open_table(TARGETS)?
+            .insert(t.tenant.as_str(), enc(t)?.as_slice())?;
+        txn.commit()?;
+        Ok(())
+    }
+
+    fn target(&self, tenant: &TenantId) -> Result<Option<WebhookTarget>, StoreError> {
+        let txn = self.db().begin_read()?;
+        let table = txn.open_table(TARGETS)?;
+        let v = table.get(tenant.as_str())?;
+        v.map(|v| dec("webhook_targets", v.value())).transpose()
+    }
+
+    fn delete_target(&self, tenant: &TenantId) -> Result<bool, StoreError> {
+        let txn = self.db().begin_write()?;
+        let existed = txn.open_table(TARGETS)?.remove(tenant.as_str())?.is_some();
+        txn.commit()?;
+        Ok(existed)
+    }
+
+    fn put_delivery(&self, d: &Delivery) -> Result<(), StoreError> {
+        let txn = self.db().begin_write()?;
+        txn.open_table(DELIVERIES)?
+            .insert(d.id.as_str(), enc(d)?.as_slice())?;
+        txn.commit()?;
+        Ok(())
+    }
+
+    fn delivery(&self, id: &str) -> Result<Option<Delivery>, StoreError> {
+        let txn = self.db().begin_read()?;
+        let table = txn.open_table(DELIVERIES)?;
+        let v = table.get(id)?;
+        v.map(|v| dec("webhook_deliveries", v.value())).transpose()
+    }
+
+    fn deliveries(
+        &self,
+        tenant: &TenantId,
+        status: Option<DeliveryStatus>,
+    ) -> Result<Vec<Delivery>, StoreError> {
+        let mut all: Vec<Delivery> = self
+            .all_deliveries()?
+            .into_iter()
+            .filter(|d| d.tenant == *tenant && status.is_none_or(|s| d.status == s))
+            .collect();
+        all.sort_by(|a, b| b.created_at.cmp(&a.created_at).then(b.id.cmp(&a.id)));
+        Ok(all)
+    }
+
+    fn pending(&self) -> Result<Vec<Delivery>, StoreError> {
+        let mut all: Vec<Delivery> = self
+            .all_deliveries()?
+            .into_iter()
+            .filter(|d| d.status == DeliveryStatus::Pending)
+            .collect();
+        all.sort_by(|a, b| a.next_at.cmp(&b.next_at).then(a.id.cmp(&b.id)));
+        Ok(all)
+    }
+}
+
+impl Store {
+    fn all_deliveries(&self) -> Result<Vec<Delivery>, StoreError> {
+        let txn = self.db().begin_read()?;
+        let table = txn.open_table(DELIVERIES)?;
+        let mut out = Vec::new();
+        for row in table.iter()? {
+            let (_, v) = row?;
+            out.push(dec("webhook_deliveries", v.value())?);
+        }
+        Ok(out)
+    }
+}

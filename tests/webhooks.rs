@@ -1,0 +1,263 @@
+//! Webhooks against a local receiver: bodies signed with the tenant's
+//! secret, retries after 500s, dead letter after the maximum attempts,
+//! redelivery, and pending deliveries that survive a restart.
+
+mod common;
+
+use axum::body::Bytes;
+use axum::http::{HeaderMap, StatusCode};
+use axum::routing::post;
+use centinela_actors::engine::scripted::ScriptedEngine;
+use centinela_actors::engine::EngineEvent;
+use centinela_actors::ids::SessionId;
+use centinela_actors::messaging::webhooks::hmac_sha256_hex;
+use common::api::{api_config, start_api, Cred, Ws, ADMIN, ADMIN_PASSWORD};
+use serde_json::{json, Value};
+use std::sync::atomic::{AtomicU16, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::mpsc;
+
+const SECRET: &str = "a-webhook-secret-of-some-length";
+
+/// A receiver that answers with the status in `respond` and reports every
+/// request (signature header, body).
+struct Receiver {
+    url: String,
+    respond: Arc<AtomicU16>,
+    rx: mpsc::UnboundedReceiver<(String, String)>,
+}
+
+async fn receiver() -> Receiver {
+    let respond = Arc::new(AtomicU16::new(200));
+    let (tx, rx) = mpsc::unbounded_channel();
+    let status = respond.clone();
+    let app = axum::Router::new().route(
+        "/hook",
+        post(move |headers: HeaderMap, body: Bytes| {
+            let (tx, status) = (tx.clone(), status.clone());
+            async move {
+                let sig = headers
+                    .get("x-centinela-signature")
+                    .and_then(|v| v.to_str().ok())
+                    .unwrap_or_default()
+                    .to_owned();
+                let _ = tx.send((sig, String::from_utf8_lossy(&body).into_owned()));
+                StatusCode::from_u16(status.load(Ordering::SeqCst)).unwrap_or(StatusCode::OK)
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let url = format!("http://{}/hook", listener.local_addr().expect("addr"));
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    Receiver { url, respond, rx }
+}
+
+impl Receiver {
+    async fn next(&mut self) -> (String, Value) {
+        let (sig, body) = tokio::time::timeout(common::WAIT, self.rx.recv())
+            .await
+            .expect("a delivery")
+            .expect("open");
+        assert_eq!(
+            sig,
+            format!(
+                "sha256={}",
+                hmac_sha256_hex(SECRET.as_bytes(), body.as_bytes())
+            ),
+            "signature verifies"
+        );
+        (sig, serde_json::from_str(&body).expect("json body"))
+    }
+}
+
+/// A READY session of tenant `clinic` with a webhook to `url`.
+async fn setup(s: &common::api::ApiServer, url: &str) -> (String, SessionId) {
+    let admin = s.api.login(ADMIN, ADMIN_PASSWORD).await;
+    let (token, _) = s.api.tenant_with_user(&admin, "clinic").await;
+    let r = s
+        .api
+        .call(
+            "PUT",
+            "/api/v1/tenants/clinic/webhook",
+            Cred::Token(&token),
+            Some(json!({"url": url, "secret": SECRET})),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    let id = s.api.create_session(&token, None, "desk").await;
+    let sid = SessionId::new(id.clone()).expect("id");
+    s.engine.pair(&sid, "5491122334455");
+    let mut ws = Ws::connect(&s.api.base, &format!("token={token}")).await;
+    s.api
+        .call(
+            "POST",
+            &format!("/api/v1/sessions/{id}/connect"),
+            Cred::Token(&token),
+            None,
+        )
+        .await;
+    ws.until_state(&id, "READY").await;
+    (token, sid)
+}
+
+fn incoming(s: &common::api::ApiServer, sid: &SessionId, n: u32) {
+    let ev = EngineEvent::MessageIn {
+        id: format!("in{n}"),
+        from: "5491100000000".into(),
+        text: format!("hola {n}"),
+    };
+    assert!(s.engine.emit(sid, ev));
+}
+
+fn fast(config: &mut centinela::config::Config, max_attempts: u32) {
+    config.webhooks.backoff_base = Duration::from_millis(30);
+    config.webhooks.backoff_max = Duration::from_millis(100);
+    config.webhooks.max_attempts = max_attempts;
+}
+
+#[tokio::test]
+async fn deliveries_are_signed_and_retried_after_500s() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut config = api_config(dir.path());
+    fast(&mut config, 5);
+    let s = start_api(config, ScriptedEngine::new(), None).await;
+    let mut rx = receiver().await;
+    let (token, sid) = setup(&s, &rx.url).await;
+    rx.respond.store(500, Ordering::SeqCst);
+    incoming(&s, &sid, 1);
+    let (_, first) = rx.next().await;
+    assert_eq!(
+        (first["event"].clone(), first["text"].clone()),
+        (json!("message.in"), json!("hola 1"))
+    );
+    let (_, second) = rx.next().await;
+    assert_eq!(
+        second["delivery_id"], first["delivery_id"],
+        "a retry of the same delivery"
+    );
+    rx.respond.store(200, Ordering::SeqCst);
+    let (_, third) = rx.next().await;
+    assert_eq!(third["delivery_id"], first["delivery_id"]);
+    // A second delivery reaching the receiver means the first was recorded
+    // (one worker, in order).
+    incoming(&s, &sid, 2);
+    let (_, next) = rx.next().await;
+    assert_eq!(next["text"], "hola 2");
+    let list = s
+        .api
+        .call(
+            "GET",
+            "/api/v1/tenants/clinic/webhook/deliveries?status=delivered",
+            Cred::Token(&token),
+            None,
+        )
+        .await;
+    let first_id = first["delivery_id"].as_str().expect("id");
+    let rec = list.body["deliveries"]
+        .as_array()
+        .expect("list")
+        .iter()
+        .find(|d| d["id"] == first_id)
+        .expect("delivered")
+        .clone();
+    assert_eq!(rec["attempts"], 3);
+    let target = s
+        .api
+        .call(
+            "GET",
+            "/api/v1/tenants/clinic/webhook",
+            Cred::Token(&token),
+            None,
+        )
+        .await;
+    assert!(
+        !target.text.contains(SECRET),
+        "the secret is not shown again"
+    );
+    s.server.shutdown().await.expect("shutdown");
+}
+
+#[tokio::test]
+async fn dead_letters_after_the_maximum_and_redelivers_on_request() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut config = api_config(dir.path());
+    fast(&mut config, 3);
+    let s = start_api(config, ScriptedEngine::new(), None).await;
+    let mut rx = receiver().await;
+    let (token, sid) = setup(&s, &rx.url).await;
+    rx.respond.store(500, Ordering::SeqCst);
+    incoming(&s, &sid, 1);
+    let mut id = String::new();
+    for _ in 0..3 {
+        let (_, body) = rx.next().await;
+        id = body["delivery_id"].as_str().expect("id").to_owned();
+    }
+    // The barrier: the next delivery's first attempt comes after the dead one was recorded.
+    incoming(&s, &sid, 2);
+    rx.next().await;
+    let dead = s
+        .api
+        .call(
+            "GET",
+            "/api/v1/tenants/clinic/webhook/deliveries?status=dead",
+            Cred::Token(&token),
+            None,
+        )
+        .await;
+    assert!(
+        dead.body["deliveries"]
+            .as_array()
+            .expect("list")
+            .iter()
+            .any(|d| d["id"] == id.as_str() && d["attempts"] == 3),
+        "{}",
+        dead.text
+    );
+    rx.respond.store(200, Ordering::SeqCst);
+    let r = s
+        .api
+        .call(
+            "POST",
+            &format!("/api/v1/tenants/clinic/webhook/deliveries/{id}/redeliver"),
+            Cred::Token(&token),
+            None,
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    loop {
+        let (_, body) = rx.next().await;
+        if body["delivery_id"] == id.as_str() {
+            break;
+        }
+    }
+    s.server.shutdown().await.expect("shutdown");
+}
+
+#[tokio::test]
+async fn pending_deliveries_survive_a_restart() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut config = api_config(dir.path());
+    fast(&mut config, 20);
+    config.webhooks.backoff_base = Duration::from_millis(300);
+    config.webhooks.backoff_max = Duration::from_millis(300);
+    let engine = ScriptedEngine::new();
+    let s = start_api(config.clone(), engine.clone(), None).await;
+    let mut rx = receiver().await;
+    let (_, sid) = setup(&s, &rx.url).await;
+    rx.respond.store(500, Ordering::SeqCst);
+    incoming(&s, &sid, 1);
+    let (_, body) = rx.next().await;
+    s.server.shutdown().await.expect("shutdown");
+
+    rx.respond.store(200, Ordering::SeqCst);
+    let s = start_api(config, engine, None).await;
+    let (_, again) = rx.next().await;
+    assert_eq!(
+        again["delivery_id"], body["delivery_id"],
+        "the same delivery, after the restart"
+    );
+    s.server.shutdown().await.expect("shutdown");
+}

@@ -1,0 +1,200 @@
+//! `/api/v1/tenants/{id}/webhook`: a tenant's webhook target (its URL and the
+//! signing secret, shown once), its deliveries (`?status=pending|delivered|dead`),
+//! and redelivery of one. Tenant users manage their own; admins any.
+
+use crate::accounts::tenant_id;
+use crate::auth::{random_token, Caller};
+use crate::error::{from_store, ApiError};
+use crate::extract::AppJson;
+use crate::openapi::{Access, Doc, Routes};
+use crate::AppState;
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::routing::{get, post};
+use axum::Json;
+use centinela_actors::ids::TenantId;
+use centinela_actors::store::{DeliveryStatus, WebhookRepo, WebhookTarget};
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+pub fn routes() -> Routes {
+    const OK: &[(u16, &str)] = &[
+        (200, "ok"),
+        (400, "bad input"),
+        (401, "no credentials"),
+        (403, "another tenant's"),
+        (404, "not found"),
+    ];
+    Routes::new()
+        .route(
+            "/api/v1/tenants/{id}/webhook",
+            get(get_target).put(set_target).delete(delete_target),
+            vec![
+                Doc::new(
+                    "GET",
+                    "webhooks",
+                    "The tenant's webhook URL (secret masked)",
+                    Access::Authenticated,
+                    OK,
+                ),
+                Doc::new(
+                    "PUT",
+                    "webhooks",
+                    "Set the webhook URL; the signing secret is shown once",
+                    Access::Authenticated,
+                    OK,
+                )
+                .body(json!({"url": "https://crm.example/hooks/whatsapp"})),
+                Doc::new(
+                    "DELETE",
+                    "webhooks",
+                    "Remove the webhook",
+                    Access::Authenticated,
+                    &[
+                        (204, "removed"),
+                        (403, "another tenant's"),
+                        (404, "none set"),
+                    ],
+                ),
+            ],
+        )
+        .route(
+            "/api/v1/tenants/{id}/webhook/deliveries",
+            get(list_deliveries),
+            vec![Doc::new(
+                "GET",
+                "webhooks",
+                "Deliveries, newest first (?status=pending|delivered|dead)",
+                Access::Authenticated,
+                OK,
+            )],
+        )
+        .route(
+            "/api/v1/tenants/{id}/webhook/deliveries/{did}/redeliver",
+            post(redeliver),
+            vec![Doc::new(
+                "POST",
+                "webhooks",
+                "Queue a delivery again (e.g. from the dead-letter list)",
+                Access::Authenticated,
+                OK,
+            )],
+        )
+}
+
+fn own_tenant(caller: &Caller, raw: &str) -> Result<TenantId, ApiError> {
+    let t = tenant_id(raw)?;
+    caller.check_tenant(&t)?;
+    if matches!(caller, Caller::ApiKey { .. }) {
+        return Err(ApiError::Forbidden);
+    }
+    Ok(t)
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SetTarget {
+    url: String,
+    secret: Option<String>,
+}
+
+async fn set_target(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+    AppJson(body): AppJson<SetTarget>,
+) -> Result<Json<Value>, ApiError> {
+    let tenant = own_tenant(&caller, &id)?;
+    let url = body.url.trim().to_owned();
+    let ok = (url.starts_with("http://") || url.starts_with("https://"))
+        && url.len() <= 2048
+        && !url.contains(char::is_whitespace);
+    if !ok {
+        return Err(ApiError::bad_request(
+            "invalid_url",
+            "url must be an http:// or https:// URL",
+        ));
+    }
+    let secret = match body.secret {
+        Some(s) if s.len() < 16 || s.len() > 256 => {
+            return Err(ApiError::bad_request(
+                "invalid_secret",
+                "secret must be 16-256 characters",
+            ))
+        }
+        Some(s) => s,
+        None => random_token(40),
+    };
+    let target = WebhookTarget {
+        tenant: tenant.clone(),
+        url: url.clone(),
+        secret: secret.clone(),
+    };
+    state.auth.store().set_target(&target).map_err(from_store)?;
+    tracing::info!(tenant = %tenant, by = %caller.name(), "webhook set");
+    Ok(Json(json!({ "url": url, "secret": secret })))
+}
+
+async fn get_target(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let tenant = own_tenant(&caller, &id)?;
+    let t = state.auth.store().target(&tenant).map_err(from_store)?;
+    let t = t.ok_or_else(|| ApiError::NotFound("no webhook is set".into()))?;
+    Ok(Json(
+        json!({ "url": t.url, "secret_prefix": format!("{}…", t.secret.chars().take(4).collect::<String>()) }),
+    ))
+}
+
+async fn delete_target(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    let tenant = own_tenant(&caller, &id)?;
+    if !state
+        .auth
+        .store()
+        .delete_target(&tenant)
+        .map_err(from_store)?
+    {
+        return Err(ApiError::NotFound("no webhook is set".into()));
+    }
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[derive(Deserialize)]
+struct Filter {
+    status: Option<DeliveryStatus>,
+}
+
+async fn list_deliveries(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+    Query(f): Query<Filter>,
+) -> Result<Json<Value>, ApiError> {
+    let tenant = own_tenant(&caller, &id)?;
+    let list = state
+        .auth
+        .store()
+        .deliveries(&tenant, f.status)
+        .map_err(from_store)?;
+    Ok(Json(json!({ "deliveries": list })))
+}
+
+async fn redeliver(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path((id, did)): Path<(String, String)>,
+) -> Result<Json<Value>, ApiError> {
+    let tenant = own_tenant(&caller, &id)?;
+    let d = state.auth.store().delivery(&did).map_err(from_store)?;
+    let d = d
+        .filter(|d| d.tenant == tenant)
+        .ok_or_else(|| ApiError::NotFound(format!("delivery {did} not found")))?;
+    let d = state.webhooks.redeliver(d).map_err(from_store)?;
+    Ok(Json(json!({ "delivery": d })))
+}
