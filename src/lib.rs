@@ -147,6 +147,12 @@ pub async fn run(
         Arc::new(store.clone()),
         Some(supervisor.clone()),
     );
+    let autoreply_task = centinela_actors::messaging::autoreply::start(
+        Arc::new(store.clone()),
+        outbox.clone(),
+        &bus,
+        services.clock.clone(),
+    );
     let (webhooks, webhooks_task) = centinela_actors::messaging::Webhooks::start(
         Arc::new(store.clone()),
         &bus,
@@ -252,7 +258,9 @@ pub async fn run(
     // the store free to close (a restart in the same process may reopen it).
     drop(bus);
     let _ = tokio::time::timeout(config.server.shutdown_timeout, hub_task).await;
-    // The HTTP state (and its outbox handle) is gone: the writer drains and ends.
+    // The HTTP state and the auto-replies (the outbox's last users) are
+    // gone: the writer drains and ends.
+    let _ = tokio::time::timeout(config.server.shutdown_timeout, autoreply_task).await;
     let _ = tokio::time::timeout(config.server.shutdown_timeout, outbox_task).await;
     let _ = tokio::time::timeout(config.server.shutdown_timeout, webhooks_task).await;
     drop(store);

@@ -223,3 +223,121 @@ async fn incoming_messages_are_stored_and_pushed() {
     assert_eq!(r.body["messages"][0]["text"], "hola");
     s.server.shutdown().await.expect("shutdown");
 }
+
+#[tokio::test]
+async fn auto_replies_answer_matching_messages_through_the_outbox() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let s = start_api(api_config(dir.path()), ScriptedEngine::new(), None).await;
+    let admin = s.api.login(ADMIN, ADMIN_PASSWORD).await;
+    let (token, _) = s.api.tenant_with_user(&admin, "shop").await;
+    let rules =
+        json!({"enabled": true, "rules": [{"keyword": "horario", "reply": "Abrimos de 9 a 18"}]});
+    let r = s
+        .api
+        .call(
+            "PUT",
+            "/api/v1/tenants/shop/auto-replies",
+            Cred::Token(&token),
+            Some(rules),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    let bad = s
+        .api
+        .call(
+            "PUT",
+            "/api/v1/tenants/shop/auto-replies",
+            Cred::Token(&token),
+            Some(json!({"enabled": true, "rules": [{"keyword": "", "reply": "x"}]})),
+        )
+        .await;
+    assert_eq!(bad.status, 400);
+    let id = s.api.create_session(&token, None, "desk").await;
+    let sid = SessionId::new(id.clone()).expect("id");
+    s.engine.pair(&sid, "5491122334455");
+    let mut ws = Ws::connect(&s.api.base, &format!("token={token}")).await;
+    s.api
+        .call(
+            "POST",
+            &format!("/api/v1/sessions/{id}/connect"),
+            Cred::Token(&token),
+            None,
+        )
+        .await;
+    ws.until_state(&id, "READY").await;
+    assert!(s.engine.emit(
+        &sid,
+        EngineEvent::MessageIn {
+            id: "in1".into(),
+            from: "5491100000007".into(),
+            text: "hola, ¿qué horario tienen?".into()
+        }
+    ));
+    ws.next(|v| v["type"] == "message_status" && v["status"] == "sent")
+        .await;
+    assert_eq!(
+        s.engine
+            .sent()
+            .into_iter()
+            .map(|(_, to, t)| (to, t))
+            .collect::<Vec<_>>(),
+        vec![("5491100000007".to_owned(), "Abrimos de 9 a 18".to_owned())]
+    );
+    assert!(s.engine.emit(
+        &sid,
+        EngineEvent::MessageIn {
+            id: "in2".into(),
+            from: "5491100000007".into(),
+            text: "gracias".into()
+        }
+    ));
+    ws.next(|v| v["type"] == "message_in" && v["id"] == "in2")
+        .await;
+    let list = s
+        .api
+        .call(
+            "GET",
+            &format!("/api/v1/sessions/{id}/messages"),
+            Cred::Token(&token),
+            None,
+        )
+        .await;
+    assert_eq!(
+        list.body["messages"].as_array().map(Vec::len),
+        Some(1),
+        "no rule matched the second"
+    );
+    s.server.shutdown().await.expect("shutdown");
+}
+
+#[tokio::test]
+async fn a_scheduled_message_waits_for_its_time() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let s = start_api(api_config(dir.path()), ScriptedEngine::new(), None).await;
+    let admin = s.api.login(ADMIN, ADMIN_PASSWORD).await;
+    let (token, _) = s.api.tenant_with_user(&admin, "clinic").await;
+    let id = s.api.create_session(&token, None, "desk").await;
+    let sid = SessionId::new(id.clone()).expect("id");
+    s.engine.pair(&sid, "5491122334455");
+    let mut ws = Ws::connect(&s.api.base, &format!("token={token}")).await;
+    s.api
+        .call(
+            "POST",
+            &format!("/api/v1/sessions/{id}/connect"),
+            Cred::Token(&token),
+            None,
+        )
+        .await;
+    ws.until_state(&id, "READY").await;
+    let send_at = centinela_actors::clock::Clock::now(&centinela_actors::clock::SystemClock)
+        .plus(Duration::from_millis(800));
+    let later = s.api.call("POST", &format!("/api/v1/sessions/{id}/messages"), Cred::Token(&token), Some(json!({"to": "5491100000000", "text": "recordatorio", "send_at": send_at.to_rfc3339()}))).await;
+    assert_eq!(later.status, 202, "{}", later.text);
+    let sent = ws
+        .next(|v| v["type"] == "message_status" && v["status"] == "sent")
+        .await;
+    let at = centinela_actors::clock::Timestamp::parse_rfc3339(sent["at"].as_str().expect("at"))
+        .expect("time");
+    assert!(at >= send_at, "sent at {at}, scheduled for {send_at}");
+    s.server.shutdown().await.expect("shutdown");
+}

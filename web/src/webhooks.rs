@@ -1,6 +1,7 @@
 //! `/api/v1/tenants/{id}/webhook`: a tenant's webhook target (its URL and the
 //! signing secret, shown once), its deliveries (`?status=pending|delivered|dead`),
-//! and redelivery of one. Tenant users manage their own; admins any.
+//! and redelivery of one; and `/api/v1/tenants/{id}/auto-replies`, the
+//! tenant's keyword → reply rules. Tenant users manage their own; admins any.
 
 use crate::accounts::tenant_id;
 use crate::auth::{random_token, Caller};
@@ -13,7 +14,9 @@ use axum::http::StatusCode;
 use axum::routing::{get, post};
 use axum::Json;
 use centinela_actors::ids::TenantId;
-use centinela_actors::store::{DeliveryStatus, WebhookRepo, WebhookTarget};
+use centinela_actors::store::{
+    AutoReplyRepo, AutoReplyRules, DeliveryStatus, WebhookRepo, WebhookTarget,
+};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
@@ -56,6 +59,15 @@ pub fn routes() -> Routes {
                         (404, "none set"),
                     ],
                 ),
+            ],
+        )
+        .route(
+            "/api/v1/tenants/{id}/auto-replies",
+            get(get_auto_replies).put(set_auto_replies),
+            vec![
+                Doc::new("GET", "messages", "The tenant's auto-reply rules", Access::Authenticated, OK),
+                Doc::new("PUT", "messages", "Replace the auto-reply rules (off unless enabled)", Access::Authenticated, OK)
+                    .body(json!({"enabled": true, "rules": [{"keyword": "horario", "reply": "Abrimos de 9 a 18"}]})),
             ],
         )
         .route(
@@ -197,4 +209,48 @@ async fn redeliver(
         .ok_or_else(|| ApiError::NotFound(format!("delivery {did} not found")))?;
     let d = state.webhooks.redeliver(d).map_err(from_store)?;
     Ok(Json(json!({ "delivery": d })))
+}
+
+async fn get_auto_replies(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<Json<AutoReplyRules>, ApiError> {
+    let tenant = own_tenant(&caller, &id)?;
+    Ok(Json(
+        state
+            .auth
+            .store()
+            .auto_replies(&tenant)
+            .map_err(from_store)?,
+    ))
+}
+
+async fn set_auto_replies(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+    AppJson(rules): AppJson<AutoReplyRules>,
+) -> Result<Json<AutoReplyRules>, ApiError> {
+    let tenant = own_tenant(&caller, &id)?;
+    if rules.rules.len() > 50 {
+        return Err(ApiError::bad_request("too_many_rules", "at most 50 rules"));
+    }
+    for r in &rules.rules {
+        let k = r.keyword.trim().chars().count();
+        let reply = r.reply.trim().chars().count();
+        if !(1..=100).contains(&k) || !(1..=1000).contains(&reply) {
+            return Err(ApiError::bad_request(
+                "invalid_rule",
+                "keywords are 1-100 characters, replies 1-1000",
+            ));
+        }
+    }
+    state
+        .auth
+        .store()
+        .set_auto_replies(&tenant, &rules)
+        .map_err(from_store)?;
+    tracing::info!(tenant = %tenant, by = %caller.name(), enabled = rules.enabled, rules = rules.rules.len(), "auto-replies set");
+    Ok(Json(rules))
 }

@@ -2,6 +2,7 @@
 //! group commit, and the pacing rules ([`pacing`]) a session actor follows to
 //! send them like a person would.
 
+pub mod autoreply;
 pub mod outbox;
 pub mod pacing;
 pub mod webhooks;

@@ -87,7 +87,7 @@ pub fn schedule(myself: &ActorRef<SessionMsg>, st: &mut SessionActorState) {
     if st.outgoing.timer.is_some() || !matches!(st.state, SessionState::Ready { .. }) {
         return;
     }
-    let next = match repo.next_queued(&st.record.id) {
+    let next = match repo.next_queued(&st.record.id, st.env.clock.now()) {
         Ok(Some(m)) => m,
         Ok(None) => return,
         Err(e) => {
@@ -140,7 +140,7 @@ pub async fn send_next(myself: &ActorRef<SessionMsg>, st: &mut SessionActorState
     let Some(repo) = st.env.messages.clone() else {
         return;
     };
-    let Ok(Some(mut m)) = repo.next_queued(&st.record.id) else {
+    let Ok(Some(mut m)) = repo.next_queued(&st.record.id, st.env.clock.now()) else {
         return;
     };
     let now = st.env.clock.now();

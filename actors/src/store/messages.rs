@@ -89,8 +89,14 @@ pub trait MessageRepo: Send + Sync + 'static {
         limit: usize,
         before: Option<&str>,
     ) -> Result<Vec<MessageRecord>, StoreError>;
-    /// The first queued message of a session.
-    fn next_queued(&self, session: &SessionId) -> Result<Option<MessageRecord>, StoreError>;
+    /// The session's next message to send at `now`: the first queued one
+    /// (in acceptance order) that is due; if none is due, the one due
+    /// soonest. A message scheduled for later never blocks those behind it.
+    fn next_queued(
+        &self,
+        session: &SessionId,
+        now: Timestamp,
+    ) -> Result<Option<MessageRecord>, StoreError>;
     /// Replaces a record; when it leaves the queue (sent, failed, unknown)
     /// its outbox entry goes too; an engine id is indexed for acks.
     fn update(&self, m: &MessageRecord) -> Result<(), StoreError>;
@@ -174,21 +180,37 @@ impl MessageRepo for Store {
         Ok(all.into_iter().skip(start).take(limit).collect())
     }
 
-    fn next_queued(&self, session: &SessionId) -> Result<Option<MessageRecord>, StoreError> {
+    fn next_queued(
+        &self,
+        session: &SessionId,
+        now: Timestamp,
+    ) -> Result<Option<MessageRecord>, StoreError> {
         let txn = self.db().begin_read()?;
         let outbox = txn.open_table(OUTBOX)?;
         let messages = txn.open_table(MESSAGES)?;
+        let mut soonest: Option<MessageRecord> = None;
         for row in outbox.range((session.as_str(), 0)..=(session.as_str(), u64::MAX))? {
             let (_, id) = row?;
             let m = messages
                 .get(id.value())?
                 .map(|v| decode(v.value()))
                 .transpose()?;
-            if let Some(m) = m.filter(|m| m.status == MessageStatus::Queued) {
-                return Ok(Some(m));
+            let Some(m) = m.filter(|m| m.status == MessageStatus::Queued) else {
+                continue;
+            };
+            match m.send_at {
+                Some(at) if at > now => {
+                    if soonest
+                        .as_ref()
+                        .is_none_or(|s| s.send_at.is_some_and(|s_at| at < s_at))
+                    {
+                        soonest = Some(m);
+                    }
+                }
+                _ => return Ok(Some(m)),
             }
         }
-        Ok(None)
+        Ok(soonest)
     }
 
     fn update(&self, m: &MessageRecord) -> Result<(), StoreError> {
@@ -391,6 +413,50 @@ mod tests {
     }
 
     #[test]
+    fn a_message_scheduled_for_later_does_not_block_the_ones_behind_it() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = Store::open(dir.path()).expect("open");
+        let m = |id: &str, at: Option<i64>| MessageRecord {
+            id: id.into(),
+            tenant: TenantId::new("t").expect("id"),
+            session: SessionId::new("s1").expect("id"),
+            to: "5491100000000".into(),
+            text: id.into(),
+            idempotency_key: None,
+            status: MessageStatus::Queued,
+            created_at: Timestamp::from_millis(1),
+            send_at: at.map(Timestamp::from_millis),
+            updated_at: Timestamp::from_millis(1),
+            engine_id: None,
+            error: None,
+        };
+        store
+            .accept(&[
+                m("tomorrow", Some(86_400_000)),
+                m("soon", Some(5_000)),
+                m("now", None),
+            ])
+            .expect("accept");
+        let s = SessionId::new("s1").expect("id");
+        let next = |t: i64| {
+            store
+                .next_queued(&s, Timestamp::from_millis(t))
+                .expect("next")
+                .map(|m| m.id)
+        };
+        assert_eq!(next(1_000), Some("now".into()), "the due one goes first");
+        let mut sent = store.message("now").expect("get").expect("exists");
+        sent.status = MessageStatus::Sent;
+        store.update(&sent).expect("update");
+        assert_eq!(next(1_000), Some("soon".into()), "then the one due soonest");
+        assert_eq!(
+            next(90_000_000),
+            Some("tomorrow".into()),
+            "in order once both are due"
+        );
+    }
+
+    #[test]
     fn idempotency_keys_return_the_first_message() {
         let dir = tempfile::tempdir().expect("tempdir");
         let store = Store::open(dir.path()).expect("open");
@@ -415,7 +481,10 @@ mod tests {
         assert_eq!(again[0].id, "a");
         let s = SessionId::new("s1").expect("id");
         assert_eq!(
-            store.next_queued(&s).expect("next").map(|m| m.id),
+            store
+                .next_queued(&s, Timestamp::from_millis(1))
+                .expect("next")
+                .map(|m| m.id),
             Some("a".into())
         );
     }

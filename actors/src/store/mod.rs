@@ -22,7 +22,10 @@ pub use messages::{
     INBOX_CAPACITY,
 };
 pub use sessions::{DesiredState, SessionRecord, SessionRepo};
-pub use webhooks::{Delivery, DeliveryStatus, WebhookRepo, WebhookTarget};
+pub use webhooks::{
+    AutoReplyRepo, AutoReplyRule, AutoReplyRules, Delivery, DeliveryStatus, WebhookRepo,
+    WebhookTarget,
+};
 
 use redb::{Database, DatabaseError, ReadableDatabase, ReadableTable, TableDefinition};
 use std::path::{Path, PathBuf};
@@ -129,6 +132,7 @@ impl Store {
             messages::create_tables(&txn)?;
             messages::create_inbox(&txn)?;
             webhooks::create_tables(&txn)?;
+            webhooks::create_auto_replies(&txn)?;
         }
         txn.commit()?;
         Ok(())

@@ -149,3 +149,53 @@ impl Store {
         Ok(out)
     }
 }
+
+const AUTO_REPLIES: TableDefinition<&str, &[u8]> = TableDefinition::new("auto_replies");
+
+pub(super) fn create_auto_replies(txn: &WriteTransaction) -> Result<(), StoreError> {
+    txn.open_table(AUTO_REPLIES)?;
+    Ok(())
+}
+
+/// One auto-reply rule: an incoming text containing `keyword` gets `reply`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AutoReplyRule {
+    pub keyword: String,
+    pub reply: String,
+}
+
+/// A tenant's auto-reply rules; off unless enabled.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AutoReplyRules {
+    pub enabled: bool,
+    pub rules: Vec<AutoReplyRule>,
+}
+
+pub trait AutoReplyRepo: Send + Sync + 'static {
+    fn auto_replies(&self, tenant: &TenantId) -> Result<AutoReplyRules, StoreError>;
+    fn set_auto_replies(&self, tenant: &TenantId, rules: &AutoReplyRules)
+        -> Result<(), StoreError>;
+}
+
+impl AutoReplyRepo for Store {
+    fn auto_replies(&self, tenant: &TenantId) -> Result<AutoReplyRules, StoreError> {
+        let txn = self.db().begin_read()?;
+        let table = txn.open_table(AUTO_REPLIES)?;
+        let v = table.get(tenant.as_str())?;
+        Ok(v.map(|v| dec("auto_replies", v.value()))
+            .transpose()?
+            .unwrap_or_default())
+    }
+
+    fn set_auto_replies(
+        &self,
+        tenant: &TenantId,
+        rules: &AutoReplyRules,
+    ) -> Result<(), StoreError> {
+        let txn = self.db().begin_write()?;
+        txn.open_table(AUTO_REPLIES)?
+            .insert(tenant.as_str(), enc(rules)?.as_slice())?;
+        txn.commit()?;
+        Ok(())
+    }
+}
