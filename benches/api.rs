@@ -17,20 +17,6 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 const SESSIONS: usize = 1000;
 const CLIENTS: usize = 1000;
 
-fn ensure_wrk() {
-    if Command::new("wrk").arg("-v").output().is_ok() {
-        return;
-    }
-    let ok = Command::new("sh")
-        .args([
-            "-c",
-            "apt-get update >/dev/null && apt-get install -y wrk >/dev/null",
-        ])
-        .status()
-        .is_ok_and(|s| s.success());
-    assert!(ok, "wrk is needed: apt-get install -y wrk");
-}
-
 fn now_ms() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -42,7 +28,7 @@ fn percentile(sorted: &[i64], p: f64) -> i64 {
 }
 
 fn main() {
-    ensure_wrk();
+    common::proc::ensure_wrk();
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

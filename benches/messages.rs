@@ -66,22 +66,8 @@ async fn bench_outbox() {
     );
 }
 
-fn ensure_wrk() {
-    if Command::new("wrk").arg("-v").output().is_ok() {
-        return;
-    }
-    let ok = Command::new("sh")
-        .args([
-            "-c",
-            "apt-get update >/dev/null && apt-get install -y wrk >/dev/null",
-        ])
-        .status()
-        .is_ok_and(|s| s.success());
-    assert!(ok, "wrk is needed: apt-get install -y wrk");
-}
-
 async fn bench_http() {
-    ensure_wrk();
+    common::proc::ensure_wrk();
     let dir = tempfile::tempdir().expect("tempdir");
     let s = start_api(api_config(dir.path()), ScriptedEngine::new(), None).await;
     let admin = s.api.login(ADMIN, ADMIN_PASSWORD).await;

@@ -111,21 +111,12 @@ async fn messages_wait_for_ready_then_go_out_in_order_paced_and_once() {
 async fn acks_move_the_status_forward() {
     let dir = tempfile::tempdir().expect("tempdir");
     let s = start_api(api_config(dir.path()), ScriptedEngine::new(), None).await;
-    let admin = s.api.login(ADMIN, ADMIN_PASSWORD).await;
-    let (token, _) = s.api.tenant_with_user(&admin, "shop").await;
-    let id = s.api.create_session(&token, None, "desk").await;
-    let sid = SessionId::new(id.clone()).expect("id");
-    s.engine.pair(&sid, "5491122334455");
-    let mut ws = Ws::connect(&s.api.base, &format!("token={token}")).await;
-    s.api
-        .call(
-            "POST",
-            &format!("/api/v1/sessions/{id}/connect"),
-            Cred::Token(&token),
-            None,
-        )
-        .await;
-    ws.until_state(&id, "READY").await;
+    let common::api::Ready {
+        token,
+        id,
+        sid,
+        mut ws,
+    } = s.ready_session("shop").await;
     let r = s
         .api
         .call(
@@ -169,21 +160,12 @@ async fn acks_move_the_status_forward() {
 async fn incoming_messages_are_stored_and_pushed() {
     let dir = tempfile::tempdir().expect("tempdir");
     let s = start_api(api_config(dir.path()), ScriptedEngine::new(), None).await;
-    let admin = s.api.login(ADMIN, ADMIN_PASSWORD).await;
-    let (token, _) = s.api.tenant_with_user(&admin, "shop").await;
-    let id = s.api.create_session(&token, None, "desk").await;
-    let sid = SessionId::new(id.clone()).expect("id");
-    s.engine.pair(&sid, "5491122334455");
-    let mut ws = Ws::connect(&s.api.base, &format!("token={token}")).await;
-    s.api
-        .call(
-            "POST",
-            &format!("/api/v1/sessions/{id}/connect"),
-            Cred::Token(&token),
-            None,
-        )
-        .await;
-    ws.until_state(&id, "READY").await;
+    let common::api::Ready {
+        token,
+        id,
+        sid,
+        mut ws,
+    } = s.ready_session("shop").await;
     for (n, text) in ["hola", "¿abren el sábado?"].iter().enumerate() {
         let ev = EngineEvent::MessageIn {
             id: format!("in{n}"),
@@ -314,21 +296,9 @@ async fn auto_replies_answer_matching_messages_through_the_outbox() {
 async fn a_scheduled_message_waits_for_its_time() {
     let dir = tempfile::tempdir().expect("tempdir");
     let s = start_api(api_config(dir.path()), ScriptedEngine::new(), None).await;
-    let admin = s.api.login(ADMIN, ADMIN_PASSWORD).await;
-    let (token, _) = s.api.tenant_with_user(&admin, "clinic").await;
-    let id = s.api.create_session(&token, None, "desk").await;
-    let sid = SessionId::new(id.clone()).expect("id");
-    s.engine.pair(&sid, "5491122334455");
-    let mut ws = Ws::connect(&s.api.base, &format!("token={token}")).await;
-    s.api
-        .call(
-            "POST",
-            &format!("/api/v1/sessions/{id}/connect"),
-            Cred::Token(&token),
-            None,
-        )
-        .await;
-    ws.until_state(&id, "READY").await;
+    let common::api::Ready {
+        token, id, mut ws, ..
+    } = s.ready_session("clinic").await;
     let send_at = centinela_actors::clock::Clock::now(&centinela_actors::clock::SystemClock)
         .plus(Duration::from_millis(800));
     let later = s.api.call("POST", &format!("/api/v1/sessions/{id}/messages"), Cred::Token(&token), Some(json!({"to": "5491100000000", "text": "recordatorio", "send_at": send_at.to_rfc3339()}))).await;

@@ -267,3 +267,36 @@ impl Ws {
         .await
     }
 }
+
+/// A tenant with a user, and one of its sessions paired and READY.
+pub struct Ready {
+    pub token: String,
+    pub id: String,
+    pub sid: centinela_actors::ids::SessionId,
+    pub ws: Ws,
+}
+
+impl ApiServer {
+    /// Creates tenant `tenant` (with a user), a session whose profile is
+    /// already paired on the scripted engine, connects it and waits for READY.
+    pub async fn ready_session(&self, tenant: &str) -> Ready {
+        let admin = self.api.login(ADMIN, ADMIN_PASSWORD).await;
+        let (token, _) = self.api.tenant_with_user(&admin, tenant).await;
+        let id = self.api.create_session(&token, None, "desk").await;
+        let sid = centinela_actors::ids::SessionId::new(id.clone()).expect("id");
+        self.engine.pair(&sid, "5491122334455");
+        let mut ws = Ws::connect(&self.api.base, &format!("token={token}")).await;
+        let r = self
+            .api
+            .call(
+                "POST",
+                &format!("/api/v1/sessions/{id}/connect"),
+                Cred::Token(&token),
+                None,
+            )
+            .await;
+        assert!(r.status == 202 || r.status == 200, "{}", r.text);
+        ws.until_state(&id, "READY").await;
+        Ready { token, id, sid, ws }
+    }
+}

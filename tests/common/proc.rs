@@ -94,3 +94,18 @@ pub fn terminate(mut child: Child) -> std::process::ExitStatus {
         }
     }
 }
+
+/// Installs Debian's wrk (the benches' load generator) when missing.
+pub fn ensure_wrk() {
+    if Command::new("wrk").arg("-v").output().is_ok() {
+        return;
+    }
+    let ok = Command::new("sh")
+        .args([
+            "-c",
+            "apt-get update >/dev/null && apt-get install -y wrk >/dev/null",
+        ])
+        .status()
+        .is_ok_and(|s| s.success());
+    assert!(ok, "wrk is needed: apt-get install -y wrk");
+}
