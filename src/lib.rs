@@ -147,6 +147,13 @@ pub async fn run(
         Arc::new(store.clone()),
         Some(supervisor.clone()),
     );
+    let (campaigns, campaigns_task) = centinela_actors::messaging::Campaigns::start(
+        Arc::new(store.clone()),
+        outbox.clone(),
+        &bus,
+        services.clock.clone(),
+        config.messaging.max_running_campaigns as usize,
+    );
     let autoreply_task = centinela_actors::messaging::autoreply::start(
         Arc::new(store.clone()),
         outbox.clone(),
@@ -171,6 +178,7 @@ pub async fn run(
         metrics,
         outbox,
         webhooks,
+        campaigns,
         web: centinela_web::WebConfig {
             cors_origins: config.server.cors_origins.clone(),
             max_body_bytes: config.server.max_body_bytes,
@@ -261,6 +269,7 @@ pub async fn run(
     // The HTTP state and the auto-replies (the outbox's last users) are
     // gone: the writer drains and ends.
     let _ = tokio::time::timeout(config.server.shutdown_timeout, autoreply_task).await;
+    let _ = tokio::time::timeout(config.server.shutdown_timeout, campaigns_task).await;
     let _ = tokio::time::timeout(config.server.shutdown_timeout, outbox_task).await;
     let _ = tokio::time::timeout(config.server.shutdown_timeout, webhooks_task).await;
     drop(store);

@@ -123,6 +123,7 @@ pub struct MessagingConfig {
     #[serde(with = "humantime_serde")]
     pub send_delay_max: Duration,
     pub sends_per_minute: u32,
+    pub max_running_campaigns: u32,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -223,7 +224,11 @@ impl Config {
                 "must not exceed messaging.send_delay_max",
             ));
         }
-        let positive: [(&'static str, u32); 8] = [
+        let positive: [(&'static str, u32); 9] = [
+            (
+                "messaging.max_running_campaigns",
+                self.messaging.max_running_campaigns,
+            ),
             ("webhooks.max_attempts", self.webhooks.max_attempts),
             (
                 "messaging.sends_per_minute",

@@ -7,6 +7,7 @@
 
 pub mod accounts;
 pub mod auth;
+pub mod campaigns;
 mod dashboard;
 pub mod error;
 mod extract;
@@ -51,6 +52,7 @@ pub struct AppState {
     /// Where accepted messages go (durable, group-committed).
     pub outbox: centinela_actors::messaging::Outbox,
     pub webhooks: centinela_actors::messaging::Webhooks,
+    pub campaigns: centinela_actors::messaging::Campaigns,
     pub web: WebConfig,
     /// Turns true when the server shuts down (WebSockets close).
     pub shutdown: tokio::sync::watch::Receiver<bool>,
@@ -66,6 +68,7 @@ pub fn routes() -> openapi::Routes {
         .merge(sessions::routes())
         .merge(messages::routes())
         .merge(webhooks::routes())
+        .merge(campaigns::routes())
         .merge(ratelimit::routes())
         .merge(ws::routes())
 }

@@ -3,10 +3,12 @@
 //! send them like a person would.
 
 pub mod autoreply;
+pub mod campaigns;
 pub mod outbox;
 pub mod pacing;
 pub mod webhooks;
 
+pub use campaigns::Campaigns;
 pub use outbox::{Outbox, OutboxError};
 pub use pacing::Pacing;
 pub use webhooks::Webhooks;

@@ -101,6 +101,12 @@ pub trait MessageRepo: Send + Sync + 'static {
     /// its outbox entry goes too; an engine id is indexed for acks.
     fn update(&self, m: &MessageRecord) -> Result<(), StoreError>;
     fn by_engine_id(&self, engine_id: &str) -> Result<Option<MessageRecord>, StoreError>;
+    /// The message accepted with this idempotency key, if any.
+    fn by_idempotency_key(
+        &self,
+        tenant: &TenantId,
+        key: &str,
+    ) -> Result<Option<MessageRecord>, StoreError>;
     /// Every message of `session` still marked `sending` (after a crash).
     fn in_flight(&self, session: &SessionId) -> Result<Vec<MessageRecord>, StoreError>;
 }
@@ -247,6 +253,23 @@ impl MessageRepo for Store {
             let txn = self.db().begin_read()?;
             let table = txn.open_table(ENGINE_IDS)?;
             let v = table.get(engine_id)?;
+            v.map(|v| v.value().to_owned())
+        };
+        match id {
+            Some(id) => self.message(&id),
+            None => Ok(None),
+        }
+    }
+
+    fn by_idempotency_key(
+        &self,
+        tenant: &TenantId,
+        key: &str,
+    ) -> Result<Option<MessageRecord>, StoreError> {
+        let id = {
+            let txn = self.db().begin_read()?;
+            let table = txn.open_table(IDEMPOTENCY)?;
+            let v = table.get(format!("{tenant}/{key}").as_str())?;
             v.map(|v| v.value().to_owned())
         };
         match id {

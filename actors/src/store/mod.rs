@@ -10,6 +10,7 @@
 
 mod accounts;
 mod audit;
+mod campaigns;
 mod ledger;
 mod messages;
 mod sessions;
@@ -17,6 +18,7 @@ mod webhooks;
 
 pub use accounts::{AccountError, ApiKeyRecord, Role, TenantRecord, UserRecord};
 pub use audit::{AuditEntry, AuditRepo, AUDIT_CAPACITY};
+pub use campaigns::{CampaignRecord, CampaignRepo, CampaignStatus, Recipient};
 pub use messages::{
     InboxRepo, IncomingRecord, MessageRecord, MessageRepo, MessageStatus, MessageStore,
     INBOX_CAPACITY,
@@ -133,6 +135,7 @@ impl Store {
             messages::create_inbox(&txn)?;
             webhooks::create_tables(&txn)?;
             webhooks::create_auto_replies(&txn)?;
+            campaigns::create_tables(&txn)?;
         }
         txn.commit()?;
         Ok(())

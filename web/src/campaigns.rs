@@ -1,0 +1,198 @@
+//! `/api/v1/sessions/{id}/campaigns`: create a campaign (a template and
+//! recipients with variables), read its progress, and start, pause, resume
+//! or cancel it. Sending is the runner's and the session's pacing's job.
+
+use crate::auth::Caller;
+use crate::error::ApiError;
+use crate::extract::AppJson;
+use crate::messages::normalize_phone;
+use crate::openapi::{Access, Doc, Routes};
+use crate::sessions::visible;
+use crate::AppState;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::routing::{get, post};
+use axum::Json;
+use centinela_actors::messaging::campaigns::CampaignError;
+use centinela_actors::store::{CampaignRecord, CampaignStatus, Recipient};
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+pub fn routes() -> Routes {
+    const ONE: &[(u16, &str)] = &[
+        (200, "the campaign"),
+        (401, "no credentials"),
+        (403, "another tenant's"),
+        (404, "not found"),
+        (409, "wrong state or too many running"),
+    ];
+    let action =
+        |s: &'static str| vec![Doc::new("POST", "campaigns", s, Access::Authenticated, ONE)];
+    Routes::new()
+        .route(
+            "/api/v1/sessions/{id}/campaigns",
+            get(list).post(create),
+            vec![
+                Doc::new("GET", "campaigns", "A session's campaigns with progress", Access::Authenticated, ONE),
+                Doc::new("POST", "campaigns", "Create a campaign (draft)", Access::Authenticated, &[(201, "created"), (400, "bad input"), (403, "another tenant's"), (404, "not found")])
+                    .body(json!({"name": "turnos", "template": "Hola {name}, tu turno es el {date}", "recipients": [{"to": "5491122334455", "vars": {"name": "Ana", "date": "lunes"}}]})),
+            ],
+        )
+        .route("/api/v1/sessions/{id}/campaigns/{cid}", get(get_one), vec![Doc::new("GET", "campaigns", "A campaign with its progress", Access::Authenticated, ONE)])
+        .route("/api/v1/sessions/{id}/campaigns/{cid}/start", post(start), action("Start a draft campaign"))
+        .route("/api/v1/sessions/{id}/campaigns/{cid}/pause", post(pause), action("Pause a running campaign"))
+        .route("/api/v1/sessions/{id}/campaigns/{cid}/resume", post(start), action("Resume a paused campaign"))
+        .route("/api/v1/sessions/{id}/campaigns/{cid}/cancel", post(cancel), action("Cancel a campaign"))
+}
+
+fn campaign_json(c: &CampaignRecord) -> Value {
+    json!({
+        "id": c.id, "session_id": c.session, "tenant_id": c.tenant, "name": c.name, "template": c.template,
+        "status": c.status, "total": c.recipients.len(), "queued_so_far": c.next, "sent": c.sent, "failed": c.failed,
+        "created_at": c.created_at, "updated_at": c.updated_at,
+    })
+}
+
+fn from_campaign(e: CampaignError) -> ApiError {
+    match e {
+        CampaignError::NotFound(id) => ApiError::NotFound(format!("campaign {id} not found")),
+        CampaignError::State(why) => ApiError::conflict("campaign_state", why),
+        CampaignError::Limit(n) => ApiError::conflict(
+            "campaign_limit",
+            format!("at most {n} campaigns may run at once"),
+        ),
+        CampaignError::Store(e) => ApiError::Internal(e.to_string()),
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NewCampaign {
+    name: String,
+    template: String,
+    recipients: Vec<Recipient>,
+}
+
+async fn create(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+    AppJson(body): AppJson<NewCampaign>,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
+    let d = visible(&state, &caller, &id).await?;
+    if body.name.trim().is_empty() || body.name.chars().count() > 100 {
+        return Err(ApiError::bad_request(
+            "invalid_name",
+            "name must be 1-100 characters",
+        ));
+    }
+    if body.template.trim().is_empty() || body.template.chars().count() > 4096 {
+        return Err(ApiError::bad_request(
+            "invalid_template",
+            "template must be 1-4096 characters",
+        ));
+    }
+    if body.recipients.is_empty() || body.recipients.len() > 10_000 {
+        return Err(ApiError::bad_request(
+            "invalid_recipients",
+            "1 to 10,000 recipients",
+        ));
+    }
+    let mut recipients = Vec::with_capacity(body.recipients.len());
+    for r in body.recipients {
+        recipients.push(Recipient {
+            to: normalize_phone(&r.to)?,
+            vars: r.vars,
+        });
+    }
+    let now = state.clock.now();
+    let c = CampaignRecord {
+        id: format!("c_{}", uuid::Uuid::new_v4().simple()),
+        tenant: d.view.tenant,
+        session: d.view.id,
+        name: body.name.trim().to_owned(),
+        template: body.template,
+        recipients,
+        status: CampaignStatus::Draft,
+        next: 0,
+        sent: 0,
+        failed: 0,
+        created_at: now,
+        updated_at: now,
+    };
+    state.campaigns.create(&c).map_err(from_campaign)?;
+    Ok((StatusCode::CREATED, Json(campaign_json(&c))))
+}
+
+/// The campaign, if it belongs to the session and the caller may see it.
+async fn owned(
+    state: &AppState,
+    caller: &Caller,
+    id: &str,
+    cid: &str,
+) -> Result<CampaignRecord, ApiError> {
+    let d = visible(state, caller, id).await?;
+    let c = state.campaigns.get(cid).map_err(from_campaign)?;
+    if c.session != d.view.id {
+        return Err(ApiError::NotFound(format!("campaign {cid} not found")));
+    }
+    Ok(c)
+}
+
+async fn list(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let d = visible(&state, &caller, &id).await?;
+    let all = state.campaigns.list().map_err(from_campaign)?;
+    let mine: Vec<Value> = all
+        .iter()
+        .filter(|c| c.session == d.view.id)
+        .map(campaign_json)
+        .collect();
+    Ok(Json(json!({ "campaigns": mine })))
+}
+
+async fn get_one(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path((id, cid)): Path<(String, String)>,
+) -> Result<Json<Value>, ApiError> {
+    Ok(Json(campaign_json(
+        &owned(&state, &caller, &id, &cid).await?,
+    )))
+}
+
+async fn start(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path((id, cid)): Path<(String, String)>,
+) -> Result<Json<Value>, ApiError> {
+    owned(&state, &caller, &id, &cid).await?;
+    Ok(Json(campaign_json(
+        &state.campaigns.run(&cid).await.map_err(from_campaign)?,
+    )))
+}
+
+async fn pause(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path((id, cid)): Path<(String, String)>,
+) -> Result<Json<Value>, ApiError> {
+    owned(&state, &caller, &id, &cid).await?;
+    Ok(Json(campaign_json(
+        &state.campaigns.pause(&cid).await.map_err(from_campaign)?,
+    )))
+}
+
+async fn cancel(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path((id, cid)): Path<(String, String)>,
+) -> Result<Json<Value>, ApiError> {
+    owned(&state, &caller, &id, &cid).await?;
+    Ok(Json(campaign_json(
+        &state.campaigns.cancel(&cid).await.map_err(from_campaign)?,
+    )))
+}
