@@ -79,6 +79,7 @@ fn http(
         .build()
         .expect("runtime");
     rt.block_on(async {
+        centinela_actors::messaging::webhooks::install_tls_provider();
         let client = reqwest::Client::new();
         let mut req = client.request(
             reqwest::Method::from_bytes(method.as_bytes()).expect("method"),
@@ -97,6 +98,7 @@ fn http(
 }
 
 async fn http_async(method: &str, url: &str, token: Option<&str>) -> (u16, serde_json::Value) {
+    centinela_actors::messaging::webhooks::install_tls_provider();
     let client = reqwest::Client::new();
     let mut req = client.request(
         reqwest::Method::from_bytes(method.as_bytes()).expect("method"),

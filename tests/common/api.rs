@@ -86,6 +86,7 @@ pub enum Cred<'a> {
 
 impl Api {
     pub fn new(base: &str) -> Api {
+        centinela_actors::messaging::webhooks::install_tls_provider();
         Api {
             base: base.trim_end_matches('/').to_owned(),
             http: reqwest::Client::new(),

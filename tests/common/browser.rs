@@ -40,6 +40,7 @@ pub struct Sim {
 
 impl Sim {
     pub async fn start(qr_rotation: Duration) -> Sim {
+        centinela_actors::messaging::webhooks::install_tls_provider();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
             .expect("bind");

@@ -117,12 +117,24 @@ pub fn retry_delay(cfg: &WebhooksConfig, attempts: u32) -> Duration {
         .min(cfg.backoff_max)
 }
 
-async fn run(me: Webhooks, mut bus: broadcast::Receiver<BusEvent>, cfg: WebhooksConfig) {
-    let client = match reqwest::Client::builder()
+/// Makes rustls's ring provider the process default (needed before any
+/// HTTPS client is built; a no-op when one is installed already).
+pub fn install_tls_provider() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}
+
+/// The HTTP client for deliveries: HTTPS through rustls (ring provider,
+/// the system's roots), no redirects, a timeout on every request.
+pub fn client(timeout: Duration) -> Result<reqwest::Client, reqwest::Error> {
+    install_tls_provider();
+    reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
-        .timeout(cfg.timeout)
+        .timeout(timeout)
         .build()
-    {
+}
+
+async fn run(me: Webhooks, mut bus: broadcast::Receiver<BusEvent>, cfg: WebhooksConfig) {
+    let client = match client(cfg.timeout) {
         Ok(c) => c,
         Err(e) => {
             tracing::error!(error = %e, "webhooks disabled: no HTTP client");
@@ -235,6 +247,11 @@ mod tests {
             ),
             "60e431591ee0b67f0d8a26aacbf5b77f8e0bc6213728c5140546040f0ee37f54"
         );
+    }
+
+    #[test]
+    fn the_https_client_builds_with_the_ring_provider() {
+        assert!(client(Duration::from_secs(1)).is_ok());
     }
 
     #[test]
