@@ -143,6 +143,7 @@ pub async fn run(
         config.auth.token_ttl,
     );
     let (hub, hub_task) = centinela_web::hub::Hub::start(&bus, logs, Arc::new(store.clone()), 4096);
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let (outbox, outbox_task) = centinela_actors::messaging::Outbox::start(
         Arc::new(store.clone()),
         Some(supervisor.clone()),
@@ -153,6 +154,7 @@ pub async fn run(
         &bus,
         services.clock.clone(),
         config.messaging.max_running_campaigns as usize,
+        stop_rx.clone(),
     );
     let autoreply_task = centinela_actors::messaging::autoreply::start(
         Arc::new(store.clone()),
@@ -168,7 +170,6 @@ pub async fn run(
     );
     let metrics = Arc::new(centinela_web::metrics::Metrics::default());
     metrics.follow(&bus);
-    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let state = centinela_web::AppState {
         shutdown: stop_rx.clone(),
         supervisor: supervisor.clone(),

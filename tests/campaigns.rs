@@ -95,14 +95,49 @@ fn campaign_texts(s: &ApiServer) -> Vec<String> {
 }
 
 #[tokio::test]
-async fn a_campaign_sends_each_rendered_message_once_in_order() {
+async fn a_campaign_sends_each_rendered_message_once_in_order_and_paced() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let s = start_api(api_config(dir.path()), ScriptedEngine::new(), None).await;
+    let mut config = api_config(dir.path());
+    config.messaging.send_delay_min = Duration::from_millis(150);
+    config.messaging.send_delay_max = Duration::from_millis(200);
+    let s = start_api(config, ScriptedEngine::new(), None).await;
     let mut r = s.ready_session("clinic").await;
     let cid = create(&s, &r, 3).await;
     assert_eq!(get(&s, &r, &cid).await["status"], "draft");
     assert_eq!(act(&s, &r, &cid, "start").await.0, 200);
-    let c = until(&s, &mut r, &cid, "completed").await;
+    // Live progress on the WebSocket until completed; sends timed as they go.
+    let mut sent_at = Vec::new();
+    loop {
+        let v =
+            r.ws.next(|v| {
+                v["type"] == "campaign" || (v["type"] == "message_status" && v["status"] == "sent")
+            })
+            .await;
+        if v["type"] == "message_status" {
+            sent_at.push(
+                centinela_actors::clock::Timestamp::parse_rfc3339(v["at"].as_str().expect("at"))
+                    .expect("time"),
+            );
+            continue;
+        }
+        assert_eq!(v["campaign_id"], cid.as_str());
+        assert_eq!(v["total"], 3);
+        if v["status"] == "completed" {
+            assert_eq!(
+                (v["sent"].clone(), v["failed"].clone()),
+                (json!(3), json!(0))
+            );
+            break;
+        }
+    }
+    for w in sent_at.windows(2) {
+        assert!(
+            w[1].since(w[0]) >= Duration::from_millis(140),
+            "paced like single sends: {:?}",
+            w[1].since(w[0])
+        );
+    }
+    let c = get(&s, &r, &cid).await;
     assert_eq!(
         (c["sent"].clone(), c["failed"].clone(), c["total"].clone()),
         (json!(3), json!(0), json!(3))

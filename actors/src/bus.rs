@@ -68,6 +68,20 @@ pub struct MessageStatusEvent {
     pub at: Timestamp,
 }
 
+/// A campaign's progress moved (a recipient queued, counted, or the status).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct CampaignEvent {
+    pub tenant: TenantId,
+    pub session: SessionId,
+    pub campaign: String,
+    pub status: crate::store::CampaignStatus,
+    pub total: usize,
+    pub queued: usize,
+    pub sent: usize,
+    pub failed: usize,
+    pub at: Timestamp,
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum BusEvent {
@@ -76,6 +90,7 @@ pub enum BusEvent {
     MessageIn(MessageEvent),
     Ack(AckEvent),
     MessageStatus(MessageStatusEvent),
+    Campaign(CampaignEvent),
 }
 
 impl BusEvent {
@@ -86,6 +101,7 @@ impl BusEvent {
             BusEvent::MessageIn(m) => &m.tenant,
             BusEvent::Ack(a) => &a.tenant,
             BusEvent::MessageStatus(m) => &m.tenant,
+            BusEvent::Campaign(c) => &c.tenant,
         }
     }
 }

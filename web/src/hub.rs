@@ -209,6 +209,12 @@ fn shape_bus(e: BusEvent) -> Shaped {
             json!({"type": "ack", "tenant_id": a.tenant, "session_id": a.session,
                    "message_id": a.message_id, "ack": a.ack, "at": a.at}),
         ),
+        BusEvent::Campaign(c) => (
+            "campaign.progress",
+            c.at,
+            json!({"type": "campaign", "tenant_id": c.tenant, "session_id": c.session, "campaign_id": c.campaign,
+                   "status": c.status, "total": c.total, "queued": c.queued, "sent": c.sent, "failed": c.failed, "at": c.at}),
+        ),
         BusEvent::MessageStatus(m) => (
             "message.status",
             m.at,

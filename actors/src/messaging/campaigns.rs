@@ -49,6 +49,7 @@ fn key(c: &CampaignRecord, index: usize) -> String {
 #[derive(Clone)]
 pub struct Campaigns {
     repo: Arc<dyn CampaignStore>,
+    bus: Bus,
     clock: SharedClock,
     kick: Arc<Notify>,
     max_running: usize,
@@ -64,15 +65,17 @@ impl Campaigns {
         bus: &Bus,
         clock: SharedClock,
         max_running: usize,
+        stop: tokio::sync::watch::Receiver<bool>,
     ) -> (Campaigns, tokio::task::JoinHandle<()>) {
         let me = Campaigns {
             repo,
+            bus: bus.clone(),
             clock,
             kick: Arc::new(Notify::new()),
             max_running,
             lock: Arc::default(),
         };
-        let task = tokio::spawn(run(me.clone(), outbox, bus.subscribe()));
+        let task = tokio::spawn(run(me.clone(), outbox, bus.subscribe(), stop));
         (me, task)
     }
 
@@ -155,13 +158,39 @@ impl Campaigns {
         Ok(c)
     }
 
+    /// Writes the record, then announces the progress.
     fn save(&self, c: &mut CampaignRecord) -> Result<(), StoreError> {
         c.updated_at = self.clock.now();
-        self.repo.put_campaign(c)
+        self.repo.put_campaign(c)?;
+        self.bus
+            .publish(BusEvent::Campaign(crate::bus::CampaignEvent {
+                tenant: c.tenant.clone(),
+                session: c.session.clone(),
+                campaign: c.id.clone(),
+                status: c.status,
+                total: c.recipients.len(),
+                queued: c.next,
+                sent: c.sent,
+                failed: c.failed,
+                at: c.updated_at,
+            }));
+        Ok(())
     }
 }
 
-async fn run(me: Campaigns, outbox: Outbox, mut bus: broadcast::Receiver<BusEvent>) {
+/// Completes when the server shuts down.
+async fn stopped(rx: &mut tokio::sync::watch::Receiver<bool>) {
+    let _ = rx.wait_for(|stop| *stop).await.map(|_| ());
+}
+
+/// Runs until shutdown (the runner holds a bus sender of its own, so it
+/// cannot wait for the bus to close).
+async fn run(
+    me: Campaigns,
+    outbox: Outbox,
+    mut bus: broadcast::Receiver<BusEvent>,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) {
     loop {
         if let Err(e) = step_all(&me, &outbox).await {
             tracing::error!(error = %e, "campaign runner step failed");
@@ -176,6 +205,7 @@ async fn run(me: Campaigns, outbox: Outbox, mut bus: broadcast::Receiver<BusEven
                     Err(broadcast::error::RecvError::Closed) => return,
                 },
                 _ = me.kick.notified() => break,
+                _ = stopped(&mut stop) => return,
             }
         }
     }
