@@ -379,6 +379,7 @@
         r.session.admission = r.session.admission || { status: 'queued', start_at: r.start_at, position: r.position };
         const startsIn = r.start_at && countdownSpan(r.start_at, 'adm.startsIn', 'adm.startsNow');
         setMsg('sessions-message', t('msg.queued', { name: s.name, position: r.position }), false, startsIn);
+        st.queuedNoticeFor = s.id;
       } else {
         setMsg('sessions-message', t('msg.alreadyLive', { name: s.name }));
       }
@@ -829,6 +830,11 @@
     s.qr_expires_at = s.state === 'QR' ? (to.expires_at || null) : null;
     s.qr_code = s.state === 'QR' ? (to.code || null) : null;
     if (s.state !== 'DISCONNECTED') s.admission = null;
+    // The "queued" notice of this session is over once it leaves DISCONNECTED.
+    if (st.queuedNoticeFor === s.id && s.state !== 'DISCONNECTED') {
+      setMsg('sessions-message', '');
+      st.queuedNoticeFor = null;
+    }
     // A session that starts showing a QR takes the panel; a rotation reloads the image shown.
     if (s.state === 'QR' && (!wasQr || (rotated && st.qrId === s.id))) { st.qrId = s.id; loadQr(s.id); }
     sessionsChanged();
