@@ -46,15 +46,7 @@ async fn a_session_lives_its_whole_life_through_the_api() {
         (409, json!("not_showing_qr"))
     );
 
-    let r = s
-        .api
-        .call(
-            "POST",
-            &format!("/api/v1/sessions/{id}/connect"),
-            Cred::Token(&token),
-            None,
-        )
-        .await;
+    let r = s.api.session_action(&token, &id, "connect").await;
     assert_eq!(r.status, 202, "{}", r.text);
     assert_eq!(r.body["outcome"], "queued");
     assert!(r.body["start_at"].is_string() && r.body["position"].is_number());
@@ -114,15 +106,7 @@ async fn a_session_lives_its_whole_life_through_the_api() {
         (json!("READY"), json!("5491122334455"))
     );
 
-    let r = s
-        .api
-        .call(
-            "POST",
-            &format!("/api/v1/sessions/{id}/connect"),
-            Cred::Token(&token),
-            None,
-        )
-        .await;
+    let r = s.api.session_action(&token, &id, "connect").await;
     assert_eq!(
         (r.status, r.body["outcome"].clone()),
         (200, json!("already_live"))
@@ -161,15 +145,7 @@ async fn a_session_lives_its_whole_life_through_the_api() {
         .await;
     assert_eq!((m.status, m.body["status"].clone()), (200, json!("sent")));
 
-    let r = s
-        .api
-        .call(
-            "POST",
-            &format!("/api/v1/sessions/{id}/disconnect"),
-            Cred::Token(&token),
-            None,
-        )
-        .await;
+    let r = s.api.session_action(&token, &id, "disconnect").await;
     assert_eq!(r.status, 200);
     let v = ws.until_state(&id, "DISCONNECTED").await;
     assert_eq!(v["reason"], "manual");
@@ -177,15 +153,7 @@ async fn a_session_lives_its_whole_life_through_the_api() {
         s.engine.is_paired(&SessionId::new(id.clone()).expect("id")),
         "disconnect keeps the pairing"
     );
-    let r = s
-        .api
-        .call(
-            "POST",
-            &format!("/api/v1/sessions/{id}/logout"),
-            Cred::Token(&token),
-            None,
-        )
-        .await;
+    let r = s.api.session_action(&token, &id, "logout").await;
     assert_eq!((r.status, r.body["reason"].clone()), (200, json!("logout")));
     assert!(
         !s.engine.is_paired(&SessionId::new(id.clone()).expect("id")),
@@ -225,25 +193,9 @@ async fn a_refused_connect_is_a_429_with_the_seed_003_fields() {
     let (token, _) = s.api.tenant_with_user(&admin, "shop").await;
     let a = s.api.create_session(&token, None, "one").await;
     let b = s.api.create_session(&token, None, "two").await;
-    let r = s
-        .api
-        .call(
-            "POST",
-            &format!("/api/v1/sessions/{a}/connect"),
-            Cred::Token(&token),
-            None,
-        )
-        .await;
+    let r = s.api.session_action(&token, &a, "connect").await;
     assert_eq!(r.status, 202);
-    let r = s
-        .api
-        .call(
-            "POST",
-            &format!("/api/v1/sessions/{b}/connect"),
-            Cred::Token(&token),
-            None,
-        )
-        .await;
+    let r = s.api.session_action(&token, &b, "connect").await;
     assert_eq!(r.status, 429, "{}", r.text);
     assert_eq!(r.body["error"]["code"], "daily_limit");
     assert_eq!(r.body["error"]["reason"], "daily_limit");
@@ -495,14 +447,7 @@ async fn websocket_events_follow_the_tenant_and_catch_up_after_a_reconnect() {
 
     let sa = s.api.create_session(&a, None, "a desk").await;
     let sb = s.api.create_session(&b, None, "b desk").await;
-    s.api
-        .call(
-            "POST",
-            &format!("/api/v1/sessions/{sa}/connect"),
-            Cred::Token(&a),
-            None,
-        )
-        .await;
+    s.api.session_action(&a, &sa, "connect").await;
     let qr_a = ws_a.until_state(&sa, "QR").await;
     // The admin sees the admission, the transition with the same number as
     // A, and the supervisor's log line for it (log lines and bus events may
@@ -533,14 +478,7 @@ async fn websocket_events_follow_the_tenant_and_catch_up_after_a_reconnect() {
     assert_eq!(log["tenant_id"], "tenant-a");
 
     // B hears about its own session only: the next thing B sees is B's event.
-    s.api
-        .call(
-            "POST",
-            &format!("/api/v1/sessions/{sb}/connect"),
-            Cred::Token(&b),
-            None,
-        )
-        .await;
+    s.api.session_action(&b, &sb, "connect").await;
     let first_for_b = ws_b.next(|v| v["type"] == "transition").await;
     assert_eq!(
         first_for_b["session_id"],
@@ -599,22 +537,8 @@ async fn a_stalled_websocket_client_does_not_delay_the_others() {
     let mut last = String::new();
     for i in 0..150 {
         let id = s.api.create_session(&token, None, &format!("s{i}")).await;
-        s.api
-            .call(
-                "POST",
-                &format!("/api/v1/sessions/{id}/connect"),
-                Cred::Token(&token),
-                None,
-            )
-            .await;
-        s.api
-            .call(
-                "POST",
-                &format!("/api/v1/sessions/{id}/disconnect"),
-                Cred::Token(&token),
-                None,
-            )
-            .await;
+        s.api.session_action(&token, &id, "connect").await;
+        s.api.session_action(&token, &id, "disconnect").await;
         s.api
             .call(
                 "DELETE",
@@ -647,14 +571,7 @@ async fn health_details_metrics_and_admin_overrides() {
     let (token, _) = s.api.tenant_with_user(&admin, "clinic").await;
     let id = s.api.create_session(&token, None, "desk").await;
     let mut ws = Ws::connect(&s.api.base, &format!("token={admin}")).await;
-    s.api
-        .call(
-            "POST",
-            &format!("/api/v1/sessions/{id}/connect"),
-            Cred::Token(&token),
-            None,
-        )
-        .await;
+    s.api.session_action(&token, &id, "connect").await;
     ws.until_state(&id, "QR").await;
     let d = s
         .api

@@ -575,14 +575,7 @@ async fn deleting_a_tenant_stops_and_deletes_its_sessions_first() {
     let (token, key) = s.api.tenant_with_user(&admin, "gone").await;
     let id = s.api.create_session(&token, None, "desk").await;
     let mut ws = common::api::Ws::connect(&s.api.base, &format!("token={admin}")).await;
-    s.api
-        .call(
-            "POST",
-            &format!("/api/v1/sessions/{id}/connect"),
-            Cred::Token(&token),
-            None,
-        )
-        .await;
+    s.api.session_action(&token, &id, "connect").await;
     ws.until_state(&id, "QR").await;
     let sid = centinela_actors::ids::SessionId::new(id.clone()).expect("id");
     assert!(s.engine.is_running(&sid));

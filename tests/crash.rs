@@ -75,13 +75,7 @@ async fn a_kill_9_mid_send_neither_loses_nor_repeats_a_message() {
     let (token, _) = api.tenant_with_user(&admin, "clinic").await;
     let session = api.create_session(&token, None, "desk").await;
     let mut ws = Ws::connect(&api.base, &format!("token={token}")).await;
-    api.call(
-        "POST",
-        &format!("/api/v1/sessions/{session}/connect"),
-        Cred::Token(&token),
-        None,
-    )
-    .await;
+    api.session_action(&token, &session, "connect").await;
     let qr = ws.until_state(&session, "QR").await;
     let r = sim_api
         .call(

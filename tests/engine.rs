@@ -8,8 +8,8 @@ use centinela_actors::bus::BusEvent;
 use centinela_actors::session::{DisconnectReason, SessionState};
 use centinela_actors::supervisor::ConnectOutcome;
 use common::browser::{
-    browser_main_pid, browser_slot, chromium_processes_under, engine_config, still_running,
-    wait_for, Centinela, Sim,
+    browser_main_pid, browser_slot, chromium_processes_under, engine_config, ready_session,
+    still_running, wait_for, Centinela, Sim,
 };
 use serde_json::json;
 use std::time::Duration;
@@ -131,16 +131,8 @@ async fn phone_logout_conflict_and_ban_map_to_their_reasons() {
     .into_iter()
     .enumerate()
     {
-        let id = c.create(&format!("tenant{n}")).await;
-        c.connect(&id).await;
-        let seen = wait_for(&mut rx, &id, "QR").await;
-        let qr = qr_of(&seen.last().expect("qr").to);
         let phone = format!("54911000000{n}");
-        let (status, _) = sim
-            .post("/sim/scan", json!({"qr": qr, "phone": phone}))
-            .await;
-        assert_eq!(status, 200);
-        wait_for(&mut rx, &id, "READY").await;
+        let id = ready_session(&c, &sim, &mut rx, &format!("tenant{n}"), &phone).await;
         let device = sim.device_of(&phone).await.expect("paired device");
         let (status, _) = sim
             .post(&format!("/sim/devices/{device}/{action}"), json!({}))
@@ -168,17 +160,8 @@ async fn a_killed_chromium_is_browser_crashed_and_the_other_session_stays_ready(
     let mut rx = c.bus.subscribe();
     let mut ids = Vec::new();
     for (n, tenant) in ["shop", "crm"].iter().enumerate() {
-        let id = c.create(tenant).await;
-        c.connect(&id).await;
-        let seen = wait_for(&mut rx, &id, "QR").await;
-        let qr = qr_of(&seen.last().expect("qr").to);
-        sim.post(
-            "/sim/scan",
-            json!({"qr": qr, "phone": format!("5491100000{n}0")}),
-        )
-        .await;
-        wait_for(&mut rx, &id, "READY").await;
-        ids.push(id);
+        let phone = format!("5491100000{n}0");
+        ids.push(ready_session(&c, &sim, &mut rx, tenant, &phone).await);
     }
     let victim_profile = dir.path().join("profiles").join(ids[0].as_str());
     let pids = chromium_processes_under(&victim_profile);
@@ -229,13 +212,7 @@ async fn messages_go_out_come_in_and_acks_arrive() {
     let dir = tempfile::tempdir().expect("tempdir");
     let c = Centinela::start(engine_config(dir.path(), &sim.wa_url())).await;
     let mut rx = c.bus.subscribe();
-    let id = c.create("clinic").await;
-    c.connect(&id).await;
-    let seen = wait_for(&mut rx, &id, "QR").await;
-    let qr = qr_of(&seen.last().expect("qr").to);
-    sim.post("/sim/scan", json!({"qr": qr, "phone": "5491122334455"}))
-        .await;
-    wait_for(&mut rx, &id, "READY").await;
+    let id = ready_session(&c, &sim, &mut rx, "clinic", "5491122334455").await;
     let device = sim.device_of("5491122334455").await.expect("device");
 
     let sent = centinela_actors::ractor::call!(c.sup, |r| {

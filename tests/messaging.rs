@@ -61,14 +61,7 @@ async fn messages_wait_for_ready_then_go_out_in_order_paced_and_once() {
     assert_eq!(list.body["messages"].as_array().map(Vec::len), Some(3));
     assert!(s.engine.sent().is_empty(), "nothing leaves before READY");
 
-    s.api
-        .call(
-            "POST",
-            &format!("/api/v1/sessions/{id}/connect"),
-            Cred::Token(&token),
-            None,
-        )
-        .await;
+    s.api.session_action(&token, &id, "connect").await;
     ws.until_state(&id, "QR").await;
     assert!(s.engine.scan(&sid, "5491122334455"));
     let mut sent_at = Vec::new();
@@ -238,14 +231,7 @@ async fn auto_replies_answer_matching_messages_through_the_outbox() {
     let sid = SessionId::new(id.clone()).expect("id");
     s.engine.pair(&sid, "5491122334455");
     let mut ws = Ws::connect(&s.api.base, &format!("token={token}")).await;
-    s.api
-        .call(
-            "POST",
-            &format!("/api/v1/sessions/{id}/connect"),
-            Cred::Token(&token),
-            None,
-        )
-        .await;
+    s.api.session_action(&token, &id, "connect").await;
     ws.until_state(&id, "READY").await;
     assert!(s.engine.emit(
         &sid,

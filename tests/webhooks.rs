@@ -91,14 +91,7 @@ async fn setup(s: &common::api::ApiServer, url: &str) -> (String, SessionId) {
     let sid = SessionId::new(id.clone()).expect("id");
     s.engine.pair(&sid, "5491122334455");
     let mut ws = Ws::connect(&s.api.base, &format!("token={token}")).await;
-    s.api
-        .call(
-            "POST",
-            &format!("/api/v1/sessions/{id}/connect"),
-            Cred::Token(&token),
-            None,
-        )
-        .await;
+    s.api.session_action(&token, &id, "connect").await;
     ws.until_state(&id, "READY").await;
     (token, sid)
 }

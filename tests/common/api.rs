@@ -207,7 +207,18 @@ impl Api {
         r.body["id"].as_str().expect("id").to_owned()
     }
 
-    /// Polls nothing: reads the session once.
+    /// `POST /api/v1/sessions/{id}/{action}` (connect, disconnect, logout).
+    pub async fn session_action(&self, token: &str, id: &str, action: &str) -> Res {
+        self.call(
+            "POST",
+            &format!("/api/v1/sessions/{id}/{action}"),
+            Cred::Token(token),
+            None,
+        )
+        .await
+    }
+
+    /// Reads the session once.
     pub async fn session(&self, token: &str, id: &str) -> Value {
         let r = self
             .call(
@@ -287,15 +298,7 @@ impl ApiServer {
         let sid = centinela_actors::ids::SessionId::new(id.clone()).expect("id");
         self.engine.pair(&sid, "5491122334455");
         let mut ws = Ws::connect(&self.api.base, &format!("token={token}")).await;
-        let r = self
-            .api
-            .call(
-                "POST",
-                &format!("/api/v1/sessions/{id}/connect"),
-                Cred::Token(&token),
-                None,
-            )
-            .await;
+        let r = self.api.session_action(&token, &id, "connect").await;
         assert!(r.status == 202 || r.status == 200, "{}", r.text);
         ws.until_state(&id, "READY").await;
         Ready { token, id, sid, ws }

@@ -203,6 +203,31 @@ impl Centinela {
     }
 }
 
+/// Creates a session of `tenant`, connects it, scans its QR with `phone`
+/// through the simulator and waits for READY.
+pub async fn ready_session(
+    c: &Centinela,
+    sim: &Sim,
+    rx: &mut broadcast::Receiver<BusEvent>,
+    tenant: &str,
+    phone: &str,
+) -> SessionId {
+    let id = c.create(tenant).await;
+    c.connect(&id).await;
+    let seen = wait_for(rx, &id, "QR").await;
+    let Some(centinela_actors::session::SessionState::Qr { code, .. }) =
+        seen.last().map(|t| t.to.clone())
+    else {
+        panic!("QR expected: {seen:#?}");
+    };
+    let (status, body) = sim
+        .post("/sim/scan", serde_json::json!({"qr": code, "phone": phone}))
+        .await;
+    assert_eq!(status, 200, "{body}");
+    wait_for(rx, &id, "READY").await;
+    id
+}
+
 /// Waits for `id` to enter `state`; returns the transitions seen meanwhile.
 pub async fn wait_for(
     rx: &mut broadcast::Receiver<BusEvent>,

@@ -164,15 +164,30 @@ async fn get_one(
     )))
 }
 
+/// Applies one state change to a campaign the caller may see.
+async fn change(
+    state: &AppState,
+    caller: &Caller,
+    id: &str,
+    cid: &str,
+    action: &str,
+) -> Result<Json<Value>, ApiError> {
+    owned(state, caller, id, cid).await?;
+    let c = match action {
+        "pause" => state.campaigns.pause(cid).await,
+        "cancel" => state.campaigns.cancel(cid).await,
+        _ => state.campaigns.run(cid).await,
+    };
+    Ok(Json(campaign_json(&c.map_err(from_campaign)?)))
+}
+
+/// Start (from draft) and resume (from paused) are one operation.
 async fn start(
     State(state): State<AppState>,
     caller: Caller,
     Path((id, cid)): Path<(String, String)>,
 ) -> Result<Json<Value>, ApiError> {
-    owned(&state, &caller, &id, &cid).await?;
-    Ok(Json(campaign_json(
-        &state.campaigns.run(&cid).await.map_err(from_campaign)?,
-    )))
+    change(&state, &caller, &id, &cid, "run").await
 }
 
 async fn pause(
@@ -180,10 +195,7 @@ async fn pause(
     caller: Caller,
     Path((id, cid)): Path<(String, String)>,
 ) -> Result<Json<Value>, ApiError> {
-    owned(&state, &caller, &id, &cid).await?;
-    Ok(Json(campaign_json(
-        &state.campaigns.pause(&cid).await.map_err(from_campaign)?,
-    )))
+    change(&state, &caller, &id, &cid, "pause").await
 }
 
 async fn cancel(
@@ -191,8 +203,5 @@ async fn cancel(
     caller: Caller,
     Path((id, cid)): Path<(String, String)>,
 ) -> Result<Json<Value>, ApiError> {
-    owned(&state, &caller, &id, &cid).await?;
-    Ok(Json(campaign_json(
-        &state.campaigns.cancel(&cid).await.map_err(from_campaign)?,
-    )))
+    change(&state, &caller, &id, &cid, "cancel").await
 }
