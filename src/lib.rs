@@ -14,7 +14,8 @@ use centinela_actors::ractor::Actor;
 use centinela_actors::session::actor::SessionEnv;
 use centinela_actors::store::{Store, StoreError};
 use centinela_actors::supervisor::{Supervisor, SupervisorArgs};
-use centinela_web::sim::Simulator;
+use centinela_web::sim::tls::{TlsError, TlsListener};
+use centinela_web::sim::{SimOptions, Simulator};
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
@@ -35,6 +36,8 @@ pub enum RunError {
     Http(#[from] std::io::Error),
     #[error("first-start set-up failed: {0}")]
     Bootstrap(#[from] bootstrap::BootstrapError),
+    #[error("simulator TLS: {0}")]
+    Tls(#[from] TlsError),
 }
 
 /// Everything `run` needs beyond the config; tests swap the engines and clock.
@@ -287,16 +290,30 @@ impl Drop for AbortOnDrop {
     }
 }
 
-/// Runs the WhatsApp Web simulator alone (`centinela sim`).
+/// Runs the WhatsApp Web simulator alone (`centinela sim`). With `tls` the
+/// listener speaks HTTPS under a fresh self-signed certificate and the page
+/// is also at `/`, so a browser that maps web.whatsapp.com to this address
+/// loads it as WhatsApp Web.
 pub async fn run_simulator(
-    qr_rotation: Duration,
+    options: SimOptions,
+    tls: bool,
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), RunError> {
-    let sim = Simulator::new(qr_rotation);
+    let sim = Simulator::with_options(options);
     let _rotation = AbortOnDrop(sim.spawn_rotation());
-    tracing::info!(listen = %listener.local_addr()?, "simulator serving at /sim/wa/");
-    axum::serve(listener, centinela_web::sim::router(sim))
+    let addr = listener.local_addr()?;
+    let app = centinela_web::sim::router_with(sim, tls);
+    if tls {
+        let listener = TlsListener::new(listener)?;
+        tracing::info!(listen = %addr, "simulator serving HTTPS at / and /sim/wa/");
+        return axum::serve(listener, app)
+            .with_graceful_shutdown(shutdown)
+            .await
+            .map_err(RunError::Http);
+    }
+    tracing::info!(listen = %addr, "simulator serving at /sim/wa/");
+    axum::serve(listener, app)
         .with_graceful_shutdown(shutdown)
         .await
         .map_err(RunError::Http)

@@ -3,7 +3,7 @@
 
 use centinela::config::{Config, LogFormat};
 use centinela::Services;
-use centinela_web::sim::Simulator;
+use centinela_web::sim::{SimOptions, Simulator};
 use clap::{Parser, Subcommand};
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -52,6 +52,21 @@ enum Command {
         /// Address to listen on.
         #[arg(long, default_value = "127.0.0.1:3013")]
         listen: SocketAddr,
+        /// Serve HTTPS (self-signed certificate made at start) and the page
+        /// at `/` too, so a browser mapping web.whatsapp.com here loads it.
+        #[arg(long)]
+        tls: bool,
+        /// QR refs shown without a scan before the page goes UNPAIRED_IDLE.
+        #[arg(long, default_value_t = 5)]
+        idle_after: u32,
+        /// Message keys without `_serialized`, as newer WhatsApp Web builds
+        /// (only `toString()` gives the serialized key).
+        #[arg(long)]
+        no_serialized_keys: bool,
+        /// A module the page never registers (repeatable), to model a
+        /// WhatsApp Web update that renamed it.
+        #[arg(long = "without-module", value_name = "MODULE")]
+        without_modules: Vec<String>,
     },
 }
 
@@ -103,7 +118,21 @@ fn main() -> ExitCode {
             }
             serve(config, demo)
         }
-        Command::Sim { listen } => simulate(config, listen),
+        Command::Sim {
+            listen,
+            tls,
+            idle_after,
+            no_serialized_keys,
+            without_modules,
+        } => {
+            let options = SimOptions {
+                qr_rotation: config.engine.sim_qr_rotation,
+                idle_after,
+                serialized_keys: !no_serialized_keys,
+                without_modules,
+            };
+            simulate(&config, options, tls, listen)
+        }
         Command::User {
             action:
                 UserAction::Add {
@@ -131,8 +160,8 @@ fn runtime() -> Option<tokio::runtime::Runtime> {
     }
 }
 
-fn simulate(config: Config, listen: SocketAddr) -> ExitCode {
-    init_tracing(&config);
+fn simulate(config: &Config, options: SimOptions, tls: bool, listen: SocketAddr) -> ExitCode {
+    init_tracing(config);
     let Some(runtime) = runtime() else {
         return ExitCode::FAILURE;
     };
@@ -144,9 +173,7 @@ fn simulate(config: Config, listen: SocketAddr) -> ExitCode {
                 return ExitCode::FAILURE;
             }
         };
-        match centinela::run_simulator(config.engine.sim_qr_rotation, listener, shutdown_signal())
-            .await
-        {
+        match centinela::run_simulator(options, tls, listener, shutdown_signal()).await {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
                 eprintln!("centinela: {e}");

@@ -4,9 +4,12 @@
 
 mod common;
 
-use centinela_actors::bus::BusEvent;
+use centinela_actors::bus::{BusEvent, MessageEvent, TransitionEvent};
+use centinela_actors::engine::EngineError;
+use centinela_actors::ids::SessionId;
 use centinela_actors::session::{DisconnectReason, SessionState};
-use centinela_actors::supervisor::ConnectOutcome;
+use centinela_actors::supervisor::{ConnectOutcome, SupervisorError, SupervisorMsg};
+use centinela_web::sim::SimOptions;
 use common::browser::{
     browser_main_pid, browser_slot, chromium_processes_under, engine_config, ready_session,
     still_running, wait_for, Centinela, Sim,
@@ -76,24 +79,26 @@ async fn connect_scan_ready_then_restart_restores_without_qr() {
         }
     );
 
-    // A QR pushed after READY changes nothing (seed 002).
+    // A QR pushed after READY changes nothing (seed 002). The page's next
+    // report, an incoming message on the same ordered stream, proves the
+    // rotated ref was seen first; the session never moved meanwhile.
     let (status, _) = sim
         .post(&format!("/sim/devices/{device}/rotate-qr"), json!({}))
         .await;
     assert_eq!(status, 200);
-    // WhatsApp's normal 515 right after the scan: a restart on the same
-    // pairing, no QR, no ban. Being the next transition, it also proves the
-    // rotated QR above moved nothing.
-    let (status, _) = sim
-        .post(
-            &format!("/sim/devices/{device}/restart-required"),
-            json!({}),
-        )
-        .await;
-    assert_eq!(status, 200);
-    let seen = wait_for(&mut rx, &id, "READY").await;
-    let states: Vec<&str> = seen.iter().map(|t| t.to.name()).collect();
-    assert_eq!(states, ["CONNECTING", "AUTHENTICATED", "READY"]);
+    let (_, moved) = incoming(
+        &sim,
+        &mut rx,
+        &id,
+        &device,
+        json!({"from": "5491100000009", "text": "ping"}),
+    )
+    .await;
+    assert!(
+        moved.is_empty(),
+        "no transition after a late QR: {moved:#?}"
+    );
+    assert_eq!(c.get(&id).await.state.name(), "READY");
     c.stop().await;
     assert!(
         chromium_processes_under(dir.path()).is_empty(),
@@ -115,18 +120,19 @@ async fn connect_scan_ready_then_restart_restores_without_qr() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn phone_logout_conflict_and_ban_map_to_their_reasons() {
+async fn whatsapps_verdicts_map_to_their_reasons() {
     let _slot = browser_slot().await;
     let sim = Sim::start(Duration::from_secs(20)).await;
     let dir = tempfile::tempdir().expect("tempdir");
-    let mut config = engine_config(dir.path(), &sim.wa_url());
-    config.antiban.restart_grace = Duration::from_millis(1);
-    let c = Centinela::start(config).await;
+    let c = Centinela::start(engine_config(dir.path(), &sim.wa_url())).await;
     let mut rx = c.bus.subscribe();
     for (n, (action, reason)) in [
+        // The phone unlinks the device: logout_from_bridge, post_logout.
         ("logout", DisconnectReason::Logout),
         ("conflict", DisconnectReason::Conflict),
-        ("ban", DisconnectReason::Banned),
+        ("tos-block", DisconnectReason::Banned),
+        ("smb-tos-block", DisconnectReason::Banned),
+        ("proxy-block", DisconnectReason::ProxyBlocked),
     ]
     .into_iter()
     .enumerate()
@@ -146,9 +152,91 @@ async fn phone_logout_conflict_and_ban_map_to_their_reasons() {
             reason != DisconnectReason::Logout,
             "{action}: profile kept unless logged out"
         );
+        if reason == DisconnectReason::Banned {
+            // Seed 003: a ban blocks the tenant for 24 h.
+            match c.connect(&id).await {
+                ConnectOutcome::Denied { reason, wait, .. } => {
+                    assert_eq!(reason.as_str(), "error_515_block", "{action}");
+                    assert!(wait > Duration::from_secs(23 * 3600), "{action}: {wait:?}");
+                }
+                other => panic!("{action}: a banned tenant is refused: {other:?}"),
+            }
+        }
     }
     c.stop().await;
     assert!(chromium_processes_under(dir.path()).is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn our_logout_unpairs_the_device_on_whatsapps_side() {
+    let _slot = browser_slot().await;
+    let sim = Sim::start(Duration::from_secs(20)).await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let c = Centinela::start(engine_config(dir.path(), &sim.wa_url())).await;
+    let mut rx = c.bus.subscribe();
+    let id = ready_session(&c, &sim, &mut rx, "clinic", "5491122334455").await;
+    let device = sim.device_of("5491122334455").await.expect("device");
+    centinela_actors::ractor::call!(c.sup, |r| SupervisorMsg::Logout {
+        id: id.clone(),
+        reply: r
+    })
+    .expect("call")
+    .expect("logout");
+    let seen = wait_for(&mut rx, &id, "DISCONNECTED").await;
+    assert_eq!(
+        seen.last().and_then(|t| t.reason),
+        Some(DisconnectReason::Logout)
+    );
+    let devices = sim.get("/sim/devices").await;
+    let ours = devices
+        .as_array()
+        .and_then(|d| d.iter().find(|d| d["id"] == device.as_str()))
+        .expect("the device is still known");
+    assert_eq!(
+        ours["state"], "UNPAIRED",
+        "Socket.logout() reached WhatsApp"
+    );
+    assert!(!dir.path().join("profiles").join(id.as_str()).exists());
+    c.stop().await;
+    assert!(chromium_processes_under(dir.path()).is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_idle_qr_is_refreshed_while_the_qr_window_is_open() {
+    let _slot = browser_slot().await;
+    // Two refs, then the page goes UNPAIRED_IDLE and would stay there.
+    let sim = Sim::start_with(
+        SimOptions {
+            qr_rotation: Duration::from_millis(700),
+            idle_after: 2,
+            ..SimOptions::default()
+        },
+        false,
+    )
+    .await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let c = Centinela::start(engine_config(dir.path(), &sim.wa_url())).await;
+    let mut rx = c.bus.subscribe();
+    let id = c.create("clinic").await;
+    c.connect(&id).await;
+    let mut codes: Vec<String> = Vec::new();
+    while codes.len() < 4 {
+        let seen = wait_for(&mut rx, &id, "QR").await;
+        let code = qr_of(&seen.last().expect("qr").to);
+        if !codes.contains(&code) {
+            codes.push(code);
+        }
+    }
+    let current = qr_of(&c.get(&id).await.state);
+    let (status, body) = sim
+        .post(
+            "/sim/scan",
+            json!({"qr": current, "phone": "5491122334455"}),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    wait_for(&mut rx, &id, "READY").await;
+    c.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -205,6 +293,72 @@ async fn a_killed_chromium_is_browser_crashed_and_the_other_session_stays_ready(
     assert!(chromium_processes_under(dir.path()).is_empty());
 }
 
+/// Delivers one message from the phone and returns the next text message
+/// the engine reports for `id`, with the transitions of `id` seen meanwhile.
+async fn incoming(
+    sim: &Sim,
+    rx: &mut tokio::sync::broadcast::Receiver<BusEvent>,
+    id: &SessionId,
+    device: &str,
+    body: serde_json::Value,
+) -> (MessageEvent, Vec<TransitionEvent>) {
+    let (status, reply) = sim
+        .post(&format!("/sim/devices/{device}/incoming"), body)
+        .await;
+    assert_eq!(status, 200, "{reply}");
+    next_message(rx, id).await
+}
+
+async fn next_message(
+    rx: &mut tokio::sync::broadcast::Receiver<BusEvent>,
+    id: &SessionId,
+) -> (MessageEvent, Vec<TransitionEvent>) {
+    let mut moved = Vec::new();
+    loop {
+        let ev = tokio::time::timeout(common::WAIT, rx.recv())
+            .await
+            .expect("a message arrives")
+            .expect("bus");
+        match ev {
+            BusEvent::MessageIn(m) if &m.session == id => return (m, moved),
+            BusEvent::Transition(t) if &t.session == id => moved.push(t),
+            _ => {}
+        }
+    }
+}
+
+async fn next_ack(
+    rx: &mut tokio::sync::broadcast::Receiver<BusEvent>,
+    id: &SessionId,
+) -> (String, i8) {
+    loop {
+        let ev = tokio::time::timeout(common::WAIT, rx.recv())
+            .await
+            .expect("an ack arrives")
+            .expect("bus");
+        if let BusEvent::Ack(a) = ev {
+            if &a.session == id {
+                return (a.message_id, a.ack);
+            }
+        }
+    }
+}
+
+async fn send(
+    c: &Centinela,
+    id: &SessionId,
+    to: &str,
+    text: &str,
+) -> Result<String, SupervisorError> {
+    centinela_actors::ractor::call!(c.sup, |r| SupervisorMsg::SendText {
+        id: id.clone(),
+        to: to.into(),
+        text: text.into(),
+        reply: r,
+    })
+    .expect("call")
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn messages_go_out_come_in_and_acks_arrive() {
     let _slot = browser_slot().await;
@@ -215,54 +369,108 @@ async fn messages_go_out_come_in_and_acks_arrive() {
     let id = ready_session(&c, &sim, &mut rx, "clinic", "5491122334455").await;
     let device = sim.device_of("5491122334455").await.expect("device");
 
-    let sent = centinela_actors::ractor::call!(c.sup, |r| {
-        centinela_actors::supervisor::SupervisorMsg::SendText {
-            id: id.clone(),
-            to: "5491100000000".into(),
-            text: "hola, turno confirmado".into(),
-            reply: r,
-        }
-    })
-    .expect("call")
-    .expect("sent");
+    // Sent through the contract's sequence; the id is the key's serialized form.
+    let sent = send(&c, &id, "5491100000000", "hola, turno confirmado")
+        .await
+        .expect("sent");
+    // The page hands it to the server after adding it (ack 0): the server's
+    // ack 1 says it arrived.
+    assert_eq!(next_ack(&mut rx, &id).await, (sent.clone(), 1));
     let on_phone = sim.get(&format!("/sim/devices/{device}/sent")).await;
     assert_eq!(on_phone[0]["to"], "5491100000000");
     assert_eq!(on_phone[0]["text"], "hola, turno confirmado");
-    assert_eq!(on_phone[0]["message_id"], sent.as_str());
+    let raw = on_phone[0]["message_id"].as_str().expect("raw id");
+    assert_eq!(sent, format!("true_5491100000000@c.us_{raw}"));
+
+    // A number without WhatsApp is WhatsApp's answer, not a fault.
+    let (status, _) = sim
+        .post("/sim/unregistered", json!({"phone": "5491199999999"}))
+        .await;
+    assert_eq!(status, 200);
+    assert_eq!(
+        send(&c, &id, "5491199999999", "hola").await,
+        Err(SupervisorError::Engine(EngineError::NotOnWhatsapp))
+    );
 
     let (status, _) = sim
         .post(
             &format!("/sim/devices/{device}/ack"),
-            json!({"message_id": sent, "ack": 3}),
+            json!({"message_id": raw, "ack": 3}),
         )
         .await;
     assert_eq!(status, 200);
-    let (status, body) = sim
-        .post(
-            &format!("/sim/devices/{device}/incoming"),
-            json!({"from": "5491100000000", "text": "gracias"}),
-        )
-        .await;
-    assert_eq!(status, 200);
-    let incoming_id = body["message_id"].as_str().expect("id").to_owned();
-    let (mut got_ack, mut got_msg) = (None, None);
-    while got_ack.is_none() || got_msg.is_none() {
-        let ev = tokio::time::timeout(common::WAIT, rx.recv())
-            .await
-            .expect("events arrive")
-            .expect("bus");
-        match ev {
-            BusEvent::Ack(a) if a.session == id => got_ack = Some(a),
-            BusEvent::MessageIn(m) if m.session == id => got_msg = Some(m),
-            _ => {}
-        }
-    }
-    let ack = got_ack.expect("ack");
-    assert_eq!((ack.message_id.as_str(), ack.ack), (sent.as_str(), 3));
-    let msg = got_msg.expect("message");
+    assert_eq!(next_ack(&mut rx, &id).await, (sent.clone(), 3));
+
+    let (msg, _) = incoming(
+        &sim,
+        &mut rx,
+        &id,
+        &device,
+        json!({"from": "5491100000000", "text": "gracias"}),
+    )
+    .await;
     assert_eq!(
-        (msg.id.as_str(), msg.from.as_str(), msg.text.as_str()),
-        (incoming_id.as_str(), "5491100000000", "gracias")
+        (msg.from.as_str(), msg.text.as_str()),
+        ("5491100000000", "gracias")
+    );
+    assert!(
+        msg.id.starts_with("false_5491100000000@c.us_"),
+        "{}",
+        msg.id
+    );
+
+    // An @lid sender is reported with the phone number the page knows.
+    let (msg, _) = incoming(
+        &sim,
+        &mut rx,
+        &id,
+        &device,
+        json!({"from": "5491100000003", "text": "desde lid", "lid": true}),
+    )
+    .await;
+    assert_eq!(
+        (msg.from.as_str(), msg.text.as_str()),
+        ("5491100000003", "desde lid")
+    );
+    assert!(
+        msg.id.contains("@lid_"),
+        "the raw jid stays in the id: {}",
+        msg.id
+    );
+
+    // Ciphertext is reported once, when it is decrypted.
+    let (msg, _) = incoming(
+        &sim,
+        &mut rx,
+        &id,
+        &device,
+        json!({"from": "5491100000004", "text": "cifrado", "kind": "ciphertext"}),
+    )
+    .await;
+    assert_eq!(msg.text, "cifrado");
+
+    // History, group and status messages are not new 1:1 texts: the next
+    // message reported is the marker sent after them.
+    for kind in ["history", "group", "status"] {
+        let (status, _) = sim
+            .post(
+                &format!("/sim/devices/{device}/incoming"),
+                json!({"from": "5491100000005", "text": kind, "kind": kind}),
+            )
+            .await;
+        assert_eq!(status, 200);
+    }
+    let (msg, _) = incoming(
+        &sim,
+        &mut rx,
+        &id,
+        &device,
+        json!({"from": "5491100000006", "text": "marker"}),
+    )
+    .await;
+    assert_eq!(
+        msg.text, "marker",
+        "nothing before the marker: not the ciphertext again, no history, group or status"
     );
     c.stop().await;
 }
@@ -303,6 +511,44 @@ async fn engine_failures_are_clear_engine_errors() {
     assert_eq!(
         seen.last().and_then(|t| t.reason),
         Some(DisconnectReason::EngineError)
+    );
+    c.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn keys_without_serialized_are_read_with_to_string() {
+    let _slot = browser_slot().await;
+    // Newer WhatsApp Web builds no longer set `_serialized` on message keys.
+    let sim = Sim::start_with(
+        SimOptions {
+            serialized_keys: false,
+            ..SimOptions::default()
+        },
+        false,
+    )
+    .await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let c = Centinela::start(engine_config(dir.path(), &sim.wa_url())).await;
+    let mut rx = c.bus.subscribe();
+    let id = ready_session(&c, &sim, &mut rx, "clinic", "5491122334455").await;
+    let device = sim.device_of("5491122334455").await.expect("device");
+    let sent = send(&c, &id, "5491100000001", "hola").await.expect("sent");
+    assert_eq!(next_ack(&mut rx, &id).await, (sent.clone(), 1));
+    let on_phone = sim.get(&format!("/sim/devices/{device}/sent")).await;
+    let raw = on_phone[0]["message_id"].as_str().expect("raw id");
+    assert_eq!(sent, format!("true_5491100000001@c.us_{raw}"));
+    let (msg, _) = incoming(
+        &sim,
+        &mut rx,
+        &id,
+        &device,
+        json!({"from": "5491100000002", "text": "hola"}),
+    )
+    .await;
+    assert!(
+        msg.id.starts_with("false_5491100000002@c.us_"),
+        "{}",
+        msg.id
     );
     c.stop().await;
 }

@@ -163,6 +163,7 @@ async fn incoming_messages_are_stored_and_pushed() {
         let ev = EngineEvent::MessageIn {
             id: format!("in{n}"),
             from: "5491100000000".into(),
+            jid: "5491100000000@c.us".into(),
             text: (*text).into(),
         };
         assert!(s.engine.emit(&sid, ev));
@@ -238,6 +239,7 @@ async fn auto_replies_answer_matching_messages_through_the_outbox() {
         EngineEvent::MessageIn {
             id: "in1".into(),
             from: "5491100000007".into(),
+            jid: "5491100000007@c.us".into(),
             text: "hola, ¿qué horario tienen?".into()
         }
     ));
@@ -256,6 +258,7 @@ async fn auto_replies_answer_matching_messages_through_the_outbox() {
         EngineEvent::MessageIn {
             id: "in2".into(),
             from: "5491100000007".into(),
+            jid: "5491100000007@c.us".into(),
             text: "gracias".into()
         }
     ));

@@ -100,6 +100,7 @@ fn incoming(s: &common::api::ApiServer, sid: &SessionId, n: u32) {
     let ev = EngineEvent::MessageIn {
         id: format!("in{n}"),
         from: "5491100000000".into(),
+        jid: "5491100000000@c.us".into(),
         text: format!("hola {n}"),
     };
     assert!(s.engine.emit(sid, ev));

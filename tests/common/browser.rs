@@ -14,6 +14,7 @@ use centinela_actors::store::Store;
 use centinela_actors::supervisor::{
     ConnectOutcome, NewSession, Supervisor, SupervisorArgs, SupervisorMsg,
 };
+use centinela_web::sim::SimOptions;
 use serde_json::Value;
 use std::net::SocketAddr;
 use std::path::Path;
@@ -34,12 +35,26 @@ pub async fn browser_slot() -> SemaphorePermit<'static> {
 /// The simulator, served alone.
 pub struct Sim {
     pub addr: SocketAddr,
+    /// `http`, or `https` for a simulator started with TLS.
+    scheme: &'static str,
     stop: Option<oneshot::Sender<()>>,
     http: reqwest::Client,
 }
 
 impl Sim {
     pub async fn start(qr_rotation: Duration) -> Sim {
+        Sim::start_with(
+            SimOptions {
+                qr_rotation,
+                ..SimOptions::default()
+            },
+            false,
+        )
+        .await
+    }
+
+    /// A simulator with `options`; over HTTPS with its page at `/` when `tls`.
+    pub async fn start_with(options: SimOptions, tls: bool) -> Sim {
         centinela_actors::messaging::webhooks::install_tls_provider();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
@@ -47,16 +62,24 @@ impl Sim {
         let addr = listener.local_addr().expect("addr");
         let (tx, rx) = oneshot::channel::<()>();
         tokio::spawn(centinela::run_simulator(
-            qr_rotation,
+            options,
+            tls,
             listener,
             async move {
                 let _ = rx.await;
             },
         ));
+        // The TLS simulator's certificate is self-signed on purpose: it is
+        // only ever checked by browsers told to ignore it.
+        let http = reqwest::Client::builder()
+            .danger_accept_invalid_certs(tls)
+            .build()
+            .expect("http client");
         Sim {
             addr,
+            scheme: if tls { "https" } else { "http" },
             stop: Some(tx),
-            http: reqwest::Client::new(),
+            http,
         }
     }
 
@@ -67,7 +90,7 @@ impl Sim {
     pub async fn get(&self, path: &str) -> Value {
         let res = self
             .http
-            .get(format!("http://{}{}", self.addr, path))
+            .get(format!("{}://{}{}", self.scheme, self.addr, path))
             .send()
             .await
             .expect("sim request");
@@ -79,7 +102,7 @@ impl Sim {
     pub async fn post(&self, path: &str, body: Value) -> (u16, Value) {
         let res = self
             .http
-            .post(format!("http://{}{}", self.addr, path))
+            .post(format!("{}://{}{}", self.scheme, self.addr, path))
             .json(&body)
             .send()
             .await

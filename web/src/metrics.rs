@@ -147,6 +147,20 @@ impl Metrics {
             );
         }
         let _ = writeln!(out, "# HELP centinela_admission_queue Connection attempts waiting in the queue.\n# TYPE centinela_admission_queue gauge\ncentinela_admission_queue {queue_len}");
+        let page = centinela_actors::engine::webjs::page_events::counters();
+        let _ = writeln!(out, "# HELP centinela_page_reports_dropped_total Page reports dropped as oversized, malformed or out of bounds.\n# TYPE centinela_page_reports_dropped_total counter\ncentinela_page_reports_dropped_total {}", page.dropped_reports);
+        let _ = writeln!(out, "# HELP centinela_messages_skipped_total New messages not reported as 1:1 texts, by kind.\n# TYPE centinela_messages_skipped_total counter");
+        for (kind, n) in [
+            ("group", page.skipped_group),
+            ("status", page.skipped_status),
+            ("history", page.skipped_history),
+            ("other", page.skipped_other),
+        ] {
+            let _ = writeln!(
+                out,
+                "centinela_messages_skipped_total{{kind=\"{kind}\"}} {n}"
+            );
+        }
         let _ = writeln!(out, "# HELP centinela_websocket_clients Connected WebSocket clients.\n# TYPE centinela_websocket_clients gauge\ncentinela_websocket_clients {ws_clients}");
         let _ = writeln!(out, "# HELP centinela_http_requests_total HTTP requests by method, route and status.\n# TYPE centinela_http_requests_total counter");
         for ((method, route, status), n) in &g.requests {

@@ -50,12 +50,17 @@ pub enum EngineEvent {
         detail: String,
     },
     /// A stream error from WhatsApp's servers (515: restart required, or a
-    /// ban; the session actor tells them apart).
+    /// ban; the session actor tells them apart). Only protocol-level engines
+    /// see these; WhatsApp Web handles them inside the page.
     StreamError { code: u16 },
-    /// A message arrived.
+    /// A text message arrived in a 1:1 chat.
     MessageIn {
         id: String,
+        /// The sender's phone number (digits), resolved from an `@lid`
+        /// sender where the page knows it.
         from: String,
+        /// The sender's jid as the page gave it (`…@c.us` or `…@lid`).
+        jid: String,
         text: String,
     },
     /// A sent message's ack moved (-1 error, 0 pending, 1 server, 2 device, 3 read, 4 played).
@@ -86,6 +91,9 @@ pub enum EngineError {
     Protocol(String),
     #[error("session is not ready to send")]
     NotReady,
+    /// The recipient has no WhatsApp account (`queryWidExists` said no).
+    #[error("the number is not on WhatsApp")]
+    NotOnWhatsapp,
     #[error("engine is closed")]
     Closed,
     #[error("engine I/O error: {0}")]

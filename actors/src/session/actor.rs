@@ -521,7 +521,12 @@ async fn on_engine_event(
                 reason: machine::DisconnectReason::EngineError,
             }
         }
-        EngineEvent::MessageIn { id, from, text } => {
+        EngineEvent::MessageIn {
+            id,
+            from,
+            jid,
+            text,
+        } => {
             if let Some(store) = &st.env.messages {
                 let record = crate::store::IncomingRecord {
                     seq: 0,
@@ -529,6 +534,7 @@ async fn on_engine_event(
                     tenant: st.record.tenant.clone(),
                     session: st.record.id.clone(),
                     from: from.clone(),
+                    jid: Some(jid),
                     text: text.clone(),
                     at: st.env.clock.now(),
                 };

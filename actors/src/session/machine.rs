@@ -22,8 +22,12 @@ pub enum DisconnectReason {
     /// The account was opened elsewhere.
     Conflict,
     QrTimeout,
-    /// TOS_BLOCK, PROXYBLOCK, or stream error 515 outside the restart grace.
+    /// The account is banned: TOS_BLOCK, SMB_TOS_BLOCK, or (for engines
+    /// that see stream errors) a 515 outside the restart grace.
     Banned,
+    /// PROXYBLOCK: WhatsApp refuses the network path (IP or proxy), not the
+    /// account. Reconnecting on the same path cannot help.
+    ProxyBlocked,
     BrowserCrashed,
     EngineError,
 }
@@ -37,6 +41,7 @@ impl DisconnectReason {
             Self::Conflict => "conflict",
             Self::QrTimeout => "qr_timeout",
             Self::Banned => "banned",
+            Self::ProxyBlocked => "proxy_blocked",
             Self::BrowserCrashed => "browser_crashed",
             Self::EngineError => "engine_error",
         }
@@ -47,7 +52,12 @@ impl DisconnectReason {
     /// stopped.
     pub fn ends_desire_to_run(self) -> bool {
         match self {
-            Self::Manual | Self::Logout | Self::Conflict | Self::QrTimeout | Self::Banned => true,
+            Self::Manual
+            | Self::Logout
+            | Self::Conflict
+            | Self::QrTimeout
+            | Self::Banned
+            | Self::ProxyBlocked => true,
             Self::NeverConnected | Self::BrowserCrashed | Self::EngineError => false,
         }
     }

@@ -172,6 +172,11 @@ pub async fn send_next(myself: &ActorRef<SessionMsg>, st: &mut SessionActorState
         }
         // Not handed over: it can wait for the next READY.
         Err(EngineError::NotReady) => m.status = MessageStatus::Queued,
+        // WhatsApp's answer, not a fault: retrying cannot help.
+        Err(EngineError::NotOnWhatsapp) => {
+            m.status = MessageStatus::Failed;
+            m.error = Some("not_on_whatsapp".into());
+        }
         Err(e) => {
             m.status = MessageStatus::Unknown;
             m.error = Some(e.to_string());
@@ -188,7 +193,7 @@ pub fn on_ack(st: &SessionActorState, engine_id: &str, ack: i8) {
     let Some(repo) = &st.env.messages else {
         return;
     };
-    let Ok(Some(mut m)) = repo.by_engine_id(engine_id) else {
+    let Ok(Some(mut m)) = repo.by_engine_id(&st.record.id, engine_id) else {
         return;
     };
     let status = match ack {

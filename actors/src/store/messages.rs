@@ -22,6 +22,11 @@ const ENGINE_IDS: TableDefinition<&str, &str> = TableDefinition::new("engine_ids
 /// session → next sequence number.
 const SEQUENCES: TableDefinition<&str, u64> = TableDefinition::new("outbox_sequences");
 
+/// The engine-id index key: engine ids are only unique within a session.
+fn engine_key(session: &SessionId, engine_id: &str) -> String {
+    format!("{session}/{engine_id}")
+}
+
 pub(super) fn create_tables(txn: &WriteTransaction) -> Result<(), StoreError> {
     txn.open_table(MESSAGES)?;
     txn.open_table(OUTBOX)?;
@@ -100,7 +105,13 @@ pub trait MessageRepo: Send + Sync + 'static {
     /// Replaces a record; when it leaves the queue (sent, failed, unknown)
     /// its outbox entry goes too; an engine id is indexed for acks.
     fn update(&self, m: &MessageRecord) -> Result<(), StoreError>;
-    fn by_engine_id(&self, engine_id: &str) -> Result<Option<MessageRecord>, StoreError>;
+    /// The message `session` sent that the engine knows as `engine_id`.
+    /// Scoped to the session: another session's page cannot move it.
+    fn by_engine_id(
+        &self,
+        session: &SessionId,
+        engine_id: &str,
+    ) -> Result<Option<MessageRecord>, StoreError>;
     /// The message accepted with this idempotency key, if any.
     fn by_idempotency_key(
         &self,
@@ -226,7 +237,7 @@ impl MessageRepo for Store {
                 .insert(m.id.as_str(), encode(m)?.as_slice())?;
             if let Some(engine_id) = &m.engine_id {
                 txn.open_table(ENGINE_IDS)?
-                    .insert(engine_id.as_str(), m.id.as_str())?;
+                    .insert(engine_key(&m.session, engine_id).as_str(), m.id.as_str())?;
             }
             let leaves = !matches!(m.status, MessageStatus::Queued | MessageStatus::Sending);
             if leaves {
@@ -248,15 +259,23 @@ impl MessageRepo for Store {
         Ok(())
     }
 
-    fn by_engine_id(&self, engine_id: &str) -> Result<Option<MessageRecord>, StoreError> {
+    fn by_engine_id(
+        &self,
+        session: &SessionId,
+        engine_id: &str,
+    ) -> Result<Option<MessageRecord>, StoreError> {
         let id = {
             let txn = self.db().begin_read()?;
             let table = txn.open_table(ENGINE_IDS)?;
-            let v = table.get(engine_id)?;
-            v.map(|v| v.value().to_owned())
+            // Rows written before ids were scoped carry the bare engine id.
+            let scoped = table.get(engine_key(session, engine_id).as_str())?;
+            match scoped {
+                Some(v) => Some(v.value().to_owned()),
+                None => table.get(engine_id)?.map(|v| v.value().to_owned()),
+            }
         };
         match id {
-            Some(id) => self.message(&id),
+            Some(id) => Ok(self.message(&id)?.filter(|m| &m.session == session)),
             None => Ok(None),
         }
     }
@@ -318,6 +337,10 @@ pub struct IncomingRecord {
     pub tenant: TenantId,
     pub session: SessionId,
     pub from: String,
+    /// The sender's jid as WhatsApp gave it (`…@c.us`, or `…@lid` when the
+    /// phone number was resolved from a linked identity).
+    #[serde(default)]
+    pub jid: Option<String>,
     pub text: String,
     pub at: Timestamp,
 }
@@ -407,6 +430,7 @@ mod tests {
             tenant: TenantId::new("t").expect("id"),
             session: SessionId::new("s1").expect("id"),
             from: "5491100000000".into(),
+            jid: Some("5491100000000@c.us".into()),
             text: format!("hola {i}"),
             at: Timestamp::from_millis(i as i64),
         }
@@ -509,6 +533,43 @@ mod tests {
                 .expect("next")
                 .map(|m| m.id),
             Some("a".into())
+        );
+    }
+
+    #[test]
+    fn engine_ids_are_looked_up_within_their_session_only() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = Store::open(dir.path()).expect("open");
+        let m = |id: &str, session: &str| MessageRecord {
+            id: id.into(),
+            tenant: TenantId::new("t").expect("id"),
+            session: SessionId::new(session).expect("id"),
+            to: "5491100000000".into(),
+            text: "x".into(),
+            idempotency_key: None,
+            status: MessageStatus::Queued,
+            created_at: Timestamp::from_millis(1),
+            send_at: None,
+            updated_at: Timestamp::from_millis(1),
+            engine_id: None,
+            error: None,
+        };
+        let out = store.accept(&[m("a", "s1"), m("b", "s2")]).expect("accept");
+        for (rec, engine_id) in out.iter().zip(["true_549@c.us_X1", "true_549@c.us_X2"]) {
+            let mut sent = rec.clone();
+            sent.status = MessageStatus::Sent;
+            sent.engine_id = Some(engine_id.into());
+            store.update(&sent).expect("update");
+        }
+        let s1 = SessionId::new("s1").expect("id");
+        let s2 = SessionId::new("s2").expect("id");
+        let found = |s: &SessionId, e: &str| store.by_engine_id(s, e).expect("read").map(|m| m.id);
+        assert_eq!(found(&s1, "true_549@c.us_X1"), Some("a".into()));
+        assert_eq!(found(&s2, "true_549@c.us_X2"), Some("b".into()));
+        assert_eq!(
+            found(&s2, "true_549@c.us_X1"),
+            None,
+            "another session's page cannot move it"
         );
     }
 }

@@ -1,50 +1,112 @@
 //! The WhatsApp Web simulator's state server: it plays the phone and
 //! WhatsApp's servers for the simulator page (`web/sim/`), which implements
-//! WhatsApp Web's module contract inside real Chromium. One device per
-//! browser profile that opened the page; the pairing itself lives in the
-//! page's localStorage (inside the profile), so restore-without-QR is real.
+//! the page contract of `shared/WAWEB-CONTRACT.md` inside real Chromium. One
+//! device per browser profile that opened the page; the pairing itself lives
+//! in the page's IndexedDB (inside the profile), as WhatsApp Web keeps it, so
+//! restore-without-QR is real.
 //!
-//! Served alone by `centinela sim` and mounted by `centinela serve --demo`.
-//! State is in memory: the simulator is a test double of WhatsApp, not part
-//! of Centinela's domain.
+//! Served alone by `centinela sim` (optionally over HTTPS, so an unmodified
+//! whatsapp-web.js can load it as `https://web.whatsapp.com/`) and mounted by
+//! `centinela serve --demo`. State is in memory and bounded: the simulator is
+//! a test double of WhatsApp, not part of Centinela's domain.
 
 mod routes;
+pub mod tls;
 
-pub use routes::router;
+pub use routes::{router, router_with};
 
 use rand::Rng;
 use serde::Serialize;
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
 
-/// What a device's page is doing.
+/// Devices kept at most; the least recently seen one without an open page
+/// is forgotten first.
+const MAX_DEVICES: usize = 2_000;
+/// Sent messages remembered per device (oldest dropped first).
+const MAX_SENT: usize = 1_000;
+/// Open event streams per device (a page reload opens a new one).
+const MAX_SUBSCRIBERS: usize = 8;
+/// Numbers marked as not on WhatsApp, and `@lid` identities handed out.
+const MAX_NUMBERS: usize = 10_000;
+
+/// `Socket.state` of a device, with WhatsApp Web's own names
+/// (whatsapp-web.js `Constants.js` `WAState`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
 pub enum DeviceState {
+    #[serde(rename = "UNPAIRED")]
     Unpaired,
+    /// The QR stopped rotating; `Cmd.refreshQR()` brings it back.
+    #[serde(rename = "UNPAIRED_IDLE")]
+    UnpairedIdle,
+    #[serde(rename = "CONNECTED")]
     Connected,
+    #[serde(rename = "CONFLICT")]
     Conflict,
+    #[serde(rename = "TOS_BLOCK")]
     TosBlock,
+    #[serde(rename = "SMB_TOS_BLOCK")]
+    SmbTosBlock,
+    #[serde(rename = "PROXYBLOCK")]
+    ProxyBlock,
 }
 
+impl DeviceState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Unpaired => "UNPAIRED",
+            Self::UnpairedIdle => "UNPAIRED_IDLE",
+            Self::Connected => "CONNECTED",
+            Self::Conflict => "CONFLICT",
+            Self::TosBlock => "TOS_BLOCK",
+            Self::SmbTosBlock => "SMB_TOS_BLOCK",
+            Self::ProxyBlock => "PROXYBLOCK",
+        }
+    }
+
+    fn is_unpaired(self) -> bool {
+        matches!(self, Self::Unpaired | Self::UnpairedIdle)
+    }
+}
+
+/// A message the device sent, as WhatsApp's servers received it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct SentMessage {
+    /// The key's raw id (`WAWebMsgKey.newId()`), e.g. `3EB0…`.
     pub message_id: String,
+    /// The recipient's digits.
     pub to: String,
+    /// The recipient's jid as the page addressed it.
+    pub jid: String,
     pub text: String,
+    pub ack: i8,
+}
+
+/// A pairing code the page asked for (`startAltLinkingFlow`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct PairingCode {
+    code: String,
+    phone: String,
 }
 
 struct Device {
     state: DeviceState,
     phone: Option<String>,
+    /// The linked account's own `@lid` user.
+    lid: Option<String>,
     reference: String,
+    /// Refs shown since the last scan or `refreshQR`.
+    rotations: u32,
     static_key: String,
     identity_key: String,
     adv_secret: String,
-    sent: Vec<SentMessage>,
+    pairing_code: Option<PairingCode>,
+    sent: VecDeque<SentMessage>,
     subscribers: Vec<mpsc::UnboundedSender<String>>,
+    seen: Instant,
 }
 
 impl Device {
@@ -52,16 +114,21 @@ impl Device {
         Self {
             state: DeviceState::Unpaired,
             phone: None,
-            reference: random_b64(12),
-            static_key: random_b64(32),
-            identity_key: random_b64(32),
-            adv_secret: random_b64(32),
-            sent: Vec::new(),
+            lid: None,
+            reference: random_ref(),
+            rotations: 0,
+            static_key: random_key_b64(),
+            identity_key: random_key_b64(),
+            adv_secret: random_key_b64(),
+            pairing_code: None,
+            sent: VecDeque::new(),
             subscribers: Vec::new(),
+            seen: Instant::now(),
         }
     }
 
-    /// The QR string WhatsApp Web shows: `ref,staticKey,identityKey,advSecret,platform`.
+    /// The QR string WhatsApp Web shows: `ref,staticKey,identityKey,advSecret,platform`
+    /// (whatsapp-web.js `Client.js` `inject`). None while idle or paired.
     fn qr(&self) -> Option<String> {
         (self.state == DeviceState::Unpaired).then(|| {
             format!(
@@ -77,19 +144,89 @@ impl Device {
         self.subscribers.retain(|tx| tx.send(text.clone()).is_ok());
     }
 
-    fn rotate(&mut self) {
-        self.reference = random_b64(12);
+    /// A new ref for the QR (the page's `Conn.ref`).
+    fn new_ref(&mut self) {
+        self.reference = random_ref();
         let event = serde_json::json!({"type": "ref", "ref": self.reference});
         self.push(event);
     }
+
+    fn pair(&mut self, phone: &str, lid: String) {
+        self.state = DeviceState::Connected;
+        self.phone = Some(phone.to_owned());
+        self.lid = Some(lid.clone());
+        self.rotations = 0;
+        self.pairing_code = None;
+        self.push(serde_json::json!({"type": "paired", "phone": phone, "lid": lid}));
+    }
+
+    fn unpair(&mut self) {
+        self.state = DeviceState::Unpaired;
+        self.phone = None;
+        self.lid = None;
+        self.rotations = 0;
+        self.pairing_code = None;
+        self.reference = random_ref();
+    }
+
+    fn set_state(&mut self, state: DeviceState) {
+        self.state = state;
+        self.push(serde_json::json!({"type": "state", "state": state.as_str()}));
+    }
+
+    fn record_sent(&mut self, m: SentMessage) {
+        if self.sent.len() >= MAX_SENT {
+            self.sent.pop_front();
+        }
+        self.sent.push_back(m);
+    }
 }
 
-fn random_b64(bytes: usize) -> String {
+fn random_bytes<const N: usize>() -> [u8; N] {
+    let mut b = [0u8; N];
+    rand::rng().fill(&mut b[..]);
+    b
+}
+
+/// 32 random bytes in standard base64, as `WABase64.encodeB64` prints a key.
+fn random_key_b64() -> String {
+    b64(&random_bytes::<32>())
+}
+
+/// A QR ref as WhatsApp Web's look: `2@` and base64.
+fn random_ref() -> String {
+    format!("2@{}", b64(&random_bytes::<24>()))
+}
+
+fn b64(bytes: &[u8]) -> String {
     const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::with_capacity(bytes.len().div_ceil(3) * 4);
+    for chunk in bytes.chunks(3) {
+        let n = chunk
+            .iter()
+            .enumerate()
+            .fold(0u32, |n, (i, &b)| n | (u32::from(b) << (16 - 8 * i)));
+        for i in 0..4 {
+            if i <= chunk.len() {
+                out.push(ALPHABET[((n >> (18 - 6 * i)) & 63) as usize] as char);
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
+}
+
+/// The alphabet of WhatsApp's pairing codes (`WAWEB-CONTRACT.md`, pairing code).
+const CODE_ALPHABET: &[u8] = b"123456789ABCDEFGHJKLMNPQRSTVWXYZ";
+
+fn random_pairing_code() -> String {
     let mut rng = rand::rng();
-    (0..bytes * 4 / 3)
-        .map(|_| ALPHABET[rng.random_range(0..ALPHABET.len())] as char)
-        .collect()
+    let mut code: String = (0..8)
+        .map(|_| CODE_ALPHABET[rng.random_range(0..CODE_ALPHABET.len())] as char)
+        .collect();
+    code.insert(4, '-');
+    code
 }
 
 /// A device as the control API shows it.
@@ -99,43 +236,141 @@ pub struct DeviceView {
     pub state: DeviceState,
     pub qr: Option<String>,
     pub phone: Option<String>,
+    pub pairing_code: Option<String>,
+}
+
+/// How the simulated page behaves; the switches exist so tests can model
+/// what the real page does in some builds.
+#[derive(Debug, Clone)]
+pub struct SimOptions {
+    /// How often an unpaired device's QR `ref` changes (WhatsApp Web: about 20 s).
+    pub qr_rotation: Duration,
+    /// Refs shown without a scan before the page goes `UNPAIRED_IDLE`.
+    pub idle_after: u32,
+    /// Message keys carry `_serialized` (whatsapp-web.js 1.34.7 reads it);
+    /// off models the newer builds wa-js describes, where only
+    /// `toString()` gives the serialized key.
+    pub serialized_keys: bool,
+    /// Modules the page never registers (to model a WhatsApp Web update
+    /// that renamed them).
+    pub without_modules: Vec<String>,
+}
+
+impl Default for SimOptions {
+    fn default() -> Self {
+        Self {
+            qr_rotation: Duration::from_secs(20),
+            idle_after: 5,
+            serialized_keys: true,
+            without_modules: Vec::new(),
+        }
+    }
+}
+
+#[derive(Default)]
+struct Numbers {
+    /// Numbers `queryWidExists` says are not on WhatsApp.
+    unregistered: HashSet<String>,
+    /// phone → its `@lid` user.
+    lids: HashMap<String, String>,
 }
 
 /// The simulator; cheap to clone.
 #[derive(Clone)]
 pub struct Simulator {
     devices: Arc<Mutex<HashMap<String, Device>>>,
-    qr_rotation: Duration,
-    next_message: Arc<std::sync::atomic::AtomicU64>,
+    numbers: Arc<Mutex<Numbers>>,
+    options: Arc<SimOptions>,
+    next_message: Arc<AtomicU64>,
 }
 
 impl Simulator {
-    /// `qr_rotation`: how often an unpaired device's QR `ref` changes
-    /// (WhatsApp Web: about 20 s).
+    /// A simulator with default behaviour and the given QR rotation.
     pub fn new(qr_rotation: Duration) -> Self {
+        Self::with_options(SimOptions {
+            qr_rotation,
+            ..SimOptions::default()
+        })
+    }
+
+    pub fn with_options(options: SimOptions) -> Self {
         Self {
             devices: Arc::default(),
-            qr_rotation,
+            numbers: Arc::default(),
+            options: Arc::new(options),
             next_message: Arc::default(),
         }
+    }
+
+    pub fn options(&self) -> &SimOptions {
+        &self.options
     }
 
     fn lock(&self) -> MutexGuard<'_, HashMap<String, Device>> {
         self.devices.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    fn message_id(&self, prefix: &str) -> String {
-        let n = self
-            .next_message
-            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        format!("{prefix}{n:016X}")
+    fn numbers(&self) -> MutexGuard<'_, Numbers> {
+        self.numbers.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Rotates the QR of every unpaired device with an open page, forever.
-    /// Ends when the last clone of the simulator is dropped.
+    /// A message id as phones make them: 20 uppercase hex digits.
+    fn message_id(&self, prefix: &str) -> String {
+        let n = self.next_message.fetch_add(1, Ordering::Relaxed);
+        let salt = u32::from_be_bytes(random_bytes::<4>());
+        format!("{prefix}{salt:08X}{n:010X}")
+    }
+
+    /// The `@lid` user of a phone number, made once per number.
+    fn lid_of(&self, phone: &str) -> String {
+        let mut numbers = self.numbers();
+        if let Some(lid) = numbers.lids.get(phone) {
+            return lid.clone();
+        }
+        if numbers.lids.len() >= MAX_NUMBERS {
+            numbers.lids.clear();
+        }
+        let n = u64::from_be_bytes(random_bytes::<8>()) % 900_000_000_000_000;
+        let lid = (100_000_000_000_000 + n).to_string();
+        numbers.lids.insert(phone.to_owned(), lid.clone());
+        lid
+    }
+
+    fn is_registered(&self, phone: &str) -> bool {
+        !self.numbers().unregistered.contains(phone)
+    }
+
+    fn mark_unregistered(&self, phone: &str) {
+        let mut numbers = self.numbers();
+        if numbers.unregistered.len() >= MAX_NUMBERS {
+            numbers.unregistered.clear();
+        }
+        numbers.unregistered.insert(phone.to_owned());
+    }
+
+    /// Makes room for one more device: forgets the least recently seen
+    /// device without an open page.
+    fn evict_if_full(devices: &mut HashMap<String, Device>) {
+        if devices.len() < MAX_DEVICES {
+            return;
+        }
+        let oldest = devices
+            .iter()
+            .filter(|(_, d)| d.subscribers.iter().all(|s| s.is_closed()))
+            .min_by_key(|(_, d)| d.seen)
+            .map(|(id, _)| id.clone());
+        if let Some(id) = oldest {
+            devices.remove(&id);
+        }
+    }
+
+    /// Rotates the QR of every unpaired device with an open page; after
+    /// `idle_after` refs without a scan the page goes `UNPAIRED_IDLE` and
+    /// stays there until `Cmd.refreshQR()`. Ends when the last clone of the
+    /// simulator is dropped.
     pub fn spawn_rotation(&self) -> tokio::task::JoinHandle<()> {
         let weak = Arc::downgrade(&self.devices);
-        let period = self.qr_rotation;
+        let (period, idle_after) = (self.options.qr_rotation, self.options.idle_after);
         tokio::spawn(async move {
             let mut tick = tokio::time::interval(period);
             tick.tick().await;
@@ -146,8 +381,15 @@ impl Simulator {
                 };
                 let mut devices = devices.lock().unwrap_or_else(|p| p.into_inner());
                 for d in devices.values_mut() {
-                    if d.state == DeviceState::Unpaired && !d.subscribers.is_empty() {
-                        d.rotate();
+                    d.subscribers.retain(|s| !s.is_closed());
+                    if d.state != DeviceState::Unpaired || d.subscribers.is_empty() {
+                        continue;
+                    }
+                    d.rotations += 1;
+                    if d.rotations >= idle_after {
+                        d.set_state(DeviceState::UnpairedIdle);
+                    } else {
+                        d.new_ref();
                     }
                 }
             }
@@ -163,6 +405,11 @@ impl Simulator {
                 state: d.state,
                 qr: d.qr(),
                 phone: d.phone.clone(),
+                pairing_code: d
+                    .state
+                    .is_unpaired()
+                    .then(|| d.pairing_code.as_ref().map(|p| p.code.clone()))
+                    .flatten(),
             })
             .collect();
         out.sort_by(|a, b| a.id.cmp(&b.id));
@@ -170,6 +417,45 @@ impl Simulator {
     }
 
     pub fn sent(&self, device: &str) -> Option<Vec<SentMessage>> {
-        self.lock().get(device).map(|d| d.sent.clone())
+        self.lock()
+            .get(device)
+            .map(|d| d.sent.iter().cloned().collect())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn base64_matches_the_standard_alphabet_with_padding() {
+        assert_eq!(b64(b""), "");
+        assert_eq!(b64(b"f"), "Zg==");
+        assert_eq!(b64(b"fo"), "Zm8=");
+        assert_eq!(b64(b"foo"), "Zm9v");
+        assert_eq!(b64(b"foobar"), "Zm9vYmFy");
+        assert_eq!(random_key_b64().len(), 44);
+    }
+
+    #[test]
+    fn pairing_codes_use_whatsapps_alphabet_as_xxxx_xxxx() {
+        for _ in 0..100 {
+            let code = random_pairing_code();
+            assert_eq!(code.len(), 9);
+            assert_eq!(&code[4..5], "-");
+            assert!(code
+                .bytes()
+                .filter(|&b| b != b'-')
+                .all(|b| CODE_ALPHABET.contains(&b)));
+        }
+    }
+
+    #[test]
+    fn a_number_keeps_its_lid() {
+        let sim = Simulator::new(Duration::from_secs(20));
+        let lid = sim.lid_of("5491100000003");
+        assert_eq!(lid.len(), 15);
+        assert_eq!(sim.lid_of("5491100000003"), lid);
+        assert_ne!(sim.lid_of("5491100000004"), lid);
     }
 }

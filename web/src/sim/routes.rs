@@ -1,8 +1,9 @@
-//! The simulator's HTTP surface: the page (`/sim/wa/`), the page's own API
-//! (`/sim/api/...`, what WhatsApp's servers would answer) and the control
-//! API (`/sim/...`, what the phone and WhatsApp do to a device).
+//! The simulator's HTTP surface: the page (`/sim/wa/`, and `/` when served
+//! as web.whatsapp.com), the page's own API (`/sim/api/...`, what WhatsApp's
+//! servers would answer) and the control API (`/sim/...`, what the phone and
+//! WhatsApp do to a device).
 
-use super::{Device, DeviceState, Simulator};
+use super::{Device, DeviceState, SentMessage, Simulator};
 use crate::error::ApiError;
 use crate::extract::AppJson;
 use axum::extract::{Path, State};
@@ -15,33 +16,51 @@ use futures::stream::Stream;
 use serde::Deserialize;
 use serde_json::{json, Value};
 use std::convert::Infallible;
+use std::time::Instant;
 use tokio::sync::mpsc;
 
 const PAGE: &str = include_str!("../../sim/index.html");
 const SCRIPT: &str = include_str!("../../sim/sim.js");
+/// Longest text a message may carry (WhatsApp's own limit is 65,536).
+const MAX_TEXT: usize = 65_536;
 
-/// Every simulator route, with its own state.
+/// Every simulator route, with its own state. `at_root` also serves the
+/// page at `/`, as web.whatsapp.com does (`centinela sim --tls`).
 pub fn router(sim: Simulator) -> Router {
-    Router::new()
+    router_with(sim, false)
+}
+
+/// [`router`], with the page at `/` too when `at_root`.
+pub fn router_with(sim: Simulator, at_root: bool) -> Router {
+    let mut r = Router::new()
         .route("/sim/wa", get(|| async { Redirect::permanent("/sim/wa/") }))
         .route("/sim/wa/", get(page))
         .route("/sim/wa/sim.js", get(script))
         .route("/sim/api/hello", post(hello))
         .route("/sim/api/devices/{id}/events", get(events))
         .route("/sim/api/devices/{id}/send", post(send))
+        .route("/sim/api/devices/{id}/exists", post(exists))
         .route("/sim/api/devices/{id}/logout-self", post(logout_self))
+        .route("/sim/api/devices/{id}/refresh-qr", post(refresh_qr))
+        .route("/sim/api/devices/{id}/pairing-code", post(pairing_code))
+        .route("/sim/api/devices/{id}/takeover", post(takeover))
         .route("/sim/devices", get(devices))
         .route("/sim/scan", post(scan))
+        .route("/sim/pair", post(pair))
+        .route("/sim/unregistered", post(unregistered))
         .route("/sim/devices/{id}/logout", post(logout))
         .route("/sim/devices/{id}/conflict", post(conflict))
-        .route("/sim/devices/{id}/ban", post(ban))
         .route("/sim/devices/{id}/tos-block", post(tos_block))
-        .route("/sim/devices/{id}/restart-required", post(restart_required))
+        .route("/sim/devices/{id}/smb-tos-block", post(smb_tos_block))
+        .route("/sim/devices/{id}/proxy-block", post(proxy_block))
         .route("/sim/devices/{id}/rotate-qr", post(rotate_qr))
         .route("/sim/devices/{id}/incoming", post(incoming))
         .route("/sim/devices/{id}/sent", get(sent))
-        .route("/sim/devices/{id}/ack", post(ack))
-        .with_state(sim)
+        .route("/sim/devices/{id}/ack", post(ack));
+    if at_root {
+        r = r.route("/", get(page));
+    }
+    r.with_state(sim)
 }
 
 async fn page() -> impl IntoResponse {
@@ -83,6 +102,17 @@ fn phone_ok(phone: &str) -> Result<(), ApiError> {
     }
 }
 
+fn text_ok(text: &str) -> Result<(), ApiError> {
+    if text.chars().count() <= MAX_TEXT {
+        Ok(())
+    } else {
+        Err(ApiError::bad_request(
+            "text_too_long",
+            "texts are at most 65,536 characters",
+        ))
+    }
+}
+
 /// Runs `f` on a known device.
 fn with_device<T>(
     sim: &Simulator,
@@ -93,53 +123,74 @@ fn with_device<T>(
     let device = devices
         .get_mut(id)
         .ok_or_else(|| ApiError::NotFound(format!("no device {id}")))?;
+    device.seen = Instant::now();
     f(device)
 }
+
+fn not_connected() -> ApiError {
+    ApiError::conflict("not_connected", "the device is not connected")
+}
+
+fn ok() -> Json<Value> {
+    Json(json!({ "ok": true }))
+}
+
+// ---------- The page's own API (WhatsApp's servers) ----------
 
 #[derive(Deserialize)]
 struct Hello {
     device_id: String,
+    /// The pairing the page found in its IndexedDB.
     paired_phone: Option<String>,
 }
 
 /// The page starts: it registers its device and says whether its profile
-/// holds a pairing. A device the simulator saw logged out stays logged out.
+/// holds a pairing. A device the simulator saw unpaired stays unpaired.
 async fn hello(
     State(sim): State<Simulator>,
     AppJson(h): AppJson<Hello>,
 ) -> Result<Json<Value>, ApiError> {
     device_id_ok(&h.device_id)?;
+    if let Some(p) = &h.paired_phone {
+        phone_ok(p)?;
+    }
+    let lid = h.paired_phone.as_deref().map(|p| sim.lid_of(p));
     let mut devices = sim.lock();
     let known = devices.contains_key(&h.device_id);
+    if !known {
+        Simulator::evict_if_full(&mut devices);
+    }
     let d = devices
         .entry(h.device_id.clone())
         .or_insert_with(Device::new);
-    match (&h.paired_phone, known, d.state) {
-        (Some(phone), false, _) => {
+    d.seen = Instant::now();
+    match (&h.paired_phone, known) {
+        // A profile paired before this simulator started (demo restarts).
+        (Some(phone), false) => {
             d.state = DeviceState::Connected;
             d.phone = Some(phone.clone());
+            d.lid = lid;
         }
-        (Some(_), true, DeviceState::Connected) => {}
-        (Some(_), true, _) | (None, _, _) => {
-            if d.state != DeviceState::Unpaired {
-                d.state = DeviceState::Unpaired;
-                d.phone = None;
-                d.reference = super::random_b64(12);
+        (Some(_), true) if !d.state.is_unpaired() => {}
+        (Some(_), true) | (None, _) => {
+            if !d.state.is_unpaired() {
+                d.unpair();
             }
         }
     }
-    let state = if d.state == DeviceState::Connected {
-        "CONNECTED"
-    } else {
-        "UNPAIRED"
-    };
+    let options = sim.options();
     Ok(Json(json!({
-        "state": state,
+        "state": d.state.as_str(),
         "ref": (d.state == DeviceState::Unpaired).then(|| d.reference.clone()),
         "static_key": d.static_key,
         "identity_key": d.identity_key,
         "adv_secret": d.adv_secret,
         "phone": d.phone,
+        "lid": d.lid,
+        "options": {
+            "serialized_keys": options.serialized_keys,
+            "without_modules": options.without_modules,
+        },
     })))
 }
 
@@ -151,10 +202,17 @@ async fn events(
     with_device(&sim, &id, |d| {
         // A snapshot first: whatever happened between hello and now.
         let snapshot = match (d.state, &d.phone) {
-            (DeviceState::Connected, Some(phone)) => json!({"type": "paired", "phone": phone}),
-            _ => json!({"type": "ref", "ref": d.reference}),
+            (DeviceState::Connected, Some(phone)) => {
+                json!({"type": "paired", "phone": phone, "lid": d.lid})
+            }
+            (DeviceState::Unpaired, _) => json!({"type": "ref", "ref": d.reference}),
+            (state, _) => json!({"type": "state", "state": state.as_str()}),
         };
         let _ = tx.send(snapshot.to_string());
+        d.subscribers.retain(|s| !s.is_closed());
+        if d.subscribers.len() >= super::MAX_SUBSCRIBERS {
+            d.subscribers.remove(0);
+        }
         d.subscribers.push(tx);
         Ok(())
     })?;
@@ -168,49 +226,163 @@ async fn events(
 
 #[derive(Deserialize)]
 struct Send {
+    /// The key's raw id, made by the page (`WAWebMsgKey.newId()`).
+    id: String,
+    /// The chat's jid: `<digits>@c.us` or `<lid>@lid`.
     to: String,
     text: String,
 }
 
+fn raw_id_ok(id: &str) -> Result<(), ApiError> {
+    let ok = (8..=64).contains(&id.len()) && id.bytes().all(|b| b.is_ascii_alphanumeric());
+    if ok {
+        Ok(())
+    } else {
+        Err(ApiError::bad_request(
+            "invalid_message_id",
+            "message ids are 8-64 letters and digits",
+        ))
+    }
+}
+
+/// The relay accepts a message (the server ack, 1).
 async fn send(
     State(sim): State<Simulator>,
     Path(id): Path<String>,
     AppJson(s): AppJson<Send>,
 ) -> Result<Json<Value>, ApiError> {
-    phone_ok(&s.to)?;
-    let message_id = sim.message_id("3EB0");
+    raw_id_ok(&s.id)?;
+    text_ok(&s.text)?;
+    let (user, server) =
+        s.to.split_once('@')
+            .ok_or_else(|| ApiError::bad_request("invalid_jid", "a jid is user@server"))?;
+    phone_ok(user)?;
+    let to = match server {
+        "c.us" => user.to_owned(),
+        "lid" => sim
+            .numbers()
+            .lids
+            .iter()
+            .find(|(_, l)| l.as_str() == user)
+            .map(|(p, _)| p.clone())
+            .ok_or_else(|| ApiError::NotFound(format!("no account has lid {user}")))?,
+        _ => return Err(ApiError::bad_request("invalid_jid", "only 1:1 chats")),
+    };
+    if !sim.is_registered(&to) {
+        return Err(ApiError::NotFound(format!("{to} is not on WhatsApp")));
+    }
     with_device(&sim, &id, |d| {
         if d.state != DeviceState::Connected {
-            return Err(ApiError::conflict(
-                "not_connected",
-                "the device is not connected",
-            ));
+            return Err(not_connected());
         }
-        d.sent.push(super::SentMessage {
-            message_id: message_id.clone(),
-            to: s.to,
+        d.record_sent(SentMessage {
+            message_id: s.id.clone(),
+            to,
+            jid: s.to.clone(),
             text: s.text,
+            ack: 1,
         });
+        Ok(Json(json!({ "ack": 1 })))
+    })
+}
+
+#[derive(Deserialize)]
+struct Exists {
+    phone: String,
+}
+
+/// `queryWidExists`: whether a number has WhatsApp.
+async fn exists(
+    State(sim): State<Simulator>,
+    Path(id): Path<String>,
+    AppJson(e): AppJson<Exists>,
+) -> Result<Json<Value>, ApiError> {
+    phone_ok(&e.phone)?;
+    with_device(&sim, &id, |d| {
+        if d.state != DeviceState::Connected {
+            return Err(not_connected());
+        }
         Ok(())
     })?;
-    Ok(Json(json!({ "message_id": message_id })))
+    Ok(Json(json!({ "exists": sim.is_registered(&e.phone) })))
 }
 
-fn unpair(d: &mut Device) {
-    d.state = DeviceState::Unpaired;
-    d.phone = None;
-    d.reference = super::random_b64(12);
-}
-
+/// `Socket.logout()`: the device unpairs itself.
 async fn logout_self(
     State(sim): State<Simulator>,
     Path(id): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
     with_device(&sim, &id, |d| {
-        unpair(d);
-        Ok(Json(json!({ "ok": true })))
+        d.unpair();
+        Ok(ok())
     })
 }
+
+/// `Cmd.refreshQR()`: an idle QR comes back with a new ref.
+async fn refresh_qr(
+    State(sim): State<Simulator>,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    with_device(&sim, &id, |d| {
+        if !d.state.is_unpaired() {
+            return Err(ApiError::conflict(
+                "not_unpaired",
+                "only an unpaired device shows a QR",
+            ));
+        }
+        d.rotations = 0;
+        d.state = DeviceState::Unpaired;
+        d.reference = super::random_ref();
+        Ok(Json(json!({ "ref": d.reference })))
+    })
+}
+
+#[derive(Deserialize)]
+struct CodeRequest {
+    phone: String,
+}
+
+/// `startAltLinkingFlow`: a code to type on the phone instead of a scan.
+async fn pairing_code(
+    State(sim): State<Simulator>,
+    Path(id): Path<String>,
+    AppJson(c): AppJson<CodeRequest>,
+) -> Result<Json<Value>, ApiError> {
+    phone_ok(&c.phone)?;
+    with_device(&sim, &id, |d| {
+        if !d.state.is_unpaired() {
+            return Err(ApiError::conflict(
+                "not_unpaired",
+                "pairing codes are only for an unpaired device",
+            ));
+        }
+        let code = super::random_pairing_code();
+        d.pairing_code = Some(super::PairingCode {
+            code: code.clone(),
+            phone: c.phone,
+        });
+        Ok(Json(json!({ "code": code.replace('-', "") })))
+    })
+}
+
+/// `Socket.takeover()`: this page takes the account back after a CONFLICT.
+async fn takeover(
+    State(sim): State<Simulator>,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    with_device(&sim, &id, |d| {
+        if d.state != DeviceState::Conflict {
+            return Err(ApiError::conflict(
+                "not_in_conflict",
+                "nothing to take over",
+            ));
+        }
+        d.state = DeviceState::Connected;
+        Ok(ok())
+    })
+}
+
+// ---------- The control API (the phone and WhatsApp) ----------
 
 async fn devices(State(sim): State<Simulator>) -> Json<Value> {
     Json(json!(sim.devices()))
@@ -228,60 +400,113 @@ async fn scan(
     AppJson(s): AppJson<Scan>,
 ) -> Result<Json<Value>, ApiError> {
     phone_ok(&s.phone)?;
+    let lid = sim.lid_of(&s.phone);
     let mut devices = sim.lock();
     let (id, d) = devices
         .iter_mut()
         .find(|(_, d)| d.qr().as_deref() == Some(s.qr.as_str()))
         .ok_or_else(|| ApiError::NotFound("no device shows that QR (stale or unknown)".into()))?;
-    d.state = DeviceState::Connected;
-    d.phone = Some(s.phone.clone());
-    d.push(json!({"type": "paired", "phone": s.phone}));
+    d.pair(&s.phone, lid);
     Ok(Json(json!({ "device_id": id, "phone": s.phone })))
 }
 
-/// A push to a connected device; 409 when it is not connected.
-fn push_connected(
+#[derive(Deserialize)]
+struct Pair {
+    code: String,
+    phone: String,
+}
+
+/// The phone types a pairing code: pairs the unpaired device that asked for
+/// that code for that number.
+async fn pair(
+    State(sim): State<Simulator>,
+    AppJson(p): AppJson<Pair>,
+) -> Result<Json<Value>, ApiError> {
+    phone_ok(&p.phone)?;
+    let wanted = p.code.to_ascii_uppercase().replace('-', "");
+    let lid = sim.lid_of(&p.phone);
+    let mut devices = sim.lock();
+    let (id, d) = devices
+        .iter_mut()
+        .find(|(_, d)| {
+            d.state.is_unpaired()
+                && d.pairing_code
+                    .as_ref()
+                    .is_some_and(|c| c.code.replace('-', "") == wanted && c.phone == p.phone)
+        })
+        .ok_or_else(|| ApiError::NotFound("no device shows that code for that number".into()))?;
+    d.pair(&p.phone, lid);
+    Ok(Json(json!({ "device_id": id, "phone": p.phone })))
+}
+
+#[derive(Deserialize)]
+struct Unregistered {
+    phone: String,
+}
+
+/// Marks a number as not on WhatsApp (`queryWidExists` answers null).
+async fn unregistered(
+    State(sim): State<Simulator>,
+    AppJson(u): AppJson<Unregistered>,
+) -> Result<Json<Value>, ApiError> {
+    phone_ok(&u.phone)?;
+    sim.mark_unregistered(&u.phone);
+    Ok(ok())
+}
+
+/// A change WhatsApp makes to a connected device; 409 when it is not connected.
+fn to_connected(
     sim: &Simulator,
     id: &str,
-    event: Value,
-    after: impl FnOnce(&mut Device),
+    f: impl FnOnce(&mut Device),
 ) -> Result<Json<Value>, ApiError> {
     with_device(sim, id, |d| {
         if d.state != DeviceState::Connected {
-            return Err(ApiError::conflict(
-                "not_connected",
-                "the device is not connected",
-            ));
+            return Err(not_connected());
         }
-        d.push(event);
-        after(d);
-        Ok(Json(json!({ "ok": true })))
+        f(d);
+        Ok(ok())
     })
 }
 
+/// The phone removes the linked device: the page hears `logout_from_bridge`,
+/// wipes its storage and navigates to `?post_logout=1`.
 async fn logout(
     State(sim): State<Simulator>,
     Path(id): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
-    push_connected(&sim, &id, json!({"type": "logout"}), unpair)
+    to_connected(&sim, &id, |d| {
+        d.push(json!({"type": "logout"}));
+        d.unpair();
+    })
 }
 
 async fn conflict(
     State(sim): State<Simulator>,
     Path(id): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
-    push_connected(&sim, &id, json!({"type": "conflict"}), |d| {
-        d.state = DeviceState::Conflict
-    })
+    to_connected(&sim, &id, |d| d.set_state(DeviceState::Conflict))
 }
 
 async fn tos_block(
     State(sim): State<Simulator>,
     Path(id): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
-    push_connected(&sim, &id, json!({"type": "tos_block"}), |d| {
-        d.state = DeviceState::TosBlock
-    })
+    to_connected(&sim, &id, |d| d.set_state(DeviceState::TosBlock))
+}
+
+async fn smb_tos_block(
+    State(sim): State<Simulator>,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    to_connected(&sim, &id, |d| d.set_state(DeviceState::SmbTosBlock))
+}
+
+async fn proxy_block(
+    State(sim): State<Simulator>,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    to_connected(&sim, &id, |d| d.set_state(DeviceState::ProxyBlock))
 }
 
 /// Pushes a new QR `ref` to the page whatever its state (WhatsApp Web can
@@ -291,29 +516,37 @@ async fn rotate_qr(
     Path(id): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
     with_device(&sim, &id, |d| {
-        d.rotate();
-        Ok(Json(json!({ "ok": true })))
+        d.new_ref();
+        Ok(ok())
     })
 }
 
-async fn ban(
-    State(sim): State<Simulator>,
-    Path(id): Path<String>,
-) -> Result<Json<Value>, ApiError> {
-    push_connected(&sim, &id, json!({"type": "ban"}), |_| {})
-}
-
-async fn restart_required(
-    State(sim): State<Simulator>,
-    Path(id): Path<String>,
-) -> Result<Json<Value>, ApiError> {
-    push_connected(&sim, &id, json!({"type": "restart_required"}), |_| {})
+/// What kind of message arrives (`POST /sim/devices/{id}/incoming`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+enum Kind {
+    /// A new 1:1 text.
+    #[default]
+    Chat,
+    /// A text in a group (`…@g.us`).
+    Group,
+    /// A status update (`status@broadcast`).
+    Status,
+    /// An old message a history sync loads (`isNewMsg: false`).
+    History,
+    /// A new text not decrypted yet: `ciphertext`, then `chat` a moment later.
+    Ciphertext,
 }
 
 #[derive(Deserialize)]
 struct Incoming {
     from: String,
     text: String,
+    #[serde(default)]
+    kind: Kind,
+    /// From the sender's `@lid` identity (the page's contacts know its phone).
+    #[serde(default)]
+    lid: bool,
 }
 
 async fn incoming(
@@ -322,11 +555,22 @@ async fn incoming(
     AppJson(m): AppJson<Incoming>,
 ) -> Result<Json<Value>, ApiError> {
     phone_ok(&m.from)?;
-    let message_id = sim.message_id("IN");
+    text_ok(&m.text)?;
+    let message_id = sim.message_id("3A");
+    let lid = m.lid.then(|| sim.lid_of(&m.from));
+    let group = (m.kind == Kind::Group).then(|| {
+        let n = u64::from_be_bytes(super::random_bytes::<8>()) % 1_000_000_000_000;
+        format!("120363{n:012}")
+    });
     let event = json!({"type": "incoming", "message": {
-        "id": message_id, "from": m.from, "text": m.text,
+        "id": message_id,
+        "from": m.from,
+        "lid": lid,
+        "kind": m.kind,
+        "text": m.text,
+        "group": group,
     }});
-    let _pushed = push_connected(&sim, &id, event, |_| {})?;
+    let _pushed = to_connected(&sim, &id, |d| d.push(event))?;
     Ok(Json(json!({ "message_id": message_id })))
 }
 
@@ -346,6 +590,7 @@ struct Ack {
     ack: i8,
 }
 
+/// The recipient's phone moves a sent message's ack (2 delivered, 3 read, …).
 async fn ack(
     State(sim): State<Simulator>,
     Path(id): Path<String>,
@@ -357,15 +602,16 @@ async fn ack(
             "ack is -1 (error) to 4 (played)",
         ));
     }
-    let known = sim
-        .sent(&id)
-        .is_some_and(|s| s.iter().any(|m| m.message_id == a.message_id));
-    if !known {
-        return Err(ApiError::NotFound(format!(
-            "device {id} sent no message {}",
-            a.message_id
-        )));
-    }
-    let event = json!({"type": "ack", "message_id": a.message_id, "ack": a.ack});
-    push_connected(&sim, &id, event, |_| {})
+    with_device(&sim, &id, |d| {
+        let m = d
+            .sent
+            .iter_mut()
+            .find(|m| m.message_id == a.message_id)
+            .ok_or_else(|| {
+                ApiError::NotFound(format!("device {id} sent no message {}", a.message_id))
+            })?;
+        m.ack = a.ack;
+        d.push(json!({"type": "ack", "message_id": a.message_id, "ack": a.ack}));
+        Ok(ok())
+    })
 }

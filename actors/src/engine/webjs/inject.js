@@ -1,66 +1,156 @@
 // Centinela's page agent, installed with Page.addScriptToEvaluateOnNewDocument
 // so it runs again in every document (reloads, navigations). It reads no DOM:
-// it waits for window.Debug.VERSION, then uses WhatsApp Web's own modules via
-// window.require(...) and reports to Rust through the CDP binding
-// window.__centinela(string). After attaching it reports the current values
-// too, so an event that fired before it listened is not lost.
+// it speaks the page contract of shared/WAWEB-CONTRACT.md — waits for
+// window.Debug.VERSION, requires WhatsApp Web's own modules lazily (they keep
+// registering after it), and reports to Rust through the CDP binding
+// window.__centinela(string). Rust validates every report; this side only
+// keeps them small. After attaching it reports the current values too, so an
+// event that fired before it listened is not lost.
 (() => {
   if (window.top !== window) return;
+  const binding = window.__centinela;
   const emit = (ev) => {
-    try { window.__centinela(JSON.stringify(ev)); } catch (e) { /* binding not ready */ }
+    try { (window.__centinela || binding)(JSON.stringify(ev)); } catch (e) { /* binding not ready */ }
   };
+  const MODULE_WAIT_MS = 20000;
+  const MAX_TEXT = 65536;
   const unpaired = (s) => s === 'UNPAIRED' || s === 'UNPAIRED_IDLE';
+  const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+  const idStr = (id) => (id == null ? '' : (id._serialized !== undefined ? String(id._serialized) : String(id)));
 
-  async function qrBuilder(R) {
-    const b64 = R('WABase64').encodeB64;
-    const noise = await R('WAWebUserPrefsInfoStore').waNoiseInfo.get();
-    const reg = await R('WAWebSignalStoreApi').waSignalStore.getRegistrationInfo();
-    const adv = await R('WAWebAdvSignatureApi').getADVSecretKey();
-    const platform = R('WAWebCompanionRegClientUtils').DEVICE_PLATFORM;
-    const keys = [b64(noise.staticKeyPair.pubKey), b64(reg.identityKeyPair.pubKey), adv, platform];
-    return (ref) => [ref].concat(keys).join(',');
+  // The document after a logout (whatsapp-web.js Client.js framenavigated).
+  if (/[?&]post_logout=1/.test(location.search)) emit({ ev: 'logout', why: 'post_logout' });
+
+  // window.require throws while a module is not registered yet: retry until
+  // it is, and name it if it never comes.
+  async function need(name) {
+    const until = Date.now() + MODULE_WAIT_MS;
+    for (;;) {
+      try {
+        const m = window.require(name);
+        if (m) return m;
+      } catch (e) { /* not registered yet */ }
+      if (Date.now() > until) {
+        const err = new Error('missing module ' + name);
+        err.missingModule = name;
+        throw err;
+      }
+      await sleep(100);
+    }
   }
 
-  function me(Conn) {
-    return Conn.wid ? (Conn.wid.user || String(Conn.wid._serialized || '').split('@')[0]) : null;
+  function fail(e) {
+    if (e && e.missingModule) emit({ ev: 'missing', module: e.missingModule });
+    else emit({ ev: 'error', message: String((e && e.message) || e).slice(0, 500) });
+  }
+
+  // QR material (Client.js inject, needAuthentication branch), built only
+  // when authentication is needed.
+  async function qrBuilder() {
+    const b64 = (await need('WABase64')).encodeB64;
+    const noise = await (await need('WAWebUserPrefsInfoStore')).waNoiseInfo.get();
+    const reg = await (await need('WAWebSignalStoreApi')).waSignalStore.getRegistrationInfo();
+    const platform = (await need('WAWebCompanionRegClientUtils')).DEVICE_PLATFORM;
+    const multiDevice = await need('WAWebUserPrefsMultiDevice');
+    const staticKey = b64(noise.staticKeyPair.pubKey);
+    const identityKey = b64(reg.identityKeyPair.pubKey);
+    return (ref) => [ref, staticKey, identityKey, multiDevice.getADVSecretKey(), platform].join(',');
+  }
+
+  async function meDigits() {
+    const MeUser = await need('WAWebUserPrefsMeUser');
+    const wid = MeUser.getMaybeMePnUser() || MeUser.getMaybeMeLidUser();
+    return wid && wid.user ? String(wid.user) : null;
+  }
+
+  // Incoming messages (whatsapp-web.js attachEventListeners): only isNewMsg
+  // is new; ciphertext waits for change:type; groups, status and other
+  // types are skipped; @lid senders are mapped to their phone number.
+  async function attachMessages() {
+    const { Msg } = await need('WAWebCollections');
+    const Contacts = await need('WAWebApiContact');
+    const pending = new Map();
+    const report = (m) => {
+      const remote = idStr(m.id.remote);
+      if (remote.endsWith('@g.us')) return emit({ ev: 'skipped', kind: 'group' });
+      if (remote === 'status@broadcast' || remote.endsWith('@broadcast')) return emit({ ev: 'skipped', kind: 'status' });
+      if (m.type !== 'chat') return emit({ ev: 'skipped', kind: String(m.type).slice(0, 32) });
+      const from = m.from;
+      const jid = idStr(from);
+      let phone = from && from.user ? String(from.user) : jid.split('@')[0];
+      if (jid.endsWith('@lid')) {
+        const pn = Contacts.getPhoneNumber(from);
+        if (!pn || !pn.user) return emit({ ev: 'skipped', kind: 'lid_unresolved' });
+        phone = String(pn.user);
+      }
+      emit({ ev: 'message', id: idStr(m.id), from: phone, jid, text: String(m.body == null ? '' : m.body).slice(0, MAX_TEXT) });
+    };
+    Msg.on('add', (m) => {
+      if (!m || !m.id || m.id.fromMe) return;
+      if (!m.isNewMsg) return emit({ ev: 'skipped', kind: 'history' });
+      if (m.type === 'ciphertext') {
+        if (pending.size > 1000) pending.clear();
+        pending.set(m, Date.now());
+        return;
+      }
+      report(m);
+    });
+    Msg.on('change:type', (m) => {
+      if (!pending.delete(m) || m.type === 'ciphertext') return;
+      if (m.type === 'revoked') return;
+      report(m);
+    });
+    Msg.on('change:ack', (m, ack) => {
+      if (m && m.id && m.id.fromMe) emit({ ev: 'ack', id: idStr(m.id), ack: Number(ack) });
+    });
   }
 
   async function attach() {
-    const R = window.require;
-    const Socket = R('WAWebSocketModel').Socket;
-    const Conn = R('WAWebConnModel').Conn;
-    const Cmd = R('WAWebCmd').Cmd;
-    const Msg = R('WAWebCollections').Msg;
-    const qr = await qrBuilder(R);
-    emit({ ev: 'injected', version: String(window.Debug.VERSION) });
+    const Socket = (await need('WAWebSocketModel')).Socket;
+    const Conn = (await need('WAWebConnModel')).Conn;
+    const Cmd = (await need('WAWebCmd')).Cmd;
+    emit({ ev: 'injected', version: String(window.Debug.VERSION).slice(0, 100) });
 
-    Socket.on('change:state', (_m, state) => {
-      emit({ ev: 'state', state });
-      if (unpaired(state) && Conn.ref) emit({ ev: 'qr', qr: qr(Conn.ref) });
-    });
-    Socket.on('change:hasSynced', (_m, synced) => { if (synced) emit({ ev: 'synced', me: me(Conn) }); });
-    Socket.on('stream_error', (e) => emit({ ev: 'stream_error', code: Number(e && e.code) || 0 }));
-    // Every ref change is reported, even after pairing (real WhatsApp Web does
-    // rotate it then): the guard against QR-after-ready lives in Rust.
-    Conn.on('change:ref', (_m, ref) => { if (ref) emit({ ev: 'qr', qr: qr(ref) }); });
-    Cmd.on('logout', () => emit({ ev: 'logout' }));
-    Msg.on('add', (m) => {
-      if (m && m.id && !m.id.fromMe) {
-        emit({ ev: 'message', id: m.id._serialized, from: String(m.from || '').split('@')[0], text: String(m.body || '') });
+    Cmd.on('logout', () => emit({ ev: 'logout', why: 'logout' }));
+    Cmd.on('logout_from_bridge', () => emit({ ev: 'logout', why: 'logout_from_bridge' }));
+
+    let qr = null;
+    const showQr = async (ref) => {
+      if (!ref || !unpaired(Socket.state)) return;
+      if (!qr) qr = await qrBuilder();
+      emit({ ev: 'qr', qr: qr(ref) });
+    };
+    const messages = attachMessages();
+    messages.catch(fail);
+    const reportReady = async () => {
+      await messages;
+      emit({ ev: 'synced', me: await meDigits() });
+    };
+    const onState = (state) => {
+      emit({ ev: 'state', state: String(state).slice(0, 64) });
+      if (state === 'UNPAIRED') showQr(Conn.ref).catch(fail);
+      // The page stopped rotating the QR: ask for a new one (Client.js
+      // onAuthAppStateChangedEvent). The page only exists while the QR
+      // window is open: Rust closes it when the window ends.
+      if (state === 'UNPAIRED_IDLE') {
+        need('WAWebCmd').then((m) => m.Cmd.refreshQR()).catch(fail);
       }
-    });
-    Msg.on('change:ack', (m, ack) => {
-      if (m && m.id && m.id.fromMe) emit({ ev: 'ack', id: m.id._serialized, ack: Number(ack) });
-    });
+    };
+    Socket.on('change:state', (_m, state) => onState(state));
+    Socket.on('change:hasSynced', (_m, synced) => { if (synced) reportReady().catch(fail); });
+    Conn.on('change:ref', (_m, ref) => { showQr(ref).catch(fail); });
 
-    emit({ ev: 'state', state: Socket.state });
-    if (unpaired(Socket.state) && Conn.ref) emit({ ev: 'qr', qr: qr(Conn.ref) });
-    if (Socket.state === 'CONNECTED' && Socket.hasSynced) emit({ ev: 'synced', me: me(Conn) });
+    onState(Socket.state);
+    if (Socket.state === 'CONNECTED' && Socket.hasSynced) reportReady().catch(fail);
   }
 
+  const started = Date.now();
   const timer = setInterval(() => {
-    if (!(window.Debug && window.Debug.VERSION && window.require)) return;
+    if (!(window.Debug && window.Debug.VERSION && window.require)) {
+      if (Date.now() - started > 120000) clearInterval(timer);
+      return;
+    }
     clearInterval(timer);
-    attach().catch((e) => emit({ ev: 'error', message: String(e && e.message || e) }));
+    attach().catch(fail);
   }, 50);
 })();

@@ -11,7 +11,7 @@
 //! `disconnected(browser_crashed)`. Stopping closes the browser and kills
 //! every process it started; dropping the handle does the same.
 
-mod page_events;
+pub mod page_events;
 pub mod process;
 pub mod user_agent;
 
@@ -29,10 +29,15 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::sync::{mpsc, oneshot, Mutex, OnceCell};
+use tokio::sync::{mpsc, oneshot, watch, Mutex, OnceCell};
 use tokio::task::JoinHandle;
 
 const AGENT: &str = include_str!("inject.js");
+/// The send sequence of the page contract, evaluated with `[digits, text]`.
+const SEND: &str = include_str!("send.js");
+/// How long our logout waits for the page to confirm it (its `logout`
+/// event or the `?post_logout=1` document).
+const LOGOUT_CONFIRM: Duration = Duration::from_secs(10);
 const BINDING: &str = "__centinela";
 
 /// Lean flags for many browsers per server. chromiumoxide adds the dashes and
@@ -168,6 +173,13 @@ pub fn split_proxy(proxy: &str) -> (String, Option<(String, String)>) {
     }
 }
 
+fn truncate(s: &str, max: usize) -> &str {
+    match s.char_indices().nth(max) {
+        Some((i, _)) => &s[..i],
+        None => s,
+    }
+}
+
 /// Stale Chromium singleton locks (from a killed browser, or another
 /// hostname) make a new launch on the same profile exit at once.
 fn clear_singleton_locks(profile: &Path) {
@@ -284,6 +296,7 @@ impl Engine for WebjsEngine {
             stopping,
             tasks: std::sync::Mutex::new(tasks),
             page_timeout: self.cfg.page_timeout,
+            logged_out: Arc::new(watch::channel(false).0),
         };
         match self.open_page(&control, tx, &ua, proxy_auth).await {
             Ok(()) => Ok(Driver {
@@ -352,6 +365,7 @@ impl WebjsEngine {
         )
         .await?;
         let (injected_tx, injected_rx) = oneshot::channel::<String>();
+        let logged_out = control.logged_out.clone();
         let pump = tokio::spawn(async move {
             let mut tracker = PageTracker::default();
             let mut injected = Some(injected_tx);
@@ -359,14 +373,24 @@ impl WebjsEngine {
                 if call.name != BINDING {
                     continue;
                 }
-                let Ok(event) = serde_json::from_str::<PageEvent>(&call.payload) else {
-                    tracing::warn!(payload = %call.payload, "unreadable page report");
-                    continue;
-                };
-                if let PageEvent::Injected { version } = &event {
-                    if let Some(t) = injected.take() {
-                        let _ = t.send(version.clone());
+                let event = match PageEvent::parse(&call.payload) {
+                    Ok(event) => event,
+                    Err(why) => {
+                        page_events::count_dropped();
+                        tracing::warn!(?why, bytes = call.payload.len(), "page report dropped");
+                        continue;
                     }
+                };
+                match &event {
+                    PageEvent::Injected { version } => {
+                        if let Some(t) = injected.take() {
+                            let _ = t.send(version.clone());
+                        }
+                    }
+                    PageEvent::Logout { .. } => {
+                        let _ = logged_out.send(true);
+                    }
+                    _ => {}
                 }
                 for e in tracker.on(event) {
                     if tx.send(e).await.is_err() {
@@ -413,6 +437,8 @@ struct WebjsControl {
     stopping: Arc<AtomicBool>,
     tasks: std::sync::Mutex<Vec<JoinHandle<()>>>,
     page_timeout: Duration,
+    /// Set once the page reported its logout.
+    logged_out: Arc<watch::Sender<bool>>,
 }
 
 impl WebjsControl {
@@ -458,19 +484,45 @@ impl DriverControl for WebjsControl {
     async fn send_text(&self, to: &str, text: &str) -> Result<String, EngineError> {
         let args =
             serde_json::to_string(&(to, text)).map_err(|e| EngineError::Protocol(e.to_string()))?;
-        let js = format!(
-            "(async ([to, text]) => {{ const r = await window.require('WAWebSendTextMsgChatAction').sendTextMsgToChat(to, text); return String(r.messageId); }})({args})"
-        );
-        match self.evaluate("sending a message", js).await? {
-            serde_json::Value::String(id) => Ok(id),
-            other => Err(EngineError::Protocol(format!("send returned {other}"))),
+        let js = format!("({SEND})({args})");
+        let reply = self.evaluate("sending a message", js).await?;
+        match (reply.get("id"), reply.get("error")) {
+            (Some(serde_json::Value::String(id)), _) if !id.is_empty() && id.len() <= 256 => {
+                Ok(id.clone())
+            }
+            (_, Some(serde_json::Value::String(e))) if e == "not_on_whatsapp" => {
+                Err(EngineError::NotOnWhatsapp)
+            }
+            _ => Err(EngineError::Protocol(format!(
+                "send returned {}",
+                truncate(&reply.to_string(), 200)
+            ))),
         }
     }
 
+    /// `Socket.logout()` (the contract's unpair action), then waits for the
+    /// page to confirm with its own logout event or the `?post_logout=1`
+    /// document.
     async fn logout(&self) -> Result<(), EngineError> {
-        let js = "(async () => { await window.require('WAWebCmd').Cmd.logout(); return true; })()"
+        let js = "(async () => { await window.require('WAWebSocketModel').Socket.logout(); return true; })()"
             .to_owned();
-        self.evaluate("logging out", js).await.map(|_| ())
+        match self.evaluate("logging out", js).await {
+            Ok(_) => {}
+            // The page may navigate away before the evaluation answers.
+            Err(EngineError::Protocol(e)) if e.contains("context") => {}
+            Err(e) => return Err(e),
+        }
+        let mut rx = self.logged_out.subscribe();
+        let confirmed = tokio::time::timeout(LOGOUT_CONFIRM, rx.wait_for(|done| *done))
+            .await
+            .is_ok_and(|r| r.is_ok());
+        if confirmed {
+            Ok(())
+        } else {
+            Err(EngineError::Timeout(
+                "waiting for the page to confirm the logout",
+            ))
+        }
     }
 
     async fn stop(&self) -> Result<(), EngineError> {

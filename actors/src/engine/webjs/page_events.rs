@@ -1,43 +1,155 @@
-//! What the page agent (`inject.js`) reports, and how a driver turns those
-//! reports into [`EngineEvent`]s. Pure: the mapping is tested without a
-//! browser.
+//! What the page agent (`inject.js`) reports, how each report is bounded
+//! and typed before anything else sees it, and how a driver turns reports
+//! into [`EngineEvent`]s. Pure apart from the counters: the mapping is
+//! tested without a browser.
+//!
+//! The page is not trusted: WhatsApp Web (or whoever serves a page on its
+//! address) can call the binding with anything. A report over
+//! [`MAX_REPORT`] bytes, of an unknown shape, or with a field out of bounds
+//! is dropped and counted, and never logged whole.
 
 use crate::engine::EngineEvent;
 use crate::session::DisconnectReason;
 use serde::Deserialize;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+/// Largest page report read (bytes of JSON).
+pub const MAX_REPORT: usize = 64 * 1024;
+/// Longest text a message may carry (WhatsApp's own limit).
+const MAX_TEXT: usize = 65_536;
+/// Longest id, jid, version, state or detail string.
+const MAX_ID: usize = 256;
 
 /// One report from the page, as JSON through the CDP binding.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-#[serde(tag = "ev", rename_all = "snake_case")]
+#[serde(tag = "ev", rename_all = "snake_case", deny_unknown_fields)]
 pub enum PageEvent {
-    Injected {
-        version: String,
-    },
-    State {
-        state: String,
-    },
-    Qr {
-        qr: String,
-    },
-    Synced {
-        me: Option<String>,
-    },
-    StreamError {
-        code: u16,
-    },
-    Logout,
+    /// The agent found `Debug.VERSION` and the socket module.
+    Injected { version: String },
+    /// `Socket.state` changed (or its value at attach).
+    State { state: String },
+    /// A QR to show, built from the page's own key material.
+    Qr { qr: String },
+    /// `hasSynced`: ready; `me` is the linked number's digits.
+    Synced { me: Option<String> },
+    /// The page's logout: `Cmd` `logout`/`logout_from_bridge`, or a document
+    /// loaded at `?post_logout=1`.
+    Logout { why: String },
+    /// A new 1:1 text message.
     Message {
         id: String,
         from: String,
+        jid: String,
         text: String,
     },
-    Ack {
-        id: String,
-        ack: i8,
-    },
-    Error {
-        message: String,
-    },
+    /// A new message that is not a 1:1 text (group, status, other types,
+    /// history): counted, not reported.
+    Skipped { kind: String },
+    /// A sent message's ack moved.
+    Ack { id: String, ack: i8 },
+    /// A module the agent needs never registered.
+    Missing { module: String },
+    /// The agent failed.
+    Error { message: String },
+}
+
+/// Why a report was dropped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Rejected {
+    TooLarge,
+    Malformed,
+    OutOfBounds,
+}
+
+fn bounded(s: &str, max: usize) -> bool {
+    s.len() <= max
+}
+
+fn phone_ok(p: &str) -> bool {
+    (6..=15).contains(&p.len()) && p.bytes().all(|b| b.is_ascii_digit())
+}
+
+impl PageEvent {
+    /// Reads one report: size-capped, typed, every field bounded.
+    pub fn parse(payload: &str) -> Result<PageEvent, Rejected> {
+        if payload.len() > MAX_REPORT {
+            return Err(Rejected::TooLarge);
+        }
+        let event: PageEvent = serde_json::from_str(payload).map_err(|_| Rejected::Malformed)?;
+        if event.in_bounds() {
+            Ok(event)
+        } else {
+            Err(Rejected::OutOfBounds)
+        }
+    }
+
+    fn in_bounds(&self) -> bool {
+        match self {
+            PageEvent::Injected { version: s }
+            | PageEvent::State { state: s }
+            | PageEvent::Logout { why: s }
+            | PageEvent::Skipped { kind: s }
+            | PageEvent::Missing { module: s } => bounded(s, MAX_ID),
+            PageEvent::Error { message } => bounded(message, 4 * MAX_ID),
+            PageEvent::Qr { qr } => bounded(qr, 4 * MAX_ID),
+            PageEvent::Synced { me } => me.as_deref().is_none_or(phone_ok),
+            PageEvent::Message {
+                id,
+                from,
+                jid,
+                text,
+            } => {
+                !id.is_empty()
+                    && bounded(id, MAX_ID)
+                    && phone_ok(from)
+                    && bounded(jid, MAX_ID)
+                    && text.chars().count() <= MAX_TEXT
+            }
+            PageEvent::Ack { id, ack } => bounded(id, MAX_ID) && (-1..=4).contains(ack),
+        }
+    }
+}
+
+/// What the page agents of this process have dropped or skipped, for
+/// `/metrics`.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct PageCounters {
+    pub dropped_reports: u64,
+    pub skipped_group: u64,
+    pub skipped_status: u64,
+    pub skipped_history: u64,
+    pub skipped_other: u64,
+}
+
+static DROPPED: AtomicU64 = AtomicU64::new(0);
+static SKIPPED_GROUP: AtomicU64 = AtomicU64::new(0);
+static SKIPPED_STATUS: AtomicU64 = AtomicU64::new(0);
+static SKIPPED_HISTORY: AtomicU64 = AtomicU64::new(0);
+static SKIPPED_OTHER: AtomicU64 = AtomicU64::new(0);
+
+/// The counters so far (process-wide; monotonic).
+pub fn counters() -> PageCounters {
+    PageCounters {
+        dropped_reports: DROPPED.load(Ordering::Relaxed),
+        skipped_group: SKIPPED_GROUP.load(Ordering::Relaxed),
+        skipped_status: SKIPPED_STATUS.load(Ordering::Relaxed),
+        skipped_history: SKIPPED_HISTORY.load(Ordering::Relaxed),
+        skipped_other: SKIPPED_OTHER.load(Ordering::Relaxed),
+    }
+}
+
+pub(super) fn count_dropped() {
+    DROPPED.fetch_add(1, Ordering::Relaxed);
+}
+
+fn count_skipped(kind: &str) {
+    let counter = match kind {
+        "group" => &SKIPPED_GROUP,
+        "status" => &SKIPPED_STATUS,
+        "history" => &SKIPPED_HISTORY,
+        _ => &SKIPPED_OTHER,
+    };
+    counter.fetch_add(1, Ordering::Relaxed);
 }
 
 /// Per-driver memory: has this page been paired, has it been reported ready,
@@ -84,19 +196,40 @@ impl PageTracker {
                 }
                 out
             }
-            PageEvent::StreamError { code } => vec![EngineEvent::StreamError { code }],
-            PageEvent::Logout => end(self, DisconnectReason::Logout, "logout"),
-            PageEvent::Message { id, from, text } => {
-                vec![EngineEvent::MessageIn { id, from, text }]
+            // A logout before pairing is the page starting over (e.g. the
+            // document after our own logout); nothing was paired to lose.
+            PageEvent::Logout { why } if self.paired => end(self, DisconnectReason::Logout, &why),
+            PageEvent::Logout { .. } => Vec::new(),
+            PageEvent::Message {
+                id,
+                from,
+                jid,
+                text,
+            } => vec![EngineEvent::MessageIn {
+                id,
+                from,
+                jid,
+                text,
+            }],
+            PageEvent::Skipped { kind } => {
+                count_skipped(&kind);
+                Vec::new()
             }
             PageEvent::Ack { id, ack } => vec![EngineEvent::Ack {
                 message_id: id,
                 ack,
             }],
+            PageEvent::Missing { module } => end(
+                self,
+                DisconnectReason::EngineError,
+                &format!("WhatsApp Web has no module {module}"),
+            ),
             PageEvent::Error { message } => end(self, DisconnectReason::EngineError, &message),
         }
     }
 
+    /// `Socket.state` → disconnect reasons (WAWEB-CONTRACT.md, logout,
+    /// conflict, bans; whatsapp-web.js `Constants.js` `WAState`).
     fn on_state(&mut self, state: &str) -> Vec<EngineEvent> {
         match state {
             "CONNECTED" if !self.paired => {
@@ -107,9 +240,8 @@ impl PageTracker {
                 end(self, DisconnectReason::Logout, state)
             }
             "CONFLICT" => end(self, DisconnectReason::Conflict, state),
-            "TOS_BLOCK" | "SMB_TOS_BLOCK" | "PROXYBLOCK" => {
-                end(self, DisconnectReason::Banned, state)
-            }
+            "TOS_BLOCK" | "SMB_TOS_BLOCK" => end(self, DisconnectReason::Banned, state),
+            "PROXYBLOCK" => end(self, DisconnectReason::ProxyBlocked, state),
             "DEPRECATED_VERSION" => end(self, DisconnectReason::EngineError, state),
             _ => Vec::new(),
         }
@@ -144,13 +276,15 @@ mod tests {
         );
         assert_eq!(
             t.on(PageEvent::Synced {
-                me: Some("549".into())
+                me: Some("5491122334455".into())
             }),
-            vec![EngineEvent::Ready { me: "549".into() }]
+            vec![EngineEvent::Ready {
+                me: "5491122334455".into()
+            }]
         );
         assert_eq!(
             t.on(PageEvent::Synced {
-                me: Some("549".into())
+                me: Some("5491122334455".into())
             }),
             vec![],
             "ready once"
@@ -162,11 +296,13 @@ mod tests {
         let mut t = PageTracker::default();
         assert_eq!(
             t.on(PageEvent::Synced {
-                me: Some("549".into())
+                me: Some("5491122334455".into())
             }),
             vec![
                 EngineEvent::Authenticated,
-                EngineEvent::Ready { me: "549".into() }
+                EngineEvent::Ready {
+                    me: "5491122334455".into()
+                }
             ]
         );
     }
@@ -177,7 +313,7 @@ mod tests {
             ("CONFLICT", DisconnectReason::Conflict),
             ("TOS_BLOCK", DisconnectReason::Banned),
             ("SMB_TOS_BLOCK", DisconnectReason::Banned),
-            ("PROXYBLOCK", DisconnectReason::Banned),
+            ("PROXYBLOCK", DisconnectReason::ProxyBlocked),
             ("DEPRECATED_VERSION", DisconnectReason::EngineError),
         ] {
             let mut t = PageTracker::default();
@@ -197,49 +333,113 @@ mod tests {
     fn logout_after_pairing_ends_once_whichever_signal_comes_first() {
         let mut t = PageTracker::default();
         t.on(state("CONNECTED"));
-        let got = t.on(PageEvent::Logout);
-        assert!(matches!(
-            got.as_slice(),
-            [EngineEvent::Disconnected {
+        let got = t.on(PageEvent::Logout {
+            why: "logout_from_bridge".into(),
+        });
+        assert_eq!(
+            got,
+            vec![EngineEvent::Disconnected {
                 reason: DisconnectReason::Logout,
-                ..
+                detail: "logout_from_bridge".into()
             }]
-        ));
+        );
         assert_eq!(t.on(state("UNPAIRED")), vec![]);
+        assert_eq!(
+            t.on(PageEvent::Logout {
+                why: "post_logout".into()
+            }),
+            vec![]
+        );
     }
 
     #[test]
-    fn unpaired_before_pairing_is_not_a_logout() {
+    fn unpaired_or_logout_before_pairing_is_not_a_logout() {
         let mut t = PageTracker::default();
         assert_eq!(t.on(state("UNPAIRED_IDLE")), vec![]);
+        assert_eq!(
+            t.on(PageEvent::Logout {
+                why: "post_logout".into()
+            }),
+            vec![]
+        );
     }
 
     #[test]
-    fn stream_errors_messages_and_acks_pass_through() {
+    fn a_missing_module_ends_the_session_naming_it() {
         let mut t = PageTracker::default();
         assert_eq!(
-            t.on(PageEvent::StreamError { code: 515 }),
-            vec![EngineEvent::StreamError { code: 515 }]
+            t.on(PageEvent::Missing {
+                module: "WAWebMsgKey".into()
+            }),
+            vec![EngineEvent::Disconnected {
+                reason: DisconnectReason::EngineError,
+                detail: "WhatsApp Web has no module WAWebMsgKey".into()
+            }]
         );
+    }
+
+    #[test]
+    fn messages_and_acks_pass_through_and_skips_are_counted() {
+        let mut t = PageTracker::default();
         assert_eq!(
             t.on(PageEvent::Ack {
-                id: "m1".into(),
+                id: "true_549@c.us_3EB0".into(),
                 ack: 3
             }),
             vec![EngineEvent::Ack {
-                message_id: "m1".into(),
+                message_id: "true_549@c.us_3EB0".into(),
                 ack: 3
             }]
         );
-        let json = r#"{"ev":"message","id":"x","from":"549","text":"hola"}"#;
-        let ev: PageEvent = serde_json::from_str(json).expect("parse");
+        let json = r#"{"ev":"message","id":"false_1234567@lid_3A","from":"5491100000003","jid":"1234567@lid","text":"hola"}"#;
+        let ev = PageEvent::parse(json).expect("parse");
         assert_eq!(
             t.on(ev),
             vec![EngineEvent::MessageIn {
-                id: "x".into(),
-                from: "549".into(),
+                id: "false_1234567@lid_3A".into(),
+                from: "5491100000003".into(),
+                jid: "1234567@lid".into(),
                 text: "hola".into()
             }]
         );
+        let before = counters().skipped_group;
+        assert_eq!(
+            t.on(PageEvent::Skipped {
+                kind: "group".into()
+            }),
+            vec![]
+        );
+        assert!(counters().skipped_group > before);
+    }
+
+    #[test]
+    fn reports_are_capped_typed_and_bounded() {
+        let big = format!(
+            r#"{{"ev":"message","id":"x","from":"5491100000003","jid":"j","text":"{}"}}"#,
+            "a".repeat(MAX_REPORT)
+        );
+        assert_eq!(PageEvent::parse(&big), Err(Rejected::TooLarge));
+        assert_eq!(PageEvent::parse("not json"), Err(Rejected::Malformed));
+        assert_eq!(
+            PageEvent::parse(r#"{"ev":"state","state":"X","extra":1}"#),
+            Err(Rejected::Malformed)
+        );
+        assert_eq!(
+            PageEvent::parse(r#"{"ev":"ack","id":"x","ack":"3"}"#),
+            Err(Rejected::Malformed)
+        );
+        for bad in [
+            r#"{"ev":"message","id":"x","from":"12ab","jid":"j","text":"t"}"#,
+            r#"{"ev":"message","id":"","from":"5491100000003","jid":"j","text":"t"}"#,
+            r#"{"ev":"ack","id":"x","ack":9}"#,
+            r#"{"ev":"synced","me":"not digits"}"#,
+        ] {
+            assert_eq!(PageEvent::parse(bad), Err(Rejected::OutOfBounds), "{bad}");
+        }
+        let long_id = format!(
+            r#"{{"ev":"ack","id":"{}","ack":1}}"#,
+            "i".repeat(MAX_ID + 1)
+        );
+        assert_eq!(PageEvent::parse(&long_id), Err(Rejected::OutOfBounds));
     }
 }
