@@ -48,6 +48,15 @@ async fn connect_scan_ready_then_restart_restores_without_qr() {
         .device_showing(&first_qr)
         .await
         .expect("the simulator shows the same QR");
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let profile = dir.path().join("profiles").join(id.as_str());
+        let mode = std::fs::metadata(&profile)
+            .expect("profile")
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o700, "the pairing is private");
+    }
 
     // Unscanned, the QR rotates and the new one is reported.
     let seen = wait_for(&mut rx, &id, "QR").await;
@@ -497,6 +506,25 @@ async fn engine_failures_are_clear_engine_errors() {
         chromium_processes_under(dir.path()).is_empty(),
         "a failed start leaves no Chromium"
     );
+
+    // A page whose certificate is not valid (the simulator's self-signed
+    // one, as an interceptor would present) is refused, never loaded.
+    let tls_sim = Sim::start_with(SimOptions::default(), true).await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = engine_config(dir.path(), &format!("https://{}/", tls_sim.addr));
+    let c = Centinela::start(config).await;
+    let mut rx = c.bus.subscribe();
+    let id = c.create("intercepted").await;
+    c.connect(&id).await;
+    let seen = wait_for(&mut rx, &id, "DISCONNECTED").await;
+    assert!(seen.iter().all(|t| t.to.name() != "QR"), "{seen:#?}");
+    assert_eq!(
+        seen.last().and_then(|t| t.reason),
+        Some(DisconnectReason::EngineError)
+    );
+    let devices = tls_sim.get("/sim/devices").await;
+    assert_eq!(devices, json!([]), "the page never ran");
+    c.stop().await;
 
     // A browser that cannot start.
     let dir = tempfile::tempdir().expect("tempdir");

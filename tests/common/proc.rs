@@ -29,7 +29,29 @@ pub fn spawn_until(
     env: &[(&str, &str)],
     ready: &str,
 ) -> (Child, String, Vec<String>) {
+    spawn_with(args, env, ready, false)
+}
+
+/// [`spawn_serve_with`] in a process group of its own (its pid is the
+/// group's id), so a test can kill the service and every browser it started
+/// at once, as a container kill does.
+pub fn spawn_serve_grouped(data: &str, env: &[(&str, &str)]) -> (Child, String) {
+    let args = ["serve", "--listen", "127.0.0.1:0", "--data", data];
+    let (child, listen, _) = spawn_with(&args, env, "centinela serving", true);
+    (child, listen)
+}
+
+fn spawn_with(
+    args: &[&str],
+    env: &[(&str, &str)],
+    ready: &str,
+    own_group: bool,
+) -> (Child, String, Vec<String>) {
     let mut cmd = Command::new(BIN);
+    if own_group {
+        use std::os::unix::process::CommandExt;
+        cmd.process_group(0);
+    }
     cmd.args(["--log-format", "json"])
         .args(args)
         .env("RUST_LOG", "info")

@@ -716,7 +716,7 @@
     li.appendChild(el('span', { class: 'device-info' }, t('sim.device', { id: d.id, state: tCode('sim.state.', d.state), phone: d.phone || '—' })));
     if (d.state !== 'CONNECTED') return li;
     const actions = li.appendChild(el('span', { class: 'actions' }));
-    ['logout', 'ban', 'incoming'].forEach((a) => actions.appendChild(button({ 'data-sim-action': a, 'data-device-id': d.id, 'data-key': a + ':' + d.id },
+    ['logout', 'tos-block', 'proxy-block', 'incoming'].forEach((a) => actions.appendChild(button({ 'data-sim-action': a, 'data-device-id': d.id, 'data-key': a + ':' + d.id },
       t('sim.action.' + a), t('sim.action.' + a) + ': ' + d.id)));
     return li;
   }

@@ -30,6 +30,7 @@ pub use webhooks::{
 };
 
 use redb::{Database, DatabaseError, ReadableDatabase, ReadableTable, TableDefinition};
+use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -81,14 +82,26 @@ impl std::fmt::Debug for Store {
     }
 }
 
+/// Creates `dir` (and its parents) and makes it 0700.
+pub fn private_dir(dir: &Path) -> std::io::Result<()> {
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)?;
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
+}
+
 impl Store {
     /// Opens (or creates) the store in `data_dir`, creating the directory.
     pub fn open(data_dir: &Path) -> Result<Store, StoreError> {
         let path = data_dir.join("centinela.redb");
-        std::fs::create_dir_all(data_dir).map_err(|e| StoreError::Open {
+        let open_err = |e: std::io::Error| StoreError::Open {
             path: path.clone(),
             why: e.to_string(),
-        })?;
+        };
+        // The data dir holds every tenant's pairing (browser profiles) and
+        // the database: only the service's user may read them.
+        private_dir(data_dir).map_err(open_err)?;
         let db = Database::create(&path).map_err(|e| match e {
             DatabaseError::DatabaseAlreadyOpen => StoreError::Locked {
                 path: data_dir.to_path_buf(),
@@ -98,6 +111,8 @@ impl Store {
                 why: other.to_string(),
             },
         })?;
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))
+            .map_err(open_err)?;
         let store = Store {
             db: Arc::new(db),
             path,
@@ -157,6 +172,16 @@ impl Store {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_data_dir_is_private_and_the_database_owner_only() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let data = dir.path().join("data");
+        let store = Store::open(&data).expect("open");
+        let mode = |p: &Path| std::fs::metadata(p).expect("stat").permissions().mode() & 0o777;
+        assert_eq!(mode(&data), 0o700);
+        assert_eq!(mode(store.path()), 0o600);
+    }
 
     #[test]
     fn a_new_store_records_its_schema_version() {

@@ -94,7 +94,10 @@ pub struct WebjsEngine {
 }
 
 impl WebjsEngine {
-    pub fn new(cfg: WebjsConfig) -> Self {
+    pub fn new(mut cfg: WebjsConfig) -> Self {
+        // Launch the browser itself, not a launcher script that forks it, so
+        // the pid we own is the browser's.
+        cfg.chromium_path = process::unwrap_launcher(&cfg.chromium_path);
         Self {
             cfg,
             chrome_major: OnceCell::new(),
@@ -138,6 +141,10 @@ impl WebjsEngine {
             .viewport(None)
             .launch_timeout(self.cfg.launch_timeout)
             .request_timeout(self.cfg.page_timeout)
+            // chromiumoxide accepts every certificate by default: anyone on
+            // the path could then serve a fake web.whatsapp.com into the
+            // session. Certificate errors fail the load instead.
+            .respect_https_errors()
             .disable_default_args()
             .arg(("user-agent", ua));
         if self.cfg.lean {
@@ -203,7 +210,11 @@ async fn timed<T, E: std::fmt::Display>(
 #[async_trait]
 impl Engine for WebjsEngine {
     async fn start(&self, spec: &DriverSpec) -> Result<Driver, EngineError> {
-        std::fs::create_dir_all(&spec.state_dir).map_err(|e| EngineError::Io(e.to_string()))?;
+        // The profile is the pairing: private to the service's user.
+        if let Some(parent) = spec.state_dir.parent() {
+            crate::store::private_dir(parent).map_err(|e| EngineError::Io(e.to_string()))?;
+        }
+        crate::store::private_dir(&spec.state_dir).map_err(|e| EngineError::Io(e.to_string()))?;
         // A browser left on this profile by a process that was killed
         // (kill -9 leaves its children running) would fight the new one.
         let profile = spec.state_dir.clone();
@@ -405,6 +416,12 @@ impl WebjsEngine {
         let _ = control.page.set(page.clone());
         match tokio::time::timeout(limit, page.goto(self.cfg.wa_url.as_str())).await {
             Err(_) => return Err(EngineError::Timeout("loading WhatsApp Web")),
+            Ok(Err(e)) if e.to_string().contains("ERR_CERT") => {
+                return Err(EngineError::Protocol(format!(
+                    "the TLS certificate of {} was refused ({e}): not WhatsApp's own, or the connection is intercepted",
+                    self.cfg.wa_url
+                )))
+            }
             Ok(Err(e)) => {
                 return Err(EngineError::Protocol(format!(
                     "loading {}: {e}",

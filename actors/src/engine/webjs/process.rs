@@ -170,3 +170,56 @@ mod tests {
         assert!(!kids.iter().any(|p| is_alive(*p)), "all killed");
     }
 }
+
+/// The browser binary behind a launcher script. Debian's `chromium` and
+/// `chromium-headless-shell` on the PATH are shell scripts that start the
+/// real binary as a child, so the pid we track would be the shell's, not
+/// the browser's. A file starting with `#!` is read for the first absolute
+/// path that is an ELF executable; anything else is returned unchanged.
+pub fn unwrap_launcher(path: &Path) -> std::path::PathBuf {
+    let Ok(text) = std::fs::read(path) else {
+        return path.to_path_buf();
+    };
+    if !text.starts_with(b"#!") || text.len() > 64 * 1024 {
+        return path.to_path_buf();
+    }
+    let is_elf = |p: &Path| {
+        std::fs::read(p)
+            .map(|b| b.starts_with(b"\x7fELF"))
+            .unwrap_or(false)
+    };
+    String::from_utf8_lossy(&text)
+        .lines()
+        .filter(|l| !l.trim_start().starts_with('#'))
+        .flat_map(|l| l.split(|c: char| c.is_whitespace() || c == '"' || c == '\''))
+        .filter(|w| w.starts_with('/'))
+        .map(Path::new)
+        .find(|p| is_elf(p))
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|| path.to_path_buf())
+}
+
+#[cfg(test)]
+mod launcher_tests {
+    use super::*;
+
+    #[test]
+    fn a_launcher_script_resolves_to_the_binary_it_starts() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let real = dir.path().join("chrome-real");
+        std::fs::write(&real, b"\x7fELF\x02\x01").expect("write");
+        let script = dir.path().join("chrome");
+        std::fs::write(
+            &script,
+            format!(
+                "#!/bin/sh -e\n# comment /not/this\n{} \"$@\"\n",
+                real.display()
+            ),
+        )
+        .expect("write");
+        assert_eq!(unwrap_launcher(&script), real);
+        assert_eq!(unwrap_launcher(&real), real, "a binary is itself");
+        let missing = dir.path().join("none");
+        assert_eq!(unwrap_launcher(&missing), missing);
+    }
+}
