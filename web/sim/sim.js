@@ -860,7 +860,8 @@
     if (me) { becomeConnected(); return; }
     if (hello.state === 'UNPAIRED_IDLE') { Socket.set('state', 'UNPAIRED_IDLE'); return; }
     if (hello.state !== 'UNPAIRED') { Socket.set('state', hello.state); return; }
-    Conn.set('ref', hello.ref);
+    // A ref pushed on the event stream since hello is newer than hello's.
+    if (!Conn.ref) Conn.set('ref', hello.ref);
     Socket.set('state', 'UNPAIRED');
   }
 
