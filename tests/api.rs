@@ -45,6 +45,21 @@ async fn a_session_lives_its_whole_life_through_the_api() {
         (r.status, r.body["error"]["code"].clone()),
         (409, json!("not_showing_qr"))
     );
+    let code_path = format!("/api/v1/sessions/{id}/pairing-code");
+    let r = s
+        .api
+        .call(
+            "POST",
+            &code_path,
+            Cred::Token(&token),
+            Some(json!({"phone": "5491122334455"})),
+        )
+        .await;
+    assert_eq!(
+        (r.status, r.body["error"]["code"].clone()),
+        (409, json!("not_showing_qr")),
+        "no pairing code without a QR"
+    );
 
     let r = s.api.session_action(&token, &id, "connect").await;
     assert_eq!(r.status, 202, "{}", r.text);
@@ -64,6 +79,40 @@ async fn a_session_lives_its_whole_life_through_the_api() {
         .await;
     assert_eq!((r.status, r.body["qr"].clone()), (200, json!(code)));
     assert!(r.body["expires_at"].is_string());
+
+    // Link with a phone number instead: bad numbers are 400, a good one
+    // gets a code that the session view and the WebSocket carry.
+    for (bad, why) in [
+        (json!({"phone": "12ab"}), "letters"),
+        (json!({"phone": "12345"}), "too short"),
+        (json!({"phone": 5491122334455u64}), "a number, not a string"),
+        (json!({}), "missing"),
+    ] {
+        let r = s
+            .api
+            .call("POST", &code_path, Cred::Token(&token), Some(bad))
+            .await;
+        assert_eq!(r.status, 400, "{why}: {}", r.text);
+    }
+    let r = s
+        .api
+        .call(
+            "POST",
+            &code_path,
+            Cred::Token(&token),
+            Some(json!({"phone": "+5491122334455"})),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    let pairing = r.body["code"].as_str().expect("code").to_owned();
+    assert_eq!(r.body["phone"], "5491122334455");
+    assert!(r.body["expires_at"].is_string());
+    let pushed = ws.next(|v| v["type"] == "pairing_code").await;
+    assert_eq!(pushed["pairing_code"]["code"], pairing.as_str());
+    assert_eq!(
+        s.api.session(&token, &id).await["pairing_code"]["code"],
+        pairing.as_str()
+    );
     let svg = s
         .api
         .call(

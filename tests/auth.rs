@@ -366,6 +366,11 @@ async fn another_tenants_resources_are_forbidden_on_every_route() {
         ("POST", format!("/api/v1/sessions/{b_session}/logout"), None),
         ("GET", format!("/api/v1/sessions/{b_session}/qr"), None),
         (
+            "POST",
+            format!("/api/v1/sessions/{b_session}/pairing-code"),
+            Some(json!({"phone": "5491122334455"})),
+        ),
+        (
             "GET",
             format!("/api/v1/sessions/{b_session}/qr?format=svg"),
             None,

@@ -198,6 +198,25 @@ async fn a_person_links_a_number_from_the_dashboard() {
         .await,
         id.as_str()
     );
+    // "Link with phone number instead": the code shows beside the QR, and
+    // the simulated phone offers to type it.
+    click(&page, "#pairing-code-box summary").await;
+    fill(&page, "#pairing-code-phone", "5491122334466").await;
+    click(&page, "#pairing-code-submit").await;
+    wait(
+        &page,
+        "the pairing code beside the QR",
+        "/[0-9A-Z]{4}-[0-9A-Z]{4}/.test(document.querySelector('#pairing-code-value').textContent)",
+        30,
+    )
+    .await;
+    wait(
+        &page,
+        "the phone panel's type-the-code button",
+        "document.querySelector(\"[data-sim-action='pair']\")",
+        30,
+    )
+    .await;
     let shot_qr = screenshot(&page, "01-sessions-with-qr.png").await;
 
     wait(

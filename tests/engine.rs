@@ -7,7 +7,7 @@ mod common;
 use centinela_actors::bus::{BusEvent, MessageEvent, TransitionEvent};
 use centinela_actors::engine::EngineError;
 use centinela_actors::ids::SessionId;
-use centinela_actors::session::{DisconnectReason, SessionState};
+use centinela_actors::session::{DisconnectReason, Refusal, SessionState};
 use centinela_actors::supervisor::{ConnectOutcome, SupervisorError, SupervisorMsg};
 use centinela_web::sim::SimOptions;
 use common::browser::{
@@ -578,5 +578,76 @@ async fn keys_without_serialized_are_read_with_to_string() {
         "{}",
         msg.id
     );
+    c.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pairing_code_links_without_a_scan_and_is_limited_per_number() {
+    let _slot = browser_slot().await;
+    let sim = Sim::start(Duration::from_secs(20)).await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut config = engine_config(dir.path(), &sim.wa_url());
+    config.antiban.pairing_codes_per_phone_per_hour = 2;
+    let c = Centinela::start(config).await;
+    let mut rx = c.bus.subscribe();
+    let id = c.create("clinic").await;
+    let phone = "5491122334466";
+    let code_for = |phone: &'static str| {
+        let (sup, id) = (c.sup.clone(), id.clone());
+        async move {
+            centinela_actors::ractor::call!(sup, |r| SupervisorMsg::PairingCode {
+                id,
+                phone: phone.into(),
+                reply: r
+            })
+            .expect("call")
+        }
+    };
+    // Not showing a QR: refused before anything is asked of WhatsApp.
+    assert_eq!(
+        code_for(phone).await,
+        Err(SupervisorError::Refused(Refusal::NotShowingQr))
+    );
+    c.connect(&id).await;
+    wait_for(&mut rx, &id, "QR").await;
+    let first = code_for(phone).await.expect("a code");
+    assert_eq!(first.code.len(), 9, "{}", first.code);
+    assert_eq!(&first.code[4..5], "-");
+    assert_eq!(
+        c.get(&id).await.pairing_code.map(|p| p.code),
+        Some(first.code.clone()),
+        "the session view shows it"
+    );
+    let second = code_for(phone).await.expect("a second code");
+    // The third for the same number within the hour is the ledger's no.
+    match code_for(phone).await {
+        Err(SupervisorError::Denied(d)) => {
+            assert_eq!(d.reason.as_str(), "pairing_code_limit");
+            assert!(d.wait > Duration::from_secs(50 * 60), "{:?}", d.wait);
+        }
+        other => panic!("the third code is refused: {other:?}"),
+    }
+    // The phone types the code it was given last: linked, READY, no scan.
+    let devices = sim.get("/sim/devices").await;
+    assert!(
+        devices
+            .as_array()
+            .expect("devices")
+            .iter()
+            .any(|d| d["pairing_code"] == second.code.as_str()),
+        "the page shows the code: {devices}"
+    );
+    let (status, body) = sim
+        .post("/sim/pair", json!({"code": first.code, "phone": phone}))
+        .await;
+    assert_eq!(status, 404, "a replaced code is stale: {body}");
+    let (status, body) = sim
+        .post("/sim/pair", json!({"code": second.code, "phone": phone}))
+        .await;
+    assert_eq!(status, 200, "{body}");
+    wait_for(&mut rx, &id, "READY").await;
+    let view = c.get(&id).await;
+    assert_eq!(view.state, SessionState::Ready { me: phone.into() });
+    assert_eq!(view.pairing_code, None, "gone once linked");
     c.stop().await;
 }

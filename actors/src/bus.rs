@@ -21,6 +21,16 @@ pub struct TransitionEvent {
     pub at: Timestamp,
 }
 
+/// A session shows a (new) pairing code beside its QR.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct PairingCodeEvent {
+    pub tenant: TenantId,
+    pub session: SessionId,
+    pub code: String,
+    pub expires_at: Timestamp,
+    pub at: Timestamp,
+}
+
 /// A message that arrived on a session.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct MessageEvent {
@@ -91,6 +101,7 @@ pub enum BusEvent {
     Ack(AckEvent),
     MessageStatus(MessageStatusEvent),
     Campaign(CampaignEvent),
+    PairingCode(PairingCodeEvent),
 }
 
 impl BusEvent {
@@ -102,6 +113,7 @@ impl BusEvent {
             BusEvent::Ack(a) => &a.tenant,
             BusEvent::MessageStatus(m) => &m.tenant,
             BusEvent::Campaign(c) => &c.tenant,
+            BusEvent::PairingCode(p) => &p.tenant,
         }
     }
 }

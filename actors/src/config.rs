@@ -113,6 +113,11 @@ pub struct AntibanConfig {
     pub reconnect_backoff_max: Duration,
     pub reconnect_max_tries: u32,
     pub restore_counts_as_attempt: bool,
+    /// Pairing codes requested for one phone number within a rolling hour.
+    pub pairing_codes_per_phone_per_hour: u32,
+    /// Pairing codes requested through one egress path (a tenant's proxy,
+    /// or the server's own address) within a rolling hour.
+    pub pairing_codes_per_egress_per_hour: u32,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -224,7 +229,7 @@ impl Config {
                 "must not exceed messaging.send_delay_max",
             ));
         }
-        let positive: [(&'static str, u32); 9] = [
+        let positive: [(&'static str, u32); 11] = [
             (
                 "messaging.max_running_campaigns",
                 self.messaging.max_running_campaigns,
@@ -242,6 +247,14 @@ impl Config {
             ("antiban.max_live_sessions", a.max_live_sessions),
             ("antiban.max_sessions_per_tenant", a.max_sessions_per_tenant),
             ("antiban.max_sessions", a.max_sessions),
+            (
+                "antiban.pairing_codes_per_phone_per_hour",
+                a.pairing_codes_per_phone_per_hour,
+            ),
+            (
+                "antiban.pairing_codes_per_egress_per_hour",
+                a.pairing_codes_per_egress_per_hour,
+            ),
             ("supervisor.restart_budget", self.supervisor.restart_budget),
         ];
         for (key, value) in positive {

@@ -482,6 +482,7 @@
       return;
     }
     $('qr-session-name').textContent = t('qr.for', { name: s.name });
+    $('pairing-code-value').textContent = s.pairing_code ? t('qr.code', { code: s.pairing_code.code }) : '';
     img.alt = t('qr.alt', { name: s.name });
     if (s.qr_expires_at) tickCountdown(countdown);
   }
@@ -504,6 +505,32 @@
     } catch (e) {
       if (ticket === st.qrTicket && e.status !== 401) setMsg('qr-error', e.status === 409 ? t('qr.gone') : errorText(e), true);
     }
+  }
+
+  // Link with a phone number: the code to type on the phone (WhatsApp →
+  // Linked devices → Link with phone number), admitted per number.
+  async function onPairingCode(ev) {
+    ev.preventDefault();
+    const id = st.qrId;
+    const phone = $('pairing-code-phone').value.trim();
+    if (!id || !phone) return;
+    $('pairing-code-submit').disabled = true;
+    await act('pairing-code-message', async () => {
+      const r = await api('POST', sessionPath(id, '/pairing-code'), { phone });
+      const s = st.sessions.get(id);
+      if (s) s.pairing_code = { code: r.code, expires_at: r.expires_at };
+      renderQr();
+      return t('qr.codeShown');
+    });
+    $('pairing-code-submit').disabled = false;
+  }
+
+  function onPairingCodeEvent(m) {
+    const s = st.sessions.get(m.session_id);
+    if (!s || !m.pairing_code) return;
+    s.pairing_code = m.pairing_code;
+    if (st.qrId === s.id) renderQr();
+    refreshDevices(); // the demo phone can now type it
   }
 
   // ---------- Send test message ----------
@@ -714,6 +741,11 @@
   function deviceItem(d) {
     const li = el('li', { class: 'device', 'data-device-id': d.id, 'data-device-state': d.state });
     li.appendChild(el('span', { class: 'device-info' }, t('sim.device', { id: d.id, state: tCode('sim.state.', d.state), phone: d.phone || '—' })));
+    if (d.pairing_code) {
+      const pair = li.appendChild(el('span', { class: 'actions' }));
+      pair.appendChild(button({ 'data-sim-action': 'pair', 'data-device-id': d.id, 'data-code': d.pairing_code, 'data-key': 'pair:' + d.id },
+        t('sim.action.pair', { code: d.pairing_code }), t('sim.action.pair', { code: d.pairing_code }) + ': ' + d.id));
+    }
     if (d.state !== 'CONNECTED') return li;
     const actions = li.appendChild(el('span', { class: 'actions' }));
     ['logout', 'tos-block', 'proxy-block', 'incoming'].forEach((a) => actions.appendChild(button({ 'data-sim-action': a, 'data-device-id': d.id, 'data-key': a + ':' + d.id },
@@ -724,7 +756,9 @@
   // Scan: the phone scans the session's current QR string (the JSON form of the QR endpoint).
   async function simAction(btn) {
     const action = btn.dataset.simAction;
-    if (action === 'scan') {
+    if (action === 'pair') {
+      await api('POST', '/sim/pair', { code: btn.dataset.code, phone: $('phone-number').value.trim() }, { auth: false });
+    } else if (action === 'scan') {
       const current = await api('GET', sessionPath(btn.dataset.sessionId, '/qr'));
       await api('POST', '/sim/scan', { qr: current.qr, phone: $('phone-number').value.trim() }, { auth: false });
     } else {
@@ -803,6 +837,7 @@
       target: m.target, message: m.message || '', fields: m.fields,
     }),
     message_in: (m) => toast(t('toast.incoming', { session: sessionName(m.session_id), from: m.from, text: m.text })),
+    pairing_code: onPairingCodeEvent,
     ack: (m) => toast(t('toast.ack', { session: sessionName(m.session_id), id: m.message_id, ack: tCode('ack.', String(m.ack)) })),
     resync: () => { loadSessions(); refreshRate(); refreshDevices(); },
   };
@@ -829,6 +864,7 @@
     if (to.me) s.phone = to.me;
     s.qr_expires_at = s.state === 'QR' ? (to.expires_at || null) : null;
     s.qr_code = s.state === 'QR' ? (to.code || null) : null;
+    if (s.state !== 'QR') s.pairing_code = null;
     if (s.state !== 'DISCONNECTED') s.admission = null;
     // The "queued" notice of this session is over once it leaves DISCONNECTED.
     if (st.queuedNoticeFor === s.id && s.state !== 'DISCONNECTED') {
@@ -860,6 +896,7 @@
     on('sessions-body', 'click', onSessionAction);
     on('new-session-form', 'submit', onNewSession);
     on('send-form', 'submit', onSend);
+    on('pairing-code-form', 'submit', onPairingCode);
     delegate('admission-body', 'button[data-org-action]', 'admission-message', orgAction, refreshRate);
     delegate('phone-panel', 'button[data-sim-action]', 'phone-result', simAction, refreshDevices);
     on('log-pause', 'click', togglePause);

@@ -221,14 +221,26 @@ fn shape_bus(e: BusEvent) -> Shaped {
             json!({"type": "message_status", "tenant_id": m.tenant, "session_id": m.session,
                    "message_id": m.message_id, "status": m.status, "at": m.at}),
         ),
+        BusEvent::PairingCode(p) => (
+            "session.pairing_code",
+            p.at,
+            json!({"type": "pairing_code", "tenant_id": p.tenant, "session_id": p.session,
+                   "pairing_code": {"code": p.code, "expires_at": p.expires_at}, "at": p.at}),
+        ),
     };
+    // A pairing code links the account: it goes to the tenant live, never
+    // into the audit log.
+    let mut logged = body.clone();
+    if let Some(code) = logged.pointer_mut("/pairing_code/code") {
+        *code = json!("[redacted]");
+    }
     let entry = AuditEntry {
         seq: 0,
         at,
         actor: "system".into(),
         action: action.into(),
         tenant: Some(tenant.clone()),
-        data: body.clone(),
+        data: logged,
     };
     (entry, Some(tenant), None, body)
 }

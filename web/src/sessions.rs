@@ -15,7 +15,7 @@ use axum::Json;
 use centinela_actors::engine::{EngineError, EngineKind};
 use centinela_actors::ids::SessionId;
 use centinela_actors::ractor::{call, ActorRef};
-use centinela_actors::session::SessionState;
+use centinela_actors::session::{Refusal, SessionState};
 use centinela_actors::supervisor::admission::DenyReason;
 use centinela_actors::supervisor::{
     ConnectOutcome, NewSession, SessionDetail, SupervisorError, SupervisorMsg,
@@ -124,6 +124,24 @@ pub fn routes() -> Routes {
             )],
         )
         .route(
+            "/api/v1/sessions/{id}/pairing-code",
+            post(pairing_code),
+            vec![Doc::new(
+                "POST",
+                "sessions",
+                "Link with a phone number instead of the QR: {phone} → {code: XXXX-XXXX, expires_at}; refreshed every 180 s while unscanned",
+                Access::Authenticated,
+                &[
+                    (200, "the code to type on the phone"),
+                    (400, "not a phone number"),
+                    (403, "another tenant's"),
+                    (404, "not found"),
+                    (409, "not showing a QR"),
+                    (429, "refused by the anti-ban policy (pairing_code_limit)"),
+                ],
+            )],
+        )
+        .route(
             "/api/v1/sessions/{id}/qr",
             get(crate::qr::qr),
             vec![Doc::new(
@@ -145,8 +163,11 @@ pub fn routes() -> Routes {
 pub fn from_supervisor(e: SupervisorError) -> ApiError {
     match e {
         SupervisorError::NotFound(id) => ApiError::NotFound(format!("session {id} not found")),
-        SupervisorError::Refused(_) => {
+        SupervisorError::Refused(Refusal::SessionPaired) => {
             ApiError::conflict("session_paired", "the session is paired and live")
+        }
+        SupervisorError::Refused(Refusal::NotShowingQr) => {
+            ApiError::conflict("not_showing_qr", "the session is not showing a QR")
         }
         SupervisorError::Engine(EngineError::NotReady) => {
             ApiError::conflict("not_ready", "the session is not READY")
@@ -207,6 +228,7 @@ pub fn session_json(d: &SessionDetail) -> Value {
         "reason": v.state.reason(),
         "since": v.since,
         "qr_expires_at": qr_expires_at,
+        "pairing_code": v.pairing_code.as_ref().map(|p| json!({"code": p.code, "expires_at": p.expires_at})),
         "phone": phone,
         "admission": d.admission,
     })
@@ -424,6 +446,39 @@ async fn disconnect(
     Path(id): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
     stop(&state, &caller, &id, false).await
+}
+
+#[derive(Deserialize)]
+struct PairingCodeRequest {
+    phone: String,
+}
+
+async fn pairing_code(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+    AppJson(req): AppJson<PairingCodeRequest>,
+) -> Result<Json<Value>, ApiError> {
+    let phone = req.phone.trim().trim_start_matches('+').to_owned();
+    if !(6..=15).contains(&phone.len()) || !phone.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(ApiError::bad_request(
+            "invalid_phone",
+            "the phone number is 6-15 digits, international format without symbols",
+        ));
+    }
+    let d = visible(&state, &caller, &id).await?;
+    let code = call!(state.supervisor, |r| SupervisorMsg::PairingCode {
+        id: d.view.id,
+        phone,
+        reply: r
+    })
+    .map_err(unavailable)?
+    .map_err(from_supervisor)?;
+    Ok(Json(json!({
+        "code": code.code,
+        "phone": code.phone,
+        "expires_at": code.expires_at,
+    })))
 }
 
 async fn logout(

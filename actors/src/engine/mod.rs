@@ -108,6 +108,13 @@ pub trait DriverControl: Send + Sync + 'static {
     async fn send_text(&self, to: &str, text: &str) -> Result<String, EngineError>;
     /// Unpairs on WhatsApp's side.
     async fn logout(&self) -> Result<(), EngineError>;
+    /// Asks WhatsApp for a code that links `phone` (digits) without a QR,
+    /// as `XXXX-XXXX`. Only while the session shows a QR; engines without
+    /// pairing (the Cloud API) keep the default.
+    async fn request_pairing_code(&self, phone: &str) -> Result<String, EngineError> {
+        let _ = phone;
+        Err(EngineError::Unavailable("pairing-code"))
+    }
     /// Closes the driver and everything it started. Idempotent.
     async fn stop(&self) -> Result<(), EngineError>;
 }

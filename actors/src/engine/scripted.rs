@@ -21,6 +21,8 @@ struct Inner {
     panic_on_send: HashSet<SessionId>,
     fail_start: HashSet<SessionId>,
     sent: Vec<(SessionId, String, String)>,
+    /// Pairing codes handed out so far.
+    codes: u64,
     next_driver: u64,
 }
 
@@ -181,6 +183,15 @@ impl DriverControl for ScriptedControl {
             });
         }
         Ok(())
+    }
+
+    /// A code derived from the session and the phone, stable per request
+    /// count, so tests can predict and tell codes apart.
+    async fn request_pairing_code(&self, phone: &str) -> Result<String, EngineError> {
+        let mut g = self.engine.lock();
+        g.codes += 1;
+        let tail: String = phone.chars().rev().take(3).collect();
+        Ok(format!("CODE-{:01}{}", g.codes % 10, tail))
     }
 
     async fn stop(&self) -> Result<(), EngineError> {

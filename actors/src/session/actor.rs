@@ -10,7 +10,7 @@
 //! timers of an older QR window, are ignored.
 
 use super::machine::{self, Effect, Event, Refusal, SessionState, Timing, Transition};
-use crate::bus::{AckEvent, Bus, BusEvent, MessageEvent, TransitionEvent};
+use crate::bus::{AckEvent, Bus, BusEvent, MessageEvent, PairingCodeEvent, TransitionEvent};
 use crate::clock::{SharedClock, Timestamp};
 use crate::engine::{Driver, DriverControl, DriverSpec, Engine, EngineError, EngineEvent};
 use crate::ids::{SessionId, TenantId};
@@ -31,7 +31,26 @@ pub struct SessionView {
     #[serde(flatten)]
     pub state: SessionState,
     pub since: Timestamp,
+    /// The pairing code the session shows beside its QR, if one was asked for.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pairing_code: Option<PairingCode>,
 }
+
+/// A code that links the account by typing it on the phone instead of
+/// scanning the QR (`POST /api/v1/sessions/{id}/pairing-code`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct PairingCode {
+    /// `XXXX-XXXX`.
+    pub code: String,
+    /// The phone number it links (digits).
+    pub phone: String,
+    /// When a fresh code replaces it (WhatsApp's own rhythm: 180 s).
+    pub expires_at: Timestamp,
+}
+
+/// How long a pairing code is shown before a fresh one is asked for
+/// (whatsapp-web.js `requestPairingCode`, WhatsApp's default).
+pub const PAIRING_CODE_TTL: Duration = Duration::from_secs(180);
 
 /// What a session actor needs from its surroundings.
 #[derive(Clone)]
@@ -101,6 +120,16 @@ pub enum SessionMsg {
         text: String,
         reply: RpcReplyPort<Result<String, EngineError>>,
     },
+    /// Ask the engine for a pairing code for `phone`; only while showing a
+    /// QR. The supervisor has admitted the request.
+    PairingCode {
+        phone: String,
+        reply: RpcReplyPort<Result<PairingCode, PairingCodeError>>,
+    },
+    /// The shown pairing code is due for a fresh one.
+    PairingCodeDue {
+        generation: u64,
+    },
     DriverStarted {
         generation: u64,
         result: Result<Driver, EngineError>,
@@ -136,6 +165,9 @@ pub struct SessionActorState {
     driver_generation: u64,
     qr_generation: u64,
     qr_timer: Option<Timer<SessionMsg>>,
+    pairing_code: Option<PairingCode>,
+    pairing_generation: u64,
+    pairing_timer: Option<Timer<SessionMsg>>,
     /// When the QR was last scanned, and whether its one 515 restart was used.
     scanned_at: Option<Timestamp>,
     restart_grace_used: bool,
@@ -151,6 +183,7 @@ impl SessionActorState {
             name: self.record.name.clone(),
             state: self.state.clone(),
             since: self.since,
+            pairing_code: self.pairing_code.clone(),
         }
     }
 
@@ -195,6 +228,9 @@ impl Actor for SessionActor {
             driver_generation: 0,
             qr_generation: 0,
             qr_timer: None,
+            pairing_code: None,
+            pairing_generation: 0,
+            pairing_timer: None,
             scanned_at: None,
             restart_grace_used: false,
             outgoing: super::outgoing::Outgoing::default(),
@@ -248,6 +284,14 @@ impl Actor for SessionActor {
                     _ => Err(EngineError::NotReady),
                 };
                 let _ = reply.send(result);
+            }
+            SessionMsg::PairingCode { phone, reply } => {
+                let _ = reply.send(request_pairing_code(&myself, st, phone).await);
+            }
+            SessionMsg::PairingCodeDue { generation } => {
+                if generation == st.pairing_generation {
+                    pairing_code_due(st);
+                }
             }
             SessionMsg::DriverStarted { generation, result } => {
                 on_driver_started(&myself, st, generation, result).await;
@@ -306,6 +350,9 @@ async fn apply(
         Transition::Moved { to, effects } => {
             let from = std::mem::replace(&mut st.state, to.clone());
             st.since = st.env.clock.now();
+            if !matches!(st.state, SessionState::Qr { .. }) {
+                clear_pairing_code(st);
+            }
             let scanned = matches!(
                 st.state,
                 SessionState::Authenticated | SessionState::Ready { .. }
@@ -408,6 +455,82 @@ async fn execute(myself: &ActorRef<SessionMsg>, st: &mut SessionActorState, effe
                 timer.abort();
             }
         }
+    }
+}
+
+/// Why a pairing code could not be had.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PairingCodeError {
+    #[error("the session is not showing a QR")]
+    NotShowingQr,
+    #[error(transparent)]
+    Engine(#[from] EngineError),
+}
+
+async fn request_pairing_code(
+    myself: &ActorRef<SessionMsg>,
+    st: &mut SessionActorState,
+    phone: String,
+) -> Result<PairingCode, PairingCodeError> {
+    let (SessionState::Qr { .. }, Some(driver)) = (&st.state, &st.driver) else {
+        return Err(PairingCodeError::NotShowingQr);
+    };
+    let code = driver.request_pairing_code(&phone).await?;
+    // The page may have been scanned meanwhile.
+    if !matches!(st.state, SessionState::Qr { .. }) {
+        return Err(PairingCodeError::NotShowingQr);
+    }
+    let shown = PairingCode {
+        code,
+        phone,
+        expires_at: st.env.clock.now().plus(PAIRING_CODE_TTL),
+    };
+    st.pairing_code = Some(shown.clone());
+    st.pairing_generation += 1;
+    let generation = st.pairing_generation;
+    let timer = myself.send_after(PAIRING_CODE_TTL, move || SessionMsg::PairingCodeDue {
+        generation,
+    });
+    if let Some(old) = st.pairing_timer.replace(timer) {
+        old.abort();
+    }
+    tracing::info!(tenant = %st.record.tenant, session = %st.record.id, expires_at = %shown.expires_at, "pairing code shown");
+    if let Some(sup) = &st.supervisor {
+        let _ = sup.cast(SupervisorMsg::SessionChanged {
+            actor: myself.get_id(),
+            view: st.view(),
+            from: st.state.clone(),
+        });
+    }
+    st.env.bus.publish(BusEvent::PairingCode(PairingCodeEvent {
+        tenant: st.record.tenant.clone(),
+        session: st.record.id.clone(),
+        code: shown.code.clone(),
+        expires_at: shown.expires_at,
+        at: st.env.clock.now(),
+    }));
+    Ok(shown)
+}
+
+/// A shown code expired while the QR is still up: a fresh one is asked for
+/// through the supervisor, so the anti-ban ledger admits it too.
+fn pairing_code_due(st: &mut SessionActorState) {
+    let (SessionState::Qr { .. }, Some(shown), Some(sup)) =
+        (&st.state, &st.pairing_code, &st.supervisor)
+    else {
+        return;
+    };
+    let _ = sup.cast(SupervisorMsg::RefreshPairingCode {
+        id: st.record.id.clone(),
+        phone: shown.phone.clone(),
+    });
+}
+
+fn clear_pairing_code(st: &mut SessionActorState) {
+    st.pairing_code = None;
+    st.pairing_generation += 1;
+    if let Some(timer) = st.pairing_timer.take() {
+        timer.abort();
     }
 }
 

@@ -178,6 +178,8 @@ pub enum Ignored {
 pub enum Refusal {
     /// A forced new session on a paired, live session (seed 002 #5).
     SessionPaired,
+    /// A pairing code asked of a session that is not showing a QR.
+    NotShowingQr,
 }
 
 /// The result of one event.

@@ -21,7 +21,9 @@ pub(super) fn create_tables(txn: &WriteTransaction) -> Result<(), StoreError> {
 
 fn expired(event: &LedgerEvent, now: Timestamp) -> bool {
     let retention = match event {
-        LedgerEvent::Attempt { .. } | LedgerEvent::Cancelled { .. } => ATTEMPT_RETENTION,
+        LedgerEvent::Attempt { .. }
+        | LedgerEvent::Cancelled { .. }
+        | LedgerEvent::PairingCode { .. } => ATTEMPT_RETENTION,
         LedgerEvent::Banned { until, .. } | LedgerEvent::Failure { until, .. } if *until > now => {
             return false
         }

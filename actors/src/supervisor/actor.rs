@@ -12,9 +12,9 @@ use crate::clock::Timestamp;
 use crate::config::Config;
 use crate::engine::EngineSet;
 use crate::ids::{SessionId, TenantId};
-use crate::session::actor::SessionEnv;
+use crate::session::actor::{PairingCode, PairingCodeError, SessionEnv};
 use crate::session::{
-    DisconnectReason, SessionActor, SessionArgs, SessionMsg, SessionState, SessionView,
+    DisconnectReason, Refusal, SessionActor, SessionArgs, SessionMsg, SessionState, SessionView,
 };
 use crate::store::{AuditEntry, AuditRepo, DesiredState, SessionRecord, SessionRepo};
 use ractor::{Actor, ActorId, ActorProcessingErr, ActorRef, RpcReplyPort, SupervisionEvent};
@@ -85,6 +85,7 @@ impl SupervisorState {
                 name: record.name.clone(),
                 state,
                 since: self.now(),
+                pairing_code: None,
             },
             record,
             actor: None,
@@ -273,6 +274,10 @@ impl Actor for Supervisor {
                 text,
                 reply,
             } => send_text(st, id, to, text, reply),
+            SupervisorMsg::PairingCode { id, phone, reply } => {
+                pairing_code(st, id, phone, Some(reply))
+            }
+            SupervisorMsg::RefreshPairingCode { id, phone } => pairing_code(st, id, phone, None),
             SupervisorMsg::RateLimitStatus { tenant, reply } => {
                 let _ = reply.send(st.rate_limit_report(tenant));
             }
@@ -503,6 +508,65 @@ async fn stop_session(
             ractor::call!(actor, SessionMsg::Stop)
         };
         let _ = reply.send(out.map_err(|_| SupervisorError::Unavailable));
+    });
+}
+
+/// Admits a pairing-code request (per phone number, per egress path: the
+/// tenant's proxy without its credentials, or the server itself), then asks
+/// the session. Refused before the ledger when the session shows no QR.
+fn pairing_code(
+    st: &mut SupervisorState,
+    id: SessionId,
+    phone: String,
+    reply: Option<RpcReplyPort<Result<PairingCode, SupervisorError>>>,
+) {
+    let answer = |reply: Option<RpcReplyPort<_>>, out: Result<PairingCode, SupervisorError>| {
+        if let Some(reply) = reply {
+            let _ = reply.send(out);
+        }
+    };
+    let now = st.now();
+    let (actor, tenant, egress) = match st.entry(&id) {
+        Err(e) => return answer(reply, Err(e)),
+        Ok(e) if !matches!(e.view.state, SessionState::Qr { .. }) => {
+            return answer(reply, Err(SupervisorError::Refused(Refusal::NotShowingQr)))
+        }
+        Ok(e) => (
+            e.actor.clone(),
+            e.record.tenant.clone(),
+            e.record.proxy.as_deref().map_or_else(
+                || "server".to_owned(),
+                |p| crate::engine::webjs::split_proxy(p).0,
+            ),
+        ),
+    };
+    let Some(actor) = actor else {
+        return answer(reply, Err(SupervisorError::Unavailable));
+    };
+    match st
+        .admission
+        .admit_pairing_code(&tenant, &phone, &egress, now)
+    {
+        Err(e) => return answer(reply, Err(SupervisorError::Store(e.to_string()))),
+        Ok(Err(denial)) => {
+            tracing::warn!(tenant = %tenant, session = %id, reason = denial.reason.as_str(), wait_minutes = denial.wait_minutes(), "pairing code refused");
+            return answer(reply, Err(SupervisorError::Denied(denial)));
+        }
+        Ok(Ok(())) => {}
+    }
+    tokio::spawn(async move {
+        let out = ractor::call!(actor, |r| SessionMsg::PairingCode { phone, reply: r });
+        answer(
+            reply,
+            match out {
+                Ok(Ok(code)) => Ok(code),
+                Ok(Err(PairingCodeError::NotShowingQr)) => {
+                    Err(SupervisorError::Refused(Refusal::NotShowingQr))
+                }
+                Ok(Err(PairingCodeError::Engine(e))) => Err(SupervisorError::Engine(e)),
+                Err(_) => Err(SupervisorError::Unavailable),
+            },
+        );
     });
 }
 

@@ -45,6 +45,8 @@ pub enum DenyReason {
     Error515Block,
     Capacity,
     TenantSessionLimit,
+    /// Too many pairing codes for one phone number or one egress path.
+    PairingCodeLimit,
 }
 
 impl DenyReason {
@@ -56,6 +58,7 @@ impl DenyReason {
             Self::Error515Block => "error_515_block",
             Self::Capacity => "capacity",
             Self::TenantSessionLimit => "tenant_session_limit",
+            Self::PairingCodeLimit => "pairing_code_limit",
         }
     }
 }
@@ -348,6 +351,46 @@ impl Admission {
             .iter()
             .position(|a| a.ticket == ticket)
             .map(|i| i + 1)
+    }
+
+    /// Admits one pairing-code request: at most
+    /// `pairing_codes_per_phone_per_hour` for `phone` and
+    /// `pairing_codes_per_egress_per_hour` through `egress`, rolling. An
+    /// admitted request is in the ledger before this returns.
+    pub fn admit_pairing_code(
+        &mut self,
+        tenant: &TenantId,
+        phone: &str,
+        egress: &str,
+        now: Timestamp,
+    ) -> Result<Result<(), Denial>, StoreError> {
+        self.ledger.expire(now);
+        let oldest_over = |limit: u32, mine: &dyn Fn(&(String, String, Timestamp)) -> bool| {
+            let times: Vec<Timestamp> = self
+                .ledger
+                .pairing_codes
+                .iter()
+                .filter(|e| mine(e) && e.2 > now.minus(HOUR))
+                .map(|e| e.2)
+                .collect();
+            // The request is allowed again once enough of them leave the hour.
+            (times.len() >= limit as usize).then(|| times[times.len() - limit as usize])
+        };
+        let by_phone = oldest_over(self.cfg.pairing_codes_per_phone_per_hour, &|e| e.0 == phone);
+        let by_egress = oldest_over(self.cfg.pairing_codes_per_egress_per_hour, &|e| {
+            e.1 == egress
+        });
+        if let Some(first) = [by_phone, by_egress].into_iter().flatten().max() {
+            let until = first.plus(HOUR);
+            return Ok(Err(Denial::until(DenyReason::PairingCodeLimit, until, now)));
+        }
+        self.persist(LedgerEvent::PairingCode {
+            tenant: tenant.clone(),
+            phone: phone.to_owned(),
+            egress: egress.to_owned(),
+            at: now,
+        })?;
+        Ok(Ok(()))
     }
 
     /// Records how an attempt or session ended.

@@ -459,3 +459,73 @@ fn randomized_weeks_of_traffic_never_exceed_a_window_and_every_denial_is_exact()
         "{admits} {denials} {restarts}"
     );
 }
+
+#[test]
+fn pairing_codes_are_admitted_per_phone_and_per_egress_and_survive_a_restart() {
+    let mut f = fx(cfg());
+    let t = tenant(1);
+    let code = |adm: &mut Admission, phone: &str, egress: &str, at: Timestamp| {
+        adm.admit_pairing_code(&t, phone, egress, at)
+            .expect("store works")
+    };
+    // Three codes an hour for one number (the default)...
+    for m in [0u32, 10, 20] {
+        assert_eq!(
+            code(&mut f.adm, "5491100000001", "server", T0.plus(MIN * m)),
+            Ok(())
+        );
+    }
+    // ...the fourth waits until the first leaves the hour.
+    let d = code(&mut f.adm, "5491100000001", "server", T0.plus(MIN * 30)).expect_err("refused");
+    assert_eq!(d.reason, DenyReason::PairingCodeLimit);
+    assert_eq!(d.reason.as_str(), "pairing_code_limit");
+    assert_eq!(d.block_until, T0.plus(MIN * 60));
+    assert_eq!(d.wait, MIN * 30);
+    // Another number through the same path is still fine.
+    assert_eq!(
+        code(&mut f.adm, "5491100000002", "server", T0.plus(MIN * 30)),
+        Ok(())
+    );
+    // A restart rebuilds the windows from the ledger.
+    let mut again = Admission::load(cfg(), Arc::new(f.store.clone()), Some(2), T0.plus(MIN * 31))
+        .expect("reload");
+    assert!(code(&mut again, "5491100000001", "server", T0.plus(MIN * 31)).is_err());
+    assert_eq!(
+        code(&mut again, "5491100000001", "server", T0.plus(MIN * 61)),
+        Ok(())
+    );
+}
+
+#[test]
+fn pairing_codes_through_one_egress_path_are_capped_whatever_the_number() {
+    let mut c = cfg();
+    c.pairing_codes_per_egress_per_hour = 2;
+    let mut f = fx(c);
+    let t = tenant(1);
+    let proxy = "http://proxy.local:3128";
+    for (n, m) in [(1u32, 0u32), (2, 5)] {
+        let phone = format!("549110000000{n}");
+        assert_eq!(
+            f.adm
+                .admit_pairing_code(&t, &phone, proxy, T0.plus(MIN * m))
+                .expect("store"),
+            Ok(())
+        );
+    }
+    let d = f
+        .adm
+        .admit_pairing_code(&t, "5491100000003", proxy, T0.plus(MIN * 6))
+        .expect("store")
+        .expect_err("the path is capped");
+    assert_eq!(
+        (d.reason, d.block_until),
+        (DenyReason::PairingCodeLimit, T0.plus(MIN * 60))
+    );
+    assert_eq!(
+        f.adm
+            .admit_pairing_code(&t, "5491100000003", "server", T0.plus(MIN * 6))
+            .expect("store"),
+        Ok(()),
+        "another path is not"
+    );
+}

@@ -53,6 +53,13 @@ pub enum LedgerEvent {
         by: String,
         at: Timestamp,
     },
+    /// A pairing code was requested for `phone` through `egress`.
+    PairingCode {
+        tenant: TenantId,
+        phone: String,
+        egress: String,
+        at: Timestamp,
+    },
 }
 
 impl LedgerEvent {
@@ -63,7 +70,8 @@ impl LedgerEvent {
             | LedgerEvent::Failure { at, .. }
             | LedgerEvent::Banned { at, .. }
             | LedgerEvent::Unblocked { at, .. }
-            | LedgerEvent::CooldownReset { at, .. } => *at,
+            | LedgerEvent::CooldownReset { at, .. }
+            | LedgerEvent::PairingCode { at, .. } => *at,
         }
     }
 }
@@ -92,6 +100,9 @@ pub struct Ledger {
     pub global: VecDeque<(u64, Timestamp)>,
     pub tenants: HashMap<TenantId, TenantLedger>,
     pub next_id: u64,
+    /// Pairing codes requested within the last hour: (phone, egress, time),
+    /// oldest first.
+    pub pairing_codes: VecDeque<(String, String, Timestamp)>,
 }
 
 pub const HOUR: Duration = Duration::from_secs(3600);
@@ -145,6 +156,13 @@ impl Ledger {
                     t.cooldown_until = None;
                 }
             }
+            LedgerEvent::PairingCode {
+                phone, egress, at, ..
+            } => {
+                let pos = self.pairing_codes.partition_point(|(_, _, t)| t <= at);
+                self.pairing_codes
+                    .insert(pos, (phone.clone(), egress.clone(), *at));
+            }
         }
     }
 
@@ -153,6 +171,13 @@ impl Ledger {
         let hour_ago = now.minus(HOUR);
         while self.global.front().is_some_and(|(_, t)| *t <= hour_ago) {
             self.global.pop_front();
+        }
+        while self
+            .pairing_codes
+            .front()
+            .is_some_and(|(_, _, t)| *t <= hour_ago)
+        {
+            self.pairing_codes.pop_front();
         }
         let day_ago = now.minus(DAY);
         for t in self.tenants.values_mut() {

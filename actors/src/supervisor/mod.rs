@@ -159,6 +159,19 @@ pub enum SupervisorMsg {
         tenant: Option<TenantId>,
         reply: RpcReplyPort<Vec<SessionView>>,
     },
+    /// A pairing code for a session showing a QR, admitted per phone number
+    /// and per egress path.
+    PairingCode {
+        id: SessionId,
+        phone: String,
+        reply: Reply<crate::session::actor::PairingCode>,
+    },
+    /// A session's shown pairing code is due for a fresh one (admitted the
+    /// same way; a refusal leaves the old code to expire).
+    RefreshPairingCode {
+        id: SessionId,
+        phone: String,
+    },
     SendText {
         id: SessionId,
         to: String,

@@ -517,6 +517,30 @@ impl DriverControl for WebjsControl {
         }
     }
 
+    /// `WAWebAltDeviceLinkingApi` (WAWEB-CONTRACT.md, pairing code): the
+    /// 8-character code, shown as `XXXX-XXXX`.
+    async fn request_pairing_code(&self, phone: &str) -> Result<String, EngineError> {
+        let arg = serde_json::to_string(phone).map_err(|e| EngineError::Protocol(e.to_string()))?;
+        let js = format!(
+            "(async (phone) => {{ const L = window.require('WAWebAltDeviceLinkingApi'); L.setPairingType('ALT_DEVICE_LINKING'); await L.initializeAltDeviceLinking(); return String(await L.startAltLinkingFlow(phone, false)); }})({arg})"
+        );
+        let reply = self.evaluate("requesting a pairing code", js).await?;
+        let code: String = reply
+            .as_str()
+            .unwrap_or_default()
+            .chars()
+            .filter(|c| c.is_ascii_alphanumeric())
+            .collect::<String>()
+            .to_ascii_uppercase();
+        if code.len() != 8 {
+            return Err(EngineError::Protocol(format!(
+                "pairing code {}",
+                truncate(&reply.to_string(), 40)
+            )));
+        }
+        Ok(format!("{}-{}", &code[..4], &code[4..]))
+    }
+
     /// `Socket.logout()` (the contract's unpair action), then waits for the
     /// page to confirm with its own logout event or the `?post_logout=1`
     /// document.
