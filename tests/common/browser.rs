@@ -288,6 +288,8 @@ pub fn chromium_processes_under(dir: &Path) -> Vec<u32> {
     }
     pids.sort_unstable();
     pids.dedup();
+    // Only browsers: the service itself names the data dir too.
+    pids.retain(|p| process::is_chromium(*p));
     pids
 }
 

@@ -165,6 +165,8 @@ pub struct SessionActorState {
     driver_generation: u64,
     qr_generation: u64,
     qr_timer: Option<Timer<SessionMsg>>,
+    /// The driver start in flight, if any (a browser launching).
+    launch: Option<tokio::task::JoinHandle<()>>,
     pairing_code: Option<PairingCode>,
     pairing_generation: u64,
     pairing_timer: Option<Timer<SessionMsg>>,
@@ -228,6 +230,7 @@ impl Actor for SessionActor {
             driver_generation: 0,
             qr_generation: 0,
             qr_timer: None,
+            launch: None,
             pairing_code: None,
             pairing_generation: 0,
             pairing_timer: None,
@@ -334,6 +337,13 @@ impl Actor for SessionActor {
             timer.abort();
         }
         st.outgoing.cancel();
+        // A launch still running would otherwise finish after we are gone
+        // (or be cut by the process exiting) and leave its browser behind:
+        // cancel it and wait, so the engine kills what it started.
+        if let Some(launch) = st.launch.take() {
+            launch.abort();
+            let _ = launch.await;
+        }
         stop_driver(st).await;
         Ok(())
     }
@@ -544,7 +554,7 @@ fn start_driver(myself: &ActorRef<SessionMsg>, st: &mut SessionActorState) {
     };
     let spec = st.spec();
     let me = myself.clone();
-    tokio::spawn(async move {
+    st.launch = Some(tokio::spawn(async move {
         let result = engine.start(&spec).await;
         // If the actor is gone, nobody will own this driver: close it.
         if let Err(ractor::MessagingErr::SendErr(SessionMsg::DriverStarted {
@@ -553,7 +563,7 @@ fn start_driver(myself: &ActorRef<SessionMsg>, st: &mut SessionActorState) {
         {
             let _ = d.control.stop().await;
         }
-    });
+    }));
 }
 
 async fn stop_driver(st: &mut SessionActorState) {

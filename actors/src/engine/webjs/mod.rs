@@ -187,6 +187,32 @@ fn truncate(s: &str, max: usize) -> &str {
     }
 }
 
+/// Kills every process on a profile when dropped armed: the backstop for a
+/// start that did not hand its browser to a driver.
+struct LaunchGuard {
+    profile: Option<PathBuf>,
+}
+
+impl LaunchGuard {
+    fn new(profile: &Path) -> Self {
+        Self {
+            profile: Some(profile.to_path_buf()),
+        }
+    }
+
+    fn disarm(mut self) {
+        self.profile = None;
+    }
+}
+
+impl Drop for LaunchGuard {
+    fn drop(&mut self) {
+        if let Some(profile) = self.profile.take() {
+            process::sweep(None, &[], &profile);
+        }
+    }
+}
+
 /// Stale Chromium singleton locks (from a killed browser, or another
 /// hostname) make a new launch on the same profile exit at once.
 fn clear_singleton_locks(profile: &Path) {
@@ -215,6 +241,10 @@ impl Engine for WebjsEngine {
             crate::store::private_dir(parent).map_err(|e| EngineError::Io(e.to_string()))?;
         }
         crate::store::private_dir(&spec.state_dir).map_err(|e| EngineError::Io(e.to_string()))?;
+        // Until the driver owns the browser, this guard does: an error, a
+        // timeout or a cancelled start (a stop, delete or shutdown racing the
+        // launch drops this future) kills whatever was started on the profile.
+        let guard = LaunchGuard::new(&spec.state_dir);
         // A browser left on this profile by a process that was killed
         // (kill -9 leaves its children running) would fight the new one.
         let profile = spec.state_dir.clone();
@@ -310,10 +340,13 @@ impl Engine for WebjsEngine {
             logged_out: Arc::new(watch::channel(false).0),
         };
         match self.open_page(&control, tx, &ua, proxy_auth).await {
-            Ok(()) => Ok(Driver {
-                events: rx,
-                control: Box::new(control),
-            }),
+            Ok(()) => {
+                guard.disarm();
+                Ok(Driver {
+                    events: rx,
+                    control: Box::new(control),
+                })
+            }
             Err(e) => {
                 let _ = control.stop().await;
                 Err(e)
