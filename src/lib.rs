@@ -74,16 +74,20 @@ impl Services {
 
 /// The engines a server offers: webjs (Chromium) on the configured page.
 pub fn engines_for(config: &Config) -> EngineSet {
+    EngineSet::default().with(EngineKind::Webjs, Arc::new(webjs_engine(config)))
+}
+
+/// The webjs engine for `config` (`serve`, `doctor`).
+pub fn webjs_engine(config: &Config) -> WebjsEngine {
     let e = &config.engine;
-    let webjs = WebjsEngine::new(WebjsConfig {
+    WebjsEngine::new(WebjsConfig {
         chromium_path: e.browser_binary().to_path_buf(),
         wa_url: e.wa_url.clone(),
         launch_timeout: e.launch_timeout,
         page_timeout: e.page_timeout,
         extra_args: e.extra_args.clone(),
         lean: e.lean_flags,
-    });
-    EngineSet::default().with(EngineKind::Webjs, Arc::new(webjs))
+    })
 }
 
 /// `--demo`: the simulator cannot ban anyone, so the anti-ban limits are

@@ -47,6 +47,13 @@ enum Command {
         #[command(subcommand)]
         action: UserAction,
     },
+    /// Check that WhatsApp Web still offers every module and function the
+    /// engine uses; exits 1 naming what is missing.
+    Doctor {
+        /// The page to check (default: engine.wa_url).
+        #[arg(long)]
+        wa_url: Option<String>,
+    },
     /// Run only the WhatsApp Web simulator (page at /sim/wa/, control API under /sim).
     Sim {
         /// Address to listen on.
@@ -118,6 +125,7 @@ fn main() -> ExitCode {
             }
             serve(config, demo)
         }
+        Command::Doctor { wa_url } => doctor(&config, wa_url),
         Command::Sim {
             listen,
             tls,
@@ -177,6 +185,36 @@ fn simulate(config: &Config, options: SimOptions, tls: bool, listen: SocketAddr)
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
                 eprintln!("centinela: {e}");
+                ExitCode::FAILURE
+            }
+        }
+    })
+}
+
+fn doctor(config: &Config, wa_url: Option<String>) -> ExitCode {
+    init_tracing(config);
+    let Some(runtime) = runtime() else {
+        return ExitCode::FAILURE;
+    };
+    let url = wa_url.unwrap_or_else(|| config.engine.wa_url.clone());
+    let engine = centinela::webjs_engine(config);
+    runtime.block_on(async move {
+        match engine
+            .doctor(&url, std::time::Duration::from_secs(10))
+            .await
+        {
+            Ok(report) => {
+                print!("{}", report.table());
+                if report.ok() {
+                    println!("ok: every module and function the engine uses is there");
+                    ExitCode::SUCCESS
+                } else {
+                    println!("FAILED: the engine cannot run on this page as it is");
+                    ExitCode::FAILURE
+                }
+            }
+            Err(e) => {
+                eprintln!("centinela: doctor could not check {url}: {e}");
                 ExitCode::FAILURE
             }
         }

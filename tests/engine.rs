@@ -651,3 +651,29 @@ async fn a_pairing_code_links_without_a_scan_and_is_limited_per_number() {
     assert_eq!(view.pairing_code, None, "gone once linked");
     c.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_page_without_a_required_module_is_an_engine_error_not_a_timeout() {
+    let _slot = browser_slot().await;
+    // A WhatsApp Web update that renamed the collections module.
+    let sim = Sim::start_with(
+        SimOptions {
+            without_modules: vec!["WAWebCollections".into()],
+            ..SimOptions::default()
+        },
+        false,
+    )
+    .await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let c = Centinela::start(engine_config(dir.path(), &sim.wa_url())).await;
+    let mut rx = c.bus.subscribe();
+    let id = c.create("clinic").await;
+    c.connect(&id).await;
+    let seen = wait_for(&mut rx, &id, "DISCONNECTED").await;
+    assert_eq!(
+        seen.last().and_then(|t| t.reason),
+        Some(DisconnectReason::EngineError)
+    );
+    c.stop().await;
+    assert!(chromium_processes_under(dir.path()).is_empty());
+}

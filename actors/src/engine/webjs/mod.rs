@@ -11,6 +11,7 @@
 //! `disconnected(browser_crashed)`. Stopping closes the browser and kills
 //! every process it started; dropping the handle does the same.
 
+pub mod doctor;
 pub mod page_events;
 pub mod process;
 pub mod user_agent;
@@ -339,7 +340,7 @@ impl Engine for WebjsEngine {
             page_timeout: self.cfg.page_timeout,
             logged_out: Arc::new(watch::channel(false).0),
         };
-        match self.open_page(&control, tx, &ua, proxy_auth).await {
+        match self.open_page(spec, &control, tx, &ua, proxy_auth).await {
             Ok(()) => {
                 guard.disarm();
                 Ok(Driver {
@@ -370,6 +371,7 @@ impl WebjsEngine {
     /// has attached to the page's modules.
     async fn open_page(
         &self,
+        spec: &DriverSpec,
         control: &WebjsControl,
         tx: mpsc::Sender<EngineEvent>,
         ua: &str,
@@ -465,7 +467,8 @@ impl WebjsEngine {
         }
         match tokio::time::timeout(limit, injected_rx).await {
             Ok(Ok(version)) => {
-                tracing::debug!(version, "page agent attached to WhatsApp Web");
+                page_events::note_version(&version);
+                tracing::info!(tenant = %spec.tenant, session = %spec.session, version, "WhatsApp Web version");
                 Ok(())
             }
             Ok(Err(_)) => Err(EngineError::Closed),

@@ -138,6 +138,25 @@ pub fn counters() -> PageCounters {
     }
 }
 
+/// The WhatsApp Web versions (`Debug.VERSION`) pages of this process ran,
+/// for `/health/details`; at most [`MAX_VERSIONS`] kept.
+static VERSIONS: std::sync::Mutex<std::collections::BTreeSet<String>> =
+    std::sync::Mutex::new(std::collections::BTreeSet::new());
+const MAX_VERSIONS: usize = 32;
+
+pub(super) fn note_version(version: &str) {
+    let mut seen = VERSIONS.lock().unwrap_or_else(|p| p.into_inner());
+    if seen.len() < MAX_VERSIONS || seen.contains(version) {
+        seen.insert(version.to_owned());
+    }
+}
+
+/// Every WhatsApp Web version seen so far, sorted.
+pub fn versions() -> Vec<String> {
+    let seen = VERSIONS.lock().unwrap_or_else(|p| p.into_inner());
+    seen.iter().cloned().collect()
+}
+
 pub(super) fn count_dropped() {
     DROPPED.fetch_add(1, Ordering::Relaxed);
 }
