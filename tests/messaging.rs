@@ -300,3 +300,66 @@ async fn a_scheduled_message_waits_for_its_time() {
     assert!(at >= send_at, "sent at {at}, scheduled for {send_at}");
     s.server.shutdown().await.expect("shutdown");
 }
+
+#[tokio::test]
+async fn a_number_without_whatsapp_fails_its_message_once_and_the_next_goes_out() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut config = api_config(dir.path());
+    config.messaging.send_delay_min = Duration::ZERO;
+    config.messaging.send_delay_max = Duration::from_millis(2);
+    let s = start_api(config, ScriptedEngine::new(), None).await;
+    s.engine.not_on_whatsapp("5491199999999");
+    let mut ready = s.ready_session("clinic").await;
+    let (token, id) = (ready.token.clone(), ready.id.clone());
+    let post = |to: &'static str| {
+        let (api, token, id) = (s.api.clone(), token.clone(), id.clone());
+        async move {
+            let r = api
+                .call(
+                    "POST",
+                    &format!("/api/v1/sessions/{id}/messages"),
+                    Cred::Token(&token),
+                    Some(json!({"to": to, "text": "hola"})),
+                )
+                .await;
+            assert_eq!(r.status, 202, "{}", r.text);
+            r.body["id"].as_str().expect("id").to_owned()
+        }
+    };
+    let lost = post("5491199999999").await;
+    let fine = post("5491100000000").await;
+    ready
+        .ws
+        .next(|v| {
+            v["type"] == "message_status"
+                && v["message_id"] == lost.as_str()
+                && v["status"] == "failed"
+        })
+        .await;
+    ready
+        .ws
+        .next(|v| {
+            v["type"] == "message_status"
+                && v["message_id"] == fine.as_str()
+                && v["status"] == "sent"
+        })
+        .await;
+    let r = s
+        .api
+        .call(
+            "GET",
+            &format!("/api/v1/sessions/{id}/messages/{lost}"),
+            Cred::Token(&token),
+            None,
+        )
+        .await;
+    assert_eq!(
+        (r.body["status"].clone(), r.body["error"].clone()),
+        (json!("failed"), json!("not_on_whatsapp")),
+        "{}",
+        r.text
+    );
+    let sent = s.engine.sent();
+    assert_eq!(sent.len(), 1, "tried once, never retried: {sent:?}");
+    assert_eq!(sent[0].1, "5491100000000");
+}

@@ -23,6 +23,8 @@ struct Inner {
     sent: Vec<(SessionId, String, String)>,
     /// Pairing codes handed out so far.
     codes: u64,
+    /// Numbers that have no WhatsApp account.
+    unregistered: HashSet<String>,
     next_driver: u64,
 }
 
@@ -99,6 +101,11 @@ impl ScriptedEngine {
         self.lock().fail_start.insert(session.clone());
     }
 
+    /// `number` has no WhatsApp account: sends to it fail `NotOnWhatsapp`.
+    pub fn not_on_whatsapp(&self, number: &str) {
+        self.lock().unregistered.insert(number.to_owned());
+    }
+
     pub fn sent(&self) -> Vec<(SessionId, String, String)> {
         self.lock().sent.clone()
     }
@@ -167,6 +174,9 @@ impl DriverControl for ScriptedControl {
         if g.panic_on_send.remove(&self.session) {
             drop(g);
             panic!("scripted engine: injected panic while sending");
+        }
+        if g.unregistered.contains(to) {
+            return Err(EngineError::NotOnWhatsapp);
         }
         g.sent
             .push((self.session.clone(), to.to_owned(), text.to_owned()));

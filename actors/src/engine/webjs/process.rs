@@ -174,8 +174,11 @@ mod tests {
 /// The browser binary behind a launcher script. Debian's `chromium` and
 /// `chromium-headless-shell` on the PATH are shell scripts that start the
 /// real binary as a child, so the pid we track would be the shell's, not
-/// the browser's. A file starting with `#!` is read for the first absolute
-/// path that is an ELF executable; anything else is returned unchanged.
+/// the browser's (and killing it leaves the browser running). A file
+/// starting with `#!` is read: its `NAME=value` assignments are expanded in
+/// every word, and the first absolute path that is an ELF executable named
+/// like a Chromium is taken (Debian's `chromium` script also names gdb).
+/// Anything else is returned unchanged.
 pub fn unwrap_launcher(path: &Path) -> std::path::PathBuf {
     let Ok(text) = std::fs::read(path) else {
         return path.to_path_buf();
@@ -183,19 +186,49 @@ pub fn unwrap_launcher(path: &Path) -> std::path::PathBuf {
     if !text.starts_with(b"#!") || text.len() > 64 * 1024 {
         return path.to_path_buf();
     }
-    let is_elf = |p: &Path| {
-        std::fs::read(p)
-            .map(|b| b.starts_with(b"\x7fELF"))
-            .unwrap_or(false)
-    };
-    String::from_utf8_lossy(&text)
+    let text = String::from_utf8_lossy(&text);
+    let lines: Vec<&str> = text
         .lines()
-        .filter(|l| !l.trim_start().starts_with('#'))
-        .flat_map(|l| l.split(|c: char| c.is_whitespace() || c == '"' || c == '\''))
+        .map(str::trim)
+        .filter(|l| !l.starts_with('#'))
+        .collect();
+    let vars: Vec<(String, String)> = lines
+        .iter()
+        .filter_map(|l| {
+            let (name, value) = l.split_once('=')?;
+            let ok = !name.is_empty()
+                && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
+                && !value.contains(char::is_whitespace);
+            ok.then(|| (name.to_owned(), value.trim_matches(['"', '\'']).to_owned()))
+        })
+        .collect();
+    let expand = |word: &str| {
+        let mut w = word.to_owned();
+        for _ in 0..4 {
+            for (name, value) in &vars {
+                w = w
+                    .replace(&format!("${{{name}}}"), value)
+                    .replace(&format!("${name}"), value);
+            }
+        }
+        w
+    };
+    let is_browser = |p: &Path| {
+        let named = p
+            .file_name()
+            .is_some_and(|n| n.to_string_lossy().contains("chrom"));
+        named
+            && std::fs::read(p)
+                .map(|b| b.starts_with(b"\x7fELF"))
+                .unwrap_or(false)
+    };
+    lines
+        .iter()
+        .flat_map(|l| l.split(|c: char| c.is_whitespace() || c == '"' || c == '\'' || c == '='))
+        .map(expand)
         .filter(|w| w.starts_with('/'))
-        .map(Path::new)
-        .find(|p| is_elf(p))
-        .map(Path::to_path_buf)
+        .map(std::path::PathBuf::from)
+        .find(|p| is_browser(p))
         .unwrap_or_else(|| path.to_path_buf())
 }
 
@@ -206,9 +239,13 @@ mod launcher_tests {
     #[test]
     fn a_launcher_script_resolves_to_the_binary_it_starts() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let real = dir.path().join("chrome-real");
-        std::fs::write(&real, b"\x7fELF\x02\x01").expect("write");
-        let script = dir.path().join("chrome");
+        let elf = |name: &str| {
+            let p = dir.path().join(name);
+            std::fs::write(&p, b"\x7fELF\x02\x01").expect("write");
+            p
+        };
+        let real = elf("chromium-headless-shell");
+        let script = dir.path().join("shell-wrapper");
         std::fs::write(
             &script,
             format!(
@@ -221,5 +258,37 @@ mod launcher_tests {
         assert_eq!(unwrap_launcher(&real), real, "a binary is itself");
         let missing = dir.path().join("none");
         assert_eq!(unwrap_launcher(&missing), missing);
+
+        // Debian's /usr/bin/chromium: variables, and gdb named first.
+        let gdb = elf("gdb");
+        std::fs::create_dir_all(dir.path().join("lib/chromium")).expect("dir");
+        let browser = dir.path().join("lib/chromium/chromium");
+        std::fs::write(&browser, b"\x7fELF\x02\x01").expect("write");
+        let debian = dir.path().join("chromium");
+        std::fs::write(
+            &debian,
+            format!(
+                "#!/bin/sh\nAPPNAME=chromium\nGDB={}\nLIBDIR={}/lib/$APPNAME\nif [ $want_debug -eq 1 ] ; then\n  $GDB \"$LIBDIR/$APPNAME\" -x $tmpfile\nelse\n  exec $LIBDIR/$APPNAME $CHROMIUM_FLAGS \"$@\"\nfi\n",
+                gdb.display(),
+                dir.path().display()
+            ),
+        )
+        .expect("write");
+        assert_eq!(unwrap_launcher(&debian), browser);
+
+        // And the machine's own launchers, where installed.
+        for launcher in ["/usr/bin/chromium", "/usr/bin/chromium-headless-shell"] {
+            let launcher = Path::new(launcher);
+            if launcher.exists() {
+                let real = unwrap_launcher(launcher);
+                let head = std::fs::read(&real).expect("read the binary");
+                assert!(head.starts_with(b"\x7fELF"), "{}", real.display());
+                assert!(
+                    real.to_string_lossy().contains("chrom"),
+                    "{}",
+                    real.display()
+                );
+            }
+        }
     }
 }
