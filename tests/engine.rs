@@ -318,39 +318,52 @@ async fn incoming(
     next_message(rx, id).await
 }
 
-async fn next_message(
+/// Reads the bus until `pick` takes an event of session `id`; returns it
+/// with the transitions of `id` seen meanwhile.
+async fn next_of<T>(
     rx: &mut tokio::sync::broadcast::Receiver<BusEvent>,
     id: &SessionId,
-) -> (MessageEvent, Vec<TransitionEvent>) {
+    what: &str,
+    pick: impl Fn(BusEvent) -> Option<T>,
+) -> (T, Vec<TransitionEvent>) {
     let mut moved = Vec::new();
     loop {
         let ev = tokio::time::timeout(common::WAIT, rx.recv())
             .await
-            .expect("a message arrives")
+            .unwrap_or_else(|_| panic!("{what} arrives"))
             .expect("bus");
         match ev {
-            BusEvent::MessageIn(m) if &m.session == id => return (m, moved),
             BusEvent::Transition(t) if &t.session == id => moved.push(t),
-            _ => {}
+            other => {
+                if let Some(found) = pick(other) {
+                    return (found, moved);
+                }
+            }
         }
     }
+}
+
+async fn next_message(
+    rx: &mut tokio::sync::broadcast::Receiver<BusEvent>,
+    id: &SessionId,
+) -> (MessageEvent, Vec<TransitionEvent>) {
+    next_of(rx, id, "a message", |ev| match ev {
+        BusEvent::MessageIn(m) if &m.session == id => Some(m),
+        _ => None,
+    })
+    .await
 }
 
 async fn next_ack(
     rx: &mut tokio::sync::broadcast::Receiver<BusEvent>,
     id: &SessionId,
 ) -> (String, i8) {
-    loop {
-        let ev = tokio::time::timeout(common::WAIT, rx.recv())
-            .await
-            .expect("an ack arrives")
-            .expect("bus");
-        if let BusEvent::Ack(a) = ev {
-            if &a.session == id {
-                return (a.message_id, a.ack);
-            }
-        }
-    }
+    let (a, _) = next_of(rx, id, "an ack", |ev| match ev {
+        BusEvent::Ack(a) if &a.session == id => Some((a.message_id, a.ack)),
+        _ => None,
+    })
+    .await;
+    a
 }
 
 async fn send(

@@ -1,7 +1,8 @@
-//! No browser left behind, even mid-launch: a SIGTERM 100, 300 or 1,000 ms
-//! after a connect (or a restore) started, and a delete of a session whose
-//! browser is still launching, leave no Chromium of ours running — checked
-//! in the process table by the profile path, within 5 s. The service runs as
+//! No browser left behind, even mid-launch: a SIGTERM before, during and
+//! right after a connect's launch (or during a restore), and a delete of a
+//! session whose browser is still launching, leave no Chromium of ours
+//! running — checked in the process table by the profile path the moment
+//! the service has exited or the delete has answered. The service runs as
 //! the `centinela` binary, the simulator as its own process.
 
 mod common;
@@ -10,7 +11,6 @@ use common::api::{Api, Cred, Ws};
 use common::browser::{browser_slot, chromium_processes_under};
 use common::proc::{spawn_serve_with, spawn_until, terminate};
 use std::path::Path;
-use std::time::{Duration, Instant};
 
 const PASSWORD: &str = "launch-race-password";
 
@@ -29,23 +29,51 @@ fn start(data: &str, wa_url: &str) -> (std::process::Child, Api) {
     (child, Api::new(&format!("http://{listen}")))
 }
 
-/// Polls the process table until no Chromium names `dir` (5 s at most);
-/// returns the command lines of what is left.
-fn none_left_within_5s(dir: &Path) -> Vec<String> {
-    let deadline = Instant::now() + Duration::from_secs(5);
-    loop {
-        let left = chromium_processes_under(dir);
-        if left.is_empty() || Instant::now() > deadline {
-            return left
-                .iter()
-                .map(|p| {
-                    let cmd = std::fs::read(format!("/proc/{p}/cmdline")).unwrap_or_default();
-                    format!("{p}: {}", String::from_utf8_lossy(&cmd).replace('\0', " "))
-                })
-                .collect();
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
+/// What is left of our browsers, as command lines. Checked once, when the
+/// service has exited or the delete has answered: both wait for the session
+/// to have killed what its launch started.
+fn browsers_left(dir: &Path) -> Vec<String> {
+    chromium_processes_under(dir)
+        .iter()
+        .map(|p| {
+            let cmd = std::fs::read(format!("/proc/{p}/cmdline")).unwrap_or_default();
+            format!("{p}: {}", String::from_utf8_lossy(&cmd).replace('\0', " "))
+        })
+        .collect()
+}
+
+/// A fresh service with a tenant user, one session, and that user's
+/// WebSocket.
+async fn service(
+    wa_url: &str,
+) -> (
+    tempfile::TempDir,
+    String,
+    std::process::Child,
+    Api,
+    String,
+    String,
+    Ws,
+) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data = dir.path().join("data").to_string_lossy().into_owned();
+    let (serve, api) = start(&data, wa_url);
+    let admin = api.login("admin", PASSWORD).await;
+    let (token, _) = api.tenant_with_user(&admin, "clinic").await;
+    let session = api.create_session(&token, None, "desk").await;
+    let ws = Ws::connect(&api.base, &format!("token={token}")).await;
+    (dir, data, serve, api, token, session, ws)
+}
+
+/// The moment of a connect at which the service is stopped.
+#[derive(Debug, Clone, Copy)]
+enum Moment {
+    /// The connect was accepted; the launch has not begun.
+    Accepted,
+    /// CONNECTING: the driver's launch has just begun.
+    Launching,
+    /// QR: the launch has just handed its browser to the session.
+    Launched,
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -58,36 +86,24 @@ async fn a_sigterm_or_a_delete_racing_a_launch_leaves_no_browser() {
     );
     let wa_url = format!("http://{sim_listen}/sim/wa/");
 
-    // SIGTERM at three moments of a connect: before, while and after the
-    // browser process starts.
-    for delay_ms in [100u64, 300, 1000] {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let data = dir.path().join("data").to_string_lossy().into_owned();
-        let (serve, api) = start(&data, &wa_url);
-        let admin = api.login("admin", PASSWORD).await;
-        let (token, _) = api.tenant_with_user(&admin, "clinic").await;
-        let session = api.create_session(&token, None, "desk").await;
+    // SIGTERM before, while and right after the browser starts.
+    for moment in [Moment::Accepted, Moment::Launching, Moment::Launched] {
+        let (dir, _data, serve, api, token, session, mut ws) = service(&wa_url).await;
         let r = api.session_action(&token, &session, "connect").await;
         assert_eq!(r.status, 202, "{}", r.text);
-        // The scenario's moment, not a wait for a state.
-        tokio::time::sleep(Duration::from_millis(delay_ms)).await;
-        assert!(terminate(serve).success(), "clean exit at {delay_ms} ms");
-        let left = none_left_within_5s(dir.path());
-        assert!(
-            left.is_empty(),
-            "SIGTERM {delay_ms} ms into a connect left {left:?}"
-        );
+        match moment {
+            Moment::Accepted => {}
+            Moment::Launching => drop(ws.until_state(&session, "CONNECTING").await),
+            Moment::Launched => drop(ws.until_state(&session, "QR").await),
+        }
+        assert!(terminate(serve).success(), "clean exit at {moment:?}");
+        let left = browsers_left(dir.path());
+        assert!(left.is_empty(), "SIGTERM at {moment:?} left {left:?}");
     }
 
-    // A restore: a session left running is restored at start; SIGTERM
-    // while it launches.
-    let dir = tempfile::tempdir().expect("tempdir");
-    let data = dir.path().join("data").to_string_lossy().into_owned();
-    let (serve, api) = start(&data, &wa_url);
-    let admin = api.login("admin", PASSWORD).await;
-    let (token, _) = api.tenant_with_user(&admin, "clinic").await;
-    let session = api.create_session(&token, None, "desk").await;
-    let mut ws = Ws::connect(&api.base, &format!("token={token}")).await;
+    // A restore: a session left running is restored at start; SIGTERM as
+    // soon as the service listens, while it launches.
+    let (dir, data, serve, api, token, session, mut ws) = service(&wa_url).await;
     api.session_action(&token, &session, "connect").await;
     ws.until_state(&session, "QR").await;
     drop(ws);
@@ -102,20 +118,14 @@ async fn a_sigterm_or_a_delete_racing_a_launch_leaves_no_browser() {
             .status();
     }
     let (serve, _api) = start(&data, &wa_url);
-    tokio::time::sleep(Duration::from_millis(300)).await;
     assert!(terminate(serve).success());
-    let left = none_left_within_5s(dir.path());
+    let left = browsers_left(dir.path());
     assert!(left.is_empty(), "SIGTERM during a restore left {left:?}");
 
-    // A delete while the browser is still launching.
-    let dir = tempfile::tempdir().expect("tempdir");
-    let data = dir.path().join("data").to_string_lossy().into_owned();
-    let (serve, api) = start(&data, &wa_url);
-    let admin = api.login("admin", PASSWORD).await;
-    let (token, _) = api.tenant_with_user(&admin, "clinic").await;
-    let session = api.create_session(&token, None, "desk").await;
+    // A delete while the browser is launching.
+    let (dir, _data, serve, api, token, session, mut ws) = service(&wa_url).await;
     api.session_action(&token, &session, "connect").await;
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    ws.until_state(&session, "CONNECTING").await;
     let r = api
         .call(
             "DELETE",
@@ -125,7 +135,7 @@ async fn a_sigterm_or_a_delete_racing_a_launch_leaves_no_browser() {
         )
         .await;
     assert!(r.status == 200 || r.status == 204, "{}", r.text);
-    let left = none_left_within_5s(dir.path());
+    let left = browsers_left(dir.path());
     assert!(left.is_empty(), "a delete mid-launch left {left:?}");
     let r = api
         .call(

@@ -282,14 +282,15 @@ pub async fn wait_for(
 /// shell's children do not repeat the profile path).
 pub fn chromium_processes_under(dir: &Path) -> Vec<u32> {
     use centinela_actors::engine::webjs::process;
+    // Only browsers: the service itself names the data dir too, and its
+    // own children (a `chromium --version`) are not browsers on a profile.
     let mut pids = process::using_profile(dir);
+    pids.retain(|p| process::is_chromium(*p));
     for root in pids.clone() {
         pids.extend(process::descendants(root));
     }
     pids.sort_unstable();
     pids.dedup();
-    // Only browsers: the service itself names the data dir too.
-    pids.retain(|p| process::is_chromium(*p));
     pids
 }
 

@@ -97,7 +97,7 @@ pub fn normalize_phone(raw: &str) -> Result<String, ApiError> {
     } else {
         Err(ApiError::bad_request(
             "invalid_phone",
-            "`to` must be a phone number in international format: 6 to 15 digits",
+            "a phone number is 6 to 15 digits in international format",
         ))
     }
 }

@@ -459,13 +459,7 @@ async fn pairing_code(
     Path(id): Path<String>,
     AppJson(req): AppJson<PairingCodeRequest>,
 ) -> Result<Json<Value>, ApiError> {
-    let phone = req.phone.trim().trim_start_matches('+').to_owned();
-    if !(6..=15).contains(&phone.len()) || !phone.bytes().all(|b| b.is_ascii_digit()) {
-        return Err(ApiError::bad_request(
-            "invalid_phone",
-            "the phone number is 6-15 digits, international format without symbols",
-        ));
-    }
+    let phone = crate::messages::normalize_phone(&req.phone)?;
     let d = visible(&state, &caller, &id).await?;
     let code = call!(state.supervisor, |r| SupervisorMsg::PairingCode {
         id: d.view.id,

@@ -222,8 +222,9 @@ impl WebjsEngine {
             tokio::time::sleep(Duration::from_millis(200)).await;
         };
         let until = Instant::now() + settle;
+        let check = check_js();
         loop {
-            let raw = evaluate(&page, check_js(), limit).await?;
+            let raw = evaluate(&page, check.clone(), limit).await?;
             let modules: Vec<ModuleCheck> = serde_json::from_value(raw)
                 .map_err(|e| EngineError::Protocol(format!("doctor check: {e}")))?;
             let done = modules.iter().all(ModuleCheck::shape_ok);

@@ -114,6 +114,8 @@ impl WebjsEngine {
                     Duration::from_secs(20),
                     tokio::process::Command::new(&self.cfg.chromium_path)
                         .arg("--version")
+                        // A cancelled start must not leave it running.
+                        .kill_on_drop(true)
                         .output(),
                 )
                 .await;
