@@ -73,6 +73,7 @@ fn bench_policy(config: &Config) {
             session: SessionId::new(format!("s{i}")).expect("valid id"),
             kind: AttemptKind::Connect,
             live: (i % 8) as u32,
+            egress: "server".into(),
         })
         .collect();
     let rounds = 100;
@@ -111,6 +112,7 @@ fn bench_admission(config: &Config, dir: &std::path::Path) {
                 session: SessionId::new(format!("s{i}")).expect("valid id"),
                 kind: AttemptKind::Connect,
                 live: 0,
+                egress: "server".into(),
             };
             let t = Instant::now();
             adm.admit(&r, now.plus(Duration::from_millis(round)))

@@ -752,3 +752,165 @@ async fn the_openapi_document_matches_the_routes() {
     assert!(operations >= 30, "{operations} operations");
     s.server.shutdown().await.expect("shutdown");
 }
+
+/// PROXYBLOCK: WhatsApp refused the tenant's network path. The tenant is
+/// held on it (no end time, the proxy named) until the session moves to
+/// another proxy or an admin unblocks the tenant; never a reconnect.
+#[tokio::test]
+async fn a_refused_proxy_holds_the_session_until_its_proxy_changes_or_an_admin_unblocks() {
+    use centinela_actors::engine::EngineEvent;
+    use centinela_actors::session::DisconnectReason;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let s = start_api(api_config(dir.path()), ScriptedEngine::new(), None).await;
+    let mut r = s.ready_session("shop").await;
+    let (token, id) = (r.token.clone(), r.id.clone());
+    assert!(s.engine.emit(
+        &r.sid,
+        EngineEvent::Disconnected {
+            reason: DisconnectReason::ProxyBlocked,
+            detail: "PROXYBLOCK".into(),
+        }
+    ));
+    r.ws.until_state(&id, "DISCONNECTED").await;
+    let v = s.api.session(&token, &id).await;
+    assert_eq!(v["reason"], "proxy_blocked");
+    assert_eq!(v["egress"], "server");
+
+    let held = s.api.session_action(&token, &id, "connect").await;
+    assert_eq!(held.status, 429, "{}", held.text);
+    assert_eq!(held.body["error"]["code"], "proxy_block");
+    assert_eq!(held.body["error"]["proxy"], "server");
+    assert!(held.body["error"]["block_until"].is_null(), "no end time");
+    assert!(held.body["error"]["message"]
+        .as_str()
+        .is_some_and(|m| m.contains("server") && m.contains("PROXYBLOCK")));
+    let v = s.api.session(&token, &id).await;
+    assert_eq!(v["admission"]["reason"], "proxy_block");
+    assert_eq!(v["admission"]["proxy"], "server");
+    let status = s
+        .api
+        .call(
+            "GET",
+            "/api/rate-limit-status?organization_id=shop",
+            Cred::Token(&token),
+            None,
+        )
+        .await;
+    assert_eq!(
+        status.body["proxy_blocked"],
+        json!(["server"]),
+        "{}",
+        status.text
+    );
+
+    // Bad input, unknown ids and other tenants' sessions.
+    let path = format!("/api/v1/sessions/{id}");
+    for (body, code) in [
+        (json!({"proxy": 5}), "invalid_field"),
+        (json!({"proxy": "ftp://x"}), "invalid_proxy"),
+        (json!({"name": ""}), "invalid_name"),
+        (json!({"colour": "red"}), "invalid_field"),
+    ] {
+        let res = s
+            .api
+            .call("PATCH", &path, Cred::Token(&token), Some(body.clone()))
+            .await;
+        assert_eq!(res.status, 400, "{body}: {}", res.text);
+        assert_eq!(res.body["error"]["code"], code, "{body}: {}", res.text);
+    }
+    let res = s
+        .api
+        .call(
+            "PATCH",
+            "/api/v1/sessions/nope",
+            Cred::Token(&token),
+            Some(json!({"name": "x"})),
+        )
+        .await;
+    assert_eq!(res.status, 404, "{}", res.text);
+    let admin = s.api.login(ADMIN, ADMIN_PASSWORD).await;
+    let (other, _) = s.api.tenant_with_user(&admin, "rival").await;
+    let res = s
+        .api
+        .call(
+            "PATCH",
+            &path,
+            Cred::Token(&other),
+            Some(json!({"name": "mine"})),
+        )
+        .await;
+    assert_eq!(res.status, 403, "{}", res.text);
+
+    // Another proxy is another path: the session may connect again, and the
+    // credentials never show.
+    let res = s
+        .api
+        .call(
+            "PATCH",
+            &path,
+            Cred::Token(&token),
+            Some(json!({"proxy": "http://user:secret@proxy.example:3128", "name": "desk 2"})),
+        )
+        .await;
+    assert_eq!(res.status, 200, "{}", res.text);
+    assert_eq!(res.body["egress"], "http://proxy.example:3128");
+    assert_eq!(res.body["name"], "desk 2");
+    assert!(res.body["admission"].is_null(), "{}", res.text);
+    assert!(!res.text.contains("secret"));
+    let go = s.api.session_action(&token, &id, "connect").await;
+    assert_eq!(go.status, 202, "{}", go.text);
+    r.ws.until_state(&id, "READY").await;
+    let res = s
+        .api
+        .call(
+            "PATCH",
+            &path,
+            Cred::Token(&token),
+            Some(json!({"proxy": null})),
+        )
+        .await;
+    assert_eq!(
+        res.status, 409,
+        "a live session keeps its path: {}",
+        res.text
+    );
+    assert_eq!(res.body["error"]["code"], "session_live");
+
+    // Back on the refused path: held again, until an admin unblocks.
+    assert_eq!(
+        s.api.session_action(&token, &id, "disconnect").await.status,
+        200
+    );
+    let res = s
+        .api
+        .call(
+            "PATCH",
+            &path,
+            Cred::Token(&token),
+            Some(json!({"proxy": null})),
+        )
+        .await;
+    assert_eq!(res.status, 200, "{}", res.text);
+    assert_eq!(res.body["egress"], "server");
+    assert_eq!(
+        s.api.session_action(&token, &id, "connect").await.status,
+        429
+    );
+    let res = s
+        .api
+        .call(
+            "POST",
+            "/api/v1/tenants/shop/unblock",
+            Cred::Token(&admin),
+            None,
+        )
+        .await;
+    assert_eq!(res.status, 200, "{}", res.text);
+    let v = s.api.session(&token, &id).await;
+    assert!(v["admission"].is_null(), "the hold is lifted: {v}");
+    assert_eq!(
+        s.api.session_action(&token, &id, "connect").await.status,
+        202
+    );
+    r.ws.until_state(&id, "READY").await;
+}

@@ -171,6 +171,36 @@ async fn whatsapps_verdicts_map_to_their_reasons() {
                 other => panic!("{action}: a banned tenant is refused: {other:?}"),
             }
         }
+        if reason == DisconnectReason::ProxyBlocked {
+            // The path is refused, not the account: held on it with no end
+            // time, never reconnected, until an admin lifts it.
+            match c.connect(&id).await {
+                ConnectOutcome::Denied {
+                    reason,
+                    block_until,
+                    proxy,
+                    ..
+                } => {
+                    assert_eq!(reason.as_str(), "proxy_block");
+                    assert_eq!(block_until, None);
+                    assert_eq!(proxy.as_deref(), Some("server"));
+                }
+                other => panic!("a refused path holds the tenant: {other:?}"),
+            }
+            let tenant = centinela_actors::ids::TenantId::new(format!("tenant{n}")).expect("id");
+            let was = centinela_actors::ractor::call!(c.sup, |r| SupervisorMsg::Unblock {
+                tenant,
+                by: "admin".into(),
+                reply: r
+            })
+            .expect("call")
+            .expect("unblock");
+            assert!(was, "the hold was in force");
+            assert!(matches!(
+                c.connect(&id).await,
+                ConnectOutcome::Queued { .. }
+            ));
+        }
     }
     c.stop().await;
     assert!(chromium_processes_under(dir.path()).is_empty());

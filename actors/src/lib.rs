@@ -11,6 +11,7 @@ pub mod config;
 pub mod engine;
 pub mod ids;
 pub mod messaging;
+pub mod proxy;
 pub mod session;
 pub mod store;
 pub mod supervisor;

@@ -18,7 +18,7 @@ use centinela_actors::ractor::{call, ActorRef};
 use centinela_actors::session::{Refusal, SessionState};
 use centinela_actors::supervisor::admission::DenyReason;
 use centinela_actors::supervisor::{
-    ConnectOutcome, NewSession, SessionDetail, SupervisorError, SupervisorMsg,
+    ConnectOutcome, NewSession, SessionChange, SessionDetail, SupervisorError, SupervisorMsg,
 };
 use serde::Deserialize;
 use serde_json::{json, Value};
@@ -62,7 +62,7 @@ pub fn routes() -> Routes {
         )
         .route(
             "/api/v1/sessions/{id}",
-            get(get_one).delete(delete_one),
+            get(get_one).patch(update).delete(delete_one),
             vec![
                 Doc::new(
                     "GET",
@@ -71,6 +71,20 @@ pub fn routes() -> Routes {
                     Access::Authenticated,
                     ONE,
                 ),
+                Doc::new(
+                    "PATCH",
+                    "sessions",
+                    "Change a stopped session's name or proxy (\"proxy\": null removes it); a new proxy lifts a PROXYBLOCK hold for this session",
+                    Access::Authenticated,
+                    &[
+                        (200, "changed"),
+                        (400, "bad input"),
+                        (403, "another tenant's"),
+                        (404, "not found"),
+                        (409, "live or queued"),
+                    ],
+                )
+                .body(json!({"proxy": "http://user:pass@proxy.example:3128"})),
                 Doc::new(
                     "DELETE",
                     "sessions",
@@ -177,34 +191,56 @@ pub fn from_supervisor(e: SupervisorError) -> ApiError {
         SupervisorError::Unavailable => {
             ApiError::Unavailable("the session actor is unavailable".into())
         }
-        SupervisorError::Denied(d) => too_many(d.reason, d.wait, d.block_until),
+        SupervisorError::Live => ApiError::conflict(
+            "session_live",
+            "the session is live or queued: disconnect it first",
+        ),
+        SupervisorError::Denied(d) => too_many(
+            d.reason,
+            d.wait,
+            (!d.is_hold()).then_some(d.block_until),
+            d.proxy.as_deref(),
+        ),
     }
 }
 
-/// A 429 with seed 003's fields and `Retry-After`.
+/// A 429 with seed 003's fields and `Retry-After`. A hold (a refused
+/// proxy) has no end time: `block_until` is null and `proxy` names the path.
 pub fn too_many(
     reason: DenyReason,
     wait: Duration,
-    block_until: centinela_actors::clock::Timestamp,
+    block_until: Option<centinela_actors::clock::Timestamp>,
+    proxy: Option<&str>,
 ) -> ApiError {
     let minutes = wait.as_secs().div_ceil(60);
-    let retry = if reason == DenyReason::Capacity {
-        30
-    } else {
-        wait.as_secs().max(1)
+    let retry = match reason {
+        DenyReason::Capacity => 30,
+        // Nothing changes by waiting; ask again in an hour at most.
+        DenyReason::ProxyBlock => 3600,
+        _ => wait.as_secs().max(1),
     };
-    ApiError::TooManyRequests {
-        code: reason.as_str(),
-        message: format!(
+    let message = match proxy {
+        Some(p) => format!(
+            "WhatsApp refused this tenant's network path {p} (PROXYBLOCK): connections through it are held until the session's proxy is changed or an admin unblocks the tenant"
+        ),
+        None => format!(
             "connection refused by the anti-ban policy: {}",
             reason.as_str()
         ),
+    };
+    let mut details = json!({
+        "reason": reason,
+        "wait_time_minutes": minutes,
+        "block_until": block_until,
+    });
+    if let Some(p) = proxy {
+        details["proxy"] = json!(p);
+    }
+    ApiError::TooManyRequests {
+        code: reason.as_str(),
+        message,
         retry_after_secs: retry,
-        details: json!({
-            "reason": reason,
-            "wait_time_minutes": minutes,
-            "block_until": block_until,
-        }),
+        details,
     }
 }
 
@@ -231,6 +267,7 @@ pub fn session_json(d: &SessionDetail) -> Value {
         "pairing_code": v.pairing_code.as_ref().map(|p| json!({"code": p.code, "expires_at": p.expires_at})),
         "phone": phone,
         "admission": d.admission,
+        "egress": d.egress,
     })
 }
 
@@ -265,6 +302,79 @@ struct Create {
     proxy: Option<String>,
 }
 
+fn valid_name(raw: &str) -> Result<String, ApiError> {
+    let name = raw.trim();
+    if name.is_empty() || name.chars().count() > 100 {
+        return Err(ApiError::bad_request(
+            "invalid_name",
+            "name must be 1-100 characters",
+        ));
+    }
+    Ok(name.to_owned())
+}
+
+fn valid_proxy(p: &str) -> Result<(), ApiError> {
+    let ok = ["http://", "https://", "socks5://"]
+        .iter()
+        .any(|s| p.starts_with(s))
+        && p.len() <= 512
+        && !p.chars().any(char::is_control);
+    if ok {
+        Ok(())
+    } else {
+        Err(ApiError::bad_request(
+            "invalid_proxy",
+            "proxy must be an http://, https:// or socks5:// URL",
+        ))
+    }
+}
+
+/// A present field, even `null` (so `"proxy": null` removes the proxy).
+fn present<'de, D, T>(d: D) -> Result<Option<Option<T>>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    Option::<T>::deserialize(d).map(Some)
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Update {
+    name: Option<String>,
+    #[serde(default, deserialize_with = "present")]
+    proxy: Option<Option<String>>,
+}
+
+/// Changes a stopped session's name or proxy. Moving a session to another
+/// proxy is how a tenant held on a refused path (PROXYBLOCK) gets going.
+async fn update(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+    AppJson(body): AppJson<Update>,
+) -> Result<Json<Value>, ApiError> {
+    let name = body.name.as_deref().map(valid_name).transpose()?;
+    if let Some(Some(p)) = &body.proxy {
+        valid_proxy(p)?;
+    }
+    let d = visible(&state, &caller, &id).await?;
+    let change = SessionChange {
+        name,
+        proxy: body.proxy,
+    };
+    let (id, by) = (d.view.id, caller.name());
+    call!(state.supervisor, |r| SupervisorMsg::Update {
+        id: id.clone(),
+        change,
+        by,
+        reply: r
+    })
+    .map_err(unavailable)?
+    .map_err(from_supervisor)?;
+    Ok(Json(session_json(&describe(&state.supervisor, id).await?)))
+}
+
 async fn create(
     State(state): State<AppState>,
     caller: Caller,
@@ -293,13 +403,7 @@ async fn create(
             format!("tenant {tenant} does not exist"),
         ));
     }
-    let name = body.name.trim().to_owned();
-    if name.is_empty() || name.chars().count() > 100 {
-        return Err(ApiError::bad_request(
-            "invalid_name",
-            "name must be 1-100 characters",
-        ));
-    }
+    let name = valid_name(&body.name)?;
     if let Some(ua) = &body.user_agent {
         if ua.is_empty() || ua.len() > 512 || ua.chars().any(char::is_control) {
             return Err(ApiError::bad_request(
@@ -309,16 +413,7 @@ async fn create(
         }
     }
     if let Some(p) = &body.proxy {
-        let ok = ["http://", "https://", "socks5://"]
-            .iter()
-            .any(|s| p.starts_with(s))
-            && p.len() <= 512;
-        if !ok {
-            return Err(ApiError::bad_request(
-                "invalid_proxy",
-                "proxy must be an http://, https:// or socks5:// URL",
-            ));
-        }
+        valid_proxy(p)?;
     }
     let new = NewSession {
         tenant,
@@ -413,7 +508,8 @@ async fn connect(
             reason,
             wait,
             block_until,
-        } => Err(too_many(reason, wait, block_until)),
+            proxy,
+        } => Err(too_many(reason, wait, block_until, proxy.as_deref())),
     }
 }
 

@@ -115,6 +115,9 @@ pub enum SessionMsg {
     /// Discard the pairing and start over; refused on a paired session.
     ForceNew(RpcReplyPort<Result<SessionView, Refusal>>),
     Get(RpcReplyPort<SessionView>),
+    /// The supervisor changed the stopped session's record (name, proxy):
+    /// the next driver starts with it.
+    Reconfigure(SessionRecord),
     SendText {
         to: String,
         text: String,
@@ -278,6 +281,11 @@ impl Actor for SessionActor {
             }
             SessionMsg::Get(reply) => {
                 let _ = reply.send(st.view());
+            }
+            SessionMsg::Reconfigure(record) => {
+                if record.id == st.record.id {
+                    st.record = record;
+                }
             }
             SessionMsg::SendText { to, text, reply } => {
                 let result = match (&st.state, &st.driver) {

@@ -21,6 +21,8 @@ pub(super) fn create_tables(txn: &WriteTransaction) -> Result<(), StoreError> {
 
 fn expired(event: &LedgerEvent, now: Timestamp) -> bool {
     let retention = match event {
+        // A proxy hold lasts until an admin lifts it (see `load`).
+        LedgerEvent::ProxyBlocked { .. } => return false,
         LedgerEvent::Attempt { .. }
         | LedgerEvent::Cancelled { .. }
         | LedgerEvent::PairingCode { .. } => ATTEMPT_RETENTION,
@@ -51,6 +53,9 @@ impl LedgerRepo for Store {
         {
             let mut table = txn.open_table(LEDGER)?;
             let mut stale = Vec::new();
+            let mut rows = Vec::new();
+            // The last unblock of each tenant: holds before it are over.
+            let mut unblocked = std::collections::HashMap::new();
             for row in table.iter()? {
                 let (k, v) = row?;
                 let event: LedgerEvent =
@@ -58,8 +63,16 @@ impl LedgerRepo for Store {
                         table: "admission_ledger",
                         why: e.to_string(),
                     })?;
-                if expired(&event, now) {
-                    stale.push(k.value());
+                if let LedgerEvent::Unblocked { tenant, .. } = &event {
+                    unblocked.insert(tenant.clone(), k.value());
+                }
+                rows.push((k.value(), event));
+            }
+            for (k, event) in rows {
+                let lifted = matches!(&event, LedgerEvent::ProxyBlocked { tenant, .. }
+                    if unblocked.get(tenant).is_some_and(|u| *u > k));
+                if lifted || expired(&event, now) {
+                    stale.push(k);
                 } else {
                     kept.push(event);
                 }
@@ -105,5 +118,34 @@ mod tests {
         let events = store.load(now).expect("load");
         assert_eq!(events, vec![attempt(1, 3 * day), attempt(2, 3 * day + 1)]);
         assert_eq!(store.load(now).expect("load again").len(), 2);
+    }
+
+    #[test]
+    fn a_proxy_hold_outlives_the_retention_until_an_unblock_lifts_it() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let day = 24 * 3600 * 1000;
+        let tenant = TenantId::new("t").expect("id");
+        let hold = |at: i64| LedgerEvent::ProxyBlocked {
+            tenant: tenant.clone(),
+            session: SessionId::new("s").expect("id"),
+            egress: "http://proxy.example:3128".into(),
+            at: Timestamp::from_millis(at),
+        };
+        let store = Store::open(dir.path()).expect("open");
+        store.append(&hold(0)).expect("append");
+        let later = Timestamp::from_millis(90 * day);
+        assert_eq!(store.load(later).expect("load"), vec![hold(0)]);
+        let unblock = LedgerEvent::Unblocked {
+            tenant: tenant.clone(),
+            by: "admin".into(),
+            at: later,
+        };
+        store.append(&unblock).expect("append");
+        store.append(&hold(90 * day + 1)).expect("append");
+        assert_eq!(
+            store.load(later).expect("load"),
+            vec![unblock, hold(90 * day + 1)],
+            "the hold before the unblock is gone, the one after it stays"
+        );
     }
 }

@@ -130,16 +130,24 @@ impl SupervisorState {
                 start_at: p.start_at,
                 position: self.admission.position(p.ticket).unwrap_or(1),
             }),
-            (None, Some(d)) if d.block_until > now => Some(super::AdmissionStatus::Denied {
-                reason: d.reason,
-                wait_time_minutes: d.block_until.since(now).as_secs().div_ceil(60),
-                block_until: d.block_until,
-            }),
+            (None, Some(d))
+                if d.proxy.as_deref().map_or(d.block_until > now, |p| {
+                    self.admission.holds(&e.record.tenant, p)
+                }) =>
+            {
+                Some(super::AdmissionStatus::Denied {
+                    reason: d.reason,
+                    wait_time_minutes: d.block_until.since(now).as_secs().div_ceil(60),
+                    block_until: (!d.is_hold()).then_some(d.block_until),
+                    proxy: d.proxy.clone(),
+                })
+            }
             _ => None,
         };
         super::SessionDetail {
             view: e.view.clone(),
             admission,
+            egress: crate::proxy::egress(e.record.proxy.as_deref()),
         }
     }
 
@@ -240,6 +248,14 @@ impl Actor for Supervisor {
             }
             SupervisorMsg::Get { id, reply } => {
                 let _ = reply.send(st.entry(&id).map(|e| e.view.clone()));
+            }
+            SupervisorMsg::Update {
+                id,
+                change,
+                by,
+                reply,
+            } => {
+                let _ = reply.send(update(st, &id, change, &by));
             }
             SupervisorMsg::Describe { id, reply } => {
                 let out = match st.sessions.get(&id) {
@@ -511,6 +527,46 @@ async fn stop_session(
     });
 }
 
+/// Changes a stopped session's name or proxy. A new proxy is a new network
+/// path: a hold on the old one no longer applies to this session.
+fn update(
+    st: &mut SupervisorState,
+    id: &SessionId,
+    change: super::SessionChange,
+    by: &str,
+) -> Result<SessionView, SupervisorError> {
+    let entry = st.entry(id)?;
+    if entry.view.state.is_live() || entry.pending.is_some() {
+        return Err(SupervisorError::Live);
+    }
+    let before = crate::proxy::egress(entry.record.proxy.as_deref());
+    st.save(id, |r| {
+        if let Some(name) = change.name {
+            r.name = name;
+        }
+        if let Some(proxy) = change.proxy {
+            r.proxy = proxy;
+        }
+    })?;
+    let entry = st.entry(id)?;
+    let after = crate::proxy::egress(entry.record.proxy.as_deref());
+    entry.view.name = entry.record.name.clone();
+    if before != after {
+        entry.last_denial = None;
+    }
+    if let Some(actor) = &entry.actor {
+        let _ = actor.cast(SessionMsg::Reconfigure(entry.record.clone()));
+    }
+    let (view, tenant) = (entry.view.clone(), entry.record.tenant.clone());
+    st.audit(
+        by,
+        "session.update",
+        &tenant,
+        serde_json::json!({"session": id, "name": view.name, "egress": after}),
+    );
+    Ok(view)
+}
+
 /// Admits a pairing-code request (per phone number, per egress path: the
 /// tenant's proxy without its credentials, or the server itself), then asks
 /// the session. Refused before the ledger when the session shows no QR.
@@ -534,10 +590,7 @@ fn pairing_code(
         Ok(e) => (
             e.actor.clone(),
             e.record.tenant.clone(),
-            e.record.proxy.as_deref().map_or_else(
-                || "server".to_owned(),
-                |p| crate::engine::webjs::split_proxy(p).0,
-            ),
+            crate::proxy::egress(e.record.proxy.as_deref()),
         ),
     };
     let Some(actor) = actor else {
@@ -619,6 +672,7 @@ fn on_session_changed(
     let Some(reason) = entry.view.state.reason() else {
         return;
     };
+    let egress = crate::proxy::egress(entry.record.proxy.as_deref());
     let now = st.now();
     let outcome = match reason {
         DisconnectReason::Banned => Some(Outcome::Banned),
@@ -635,6 +689,13 @@ fn on_session_changed(
         tracing::warn!(tenant = %tenant, session = %id, outcome = ?outcome, reason = reason.as_str(), "attempt outcome recorded");
         if let Err(e) = st.admission.record(&tenant, &id, outcome, now) {
             tracing::error!(session = %id, error = %e, "could not record the outcome in the ledger");
+        }
+    }
+    if reason == DisconnectReason::ProxyBlocked {
+        // The path is refused, not the account: hold the tenant on it.
+        tracing::warn!(tenant = %tenant, session = %id, proxy = %egress, "network path refused by WhatsApp; the tenant is held on it");
+        if let Err(e) = st.admission.record_proxy_block(&tenant, &id, &egress, now) {
+            tracing::error!(session = %id, error = %e, "could not record the proxy hold in the ledger");
         }
     }
     let result = st.save(&id, |r| {

@@ -47,6 +47,9 @@ pub enum DenyReason {
     TenantSessionLimit,
     /// Too many pairing codes for one phone number or one egress path.
     PairingCodeLimit,
+    /// WhatsApp refused the tenant's network path (PROXYBLOCK): held until
+    /// the session's proxy is changed or an admin unblocks the tenant.
+    ProxyBlock,
 }
 
 impl DenyReason {
@@ -59,16 +62,19 @@ impl DenyReason {
             Self::Capacity => "capacity",
             Self::TenantSessionLimit => "tenant_session_limit",
             Self::PairingCodeLimit => "pairing_code_limit",
+            Self::ProxyBlock => "proxy_block",
         }
     }
 }
 
 /// A refusal: why, how long to wait, and until when.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Denial {
     pub reason: DenyReason,
     pub wait: Duration,
     pub block_until: Timestamp,
+    /// For a proxy hold: the refused path (no end time; `block_until` is now).
+    pub proxy: Option<String>,
 }
 
 impl Denial {
@@ -77,7 +83,13 @@ impl Denial {
             reason,
             wait: until.since(now),
             block_until: until,
+            proxy: None,
         }
+    }
+
+    /// A refusal that lasts until someone acts (no end time).
+    pub fn is_hold(&self) -> bool {
+        self.proxy.is_some()
     }
 
     /// Minutes to wait, rounded up (a 30 s wait is 1 minute, not 0).
@@ -103,14 +115,18 @@ pub struct AttemptRequest {
     pub kind: AttemptKind,
     /// Sessions live or queued on the server now, not counting this one.
     pub live: u32,
+    /// The network path the attempt goes out through ([`egress`]).
+    pub egress: String,
 }
+
+pub use crate::proxy::egress;
 
 /// How an attempt (or a live session) ended, as far as admission cares.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Outcome {
     /// Never paired: QR not scanned, engine error before AUTHENTICATED.
     Failure,
-    /// TOS_BLOCK, PROXYBLOCK, or a stream error 515 outside the restart grace.
+    /// TOS_BLOCK, SMB_TOS_BLOCK, or a stream error 515 outside the restart grace.
     Banned,
 }
 
@@ -130,6 +146,14 @@ pub fn evaluate(
     now: Timestamp,
 ) -> Result<(), Denial> {
     if let Some(t) = ledger.tenant(&req.tenant) {
+        if t.proxy_blocked.contains_key(&req.egress) {
+            return Err(Denial {
+                reason: DenyReason::ProxyBlock,
+                wait: Duration::ZERO,
+                block_until: now,
+                proxy: Some(req.egress.clone()),
+            });
+        }
         if let Some(until) = t.blocked_until.filter(|u| *u > now) {
             return Err(Denial::until(DenyReason::Error515Block, until, now));
         }
@@ -154,6 +178,7 @@ pub fn evaluate(
             reason: DenyReason::Capacity,
             wait: Duration::ZERO,
             block_until: now,
+            proxy: None,
         });
     }
     Ok(())
@@ -187,6 +212,7 @@ pub fn check_create(
         reason,
         wait: Duration::ZERO,
         block_until: now,
+        proxy: None,
     })
 }
 
@@ -219,6 +245,9 @@ pub struct TenantStatus {
     pub is_blocked_515: bool,
     pub last_failure: Option<Timestamp>,
     pub block_until: Option<Timestamp>,
+    /// Network paths WhatsApp refused (PROXYBLOCK), held until an admin
+    /// unblocks the tenant; a session on another path may still connect.
+    pub proxy_blocked: Vec<String>,
 }
 
 /// The policy with its ledger, queue and persistence. Owned by the
@@ -418,18 +447,41 @@ impl Admission {
         self.persist(event)
     }
 
-    /// Admin override: lift a ban block. Returns whether one was in force.
+    /// WhatsApp refused `egress` (PROXYBLOCK): the tenant's attempts through
+    /// it are held until [`Admission::unblock`].
+    pub fn record_proxy_block(
+        &mut self,
+        tenant: &TenantId,
+        session: &SessionId,
+        egress: &str,
+        now: Timestamp,
+    ) -> Result<(), StoreError> {
+        self.persist(LedgerEvent::ProxyBlocked {
+            tenant: tenant.clone(),
+            session: session.clone(),
+            egress: egress.to_owned(),
+            at: now,
+        })
+    }
+
+    /// Whether the tenant is held on `egress` (a refused proxy).
+    pub fn holds(&self, tenant: &TenantId, egress: &str) -> bool {
+        self.ledger
+            .tenant(tenant)
+            .is_some_and(|t| t.proxy_blocked.contains_key(egress))
+    }
+
+    /// Admin override: lift a ban block and any proxy hold. Returns whether
+    /// one was in force.
     pub fn unblock(
         &mut self,
         tenant: &TenantId,
         by: &str,
         now: Timestamp,
     ) -> Result<bool, StoreError> {
-        let blocked = self
-            .ledger
-            .tenant(tenant)
-            .and_then(|t| t.blocked_until)
-            .is_some_and(|u| u > now);
+        let blocked = self.ledger.tenant(tenant).is_some_and(|t| {
+            t.blocked_until.is_some_and(|u| u > now) || !t.proxy_blocked.is_empty()
+        });
         self.persist(LedgerEvent::Unblocked {
             tenant: tenant.clone(),
             by: by.to_owned(),
@@ -467,13 +519,15 @@ impl Admission {
         }
     }
 
-    /// A tenant's status as a user connect would be judged now.
+    /// A tenant's status as a user connect through the server's own path
+    /// would be judged now.
     pub fn tenant_status(&self, tenant: &TenantId, live: u32, now: Timestamp) -> TenantStatus {
         let probe = AttemptRequest {
             tenant: tenant.clone(),
             session: SessionId::new("status-probe").expect("a valid literal id"),
             kind: AttemptKind::Connect,
             live,
+            egress: egress(None),
         };
         let verdict = evaluate(&self.cfg, &self.ledger, &probe, now);
         let t = self.ledger.tenant(tenant).cloned().unwrap_or_default();
@@ -481,13 +535,14 @@ impl Admission {
         TenantStatus {
             organization_id: tenant.clone(),
             can_connect: denial.is_none(),
-            block_reason: denial.map(|d| d.reason),
-            wait_time_minutes: denial.map_or(0, |d| d.wait_minutes()),
+            block_reason: denial.as_ref().map(|d| d.reason),
+            wait_time_minutes: denial.as_ref().map_or(0, |d| d.wait_minutes()),
             attempts_last_24h: in_window(&t.attempts, now, DAY).len() as u32,
             daily_limit: self.cfg.tenant_attempts_per_day,
             is_blocked_515: t.blocked_until.is_some_and(|u| u > now),
             last_failure: t.last_failure,
-            block_until: denial.map(|d| d.block_until).filter(|u| *u > now),
+            block_until: denial.as_ref().map(|d| d.block_until).filter(|u| *u > now),
+            proxy_blocked: t.proxy_blocked.keys().cloned().collect(),
         }
     }
 

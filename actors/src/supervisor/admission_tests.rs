@@ -27,6 +27,7 @@ fn req(t: usize, kind: AttemptKind) -> AttemptRequest {
         session: SessionId::new(format!("s{t}")).expect("id"),
         kind,
         live: 0,
+        egress: "server".into(),
     }
 }
 
@@ -528,4 +529,54 @@ fn pairing_codes_through_one_egress_path_are_capped_whatever_the_number() {
         Ok(()),
         "another path is not"
     );
+}
+
+#[test]
+fn a_refused_proxy_holds_the_tenant_on_that_path_until_an_admin_unblocks_it() {
+    let mut f = fx(cfg());
+    let (t, s) = (tenant(3), SessionId::new("s3").expect("id"));
+    let path = "http://proxy.example:3128";
+    f.adm
+        .record_proxy_block(&t, &s, path, T0)
+        .expect("record the hold");
+    let through = |egress: &str, kind| AttemptRequest {
+        egress: egress.into(),
+        ..req(3, kind)
+    };
+    // No end time: a week later, restores included, it is still held.
+    for kind in [AttemptKind::Connect, AttemptKind::Restore] {
+        let d = denial(admit(&mut f.adm, &through(path, kind), T0.plus(7 * DAY)));
+        assert_eq!(d.reason, DenyReason::ProxyBlock, "{kind:?}");
+        assert_eq!(d.proxy.as_deref(), Some(path));
+        assert!(d.is_hold());
+    }
+    let status = f.adm.tenant_status(&t, 0, T0.plus(MIN));
+    assert_eq!(status.proxy_blocked, vec![path.to_owned()]);
+    // Another path is another network: not held.
+    admitted(admit(
+        &mut f.adm,
+        &through("http://other.example:3128", AttemptKind::Connect),
+        T0.plus(MIN),
+    ));
+    // The hold survives a restart.
+    let mut again = Admission::load(cfg(), Arc::new(f.store.clone()), Some(2), T0.plus(8 * DAY))
+        .expect("reload");
+    let d = denial(admit(
+        &mut again,
+        &through(path, AttemptKind::Connect),
+        T0.plus(8 * DAY),
+    ));
+    assert_eq!(d.reason, DenyReason::ProxyBlock);
+    assert!(again
+        .unblock(&t, "root", T0.plus(8 * DAY))
+        .expect("unblock"));
+    admitted(admit(
+        &mut again,
+        &through(path, AttemptKind::Connect),
+        T0.plus(8 * DAY),
+    ));
+    assert!(again
+        .tenant_status(&t, 0, T0.plus(8 * DAY))
+        .proxy_blocked
+        .is_empty());
 }

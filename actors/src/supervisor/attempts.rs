@@ -45,12 +45,13 @@ pub(super) fn connect(
         session: id.clone(),
         kind,
         live,
+        egress: crate::proxy::egress(entry.record.proxy.as_deref()),
     };
     let now = st.now();
     match st.admission.admit(&request, now)? {
         Decision::Denied(d) => {
             if let Some(entry) = st.sessions.get_mut(id) {
-                entry.last_denial = Some(d);
+                entry.last_denial = Some(d.clone());
             }
             publish(st, &request, "denied", |e| {
                 e.reason = Some(d.reason);
@@ -64,12 +65,14 @@ pub(super) fn connect(
                 reason = d.reason.as_str(),
                 wait_minutes = d.wait_minutes(),
                 block_until = %d.block_until,
+                proxy = d.proxy.as_deref().unwrap_or(""),
                 "connection denied"
             );
             Ok(ConnectOutcome::Denied {
                 reason: d.reason,
                 wait: d.wait,
-                block_until: d.block_until,
+                block_until: (!d.is_hold()).then_some(d.block_until),
+                proxy: d.proxy,
             })
         }
         Decision::Admitted { ticket, start_at } => {
@@ -179,6 +182,7 @@ pub(super) async fn start_attempt(
             session: id.clone(),
             kind: AttemptKind::Connect,
             live: 0,
+            egress: crate::proxy::egress(entry.record.proxy.as_deref()),
         };
         tracing::info!(tenant = %request.tenant, session = %id, "connection started");
         publish(st, &request, "started", |_| {});

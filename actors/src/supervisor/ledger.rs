@@ -9,7 +9,7 @@ use crate::clock::Timestamp;
 use crate::ids::{SessionId, TenantId};
 use crate::store::StoreError;
 use serde::{Deserialize, Serialize};
-use std::collections::{HashMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::time::Duration;
 
 /// One ledger entry.
@@ -34,14 +34,23 @@ pub enum LedgerEvent {
         at: Timestamp,
         until: Timestamp,
     },
-    /// A ban (TOS_BLOCK, PROXYBLOCK, stream error 515): the tenant is blocked.
+    /// A ban (TOS_BLOCK, SMB_TOS_BLOCK, stream error 515): the tenant is blocked.
     Banned {
         tenant: TenantId,
         session: SessionId,
         at: Timestamp,
         until: Timestamp,
     },
-    /// An admin lifted a ban block.
+    /// WhatsApp refused the tenant's network path (PROXYBLOCK): attempts
+    /// through `egress` are held until an admin unblocks the tenant (or the
+    /// session moves to another path).
+    ProxyBlocked {
+        tenant: TenantId,
+        session: SessionId,
+        egress: String,
+        at: Timestamp,
+    },
+    /// An admin lifted a ban block (and any proxy hold).
     Unblocked {
         tenant: TenantId,
         by: String,
@@ -69,6 +78,7 @@ impl LedgerEvent {
             | LedgerEvent::Cancelled { at, .. }
             | LedgerEvent::Failure { at, .. }
             | LedgerEvent::Banned { at, .. }
+            | LedgerEvent::ProxyBlocked { at, .. }
             | LedgerEvent::Unblocked { at, .. }
             | LedgerEvent::CooldownReset { at, .. }
             | LedgerEvent::PairingCode { at, .. } => *at,
@@ -91,6 +101,8 @@ pub struct TenantLedger {
     pub last_failure: Option<Timestamp>,
     pub cooldown_until: Option<Timestamp>,
     pub blocked_until: Option<Timestamp>,
+    /// Network paths WhatsApp refused, with when: held until unblocked.
+    pub proxy_blocked: BTreeMap<String, Timestamp>,
 }
 
 /// The projection the policy reads.
@@ -146,9 +158,17 @@ impl Ledger {
                 t.last_failure = Some(*at);
                 t.blocked_until = Some(t.blocked_until.map_or(*until, |u| u.max(*until)));
             }
+            LedgerEvent::ProxyBlocked {
+                tenant, egress, at, ..
+            } => {
+                let t = self.tenants.entry(tenant.clone()).or_default();
+                t.last_failure = Some(*at);
+                t.proxy_blocked.insert(egress.clone(), *at);
+            }
             LedgerEvent::Unblocked { tenant, .. } => {
                 if let Some(t) = self.tenants.get_mut(tenant) {
                     t.blocked_until = None;
+                    t.proxy_blocked.clear();
                 }
             }
             LedgerEvent::CooldownReset { tenant, .. } => {

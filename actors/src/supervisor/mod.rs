@@ -36,6 +36,14 @@ pub struct NewSession {
     pub proxy: Option<String>,
 }
 
+/// A change to a stopped session's settings; `None` leaves a field as is.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SessionChange {
+    pub name: Option<String>,
+    /// `Some(None)` removes the proxy.
+    pub proxy: Option<Option<String>>,
+}
+
 /// What `connect` did.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(tag = "outcome", rename_all = "snake_case")]
@@ -53,7 +61,10 @@ pub enum ConnectOutcome {
         reason: DenyReason,
         #[serde(with = "humantime_serde")]
         wait: Duration,
-        block_until: Timestamp,
+        /// None for a hold that lasts until someone acts (a refused proxy).
+        block_until: Option<Timestamp>,
+        /// The refused network path, for a proxy hold.
+        proxy: Option<String>,
     },
 }
 
@@ -71,6 +82,8 @@ pub enum SupervisorError {
     Unavailable,
     #[error("refused by the admission policy: {}", .0.reason.as_str())]
     Denied(Denial),
+    #[error("the session is live or queued: disconnect it first")]
+    Live,
 }
 
 /// Where a session stands with admission.
@@ -86,7 +99,11 @@ pub enum AdmissionStatus {
     Denied {
         reason: DenyReason,
         wait_time_minutes: u64,
-        block_until: Timestamp,
+        /// None for a hold that lasts until someone acts.
+        block_until: Option<Timestamp>,
+        /// The refused network path, for a proxy hold.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        proxy: Option<String>,
     },
 }
 
@@ -96,6 +113,9 @@ pub struct SessionDetail {
     #[serde(flatten)]
     pub view: SessionView,
     pub admission: Option<AdmissionStatus>,
+    /// The network path it connects through: its proxy without
+    /// credentials, or `server`.
+    pub egress: String,
 }
 
 /// The anti-ban status with seed 003's field names.
@@ -142,6 +162,13 @@ pub enum SupervisorMsg {
     },
     Get {
         id: SessionId,
+        reply: Reply<SessionView>,
+    },
+    /// Change a stopped session's name or proxy (`by` is recorded).
+    Update {
+        id: SessionId,
+        change: SessionChange,
+        by: String,
         reply: Reply<SessionView>,
     },
     /// A session with its admission status.

@@ -168,20 +168,7 @@ impl WebjsEngine {
     }
 }
 
-/// Splits `scheme://user:pass@host:port` into the server and its credentials.
-pub fn split_proxy(proxy: &str) -> (String, Option<(String, String)>) {
-    let (scheme, rest) = proxy.split_once("://").unwrap_or(("http", proxy));
-    match rest.rsplit_once('@') {
-        Some((creds, host)) => {
-            let (user, pass) = creds.split_once(':').unwrap_or((creds, ""));
-            (
-                format!("{scheme}://{host}"),
-                Some((user.to_owned(), pass.to_owned())),
-            )
-        }
-        None => (format!("{scheme}://{rest}"), None),
-    }
-}
+pub use crate::proxy::split as split_proxy;
 
 fn truncate(s: &str, max: usize) -> &str {
     match s.char_indices().nth(max) {
@@ -626,29 +613,5 @@ impl Drop for WebjsControl {
         self.stopping.store(true, Ordering::SeqCst);
         self.abort_tasks();
         process::sweep(self.pid, &self.known_pids(), &self.profile);
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn proxies_split_into_server_and_credentials() {
-        assert_eq!(
-            split_proxy("http://proxy.example:8080"),
-            ("http://proxy.example:8080".into(), None)
-        );
-        assert_eq!(
-            split_proxy("http://user:p%40ss@proxy.local:3128"),
-            (
-                "http://proxy.local:3128".into(),
-                Some(("user".into(), "p%40ss".into()))
-            )
-        );
-        assert_eq!(
-            split_proxy("proxy.local:3128"),
-            ("http://proxy.local:3128".into(), None)
-        );
     }
 }
