@@ -279,7 +279,8 @@ async fn an_idle_qr_is_refreshed_while_the_qr_window_is_open() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_killed_chromium_is_browser_crashed_and_the_other_session_stays_ready() {
+async fn a_killed_chromium_is_browser_crashed_then_restored_without_a_qr_and_its_neighbour_stays_ready(
+) {
     let _slot = browser_slot().await;
     let sim = Sim::start(Duration::from_secs(20)).await;
     let dir = tempfile::tempdir().expect("tempdir");
@@ -328,6 +329,19 @@ async fn a_killed_chromium_is_browser_crashed_and_the_other_session_stays_ready(
         left.is_empty(),
         "nothing of the crashed browser is left: {cmds:#?}"
     );
+    // A crash is a local fault, not WhatsApp's verdict: the session comes
+    // back by itself on the same pairing, with no QR, and the neighbour
+    // never moves.
+    let seen = wait_for(&mut rx, &ids[0], "READY").await;
+    assert!(
+        seen.iter().all(|t| t.to.name() != "QR"),
+        "restored without a QR: {seen:#?}"
+    );
+    assert!(
+        seen.iter().all(|t| t.session == ids[0]),
+        "the other session never moved: {seen:#?}"
+    );
+    assert_eq!(c.get(&ids[1]).await.state.name(), "READY");
     c.stop().await;
     assert!(chromium_processes_under(dir.path()).is_empty());
 }

@@ -68,6 +68,18 @@ pub struct AdmissionEvent {
     pub at: Timestamp,
 }
 
+/// A paired session's automatic restore after a local fault was scheduled.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct RecoveryEvent {
+    pub tenant: TenantId,
+    pub session: SessionId,
+    /// `closed`, `open` or `half_open`.
+    pub breaker: &'static str,
+    pub consecutive_failures: u32,
+    pub next_try_at: Option<Timestamp>,
+    pub at: Timestamp,
+}
+
 /// An outgoing message's status changed (queued → sending → sent → ...).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct MessageStatusEvent {
@@ -102,6 +114,7 @@ pub enum BusEvent {
     MessageStatus(MessageStatusEvent),
     Campaign(CampaignEvent),
     PairingCode(PairingCodeEvent),
+    Recovery(RecoveryEvent),
 }
 
 impl BusEvent {
@@ -114,6 +127,7 @@ impl BusEvent {
             BusEvent::MessageStatus(m) => &m.tenant,
             BusEvent::Campaign(c) => &c.tenant,
             BusEvent::PairingCode(p) => &p.tenant,
+            BusEvent::Recovery(r) => &r.tenant,
         }
     }
 }

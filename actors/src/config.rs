@@ -151,6 +151,18 @@ pub struct SupervisorConfig {
     pub restart_window: Duration,
     #[serde(with = "humantime_serde")]
     pub restart_backoff: Duration,
+    /// Restore a paired session by itself after a local fault (browser
+    /// crash, engine error), as a restore through admission.
+    pub restore_local_faults: bool,
+    #[serde(with = "humantime_serde")]
+    pub restore_backoff_base: Duration,
+    #[serde(with = "humantime_serde")]
+    pub restore_backoff_max: Duration,
+    /// Consecutive failed restores that open a session's circuit breaker.
+    pub breaker_failures: u32,
+    /// How long an open breaker waits before its one half-open try.
+    #[serde(with = "humantime_serde")]
+    pub breaker_open_for: Duration,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -229,7 +241,7 @@ impl Config {
                 "must not exceed messaging.send_delay_max",
             ));
         }
-        let positive: [(&'static str, u32); 11] = [
+        let positive: [(&'static str, u32); 12] = [
             (
                 "messaging.max_running_campaigns",
                 self.messaging.max_running_campaigns,
@@ -256,6 +268,10 @@ impl Config {
                 a.pairing_codes_per_egress_per_hour,
             ),
             ("supervisor.restart_budget", self.supervisor.restart_budget),
+            (
+                "supervisor.breaker_failures",
+                self.supervisor.breaker_failures,
+            ),
         ];
         for (key, value) in positive {
             if value == 0 {
@@ -276,13 +292,17 @@ impl Config {
                 "must not exceed antiban.max_sessions",
             ));
         }
-        let nonzero: [(&'static str, Duration); 8] = [
+        let nonzero: [(&'static str, Duration); 9] = [
             ("engine.qr_window", self.engine.qr_window),
             ("engine.qr_code_ttl", self.engine.qr_code_ttl),
             ("engine.launch_timeout", self.engine.launch_timeout),
             ("engine.page_timeout", self.engine.page_timeout),
             ("engine.sim_qr_rotation", self.engine.sim_qr_rotation),
             ("supervisor.restart_window", self.supervisor.restart_window),
+            (
+                "supervisor.breaker_open_for",
+                self.supervisor.breaker_open_for,
+            ),
             ("auth.token_ttl", self.auth.token_ttl),
             ("server.shutdown_timeout", self.server.shutdown_timeout),
         ];

@@ -65,8 +65,10 @@ async fn health(State(state): State<AppState>) -> Json<Value> {
     }))
 }
 
-async fn by_state(state: &AppState) -> Result<(BTreeMap<&'static str, u64>, usize), ApiError> {
-    let all = call!(state.supervisor, |r| SupervisorMsg::List {
+/// Sessions by state, the admission queue's length, and the circuit
+/// breakers of sessions being restored after a local fault, by state.
+async fn by_state(state: &AppState) -> Result<Counts, ApiError> {
+    let all = call!(state.supervisor, |r| SupervisorMsg::DescribeAll {
         tenant: None,
         reply: r
     })
@@ -74,10 +76,24 @@ async fn by_state(state: &AppState) -> Result<(BTreeMap<&'static str, u64>, usiz
     let queue =
         call!(state.supervisor, |r| SupervisorMsg::Queue { reply: r }).map_err(unavailable)?;
     let mut counts = BTreeMap::new();
-    for v in &all {
-        *counts.entry(v.state.name()).or_default() += 1;
+    let mut breakers = BTreeMap::new();
+    for d in &all {
+        *counts.entry(d.view.state.name()).or_default() += 1;
+        if let Some(r) = &d.recovery {
+            *breakers.entry(r.breaker.as_str()).or_default() += 1;
+        }
     }
-    Ok((counts, queue.len()))
+    Ok(Counts {
+        sessions: counts,
+        queue: queue.len(),
+        breakers,
+    })
+}
+
+struct Counts {
+    sessions: BTreeMap<&'static str, u64>,
+    queue: usize,
+    breakers: BTreeMap<&'static str, u64>,
 }
 
 /// Resident memory of this process, from /proc (Linux).
@@ -95,7 +111,11 @@ fn rss_bytes() -> Option<u64> {
 
 async fn details(State(state): State<AppState>, caller: Caller) -> Result<Json<Value>, ApiError> {
     caller.require_admin()?;
-    let (counts, queue) = by_state(&state).await?;
+    let Counts {
+        sessions: counts,
+        queue,
+        breakers,
+    } = by_state(&state).await?;
     let live: u64 = counts
         .iter()
         .filter(|(s, _)| **s != "DISCONNECTED")
@@ -105,7 +125,7 @@ async fn details(State(state): State<AppState>, caller: Caller) -> Result<Json<V
     Ok(Json(json!({
         "status": "healthy",
         "timestamp": state.clock.now(),
-        "sessions": { "by_state": counts, "total": counts.values().sum::<u64>() },
+        "sessions": { "by_state": counts, "total": counts.values().sum::<u64>(), "restoring_by_breaker": breakers },
         "browsers_alive": live,
         "memory": { "process_rss_bytes": rss_bytes() },
         "queues": {
@@ -119,11 +139,12 @@ async fn details(State(state): State<AppState>, caller: Caller) -> Result<Json<V
 }
 
 async fn metrics(State(state): State<AppState>) -> Result<impl IntoResponse, ApiError> {
-    let (counts, queue) = by_state(&state).await?;
+    let c = by_state(&state).await?;
     let body = state.metrics.render(
-        &counts,
+        &c.sessions,
+        &c.breakers,
         state.hub.stats.clients.load(Ordering::Relaxed),
-        queue,
+        c.queue,
     );
     Ok(([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], body))
 }

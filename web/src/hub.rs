@@ -227,6 +227,13 @@ fn shape_bus(e: BusEvent) -> Shaped {
             json!({"type": "pairing_code", "tenant_id": p.tenant, "session_id": p.session,
                    "pairing_code": {"code": p.code, "expires_at": p.expires_at}, "at": p.at}),
         ),
+        BusEvent::Recovery(r) => (
+            "session.recovery",
+            r.at,
+            json!({"type": "recovery", "tenant_id": r.tenant, "session_id": r.session,
+                   "breaker": r.breaker, "consecutive_failures": r.consecutive_failures,
+                   "next_try_at": r.next_try_at, "at": r.at}),
+        ),
     };
     // A pairing code links the account: it goes to the tenant live, never
     // into the audit log.

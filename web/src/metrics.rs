@@ -122,6 +122,7 @@ impl Metrics {
     pub fn render(
         &self,
         sessions_by_state: &BTreeMap<&'static str, u64>,
+        breakers: &BTreeMap<&'static str, u64>,
         ws_clients: u64,
         queue_len: usize,
     ) -> String {
@@ -134,6 +135,11 @@ impl Metrics {
         for state in ["DISCONNECTED", "CONNECTING", "QR", "AUTHENTICATED", "READY"] {
             let n = sessions_by_state.get(state).copied().unwrap_or(0);
             let _ = writeln!(out, "centinela_sessions{{state=\"{state}\"}} {n}");
+        }
+        let _ = writeln!(out, "# HELP centinela_session_breakers Sessions being restored after a local fault, by circuit-breaker state.\n# TYPE centinela_session_breakers gauge");
+        for state in ["closed", "open", "half_open"] {
+            let n = breakers.get(state).copied().unwrap_or(0);
+            let _ = writeln!(out, "centinela_session_breakers{{state=\"{state}\"}} {n}");
         }
         let _ = writeln!(out, "# HELP centinela_transitions_total Session transitions by target state.\n# TYPE centinela_transitions_total counter");
         for (to, n) in &g.transitions {

@@ -268,6 +268,7 @@ pub fn session_json(d: &SessionDetail) -> Value {
         "phone": phone,
         "admission": d.admission,
         "egress": d.egress,
+        "recovery": d.recovery,
     })
 }
 

@@ -101,6 +101,11 @@ impl ScriptedEngine {
         self.lock().fail_start.insert(session.clone());
     }
 
+    /// Starting a driver for `session` works again.
+    pub fn allow_start(&self, session: &SessionId) {
+        self.lock().fail_start.remove(session);
+    }
+
     /// `number` has no WhatsApp account: sends to it fail `NotOnWhatsapp`.
     pub fn not_on_whatsapp(&self, number: &str) {
         self.lock().unregistered.insert(number.to_owned());

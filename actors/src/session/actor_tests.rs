@@ -34,6 +34,7 @@ async fn fixture() -> Fixture {
         user_agent: None,
         proxy: None,
         last_reason: None,
+        paired: false,
         created_at: Timestamp::from_millis(0),
     };
     let env = SessionEnv {

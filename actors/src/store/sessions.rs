@@ -35,6 +35,10 @@ pub struct SessionRecord {
     pub proxy: Option<String>,
     /// Why it last stopped, so a restart shows the truth.
     pub last_reason: Option<DisconnectReason>,
+    /// The profile holds a pairing (the session was READY on it and has not
+    /// logged out since): a local fault on it restores by itself.
+    #[serde(default)]
+    pub paired: bool,
     pub created_at: Timestamp,
 }
 
@@ -105,6 +109,7 @@ mod tests {
             user_agent: None,
             proxy: None,
             last_reason: None,
+            paired: false,
             created_at: Timestamp::from_millis(5),
         }
     }

@@ -5,6 +5,7 @@
 use super::admission::{check_create, Admission, Outcome};
 use super::attempts;
 use super::ledger::LedgerRepo;
+use super::recovery::Breaker;
 use super::restart::RestartBudget;
 use super::{NewSession, RateLimitReport, SupervisorError, SupervisorMsg, Timer};
 use crate::bus::{BusEvent, TransitionEvent};
@@ -36,6 +37,7 @@ pub struct Supervisor;
 
 pub(super) struct Pending {
     pub ticket: u64,
+    pub kind: super::admission::AttemptKind,
     pub start_at: Timestamp,
     pub timer: Timer<SupervisorMsg>,
 }
@@ -52,6 +54,8 @@ pub(super) struct Entry {
     pub reconnect_tries: u32,
     /// The last refusal, until the next admitted attempt.
     pub last_denial: Option<super::admission::Denial>,
+    /// Automatic restores after local faults.
+    pub breaker: Breaker,
 }
 
 pub struct SupervisorState {
@@ -94,6 +98,7 @@ impl SupervisorState {
             pending: None,
             reconnect_tries: 0,
             last_denial: None,
+            breaker: Breaker::default(),
         }
     }
 
@@ -148,6 +153,7 @@ impl SupervisorState {
             view: e.view.clone(),
             admission,
             egress: crate::proxy::egress(e.record.proxy.as_deref()),
+            recovery: e.breaker.status(),
         }
     }
 
@@ -338,6 +344,7 @@ impl Actor for Supervisor {
                 attempts::start_attempt(&myself, st, &id, epoch).await
             }
             SupervisorMsg::Reconnect { id } => attempts::reconnect(&myself, st, &id),
+            SupervisorMsg::Recover { id, epoch } => attempts::recover(&myself, st, &id, epoch),
             SupervisorMsg::MessagesQueued { session } => {
                 if let Some(actor) = st.sessions.get(&session).and_then(|e| e.actor.as_ref()) {
                     let _ = actor.cast(SessionMsg::Outbox);
@@ -453,6 +460,7 @@ async fn create(
         user_agent: new.user_agent,
         proxy: new.proxy,
         last_reason: None,
+        paired: false,
         created_at: now,
     };
     st.repo.put_session(&record)?;
@@ -506,6 +514,9 @@ async fn stop_session(
     reply: RpcReplyPort<Result<SessionView, SupervisorError>>,
 ) {
     attempts::cancel_pending(st, &id);
+    if let Some(entry) = st.sessions.get_mut(&id) {
+        entry.breaker.cancel();
+    }
     if let Err(e) = st.save(&id, |r| r.desired = DesiredState::Stopped) {
         let _ = reply.send(Err(e));
         return;
@@ -665,17 +676,33 @@ fn on_session_changed(
     }
     let id = view.id.clone();
     let tenant = view.tenant.clone();
-    if matches!(view.state, SessionState::Ready { .. }) {
+    let ready = matches!(view.state, SessionState::Ready { .. });
+    if ready {
         entry.reconnect_tries = 0;
+        entry.breaker.on_ready();
     }
     entry.view = view;
+    if ready {
+        if let Err(e) = st.save(&id, |r| r.paired = true) {
+            tracing::error!(session = %id, error = %e, "could not record the pairing");
+        }
+        return;
+    }
     let Some(reason) = entry.view.state.reason() else {
         return;
     };
     let egress = crate::proxy::egress(entry.record.proxy.as_deref());
+    let paired = entry.record.paired;
+    let local_fault = matches!(
+        reason,
+        DisconnectReason::EngineError | DisconnectReason::BrowserCrashed
+    );
     let now = st.now();
     let outcome = match reason {
         DisconnectReason::Banned => Some(Outcome::Banned),
+        // A local fault on a paired profile is not a failed pairing: it is
+        // restored below, and costs no cooldown.
+        DisconnectReason::EngineError | DisconnectReason::BrowserCrashed if paired => None,
         DisconnectReason::QrTimeout
         | DisconnectReason::EngineError
         | DisconnectReason::BrowserCrashed
@@ -703,11 +730,16 @@ fn on_session_changed(
         if reason.ends_desire_to_run() {
             r.desired = DesiredState::Stopped;
         }
+        if reason == DisconnectReason::Logout {
+            r.paired = false; // the profile is deleted
+        }
     });
     if let Err(e) = result {
         tracing::error!(session = %id, error = %e, "could not record the session's stop");
     }
-    if outcome.is_none() {
+    if local_fault && paired && st.config.supervisor.restore_local_faults {
+        attempts::schedule_recovery(myself, st, &id, reason);
+    } else if outcome.is_none() {
         attempts::maybe_auto_reconnect(myself, st, &id, reason);
     }
 }

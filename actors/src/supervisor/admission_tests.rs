@@ -305,6 +305,7 @@ fn status_has_seed_003_fields() {
             "is_blocked_515": false,
             "last_failure": T0.plus(MIN).to_rfc3339(),
             "block_until": T0.plus(MIN * 121).to_rfc3339(),
+            "proxy_blocked": [],
         })
     );
     let free = serde_json::to_value(f.adm.tenant_status(&tenant(3), 0, now)).expect("json");

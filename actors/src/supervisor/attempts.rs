@@ -4,9 +4,10 @@
 //! process start and automatic reconnects are attempts of their own kinds.
 
 use super::actor::{spawn_session, Pending, SupervisorState};
-use super::admission::{AttemptKind, AttemptRequest, Decision};
+use super::admission::{AttemptKind, AttemptRequest, Decision, DenyReason};
+use super::recovery::RecoveryPolicy;
 use super::{ConnectOutcome, SupervisorError, SupervisorMsg};
-use crate::bus::{AdmissionEvent, BusEvent};
+use crate::bus::{AdmissionEvent, BusEvent, RecoveryEvent};
 use crate::clock::Timestamp;
 use crate::ids::SessionId;
 use crate::session::{DisconnectReason, SessionMsg, SessionState};
@@ -84,7 +85,7 @@ pub(super) fn connect(
                 entry.last_denial = None;
             }
             tracing::info!(tenant = %request.tenant, session = %id, kind = ?kind, start_at = %start_at, "connection admitted");
-            schedule(myself, st, id, ticket, start_at);
+            schedule(myself, st, id, ticket, kind, start_at);
             publish(st, &request, "queued", |e| e.start_at = Some(start_at));
             Ok(ConnectOutcome::Queued {
                 session: st.entry(id)?.view.clone(),
@@ -123,6 +124,7 @@ fn schedule(
     st: &mut SupervisorState,
     id: &SessionId,
     ticket: u64,
+    kind: AttemptKind,
     at: Timestamp,
 ) {
     let delay = at.since(st.now());
@@ -138,6 +140,7 @@ fn schedule(
     });
     entry.pending = Some(Pending {
         ticket,
+        kind,
         start_at: at,
         timer,
     });
@@ -180,7 +183,7 @@ pub(super) async fn start_attempt(
         let request = AttemptRequest {
             tenant: entry.record.tenant.clone(),
             session: id.clone(),
-            kind: AttemptKind::Connect,
+            kind: p.kind,
             live: 0,
             egress: crate::proxy::egress(entry.record.proxy.as_deref()),
         };
@@ -235,8 +238,111 @@ pub(super) async fn restore_all(
     Ok(())
 }
 
-/// With `auto_reconnect` on, a session that dropped for a local reason
-/// (browser crash, engine error) is retried after an exponential backoff,
+/// How often a scheduled restore reads the clock (injectable in tests, so
+/// a one-minute open breaker passes in a test without a minute of waiting).
+const RECOVERY_POLL: Duration = Duration::from_secs(1);
+
+/// A paired session dropped for a local reason (browser crash, engine
+/// error): its breaker counts the fault and says when to restore it.
+pub(super) fn schedule_recovery(
+    myself: &ActorRef<SupervisorMsg>,
+    st: &mut SupervisorState,
+    id: &SessionId,
+    reason: DisconnectReason,
+) {
+    let policy = RecoveryPolicy::from_config(&st.config.supervisor);
+    let now = st.now();
+    let Some(entry) = st.sessions.get_mut(id) else {
+        return;
+    };
+    if entry.record.desired != DesiredState::Running || entry.pending.is_some() {
+        return;
+    }
+    let at = entry.breaker.on_fault(&policy, now);
+    entry.epoch += 1;
+    let epoch = entry.epoch;
+    let state = entry.breaker.state();
+    let failures = entry.breaker.status().map_or(0, |s| s.consecutive_failures);
+    tracing::warn!(
+        tenant = %entry.record.tenant,
+        session = %id,
+        reason = reason.as_str(),
+        failures,
+        breaker = state.as_str(),
+        next_try_at = %at,
+        "local fault: automatic restore scheduled"
+    );
+    st.env.bus.publish(BusEvent::Recovery(RecoveryEvent {
+        tenant: entry.record.tenant.clone(),
+        session: id.clone(),
+        breaker: state.as_str(),
+        consecutive_failures: failures,
+        next_try_at: Some(at),
+        at: now,
+    }));
+    poll_recovery(myself, id, epoch, at.since(now));
+}
+
+fn poll_recovery(myself: &ActorRef<SupervisorMsg>, id: &SessionId, epoch: u64, wait: Duration) {
+    let id = id.clone();
+    myself.send_after(wait.min(RECOVERY_POLL), move || SupervisorMsg::Recover {
+        id,
+        epoch,
+    });
+}
+
+/// A scheduled restore's check: not yet (poll again), or start it as a
+/// restore through admission. Any start or stop since (a new epoch) ends
+/// this one.
+pub(super) fn recover(
+    myself: &ActorRef<SupervisorMsg>,
+    st: &mut SupervisorState,
+    id: &SessionId,
+    epoch: u64,
+) {
+    let now = st.now();
+    let Some(entry) = st.sessions.get_mut(id) else {
+        return;
+    };
+    if entry.epoch != epoch
+        || entry.record.desired != DesiredState::Running
+        || entry.view.state.is_live()
+        || entry.pending.is_some()
+    {
+        return;
+    }
+    match entry.breaker.next_try() {
+        None => return,
+        Some(at) if at > now => return poll_recovery(myself, id, epoch, at.since(now)),
+        Some(_) => {}
+    }
+    entry.breaker.take_due(now);
+    let state = entry.breaker.state();
+    tracing::info!(session = %id, breaker = state.as_str(), "automatic restore starting");
+    match connect(myself, st, id, AttemptKind::Restore) {
+        Ok(ConnectOutcome::Denied {
+            reason: DenyReason::Capacity,
+            ..
+        }) => {
+            // The server is full for now: a failed try, tried again later.
+            schedule_recovery(myself, st, id, DisconnectReason::EngineError);
+        }
+        Ok(ConnectOutcome::Denied { reason, .. }) => {
+            // A rule that waiting a backoff does not change (a ban block, a
+            // proxy hold, a cooldown): the session shows the denial and
+            // waits for a person.
+            tracing::warn!(session = %id, reason = reason.as_str(), "automatic restore refused; left stopped");
+            if let Some(entry) = st.sessions.get_mut(id) {
+                entry.breaker.cancel();
+            }
+        }
+        Ok(_) => {}
+        Err(e) => tracing::warn!(session = %id, error = %e, "automatic restore failed"),
+    }
+}
+
+/// With `auto_reconnect` on, a session that is not paired yet and dropped
+/// for a local reason (browser crash, engine error) is retried after an exponential backoff,
 /// each try admitted by the same rules.
 pub(super) fn maybe_auto_reconnect(
     myself: &ActorRef<SupervisorMsg>,

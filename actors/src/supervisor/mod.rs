@@ -12,6 +12,7 @@ mod actor;
 pub mod admission;
 mod attempts;
 pub mod ledger;
+pub mod recovery;
 pub mod restart;
 
 pub use actor::{Supervisor, SupervisorArgs};
@@ -116,6 +117,8 @@ pub struct SessionDetail {
     /// The network path it connects through: its proxy without
     /// credentials, or `server`.
     pub egress: String,
+    /// The automatic restore after a local fault, while one is going on.
+    pub recovery: Option<recovery::RecoveryStatus>,
 }
 
 /// The anti-ban status with seed 003's field names.
@@ -233,6 +236,11 @@ pub enum SupervisorMsg {
     /// An automatic reconnect's backoff has passed (internal).
     Reconnect {
         id: SessionId,
+    },
+    /// Check whether a session's automatic restore is due (internal).
+    Recover {
+        id: SessionId,
+        epoch: u64,
     },
     /// An admitted attempt's start time has come (internal).
     StartAttempt {

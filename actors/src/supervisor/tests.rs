@@ -566,6 +566,9 @@ async fn creation_respects_the_per_tenant_session_limit() {
 async fn auto_reconnect_retries_a_crashed_browser_through_admission() {
     let dir = tempfile::tempdir().expect("tempdir");
     let mut config = test_config();
+    // Paired sessions restore through their breaker; with that off,
+    // auto_reconnect is what brings a crashed browser back.
+    config.supervisor.restore_local_faults = false;
     config.antiban.auto_reconnect = true;
     config.antiban.reconnect_backoff_base = Duration::from_millis(20);
     config.antiban.reconnect_max_tries = 2;
@@ -608,9 +611,11 @@ async fn auto_reconnect_retries_a_crashed_browser_through_admission() {
 }
 
 #[tokio::test]
-async fn without_auto_reconnect_a_crashed_browser_stays_down() {
+async fn with_automatic_restore_and_reconnect_off_a_crashed_browser_stays_down() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let h = start(dir.path(), &ScriptedEngine::new(), test_config()).await;
+    let mut config = test_config();
+    config.supervisor.restore_local_faults = false;
+    let h = start(dir.path(), &ScriptedEngine::new(), config).await;
     let mut rx = h.bus.subscribe();
     let id = h.create("clinic").await;
     h.make_ready(&id, &mut rx).await;
@@ -630,5 +635,175 @@ async fn without_auto_reconnect_a_crashed_browser_stays_down() {
     let queue = call!(h.sup, |r| SupervisorMsg::Queue { reply: r }).expect("call");
     assert!(queue.is_empty(), "nothing scheduled");
     assert_eq!(h.engine.starts(&id), 1);
+    h.stop().await;
+}
+
+async fn describe(h: &Harness, id: &SessionId) -> SessionDetail {
+    call!(h.sup, |r| SupervisorMsg::Describe {
+        id: id.clone(),
+        reply: r
+    })
+    .expect("call")
+    .expect("describe")
+}
+
+/// Waits for the next scheduled restore of `id`.
+async fn next_recovery(
+    rx: &mut broadcast::Receiver<BusEvent>,
+    id: &SessionId,
+) -> crate::bus::RecoveryEvent {
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        let ev = tokio::time::timeout_at(deadline, rx.recv())
+            .await
+            .unwrap_or_else(|_| panic!("{id}: no restore was scheduled"))
+            .expect("bus open");
+        if let BusEvent::Recovery(r) = ev {
+            if r.session == *id {
+                return r;
+            }
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_crashed_browser_on_a_paired_profile_is_restored_by_itself_as_a_restore() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut config = test_config();
+    config.supervisor.restore_backoff_base = Duration::from_millis(20);
+    let h = start(dir.path(), &ScriptedEngine::new(), config).await;
+    let mut rx = h.bus.subscribe();
+    let id = h.create("clinic").await;
+    let neighbour = h.create("shop").await;
+    h.make_ready(&id, &mut rx).await;
+    h.make_ready(&neighbour, &mut rx).await;
+    assert!(
+        h.store
+            .get_session(&id)
+            .expect("read")
+            .expect("record")
+            .paired
+    );
+    h.engine.crash(&id);
+    let r = next_recovery(&mut rx, &id).await;
+    assert_eq!((r.breaker, r.consecutive_failures), ("closed", 1));
+    let seen = wait_for(&mut rx, &id, "READY").await;
+    let states: Vec<&str> = seen
+        .iter()
+        .filter(|t| t.session == id)
+        .map(|t| t.to.name())
+        .collect();
+    assert_eq!(states, ["CONNECTING", "AUTHENTICATED", "READY"], "no QR");
+    assert!(
+        seen.iter().all(|t| t.session != neighbour),
+        "the neighbour never moved: {seen:#?}"
+    );
+    assert_eq!(
+        describe(&h, &id).await.recovery,
+        None,
+        "READY closes the breaker"
+    );
+    let status = rate_status(&h, "clinic").await;
+    assert_eq!(
+        status.attempts_last_24h, 1,
+        "a restore spends no pairing budget"
+    );
+    assert!(
+        status.can_connect,
+        "a local fault costs no cooldown: {status:?}"
+    );
+    h.stop().await;
+}
+
+#[tokio::test]
+async fn whatsapps_verdicts_never_reconnect_by_themselves() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut config = test_config();
+    config.supervisor.restore_backoff_base = Duration::from_millis(1);
+    config.antiban.auto_reconnect = true;
+    config.antiban.reconnect_backoff_base = Duration::from_millis(1);
+    let h = start(dir.path(), &ScriptedEngine::new(), config).await;
+    let mut rx = h.bus.subscribe();
+    for (n, reason) in [
+        DisconnectReason::Logout,
+        DisconnectReason::Conflict,
+        DisconnectReason::Banned,
+        DisconnectReason::ProxyBlocked,
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let id = h.create(&format!("tenant{n}")).await;
+        h.make_ready(&id, &mut rx).await;
+        h.engine.emit(
+            &id,
+            crate::engine::EngineEvent::Disconnected {
+                reason,
+                detail: "verdict".into(),
+            },
+        );
+        wait_for(&mut rx, &id, "DISCONNECTED").await;
+        let d = describe(&h, &id).await;
+        assert_eq!(d.view.state.reason(), Some(reason));
+        assert_eq!(d.recovery, None, "{reason:?}");
+        let record = h.store.get_session(&id).expect("read").expect("record");
+        assert_eq!(record.desired, DesiredState::Stopped, "{reason:?}");
+        assert_eq!(h.engine.starts(&id), 1, "{reason:?}");
+    }
+    let queue = call!(h.sup, |r| SupervisorMsg::Queue { reply: r }).expect("call");
+    assert!(queue.is_empty(), "nothing scheduled: {queue:?}");
+    h.stop().await;
+}
+
+#[tokio::test]
+async fn five_failed_restores_open_the_breaker_then_one_half_open_try_at_a_time() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut config = test_config();
+    config.supervisor.restore_backoff_base = Duration::from_secs(1);
+    config.supervisor.restore_backoff_max = Duration::from_secs(30);
+    config.supervisor.breaker_failures = 5;
+    config.supervisor.breaker_open_for = Duration::from_secs(60);
+    let clock = Arc::new(crate::clock::ManualClock::new(
+        crate::clock::Timestamp::from_millis(1_768_590_000_000),
+    ));
+    let h = start_with_clock(dir.path(), &ScriptedEngine::new(), config, clock.clone()).await;
+    let mut rx = h.bus.subscribe();
+    let id = h.create("clinic").await;
+    h.make_ready(&id, &mut rx).await;
+    h.engine.fail_start(&id);
+    h.engine.crash(&id);
+    // The crash, then four failed restores: 1, 2, 4, 8 s apart.
+    for (n, wait) in [1u64, 2, 4, 8].into_iter().enumerate() {
+        let r = next_recovery(&mut rx, &id).await;
+        assert_eq!(r.consecutive_failures, n as u32 + 1);
+        assert_eq!(r.breaker, "closed");
+        assert_eq!(
+            r.next_try_at.map(|t| t.since(r.at)),
+            Some(Duration::from_secs(wait))
+        );
+        clock.set(r.next_try_at.expect("a try"));
+    }
+    let r = next_recovery(&mut rx, &id).await;
+    assert_eq!((r.breaker, r.consecutive_failures), ("open", 5));
+    let until = r.next_try_at.expect("a half-open try");
+    assert_eq!(until.since(r.at), Duration::from_secs(60));
+    let shown = describe(&h, &id)
+        .await
+        .recovery
+        .expect("shown in the session");
+    assert_eq!(shown.breaker, recovery::BreakerState::Open);
+    assert_eq!(shown.next_try_at, Some(until));
+    assert_eq!(h.engine.starts(&id), 5, "the first run and four restores");
+    // The half-open try fails: open again for a minute, one try only.
+    clock.set(until);
+    let r = next_recovery(&mut rx, &id).await;
+    assert_eq!((r.breaker, r.consecutive_failures), ("open", 6));
+    assert_eq!(h.engine.starts(&id), 6, "exactly one half-open try");
+    // The next half-open try works: READY, breaker closed.
+    h.engine.allow_start(&id);
+    clock.set(r.next_try_at.expect("a try"));
+    wait_for(&mut rx, &id, "READY").await;
+    assert_eq!(describe(&h, &id).await.recovery, None);
+    assert_eq!(h.engine.starts(&id), 7);
     h.stop().await;
 }
