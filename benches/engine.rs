@@ -92,10 +92,25 @@ async fn next_state(
     }
 }
 
+/// The pairing-durability window of `id`: READY → the engine's
+/// `pairing_durable` (its page's IndexedDB writes committed).
+async fn durable_window(rx: &mut broadcast::Receiver<BusEvent>, id: &SessionId) -> Duration {
+    loop {
+        match tokio::time::timeout(Duration::from_secs(120), rx.recv()).await {
+            Ok(Ok(BusEvent::PairingDurable(p))) if p.session == *id => {
+                return p.at.since(p.ready_at)
+            }
+            Ok(Ok(_)) | Ok(Err(broadcast::error::RecvError::Lagged(_))) => continue,
+            other => panic!("{id} never reported its pairing durable: {other:?}"),
+        }
+    }
+}
+
 struct Round {
     pss_per_session_mib: f64,
     connect_to_qr: Vec<Duration>,
     scan_to_ready: Vec<Duration>,
+    ready_to_durable: Vec<Duration>,
 }
 
 async fn round(sim: &Sim, n: usize, baseline: bool) -> Round {
@@ -114,6 +129,7 @@ async fn round(sim: &Sim, n: usize, baseline: bool) -> Round {
     let c = Centinela::start(config).await;
     let mut rx = c.bus.subscribe();
     let (mut to_qr, mut to_ready, mut ids) = (Vec::new(), Vec::new(), Vec::new());
+    let mut to_durable = Vec::new();
     for i in 0..n {
         let new = NewSession {
             tenant: centinela_actors::ids::TenantId::new(format!("bench{i}")).expect("id"),
@@ -140,6 +156,7 @@ async fn round(sim: &Sim, n: usize, baseline: bool) -> Round {
         assert_eq!(status, 200);
         next_state(&mut rx, &id, "READY").await;
         to_ready.push(t.elapsed());
+        to_durable.push(durable_window(&mut rx, &id).await);
         ids.push(id);
     }
     let profiles: Vec<_> = ids
@@ -157,6 +174,7 @@ async fn round(sim: &Sim, n: usize, baseline: bool) -> Round {
         pss_per_session_mib: total as f64 / n as f64 / 1024.0,
         connect_to_qr: to_qr,
         scan_to_ready: to_ready,
+        ready_to_durable: to_durable,
     }
 }
 
@@ -178,10 +196,11 @@ fn main() {
             let mut r = round(&sim, n, false).await;
             lean_pss.push(r.pss_per_session_mib);
             println!(
-                "centinela  n={n:2}: PSS/session {:.1} MiB | connect→QR {} | scan→READY {}",
+                "centinela  n={n:2}: PSS/session {:.1} MiB | connect→QR {} | scan→READY {} | READY→pairing durable {}",
                 r.pss_per_session_mib,
                 summary(&mut r.connect_to_qr),
-                summary(&mut r.scan_to_ready)
+                summary(&mut r.scan_to_ready),
+                summary(&mut r.ready_to_durable)
             );
         }
         let mut b = round(&sim, 5, true).await;

@@ -86,6 +86,24 @@ async fn a_kill_of_the_whole_process_group_at_ready_keeps_the_pairing() {
         let ready = ws.until_state(&session, "READY").await;
         assert_eq!(ready["from"]["state"], "AUTHENTICATED", "{ready}");
     }
+    // The engine says when the pairing is safe on disk: READY, then its
+    // page's writes committed.
+    let view = api.session(&token, &session).await;
+    let durable_at = match view["pairing_durable_at"].as_str() {
+        Some(at) => at.to_owned(),
+        None => ws
+            .next(|e| e["type"] == "pairing_durable" && e["session_id"] == session.as_str())
+            .await["at"]
+            .as_str()
+            .expect("a time")
+            .to_owned(),
+    };
+    let view = api.session(&token, &session).await;
+    assert_eq!(view["pairing_durable_at"], durable_at.as_str(), "{view}");
+    assert!(
+        durable_at.as_str() >= view["since"].as_str().expect("since"),
+        "after READY: {view}"
+    );
     let devices = sim_api.call("GET", "/sim/devices", Cred::None, None).await;
     let devices = devices.body.as_array().expect("devices").clone();
     assert_eq!(

@@ -734,3 +734,92 @@ async fn a_page_without_a_required_module_is_an_engine_error_not_a_timeout() {
     c.stop().await;
     assert!(chromium_processes_under(dir.path()).is_empty());
 }
+
+/// A tenant's proxy asks for its login: the browser answers the proxy's
+/// own challenge, and a web server asking for credentials gets nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn proxy_credentials_answer_the_proxy_only_never_a_web_server() {
+    let _slot = browser_slot().await;
+    let sim = Sim::start(Duration::from_secs(20)).await;
+    let proxy = common::proxy::AuthProxy::start("tenant7", "s3cret").await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    // The page, as a test switch, asks a 401 endpoint of the simulator.
+    let mut config = engine_config(dir.path(), &format!("{}?auth_probe=1", sim.wa_url()));
+    // Chromium sends loopback traffic around a proxy unless told not to.
+    config
+        .engine
+        .extra_args
+        .push("proxy-bypass-list=<-loopback>".into());
+    let c = Centinela::start(config).await;
+    let mut rx = c.bus.subscribe();
+    let id = c
+        .create_with(
+            "clinic",
+            Some(format!("http://tenant7:s3cret@{}", proxy.addr)),
+        )
+        .await;
+    common::browser::pair(&c, &sim, &mut rx, &id, "5491122334455").await;
+    use std::sync::atomic::Ordering;
+    assert!(
+        proxy.stats.challenged.load(Ordering::SeqCst) >= 1,
+        "the proxy asked for its login"
+    );
+    assert!(
+        proxy.stats.forwarded.load(Ordering::SeqCst) >= 1,
+        "and was answered: the page came through it"
+    );
+    let log = sim.get("/sim/auth-probe/log").await;
+    assert!(
+        log["challenged"].as_u64().is_some_and(|n| n >= 1),
+        "the page met the server's challenge: {log}"
+    );
+    assert_eq!(
+        log["credentials"],
+        json!([]),
+        "no credentials were sent to a web server"
+    );
+    c.stop().await;
+    assert!(chromium_processes_under(dir.path()).is_empty());
+}
+
+/// The page's reports are capped at 64 KiB: a text whose report is larger
+/// (40,000 two-byte characters) is dropped and counted, never parsed or
+/// logged whole, and the session goes on: the next message arrives.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_report_over_64_kib_is_dropped_and_counted_and_the_session_goes_on() {
+    use centinela_actors::engine::webjs::page_events::counters;
+    let _slot = browser_slot().await;
+    let sim = Sim::start(Duration::from_secs(20)).await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let c = Centinela::start(engine_config(dir.path(), &sim.wa_url())).await;
+    let mut rx = c.bus.subscribe();
+    let id = ready_session(&c, &sim, &mut rx, "clinic", "5491122334455").await;
+    let device = sim.device_of("5491122334455").await.expect("device");
+    let before = counters().dropped_reports;
+    let huge = "é".repeat(40_000);
+    let (status, reply) = sim
+        .post(
+            &format!("/sim/devices/{device}/incoming"),
+            json!({"from": "5491100000001", "text": huge}),
+        )
+        .await;
+    assert_eq!(status, 200, "{reply}");
+    // Reports arrive in order: once the next one is here, the huge one
+    // has been judged.
+    let (m, moved) = incoming(
+        &sim,
+        &mut rx,
+        &id,
+        &device,
+        json!({"from": "5491100000001", "text": "after"}),
+    )
+    .await;
+    assert_eq!(m.text, "after", "the oversized report was not delivered");
+    assert!(moved.is_empty(), "the session never moved: {moved:#?}");
+    assert!(
+        counters().dropped_reports > before,
+        "the dropped report was counted"
+    );
+    c.stop().await;
+    assert!(chromium_processes_under(dir.path()).is_empty());
+}

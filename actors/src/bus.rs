@@ -68,6 +68,17 @@ pub struct AdmissionEvent {
     pub at: Timestamp,
 }
 
+/// A READY session's pairing is on disk: from `at`, a kill of everything
+/// comes back READY without a QR.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct PairingDurableEvent {
+    pub tenant: TenantId,
+    pub session: SessionId,
+    /// When the session became READY (the window is `at - ready_at`).
+    pub ready_at: Timestamp,
+    pub at: Timestamp,
+}
+
 /// A paired session's automatic restore after a local fault was scheduled.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct RecoveryEvent {
@@ -115,6 +126,7 @@ pub enum BusEvent {
     Campaign(CampaignEvent),
     PairingCode(PairingCodeEvent),
     Recovery(RecoveryEvent),
+    PairingDurable(PairingDurableEvent),
 }
 
 impl BusEvent {
@@ -128,6 +140,7 @@ impl BusEvent {
             BusEvent::Campaign(c) => &c.tenant,
             BusEvent::PairingCode(p) => &p.tenant,
             BusEvent::Recovery(r) => &r.tenant,
+            BusEvent::PairingDurable(p) => &p.tenant,
         }
     }
 }

@@ -194,12 +194,17 @@ impl Centinela {
     }
 
     pub async fn create(&self, tenant: &str) -> SessionId {
+        self.create_with(tenant, None).await
+    }
+
+    /// A session that goes out through `proxy`.
+    pub async fn create_with(&self, tenant: &str, proxy: Option<String>) -> SessionId {
         let new = NewSession {
             tenant: TenantId::new(tenant).expect("id"),
             name: format!("{tenant} desk"),
             engine: centinela_actors::engine::EngineKind::Webjs,
             user_agent: None,
-            proxy: None,
+            proxy,
         };
         call!(self.sup, |r| SupervisorMsg::Create { new, reply: r })
             .expect("call")
@@ -236,6 +241,19 @@ pub async fn ready_session(
     phone: &str,
 ) -> SessionId {
     let id = c.create(tenant).await;
+    pair(c, sim, rx, &id, phone).await;
+    id
+}
+
+/// Connects `id`, scans its QR as `phone` and waits for READY.
+pub async fn pair(
+    c: &Centinela,
+    sim: &Sim,
+    rx: &mut broadcast::Receiver<BusEvent>,
+    id: &SessionId,
+    phone: &str,
+) {
+    let id = id.clone();
     c.connect(&id).await;
     let seen = wait_for(rx, &id, "QR").await;
     let Some(centinela_actors::session::SessionState::Qr { code, .. }) =
@@ -248,7 +266,6 @@ pub async fn ready_session(
         .await;
     assert_eq!(status, 200, "{body}");
     wait_for(rx, &id, "READY").await;
-    id
 }
 
 /// Waits for `id` to enter `state`; returns the transitions seen meanwhile.

@@ -6,6 +6,7 @@
 pub mod api;
 pub mod browser;
 pub mod proc;
+pub mod proxy;
 
 use centinela::config::Config;
 use centinela::{RunError, Services};

@@ -12,6 +12,9 @@
 'use strict';
 
 (function () {
+  // Test switch: a web server's HTTP auth challenge, to prove a browser
+  // never answers it with its proxy's credentials.
+  if (/[?&]auth_probe=1/.test(location.search)) fetch('/sim/auth-probe').catch(() => {});
   const IDB_NAME = 'wawc';
   const IDB_STORE = 'user';
   const HELLO_RETRIES = 30;

@@ -227,6 +227,12 @@ fn shape_bus(e: BusEvent) -> Shaped {
             json!({"type": "pairing_code", "tenant_id": p.tenant, "session_id": p.session,
                    "pairing_code": {"code": p.code, "expires_at": p.expires_at}, "at": p.at}),
         ),
+        BusEvent::PairingDurable(p) => (
+            "session.pairing_durable",
+            p.at,
+            json!({"type": "pairing_durable", "tenant_id": p.tenant, "session_id": p.session,
+                   "ready_at": p.ready_at, "at": p.at}),
+        ),
         BusEvent::Recovery(r) => (
             "session.recovery",
             r.at,

@@ -266,6 +266,7 @@ pub fn session_json(d: &SessionDetail) -> Value {
         "qr_expires_at": qr_expires_at,
         "pairing_code": v.pairing_code.as_ref().map(|p| json!({"code": p.code, "expires_at": p.expires_at})),
         "phone": phone,
+        "pairing_durable_at": v.pairing_durable_at,
         "admission": d.admission,
         "egress": d.egress,
         "recovery": d.recovery,

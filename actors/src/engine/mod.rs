@@ -44,6 +44,9 @@ pub enum EngineEvent {
     Authenticated,
     /// Synced; `me` is the linked number.
     Ready { me: String },
+    /// After READY: the pairing is on disk (survives a kill of the whole
+    /// process group).
+    PairingDurable,
     /// The session is gone, with the engine's own words in `detail`.
     Disconnected {
         reason: DisconnectReason,

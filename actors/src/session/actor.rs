@@ -34,6 +34,10 @@ pub struct SessionView {
     /// The pairing code the session shows beside its QR, if one was asked for.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub pairing_code: Option<PairingCode>,
+    /// While READY: when the engine confirmed the pairing is on disk (a
+    /// kill of everything from then on comes back READY without a QR).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pairing_durable_at: Option<Timestamp>,
 }
 
 /// A code that links the account by typing it on the phone instead of
@@ -171,6 +175,7 @@ pub struct SessionActorState {
     /// The driver start in flight, if any (a browser launching).
     launch: Option<tokio::task::JoinHandle<()>>,
     pairing_code: Option<PairingCode>,
+    pairing_durable_at: Option<Timestamp>,
     pairing_generation: u64,
     pairing_timer: Option<Timer<SessionMsg>>,
     /// When the QR was last scanned, and whether its one 515 restart was used.
@@ -189,6 +194,10 @@ impl SessionActorState {
             state: self.state.clone(),
             since: self.since,
             pairing_code: self.pairing_code.clone(),
+            pairing_durable_at: match self.state {
+                SessionState::Ready { .. } => self.pairing_durable_at,
+                _ => None,
+            },
         }
     }
 
@@ -235,6 +244,7 @@ impl Actor for SessionActor {
             qr_timer: None,
             launch: None,
             pairing_code: None,
+            pairing_durable_at: None,
             pairing_generation: 0,
             pairing_timer: None,
             scanned_at: None,
@@ -633,7 +643,34 @@ async fn on_engine_event(
     let machine_event = match event {
         EngineEvent::Qr { code } => Event::Qr { code },
         EngineEvent::Authenticated => Event::Authenticated,
-        EngineEvent::Ready { me } => Event::Ready { me },
+        EngineEvent::Ready { me } => {
+            st.pairing_durable_at = None;
+            Event::Ready { me }
+        }
+        EngineEvent::PairingDurable => {
+            if matches!(st.state, SessionState::Ready { .. }) && st.pairing_durable_at.is_none() {
+                let now = st.env.clock.now();
+                st.pairing_durable_at = Some(now);
+                let window_ms = now.since(st.since).as_millis() as u64;
+                tracing::info!(tenant = %st.record.tenant, session = %st.record.id, window_ms, "pairing durable on disk");
+                st.env
+                    .bus
+                    .publish(BusEvent::PairingDurable(crate::bus::PairingDurableEvent {
+                        tenant: st.record.tenant.clone(),
+                        session: st.record.id.clone(),
+                        ready_at: st.since,
+                        at: now,
+                    }));
+                if let Some(sup) = &st.supervisor {
+                    let _ = sup.cast(SupervisorMsg::SessionChanged {
+                        actor: myself.get_id(),
+                        view: st.view(),
+                        from: st.state.clone(),
+                    });
+                }
+            }
+            return;
+        }
         EngineEvent::Disconnected { reason, detail } => {
             tracing::info!(session = %st.record.id, reason = reason.as_str(), detail, "engine disconnected");
             Event::Disconnected { reason }

@@ -90,6 +90,7 @@ impl SupervisorState {
                 state,
                 since: self.now(),
                 pairing_code: None,
+                pairing_durable_at: None,
             },
             record,
             actor: None,

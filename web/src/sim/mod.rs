@@ -282,6 +282,16 @@ pub struct Simulator {
     numbers: Arc<Mutex<Numbers>>,
     options: Arc<SimOptions>,
     next_message: Arc<AtomicU64>,
+    auth_probe: Arc<Mutex<AuthProbeLog>>,
+}
+
+/// What `/sim/auth-probe` saw: a web server asking for HTTP credentials,
+/// which a browser must never answer with its proxy's login.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct AuthProbeLog {
+    pub challenged: u64,
+    /// `Authorization` headers received (at most 32 kept).
+    pub credentials: Vec<String>,
 }
 
 impl Simulator {
@@ -299,11 +309,30 @@ impl Simulator {
             numbers: Arc::default(),
             options: Arc::new(options),
             next_message: Arc::default(),
+            auth_probe: Arc::default(),
         }
     }
 
     pub fn options(&self) -> &SimOptions {
         &self.options
+    }
+
+    /// Records one request to the auth probe.
+    pub fn probe_auth(&self, authorization: Option<String>) {
+        let mut log = self.auth_probe.lock().unwrap_or_else(|p| p.into_inner());
+        log.challenged += 1;
+        if let Some(a) = authorization {
+            if log.credentials.len() < 32 {
+                log.credentials.push(a);
+            }
+        }
+    }
+
+    pub fn auth_probe_log(&self) -> AuthProbeLog {
+        self.auth_probe
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
     }
 
     fn lock(&self) -> MutexGuard<'_, HashMap<String, Device>> {

@@ -8,8 +8,9 @@ use crate::error::ApiError;
 use crate::extract::AppJson;
 use axum::extract::{Path, State};
 use axum::http::header;
+use axum::http::StatusCode;
 use axum::response::sse::{Event, KeepAlive, Sse};
-use axum::response::{IntoResponse, Redirect};
+use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use futures::stream::Stream;
@@ -56,7 +57,9 @@ pub fn router_with(sim: Simulator, at_root: bool) -> Router {
         .route("/sim/devices/{id}/rotate-qr", post(rotate_qr))
         .route("/sim/devices/{id}/incoming", post(incoming))
         .route("/sim/devices/{id}/sent", get(sent))
-        .route("/sim/devices/{id}/ack", post(ack));
+        .route("/sim/devices/{id}/ack", post(ack))
+        .route("/sim/auth-probe", get(auth_probe))
+        .route("/sim/auth-probe/log", get(auth_probe_log));
     if at_root {
         r = r.route("/", get(page));
     }
@@ -65,6 +68,27 @@ pub fn router_with(sim: Simulator, at_root: bool) -> Router {
 
 async fn page() -> impl IntoResponse {
     ([(header::CONTENT_TYPE, "text/html; charset=utf-8")], PAGE)
+}
+
+/// A web server asking for HTTP credentials (a test switch: the page
+/// requests it when loaded with `?auth_probe=1`). It records any
+/// `Authorization` it is sent and always answers 401.
+async fn auth_probe(State(sim): State<Simulator>, headers: axum::http::HeaderMap) -> Response {
+    let given = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .map(|v| v.chars().take(256).collect());
+    sim.probe_auth(given);
+    (
+        StatusCode::UNAUTHORIZED,
+        [(header::WWW_AUTHENTICATE, "Basic realm=\"sim\"")],
+        "credentials required",
+    )
+        .into_response()
+}
+
+async fn auth_probe_log(State(sim): State<Simulator>) -> Json<super::AuthProbeLog> {
+    Json(sim.auth_probe_log())
 }
 
 async fn script() -> impl IntoResponse {

@@ -2,16 +2,34 @@
 // so it runs again in every document (reloads, navigations). It reads no DOM:
 // it speaks the page contract of shared/WAWEB-CONTRACT.md — waits for
 // window.Debug.VERSION, requires WhatsApp Web's own modules lazily (they keep
-// registering after it), and reports to Rust through the CDP binding
-// window.__centinela(string). Rust validates every report; this side only
-// keeps them small. After attaching it reports the current values too, so an
-// event that fired before it listened is not lost.
+// registering after it), and reports to Rust. There is no binding in this
+// (the page's own) world: reports go as CustomEvents on a channel named by
+// a random token of this launch to the relay in Centinela's isolated world
+// (relay.js), which holds the binding. Rust validates every report; this
+// side only keeps them small. After attaching it reports the current values
+// too, so an event that fired before it listened is not lost.
 (() => {
   if (window.top !== window) return;
-  const binding = window.__centinela;
+  const CHANNEL = '__CHANNEL__';
+  // Taken before any page script runs, so the page cannot intercept them.
+  const dispatch = EventTarget.prototype.dispatchEvent;
+  const listen = EventTarget.prototype.addEventListener;
+  const Custom = window.CustomEvent;
+  const doc = document;
+  const post = (s) => dispatch.call(doc, new Custom(CHANNEL, { detail: s }));
+  const queue = [];
+  let relayed = false;
+  listen.call(doc, CHANNEL + ':ready', () => {
+    relayed = true;
+    while (queue.length) post(queue.shift());
+  });
   const emit = (ev) => {
-    try { (window.__centinela || binding)(JSON.stringify(ev)); } catch (e) { /* binding not ready */ }
+    let s;
+    try { s = JSON.stringify(ev); } catch (e) { return; }
+    if (relayed) post(s);
+    else if (queue.length < 1000) queue.push(s);
   };
+  dispatch.call(doc, new Custom(CHANNEL + ':hello'));
   const MODULE_WAIT_MS = 20000;
   const MAX_TEXT = 65536;
   const unpaired = (s) => s === 'UNPAIRED' || s === 'UNPAIRED_IDLE';
@@ -105,6 +123,31 @@
     });
   }
 
+  // IndexedDB runs a database's transactions in order: a read transaction
+  // over all of its stores completes only after every earlier write has
+  // committed to the profile's files. Only databases the page created are
+  // opened (at their own version), so nothing is created or upgraded.
+  async function committed() {
+    const dbs = typeof indexedDB.databases === 'function' ? await indexedDB.databases() : [];
+    for (const info of dbs) {
+      if (!info || !info.name) continue;
+      await new Promise((resolve) => {
+        const req = indexedDB.open(info.name, info.version);
+        req.onerror = () => resolve();
+        req.onblocked = () => resolve();
+        req.onsuccess = () => {
+          const db = req.result;
+          const stores = Array.from(db.objectStoreNames);
+          if (!stores.length) { db.close(); return resolve(); }
+          try {
+            const tx = db.transaction(stores, 'readonly');
+            tx.oncomplete = tx.onerror = tx.onabort = () => { db.close(); resolve(); };
+          } catch (e) { db.close(); resolve(); }
+        };
+      });
+    }
+  }
+
   async function attach() {
     const Socket = (await need('WAWebSocketModel')).Socket;
     const Conn = (await need('WAWebConnModel')).Conn;
@@ -125,6 +168,8 @@
     const reportReady = async () => {
       await messages;
       emit({ ev: 'synced', me: await meDigits() });
+      await committed();
+      emit({ ev: 'durable' });
     };
     const onState = (state) => {
       emit({ ev: 'state', state: String(state).slice(0, 64) });

@@ -14,12 +14,13 @@
 pub mod doctor;
 pub mod page_events;
 pub mod process;
+pub mod proxy_auth;
 pub mod user_agent;
 
 use super::{Driver, DriverControl, DriverSpec, Engine, EngineError, EngineEvent};
 use crate::session::DisconnectReason;
 use async_trait::async_trait;
-use chromiumoxide::auth::Credentials;
+use chromiumoxide::cdp::browser_protocol::page::AddScriptToEvaluateOnNewDocumentParams;
 use chromiumoxide::cdp::js_protocol::runtime::{
     AddBindingParams, EvaluateParams, EventBindingCalled,
 };
@@ -34,6 +35,10 @@ use tokio::sync::{mpsc, oneshot, watch, Mutex, OnceCell};
 use tokio::task::JoinHandle;
 
 const AGENT: &str = include_str!("inject.js");
+/// The isolated-world half of the agent: holds the binding.
+const RELAY: &str = include_str!("relay.js");
+/// Centinela's isolated world (the binding exists only there).
+const WORLD: &str = "centinela";
 /// The send sequence of the page contract, evaluated with `[digits, text]`.
 const SEND: &str = include_str!("send.js");
 /// How long our logout waits for the page to confirm it (its `logout`
@@ -329,7 +334,20 @@ impl Engine for WebjsEngine {
             page_timeout: self.cfg.page_timeout,
             logged_out: Arc::new(watch::channel(false).0),
         };
-        match self.open_page(spec, &control, tx, &ua, proxy_auth).await {
+        if let Some(credentials) = proxy_auth {
+            match proxy_auth::install(control.browser.clone(), credentials).await {
+                Ok(task) => {
+                    if let Ok(mut tasks) = control.tasks.lock() {
+                        tasks.push(task);
+                    }
+                }
+                Err(e) => {
+                    let _ = control.stop().await;
+                    return Err(EngineError::Protocol(format!("proxy authentication: {e}")));
+                }
+            }
+        }
+        match self.open_page(spec, &control, tx, &ua).await {
             Ok(()) => {
                 guard.disarm();
                 Ok(Driver {
@@ -364,7 +382,6 @@ impl WebjsEngine {
         control: &WebjsControl,
         tx: mpsc::Sender<EngineEvent>,
         ua: &str,
-        proxy_auth: Option<(String, String)>,
     ) -> Result<(), EngineError> {
         let limit = self.cfg.page_timeout;
         let page = {
@@ -378,25 +395,27 @@ impl WebjsEngine {
             page.event_listener::<EventBindingCalled>(),
         )
         .await?;
-        timed(
-            "adding the binding",
-            limit,
-            page.execute(AddBindingParams::new(BINDING)),
-        )
-        .await?;
+        // The binding lives in our isolated world only, so WhatsApp's own
+        // scripts can neither see it nor call it; the agent in the page's
+        // world reaches it through a channel named by a random token.
+        let channel = format!("c{}", uuid::Uuid::new_v4().simple());
+        let binding = AddBindingParams::builder()
+            .name(BINDING)
+            .execution_context_name(WORLD)
+            .build()
+            .map_err(EngineError::Protocol)?;
+        timed("adding the binding", limit, page.execute(binding)).await?;
+        let relay = AddScriptToEvaluateOnNewDocumentParams::builder()
+            .source(RELAY.replace("__CHANNEL__", &channel))
+            .world_name(WORLD)
+            .build()
+            .map_err(EngineError::Protocol)?;
+        timed("installing the relay", limit, page.execute(relay)).await?;
         timed("setting the user agent", limit, page.set_user_agent(ua)).await?;
-        if let Some((username, password)) = proxy_auth {
-            timed(
-                "setting proxy credentials",
-                limit,
-                page.authenticate(Credentials { username, password }),
-            )
-            .await?;
-        }
         timed(
             "installing the page agent",
             limit,
-            page.evaluate_on_new_document(AGENT),
+            page.evaluate_on_new_document(AGENT.replace("__CHANNEL__", &channel)),
         )
         .await?;
         let (injected_tx, injected_rx) = oneshot::channel::<String>();

@@ -32,6 +32,10 @@ pub enum PageEvent {
     Qr { qr: String },
     /// `hasSynced`: ready; `me` is the linked number's digits.
     Synced { me: Option<String> },
+    /// After `synced`: every write the page made to its IndexedDB so far
+    /// has committed (a read transaction on each of its databases
+    /// completed after them), so the pairing survives a kill.
+    Durable,
     /// The page's logout: `Cmd` `logout`/`logout_from_bridge`, or a document
     /// loaded at `?post_logout=1`.
     Logout { why: String },
@@ -93,6 +97,7 @@ impl PageEvent {
             PageEvent::Error { message } => bounded(message, 4 * MAX_ID),
             PageEvent::Qr { qr } => bounded(qr, 4 * MAX_ID),
             PageEvent::Synced { me } => me.as_deref().is_none_or(phone_ok),
+            PageEvent::Durable => true,
             PageEvent::Message {
                 id,
                 from,
@@ -215,6 +220,8 @@ impl PageTracker {
                 }
                 out
             }
+            PageEvent::Durable if self.ready => vec![EngineEvent::PairingDurable],
+            PageEvent::Durable => Vec::new(),
             // A logout before pairing is the page starting over (e.g. the
             // document after our own logout); nothing was paired to lose.
             PageEvent::Logout { why } if self.paired => end(self, DisconnectReason::Logout, &why),
