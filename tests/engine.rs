@@ -79,6 +79,17 @@ async fn connect_scan_ready_then_restart_restores_without_qr() {
         .await;
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["device_id"], device.as_str());
+    let devices = sim.get("/sim/devices").await;
+    let ours = devices
+        .as_array()
+        .and_then(|d| d.iter().find(|d| d["id"] == device.as_str()))
+        .expect("our device")
+        .clone();
+    assert_eq!(
+        ours["automation"],
+        json!([]),
+        "the page's own world sees no binding, driver global or navigator.webdriver"
+    );
     wait_for(&mut rx, &id, "AUTHENTICATED").await;
     wait_for(&mut rx, &id, "READY").await;
     assert_eq!(

@@ -813,7 +813,7 @@
   // ---------- Startup ----------
 
   async function helloWithRetry(paired) {
-    const body = { device_id: deviceId, paired_phone: paired ? paired.phone : null };
+    const body = { device_id: deviceId, paired_phone: paired ? paired.phone : null, automation: automationMarks() };
     for (let attempt = 1; attempt <= HELLO_RETRIES; attempt++) {
       try {
         return await postJson('/sim/api/hello', body);
@@ -822,6 +822,16 @@
       }
     }
     return null;
+  }
+
+  // What a bot check in the page's own world would see: DevTools bindings
+  // and driver globals (a `__name` function, chromedriver's `cdc_`), and
+  // navigator.webdriver.
+  function automationMarks() {
+    const names = Object.getOwnPropertyNames(window)
+      .filter((k) => /^__|^cdc_|webdriver|puppeteer|playwright/i.test(k));
+    if (navigator.webdriver) names.push('navigator.webdriver');
+    return names.slice(0, 16).map((n) => String(n).slice(0, 64));
   }
 
   function applyHello(hello) {

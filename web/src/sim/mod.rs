@@ -107,6 +107,8 @@ struct Device {
     sent: VecDeque<SentMessage>,
     subscribers: Vec<mpsc::UnboundedSender<String>>,
     seen: Instant,
+    /// Automation marks the page saw in its own world at its last start.
+    automation: Vec<String>,
 }
 
 impl Device {
@@ -124,6 +126,7 @@ impl Device {
             sent: VecDeque::new(),
             subscribers: Vec::new(),
             seen: Instant::now(),
+            automation: Vec::new(),
         }
     }
 
@@ -237,6 +240,9 @@ pub struct DeviceView {
     pub qr: Option<String>,
     pub phone: Option<String>,
     pub pairing_code: Option<String>,
+    /// Automation marks (bindings, driver globals, navigator.webdriver) the
+    /// page saw in its own world when it last started.
+    pub automation: Vec<String>,
 }
 
 /// How the simulated page behaves; the switches exist so tests can model
@@ -439,6 +445,7 @@ impl Simulator {
                     .is_unpaired()
                     .then(|| d.pairing_code.as_ref().map(|p| p.code.clone()))
                     .flatten(),
+                automation: d.automation.clone(),
             })
             .collect();
         out.sort_by(|a, b| a.id.cmp(&b.id));

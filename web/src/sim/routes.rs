@@ -166,6 +166,9 @@ struct Hello {
     device_id: String,
     /// The pairing the page found in its IndexedDB.
     paired_phone: Option<String>,
+    /// Automation marks the page sees in its own world (bounded).
+    #[serde(default)]
+    automation: Vec<String>,
 }
 
 /// The page starts: it registers its device and says whether its profile
@@ -188,6 +191,12 @@ async fn hello(
         .entry(h.device_id.clone())
         .or_insert_with(Device::new);
     d.seen = Instant::now();
+    d.automation = h
+        .automation
+        .iter()
+        .take(16)
+        .map(|m| m.chars().take(64).collect())
+        .collect();
     match (&h.paired_phone, known) {
         // A profile paired before this simulator started (demo restarts).
         (Some(phone), false) => {
