@@ -92,6 +92,21 @@ async fn connect_scan_ready_then_restart_restores_without_qr() {
     );
     wait_for(&mut rx, &id, "AUTHENTICATED").await;
     wait_for(&mut rx, &id, "READY").await;
+    // DevTools is on a pipe: no process of the session's browser listens
+    // on a TCP port another local process could attach to.
+    let profile = dir.path().join("profiles").join(id.as_str());
+    let pids = chromium_processes_under(&profile);
+    assert!(!pids.is_empty());
+    assert_eq!(
+        common::browser::tcp_listen_ports(&pids),
+        Vec::<u16>::new(),
+        "the browser listens on no TCP port"
+    );
+    let main = browser_main_pid(&profile).expect("the browser");
+    let cmdline = std::fs::read(format!("/proc/{main}/cmdline")).expect("cmdline");
+    let cmdline = String::from_utf8_lossy(&cmdline);
+    assert!(cmdline.contains("--remote-debugging-pipe"), "{cmdline}");
+    assert!(!cmdline.contains("--remote-debugging-port"), "{cmdline}");
     assert_eq!(
         c.get(&id).await.state,
         SessionState::Ready {

@@ -333,3 +333,40 @@ pub fn browser_main_pid(profile: &Path) -> Option<u32> {
         ppid == Some(me)
     })
 }
+
+/// The TCP ports any of `pids` listens on (from /proc: the processes'
+/// socket inodes matched against the LISTEN rows of /proc/net/tcp{,6}).
+pub fn tcp_listen_ports(pids: &[u32]) -> Vec<u16> {
+    let mut inodes = std::collections::HashSet::new();
+    for pid in pids {
+        let Ok(fds) = std::fs::read_dir(format!("/proc/{pid}/fd")) else {
+            continue;
+        };
+        for fd in fds.flatten() {
+            if let Ok(target) = std::fs::read_link(fd.path()) {
+                let t = target.to_string_lossy();
+                if let Some(inode) = t.strip_prefix("socket:[").and_then(|s| s.strip_suffix(']')) {
+                    inodes.insert(inode.to_owned());
+                }
+            }
+        }
+    }
+    let mut ports = Vec::new();
+    for table in ["/proc/net/tcp", "/proc/net/tcp6"] {
+        let text = std::fs::read_to_string(table).unwrap_or_default();
+        for row in text.lines().skip(1) {
+            let cols: Vec<&str> = row.split_whitespace().collect();
+            // local_address is col 1 (ip:port hex), st col 3 (0A = LISTEN), inode col 9.
+            if cols.len() > 9 && cols[3] == "0A" && inodes.contains(cols[9]) {
+                if let Some(port) = cols[1]
+                    .rsplit(':')
+                    .next()
+                    .and_then(|p| u16::from_str_radix(p, 16).ok())
+                {
+                    ports.push(port);
+                }
+            }
+        }
+    }
+    ports
+}

@@ -176,23 +176,23 @@ impl WebjsEngine {
     ) -> Result<DoctorReport, EngineError> {
         let major = self.chrome_major().await;
         let ua = super::user_agent::for_tenant(&spec.tenant, major);
-        let config = self.browser_config(spec, &ua, None)?;
-        let (mut browser, mut handler) = match tokio::time::timeout(
-            self.cfg.launch_timeout + Duration::from_secs(5),
-            Browser::launch(config),
-        )
-        .await
-        {
-            Err(_) => return Err(EngineError::Timeout("launching Chromium")),
-            Ok(Err(e)) => return Err(EngineError::Launch(e.to_string())),
-            Ok(Ok(pair)) => pair,
-        };
+        let super::Launched {
+            mut browser,
+            mut handler,
+            mut child,
+            bridge,
+        } = self.launch(spec, &ua, None).await?;
         let pump = tokio::spawn(async move { while handler.next().await.is_some() {} });
         let out = self.inspect(&browser, url, settle).await;
         let _ = tokio::time::timeout(Duration::from_secs(5), browser.close()).await;
-        let _ = tokio::time::timeout(Duration::from_secs(5), browser.wait()).await;
-        let _ = browser.kill().await;
+        if tokio::time::timeout(Duration::from_secs(5), child.wait())
+            .await
+            .is_err()
+        {
+            let _ = child.kill().await;
+        }
         pump.abort();
+        bridge.abort();
         out
     }
 

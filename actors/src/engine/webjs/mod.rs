@@ -13,6 +13,7 @@
 
 pub mod doctor;
 pub mod page_events;
+pub mod pipe;
 pub mod process;
 pub mod proxy_auth;
 pub mod user_agent;
@@ -24,7 +25,8 @@ use chromiumoxide::cdp::browser_protocol::page::AddScriptToEvaluateOnNewDocument
 use chromiumoxide::cdp::js_protocol::runtime::{
     AddBindingParams, EvaluateParams, EventBindingCalled,
 };
-use chromiumoxide::{Browser, BrowserConfig, Page};
+use chromiumoxide::handler::HandlerConfig;
+use chromiumoxide::{Browser, Page};
 use futures::StreamExt;
 use page_events::{PageEvent, PageTracker};
 use std::path::{Path, PathBuf};
@@ -134,42 +136,88 @@ impl WebjsEngine {
             .await
     }
 
-    fn browser_config(
+    /// Starts Chromium with its DevTools on a pipe and connects to it.
+    async fn launch(
         &self,
         spec: &DriverSpec,
         ua: &str,
         proxy: Option<&str>,
-    ) -> Result<BrowserConfig, EngineError> {
-        let mut b = BrowserConfig::builder()
-            .chrome_executable(&self.cfg.chromium_path)
-            .new_headless_mode()
-            .no_sandbox()
-            .user_data_dir(&spec.state_dir)
-            .window_size(1000, 800)
-            .viewport(None)
-            .launch_timeout(self.cfg.launch_timeout)
-            .request_timeout(self.cfg.page_timeout)
-            // chromiumoxide accepts every certificate by default: anyone on
-            // the path could then serve a fake web.whatsapp.com into the
-            // session. Certificate errors fail the load instead.
-            .respect_https_errors()
-            .disable_default_args()
-            .arg(("user-agent", ua));
-        if self.cfg.lean {
-            b = b.args(LEAN_ARGS.iter().copied());
+    ) -> Result<Launched, EngineError> {
+        let args = self.browser_args(spec, ua, proxy);
+        let piped = pipe::launch(&self.cfg.chromium_path, &args, self.cfg.launch_timeout)
+            .await
+            .map_err(|e| match e.kind() {
+                std::io::ErrorKind::TimedOut => EngineError::Timeout("starting Chromium"),
+                _ => EngineError::Launch(format!("{}: {e}", self.cfg.chromium_path.display())),
+            })?;
+        tracing::debug!(session = %spec.session, product = %piped.product, "browser answering on its DevTools pipe");
+        let handler_config = HandlerConfig {
+            // Certificate errors fail the load (chromiumoxide's default
+            // accepts every certificate: anyone on the path could then serve
+            // a fake web.whatsapp.com into the session).
+            ignore_https_errors: false,
+            viewport: None,
+            request_timeout: self.cfg.page_timeout,
+            ..HandlerConfig::default()
+        };
+        let connected = tokio::time::timeout(
+            self.cfg.launch_timeout,
+            Browser::connect_with_config(piped.ws_url.clone(), handler_config),
+        )
+        .await;
+        match connected {
+            Err(_) => Err(EngineError::Timeout(
+                "connecting to Chromium's DevTools pipe",
+            )),
+            Ok(Err(e)) => Err(EngineError::Launch(e.to_string())),
+            Ok(Ok((browser, handler))) => Ok(Launched {
+                browser,
+                handler,
+                child: piped.child,
+                bridge: piped.bridge,
+            }),
+        }
+    }
+
+    /// Chromium's command line: DevTools on a pipe (no port), headless, the
+    /// session's profile, lean flags unless turned off, the operator's
+    /// extra flags (never a debugging port), and the proxy.
+    fn browser_args(&self, spec: &DriverSpec, ua: &str, proxy: Option<&str>) -> Vec<String> {
+        let mut args: Vec<String> = vec![
+            "--remote-debugging-pipe".into(),
+            "--headless=new".into(),
+            "--no-sandbox".into(),
+            "--disable-setuid-sandbox".into(),
+            "--disable-extensions".into(),
+            "--window-size=1000,800".into(),
+            format!("--user-data-dir={}", spec.state_dir.display()),
+            format!("--user-agent={ua}"),
+        ];
+        let base: &[&str] = if self.cfg.lean {
+            LEAN_ARGS
         } else {
-            b = b.args([
+            &[
                 "disable-background-networking",
                 "disable-component-update",
                 "disable-sync",
                 "no-first-run",
-            ]);
+                "hide-scrollbars",
+                "mute-audio",
+            ]
+        };
+        args.extend(base.iter().map(|a| format!("--{a}")));
+        for extra in &self.cfg.extra_args {
+            let flag = extra.trim_start_matches('-');
+            if flag.starts_with("remote-debugging") {
+                tracing::warn!(flag = %extra, "ignored: DevTools stays on the pipe");
+                continue;
+            }
+            args.push(format!("--{flag}"));
         }
-        b = b.args(self.cfg.extra_args.iter().map(String::as_str));
         if let Some(server) = proxy {
-            b = b.arg(("proxy-server", server));
+            args.push(format!("--proxy-server={server}"));
         }
-        b.build().map_err(EngineError::Launch)
+        args
     }
 }
 
@@ -180,6 +228,15 @@ fn truncate(s: &str, max: usize) -> &str {
         Some((i, _)) => &s[..i],
         None => s,
     }
+}
+
+/// A started browser: the DevTools client, its event loop, the process,
+/// and the pipe's bridge.
+struct Launched {
+    browser: Browser,
+    handler: chromiumoxide::Handler,
+    child: tokio::process::Child,
+    bridge: JoinHandle<()>,
 }
 
 /// Kills every process on a profile when dropped armed: the backstop for a
@@ -260,18 +317,13 @@ impl Engine for WebjsEngine {
             }
             None => (None, None),
         };
-        let config = self.browser_config(spec, &ua, proxy_server.as_deref())?;
-        let launched = tokio::time::timeout(
-            self.cfg.launch_timeout + Duration::from_secs(5),
-            Browser::launch(config),
-        )
-        .await;
-        let (mut browser, mut handler) = match launched {
-            Err(_) => return Err(EngineError::Timeout("launching Chromium")),
-            Ok(Err(e)) => return Err(EngineError::Launch(e.to_string())),
-            Ok(Ok(pair)) => pair,
-        };
-        let pid = browser.get_mut_child().and_then(|c| c.as_mut_inner().id());
+        let Launched {
+            browser,
+            mut handler,
+            child,
+            bridge,
+        } = self.launch(spec, &ua, proxy_server.as_deref()).await?;
+        let pid = child.id();
         let (tx, rx) = mpsc::channel(256);
         let stopping = Arc::new(AtomicBool::new(false));
         let crashed = Arc::new(AtomicBool::new(false));
@@ -323,7 +375,9 @@ impl Engine for WebjsEngine {
                 }
             }));
         }
+        tasks.push(bridge);
         let control = WebjsControl {
+            child: Mutex::new(Some(child)),
             browser: Arc::new(Mutex::new(Some(browser))),
             page: Arc::new(OnceCell::new()),
             pid,
@@ -489,6 +543,8 @@ impl WebjsEngine {
 
 /// The running browser of one session.
 struct WebjsControl {
+    /// The browser process (its DevTools are on this child's pipe).
+    child: Mutex<Option<tokio::process::Child>>,
     browser: Arc<Mutex<Option<Browser>>>,
     page: Arc<OnceCell<Page>>,
     pid: Option<u32>,
@@ -615,8 +671,15 @@ impl DriverControl for WebjsControl {
         let browser = self.browser.lock().await.take();
         if let Some(mut browser) = browser {
             let _ = tokio::time::timeout(Duration::from_secs(5), browser.close()).await;
-            let _ = tokio::time::timeout(Duration::from_secs(5), browser.wait()).await;
-            let _ = browser.kill().await;
+        }
+        let child = self.child.lock().await.take();
+        if let Some(mut child) = child {
+            if tokio::time::timeout(Duration::from_secs(5), child.wait())
+                .await
+                .is_err()
+            {
+                let _ = child.kill().await;
+            }
         }
         self.abort_tasks();
         let (pid, known, profile) = (self.pid, self.known_pids(), self.profile.clone());
