@@ -9,11 +9,11 @@
 mod common;
 
 use centinela_actors::bus::BusEvent;
-use centinela_actors::engine::webjs::process;
 use centinela_actors::ids::SessionId;
 use centinela_actors::ractor::call;
 use centinela_actors::session::SessionState;
 use centinela_actors::supervisor::{NewSession, SupervisorMsg};
+use centinela_engine_webjs::process;
 use common::browser::{engine_config, Centinela, Sim};
 use serde_json::json;
 use std::path::Path;

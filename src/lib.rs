@@ -8,12 +8,12 @@
 use centinela_actors::bus::Bus;
 use centinela_actors::clock::{SharedClock, SystemClock};
 use centinela_actors::config::Config;
-use centinela_actors::engine::webjs::{WebjsConfig, WebjsEngine};
 use centinela_actors::engine::{EngineKind, EngineSet};
 use centinela_actors::ractor::Actor;
 use centinela_actors::session::actor::SessionEnv;
 use centinela_actors::store::{Store, StoreError};
 use centinela_actors::supervisor::{Supervisor, SupervisorArgs};
+use centinela_engine_webjs::{WebjsConfig, WebjsEngine};
 use centinela_web::sim::tls::{TlsError, TlsListener};
 use centinela_web::sim::{SimOptions, Simulator};
 use std::future::Future;

@@ -813,7 +813,7 @@ async fn proxy_credentials_answer_the_proxy_only_never_a_web_server() {
 /// logged whole, and the session goes on: the next message arrives.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_report_over_64_kib_is_dropped_and_counted_and_the_session_goes_on() {
-    use centinela_actors::engine::webjs::page_events::counters;
+    use centinela_actors::engine::stats::counters;
     let _slot = browser_slot().await;
     let sim = Sim::start(Duration::from_secs(20)).await;
     let dir = tempfile::tempdir().expect("tempdir");

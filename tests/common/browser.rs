@@ -298,7 +298,7 @@ pub async fn wait_for(
 /// command line mentions `dir`, with all its live descendants (a headless
 /// shell's children do not repeat the profile path).
 pub fn chromium_processes_under(dir: &Path) -> Vec<u32> {
-    use centinela_actors::engine::webjs::process;
+    use centinela_engine_webjs::process;
     // Only browsers: the service itself names the data dir too, and its
     // own children (a `chromium --version`) are not browsers on a profile.
     let mut pids = process::using_profile(dir);
@@ -313,7 +313,7 @@ pub fn chromium_processes_under(dir: &Path) -> Vec<u32> {
 
 /// Which of `pids` still run.
 pub fn still_running(pids: &[u32]) -> Vec<u32> {
-    use centinela_actors::engine::webjs::process;
+    use centinela_engine_webjs::process;
     pids.iter()
         .copied()
         .filter(|p| process::is_alive(*p) && process::is_chromium(*p))
@@ -323,7 +323,7 @@ pub fn still_running(pids: &[u32]) -> Vec<u32> {
 /// The main process of the browser using `profile`: the one this test
 /// process launched.
 pub fn browser_main_pid(profile: &Path) -> Option<u32> {
-    use centinela_actors::engine::webjs::process;
+    use centinela_engine_webjs::process;
     let me = std::process::id();
     process::using_profile(profile).into_iter().find(|pid| {
         let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();

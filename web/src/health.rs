@@ -134,7 +134,7 @@ async fn details(State(state): State<AppState>, caller: Caller) -> Result<Json<V
             "log_events_dropped": crate::logstream::dropped(),
         },
         "http": { "requests": requests, "error_rate": error_rate, "p50_seconds": p50, "p99_seconds": p99 },
-        "whatsapp_web_versions": centinela_actors::engine::webjs::page_events::versions(),
+        "whatsapp_web_versions": centinela_actors::engine::stats::versions(),
     })))
 }
 

@@ -153,7 +153,7 @@ impl Metrics {
             );
         }
         let _ = writeln!(out, "# HELP centinela_admission_queue Connection attempts waiting in the queue.\n# TYPE centinela_admission_queue gauge\ncentinela_admission_queue {queue_len}");
-        let page = centinela_actors::engine::webjs::page_events::counters();
+        let page = centinela_actors::engine::stats::counters();
         let _ = writeln!(out, "# HELP centinela_page_reports_dropped_total Page reports dropped as oversized, malformed or out of bounds.\n# TYPE centinela_page_reports_dropped_total counter\ncentinela_page_reports_dropped_total {}", page.dropped_reports);
         let _ = writeln!(out, "# HELP centinela_messages_skipped_total New messages not reported as 1:1 texts, by kind.\n# TYPE centinela_messages_skipped_total counter");
         for (kind, n) in [

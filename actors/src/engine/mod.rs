@@ -3,12 +3,13 @@
 //! [`DriverControl`] handle. Nothing here assumes a browser, a QR or a
 //! profile directory, so a Cloud API engine can implement it too.
 //!
-//! The webjs (Chromium) engine is its own module; the scripted engine is for
-//! unit tests of the actors only.
+//! The webjs (Chromium) engine is its own crate (`engine-webjs/`, so this
+//! crate never pulls a browser driver); the scripted engine is for unit
+//! tests of the actors only.
 
 #[cfg(any(test, feature = "scripted"))]
 pub mod scripted;
-pub mod webjs;
+pub mod stats;
 
 use crate::ids::{SessionId, TenantId};
 use crate::session::DisconnectReason;

@@ -7,8 +7,8 @@
 //! internet it checks the real site.
 
 use super::{process, timed, WebjsEngine};
-use crate::engine::{DriverSpec, EngineError};
-use crate::ids::{SessionId, TenantId};
+use centinela_actors::engine::{DriverSpec, EngineError};
+use centinela_actors::ids::{SessionId, TenantId};
 use chromiumoxide::cdp::js_protocol::runtime::EvaluateParams;
 use chromiumoxide::{Browser, Page};
 use futures::StreamExt;
@@ -150,7 +150,8 @@ impl WebjsEngine {
     pub async fn doctor(&self, url: &str, settle: Duration) -> Result<DoctorReport, EngineError> {
         let profile =
             std::env::temp_dir().join(format!("centinela-doctor-{}", uuid::Uuid::new_v4()));
-        crate::store::private_dir(&profile).map_err(|e| EngineError::Io(e.to_string()))?;
+        centinela_actors::store::private_dir(&profile)
+            .map_err(|e| EngineError::Io(e.to_string()))?;
         let spec = DriverSpec {
             tenant: TenantId::new("doctor").map_err(|e| EngineError::Launch(e.to_string()))?,
             session: SessionId::new("doctor").map_err(|e| EngineError::Launch(e.to_string()))?,

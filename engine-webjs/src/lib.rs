@@ -18,9 +18,11 @@ pub mod process;
 pub mod proxy_auth;
 pub mod user_agent;
 
-use super::{Driver, DriverControl, DriverSpec, Engine, EngineError, EngineEvent};
-use crate::session::DisconnectReason;
 use async_trait::async_trait;
+use centinela_actors::engine::{
+    Driver, DriverControl, DriverSpec, Engine, EngineError, EngineEvent,
+};
+use centinela_actors::session::DisconnectReason;
 use chromiumoxide::cdp::browser_protocol::page::AddScriptToEvaluateOnNewDocumentParams;
 use chromiumoxide::cdp::js_protocol::runtime::{
     AddBindingParams, EvaluateParams, EventBindingCalled,
@@ -221,7 +223,7 @@ impl WebjsEngine {
     }
 }
 
-pub use crate::proxy::split as split_proxy;
+pub use centinela_actors::proxy::split as split_proxy;
 
 fn truncate(s: &str, max: usize) -> &str {
     match s.char_indices().nth(max) {
@@ -290,9 +292,11 @@ impl Engine for WebjsEngine {
     async fn start(&self, spec: &DriverSpec) -> Result<Driver, EngineError> {
         // The profile is the pairing: private to the service's user.
         if let Some(parent) = spec.state_dir.parent() {
-            crate::store::private_dir(parent).map_err(|e| EngineError::Io(e.to_string()))?;
+            centinela_actors::store::private_dir(parent)
+                .map_err(|e| EngineError::Io(e.to_string()))?;
         }
-        crate::store::private_dir(&spec.state_dir).map_err(|e| EngineError::Io(e.to_string()))?;
+        centinela_actors::store::private_dir(&spec.state_dir)
+            .map_err(|e| EngineError::Io(e.to_string()))?;
         // Until the driver owns the browser, this guard does: an error, a
         // timeout or a cancelled start (a stop, delete or shutdown racing the
         // launch drops this future) kills whatever was started on the profile.
@@ -484,7 +488,7 @@ impl WebjsEngine {
                 let event = match PageEvent::parse(&call.payload) {
                     Ok(event) => event,
                     Err(why) => {
-                        page_events::count_dropped();
+                        centinela_actors::engine::stats::count_dropped();
                         tracing::warn!(?why, bytes = call.payload.len(), "page report dropped");
                         continue;
                     }
@@ -529,7 +533,7 @@ impl WebjsEngine {
         }
         match tokio::time::timeout(limit, injected_rx).await {
             Ok(Ok(version)) => {
-                page_events::note_version(&version);
+                centinela_actors::engine::stats::note_version(&version);
                 tracing::info!(tenant = %spec.tenant, session = %spec.session, version, "WhatsApp Web version");
                 Ok(())
             }

@@ -2,7 +2,7 @@
 //! its own browser, and the same browser on every start. The Chrome major
 //! version is the real one, so WhatsApp Web never calls it deprecated.
 
-use crate::ids::TenantId;
+use centinela_actors::ids::TenantId;
 
 const PLATFORMS: [&str; 4] = [
     "X11; Linux x86_64",
