@@ -390,6 +390,8 @@ fn invalid(key: &'static str, value: impl std::fmt::Display, why: &'static str) 
 }
 
 #[cfg(test)]
+// figment's `Jail::expect_with` closures return its (large) `figment::Error`.
+#[allow(clippy::result_large_err)]
 mod tests {
     use super::*;
     use figment::Jail;

@@ -216,6 +216,7 @@ impl PageTracker {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use centinela_actors::engine::stats::counters;
 
     fn state(s: &str) -> PageEvent {
         PageEvent::State { state: s.into() }

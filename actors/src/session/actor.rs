@@ -69,6 +69,9 @@ pub struct SessionEnv {
     pub driver_stop_timeout: Duration,
     /// A first 515 this soon after a scan is a restart, not a ban.
     pub restart_grace: Duration,
+    /// How long a pairing code is shown before a fresh one is asked for
+    /// ([`PAIRING_CODE_TTL`]; shorter only in tests).
+    pub pairing_code_ttl: Duration,
     /// The outbox; `None` where nothing is sent from a queue (tests).
     pub messages: Option<Arc<dyn crate::store::MessageStore>>,
     pub pacing: crate::messaging::Pacing,
@@ -90,6 +93,7 @@ impl SessionEnv {
             profiles_dir: config.storage.data_dir.join("profiles"),
             driver_stop_timeout: Duration::from_secs(10).min(config.server.shutdown_timeout),
             restart_grace: config.antiban.restart_grace,
+            pairing_code_ttl: PAIRING_CODE_TTL,
             messages,
             pacing: crate::messaging::Pacing {
                 min_delay: config.messaging.send_delay_min,
@@ -511,13 +515,13 @@ async fn request_pairing_code(
     let shown = PairingCode {
         code,
         phone,
-        expires_at: st.env.clock.now().plus(PAIRING_CODE_TTL),
+        expires_at: st.env.clock.now().plus(st.env.pairing_code_ttl),
     };
     st.pairing_code = Some(shown.clone());
     st.pairing_generation += 1;
     let generation = st.pairing_generation;
-    let timer = myself.send_after(PAIRING_CODE_TTL, move || SessionMsg::PairingCodeDue {
-        generation,
+    let timer = myself.send_after(st.env.pairing_code_ttl, move || {
+        SessionMsg::PairingCodeDue { generation }
     });
     if let Some(old) = st.pairing_timer.replace(timer) {
         old.abort();

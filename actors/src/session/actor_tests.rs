@@ -45,6 +45,7 @@ async fn fixture() -> Fixture {
         profiles_dir: PathBuf::from("/nonexistent/profiles"),
         driver_stop_timeout: Duration::from_secs(5),
         restart_grace: Duration::from_secs(60),
+        pairing_code_ttl: crate::session::actor::PAIRING_CODE_TTL,
         messages: None,
         pacing: crate::messaging::Pacing {
             min_delay: Duration::ZERO,

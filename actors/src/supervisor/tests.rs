@@ -48,9 +48,21 @@ async fn start_with_clock(
     config: Config,
     clock: crate::clock::SharedClock,
 ) -> Harness {
+    start_with_env(dir, engine, config, clock, |_| {}).await
+}
+
+async fn start_with_env(
+    dir: &Path,
+    engine: &ScriptedEngine,
+    config: Config,
+    clock: crate::clock::SharedClock,
+    tweak: impl FnOnce(&mut SessionEnv),
+) -> Harness {
     let store = Store::open(dir).expect("store");
     let bus = Bus::new(1024);
-    let env = SessionEnv::from_config(&config, clock, bus.clone(), Some(Arc::new(store.clone())));
+    let mut env =
+        SessionEnv::from_config(&config, clock, bus.clone(), Some(Arc::new(store.clone())));
+    tweak(&mut env);
     let args = SupervisorArgs {
         config,
         sessions: Arc::new(store.clone()),
@@ -805,5 +817,74 @@ async fn five_failed_restores_open_the_breaker_then_one_half_open_try_at_a_time(
     wait_for(&mut rx, &id, "READY").await;
     assert_eq!(describe(&h, &id).await.recovery, None);
     assert_eq!(h.engine.starts(&id), 7);
+    h.stop().await;
+}
+
+/// Waits for the next pairing code shown by `id`.
+async fn next_code(
+    rx: &mut broadcast::Receiver<BusEvent>,
+    id: &SessionId,
+) -> crate::bus::PairingCodeEvent {
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        let ev = tokio::time::timeout_at(deadline, rx.recv())
+            .await
+            .unwrap_or_else(|_| panic!("{id}: no pairing code"))
+            .expect("bus open");
+        if let BusEvent::PairingCode(p) = ev {
+            if p.session == *id {
+                return p;
+            }
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_shown_pairing_code_is_refreshed_while_unscanned_each_refresh_admitted() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut config = test_config();
+    config.antiban.pairing_codes_per_phone_per_hour = 2;
+    let h = start_with_env(
+        dir.path(),
+        &ScriptedEngine::new(),
+        config,
+        Arc::new(SystemClock),
+        |env| env.pairing_code_ttl = Duration::from_millis(100),
+    )
+    .await;
+    let mut rx = h.bus.subscribe();
+    let id = h.create("clinic").await;
+    h.connect(&id).await;
+    wait_for(&mut rx, &id, "QR").await;
+    let phone = "5491122334455".to_owned();
+    let first = call!(h.sup, |r| SupervisorMsg::PairingCode {
+        id: id.clone(),
+        phone: phone.clone(),
+        reply: r
+    })
+    .expect("call")
+    .expect("a code");
+    assert_eq!(next_code(&mut rx, &id).await.code, first.code);
+    // Its time is up while nobody typed it: a fresh one, admitted like the first.
+    let fresh = next_code(&mut rx, &id).await;
+    assert_ne!(fresh.code, first.code);
+    assert!(fresh.expires_at > first.expires_at);
+    assert_eq!(
+        h.get(&id).await.pairing_code.map(|p| p.code),
+        Some(fresh.code.clone())
+    );
+    // The number's hourly budget (2) is spent: a third code is refused.
+    let third = call!(h.sup, |r| SupervisorMsg::PairingCode {
+        id: id.clone(),
+        phone,
+        reply: r
+    })
+    .expect("call");
+    match third {
+        Err(SupervisorError::Denied(d)) => {
+            assert_eq!(d.reason, admission::DenyReason::PairingCodeLimit)
+        }
+        other => panic!("the per-number limit holds for refreshes too: {other:?}"),
+    }
     h.stop().await;
 }
