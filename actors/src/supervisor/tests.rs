@@ -659,23 +659,34 @@ async fn describe(h: &Harness, id: &SessionId) -> SessionDetail {
     .expect("describe")
 }
 
+/// Reads the bus until `pick` takes an event (or panics naming `what`).
+async fn next_event<T>(
+    rx: &mut broadcast::Receiver<BusEvent>,
+    what: &str,
+    pick: impl Fn(BusEvent) -> Option<T>,
+) -> T {
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        let ev = tokio::time::timeout_at(deadline, rx.recv())
+            .await
+            .unwrap_or_else(|_| panic!("no {what} within {WAIT:?}"))
+            .expect("bus open");
+        if let Some(found) = pick(ev) {
+            return found;
+        }
+    }
+}
+
 /// Waits for the next scheduled restore of `id`.
 async fn next_recovery(
     rx: &mut broadcast::Receiver<BusEvent>,
     id: &SessionId,
 ) -> crate::bus::RecoveryEvent {
-    let deadline = tokio::time::Instant::now() + WAIT;
-    loop {
-        let ev = tokio::time::timeout_at(deadline, rx.recv())
-            .await
-            .unwrap_or_else(|_| panic!("{id}: no restore was scheduled"))
-            .expect("bus open");
-        if let BusEvent::Recovery(r) = ev {
-            if r.session == *id {
-                return r;
-            }
-        }
-    }
+    next_event(rx, "restore", |ev| match ev {
+        BusEvent::Recovery(r) if r.session == *id => Some(r),
+        _ => None,
+    })
+    .await
 }
 
 #[tokio::test]
@@ -825,18 +836,11 @@ async fn next_code(
     rx: &mut broadcast::Receiver<BusEvent>,
     id: &SessionId,
 ) -> crate::bus::PairingCodeEvent {
-    let deadline = tokio::time::Instant::now() + WAIT;
-    loop {
-        let ev = tokio::time::timeout_at(deadline, rx.recv())
-            .await
-            .unwrap_or_else(|_| panic!("{id}: no pairing code"))
-            .expect("bus open");
-        if let BusEvent::PairingCode(p) = ev {
-            if p.session == *id {
-                return p;
-            }
-        }
-    }
+    next_event(rx, "pairing code", |ev| match ev {
+        BusEvent::PairingCode(p) if p.session == *id => Some(p),
+        _ => None,
+    })
+    .await
 }
 
 #[tokio::test]

@@ -201,7 +201,8 @@ fn random_ref() -> String {
     format!("2@{}", b64(&random_bytes::<24>()))
 }
 
-fn b64(bytes: &[u8]) -> String {
+/// Standard base64 with padding (keys, refs; tests use it for HTTP Basic).
+pub fn b64(bytes: &[u8]) -> String {
     const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
     let mut out = String::with_capacity(bytes.len().div_ceil(3) * 4);
     for chunk in bytes.chunks(3) {
