@@ -340,6 +340,7 @@
       if (adm.start_at) note.appendChild(countdownSpan(adm.start_at, 'adm.startsIn', 'adm.startsNow'));
     } else {
       note.textContent = t('adm.denied', { reason: tCode('block.', adm.reason) }) + ' ';
+      if (adm.proxy) note.append(adm.proxy + ' ');
       if (adm.block_until) note.appendChild(countdownSpan(adm.block_until, 'countdown.left', 'countdown.over'));
       else if (adm.wait_time_minutes) note.append(t('adm.waitMinutes', { n: adm.wait_time_minutes }));
     }

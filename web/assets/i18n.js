@@ -120,6 +120,8 @@
       'block.error_515_block': 'blocked after error 515',
       'block.capacity': 'no free capacity',
       'block.tenant_session_limit': 'tenant session limit reached',
+      'block.pairing_code_limit': 'too many pairing codes for this number or network path',
+      'block.proxy_block': 'network path refused by WhatsApp: change the proxy or ask an admin to unblock',
       'countdown.left': '{time} left',
       'countdown.over': 'over',
 
@@ -292,6 +294,8 @@
       'block.error_515_block': 'bloqueo tras el error 515',
       'block.capacity': 'sin capacidad libre',
       'block.tenant_session_limit': 'se alcanzó el límite de sesiones del cliente',
+      'block.pairing_code_limit': 'demasiados códigos de vinculación para este número o esta red',
+      'block.proxy_block': 'WhatsApp rechazó esta red: cambie el proxy o pida a un administrador que desbloquee',
       'countdown.left': 'faltan {time}',
       'countdown.over': 'terminó',
 
