@@ -38,16 +38,24 @@ async fn connect_scan_ready_then_restart_restores_without_qr() {
         ConnectOutcome::Queued { .. }
     ));
     let seen = wait_for(&mut rx, &id, "QR").await;
-    let first_qr = qr_of(&seen.last().expect("qr").to);
+    let mut first_qr = qr_of(&seen.last().expect("qr").to);
     assert_eq!(
         first_qr.split(',').count(),
         5,
         "ref,staticKey,identityKey,advSecret,platform"
     );
-    let device = sim
-        .device_showing(&first_qr)
-        .await
-        .expect("the simulator shows the same QR");
+    // The simulator rotates every device's ref on one shared 1.5 s tick, so
+    // the ref may move on between the report and this lookup; then the
+    // engine reports the next one, which is looked up in turn.
+    let mut device = None;
+    for _ in 0..3 {
+        device = sim.device_showing(&first_qr).await;
+        if device.is_some() {
+            break;
+        }
+        first_qr = qr_of(&wait_for(&mut rx, &id, "QR").await.last().expect("qr").to);
+    }
+    let device = device.expect("the simulator shows the QR the engine reported");
     {
         use std::os::unix::fs::PermissionsExt;
         let profile = dir.path().join("profiles").join(id.as_str());
@@ -70,14 +78,25 @@ async fn connect_scan_ready_then_restart_restores_without_qr() {
         .await;
     assert_eq!(status, 404, "a stale QR does not pair");
 
-    let current = qr_of(&c.get(&id).await.state);
-    let (status, body) = sim
-        .post(
-            "/sim/scan",
-            json!({"qr": current, "phone": "5491122334455"}),
-        )
-        .await;
-    assert_eq!(status, 200, "{body}");
+    // The current QR scans (if the shared tick rotates it first, the next
+    // one the engine reports does).
+    let mut current = qr_of(&c.get(&id).await.state);
+    let mut scanned = None;
+    for _ in 0..3 {
+        let (status, body) = sim
+            .post(
+                "/sim/scan",
+                json!({"qr": current, "phone": "5491122334455"}),
+            )
+            .await;
+        if status == 200 {
+            scanned = Some(body);
+            break;
+        }
+        assert_eq!(status, 404, "{body}");
+        current = qr_of(&wait_for(&mut rx, &id, "QR").await.last().expect("qr").to);
+    }
+    let body = scanned.expect("a current QR pairs");
     assert_eq!(body["device_id"], device.as_str());
     let devices = sim.get("/sim/devices").await;
     let ours = devices
