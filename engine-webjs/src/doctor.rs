@@ -6,14 +6,13 @@
 //! members it calls. Against the simulator it passes; on a machine with
 //! internet it checks the real site.
 
-use super::{process, timed, WebjsEngine};
+use super::{evaluate, process, timed, WebjsEngine};
 use centinela_actors::engine::{DriverSpec, EngineError};
 use centinela_actors::ids::{SessionId, TenantId};
-use chromiumoxide::cdp::js_protocol::runtime::EvaluateParams;
-use chromiumoxide::{Browser, Page};
+use chromiumoxide::Browser;
 use futures::StreamExt;
 use serde::Deserialize;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// Every module the engine requires, with the members it reads or calls
 /// (`inject.js`, `send.js`, the logout and pairing-code calls).
@@ -112,36 +111,37 @@ impl DoctorReport {
     }
 }
 
-/// The page-side check: each module required and each member path resolved.
-fn check_js() -> String {
+/// The page-side check, run once: it waits (in the page; Meta's loader has
+/// no registration event) up to `version_ms` for `Debug.VERSION`, then up to
+/// `settle_ms` for every module and member path of the contract to resolve,
+/// and returns `{version, modules}` as they stand then.
+fn check_js(version_ms: u128, settle_ms: u128) -> String {
     let contract: Vec<(&str, &[&str])> = CONTRACT.to_vec();
     let json = serde_json::to_string(&contract).unwrap_or_else(|_| "[]".into());
     format!(
-        "(({json}).map(([name, members]) => {{ let m; try {{ m = window.require(name); }} catch (e) {{ m = undefined; }} \
-         if (m === undefined || m === null) return {{ module: name, found: false, missing: members }}; \
-         const missing = members.filter((path) => {{ let v = m; for (const k of path.split('.')) {{ if (v === undefined || v === null) return true; v = v[k]; }} return v === undefined; }}); \
-         return {{ module: name, found: true, missing }}; }}))"
+        "(async (contract) => {{ \
+           const sleep = (ms) => new Promise((r) => setTimeout(r, ms)); \
+           const version = () => (window.Debug && window.Debug.VERSION) ? String(window.Debug.VERSION) : null; \
+           const check = () => contract.map(([name, members]) => {{ let m; try {{ m = window.require(name); }} catch (e) {{ m = undefined; }} \
+             if (m === undefined || m === null) return {{ module: name, found: false, missing: members }}; \
+             const missing = members.filter((path) => {{ let v = m; for (const k of path.split('.')) {{ if (v === undefined || v === null) return true; v = v[k]; }} return v === undefined; }}); \
+             return {{ module: name, found: true, missing }}; }}); \
+           const versionUntil = Date.now() + {version_ms}; \
+           while (!version() && Date.now() < versionUntil) await sleep(200); \
+           if (!version()) return {{ version: null, modules: check() }}; \
+           const settleUntil = Date.now() + {settle_ms}; \
+           let modules = check(); \
+           while (!modules.every((m) => m.found && !m.missing.length) && Date.now() < settleUntil) {{ await sleep(250); modules = check(); }} \
+           return {{ version: version(), modules }}; \
+         }})({json})"
     )
 }
 
-async fn evaluate(
-    page: &Page,
-    js: String,
-    limit: Duration,
-) -> Result<serde_json::Value, EngineError> {
-    let params = EvaluateParams::builder()
-        .expression(js)
-        .await_promise(true)
-        .return_by_value(true)
-        .build()
-        .map_err(EngineError::Protocol)?;
-    let result = timed(
-        "evaluating on the page",
-        limit,
-        page.evaluate_expression(params),
-    )
-    .await?;
-    Ok(result.value().cloned().unwrap_or(serde_json::Value::Null))
+/// What the page-side check returns.
+#[derive(Deserialize)]
+struct PageCheck {
+    version: Option<String>,
+    modules: Vec<ModuleCheck>,
 }
 
 impl WebjsEngine {
@@ -186,12 +186,7 @@ impl WebjsEngine {
         let pump = tokio::spawn(async move { while handler.next().await.is_some() {} });
         let out = self.inspect(&browser, url, settle).await;
         let _ = tokio::time::timeout(Duration::from_secs(5), browser.close()).await;
-        if tokio::time::timeout(Duration::from_secs(5), child.wait())
-            .await
-            .is_err()
-        {
-            let _ = child.kill().await;
-        }
+        super::pipe::reap(&mut child).await;
         pump.abort();
         bridge.abort();
         out
@@ -210,34 +205,22 @@ impl WebjsEngine {
             Ok(Err(e)) => return Err(EngineError::Protocol(format!("loading {url}: {e}"))),
             Ok(Ok(_)) => {}
         }
-        let version_js =
-            "(window.Debug && window.Debug.VERSION) ? String(window.Debug.VERSION) : null";
-        let until = Instant::now() + limit;
-        let version = loop {
-            if let serde_json::Value::String(v) = evaluate(&page, version_js.into(), limit).await? {
-                break Some(v);
-            }
-            if Instant::now() > until {
-                break None;
-            }
-            tokio::time::sleep(Duration::from_millis(200)).await;
-        };
-        let until = Instant::now() + settle;
-        let check = check_js();
-        loop {
-            let raw = evaluate(&page, check.clone(), limit).await?;
-            let modules: Vec<ModuleCheck> = serde_json::from_value(raw)
-                .map_err(|e| EngineError::Protocol(format!("doctor check: {e}")))?;
-            let done = modules.iter().all(ModuleCheck::shape_ok);
-            if done || Instant::now() > until || version.is_none() {
-                return Ok(DoctorReport {
-                    url: url.to_owned(),
-                    version,
-                    modules,
-                });
-            }
-            tokio::time::sleep(Duration::from_millis(250)).await;
-        }
+        // One evaluation waits for the version and the modules in the page.
+        let js = check_js(limit.as_millis(), settle.as_millis());
+        let raw = evaluate(
+            &page,
+            "checking the page contract",
+            js,
+            limit + limit + settle,
+        )
+        .await?;
+        let found: PageCheck = serde_json::from_value(raw)
+            .map_err(|e| EngineError::Protocol(format!("doctor check: {e}")))?;
+        Ok(DoctorReport {
+            url: url.to_owned(),
+            version: found.version,
+            modules: found.modules,
+        })
     }
 }
 

@@ -232,6 +232,24 @@ fn truncate(s: &str, max: usize) -> &str {
     }
 }
 
+/// Evaluates `expression` in the page's world, awaiting a promise, and
+/// returns its value (JSON `null` for none).
+async fn evaluate(
+    page: &Page,
+    what: &'static str,
+    expression: String,
+    limit: Duration,
+) -> Result<serde_json::Value, EngineError> {
+    let params = EvaluateParams::builder()
+        .expression(expression)
+        .await_promise(true)
+        .return_by_value(true)
+        .build()
+        .map_err(EngineError::Protocol)?;
+    let result = timed(what, limit, page.evaluate_expression(params)).await?;
+    Ok(result.value().cloned().unwrap_or(serde_json::Value::Null))
+}
+
 /// A started browser: the DevTools client, its event loop, the process,
 /// and the pipe's bridge.
 struct Launched {
@@ -572,19 +590,7 @@ impl WebjsControl {
         what: &'static str,
         expression: String,
     ) -> Result<serde_json::Value, EngineError> {
-        let params = EvaluateParams::builder()
-            .expression(expression)
-            .await_promise(true)
-            .return_by_value(true)
-            .build()
-            .map_err(EngineError::Protocol)?;
-        let result = timed(
-            what,
-            self.page_timeout,
-            self.page()?.evaluate_expression(params),
-        )
-        .await?;
-        Ok(result.value().cloned().unwrap_or(serde_json::Value::Null))
+        evaluate(self.page()?, what, expression, self.page_timeout).await
     }
 
     fn known_pids(&self) -> Vec<u32> {
@@ -678,12 +684,7 @@ impl DriverControl for WebjsControl {
         }
         let child = self.child.lock().await.take();
         if let Some(mut child) = child {
-            if tokio::time::timeout(Duration::from_secs(5), child.wait())
-                .await
-                .is_err()
-            {
-                let _ = child.kill().await;
-            }
+            pipe::reap(&mut child).await;
         }
         self.abort_tasks();
         let (pid, known, profile) = (self.pid, self.known_pids(), self.profile.clone());

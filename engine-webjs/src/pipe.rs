@@ -109,6 +109,16 @@ pub async fn launch(
     })
 }
 
+/// Waits a moment for a browser asked to close to exit, then kills it.
+pub async fn reap(child: &mut tokio::process::Child) {
+    if tokio::time::timeout(std::time::Duration::from_secs(5), child.wait())
+        .await
+        .is_err()
+    {
+        let _ = child.kill().await;
+    }
+}
+
 /// Accepts the one connection at `/devtools/<token>` (anything else is
 /// refused), stops listening, and relays until either side closes.
 pub async fn bridge<W, R>(listener: TcpListener, token: String, mut to_browser: W, from_browser: R)
@@ -143,13 +153,13 @@ where
     let (mut sink, mut stream) = ws.split();
     let commands = async {
         while let Some(Ok(msg)) = stream.next().await {
-            let bytes = match msg {
-                Message::Text(t) => t.as_str().as_bytes().to_vec(),
-                Message::Binary(b) => b.to_vec(),
+            let bytes: &[u8] = match &msg {
+                Message::Text(t) => t.as_str().as_bytes(),
+                Message::Binary(b) => b,
                 Message::Close(_) => return,
                 _ => continue,
             };
-            if to_browser.write_all(&bytes).await.is_err()
+            if to_browser.write_all(bytes).await.is_err()
                 || to_browser.write_all(&[0]).await.is_err()
                 || to_browser.flush().await.is_err()
             {
@@ -159,9 +169,8 @@ where
     };
     let replies = async {
         let mut reader = BufReader::new(from_browser);
-        let mut buf = Vec::new();
         loop {
-            buf.clear();
+            let mut buf = Vec::new();
             match reader.read_until(0, &mut buf).await {
                 Ok(0) | Err(_) => return,
                 Ok(_) => {}
@@ -169,7 +178,9 @@ where
             if buf.last() == Some(&0) {
                 buf.pop();
             }
-            let text = String::from_utf8_lossy(&buf).into_owned();
+            // DevTools speaks UTF-8 JSON: no copy unless it does not.
+            let text = String::from_utf8(buf)
+                .unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned());
             if sink.send(Message::Text(text.into())).await.is_err() {
                 return;
             }

@@ -195,12 +195,7 @@ pub fn from_supervisor(e: SupervisorError) -> ApiError {
             "session_live",
             "the session is live or queued: disconnect it first",
         ),
-        SupervisorError::Denied(d) => too_many(
-            d.reason,
-            d.wait,
-            (!d.is_hold()).then_some(d.block_until),
-            d.proxy.as_deref(),
-        ),
+        SupervisorError::Denied(d) => too_many(d.reason, d.wait, d.ends_at(), d.proxy.as_deref()),
     }
 }
 

@@ -144,7 +144,7 @@ impl SupervisorState {
                 Some(super::AdmissionStatus::Denied {
                     reason: d.reason,
                     wait_time_minutes: d.block_until.since(now).as_secs().div_ceil(60),
-                    block_until: (!d.is_hold()).then_some(d.block_until),
+                    block_until: d.ends_at(),
                     proxy: d.proxy.clone(),
                 })
             }
@@ -516,7 +516,7 @@ async fn stop_session(
 ) {
     attempts::cancel_pending(st, &id);
     if let Some(entry) = st.sessions.get_mut(&id) {
-        entry.breaker.cancel();
+        entry.breaker.reset();
     }
     if let Err(e) = st.save(&id, |r| r.desired = DesiredState::Stopped) {
         let _ = reply.send(Err(e));
@@ -680,7 +680,7 @@ fn on_session_changed(
     let ready = matches!(view.state, SessionState::Ready { .. });
     if ready {
         entry.reconnect_tries = 0;
-        entry.breaker.on_ready();
+        entry.breaker.reset();
     }
     entry.view = view;
     if ready {

@@ -92,6 +92,11 @@ impl Denial {
         self.proxy.is_some()
     }
 
+    /// When the refusal ends: `None` for a hold.
+    pub fn ends_at(&self) -> Option<Timestamp> {
+        (!self.is_hold()).then_some(self.block_until)
+    }
+
     /// Minutes to wait, rounded up (a 30 s wait is 1 minute, not 0).
     pub fn wait_minutes(&self) -> u64 {
         self.wait.as_secs().div_ceil(60)

@@ -72,7 +72,7 @@ pub(super) fn connect(
             Ok(ConnectOutcome::Denied {
                 reason: d.reason,
                 wait: d.wait,
-                block_until: (!d.is_hold()).then_some(d.block_until),
+                block_until: d.ends_at(),
                 proxy: d.proxy,
             })
         }
@@ -262,7 +262,7 @@ pub(super) fn schedule_recovery(
     entry.epoch += 1;
     let epoch = entry.epoch;
     let state = entry.breaker.state();
-    let failures = entry.breaker.status().map_or(0, |s| s.consecutive_failures);
+    let failures = entry.breaker.failures();
     tracing::warn!(
         tenant = %entry.record.tenant,
         session = %id,
@@ -333,7 +333,7 @@ pub(super) fn recover(
             // waits for a person.
             tracing::warn!(session = %id, reason = reason.as_str(), "automatic restore refused; left stopped");
             if let Some(entry) = st.sessions.get_mut(id) {
-                entry.breaker.cancel();
+                entry.breaker.reset();
             }
         }
         Ok(_) => {}

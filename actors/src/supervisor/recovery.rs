@@ -113,18 +113,19 @@ impl Breaker {
         self.next_try
     }
 
-    /// READY again: the breaker closes and the count starts over.
-    pub fn on_ready(&mut self) {
-        *self = Self::default();
-    }
-
-    /// Forgets any scheduled try (the session was stopped or deleted).
-    pub fn cancel(&mut self) {
+    /// Closes the breaker, forgets any scheduled try and starts the count
+    /// over: the session is READY again, or was stopped by hand.
+    pub fn reset(&mut self) {
         *self = Self::default();
     }
 
     pub fn state(&self) -> BreakerState {
         self.state
+    }
+
+    /// Local faults since the last reset.
+    pub fn failures(&self) -> u32 {
+        self.failures
     }
 
     /// `None` while nothing is wrong.
@@ -189,7 +190,7 @@ mod tests {
         assert_eq!(b.state(), BreakerState::Open);
         assert_eq!(again, at.plus(60 * S));
         assert!(b.take_due(again));
-        b.on_ready();
+        b.reset();
         assert_eq!(b.status(), None, "READY closes it and resets the count");
         assert_eq!(b.on_fault(&p, again), again.plus(S));
     }
