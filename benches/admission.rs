@@ -7,14 +7,13 @@ use centinela_actors::clock::{Clock, SystemClock};
 use centinela_actors::config::Config;
 use centinela_actors::engine::{EngineKind, EngineSet};
 use centinela_actors::ids::{SessionId, TenantId};
-use centinela_actors::ractor::{call, Actor};
 use centinela_actors::session::actor::SessionEnv;
 use centinela_actors::store::Store;
 use centinela_actors::supervisor::admission::{
     evaluate, Admission, AttemptKind, AttemptRequest, Outcome,
 };
 use centinela_actors::supervisor::ledger::{Ledger, LedgerEvent};
-use centinela_actors::supervisor::{NewSession, Supervisor, SupervisorArgs, SupervisorMsg};
+use centinela_actors::supervisor::{NewSession, Supervisor, SupervisorArgs};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -143,9 +142,7 @@ async fn bench_supervisor(config: Config, dir: &std::path::Path) {
         env,
         rng_seed: Some(1),
     };
-    let (sup, handle) = Actor::spawn(None, Supervisor, args)
-        .await
-        .expect("supervisor");
+    let (sup, handle) = Supervisor::spawn(args).await.expect("supervisor");
     let created = Instant::now();
     let mut ids = Vec::with_capacity(TENANTS);
     for i in 0..TENANTS {
@@ -156,9 +153,7 @@ async fn bench_supervisor(config: Config, dir: &std::path::Path) {
             user_agent: None,
             proxy: None,
         };
-        let view = call!(sup, |r| SupervisorMsg::Create { new, reply: r })
-            .expect("call")
-            .expect("create");
+        let view = sup.create(new).await.expect("create");
         ids.push(view.id);
     }
     println!(
@@ -170,11 +165,7 @@ async fn bench_supervisor(config: Config, dir: &std::path::Path) {
     for _ in 0..3 {
         for id in &ids {
             let t = Instant::now();
-            let _ = call!(sup, |r| SupervisorMsg::Connect {
-                id: id.clone(),
-                reply: r
-            })
-            .expect("call");
+            let _ = sup.connect(id.clone()).await;
             lat.push(t.elapsed());
         }
     }
@@ -188,7 +179,7 @@ async fn bench_supervisor(config: Config, dir: &std::path::Path) {
         percentile(&lat, 0.99),
         lat[lat.len() - 1]
     );
-    sup.stop(None);
+    let _ = sup.stop(Duration::from_secs(30)).await;
     let _ = handle.await;
 }
 

@@ -10,9 +10,8 @@ mod common;
 
 use centinela_actors::bus::BusEvent;
 use centinela_actors::ids::SessionId;
-use centinela_actors::ractor::call;
 use centinela_actors::session::SessionState;
-use centinela_actors::supervisor::{NewSession, SupervisorMsg};
+use centinela_actors::supervisor::NewSession;
 use centinela_engine_webjs::process;
 use common::browser::{engine_config, Centinela, Sim};
 use serde_json::json;
@@ -138,10 +137,7 @@ async fn round(sim: &Sim, n: usize, baseline: bool) -> Round {
             user_agent: baseline.then(|| WWEBJS_UA.to_owned()),
             proxy: None,
         };
-        let id = call!(c.sup, |r| SupervisorMsg::Create { new, reply: r })
-            .expect("call")
-            .expect("create")
-            .id;
+        let id = c.sup.create(new).await.expect("create").id;
         let t = Instant::now();
         c.connect(&id).await;
         let SessionState::Qr { code, .. } = next_state(&mut rx, &id, "QR").await else {

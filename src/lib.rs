@@ -9,7 +9,6 @@ use centinela_actors::bus::Bus;
 use centinela_actors::clock::{SharedClock, SystemClock};
 use centinela_actors::config::Config;
 use centinela_actors::engine::{EngineKind, EngineSet};
-use centinela_actors::ractor::Actor;
 use centinela_actors::session::actor::SessionEnv;
 use centinela_actors::store::{Store, StoreError};
 use centinela_actors::supervisor::{Supervisor, SupervisorArgs};
@@ -140,7 +139,7 @@ pub async fn run(
         env,
         rng_seed: None,
     };
-    let (supervisor, handle) = Actor::spawn(None, Supervisor, args)
+    let (supervisor, handle) = Supervisor::spawn(args)
         .await
         .map_err(|e| RunError::Supervisor(e.to_string()))?;
     let auth = centinela_web::auth::Auth::new(
@@ -153,7 +152,7 @@ pub async fn run(
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let (outbox, outbox_task) = centinela_actors::messaging::Outbox::start(
         Arc::new(store.clone()),
-        Some(supervisor.clone()),
+        Some(Arc::new(supervisor.clone())),
     );
     let (campaigns, campaigns_task) = centinela_actors::messaging::Campaigns::start(
         Arc::new(store.clone()),
@@ -232,9 +231,7 @@ pub async fn run(
             shutdown.await;
             tracing::info!("shutting down: stopping sessions");
             let _ = stop_tx.send(true);
-            let _ = supervisor
-                .stop_and_wait(Some("shutdown".into()), Some(timeout))
-                .await;
+            let _ = supervisor.stop(timeout).await;
         })
     };
     let drain_limit = {
@@ -260,12 +257,7 @@ pub async fn run(
     if !*stop_rx.borrow() {
         // The server ended on its own (an I/O error): stop the sessions anyway.
         stopping.abort();
-        let _ = supervisor
-            .stop_and_wait(
-                Some("shutdown".into()),
-                Some(config.server.shutdown_timeout),
-            )
-            .await;
+        let _ = supervisor.stop(config.server.shutdown_timeout).await;
     } else {
         let _ = stopping.await;
     }

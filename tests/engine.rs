@@ -7,8 +7,8 @@ mod common;
 use centinela_actors::bus::{BusEvent, MessageEvent, TransitionEvent};
 use centinela_actors::engine::EngineError;
 use centinela_actors::ids::SessionId;
-use centinela_actors::session::{DisconnectReason, Refusal, SessionState};
-use centinela_actors::supervisor::{ConnectOutcome, SupervisorError, SupervisorMsg};
+use centinela_actors::session::{DisconnectReason, SessionState};
+use centinela_actors::supervisor::{ConnectOutcome, SupervisorError};
 use centinela_web::sim::SimOptions;
 use common::browser::{
     browser_main_pid, browser_slot, chromium_processes_under, engine_config, ready_session,
@@ -233,13 +233,11 @@ async fn whatsapps_verdicts_map_to_their_reasons() {
                 other => panic!("a refused path holds the tenant: {other:?}"),
             }
             let tenant = centinela_actors::ids::TenantId::new(format!("tenant{n}")).expect("id");
-            let was = centinela_actors::ractor::call!(c.sup, |r| SupervisorMsg::Unblock {
-                tenant,
-                by: "admin".into(),
-                reply: r
-            })
-            .expect("call")
-            .expect("unblock");
+            let was = c
+                .sup
+                .unblock(tenant, "admin".into())
+                .await
+                .expect("unblock");
             assert!(was, "the hold was in force");
             assert!(matches!(
                 c.connect(&id).await,
@@ -260,12 +258,7 @@ async fn our_logout_unpairs_the_device_on_whatsapps_side() {
     let mut rx = c.bus.subscribe();
     let id = ready_session(&c, &sim, &mut rx, "clinic", "5491122334455").await;
     let device = sim.device_of("5491122334455").await.expect("device");
-    centinela_actors::ractor::call!(c.sup, |r| SupervisorMsg::Logout {
-        id: id.clone(),
-        reply: r
-    })
-    .expect("call")
-    .expect("logout");
+    c.sup.logout(id.clone()).await.expect("logout");
     let seen = wait_for(&mut rx, &id, "DISCONNECTED").await;
     assert_eq!(
         seen.last().and_then(|t| t.reason),
@@ -461,13 +454,7 @@ async fn send(
     to: &str,
     text: &str,
 ) -> Result<String, SupervisorError> {
-    centinela_actors::ractor::call!(c.sup, |r| SupervisorMsg::SendText {
-        id: id.clone(),
-        to: to.into(),
-        text: text.into(),
-        reply: r,
-    })
-    .expect("call")
+    c.sup.send_text(id.clone(), to.into(), text.into()).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -696,20 +683,10 @@ async fn a_pairing_code_links_without_a_scan_and_is_limited_per_number() {
     let phone = "5491122334466";
     let code_for = |phone: &'static str| {
         let (sup, id) = (c.sup.clone(), id.clone());
-        async move {
-            centinela_actors::ractor::call!(sup, |r| SupervisorMsg::PairingCode {
-                id,
-                phone: phone.into(),
-                reply: r
-            })
-            .expect("call")
-        }
+        async move { sup.pairing_code(id, phone.into()).await }
     };
     // Not showing a QR: refused before anything is asked of WhatsApp.
-    assert_eq!(
-        code_for(phone).await,
-        Err(SupervisorError::Refused(Refusal::NotShowingQr))
-    );
+    assert_eq!(code_for(phone).await, Err(SupervisorError::NotShowingQr));
     c.connect(&id).await;
     wait_for(&mut rx, &id, "QR").await;
     let first = code_for(phone).await.expect("a code");

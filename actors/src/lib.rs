@@ -1,9 +1,10 @@
 //! Centinela's domain: tenant session actors and their state machine, the root
 //! supervisor, the engines that drive WhatsApp, and the store.
 //!
-//! The web crate talks to this crate only through actor messages
-//! ([`supervisor::SupervisorMsg`]) and the read types it exports; it never
-//! touches redb or a browser.
+//! The web crate talks to the supervisor only through its typed handle
+//! ([`supervisor::Supervisor`], one async method per command), and to the
+//! data through the store's accessors and the messaging handles; it never
+//! touches redb or a browser, and ractor is not part of its vocabulary.
 
 pub mod bus;
 pub mod clock;
@@ -15,5 +16,3 @@ pub mod proxy;
 pub mod session;
 pub mod store;
 pub mod supervisor;
-
-pub use ractor;

@@ -7,13 +7,10 @@ use centinela::config::Config;
 use centinela_actors::bus::{Bus, BusEvent, TransitionEvent};
 use centinela_actors::clock::SystemClock;
 use centinela_actors::ids::{SessionId, TenantId};
-use centinela_actors::ractor::{call, Actor, ActorRef};
 use centinela_actors::session::actor::SessionEnv;
 use centinela_actors::session::SessionView;
 use centinela_actors::store::Store;
-use centinela_actors::supervisor::{
-    ConnectOutcome, NewSession, Supervisor, SupervisorArgs, SupervisorMsg,
-};
+use centinela_actors::supervisor::{ConnectOutcome, NewSession, Supervisor, SupervisorArgs};
 use centinela_web::sim::SimOptions;
 use serde_json::Value;
 use std::net::SocketAddr;
@@ -157,7 +154,7 @@ pub fn engine_config(data_dir: &Path, wa_url: &str) -> Config {
 
 /// A supervisor with the real webjs engine.
 pub struct Centinela {
-    pub sup: ActorRef<SupervisorMsg>,
+    pub sup: Supervisor,
     pub bus: Bus,
 }
 
@@ -180,17 +177,12 @@ impl Centinela {
             env,
             rng_seed: Some(3),
         };
-        let (sup, _) = Actor::spawn(None, Supervisor, args)
-            .await
-            .expect("supervisor");
+        let (sup, _) = Supervisor::spawn(args).await.expect("supervisor");
         Centinela { sup, bus }
     }
 
     pub async fn stop(self) {
-        self.sup
-            .stop_and_wait(None, Some(WAIT))
-            .await
-            .expect("supervisor stops");
+        self.sup.stop(WAIT).await.expect("supervisor stops");
     }
 
     pub async fn create(&self, tenant: &str) -> SessionId {
@@ -206,28 +198,15 @@ impl Centinela {
             user_agent: None,
             proxy,
         };
-        call!(self.sup, |r| SupervisorMsg::Create { new, reply: r })
-            .expect("call")
-            .expect("create")
-            .id
+        self.sup.create(new).await.expect("create").id
     }
 
     pub async fn connect(&self, id: &SessionId) -> ConnectOutcome {
-        call!(self.sup, |r| SupervisorMsg::Connect {
-            id: id.clone(),
-            reply: r
-        })
-        .expect("call")
-        .expect("connect")
+        self.sup.connect(id.clone()).await.expect("connect")
     }
 
     pub async fn get(&self, id: &SessionId) -> SessionView {
-        call!(self.sup, |r| SupervisorMsg::Get {
-            id: id.clone(),
-            reply: r
-        })
-        .expect("call")
-        .expect("get")
+        self.sup.get(id.clone()).await.expect("get")
     }
 }
 

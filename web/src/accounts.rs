@@ -4,7 +4,7 @@
 
 use crate::auth::routes::user_json;
 use crate::auth::{check_password_policy, hash_password, Caller};
-use crate::error::{from_account, from_store, ApiError};
+use crate::error::ApiError;
 use crate::extract::AppJson;
 use crate::openapi::{Access, Doc, Routes};
 use crate::AppState;
@@ -13,9 +13,7 @@ use axum::http::StatusCode;
 use axum::routing::{delete, get};
 use axum::Json;
 use centinela_actors::ids::{TenantId, UserId};
-use centinela_actors::ractor::call;
 use centinela_actors::store::{ApiKeyRecord, Role, TenantRecord, UserRecord};
-use centinela_actors::supervisor::SupervisorMsg;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
@@ -117,8 +115,7 @@ fn existing_tenant(state: &AppState, caller: &Caller, raw: &str) -> Result<Tenan
     state
         .auth
         .store()
-        .tenant(&id)
-        .map_err(from_store)?
+        .tenant(&id)?
         .ok_or_else(|| ApiError::NotFound(format!("tenant {id} not found")))
 }
 
@@ -147,11 +144,7 @@ async fn create_tenant(
         name: name.to_owned(),
         created_at: state.auth.now(),
     };
-    state
-        .auth
-        .store()
-        .create_tenant(&record)
-        .map_err(from_account)?;
+    state.auth.store().create_tenant(&record)?;
     tracing::info!(tenant = %record.id, by = %caller.name(), "tenant created");
     Ok((StatusCode::CREATED, Json(tenant_json(&record))))
 }
@@ -161,7 +154,7 @@ async fn list_tenants(
     caller: Caller,
 ) -> Result<Json<Value>, ApiError> {
     caller.require_admin()?;
-    let tenants = state.auth.store().tenants().map_err(from_store)?;
+    let tenants = state.auth.store().tenants()?;
     Ok(Json(
         json!({ "tenants": tenants.iter().map(tenant_json).collect::<Vec<_>>() }),
     ))
@@ -183,23 +176,8 @@ async fn delete_tenant(
 ) -> Result<StatusCode, ApiError> {
     caller.require_admin()?;
     let tenant = existing_tenant(&state, &caller, &id)?;
-    let t = Some(tenant.id.clone());
-    let sessions = call!(state.supervisor, |r| SupervisorMsg::List {
-        tenant: t,
-        reply: r
-    })
-    .map_err(|e| ApiError::Unavailable(e.to_string()))?;
-    for s in sessions {
-        let id = s.id.clone();
-        let out = call!(state.supervisor, |r| SupervisorMsg::Delete { id, reply: r })
-            .map_err(|e| ApiError::Unavailable(e.to_string()))?;
-        out.map_err(crate::sessions::from_supervisor)?;
-    }
-    state
-        .auth
-        .store()
-        .delete_tenant(&tenant.id)
-        .map_err(from_account)?;
+    state.supervisor.delete_tenant(tenant.id.clone()).await?;
+    state.auth.store().delete_tenant(&tenant.id)?;
     tracing::info!(tenant = %tenant.id, by = %caller.name(), "tenant deleted");
     Ok(StatusCode::NO_CONTENT)
 }
@@ -240,11 +218,7 @@ async fn list_keys(
     Path(id): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
     let tenant = existing_tenant(&state, &caller, &id)?;
-    let keys = state
-        .auth
-        .store()
-        .api_keys(&tenant.id)
-        .map_err(from_store)?;
+    let keys = state.auth.store().api_keys(&tenant.id)?;
     Ok(Json(
         json!({ "api_keys": keys.iter().map(key_json).collect::<Vec<_>>() }),
     ))
@@ -262,8 +236,7 @@ async fn revoke_key(
     let found = state
         .auth
         .store()
-        .revoke_api_key(&tenant.id, &key, state.auth.now())
-        .map_err(from_account)?;
+        .revoke_api_key(&tenant.id, &key, state.auth.now())?;
     if !found {
         return Err(ApiError::NotFound(format!("api key {key} not found")));
     }
@@ -302,7 +275,7 @@ async fn create_user(
         (Role::Admin, None) => None,
         (Role::Tenant, Some(t)) => {
             let t = tenant_id(&t)?;
-            if state.auth.store().tenant(&t).map_err(from_store)?.is_none() {
+            if state.auth.store().tenant(&t)?.is_none() {
                 return Err(ApiError::bad_request(
                     "unknown_tenant",
                     format!("tenant {t} does not exist"),
@@ -326,11 +299,7 @@ async fn create_user(
         created_at: state.auth.now(),
         password_version: 0,
     };
-    state
-        .auth
-        .store()
-        .create_user(&user)
-        .map_err(from_account)?;
+    state.auth.store().create_user(&user)?;
     tracing::info!(user = %user.username, by = %caller.name(), "user created");
     Ok((StatusCode::CREATED, Json(user_json(&user))))
 }
@@ -340,7 +309,7 @@ async fn list_users(
     caller: Caller,
 ) -> Result<Json<Value>, ApiError> {
     caller.require_admin()?;
-    let users = state.auth.store().users().map_err(from_store)?;
+    let users = state.auth.store().users()?;
     Ok(Json(
         json!({ "users": users.iter().map(user_json).collect::<Vec<_>>() }),
     ))
@@ -357,7 +326,7 @@ async fn get_user(
 ) -> Result<Json<Value>, ApiError> {
     caller.require_admin()?;
     let id = user_id(&id)?;
-    let user = state.auth.store().user(&id).map_err(from_store)?;
+    let user = state.auth.store().user(&id)?;
     let user = user.ok_or_else(|| ApiError::NotFound(format!("user {id} not found")))?;
     Ok(Json(user_json(&user)))
 }
@@ -377,7 +346,7 @@ async fn delete_user(
             ));
         }
     }
-    if !state.auth.store().delete_user(&id).map_err(from_account)? {
+    if !state.auth.store().delete_user(&id)? {
         return Err(ApiError::NotFound(format!("user {id} not found")));
     }
     tracing::info!(user = %id, by = %caller.name(), "user deleted");

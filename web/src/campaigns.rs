@@ -13,7 +13,6 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::routing::{get, post};
 use axum::Json;
-use centinela_actors::messaging::campaigns::CampaignError;
 use centinela_actors::store::{CampaignRecord, CampaignStatus, Recipient};
 use serde::Deserialize;
 use serde_json::{json, Value};
@@ -51,18 +50,6 @@ fn campaign_json(c: &CampaignRecord) -> Value {
         "status": c.status, "total": c.recipients.len(), "queued_so_far": c.next, "sent": c.sent, "failed": c.failed,
         "created_at": c.created_at, "updated_at": c.updated_at,
     })
-}
-
-fn from_campaign(e: CampaignError) -> ApiError {
-    match e {
-        CampaignError::NotFound(id) => ApiError::NotFound(format!("campaign {id} not found")),
-        CampaignError::State(why) => ApiError::conflict("campaign_state", why),
-        CampaignError::Limit(n) => ApiError::conflict(
-            "campaign_limit",
-            format!("at most {n} campaigns may run at once"),
-        ),
-        CampaignError::Store(e) => ApiError::Internal(e.to_string()),
-    }
 }
 
 #[derive(Deserialize)]
@@ -120,7 +107,7 @@ async fn create(
         created_at: now,
         updated_at: now,
     };
-    state.campaigns.create(&c).map_err(from_campaign)?;
+    state.campaigns.create(&c)?;
     Ok((StatusCode::CREATED, Json(campaign_json(&c))))
 }
 
@@ -132,7 +119,7 @@ async fn owned(
     cid: &str,
 ) -> Result<CampaignRecord, ApiError> {
     let d = visible(state, caller, id).await?;
-    let c = state.campaigns.get(cid).map_err(from_campaign)?;
+    let c = state.campaigns.get(cid)?;
     if c.session != d.view.id {
         return Err(ApiError::NotFound(format!("campaign {cid} not found")));
     }
@@ -145,7 +132,7 @@ async fn list(
     Path(id): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
     let d = visible(&state, &caller, &id).await?;
-    let all = state.campaigns.list().map_err(from_campaign)?;
+    let all = state.campaigns.list()?;
     let mine: Vec<Value> = all
         .iter()
         .filter(|c| c.session == d.view.id)
@@ -178,7 +165,7 @@ async fn change(
         "cancel" => state.campaigns.cancel(cid).await,
         _ => state.campaigns.run(cid).await,
     };
-    Ok(Json(campaign_json(&c.map_err(from_campaign)?)))
+    Ok(Json(campaign_json(&c?)))
 }
 
 /// Start (from draft) and resume (from paused) are one operation.

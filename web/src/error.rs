@@ -1,11 +1,25 @@
 //! The one error type of the HTTP layer and its mapping to a status, done
 //! once: `{"error":{"code","message"}}` with a stable machine-readable code.
-//! 5xx causes are logged, never returned.
+//! The domain's errors (supervisor, store, accounts, campaigns, outbox)
+//! convert with `From`, so handlers end in a bare `?`; a 5xx keeps its
+//! source error, which is logged with its whole chain, never returned.
+//! It does not decide policy: a 429's fields come from the denial.
 
 use axum::http::{HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
+use centinela_actors::clock::Timestamp;
+use centinela_actors::engine::EngineError;
+use centinela_actors::messaging::campaigns::CampaignError;
+use centinela_actors::messaging::OutboxError;
+use centinela_actors::store::{AccountError, StoreError};
+use centinela_actors::supervisor::admission::{Denial, DenyReason};
+use centinela_actors::supervisor::SupervisorError;
 use serde_json::json;
+use std::time::Duration;
+
+/// The cause behind a 5xx, kept for the log.
+pub type Cause = Box<dyn std::error::Error + Send + Sync + 'static>;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
@@ -37,9 +51,9 @@ pub enum ApiError {
     #[error("request body too large")]
     PayloadTooLarge,
     #[error("service unavailable: {0}")]
-    Unavailable(String),
+    Unavailable(#[source] Cause),
     #[error("internal error")]
-    Internal(String),
+    Internal(#[source] Cause),
 }
 
 impl ApiError {
@@ -52,6 +66,16 @@ impl ApiError {
 
     pub fn unauthorized() -> Self {
         ApiError::Unauthorized
+    }
+
+    /// A 500 caused by `e` (logged, not shown).
+    pub fn internal(e: impl Into<Cause>) -> Self {
+        ApiError::Internal(e.into())
+    }
+
+    /// A 503 caused by `e` (its message is shown).
+    pub fn unavailable(e: impl Into<Cause>) -> Self {
+        ApiError::Unavailable(e.into())
     }
 
     pub fn conflict(code: &'static str, message: impl Into<String>) -> Self {
@@ -81,8 +105,12 @@ impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let (status, code) = self.status_and_code();
         match &self {
-            ApiError::Internal(cause) => tracing::error!(cause, "request failed"),
-            ApiError::Unavailable(cause) => tracing::warn!(cause, "request refused: unavailable"),
+            ApiError::Internal(cause) => {
+                tracing::error!(cause = %chain(cause.as_ref()), "request failed")
+            }
+            ApiError::Unavailable(cause) => {
+                tracing::warn!(cause = %chain(cause.as_ref()), "request refused: unavailable")
+            }
             _ => {}
         }
         let mut error = json!({"code": code, "message": self.to_string()});
@@ -109,24 +137,140 @@ impl IntoResponse for ApiError {
     }
 }
 
-/// Maps account-store errors: duplicates are 409, the rest internal.
-pub fn from_account(e: centinela_actors::store::AccountError) -> ApiError {
-    use centinela_actors::store::AccountError;
-    match e {
-        AccountError::Exists(what) => {
-            ApiError::conflict("already_exists", format!("{what} already exists"))
+/// An error and its sources, `outer: inner: innermost`.
+fn chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut out = e.to_string();
+    let mut next = e.source();
+    while let Some(cause) = next {
+        out.push_str(": ");
+        out.push_str(&cause.to_string());
+        next = cause.source();
+    }
+    out
+}
+
+/// Duplicates are 409, missing records 404, the rest internal.
+impl From<AccountError> for ApiError {
+    fn from(e: AccountError) -> Self {
+        match e {
+            AccountError::Exists(what) => {
+                ApiError::conflict("already_exists", format!("{what} already exists"))
+            }
+            AccountError::NotFound(what) => ApiError::NotFound(format!("{what} not found")),
+            AccountError::Store(e) => e.into(),
         }
-        AccountError::NotFound(what) => ApiError::NotFound(format!("{what} not found")),
-        AccountError::Store(e) => ApiError::Internal(e.to_string()),
     }
 }
 
-/// Maps store errors (always internal).
-pub fn from_store(e: centinela_actors::store::StoreError) -> ApiError {
-    ApiError::Internal(e.to_string())
+impl From<StoreError> for ApiError {
+    fn from(e: StoreError) -> Self {
+        ApiError::internal(e)
+    }
+}
+
+impl From<serde_json::Error> for ApiError {
+    fn from(e: serde_json::Error) -> Self {
+        ApiError::internal(e)
+    }
+}
+
+impl From<OutboxError> for ApiError {
+    fn from(e: OutboxError) -> Self {
+        ApiError::unavailable(e)
+    }
+}
+
+impl From<CampaignError> for ApiError {
+    fn from(e: CampaignError) -> Self {
+        match e {
+            CampaignError::NotFound(id) => ApiError::NotFound(format!("campaign {id} not found")),
+            CampaignError::State(why) => ApiError::conflict("campaign_state", why),
+            CampaignError::Limit(n) => ApiError::conflict(
+                "campaign_limit",
+                format!("at most {n} campaigns may run at once"),
+            ),
+            CampaignError::Store(e) => e.into(),
+        }
+    }
+}
+
+/// One place maps supervisor errors to statuses.
+impl From<SupervisorError> for ApiError {
+    fn from(e: SupervisorError) -> Self {
+        match e {
+            SupervisorError::NotFound(id) => ApiError::NotFound(format!("session {id} not found")),
+            SupervisorError::NotShowingQr => {
+                ApiError::conflict("not_showing_qr", "the session is not showing a QR")
+            }
+            SupervisorError::Engine(EngineError::NotReady) => {
+                ApiError::conflict("not_ready", "the session is not READY")
+            }
+            e @ (SupervisorError::Engine(_) | SupervisorError::Unavailable) => {
+                ApiError::unavailable(e)
+            }
+            SupervisorError::Store(e) => e.into(),
+            SupervisorError::Live => ApiError::conflict(
+                "session_live",
+                "the session is live or queued: disconnect it first",
+            ),
+            SupervisorError::Denied(d) => d.into(),
+        }
+    }
+}
+
+impl From<Denial> for ApiError {
+    fn from(d: Denial) -> Self {
+        too_many(d.reason, d.wait, d.ends_at(), d.proxy.as_deref())
+    }
+}
+
+/// A 429 with seed 003's fields and `Retry-After`. A hold (a refused
+/// proxy) has no end time: `block_until` is null and `proxy` names the path.
+pub fn too_many(
+    reason: DenyReason,
+    wait: Duration,
+    block_until: Option<Timestamp>,
+    proxy: Option<&str>,
+) -> ApiError {
+    let minutes = wait.as_secs().div_ceil(60);
+    let retry = match reason {
+        DenyReason::Capacity => 30,
+        // Nothing changes by waiting; ask again in an hour at most.
+        DenyReason::ProxyBlock => 3600,
+        _ => wait.as_secs().max(1),
+    };
+    let message = match proxy {
+        Some(p) => format!(
+            "WhatsApp refused this tenant's network path {p} (PROXYBLOCK): connections through it are held until the session's proxy is changed or an admin unblocks the tenant"
+        ),
+        None => format!(
+            "connection refused by the anti-ban policy: {}",
+            reason.as_str()
+        ),
+    };
+    let mut details = json!({
+        "reason": reason,
+        "wait_time_minutes": minutes,
+        "block_until": block_until,
+    });
+    if let Some(p) = proxy {
+        details["proxy"] = json!(p);
+    }
+    ApiError::TooManyRequests {
+        code: reason.as_str(),
+        message,
+        retry_after_secs: retry,
+        details,
+    }
 }
 
 /// The fallback for unknown routes.
 pub async fn not_found() -> ApiError {
     ApiError::NotFound("no such route".into())
+}
+
+impl From<tokio::task::JoinError> for ApiError {
+    fn from(e: tokio::task::JoinError) -> Self {
+        ApiError::internal(e)
+    }
 }

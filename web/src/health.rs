@@ -4,15 +4,12 @@
 use crate::auth::Caller;
 use crate::error::ApiError;
 use crate::openapi::{Access, Doc, Routes};
-use crate::sessions::unavailable;
 use crate::AppState;
 use axum::extract::State;
 use axum::http::header;
 use axum::response::IntoResponse;
 use axum::routing::get;
 use axum::Json;
-use centinela_actors::ractor::call;
-use centinela_actors::supervisor::SupervisorMsg;
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
 use std::sync::atomic::Ordering;
@@ -68,13 +65,8 @@ async fn health(State(state): State<AppState>) -> Json<Value> {
 /// Sessions by state, the admission queue's length, and the circuit
 /// breakers of sessions being restored after a local fault, by state.
 async fn by_state(state: &AppState) -> Result<Counts, ApiError> {
-    let all = call!(state.supervisor, |r| SupervisorMsg::DescribeAll {
-        tenant: None,
-        reply: r
-    })
-    .map_err(unavailable)?;
-    let queue =
-        call!(state.supervisor, |r| SupervisorMsg::Queue { reply: r }).map_err(unavailable)?;
+    let all = state.supervisor.describe_all(None).await?;
+    let queue = state.supervisor.queue().await?;
     let mut counts = BTreeMap::new();
     let mut breakers = BTreeMap::new();
     for d in &all {

@@ -28,8 +28,7 @@ pub mod ws;
 use axum::extract::DefaultBodyLimit;
 use axum::Router;
 use centinela_actors::clock::SharedClock;
-use centinela_actors::ractor::ActorRef;
-use centinela_actors::supervisor::SupervisorMsg;
+use centinela_actors::supervisor::Supervisor;
 use std::sync::Arc;
 
 pub use error::ApiError;
@@ -44,7 +43,7 @@ pub struct WebConfig {
 /// What every handler can reach.
 #[derive(Clone)]
 pub struct AppState {
-    pub supervisor: ActorRef<SupervisorMsg>,
+    pub supervisor: Supervisor,
     pub clock: SharedClock,
     pub auth: Arc<auth::Auth>,
     pub hub: hub::Hub,

@@ -168,11 +168,7 @@ async fn send_message(
         engine_id: None,
         error: None,
     };
-    let stored = state
-        .outbox
-        .accept(record)
-        .await
-        .map_err(|e| ApiError::Unavailable(e.to_string()))?;
+    let stored = state.outbox.accept(record).await?;
     Ok((StatusCode::ACCEPTED, Json(message_json(&stored))))
 }
 
@@ -187,11 +183,7 @@ async fn get_message(
     Path((id, mid)): Path<(String, String)>,
 ) -> Result<Json<Value>, ApiError> {
     let d = visible(&state, &caller, &id).await?;
-    let m = state
-        .auth
-        .store()
-        .message(&mid)
-        .map_err(crate::error::from_store)?;
+    let m = state.auth.store().message(&mid)?;
     let m = m
         .filter(|m| m.session == d.view.id)
         .ok_or_else(|| ApiError::NotFound(format!("message {mid} not found")))?;
@@ -216,8 +208,7 @@ async fn list_messages(
     let page = state
         .auth
         .store()
-        .messages(&d.view.id, limit, p.before.as_deref())
-        .map_err(crate::error::from_store)?;
+        .messages(&d.view.id, limit, p.before.as_deref())?;
     let next = (page.len() == limit)
         .then(|| page.last().map(|m| m.id.clone()))
         .flatten();
@@ -241,11 +232,7 @@ async fn inbox(
 ) -> Result<Json<Value>, ApiError> {
     let d = visible(&state, &caller, &id).await?;
     let limit = p.limit.unwrap_or(50).clamp(1, 500);
-    let page = state
-        .auth
-        .store()
-        .incoming(&d.view.id, limit, p.before)
-        .map_err(crate::error::from_store)?;
+    let page = state.auth.store().incoming(&d.view.id, limit, p.before)?;
     let next = (page.len() == limit)
         .then(|| page.last().map(|m| m.seq))
         .flatten();

@@ -55,7 +55,7 @@ pub async fn qr(
 }
 
 fn code(data: &str) -> Result<QrCode, ApiError> {
-    QrCode::new(data.as_bytes()).map_err(|e| ApiError::Internal(format!("qr encoding: {e}")))
+    QrCode::new(data.as_bytes()).map_err(ApiError::internal)
 }
 
 pub fn render_svg(data: &str) -> Result<String, ApiError> {
@@ -86,16 +86,14 @@ pub fn render_png(data: &str) -> Result<Vec<u8>, ApiError> {
     }
     let mut out = Vec::new();
     {
-        let side = u32::try_from(side).map_err(|e| ApiError::Internal(e.to_string()))?;
+        let side = u32::try_from(side).map_err(ApiError::internal)?;
         let mut encoder = png::Encoder::new(&mut out, side, side);
         encoder.set_color(png::ColorType::Grayscale);
         encoder.set_depth(png::BitDepth::Eight);
-        let mut writer = encoder
-            .write_header()
-            .map_err(|e| ApiError::Internal(e.to_string()))?;
+        let mut writer = encoder.write_header().map_err(ApiError::internal)?;
         writer
             .write_image_data(&pixels)
-            .map_err(|e| ApiError::Internal(e.to_string()))?;
+            .map_err(ApiError::internal)?;
     }
     Ok(out)
 }

@@ -4,13 +4,10 @@
 use crate::auth::Caller;
 use crate::error::ApiError;
 use crate::openapi::{Access, Doc, Routes};
-use crate::sessions::{from_supervisor, unavailable};
 use crate::AppState;
 use axum::extract::{Path, Query, State};
 use axum::routing::{get, post};
 use axum::Json;
-use centinela_actors::ractor::call;
-use centinela_actors::supervisor::SupervisorMsg;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
@@ -89,28 +86,19 @@ async fn status(
     if !caller.is_admin() && tenant.is_none() {
         return Err(ApiError::Forbidden);
     }
-    let report = call!(state.supervisor, |r| SupervisorMsg::RateLimitStatus {
-        tenant,
-        reply: r
-    })
-    .map_err(unavailable)?;
+    let report = state.supervisor.rate_limit_status(tenant).await?;
     if asked.is_some() {
         // The seed's single-organization answer: global fields and the
         // organization's fields side by side.
-        let mut flat =
-            serde_json::to_value(&report.global).map_err(|e| ApiError::Internal(e.to_string()))?;
+        let mut flat = serde_json::to_value(&report.global)?;
         if let (Some(obj), Some(org)) = (flat.as_object_mut(), report.organizations.first()) {
-            if let Value::Object(fields) =
-                serde_json::to_value(org).map_err(|e| ApiError::Internal(e.to_string()))?
-            {
+            if let Value::Object(fields) = serde_json::to_value(org)? {
                 obj.extend(fields);
             }
         }
         return Ok(Json(flat));
     }
-    serde_json::to_value(&report)
-        .map(Json)
-        .map_err(|e| ApiError::Internal(e.to_string()))
+    Ok(Json(serde_json::to_value(&report)?))
 }
 
 async fn unblock(
@@ -121,13 +109,7 @@ async fn unblock(
     caller.require_admin()?;
     let tenant = crate::accounts::tenant_id(&id)?;
     let by = caller.name();
-    let was = call!(state.supervisor, |r| SupervisorMsg::Unblock {
-        tenant,
-        by,
-        reply: r
-    })
-    .map_err(unavailable)?
-    .map_err(from_supervisor)?;
+    let was = state.supervisor.unblock(tenant, by).await?;
     Ok(Json(json!({ "success": true, "was_blocked": was })))
 }
 
@@ -139,12 +121,6 @@ async fn reset_cooldown(
     caller.require_admin()?;
     let tenant = crate::accounts::tenant_id(&id)?;
     let by = caller.name();
-    let was = call!(state.supervisor, |r| SupervisorMsg::ResetCooldown {
-        tenant,
-        by,
-        reply: r
-    })
-    .map_err(unavailable)?
-    .map_err(from_supervisor)?;
+    let was = state.supervisor.reset_cooldown(tenant, by).await?;
     Ok(Json(json!({ "success": true, "was_cooling": was })))
 }

@@ -12,17 +12,12 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::Json;
-use centinela_actors::engine::{EngineError, EngineKind};
+use centinela_actors::engine::EngineKind;
 use centinela_actors::ids::SessionId;
-use centinela_actors::ractor::{call, ActorRef};
-use centinela_actors::session::{Refusal, SessionState};
-use centinela_actors::supervisor::admission::DenyReason;
-use centinela_actors::supervisor::{
-    ConnectOutcome, NewSession, SessionChange, SessionDetail, SupervisorError, SupervisorMsg,
-};
+use centinela_actors::session::SessionState;
+use centinela_actors::supervisor::{ConnectOutcome, NewSession, SessionChange, SessionDetail};
 use serde::Deserialize;
 use serde_json::{json, Value};
-use std::time::Duration;
 
 pub fn routes() -> Routes {
     const ONE: &[(u16, &str)] = &[
@@ -173,76 +168,6 @@ pub fn routes() -> Routes {
         )
 }
 
-/// One place maps supervisor errors to statuses.
-pub fn from_supervisor(e: SupervisorError) -> ApiError {
-    match e {
-        SupervisorError::NotFound(id) => ApiError::NotFound(format!("session {id} not found")),
-        SupervisorError::Refused(Refusal::SessionPaired) => {
-            ApiError::conflict("session_paired", "the session is paired and live")
-        }
-        SupervisorError::Refused(Refusal::NotShowingQr) => {
-            ApiError::conflict("not_showing_qr", "the session is not showing a QR")
-        }
-        SupervisorError::Engine(EngineError::NotReady) => {
-            ApiError::conflict("not_ready", "the session is not READY")
-        }
-        SupervisorError::Engine(e) => ApiError::Unavailable(e.to_string()),
-        SupervisorError::Store(e) => ApiError::Internal(e),
-        SupervisorError::Unavailable => {
-            ApiError::Unavailable("the session actor is unavailable".into())
-        }
-        SupervisorError::Live => ApiError::conflict(
-            "session_live",
-            "the session is live or queued: disconnect it first",
-        ),
-        SupervisorError::Denied(d) => too_many(d.reason, d.wait, d.ends_at(), d.proxy.as_deref()),
-    }
-}
-
-/// A 429 with seed 003's fields and `Retry-After`. A hold (a refused
-/// proxy) has no end time: `block_until` is null and `proxy` names the path.
-pub fn too_many(
-    reason: DenyReason,
-    wait: Duration,
-    block_until: Option<centinela_actors::clock::Timestamp>,
-    proxy: Option<&str>,
-) -> ApiError {
-    let minutes = wait.as_secs().div_ceil(60);
-    let retry = match reason {
-        DenyReason::Capacity => 30,
-        // Nothing changes by waiting; ask again in an hour at most.
-        DenyReason::ProxyBlock => 3600,
-        _ => wait.as_secs().max(1),
-    };
-    let message = match proxy {
-        Some(p) => format!(
-            "WhatsApp refused this tenant's network path {p} (PROXYBLOCK): connections through it are held until the session's proxy is changed or an admin unblocks the tenant"
-        ),
-        None => format!(
-            "connection refused by the anti-ban policy: {}",
-            reason.as_str()
-        ),
-    };
-    let mut details = json!({
-        "reason": reason,
-        "wait_time_minutes": minutes,
-        "block_until": block_until,
-    });
-    if let Some(p) = proxy {
-        details["proxy"] = json!(p);
-    }
-    ApiError::TooManyRequests {
-        code: reason.as_str(),
-        message,
-        retry_after_secs: retry,
-        details,
-    }
-}
-
-pub(crate) fn unavailable<E: std::fmt::Display>(e: E) -> ApiError {
-    ApiError::Unavailable(format!("supervisor: {e}"))
-}
-
 /// The API's JSON for a session.
 pub fn session_json(d: &SessionDetail) -> Value {
     let v = &d.view;
@@ -272,19 +197,13 @@ pub fn session_id(raw: &str) -> Result<SessionId, ApiError> {
     SessionId::new(raw).map_err(|e| ApiError::bad_request("invalid_session_id", e.to_string()))
 }
 
-async fn describe(sup: &ActorRef<SupervisorMsg>, id: SessionId) -> Result<SessionDetail, ApiError> {
-    call!(sup, |r| SupervisorMsg::Describe { id, reply: r })
-        .map_err(unavailable)?
-        .map_err(from_supervisor)
-}
-
 /// The session, if it exists and the caller may see it (403 before any data).
 pub async fn visible(
     state: &AppState,
     caller: &Caller,
     raw: &str,
 ) -> Result<SessionDetail, ApiError> {
-    let detail = describe(&state.supervisor, session_id(raw)?).await?;
+    let detail = state.supervisor.describe(session_id(raw)?).await?;
     caller.check_tenant(&detail.view.tenant)?;
     Ok(detail)
 }
@@ -361,15 +280,8 @@ async fn update(
         proxy: body.proxy,
     };
     let (id, by) = (d.view.id, caller.name());
-    call!(state.supervisor, |r| SupervisorMsg::Update {
-        id: id.clone(),
-        change,
-        by,
-        reply: r
-    })
-    .map_err(unavailable)?
-    .map_err(from_supervisor)?;
-    Ok(Json(session_json(&describe(&state.supervisor, id).await?)))
+    state.supervisor.update(id.clone(), change, by).await?;
+    Ok(Json(session_json(&state.supervisor.describe(id).await?)))
 }
 
 async fn create(
@@ -388,12 +300,7 @@ async fn create(
         }
     };
     caller.check_tenant(&tenant)?;
-    let exists = state
-        .auth
-        .store()
-        .tenant(&tenant)
-        .map_err(crate::error::from_store)?
-        .is_some();
+    let exists = state.auth.store().tenant(&tenant)?.is_some();
     if !exists {
         return Err(ApiError::bad_request(
             "unknown_tenant",
@@ -419,13 +326,8 @@ async fn create(
         user_agent: body.user_agent,
         proxy: body.proxy,
     };
-    let view = call!(state.supervisor, |r| SupervisorMsg::Create {
-        new,
-        reply: r
-    })
-    .map_err(unavailable)?
-    .map_err(from_supervisor)?;
-    let detail = describe(&state.supervisor, view.id).await?;
+    let view = state.supervisor.create(new).await?;
+    let detail = state.supervisor.describe(view.id).await?;
     Ok((StatusCode::CREATED, Json(session_json(&detail))))
 }
 
@@ -438,11 +340,7 @@ async fn list(State(state): State<AppState>, caller: Caller) -> Result<Json<Valu
     if !caller.is_admin() && tenant.is_none() {
         return Err(ApiError::Forbidden);
     }
-    let all = call!(state.supervisor, |r| SupervisorMsg::DescribeAll {
-        tenant,
-        reply: r
-    })
-    .map_err(unavailable)?;
+    let all = state.supervisor.describe_all(tenant).await?;
     Ok(Json(
         json!({ "sessions": all.iter().map(session_json).collect::<Vec<_>>() }),
     ))
@@ -462,10 +360,7 @@ async fn delete_one(
     Path(id): Path<String>,
 ) -> Result<StatusCode, ApiError> {
     let d = visible(&state, &caller, &id).await?;
-    let id = d.view.id;
-    call!(state.supervisor, |r| SupervisorMsg::Delete { id, reply: r })
-        .map_err(unavailable)?
-        .map_err(from_supervisor)?;
+    state.supervisor.delete(d.view.id).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -476,13 +371,8 @@ async fn connect(
 ) -> Result<Response, ApiError> {
     let d = visible(&state, &caller, &id).await?;
     let id = d.view.id;
-    let outcome = call!(state.supervisor, |r| SupervisorMsg::Connect {
-        id: id.clone(),
-        reply: r
-    })
-    .map_err(unavailable)?
-    .map_err(from_supervisor)?;
-    let detail = describe(&state.supervisor, id).await?;
+    let outcome = state.supervisor.connect(id.clone()).await?;
+    let detail = state.supervisor.describe(id).await?;
     match outcome {
         ConnectOutcome::AlreadyLive { .. } => Ok((
             StatusCode::OK,
@@ -506,7 +396,12 @@ async fn connect(
             wait,
             block_until,
             proxy,
-        } => Err(too_many(reason, wait, block_until, proxy.as_deref())),
+        } => Err(crate::error::too_many(
+            reason,
+            wait,
+            block_until,
+            proxy.as_deref(),
+        )),
     }
 }
 
@@ -518,19 +413,12 @@ async fn stop(
 ) -> Result<Json<Value>, ApiError> {
     let d = visible(state, caller, raw).await?;
     let id = d.view.id;
-    let out = if logout {
-        call!(state.supervisor, |r| SupervisorMsg::Logout {
-            id: id.clone(),
-            reply: r
-        })
+    if logout {
+        state.supervisor.logout(id.clone()).await?;
     } else {
-        call!(state.supervisor, |r| SupervisorMsg::Disconnect {
-            id: id.clone(),
-            reply: r
-        })
-    };
-    out.map_err(unavailable)?.map_err(from_supervisor)?;
-    Ok(Json(session_json(&describe(&state.supervisor, id).await?)))
+        state.supervisor.disconnect(id.clone()).await?;
+    }
+    Ok(Json(session_json(&state.supervisor.describe(id).await?)))
 }
 
 async fn disconnect(
@@ -554,13 +442,7 @@ async fn pairing_code(
 ) -> Result<Json<Value>, ApiError> {
     let phone = crate::messages::normalize_phone(&req.phone)?;
     let d = visible(&state, &caller, &id).await?;
-    let code = call!(state.supervisor, |r| SupervisorMsg::PairingCode {
-        id: d.view.id,
-        phone,
-        reply: r
-    })
-    .map_err(unavailable)?
-    .map_err(from_supervisor)?;
+    let code = state.supervisor.pairing_code(d.view.id, phone).await?;
     Ok(Json(json!({
         "code": code.code,
         "phone": code.phone,

@@ -5,7 +5,7 @@
 
 use crate::accounts::tenant_id;
 use crate::auth::{random_token, Caller};
-use crate::error::{from_store, ApiError};
+use crate::error::ApiError;
 use crate::extract::AppJson;
 use crate::openapi::{Access, Doc, Routes};
 use crate::AppState;
@@ -142,7 +142,7 @@ async fn set_target(
         url: url.clone(),
         secret: secret.clone(),
     };
-    state.auth.store().set_target(&target).map_err(from_store)?;
+    state.auth.store().set_target(&target)?;
     tracing::info!(tenant = %tenant, by = %caller.name(), "webhook set");
     Ok(Json(json!({ "url": url, "secret": secret })))
 }
@@ -153,7 +153,7 @@ async fn get_target(
     Path(id): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
     let tenant = own_tenant(&caller, &id)?;
-    let t = state.auth.store().target(&tenant).map_err(from_store)?;
+    let t = state.auth.store().target(&tenant)?;
     let t = t.ok_or_else(|| ApiError::NotFound("no webhook is set".into()))?;
     Ok(Json(
         json!({ "url": t.url, "secret_prefix": format!("{}…", t.secret.chars().take(4).collect::<String>()) }),
@@ -166,12 +166,7 @@ async fn delete_target(
     Path(id): Path<String>,
 ) -> Result<StatusCode, ApiError> {
     let tenant = own_tenant(&caller, &id)?;
-    if !state
-        .auth
-        .store()
-        .delete_target(&tenant)
-        .map_err(from_store)?
-    {
+    if !state.auth.store().delete_target(&tenant)? {
         return Err(ApiError::NotFound("no webhook is set".into()));
     }
     Ok(StatusCode::NO_CONTENT)
@@ -189,11 +184,7 @@ async fn list_deliveries(
     Query(f): Query<Filter>,
 ) -> Result<Json<Value>, ApiError> {
     let tenant = own_tenant(&caller, &id)?;
-    let list = state
-        .auth
-        .store()
-        .deliveries(&tenant, f.status)
-        .map_err(from_store)?;
+    let list = state.auth.store().deliveries(&tenant, f.status)?;
     Ok(Json(json!({ "deliveries": list })))
 }
 
@@ -203,11 +194,11 @@ async fn redeliver(
     Path((id, did)): Path<(String, String)>,
 ) -> Result<Json<Value>, ApiError> {
     let tenant = own_tenant(&caller, &id)?;
-    let d = state.auth.store().delivery(&did).map_err(from_store)?;
+    let d = state.auth.store().delivery(&did)?;
     let d = d
         .filter(|d| d.tenant == tenant)
         .ok_or_else(|| ApiError::NotFound(format!("delivery {did} not found")))?;
-    let d = state.webhooks.redeliver(d).map_err(from_store)?;
+    let d = state.webhooks.redeliver(d)?;
     Ok(Json(json!({ "delivery": d })))
 }
 
@@ -217,13 +208,7 @@ async fn get_auto_replies(
     Path(id): Path<String>,
 ) -> Result<Json<AutoReplyRules>, ApiError> {
     let tenant = own_tenant(&caller, &id)?;
-    Ok(Json(
-        state
-            .auth
-            .store()
-            .auto_replies(&tenant)
-            .map_err(from_store)?,
-    ))
+    Ok(Json(state.auth.store().auto_replies(&tenant)?))
 }
 
 async fn set_auto_replies(
@@ -246,11 +231,7 @@ async fn set_auto_replies(
             ));
         }
     }
-    state
-        .auth
-        .store()
-        .set_auto_replies(&tenant, &rules)
-        .map_err(from_store)?;
+    state.auth.store().set_auto_replies(&tenant, &rules)?;
     tracing::info!(tenant = %tenant, by = %caller.name(), enabled = rules.enabled, rules = rules.rules.len(), "auto-replies set");
     Ok(Json(rules))
 }

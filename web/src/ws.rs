@@ -11,7 +11,7 @@
 //! detect dead ones.
 
 use crate::auth::Caller;
-use crate::error::{from_store, ApiError};
+use crate::error::ApiError;
 use crate::hub::HubEvent;
 use crate::openapi::{Access, Doc, Routes};
 use crate::AppState;
@@ -235,8 +235,7 @@ async fn logs(
         centinela_actors::store::AuditRepo::audit_since(&store, since, limit)
     })
     .await
-    .map_err(|e| ApiError::Internal(e.to_string()))?
-    .map_err(from_store)?;
+    .map_err(ApiError::internal)??;
     let last_seq = entries.last().map_or(since, |e| e.seq);
     let visible: Vec<_> = entries
         .into_iter()

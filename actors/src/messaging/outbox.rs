@@ -1,11 +1,11 @@
 //! The outbox writer: one task that takes accept requests from any number of
 //! callers, writes them in batches — one durable commit for up to
 //! [`BATCH`] messages — and answers each caller only after its batch is on
-//! disk. Then it tells the supervisor which sessions have new messages.
+//! disk. Then it tells whoever listens ([`Notify`], the supervisor in the
+//! service) which sessions have new messages. It does not send anything.
 
+use crate::ids::SessionId;
 use crate::store::{MessageRecord, MessageRepo, StoreError};
-use crate::supervisor::SupervisorMsg;
-use ractor::ActorRef;
 use std::collections::BTreeSet;
 use std::sync::Arc;
 use tokio::sync::{mpsc, oneshot};
@@ -19,6 +19,11 @@ pub enum OutboxError {
     Closed,
     #[error("store failure: {0}")]
     Store(String),
+}
+
+/// Told which sessions have newly queued messages (the supervisor).
+pub trait Notify: Send + Sync + 'static {
+    fn messages_queued(&self, session: SessionId);
 }
 
 type Request = (
@@ -37,7 +42,7 @@ impl Outbox {
     /// newly queued messages.
     pub fn start(
         repo: Arc<dyn MessageRepo>,
-        notify: Option<ActorRef<SupervisorMsg>>,
+        notify: Option<Arc<dyn Notify>>,
     ) -> (Outbox, tokio::task::JoinHandle<()>) {
         let (tx, rx) = mpsc::channel(BATCH * 4);
         let task = tokio::spawn(run(rx, repo, notify));
@@ -59,7 +64,7 @@ impl Outbox {
 async fn run(
     mut rx: mpsc::Receiver<Request>,
     repo: Arc<dyn MessageRepo>,
-    notify: Option<ActorRef<SupervisorMsg>>,
+    notify: Option<Arc<dyn Notify>>,
 ) {
     while let Some(first) = rx.recv().await {
         let mut batch = vec![first];
@@ -80,9 +85,9 @@ async fn run(
                 for (m, reply) in stored.into_iter().zip(replies) {
                     let _ = reply.send(Ok(m));
                 }
-                if let Some(sup) = &notify {
+                if let Some(notify) = &notify {
                     for session in sessions {
-                        let _ = sup.cast(SupervisorMsg::MessagesQueued { session });
+                        notify.messages_queued(session);
                     }
                 }
             }

@@ -110,7 +110,7 @@ pub struct SessionArgs {
     pub engine: Option<Arc<dyn Engine>>,
     pub initial: SessionState,
     pub env: SessionEnv,
-    pub supervisor: Option<ActorRef<SupervisorMsg>>,
+    pub(crate) supervisor: Option<ActorRef<SupervisorMsg>>,
 }
 
 pub enum SessionMsg {

@@ -39,7 +39,7 @@ pub const SCHEMA_VERSION: u64 = 1;
 
 const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
 
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum StoreError {
     #[error("data directory {path} is in use by another Centinela process (the store is locked)")]
     Locked { path: PathBuf },

@@ -15,7 +15,7 @@ use crate::engine::EngineSet;
 use crate::ids::{SessionId, TenantId};
 use crate::session::actor::{PairingCode, PairingCodeError, SessionEnv};
 use crate::session::{
-    DisconnectReason, Refusal, SessionActor, SessionArgs, SessionMsg, SessionState, SessionView,
+    DisconnectReason, SessionActor, SessionArgs, SessionMsg, SessionState, SessionView,
 };
 use crate::store::{AuditEntry, AuditRepo, DesiredState, SessionRecord, SessionRepo};
 use ractor::{Actor, ActorId, ActorProcessingErr, ActorRef, RpcReplyPort, SupervisionEvent};
@@ -33,7 +33,7 @@ pub struct SupervisorArgs {
     pub rng_seed: Option<u64>,
 }
 
-pub struct Supervisor;
+pub(crate) struct SupervisorActor;
 
 pub(super) struct Pending {
     pub ticket: u64,
@@ -58,7 +58,7 @@ pub(super) struct Entry {
     pub breaker: Breaker,
 }
 
-pub struct SupervisorState {
+pub(crate) struct SupervisorState {
     pub(super) config: Config,
     pub(super) repo: Arc<dyn SessionRepo>,
     pub(super) audit: Arc<dyn AuditRepo>,
@@ -194,7 +194,7 @@ impl SupervisorState {
     }
 }
 
-impl Actor for Supervisor {
+impl Actor for SupervisorActor {
     type Msg = SupervisorMsg;
     type State = SupervisorState;
     type Arguments = SupervisorArgs;
@@ -238,7 +238,12 @@ impl Actor for Supervisor {
             SupervisorMsg::Create { new, reply } => {
                 let _ = reply.send(create(&myself, st, new).await);
             }
-            SupervisorMsg::Delete { id, reply } => delete(st, id, reply),
+            SupervisorMsg::Delete { id, reply } => {
+                if let Some(done) = delete(st, id, reply) {
+                    tokio::spawn(done);
+                }
+            }
+            SupervisorMsg::DeleteTenant { tenant, reply } => delete_tenant(st, tenant, reply),
             SupervisorMsg::Connect { id, reply } => {
                 let _ = reply.send(attempts::connect(
                     &myself,
@@ -474,37 +479,89 @@ async fn create(
     Ok(st.entry(&id)?.view.clone())
 }
 
+/// Removes a session from the registry and the store at once; answers
+/// `reply` when its actor has logged out and stopped, which the returned
+/// future does (run it off the supervisor: a browser can be slow).
 fn delete(
     st: &mut SupervisorState,
     id: SessionId,
     reply: RpcReplyPort<Result<(), SupervisorError>>,
+) -> Option<impl std::future::Future<Output = ()> + Send + 'static> {
+    match remove(st, &id) {
+        Err(e) => {
+            let _ = reply.send(Err(e));
+            None
+        }
+        Ok(stop) => Some(async move {
+            stop.await;
+            let _ = reply.send(Ok(()));
+        }),
+    }
+}
+
+/// Deletes every session of `tenant` in this one message: no create for
+/// the tenant can land between the listing and the deletes.
+fn delete_tenant(
+    st: &mut SupervisorState,
+    tenant: TenantId,
+    reply: RpcReplyPort<Result<usize, SupervisorError>>,
 ) {
-    attempts::cancel_pending(st, &id);
-    let Some(entry) = st.sessions.remove(&id) else {
-        let _ = reply.send(Err(SupervisorError::NotFound(id)));
-        return;
+    let mut ids: Vec<SessionId> = st
+        .sessions
+        .values()
+        .filter(|e| e.record.tenant == tenant)
+        .map(|e| e.record.id.clone())
+        .collect();
+    ids.sort();
+    let mut stops = Vec::with_capacity(ids.len());
+    for id in &ids {
+        match remove(st, id) {
+            Ok(stop) => stops.push(stop),
+            Err(e) => {
+                let _ = reply.send(Err(e));
+                tokio::spawn(futures::future::join_all(stops));
+                return;
+            }
+        }
+    }
+    tracing::info!(tenant = %tenant, sessions = ids.len(), "tenant's sessions deleted");
+    tokio::spawn(async move {
+        futures::future::join_all(stops).await;
+        let _ = reply.send(Ok(ids.len()));
+    });
+}
+
+/// Takes a session out of the registry and the store (the registry keeps
+/// it when the store refuses); the returned future logs its actor out and
+/// stops it.
+fn remove(
+    st: &mut SupervisorState,
+    id: &SessionId,
+) -> Result<impl std::future::Future<Output = ()> + Send + 'static, SupervisorError> {
+    attempts::cancel_pending(st, id);
+    let Some(entry) = st.sessions.remove(id) else {
+        return Err(SupervisorError::NotFound(id.clone()));
     };
-    if let Err(e) = st.repo.delete_session(&id) {
+    if let Err(e) = st.repo.delete_session(id) {
         // Keep the registry consistent with the store.
-        st.sessions.insert(id, entry);
-        let _ = reply.send(Err(e.into()));
-        return;
+        st.sessions.insert(id.clone(), entry);
+        return Err(e.into());
     }
     tracing::info!(tenant = %entry.record.tenant, session = %id, "session deleted");
-    let Some(actor) = entry.actor else {
-        let _ = reply.send(Ok(()));
-        return;
-    };
-    st.by_actor.remove(&actor.get_id());
+    if let Some(actor) = &entry.actor {
+        st.by_actor.remove(&actor.get_id());
+    }
     let timeout = st.config.server.shutdown_timeout;
-    tokio::spawn(async move {
+    Ok(async move {
+        let Some(actor) = entry.actor else {
+            return;
+        };
         let millis = u64::try_from(timeout.as_millis()).unwrap_or(u64::MAX);
         let _ = ractor::call_t!(actor, SessionMsg::Logout, millis);
         let _ = actor
             .stop_and_wait(Some("deleted".into()), Some(timeout))
             .await;
-        let _ = reply.send(Ok(()));
-    });
+    })
 }
 
 async fn stop_session(
@@ -597,7 +654,7 @@ fn pairing_code(
     let (actor, tenant, egress) = match st.entry(&id) {
         Err(e) => return answer(reply, Err(e)),
         Ok(e) if !matches!(e.view.state, SessionState::Qr { .. }) => {
-            return answer(reply, Err(SupervisorError::Refused(Refusal::NotShowingQr)))
+            return answer(reply, Err(SupervisorError::NotShowingQr))
         }
         Ok(e) => (
             e.actor.clone(),
@@ -612,7 +669,7 @@ fn pairing_code(
         .admission
         .admit_pairing_code(&tenant, &phone, &egress, now)
     {
-        Err(e) => return answer(reply, Err(SupervisorError::Store(e.to_string()))),
+        Err(e) => return answer(reply, Err(e.into())),
         Ok(Err(denial)) => {
             tracing::warn!(tenant = %tenant, session = %id, reason = denial.reason.as_str(), wait_minutes = denial.wait_minutes(), "pairing code refused");
             return answer(reply, Err(SupervisorError::Denied(denial)));
@@ -625,9 +682,7 @@ fn pairing_code(
             reply,
             match out {
                 Ok(Ok(code)) => Ok(code),
-                Ok(Err(PairingCodeError::NotShowingQr)) => {
-                    Err(SupervisorError::Refused(Refusal::NotShowingQr))
-                }
+                Ok(Err(PairingCodeError::NotShowingQr)) => Err(SupervisorError::NotShowingQr),
                 Ok(Err(PairingCodeError::Engine(e))) => Err(SupervisorError::Engine(e)),
                 Err(_) => Err(SupervisorError::Unavailable),
             },

@@ -3,7 +3,8 @@
 //! crash restarts with a budget, and the restore of running sessions when the
 //! process starts.
 //!
-//! Callers (the web layer) talk to it with [`SupervisorMsg`]; it answers reads
+//! Callers (the web layer, the binary) hold a [`Supervisor`] handle, one
+//! async method per command; the handle sends a [`SupervisorMsg`]. It answers reads
 //! from its own registry (kept current by the sessions' `SessionChanged`
 //! reports) and forwards slow commands (stop, logout) to the session actor
 //! from a task, so one slow browser never stalls the supervisor.
@@ -11,16 +12,18 @@
 mod actor;
 pub mod admission;
 mod attempts;
+mod handle;
 pub mod ledger;
 pub mod recovery;
 pub mod restart;
 
-pub use actor::{Supervisor, SupervisorArgs};
+pub use actor::SupervisorArgs;
+pub use handle::Supervisor;
 
 use crate::clock::Timestamp;
 use crate::engine::{EngineError, EngineKind};
 use crate::ids::{SessionId, TenantId};
-use crate::session::{Refusal, SessionState, SessionView};
+use crate::session::{SessionState, SessionView};
 use crate::store::StoreError;
 use admission::{Denial, DenyReason, GlobalStatus, QueuedAttempt, TenantStatus};
 use ractor::RpcReplyPort;
@@ -73,12 +76,13 @@ pub enum ConnectOutcome {
 pub enum SupervisorError {
     #[error("session {0} not found")]
     NotFound(SessionId),
-    #[error("the session is paired and live: {0:?}")]
-    Refused(Refusal),
+    /// A pairing code was asked of a session that shows no QR.
+    #[error("the session is not showing a QR")]
+    NotShowingQr,
     #[error(transparent)]
     Engine(#[from] EngineError),
-    #[error("store failure: {0}")]
-    Store(String),
+    #[error("store failure")]
+    Store(#[from] StoreError),
     #[error("the session actor is unavailable")]
     Unavailable,
     #[error("refused by the admission policy: {}", .0.reason.as_str())]
@@ -129,18 +133,12 @@ pub struct RateLimitReport {
     pub organizations: Vec<TenantStatus>,
 }
 
-impl From<StoreError> for SupervisorError {
-    fn from(e: StoreError) -> Self {
-        SupervisorError::Store(e.to_string())
-    }
-}
-
 type Reply<T> = RpcReplyPort<Result<T, SupervisorError>>;
 
 /// A delayed self-message (`send_after`); abort it to cancel.
 pub(crate) type Timer<M> = tokio::task::JoinHandle<Result<(), ractor::MessagingErr<M>>>;
 
-pub enum SupervisorMsg {
+pub(crate) enum SupervisorMsg {
     Create {
         new: NewSession,
         reply: Reply<SessionView>,
@@ -148,6 +146,11 @@ pub enum SupervisorMsg {
     Delete {
         id: SessionId,
         reply: Reply<()>,
+    },
+    /// Delete every session of a tenant; answers how many.
+    DeleteTenant {
+        tenant: TenantId,
+        reply: Reply<usize>,
     },
     Connect {
         id: SessionId,

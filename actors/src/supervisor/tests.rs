@@ -73,7 +73,7 @@ async fn start_with_env(
         env,
         rng_seed: Some(42),
     };
-    let (sup, _) = Actor::spawn(None, Supervisor, args)
+    let (sup, _) = Actor::spawn(None, actor::SupervisorActor, args)
         .await
         .expect("spawn supervisor");
     Harness {
@@ -337,6 +337,36 @@ async fn delete_unpairs_stops_and_forgets() {
     })
     .expect("call");
     assert!(list.is_empty());
+    h.stop().await;
+}
+
+#[tokio::test]
+async fn deleting_a_tenant_deletes_its_sessions_and_no_other() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let h = start(dir.path(), &ScriptedEngine::new(), test_config()).await;
+    let mut rx = h.bus.subscribe();
+    let a = h.create("clinic").await;
+    let b = h.create("clinic").await;
+    let other = h.create("shop").await;
+    h.make_ready(&a, &mut rx).await;
+    let sup = Supervisor::from_actor(h.sup.clone());
+    let clinic = TenantId::new("clinic").expect("id");
+    assert_eq!(sup.delete_tenant(clinic.clone()).await, Ok(2));
+    assert!(!h.engine.is_running(&a), "the live one is stopped");
+    assert!(!h.engine.is_paired(&a), "and unpaired");
+    for id in [&a, &b] {
+        assert_eq!(h.store.get_session(id).expect("get"), None);
+        assert_eq!(
+            sup.get(id.clone()).await,
+            Err(SupervisorError::NotFound(id.clone()))
+        );
+    }
+    let left = sup.list(None).await.expect("list");
+    assert_eq!(
+        left.iter().map(|v| v.id.clone()).collect::<Vec<_>>(),
+        vec![other]
+    );
+    assert_eq!(sup.delete_tenant(clinic).await, Ok(0), "nothing left");
     h.stop().await;
 }
 

@@ -83,8 +83,8 @@ pub fn hash_password_sync(password: &str) -> Result<String, String> {
 pub async fn hash_password(password: String) -> Result<String, ApiError> {
     tokio::task::spawn_blocking(move || hash_password_sync(&password))
         .await
-        .map_err(|e| ApiError::Internal(e.to_string()))?
-        .map_err(ApiError::Internal)
+        .map_err(ApiError::internal)?
+        .map_err(ApiError::internal)
 }
 
 /// Checks a password against its PHC string on the blocking pool.
@@ -150,7 +150,7 @@ impl Auth {
             iss: ISSUER.into(),
         };
         let token = encode(&Header::new(Algorithm::HS256), &claims, &self.encoding)
-            .map_err(|e| ApiError::Internal(e.to_string()))?;
+            .map_err(ApiError::internal)?;
         Ok((token, exp))
     }
 
@@ -167,20 +167,11 @@ impl Auth {
         if claims.exp * 1000 <= self.now().as_millis() {
             return Err(ApiError::unauthorized());
         }
-        let store_err = |e: centinela_actors::store::StoreError| ApiError::Internal(e.to_string());
-        if self
-            .store
-            .is_token_revoked(&claims.jti)
-            .map_err(store_err)?
-        {
+        if self.store.is_token_revoked(&claims.jti)? {
             return Err(ApiError::unauthorized());
         }
         let id = UserId::new(claims.sub.clone()).map_err(|_| ApiError::unauthorized())?;
-        let user = self
-            .store
-            .user(&id)
-            .map_err(store_err)?
-            .ok_or_else(ApiError::unauthorized)?;
+        let user = self.store.user(&id)?.ok_or_else(ApiError::unauthorized)?;
         if user.password_version != claims.pv {
             return Err(ApiError::unauthorized());
         }
@@ -191,7 +182,7 @@ impl Auth {
     pub fn verify_api_key(&self, key: &str) -> Result<ApiKeyRecord, ApiError> {
         self.store
             .api_key_by_hash(&sha256_hex(key))
-            .map_err(|e| ApiError::Internal(e.to_string()))?
+            .map_err(ApiError::internal)?
             .ok_or_else(ApiError::unauthorized)
     }
 
@@ -212,9 +203,7 @@ impl Auth {
             created_at: self.now(),
             revoked_at: None,
         };
-        self.store
-            .create_api_key(&record)
-            .map_err(crate::error::from_account)?;
+        self.store.create_api_key(&record)?;
         Ok((record, key))
     }
 }

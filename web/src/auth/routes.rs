@@ -3,7 +3,7 @@
 //! me.
 
 use super::{check_password_policy, hash_password, verify_password, Caller};
-use crate::error::{from_account, from_store, ApiError};
+use crate::error::ApiError;
 use crate::extract::AppJson;
 use crate::openapi::{Access, Doc, Routes};
 use crate::AppState;
@@ -138,7 +138,7 @@ async fn login(
             details: json!({}),
         });
     }
-    let user = auth.store().user_by_name(&username).map_err(from_store)?;
+    let user = auth.store().user_by_name(&username)?;
     let ok = match &user {
         Some(u) => verify_password(body.password, u.password_hash.clone()).await,
         None => {
@@ -212,8 +212,7 @@ async fn logout(State(state): State<AppState>, caller: Caller) -> Result<Json<Va
     };
     let auth = &state.auth;
     auth.store()
-        .revoke_token(&jti, Timestamp::from_millis(exp * 1000), auth.now())
-        .map_err(from_store)?;
+        .revoke_token(&jti, Timestamp::from_millis(exp * 1000), auth.now())?;
     tracing::info!(username = %username, "logout");
     Ok(Json(json!({ "success": true })))
 }
@@ -234,17 +233,13 @@ async fn change_password(
     };
     check_password_policy(&body.new_password)?;
     let auth = &state.auth;
-    let mut user = auth
-        .store()
-        .user(&id)
-        .map_err(from_store)?
-        .ok_or_else(ApiError::unauthorized)?;
+    let mut user = auth.store().user(&id)?.ok_or_else(ApiError::unauthorized)?;
     if !verify_password(body.current_password, user.password_hash.clone()).await {
         return Err(ApiError::InvalidCredentials);
     }
     user.password_hash = hash_password(body.new_password).await?;
     user.password_version += 1;
-    auth.store().update_user(&user).map_err(from_account)?;
+    auth.store().update_user(&user)?;
     let (token, expires_at) = auth.issue(&user)?;
     tracing::info!(username = %user.username, "password changed");
     Ok(Json(
@@ -258,8 +253,7 @@ async fn me(State(state): State<AppState>, caller: Caller) -> Result<Json<Value>
             let user = state
                 .auth
                 .store()
-                .user(&id)
-                .map_err(from_store)?
+                .user(&id)?
                 .ok_or_else(ApiError::unauthorized)?;
             Ok(Json(json!({ "success": true, "user": user_json(&user) })))
         }
