@@ -1,11 +1,14 @@
-//! The event bus: every session transition (and, later, admission decisions
-//! and message acks) is published here for the WebSocket hubs and the
-//! supervisor log stream. A broadcast channel: a slow subscriber lags and
-//! loses old events, it never slows a publisher.
+//! The event bus: session transitions, admission decisions, pairing codes,
+//! messages in, acks, message status, recoveries and pairing durability are
+//! published here for the WebSocket hub, the audit log, metrics, webhooks,
+//! campaigns and auto-replies. It owns its event types (names, not the
+//! policy's types) and decides nothing. A broadcast channel: a slow
+//! subscriber lags and loses old events, it never slows a publisher.
 
 use crate::clock::Timestamp;
+use crate::engine::DisconnectReason;
 use crate::ids::{SessionId, TenantId};
-use crate::session::{DisconnectReason, SessionState};
+use crate::session::SessionState;
 use serde::Serialize;
 use tokio::sync::broadcast;
 
@@ -53,18 +56,53 @@ pub struct AckEvent {
     pub at: Timestamp,
 }
 
+/// What admission decided about an attempt, with the data of that decision.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "decision", rename_all = "snake_case")]
+pub enum AdmissionDecision {
+    /// Admitted: the driver starts at `start_at`.
+    Queued { start_at: Timestamp },
+    /// Refused: `reason` is the policy's name for it (seed 003's);
+    /// `block_until` is None for a hold that lasts until someone acts.
+    Denied {
+        reason: &'static str,
+        wait_time_minutes: u64,
+        block_until: Option<Timestamp>,
+    },
+    /// A queued attempt's time came: the driver is starting.
+    Started,
+    /// A queued attempt was withdrawn (a stop, a delete) before it started.
+    Cancelled,
+}
+
+impl AdmissionDecision {
+    pub fn name(&self) -> &'static str {
+        match self {
+            Self::Queued { .. } => "queued",
+            Self::Denied { .. } => "denied",
+            Self::Started => "started",
+            Self::Cancelled => "cancelled",
+        }
+    }
+
+    pub fn reason(&self) -> Option<&'static str> {
+        match self {
+            Self::Denied { reason, .. } => Some(reason),
+            _ => None,
+        }
+    }
+}
+
 /// An admission decision about one session's connection attempt.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct AdmissionEvent {
     pub tenant: TenantId,
     pub session: SessionId,
-    /// `queued`, `denied`, `started` or `cancelled`.
-    pub decision: &'static str,
-    pub kind: crate::supervisor::admission::AttemptKind,
-    pub reason: Option<crate::supervisor::admission::DenyReason>,
-    pub start_at: Option<Timestamp>,
-    pub wait_time_minutes: Option<u64>,
-    pub block_until: Option<Timestamp>,
+    #[serde(flatten)]
+    pub decision: AdmissionDecision,
+    /// Why the attempt is made: `connect`, `restore`, `crash_restart` or
+    /// `reconnect`.
+    pub kind: &'static str,
     pub at: Timestamp,
 }
 

@@ -190,13 +190,7 @@ fn shape_bus(e: BusEvent) -> Shaped {
             json!({"type": "transition", "tenant_id": t.tenant, "session_id": t.session,
                    "from": t.from, "to": t.to, "reason": t.reason, "at": t.at}),
         ),
-        BusEvent::Admission(a) => (
-            "session.admission",
-            a.at,
-            json!({"type": "admission", "tenant_id": a.tenant, "session_id": a.session,
-                   "decision": a.decision, "kind": a.kind, "reason": a.reason, "start_at": a.start_at,
-                   "wait_time_minutes": a.wait_time_minutes, "block_until": a.block_until, "at": a.at}),
-        ),
+        BusEvent::Admission(a) => ("session.admission", a.at, admission_json(a)),
         BusEvent::MessageIn(m) => (
             "message.in",
             m.at,
@@ -270,4 +264,22 @@ fn shape_log(e: LogEvent) -> Shaped {
         data: body.clone(),
     };
     (entry, e.tenant, Some(e.level), body)
+}
+
+/// An admission event as the WebSocket and the audit log show it: every
+/// field present, `null` where the decision has no such data.
+fn admission_json(a: &centinela_actors::bus::AdmissionEvent) -> serde_json::Value {
+    use centinela_actors::bus::AdmissionDecision as D;
+    let (start_at, wait, block_until) = match &a.decision {
+        D::Queued { start_at } => (Some(*start_at), None, None),
+        D::Denied {
+            wait_time_minutes,
+            block_until,
+            ..
+        } => (None, Some(*wait_time_minutes), *block_until),
+        D::Started | D::Cancelled => (None, None, None),
+    };
+    json!({"type": "admission", "tenant_id": a.tenant, "session_id": a.session,
+           "decision": a.decision.name(), "kind": a.kind, "reason": a.decision.reason(),
+           "start_at": start_at, "wait_time_minutes": wait, "block_until": block_until, "at": a.at})
 }

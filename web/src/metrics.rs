@@ -72,10 +72,10 @@ impl Metrics {
                             .or_default() += 1
                     }
                     Ok(BusEvent::Admission(a)) => {
-                        let reason = a.reason.map_or("", |r| r.as_str()).to_owned();
+                        let reason = a.decision.reason().unwrap_or("").to_owned();
                         *me.lock()
                             .admissions
-                            .entry((a.decision.to_owned(), reason))
+                            .entry((a.decision.name().to_owned(), reason))
                             .or_default() += 1;
                     }
                     Ok(_) | Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {}

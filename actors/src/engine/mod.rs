@@ -7,12 +7,14 @@
 //! crate never pulls a browser driver); the scripted engine is for unit
 //! tests of the actors only.
 
+mod reason;
+pub use reason::DisconnectReason;
+
 #[cfg(any(test, feature = "scripted"))]
 pub mod scripted;
 pub mod stats;
 
 use crate::ids::{SessionId, TenantId};
-use crate::session::DisconnectReason;
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;

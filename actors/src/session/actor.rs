@@ -11,11 +11,12 @@
 
 use super::machine::{self, Effect, Event, Refusal, SessionState, Timing, Transition};
 use crate::bus::{AckEvent, Bus, BusEvent, MessageEvent, PairingCodeEvent, TransitionEvent};
+use crate::clock::Timer;
 use crate::clock::{SharedClock, Timestamp};
 use crate::engine::{Driver, DriverControl, DriverSpec, Engine, EngineError, EngineEvent};
 use crate::ids::{SessionId, TenantId};
 use crate::store::SessionRecord;
-use crate::supervisor::{SupervisorMsg, Timer};
+use crate::supervisor::SupervisorMsg;
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 use serde::Serialize;
 use std::path::PathBuf;

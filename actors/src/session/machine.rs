@@ -8,60 +8,9 @@
 //! second driver; a forced new session on a paired session is refused.
 
 use crate::clock::Timestamp;
+pub use crate::engine::DisconnectReason;
 use serde::{Deserialize, Serialize};
 use std::time::Duration;
-
-/// Why a session is not connected. Serialized in snake_case (`qr_timeout`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum DisconnectReason {
-    NeverConnected,
-    Manual,
-    /// Unpaired: from the phone, or by our logout.
-    Logout,
-    /// The account was opened elsewhere.
-    Conflict,
-    QrTimeout,
-    /// The account is banned: TOS_BLOCK, SMB_TOS_BLOCK, or (for engines
-    /// that see stream errors) a 515 outside the restart grace.
-    Banned,
-    /// PROXYBLOCK: WhatsApp refuses the network path (IP or proxy), not the
-    /// account. Reconnecting on the same path cannot help.
-    ProxyBlocked,
-    BrowserCrashed,
-    EngineError,
-}
-
-impl DisconnectReason {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::NeverConnected => "never_connected",
-            Self::Manual => "manual",
-            Self::Logout => "logout",
-            Self::Conflict => "conflict",
-            Self::QrTimeout => "qr_timeout",
-            Self::Banned => "banned",
-            Self::ProxyBlocked => "proxy_blocked",
-            Self::BrowserCrashed => "browser_crashed",
-            Self::EngineError => "engine_error",
-        }
-    }
-
-    /// Reasons after which restoring the session makes no sense (unpaired,
-    /// banned, taken elsewhere, or never scanned): its desired state becomes
-    /// stopped.
-    pub fn ends_desire_to_run(self) -> bool {
-        match self {
-            Self::Manual
-            | Self::Logout
-            | Self::Conflict
-            | Self::QrTimeout
-            | Self::Banned
-            | Self::ProxyBlocked => true,
-            Self::NeverConnected | Self::BrowserCrashed | Self::EngineError => false,
-        }
-    }
-}
 
 /// The state of one session. Each state carries its own data.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

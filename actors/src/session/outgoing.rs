@@ -13,10 +13,10 @@
 use super::actor::{SessionActorState, SessionMsg};
 use super::machine::SessionState;
 use crate::bus::{BusEvent, MessageStatusEvent};
+use crate::clock::Timer;
 use crate::clock::Timestamp;
 use crate::engine::EngineError;
 use crate::store::{MessageRecord, MessageStatus};
-use crate::supervisor::Timer;
 use ractor::ActorRef;
 use rand::rngs::StdRng;
 use rand::SeedableRng;

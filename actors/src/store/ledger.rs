@@ -3,9 +3,116 @@
 
 use super::{Store, StoreError};
 use crate::clock::Timestamp;
-use crate::supervisor::ledger::{LedgerEvent, LedgerRepo};
+use crate::ids::{SessionId, TenantId};
 use redb::{ReadableTable, TableDefinition, WriteTransaction};
+use serde::{Deserialize, Serialize};
 use std::time::Duration;
+
+/// Why an attempt is being made.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AttemptKind {
+    /// A user asked to connect.
+    Connect,
+    /// Bringing back a paired session that was running before a restart.
+    Restore,
+    /// Bringing back a session whose actor crashed.
+    CrashRestart,
+    /// An automatic reconnect after a browser crash or engine error.
+    Reconnect,
+}
+
+impl AttemptKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Connect => "connect",
+            Self::Restore => "restore",
+            Self::CrashRestart => "crash_restart",
+            Self::Reconnect => "reconnect",
+        }
+    }
+}
+
+/// One ledger entry.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "event", rename_all = "snake_case")]
+pub enum LedgerEvent {
+    /// An admitted attempt; `counted` attempts spend the rolling budgets.
+    Attempt {
+        id: u64,
+        tenant: TenantId,
+        session: SessionId,
+        kind: AttemptKind,
+        counted: bool,
+        at: Timestamp,
+    },
+    /// A queued attempt cancelled before it started: its budget is refunded.
+    Cancelled { id: u64, at: Timestamp },
+    /// An attempt failed (QR never scanned, engine error): cooldown starts.
+    Failure {
+        tenant: TenantId,
+        session: SessionId,
+        at: Timestamp,
+        until: Timestamp,
+    },
+    /// A ban (TOS_BLOCK, SMB_TOS_BLOCK, stream error 515): the tenant is blocked.
+    Banned {
+        tenant: TenantId,
+        session: SessionId,
+        at: Timestamp,
+        until: Timestamp,
+    },
+    /// WhatsApp refused the tenant's network path (PROXYBLOCK): attempts
+    /// through `egress` are held until an admin unblocks the tenant (or the
+    /// session moves to another path).
+    ProxyBlocked {
+        tenant: TenantId,
+        session: SessionId,
+        egress: String,
+        at: Timestamp,
+    },
+    /// An admin lifted a ban block (and any proxy hold).
+    Unblocked {
+        tenant: TenantId,
+        by: String,
+        at: Timestamp,
+    },
+    /// An admin ended a cooldown.
+    CooldownReset {
+        tenant: TenantId,
+        by: String,
+        at: Timestamp,
+    },
+    /// A pairing code was requested for `phone` through `egress`.
+    PairingCode {
+        tenant: TenantId,
+        phone: String,
+        egress: String,
+        at: Timestamp,
+    },
+}
+
+impl LedgerEvent {
+    pub fn at(&self) -> Timestamp {
+        match self {
+            LedgerEvent::Attempt { at, .. }
+            | LedgerEvent::Cancelled { at, .. }
+            | LedgerEvent::Failure { at, .. }
+            | LedgerEvent::Banned { at, .. }
+            | LedgerEvent::ProxyBlocked { at, .. }
+            | LedgerEvent::Unblocked { at, .. }
+            | LedgerEvent::CooldownReset { at, .. }
+            | LedgerEvent::PairingCode { at, .. } => *at,
+        }
+    }
+}
+
+/// Where ledger events are kept. Appends are durable when they return.
+pub trait LedgerRepo: Send + Sync + 'static {
+    fn append(&self, event: &LedgerEvent) -> Result<(), StoreError>;
+    /// Every event still relevant at `now` (the store may prune older ones).
+    fn load(&self, now: Timestamp) -> Result<Vec<LedgerEvent>, StoreError>;
+}
 
 const LEDGER: TableDefinition<u64, &[u8]> = TableDefinition::new("admission_ledger");
 

@@ -19,6 +19,7 @@ mod webhooks;
 pub use accounts::{AccountError, ApiKeyRecord, Role, TenantRecord, UserRecord};
 pub use audit::{AuditEntry, AuditRepo, AUDIT_CAPACITY};
 pub use campaigns::{CampaignRecord, CampaignRepo, CampaignStatus, Recipient};
+pub use ledger::{AttemptKind, LedgerEvent, LedgerRepo};
 pub use messages::{
     InboxRepo, IncomingRecord, MessageRecord, MessageRepo, MessageStatus, MessageStore,
     INBOX_CAPACITY,

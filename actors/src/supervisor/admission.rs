@@ -21,19 +21,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-/// Why an attempt is being made.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum AttemptKind {
-    /// A user asked to connect.
-    Connect,
-    /// Bringing back a paired session that was running before a restart.
-    Restore,
-    /// Bringing back a session whose actor crashed.
-    CrashRestart,
-    /// An automatic reconnect after a browser crash or engine error.
-    Reconnect,
-}
+pub use crate::store::AttemptKind;
 
 /// Why an attempt was refused (the names of seed 003).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]

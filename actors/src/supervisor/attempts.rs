@@ -7,9 +7,9 @@ use super::actor::{spawn_session, Pending, SupervisorState};
 use super::admission::{AttemptKind, AttemptRequest, Decision, DenyReason};
 use super::recovery::RecoveryPolicy;
 use super::{ConnectOutcome, SupervisorError, SupervisorMsg};
-use crate::bus::{AdmissionEvent, BusEvent, RecoveryEvent};
+use crate::bus::{AdmissionDecision, AdmissionEvent, BusEvent, RecoveryEvent};
 use crate::clock::Timestamp;
-use crate::ids::SessionId;
+use crate::ids::{SessionId, TenantId};
 use crate::session::{DisconnectReason, SessionMsg, SessionState};
 use crate::store::{DesiredState, StoreError};
 use ractor::ActorRef;
@@ -54,11 +54,12 @@ pub(super) fn connect(
             if let Some(entry) = st.sessions.get_mut(id) {
                 entry.last_denial = Some(d.clone());
             }
-            publish(st, &request, "denied", |e| {
-                e.reason = Some(d.reason);
-                e.wait_time_minutes = Some(d.wait_minutes());
-                e.block_until = Some(d.block_until);
-            });
+            let decision = AdmissionDecision::Denied {
+                reason: d.reason.as_str(),
+                wait_time_minutes: d.wait_minutes(),
+                block_until: d.ends_at(),
+            };
+            publish(st, &request.tenant, id, request.kind, decision);
             tracing::info!(
                 tenant = %request.tenant,
                 session = %id,
@@ -86,7 +87,8 @@ pub(super) fn connect(
             }
             tracing::info!(tenant = %request.tenant, session = %id, kind = ?kind, start_at = %start_at, "connection admitted");
             schedule(myself, st, id, ticket, kind, start_at);
-            publish(st, &request, "queued", |e| e.start_at = Some(start_at));
+            let decision = AdmissionDecision::Queued { start_at };
+            publish(st, &request.tenant, id, request.kind, decision);
             Ok(ConnectOutcome::Queued {
                 session: st.entry(id)?.view.clone(),
                 start_at,
@@ -99,23 +101,18 @@ pub(super) fn connect(
 /// Publishes an admission decision on the bus.
 fn publish(
     st: &SupervisorState,
-    request: &AttemptRequest,
-    decision: &'static str,
-    fill: impl FnOnce(&mut AdmissionEvent),
+    tenant: &TenantId,
+    session: &SessionId,
+    kind: AttemptKind,
+    decision: AdmissionDecision,
 ) {
-    let mut event = AdmissionEvent {
-        tenant: request.tenant.clone(),
-        session: request.session.clone(),
+    st.env.bus.publish(BusEvent::Admission(AdmissionEvent {
+        tenant: tenant.clone(),
+        session: session.clone(),
         decision,
-        kind: request.kind,
-        reason: None,
-        start_at: None,
-        wait_time_minutes: None,
-        block_until: None,
+        kind: kind.as_str(),
         at: st.now(),
-    };
-    fill(&mut event);
-    st.env.bus.publish(BusEvent::Admission(event));
+    }));
 }
 
 /// Arranges for `StartAttempt` at `at`.
@@ -157,10 +154,12 @@ pub(super) fn cancel_pending(st: &mut SupervisorState, id: &SessionId) {
         return;
     };
     p.timer.abort();
+    let tenant = entry.record.tenant.clone();
     tracing::info!(session = %id, ticket = p.ticket, "queued connection cancelled");
     if let Err(e) = st.admission.cancel(p.ticket, now) {
         tracing::error!(session = %id, error = %e, "could not record the cancellation");
     }
+    publish(st, &tenant, id, p.kind, AdmissionDecision::Cancelled);
 }
 
 pub(super) async fn start_attempt(
@@ -188,7 +187,7 @@ pub(super) async fn start_attempt(
             egress: crate::proxy::egress(entry.record.proxy.as_deref()),
         };
         tracing::info!(tenant = %request.tenant, session = %id, "connection started");
-        publish(st, &request, "started", |_| {});
+        publish(st, &request.tenant, id, p.kind, AdmissionDecision::Started);
     }
     let Ok(actor) = spawn_session(myself, st, id).await else {
         return;

@@ -4,94 +4,12 @@
 //! takes effect, and the projection is rebuilt by replaying the persisted
 //! events on start, so a restart never resets a limit.
 
-use super::admission::AttemptKind;
 use crate::clock::Timestamp;
-use crate::ids::{SessionId, TenantId};
-use crate::store::StoreError;
-use serde::{Deserialize, Serialize};
+use crate::ids::TenantId;
+pub use crate::store::{AttemptKind, LedgerEvent, LedgerRepo};
+
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::time::Duration;
-
-/// One ledger entry.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(tag = "event", rename_all = "snake_case")]
-pub enum LedgerEvent {
-    /// An admitted attempt; `counted` attempts spend the rolling budgets.
-    Attempt {
-        id: u64,
-        tenant: TenantId,
-        session: SessionId,
-        kind: AttemptKind,
-        counted: bool,
-        at: Timestamp,
-    },
-    /// A queued attempt cancelled before it started: its budget is refunded.
-    Cancelled { id: u64, at: Timestamp },
-    /// An attempt failed (QR never scanned, engine error): cooldown starts.
-    Failure {
-        tenant: TenantId,
-        session: SessionId,
-        at: Timestamp,
-        until: Timestamp,
-    },
-    /// A ban (TOS_BLOCK, SMB_TOS_BLOCK, stream error 515): the tenant is blocked.
-    Banned {
-        tenant: TenantId,
-        session: SessionId,
-        at: Timestamp,
-        until: Timestamp,
-    },
-    /// WhatsApp refused the tenant's network path (PROXYBLOCK): attempts
-    /// through `egress` are held until an admin unblocks the tenant (or the
-    /// session moves to another path).
-    ProxyBlocked {
-        tenant: TenantId,
-        session: SessionId,
-        egress: String,
-        at: Timestamp,
-    },
-    /// An admin lifted a ban block (and any proxy hold).
-    Unblocked {
-        tenant: TenantId,
-        by: String,
-        at: Timestamp,
-    },
-    /// An admin ended a cooldown.
-    CooldownReset {
-        tenant: TenantId,
-        by: String,
-        at: Timestamp,
-    },
-    /// A pairing code was requested for `phone` through `egress`.
-    PairingCode {
-        tenant: TenantId,
-        phone: String,
-        egress: String,
-        at: Timestamp,
-    },
-}
-
-impl LedgerEvent {
-    pub fn at(&self) -> Timestamp {
-        match self {
-            LedgerEvent::Attempt { at, .. }
-            | LedgerEvent::Cancelled { at, .. }
-            | LedgerEvent::Failure { at, .. }
-            | LedgerEvent::Banned { at, .. }
-            | LedgerEvent::ProxyBlocked { at, .. }
-            | LedgerEvent::Unblocked { at, .. }
-            | LedgerEvent::CooldownReset { at, .. }
-            | LedgerEvent::PairingCode { at, .. } => *at,
-        }
-    }
-}
-
-/// Where ledger events are kept. Appends are durable when they return.
-pub trait LedgerRepo: Send + Sync + 'static {
-    fn append(&self, event: &LedgerEvent) -> Result<(), StoreError>;
-    /// Every event still relevant at `now` (the store may prune older ones).
-    fn load(&self, now: Timestamp) -> Result<Vec<LedgerEvent>, StoreError>;
-}
 
 /// A tenant's part of the projection.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]

@@ -135,9 +135,6 @@ pub struct RateLimitReport {
 
 type Reply<T> = RpcReplyPort<Result<T, SupervisorError>>;
 
-/// A delayed self-message (`send_after`); abort it to cancel.
-pub(crate) type Timer<M> = tokio::task::JoinHandle<Result<(), ractor::MessagingErr<M>>>;
-
 pub(crate) enum SupervisorMsg {
     Create {
         new: NewSession,

@@ -578,6 +578,83 @@ async fn a_disconnect_while_queued_cancels_the_start_and_refunds_it() {
     h.stop().await;
 }
 
+/// The next admission decision published about `id`.
+async fn next_admission(
+    rx: &mut broadcast::Receiver<BusEvent>,
+    id: &SessionId,
+) -> crate::bus::AdmissionEvent {
+    next_event(rx, "admission decision", |ev| match ev {
+        BusEvent::Admission(a) if a.session == *id => Some(a),
+        _ => None,
+    })
+    .await
+}
+
+#[tokio::test]
+async fn admission_decisions_carry_their_data_and_the_real_attempt_kind() {
+    use crate::bus::AdmissionDecision as D;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let engine = ScriptedEngine::new();
+    let mut config = test_config();
+    config.antiban.tenant_attempts_per_day = 2;
+    let running = {
+        let h = start(dir.path(), &engine, config.clone()).await;
+        let mut rx = h.bus.subscribe();
+        let running = h.create("clinic").await;
+        h.make_ready(&running, &mut rx).await;
+        h.stop().await;
+        running
+    };
+    config.antiban.connect_delay = Duration::from_secs(3600);
+    let h = start(dir.path(), &engine, config).await;
+    let mut rx = h.bus.subscribe();
+    // The restore after the restart is published as a restore.
+    let a = next_admission(&mut rx, &running).await;
+    assert!(matches!(a.decision, D::Queued { .. }), "{a:?}");
+    assert_eq!(a.kind, "restore");
+    let a = next_admission(&mut rx, &running).await;
+    assert_eq!((a.decision, a.kind), (D::Started, "restore"));
+    // A queued connect withdrawn by a disconnect is published as cancelled.
+    let id = h.create("clinic").await;
+    let ConnectOutcome::Queued { start_at, .. } = h.connect(&id).await else {
+        panic!("queued expected");
+    };
+    let a = next_admission(&mut rx, &id).await;
+    assert_eq!((a.decision, a.kind), (D::Queued { start_at }, "connect"));
+    call!(h.sup, |r| SupervisorMsg::Disconnect {
+        id: id.clone(),
+        reply: r
+    })
+    .expect("call")
+    .expect("disconnect");
+    let a = next_admission(&mut rx, &id).await;
+    assert_eq!((a.decision, a.kind), (D::Cancelled, "connect"));
+    // The day's budget (2: the first connect and this one, refunded) has
+    // room for one more; the one after is denied with its data.
+    let other = h.create("clinic").await;
+    assert!(matches!(
+        h.connect(&id).await,
+        ConnectOutcome::Queued { .. }
+    ));
+    let _ = next_admission(&mut rx, &id).await;
+    let ConnectOutcome::Denied { wait, .. } = h.connect(&other).await else {
+        panic!("denied expected");
+    };
+    let a = next_admission(&mut rx, &other).await;
+    let D::Denied {
+        reason,
+        wait_time_minutes,
+        block_until,
+    } = a.decision
+    else {
+        panic!("denied expected: {a:?}");
+    };
+    assert_eq!(reason, "daily_limit");
+    assert_eq!(wait_time_minutes, wait.as_secs().div_ceil(60));
+    assert!(block_until.is_some());
+    h.stop().await;
+}
+
 #[tokio::test]
 async fn creation_respects_the_per_tenant_session_limit() {
     let dir = tempfile::tempdir().expect("tempdir");
