@@ -116,6 +116,9 @@ impl Clock for ManualClock {
     }
 }
 
+/// A delayed self-message (`send_after`); abort it to cancel.
+pub(crate) type Timer<M> = tokio::task::JoinHandle<Result<(), ractor::MessagingErr<M>>>;
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -143,6 +146,3 @@ mod tests {
         assert_eq!(Timestamp::from_millis(0).since(c.now()), Duration::ZERO);
     }
 }
-
-/// A delayed self-message (`send_after`); abort it to cancel.
-pub(crate) type Timer<M> = tokio::task::JoinHandle<Result<(), ractor::MessagingErr<M>>>;
