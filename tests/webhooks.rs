@@ -10,7 +10,7 @@ use axum::routing::post;
 use centinela_actors::engine::scripted::ScriptedEngine;
 use centinela_actors::engine::EngineEvent;
 use centinela_actors::ids::SessionId;
-use centinela_actors::messaging::webhooks::hmac_sha256_hex;
+use centinela_actors::messaging::webhooks::{hmac_sha256_hex, verify_signature};
 use common::api::{api_config, start_api, Cred, Ws, ADMIN, ADMIN_PASSWORD};
 use serde_json::{json, Value};
 use std::sync::atomic::{AtomicU16, Ordering};
@@ -68,6 +68,10 @@ impl Receiver {
                 hmac_sha256_hex(SECRET.as_bytes(), body.as_bytes())
             ),
             "signature verifies"
+        );
+        assert!(
+            verify_signature(SECRET.as_bytes(), body.as_bytes(), &sig),
+            "and the receiver's check accepts it"
         );
         (sig, serde_json::from_str(&body).expect("json body"))
     }

@@ -127,6 +127,7 @@ where
     R: AsyncRead + Unpin,
 {
     use futures::{SinkExt, StreamExt};
+    use subtle::ConstantTimeEq;
     use tokio_tungstenite::tungstenite::handshake::server::{ErrorResponse, Request, Response};
     use tokio_tungstenite::tungstenite::Message;
     let path = format!("/devtools/{token}");
@@ -137,7 +138,8 @@ where
         // The signature is tungstenite's handshake callback.
         #[allow(clippy::result_large_err)]
         let check = |req: &Request, resp: Response| -> Result<Response, ErrorResponse> {
-            if req.uri().path() == path {
+            // The token is a secret: compared in constant time.
+            if bool::from(req.uri().path().as_bytes().ct_eq(path.as_bytes())) {
                 Ok(resp)
             } else {
                 let mut refused = ErrorResponse::new(Some("not found".into()));

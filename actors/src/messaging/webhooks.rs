@@ -10,32 +10,51 @@ use crate::bus::{Bus, BusEvent};
 use crate::clock::{SharedClock, Timestamp};
 use crate::config::WebhooksConfig;
 use crate::store::{Delivery, DeliveryStatus, StoreError, WebhookRepo};
+use hmac::{Hmac, KeyInit, Mac};
 use serde_json::json;
-use sha2::{Digest, Sha256};
+use sha2::Sha256;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::{broadcast, Notify};
 
-/// HMAC-SHA256 (RFC 2104), as lowercase hex.
+/// HMAC-SHA256 (RFC 2104, RustCrypto's `hmac`), as lowercase hex.
 pub fn hmac_sha256_hex(key: &[u8], message: &[u8]) -> String {
-    const BLOCK: usize = 64;
-    let mut k = if key.len() > BLOCK {
-        Sha256::digest(key).to_vec()
-    } else {
-        key.to_vec()
+    let mut mac = mac(key);
+    mac.update(message);
+    mac.finalize()
+        .into_bytes()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// Whether `header` (`sha256=<hex>`, as sent in `X-Centinela-Signature`)
+/// signs `body` under `secret`. The comparison takes the same time however
+/// many bytes match.
+pub fn verify_signature(secret: &[u8], body: &[u8], header: &str) -> bool {
+    let Some(hex) = header.strip_prefix("sha256=") else {
+        return false;
     };
-    k.resize(BLOCK, 0);
-    let ipad: Vec<u8> = k.iter().map(|b| b ^ 0x36).collect();
-    let opad: Vec<u8> = k.iter().map(|b| b ^ 0x5c).collect();
-    let inner = Sha256::new()
-        .chain_update(&ipad)
-        .chain_update(message)
-        .finalize();
-    let outer = Sha256::new()
-        .chain_update(&opad)
-        .chain_update(inner)
-        .finalize();
-    outer.iter().map(|b| format!("{b:02x}")).collect()
+    let Some(tag) = decode_hex(hex) else {
+        return false;
+    };
+    let mut mac = mac(secret);
+    mac.update(body);
+    mac.verify_slice(&tag).is_ok()
+}
+
+fn mac(key: &[u8]) -> Hmac<Sha256> {
+    <Hmac<Sha256> as KeyInit>::new_from_slice(key).expect("HMAC takes a key of any length")
+}
+
+fn decode_hex(hex: &str) -> Option<Vec<u8>> {
+    if hex.len() % 2 != 0 {
+        return None;
+    }
+    (0..hex.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(hex.get(i..i + 2)?, 16).ok())
+        .collect()
 }
 
 /// Handle to the delivery task; cheap to clone.
@@ -232,6 +251,18 @@ async fn attempt(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_signature_verifies_only_for_its_secret_and_body() {
+        let header = format!("sha256={}", hmac_sha256_hex(b"secret", b"{\"a\":1}"));
+        assert!(verify_signature(b"secret", b"{\"a\":1}", &header));
+        assert!(!verify_signature(b"other", b"{\"a\":1}", &header));
+        assert!(!verify_signature(b"secret", b"{\"a\":2}", &header));
+        assert!(!verify_signature(b"secret", b"{\"a\":1}", &header[7..]));
+        assert!(!verify_signature(b"secret", b"{\"a\":1}", "sha256=zz"));
+        assert!(!verify_signature(b"secret", b"{\"a\":1}", "sha256=abc"));
+        assert!(!verify_signature(b"secret", b"{\"a\":1}", &header[..20]));
+    }
 
     #[test]
     fn hmac_matches_rfc_4231() {
