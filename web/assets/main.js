@@ -1,0 +1,106 @@
+/* Centinela dashboard entry point: wires the modules together (login, sessions, QR, phone number
+   pairing, admission, live log, demo phone, WebSocket). Live updates come only from the WebSocket.
+   Owns: start-up, what signing in starts and what signing out forgets (through each module's
+   reset), re-rendering everything in the other language, and the event bindings.
+   Not: any view or API call of its own; each lives in its module. */
+import { state, isAdmin } from './state.js';
+import { $, setMsg } from './dom.js';
+import { tick, startTicker, stopTicker } from './time.js';
+import { api, delegate, errorText, loadToken, clearToken, onExpired } from './api.js';
+import * as I18N from './i18n.js';
+import { setLoggedIn, showLogin, onLoginSubmit, onLogout, renderHeader } from './auth.js';
+import { loadSessions, renderSessions, resetSessions, onSessionAction, onNewSession } from './sessions.js';
+import { renderQr, resetQr } from './qr.js';
+import { onPairingCode } from './phone.js';
+import { renderSendOptions, resetSend, onSend } from './send.js';
+import { refreshRate, renderAdmission, resetAdmission, orgAction } from './admission.js';
+import { rerenderLogs, togglePause, updatePauseLabel, resetLog } from './log.js';
+import { probeSim, refreshDevices, renderPhone, resetSim, simAction } from './sim.js';
+import { connectWs, closeWs, renderWsStatus } from './ws.js';
+
+const MESSAGE_AREAS = ['login-error', 'sessions-message', 'new-session-error', 'send-result', 'admission-message', 'phone-result'];
+
+function applyStaticText() {
+  I18N.applyStatic();
+  $('lang-toggle').textContent = I18N.lang() === 'es' ? 'EN' : 'ES';
+  $('lang-toggle').setAttribute('aria-label', I18N.t('lang.switch'));
+}
+
+// Re-renders everything in the other language; one-off messages (maybe server text) are cleared.
+function toggleLang() {
+  I18N.setLang(I18N.lang() === 'es' ? 'en' : 'es');
+  applyStaticText();
+  MESSAGE_AREAS.forEach((id) => setMsg(id, ''));
+  $('toasts').textContent = '';
+  if (state.user) renderAll();
+}
+
+function renderAll() {
+  resetSend();
+  [renderHeader, renderWsStatus, renderSessions, renderQr, renderSendOptions, renderAdmission, renderPhone,
+    updatePauseLabel, tick].forEach((render) => render());
+}
+
+function enterApp(user) {
+  state.user = user;
+  state.epoch += 1;
+  setLoggedIn(true);
+  document.body.classList.toggle('is-admin', isAdmin());
+  $('log-panel').hidden = $('new-session-tenant-field').hidden = !isAdmin();
+  $('new-session-tenant').required = isAdmin();
+  renderAll();
+  loadSessions();
+  refreshRate();
+  probeSim();
+  connectWs();
+  startTicker();
+}
+
+// Forgets the token and all live state, then shows the login page.
+function endSession(message) {
+  clearToken();
+  if (state.user) {
+    state.user = null;
+    state.epoch += 1;
+    closeWs();
+    stopTicker();
+    [resetSessions, resetQr, resetAdmission, resetLog, resetSim, resetSend].forEach((reset) => reset());
+    ['sessions-body', 'admission-body', 'log-lines', 'phone-scan-list', 'phone-devices', 'toasts']
+      .forEach((id) => { $(id).textContent = ''; });
+    MESSAGE_AREAS.forEach((id) => setMsg(id, ''));
+    $('phone-panel').hidden = true;
+    renderQr();
+  }
+  showLogin(message);
+}
+
+function bindEvents() {
+  const on = (id, type, handler) => $(id).addEventListener(type, handler);
+  on('login-form', 'submit', (ev) => onLoginSubmit(ev, enterApp));
+  on('logout-button', 'click', () => onLogout(endSession));
+  on('lang-toggle', 'click', toggleLang);
+  on('sessions-body', 'click', onSessionAction);
+  on('new-session-form', 'submit', onNewSession);
+  on('send-form', 'submit', onSend);
+  on('pairing-code-form', 'submit', onPairingCode);
+  delegate('admission-body', 'button[data-org-action]', 'admission-message', orgAction, refreshRate);
+  delegate('phone-panel', 'button[data-sim-action]', 'phone-result', simAction, refreshDevices);
+  on('log-pause', 'click', togglePause);
+  on('log-filter-level', 'change', rerenderLogs);
+  on('log-filter-tenant', 'input', rerenderLogs);
+}
+
+async function startup() {
+  applyStaticText();
+  bindEvents();
+  if (!loadToken()) { showLogin(''); return; }
+  try {
+    enterApp((await api('GET', '/auth/me')).user);
+  } catch (e) {
+    if (e.status !== 401) showLogin(errorText(e));
+  }
+}
+
+onExpired(endSession); // a 401 on an authenticated call ends the session
+if (document.readyState === 'loading') document.addEventListener('DOMContentLoaded', startup);
+else startup();

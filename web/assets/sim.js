@@ -1,0 +1,80 @@
+/* The demo phone panel (the simulator is mounted only in demo mode): scanning a session's QR, typing a
+   pairing code, and acting on the simulated devices.
+   Owns: whether the simulator answered, and its device list.
+   Not: the real pairing-code request (phone.js), the QR panel (qr.js). */
+import { state, sortedSessions } from './state.js';
+import { $, el, button, keepFocus } from './dom.js';
+import { api, enc, sessionPath } from './api.js';
+import { t, tCode } from './i18n.js';
+
+let simOn = false;
+let devices = [];
+
+export function resetSim() {
+  simOn = false;
+  devices = [];
+}
+
+export async function probeSim() {
+  const epoch = state.epoch;
+  try {
+    const list = await api('GET', '/sim/devices', undefined, { auth: false });
+    if (epoch !== state.epoch) return;
+    simOn = true;
+    devices = Array.isArray(list) ? list : [];
+    $('phone-panel').hidden = false;
+    renderPhone();
+  } catch (e) {
+    if (epoch === state.epoch) { simOn = false; $('phone-panel').hidden = true; }
+  }
+}
+
+export const refreshDevices = () => { if (simOn) probeSim(); };
+
+export function renderPhone() {
+  if (!simOn) return;
+  const qrList = $('phone-scan-list');
+  keepFocus(qrList, () => {
+    qrList.textContent = '';
+    sortedSessions().filter((s) => s.state === 'QR').forEach((s) => qrList.appendChild(el('li')).appendChild(button(
+      { class: 'btn btn-primary', 'data-sim-action': 'scan', 'data-session-id': s.id, 'data-key': 'scan:' + s.id },
+      t('sim.scan', { name: s.name }))));
+    if (!qrList.children.length) qrList.appendChild(el('li', { class: 'empty' }, t('sim.noQr')));
+  });
+  const list = $('phone-devices');
+  keepFocus(list, () => {
+    list.textContent = '';
+    devices.forEach((d) => list.appendChild(deviceItem(d)));
+    if (!devices.length) list.appendChild(el('li', { class: 'empty' }, t('sim.noDevices')));
+  });
+}
+
+function deviceItem(d) {
+  const li = el('li', { class: 'device', 'data-device-id': d.id, 'data-device-state': d.state });
+  li.appendChild(el('span', { class: 'device-info' }, t('sim.device', { id: d.id, state: tCode('sim.state.', d.state), phone: d.phone || '—' })));
+  if (d.pairing_code) {
+    const pair = li.appendChild(el('span', { class: 'actions' }));
+    pair.appendChild(button({ 'data-sim-action': 'pair', 'data-device-id': d.id, 'data-code': d.pairing_code, 'data-key': 'pair:' + d.id },
+      t('sim.action.pair', { code: d.pairing_code }), t('sim.action.pair', { code: d.pairing_code }) + ': ' + d.id));
+  }
+  if (d.state !== 'CONNECTED') return li;
+  const actions = li.appendChild(el('span', { class: 'actions' }));
+  ['logout', 'tos-block', 'proxy-block', 'incoming'].forEach((a) => actions.appendChild(button({ 'data-sim-action': a, 'data-device-id': d.id, 'data-key': a + ':' + d.id },
+    t('sim.action.' + a), t('sim.action.' + a) + ': ' + d.id)));
+  return li;
+}
+
+// Scan: the phone scans the session's current QR string (the JSON form of the QR endpoint).
+export async function simAction(btn) {
+  const action = btn.dataset.simAction;
+  if (action === 'pair') {
+    await api('POST', '/sim/pair', { code: btn.dataset.code, phone: $('phone-number').value.trim() }, { auth: false });
+  } else if (action === 'scan') {
+    const current = await api('GET', sessionPath(btn.dataset.sessionId, '/qr'));
+    await api('POST', '/sim/scan', { qr: current.qr, phone: $('phone-number').value.trim() }, { auth: false });
+  } else {
+    const body = action === 'incoming' ? { from: $('sim-from').value.trim(), text: $('sim-text').value } : undefined;
+    await api('POST', '/sim/devices/' + enc(btn.dataset.deviceId) + '/' + action, body, { auth: false });
+  }
+  return t('sim.done.' + action);
+}
