@@ -6,7 +6,9 @@
 use centinela_actors::clock::Timestamp;
 use centinela_actors::config::Config;
 use centinela_actors::ids::{TenantId, UserId};
-use centinela_actors::store::{AccountError, Role, Store, StoreError, TenantRecord, UserRecord};
+use centinela_actors::store::{
+    AccountError, AccountRepo, Role, Store, StoreError, TenantRecord, UserRecord,
+};
 use centinela_web::auth::{check_password_policy, hash_password_sync, random_token};
 
 /// How the first admin is made when the store has no user.

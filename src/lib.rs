@@ -10,7 +10,7 @@ use centinela_actors::clock::{SharedClock, SystemClock};
 use centinela_actors::config::Config;
 use centinela_actors::engine::{EngineKind, EngineSet};
 use centinela_actors::session::actor::SessionEnv;
-use centinela_actors::store::{Store, StoreError};
+use centinela_actors::store::{AccountRepo, Store, StoreError};
 use centinela_actors::supervisor::{Supervisor, SupervisorArgs};
 use centinela_engine_webjs::{WebjsConfig, WebjsEngine};
 use centinela_web::sim::tls::{TlsError, TlsListener};
@@ -143,7 +143,7 @@ pub async fn run(
         .await
         .map_err(|e| RunError::Supervisor(e.to_string()))?;
     let auth = centinela_web::auth::Auth::new(
-        store.clone(),
+        Arc::new(store.clone()),
         services.clock.clone(),
         &secret,
         config.auth.token_ttl,
@@ -177,6 +177,7 @@ pub async fn run(
     let metrics = Arc::new(centinela_web::metrics::Metrics::default());
     metrics.follow(&bus);
     let state = centinela_web::AppState {
+        data: Arc::new(store.clone()),
         shutdown: stop_rx.clone(),
         supervisor: supervisor.clone(),
         clock: services.clock.clone(),

@@ -10,6 +10,7 @@ pub mod bus;
 pub mod clock;
 pub mod config;
 pub mod engine;
+pub mod hub;
 pub mod ids;
 pub mod messaging;
 pub mod proxy;

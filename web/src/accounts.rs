@@ -113,8 +113,7 @@ fn existing_tenant(state: &AppState, caller: &Caller, raw: &str) -> Result<Tenan
     let id = tenant_id(raw)?;
     caller.check_tenant(&id)?;
     state
-        .auth
-        .store()
+        .data
         .tenant(&id)?
         .ok_or_else(|| ApiError::NotFound(format!("tenant {id} not found")))
 }
@@ -144,7 +143,7 @@ async fn create_tenant(
         name: name.to_owned(),
         created_at: state.auth.now(),
     };
-    state.auth.store().create_tenant(&record)?;
+    state.data.create_tenant(&record)?;
     tracing::info!(tenant = %record.id, by = %caller.name(), "tenant created");
     Ok((StatusCode::CREATED, Json(tenant_json(&record))))
 }
@@ -154,7 +153,7 @@ async fn list_tenants(
     caller: Caller,
 ) -> Result<Json<Value>, ApiError> {
     caller.require_admin()?;
-    let tenants = state.auth.store().tenants()?;
+    let tenants = state.data.tenants()?;
     Ok(Json(
         json!({ "tenants": tenants.iter().map(tenant_json).collect::<Vec<_>>() }),
     ))
@@ -177,7 +176,7 @@ async fn delete_tenant(
     caller.require_admin()?;
     let tenant = existing_tenant(&state, &caller, &id)?;
     state.supervisor.delete_tenant(tenant.id.clone()).await?;
-    state.auth.store().delete_tenant(&tenant.id)?;
+    state.data.delete_tenant(&tenant.id)?;
     tracing::info!(tenant = %tenant.id, by = %caller.name(), "tenant deleted");
     Ok(StatusCode::NO_CONTENT)
 }
@@ -218,7 +217,7 @@ async fn list_keys(
     Path(id): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
     let tenant = existing_tenant(&state, &caller, &id)?;
-    let keys = state.auth.store().api_keys(&tenant.id)?;
+    let keys = state.data.api_keys(&tenant.id)?;
     Ok(Json(
         json!({ "api_keys": keys.iter().map(key_json).collect::<Vec<_>>() }),
     ))
@@ -234,8 +233,7 @@ async fn revoke_key(
     }
     let tenant = existing_tenant(&state, &caller, &id)?;
     let found = state
-        .auth
-        .store()
+        .data
         .revoke_api_key(&tenant.id, &key, state.auth.now())?;
     if !found {
         return Err(ApiError::NotFound(format!("api key {key} not found")));
@@ -275,7 +273,7 @@ async fn create_user(
         (Role::Admin, None) => None,
         (Role::Tenant, Some(t)) => {
             let t = tenant_id(&t)?;
-            if state.auth.store().tenant(&t)?.is_none() {
+            if state.data.tenant(&t)?.is_none() {
                 return Err(ApiError::bad_request(
                     "unknown_tenant",
                     format!("tenant {t} does not exist"),
@@ -299,7 +297,7 @@ async fn create_user(
         created_at: state.auth.now(),
         password_version: 0,
     };
-    state.auth.store().create_user(&user)?;
+    state.data.create_user(&user)?;
     tracing::info!(user = %user.username, by = %caller.name(), "user created");
     Ok((StatusCode::CREATED, Json(user_json(&user))))
 }
@@ -309,7 +307,7 @@ async fn list_users(
     caller: Caller,
 ) -> Result<Json<Value>, ApiError> {
     caller.require_admin()?;
-    let users = state.auth.store().users()?;
+    let users = state.data.users()?;
     Ok(Json(
         json!({ "users": users.iter().map(user_json).collect::<Vec<_>>() }),
     ))
@@ -326,7 +324,7 @@ async fn get_user(
 ) -> Result<Json<Value>, ApiError> {
     caller.require_admin()?;
     let id = user_id(&id)?;
-    let user = state.auth.store().user(&id)?;
+    let user = state.data.user(&id)?;
     let user = user.ok_or_else(|| ApiError::NotFound(format!("user {id} not found")))?;
     Ok(Json(user_json(&user)))
 }
@@ -346,7 +344,7 @@ async fn delete_user(
             ));
         }
     }
-    if !state.auth.store().delete_user(&id)? {
+    if !state.data.delete_user(&id)? {
         return Err(ApiError::NotFound(format!("user {id} not found")));
     }
     tracing::info!(user = %id, by = %caller.name(), "user deleted");

@@ -1,6 +1,8 @@
-//! Centinela's HTTP layer: axum routes that only send messages to the actors
-//! (or read through the store's account accessors). It never opens redb or a
-//! browser itself.
+//! Centinela's HTTP layer: axum routes that check the caller, validate the
+//! input, and then ask the supervisor (through its typed handle), the
+//! messaging handles (outbox, webhooks, campaigns), or the [`Data`] traits.
+//! It owns the HTTP shapes and status codes, not the rules; it never opens
+//! redb or a browser itself.
 //!
 //! [`router`] is a plain function of [`AppState`], so route tests use
 //! `tower::ServiceExt::oneshot` without a socket.
@@ -12,7 +14,6 @@ mod dashboard;
 pub mod error;
 mod extract;
 mod health;
-pub mod hub;
 pub mod logstream;
 pub mod messages;
 pub mod metrics;
@@ -28,9 +29,13 @@ pub mod ws;
 use axum::extract::DefaultBodyLimit;
 use axum::Router;
 use centinela_actors::clock::SharedClock;
+use centinela_actors::store::{
+    AccountRepo, AuditRepo, AutoReplyRepo, InboxRepo, MessageRepo, WebhookRepo,
+};
 use centinela_actors::supervisor::Supervisor;
 use std::sync::Arc;
 
+pub use centinela_actors::hub;
 pub use error::ApiError;
 
 /// What the HTTP layer is configured with.
@@ -40,9 +45,24 @@ pub struct WebConfig {
     pub max_body_bytes: usize,
 }
 
+/// The data the HTTP layer reads and writes directly: accounts, webhook
+/// targets and deliveries, auto-reply rules, messages, the inbox and the
+/// audit log. Sessions and admission go through the supervisor instead.
+/// A trait object so another store (fleet mode) can stand in for redb.
+pub trait Data:
+    AccountRepo + WebhookRepo + AutoReplyRepo + MessageRepo + InboxRepo + AuditRepo
+{
+}
+
+impl<T> Data for T where
+    T: AccountRepo + WebhookRepo + AutoReplyRepo + MessageRepo + InboxRepo + AuditRepo
+{
+}
+
 /// What every handler can reach.
 #[derive(Clone)]
 pub struct AppState {
+    pub data: Arc<dyn Data>,
     pub supervisor: Supervisor,
     pub clock: SharedClock,
     pub auth: Arc<auth::Auth>,

@@ -14,7 +14,7 @@ use axum::http::StatusCode;
 use axum::routing::get;
 use axum::Json;
 use centinela_actors::clock::Timestamp;
-use centinela_actors::store::{InboxRepo, MessageRecord, MessageRepo, MessageStatus};
+use centinela_actors::store::MessageRecord;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
@@ -154,26 +154,11 @@ async fn send_message(
         .transpose()?;
     let d = visible(&state, &caller, &id).await?;
     let now = state.clock.now();
-    let record = MessageRecord {
-        id: format!("m_{}", uuid_simple()),
-        tenant: d.view.tenant,
-        session: d.view.id,
-        to,
-        text: body.text,
-        idempotency_key: body.idempotency_key,
-        status: MessageStatus::Queued,
-        created_at: now,
-        send_at,
-        updated_at: now,
-        engine_id: None,
-        error: None,
-    };
+    let record = MessageRecord::queued(d.view.tenant, d.view.id, to, body.text, now)
+        .with_key(body.idempotency_key)
+        .not_before(send_at);
     let stored = state.outbox.accept(record).await?;
     Ok((StatusCode::ACCEPTED, Json(message_json(&stored))))
-}
-
-fn uuid_simple() -> String {
-    uuid::Uuid::new_v4().simple().to_string()
 }
 
 /// A message of a session the caller may see.
@@ -183,7 +168,7 @@ async fn get_message(
     Path((id, mid)): Path<(String, String)>,
 ) -> Result<Json<Value>, ApiError> {
     let d = visible(&state, &caller, &id).await?;
-    let m = state.auth.store().message(&mid)?;
+    let m = state.data.message(&mid)?;
     let m = m
         .filter(|m| m.session == d.view.id)
         .ok_or_else(|| ApiError::NotFound(format!("message {mid} not found")))?;
@@ -206,8 +191,7 @@ async fn list_messages(
     let d = visible(&state, &caller, &id).await?;
     let limit = p.limit.unwrap_or(50).clamp(1, 500);
     let page = state
-        .auth
-        .store()
+        .data
         .messages(&d.view.id, limit, p.before.as_deref())?;
     let next = (page.len() == limit)
         .then(|| page.last().map(|m| m.id.clone()))
@@ -232,7 +216,7 @@ async fn inbox(
 ) -> Result<Json<Value>, ApiError> {
     let d = visible(&state, &caller, &id).await?;
     let limit = p.limit.unwrap_or(50).clamp(1, 500);
-    let page = state.auth.store().incoming(&d.view.id, limit, p.before)?;
+    let page = state.data.incoming(&d.view.id, limit, p.before)?;
     let next = (page.len() == limit)
         .then(|| page.last().map(|m| m.seq))
         .flatten();

@@ -14,9 +14,7 @@ use axum::http::StatusCode;
 use axum::routing::{get, post};
 use axum::Json;
 use centinela_actors::ids::TenantId;
-use centinela_actors::store::{
-    AutoReplyRepo, AutoReplyRules, DeliveryStatus, WebhookRepo, WebhookTarget,
-};
+use centinela_actors::store::{AutoReplyRules, DeliveryStatus, WebhookTarget};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
@@ -142,7 +140,7 @@ async fn set_target(
         url: url.clone(),
         secret: secret.clone(),
     };
-    state.auth.store().set_target(&target)?;
+    state.data.set_target(&target)?;
     tracing::info!(tenant = %tenant, by = %caller.name(), "webhook set");
     Ok(Json(json!({ "url": url, "secret": secret })))
 }
@@ -153,7 +151,7 @@ async fn get_target(
     Path(id): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
     let tenant = own_tenant(&caller, &id)?;
-    let t = state.auth.store().target(&tenant)?;
+    let t = state.data.target(&tenant)?;
     let t = t.ok_or_else(|| ApiError::NotFound("no webhook is set".into()))?;
     Ok(Json(
         json!({ "url": t.url, "secret_prefix": format!("{}…", t.secret.chars().take(4).collect::<String>()) }),
@@ -166,7 +164,7 @@ async fn delete_target(
     Path(id): Path<String>,
 ) -> Result<StatusCode, ApiError> {
     let tenant = own_tenant(&caller, &id)?;
-    if !state.auth.store().delete_target(&tenant)? {
+    if !state.data.delete_target(&tenant)? {
         return Err(ApiError::NotFound("no webhook is set".into()));
     }
     Ok(StatusCode::NO_CONTENT)
@@ -184,7 +182,7 @@ async fn list_deliveries(
     Query(f): Query<Filter>,
 ) -> Result<Json<Value>, ApiError> {
     let tenant = own_tenant(&caller, &id)?;
-    let list = state.auth.store().deliveries(&tenant, f.status)?;
+    let list = state.data.deliveries(&tenant, f.status)?;
     Ok(Json(json!({ "deliveries": list })))
 }
 
@@ -194,7 +192,7 @@ async fn redeliver(
     Path((id, did)): Path<(String, String)>,
 ) -> Result<Json<Value>, ApiError> {
     let tenant = own_tenant(&caller, &id)?;
-    let d = state.auth.store().delivery(&did)?;
+    let d = state.data.delivery(&did)?;
     let d = d
         .filter(|d| d.tenant == tenant)
         .ok_or_else(|| ApiError::NotFound(format!("delivery {did} not found")))?;
@@ -208,7 +206,7 @@ async fn get_auto_replies(
     Path(id): Path<String>,
 ) -> Result<Json<AutoReplyRules>, ApiError> {
     let tenant = own_tenant(&caller, &id)?;
-    Ok(Json(state.auth.store().auto_replies(&tenant)?))
+    Ok(Json(state.data.auto_replies(&tenant)?))
 }
 
 async fn set_auto_replies(
@@ -231,7 +229,7 @@ async fn set_auto_replies(
             ));
         }
     }
-    state.auth.store().set_auto_replies(&tenant, &rules)?;
+    state.data.set_auto_replies(&tenant, &rules)?;
     tracing::info!(tenant = %tenant, by = %caller.name(), enabled = rules.enabled, rules = rules.rules.len(), "auto-replies set");
     Ok(Json(rules))
 }

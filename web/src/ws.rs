@@ -229,13 +229,9 @@ async fn logs(
     Query(q): Query<Since>,
 ) -> Result<Json<Value>, ApiError> {
     let limit = q.limit.unwrap_or(500).clamp(1, 5000);
-    let store = state.auth.store().clone();
+    let data = state.data.clone();
     let since = q.since.unwrap_or(0);
-    let entries = tokio::task::spawn_blocking(move || {
-        centinela_actors::store::AuditRepo::audit_since(&store, since, limit)
-    })
-    .await
-    .map_err(ApiError::internal)??;
+    let entries = tokio::task::spawn_blocking(move || data.audit_since(since, limit)).await??;
     let last_seq = entries.last().map_or(since, |e| e.seq);
     let visible: Vec<_> = entries
         .into_iter()

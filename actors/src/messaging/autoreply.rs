@@ -7,7 +7,7 @@
 use super::Outbox;
 use crate::bus::{Bus, BusEvent, MessageEvent};
 use crate::clock::SharedClock;
-use crate::store::{AutoReplyRepo, AutoReplyRules, MessageRecord, MessageStatus};
+use crate::store::{AutoReplyRepo, AutoReplyRules, MessageRecord};
 use std::sync::Arc;
 use tokio::sync::broadcast;
 
@@ -63,21 +63,15 @@ async fn answer(
         return;
     };
     let now = clock.now();
-    let record = MessageRecord {
-        id: format!("m_{}", uuid::Uuid::new_v4().simple()),
-        tenant: m.tenant.clone(),
-        session: m.session.clone(),
-        to: m.from.clone(),
-        text: reply.to_owned(),
-        // One reply per incoming message, even if the event is seen twice.
-        idempotency_key: Some(format!("auto-reply/{}/{}", m.session, m.id)),
-        status: MessageStatus::Queued,
-        created_at: now,
-        send_at: None,
-        updated_at: now,
-        engine_id: None,
-        error: None,
-    };
+    let record = MessageRecord::queued(
+        m.tenant.clone(),
+        m.session.clone(),
+        m.from.clone(),
+        reply.to_owned(),
+        now,
+    )
+    // One reply per incoming message, even if the event is seen twice.
+    .with_key(Some(format!("auto-reply/{}/{}", m.session, m.id)));
     match outbox.accept(record).await {
         Ok(r) => {
             tracing::info!(tenant = %m.tenant, session = %m.session, message = %r.id, "auto-reply queued")

@@ -271,20 +271,14 @@ async fn queue(
     r: &Recipient,
 ) -> Result<(), CampaignError> {
     let now = me.clock.now();
-    let m = MessageRecord {
-        id: format!("m_{}", uuid::Uuid::new_v4().simple()),
-        tenant: c.tenant.clone(),
-        session: c.session.clone(),
-        to: r.to.clone(),
-        text: render(&c.template, &r.vars),
-        idempotency_key: Some(key(c, index)),
-        status: MessageStatus::Queued,
-        created_at: now,
-        send_at: None,
-        updated_at: now,
-        engine_id: None,
-        error: None,
-    };
+    let m = MessageRecord::queued(
+        c.tenant.clone(),
+        c.session.clone(),
+        r.to.clone(),
+        render(&c.template, &r.vars),
+        now,
+    )
+    .with_key(Some(key(c, index)));
     outbox
         .accept(m)
         .await

@@ -110,8 +110,46 @@ from_redb!(
     redb::CommitError
 );
 
-impl Store {
-    pub fn create_tenant(&self, t: &TenantRecord) -> Result<(), AccountError> {
+/// Tenants, users, API keys, revoked tokens and settings: what the
+/// web layer reads and writes of accounts, behind a trait so another store
+/// (fleet mode) can stand in.
+pub trait AccountRepo: Send + Sync + 'static {
+    fn create_tenant(&self, t: &TenantRecord) -> Result<(), AccountError>;
+    fn tenant(&self, id: &TenantId) -> Result<Option<TenantRecord>, StoreError>;
+    fn tenants(&self) -> Result<Vec<TenantRecord>, StoreError>;
+    /// Deletes a tenant with its users and API keys (sessions are the
+    /// supervisor's to delete first).
+    fn delete_tenant(&self, id: &TenantId) -> Result<bool, AccountError>;
+    fn create_user(&self, u: &UserRecord) -> Result<(), AccountError>;
+    /// Replaces a user (password change).
+    fn update_user(&self, u: &UserRecord) -> Result<(), AccountError>;
+    fn user(&self, id: &UserId) -> Result<Option<UserRecord>, StoreError>;
+    /// Case-insensitive lookup.
+    fn user_by_name(&self, username: &str) -> Result<Option<UserRecord>, StoreError>;
+    fn users(&self) -> Result<Vec<UserRecord>, StoreError>;
+    fn delete_user(&self, id: &UserId) -> Result<bool, AccountError>;
+    fn create_api_key(&self, k: &ApiKeyRecord) -> Result<(), AccountError>;
+    /// The live (not revoked) key with this hash.
+    fn api_key_by_hash(&self, hash: &str) -> Result<Option<ApiKeyRecord>, StoreError>;
+    fn api_keys(&self, tenant: &TenantId) -> Result<Vec<ApiKeyRecord>, StoreError>;
+    /// Revokes a tenant's key; false when it has no such key.
+    fn revoke_api_key(
+        &self,
+        tenant: &TenantId,
+        id: &str,
+        at: Timestamp,
+    ) -> Result<bool, AccountError>;
+    /// Records a token id as revoked until `expires` (after that it is dead anyway).
+    fn revoke_token(&self, jti: &str, expires: Timestamp, now: Timestamp)
+        -> Result<(), StoreError>;
+    fn is_token_revoked(&self, jti: &str) -> Result<bool, StoreError>;
+    fn setting(&self, key: &str) -> Result<Option<String>, StoreError>;
+    /// Sets `key` unless it is set; returns the value in force.
+    fn setting_or_insert(&self, key: &str, value: &str) -> Result<String, StoreError>;
+}
+
+impl AccountRepo for Store {
+    fn create_tenant(&self, t: &TenantRecord) -> Result<(), AccountError> {
         let txn = self.db().begin_write()?;
         {
             let mut table = txn.open_table(TENANTS)?;
@@ -124,20 +162,20 @@ impl Store {
         Ok(())
     }
 
-    pub fn tenant(&self, id: &TenantId) -> Result<Option<TenantRecord>, StoreError> {
+    fn tenant(&self, id: &TenantId) -> Result<Option<TenantRecord>, StoreError> {
         let txn = self.db().begin_read()?;
         let table = txn.open_table(TENANTS)?;
         let v = table.get(id.as_str())?;
         v.map(|v| decode("tenants", v.value())).transpose()
     }
 
-    pub fn tenants(&self) -> Result<Vec<TenantRecord>, StoreError> {
+    fn tenants(&self) -> Result<Vec<TenantRecord>, StoreError> {
         self.all(TENANTS, "tenants")
     }
 
     /// Deletes a tenant with its users and API keys (sessions are the
     /// supervisor's to delete first).
-    pub fn delete_tenant(&self, id: &TenantId) -> Result<bool, AccountError> {
+    fn delete_tenant(&self, id: &TenantId) -> Result<bool, AccountError> {
         let users: Vec<UserRecord> = self
             .users()?
             .into_iter()
@@ -165,7 +203,7 @@ impl Store {
         Ok(existed)
     }
 
-    pub fn create_user(&self, u: &UserRecord) -> Result<(), AccountError> {
+    fn create_user(&self, u: &UserRecord) -> Result<(), AccountError> {
         let txn = self.db().begin_write()?;
         {
             let mut names = txn.open_table(USERNAMES)?;
@@ -182,7 +220,7 @@ impl Store {
     }
 
     /// Replaces a user (password change).
-    pub fn update_user(&self, u: &UserRecord) -> Result<(), AccountError> {
+    fn update_user(&self, u: &UserRecord) -> Result<(), AccountError> {
         let txn = self.db().begin_write()?;
         {
             let mut table = txn.open_table(USERS)?;
@@ -195,7 +233,7 @@ impl Store {
         Ok(())
     }
 
-    pub fn user(&self, id: &UserId) -> Result<Option<UserRecord>, StoreError> {
+    fn user(&self, id: &UserId) -> Result<Option<UserRecord>, StoreError> {
         let txn = self.db().begin_read()?;
         let table = txn.open_table(USERS)?;
         let v = table.get(id.as_str())?;
@@ -203,7 +241,7 @@ impl Store {
     }
 
     /// Case-insensitive lookup.
-    pub fn user_by_name(&self, username: &str) -> Result<Option<UserRecord>, StoreError> {
+    fn user_by_name(&self, username: &str) -> Result<Option<UserRecord>, StoreError> {
         let id = {
             let txn = self.db().begin_read()?;
             let names = txn.open_table(USERNAMES)?;
@@ -219,11 +257,11 @@ impl Store {
         }
     }
 
-    pub fn users(&self) -> Result<Vec<UserRecord>, StoreError> {
+    fn users(&self) -> Result<Vec<UserRecord>, StoreError> {
         self.all(USERS, "users")
     }
 
-    pub fn delete_user(&self, id: &UserId) -> Result<bool, AccountError> {
+    fn delete_user(&self, id: &UserId) -> Result<bool, AccountError> {
         let Some(user) = self.user(id)? else {
             return Ok(false);
         };
@@ -237,7 +275,7 @@ impl Store {
         Ok(true)
     }
 
-    pub fn create_api_key(&self, k: &ApiKeyRecord) -> Result<(), AccountError> {
+    fn create_api_key(&self, k: &ApiKeyRecord) -> Result<(), AccountError> {
         let txn = self.db().begin_write()?;
         {
             txn.open_table(API_KEYS)?
@@ -250,7 +288,7 @@ impl Store {
     }
 
     /// The live (not revoked) key with this hash.
-    pub fn api_key_by_hash(&self, hash: &str) -> Result<Option<ApiKeyRecord>, StoreError> {
+    fn api_key_by_hash(&self, hash: &str) -> Result<Option<ApiKeyRecord>, StoreError> {
         let txn = self.db().begin_read()?;
         let hashes = txn.open_table(API_KEY_HASHES)?;
         let Some(id) = hashes.get(hash)?.map(|v| v.value().to_owned()) else {
@@ -262,13 +300,13 @@ impl Store {
         Ok(key.filter(|k| k.revoked_at.is_none()))
     }
 
-    pub fn api_keys(&self, tenant: &TenantId) -> Result<Vec<ApiKeyRecord>, StoreError> {
+    fn api_keys(&self, tenant: &TenantId) -> Result<Vec<ApiKeyRecord>, StoreError> {
         let all: Vec<ApiKeyRecord> = self.all(API_KEYS, "api_keys")?;
         Ok(all.into_iter().filter(|k| k.tenant == *tenant).collect())
     }
 
     /// Revokes a tenant's key; false when it has no such key.
-    pub fn revoke_api_key(
+    fn revoke_api_key(
         &self,
         tenant: &TenantId,
         id: &str,
@@ -297,7 +335,7 @@ impl Store {
     }
 
     /// Records a token id as revoked until `expires` (after that it is dead anyway).
-    pub fn revoke_token(
+    fn revoke_token(
         &self,
         jti: &str,
         expires: Timestamp,
@@ -322,12 +360,12 @@ impl Store {
         Ok(())
     }
 
-    pub fn is_token_revoked(&self, jti: &str) -> Result<bool, StoreError> {
+    fn is_token_revoked(&self, jti: &str) -> Result<bool, StoreError> {
         let txn = self.db().begin_read()?;
         Ok(txn.open_table(REVOKED)?.get(jti)?.is_some())
     }
 
-    pub fn setting(&self, key: &str) -> Result<Option<String>, StoreError> {
+    fn setting(&self, key: &str) -> Result<Option<String>, StoreError> {
         let txn = self.db().begin_read()?;
         let table = txn.open_table(SETTINGS)?;
         let v = table.get(key)?;
@@ -335,7 +373,7 @@ impl Store {
     }
 
     /// Sets `key` unless it is set; returns the value in force.
-    pub fn setting_or_insert(&self, key: &str, value: &str) -> Result<String, StoreError> {
+    fn setting_or_insert(&self, key: &str, value: &str) -> Result<String, StoreError> {
         let txn = self.db().begin_write()?;
         let current;
         {
@@ -352,7 +390,9 @@ impl Store {
         txn.commit()?;
         Ok(current)
     }
+}
 
+impl Store {
     fn all<T: DeserializeOwned>(
         &self,
         def: TableDefinition<&str, &[u8]>,

@@ -70,6 +70,44 @@ pub struct MessageRecord {
     pub error: Option<String>,
 }
 
+impl MessageRecord {
+    /// A new message to send, queued at `now` under a fresh id.
+    pub fn queued(
+        tenant: TenantId,
+        session: SessionId,
+        to: String,
+        text: String,
+        now: Timestamp,
+    ) -> Self {
+        Self {
+            id: format!("m_{}", uuid::Uuid::new_v4().simple()),
+            tenant,
+            session,
+            to,
+            text,
+            idempotency_key: None,
+            status: MessageStatus::Queued,
+            created_at: now,
+            send_at: None,
+            updated_at: now,
+            engine_id: None,
+            error: None,
+        }
+    }
+
+    /// The same message under an idempotency key: accepted once per key.
+    pub fn with_key(mut self, key: Option<String>) -> Self {
+        self.idempotency_key = key;
+        self
+    }
+
+    /// The same message, not sent before `at`.
+    pub fn not_before(mut self, at: Option<Timestamp>) -> Self {
+        self.send_at = at;
+        self
+    }
+}
+
 fn encode(m: &MessageRecord) -> Result<Vec<u8>, StoreError> {
     serde_json::to_vec(m).map_err(|e| StoreError::Db(e.to_string()))
 }

@@ -16,7 +16,7 @@ mod messages;
 mod sessions;
 mod webhooks;
 
-pub use accounts::{AccountError, ApiKeyRecord, Role, TenantRecord, UserRecord};
+pub use accounts::{AccountError, AccountRepo, ApiKeyRecord, Role, TenantRecord, UserRecord};
 pub use audit::{AuditEntry, AuditRepo, AUDIT_CAPACITY};
 pub use campaigns::{CampaignRecord, CampaignRepo, CampaignStatus, Recipient};
 pub use ledger::{AttemptKind, LedgerEvent, LedgerRepo};

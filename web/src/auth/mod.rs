@@ -16,11 +16,12 @@ use argon2::password_hash::{PasswordHasher, PasswordVerifier};
 use argon2::Argon2;
 use centinela_actors::clock::{SharedClock, Timestamp};
 use centinela_actors::ids::{TenantId, UserId};
-use centinela_actors::store::{ApiKeyRecord, Role, Store, UserRecord};
+use centinela_actors::store::{AccountRepo, ApiKeyRecord, Role, UserRecord};
 use jsonwebtoken::{decode, encode, Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use rand::Rng;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
+use std::sync::Arc;
 use std::time::Duration;
 
 /// The issuer of login tokens (one purpose, one issuer).
@@ -42,7 +43,7 @@ pub struct Claims {
 }
 
 pub struct Auth {
-    store: Store,
+    store: Arc<dyn AccountRepo>,
     clock: SharedClock,
     encoding: EncodingKey,
     decoding: DecodingKey,
@@ -114,7 +115,12 @@ pub fn check_password_policy(password: &str) -> Result<(), ApiError> {
 }
 
 impl Auth {
-    pub fn new(store: Store, clock: SharedClock, secret: &[u8], token_ttl: Duration) -> Self {
+    pub fn new(
+        store: Arc<dyn AccountRepo>,
+        clock: SharedClock,
+        secret: &[u8],
+        token_ttl: Duration,
+    ) -> Self {
         Self {
             store,
             clock: clock.clone(),
@@ -126,8 +132,9 @@ impl Auth {
         }
     }
 
-    pub fn store(&self) -> &Store {
-        &self.store
+    /// The accounts (tenants, users, keys) behind authentication.
+    pub fn accounts(&self) -> &dyn AccountRepo {
+        self.store.as_ref()
     }
 
     pub fn now(&self) -> Timestamp {

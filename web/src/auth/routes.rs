@@ -138,7 +138,7 @@ async fn login(
             details: json!({}),
         });
     }
-    let user = auth.store().user_by_name(&username)?;
+    let user = auth.accounts().user_by_name(&username)?;
     let ok = match &user {
         Some(u) => verify_password(body.password, u.password_hash.clone()).await,
         None => {
@@ -211,7 +211,7 @@ async fn logout(State(state): State<AppState>, caller: Caller) -> Result<Json<Va
         ));
     };
     let auth = &state.auth;
-    auth.store()
+    auth.accounts()
         .revoke_token(&jti, Timestamp::from_millis(exp * 1000), auth.now())?;
     tracing::info!(username = %username, "logout");
     Ok(Json(json!({ "success": true })))
@@ -233,13 +233,16 @@ async fn change_password(
     };
     check_password_policy(&body.new_password)?;
     let auth = &state.auth;
-    let mut user = auth.store().user(&id)?.ok_or_else(ApiError::unauthorized)?;
+    let mut user = auth
+        .accounts()
+        .user(&id)?
+        .ok_or_else(ApiError::unauthorized)?;
     if !verify_password(body.current_password, user.password_hash.clone()).await {
         return Err(ApiError::InvalidCredentials);
     }
     user.password_hash = hash_password(body.new_password).await?;
     user.password_version += 1;
-    auth.store().update_user(&user)?;
+    auth.accounts().update_user(&user)?;
     let (token, expires_at) = auth.issue(&user)?;
     tracing::info!(username = %user.username, "password changed");
     Ok(Json(
@@ -252,7 +255,7 @@ async fn me(State(state): State<AppState>, caller: Caller) -> Result<Json<Value>
         Caller::User { id, .. } => {
             let user = state
                 .auth
-                .store()
+                .accounts()
                 .user(&id)?
                 .ok_or_else(ApiError::unauthorized)?;
             Ok(Json(json!({ "success": true, "user": user_json(&user) })))

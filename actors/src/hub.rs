@@ -1,16 +1,16 @@
 //! The event hub: one task that takes every bus event (transitions,
 //! admission decisions, messages, acks) and every supervisor log event (from
-//! the tracing layer in [`crate::logstream`]), writes them to the audit log
+//! a tracing layer: the web crate's `logstream`), writes them to the audit log
 //! in batches (one durable commit per batch), and fans them out, numbered
 //! with their audit sequence, to WebSocket clients through a broadcast
 //! channel. A slow client lags and is told to resync; it never slows the
 //! hub, and the hub never slows an actor (the bus and the log channel are
 //! non-blocking for their senders).
 
-use centinela_actors::bus::{Bus, BusEvent};
-use centinela_actors::clock::Timestamp;
-use centinela_actors::ids::TenantId;
-use centinela_actors::store::{AuditEntry, AuditRepo};
+use crate::bus::{Bus, BusEvent};
+use crate::clock::Timestamp;
+use crate::ids::TenantId;
+use crate::store::{AuditEntry, AuditRepo};
 use serde_json::{json, Value};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -268,8 +268,8 @@ fn shape_log(e: LogEvent) -> Shaped {
 
 /// An admission event as the WebSocket and the audit log show it: every
 /// field present, `null` where the decision has no such data.
-fn admission_json(a: &centinela_actors::bus::AdmissionEvent) -> serde_json::Value {
-    use centinela_actors::bus::AdmissionDecision as D;
+fn admission_json(a: &crate::bus::AdmissionEvent) -> serde_json::Value {
+    use crate::bus::AdmissionDecision as D;
     let (start_at, wait, block_until) = match &a.decision {
         D::Queued { start_at } => (Some(*start_at), None, None),
         D::Denied {
