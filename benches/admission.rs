@@ -80,7 +80,16 @@ fn bench_policy(config: &Config) {
     let mut denied = 0usize;
     for _ in 0..rounds {
         for r in &requests {
-            denied += usize::from(evaluate(&config.antiban, &ledger, r, now).is_err());
+            let verdict = evaluate(
+                &config.antiban,
+                &ledger,
+                &r.tenant,
+                r.kind,
+                r.live,
+                &r.egress,
+                now,
+            );
+            denied += usize::from(verdict.is_err());
         }
     }
     let secs = start.elapsed().as_secs_f64();

@@ -2,7 +2,7 @@
 //! spawning, and crash supervision. Connection attempts (admission, queue,
 //! restore, reconnect) are in [`super::attempts`].
 
-use super::admission::{check_create, Admission, Outcome};
+use super::admission::{check_create, outcome_of, Admission};
 use super::attempts;
 use super::ledger::LedgerRepo;
 use super::recovery::Breaker;
@@ -121,11 +121,12 @@ impl SupervisorState {
     }
 
     /// Sessions live or queued, except `except`: what capacity counts.
-    pub(super) fn live_count(&self, except: &SessionId) -> u32 {
+    pub(super) fn live_count(&self, except: Option<&SessionId>) -> u32 {
         let n = self
             .sessions
             .values()
-            .filter(|e| e.record.id != *except && (e.view.state.is_live() || e.pending.is_some()))
+            .filter(|e| Some(&e.record.id) != except)
+            .filter(|e| e.view.state.is_live() || e.pending.is_some())
             .count();
         u32::try_from(n).unwrap_or(u32::MAX)
     }
@@ -161,7 +162,7 @@ impl SupervisorState {
 
     fn rate_limit_report(&self, tenant: Option<TenantId>) -> RateLimitReport {
         let now = self.now();
-        let live = self.live_count(&SessionId::new("none").expect("a valid literal id"));
+        let live = self.live_count(None);
         let tenants: BTreeSet<TenantId> = match tenant {
             Some(t) => BTreeSet::from([t]),
             None => self
@@ -755,20 +756,7 @@ fn on_session_changed(
         DisconnectReason::EngineError | DisconnectReason::BrowserCrashed
     );
     let now = st.now();
-    let outcome = match reason {
-        DisconnectReason::Banned => Some(Outcome::Banned),
-        // A local fault on a paired profile is not a failed pairing: it is
-        // restored below, and costs no cooldown.
-        DisconnectReason::EngineError | DisconnectReason::BrowserCrashed if paired => None,
-        DisconnectReason::QrTimeout
-        | DisconnectReason::EngineError
-        | DisconnectReason::BrowserCrashed
-            if matches!(from, SessionState::Connecting | SessionState::Qr { .. }) =>
-        {
-            Some(Outcome::Failure)
-        }
-        _ => None,
-    };
+    let outcome = outcome_of(&from, reason, paired);
     if let Some(outcome) = outcome {
         tracing::warn!(tenant = %tenant, session = %id, outcome = ?outcome, reason = reason.as_str(), "attempt outcome recorded");
         if let Err(e) = st.admission.record(&tenant, &id, outcome, now) {

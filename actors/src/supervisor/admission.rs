@@ -12,7 +12,9 @@
 use super::ledger::{in_window, Ledger, LedgerEvent, LedgerRepo, WindowSlice, DAY, HOUR};
 use crate::clock::Timestamp;
 use crate::config::AntibanConfig;
+use crate::engine::DisconnectReason;
 use crate::ids::{SessionId, TenantId};
+use crate::session::SessionState;
 use crate::store::StoreError;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
@@ -123,6 +125,24 @@ pub enum Outcome {
     Banned,
 }
 
+/// What a session's stop means for admission: a ban blocks the tenant; a
+/// QR never scanned, or a fault while pairing, is a failed attempt (a
+/// cooldown). A local fault on a paired profile is not a failed pairing: it
+/// is restored and costs nothing. Anything else is no outcome. Pure.
+pub fn outcome_of(from: &SessionState, reason: DisconnectReason, paired: bool) -> Option<Outcome> {
+    use DisconnectReason as R;
+    match reason {
+        R::Banned => Some(Outcome::Banned),
+        R::EngineError | R::BrowserCrashed if paired => None,
+        R::QrTimeout | R::EngineError | R::BrowserCrashed
+            if matches!(from, SessionState::Connecting | SessionState::Qr { .. }) =>
+        {
+            Some(Outcome::Failure)
+        }
+        _ => None,
+    }
+}
+
 /// Whether this kind of attempt spends the hourly and daily budgets.
 pub fn counts(cfg: &AntibanConfig, kind: AttemptKind) -> bool {
     match kind {
@@ -131,20 +151,25 @@ pub fn counts(cfg: &AntibanConfig, kind: AttemptKind) -> bool {
     }
 }
 
-/// The rules, most lasting first. Pure.
+/// The rules, most lasting first, for an attempt of `kind` by `tenant`
+/// through `egress` with `live` sessions live or queued on the server. It
+/// needs no session: it judges the tenant, the path and the server. Pure.
 pub fn evaluate(
     cfg: &AntibanConfig,
     ledger: &Ledger,
-    req: &AttemptRequest,
+    tenant: &TenantId,
+    kind: AttemptKind,
+    live: u32,
+    egress: &str,
     now: Timestamp,
 ) -> Result<(), Denial> {
-    if let Some(t) = ledger.tenant(&req.tenant) {
-        if t.proxy_blocked.contains_key(&req.egress) {
+    if let Some(t) = ledger.tenant(tenant) {
+        if t.proxy_blocked.contains_key(egress) {
             return Err(Denial {
                 reason: DenyReason::ProxyBlock,
                 wait: Duration::ZERO,
                 block_until: now,
-                proxy: Some(req.egress.clone()),
+                proxy: Some(egress.to_owned()),
             });
         }
         if let Some(until) = t.blocked_until.filter(|u| *u > now) {
@@ -154,8 +179,8 @@ pub fn evaluate(
             return Err(Denial::until(DenyReason::CooldownAfterFailure, until, now));
         }
     }
-    if counts(cfg, req.kind) {
-        if let Some(t) = ledger.tenant(&req.tenant) {
+    if counts(cfg, kind) {
+        if let Some(t) = ledger.tenant(tenant) {
             let day = in_window(&t.attempts, now, DAY);
             if let Some(until) = window_full(day, cfg.tenant_attempts_per_day, DAY) {
                 return Err(Denial::until(DenyReason::DailyLimit, until, now));
@@ -166,7 +191,7 @@ pub fn evaluate(
             return Err(Denial::until(DenyReason::ServerRateLimit, until, now));
         }
     }
-    if req.live >= cfg.max_live_sessions {
+    if live >= cfg.max_live_sessions {
         return Err(Denial {
             reason: DenyReason::Capacity,
             wait: Duration::ZERO,
@@ -294,7 +319,16 @@ impl Admission {
     /// Decides one attempt; an admitted one is on disk before this returns.
     pub fn admit(&mut self, req: &AttemptRequest, now: Timestamp) -> Result<Decision, StoreError> {
         self.ledger.expire(now);
-        if let Err(denial) = evaluate(&self.cfg, &self.ledger, req, now) {
+        let verdict = evaluate(
+            &self.cfg,
+            &self.ledger,
+            &req.tenant,
+            req.kind,
+            req.live,
+            &req.egress,
+            now,
+        );
+        if let Err(denial) = verdict {
             return Ok(Decision::Denied(denial));
         }
         let start_at = self.start_time(req.kind, now);
@@ -515,14 +549,16 @@ impl Admission {
     /// A tenant's status as a user connect through the server's own path
     /// would be judged now.
     pub fn tenant_status(&self, tenant: &TenantId, live: u32, now: Timestamp) -> TenantStatus {
-        let probe = AttemptRequest {
-            tenant: tenant.clone(),
-            session: SessionId::new("status-probe").expect("a valid literal id"),
-            kind: AttemptKind::Connect,
+        let server = egress(None);
+        let verdict = evaluate(
+            &self.cfg,
+            &self.ledger,
+            tenant,
+            AttemptKind::Connect,
             live,
-            egress: egress(None),
-        };
-        let verdict = evaluate(&self.cfg, &self.ledger, &probe, now);
+            &server,
+            now,
+        );
         let t = self.ledger.tenant(tenant).cloned().unwrap_or_default();
         let denial = verdict.err();
         TenantStatus {

@@ -581,3 +581,40 @@ fn a_refused_proxy_holds_the_tenant_on_that_path_until_an_admin_unblocks_it() {
         .proxy_blocked
         .is_empty());
 }
+
+#[test]
+fn a_stop_is_an_outcome_only_for_bans_and_failed_pairings() {
+    use crate::session::SessionState as S;
+    use DisconnectReason as R;
+    let qr = S::Qr {
+        code: "ref".into(),
+        expires_at: T0,
+        window_ends_at: T0,
+    };
+    let ready = S::Ready { me: "549".into() };
+    for (from, paired) in [(&S::Connecting, false), (&qr, false), (&ready, true)] {
+        assert_eq!(outcome_of(from, R::Banned, paired), Some(Outcome::Banned));
+    }
+    for reason in [R::QrTimeout, R::EngineError, R::BrowserCrashed] {
+        assert_eq!(
+            outcome_of(&qr, reason, false),
+            Some(Outcome::Failure),
+            "{reason:?} while pairing"
+        );
+        assert_eq!(
+            outcome_of(&S::Connecting, reason, false),
+            Some(Outcome::Failure)
+        );
+    }
+    for reason in [R::EngineError, R::BrowserCrashed] {
+        assert_eq!(
+            outcome_of(&S::Connecting, reason, true),
+            None,
+            "paired: restored"
+        );
+        assert_eq!(outcome_of(&ready, reason, false), None, "after READY");
+    }
+    for reason in [R::Manual, R::Logout, R::Conflict, R::ProxyBlocked] {
+        assert_eq!(outcome_of(&qr, reason, false), None, "{reason:?}");
+    }
+}

@@ -26,7 +26,7 @@ pub(super) fn connect(
     id: &SessionId,
     kind: AttemptKind,
 ) -> Result<ConnectOutcome, SupervisorError> {
-    let live = st.live_count(id);
+    let live = st.live_count(Some(id));
     let entry = st.entry(id)?;
     if entry.view.state.is_live() {
         return Ok(ConnectOutcome::AlreadyLive {
