@@ -3,9 +3,9 @@
 //! the desire to run and schedules the start in the queue. Restores after a
 //! process start and automatic reconnects are attempts of their own kinds.
 
-use super::actor::{spawn_session, Pending, SupervisorState};
 use super::admission::{AttemptKind, AttemptRequest, Decision, DenyReason};
 use super::recovery::RecoveryPolicy;
+use super::registry::{spawn_session, Pending, SupervisorState};
 use super::{ConnectOutcome, SupervisorError, SupervisorMsg};
 use crate::bus::{AdmissionDecision, AdmissionEvent, BusEvent, RecoveryEvent};
 use crate::clock::Timestamp;

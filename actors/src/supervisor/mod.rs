@@ -12,9 +12,11 @@
 mod actor;
 pub mod admission;
 mod attempts;
+mod commands;
 mod handle;
 pub mod ledger;
 pub mod recovery;
+mod registry;
 pub mod restart;
 
 pub use actor::SupervisorArgs;
