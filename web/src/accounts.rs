@@ -5,10 +5,10 @@
 use crate::auth::routes::user_json;
 use crate::auth::{check_password_policy, hash_password, Caller};
 use crate::error::ApiError;
-use crate::extract::AppJson;
+use crate::extract::{AppJson, AppPath};
 use crate::openapi::{Access, Doc, Routes};
 use crate::AppState;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::routing::{delete, get};
 use axum::Json;
@@ -162,7 +162,7 @@ async fn list_tenants(
 async fn get_tenant(
     State(state): State<AppState>,
     caller: Caller,
-    Path(id): Path<String>,
+    AppPath(id): AppPath<String>,
 ) -> Result<Json<Value>, ApiError> {
     Ok(Json(tenant_json(&existing_tenant(&state, &caller, &id)?)))
 }
@@ -171,7 +171,7 @@ async fn get_tenant(
 async fn delete_tenant(
     State(state): State<AppState>,
     caller: Caller,
-    Path(id): Path<String>,
+    AppPath(id): AppPath<String>,
 ) -> Result<StatusCode, ApiError> {
     caller.require_admin()?;
     let tenant = existing_tenant(&state, &caller, &id)?;
@@ -190,7 +190,7 @@ struct NewKey {
 async fn create_key(
     State(state): State<AppState>,
     caller: Caller,
-    Path(id): Path<String>,
+    AppPath(id): AppPath<String>,
     AppJson(body): AppJson<NewKey>,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
     if matches!(caller, Caller::ApiKey { .. }) {
@@ -214,7 +214,7 @@ async fn create_key(
 async fn list_keys(
     State(state): State<AppState>,
     caller: Caller,
-    Path(id): Path<String>,
+    AppPath(id): AppPath<String>,
 ) -> Result<Json<Value>, ApiError> {
     let tenant = existing_tenant(&state, &caller, &id)?;
     let keys = state.data.api_keys(&tenant.id)?;
@@ -226,7 +226,7 @@ async fn list_keys(
 async fn revoke_key(
     State(state): State<AppState>,
     caller: Caller,
-    Path((id, key)): Path<(String, String)>,
+    AppPath((id, key)): AppPath<(String, String)>,
 ) -> Result<StatusCode, ApiError> {
     if matches!(caller, Caller::ApiKey { .. }) {
         return Err(ApiError::Forbidden);
@@ -320,7 +320,7 @@ fn user_id(raw: &str) -> Result<UserId, ApiError> {
 async fn get_user(
     State(state): State<AppState>,
     caller: Caller,
-    Path(id): Path<String>,
+    AppPath(id): AppPath<String>,
 ) -> Result<Json<Value>, ApiError> {
     caller.require_admin()?;
     let id = user_id(&id)?;
@@ -332,7 +332,7 @@ async fn get_user(
 async fn delete_user(
     State(state): State<AppState>,
     caller: Caller,
-    Path(id): Path<String>,
+    AppPath(id): AppPath<String>,
 ) -> Result<StatusCode, ApiError> {
     caller.require_admin()?;
     let id = user_id(&id)?;

@@ -4,12 +4,12 @@
 
 use crate::auth::Caller;
 use crate::error::ApiError;
-use crate::extract::AppJson;
+use crate::extract::{AppJson, AppPath};
 use crate::messages::normalize_phone;
 use crate::openapi::{Access, Doc, Routes};
 use crate::sessions::visible;
 use crate::AppState;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::routing::{get, post};
 use axum::Json;
@@ -63,7 +63,7 @@ struct NewCampaign {
 async fn create(
     State(state): State<AppState>,
     caller: Caller,
-    Path(id): Path<String>,
+    AppPath(id): AppPath<String>,
     AppJson(body): AppJson<NewCampaign>,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
     let d = visible(&state, &caller, &id).await?;
@@ -129,7 +129,7 @@ async fn owned(
 async fn list(
     State(state): State<AppState>,
     caller: Caller,
-    Path(id): Path<String>,
+    AppPath(id): AppPath<String>,
 ) -> Result<Json<Value>, ApiError> {
     let d = visible(&state, &caller, &id).await?;
     let all = state.campaigns.list()?;
@@ -144,7 +144,7 @@ async fn list(
 async fn get_one(
     State(state): State<AppState>,
     caller: Caller,
-    Path((id, cid)): Path<(String, String)>,
+    AppPath((id, cid)): AppPath<(String, String)>,
 ) -> Result<Json<Value>, ApiError> {
     Ok(Json(campaign_json(
         &owned(&state, &caller, &id, &cid).await?,
@@ -172,7 +172,7 @@ async fn change(
 async fn start(
     State(state): State<AppState>,
     caller: Caller,
-    Path((id, cid)): Path<(String, String)>,
+    AppPath((id, cid)): AppPath<(String, String)>,
 ) -> Result<Json<Value>, ApiError> {
     change(&state, &caller, &id, &cid, "run").await
 }
@@ -180,7 +180,7 @@ async fn start(
 async fn pause(
     State(state): State<AppState>,
     caller: Caller,
-    Path((id, cid)): Path<(String, String)>,
+    AppPath((id, cid)): AppPath<(String, String)>,
 ) -> Result<Json<Value>, ApiError> {
     change(&state, &caller, &id, &cid, "pause").await
 }
@@ -188,7 +188,7 @@ async fn pause(
 async fn cancel(
     State(state): State<AppState>,
     caller: Caller,
-    Path((id, cid)): Path<(String, String)>,
+    AppPath((id, cid)): AppPath<(String, String)>,
 ) -> Result<Json<Value>, ApiError> {
     change(&state, &caller, &id, &cid, "cancel").await
 }

@@ -5,11 +5,11 @@
 
 use crate::auth::Caller;
 use crate::error::ApiError;
-use crate::extract::AppJson;
+use crate::extract::{AppJson, AppPath};
 use crate::openapi::{Access, Doc, Routes};
 use crate::sessions::visible;
 use crate::AppState;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Query, State};
 use axum::http::StatusCode;
 use axum::routing::get;
 use axum::Json;
@@ -123,7 +123,7 @@ pub fn message_json(m: &MessageRecord) -> Value {
 async fn send_message(
     State(state): State<AppState>,
     caller: Caller,
-    Path(id): Path<String>,
+    AppPath(id): AppPath<String>,
     AppJson(body): AppJson<Send>,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
     let to = normalize_phone(&body.to)?;
@@ -165,7 +165,7 @@ async fn send_message(
 async fn get_message(
     State(state): State<AppState>,
     caller: Caller,
-    Path((id, mid)): Path<(String, String)>,
+    AppPath((id, mid)): AppPath<(String, String)>,
 ) -> Result<Json<Value>, ApiError> {
     let d = visible(&state, &caller, &id).await?;
     let m = state.data.message(&mid)?;
@@ -185,7 +185,7 @@ struct Page {
 async fn list_messages(
     State(state): State<AppState>,
     caller: Caller,
-    Path(id): Path<String>,
+    AppPath(id): AppPath<String>,
     Query(p): Query<Page>,
 ) -> Result<Json<Value>, ApiError> {
     let d = visible(&state, &caller, &id).await?;
@@ -211,7 +211,7 @@ struct InboxPage {
 async fn inbox(
     State(state): State<AppState>,
     caller: Caller,
-    Path(id): Path<String>,
+    AppPath(id): AppPath<String>,
     Query(p): Query<InboxPage>,
 ) -> Result<Json<Value>, ApiError> {
     let d = visible(&state, &caller, &id).await?;

@@ -3,9 +3,10 @@
 
 use crate::auth::Caller;
 use crate::error::ApiError;
+use crate::extract::AppPath;
 use crate::sessions::visible;
 use crate::AppState;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Query, State};
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
@@ -23,7 +24,7 @@ pub struct Format {
 pub async fn qr(
     State(state): State<AppState>,
     caller: Caller,
-    Path(id): Path<String>,
+    AppPath(id): AppPath<String>,
     Query(f): Query<Format>,
 ) -> Result<Response, ApiError> {
     let format = f.format.as_deref().unwrap_or("json");

@@ -3,11 +3,13 @@
 
 use crate::auth::Caller;
 use crate::error::ApiError;
+use crate::extract::AppPath;
 use crate::openapi::{Access, Doc, Routes};
 use crate::AppState;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Query, State};
 use axum::routing::{get, post};
 use axum::Json;
+use centinela_actors::ids::TenantId;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
@@ -17,6 +19,7 @@ pub fn routes() -> Routes {
         (400, "bad id"),
         (401, "no credentials"),
         (403, "not an admin"),
+        (404, "no such tenant"),
     ];
     Routes::new()
         .route(
@@ -101,13 +104,23 @@ async fn status(
     Ok(Json(serde_json::to_value(&report)?))
 }
 
+/// An admin's override applies to a tenant that exists (404 otherwise:
+/// nothing is written to the ledger for it).
+fn existing(state: &AppState, caller: &Caller, raw: &str) -> Result<TenantId, ApiError> {
+    caller.require_admin()?;
+    let tenant = crate::accounts::tenant_id(raw)?;
+    if state.data.tenant(&tenant)?.is_none() {
+        return Err(ApiError::NotFound(format!("tenant {tenant} not found")));
+    }
+    Ok(tenant)
+}
+
 async fn unblock(
     State(state): State<AppState>,
     caller: Caller,
-    Path(id): Path<String>,
+    AppPath(id): AppPath<String>,
 ) -> Result<Json<Value>, ApiError> {
-    caller.require_admin()?;
-    let tenant = crate::accounts::tenant_id(&id)?;
+    let tenant = existing(&state, &caller, &id)?;
     let by = caller.name();
     let was = state.supervisor.unblock(tenant, by).await?;
     Ok(Json(json!({ "success": true, "was_blocked": was })))
@@ -116,10 +129,9 @@ async fn unblock(
 async fn reset_cooldown(
     State(state): State<AppState>,
     caller: Caller,
-    Path(id): Path<String>,
+    AppPath(id): AppPath<String>,
 ) -> Result<Json<Value>, ApiError> {
-    caller.require_admin()?;
-    let tenant = crate::accounts::tenant_id(&id)?;
+    let tenant = existing(&state, &caller, &id)?;
     let by = caller.name();
     let was = state.supervisor.reset_cooldown(tenant, by).await?;
     Ok(Json(json!({ "success": true, "was_cooling": was })))

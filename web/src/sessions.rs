@@ -4,10 +4,10 @@
 
 use crate::auth::Caller;
 use crate::error::ApiError;
-use crate::extract::AppJson;
+use crate::extract::{AppJson, AppPath};
 use crate::openapi::{Access, Doc, Routes};
 use crate::AppState;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -148,7 +148,8 @@ pub fn routes() -> Routes {
                     (409, "not showing a QR"),
                     (429, "refused by the anti-ban policy (pairing_code_limit)"),
                 ],
-            )],
+            )
+            .body(json!({"phone": "5491122334455"}))],
         )
         .route(
             "/api/v1/sessions/{id}/qr",
@@ -267,7 +268,7 @@ struct Update {
 async fn update(
     State(state): State<AppState>,
     caller: Caller,
-    Path(id): Path<String>,
+    AppPath(id): AppPath<String>,
     AppJson(body): AppJson<Update>,
 ) -> Result<Json<Value>, ApiError> {
     let name = body.name.as_deref().map(valid_name).transpose()?;
@@ -349,7 +350,7 @@ async fn list(State(state): State<AppState>, caller: Caller) -> Result<Json<Valu
 async fn get_one(
     State(state): State<AppState>,
     caller: Caller,
-    Path(id): Path<String>,
+    AppPath(id): AppPath<String>,
 ) -> Result<Json<Value>, ApiError> {
     Ok(Json(session_json(&visible(&state, &caller, &id).await?)))
 }
@@ -357,7 +358,7 @@ async fn get_one(
 async fn delete_one(
     State(state): State<AppState>,
     caller: Caller,
-    Path(id): Path<String>,
+    AppPath(id): AppPath<String>,
 ) -> Result<StatusCode, ApiError> {
     let d = visible(&state, &caller, &id).await?;
     state.supervisor.delete(d.view.id).await?;
@@ -367,7 +368,7 @@ async fn delete_one(
 async fn connect(
     State(state): State<AppState>,
     caller: Caller,
-    Path(id): Path<String>,
+    AppPath(id): AppPath<String>,
 ) -> Result<Response, ApiError> {
     let d = visible(&state, &caller, &id).await?;
     let id = d.view.id;
@@ -424,12 +425,13 @@ async fn stop(
 async fn disconnect(
     State(state): State<AppState>,
     caller: Caller,
-    Path(id): Path<String>,
+    AppPath(id): AppPath<String>,
 ) -> Result<Json<Value>, ApiError> {
     stop(&state, &caller, &id, false).await
 }
 
 #[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
 struct PairingCodeRequest {
     phone: String,
 }
@@ -437,7 +439,7 @@ struct PairingCodeRequest {
 async fn pairing_code(
     State(state): State<AppState>,
     caller: Caller,
-    Path(id): Path<String>,
+    AppPath(id): AppPath<String>,
     AppJson(req): AppJson<PairingCodeRequest>,
 ) -> Result<Json<Value>, ApiError> {
     let phone = crate::messages::normalize_phone(&req.phone)?;
@@ -453,7 +455,7 @@ async fn pairing_code(
 async fn logout(
     State(state): State<AppState>,
     caller: Caller,
-    Path(id): Path<String>,
+    AppPath(id): AppPath<String>,
 ) -> Result<Json<Value>, ApiError> {
     stop(&state, &caller, &id, true).await
 }

@@ -6,10 +6,10 @@
 use crate::accounts::tenant_id;
 use crate::auth::{random_token, Caller};
 use crate::error::ApiError;
-use crate::extract::AppJson;
+use crate::extract::{AppJson, AppPath};
 use crate::openapi::{Access, Doc, Routes};
 use crate::AppState;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Query, State};
 use axum::http::StatusCode;
 use axum::routing::{get, post};
 use axum::Json;
@@ -92,11 +92,16 @@ pub fn routes() -> Routes {
         )
 }
 
-fn own_tenant(caller: &Caller, raw: &str) -> Result<TenantId, ApiError> {
+/// The tenant, if the caller may manage it (403 first) and it exists (404:
+/// nothing is read or stored for a tenant that does not exist).
+fn own_tenant(state: &AppState, caller: &Caller, raw: &str) -> Result<TenantId, ApiError> {
     let t = tenant_id(raw)?;
     caller.check_tenant(&t)?;
     if matches!(caller, Caller::ApiKey { .. }) {
         return Err(ApiError::Forbidden);
+    }
+    if state.data.tenant(&t)?.is_none() {
+        return Err(ApiError::NotFound(format!("tenant {t} not found")));
     }
     Ok(t)
 }
@@ -111,10 +116,10 @@ struct SetTarget {
 async fn set_target(
     State(state): State<AppState>,
     caller: Caller,
-    Path(id): Path<String>,
+    AppPath(id): AppPath<String>,
     AppJson(body): AppJson<SetTarget>,
 ) -> Result<Json<Value>, ApiError> {
-    let tenant = own_tenant(&caller, &id)?;
+    let tenant = own_tenant(&state, &caller, &id)?;
     let url = body.url.trim().to_owned();
     let ok = (url.starts_with("http://") || url.starts_with("https://"))
         && url.len() <= 2048
@@ -148,9 +153,9 @@ async fn set_target(
 async fn get_target(
     State(state): State<AppState>,
     caller: Caller,
-    Path(id): Path<String>,
+    AppPath(id): AppPath<String>,
 ) -> Result<Json<Value>, ApiError> {
-    let tenant = own_tenant(&caller, &id)?;
+    let tenant = own_tenant(&state, &caller, &id)?;
     let t = state.data.target(&tenant)?;
     let t = t.ok_or_else(|| ApiError::NotFound("no webhook is set".into()))?;
     Ok(Json(
@@ -161,9 +166,9 @@ async fn get_target(
 async fn delete_target(
     State(state): State<AppState>,
     caller: Caller,
-    Path(id): Path<String>,
+    AppPath(id): AppPath<String>,
 ) -> Result<StatusCode, ApiError> {
-    let tenant = own_tenant(&caller, &id)?;
+    let tenant = own_tenant(&state, &caller, &id)?;
     if !state.data.delete_target(&tenant)? {
         return Err(ApiError::NotFound("no webhook is set".into()));
     }
@@ -178,10 +183,10 @@ struct Filter {
 async fn list_deliveries(
     State(state): State<AppState>,
     caller: Caller,
-    Path(id): Path<String>,
+    AppPath(id): AppPath<String>,
     Query(f): Query<Filter>,
 ) -> Result<Json<Value>, ApiError> {
-    let tenant = own_tenant(&caller, &id)?;
+    let tenant = own_tenant(&state, &caller, &id)?;
     let list = state.data.deliveries(&tenant, f.status)?;
     Ok(Json(json!({ "deliveries": list })))
 }
@@ -189,9 +194,9 @@ async fn list_deliveries(
 async fn redeliver(
     State(state): State<AppState>,
     caller: Caller,
-    Path((id, did)): Path<(String, String)>,
+    AppPath((id, did)): AppPath<(String, String)>,
 ) -> Result<Json<Value>, ApiError> {
-    let tenant = own_tenant(&caller, &id)?;
+    let tenant = own_tenant(&state, &caller, &id)?;
     let d = state.data.delivery(&did)?;
     let d = d
         .filter(|d| d.tenant == tenant)
@@ -203,19 +208,19 @@ async fn redeliver(
 async fn get_auto_replies(
     State(state): State<AppState>,
     caller: Caller,
-    Path(id): Path<String>,
+    AppPath(id): AppPath<String>,
 ) -> Result<Json<AutoReplyRules>, ApiError> {
-    let tenant = own_tenant(&caller, &id)?;
+    let tenant = own_tenant(&state, &caller, &id)?;
     Ok(Json(state.data.auto_replies(&tenant)?))
 }
 
 async fn set_auto_replies(
     State(state): State<AppState>,
     caller: Caller,
-    Path(id): Path<String>,
+    AppPath(id): AppPath<String>,
     AppJson(rules): AppJson<AutoReplyRules>,
 ) -> Result<Json<AutoReplyRules>, ApiError> {
-    let tenant = own_tenant(&caller, &id)?;
+    let tenant = own_tenant(&state, &caller, &id)?;
     if rules.rules.len() > 50 {
         return Err(ApiError::bad_request("too_many_rules", "at most 50 rules"));
     }

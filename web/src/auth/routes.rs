@@ -218,6 +218,7 @@ async fn logout(State(state): State<AppState>, caller: Caller) -> Result<Json<Va
 }
 
 #[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
 struct ChangePassword {
     current_password: String,
     new_password: String,
