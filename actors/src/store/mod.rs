@@ -11,6 +11,7 @@
 mod accounts;
 mod audit;
 mod campaigns;
+mod inbox;
 mod ledger;
 mod messages;
 mod sessions;
@@ -19,11 +20,9 @@ mod webhooks;
 pub use accounts::{AccountError, AccountRepo, ApiKeyRecord, Role, TenantRecord, UserRecord};
 pub use audit::{AuditEntry, AuditRepo, AUDIT_CAPACITY};
 pub use campaigns::{CampaignRecord, CampaignRepo, CampaignStatus, Recipient};
+pub use inbox::{InboxRepo, IncomingRecord, MessageStore, INBOX_CAPACITY};
 pub use ledger::{AttemptKind, LedgerEvent, LedgerRepo};
-pub use messages::{
-    InboxRepo, IncomingRecord, MessageRecord, MessageRepo, MessageStatus, MessageStore,
-    INBOX_CAPACITY,
-};
+pub use messages::{MessageRecord, MessageRepo, MessageStatus};
 pub use sessions::{DesiredState, SessionRecord, SessionRepo};
 pub use webhooks::{
     AutoReplyRepo, AutoReplyRule, AutoReplyRules, Delivery, DeliveryStatus, WebhookRepo,
@@ -148,7 +147,7 @@ impl Store {
             audit::create_tables(&txn)?;
             accounts::create_tables(&txn)?;
             messages::create_tables(&txn)?;
-            messages::create_inbox(&txn)?;
+            inbox::create_inbox(&txn)?;
             webhooks::create_tables(&txn)?;
             webhooks::create_auto_replies(&txn)?;
             campaigns::create_tables(&txn)?;
