@@ -1,6 +1,8 @@
-//! `/api/v1/sessions`: create, list, get, delete, connect, disconnect,
-//! logout, QR, and a direct text send. A thin layer: every handler checks
-//! the caller's tenant, then sends one message to the supervisor.
+//! `/api/v1/sessions`: create, list, get, update, delete, connect,
+//! disconnect, logout, pairing code and QR. A thin layer: every handler
+//! validates its input and checks the caller's tenant (403 before any
+//! data), then makes one call on the supervisor's handle; sending messages
+//! is in `messages.rs`, the QR rendering in `qr.rs`.
 
 use crate::auth::Caller;
 use crate::error::ApiError;

@@ -1,6 +1,9 @@
-//! Messaging: the durable outbox ([`outbox`]) that accepts messages with a
-//! group commit, and the pacing rules ([`pacing`]) a session actor follows to
-//! send them like a person would.
+//! Messaging around the sessions: the durable outbox writer ([`outbox`],
+//! group commit), the pacing rules a session actor's sender follows
+//! ([`pacing`]; the sender itself is `session/outgoing.rs`), webhook
+//! delivery with signatures and retries ([`webhooks`]), campaigns
+//! ([`campaigns`]) and keyword auto-replies ([`autoreply`]). It does not
+//! talk to an engine: messages reach WhatsApp only through a session actor.
 
 pub mod autoreply;
 pub mod campaigns;
