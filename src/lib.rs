@@ -1,4 +1,6 @@
-//! Wiring: config → store → supervisor → HTTP. [`run`] is what `serve` calls
+//! Wiring: config → store → supervisor → HTTP. [`Running::start`] wires and
+//! starts it, [`Running::shutdown`] stops it in order; [`run`] (both, around a
+//! shutdown signal) is what `serve` calls
 //! and what the end-to-end tests call in-process on `127.0.0.1:0`.
 //!
 //! Shutdown order matters: stop accepting HTTP, stop the supervisor (which
@@ -107,175 +109,223 @@ pub fn demo_wa_url(addr: std::net::SocketAddr) -> String {
     format!("http://{addr}/sim/wa/")
 }
 
-/// Runs the service on `listener` until `shutdown` completes.
+/// Runs the service on `listener` until `shutdown` completes (or the
+/// server fails), then shuts it down in order.
 pub async fn run(
     config: Config,
     services: Services,
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), RunError> {
-    let store = Store::open(&config.storage.data_dir)?;
-    let secret = bootstrap::jwt_secret(&config, &store)?;
-    if let Some((user, password)) =
-        bootstrap::ensure_admin(&store, &services.admin, services.clock.now())?
-    {
-        // Shown once, on the console of whoever started the first run.
-        eprintln!("centinela: created the first admin: username {user:?}, password {password:?} (shown once; change it with POST /auth/change-password)");
-    }
-    let bus = Bus::default();
-    let logs = centinela_web::logstream::subscribe(10_000);
-    let env = SessionEnv::from_config(
-        &config,
-        services.clock.clone(),
-        bus.clone(),
-        Some(Arc::new(store.clone())),
-    );
-    let args = SupervisorArgs {
-        config: config.clone(),
-        sessions: Arc::new(store.clone()),
-        ledger: Arc::new(store.clone()),
-        audit: Arc::new(store.clone()),
-        engines: services.engines,
-        env,
-        rng_seed: None,
+    let mut running = Running::start(config, services, listener).await?;
+    let failed = tokio::select! {
+        _ = shutdown => None,
+        served = &mut running.serve => Some(served),
     };
-    let (supervisor, handle) = Supervisor::spawn(args)
-        .await
-        .map_err(|e| RunError::Supervisor(e.to_string()))?;
-    let auth = centinela_web::auth::Auth::new(
-        Arc::new(store.clone()),
-        services.clock.clone(),
-        &secret,
-        config.auth.token_ttl,
-    );
-    let (hub, hub_task) = centinela_web::hub::Hub::start(&bus, logs, Arc::new(store.clone()), 4096);
-    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let (outbox, outbox_task) = centinela_actors::messaging::Outbox::start(
-        Arc::new(store.clone()),
-        Some(Arc::new(supervisor.clone())),
-    );
-    let (campaigns, campaigns_task) = centinela_actors::messaging::Campaigns::start(
-        Arc::new(store.clone()),
-        outbox.clone(),
-        &bus,
-        services.clock.clone(),
-        config.messaging.max_running_campaigns as usize,
-        stop_rx.clone(),
-    );
-    let autoreply_task = centinela_actors::messaging::autoreply::start(
-        Arc::new(store.clone()),
-        outbox.clone(),
-        &bus,
-        services.clock.clone(),
-    );
-    let (webhooks, webhooks_task) = centinela_actors::messaging::Webhooks::start(
-        Arc::new(store.clone()),
-        &bus,
-        services.clock.clone(),
-        config.webhooks.clone(),
-    );
-    let metrics = Arc::new(centinela_web::metrics::Metrics::default());
-    metrics.follow(&bus);
-    let state = centinela_web::AppState {
-        data: Arc::new(store.clone()),
-        shutdown: stop_rx.clone(),
-        supervisor: supervisor.clone(),
-        clock: services.clock.clone(),
-        auth: Arc::new(auth),
-        hub,
-        metrics,
-        outbox,
-        webhooks,
-        campaigns,
-        web: centinela_web::WebConfig {
-            cors_origins: config.server.cors_origins.clone(),
-            max_body_bytes: config.server.max_body_bytes,
-        },
-    };
-    let mut app = centinela_web::router(state);
-    let _rotation = match services.simulator {
-        Some(sim) => {
-            let demo =
-                centinela_actors::ids::TenantId::new(DEMO_TENANT).expect("a valid literal id");
-            if store.tenant(&demo)?.is_none() {
-                let record = centinela_actors::store::TenantRecord {
-                    id: demo,
-                    name: "Demo".into(),
-                    created_at: services.clock.now(),
-                };
-                store
-                    .create_tenant(&record)
-                    .map_err(bootstrap::BootstrapError::from)?;
+    running.shutdown(failed).await
+}
+
+/// A started service: the HTTP server, the supervisor and the background
+/// tasks, and what [`Running::shutdown`] needs to stop them in order.
+pub struct Running {
+    serve: tokio::task::JoinHandle<std::io::Result<()>>,
+    stop_tx: tokio::sync::watch::Sender<bool>,
+    supervisor: Supervisor,
+    supervisor_task: tokio::task::JoinHandle<()>,
+    bus: Bus,
+    /// Ended in this order after the bus is gone: the hub (the audit
+    /// log's last writes), the auto-replies and campaigns (the outbox's
+    /// last users), the outbox writer, webhook delivery.
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+    store: Store,
+    timeout: Duration,
+    _rotation: Option<AbortOnDrop>,
+}
+
+impl Running {
+    /// Opens the store, makes the first admin if there is none, starts the
+    /// supervisor (which restores the sessions that were running) and the
+    /// background tasks, and serves HTTP on `listener`.
+    pub async fn start(
+        config: Config,
+        services: Services,
+        listener: TcpListener,
+    ) -> Result<Running, RunError> {
+        let store = Store::open(&config.storage.data_dir)?;
+        let secret = bootstrap::jwt_secret(&config, &store)?;
+        if let Some((user, password)) =
+            bootstrap::ensure_admin(&store, &services.admin, services.clock.now())?
+        {
+            // Shown once, on the console of whoever started the first run.
+            eprintln!("centinela: created the first admin: username {user:?}, password {password:?} (shown once; change it with POST /auth/change-password)");
+        }
+        let bus = Bus::default();
+        let logs = centinela_web::logstream::subscribe(10_000);
+        let env = SessionEnv::from_config(
+            &config,
+            services.clock.clone(),
+            bus.clone(),
+            Some(Arc::new(store.clone())),
+        );
+        let args = SupervisorArgs {
+            config: config.clone(),
+            sessions: Arc::new(store.clone()),
+            ledger: Arc::new(store.clone()),
+            audit: Arc::new(store.clone()),
+            engines: services.engines,
+            env,
+            rng_seed: None,
+        };
+        let (supervisor, handle) = Supervisor::spawn(args)
+            .await
+            .map_err(|e| RunError::Supervisor(e.to_string()))?;
+        let auth = centinela_web::auth::Auth::new(
+            Arc::new(store.clone()),
+            services.clock.clone(),
+            &secret,
+            config.auth.token_ttl,
+        );
+        let (hub, hub_task) =
+            centinela_web::hub::Hub::start(&bus, logs, Arc::new(store.clone()), 4096);
+        let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+        let (outbox, outbox_task) = centinela_actors::messaging::Outbox::start(
+            Arc::new(store.clone()),
+            Some(Arc::new(supervisor.clone())),
+        );
+        let (campaigns, campaigns_task) = centinela_actors::messaging::Campaigns::start(
+            Arc::new(store.clone()),
+            outbox.clone(),
+            &bus,
+            services.clock.clone(),
+            config.messaging.max_running_campaigns as usize,
+            stop_rx.clone(),
+        );
+        let autoreply_task = centinela_actors::messaging::autoreply::start(
+            Arc::new(store.clone()),
+            outbox.clone(),
+            &bus,
+            services.clock.clone(),
+        );
+        let (webhooks, webhooks_task) = centinela_actors::messaging::Webhooks::start(
+            Arc::new(store.clone()),
+            &bus,
+            services.clock.clone(),
+            config.webhooks.clone(),
+        );
+        let metrics = Arc::new(centinela_web::metrics::Metrics::default());
+        metrics.follow(&bus);
+        let state = centinela_web::AppState {
+            data: Arc::new(store.clone()),
+            shutdown: stop_rx.clone(),
+            supervisor: supervisor.clone(),
+            clock: services.clock.clone(),
+            auth: Arc::new(auth),
+            hub,
+            metrics,
+            outbox,
+            webhooks,
+            campaigns,
+            web: centinela_web::WebConfig {
+                cors_origins: config.server.cors_origins.clone(),
+                max_body_bytes: config.server.max_body_bytes,
+            },
+        };
+        let mut app = centinela_web::router(state);
+        let _rotation = match services.simulator {
+            Some(sim) => {
+                let demo =
+                    centinela_actors::ids::TenantId::new(DEMO_TENANT).expect("a valid literal id");
+                if store.tenant(&demo)?.is_none() {
+                    let record = centinela_actors::store::TenantRecord {
+                        id: demo,
+                        name: "Demo".into(),
+                        created_at: services.clock.now(),
+                    };
+                    store
+                        .create_tenant(&record)
+                        .map_err(bootstrap::BootstrapError::from)?;
+                }
+                tracing::info!(wa_url = %config.engine.wa_url, "demo: the WhatsApp Web simulator is mounted under /sim");
+                app = app.merge(centinela_web::sim::router(sim.clone()));
+                Some(AbortOnDrop(sim.spawn_rotation()))
             }
-            tracing::info!(wa_url = %config.engine.wa_url, "demo: the WhatsApp Web simulator is mounted under /sim");
-            app = app.merge(centinela_web::sim::router(sim.clone()));
-            Some(AbortOnDrop(sim.spawn_rotation()))
-        }
-        None => None,
-    };
-    tracing::info!(listen = %listener.local_addr()?, data_dir = %config.storage.data_dir.display(), "centinela serving");
-    // Shutdown, in order: the signal stops new connections and, at once,
-    // stops the supervisor (every session closes its browser, which also
-    // ends the simulator page's event streams to this very server); open
-    // WebSockets are told to close; connections still open after a short
-    // drain are cut. Then the store is closed, last.
-    let signal = {
-        let mut rx = stop_rx.clone();
-        async move {
-            let _ = rx.wait_for(|stop| *stop).await;
-        }
-    };
-    let stopping = {
-        let supervisor = supervisor.clone();
-        let timeout = config.server.shutdown_timeout;
-        tokio::spawn(async move {
-            shutdown.await;
-            tracing::info!("shutting down: stopping sessions");
-            let _ = stop_tx.send(true);
-            let _ = supervisor.stop(timeout).await;
+            None => None,
+        };
+        tracing::info!(listen = %listener.local_addr()?, data_dir = %config.storage.data_dir.display(), "centinela serving");
+        let signal = {
+            let mut rx = stop_rx.clone();
+            async move {
+                let _ = rx.wait_for(|stop| *stop).await;
+            }
+        };
+        let server = axum::serve(
+            listener,
+            app.into_make_service_with_connect_info::<std::net::SocketAddr>(),
+        )
+        .with_graceful_shutdown(signal);
+        let serve = tokio::spawn(async move { server.await });
+        Ok(Running {
+            serve,
+            stop_tx,
+            supervisor,
+            supervisor_task: handle,
+            bus,
+            tasks: vec![
+                hub_task,
+                autoreply_task,
+                campaigns_task,
+                outbox_task,
+                webhooks_task,
+            ],
+            store,
+            timeout: config.server.shutdown_timeout,
+            _rotation,
         })
-    };
-    let drain_limit = {
-        let mut rx = stop_rx.clone();
-        let timeout = config.server.shutdown_timeout;
-        async move {
-            let _ = rx.wait_for(|stop| *stop).await;
-            tokio::time::sleep(timeout).await;
-        }
-    };
-    let serve = axum::serve(
-        listener,
-        app.into_make_service_with_connect_info::<std::net::SocketAddr>(),
-    )
-    .with_graceful_shutdown(signal);
-    let served = tokio::select! {
-        r = serve => r,
-        _ = drain_limit => {
-            tracing::warn!("connections still open after the drain; closing them");
-            Ok(())
-        }
-    };
-    if !*stop_rx.borrow() {
-        // The server ended on its own (an I/O error): stop the sessions anyway.
-        stopping.abort();
-        let _ = supervisor.stop(config.server.shutdown_timeout).await;
-    } else {
-        let _ = stopping.await;
     }
-    let _ = handle.await;
-    // The hub writes the last events, then ends with the bus; only then is
-    // the store free to close (a restart in the same process may reopen it).
-    drop(bus);
-    let _ = tokio::time::timeout(config.server.shutdown_timeout, hub_task).await;
-    // The HTTP state and the auto-replies (the outbox's last users) are
-    // gone: the writer drains and ends.
-    let _ = tokio::time::timeout(config.server.shutdown_timeout, autoreply_task).await;
-    let _ = tokio::time::timeout(config.server.shutdown_timeout, campaigns_task).await;
-    let _ = tokio::time::timeout(config.server.shutdown_timeout, outbox_task).await;
-    let _ = tokio::time::timeout(config.server.shutdown_timeout, webhooks_task).await;
-    drop(store);
-    tracing::info!("shutdown complete");
-    served.map_err(RunError::Http)
+
+    /// Shuts down, in order: new connections stop and, at once, the
+    /// supervisor stops (every session closes its browser, which also ends
+    /// the simulator page's event streams to this very server); open
+    /// WebSockets are told to close; connections still open after a short
+    /// drain are cut. Then the background tasks end and the store is
+    /// closed, last. `failed` is the server's own end, when it ended first.
+    pub async fn shutdown(
+        self,
+        failed: Option<Result<std::io::Result<()>, tokio::task::JoinError>>,
+    ) -> Result<(), RunError> {
+        tracing::info!("shutting down: stopping sessions");
+        let _ = self.stop_tx.send(true);
+        let mut serve = self.serve;
+        let drain = async {
+            match failed {
+                Some(served) => served,
+                None => match tokio::time::timeout(self.timeout, &mut serve).await {
+                    Ok(served) => served,
+                    Err(_) => {
+                        tracing::warn!("connections still open after the drain; closing them");
+                        serve.abort();
+                        Ok(Ok(()))
+                    }
+                },
+            }
+        };
+        // The sessions stop while the connections drain.
+        let (_, served) = tokio::join!(self.supervisor.stop(self.timeout), drain);
+        let _ = self.supervisor_task.await;
+        // The hub writes the last events, then ends with the bus; only then
+        // is the store free to close (a restart in the same process may
+        // reopen it).
+        drop(self.bus);
+        for task in self.tasks {
+            let _ = tokio::time::timeout(self.timeout, task).await;
+        }
+        drop(self.store);
+        tracing::info!("shutdown complete");
+        match served {
+            Ok(r) => r.map_err(RunError::Http),
+            Err(e) => Err(RunError::Http(std::io::Error::other(e))),
+        }
+    }
 }
 
 /// Aborts a background task when dropped (the simulator's QR rotation).
