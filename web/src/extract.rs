@@ -1,11 +1,12 @@
-//! `AppJson` and `AppPath`: axum's `Json` and `Path` whose rejections
-//! (malformed JSON, wrong types, missing fields, wrong content type; a path
-//! parameter that is not UTF-8) become our `400` error format instead of
-//! axum's plain-text answers.
+//! `AppJson`, `AppPath` and `AppQuery`: axum's `Json`, `Path` and `Query`
+//! whose rejections (malformed JSON, wrong types, missing fields, wrong
+//! content type; a path parameter that is not UTF-8; a query parameter of
+//! the wrong type or an unknown value) become our `400` error format
+//! instead of axum's plain-text answers.
 
 use crate::error::ApiError;
 use axum::body::{Body, Bytes};
-use axum::extract::rejection::{JsonRejection, PathRejection};
+use axum::extract::rejection::{JsonRejection, PathRejection, QueryRejection};
 use axum::extract::{FromRequest, FromRequestParts, Request};
 use axum::http::request::Parts;
 use axum::http::StatusCode;
@@ -80,4 +81,25 @@ fn path_rejection_to_error(rejection: PathRejection) -> ApiError {
         return ApiError::internal(rejection);
     }
     ApiError::bad_request("invalid_path", rejection.body_text())
+}
+
+pub struct AppQuery<T>(pub T);
+
+impl<S, T> FromRequestParts<S> for AppQuery<T>
+where
+    T: DeserializeOwned + Send,
+    S: Send + Sync,
+{
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        match axum::extract::Query::<T>::from_request_parts(parts, state).await {
+            Ok(axum::extract::Query(v)) => Ok(AppQuery(v)),
+            Err(rejection) => Err(query_rejection_to_error(rejection)),
+        }
+    }
+}
+
+fn query_rejection_to_error(rejection: QueryRejection) -> ApiError {
+    ApiError::bad_request("invalid_query", rejection.body_text())
 }

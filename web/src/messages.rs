@@ -5,11 +5,11 @@
 
 use crate::auth::Caller;
 use crate::error::ApiError;
-use crate::extract::{AppJson, AppPath};
+use crate::extract::{AppJson, AppPath, AppQuery};
 use crate::openapi::{Access, Doc, Routes};
 use crate::sessions::visible;
 use crate::AppState;
-use axum::extract::{Query, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::routing::get;
 use axum::Json;
@@ -186,7 +186,7 @@ async fn list_messages(
     State(state): State<AppState>,
     caller: Caller,
     AppPath(id): AppPath<String>,
-    Query(p): Query<Page>,
+    AppQuery(p): AppQuery<Page>,
 ) -> Result<Json<Value>, ApiError> {
     let d = visible(&state, &caller, &id).await?;
     let limit = p.limit.unwrap_or(50).clamp(1, 500);
@@ -212,7 +212,7 @@ async fn inbox(
     State(state): State<AppState>,
     caller: Caller,
     AppPath(id): AppPath<String>,
-    Query(p): Query<InboxPage>,
+    AppQuery(p): AppQuery<InboxPage>,
 ) -> Result<Json<Value>, ApiError> {
     let d = visible(&state, &caller, &id).await?;
     let limit = p.limit.unwrap_or(50).clamp(1, 500);

@@ -3,10 +3,10 @@
 
 use crate::auth::Caller;
 use crate::error::ApiError;
-use crate::extract::AppPath;
+use crate::extract::{AppPath, AppQuery};
 use crate::sessions::visible;
 use crate::AppState;
-use axum::extract::{Query, State};
+use axum::extract::State;
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
@@ -25,7 +25,7 @@ pub async fn qr(
     State(state): State<AppState>,
     caller: Caller,
     AppPath(id): AppPath<String>,
-    Query(f): Query<Format>,
+    AppQuery(f): AppQuery<Format>,
 ) -> Result<Response, ApiError> {
     let format = f.format.as_deref().unwrap_or("json");
     if !matches!(format, "json" | "svg" | "png") {

@@ -3,10 +3,10 @@
 
 use crate::auth::Caller;
 use crate::error::ApiError;
-use crate::extract::AppPath;
+use crate::extract::{AppPath, AppQuery};
 use crate::openapi::{Access, Doc, Routes};
 use crate::AppState;
-use axum::extract::{Query, State};
+use axum::extract::State;
 use axum::routing::{get, post};
 use axum::Json;
 use centinela_actors::ids::TenantId;
@@ -71,7 +71,7 @@ struct Filter {
 async fn status(
     State(state): State<AppState>,
     caller: Caller,
-    Query(f): Query<Filter>,
+    AppQuery(f): AppQuery<Filter>,
 ) -> Result<Json<Value>, ApiError> {
     let asked = f
         .organization_id

@@ -6,10 +6,10 @@
 use crate::accounts::tenant_id;
 use crate::auth::{random_token, Caller};
 use crate::error::ApiError;
-use crate::extract::{AppJson, AppPath};
+use crate::extract::{AppJson, AppPath, AppQuery};
 use crate::openapi::{Access, Doc, Routes};
 use crate::AppState;
-use axum::extract::{Query, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::routing::{get, post};
 use axum::Json;
@@ -184,7 +184,7 @@ async fn list_deliveries(
     State(state): State<AppState>,
     caller: Caller,
     AppPath(id): AppPath<String>,
-    Query(f): Query<Filter>,
+    AppQuery(f): AppQuery<Filter>,
 ) -> Result<Json<Value>, ApiError> {
     let tenant = own_tenant(&state, &caller, &id)?;
     let list = state.data.deliveries(&tenant, f.status)?;

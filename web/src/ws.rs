@@ -12,11 +12,12 @@
 
 use crate::auth::Caller;
 use crate::error::ApiError;
+use crate::extract::AppQuery;
 use crate::hub::HubEvent;
 use crate::openapi::{Access, Doc, Routes};
 use crate::AppState;
 use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
-use axum::extract::{Query, State};
+use axum::extract::State;
 use axum::response::Response;
 use axum::routing::get;
 use axum::Json;
@@ -138,7 +139,7 @@ async fn upgrade(
     ws: WebSocketUpgrade,
     State(state): State<AppState>,
     caller: Caller,
-    Query(q): Query<WsQuery>,
+    AppQuery(q): AppQuery<WsQuery>,
 ) -> Result<Response, ApiError> {
     let filter = Filter::new(&caller, &q)?;
     let rx = state.hub.subscribe();
@@ -226,7 +227,7 @@ struct Since {
 async fn logs(
     State(state): State<AppState>,
     caller: Caller,
-    Query(q): Query<Since>,
+    AppQuery(q): AppQuery<Since>,
 ) -> Result<Json<Value>, ApiError> {
     let limit = q.limit.unwrap_or(500).clamp(1, 5000);
     let data = state.data.clone();

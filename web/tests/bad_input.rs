@@ -630,3 +630,34 @@ async fn another_tenants_resources_are_forbidden_and_say_nothing() {
     }
     checks.finish(90);
 }
+
+#[tokio::test]
+async fn query_parameters_of_the_wrong_type_are_our_400() {
+    let w = World::new().await;
+    let mut checks = Checks::default();
+    let (tenant, session) = (&w.alpha.tenant, &w.alpha.session);
+    let bad = [
+        format!("/api/v1/sessions/{session}/messages?limit=abc"),
+        format!("/api/v1/sessions/{session}/messages?limit=-1"),
+        format!("/api/v1/sessions/{session}/inbox?limit=abc"),
+        format!("/api/v1/sessions/{session}/inbox?before=abc"),
+        "/api/v1/logs?since=abc".to_owned(),
+        "/api/v1/logs?limit=1e3".to_owned(),
+        format!("/api/v1/tenants/{tenant}/webhook/deliveries?status=bogus"),
+    ];
+    for uri in &bad {
+        let r = w.app.call("GET", uri, &w.admin(), None).await;
+        checks.expect(format!("GET {uri}"), &r, &[400], &["invalid_query"]);
+    }
+    // The control: the same routes with good values are not refused.
+    for uri in [
+        format!("/api/v1/sessions/{session}/messages?limit=5"),
+        format!("/api/v1/sessions/{session}/inbox?limit=5"),
+        "/api/v1/logs?since=0&limit=5".to_owned(),
+        format!("/api/v1/tenants/{tenant}/webhook/deliveries?status=dead"),
+    ] {
+        let r = w.app.call("GET", &uri, &w.admin(), None).await;
+        checks.expect(format!("GET {uri}"), &r, &[200], &[]);
+    }
+    checks.finish(11);
+}
