@@ -50,6 +50,9 @@ pub enum ApiError {
     },
     #[error("request body too large")]
     PayloadTooLarge,
+    /// The path exists, but not with this method.
+    #[error("this method is not allowed on this path")]
+    MethodNotAllowed,
     #[error("service unavailable: {0}")]
     Unavailable(#[source] Cause),
     #[error("internal error")]
@@ -95,6 +98,7 @@ impl ApiError {
             ApiError::Conflict { code, .. } => (StatusCode::CONFLICT, code),
             ApiError::TooManyRequests { code, .. } => (StatusCode::TOO_MANY_REQUESTS, code),
             ApiError::PayloadTooLarge => (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large"),
+            ApiError::MethodNotAllowed => (StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed"),
             ApiError::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
             ApiError::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
         }
@@ -273,4 +277,9 @@ impl From<tokio::task::JoinError> for ApiError {
     fn from(e: tokio::task::JoinError) -> Self {
         ApiError::internal(e)
     }
+}
+
+/// The fallback for a known path asked with a method it does not have.
+pub async fn method_not_allowed() -> ApiError {
+    ApiError::MethodNotAllowed
 }

@@ -114,6 +114,7 @@ pub fn router(state: AppState) -> Router {
             axum::routing::get(move || async move { axum::Json((*spec).clone()) }),
         )
         .fallback(error::not_found)
+        .method_not_allowed_fallback(error::method_not_allowed)
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             metrics::track,

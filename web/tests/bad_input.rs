@@ -661,3 +661,33 @@ async fn query_parameters_of_the_wrong_type_are_our_400() {
     }
     checks.finish(11);
 }
+
+#[tokio::test]
+async fn a_known_path_with_a_method_it_lacks_is_our_405() {
+    let w = World::new().await;
+    let mut checks = Checks::default();
+    let mut by_path: std::collections::BTreeMap<&str, Vec<String>> = Default::default();
+    for (path, doc) in docs() {
+        by_path
+            .entry(path)
+            .or_default()
+            .push(doc.method.to_string());
+    }
+    for (path, methods) in &by_path {
+        let Some(method) = ["PATCH", "PUT", "DELETE", "POST", "GET"]
+            .into_iter()
+            .find(|m| !methods.iter().any(|have| have == m))
+        else {
+            continue;
+        };
+        let uri = fill(path, &w.alpha.for_path(path));
+        let r = w.app.call(method, &uri, &w.admin(), None).await;
+        checks.expect(
+            format!("{method} {path} (it has {methods:?})"),
+            &r,
+            &[405],
+            &["method_not_allowed"],
+        );
+    }
+    checks.finish(20);
+}
