@@ -143,13 +143,8 @@ async fn bench_supervisor(config: Config, dir: &std::path::Path) {
     let store = Store::open(&dir.join("supervisor")).expect("store");
     let env = SessionEnv::from_config(&config, Arc::new(SystemClock), Bus::default(), None);
     let args = SupervisorArgs {
-        config,
-        sessions: Arc::new(store.clone()),
-        ledger: Arc::new(store.clone()),
-        audit: Arc::new(store),
-        engines: EngineSet::default(),
-        env,
         rng_seed: Some(1),
+        ..SupervisorArgs::on_store(config, store, EngineSet::default(), env)
     };
     let (sup, handle) = Supervisor::spawn(args).await.expect("supervisor");
     let created = Instant::now();

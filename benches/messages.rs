@@ -11,7 +11,7 @@ use centinela_actors::clock::{Clock, SystemClock};
 use centinela_actors::engine::scripted::ScriptedEngine;
 use centinela_actors::ids::{SessionId, TenantId};
 use centinela_actors::messaging::Outbox;
-use centinela_actors::store::{MessageRecord, MessageStatus, Store};
+use centinela_actors::store::{MessageRecord, Store};
 use common::api::{api_config, start_api, ADMIN, ADMIN_PASSWORD};
 use std::process::Command;
 use std::sync::Arc;
@@ -22,20 +22,14 @@ const PER_CALLER: usize = 200;
 
 fn record(i: usize) -> MessageRecord {
     let now = SystemClock.now();
-    MessageRecord {
-        id: format!("m_bench_{i}"),
-        tenant: TenantId::new("bench").expect("id"),
-        session: SessionId::new(format!("s{}", i % 50)).expect("id"),
-        to: "5491100000000".into(),
-        text: format!("hola {i}"),
-        idempotency_key: Some(format!("k{i}")),
-        status: MessageStatus::Queued,
-        created_at: now,
-        send_at: None,
-        updated_at: now,
-        engine_id: None,
-        error: None,
-    }
+    MessageRecord::queued(
+        TenantId::new("bench").expect("id"),
+        SessionId::new(format!("s{}", i % 50)).expect("id"),
+        "5491100000000".into(),
+        format!("hola {i}"),
+        now,
+    )
+    .with_key(Some(format!("k{i}")))
 }
 
 async fn bench_outbox() {

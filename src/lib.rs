@@ -133,9 +133,7 @@ pub struct Running {
     supervisor: Supervisor,
     supervisor_task: tokio::task::JoinHandle<()>,
     bus: Bus,
-    /// Ended in this order after the bus is gone: the hub (the audit
-    /// log's last writes), the auto-replies and campaigns (the outbox's
-    /// last users), the outbox writer, webhook delivery.
+    /// Ended in order after the bus is gone ([`centinela_web::Wired::tasks`]).
     tasks: Vec<tokio::task::JoinHandle<()>>,
     store: Store,
     timeout: Duration,
@@ -167,70 +165,21 @@ impl Running {
             bus.clone(),
             Some(Arc::new(store.clone())),
         );
-        let args = SupervisorArgs {
-            config: config.clone(),
-            sessions: Arc::new(store.clone()),
-            ledger: Arc::new(store.clone()),
-            audit: Arc::new(store.clone()),
-            engines: services.engines,
-            env,
-            rng_seed: None,
-        };
+        let args = SupervisorArgs::on_store(config.clone(), store.clone(), services.engines, env);
         let (supervisor, handle) = Supervisor::spawn(args)
             .await
             .map_err(|e| RunError::Supervisor(e.to_string()))?;
-        let auth = centinela_web::auth::Auth::new(
-            Arc::new(store.clone()),
+        let wired = centinela_web::wire(
+            store.clone(),
+            supervisor.clone(),
+            &bus,
             services.clock.clone(),
             &secret,
-            config.auth.token_ttl,
+            logs,
+            &config,
         );
-        let (hub, hub_task) =
-            centinela_web::hub::Hub::start(&bus, logs, Arc::new(store.clone()), 4096);
-        let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-        let (outbox, outbox_task) = centinela_actors::messaging::Outbox::start(
-            Arc::new(store.clone()),
-            Some(Arc::new(supervisor.clone())),
-        );
-        let (campaigns, campaigns_task) = centinela_actors::messaging::Campaigns::start(
-            Arc::new(store.clone()),
-            outbox.clone(),
-            &bus,
-            services.clock.clone(),
-            config.messaging.max_running_campaigns as usize,
-            stop_rx.clone(),
-        );
-        let autoreply_task = centinela_actors::messaging::autoreply::start(
-            Arc::new(store.clone()),
-            outbox.clone(),
-            &bus,
-            services.clock.clone(),
-        );
-        let (webhooks, webhooks_task) = centinela_actors::messaging::Webhooks::start(
-            Arc::new(store.clone()),
-            &bus,
-            services.clock.clone(),
-            config.webhooks.clone(),
-        );
-        let metrics = Arc::new(centinela_web::metrics::Metrics::default());
-        metrics.follow(&bus);
-        let state = centinela_web::AppState {
-            data: Arc::new(store.clone()),
-            shutdown: stop_rx.clone(),
-            supervisor: supervisor.clone(),
-            clock: services.clock.clone(),
-            auth: Arc::new(auth),
-            hub,
-            metrics,
-            outbox,
-            webhooks,
-            campaigns,
-            web: centinela_web::WebConfig {
-                cors_origins: config.server.cors_origins.clone(),
-                max_body_bytes: config.server.max_body_bytes,
-            },
-        };
-        let mut app = centinela_web::router(state);
+        let stop_tx = wired.stop;
+        let mut app = centinela_web::router(wired.state);
         let _rotation = match services.simulator {
             Some(sim) => {
                 let demo =
@@ -253,7 +202,7 @@ impl Running {
         };
         tracing::info!(listen = %listener.local_addr()?, data_dir = %config.storage.data_dir.display(), "centinela serving");
         let signal = {
-            let mut rx = stop_rx.clone();
+            let mut rx = stop_tx.subscribe();
             async move {
                 let _ = rx.wait_for(|stop| *stop).await;
             }
@@ -270,13 +219,7 @@ impl Running {
             supervisor,
             supervisor_task: handle,
             bus,
-            tasks: vec![
-                hub_task,
-                autoreply_task,
-                campaigns_task,
-                outbox_task,
-                webhooks_task,
-            ],
+            tasks: wired.tasks,
             store,
             timeout: config.server.shutdown_timeout,
             _rotation,

@@ -168,14 +168,10 @@ impl Centinela {
             bus.clone(),
             Some(Arc::new(store.clone())),
         );
+        let engines = centinela::engines_for(&config);
         let args = SupervisorArgs {
-            engines: centinela::engines_for(&config),
-            config,
-            sessions: Arc::new(store.clone()),
-            ledger: Arc::new(store.clone()),
-            audit: Arc::new(store),
-            env,
             rng_seed: Some(3),
+            ..SupervisorArgs::on_store(config, store, engines, env)
         };
         let (sup, _) = Supervisor::spawn(args).await.expect("supervisor");
         Centinela { sup, bus }

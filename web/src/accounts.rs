@@ -109,7 +109,11 @@ fn key_json(k: &ApiKeyRecord) -> Value {
 }
 
 /// The tenant, or 404; 403 first when the caller may not see it.
-fn existing_tenant(state: &AppState, caller: &Caller, raw: &str) -> Result<TenantRecord, ApiError> {
+pub(crate) fn existing_tenant(
+    state: &AppState,
+    caller: &Caller,
+    raw: &str,
+) -> Result<TenantRecord, ApiError> {
     let id = tenant_id(raw)?;
     caller.check_tenant(&id)?;
     state

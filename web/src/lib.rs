@@ -28,9 +28,12 @@ pub mod ws;
 
 use axum::extract::DefaultBodyLimit;
 use axum::Router;
+use centinela_actors::bus::Bus;
 use centinela_actors::clock::SharedClock;
+use centinela_actors::config::Config;
+use centinela_actors::messaging::{self, Campaigns, Outbox, Webhooks};
 use centinela_actors::store::{
-    AccountRepo, AuditRepo, AutoReplyRepo, InboxRepo, MessageRepo, WebhookRepo,
+    AccountRepo, AuditRepo, AutoReplyRepo, CampaignRepo, InboxRepo, MessageRepo, WebhookRepo,
 };
 use centinela_actors::supervisor::Supervisor;
 use std::sync::Arc;
@@ -75,6 +78,91 @@ pub struct AppState {
     pub web: WebConfig,
     /// Turns true when the server shuts down (WebSockets close).
     pub shutdown: tokio::sync::watch::Receiver<bool>,
+}
+
+/// The HTTP layer's state wired on one store, with the background tasks
+/// behind it.
+pub struct Wired {
+    pub state: AppState,
+    /// Send `true` to close the WebSockets and stop the campaign runner.
+    pub stop: tokio::sync::watch::Sender<bool>,
+    /// In the order they are to end once the bus is gone: the hub (the
+    /// audit log's last writes), the auto-replies and campaigns (the
+    /// outbox's last users), the outbox writer, webhook delivery.
+    pub tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+/// Starts the hub, the outbox writer (which tells `supervisor` about new
+/// messages), campaigns, auto-replies and webhook delivery on `store`, and
+/// builds the state every handler sees. `logs` is the tracing layer's
+/// receiver (subscribed before anything worth logging starts).
+pub fn wire<S>(
+    store: S,
+    supervisor: Supervisor,
+    bus: &Bus,
+    clock: SharedClock,
+    secret: &[u8],
+    logs: tokio::sync::mpsc::Receiver<hub::LogEvent>,
+    config: &Config,
+) -> Wired
+where
+    S: Data + CampaignRepo + Clone,
+{
+    let auth = auth::Auth::new(
+        Arc::new(store.clone()),
+        clock.clone(),
+        secret,
+        config.auth.token_ttl,
+    );
+    let (hub, hub_task) = hub::Hub::start(bus, logs, Arc::new(store.clone()), 4096);
+    let (stop, stop_rx) = tokio::sync::watch::channel(false);
+    let (outbox, outbox_task) =
+        Outbox::start(Arc::new(store.clone()), Some(Arc::new(supervisor.clone())));
+    let (campaigns, campaigns_task) = Campaigns::start(
+        Arc::new(store.clone()),
+        outbox.clone(),
+        bus,
+        clock.clone(),
+        config.messaging.max_running_campaigns as usize,
+        stop_rx.clone(),
+    );
+    let autoreply_task =
+        messaging::autoreply::start(Arc::new(store.clone()), outbox.clone(), bus, clock.clone());
+    let (webhooks, webhooks_task) = Webhooks::start(
+        Arc::new(store.clone()),
+        bus,
+        clock.clone(),
+        config.webhooks.clone(),
+    );
+    let metrics = Arc::new(metrics::Metrics::default());
+    metrics.follow(bus);
+    let state = AppState {
+        data: Arc::new(store),
+        supervisor,
+        clock,
+        auth: Arc::new(auth),
+        hub,
+        metrics,
+        outbox,
+        webhooks,
+        campaigns,
+        web: WebConfig {
+            cors_origins: config.server.cors_origins.clone(),
+            max_body_bytes: config.server.max_body_bytes,
+        },
+        shutdown: stop_rx,
+    };
+    Wired {
+        state,
+        stop,
+        tasks: vec![
+            hub_task,
+            autoreply_task,
+            campaigns_task,
+            outbox_task,
+            webhooks_task,
+        ],
+    }
 }
 
 /// Every documented route.

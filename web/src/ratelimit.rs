@@ -108,11 +108,7 @@ async fn status(
 /// nothing is written to the ledger for it).
 fn existing(state: &AppState, caller: &Caller, raw: &str) -> Result<TenantId, ApiError> {
     caller.require_admin()?;
-    let tenant = crate::accounts::tenant_id(raw)?;
-    if state.data.tenant(&tenant)?.is_none() {
-        return Err(ApiError::NotFound(format!("tenant {tenant} not found")));
-    }
-    Ok(tenant)
+    Ok(crate::accounts::existing_tenant(state, caller, raw)?.id)
 }
 
 async fn unblock(

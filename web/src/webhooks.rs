@@ -3,7 +3,6 @@
 //! and redelivery of one; and `/api/v1/tenants/{id}/auto-replies`, the
 //! tenant's keyword → reply rules. Tenant users manage their own; admins any.
 
-use crate::accounts::tenant_id;
 use crate::auth::{random_token, Caller};
 use crate::error::ApiError;
 use crate::extract::{AppJson, AppPath, AppQuery};
@@ -95,15 +94,10 @@ pub fn routes() -> Routes {
 /// The tenant, if the caller may manage it (403 first) and it exists (404:
 /// nothing is read or stored for a tenant that does not exist).
 fn own_tenant(state: &AppState, caller: &Caller, raw: &str) -> Result<TenantId, ApiError> {
-    let t = tenant_id(raw)?;
-    caller.check_tenant(&t)?;
     if matches!(caller, Caller::ApiKey { .. }) {
         return Err(ApiError::Forbidden);
     }
-    if state.data.tenant(&t)?.is_none() {
-        return Err(ApiError::NotFound(format!("tenant {t} not found")));
-    }
-    Ok(t)
+    Ok(crate::accounts::existing_tenant(state, caller, raw)?.id)
 }
 
 #[derive(Deserialize)]

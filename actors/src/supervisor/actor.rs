@@ -32,6 +32,25 @@ pub struct SupervisorArgs {
     pub rng_seed: Option<u64>,
 }
 
+impl SupervisorArgs {
+    /// A supervisor whose sessions, ledger and audit log are all on `store`,
+    /// its queue jitter seeded from the OS.
+    pub fn on_store<S>(config: Config, store: S, engines: EngineSet, env: SessionEnv) -> Self
+    where
+        S: SessionRepo + LedgerRepo + AuditRepo + Clone,
+    {
+        Self {
+            config,
+            sessions: Arc::new(store.clone()),
+            ledger: Arc::new(store.clone()),
+            audit: Arc::new(store),
+            engines,
+            env,
+            rng_seed: None,
+        }
+    }
+}
+
 pub(crate) struct SupervisorActor;
 
 impl Actor for SupervisorActor {

@@ -218,15 +218,11 @@ impl Supervisor {
         self.ask(|reply| SupervisorMsg::ResetCooldown { tenant, by, reply })
             .await
     }
-
-    /// Tells the supervisor that messages wait in the outbox for `session`.
-    pub fn messages_queued(&self, session: SessionId) {
-        let _ = self.actor.cast(SupervisorMsg::MessagesQueued { session });
-    }
 }
 
+/// The outbox tells the supervisor which sessions have messages waiting.
 impl crate::messaging::outbox::Notify for Supervisor {
     fn messages_queued(&self, session: SessionId) {
-        Supervisor::messages_queued(self, session);
+        let _ = self.actor.cast(SupervisorMsg::MessagesQueued { session });
     }
 }

@@ -63,15 +63,11 @@ async fn start_with_env(
     let mut env =
         SessionEnv::from_config(&config, clock, bus.clone(), Some(Arc::new(store.clone())));
     tweak(&mut env);
+    let engines =
+        EngineSet::default().with(crate::engine::EngineKind::Webjs, Arc::new(engine.clone()));
     let args = SupervisorArgs {
-        config,
-        sessions: Arc::new(store.clone()),
-        ledger: Arc::new(store.clone()),
-        audit: Arc::new(store.clone()),
-        engines: EngineSet::default()
-            .with(crate::engine::EngineKind::Webjs, Arc::new(engine.clone())),
-        env,
         rng_seed: Some(42),
+        ..SupervisorArgs::on_store(config, store.clone(), engines, env)
     };
     let (sup, _) = Actor::spawn(None, actor::SupervisorActor, args)
         .await

@@ -16,8 +16,7 @@ use centinela_actors::ids::{TenantId, UserId};
 use centinela_actors::session::actor::SessionEnv;
 use centinela_actors::store::{AccountRepo, Role, Store, TenantRecord, UserRecord};
 use centinela_actors::supervisor::{Supervisor, SupervisorArgs};
-use centinela_web::auth::Auth;
-use centinela_web::{AppState, WebConfig};
+use centinela_web::AppState;
 use http_body_util::BodyExt;
 use serde_json::Value;
 use std::sync::Arc;
@@ -91,6 +90,8 @@ impl App {
         let dir = tempfile::tempdir().expect("temp dir");
         let mut config = Config::defaults();
         config.storage.data_dir = dir.path().to_path_buf();
+        config.server.max_body_bytes = MAX_BODY;
+        config.server.cors_origins = Vec::new();
         let clock: SharedClock = Arc::new(SystemClock);
         let store = Store::open(dir.path()).expect("open the store");
         let bus = Bus::default();
@@ -101,61 +102,22 @@ impl App {
             Some(Arc::new(store.clone())),
         );
         let (supervisor, _task) = Supervisor::spawn(SupervisorArgs {
-            config: config.clone(),
-            sessions: Arc::new(store.clone()),
-            ledger: Arc::new(store.clone()),
-            audit: Arc::new(store.clone()),
-            engines: EngineSet::default(),
-            env,
             rng_seed: Some(7),
+            ..SupervisorArgs::on_store(config.clone(), store.clone(), EngineSet::default(), env)
         })
         .await
         .expect("the supervisor starts");
-        let auth = Auth::new(
-            Arc::new(store.clone()),
-            clock.clone(),
-            b"router-tests-secret-router-tests-secret",
-            config.auth.token_ttl,
-        );
         let logs = centinela_web::logstream::subscribe(1024);
-        let (hub, _) = centinela_web::hub::Hub::start(&bus, logs, Arc::new(store.clone()), 1024);
-        let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-        let (outbox, _) = centinela_actors::messaging::Outbox::start(
-            Arc::new(store.clone()),
-            Some(Arc::new(supervisor.clone())),
-        );
-        let (campaigns, _) = centinela_actors::messaging::Campaigns::start(
-            Arc::new(store.clone()),
-            outbox.clone(),
+        let wired = centinela_web::wire(
+            store.clone(),
+            supervisor.clone(),
             &bus,
-            clock.clone(),
-            config.messaging.max_running_campaigns as usize,
-            stop_rx.clone(),
-        );
-        let (webhooks, _) = centinela_actors::messaging::Webhooks::start(
-            Arc::new(store.clone()),
-            &bus,
-            clock.clone(),
-            config.webhooks.clone(),
-        );
-        let metrics = Arc::new(centinela_web::metrics::Metrics::default());
-        metrics.follow(&bus);
-        let state = AppState {
-            data: Arc::new(store.clone()),
-            supervisor: supervisor.clone(),
             clock,
-            auth: Arc::new(auth),
-            hub,
-            metrics,
-            outbox,
-            webhooks,
-            campaigns,
-            web: WebConfig {
-                cors_origins: Vec::new(),
-                max_body_bytes: MAX_BODY,
-            },
-            shutdown: stop_rx,
-        };
+            b"router-tests-secret-router-tests-secret",
+            logs,
+            &config,
+        );
+        let (state, stop_tx) = (wired.state, wired.stop);
         App {
             router: centinela_web::router(state.clone()),
             state,
