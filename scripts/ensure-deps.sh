@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Installs what a fresh Debian machine with the Rust toolchain lacks for
 # Centinela: Debian's chromium and chromium-headless-shell (the webjs engine
-# and the browser tests), and Node.js with the npm packages of the
-# whatsapp-web.js conformance test.
+# and the browser tests), Node.js with the npm packages of the
+# whatsapp-web.js conformance test, and Python with the pinned packages of
+# the generated-client test.
 # Idempotent; called by ./serve.sh and ./test.sh.
 set -euo pipefail
 
@@ -38,4 +39,24 @@ wwebjs_dir="$(cd "$(dirname "$0")/.." && pwd)/tests/conformance/wwebjs"
 if [ ! -f "$wwebjs_dir/node_modules/whatsapp-web.js/package.json" ]; then
   echo "ensure-deps: installing the npm packages of $wwebjs_dir (npm ci, no browser download)" >&2
   (cd "$wwebjs_dir" && PUPPETEER_SKIP_DOWNLOAD=1 npm ci --no-audit --no-fund)
+fi
+
+# Python and the pinned PyPI packages of the generated-client test
+# (tests/openapi_client): openapi-python-client and what it generates with.
+client_dir="$(cd "$(dirname "$0")/.." && pwd)/tests/openapi_client"
+if [ ! -x "$client_dir/.venv/bin/openapi-python-client" ]; then
+  if ! command -v python3 >/dev/null 2>&1 || ! python3 -m venv --help >/dev/null 2>&1; then
+    echo "ensure-deps: installing Debian's python3 and python3-venv" >&2
+    sudo_cmd=""
+    if [ "$(id -u)" -ne 0 ]; then
+      command -v sudo >/dev/null 2>&1 || { echo "ensure-deps: need root or sudo to install python3" >&2; exit 1; }
+      sudo_cmd="sudo"
+    fi
+    $sudo_cmd apt-get update
+    DEBIAN_FRONTEND=noninteractive $sudo_cmd apt-get install -y python3 python3-venv
+  fi
+  echo "ensure-deps: installing the PyPI packages of $client_dir (pinned)" >&2
+  rm -rf "$client_dir/.venv"
+  python3 -m venv "$client_dir/.venv"
+  "$client_dir/.venv/bin/pip" install --quiet --disable-pip-version-check -r "$client_dir/requirements.txt"
 fi

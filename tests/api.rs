@@ -702,7 +702,7 @@ async fn the_openapi_document_matches_the_routes() {
         .call("GET", "/api/openapi.json", Cred::None, None)
         .await;
     assert_eq!(doc.status, 200);
-    assert_eq!(doc.body["openapi"], "3.0.3");
+    assert_eq!(doc.body["openapi"], "3.1.0");
     let paths = doc.body["paths"].as_object().expect("paths");
     for p in [
         "/auth/login",

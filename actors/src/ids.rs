@@ -26,6 +26,16 @@ fn check(value: &str) -> Result<(), InvalidId> {
     }
 }
 
+/// The schema every id shares: 1 to 64 characters of `A-Z a-z 0-9 _ -`.
+fn id_schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+    utoipa::openapi::ObjectBuilder::new()
+        .schema_type(utoipa::openapi::schema::Type::String)
+        .min_length(Some(1))
+        .max_length(Some(64))
+        .pattern(Some("^[A-Za-z0-9_-]+$"))
+        .into()
+}
+
 macro_rules! id_type {
     ($(#[$doc:meta])* $name:ident) => {
         $(#[$doc])*
@@ -64,6 +74,15 @@ macro_rules! id_type {
                 f.write_str(&self.0)
             }
         }
+
+        /// In the OpenAPI document: a string of the id's alphabet, inline.
+        impl utoipa::PartialSchema for $name {
+            fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+                id_schema()
+            }
+        }
+
+        impl utoipa::ToSchema for $name {}
     };
 }
 

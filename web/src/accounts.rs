@@ -2,7 +2,7 @@
 //! `/api/v1/tenants/{id}/api-keys`. Tenants and users are admin business;
 //! a tenant's users may manage their own tenant's API keys.
 
-use crate::auth::routes::user_json;
+use crate::auth::routes::UserBody;
 use crate::auth::{check_password_policy, hash_password, Caller};
 use crate::error::ApiError;
 use crate::extract::{AppJson, AppPath};
@@ -12,10 +12,12 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::routing::{delete, get};
 use axum::Json;
+use centinela_actors::clock::Timestamp;
 use centinela_actors::ids::{TenantId, UserId};
 use centinela_actors::store::{ApiKeyRecord, Role, TenantRecord, UserRecord};
-use serde::Deserialize;
-use serde_json::{json, Value};
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+use utoipa::ToSchema;
 
 pub fn routes() -> Routes {
     const ADMIN: &[(u16, &str)] = &[(200, "ok"), (401, "no credentials"), (403, "not an admin")];
@@ -45,15 +47,15 @@ pub fn routes() -> Routes {
             "/api/v1/tenants",
             get(list_tenants).post(create_tenant),
             vec![
-                Doc::new("GET", "tenants", "List tenants", Access::Admin, ADMIN),
-                Doc::new("POST", "tenants", "Create a tenant", Access::Admin, CREATED).body(json!({"id": "clinic", "name": "Clinic"})),
+                Doc::new("GET", "tenants", "List tenants", Access::Admin, ADMIN).reply::<TenantList>(),
+                Doc::new("POST", "tenants", "Create a tenant", Access::Admin, CREATED).body::<NewTenant>(json!({"id": "clinic", "name": "Clinic"})).reply::<TenantBody>(),
             ],
         )
         .route(
             "/api/v1/tenants/{id}",
             get(get_tenant).delete(delete_tenant),
             vec![
-                Doc::new("GET", "tenants", "Get a tenant", Access::Authenticated, ONE),
+                Doc::new("GET", "tenants", "Get a tenant", Access::Authenticated, ONE).reply::<TenantBody>(),
                 Doc::new("DELETE", "tenants", "Delete a tenant (its sessions are stopped and deleted first)", Access::Admin, GONE),
             ],
         )
@@ -61,8 +63,8 @@ pub fn routes() -> Routes {
             "/api/v1/tenants/{id}/api-keys",
             get(list_keys).post(create_key),
             vec![
-                Doc::new("GET", "tenants", "List a tenant's API keys (masked)", Access::Authenticated, ONE),
-                Doc::new("POST", "tenants", "Create an API key (shown once)", Access::Authenticated, CREATED).body(json!({"name": "crm"})),
+                Doc::new("GET", "tenants", "List a tenant's API keys (masked)", Access::Authenticated, ONE).reply::<ApiKeyList>(),
+                Doc::new("POST", "tenants", "Create an API key (shown once)", Access::Authenticated, CREATED).body::<NewKey>(json!({"name": "crm"})).reply::<ApiKeyBody>(),
             ],
         )
         .route(
@@ -74,16 +76,17 @@ pub fn routes() -> Routes {
             "/api/v1/users",
             get(list_users).post(create_user),
             vec![
-                Doc::new("GET", "users", "List users", Access::Admin, ADMIN),
+                Doc::new("GET", "users", "List users", Access::Admin, ADMIN).reply::<UserList>(),
                 Doc::new("POST", "users", "Create a user", Access::Admin, CREATED)
-                    .body(json!({"username": "ana", "password": "**********", "role": "tenant", "tenant_id": "clinic"})),
+                    .body::<NewUser>(json!({"username": "ana", "password": "**********", "role": "tenant", "tenant_id": "clinic"}))
+                    .reply::<UserBody>(),
             ],
         )
         .route(
             "/api/v1/users/{id}",
             get(get_user).delete(delete_user),
             vec![
-                Doc::new("GET", "users", "Get a user", Access::Admin, ONE),
+                Doc::new("GET", "users", "Get a user", Access::Admin, ONE).reply::<UserBody>(),
                 Doc::new("DELETE", "users", "Delete a user", Access::Admin, GONE),
             ],
         )
@@ -93,19 +96,66 @@ pub fn tenant_id(raw: &str) -> Result<TenantId, ApiError> {
     TenantId::new(raw).map_err(|e| ApiError::bad_request("invalid_tenant_id", e.to_string()))
 }
 
-fn tenant_json(t: &TenantRecord) -> Value {
-    json!({ "id": t.id, "name": t.name, "created_at": t.created_at })
+/// A tenant (organization).
+#[derive(Debug, Serialize, ToSchema)]
+pub struct TenantBody {
+    pub id: TenantId,
+    pub name: String,
+    pub created_at: Timestamp,
 }
 
-fn key_json(k: &ApiKeyRecord) -> Value {
-    json!({
-        "id": k.id,
-        "name": k.name,
-        "tenant_id": k.tenant,
-        "key_prefix": format!("{}…", k.prefix),
-        "created_at": k.created_at,
-        "revoked_at": k.revoked_at,
-    })
+impl From<&TenantRecord> for TenantBody {
+    fn from(t: &TenantRecord) -> Self {
+        TenantBody {
+            id: t.id.clone(),
+            name: t.name.clone(),
+            created_at: t.created_at,
+        }
+    }
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct TenantList {
+    pub tenants: Vec<TenantBody>,
+}
+
+/// An API key, masked; the key itself only in the answer that created it.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ApiKeyBody {
+    pub id: String,
+    pub name: String,
+    pub tenant_id: TenantId,
+    /// The key's first characters and `…`.
+    pub key_prefix: String,
+    pub created_at: Timestamp,
+    pub revoked_at: Option<Timestamp>,
+    /// The key, shown once: send it as `X-API-Key`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub key: Option<String>,
+}
+
+impl From<&ApiKeyRecord> for ApiKeyBody {
+    fn from(k: &ApiKeyRecord) -> Self {
+        ApiKeyBody {
+            id: k.id.clone(),
+            name: k.name.clone(),
+            tenant_id: k.tenant.clone(),
+            key_prefix: format!("{}…", k.prefix),
+            created_at: k.created_at,
+            revoked_at: k.revoked_at,
+            key: None,
+        }
+    }
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ApiKeyList {
+    pub api_keys: Vec<ApiKeyBody>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct UserList {
+    pub users: Vec<UserBody>,
 }
 
 /// The tenant, or 404; 403 first when the caller may not see it.
@@ -122,9 +172,10 @@ pub(crate) fn existing_tenant(
         .ok_or_else(|| ApiError::NotFound(format!("tenant {id} not found")))
 }
 
-#[derive(Deserialize)]
+/// A new tenant: its id (1-64 of `A-Z a-z 0-9 _ -`) and display name.
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-struct NewTenant {
+pub struct NewTenant {
     id: String,
     name: String,
 }
@@ -133,7 +184,7 @@ async fn create_tenant(
     State(state): State<AppState>,
     caller: Caller,
     AppJson(body): AppJson<NewTenant>,
-) -> Result<(StatusCode, Json<Value>), ApiError> {
+) -> Result<(StatusCode, Json<TenantBody>), ApiError> {
     caller.require_admin()?;
     let name = body.name.trim();
     if name.is_empty() || name.len() > 200 {
@@ -149,26 +200,28 @@ async fn create_tenant(
     };
     state.data.create_tenant(&record)?;
     tracing::info!(tenant = %record.id, by = %caller.name(), "tenant created");
-    Ok((StatusCode::CREATED, Json(tenant_json(&record))))
+    Ok((StatusCode::CREATED, Json(TenantBody::from(&record))))
 }
 
 async fn list_tenants(
     State(state): State<AppState>,
     caller: Caller,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<TenantList>, ApiError> {
     caller.require_admin()?;
     let tenants = state.data.tenants()?;
-    Ok(Json(
-        json!({ "tenants": tenants.iter().map(tenant_json).collect::<Vec<_>>() }),
-    ))
+    Ok(Json(TenantList {
+        tenants: tenants.iter().map(TenantBody::from).collect(),
+    }))
 }
 
 async fn get_tenant(
     State(state): State<AppState>,
     caller: Caller,
     AppPath(id): AppPath<String>,
-) -> Result<Json<Value>, ApiError> {
-    Ok(Json(tenant_json(&existing_tenant(&state, &caller, &id)?)))
+) -> Result<Json<TenantBody>, ApiError> {
+    Ok(Json(TenantBody::from(&existing_tenant(
+        &state, &caller, &id,
+    )?)))
 }
 
 /// Deletes a tenant: its sessions are stopped and deleted first.
@@ -185,9 +238,10 @@ async fn delete_tenant(
     Ok(StatusCode::NO_CONTENT)
 }
 
-#[derive(Deserialize)]
+/// A new API key's name.
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-struct NewKey {
+pub struct NewKey {
     name: String,
 }
 
@@ -196,7 +250,7 @@ async fn create_key(
     caller: Caller,
     AppPath(id): AppPath<String>,
     AppJson(body): AppJson<NewKey>,
-) -> Result<(StatusCode, Json<Value>), ApiError> {
+) -> Result<(StatusCode, Json<ApiKeyBody>), ApiError> {
     if matches!(caller, Caller::ApiKey { .. }) {
         return Err(ApiError::Forbidden);
     }
@@ -210,8 +264,10 @@ async fn create_key(
     }
     let (record, key) = state.auth.create_api_key(&tenant.id, name)?;
     tracing::info!(tenant = %tenant.id, key = %record.id, by = %caller.name(), "api key created");
-    let mut body = key_json(&record);
-    body["key"] = json!(key);
+    let body = ApiKeyBody {
+        key: Some(key),
+        ..ApiKeyBody::from(&record)
+    };
     Ok((StatusCode::CREATED, Json(body)))
 }
 
@@ -219,12 +275,12 @@ async fn list_keys(
     State(state): State<AppState>,
     caller: Caller,
     AppPath(id): AppPath<String>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<ApiKeyList>, ApiError> {
     let tenant = existing_tenant(&state, &caller, &id)?;
     let keys = state.data.api_keys(&tenant.id)?;
-    Ok(Json(
-        json!({ "api_keys": keys.iter().map(key_json).collect::<Vec<_>>() }),
-    ))
+    Ok(Json(ApiKeyList {
+        api_keys: keys.iter().map(ApiKeyBody::from).collect(),
+    }))
 }
 
 async fn revoke_key(
@@ -246,9 +302,10 @@ async fn revoke_key(
     Ok(StatusCode::NO_CONTENT)
 }
 
-#[derive(Deserialize)]
+/// A new user; tenant users need a `tenant_id`, admins have none.
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-struct NewUser {
+pub struct NewUser {
     username: String,
     password: String,
     role: Role,
@@ -259,7 +316,7 @@ async fn create_user(
     State(state): State<AppState>,
     caller: Caller,
     AppJson(body): AppJson<NewUser>,
-) -> Result<(StatusCode, Json<Value>), ApiError> {
+) -> Result<(StatusCode, Json<UserBody>), ApiError> {
     caller.require_admin()?;
     let username = body.username.trim().to_owned();
     let valid = (3..=64).contains(&username.len())
@@ -303,18 +360,18 @@ async fn create_user(
     };
     state.data.create_user(&user)?;
     tracing::info!(user = %user.username, by = %caller.name(), "user created");
-    Ok((StatusCode::CREATED, Json(user_json(&user))))
+    Ok((StatusCode::CREATED, Json(UserBody::from(&user))))
 }
 
 async fn list_users(
     State(state): State<AppState>,
     caller: Caller,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<UserList>, ApiError> {
     caller.require_admin()?;
     let users = state.data.users()?;
-    Ok(Json(
-        json!({ "users": users.iter().map(user_json).collect::<Vec<_>>() }),
-    ))
+    Ok(Json(UserList {
+        users: users.iter().map(UserBody::from).collect(),
+    }))
 }
 
 fn user_id(raw: &str) -> Result<UserId, ApiError> {
@@ -325,12 +382,12 @@ async fn get_user(
     State(state): State<AppState>,
     caller: Caller,
     AppPath(id): AppPath<String>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<UserBody>, ApiError> {
     caller.require_admin()?;
     let id = user_id(&id)?;
     let user = state.data.user(&id)?;
     let user = user.ok_or_else(|| ApiError::NotFound(format!("user {id} not found")))?;
-    Ok(Json(user_json(&user)))
+    Ok(Json(UserBody::from(&user)))
 }
 
 async fn delete_user(

@@ -13,9 +13,12 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::routing::{get, post};
 use axum::Json;
+use centinela_actors::clock::Timestamp;
+use centinela_actors::ids::{SessionId, TenantId};
 use centinela_actors::store::{CampaignRecord, CampaignStatus, Recipient};
-use serde::Deserialize;
-use serde_json::{json, Value};
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+use utoipa::ToSchema;
 
 pub fn routes() -> Routes {
     const ONE: &[(u16, &str)] = &[
@@ -25,36 +28,75 @@ pub fn routes() -> Routes {
         (404, "not found"),
         (409, "wrong state or too many running"),
     ];
-    let action =
-        |s: &'static str| vec![Doc::new("POST", "campaigns", s, Access::Authenticated, ONE)];
+    let action = |s: &'static str| {
+        vec![Doc::new("POST", "campaigns", s, Access::Authenticated, ONE).reply::<CampaignBody>()]
+    };
     Routes::new()
         .route(
             "/api/v1/sessions/{id}/campaigns",
             get(list).post(create),
             vec![
-                Doc::new("GET", "campaigns", "A session's campaigns with progress", Access::Authenticated, ONE),
+                Doc::new("GET", "campaigns", "A session's campaigns with progress", Access::Authenticated, ONE).reply::<CampaignList>(),
                 Doc::new("POST", "campaigns", "Create a campaign (draft)", Access::Authenticated, &[(201, "created"), (400, "bad input"), (403, "another tenant's"), (404, "not found")])
-                    .body(json!({"name": "turnos", "template": "Hola {name}, tu turno es el {date}", "recipients": [{"to": "5491122334455", "vars": {"name": "Ana", "date": "lunes"}}]})),
+                    .body::<NewCampaign>(json!({"name": "turnos", "template": "Hola {name}, tu turno es el {date}", "recipients": [{"to": "5491122334455", "vars": {"name": "Ana", "date": "lunes"}}]}))
+                    .reply::<CampaignBody>(),
             ],
         )
-        .route("/api/v1/sessions/{id}/campaigns/{cid}", get(get_one), vec![Doc::new("GET", "campaigns", "A campaign with its progress", Access::Authenticated, ONE)])
+        .route("/api/v1/sessions/{id}/campaigns/{cid}", get(get_one), vec![Doc::new("GET", "campaigns", "A campaign with its progress", Access::Authenticated, ONE).reply::<CampaignBody>()])
         .route("/api/v1/sessions/{id}/campaigns/{cid}/start", post(start), action("Start a draft campaign"))
         .route("/api/v1/sessions/{id}/campaigns/{cid}/pause", post(pause), action("Pause a running campaign"))
         .route("/api/v1/sessions/{id}/campaigns/{cid}/resume", post(start), action("Resume a paused campaign"))
         .route("/api/v1/sessions/{id}/campaigns/{cid}/cancel", post(cancel), action("Cancel a campaign"))
 }
 
-fn campaign_json(c: &CampaignRecord) -> Value {
-    json!({
-        "id": c.id, "session_id": c.session, "tenant_id": c.tenant, "name": c.name, "template": c.template,
-        "status": c.status, "total": c.recipients.len(), "queued_so_far": c.next, "sent": c.sent, "failed": c.failed,
-        "created_at": c.created_at, "updated_at": c.updated_at,
-    })
+/// A campaign and its progress.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct CampaignBody {
+    pub id: String,
+    pub session_id: SessionId,
+    pub tenant_id: TenantId,
+    pub name: String,
+    pub template: String,
+    pub status: CampaignStatus,
+    /// Recipients in all.
+    pub total: usize,
+    /// Recipients handed to the outbox so far.
+    pub queued_so_far: usize,
+    pub sent: usize,
+    pub failed: usize,
+    pub created_at: Timestamp,
+    pub updated_at: Timestamp,
 }
 
-#[derive(Deserialize)]
+impl From<&CampaignRecord> for CampaignBody {
+    fn from(c: &CampaignRecord) -> Self {
+        CampaignBody {
+            id: c.id.clone(),
+            session_id: c.session.clone(),
+            tenant_id: c.tenant.clone(),
+            name: c.name.clone(),
+            template: c.template.clone(),
+            status: c.status,
+            total: c.recipients.len(),
+            queued_so_far: c.next,
+            sent: c.sent,
+            failed: c.failed,
+            created_at: c.created_at,
+            updated_at: c.updated_at,
+        }
+    }
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct CampaignList {
+    pub campaigns: Vec<CampaignBody>,
+}
+
+/// A draft campaign: a template with `{variables}` and up to 10,000
+/// recipients, each with its values.
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-struct NewCampaign {
+pub struct NewCampaign {
     name: String,
     template: String,
     recipients: Vec<Recipient>,
@@ -65,7 +107,7 @@ async fn create(
     caller: Caller,
     AppPath(id): AppPath<String>,
     AppJson(body): AppJson<NewCampaign>,
-) -> Result<(StatusCode, Json<Value>), ApiError> {
+) -> Result<(StatusCode, Json<CampaignBody>), ApiError> {
     let d = visible(&state, &caller, &id).await?;
     if body.name.trim().is_empty() || body.name.chars().count() > 100 {
         return Err(ApiError::bad_request(
@@ -108,7 +150,7 @@ async fn create(
         updated_at: now,
     };
     state.campaigns.create(&c)?;
-    Ok((StatusCode::CREATED, Json(campaign_json(&c))))
+    Ok((StatusCode::CREATED, Json(CampaignBody::from(&c))))
 }
 
 /// The campaign, if it belongs to the session and the caller may see it.
@@ -130,23 +172,23 @@ async fn list(
     State(state): State<AppState>,
     caller: Caller,
     AppPath(id): AppPath<String>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<CampaignList>, ApiError> {
     let d = visible(&state, &caller, &id).await?;
     let all = state.campaigns.list()?;
-    let mine: Vec<Value> = all
+    let campaigns = all
         .iter()
         .filter(|c| c.session == d.view.id)
-        .map(campaign_json)
+        .map(CampaignBody::from)
         .collect();
-    Ok(Json(json!({ "campaigns": mine })))
+    Ok(Json(CampaignList { campaigns }))
 }
 
 async fn get_one(
     State(state): State<AppState>,
     caller: Caller,
     AppPath((id, cid)): AppPath<(String, String)>,
-) -> Result<Json<Value>, ApiError> {
-    Ok(Json(campaign_json(
+) -> Result<Json<CampaignBody>, ApiError> {
+    Ok(Json(CampaignBody::from(
         &owned(&state, &caller, &id, &cid).await?,
     )))
 }
@@ -158,14 +200,14 @@ async fn change(
     id: &str,
     cid: &str,
     action: &str,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<CampaignBody>, ApiError> {
     owned(state, caller, id, cid).await?;
     let c = match action {
         "pause" => state.campaigns.pause(cid).await,
         "cancel" => state.campaigns.cancel(cid).await,
         _ => state.campaigns.run(cid).await,
     };
-    Ok(Json(campaign_json(&c?)))
+    Ok(Json(CampaignBody::from(&c?)))
 }
 
 /// Start (from draft) and resume (from paused) are one operation.
@@ -173,7 +215,7 @@ async fn start(
     State(state): State<AppState>,
     caller: Caller,
     AppPath((id, cid)): AppPath<(String, String)>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<CampaignBody>, ApiError> {
     change(&state, &caller, &id, &cid, "run").await
 }
 
@@ -181,7 +223,7 @@ async fn pause(
     State(state): State<AppState>,
     caller: Caller,
     AppPath((id, cid)): AppPath<(String, String)>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<CampaignBody>, ApiError> {
     change(&state, &caller, &id, &cid, "pause").await
 }
 
@@ -189,6 +231,6 @@ async fn cancel(
     State(state): State<AppState>,
     caller: Caller,
     AppPath((id, cid)): AppPath<(String, String)>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<CampaignBody>, ApiError> {
     change(&state, &caller, &id, &cid, "cancel").await
 }

@@ -49,13 +49,15 @@ const ASSETS: &[(&str, &str, &str)] = &[
 
 type Responses = &'static [(u16, &'static str)];
 
-/// The routes that reach [`serve`], with their summaries and responses.
-const PATHS: [(&str, &str, Responses); 2] = [
-    ("/", "The dashboard", &[(200, "the page")]),
+/// The routes that reach [`serve`], with their summaries, responses and
+/// content types.
+const PATHS: [(&str, &str, Responses, &[&str]); 2] = [
+    ("/", "The dashboard", &[(200, "the page")], &[HTML]),
     (
         "/assets/{file}",
-        "A dashboard file: a script module, the strings or the styles",
+        "A dashboard file: a script module or the styles",
         &[(200, "the file"), (404, "no such file")],
+        &[JS, CSS],
     ),
 ];
 
@@ -75,12 +77,16 @@ async fn serve(uri: Uri) -> Response {
 }
 
 pub fn routes() -> Routes {
-    PATHS
-        .iter()
-        .fold(Routes::new(), |routes, &(path, summary, responses)| {
-            let doc = Doc::new("GET", "dashboard", summary, Access::Public, responses);
+    PATHS.iter().fold(
+        Routes::new(),
+        |routes, &(path, summary, responses, types)| {
+            let doc = types.iter().fold(
+                Doc::new("GET", "dashboard", summary, Access::Public, responses),
+                |doc, content_type| doc.content(content_type),
+            );
             routes.route(path, get(serve), vec![doc])
-        })
+        },
+    )
 }
 
 #[cfg(test)]
@@ -94,9 +100,9 @@ mod tests {
     use tower::ServiceExt;
 
     fn router() -> Router {
-        PATHS
-            .iter()
-            .fold(Router::new(), |r, &(path, _, _)| r.route(path, get(serve)))
+        PATHS.iter().fold(Router::new(), |r, &(path, _, _, _)| {
+            r.route(path, get(serve))
+        })
     }
 
     async fn fetch(path: &str) -> (StatusCode, String, String) {

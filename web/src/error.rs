@@ -15,8 +15,46 @@ use centinela_actors::messaging::OutboxError;
 use centinela_actors::store::{AccountError, StoreError};
 use centinela_actors::supervisor::admission::{Denial, DenyReason};
 use centinela_actors::supervisor::SupervisorError;
-use serde_json::json;
+use serde::Serialize;
 use std::time::Duration;
+use utoipa::ToSchema;
+
+/// Every error answer: `{"success": false, "error": {...}}`.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ErrorBody {
+    /// Always false.
+    pub success: bool,
+    pub error: ErrorDetail,
+}
+
+/// What went wrong: a stable code and a message for people; a 429 from the
+/// anti-ban policy adds why, for how long and until when.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ErrorDetail {
+    /// Machine-readable: `invalid_json`, `not_found`, `daily_limit`, ...
+    pub code: String,
+    pub message: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<DenyReason>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub wait_time_minutes: Option<u64>,
+    /// When the refusal ends; null for a hold that lasts until someone acts.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Timestamp>)]
+    pub block_until: Option<Option<Timestamp>>,
+    /// The refused network path, for a proxy hold.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub proxy: Option<String>,
+}
+
+/// An anti-ban refusal's fields in a 429.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Refusal {
+    pub reason: DenyReason,
+    pub wait_time_minutes: u64,
+    pub block_until: Option<Timestamp>,
+    pub proxy: Option<String>,
+}
 
 /// The cause behind a 5xx, kept for the log.
 pub type Cause = Box<dyn std::error::Error + Send + Sync + 'static>;
@@ -46,7 +84,8 @@ pub enum ApiError {
         code: &'static str,
         message: String,
         retry_after_secs: u64,
-        details: serde_json::Value,
+        /// The anti-ban refusal behind it, if it is one.
+        refusal: Option<Refusal>,
     },
     #[error("request body too large")]
     PayloadTooLarge,
@@ -117,21 +156,34 @@ impl IntoResponse for ApiError {
             }
             _ => {}
         }
-        let mut error = json!({"code": code, "message": self.to_string()});
+        let mut error = ErrorDetail {
+            code: code.to_owned(),
+            message: self.to_string(),
+            reason: None,
+            wait_time_minutes: None,
+            block_until: None,
+            proxy: None,
+        };
         let mut retry_after = None;
         if let ApiError::TooManyRequests {
             retry_after_secs,
-            details,
+            refusal,
             ..
-        } = &self
+        } = self
         {
-            retry_after = Some(*retry_after_secs);
-            if let (Some(obj), Some(extra)) = (error.as_object_mut(), details.as_object()) {
-                obj.extend(extra.clone());
+            retry_after = Some(retry_after_secs);
+            if let Some(r) = refusal {
+                error.reason = Some(r.reason);
+                error.wait_time_minutes = Some(r.wait_time_minutes);
+                error.block_until = Some(r.block_until);
+                error.proxy = r.proxy;
             }
         }
-        let mut response =
-            (status, Json(json!({ "success": false, "error": error }))).into_response();
+        let body = ErrorBody {
+            success: false,
+            error,
+        };
+        let mut response = (status, Json(body)).into_response();
         if let Some(secs) = retry_after {
             if let Ok(v) = HeaderValue::from_str(&secs.to_string()) {
                 response.headers_mut().insert("retry-after", v);
@@ -252,19 +304,16 @@ pub fn too_many(
             reason.as_str()
         ),
     };
-    let mut details = json!({
-        "reason": reason,
-        "wait_time_minutes": minutes,
-        "block_until": block_until,
-    });
-    if let Some(p) = proxy {
-        details["proxy"] = json!(p);
-    }
     ApiError::TooManyRequests {
         code: reason.as_str(),
         message,
         retry_after_secs: retry,
-        details,
+        refusal: Some(Refusal {
+            reason,
+            wait_time_minutes: minutes,
+            block_until,
+            proxy: proxy.map(str::to_owned),
+        }),
     }
 }
 

@@ -10,9 +10,11 @@ use axum::http::header;
 use axum::response::IntoResponse;
 use axum::routing::get;
 use axum::Json;
-use serde_json::{json, Value};
+use centinela_actors::clock::Timestamp;
+use serde::Serialize;
 use std::collections::BTreeMap;
 use std::sync::atomic::Ordering;
+use utoipa::ToSchema;
 
 pub fn routes() -> Routes {
     Routes::new()
@@ -25,7 +27,8 @@ pub fn routes() -> Routes {
                 "Liveness: cheap, no auth",
                 Access::Public,
                 &[(200, "healthy")],
-            )],
+            )
+            .reply::<Health>()],
         )
         .route(
             "/health/details",
@@ -40,7 +43,8 @@ pub fn routes() -> Routes {
                     (401, "no credentials"),
                     (403, "not an admin"),
                 ],
-            )],
+            )
+            .reply::<HealthDetails>()],
         )
         .route(
             "/metrics",
@@ -51,15 +55,73 @@ pub fn routes() -> Routes {
                 "Prometheus metrics (text format)",
                 Access::Public,
                 &[(200, "metrics")],
-            )],
+            )
+            .content("text/plain")],
         )
 }
 
-async fn health(State(state): State<AppState>) -> Json<Value> {
-    Json(json!({
-        "status": "healthy",
-        "timestamp": state.clock.now(),
-    }))
+/// Alive.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Health {
+    /// `healthy`.
+    pub status: &'static str,
+    pub timestamp: Timestamp,
+}
+
+/// Seed 001 §5.1's health details.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct HealthDetails {
+    /// `healthy`.
+    pub status: &'static str,
+    pub timestamp: Timestamp,
+    pub sessions: SessionCounts,
+    /// Sessions with a browser (every state but `DISCONNECTED`).
+    pub browsers_alive: u64,
+    pub memory: Memory,
+    pub queues: Queues,
+    pub http: HttpStats,
+    /// The WhatsApp Web versions the browsers have loaded.
+    pub whatsapp_web_versions: Vec<String>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct SessionCounts {
+    /// By state name (`READY`, `QR`, ...).
+    #[schema(value_type = BTreeMap<String, u64>)]
+    pub by_state: BTreeMap<&'static str, u64>,
+    pub total: u64,
+    /// Sessions being restored after a local fault, by breaker state.
+    #[schema(value_type = BTreeMap<String, u64>)]
+    pub restoring_by_breaker: BTreeMap<&'static str, u64>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Memory {
+    /// This process's resident memory (Linux), without the browsers.
+    pub process_rss_bytes: Option<u64>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Queues {
+    /// Connection attempts waiting for their turn.
+    pub admission: usize,
+    pub websocket_clients: u64,
+    pub log_events_dropped: u64,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct HttpStats {
+    pub requests: u64,
+    pub error_rate: f64,
+    pub p50_seconds: f64,
+    pub p99_seconds: f64,
+}
+
+async fn health(State(state): State<AppState>) -> Json<Health> {
+    Json(Health {
+        status: "healthy",
+        timestamp: state.clock.now(),
+    })
 }
 
 /// Sessions by state, the admission queue's length, and the circuit
@@ -101,7 +163,10 @@ fn rss_bytes() -> Option<u64> {
     Some(kb * 1024)
 }
 
-async fn details(State(state): State<AppState>, caller: Caller) -> Result<Json<Value>, ApiError> {
+async fn details(
+    State(state): State<AppState>,
+    caller: Caller,
+) -> Result<Json<HealthDetails>, ApiError> {
     caller.require_admin()?;
     let Counts {
         sessions: counts,
@@ -114,20 +179,31 @@ async fn details(State(state): State<AppState>, caller: Caller) -> Result<Json<V
         .map(|(_, n)| n)
         .sum();
     let (requests, error_rate, p50, p99) = state.metrics.summary();
-    Ok(Json(json!({
-        "status": "healthy",
-        "timestamp": state.clock.now(),
-        "sessions": { "by_state": counts, "total": counts.values().sum::<u64>(), "restoring_by_breaker": breakers },
-        "browsers_alive": live,
-        "memory": { "process_rss_bytes": rss_bytes() },
-        "queues": {
-            "admission": queue,
-            "websocket_clients": state.hub.stats.clients.load(Ordering::Relaxed),
-            "log_events_dropped": crate::logstream::dropped(),
+    Ok(Json(HealthDetails {
+        status: "healthy",
+        timestamp: state.clock.now(),
+        sessions: SessionCounts {
+            total: counts.values().sum(),
+            by_state: counts,
+            restoring_by_breaker: breakers,
         },
-        "http": { "requests": requests, "error_rate": error_rate, "p50_seconds": p50, "p99_seconds": p99 },
-        "whatsapp_web_versions": centinela_actors::engine::stats::versions(),
-    })))
+        browsers_alive: live,
+        memory: Memory {
+            process_rss_bytes: rss_bytes(),
+        },
+        queues: Queues {
+            admission: queue,
+            websocket_clients: state.hub.stats.clients.load(Ordering::Relaxed),
+            log_events_dropped: crate::logstream::dropped(),
+        },
+        http: HttpStats {
+            requests,
+            error_rate,
+            p50_seconds: p50,
+            p99_seconds: p99,
+        },
+        whatsapp_web_versions: centinela_actors::engine::stats::versions(),
+    }))
 }
 
 async fn metrics(State(state): State<AppState>) -> Result<impl IntoResponse, ApiError> {

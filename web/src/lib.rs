@@ -192,7 +192,8 @@ pub fn router(state: AppState) -> Router {
             "This OpenAPI document",
             openapi::Access::Public,
             &[(200, "the document")],
-        ),
+        )
+        .reply::<openapi::Document>(),
     ));
     let spec = Arc::new(openapi::document(&all.docs));
     let api = all

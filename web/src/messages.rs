@@ -14,9 +14,11 @@ use axum::http::StatusCode;
 use axum::routing::get;
 use axum::Json;
 use centinela_actors::clock::Timestamp;
-use centinela_actors::store::MessageRecord;
-use serde::Deserialize;
-use serde_json::{json, Value};
+use centinela_actors::ids::{SessionId, TenantId};
+use centinela_actors::store::{IncomingRecord, MessageRecord, MessageStatus};
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+use utoipa::{IntoParams, ToSchema};
 
 pub fn routes() -> Routes {
     const ONE: &[(u16, &str)] = &[
@@ -37,7 +39,9 @@ pub fn routes() -> Routes {
                     "A session's messages, newest first (?limit, ?before)",
                     Access::Authenticated,
                     ONE,
-                ),
+                )
+                .query::<Page>()
+                .reply::<MessageList>(),
                 Doc::new(
                     "POST",
                     "messages",
@@ -51,15 +55,14 @@ pub fn routes() -> Routes {
                         (404, "not found"),
                     ],
                 )
-                .body(
-                    json!({"to": "5491122334455", "text": "hola", "idempotency_key": "order-42"}),
-                ),
+                .body::<SendText>(json!({"to": "5491122334455", "text": "hola", "idempotency_key": "order-42"}))
+                .reply::<MessageBody>(),
             ],
         )
         .route(
             "/api/v1/sessions/{id}/inbox",
             get(inbox),
-            vec![Doc::new("GET", "messages", "Incoming messages, newest first (?limit, ?before=seq); the last 1,000 per session are kept", Access::Authenticated, ONE)],
+            vec![Doc::new("GET", "messages", "Incoming messages, newest first (?limit, ?before=seq); the last 1,000 per session are kept", Access::Authenticated, ONE).query::<InboxPage>().reply::<InboxList>()],
         )
         .route(
             "/api/v1/sessions/{id}/messages/{mid}",
@@ -70,13 +73,17 @@ pub fn routes() -> Routes {
                 "One message and its status",
                 Access::Authenticated,
                 ONE,
-            )],
+            )
+            .reply::<MessageBody>()],
         )
 }
 
-#[derive(Deserialize)]
+/// A text to send: `to` in international format, 1-4096 characters of
+/// `text`; an `idempotency_key` makes a retry return the first message;
+/// `send_at` (RFC 3339) holds it until then.
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-struct Send {
+pub struct SendText {
     to: String,
     text: String,
     idempotency_key: Option<String>,
@@ -102,20 +109,57 @@ pub fn normalize_phone(raw: &str) -> Result<String, ApiError> {
     }
 }
 
-pub fn message_json(m: &MessageRecord) -> Value {
-    json!({
-        "id": m.id,
-        "session_id": m.session,
-        "tenant_id": m.tenant,
-        "to": m.to,
-        "text": m.text,
-        "status": m.status,
-        "idempotency_key": m.idempotency_key,
-        "created_at": m.created_at,
-        "send_at": m.send_at,
-        "updated_at": m.updated_at,
-        "error": m.error,
-    })
+/// An outgoing message and its status.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct MessageBody {
+    pub id: String,
+    pub session_id: SessionId,
+    pub tenant_id: TenantId,
+    /// The recipient's number (digits).
+    pub to: String,
+    pub text: String,
+    pub status: MessageStatus,
+    pub idempotency_key: Option<String>,
+    pub created_at: Timestamp,
+    /// Not sent before this time.
+    pub send_at: Option<Timestamp>,
+    pub updated_at: Timestamp,
+    /// Why it failed (`not_on_whatsapp`, ...).
+    pub error: Option<String>,
+}
+
+impl From<&MessageRecord> for MessageBody {
+    fn from(m: &MessageRecord) -> Self {
+        MessageBody {
+            id: m.id.clone(),
+            session_id: m.session.clone(),
+            tenant_id: m.tenant.clone(),
+            to: m.to.clone(),
+            text: m.text.clone(),
+            status: m.status,
+            idempotency_key: m.idempotency_key.clone(),
+            created_at: m.created_at,
+            send_at: m.send_at,
+            updated_at: m.updated_at,
+            error: m.error.clone(),
+        }
+    }
+}
+
+/// A page of outgoing messages, newest first.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct MessageList {
+    pub messages: Vec<MessageBody>,
+    /// Pass as `?before=` for the next page; null on the last.
+    pub next_before: Option<String>,
+}
+
+/// A page of incoming messages, newest first.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct InboxList {
+    pub messages: Vec<IncomingRecord>,
+    /// Pass as `?before=` for the next page; null on the last.
+    pub next_before: Option<u64>,
 }
 
 /// Queues a text: answered 202 only once the message is on disk. The
@@ -124,8 +168,8 @@ async fn send_message(
     State(state): State<AppState>,
     caller: Caller,
     AppPath(id): AppPath<String>,
-    AppJson(body): AppJson<Send>,
-) -> Result<(StatusCode, Json<Value>), ApiError> {
+    AppJson(body): AppJson<SendText>,
+) -> Result<(StatusCode, Json<MessageBody>), ApiError> {
     let to = normalize_phone(&body.to)?;
     if body.text.trim().is_empty() || body.text.chars().count() > 4096 {
         return Err(ApiError::bad_request(
@@ -158,7 +202,7 @@ async fn send_message(
         .with_key(body.idempotency_key)
         .not_before(send_at);
     let stored = state.outbox.accept(record).await?;
-    Ok((StatusCode::ACCEPTED, Json(message_json(&stored))))
+    Ok((StatusCode::ACCEPTED, Json(MessageBody::from(&stored))))
 }
 
 /// A message of a session the caller may see.
@@ -166,18 +210,21 @@ async fn get_message(
     State(state): State<AppState>,
     caller: Caller,
     AppPath((id, mid)): AppPath<(String, String)>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<MessageBody>, ApiError> {
     let d = visible(&state, &caller, &id).await?;
     let m = state.data.message(&mid)?;
     let m = m
         .filter(|m| m.session == d.view.id)
         .ok_or_else(|| ApiError::NotFound(format!("message {mid} not found")))?;
-    Ok(Json(message_json(&m)))
+    Ok(Json(MessageBody::from(&m)))
 }
 
-#[derive(Deserialize)]
-struct Page {
+/// A page of a list.
+#[derive(Deserialize, IntoParams)]
+pub struct Page {
+    /// 1-500, default 50.
     limit: Option<usize>,
+    /// The `next_before` of the page before.
     before: Option<String>,
 }
 
@@ -187,7 +234,7 @@ async fn list_messages(
     caller: Caller,
     AppPath(id): AppPath<String>,
     AppQuery(p): AppQuery<Page>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<MessageList>, ApiError> {
     let d = visible(&state, &caller, &id).await?;
     let limit = p.limit.unwrap_or(50).clamp(1, 500);
     let page = state
@@ -196,14 +243,18 @@ async fn list_messages(
     let next = (page.len() == limit)
         .then(|| page.last().map(|m| m.id.clone()))
         .flatten();
-    Ok(Json(
-        json!({ "messages": page.iter().map(message_json).collect::<Vec<_>>(), "next_before": next }),
-    ))
+    Ok(Json(MessageList {
+        messages: page.iter().map(MessageBody::from).collect(),
+        next_before: next,
+    }))
 }
 
-#[derive(Deserialize)]
-struct InboxPage {
+/// A page of the inbox.
+#[derive(Deserialize, IntoParams)]
+pub struct InboxPage {
+    /// 1-500, default 50.
     limit: Option<usize>,
+    /// The `next_before` of the page before.
     before: Option<u64>,
 }
 
@@ -213,12 +264,15 @@ async fn inbox(
     caller: Caller,
     AppPath(id): AppPath<String>,
     AppQuery(p): AppQuery<InboxPage>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<InboxList>, ApiError> {
     let d = visible(&state, &caller, &id).await?;
     let limit = p.limit.unwrap_or(50).clamp(1, 500);
     let page = state.data.incoming(&d.view.id, limit, p.before)?;
     let next = (page.len() == limit)
         .then(|| page.last().map(|m| m.seq))
         .flatten();
-    Ok(Json(json!({ "messages": page, "next_before": next })))
+    Ok(Json(InboxList {
+        messages: page,
+        next_before: next,
+    }))
 }

@@ -10,15 +10,26 @@ use axum::extract::State;
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
+use centinela_actors::clock::Timestamp;
 use centinela_actors::session::SessionState;
 use qrcode::render::svg;
 use qrcode::{Color, QrCode};
-use serde::Deserialize;
-use serde_json::json;
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
 
-#[derive(Deserialize)]
+/// How to render the QR.
+#[derive(Deserialize, IntoParams)]
 pub struct Format {
+    /// `json` (the default), `svg` or `png`.
     format: Option<String>,
+}
+
+/// The QR shown now, as the text to encode.
+#[derive(Serialize, ToSchema)]
+pub struct QrBody {
+    /// The text the QR encodes (WhatsApp's `ref,publicKey,...`).
+    pub qr: String,
+    pub expires_at: Timestamp,
 }
 
 pub async fn qr(
@@ -51,7 +62,11 @@ pub async fn qr(
         )
             .into_response()),
         "png" => Ok(([(header::CONTENT_TYPE, "image/png")], render_png(&code)?).into_response()),
-        _ => Ok(Json(json!({ "qr": code, "expires_at": expires_at })).into_response()),
+        _ => Ok(Json(QrBody {
+            qr: code,
+            expires_at,
+        })
+        .into_response()),
     }
 }
 

@@ -10,8 +10,10 @@ use axum::extract::State;
 use axum::routing::{get, post};
 use axum::Json;
 use centinela_actors::ids::TenantId;
-use serde::Deserialize;
-use serde_json::{json, Value};
+use centinela_actors::supervisor::admission::{GlobalStatus, TenantStatus};
+use centinela_actors::supervisor::RateLimitReport;
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
 
 pub fn routes() -> Routes {
     const OVERRIDE: &[(u16, &str)] = &[
@@ -35,7 +37,9 @@ pub fn routes() -> Routes {
                     (401, "no credentials"),
                     (403, "another tenant"),
                 ],
-            )],
+            )
+            .query::<Filter>()
+            .reply::<RateLimitReply>()],
         )
         .route(
             "/api/v1/tenants/{id}/unblock",
@@ -46,7 +50,8 @@ pub fn routes() -> Routes {
                 "Lift a tenant's ban block (audited)",
                 Access::Admin,
                 OVERRIDE,
-            )],
+            )
+            .reply::<Unblocked>()],
         )
         .route(
             "/api/v1/tenants/{id}/reset-cooldown",
@@ -57,13 +62,48 @@ pub fn routes() -> Routes {
                 "End a tenant's cooldown (audited)",
                 Access::Admin,
                 OVERRIDE,
-            )],
+            )
+            .reply::<CooldownReset>()],
         )
 }
 
-#[derive(Deserialize)]
-struct Filter {
+/// Whose status.
+#[derive(Deserialize, IntoParams)]
+pub struct Filter {
+    /// One organization (tenant): the answer is then seed 003's flat shape.
     organization_id: Option<String>,
+}
+
+/// Every organization the caller may see, or one in the flat shape.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(untagged)]
+pub enum RateLimitReply {
+    All(RateLimitReport),
+    One(OrganizationReport),
+}
+
+/// Seed 003's single-organization answer: the global fields and the
+/// organization's side by side.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct OrganizationReport {
+    #[serde(flatten)]
+    pub global: GlobalStatus,
+    #[serde(flatten)]
+    pub organization: TenantStatus,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Unblocked {
+    pub success: bool,
+    /// Whether there was a block to lift.
+    pub was_blocked: bool,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct CooldownReset {
+    pub success: bool,
+    /// Whether there was a cooldown to end.
+    pub was_cooling: bool,
 }
 
 /// Admins see every organization (or the one asked for); anyone else only
@@ -72,7 +112,7 @@ async fn status(
     State(state): State<AppState>,
     caller: Caller,
     AppQuery(f): AppQuery<Filter>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<RateLimitReply>, ApiError> {
     let asked = f
         .organization_id
         .as_deref()
@@ -89,19 +129,16 @@ async fn status(
     if !caller.is_admin() && tenant.is_none() {
         return Err(ApiError::Forbidden);
     }
-    let report = state.supervisor.rate_limit_status(tenant).await?;
+    let mut report = state.supervisor.rate_limit_status(tenant).await?;
     if asked.is_some() {
-        // The seed's single-organization answer: global fields and the
-        // organization's fields side by side.
-        let mut flat = serde_json::to_value(&report.global)?;
-        if let (Some(obj), Some(org)) = (flat.as_object_mut(), report.organizations.first()) {
-            if let Value::Object(fields) = serde_json::to_value(org)? {
-                obj.extend(fields);
-            }
+        if let Some(organization) = report.organizations.pop() {
+            return Ok(Json(RateLimitReply::One(OrganizationReport {
+                global: report.global,
+                organization,
+            })));
         }
-        return Ok(Json(flat));
     }
-    Ok(Json(serde_json::to_value(&report)?))
+    Ok(Json(RateLimitReply::All(report)))
 }
 
 /// An admin's override applies to a tenant that exists (404 otherwise:
@@ -115,20 +152,26 @@ async fn unblock(
     State(state): State<AppState>,
     caller: Caller,
     AppPath(id): AppPath<String>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<Unblocked>, ApiError> {
     let tenant = existing(&state, &caller, &id)?;
     let by = caller.name();
     let was = state.supervisor.unblock(tenant, by).await?;
-    Ok(Json(json!({ "success": true, "was_blocked": was })))
+    Ok(Json(Unblocked {
+        success: true,
+        was_blocked: was,
+    }))
 }
 
 async fn reset_cooldown(
     State(state): State<AppState>,
     caller: Caller,
     AppPath(id): AppPath<String>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<CooldownReset>, ApiError> {
     let tenant = existing(&state, &caller, &id)?;
     let by = caller.name();
     let was = state.supervisor.reset_cooldown(tenant, by).await?;
-    Ok(Json(json!({ "success": true, "was_cooling": was })))
+    Ok(Json(CooldownReset {
+        success: true,
+        was_cooling: was,
+    }))
 }

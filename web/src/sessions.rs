@@ -14,12 +14,17 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::Json;
-use centinela_actors::engine::EngineKind;
-use centinela_actors::ids::SessionId;
+use centinela_actors::clock::Timestamp;
+use centinela_actors::engine::{DisconnectReason, EngineKind};
+use centinela_actors::ids::{SessionId, TenantId};
 use centinela_actors::session::SessionState;
-use centinela_actors::supervisor::{ConnectOutcome, NewSession, SessionChange, SessionDetail};
-use serde::Deserialize;
-use serde_json::{json, Value};
+use centinela_actors::supervisor::recovery::RecoveryStatus;
+use centinela_actors::supervisor::{
+    AdmissionStatus, ConnectOutcome, NewSession, SessionChange, SessionDetail,
+};
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+use utoipa::ToSchema;
 
 pub fn routes() -> Routes {
     const ONE: &[(u16, &str)] = &[
@@ -40,7 +45,8 @@ pub fn routes() -> Routes {
                     "List the sessions the caller may see",
                     Access::Authenticated,
                     &[(200, "sessions"), (401, "no credentials")],
-                ),
+                )
+                .reply::<SessionList>(),
                 Doc::new(
                     "POST",
                     "sessions",
@@ -54,7 +60,8 @@ pub fn routes() -> Routes {
                         (429, "session limit"),
                     ],
                 )
-                .body(json!({"tenant_id": "clinic", "name": "front desk", "engine": "webjs"})),
+                .body::<CreateSession>(json!({"tenant_id": "clinic", "name": "front desk", "engine": "webjs"}))
+                .reply::<SessionBody>(),
             ],
         )
         .route(
@@ -67,7 +74,8 @@ pub fn routes() -> Routes {
                     "Get a session with its state and admission status",
                     Access::Authenticated,
                     ONE,
-                ),
+                )
+                .reply::<SessionBody>(),
                 Doc::new(
                     "PATCH",
                     "sessions",
@@ -81,7 +89,8 @@ pub fn routes() -> Routes {
                         (409, "live or queued"),
                     ],
                 )
-                .body(json!({"proxy": "http://user:pass@proxy.example:3128"})),
+                .body::<UpdateSession>(json!({"proxy": "http://user:pass@proxy.example:3128"}))
+                .reply::<SessionBody>(),
                 Doc::new(
                     "DELETE",
                     "sessions",
@@ -110,7 +119,8 @@ pub fn routes() -> Routes {
                     (404, "not found"),
                     (429, "refused by the anti-ban policy"),
                 ],
-            )],
+            )
+            .reply::<ConnectReply>()],
         )
         .route(
             "/api/v1/sessions/{id}/disconnect",
@@ -121,7 +131,8 @@ pub fn routes() -> Routes {
                 "Stop, keeping the pairing",
                 Access::Authenticated,
                 ONE,
-            )],
+            )
+            .reply::<SessionBody>()],
         )
         .route(
             "/api/v1/sessions/{id}/logout",
@@ -132,7 +143,8 @@ pub fn routes() -> Routes {
                 "Unpair and delete the profile",
                 Access::Authenticated,
                 ONE,
-            )],
+            )
+            .reply::<SessionBody>()],
         )
         .route(
             "/api/v1/sessions/{id}/pairing-code",
@@ -151,7 +163,8 @@ pub fn routes() -> Routes {
                     (429, "refused by the anti-ban policy (pairing_code_limit)"),
                 ],
             )
-            .body(json!({"phone": "5491122334455"}))],
+            .body::<PairingCodeRequest>(json!({"phone": "5491122334455"}))
+            .reply::<PairingCodeReply>()],
         )
         .route(
             "/api/v1/sessions/{id}/qr",
@@ -167,33 +180,109 @@ pub fn routes() -> Routes {
                     (404, "not found"),
                     (409, "not showing a QR"),
                 ],
-            )],
+            )
+            .query::<crate::qr::Format>()
+            .reply::<crate::qr::QrBody>()
+            .content("image/svg+xml")
+            .content("image/png")],
         )
 }
 
-/// The API's JSON for a session.
-pub fn session_json(d: &SessionDetail) -> Value {
-    let v = &d.view;
-    let (qr_expires_at, phone) = match &v.state {
-        SessionState::Qr { expires_at, .. } => (Some(*expires_at), None),
-        SessionState::Ready { me } => (None, Some(me.clone())),
-        _ => (None, None),
-    };
-    json!({
-        "id": v.id,
-        "tenant_id": v.tenant,
-        "name": v.name,
-        "state": v.state.name(),
-        "reason": v.state.reason(),
-        "since": v.since,
-        "qr_expires_at": qr_expires_at,
-        "pairing_code": v.pairing_code.as_ref().map(|p| json!({"code": p.code, "expires_at": p.expires_at})),
-        "phone": phone,
-        "pairing_durable_at": v.pairing_durable_at,
-        "admission": d.admission,
-        "egress": d.egress,
-        "recovery": d.recovery,
-    })
+/// A session as the API shows it.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct SessionBody {
+    pub id: SessionId,
+    pub tenant_id: TenantId,
+    pub name: String,
+    /// `DISCONNECTED`, `CONNECTING`, `QR`, `AUTHENTICATED` or `READY`.
+    #[schema(example = "READY")]
+    pub state: &'static str,
+    /// Why it is `DISCONNECTED`.
+    pub reason: Option<DisconnectReason>,
+    /// When it entered this state.
+    pub since: Timestamp,
+    /// While `QR`: when the QR shown now stops being valid.
+    pub qr_expires_at: Option<Timestamp>,
+    /// The pairing code shown beside the QR, if one was asked for.
+    pub pairing_code: Option<PairingCodeShown>,
+    /// While `READY`: the linked number.
+    pub phone: Option<String>,
+    /// While `READY`: when the pairing was confirmed on disk.
+    pub pairing_durable_at: Option<Timestamp>,
+    pub admission: Option<AdmissionStatus>,
+    /// The network path it connects through: its proxy without
+    /// credentials, or `server`.
+    pub egress: String,
+    /// The automatic restore after a local fault, while one is going on.
+    pub recovery: Option<RecoveryStatus>,
+}
+
+/// A pairing code in a session's view.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct PairingCodeShown {
+    /// `XXXX-XXXX`.
+    pub code: String,
+    pub expires_at: Timestamp,
+}
+
+impl From<&SessionDetail> for SessionBody {
+    fn from(d: &SessionDetail) -> Self {
+        let v = &d.view;
+        let (qr_expires_at, phone) = match &v.state {
+            SessionState::Qr { expires_at, .. } => (Some(*expires_at), None),
+            SessionState::Ready { me } => (None, Some(me.clone())),
+            _ => (None, None),
+        };
+        SessionBody {
+            id: v.id.clone(),
+            tenant_id: v.tenant.clone(),
+            name: v.name.clone(),
+            state: v.state.name(),
+            reason: v.state.reason(),
+            since: v.since,
+            qr_expires_at,
+            pairing_code: v.pairing_code.as_ref().map(|p| PairingCodeShown {
+                code: p.code.clone(),
+                expires_at: p.expires_at,
+            }),
+            phone,
+            pairing_durable_at: v.pairing_durable_at,
+            admission: d.admission.clone(),
+            egress: d.egress.clone(),
+            recovery: d.recovery,
+        }
+    }
+}
+
+/// The sessions the caller may see.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct SessionList {
+    pub sessions: Vec<SessionBody>,
+}
+
+/// What a connect did: `already_live` (200) or `queued` (202, with when
+/// and where in the queue).
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ConnectReply {
+    /// `already_live` or `queued`.
+    pub outcome: &'static str,
+    pub session: SessionBody,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub start_at: Option<Timestamp>,
+    /// 1-based.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub position: Option<usize>,
+}
+
+/// A pairing code to type on the phone.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct PairingCodeReply {
+    /// `XXXX-XXXX`.
+    pub code: String,
+    /// The phone number it links (digits).
+    pub phone: String,
+    /// When a fresh code replaces it (every 180 s while unscanned).
+    pub expires_at: Timestamp,
 }
 
 pub fn session_id(raw: &str) -> Result<SessionId, ApiError> {
@@ -211,9 +300,10 @@ pub async fn visible(
     Ok(detail)
 }
 
-#[derive(Deserialize)]
+/// A new session.
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-struct Create {
+pub struct CreateSession {
     tenant_id: Option<String>,
     name: String,
     engine: Option<EngineKind>,
@@ -257,11 +347,13 @@ where
     Option::<T>::deserialize(d).map(Some)
 }
 
-#[derive(Deserialize)]
+/// A change to a stopped session; `"proxy": null` removes its proxy.
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-struct Update {
+pub struct UpdateSession {
     name: Option<String>,
     #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<String>)]
     proxy: Option<Option<String>>,
 }
 
@@ -271,8 +363,8 @@ async fn update(
     State(state): State<AppState>,
     caller: Caller,
     AppPath(id): AppPath<String>,
-    AppJson(body): AppJson<Update>,
-) -> Result<Json<Value>, ApiError> {
+    AppJson(body): AppJson<UpdateSession>,
+) -> Result<Json<SessionBody>, ApiError> {
     let name = body.name.as_deref().map(valid_name).transpose()?;
     if let Some(Some(p)) = &body.proxy {
         valid_proxy(p)?;
@@ -284,14 +376,16 @@ async fn update(
     };
     let (id, by) = (d.view.id, caller.name());
     state.supervisor.update(id.clone(), change, by).await?;
-    Ok(Json(session_json(&state.supervisor.describe(id).await?)))
+    Ok(Json(SessionBody::from(
+        &state.supervisor.describe(id).await?,
+    )))
 }
 
 async fn create(
     State(state): State<AppState>,
     caller: Caller,
-    AppJson(body): AppJson<Create>,
-) -> Result<(StatusCode, Json<Value>), ApiError> {
+    AppJson(body): AppJson<CreateSession>,
+) -> Result<(StatusCode, Json<SessionBody>), ApiError> {
     let tenant = match (body.tenant_id, caller.tenant()) {
         (Some(t), _) => crate::accounts::tenant_id(&t)?,
         (None, Some(own)) => own.clone(),
@@ -331,10 +425,13 @@ async fn create(
     };
     let view = state.supervisor.create(new).await?;
     let detail = state.supervisor.describe(view.id).await?;
-    Ok((StatusCode::CREATED, Json(session_json(&detail))))
+    Ok((StatusCode::CREATED, Json(SessionBody::from(&detail))))
 }
 
-async fn list(State(state): State<AppState>, caller: Caller) -> Result<Json<Value>, ApiError> {
+async fn list(
+    State(state): State<AppState>,
+    caller: Caller,
+) -> Result<Json<SessionList>, ApiError> {
     let tenant = if caller.is_admin() {
         None
     } else {
@@ -344,17 +441,19 @@ async fn list(State(state): State<AppState>, caller: Caller) -> Result<Json<Valu
         return Err(ApiError::Forbidden);
     }
     let all = state.supervisor.describe_all(tenant).await?;
-    Ok(Json(
-        json!({ "sessions": all.iter().map(session_json).collect::<Vec<_>>() }),
-    ))
+    Ok(Json(SessionList {
+        sessions: all.iter().map(SessionBody::from).collect(),
+    }))
 }
 
 async fn get_one(
     State(state): State<AppState>,
     caller: Caller,
     AppPath(id): AppPath<String>,
-) -> Result<Json<Value>, ApiError> {
-    Ok(Json(session_json(&visible(&state, &caller, &id).await?)))
+) -> Result<Json<SessionBody>, ApiError> {
+    Ok(Json(SessionBody::from(
+        &visible(&state, &caller, &id).await?,
+    )))
 }
 
 async fn delete_one(
@@ -379,19 +478,24 @@ async fn connect(
     match outcome {
         ConnectOutcome::AlreadyLive { .. } => Ok((
             StatusCode::OK,
-            Json(json!({ "outcome": "already_live", "session": session_json(&detail) })),
+            Json(ConnectReply {
+                outcome: "already_live",
+                session: (&detail).into(),
+                start_at: None,
+                position: None,
+            }),
         )
             .into_response()),
         ConnectOutcome::Queued {
             start_at, position, ..
         } => Ok((
             StatusCode::ACCEPTED,
-            Json(json!({
-                "outcome": "queued",
-                "session": session_json(&detail),
-                "start_at": start_at,
-                "position": position,
-            })),
+            Json(ConnectReply {
+                outcome: "queued",
+                session: (&detail).into(),
+                start_at: Some(start_at),
+                position: Some(position),
+            }),
         )
             .into_response()),
         ConnectOutcome::Denied {
@@ -413,7 +517,7 @@ async fn stop(
     caller: &Caller,
     raw: &str,
     logout: bool,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<SessionBody>, ApiError> {
     let d = visible(state, caller, raw).await?;
     let id = d.view.id;
     if logout {
@@ -421,20 +525,23 @@ async fn stop(
     } else {
         state.supervisor.disconnect(id.clone()).await?;
     }
-    Ok(Json(session_json(&state.supervisor.describe(id).await?)))
+    Ok(Json(SessionBody::from(
+        &state.supervisor.describe(id).await?,
+    )))
 }
 
 async fn disconnect(
     State(state): State<AppState>,
     caller: Caller,
     AppPath(id): AppPath<String>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<SessionBody>, ApiError> {
     stop(&state, &caller, &id, false).await
 }
 
-#[derive(Deserialize)]
+/// The phone number to link, in international format.
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-struct PairingCodeRequest {
+pub struct PairingCodeRequest {
     phone: String,
 }
 
@@ -443,21 +550,21 @@ async fn pairing_code(
     caller: Caller,
     AppPath(id): AppPath<String>,
     AppJson(req): AppJson<PairingCodeRequest>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<PairingCodeReply>, ApiError> {
     let phone = crate::messages::normalize_phone(&req.phone)?;
     let d = visible(&state, &caller, &id).await?;
     let code = state.supervisor.pairing_code(d.view.id, phone).await?;
-    Ok(Json(json!({
-        "code": code.code,
-        "phone": code.phone,
-        "expires_at": code.expires_at,
-    })))
+    Ok(Json(PairingCodeReply {
+        code: code.code,
+        phone: code.phone,
+        expires_at: code.expires_at,
+    }))
 }
 
 async fn logout(
     State(state): State<AppState>,
     caller: Caller,
     AppPath(id): AppPath<String>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<SessionBody>, ApiError> {
     stop(&state, &caller, &id, true).await
 }

@@ -13,9 +13,10 @@ use axum::http::StatusCode;
 use axum::routing::{get, post};
 use axum::Json;
 use centinela_actors::ids::TenantId;
-use centinela_actors::store::{AutoReplyRules, DeliveryStatus, WebhookTarget};
-use serde::Deserialize;
-use serde_json::{json, Value};
+use centinela_actors::store::{AutoReplyRules, Delivery, DeliveryStatus, WebhookTarget};
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+use utoipa::{IntoParams, ToSchema};
 
 pub fn routes() -> Routes {
     const OK: &[(u16, &str)] = &[
@@ -36,7 +37,8 @@ pub fn routes() -> Routes {
                     "The tenant's webhook URL (secret masked)",
                     Access::Authenticated,
                     OK,
-                ),
+                )
+                .reply::<TargetShown>(),
                 Doc::new(
                     "PUT",
                     "webhooks",
@@ -44,7 +46,8 @@ pub fn routes() -> Routes {
                     Access::Authenticated,
                     OK,
                 )
-                .body(json!({"url": "https://crm.example/hooks/whatsapp"})),
+                .body::<SetTarget>(json!({"url": "https://crm.example/hooks/whatsapp"}))
+                .reply::<TargetSet>(),
                 Doc::new(
                     "DELETE",
                     "webhooks",
@@ -62,9 +65,10 @@ pub fn routes() -> Routes {
             "/api/v1/tenants/{id}/auto-replies",
             get(get_auto_replies).put(set_auto_replies),
             vec![
-                Doc::new("GET", "messages", "The tenant's auto-reply rules", Access::Authenticated, OK),
+                Doc::new("GET", "messages", "The tenant's auto-reply rules", Access::Authenticated, OK).reply::<AutoReplyRules>(),
                 Doc::new("PUT", "messages", "Replace the auto-reply rules (off unless enabled)", Access::Authenticated, OK)
-                    .body(json!({"enabled": true, "rules": [{"keyword": "horario", "reply": "Abrimos de 9 a 18"}]})),
+                    .body::<AutoReplyRules>(json!({"enabled": true, "rules": [{"keyword": "horario", "reply": "Abrimos de 9 a 18"}]}))
+                    .reply::<AutoReplyRules>(),
             ],
         )
         .route(
@@ -76,7 +80,9 @@ pub fn routes() -> Routes {
                 "Deliveries, newest first (?status=pending|delivered|dead)",
                 Access::Authenticated,
                 OK,
-            )],
+            )
+            .query::<Filter>()
+            .reply::<DeliveryList>()],
         )
         .route(
             "/api/v1/tenants/{id}/webhook/deliveries/{did}/redeliver",
@@ -87,7 +93,8 @@ pub fn routes() -> Routes {
                 "Queue a delivery again (e.g. from the dead-letter list)",
                 Access::Authenticated,
                 OK,
-            )],
+            )
+            .reply::<Redelivered>()],
         )
 }
 
@@ -100,9 +107,11 @@ fn own_tenant(state: &AppState, caller: &Caller, raw: &str) -> Result<TenantId, 
     Ok(crate::accounts::existing_tenant(state, caller, raw)?.id)
 }
 
-#[derive(Deserialize)]
+/// Where to POST the tenant's events; without a `secret` (16-256
+/// characters) one is generated.
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-struct SetTarget {
+pub struct SetTarget {
     url: String,
     secret: Option<String>,
 }
@@ -112,7 +121,7 @@ async fn set_target(
     caller: Caller,
     AppPath(id): AppPath<String>,
     AppJson(body): AppJson<SetTarget>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<TargetSet>, ApiError> {
     let tenant = own_tenant(&state, &caller, &id)?;
     let url = body.url.trim().to_owned();
     let ok = (url.starts_with("http://") || url.starts_with("https://"))
@@ -141,20 +150,21 @@ async fn set_target(
     };
     state.data.set_target(&target)?;
     tracing::info!(tenant = %tenant, by = %caller.name(), "webhook set");
-    Ok(Json(json!({ "url": url, "secret": secret })))
+    Ok(Json(TargetSet { url, secret }))
 }
 
 async fn get_target(
     State(state): State<AppState>,
     caller: Caller,
     AppPath(id): AppPath<String>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<TargetShown>, ApiError> {
     let tenant = own_tenant(&state, &caller, &id)?;
     let t = state.data.target(&tenant)?;
     let t = t.ok_or_else(|| ApiError::NotFound("no webhook is set".into()))?;
-    Ok(Json(
-        json!({ "url": t.url, "secret_prefix": format!("{}…", t.secret.chars().take(4).collect::<String>()) }),
-    ))
+    Ok(Json(TargetShown {
+        url: t.url,
+        secret_prefix: format!("{}…", t.secret.chars().take(4).collect::<String>()),
+    }))
 }
 
 async fn delete_target(
@@ -169,9 +179,37 @@ async fn delete_target(
     Ok(StatusCode::NO_CONTENT)
 }
 
-#[derive(Deserialize)]
-struct Filter {
+/// Which deliveries to list.
+#[derive(Deserialize, IntoParams)]
+pub struct Filter {
+    #[param(inline)]
     status: Option<DeliveryStatus>,
+}
+
+/// The webhook just set, with its signing secret (shown only now).
+#[derive(Debug, Serialize, ToSchema)]
+pub struct TargetSet {
+    pub url: String,
+    /// Signs every delivery (HMAC-SHA256, `X-Centinela-Signature`).
+    pub secret: String,
+}
+
+/// The webhook, its secret masked.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct TargetShown {
+    pub url: String,
+    /// The secret's first characters and `…`.
+    pub secret_prefix: String,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct DeliveryList {
+    pub deliveries: Vec<Delivery>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Redelivered {
+    pub delivery: Delivery,
 }
 
 async fn list_deliveries(
@@ -179,24 +217,24 @@ async fn list_deliveries(
     caller: Caller,
     AppPath(id): AppPath<String>,
     AppQuery(f): AppQuery<Filter>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<DeliveryList>, ApiError> {
     let tenant = own_tenant(&state, &caller, &id)?;
     let list = state.data.deliveries(&tenant, f.status)?;
-    Ok(Json(json!({ "deliveries": list })))
+    Ok(Json(DeliveryList { deliveries: list }))
 }
 
 async fn redeliver(
     State(state): State<AppState>,
     caller: Caller,
     AppPath((id, did)): AppPath<(String, String)>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<Redelivered>, ApiError> {
     let tenant = own_tenant(&state, &caller, &id)?;
     let d = state.data.delivery(&did)?;
     let d = d
         .filter(|d| d.tenant == tenant)
         .ok_or_else(|| ApiError::NotFound(format!("delivery {did} not found")))?;
     let d = state.webhooks.redeliver(d)?;
-    Ok(Json(json!({ "delivery": d })))
+    Ok(Json(Redelivered { delivery: d }))
 }
 
 async fn get_auto_replies(

@@ -22,14 +22,16 @@ use axum::response::Response;
 use axum::routing::get;
 use axum::Json;
 use centinela_actors::ids::TenantId;
+use centinela_actors::store::AuditEntry;
 use futures::{Sink, SinkExt, Stream, StreamExt};
-use serde::Deserialize;
-use serde_json::{json, Value};
+use serde::{Deserialize, Serialize};
+use serde_json::json;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::broadcast;
 use tokio::time::Instant;
+use utoipa::{IntoParams, ToSchema};
 
 /// A send that takes longer than this drops the client.
 pub const SEND_TIMEOUT: Duration = Duration::from_secs(10);
@@ -50,7 +52,8 @@ pub fn routes() -> Routes {
                     (401, "no credentials"),
                     (403, "logs are for admins"),
                 ],
-            )],
+            )
+            .query::<WsQuery>()],
         )
         .route(
             "/api/v1/logs",
@@ -65,14 +68,20 @@ pub fn routes() -> Routes {
                     (400, "bad query"),
                     (401, "no credentials"),
                 ],
-            )],
+            )
+            .query::<Since>()
+            .reply::<LogPage>()],
         )
 }
 
-#[derive(Deserialize, Default)]
+/// What an admin's stream carries beside the events.
+#[derive(Deserialize, Default, IntoParams)]
 pub struct WsQuery {
+    /// `1`: the supervisor log stream too (admins).
     logs: Option<String>,
+    /// The least severe log level to stream (`info`, `warn`, ...).
     log_level: Option<String>,
+    /// Only this tenant's log lines.
     log_tenant: Option<String>,
 }
 
@@ -216,10 +225,21 @@ pub async fn serve_client<Si, St, E>(
     let _ = sink.close().await;
 }
 
-#[derive(Deserialize)]
-struct Since {
+/// Where to pick the audit log up.
+#[derive(Deserialize, IntoParams)]
+pub struct Since {
+    /// The `last_seq` seen (entries after it).
     since: Option<u64>,
+    /// 1-5000, default 500.
     limit: Option<usize>,
+}
+
+/// Audit entries after `since`, oldest first.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct LogPage {
+    pub entries: Vec<AuditEntry>,
+    /// Pass as `?since=` next time.
+    pub last_seq: u64,
 }
 
 /// The audit log after `since`: what a reconnecting client missed. Tenants
@@ -228,7 +248,7 @@ async fn logs(
     State(state): State<AppState>,
     caller: Caller,
     AppQuery(q): AppQuery<Since>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<LogPage>, ApiError> {
     let limit = q.limit.unwrap_or(500).clamp(1, 5000);
     let data = state.data.clone();
     let since = q.since.unwrap_or(0);
@@ -242,5 +262,8 @@ async fn logs(
                     && e.tenant.as_ref().is_some_and(|t| caller.may_access(t)))
         })
         .collect();
-    Ok(Json(json!({ "entries": visible, "last_seq": last_seq })))
+    Ok(Json(LogPage {
+        entries: visible,
+        last_seq,
+    }))
 }

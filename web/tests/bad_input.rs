@@ -249,7 +249,7 @@ impl World {
 
     /// Sends `doc`'s example body (if any) to `uri`.
     async fn send(&self, doc: &Doc, uri: &str, cred: &Cred) -> Reply {
-        match &doc.body {
+        match doc.example() {
             Some(example) => self.app.json(doc.method, uri, cred, example).await,
             None => self.app.call(doc.method, uri, cred, None).await,
         }
@@ -353,7 +353,9 @@ async fn json_bodies_are_checked_before_anything_happens() {
     let mut checks = Checks::default();
     let too_large = serde_json::to_vec(&json!({"name": "x".repeat(MAX_BODY * 2)})).expect("json");
     for (path, doc) in docs() {
-        let Some(example) = &doc.body else { continue };
+        let Some(example) = doc.example() else {
+            continue;
+        };
         let method = doc.method;
         // Alpha's real resources: only the body is wrong.
         let uri = fill(path, &w.alpha.for_path(path));

@@ -5,7 +5,7 @@
 use serde::{Deserialize, Serialize};
 
 /// Why a session is not connected. Serialized in snake_case (`qr_timeout`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum DisconnectReason {
     NeverConnected,

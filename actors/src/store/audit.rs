@@ -22,7 +22,7 @@ pub(super) fn create_tables(txn: &WriteTransaction) -> Result<(), StoreError> {
     Ok(())
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct AuditEntry {
     /// Assigned by the store; ignored on append.
     #[serde(default)]
@@ -34,6 +34,7 @@ pub struct AuditEntry {
     pub action: String,
     pub tenant: Option<TenantId>,
     /// The event itself, as JSON.
+    #[schema(value_type = Object)]
     pub data: serde_json::Value,
 }
 

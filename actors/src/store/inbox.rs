@@ -21,7 +21,7 @@ pub(super) fn create_inbox(txn: &WriteTransaction) -> Result<(), StoreError> {
 }
 
 /// A message that arrived on a session.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct IncomingRecord {
     /// Assigned by the store, increasing per session.
     #[serde(default)]

@@ -40,7 +40,7 @@ pub(super) fn create_tables(txn: &WriteTransaction) -> Result<(), StoreError> {
 /// Where a message is. `unknown`: a crash came between handing it to the
 /// engine and hearing back; it is not retried (never sent twice), a person
 /// decides.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum MessageStatus {
     Queued,

@@ -25,7 +25,7 @@ pub struct WebhookTarget {
     pub secret: String,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum DeliveryStatus {
     Pending,
@@ -34,7 +34,7 @@ pub enum DeliveryStatus {
     Dead,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Delivery {
     pub id: String,
     pub tenant: TenantId,
@@ -158,14 +158,14 @@ pub(super) fn create_auto_replies(txn: &WriteTransaction) -> Result<(), StoreErr
 }
 
 /// One auto-reply rule: an incoming text containing `keyword` gets `reply`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct AutoReplyRule {
     pub keyword: String,
     pub reply: String,
 }
 
 /// A tenant's auto-reply rules; off unless enabled.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct AutoReplyRules {
     pub enabled: bool,
     pub rules: Vec<AutoReplyRule>,

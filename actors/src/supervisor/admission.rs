@@ -26,7 +26,7 @@ use std::time::Duration;
 pub use crate::store::AttemptKind;
 
 /// Why an attempt was refused (the names of seed 003).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum DenyReason {
     ServerRateLimit,
@@ -244,7 +244,7 @@ pub struct QueuedAttempt {
 }
 
 /// Seed 003's global status fields.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct GlobalStatus {
     pub global_attempts_last_hour: u32,
     pub global_limit: u32,
@@ -252,7 +252,7 @@ pub struct GlobalStatus {
 }
 
 /// Seed 003's per-organization status fields.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct TenantStatus {
     pub organization_id: TenantId,
     pub can_connect: bool,

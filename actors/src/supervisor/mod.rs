@@ -94,7 +94,7 @@ pub enum SupervisorError {
 }
 
 /// Where a session stands with admission.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 #[serde(tag = "status", rename_all = "snake_case")]
 pub enum AdmissionStatus {
     /// Waiting in the connection queue.
@@ -128,7 +128,7 @@ pub struct SessionDetail {
 }
 
 /// The anti-ban status with seed 003's field names.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct RateLimitReport {
     #[serde(flatten)]
     pub global: GlobalStatus,

@@ -10,7 +10,7 @@ use crate::config::SupervisorConfig;
 use serde::Serialize;
 use std::time::Duration;
 
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum BreakerState {
     /// Restores go ahead after their backoff.
@@ -34,7 +34,7 @@ impl BreakerState {
 }
 
 /// What the session view shows of its recovery.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct RecoveryStatus {
     pub breaker: BreakerState,
     /// Local faults since the session was last READY.

@@ -12,10 +12,12 @@ use axum::http::HeaderMap;
 use axum::routing::{get, post};
 use axum::Json;
 use centinela_actors::clock::Timestamp;
-use centinela_actors::store::UserRecord;
-use serde::Deserialize;
-use serde_json::{json, Value};
+use centinela_actors::ids::{TenantId, UserId};
+use centinela_actors::store::{Role, UserRecord};
+use serde::{Deserialize, Serialize};
+use serde_json::json;
 use std::net::SocketAddr;
+use utoipa::ToSchema;
 
 pub fn routes() -> Routes {
     const LOGIN: &[(u16, &str)] = &[
@@ -36,7 +38,8 @@ pub fn routes() -> Routes {
                 Access::Public,
                 LOGIN,
             )
-            .body(serde_json::json!({"username": "ana", "password": "********"}))],
+            .body::<Login>(json!({"username": "ana", "password": "********"}))
+            .reply::<LoginReply>()],
         )
         .route(
             "/auth/verify",
@@ -44,10 +47,12 @@ pub fn routes() -> Routes {
             vec![Doc::new(
                 "POST",
                 "auth",
-                "Is this token valid, and for whom",
+                "Is this token valid, and for whom (the bearer header, or the token in the body)",
                 Access::Public,
                 AUTHED,
-            )],
+            )
+            .optional_body::<VerifyBody>()
+            .reply::<VerifyReply>()],
         )
         .route(
             "/auth/logout",
@@ -58,7 +63,8 @@ pub fn routes() -> Routes {
                 "Revoke this token (also across restarts)",
                 Access::Authenticated,
                 AUTHED,
-            )],
+            )
+            .reply::<Done>()],
         )
         .route(
             "/auth/change-password",
@@ -74,34 +80,95 @@ pub fn routes() -> Routes {
                     (401, "wrong current password"),
                 ],
             )
-            .body(
-                serde_json::json!({"current_password": "********", "new_password": "**********"}),
-            )],
+            .body::<ChangePassword>(
+                json!({"current_password": "********", "new_password": "**********"}),
+            )
+            .reply::<TokenReply>()],
         )
         .route(
             "/auth/me",
             get(me),
-            vec![Doc::new(
-                "GET",
-                "auth",
-                "Who am I",
-                Access::Authenticated,
-                AUTHED,
-            )],
+            vec![
+                Doc::new("GET", "auth", "Who am I", Access::Authenticated, AUTHED)
+                    .reply::<MeReply>(),
+            ],
         )
 }
 
-pub fn user_json(u: &UserRecord) -> Value {
-    json!({
-        "id": u.id,
-        "username": u.username,
-        "role": u.role,
-        "tenant_id": u.tenant,
-    })
+/// A user account (never its password hash).
+#[derive(Debug, Serialize, ToSchema)]
+pub struct UserBody {
+    pub id: UserId,
+    pub username: String,
+    pub role: Role,
+    /// Set for tenant users; null for admins.
+    pub tenant_id: Option<TenantId>,
 }
 
-#[derive(Deserialize)]
-struct Login {
+impl From<&UserRecord> for UserBody {
+    fn from(u: &UserRecord) -> Self {
+        UserBody {
+            id: u.id.clone(),
+            username: u.username.clone(),
+            role: u.role,
+            tenant_id: u.tenant.clone(),
+        }
+    }
+}
+
+/// A token and who it is for.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct LoginReply {
+    pub success: bool,
+    /// Send it as `Authorization: Bearer <token>`.
+    pub token: String,
+    pub expires_at: Timestamp,
+    pub user: UserBody,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct VerifyReply {
+    pub success: bool,
+    pub valid: bool,
+    pub user: UserBody,
+    pub expires_at: Timestamp,
+}
+
+/// Done.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Done {
+    pub success: bool,
+}
+
+/// A fresh token (the older ones stopped working).
+#[derive(Debug, Serialize, ToSchema)]
+pub struct TokenReply {
+    pub success: bool,
+    pub token: String,
+    pub expires_at: Timestamp,
+}
+
+/// The caller: a logged-in user, or a tenant's API key.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct MeReply {
+    pub success: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub user: Option<UserBody>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub api_key: Option<ApiKeyCaller>,
+}
+
+/// The API key a request came with.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ApiKeyCaller {
+    pub id: String,
+    pub name: String,
+    pub tenant_id: TenantId,
+}
+
+/// `username` (or seed 000's `usuario`) and password.
+#[derive(Deserialize, ToSchema)]
+pub struct Login {
     usuario: Option<String>,
     username: Option<String>,
     password: String,
@@ -118,7 +185,7 @@ async fn login(
     State(state): State<AppState>,
     peer: Result<ConnectInfo<SocketAddr>, axum::extract::rejection::ExtensionRejection>,
     AppJson(body): AppJson<Login>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<LoginReply>, ApiError> {
     let peer = peer.ok();
     let username = body
         .username
@@ -135,7 +202,7 @@ async fn login(
             code: "too_many_attempts",
             message: "too many failed logins; try again later".into(),
             retry_after_secs: wait.as_secs().max(1),
-            details: json!({}),
+            refusal: None,
         });
     }
     let user = auth.accounts().user_by_name(&username)?;
@@ -155,16 +222,17 @@ async fn login(
     auth.throttle.succeed(&user_key);
     let (token, expires_at) = auth.issue(&user)?;
     tracing::info!(username = %user.username, "login");
-    Ok(Json(json!({
-        "success": true,
-        "token": token,
-        "expires_at": expires_at,
-        "user": user_json(&user),
-    })))
+    Ok(Json(LoginReply {
+        success: true,
+        token,
+        expires_at,
+        user: UserBody::from(&user),
+    }))
 }
 
-#[derive(Deserialize, Default)]
-struct VerifyBody {
+/// The token to check, when it is not in the `Authorization` header.
+#[derive(Deserialize, Default, ToSchema)]
+pub struct VerifyBody {
     token: Option<String>,
 }
 
@@ -173,7 +241,7 @@ async fn verify(
     State(state): State<AppState>,
     headers: HeaderMap,
     body: axum::body::Bytes,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<VerifyReply>, ApiError> {
     let from_header = headers
         .get("authorization")
         .and_then(|v| v.to_str().ok())
@@ -192,15 +260,15 @@ async fn verify(
         None => from_body()?.ok_or_else(ApiError::unauthorized)?,
     };
     let (user, claims) = state.auth.verify_token(&token)?;
-    Ok(Json(json!({
-        "success": true,
-        "valid": true,
-        "user": user_json(&user),
-        "expires_at": Timestamp::from_millis(claims.exp * 1000),
-    })))
+    Ok(Json(VerifyReply {
+        success: true,
+        valid: true,
+        user: UserBody::from(&user),
+        expires_at: Timestamp::from_millis(claims.exp * 1000),
+    }))
 }
 
-async fn logout(State(state): State<AppState>, caller: Caller) -> Result<Json<Value>, ApiError> {
+async fn logout(State(state): State<AppState>, caller: Caller) -> Result<Json<Done>, ApiError> {
     let Caller::User {
         jti, exp, username, ..
     } = caller
@@ -214,12 +282,12 @@ async fn logout(State(state): State<AppState>, caller: Caller) -> Result<Json<Va
     auth.accounts()
         .revoke_token(&jti, Timestamp::from_millis(exp * 1000), auth.now())?;
     tracing::info!(username = %username, "logout");
-    Ok(Json(json!({ "success": true })))
+    Ok(Json(Done { success: true }))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-struct ChangePassword {
+pub struct ChangePassword {
     current_password: String,
     new_password: String,
 }
@@ -228,7 +296,7 @@ async fn change_password(
     State(state): State<AppState>,
     caller: Caller,
     AppJson(body): AppJson<ChangePassword>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<TokenReply>, ApiError> {
     let Caller::User { id, .. } = caller else {
         return Err(ApiError::Forbidden);
     };
@@ -246,12 +314,14 @@ async fn change_password(
     auth.accounts().update_user(&user)?;
     let (token, expires_at) = auth.issue(&user)?;
     tracing::info!(username = %user.username, "password changed");
-    Ok(Json(
-        json!({ "success": true, "token": token, "expires_at": expires_at }),
-    ))
+    Ok(Json(TokenReply {
+        success: true,
+        token,
+        expires_at,
+    }))
 }
 
-async fn me(State(state): State<AppState>, caller: Caller) -> Result<Json<Value>, ApiError> {
+async fn me(State(state): State<AppState>, caller: Caller) -> Result<Json<MeReply>, ApiError> {
     match caller {
         Caller::User { id, .. } => {
             let user = state
@@ -259,11 +329,20 @@ async fn me(State(state): State<AppState>, caller: Caller) -> Result<Json<Value>
                 .accounts()
                 .user(&id)?
                 .ok_or_else(ApiError::unauthorized)?;
-            Ok(Json(json!({ "success": true, "user": user_json(&user) })))
+            Ok(Json(MeReply {
+                success: true,
+                user: Some(UserBody::from(&user)),
+                api_key: None,
+            }))
         }
-        Caller::ApiKey { id, name, tenant } => Ok(Json(json!({
-            "success": true,
-            "api_key": { "id": id, "name": name, "tenant_id": tenant },
-        }))),
+        Caller::ApiKey { id, name, tenant } => Ok(Json(MeReply {
+            success: true,
+            user: None,
+            api_key: Some(ApiKeyCaller {
+                id,
+                name,
+                tenant_id: tenant,
+            }),
+        })),
     }
 }
