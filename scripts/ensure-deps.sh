@@ -7,17 +7,26 @@
 # Idempotent; called by ./serve.sh and ./test.sh.
 set -euo pipefail
 
-chromium_path="${CENTINELA__ENGINE__CHROMIUM_PATH:-/usr/bin/chromium}"
-shell_path="${CENTINELA__ENGINE__HEADLESS_SHELL_PATH:-/usr/bin/chromium-headless-shell}"
-if [ ! -x "$chromium_path" ] || [ ! -x "$shell_path" ]; then
-  echo "ensure-deps: installing Debian's chromium and chromium-headless-shell" >&2
-  sudo_cmd=""
+root="$(cd "$(dirname "$0")/.." && pwd)"
+
+# apt_install WHAT PACKAGE...: Debian's packages, as root or through sudo.
+apt_install() {
+  local what="$1"
+  shift
+  echo "ensure-deps: installing Debian's $what" >&2
+  local sudo_cmd=""
   if [ "$(id -u)" -ne 0 ]; then
-    command -v sudo >/dev/null 2>&1 || { echo "ensure-deps: need root or sudo to install chromium" >&2; exit 1; }
+    command -v sudo >/dev/null 2>&1 || { echo "ensure-deps: need root or sudo to install $what" >&2; exit 1; }
     sudo_cmd="sudo"
   fi
   $sudo_cmd apt-get update
-  DEBIAN_FRONTEND=noninteractive $sudo_cmd apt-get install -y chromium chromium-headless-shell
+  DEBIAN_FRONTEND=noninteractive $sudo_cmd apt-get install -y "$@"
+}
+
+chromium_path="${CENTINELA__ENGINE__CHROMIUM_PATH:-/usr/bin/chromium}"
+shell_path="${CENTINELA__ENGINE__HEADLESS_SHELL_PATH:-/usr/bin/chromium-headless-shell}"
+if [ ! -x "$chromium_path" ] || [ ! -x "$shell_path" ]; then
+  apt_install "chromium and chromium-headless-shell" chromium chromium-headless-shell
 fi
 
 command -v cargo >/dev/null 2>&1 || { echo "ensure-deps: cargo not found; install the Rust toolchain (rustup)" >&2; exit 1; }
@@ -25,17 +34,10 @@ command -v cargo >/dev/null 2>&1 || { echo "ensure-deps: cargo not found; instal
 # Node.js and the npm packages of the whatsapp-web.js conformance test
 # (tests/conformance/wwebjs): the unmodified library run against the simulator.
 if ! command -v node >/dev/null 2>&1 || ! command -v npm >/dev/null 2>&1; then
-  echo "ensure-deps: installing Debian's nodejs and npm" >&2
-  sudo_cmd=""
-  if [ "$(id -u)" -ne 0 ]; then
-    command -v sudo >/dev/null 2>&1 || { echo "ensure-deps: need root or sudo to install nodejs" >&2; exit 1; }
-    sudo_cmd="sudo"
-  fi
-  $sudo_cmd apt-get update
-  DEBIAN_FRONTEND=noninteractive $sudo_cmd apt-get install -y nodejs npm
+  apt_install "nodejs and npm" nodejs npm
 fi
 
-wwebjs_dir="$(cd "$(dirname "$0")/.." && pwd)/tests/conformance/wwebjs"
+wwebjs_dir="$root/tests/conformance/wwebjs"
 if [ ! -f "$wwebjs_dir/node_modules/whatsapp-web.js/package.json" ]; then
   echo "ensure-deps: installing the npm packages of $wwebjs_dir (npm ci, no browser download)" >&2
   (cd "$wwebjs_dir" && PUPPETEER_SKIP_DOWNLOAD=1 npm ci --no-audit --no-fund)
@@ -43,17 +45,10 @@ fi
 
 # Python and the pinned PyPI packages of the generated-client test
 # (tests/openapi_client): openapi-python-client and what it generates with.
-client_dir="$(cd "$(dirname "$0")/.." && pwd)/tests/openapi_client"
+client_dir="$root/tests/openapi_client"
 if [ ! -x "$client_dir/.venv/bin/openapi-python-client" ]; then
   if ! command -v python3 >/dev/null 2>&1 || ! python3 -m venv --help >/dev/null 2>&1; then
-    echo "ensure-deps: installing Debian's python3 and python3-venv" >&2
-    sudo_cmd=""
-    if [ "$(id -u)" -ne 0 ]; then
-      command -v sudo >/dev/null 2>&1 || { echo "ensure-deps: need root or sudo to install python3" >&2; exit 1; }
-      sudo_cmd="sudo"
-    fi
-    $sudo_cmd apt-get update
-    DEBIAN_FRONTEND=noninteractive $sudo_cmd apt-get install -y python3 python3-venv
+    apt_install "python3 and python3-venv" python3 python3-venv
   fi
   echo "ensure-deps: installing the PyPI packages of $client_dir (pinned)" >&2
   rm -rf "$client_dir/.venv"
