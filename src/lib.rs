@@ -1,7 +1,9 @@
 //! Wiring: config → store → supervisor → HTTP. [`Running::start`] wires and
-//! starts it, [`Running::shutdown`] stops it in order; [`run`] (both, around a
-//! shutdown signal) is what `serve` calls
-//! and what the end-to-end tests call in-process on `127.0.0.1:0`.
+//! starts it, one step per function (open the store, start the supervisor,
+//! wire the web layer, mount the simulator for `--demo`, serve HTTP);
+//! [`Running::shutdown`] stops it in order; [`run`] (both, around a shutdown
+//! signal) is what `serve` calls and what the end-to-end tests call
+//! in-process on `127.0.0.1:0`.
 //!
 //! Shutdown order matters: stop accepting HTTP, stop the supervisor (which
 //! stops every session actor, which closes every driver and browser), then
@@ -149,26 +151,13 @@ impl Running {
         services: Services,
         listener: TcpListener,
     ) -> Result<Running, RunError> {
-        let store = Store::open(&config.storage.data_dir)?;
-        let secret = bootstrap::jwt_secret(&config, &store)?;
-        if let Some((user, password)) =
-            bootstrap::ensure_admin(&store, &services.admin, services.clock.now())?
-        {
-            // Shown once, on the console of whoever started the first run.
-            eprintln!("centinela: created the first admin: username {user:?}, password {password:?} (shown once; change it with POST /auth/change-password)");
-        }
+        let (store, secret) = open_store(&config, &services.admin, &services.clock)?;
         let bus = Bus::default();
+        // Subscribed before the supervisor starts: the log stream has its
+        // restores too.
         let logs = centinela_web::logstream::subscribe(10_000);
-        let env = SessionEnv::from_config(
-            &config,
-            services.clock.clone(),
-            bus.clone(),
-            Some(Arc::new(store.clone())),
-        );
-        let args = SupervisorArgs::on_store(config.clone(), store.clone(), services.engines, env);
-        let (supervisor, handle) = Supervisor::spawn(args)
-            .await
-            .map_err(|e| RunError::Supervisor(e.to_string()))?;
+        let (supervisor, supervisor_task) =
+            start_supervisor(&config, &store, services.engines, &services.clock, &bus).await?;
         let wired = centinela_web::wire(
             store.clone(),
             supervisor.clone(),
@@ -178,46 +167,20 @@ impl Running {
             logs,
             &config,
         );
-        let stop_tx = wired.stop;
-        let mut app = centinela_web::router(wired.state);
-        let _rotation = match services.simulator {
+        let app = centinela_web::router(wired.state);
+        let (app, _rotation) = match services.simulator {
             Some(sim) => {
-                let demo =
-                    centinela_actors::ids::TenantId::new(DEMO_TENANT).expect("a valid literal id");
-                if store.tenant(&demo)?.is_none() {
-                    let record = centinela_actors::store::TenantRecord {
-                        id: demo,
-                        name: "Demo".into(),
-                        created_at: services.clock.now(),
-                    };
-                    store
-                        .create_tenant(&record)
-                        .map_err(bootstrap::BootstrapError::from)?;
-                }
-                tracing::info!(wa_url = %config.engine.wa_url, "demo: the WhatsApp Web simulator is mounted under /sim");
-                app = app.merge(centinela_web::sim::router(sim.clone()));
-                Some(AbortOnDrop(sim.spawn_rotation()))
+                let (sim_app, rotation) = mount_simulator(sim, &store, &config, &services.clock)?;
+                (app.merge(sim_app), Some(rotation))
             }
-            None => None,
+            None => (app, None),
         };
-        tracing::info!(listen = %listener.local_addr()?, data_dir = %config.storage.data_dir.display(), "centinela serving");
-        let signal = {
-            let mut rx = stop_tx.subscribe();
-            async move {
-                let _ = rx.wait_for(|stop| *stop).await;
-            }
-        };
-        let server = axum::serve(
-            listener,
-            app.into_make_service_with_connect_info::<std::net::SocketAddr>(),
-        )
-        .with_graceful_shutdown(signal);
-        let serve = tokio::spawn(async move { server.await });
+        let serve = serve_http(listener, app, &wired.stop, &config)?;
         Ok(Running {
             serve,
-            stop_tx,
+            stop_tx: wired.stop,
             supervisor,
-            supervisor_task: handle,
+            supervisor_task,
             bus,
             tasks: wired.tasks,
             store,
@@ -269,6 +232,92 @@ impl Running {
             Err(e) => Err(RunError::Http(std::io::Error::other(e))),
         }
     }
+}
+
+/// Opens the store and readies it for the first start: the JWT secret
+/// (from the config, or made once and kept in the store), and the first
+/// admin if there is no user yet.
+fn open_store(
+    config: &Config,
+    admin: &AdminBootstrap,
+    clock: &SharedClock,
+) -> Result<(Store, Vec<u8>), RunError> {
+    let store = Store::open(&config.storage.data_dir)?;
+    let secret = bootstrap::jwt_secret(config, &store)?;
+    if let Some((user, password)) = bootstrap::ensure_admin(&store, admin, clock.now())? {
+        // Shown once, on the console of whoever started the first run.
+        eprintln!("centinela: created the first admin: username {user:?}, password {password:?} (shown once; change it with POST /auth/change-password)");
+    }
+    Ok((store, secret))
+}
+
+/// Spawns the supervisor on `store` with `engines`; it restores the
+/// sessions that were running. Returns its handle and its task.
+async fn start_supervisor(
+    config: &Config,
+    store: &Store,
+    engines: EngineSet,
+    clock: &SharedClock,
+    bus: &Bus,
+) -> Result<(Supervisor, tokio::task::JoinHandle<()>), RunError> {
+    let env = SessionEnv::from_config(
+        config,
+        clock.clone(),
+        bus.clone(),
+        Some(Arc::new(store.clone())),
+    );
+    let args = SupervisorArgs::on_store(config.clone(), store.clone(), engines, env);
+    Supervisor::spawn(args)
+        .await
+        .map_err(|e| RunError::Supervisor(e.to_string()))
+}
+
+/// `--demo`: the simulator's routes, to be mounted under `/sim`, and its QR
+/// rotation (running until dropped); the demo tenant is made on the first
+/// start.
+fn mount_simulator(
+    sim: Simulator,
+    store: &Store,
+    config: &Config,
+    clock: &SharedClock,
+) -> Result<(axum::Router, AbortOnDrop), RunError> {
+    let demo = centinela_actors::ids::TenantId::new(DEMO_TENANT).expect("a valid literal id");
+    if store.tenant(&demo)?.is_none() {
+        let record = centinela_actors::store::TenantRecord {
+            id: demo,
+            name: "Demo".into(),
+            created_at: clock.now(),
+        };
+        store
+            .create_tenant(&record)
+            .map_err(bootstrap::BootstrapError::from)?;
+    }
+    tracing::info!(wa_url = %config.engine.wa_url, "demo: the WhatsApp Web simulator is mounted under /sim");
+    let app = centinela_web::sim::router(sim.clone());
+    Ok((app, AbortOnDrop(sim.spawn_rotation())))
+}
+
+/// Serves `app` on `listener` in a task until `stop` turns `true`, then
+/// drains (graceful shutdown); the task's result is the server's.
+fn serve_http(
+    listener: TcpListener,
+    app: axum::Router,
+    stop: &tokio::sync::watch::Sender<bool>,
+    config: &Config,
+) -> Result<tokio::task::JoinHandle<std::io::Result<()>>, RunError> {
+    tracing::info!(listen = %listener.local_addr()?, data_dir = %config.storage.data_dir.display(), "centinela serving");
+    let signal = {
+        let mut rx = stop.subscribe();
+        async move {
+            let _ = rx.wait_for(|stop| *stop).await;
+        }
+    };
+    let server = axum::serve(
+        listener,
+        app.into_make_service_with_connect_info::<std::net::SocketAddr>(),
+    )
+    .with_graceful_shutdown(signal);
+    Ok(tokio::spawn(async move { server.await }))
 }
 
 /// Aborts a background task when dropped (the simulator's QR rotation).

@@ -9,7 +9,15 @@
 //! `window.require`, and reports through one CDP binding. A dead browser —
 //! process gone or DevTools connection lost — is reported as
 //! `disconnected(browser_crashed)`. Stopping closes the browser and kills
-//! every process it started; dropping the handle does the same.
+//! every process it started; dropping the handle (or a start cancelled
+//! mid-launch) does the same without holding up the async runtime while the
+//! processes die ([`process::sweep_from_drop`]).
+//!
+//! A start is a few steps, each its own function: ready the profile
+//! (`prepare_profile`, which arms the guard that kills what a failed start
+//! leaves), pick the user agent, launch Chromium on a DevTools pipe, watch
+//! it for crashes (`WebjsControl::watch`), then attach the session to it:
+//! proxy credentials, then WhatsApp Web with the page agent.
 
 pub mod doctor;
 pub mod page_events;
@@ -280,9 +288,29 @@ impl LaunchGuard {
 impl Drop for LaunchGuard {
     fn drop(&mut self) {
         if let Some(profile) = self.profile.take() {
-            process::sweep(None, &[], &profile);
+            process::sweep_from_drop(None, Vec::new(), profile);
         }
     }
+}
+
+/// Readies the session's profile for a launch and returns the guard that
+/// owns whatever gets started on it: the profile is private to the
+/// service's user (it is the pairing), no browser of an earlier process is
+/// left on it, and no stale lock stops the new one.
+async fn prepare_profile(profile: &Path) -> Result<LaunchGuard, EngineError> {
+    if let Some(parent) = profile.parent() {
+        centinela_actors::store::private_dir(parent).map_err(|e| EngineError::Io(e.to_string()))?;
+    }
+    centinela_actors::store::private_dir(profile).map_err(|e| EngineError::Io(e.to_string()))?;
+    let guard = LaunchGuard::new(profile);
+    // A browser left on this profile by a process that was killed
+    // (kill -9 leaves its children running) would fight the new one.
+    let stale = profile.to_path_buf();
+    let _ =
+        tokio::task::spawn_blocking(move || process::retire_stale(&stale, Duration::from_secs(10)))
+            .await;
+    clear_singleton_locks(profile);
+    Ok(guard)
 }
 
 /// Stale Chromium singleton locks (from a killed browser, or another
@@ -308,30 +336,11 @@ async fn timed<T, E: std::fmt::Display>(
 #[async_trait]
 impl Engine for WebjsEngine {
     async fn start(&self, spec: &DriverSpec) -> Result<Driver, EngineError> {
-        // The profile is the pairing: private to the service's user.
-        if let Some(parent) = spec.state_dir.parent() {
-            centinela_actors::store::private_dir(parent)
-                .map_err(|e| EngineError::Io(e.to_string()))?;
-        }
-        centinela_actors::store::private_dir(&spec.state_dir)
-            .map_err(|e| EngineError::Io(e.to_string()))?;
         // Until the driver owns the browser, this guard does: an error, a
         // timeout or a cancelled start (a stop, delete or shutdown racing the
         // launch drops this future) kills whatever was started on the profile.
-        let guard = LaunchGuard::new(&spec.state_dir);
-        // A browser left on this profile by a process that was killed
-        // (kill -9 leaves its children running) would fight the new one.
-        let profile = spec.state_dir.clone();
-        let _ = tokio::task::spawn_blocking(move || {
-            process::retire_stale(&profile, Duration::from_secs(10))
-        })
-        .await;
-        clear_singleton_locks(&spec.state_dir);
-        let major = self.chrome_major().await;
-        let ua = spec
-            .user_agent
-            .clone()
-            .unwrap_or_else(|| user_agent::for_tenant(&spec.tenant, major));
+        let guard = prepare_profile(&spec.state_dir).await?;
+        let ua = self.user_agent_for(spec).await;
         let (proxy_server, proxy_auth) = match &spec.proxy {
             Some(p) => {
                 let (server, auth) = split_proxy(p);
@@ -339,103 +348,21 @@ impl Engine for WebjsEngine {
             }
             None => (None, None),
         };
-        let Launched {
-            browser,
-            mut handler,
-            child,
-            bridge,
-        } = self.launch(spec, &ua, proxy_server.as_deref()).await?;
-        let pid = child.id();
-        let (tx, rx) = mpsc::channel(256);
-        let stopping = Arc::new(AtomicBool::new(false));
-        let crashed = Arc::new(AtomicBool::new(false));
-        let report_crash = {
-            let (tx, stopping, crashed) = (tx.clone(), stopping.clone(), crashed.clone());
-            move |detail: String| {
-                if !stopping.load(Ordering::SeqCst) && !crashed.swap(true, Ordering::SeqCst) {
-                    let _ = tx.try_send(EngineEvent::Disconnected {
-                        reason: DisconnectReason::BrowserCrashed,
-                        detail,
-                    });
-                }
-            }
-        };
-        let mut tasks = Vec::new();
-        let on_crash = report_crash.clone();
-        tasks.push(tokio::spawn(async move {
-            let why = loop {
-                match handler.next().await {
-                    Some(Ok(())) => continue,
-                    Some(Err(e)) => break format!("devtools connection lost: {e}"),
-                    None => break "devtools connection closed".to_owned(),
-                }
-            };
-            on_crash(why);
-        }));
-        let known = Arc::new(std::sync::Mutex::new(Vec::new()));
-        if let Some(pid) = pid {
-            let on_crash = report_crash.clone();
-            let known = known.clone();
-            tasks.push(tokio::spawn(async move {
-                // Watches the browser and remembers its process tree, so the
-                // children can still be found after the main process died.
-                let mut tick = tokio::time::interval(Duration::from_millis(500));
-                loop {
-                    tick.tick().await;
-                    let tree = tokio::task::spawn_blocking(move || process::tree(pid))
-                        .await
-                        .unwrap_or_default();
-                    if !tree.contains(&pid) {
-                        on_crash(format!("chromium process {pid} exited"));
-                        return;
-                    }
-                    if let Ok(mut k) = known.lock() {
-                        k.extend(tree);
-                        k.sort_unstable();
-                        k.dedup();
-                    }
-                }
-            }));
+        let launched = self.launch(spec, &ua, proxy_server.as_deref()).await?;
+        let (control, events_tx, events) =
+            WebjsControl::watch(launched, spec, self.cfg.page_timeout);
+        if let Err(e) = self
+            .attach(spec, &control, proxy_auth, events_tx, &ua)
+            .await
+        {
+            let _ = control.stop().await;
+            return Err(e);
         }
-        tasks.push(bridge);
-        let control = WebjsControl {
-            child: Mutex::new(Some(child)),
-            browser: Arc::new(Mutex::new(Some(browser))),
-            page: Arc::new(OnceCell::new()),
-            pid,
-            known,
-            profile: spec.state_dir.clone(),
-            stopping,
-            tasks: std::sync::Mutex::new(tasks),
-            page_timeout: self.cfg.page_timeout,
-            logged_out: Arc::new(watch::channel(false).0),
-        };
-        if let Some(credentials) = proxy_auth {
-            match proxy_auth::install(control.browser.clone(), credentials).await {
-                Ok(task) => {
-                    if let Ok(mut tasks) = control.tasks.lock() {
-                        tasks.push(task);
-                    }
-                }
-                Err(e) => {
-                    let _ = control.stop().await;
-                    return Err(EngineError::Protocol(format!("proxy authentication: {e}")));
-                }
-            }
-        }
-        match self.open_page(spec, &control, tx, &ua).await {
-            Ok(()) => {
-                guard.disarm();
-                Ok(Driver {
-                    events: rx,
-                    control: Box::new(control),
-                })
-            }
-            Err(e) => {
-                let _ = control.stop().await;
-                Err(e)
-            }
-        }
+        guard.disarm();
+        Ok(Driver {
+            events,
+            control: Box::new(control),
+        })
     }
 
     async fn forget(&self, spec: &DriverSpec) -> Result<(), EngineError> {
@@ -450,6 +377,34 @@ impl Engine for WebjsEngine {
 }
 
 impl WebjsEngine {
+    /// The tenant's user agent (the session's own, if it has one), for the
+    /// installed Chromium's version.
+    async fn user_agent_for(&self, spec: &DriverSpec) -> String {
+        let major = self.chrome_major().await;
+        spec.user_agent
+            .clone()
+            .unwrap_or_else(|| user_agent::for_tenant(&spec.tenant, major))
+    }
+
+    /// Makes a launched browser a session's: the proxy's credentials
+    /// answered (before any page), then WhatsApp Web open with the agent.
+    async fn attach(
+        &self,
+        spec: &DriverSpec,
+        control: &WebjsControl,
+        proxy_auth: Option<(String, String)>,
+        events: mpsc::Sender<EngineEvent>,
+        ua: &str,
+    ) -> Result<(), EngineError> {
+        if let Some(credentials) = proxy_auth {
+            let task = proxy_auth::install(control.browser.clone(), credentials)
+                .await
+                .map_err(|e| EngineError::Protocol(format!("proxy authentication: {e}")))?;
+            control.keep_task(task);
+        }
+        self.open_page(spec, control, events, ua).await
+    }
+
     /// Opens WhatsApp Web with the agent installed; returns once the agent
     /// has attached to the page's modules.
     async fn open_page(
@@ -529,9 +484,7 @@ impl WebjsEngine {
                 }
             }
         });
-        if let Ok(mut tasks) = control.tasks.lock() {
-            tasks.push(pump);
-        }
+        control.keep_task(pump);
         let _ = control.page.set(page.clone());
         match tokio::time::timeout(limit, page.goto(self.cfg.wa_url.as_str())).await {
             Err(_) => return Err(EngineError::Timeout("loading WhatsApp Web")),
@@ -563,6 +516,68 @@ impl WebjsEngine {
     }
 }
 
+/// Reports a crash once, as `disconnected(browser_crashed)`, unless the
+/// browser is being stopped.
+fn crash_reporter(
+    tx: mpsc::Sender<EngineEvent>,
+    stopping: Arc<AtomicBool>,
+) -> impl Fn(String) + Clone + Send + 'static {
+    let crashed = Arc::new(AtomicBool::new(false));
+    move |detail: String| {
+        if !stopping.load(Ordering::SeqCst) && !crashed.swap(true, Ordering::SeqCst) {
+            let _ = tx.try_send(EngineEvent::Disconnected {
+                reason: DisconnectReason::BrowserCrashed,
+                detail,
+            });
+        }
+    }
+}
+
+/// Runs chromiumoxide's DevTools event loop; its end is a crash.
+fn watch_devtools(
+    mut handler: chromiumoxide::Handler,
+    on_crash: impl Fn(String) + Send + 'static,
+) -> JoinHandle<()> {
+    tokio::spawn(async move {
+        let why = loop {
+            match handler.next().await {
+                Some(Ok(())) => continue,
+                Some(Err(e)) => break format!("devtools connection lost: {e}"),
+                None => break "devtools connection closed".to_owned(),
+            }
+        };
+        on_crash(why);
+    })
+}
+
+/// Watches the browser's main process and remembers its process tree, so
+/// the children can still be found after the main process died; the main
+/// process gone is a crash.
+fn watch_process(
+    pid: u32,
+    known: Arc<std::sync::Mutex<Vec<u32>>>,
+    on_crash: impl Fn(String) + Send + 'static,
+) -> JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(Duration::from_millis(500));
+        loop {
+            tick.tick().await;
+            let tree = tokio::task::spawn_blocking(move || process::tree(pid))
+                .await
+                .unwrap_or_default();
+            if !tree.contains(&pid) {
+                on_crash(format!("chromium process {pid} exited"));
+                return;
+            }
+            if let Ok(mut k) = known.lock() {
+                k.extend(tree);
+                k.sort_unstable();
+                k.dedup();
+            }
+        }
+    })
+}
+
 /// The running browser of one session.
 struct WebjsControl {
     /// The browser process (its DevTools are on this child's pipe).
@@ -581,6 +596,58 @@ struct WebjsControl {
 }
 
 impl WebjsControl {
+    /// Takes a launched browser over: a crash of it — the DevTools
+    /// connection lost, or its main process gone — becomes one
+    /// `disconnected(browser_crashed)` on the returned events channel
+    /// (unless it is being stopped). Returns the control, the sender the page
+    /// reports into, and the driver's end of the channel.
+    fn watch(
+        launched: Launched,
+        spec: &DriverSpec,
+        page_timeout: Duration,
+    ) -> (
+        WebjsControl,
+        mpsc::Sender<EngineEvent>,
+        mpsc::Receiver<EngineEvent>,
+    ) {
+        let Launched {
+            browser,
+            handler,
+            child,
+            bridge,
+        } = launched;
+        let pid = child.id();
+        let (tx, rx) = mpsc::channel(256);
+        let stopping = Arc::new(AtomicBool::new(false));
+        let on_crash = crash_reporter(tx.clone(), stopping.clone());
+        let known = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let mut tasks = vec![watch_devtools(handler, on_crash.clone())];
+        if let Some(pid) = pid {
+            tasks.push(watch_process(pid, known.clone(), on_crash));
+        }
+        tasks.push(bridge);
+        let control = WebjsControl {
+            child: Mutex::new(Some(child)),
+            browser: Arc::new(Mutex::new(Some(browser))),
+            page: Arc::new(OnceCell::new()),
+            pid,
+            known,
+            profile: spec.state_dir.clone(),
+            stopping,
+            tasks: std::sync::Mutex::new(tasks),
+            page_timeout,
+            logged_out: Arc::new(watch::channel(false).0),
+        };
+        (control, tx, rx)
+    }
+
+    /// A task that lives as long as the browser: aborted when it stops.
+    fn keep_task(&self, task: JoinHandle<()>) {
+        if let Ok(mut tasks) = self.tasks.lock() {
+            tasks.push(task);
+        }
+    }
+
     fn page(&self) -> Result<&Page, EngineError> {
         self.page.get().ok_or(EngineError::Closed)
     }
@@ -699,6 +766,6 @@ impl Drop for WebjsControl {
         // panicked): kill the browser and everything it started.
         self.stopping.store(true, Ordering::SeqCst);
         self.abort_tasks();
-        process::sweep(self.pid, &self.known_pids(), &self.profile);
+        process::sweep_from_drop(self.pid, self.known_pids(), self.profile.clone());
     }
 }

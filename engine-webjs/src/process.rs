@@ -4,8 +4,10 @@
 //! to init. Three nets: the live descendants of the main process, the
 //! descendants remembered by the driver's watchdog (for after the main
 //! process died), and anything whose command line names the profile.
+//! [`sweep`] waits until they are gone; [`sweep_from_drop`] is the same for
+//! a `Drop`, without holding an async runtime's thread while it waits.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 
 /// `(pid, ppid, state)` of every process, read from `/proc`.
@@ -109,22 +111,64 @@ fn signal(pids: &[u32], sig: &str) {
 pub fn sweep(root: Option<u32>, remembered: &[u32], profile: &Path) {
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(3);
     loop {
-        let mut pids = root.map(tree).unwrap_or_default();
-        pids.extend(
-            remembered
-                .iter()
-                .copied()
-                .filter(|p| is_alive(*p) && is_chromium(*p)),
-        );
-        pids.extend(using_profile(profile));
-        pids.sort_unstable();
-        pids.dedup();
+        let pids = sweep_targets(root, remembered, profile);
         if pids.is_empty() || std::time::Instant::now() > deadline {
             return;
         }
         kill(&pids);
         // A SIGKILLed process takes a moment to die; look again.
         std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}
+
+/// What [`sweep`] kills now: `root`'s tree, the remembered pids still
+/// running Chromium, and every live process using `profile`.
+fn sweep_targets(root: Option<u32>, remembered: &[u32], profile: &Path) -> Vec<u32> {
+    let mut pids = root.map(tree).unwrap_or_default();
+    pids.extend(
+        remembered
+            .iter()
+            .copied()
+            .filter(|p| is_alive(*p) && is_chromium(*p)),
+    );
+    pids.extend(using_profile(profile));
+    pids.sort_unstable();
+    pids.dedup();
+    pids
+}
+
+/// [`sweep`] for a `Drop`, which must not hold an async runtime's thread for
+/// the sweep's up to 3 s. On a tokio runtime, what runs now is SIGKILLed at
+/// once (one look at `/proc`, no waiting) and the sweep proper — looking
+/// again until nothing is left — runs on the blocking pool; outside a
+/// runtime the whole sweep runs here. It runs to the end either way: a
+/// runtime shutting down drops a blocking task it has not started, and the
+/// sweep then runs where that task is dropped.
+pub fn sweep_from_drop(root: Option<u32>, remembered: Vec<u32>, profile: PathBuf) {
+    let due = DueSweep {
+        root,
+        remembered,
+        profile,
+    };
+    match tokio::runtime::Handle::try_current() {
+        Ok(runtime) => {
+            kill(&sweep_targets(due.root, &due.remembered, &due.profile));
+            runtime.spawn_blocking(move || drop(due));
+        }
+        Err(_) => drop(due),
+    }
+}
+
+/// A sweep that is due: it runs when this is dropped, wherever that is.
+struct DueSweep {
+    root: Option<u32>,
+    remembered: Vec<u32>,
+    profile: PathBuf,
+}
+
+impl Drop for DueSweep {
+    fn drop(&mut self) {
+        sweep(self.root, &self.remembered, &self.profile);
     }
 }
 
@@ -168,6 +212,51 @@ mod tests {
         kill(&kids);
         let _ = child.wait();
         assert!(!kids.iter().any(|p| is_alive(*p)), "all killed");
+    }
+
+    /// A shell with two sleeping children: the shell and its children.
+    fn a_process_tree() -> (std::process::Child, Vec<u32>) {
+        let child = Command::new("sh")
+            .args(["-c", "sleep 300 & sleep 300 & wait"])
+            .spawn()
+            .expect("spawn sh");
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        while descendants(child.id()).len() < 2 {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "children did not appear"
+            );
+            std::thread::yield_now();
+        }
+        let mut pids = descendants(child.id());
+        pids.push(child.id());
+        (child, pids)
+    }
+
+    #[test]
+    fn off_a_runtime_a_sweep_from_a_drop_is_done_when_it_returns() {
+        let profile = tempfile::tempdir().expect("tempdir");
+        let (mut child, pids) = a_process_tree();
+        sweep_from_drop(Some(child.id()), Vec::new(), profile.path().to_path_buf());
+        let _ = child.wait();
+        assert!(!pids.iter().any(|p| is_alive(*p)), "all killed");
+    }
+
+    #[tokio::test]
+    async fn on_a_runtime_a_sweep_from_a_drop_kills_at_once_and_finishes_off_the_runtime() {
+        let profile = tempfile::tempdir().expect("tempdir");
+        let (mut child, pids) = a_process_tree();
+        sweep_from_drop(Some(child.id()), Vec::new(), profile.path().to_path_buf());
+        // Killed before it returned: the shell is already dead (or dying).
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while child.try_wait().expect("try_wait").is_none() {
+            assert!(std::time::Instant::now() < deadline, "the shell still runs");
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+        while pids.iter().any(|p| is_alive(*p)) {
+            assert!(std::time::Instant::now() < deadline, "children still run");
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
     }
 }
 

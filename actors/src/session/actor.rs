@@ -1,15 +1,16 @@
 //! The tenant session actor: owns the session's state and at most one engine
 //! driver, feeds every command, engine event and timer through
-//! [`machine::next`](super::machine::next), and executes the effects it
-//! returns. Every transition is traced, published on the bus and reported to
-//! the supervisor.
+//! [`machine::next`](super::machine::next), keeps the [`Machine`] it returns
+//! and executes the effects it returns. It decides nothing itself: even a
+//! stream error 515 (restart or ban) is the machine's call. Every transition
+//! is traced, published on the bus and reported to the supervisor.
 //!
 //! Starting a driver can take seconds (a browser launch), so it runs in a
 //! task that reports back with `DriverStarted`; the mailbox stays responsive.
 //! Each driver gets a generation number: events of an older driver, and
 //! timers of an older QR window, are ignored.
 
-use super::machine::{self, Effect, Event, Refusal, SessionState, Timing, Transition};
+use super::machine::{self, Effect, Event, Machine, Refusal, SessionState, Timing, Transition};
 use crate::bus::{AckEvent, Bus, BusEvent, MessageEvent, PairingCodeEvent, TransitionEvent};
 use crate::clock::Timer;
 use crate::clock::{SharedClock, Timestamp};
@@ -171,7 +172,9 @@ pub struct SessionActorState {
     engine: Option<Arc<dyn Engine>>,
     pub(super) env: SessionEnv,
     supervisor: Option<ActorRef<SupervisorMsg>>,
-    pub(super) state: SessionState,
+    /// The session's state and the machine's memory, as [`machine::next`]
+    /// last returned them.
+    pub(super) machine: Machine,
     since: Timestamp,
     pub(super) driver: Option<Box<dyn DriverControl>>,
     driver_generation: u64,
@@ -183,9 +186,6 @@ pub struct SessionActorState {
     pairing_durable_at: Option<Timestamp>,
     pairing_generation: u64,
     pairing_timer: Option<Timer<SessionMsg>>,
-    /// When the QR was last scanned, and whether its one 515 restart was used.
-    scanned_at: Option<Timestamp>,
-    restart_grace_used: bool,
     /// The paced sender's timer and memory.
     pub(super) outgoing: super::outgoing::Outgoing,
 }
@@ -196,10 +196,10 @@ impl SessionActorState {
             id: self.record.id.clone(),
             tenant: self.record.tenant.clone(),
             name: self.record.name.clone(),
-            state: self.state.clone(),
+            state: self.machine.state.clone(),
             since: self.since,
             pairing_code: self.pairing_code.clone(),
-            pairing_durable_at: match self.state {
+            pairing_durable_at: match self.machine.state {
                 SessionState::Ready { .. } => self.pairing_durable_at,
                 _ => None,
             },
@@ -221,6 +221,7 @@ impl SessionActorState {
             now: self.env.clock.now(),
             qr_window: self.env.qr_window,
             qr_code_ttl: self.env.qr_code_ttl,
+            restart_grace: self.env.restart_grace,
         }
     }
 }
@@ -241,7 +242,7 @@ impl Actor for SessionActor {
             engine: args.engine,
             env: args.env,
             supervisor: args.supervisor,
-            state: args.initial,
+            machine: Machine::new(args.initial),
             since,
             driver: None,
             driver_generation: 0,
@@ -252,8 +253,6 @@ impl Actor for SessionActor {
             pairing_durable_at: None,
             pairing_generation: 0,
             pairing_timer: None,
-            scanned_at: None,
-            restart_grace_used: false,
             outgoing: super::outgoing::Outgoing::default(),
         })
     }
@@ -303,7 +302,7 @@ impl Actor for SessionActor {
                 }
             }
             SessionMsg::SendText { to, text, reply } => {
-                let result = match (&st.state, &st.driver) {
+                let result = match (&st.machine.state, &st.driver) {
                     (SessionState::Ready { .. }, Some(driver)) => {
                         driver.send_text(&to, &text).await
                     }
@@ -328,7 +327,7 @@ impl Actor for SessionActor {
                 }
             }
             SessionMsg::DriverGone { generation } => {
-                if generation == st.driver_generation && st.state.is_live() {
+                if generation == st.driver_generation && st.machine.state.is_live() {
                     tracing::warn!(
                         tenant = %st.record.tenant,
                         session = %st.record.id,
@@ -378,21 +377,13 @@ async fn apply(
     st: &mut SessionActorState,
     event: Event,
 ) -> Transition {
-    let transition = machine::next(&st.state, &event, st.timing());
+    let transition = machine::next(&st.machine, &event, st.timing());
     match &transition {
         Transition::Moved { to, effects } => {
-            let from = std::mem::replace(&mut st.state, to.clone());
+            let from = std::mem::replace(&mut st.machine, to.clone()).state;
             st.since = st.env.clock.now();
-            if !matches!(st.state, SessionState::Qr { .. }) {
+            if !matches!(st.machine.state, SessionState::Qr { .. }) {
                 clear_pairing_code(st);
-            }
-            let scanned = matches!(
-                st.state,
-                SessionState::Authenticated | SessionState::Ready { .. }
-            );
-            if matches!(from, SessionState::Qr { .. }) && scanned {
-                st.scanned_at = Some(st.since);
-                st.restart_grace_used = false;
             }
             for effect in effects {
                 execute(myself, st, effect).await;
@@ -400,14 +391,14 @@ async fn apply(
             // Published once its effects are done: DISCONNECTED means the
             // driver is closed (and the profile gone, after a logout).
             publish(myself, st, from);
-            if matches!(st.state, SessionState::Ready { .. }) {
+            if matches!(st.machine.state, SessionState::Ready { .. }) {
                 super::outgoing::schedule(myself, st);
             }
         }
         Transition::Ignored(why) => tracing::debug!(
             tenant = %st.record.tenant,
             session = %st.record.id,
-            state = st.state.name(),
+            state = st.machine.state.name(),
             event = ?event,
             ignored = ?why,
             "session event ignored"
@@ -415,7 +406,7 @@ async fn apply(
         Transition::Refused(why) => tracing::info!(
             tenant = %st.record.tenant,
             session = %st.record.id,
-            state = st.state.name(),
+            state = st.machine.state.name(),
             refused = ?why,
             "session command refused"
         ),
@@ -424,12 +415,12 @@ async fn apply(
 }
 
 fn publish(myself: &ActorRef<SessionMsg>, st: &SessionActorState, from: SessionState) {
-    let reason = st.state.reason();
+    let reason = st.machine.state.reason();
     tracing::info!(
         tenant = %st.record.tenant,
         session = %st.record.id,
         from = from.name(),
-        to = st.state.name(),
+        to = st.machine.state.name(),
         reason = reason.map(|r| r.as_str()),
         "session transition"
     );
@@ -446,7 +437,7 @@ fn publish(myself: &ActorRef<SessionMsg>, st: &SessionActorState, from: SessionS
         tenant: st.record.tenant.clone(),
         session: st.record.id.clone(),
         from,
-        to: st.state.clone(),
+        to: st.machine.state.clone(),
         reason,
         at: st.since,
     }));
@@ -505,12 +496,12 @@ async fn request_pairing_code(
     st: &mut SessionActorState,
     phone: String,
 ) -> Result<PairingCode, PairingCodeError> {
-    let (SessionState::Qr { .. }, Some(driver)) = (&st.state, &st.driver) else {
+    let (SessionState::Qr { .. }, Some(driver)) = (&st.machine.state, &st.driver) else {
         return Err(PairingCodeError::NotShowingQr);
     };
     let code = driver.request_pairing_code(&phone).await?;
     // The page may have been scanned meanwhile.
-    if !matches!(st.state, SessionState::Qr { .. }) {
+    if !matches!(st.machine.state, SessionState::Qr { .. }) {
         return Err(PairingCodeError::NotShowingQr);
     }
     let shown = PairingCode {
@@ -532,7 +523,7 @@ async fn request_pairing_code(
         let _ = sup.cast(SupervisorMsg::SessionChanged {
             actor: myself.get_id(),
             view: st.view(),
-            from: st.state.clone(),
+            from: st.machine.state.clone(),
         });
     }
     st.env.bus.publish(BusEvent::PairingCode(PairingCodeEvent {
@@ -549,7 +540,7 @@ async fn request_pairing_code(
 /// through the supervisor, so the anti-ban ledger admits it too.
 fn pairing_code_due(st: &mut SessionActorState) {
     let (SessionState::Qr { .. }, Some(shown), Some(sup)) =
-        (&st.state, &st.pairing_code, &st.supervisor)
+        (&st.machine.state, &st.pairing_code, &st.supervisor)
     else {
         return;
     };
@@ -605,7 +596,7 @@ async fn on_driver_started(
     generation: u64,
     result: Result<Driver, EngineError>,
 ) {
-    let current = generation == st.driver_generation && st.state.is_live();
+    let current = generation == st.driver_generation && st.machine.state.is_live();
     match result {
         Ok(driver) if current => {
             let Driver {
@@ -653,7 +644,9 @@ async fn on_engine_event(
             Event::Ready { me }
         }
         EngineEvent::PairingDurable => {
-            if matches!(st.state, SessionState::Ready { .. }) && st.pairing_durable_at.is_none() {
+            if matches!(st.machine.state, SessionState::Ready { .. })
+                && st.pairing_durable_at.is_none()
+            {
                 let now = st.env.clock.now();
                 st.pairing_durable_at = Some(now);
                 let window_ms = now.since(st.since).as_millis() as u64;
@@ -670,7 +663,7 @@ async fn on_engine_event(
                     let _ = sup.cast(SupervisorMsg::SessionChanged {
                         actor: myself.get_id(),
                         view: st.view(),
-                        from: st.state.clone(),
+                        from: st.machine.state.clone(),
                     });
                 }
             }
@@ -681,22 +674,9 @@ async fn on_engine_event(
             Event::Disconnected { reason }
         }
         EngineEvent::StreamError { code: 515 } => {
-            let now = st.env.clock.now();
-            if machine::stream_error_515_is_restart(
-                st.scanned_at,
-                st.restart_grace_used,
-                now,
-                st.env.restart_grace,
-            ) {
-                tracing::info!(session = %st.record.id, "stream error 515 right after the scan: restart required, not a ban");
-                st.restart_grace_used = true;
-                Event::RestartRequired
-            } else {
-                tracing::warn!(session = %st.record.id, "stream error 515: banned");
-                Event::Disconnected {
-                    reason: machine::DisconnectReason::Banned,
-                }
-            }
+            let transition = apply(myself, st, Event::StreamError515).await;
+            trace_515(st, &transition);
+            return;
         }
         EngineEvent::StreamError { code } => {
             tracing::warn!(session = %st.record.id, code, "stream error");
@@ -748,6 +728,18 @@ async fn on_engine_event(
         }
     };
     apply(myself, st, machine_event).await;
+}
+
+/// Says how the machine read a 515 (restart or ban).
+fn trace_515(st: &SessionActorState, transition: &Transition) {
+    let Transition::Moved { to, .. } = transition else {
+        return;
+    };
+    if to.state.reason() == Some(machine::DisconnectReason::Banned) {
+        tracing::warn!(session = %st.record.id, "stream error 515: banned");
+    } else {
+        tracing::info!(session = %st.record.id, "stream error 515 right after the scan: restart required, not a ban");
+    }
 }
 
 #[cfg(test)]

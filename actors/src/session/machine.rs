@@ -1,6 +1,12 @@
 //! The session state machine: one pure function, [`next`], from
-//! (state, event, timing) to a [`Transition`]. The actor only executes the
-//! returned effects; every guard lives here and is tested here.
+//! (machine state, event, timing) to a [`Transition`]. The actor only keeps
+//! the [`Machine`] it is handed back and executes the returned effects; every
+//! guard lives here and is tested here.
+//!
+//! The machine's state is the [`SessionState`] clients see (serialized to the
+//! API and the WebSocket) plus a [`Scan`] memory only the machine reads: when
+//! the QR was last scanned and whether that scan's one 515 restart was used,
+//! so the machine itself tells WhatsApp's "restart required" from a ban.
 //!
 //! Guards from seed 002 (the LOGOUT bugs): a QR after AUTHENTICATED/READY is
 //! ignored; READY is processed once; the QR window timer is cancelled on scan;
@@ -59,6 +65,62 @@ impl SessionState {
     }
 }
 
+/// What the machine remembers beside the [`SessionState`]: when the QR was
+/// last scanned and whether that scan's one 515 restart was used. Kept out of
+/// `SessionState` because that is serialized to clients; nobody outside the
+/// machine reads it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Scan {
+    /// `None`: never scanned in this actor's life (a restored pairing).
+    at: Option<Timestamp>,
+    restart_used: bool,
+}
+
+impl Scan {
+    /// A QR scanned at `at`, its restart not yet used.
+    fn at(at: Timestamp) -> Scan {
+        Scan {
+            at: Some(at),
+            restart_used: false,
+        }
+    }
+
+    /// How to read a stream error 515 at `now`: WhatsApp sends one right
+    /// after a successful scan to ask for a restart (as Baileys documents);
+    /// the first one within `grace` of the scan is that, any other is a ban.
+    fn grants_restart(self, now: Timestamp, grace: Duration) -> bool {
+        match self.at {
+            Some(at) => !self.restart_used && now.since(at) <= grace && now >= at,
+            None => false,
+        }
+    }
+
+    fn restart_spent(self) -> Scan {
+        Scan {
+            restart_used: true,
+            ..self
+        }
+    }
+}
+
+/// The machine's whole state: what clients see, and what only the machine
+/// remembers. The actor holds it and hands it back to [`next`] unread.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Machine {
+    pub state: SessionState,
+    scan: Scan,
+}
+
+impl Machine {
+    /// A machine in `state` that has seen no scan.
+    pub fn new(state: SessionState) -> Machine {
+        Machine {
+            state,
+            scan: Scan::default(),
+        }
+    }
+}
+
 /// What can happen to a session: commands from the supervisor, engine events,
 /// and timers.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -81,10 +143,11 @@ pub enum Event {
     Logout,
     /// The QR window timer fired (the actor has already checked its generation).
     QrWindowExpired,
-    /// WhatsApp's "restart required" (the first stream error 515 right after
-    /// a scan; the actor has already told it apart from a ban): restart the
-    /// driver on the same pairing without a new admission.
-    RestartRequired,
+    /// A stream error 515 from WhatsApp. The first one within
+    /// [`Timing::restart_grace`] of a scan is "restart required": the driver
+    /// restarts on the same pairing without a new admission. Any other is a
+    /// ban.
+    StreamError515,
 }
 
 /// Side effects the actor executes, in order.
@@ -134,10 +197,7 @@ pub enum Refusal {
 /// The result of one event.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Transition {
-    Moved {
-        to: SessionState,
-        effects: Vec<Effect>,
-    },
+    Moved { to: Machine, effects: Vec<Effect> },
     Ignored(Ignored),
     Refused(Refusal),
 }
@@ -148,10 +208,16 @@ pub struct Timing {
     pub now: Timestamp,
     pub qr_window: Duration,
     pub qr_code_ttl: Duration,
+    /// A first 515 this soon after a scan is a restart, not a ban.
+    pub restart_grace: Duration,
 }
 
-fn moved(to: SessionState, effects: Vec<Effect>) -> Transition {
-    Transition::Moved { to, effects }
+/// A move that leaves the scan memory as it was.
+fn moved_keeping(scan: Scan, to: SessionState, effects: Vec<Effect>) -> Transition {
+    Transition::Moved {
+        to: Machine { state: to, scan },
+        effects,
+    }
 }
 
 fn disconnected(reason: DisconnectReason) -> SessionState {
@@ -172,10 +238,32 @@ fn drop_driver(reason: DisconnectReason, had_qr_timer: bool) -> Vec<Effect> {
     effects
 }
 
+/// A 515 in a live state: a restart on the same pairing if the scan grants
+/// one (spending it), else a ban.
+fn stream_error_515(scan: Scan, t: Timing, had_qr_timer: bool) -> Transition {
+    if !scan.grants_restart(t.now, t.restart_grace) {
+        let reason = DisconnectReason::Banned;
+        return moved_keeping(
+            scan,
+            disconnected(reason),
+            drop_driver(reason, had_qr_timer),
+        );
+    }
+    let mut effects = Vec::with_capacity(3);
+    if had_qr_timer {
+        effects.push(Effect::CancelQrTimer);
+    }
+    effects.extend([Effect::StopDriver, Effect::StartDriver]);
+    moved_keeping(scan.restart_spent(), SessionState::Connecting, effects)
+}
+
 /// The transition function. Pure: no I/O, no clock reads.
-pub fn next(state: &SessionState, event: &Event, t: Timing) -> Transition {
+pub fn next(m: &Machine, event: &Event, t: Timing) -> Transition {
     use SessionState as S;
-    match (state, event) {
+    let moved = |to, effects| moved_keeping(m.scan, to, effects);
+    // Leaving the QR paired is the scan the 515 grace counts from.
+    let scanned = |to, effects| moved_keeping(Scan::at(t.now), to, effects);
+    match (&m.state, event) {
         // DISCONNECTED
         (S::Disconnected { .. }, Event::Connect) => moved(S::Connecting, vec![Effect::StartDriver]),
         (S::Disconnected { .. }, Event::ForceNew) => moved(
@@ -196,7 +284,7 @@ pub fn next(state: &SessionState, event: &Event, t: Timing) -> Transition {
             | Event::Authenticated
             | Event::Ready { .. }
             | Event::Disconnected { .. }
-            | Event::RestartRequired,
+            | Event::StreamError515,
         ) => Transition::Ignored(Ignored::NotLive),
 
         // CONNECTING
@@ -228,9 +316,7 @@ pub fn next(state: &SessionState, event: &Event, t: Timing) -> Transition {
             vec![Effect::LogoutDriver, Effect::WipeProfile],
         ),
         (S::Connecting, Event::QrWindowExpired) => Transition::Ignored(Ignored::StaleTimer),
-        (S::Connecting, Event::RestartRequired) => {
-            moved(S::Connecting, vec![Effect::StopDriver, Effect::StartDriver])
-        }
+        (S::Connecting, Event::StreamError515) => stream_error_515(m.scan, t, false),
 
         // QR
         (S::Qr { .. }, Event::Connect | Event::ForceNew) => {
@@ -245,10 +331,10 @@ pub fn next(state: &SessionState, event: &Event, t: Timing) -> Transition {
             vec![],
         ),
         (S::Qr { .. }, Event::Authenticated) => {
-            moved(S::Authenticated, vec![Effect::CancelQrTimer])
+            scanned(S::Authenticated, vec![Effect::CancelQrTimer])
         }
         (S::Qr { .. }, Event::Ready { me }) => {
-            moved(S::Ready { me: me.clone() }, vec![Effect::CancelQrTimer])
+            scanned(S::Ready { me: me.clone() }, vec![Effect::CancelQrTimer])
         }
         (S::Qr { .. }, Event::Disconnected { reason }) => {
             moved(disconnected(*reason), drop_driver(*reason, true))
@@ -261,14 +347,7 @@ pub fn next(state: &SessionState, event: &Event, t: Timing) -> Transition {
             disconnected(DisconnectReason::Logout),
             drop_driver(DisconnectReason::Logout, true),
         ),
-        (S::Qr { .. }, Event::RestartRequired) => moved(
-            S::Connecting,
-            vec![
-                Effect::CancelQrTimer,
-                Effect::StopDriver,
-                Effect::StartDriver,
-            ],
-        ),
+        (S::Qr { .. }, Event::StreamError515) => stream_error_515(m.scan, t, true),
         (S::Qr { .. }, Event::QrWindowExpired) => moved(
             disconnected(DisconnectReason::QrTimeout),
             vec![Effect::StopDriver],
@@ -303,24 +382,9 @@ pub fn next(state: &SessionState, event: &Event, t: Timing) -> Transition {
         (S::Authenticated | S::Ready { .. }, Event::QrWindowExpired) => {
             Transition::Ignored(Ignored::StaleTimer)
         }
-        (S::Authenticated | S::Ready { .. }, Event::RestartRequired) => {
-            moved(S::Connecting, vec![Effect::StopDriver, Effect::StartDriver])
+        (S::Authenticated | S::Ready { .. }, Event::StreamError515) => {
+            stream_error_515(m.scan, t, false)
         }
-    }
-}
-
-/// How to read a stream error 515: WhatsApp sends one right after a
-/// successful scan to ask for a restart (as Baileys documents); the first one
-/// within `grace` of the scan is that, any other is a ban.
-pub fn stream_error_515_is_restart(
-    scanned_at: Option<Timestamp>,
-    grace_used: bool,
-    now: Timestamp,
-    grace: Duration,
-) -> bool {
-    match scanned_at {
-        Some(at) => !grace_used && now.since(at) <= grace && now >= at,
-        None => false,
     }
 }
 

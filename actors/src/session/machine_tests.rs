@@ -1,6 +1,7 @@
 //! Exhaustive tests of the session state machine: every (state, event) pair
-//! is listed once in `every_state_event_pair_has_the_specified_outcome`, then
-//! the seed-002 guards get a named test each.
+//! is listed once in `every_state_event_pair_has_the_specified_outcome` (on
+//! a machine that has seen no scan), then the seed-002 guards and the 515
+//! grace get a named test each.
 
 use super::*;
 use DisconnectReason as R;
@@ -12,7 +13,23 @@ fn timing() -> Timing {
         now: T0,
         qr_window: Duration::from_secs(60),
         qr_code_ttl: Duration::from_secs(20),
+        restart_grace: Duration::from_secs(60),
     }
+}
+
+/// A machine in `state` that has seen no scan.
+fn fresh(state: SessionState) -> Machine {
+    Machine::new(state)
+}
+
+/// The expected move of a machine that has seen no scan and still has not.
+fn moved(to: SessionState, effects: Vec<Effect>) -> Transition {
+    moved_keeping(Scan::default(), to, effects)
+}
+
+/// The expected move of a scan at `T0`.
+fn scanned(to: SessionState, effects: Vec<Effect>) -> Transition {
+    moved_keeping(Scan::at(T0), to, effects)
 }
 
 fn qr_state() -> SessionState {
@@ -65,7 +82,7 @@ fn all_events() -> Vec<(&'static str, Event)> {
         ("stop", Event::Stop),
         ("logout", Event::Logout),
         ("qr_window_expired", Event::QrWindowExpired),
-        ("restart_required", Event::RestartRequired),
+        ("stream_error_515", Event::StreamError515),
     ]
 }
 
@@ -100,20 +117,20 @@ fn expected(state: &str, event: &str) -> Transition {
         ("connecting", "stop") => moved(disconnected(R::Manual), vec![StopDriver]),
         ("connecting", "logout") => moved(disconnected(R::Logout), vec![LogoutDriver, WipeProfile]),
         ("connecting", "qr_window_expired") => i(Ignored::StaleTimer),
-        ("connecting", "restart_required") => moved(S::Connecting, vec![StopDriver, StartDriver]),
+        ("connecting", "stream_error_515") => moved(disconnected(R::Banned), vec![StopDriver]),
 
         ("qr", "connect" | "force_new") => i(Ignored::AlreadyLive),
         ("qr", "qr") => moved(new_qr, vec![]),
-        ("qr", "authenticated") => moved(S::Authenticated, vec![CancelQrTimer]),
-        ("qr", "ready") => moved(ready(), vec![CancelQrTimer]),
+        ("qr", "authenticated") => scanned(S::Authenticated, vec![CancelQrTimer]),
+        ("qr", "ready") => scanned(ready(), vec![CancelQrTimer]),
         ("qr", "disconnected") => moved(disconnected(R::Conflict), vec![CancelQrTimer, StopDriver]),
         ("qr", "stop") => moved(disconnected(R::Manual), vec![CancelQrTimer, StopDriver]),
         ("qr", "logout") => moved(
             disconnected(R::Logout),
             vec![CancelQrTimer, StopDriver, WipeProfile],
         ),
-        ("qr", "restart_required") => {
-            moved(S::Connecting, vec![CancelQrTimer, StopDriver, StartDriver])
+        ("qr", "stream_error_515") => {
+            moved(disconnected(R::Banned), vec![CancelQrTimer, StopDriver])
         }
         ("qr", "qr_window_expired") => moved(disconnected(R::QrTimeout), vec![StopDriver]),
 
@@ -131,8 +148,8 @@ fn expected(state: &str, event: &str) -> Transition {
             moved(disconnected(R::Logout), vec![LogoutDriver, WipeProfile])
         }
         ("authenticated" | "ready", "qr_window_expired") => i(Ignored::StaleTimer),
-        ("authenticated" | "ready", "restart_required") => {
-            moved(S::Connecting, vec![StopDriver, StartDriver])
+        ("authenticated" | "ready", "stream_error_515") => {
+            moved(disconnected(R::Banned), vec![StopDriver])
         }
         (s, e) => panic!("pair ({s}, {e}) missing from the table"),
     }
@@ -143,7 +160,7 @@ fn every_state_event_pair_has_the_specified_outcome() {
     let mut checked = 0;
     for (sname, state) in all_states() {
         for (ename, event) in all_events() {
-            let got = next(&state, &event, timing());
+            let got = next(&fresh(state.clone()), &event, timing());
             assert_eq!(got, expected(sname, ename), "({sname}, {ename})");
             checked += 1;
         }
@@ -154,7 +171,7 @@ fn every_state_event_pair_has_the_specified_outcome() {
 #[test]
 fn qr_after_authenticated_is_ignored() {
     let got = next(
-        &SessionState::Authenticated,
+        &fresh(SessionState::Authenticated),
         &Event::Qr { code: "x".into() },
         timing(),
     );
@@ -163,14 +180,14 @@ fn qr_after_authenticated_is_ignored() {
 
 #[test]
 fn qr_after_ready_is_ignored() {
-    let got = next(&ready(), &Event::Qr { code: "x".into() }, timing());
+    let got = next(&fresh(ready()), &Event::Qr { code: "x".into() }, timing());
     assert_eq!(got, Transition::Ignored(Ignored::QrAfterAuthenticated));
 }
 
 #[test]
 fn ready_is_processed_once() {
     let first = next(
-        &SessionState::Authenticated,
+        &fresh(SessionState::Authenticated),
         &Event::Ready { me: "1".into() },
         timing(),
     );
@@ -183,7 +200,7 @@ fn ready_is_processed_once() {
 
 #[test]
 fn qr_timer_is_cancelled_on_scan() {
-    let got = next(&qr_state(), &Event::Authenticated, timing());
+    let got = next(&fresh(qr_state()), &Event::Authenticated, timing());
     let Transition::Moved { effects, .. } = got else {
         panic!("scan must move");
     };
@@ -198,14 +215,14 @@ fn connect_on_a_live_session_never_starts_a_second_driver() {
         SessionState::Authenticated,
         ready(),
     ] {
-        let got = next(&state, &Event::Connect, timing());
+        let got = next(&fresh(state.clone()), &Event::Connect, timing());
         assert_eq!(got, Transition::Ignored(Ignored::AlreadyLive), "{state:?}");
     }
 }
 
 #[test]
 fn force_new_on_ready_is_refused() {
-    let got = next(&ready(), &Event::ForceNew, timing());
+    let got = next(&fresh(ready()), &Event::ForceNew, timing());
     assert_eq!(got, Transition::Refused(Refusal::SessionPaired));
 }
 
@@ -216,7 +233,7 @@ fn qr_rotation_keeps_the_window_and_renews_the_code_expiry() {
         ..timing()
     };
     let got = next(
-        &qr_state(),
+        &fresh(qr_state()),
         &Event::Qr {
             code: "ref3".into(),
         },
@@ -234,7 +251,7 @@ fn qr_rotation_keeps_the_window_and_renews_the_code_expiry() {
 #[test]
 fn engine_reported_logout_wipes_the_profile() {
     let got = next(
-        &ready(),
+        &fresh(ready()),
         &Event::Disconnected { reason: R::Logout },
         timing(),
     );
@@ -250,7 +267,7 @@ fn engine_reported_logout_wipes_the_profile() {
 #[test]
 fn ban_keeps_the_profile() {
     let got = next(
-        &ready(),
+        &fresh(ready()),
         &Event::Disconnected { reason: R::Banned },
         timing(),
     );
@@ -279,23 +296,90 @@ fn reasons_serialize_in_snake_case() {
     }
 }
 
+/// `timing()` at `now`.
+fn timing_at(now: Timestamp) -> Timing {
+    Timing { now, ..timing() }
+}
+
+/// Whether `next` read the 515 as a restart (rather than a ban).
+fn is_restart(transition: &Transition) -> bool {
+    match transition {
+        Transition::Moved { to, .. } => to.state == SessionState::Connecting,
+        other => panic!("a 515 on a live session must move: {other:?}"),
+    }
+}
+
 #[test]
 fn only_the_first_515_soon_after_a_scan_is_a_restart() {
-    let grace = Duration::from_secs(60);
-    let scan = T0;
-    let soon = T0.plus(Duration::from_secs(10));
-    let late = T0.plus(Duration::from_secs(61));
-    assert!(stream_error_515_is_restart(Some(scan), false, soon, grace));
+    // grace: 60 s (timing()); the scan is at T0.
+    let Transition::Moved { to: paired, .. } =
+        next(&fresh(qr_state()), &Event::Authenticated, timing())
+    else {
+        panic!("a scan must move");
+    };
+    let soon = timing_at(T0.plus(Duration::from_secs(10)));
+    let late = timing_at(T0.plus(Duration::from_secs(61)));
+    let first = next(&paired, &Event::StreamError515, soon);
+    assert!(is_restart(&first));
+    let Transition::Moved { to: restarted, .. } = first else {
+        unreachable!("checked above");
+    };
+    let Transition::Moved { to: restored, .. } = next(&restarted, &Event::Authenticated, soon)
+    else {
+        panic!("the restarted driver's restored pairing must move");
+    };
     assert!(
-        !stream_error_515_is_restart(Some(scan), true, soon, grace),
+        !is_restart(&next(&restored, &Event::StreamError515, soon)),
         "only once"
     );
     assert!(
-        !stream_error_515_is_restart(Some(scan), false, late, grace),
+        !is_restart(&next(&paired, &Event::StreamError515, late)),
         "outside the grace"
     );
     assert!(
-        !stream_error_515_is_restart(None, false, soon, grace),
+        !is_restart(&next(
+            &fresh(SessionState::Authenticated),
+            &Event::StreamError515,
+            soon
+        )),
         "never scanned (restored)"
     );
+}
+
+#[test]
+fn a_granted_515_restarts_the_driver_on_the_same_pairing_from_every_live_state() {
+    use Effect::*;
+    let just_scanned = Scan::at(T0);
+    let spent = just_scanned.restart_spent();
+    for (state, effects) in [
+        (SessionState::Connecting, vec![StopDriver, StartDriver]),
+        (qr_state(), vec![CancelQrTimer, StopDriver, StartDriver]),
+        (SessionState::Authenticated, vec![StopDriver, StartDriver]),
+        (ready(), vec![StopDriver, StartDriver]),
+    ] {
+        let m = Machine {
+            state: state.clone(),
+            scan: just_scanned,
+        };
+        let got = next(&m, &Event::StreamError515, timing());
+        assert_eq!(
+            got,
+            moved_keeping(spent, SessionState::Connecting, effects),
+            "{state:?}"
+        );
+    }
+}
+
+#[test]
+fn the_scan_memory_never_reaches_the_json() {
+    let m = next(
+        &fresh(qr_state()),
+        &Event::Ready { me: "1".into() },
+        timing(),
+    );
+    let Transition::Moved { to, .. } = m else {
+        panic!("a scan must move");
+    };
+    let json = serde_json::to_string(&to.state).expect("serialize");
+    assert_eq!(json, r#"{"state":"READY","me":"1"}"#);
 }

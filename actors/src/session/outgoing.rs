@@ -84,7 +84,7 @@ pub fn schedule(myself: &ActorRef<SessionMsg>, st: &mut SessionActorState) {
     let Some(repo) = st.env.messages.clone() else {
         return;
     };
-    if st.outgoing.timer.is_some() || !matches!(st.state, SessionState::Ready { .. }) {
+    if st.outgoing.timer.is_some() || !matches!(st.machine.state, SessionState::Ready { .. }) {
         return;
     }
     let next = match repo.next_queued(&st.record.id, st.env.clock.now()) {
@@ -148,7 +148,7 @@ pub async fn send_next(myself: &ActorRef<SessionMsg>, st: &mut SessionActorState
         schedule(myself, st);
         return;
     }
-    let (SessionState::Ready { .. }, Some(_)) = (&st.state, &st.driver) else {
+    let (SessionState::Ready { .. }, Some(_)) = (&st.machine.state, &st.driver) else {
         return; // waits for READY; scheduled again on the transition
     };
     m.status = MessageStatus::Sending;

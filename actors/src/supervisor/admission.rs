@@ -8,6 +8,11 @@
 //! adds the queue (delay, jitter, spacing) and persistence: an admitted
 //! attempt is in the ledger on disk before `admit` returns, so killing the
 //! process at any moment never lets a rolling window exceed its limit.
+//! Beside them sit the other pure policy answers the supervisor acts on:
+//! what a session's stop means ([`outcome_of`]) and whether
+//! `auto_reconnect` tries again ([`auto_reconnect_after`]). Scheduling the
+//! tries, and restoring paired sessions through their breaker
+//! ([`recovery`](super::recovery)), are not here.
 
 use super::ledger::{in_window, Ledger, LedgerEvent, LedgerRepo, WindowSlice, DAY, HOUR};
 use crate::clock::Timestamp;
@@ -15,7 +20,7 @@ use crate::config::AntibanConfig;
 use crate::engine::DisconnectReason;
 use crate::ids::{SessionId, TenantId};
 use crate::session::SessionState;
-use crate::store::StoreError;
+use crate::store::{DesiredState, StoreError};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use serde::{Deserialize, Serialize};
@@ -141,6 +146,41 @@ pub fn outcome_of(from: &SessionState, reason: DisconnectReason, paired: bool) -
         }
         _ => None,
     }
+}
+
+/// Whether `auto_reconnect` tries a stopped session again by itself, and
+/// after how long. Only with the setting on, only after a local fault (a
+/// browser crash, an engine error: not WhatsApp's verdict), only while the
+/// session should run, and at most `reconnect_max_tries` times in a row
+/// (`tries` so far); the wait doubles per try from `reconnect_backoff_base`
+/// up to `reconnect_backoff_max`. The try is then admitted like any other
+/// attempt. Pure.
+pub fn auto_reconnect_after(
+    cfg: &AntibanConfig,
+    reason: DisconnectReason,
+    desired: DesiredState,
+    tries: u32,
+) -> Option<Duration> {
+    let local_fault = matches!(
+        reason,
+        DisconnectReason::BrowserCrashed | DisconnectReason::EngineError
+    );
+    if !cfg.auto_reconnect || !local_fault {
+        return None;
+    }
+    if desired != DesiredState::Running || tries >= cfg.reconnect_max_tries {
+        return None;
+    }
+    Some(backoff(
+        cfg.reconnect_backoff_base,
+        cfg.reconnect_backoff_max,
+        tries,
+    ))
+}
+
+/// `base * 2^tries`, capped at `max`.
+pub fn backoff(base: Duration, max: Duration, tries: u32) -> Duration {
+    base.saturating_mul(1u32 << tries.min(20)).min(max)
 }
 
 /// Whether this kind of attempt spends the hourly and daily budgets.

@@ -618,3 +618,68 @@ fn a_stop_is_an_outcome_only_for_bans_and_failed_pairings() {
         assert_eq!(outcome_of(&qr, reason, false), None, "{reason:?}");
     }
 }
+
+#[test]
+fn backoff_doubles_up_to_the_cap() {
+    let (b, m) = (Duration::from_secs(30), Duration::from_secs(300));
+    assert_eq!(backoff(b, m, 0), Duration::from_secs(30));
+    assert_eq!(backoff(b, m, 1), Duration::from_secs(60));
+    assert_eq!(backoff(b, m, 3), Duration::from_secs(240));
+    assert_eq!(backoff(b, m, 4), Duration::from_secs(300));
+    assert_eq!(backoff(b, m, 40), Duration::from_secs(300));
+}
+
+#[test]
+fn auto_reconnect_retries_only_local_faults_of_a_running_session_a_few_times() {
+    use DesiredState::{Running, Stopped};
+    use DisconnectReason as R;
+    let on = AntibanConfig {
+        auto_reconnect: true,
+        reconnect_backoff_base: Duration::from_secs(30),
+        reconnect_backoff_max: Duration::from_secs(300),
+        reconnect_max_tries: 3,
+        ..cfg()
+    };
+    for reason in [R::BrowserCrashed, R::EngineError] {
+        assert_eq!(
+            auto_reconnect_after(&on, reason, Running, 0),
+            Some(Duration::from_secs(30)),
+            "{reason:?}"
+        );
+        assert_eq!(
+            auto_reconnect_after(&on, reason, Running, 2),
+            Some(Duration::from_secs(120)),
+            "the wait doubles per try"
+        );
+        assert_eq!(
+            auto_reconnect_after(&on, reason, Running, 3),
+            None,
+            "tries spent"
+        );
+        assert_eq!(
+            auto_reconnect_after(&on, reason, Stopped, 0),
+            None,
+            "nobody wants it running"
+        );
+        let off = AntibanConfig {
+            auto_reconnect: false,
+            ..on.clone()
+        };
+        assert_eq!(auto_reconnect_after(&off, reason, Running, 0), None, "off");
+    }
+    for reason in [
+        R::NeverConnected,
+        R::Manual,
+        R::Logout,
+        R::Conflict,
+        R::QrTimeout,
+        R::Banned,
+        R::ProxyBlocked,
+    ] {
+        assert_eq!(
+            auto_reconnect_after(&on, reason, Running, 0),
+            None,
+            "{reason:?} is not a local fault"
+        );
+    }
+}

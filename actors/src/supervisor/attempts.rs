@@ -3,7 +3,7 @@
 //! the desire to run and schedules the start in the queue. Restores after a
 //! process start and automatic reconnects are attempts of their own kinds.
 
-use super::admission::{AttemptKind, AttemptRequest, Decision, DenyReason};
+use super::admission::{auto_reconnect_after, AttemptKind, AttemptRequest, Decision, DenyReason};
 use super::recovery::RecoveryPolicy;
 use super::registry::{spawn_session, Pending, SupervisorState};
 use super::{ConnectOutcome, SupervisorError, SupervisorMsg};
@@ -340,9 +340,8 @@ pub(super) fn recover(
     }
 }
 
-/// With `auto_reconnect` on, a session that is not paired yet and dropped
-/// for a local reason (browser crash, engine error) is retried after an exponential backoff,
-/// each try admitted by the same rules.
+/// Schedules the next automatic reconnect if
+/// [`auto_reconnect_after`] says one applies after this stop.
 pub(super) fn maybe_auto_reconnect(
     myself: &ActorRef<SupervisorMsg>,
     st: &mut SupervisorState,
@@ -350,35 +349,18 @@ pub(super) fn maybe_auto_reconnect(
     reason: DisconnectReason,
 ) {
     let cfg = &st.config.antiban;
-    if !cfg.auto_reconnect
-        || !matches!(
-            reason,
-            DisconnectReason::BrowserCrashed | DisconnectReason::EngineError
-        )
-    {
-        return;
-    }
-    let (base, max, max_tries) = (
-        cfg.reconnect_backoff_base,
-        cfg.reconnect_backoff_max,
-        cfg.reconnect_max_tries,
-    );
     let Some(entry) = st.sessions.get_mut(id) else {
         return;
     };
-    if entry.record.desired != DesiredState::Running || entry.reconnect_tries >= max_tries {
+    let Some(delay) =
+        auto_reconnect_after(cfg, reason, entry.record.desired, entry.reconnect_tries)
+    else {
         return;
-    }
-    let delay = backoff(base, max, entry.reconnect_tries);
+    };
     entry.reconnect_tries += 1;
     tracing::info!(session = %id, try_number = entry.reconnect_tries, delay_ms = delay.as_millis() as u64, "automatic reconnect scheduled");
     let sid = id.clone();
     myself.send_after(delay, move || SupervisorMsg::Reconnect { id: sid });
-}
-
-/// `base * 2^tries`, capped at `max`.
-pub fn backoff(base: Duration, max: Duration, tries: u32) -> Duration {
-    base.saturating_mul(1u32 << tries.min(20)).min(max)
 }
 
 pub(super) fn reconnect(
@@ -389,20 +371,5 @@ pub(super) fn reconnect(
     match connect(myself, st, id, AttemptKind::Reconnect) {
         Ok(outcome) => tracing::info!(session = %id, outcome = ?outcome, "automatic reconnect"),
         Err(e) => tracing::warn!(session = %id, error = %e, "automatic reconnect failed"),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn backoff_doubles_up_to_the_cap() {
-        let (b, m) = (Duration::from_secs(30), Duration::from_secs(300));
-        assert_eq!(backoff(b, m, 0), Duration::from_secs(30));
-        assert_eq!(backoff(b, m, 1), Duration::from_secs(60));
-        assert_eq!(backoff(b, m, 3), Duration::from_secs(240));
-        assert_eq!(backoff(b, m, 4), Duration::from_secs(300));
-        assert_eq!(backoff(b, m, 40), Duration::from_secs(300));
     }
 }
