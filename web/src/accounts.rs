@@ -3,7 +3,7 @@
 //! a tenant's users may manage their own tenant's API keys.
 
 use crate::auth::routes::UserBody;
-use crate::auth::{check_password_policy, hash_password, Caller};
+use crate::auth::{check_password_policy, Caller};
 use crate::error::ApiError;
 use crate::extract::{AppJson, AppPath};
 use crate::openapi::{Access, Doc, Routes};
@@ -319,7 +319,7 @@ async fn create_user(
 ) -> Result<(StatusCode, Json<UserBody>), ApiError> {
     caller.require_admin()?;
     let username = body.username.trim().to_owned();
-    let valid = (3..=64).contains(&username.len())
+    let valid = (3..=crate::auth::MAX_USERNAME).contains(&username.len())
         && username
             .chars()
             .all(|c| c.is_alphanumeric() || "._-@".contains(c));
@@ -352,7 +352,7 @@ async fn create_user(
     let user = UserRecord {
         id: UserId::generate(),
         username,
-        password_hash: hash_password(body.password).await?,
+        password_hash: state.auth.hash_password(body.password).await?,
         role: body.role,
         tenant,
         created_at: state.auth.now(),

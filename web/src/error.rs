@@ -92,6 +92,9 @@ pub enum ApiError {
     /// The path exists, but not with this method.
     #[error("this method is not allowed on this path")]
     MethodNotAllowed,
+    /// Too much work in flight (password hashes); retry in a second.
+    #[error("busy: try again in a moment")]
+    Busy,
     #[error("service unavailable: {0}")]
     Unavailable(#[source] Cause),
     #[error("internal error")]
@@ -138,6 +141,7 @@ impl ApiError {
             ApiError::TooManyRequests { code, .. } => (StatusCode::TOO_MANY_REQUESTS, code),
             ApiError::PayloadTooLarge => (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large"),
             ApiError::MethodNotAllowed => (StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed"),
+            ApiError::Busy => (StatusCode::SERVICE_UNAVAILABLE, "busy"),
             ApiError::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
             ApiError::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
         }
@@ -164,7 +168,7 @@ impl IntoResponse for ApiError {
             block_until: None,
             proxy: None,
         };
-        let mut retry_after = None;
+        let mut retry_after = matches!(self, ApiError::Busy).then_some(1);
         if let ApiError::TooManyRequests {
             retry_after_secs,
             refusal,

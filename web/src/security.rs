@@ -12,22 +12,52 @@ use tower_http::set_header::SetResponseHeaderLayer;
 pub const CSP: &str = "default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'";
 
 /// Whether `origin` matches `pattern`, where `*` stands for one part of the
-/// host or port (never for a `.`, `:` or `/`).
+/// host or port (never for a `.`, `:` or `/`). In a host whose other labels
+/// are numbers (`192.168.*.*`) a `*` stands for 1 to 3 digits only, so it
+/// cannot match `192.168.evil.com`.
 pub fn origin_matches(pattern: &str, origin: &str) -> bool {
     fn tokens(s: &str) -> Vec<&str> {
         s.split_inclusive(['.', ':', '/']).collect()
     }
+    fn base(t: &str) -> &str {
+        t.trim_end_matches(['.', ':', '/'])
+    }
     let (p, o) = (tokens(pattern), tokens(origin));
+    let host = host_labels(&p);
+    let fixed: Vec<&str> = p[host.clone()]
+        .iter()
+        .map(|t| base(t))
+        .filter(|b| *b != "*")
+        .collect();
+    let numeric_host =
+        !fixed.is_empty() && fixed.iter().all(|b| b.bytes().all(|c| c.is_ascii_digit()));
+    let wildcard_fits = |i: usize, ob: &str| {
+        !ob.is_empty()
+            && (!numeric_host
+                || !host.contains(&i)
+                || ob.len() <= 3 && ob.bytes().all(|c| c.is_ascii_digit()))
+    };
     p.len() == o.len()
-        && p.iter().zip(&o).all(|(p, o)| {
-            let (pb, ob) = (
-                p.trim_end_matches(['.', ':', '/']),
-                o.trim_end_matches(['.', ':', '/']),
-            );
-            p.ends_with(['.', ':', '/']) == o.ends_with(['.', ':', '/'])
-                && p.chars().last() == o.chars().last()
-                && (pb == "*" && !ob.is_empty() || pb == ob)
+        && p.iter().zip(&o).enumerate().all(|(i, (p, o))| {
+            let (pb, ob) = (base(p), base(o));
+            // The same separator after the part (or none), and the part
+            // itself equal or matched by `*`.
+            p[pb.len()..] == o[ob.len()..] && (pb == "*" && wildcard_fits(i, ob) || pb == ob)
         })
+}
+
+/// The indexes of the host's labels among an origin's tokens: after
+/// `scheme://`, up to the one before `:port` or a `/`.
+fn host_labels(tokens: &[&str]) -> std::ops::Range<usize> {
+    let start = tokens
+        .windows(2)
+        .position(|w| w == ["/", "/"])
+        .map_or(0, |i| i + 2);
+    let end = tokens[start.min(tokens.len())..]
+        .iter()
+        .position(|t| t.ends_with([':', '/']))
+        .map_or(tokens.len(), |i| start + i + 1);
+    start..end.max(start)
 }
 
 pub fn apply(router: Router, cors_origins: &[String]) -> Router {
@@ -93,6 +123,19 @@ mod tests {
         assert!(!origin_matches(
             "https://*.example.com",
             "https://example.com"
+        ));
+    }
+
+    #[test]
+    fn a_wildcard_among_numbers_matches_numbers_only() {
+        let p = "http://192.168.*.*:5000";
+        assert!(!origin_matches(p, "http://192.168.evil.com:5000"));
+        assert!(!origin_matches(p, "http://192.168.1.1000:5000"));
+        assert!(origin_matches(p, "http://192.168.10.200:5000"));
+        assert!(origin_matches("http://*.*.0.1:*", "http://10.20.0.1:12345"));
+        assert!(origin_matches(
+            "https://*.example.com:*",
+            "https://a.example.com:8443"
         ));
     }
 }

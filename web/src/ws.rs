@@ -37,10 +37,13 @@ use utoipa::{IntoParams, ToSchema};
 pub const SEND_TIMEOUT: Duration = Duration::from_secs(10);
 const PING_EVERY: Duration = Duration::from_secs(20);
 
+/// The WebSocket's path: the one route that takes `?token=` or `?api_key=`.
+pub const WS_PATH: &str = "/api/v1/ws";
+
 pub fn routes() -> Routes {
     Routes::new()
         .route(
-            "/api/v1/ws",
+            WS_PATH,
             get(upgrade),
             vec![Doc::new(
                 "GET",

@@ -95,6 +95,11 @@ pub(crate) fn credential(parts: &Parts) -> Option<(bool, String)> {
     if let Some(k) = header("x-api-key") {
         return Some((false, k.to_owned()));
     }
+    // In a query string a credential lands in proxy and access logs: only
+    // the WebSocket handshake, which a browser cannot give headers, may.
+    if parts.uri.path() != crate::ws::WS_PATH {
+        return None;
+    }
     let query = parts.uri.query()?;
     query.split('&').find_map(|pair| {
         let (k, v) = pair.split_once('=')?;

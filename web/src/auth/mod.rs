@@ -2,7 +2,9 @@
 //! an issuer, an expiry, a `jti` that logout revokes (persisted, so a
 //! restart does not resurrect it) and a password version that a password
 //! change bumps (so older tokens die); and per-tenant API keys, stored as
-//! their SHA-256. Login throttling lives in [`throttle`].
+//! their SHA-256. Login throttling lives in [`throttle`]. Password hashes
+//! (19 MiB and most of a core each) run a few at a time: past
+//! [`Auth::hashing_limit`] at once a request is answered 503 `busy`.
 
 mod caller;
 pub mod routes;
@@ -21,6 +23,7 @@ use jsonwebtoken::{decode, encode, Algorithm, DecodingKey, EncodingKey, Header, 
 use rand::Rng;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -52,7 +55,15 @@ pub struct Auth {
     /// A real argon2id hash of a random string, checked when a login names
     /// no user, so timing does not tell which part was wrong.
     pub(crate) dummy_hash: String,
+    /// One permit per password hash running now.
+    hashing: Arc<tokio::sync::Semaphore>,
+    hashing_limit: usize,
+    hashing_peak: AtomicUsize,
 }
+
+/// The most characters a username has (creation enforces it; login and
+/// its throttle keys and logs refuse longer ones before any work).
+pub const MAX_USERNAME: usize = 64;
 
 /// Random URL-safe characters (passwords, API keys, secrets).
 pub fn random_token(len: usize) -> String {
@@ -80,27 +91,15 @@ pub fn hash_password_sync(password: &str) -> Result<String, String> {
     Ok(hash.to_string())
 }
 
-/// argon2id with a random salt. CPU-heavy: runs on the blocking pool.
-pub async fn hash_password(password: String) -> Result<String, ApiError> {
-    tokio::task::spawn_blocking(move || hash_password_sync(&password))
-        .await
-        .map_err(ApiError::internal)?
-        .map_err(ApiError::internal)
-}
-
-/// Checks a password against its PHC string on the blocking pool.
-pub async fn verify_password(password: String, hash: String) -> bool {
-    tokio::task::spawn_blocking(move || {
-        PasswordHash::new(&hash)
-            .map(|parsed| {
-                Argon2::default()
-                    .verify_password(password.as_bytes(), &parsed)
-                    .is_ok()
-            })
-            .unwrap_or(false)
-    })
-    .await
-    .unwrap_or(false)
+/// Whether `password` matches its PHC string, on this thread.
+fn verify_password_sync(password: &str, hash: &str) -> bool {
+    PasswordHash::new(hash)
+        .map(|parsed| {
+            Argon2::default()
+                .verify_password(password.as_bytes(), &parsed)
+                .is_ok()
+        })
+        .unwrap_or(false)
 }
 
 /// The minimum a password must be.
@@ -121,6 +120,7 @@ impl Auth {
         secret: &[u8],
         token_ttl: Duration,
     ) -> Self {
+        let hashing_limit = 2 * std::thread::available_parallelism().map_or(1, |n| n.get());
         Self {
             store,
             clock: clock.clone(),
@@ -129,7 +129,56 @@ impl Auth {
             token_ttl,
             throttle: throttle::Throttle::new(clock, 5, Duration::from_secs(15 * 60)),
             dummy_hash: hash_password_sync(&random_token(24)).unwrap_or_default(),
+            hashing: Arc::new(tokio::sync::Semaphore::new(hashing_limit)),
+            hashing_limit,
+            hashing_peak: AtomicUsize::new(0),
         }
+    }
+
+    /// How many password hashes may run at once: two per core.
+    pub fn hashing_limit(&self) -> usize {
+        self.hashing_limit
+    }
+
+    /// The most password hashes that ran at once since the start.
+    pub fn hashing_peak(&self) -> usize {
+        self.hashing_peak.load(Ordering::Relaxed)
+    }
+
+    /// Runs `work` (an argon2 hash) on the blocking pool if a slot is free,
+    /// else answers 503 `busy`. The slot is held until the hash ends, even
+    /// if the request that asked is gone.
+    async fn hashing<T: Send + 'static>(
+        &self,
+        work: impl FnOnce() -> T + Send + 'static,
+    ) -> Result<T, ApiError> {
+        let permit = self
+            .hashing
+            .clone()
+            .try_acquire_owned()
+            .map_err(|_| ApiError::Busy)?;
+        let running = self.hashing_limit - self.hashing.available_permits();
+        self.hashing_peak.fetch_max(running, Ordering::Relaxed);
+        let result = tokio::task::spawn_blocking(move || {
+            let out = work();
+            drop(permit);
+            out
+        })
+        .await?;
+        Ok(result)
+    }
+
+    /// argon2id with a random salt.
+    pub async fn hash_password(&self, password: String) -> Result<String, ApiError> {
+        self.hashing(move || hash_password_sync(&password))
+            .await?
+            .map_err(ApiError::internal)
+    }
+
+    /// Whether `password` matches `hash`.
+    pub async fn verify_password(&self, password: String, hash: String) -> Result<bool, ApiError> {
+        self.hashing(move || verify_password_sync(&password, &hash))
+            .await
     }
 
     /// The accounts (tenants, users, keys) behind authentication.

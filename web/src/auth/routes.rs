@@ -2,7 +2,7 @@
 //! logout (revokes the token for good), change-password (older tokens die),
 //! me.
 
-use super::{check_password_policy, hash_password, verify_password, Caller};
+use super::{check_password_policy, Caller, MAX_USERNAME};
 use crate::error::ApiError;
 use crate::extract::AppJson;
 use crate::openapi::{Access, Doc, Routes};
@@ -17,6 +17,7 @@ use centinela_actors::store::{Role, UserRecord};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use std::net::SocketAddr;
+use std::time::Duration;
 use utoipa::ToSchema;
 
 pub fn routes() -> Routes {
@@ -181,6 +182,16 @@ fn client_ip(peer: Option<ConnectInfo<SocketAddr>>) -> String {
         .unwrap_or_else(|| "unknown".into())
 }
 
+/// Refused by the throttle: retry after `wait`.
+fn too_many_attempts(wait: Duration) -> ApiError {
+    ApiError::TooManyRequests {
+        code: "too_many_attempts",
+        message: "too many failed attempts; try again later".into(),
+        retry_after_secs: wait.as_secs().max(1),
+        refusal: None,
+    }
+}
+
 async fn login(
     State(state): State<AppState>,
     peer: Result<ConnectInfo<SocketAddr>, axum::extract::rejection::ExtensionRejection>,
@@ -194,32 +205,27 @@ async fn login(
         .ok_or_else(|| {
             ApiError::bad_request("missing_field", "username (or usuario) is required")
         })?;
+    if username.chars().count() > MAX_USERNAME {
+        return Err(ApiError::bad_request(
+            "invalid_username",
+            format!("usernames have at most {MAX_USERNAME} characters"),
+        ));
+    }
     let auth = &state.auth;
     let user_key = format!("user:{}", username.to_lowercase());
     let keys = [user_key.clone(), format!("ip:{}", client_ip(peer))];
-    if let Some(wait) = auth.throttle.blocked(&keys) {
-        return Err(ApiError::TooManyRequests {
-            code: "too_many_attempts",
-            message: "too many failed logins; try again later".into(),
-            retry_after_secs: wait.as_secs().max(1),
-            refusal: None,
-        });
-    }
+    let attempt = auth.throttle.attempt(&keys).map_err(too_many_attempts)?;
     let user = auth.accounts().user_by_name(&username)?;
-    let ok = match &user {
-        Some(u) => verify_password(body.password, u.password_hash.clone()).await,
-        None => {
-            // Same work either way, so timing does not reveal which part was wrong.
-            let _ = verify_password(body.password, auth.dummy_hash.clone()).await;
-            false
-        }
-    };
+    // Same work either way, so timing does not reveal which part was wrong.
+    let hash = user
+        .as_ref()
+        .map_or_else(|| auth.dummy_hash.clone(), |u| u.password_hash.clone());
+    let ok = auth.verify_password(body.password, hash).await? && user.is_some();
     let Some(user) = user.filter(|_| ok) else {
-        auth.throttle.fail(&keys);
         tracing::warn!(username = %username, "login failed");
         return Err(ApiError::InvalidCredentials);
     };
-    auth.throttle.succeed(&user_key);
+    attempt.succeeded(&user_key);
     let (token, expires_at) = auth.issue(&user)?;
     tracing::info!(username = %user.username, "login");
     Ok(Json(LoginReply {
@@ -306,10 +312,19 @@ async fn change_password(
         .accounts()
         .user(&id)?
         .ok_or_else(ApiError::unauthorized)?;
-    if !verify_password(body.current_password, user.password_hash.clone()).await {
+    let key = format!("password:{id}");
+    let attempt = auth
+        .throttle
+        .attempt(std::slice::from_ref(&key))
+        .map_err(too_many_attempts)?;
+    let right = auth
+        .verify_password(body.current_password, user.password_hash.clone())
+        .await?;
+    if !right {
         return Err(ApiError::InvalidCredentials);
     }
-    user.password_hash = hash_password(body.new_password).await?;
+    attempt.succeeded(&key);
+    user.password_hash = auth.hash_password(body.new_password).await?;
     user.password_version += 1;
     auth.accounts().update_user(&user)?;
     let (token, expires_at) = auth.issue(&user)?;
