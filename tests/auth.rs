@@ -7,7 +7,7 @@ mod common;
 
 use centinela_actors::clock::{ManualClock, SharedClock, Timestamp};
 use centinela_actors::engine::scripted::ScriptedEngine;
-use common::api::{api_config, start_api, Cred, ADMIN, ADMIN_PASSWORD};
+use common::api::{api_config, start_api, Cred, Ws, ADMIN, ADMIN_PASSWORD};
 use serde_json::json;
 use std::sync::Arc;
 use std::time::Duration;
@@ -616,5 +616,70 @@ async fn deleting_a_tenant_stops_and_deletes_its_sessions_first() {
         401,
         "its keys are gone"
     );
+    s.server.shutdown().await.expect("shutdown");
+}
+
+/// An open WebSocket streams message text: it closes (4001, with the
+/// reason) as soon as its credential stops working — a logout, a revoked
+/// API key, a deleted user, an expired token — not only at the handshake.
+#[tokio::test]
+async fn an_open_websocket_closes_when_its_credential_stops_working() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut config = api_config(dir.path());
+    config.auth.token_ttl = Duration::from_secs(3);
+    // The clock stands still (in the future, as the JWT library checks exp
+    // against the system time too), so only the socket's own expiry timer (real
+    // time, from the token's exp) ends a token: the admin's stays valid.
+    let clock: SharedClock = Arc::new(ManualClock::new(Timestamp::from_millis(1_900_000_000_000)));
+    let s = start_api(config, ScriptedEngine::new(), Some(clock)).await;
+    let admin = s.api.login(ADMIN, ADMIN_PASSWORD).await;
+    let (token, key) = s.api.tenant_with_user(&admin, "clinic").await;
+
+    let mut by_token = Ws::connect(&s.api.base, &format!("token={token}")).await;
+    let mut by_key = Ws::connect(&s.api.base, &format!("api_key={key}")).await;
+    let r = s
+        .api
+        .call("POST", "/auth/logout", Cred::Token(&token), None)
+        .await;
+    assert_eq!(r.status, 200);
+    assert_eq!(
+        by_token.closed().await,
+        (4001, "credentials revoked".to_owned()),
+        "after a logout"
+    );
+
+    let list = s
+        .api
+        .call(
+            "GET",
+            "/api/v1/tenants/clinic/api-keys",
+            Cred::Token(&admin),
+            None,
+        )
+        .await;
+    let id = list.body["api_keys"][0]["id"]
+        .as_str()
+        .expect("id")
+        .to_owned();
+    let r = s
+        .api
+        .call(
+            "DELETE",
+            &format!("/api/v1/tenants/clinic/api-keys/{id}"),
+            Cred::Token(&admin),
+            None,
+        )
+        .await;
+    assert_eq!(r.status, 204);
+    assert_eq!(
+        by_key.closed().await,
+        (4001, "credentials revoked".to_owned()),
+        "after the key is revoked"
+    );
+
+    // A token nobody revokes still ends at its expiry (3 s here).
+    let fresh = s.api.login(ADMIN, ADMIN_PASSWORD).await;
+    let mut expiring = Ws::connect(&s.api.base, &format!("token={fresh}")).await;
+    assert_eq!(expiring.closed().await, (4001, "token expired".to_owned()));
     s.server.shutdown().await.expect("shutdown");
 }

@@ -271,6 +271,27 @@ impl Ws {
         }
     }
 
+    /// Reads on (skipping events) until the server closes the socket;
+    /// returns the close frame's code and reason.
+    pub async fn closed(&mut self) -> (u16, String) {
+        use futures::StreamExt;
+        use tokio_tungstenite::tungstenite::Message;
+        let deadline = tokio::time::Instant::now() + super::WAIT;
+        loop {
+            let msg = tokio::time::timeout_at(deadline, self.stream.next())
+                .await
+                .expect("closed within the wait");
+            match msg {
+                Some(Ok(Message::Close(Some(frame)))) => {
+                    return (frame.code.into(), frame.reason.to_string())
+                }
+                Some(Ok(Message::Close(None))) | None => return (1005, String::new()),
+                Some(Err(e)) => panic!("socket error before a close frame: {e}"),
+                Some(Ok(_)) => {}
+            }
+        }
+    }
+
     /// Waits for session `id` to reach `state`.
     pub async fn until_state(&mut self, id: &str, state: &str) -> Value {
         self.next(|v| {

@@ -234,6 +234,7 @@ async fn delete_tenant(
     let tenant = existing_tenant(&state, &caller, &id)?;
     state.supervisor.delete_tenant(tenant.id.clone()).await?;
     state.data.delete_tenant(&tenant.id)?;
+    state.auth.credentials_changed();
     tracing::info!(tenant = %tenant.id, by = %caller.name(), "tenant deleted");
     Ok(StatusCode::NO_CONTENT)
 }
@@ -298,6 +299,7 @@ async fn revoke_key(
     if !found {
         return Err(ApiError::NotFound(format!("api key {key} not found")));
     }
+    state.auth.credentials_changed();
     tracing::info!(tenant = %tenant.id, key, by = %caller.name(), "api key revoked");
     Ok(StatusCode::NO_CONTENT)
 }
@@ -408,6 +410,7 @@ async fn delete_user(
     if !state.data.delete_user(&id)? {
         return Err(ApiError::NotFound(format!("user {id} not found")));
     }
+    state.auth.credentials_changed();
     tracing::info!(user = %id, by = %caller.name(), "user deleted");
     Ok(StatusCode::NO_CONTENT)
 }

@@ -4,6 +4,10 @@
 //! everything and, with `?logs=1`, the supervisor log stream (filterable by
 //! `log_level` and `log_tenant`).
 //!
+//! The credential is checked again whenever one may have stopped working
+//! (a logout, a password change, a user, key or tenant deleted) and when a
+//! token expires: the socket is then closed with code 4001 and the reason.
+//!
 //! Each client has its own reader of the hub's broadcast: a client that
 //! reads too slowly falls behind, gets `{"type":"resync"}` and skips ahead;
 //! one whose socket stays blocked past [`SEND_TIMEOUT`] is dropped. Neither
@@ -147,23 +151,88 @@ impl Filter {
     }
 }
 
+/// The close code for a credential that stopped working.
+pub const CLOSE_REVOKED: u16 = 4001;
+
+/// How a client's credential is kept honest while its socket is open.
+pub struct Guard {
+    /// Changes when some credential may have stopped working.
+    pub changes: tokio::sync::watch::Receiver<u64>,
+    /// Whether this client's credential still works.
+    pub still_valid: Box<dyn Fn() -> bool + Send>,
+    /// When its token expires (API keys do not).
+    pub expires: Option<Instant>,
+}
+
+impl Guard {
+    /// Completes with the reason to close, once there is one.
+    async fn revoked(&mut self) -> &'static str {
+        let expiry = async {
+            match self.expires {
+                Some(at) => tokio::time::sleep_until(at).await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::pin!(expiry);
+        loop {
+            tokio::select! {
+                () = &mut expiry => return "token expired",
+                changed = self.changes.changed() => {
+                    if changed.is_err() {
+                        // No more changes can come; only expiry is left.
+                        (&mut expiry).await;
+                        return "token expired";
+                    }
+                    if !(self.still_valid)() {
+                        return "credentials revoked";
+                    }
+                }
+            }
+        }
+    }
+}
+
 async fn upgrade(
     ws: WebSocketUpgrade,
     State(state): State<AppState>,
     caller: Caller,
+    headers: axum::http::HeaderMap,
+    uri: axum::http::Uri,
     AppQuery(q): AppQuery<WsQuery>,
 ) -> Result<Response, ApiError> {
     let filter = Filter::new(&caller, &q)?;
+    let (bearer, secret) =
+        crate::auth::credential_of(&headers, &uri).ok_or_else(ApiError::unauthorized)?;
+    let auth = state.auth.clone();
+    let expires = match &caller {
+        Caller::User { exp, .. } => {
+            let left = (exp * 1000 - auth.now().as_millis()).max(0);
+            Some(Instant::now() + Duration::from_millis(left.unsigned_abs()))
+        }
+        Caller::ApiKey { .. } => None,
+    };
+    let guard = Guard {
+        changes: auth.watch_credentials(),
+        still_valid: Box::new(move || auth.still_valid(bearer, &secret)),
+        expires,
+    };
     let rx = state.hub.subscribe();
     let stats = state.hub.stats.clone();
     let shutdown = state.shutdown.clone();
-    Ok(ws.on_upgrade(move |socket: WebSocket| async move {
-        stats.clients.fetch_add(1, Ordering::Relaxed);
-        let (sink, stream) = socket.split();
-        serve_client(sink, stream, rx, filter, PING_EVERY, shutdown).await;
-        stats.clients.fetch_sub(1, Ordering::Relaxed);
-    }))
+    Ok(ws
+        .max_message_size(MAX_INCOMING)
+        .max_frame_size(MAX_INCOMING)
+        .on_upgrade(move |socket: WebSocket| async move {
+            stats.clients.fetch_add(1, Ordering::Relaxed);
+            let (sink, stream) = socket.split();
+            serve_client(sink, stream, rx, filter, guard, PING_EVERY, shutdown).await;
+            stats.clients.fetch_sub(1, Ordering::Relaxed);
+        }))
 }
+
+/// The largest frame or message a client may send (it only needs pongs
+/// and close frames): 64 KiB.
+pub const MAX_INCOMING: usize = 64 * 1024;
 
 async fn send<S: Sink<Message> + Unpin>(sink: &mut S, text: String) -> bool {
     matches!(
@@ -184,6 +253,7 @@ pub async fn serve_client<Si, St, E>(
     mut stream: St,
     mut rx: broadcast::Receiver<Arc<HubEvent>>,
     filter: Filter,
+    mut guard: Guard,
     ping_every: Duration,
     mut shutdown: tokio::sync::watch::Receiver<bool>,
 ) where
@@ -199,6 +269,14 @@ pub async fn serve_client<Si, St, E>(
     loop {
         tokio::select! {
             _ = stopped(&mut shutdown) => break,
+            reason = guard.revoked() => {
+                let close = Message::Close(Some(axum::extract::ws::CloseFrame {
+                    code: CLOSE_REVOKED,
+                    reason: reason.into(),
+                }));
+                let _ = tokio::time::timeout(SEND_TIMEOUT, sink.send(close)).await;
+                return;
+            }
             ev = rx.recv() => {
                 let text = match ev {
                     Ok(e) if filter.allows(&e) => e.json.clone(),

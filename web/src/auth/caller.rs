@@ -79,9 +79,16 @@ impl Caller {
 /// The credential in the request: a bearer token (header, or `?token=` for
 /// WebSocket handshakes, which browsers cannot give headers) or an API key.
 pub(crate) fn credential(parts: &Parts) -> Option<(bool, String)> {
+    credential_of(&parts.headers, &parts.uri)
+}
+
+/// [`credential`] from a request's headers and URI.
+pub(crate) fn credential_of(
+    headers: &axum::http::HeaderMap,
+    uri: &axum::http::Uri,
+) -> Option<(bool, String)> {
     let header = |name: &str| {
-        parts
-            .headers
+        headers
             .get(name)
             .and_then(|v| v.to_str().ok())
             .map(str::trim)
@@ -97,10 +104,10 @@ pub(crate) fn credential(parts: &Parts) -> Option<(bool, String)> {
     }
     // In a query string a credential lands in proxy and access logs: only
     // the WebSocket handshake, which a browser cannot give headers, may.
-    if parts.uri.path() != crate::ws::WS_PATH {
+    if uri.path() != crate::ws::WS_PATH {
         return None;
     }
-    let query = parts.uri.query()?;
+    let query = uri.query()?;
     query.split('&').find_map(|pair| {
         let (k, v) = pair.split_once('=')?;
         match k {

@@ -10,6 +10,7 @@ mod caller;
 pub mod routes;
 pub mod throttle;
 
+pub(crate) use caller::credential_of;
 pub use caller::Caller;
 
 use crate::error::ApiError;
@@ -55,6 +56,10 @@ pub struct Auth {
     /// A real argon2id hash of a random string, checked when a login names
     /// no user, so timing does not tell which part was wrong.
     pub(crate) dummy_hash: String,
+    /// Bumped whenever a credential may have stopped working (a logout, a
+    /// password change, a user, key or tenant deleted): open WebSockets
+    /// check theirs again.
+    changes: tokio::sync::watch::Sender<u64>,
     /// One permit per password hash running now.
     hashing: Arc<tokio::sync::Semaphore>,
     hashing_limit: usize,
@@ -129,9 +134,29 @@ impl Auth {
             token_ttl,
             throttle: throttle::Throttle::new(clock, 5, Duration::from_secs(15 * 60)),
             dummy_hash: hash_password_sync(&random_token(24)).unwrap_or_default(),
+            changes: tokio::sync::watch::Sender::new(0),
             hashing: Arc::new(tokio::sync::Semaphore::new(hashing_limit)),
             hashing_limit,
             hashing_peak: AtomicUsize::new(0),
+        }
+    }
+
+    /// Says that some credential may have stopped working.
+    pub fn credentials_changed(&self) {
+        self.changes.send_modify(|n| *n = n.wrapping_add(1));
+    }
+
+    /// Changes whenever [`Auth::credentials_changed`] is called.
+    pub fn watch_credentials(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.changes.subscribe()
+    }
+
+    /// Whether a credential (a bearer token, else an API key) still works.
+    pub fn still_valid(&self, bearer: bool, secret: &str) -> bool {
+        if bearer {
+            self.verify_token(secret).is_ok()
+        } else {
+            self.verify_api_key(secret).is_ok()
         }
     }
 

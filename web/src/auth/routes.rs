@@ -287,6 +287,7 @@ async fn logout(State(state): State<AppState>, caller: Caller) -> Result<Json<Do
     let auth = &state.auth;
     auth.accounts()
         .revoke_token(&jti, Timestamp::from_millis(exp * 1000), auth.now())?;
+    auth.credentials_changed();
     tracing::info!(username = %username, "logout");
     Ok(Json(Done { success: true }))
 }
@@ -327,6 +328,7 @@ async fn change_password(
     user.password_hash = auth.hash_password(body.new_password).await?;
     user.password_version += 1;
     auth.accounts().update_user(&user)?;
+    auth.credentials_changed();
     let (token, expires_at) = auth.issue(&user)?;
     tracing::info!(username = %user.username, "password changed");
     Ok(Json(TokenReply {
