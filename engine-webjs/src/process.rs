@@ -242,21 +242,44 @@ mod tests {
         assert!(!pids.iter().any(|p| is_alive(*p)), "all killed");
     }
 
+    /// Gone, a zombie, or with SIGKILL already pending (`/proc/PID/status`
+    /// `SigPnd`/`ShdPnd`, bit 9): what a process is the moment it was killed.
+    fn dead_or_killed(pid: u32) -> bool {
+        let Ok(status) = std::fs::read_to_string(format!("/proc/{pid}/status")) else {
+            return true;
+        };
+        status.lines().any(|l| {
+            let (key, value) = l.split_once(':').unwrap_or_default();
+            let value = value.trim();
+            match key {
+                "State" => value.starts_with('Z') || value.starts_with('X'),
+                "SigPnd" | "ShdPnd" => {
+                    u64::from_str_radix(value, 16).is_ok_and(|m| m & (1 << 8) != 0)
+                }
+                _ => false,
+            }
+        })
+    }
+
     #[tokio::test]
     async fn on_a_runtime_a_sweep_from_a_drop_kills_at_once_and_finishes_off_the_runtime() {
         let profile = tempfile::tempdir().expect("tempdir");
         let (mut child, pids) = a_process_tree();
         sweep_from_drop(Some(child.id()), Vec::new(), profile.path().to_path_buf());
-        // Killed before it returned: the shell is already dead (or dying).
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-        while child.try_wait().expect("try_wait").is_none() {
-            assert!(std::time::Instant::now() < deadline, "the shell still runs");
-            std::thread::sleep(std::time::Duration::from_millis(5));
-        }
-        while pids.iter().any(|p| is_alive(*p)) {
-            assert!(std::time::Instant::now() < deadline, "children still run");
-            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-        }
+        // Killed before it returned: every process is dead or has SIGKILL pending.
+        let left: Vec<u32> = pids
+            .iter()
+            .copied()
+            .filter(|p| !dead_or_killed(*p))
+            .collect();
+        assert!(left.is_empty(), "not killed yet: {left:?}");
+        let reaped = tokio::task::spawn_blocking(move || child.wait());
+        let status = tokio::time::timeout(std::time::Duration::from_secs(10), reaped)
+            .await
+            .expect("the shell ends within the wait")
+            .expect("join")
+            .expect("wait");
+        assert!(!status.success(), "killed, not finished: {status}");
     }
 }
 

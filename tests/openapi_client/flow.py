@@ -5,6 +5,11 @@ wait for READY, send a text and read its status back, and read a typed
 error. Every answer is parsed into the generated models, so a document
 that drifts from what the server sends fails here.
 
+Waiting is the harness's job (`tests/openapi_client.rs`), which follows
+the server's WebSocket: the flow prints `wait state SESSION STATE` or
+`wait message MESSAGE` (sent, or further) and reads `came` once the event has come (the
+harness fails the test if it does not). Nothing here sleeps or polls.
+
 Usage: python flow.py BASE_URL ADMIN_PASSWORD WORK_DIR
 Prints "flow passed" at the end; any failure raises.
 """
@@ -12,14 +17,11 @@ Prints "flow passed" at the end; any failure raises.
 import importlib
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import httpx
 
 BASE, PASSWORD, WORK = sys.argv[1], sys.argv[2], Path(sys.argv[3])
-# Generous: CI shares two cores with the browser this flow starts.
-DEADLINE_SECONDS = 120
 PHONE = "5491122334455"
 
 
@@ -61,16 +63,11 @@ def api(module):
     return importlib.import_module(f"centinela_client.api.{module}")
 
 
-def until(what, probe):
-    """Calls `probe` until it returns something truthy, or fails after the deadline."""
-    end = time.monotonic() + DEADLINE_SECONDS
-    last = None
-    while time.monotonic() < end:
-        last = probe()
-        if last:
-            return last
-        time.sleep(0.2)
-    raise AssertionError(f"{what} not reached within {DEADLINE_SECONDS} s; last: {last!r}")
+def wait(*event):
+    """Asks the harness to wait for `event` on the WebSocket; returns once it came."""
+    print("wait " + " ".join(event), flush=True)
+    answer = sys.stdin.readline().strip()
+    assert answer == "came", f"{' '.join(event)}: {answer or 'no answer'}"
 
 
 def main():
@@ -125,20 +122,21 @@ def main():
 
     get_session = api("sessions.get_api_v1_sessions_id")
 
-    def state_is(name):
+    def in_state(name):
+        wait("state", sid, name)
         s = get_session.sync(sid, client=client)
-        assert isinstance(s, SessionBody), s
-        return s if s.state == name else None
+        assert isinstance(s, SessionBody) and s.state == name, s
+        return s
 
     step("wait for the QR and read it")
-    until("QR", lambda: state_is("QR"))
+    in_state("QR")
     qr = api("sessions.get_api_v1_sessions_id_qr").sync(sid, client=client)
     assert isinstance(qr, QrBody) and qr.qr.count(",") >= 3, qr
 
     step("link it on the demo phone")
     scan = httpx.post(f"{BASE}/sim/scan", json={"qr": qr.qr, "phone": PHONE}, timeout=30)
     assert scan.status_code == 200, scan.text
-    ready = until("READY", lambda: state_is("READY"))
+    ready = in_state("READY")
     assert ready.phone == PHONE, ready
 
     step("send a text and read its status")
@@ -148,13 +146,10 @@ def main():
     assert isinstance(sent, MessageBody) and sent.status.value == "queued", sent
     get_message = api("messages.get_api_v1_sessions_id_messages_mid")
 
-    def delivered():
-        m = get_message.sync(sid, sent.id, client=client)
-        assert isinstance(m, MessageBody), m
-        assert m.status.value != "failed", m
-        return m if m.status.value in ("sent", "delivered", "read") else None
-
-    until("sent", delivered)
+    wait("message", sent.id)
+    m = get_message.sync(sid, sent.id, client=client)
+    assert isinstance(m, MessageBody), m
+    assert m.status.value in ("sent", "delivered", "read"), m
     page = api("messages.get_api_v1_sessions_id_messages").sync(sid, client=client, limit=10)
     assert isinstance(page, MessageList) and page.messages[0].id == sent.id, page
 
@@ -168,7 +163,7 @@ def main():
     step("disconnect")
     stopped = api("sessions.post_api_v1_sessions_id_disconnect").sync(sid, client=client)
     assert isinstance(stopped, SessionBody), stopped
-    until("DISCONNECTED", lambda: state_is("DISCONNECTED"))
+    in_state("DISCONNECTED")
     print("flow passed", flush=True)
 
 

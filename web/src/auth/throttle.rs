@@ -59,8 +59,10 @@ impl Throttle {
             .max()
     }
 
-    /// `Some(wait)` when any of `keys` is throttled now.
-    pub fn blocked(&self, keys: &[String]) -> Option<Duration> {
+    /// `Some(wait)` when any of `keys` is throttled now (what the tests
+    /// read; requests go through [`Throttle::attempt`]).
+    #[cfg(test)]
+    fn blocked(&self, keys: &[String]) -> Option<Duration> {
         let now = self.clock.now();
         self.wait(&mut self.counts(), keys, now)
     }
