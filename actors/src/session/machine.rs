@@ -103,8 +103,9 @@ impl Scan {
     }
 }
 
-/// The machine's whole state: what clients see, and what only the machine
-/// remembers. The actor holds it and hands it back to [`next`] unread.
+/// The machine's whole state: what clients see (`state`), and what only the
+/// machine remembers. The actor reads `state` and hands the whole back to
+/// [`next`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Machine {
     pub state: SessionState,
