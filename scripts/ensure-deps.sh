@@ -55,3 +55,9 @@ if [ ! -x "$client_dir/.venv/bin/openapi-python-client" ]; then
   python3 -m venv "$client_dir/.venv"
   "$client_dir/.venv/bin/pip" install --quiet --disable-pip-version-check -r "$client_dir/requirements.txt"
 fi
+
+# Debian's nginx, for the reverse-proxy test (tests/reverse_proxy.rs runs the
+# README's recipe in front of the service; it starts its own nginx).
+if ! command -v nginx >/dev/null 2>&1 && [ ! -x /usr/sbin/nginx ]; then
+  apt_install "nginx" nginx
+fi

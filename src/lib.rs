@@ -17,7 +17,7 @@ use centinela_actors::session::actor::SessionEnv;
 use centinela_actors::store::{AccountRepo, Store, StoreError};
 use centinela_actors::supervisor::{Supervisor, SupervisorArgs};
 use centinela_engine_webjs::{WebjsConfig, WebjsEngine};
-use centinela_web::sim::tls::{TlsError, TlsListener};
+use centinela_web::serve::{Limits, TlsError};
 use centinela_web::sim::{SimOptions, Simulator};
 use std::future::Future;
 use std::sync::Arc;
@@ -39,7 +39,7 @@ pub enum RunError {
     Http(#[from] std::io::Error),
     #[error("first-start set-up failed: {0}")]
     Bootstrap(#[from] bootstrap::BootstrapError),
-    #[error("simulator TLS: {0}")]
+    #[error("TLS: {0}")]
     Tls(#[from] TlsError),
 }
 
@@ -151,6 +151,12 @@ impl Running {
         services: Services,
         listener: TcpListener,
     ) -> Result<Running, RunError> {
+        // A certificate that cannot be read stops the start before anything
+        // else happens.
+        let tls = match (&config.server.tls_cert, &config.server.tls_key) {
+            (Some(cert), Some(key)) => Some(centinela_web::serve::tls_from_pem(cert, key)?),
+            _ => None,
+        };
         let (store, secret) = open_store(&config, &services.admin, &services.clock)?;
         let bus = Bus::default();
         // Subscribed before the supervisor starts: the log stream has its
@@ -175,7 +181,7 @@ impl Running {
             }
             None => (app, None),
         };
-        let serve = serve_http(listener, app, &wired.stop, &config)?;
+        let serve = serve_http(listener, app, tls, &wired.stop, &config)?;
         Ok(Running {
             serve,
             stop_tx: wired.stop,
@@ -302,22 +308,29 @@ fn mount_simulator(
 fn serve_http(
     listener: TcpListener,
     app: axum::Router,
+    tls: Option<centinela_web::serve::TlsAcceptor>,
     stop: &tokio::sync::watch::Sender<bool>,
     config: &Config,
 ) -> Result<tokio::task::JoinHandle<std::io::Result<()>>, RunError> {
-    tracing::info!(listen = %listener.local_addr()?, data_dir = %config.storage.data_dir.display(), "centinela serving");
+    tracing::info!(
+        listen = %listener.local_addr()?,
+        tls = tls.is_some(),
+        data_dir = %config.storage.data_dir.display(),
+        "centinela serving"
+    );
     let signal = {
         let mut rx = stop.subscribe();
         async move {
             let _ = rx.wait_for(|stop| *stop).await;
         }
     };
-    let server = axum::serve(
-        listener,
-        app.into_make_service_with_connect_info::<std::net::SocketAddr>(),
-    )
-    .with_graceful_shutdown(signal);
-    Ok(tokio::spawn(async move { server.await }))
+    let limits = Limits {
+        header_timeout: config.server.header_timeout,
+        max_connections: config.server.max_connections,
+    };
+    Ok(tokio::spawn(centinela_web::serve::serve(
+        listener, app, tls, limits, signal,
+    )))
 }
 
 /// Aborts a background task when dropped (the simulator's QR rotation).
@@ -343,17 +356,19 @@ pub async fn run_simulator(
     let _rotation = AbortOnDrop(sim.spawn_rotation());
     let addr = listener.local_addr()?;
     let app = centinela_web::sim::router_with(sim, tls);
-    if tls {
-        let listener = TlsListener::new(listener)?;
-        tracing::info!(listen = %addr, "simulator serving HTTPS at / and /sim/wa/");
-        return axum::serve(listener, app)
-            .with_graceful_shutdown(shutdown)
-            .await
-            .map_err(RunError::Http);
+    let acceptor = match tls {
+        true => Some(centinela_web::sim::tls::self_signed()?),
+        false => None,
+    };
+    match tls {
+        true => tracing::info!(listen = %addr, "simulator serving HTTPS at / and /sim/wa/"),
+        false => tracing::info!(listen = %addr, "simulator serving at /sim/wa/"),
     }
-    tracing::info!(listen = %addr, "simulator serving at /sim/wa/");
-    axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown)
+    let limits = Limits {
+        header_timeout: Duration::from_secs(10),
+        max_connections: 512,
+    };
+    centinela_web::serve::serve(listener, app, acceptor, limits, shutdown)
         .await
         .map_err(RunError::Http)
 }

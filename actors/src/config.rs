@@ -55,6 +55,19 @@ pub struct ServerConfig {
     pub shutdown_timeout: Duration,
     pub cors_origins: Vec<String>,
     pub max_body_bytes: usize,
+    /// A client must send a whole request head (and finish its TLS
+    /// handshake) within this, else it is cut: slowloris.
+    #[serde(with = "humantime_serde")]
+    pub header_timeout: Duration,
+    /// Connections open at once; more clients wait in the accept backlog.
+    pub max_connections: usize,
+    /// PEM certificate chain: with `tls_key`, the service speaks HTTPS
+    /// (HTTP/2 and HTTP/1.1) instead of plain HTTP.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key of `tls_cert`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls_key: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -277,6 +290,34 @@ impl Config {
             if value == 0 {
                 return Err(invalid(key, value, "must be at least 1"));
             }
+        }
+        let s = &self.server;
+        if s.max_connections == 0 {
+            return Err(invalid("server.max_connections", 0, "must be at least 1"));
+        }
+        if s.header_timeout.is_zero() {
+            return Err(invalid(
+                "server.header_timeout",
+                "0s",
+                "must be more than 0s",
+            ));
+        }
+        match (&s.tls_cert, &s.tls_key) {
+            (Some(_), None) => {
+                return Err(invalid(
+                    "server.tls_key",
+                    "(unset)",
+                    "is needed with server.tls_cert",
+                ))
+            }
+            (None, Some(_)) => {
+                return Err(invalid(
+                    "server.tls_cert",
+                    "(unset)",
+                    "is needed with server.tls_key",
+                ))
+            }
+            _ => {}
         }
         if a.connect_jitter_min > a.connect_jitter_max {
             return Err(invalid(

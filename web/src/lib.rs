@@ -21,6 +21,7 @@ pub mod openapi;
 pub mod qr;
 pub mod ratelimit;
 pub mod security;
+pub mod serve;
 pub mod sessions;
 pub mod sim;
 pub mod webhooks;
