@@ -537,6 +537,30 @@ mod tests {
     }
 
     #[test]
+    fn a_tls_certificate_needs_its_key_and_the_server_limits_are_positive() {
+        Jail::expect_with(|jail| {
+            jail.set_env("CENTINELA__SERVER__TLS_CERT", "/etc/centinela/cert.pem");
+            let e = load_err(jail, None);
+            assert!(
+                e.contains("server.tls_key") && e.contains("server.tls_cert"),
+                "{e}"
+            );
+            jail.set_env("CENTINELA__SERVER__TLS_KEY", "/etc/centinela/key.pem");
+            let both = Config::load(None).expect("cert and key together load");
+            assert_eq!(
+                both.server.tls_key.as_deref(),
+                Some(Path::new("/etc/centinela/key.pem"))
+            );
+            jail.set_env("CENTINELA__SERVER__MAX_CONNECTIONS", "0");
+            assert!(load_err(jail, None).contains("server.max_connections = 0"));
+            jail.set_env("CENTINELA__SERVER__MAX_CONNECTIONS", "8");
+            jail.set_env("CENTINELA__SERVER__HEADER_TIMEOUT", "0s");
+            assert!(load_err(jail, None).contains("server.header_timeout"));
+            Ok(())
+        });
+    }
+
+    #[test]
     fn out_of_range_value_names_key_and_value() {
         Jail::expect_with(|jail| {
             jail.set_env("CENTINELA__ANTIBAN__MAX_LIVE_SESSIONS", "0");
