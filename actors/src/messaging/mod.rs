@@ -6,6 +6,7 @@
 //! talk to an engine: messages reach WhatsApp only through a session actor.
 
 pub mod autoreply;
+pub mod budget;
 pub mod campaigns;
 pub mod outbox;
 pub mod pacing;
