@@ -141,6 +141,16 @@ pub struct WebhooksConfig {
     pub backoff_max: Duration,
     #[serde(with = "humantime_serde")]
     pub timeout: Duration,
+    /// Non-public ranges (loopback, RFC 1918, link-local, ...) that
+    /// deliveries may reach anyway; every other such address is refused.
+    pub allow_private: Vec<ipnet::IpNet>,
+    /// Delivered and dead deliveries are deleted this long after their
+    /// last attempt.
+    #[serde(with = "humantime_serde")]
+    pub retention: Duration,
+    /// Deliveries in flight at once, server-wide (each tenant has its own
+    /// lane with one at a time).
+    pub max_in_flight: u32,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -241,12 +251,13 @@ impl Config {
                 "must not exceed messaging.send_delay_max",
             ));
         }
-        let positive: [(&'static str, u32); 12] = [
+        let positive: [(&'static str, u32); 13] = [
             (
                 "messaging.max_running_campaigns",
                 self.messaging.max_running_campaigns,
             ),
             ("webhooks.max_attempts", self.webhooks.max_attempts),
+            ("webhooks.max_in_flight", self.webhooks.max_in_flight),
             (
                 "messaging.sends_per_minute",
                 self.messaging.sends_per_minute,
@@ -292,7 +303,9 @@ impl Config {
                 "must not exceed antiban.max_sessions",
             ));
         }
-        let nonzero: [(&'static str, Duration); 9] = [
+        let nonzero: [(&'static str, Duration); 11] = [
+            ("webhooks.timeout", self.webhooks.timeout),
+            ("webhooks.retention", self.webhooks.retention),
             ("engine.qr_window", self.engine.qr_window),
             ("engine.qr_code_ttl", self.engine.qr_code_ttl),
             ("engine.launch_timeout", self.engine.launch_timeout),
@@ -422,6 +435,38 @@ mod tests {
         assert_eq!(c.engine.qr_window, Duration::from_secs(60));
         assert_eq!(c.auth.token_ttl, Duration::from_secs(12 * 3600));
         assert_eq!(c.auth.jwt_secret, "");
+        assert!(c.webhooks.allow_private.is_empty(), "no private range");
+        assert_eq!(c.webhooks.retention, Duration::from_secs(7 * 86_400));
+    }
+
+    #[test]
+    fn webhook_private_ranges_load_as_cidrs_and_a_bad_one_is_named() {
+        Jail::expect_with(|jail| {
+            jail.create_file(
+                "c.toml",
+                "[webhooks]\nallow_private = [\"10.1.2.0/24\", \"fd00::/8\"]\n",
+            )?;
+            let c = Config::load(Some(&jail.directory().join("c.toml"))).expect("valid");
+            let want: Vec<ipnet::IpNet> = ["10.1.2.0/24", "fd00::/8"]
+                .iter()
+                .map(|n| n.parse().expect("cidr"))
+                .collect();
+            assert_eq!(c.webhooks.allow_private, want);
+            assert!(c.to_masked_toml().contains("\"10.1.2.0/24\""));
+            Ok(())
+        });
+        Jail::expect_with(|jail| {
+            jail.set_env("CENTINELA__WEBHOOKS__ALLOW_PRIVATE", "[\"127.0.0.0/8\"]");
+            let c = Config::load(None).expect("valid");
+            assert_eq!(c.webhooks.allow_private.len(), 1);
+            Ok(())
+        });
+        Jail::expect_with(|jail| {
+            jail.set_env("CENTINELA__WEBHOOKS__ALLOW_PRIVATE", "[\"10.1.2.0/33\"]");
+            let e = load_err(jail, None);
+            assert!(e.contains("webhooks.allow_private"), "{e}");
+            Ok(())
+        });
     }
 
     #[test]
