@@ -18,6 +18,7 @@ use axum::body::Bytes;
 use axum::http::{HeaderMap, StatusCode};
 use axum::routing::post;
 use centinela::config::Config;
+use centinela_actors::cidr::CidrSet;
 use centinela_actors::clock::{ManualClock, SharedClock, Timestamp};
 use centinela_actors::engine::scripted::ScriptedEngine;
 use centinela_actors::engine::EngineEvent;
@@ -165,7 +166,7 @@ fn fast(config: &mut Config, max_attempts: u32) {
 /// The receivers are on 127.0.0.1, which webhooks refuse unless the
 /// operator allows it: these tests are that operator.
 fn local(config: &mut Config) {
-    config.webhooks.allow_private = vec!["127.0.0.0/8".parse().expect("a CIDR")];
+    config.webhooks.allow_private = CidrSet::parse(["127.0.0.0/8"]).expect("a CIDR");
 }
 
 /// Webhook hosts answered from a table the test changes (other names go to

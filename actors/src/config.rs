@@ -6,6 +6,7 @@
 //! Every default lives in `config/default.toml` alone (no serde defaults),
 //! so the file users read is the truth.
 
+use crate::cidr::CidrSet;
 use figment::providers::{Env, Format, Toml};
 use figment::Figment;
 use serde::{Deserialize, Serialize};
@@ -143,7 +144,7 @@ pub struct WebhooksConfig {
     pub timeout: Duration,
     /// Non-public ranges (loopback, RFC 1918, link-local, ...) that
     /// deliveries may reach anyway; every other such address is refused.
-    pub allow_private: Vec<ipnet::IpNet>,
+    pub allow_private: CidrSet,
     /// Delivered and dead deliveries are deleted this long after their
     /// last attempt.
     #[serde(with = "humantime_serde")]
@@ -447,10 +448,7 @@ mod tests {
                 "[webhooks]\nallow_private = [\"10.1.2.0/24\", \"fd00::/8\"]\n",
             )?;
             let c = Config::load(Some(&jail.directory().join("c.toml"))).expect("valid");
-            let want: Vec<ipnet::IpNet> = ["10.1.2.0/24", "fd00::/8"]
-                .iter()
-                .map(|n| n.parse().expect("cidr"))
-                .collect();
+            let want = CidrSet::parse(["10.1.2.0/24", "fd00::/8"]).expect("cidrs");
             assert_eq!(c.webhooks.allow_private, want);
             assert!(c.to_masked_toml().contains("\"10.1.2.0/24\""));
             Ok(())
@@ -458,7 +456,7 @@ mod tests {
         Jail::expect_with(|jail| {
             jail.set_env("CENTINELA__WEBHOOKS__ALLOW_PRIVATE", "[\"127.0.0.0/8\"]");
             let c = Config::load(None).expect("valid");
-            assert_eq!(c.webhooks.allow_private.len(), 1);
+            assert_eq!(c.webhooks.allow_private.blocks().len(), 1);
             Ok(())
         });
         Jail::expect_with(|jail| {

@@ -210,7 +210,7 @@ mod tests {
             backoff_base: Duration::from_secs(5),
             backoff_max: Duration::from_secs(60),
             timeout: Duration::from_secs(10),
-            allow_private: Vec::new(),
+            allow_private: crate::cidr::CidrSet::default(),
             retention: Duration::from_secs(7 * 86_400),
             max_in_flight: 4,
         };

@@ -14,7 +14,7 @@
 //! It does not resolve names or connect: `resolve.rs` applies it to every
 //! DNS answer and to literal addresses.
 
-use ipnet::IpNet;
+use crate::cidr::CidrSet;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 /// IPv4 ranges that are not globally reachable (IANA's special-purpose
@@ -53,11 +53,11 @@ const V6_SPECIAL: &[([u16; 8], u32)] = &[
 /// The operator's exceptions; everything else non-public is refused.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct AddressPolicy {
-    allow: Vec<IpNet>,
+    allow: CidrSet,
 }
 
 impl AddressPolicy {
-    pub fn new(allow: Vec<IpNet>) -> Self {
+    pub fn new(allow: CidrSet) -> Self {
         Self { allow }
     }
 
@@ -65,12 +65,7 @@ impl AddressPolicy {
     /// an allowed range (an IPv4-mapped IPv6 address is matched as the
     /// IPv4 address it is).
     pub fn permits(&self, ip: IpAddr) -> bool {
-        let canonical = ip.to_canonical();
-        let allowed = self
-            .allow
-            .iter()
-            .any(|net| net.contains(&ip) || net.contains(&canonical));
-        allowed || !is_special(ip)
+        self.allow.contains(ip) || !is_special(ip)
     }
 }
 
@@ -221,11 +216,9 @@ mod tests {
 
     #[test]
     fn allowed_ranges_open_exactly_what_they_list() {
-        let policy = AddressPolicy::new(vec![
-            "10.1.2.0/24".parse().expect("cidr"),
-            "127.0.0.0/8".parse().expect("cidr"),
-            "fd00:1::/64".parse().expect("cidr"),
-        ]);
+        let policy = AddressPolicy::new(
+            CidrSet::parse(["10.1.2.0/24", "127.0.0.0/8", "fd00:1::/64"]).expect("cidrs"),
+        );
         assert!(policy.permits(ip("10.1.2.3")));
         assert!(policy.permits(ip("127.0.0.1")));
         assert!(

@@ -6,6 +6,7 @@
 use super::lanes::post;
 use super::resolve::Guard;
 use super::*;
+use crate::cidr::CidrSet;
 use crate::ids::TenantId;
 use crate::store::{DeliveryError, WebhookTarget};
 use std::collections::HashMap;
@@ -31,9 +32,9 @@ fn guard(allow_loopback: bool) -> Guard {
     let loopback: IpAddr = "127.0.0.1".parse().expect("ip");
     let table = Table(HashMap::from([("rebound.test", loopback)]));
     let allow = if allow_loopback {
-        vec!["127.0.0.0/8".parse().expect("cidr")]
+        CidrSet::parse(["127.0.0.0/8"]).expect("cidr")
     } else {
-        Vec::new()
+        CidrSet::default()
     };
     Guard::new(AddressPolicy::new(allow), Arc::new(table))
 }

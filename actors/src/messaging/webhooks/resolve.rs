@@ -174,7 +174,7 @@ mod tests {
             ("metadata.test", vec![ip("169.254.169.254")]),
             ("empty.test", vec![]),
         ]);
-        let allow = allow.iter().map(|c| c.parse().expect("cidr")).collect();
+        let allow = crate::cidr::CidrSet::parse(allow.iter().copied()).expect("cidrs");
         Guard::new(AddressPolicy::new(allow), Arc::new(Table(table)))
     }
 
