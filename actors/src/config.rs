@@ -56,6 +56,10 @@ pub struct ServerConfig {
     pub shutdown_timeout: Duration,
     pub cors_origins: Vec<String>,
     pub max_body_bytes: usize,
+    /// Reverse proxies whose `X-Forwarded-For` is believed; from any other
+    /// peer (and with none listed) the socket's peer is the client, so a
+    /// spoofed header cannot dodge a per-address limit.
+    pub trusted_proxies: CidrSet,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -437,6 +441,7 @@ mod tests {
         assert_eq!(c.auth.token_ttl, Duration::from_secs(12 * 3600));
         assert_eq!(c.auth.jwt_secret, "");
         assert!(c.webhooks.allow_private.is_empty(), "no private range");
+        assert!(c.server.trusted_proxies.is_empty(), "no proxy trusted");
         assert_eq!(c.webhooks.retention, Duration::from_secs(7 * 86_400));
     }
 
@@ -463,6 +468,26 @@ mod tests {
             jail.set_env("CENTINELA__WEBHOOKS__ALLOW_PRIVATE", "[\"10.1.2.0/33\"]");
             let e = load_err(jail, None);
             assert!(e.contains("webhooks.allow_private"), "{e}");
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn trusted_proxies_load_as_cidrs_and_a_bare_address_is_named() {
+        Jail::expect_with(|jail| {
+            jail.create_file(
+                "c.toml",
+                "[server]\ntrusted_proxies = [\"127.0.0.1/32\", \"10.0.0.0/8\"]\n",
+            )?;
+            let c = Config::load(Some(&jail.directory().join("c.toml"))).expect("valid");
+            let want = CidrSet::parse(["127.0.0.1/32", "10.0.0.0/8"]).expect("cidrs");
+            assert_eq!(c.server.trusted_proxies, want);
+            Ok(())
+        });
+        Jail::expect_with(|jail| {
+            jail.set_env("CENTINELA__SERVER__TRUSTED_PROXIES", "[\"127.0.0.1\"]");
+            let e = load_err(jail, None);
+            assert!(e.contains("server.trusted_proxies"), "{e}");
             Ok(())
         });
     }

@@ -10,6 +10,7 @@
 pub mod accounts;
 pub mod auth;
 pub mod campaigns;
+pub mod client_addr;
 mod dashboard;
 pub mod error;
 mod extract;
@@ -47,6 +48,8 @@ pub use error::ApiError;
 pub struct WebConfig {
     pub cors_origins: Vec<String>,
     pub max_body_bytes: usize,
+    /// Whose `X-Forwarded-For` names the client ([`client_addr`]).
+    pub trusted_proxies: centinela_actors::cidr::CidrSet,
 }
 
 /// The data the HTTP layer reads and writes directly: accounts, webhook
@@ -170,6 +173,7 @@ where
         web: WebConfig {
             cors_origins: config.server.cors_origins.clone(),
             max_body_bytes: config.server.max_body_bytes,
+            trusted_proxies: config.server.trusted_proxies.clone(),
         },
         shutdown: stop_rx,
     };
