@@ -13,6 +13,7 @@ use centinela_actors::bus::Bus;
 use centinela_actors::clock::{SharedClock, SystemClock};
 use centinela_actors::config::Config;
 use centinela_actors::engine::{EngineKind, EngineSet};
+use centinela_actors::messaging::webhooks::{Lookup, SystemLookup};
 use centinela_actors::session::actor::SessionEnv;
 use centinela_actors::store::{AccountRepo, Store, StoreError};
 use centinela_actors::supervisor::{Supervisor, SupervisorArgs};
@@ -43,7 +44,8 @@ pub enum RunError {
     Tls(#[from] TlsError),
 }
 
-/// Everything `run` needs beyond the config; tests swap the engines and clock.
+/// Everything `run` needs beyond the config; tests swap the engines, the
+/// clock and the webhook resolver.
 pub struct Services {
     pub engines: EngineSet,
     pub clock: SharedClock,
@@ -51,6 +53,8 @@ pub struct Services {
     pub simulator: Option<Simulator>,
     /// How the first admin is made on an empty store.
     pub admin: AdminBootstrap,
+    /// Looks up webhook hosts (the system's resolver; scripted in tests).
+    pub webhook_dns: Arc<dyn Lookup>,
 }
 
 impl Default for Services {
@@ -61,6 +65,7 @@ impl Default for Services {
             clock: Arc::new(SystemClock),
             simulator: None,
             admin: AdminBootstrap::FromEnvironment,
+            webhook_dns: Arc::new(SystemLookup),
         }
     }
 }
@@ -168,7 +173,10 @@ impl Running {
             store.clone(),
             supervisor.clone(),
             &bus,
-            services.clock.clone(),
+            centinela_web::Injected {
+                clock: services.clock.clone(),
+                webhook_dns: services.webhook_dns.clone(),
+            },
             &secret,
             logs,
             &config,

@@ -6,6 +6,7 @@
 //! Every default lives in `config/default.toml` alone (no serde defaults),
 //! so the file users read is the truth.
 
+use crate::cidr::CidrSet;
 use figment::providers::{Env, Format, Toml};
 use figment::Figment;
 use serde::{Deserialize, Serialize};
@@ -68,6 +69,10 @@ pub struct ServerConfig {
     /// PEM private key of `tls_cert`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tls_key: Option<PathBuf>,
+    /// Reverse proxies whose `X-Forwarded-For` is believed; from any other
+    /// peer (and with none listed) the socket's peer is the client, so a
+    /// spoofed header cannot dodge a per-address limit.
+    pub trusted_proxies: CidrSet,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -154,6 +159,16 @@ pub struct WebhooksConfig {
     pub backoff_max: Duration,
     #[serde(with = "humantime_serde")]
     pub timeout: Duration,
+    /// Non-public ranges (loopback, RFC 1918, link-local, ...) that
+    /// deliveries may reach anyway; every other such address is refused.
+    pub allow_private: CidrSet,
+    /// Delivered and dead deliveries are deleted this long after their
+    /// last attempt.
+    #[serde(with = "humantime_serde")]
+    pub retention: Duration,
+    /// Deliveries in flight at once, server-wide (each tenant has its own
+    /// lane with one at a time).
+    pub max_in_flight: u32,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -254,12 +269,13 @@ impl Config {
                 "must not exceed messaging.send_delay_max",
             ));
         }
-        let positive: [(&'static str, u32); 12] = [
+        let positive: [(&'static str, u32); 13] = [
             (
                 "messaging.max_running_campaigns",
                 self.messaging.max_running_campaigns,
             ),
             ("webhooks.max_attempts", self.webhooks.max_attempts),
+            ("webhooks.max_in_flight", self.webhooks.max_in_flight),
             (
                 "messaging.sends_per_minute",
                 self.messaging.sends_per_minute,
@@ -333,7 +349,9 @@ impl Config {
                 "must not exceed antiban.max_sessions",
             ));
         }
-        let nonzero: [(&'static str, Duration); 9] = [
+        let nonzero: [(&'static str, Duration); 11] = [
+            ("webhooks.timeout", self.webhooks.timeout),
+            ("webhooks.retention", self.webhooks.retention),
             ("engine.qr_window", self.engine.qr_window),
             ("engine.qr_code_ttl", self.engine.qr_code_ttl),
             ("engine.launch_timeout", self.engine.launch_timeout),
@@ -463,6 +481,56 @@ mod tests {
         assert_eq!(c.engine.qr_window, Duration::from_secs(60));
         assert_eq!(c.auth.token_ttl, Duration::from_secs(12 * 3600));
         assert_eq!(c.auth.jwt_secret, "");
+        assert!(c.webhooks.allow_private.is_empty(), "no private range");
+        assert!(c.server.trusted_proxies.is_empty(), "no proxy trusted");
+        assert_eq!(c.webhooks.retention, Duration::from_secs(7 * 86_400));
+    }
+
+    #[test]
+    fn webhook_private_ranges_load_as_cidrs_and_a_bad_one_is_named() {
+        Jail::expect_with(|jail| {
+            jail.create_file(
+                "c.toml",
+                "[webhooks]\nallow_private = [\"10.1.2.0/24\", \"fd00::/8\"]\n",
+            )?;
+            let c = Config::load(Some(&jail.directory().join("c.toml"))).expect("valid");
+            let want = CidrSet::parse(["10.1.2.0/24", "fd00::/8"]).expect("cidrs");
+            assert_eq!(c.webhooks.allow_private, want);
+            assert!(c.to_masked_toml().contains("\"10.1.2.0/24\""));
+            Ok(())
+        });
+        Jail::expect_with(|jail| {
+            jail.set_env("CENTINELA__WEBHOOKS__ALLOW_PRIVATE", "[\"127.0.0.0/8\"]");
+            let c = Config::load(None).expect("valid");
+            assert_eq!(c.webhooks.allow_private.blocks().len(), 1);
+            Ok(())
+        });
+        Jail::expect_with(|jail| {
+            jail.set_env("CENTINELA__WEBHOOKS__ALLOW_PRIVATE", "[\"10.1.2.0/33\"]");
+            let e = load_err(jail, None);
+            assert!(e.contains("webhooks.allow_private"), "{e}");
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn trusted_proxies_load_as_cidrs_and_a_bare_address_is_named() {
+        Jail::expect_with(|jail| {
+            jail.create_file(
+                "c.toml",
+                "[server]\ntrusted_proxies = [\"127.0.0.1/32\", \"10.0.0.0/8\"]\n",
+            )?;
+            let c = Config::load(Some(&jail.directory().join("c.toml"))).expect("valid");
+            let want = CidrSet::parse(["127.0.0.1/32", "10.0.0.0/8"]).expect("cidrs");
+            assert_eq!(c.server.trusted_proxies, want);
+            Ok(())
+        });
+        Jail::expect_with(|jail| {
+            jail.set_env("CENTINELA__SERVER__TRUSTED_PROXIES", "[\"127.0.0.1\"]");
+            let e = load_err(jail, None);
+            assert!(e.contains("server.trusted_proxies"), "{e}");
+            Ok(())
+        });
     }
 
     #[test]

@@ -7,6 +7,7 @@
 //! touches redb or a browser, and ractor is not part of its vocabulary.
 
 pub mod bus;
+pub mod cidr;
 pub mod clock;
 pub mod config;
 pub mod engine;

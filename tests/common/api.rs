@@ -41,6 +41,21 @@ pub async fn start_api(
     engine: ScriptedEngine,
     clock: Option<SharedClock>,
 ) -> ApiServer {
+    start_api_with(config, engine, |services| {
+        if let Some(clock) = clock {
+            services.clock = clock;
+        }
+    })
+    .await
+}
+
+/// [`start_api`], with the services changed by `tweak` (a scripted
+/// resolver for webhook hosts, a manual clock).
+pub async fn start_api_with(
+    config: Config,
+    engine: ScriptedEngine,
+    tweak: impl FnOnce(&mut Services),
+) -> ApiServer {
     // The supervisor log stream needs the tracing layer, as `main` installs it.
     centinela_web::logstream::install_global();
     let mut services = Services {
@@ -51,9 +66,7 @@ pub async fn start_api(
         },
         ..Services::default()
     };
-    if let Some(clock) = clock {
-        services.clock = clock;
-    }
+    tweak(&mut services);
     let server = start(config, services).await;
     let api = Api::new(&server.url(""));
     ApiServer {

@@ -1,6 +1,7 @@
 //! The one error type of the HTTP layer and its mapping to a status, done
 //! once: `{"error":{"code","message"}}` with a stable machine-readable code.
-//! The domain's errors (supervisor, store, accounts, campaigns, outbox)
+//! The domain's errors (supervisor, store, accounts, campaigns, outbox,
+//! webhook targets)
 //! convert with `From`, so handlers end in a bare `?`; a 5xx keeps its
 //! source error, which is logged with its whole chain, never returned.
 //! It does not decide policy: a 429's fields come from the denial.
@@ -11,6 +12,7 @@ use axum::Json;
 use centinela_actors::clock::Timestamp;
 use centinela_actors::engine::EngineError;
 use centinela_actors::messaging::campaigns::CampaignError;
+use centinela_actors::messaging::webhooks::TargetError;
 use centinela_actors::messaging::OutboxError;
 use centinela_actors::store::{AccountError, StoreError};
 use centinela_actors::supervisor::admission::{Denial, DenyReason};
@@ -237,6 +239,16 @@ impl From<serde_json::Error> for ApiError {
 impl From<OutboxError> for ApiError {
     fn from(e: OutboxError) -> Self {
         ApiError::unavailable(e)
+    }
+}
+
+impl From<TargetError> for ApiError {
+    fn from(e: TargetError) -> Self {
+        let code = match e {
+            TargetError::InvalidUrl => "invalid_url",
+            TargetError::Forbidden => "forbidden_target",
+        };
+        ApiError::bad_request(code, e.to_string())
     }
 }
 

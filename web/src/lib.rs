@@ -10,6 +10,7 @@
 pub mod accounts;
 pub mod auth;
 pub mod campaigns;
+pub mod client_addr;
 mod dashboard;
 pub mod error;
 mod extract;
@@ -32,6 +33,7 @@ use axum::Router;
 use centinela_actors::bus::Bus;
 use centinela_actors::clock::SharedClock;
 use centinela_actors::config::Config;
+use centinela_actors::messaging::webhooks::{Lookup, SystemLookup};
 use centinela_actors::messaging::{self, Campaigns, Outbox, Webhooks};
 use centinela_actors::store::{
     AccountRepo, AuditRepo, AutoReplyRepo, CampaignRepo, InboxRepo, MessageRepo, WebhookRepo,
@@ -47,6 +49,8 @@ pub use error::ApiError;
 pub struct WebConfig {
     pub cors_origins: Vec<String>,
     pub max_body_bytes: usize,
+    /// Whose `X-Forwarded-For` names the client ([`client_addr`]).
+    pub trusted_proxies: centinela_actors::cidr::CidrSet,
 }
 
 /// The data the HTTP layer reads and writes directly: accounts, webhook
@@ -81,6 +85,24 @@ pub struct AppState {
     pub shutdown: tokio::sync::watch::Receiver<bool>,
 }
 
+/// What the background tasks take from outside, injected so tests can
+/// script it: the clock, and the resolver webhook hosts are looked up with.
+#[derive(Clone)]
+pub struct Injected {
+    pub clock: SharedClock,
+    pub webhook_dns: Arc<dyn Lookup>,
+}
+
+impl Injected {
+    /// `clock`, and the system's resolver.
+    pub fn new(clock: SharedClock) -> Self {
+        Self {
+            clock,
+            webhook_dns: Arc::new(SystemLookup),
+        }
+    }
+}
+
 /// The HTTP layer's state wired on one store, with the background tasks
 /// behind it.
 pub struct Wired {
@@ -101,7 +123,7 @@ pub fn wire<S>(
     store: S,
     supervisor: Supervisor,
     bus: &Bus,
-    clock: SharedClock,
+    injected: Injected,
     secret: &[u8],
     logs: tokio::sync::mpsc::Receiver<hub::LogEvent>,
     config: &Config,
@@ -109,6 +131,7 @@ pub fn wire<S>(
 where
     S: Data + CampaignRepo + Clone,
 {
+    let Injected { clock, webhook_dns } = injected;
     let auth = auth::Auth::new(
         Arc::new(store.clone()),
         clock.clone(),
@@ -129,11 +152,12 @@ where
     );
     let autoreply_task =
         messaging::autoreply::start(Arc::new(store.clone()), outbox.clone(), bus, clock.clone());
-    let (webhooks, webhooks_task) = Webhooks::start(
+    let (webhooks, webhooks_task) = Webhooks::start_with(
         Arc::new(store.clone()),
         bus,
         clock.clone(),
         config.webhooks.clone(),
+        webhook_dns,
     );
     let metrics = Arc::new(metrics::Metrics::default());
     metrics.follow(bus);
@@ -150,6 +174,7 @@ where
         web: WebConfig {
             cors_origins: config.server.cors_origins.clone(),
             max_body_bytes: config.server.max_body_bytes,
+            trusted_proxies: config.server.trusted_proxies.clone(),
         },
         shutdown: stop_rx,
     };

@@ -1,6 +1,7 @@
-//! `/api/v1/tenants/{id}/webhook`: a tenant's webhook target (its URL and the
-//! signing secret, shown once), its deliveries (`?status=pending|delivered|dead`),
-//! and redelivery of one; and `/api/v1/tenants/{id}/auto-replies`, the
+//! `/api/v1/tenants/{id}/webhook`: a tenant's webhook target (its URL, which
+//! must not point at a non-public address — 400 `forbidden_target` — and the
+//! signing secret, shown once), its deliveries (`?status=pending|delivered|dead`,
+//! failures as generic codes), and redelivery of one; and `/api/v1/tenants/{id}/auto-replies`, the
 //! tenant's keyword → reply rules. Tenant users manage their own; admins any.
 
 use crate::auth::{random_token, Caller};
@@ -42,7 +43,7 @@ pub fn routes() -> Routes {
                 Doc::new(
                     "PUT",
                     "webhooks",
-                    "Set the webhook URL; the signing secret is shown once",
+                    "Set the webhook URL (public addresses only, else 400 forbidden_target); the signing secret is shown once",
                     Access::Authenticated,
                     OK,
                 )
@@ -133,6 +134,9 @@ async fn set_target(
             "url must be an http:// or https:// URL",
         ));
     }
+    // Before anything is stored: not a loopback, private or other
+    // non-public address, nor a name that resolves only to such.
+    state.webhooks.check_target(&url).await?;
     let secret = match body.secret {
         Some(s) if s.len() < 16 || s.len() > 256 => {
             return Err(ApiError::bad_request(

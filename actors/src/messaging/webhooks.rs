@@ -1,60 +1,51 @@
 //! Webhook delivery: incoming messages and outgoing status changes of a
 //! tenant are POSTed to the tenant's configured URL (and only there: no
-//! redirect is followed), signed with `X-Centinela-Signature:
-//! sha256=<HMAC-SHA256 of the raw body>`. Each delivery is written to the
-//! store before its first attempt and after each one; failures are retried
-//! with a doubling backoff, and after `max_attempts` the delivery is dead
-//! (listed, and redeliverable by hand). Pending deliveries survive restarts.
+//! redirect is followed, no proxy is used), signed with
+//! `X-Centinela-Signature: sha256=<HMAC-SHA256 of the raw body>`
+//! ([`signature`]). Each delivery is written to the store before its first
+//! attempt and after each one; failures are retried with a doubling
+//! backoff, and after `max_attempts` the delivery is dead (listed, and
+//! redeliverable by hand). Pending deliveries survive restarts; finished
+//! ones are pruned after `webhooks.retention`.
+//!
+//! A webhook reaches public addresses only ([`address`]): the host is
+//! checked when the URL is set and again at every connect, by the client's
+//! own resolver ([`resolve`]), so DNS rebinding gets no address; the
+//! operator opens ranges with `webhooks.allow_private`. A failure is
+//! stored as a generic code ([`failure`]), never the client's text. Each
+//! tenant's deliveries run in their own lane ([`lanes`]), so one slow
+//! receiver delays only its own tenant.
+
+mod address;
+#[cfg(test)]
+mod attempt_tests;
+mod failure;
+mod lanes;
+mod resolve;
+mod signature;
+
+pub use address::AddressPolicy;
+pub use resolve::{Lookup, LookupFuture, SystemLookup, TargetError};
+pub use signature::{hmac_sha256_hex, verify_signature};
 
 use crate::bus::{Bus, BusEvent};
-use crate::clock::{SharedClock, Timestamp};
+use crate::clock::SharedClock;
 use crate::config::WebhooksConfig;
 use crate::store::{Delivery, DeliveryStatus, StoreError, WebhookRepo};
-use hmac::{Hmac, KeyInit, Mac};
+use resolve::Guard;
 use serde_json::json;
-use sha2::Sha256;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::{broadcast, Notify};
 
-/// HMAC-SHA256 (RFC 2104, RustCrypto's `hmac`), as lowercase hex.
-pub fn hmac_sha256_hex(key: &[u8], message: &[u8]) -> String {
-    let mut mac = mac(key);
-    mac.update(message);
-    mac.finalize()
-        .into_bytes()
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
-}
-
-/// Whether `header` (`sha256=<hex>`, as sent in `X-Centinela-Signature`)
-/// signs `body` under `secret`. The comparison takes the same time however
-/// many bytes match.
-pub fn verify_signature(secret: &[u8], body: &[u8], header: &str) -> bool {
-    let Some(hex) = header.strip_prefix("sha256=") else {
-        return false;
-    };
-    let Some(tag) = decode_hex(hex) else {
-        return false;
-    };
-    let mut mac = mac(secret);
-    mac.update(body);
-    mac.verify_slice(&tag).is_ok()
-}
-
-fn mac(key: &[u8]) -> Hmac<Sha256> {
-    <Hmac<Sha256> as KeyInit>::new_from_slice(key).expect("HMAC takes a key of any length")
-}
-
-fn decode_hex(hex: &str) -> Option<Vec<u8>> {
-    if !hex.len().is_multiple_of(2) {
-        return None;
-    }
-    (0..hex.len())
-        .step_by(2)
-        .map(|i| u8::from_str_radix(hex.get(i..i + 2)?, 16).ok())
-        .collect()
+/// What the delivery loop did, for whoever watches (tests wait on these
+/// instead of polling the store).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum WebhookEvent {
+    /// An attempt's outcome, as recorded in the store.
+    Attempted(Delivery),
+    /// Finished deliveries past the retention were deleted (`count` may be 0).
+    Pruned { count: usize },
 }
 
 /// Handle to the delivery task; cheap to clone.
@@ -63,19 +54,61 @@ pub struct Webhooks {
     repo: Arc<dyn WebhookRepo>,
     clock: SharedClock,
     kick: Arc<Notify>,
+    guard: Guard,
+    events: broadcast::Sender<WebhookEvent>,
+    /// How long a set-time DNS check may take.
+    check_wait: Duration,
 }
 
 impl Webhooks {
+    /// Starts delivery with the system's resolver.
     pub fn start(
         repo: Arc<dyn WebhookRepo>,
         bus: &Bus,
         clock: SharedClock,
         cfg: WebhooksConfig,
     ) -> (Webhooks, tokio::task::JoinHandle<()>) {
-        let kick = Arc::new(Notify::new());
-        let me = Webhooks { repo, clock, kick };
-        let task = tokio::spawn(run(me.clone(), bus.subscribe(), cfg));
+        Self::start_with(repo, bus, clock, cfg, Arc::new(SystemLookup))
+    }
+
+    /// Starts delivery with host names looked up by `lookup`.
+    pub fn start_with(
+        repo: Arc<dyn WebhookRepo>,
+        bus: &Bus,
+        clock: SharedClock,
+        cfg: WebhooksConfig,
+        lookup: Arc<dyn Lookup>,
+    ) -> (Webhooks, tokio::task::JoinHandle<()>) {
+        let guard = Guard::new(AddressPolicy::new(cfg.allow_private.clone()), lookup);
+        let me = Webhooks {
+            repo,
+            clock,
+            kick: Arc::new(Notify::new()),
+            guard: guard.clone(),
+            events: broadcast::channel(1024).0,
+            check_wait: cfg.timeout,
+        };
+        let bus = bus.subscribe();
+        let task = match client(cfg.timeout, guard) {
+            Ok(client) => tokio::spawn(lanes::run(me.clone(), client, bus, cfg)),
+            Err(e) => {
+                tracing::error!(error = %e, "webhooks disabled: no HTTP client");
+                tokio::spawn(async {})
+            }
+        };
         (me, task)
+    }
+
+    /// Every attempt recorded and every prune from now on.
+    pub fn events(&self) -> broadcast::Receiver<WebhookEvent> {
+        self.events.subscribe()
+    }
+
+    /// Whether `url` may be set as a tenant's webhook: an http(s) URL whose
+    /// host is not, and does not resolve only to, an address deliveries may
+    /// not reach. Deliveries check again at every connect.
+    pub async fn check_target(&self, url: &str) -> Result<(), TargetError> {
+        self.guard.check_url(url, self.check_wait).await
     }
 
     /// Puts a delivery back in the queue with fresh attempts.
@@ -122,6 +155,7 @@ impl Webhooks {
             next_at: now,
             last_error: None,
             created_at: now,
+            last_attempt_at: None,
         };
         if let Err(e) = self.repo.put_delivery(&d) {
             tracing::error!(tenant = %tenant, error = %e, "could not queue a webhook delivery");
@@ -143,109 +177,20 @@ pub fn install_tls_provider() {
 }
 
 /// The HTTP client for deliveries: HTTPS through rustls (ring provider,
-/// the system's roots), no redirects, a timeout on every request.
-pub fn client(timeout: Duration) -> Result<reqwest::Client, reqwest::Error> {
+/// the system's roots), no redirects (a 3xx is a failure, so a redirect
+/// cannot lead anywhere the guard would refuse), no proxy (the environment's
+/// `HTTP_PROXY` would resolve the target instead of the guard), no retries
+/// of its own (the queue retries, and records each attempt), names resolved
+/// by the guard, a timeout on every request.
+fn client(timeout: Duration, guard: Guard) -> Result<reqwest::Client, reqwest::Error> {
     install_tls_provider();
     reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
+        .retry(reqwest::retry::never())
+        .no_proxy()
+        .dns_resolver(guard)
         .timeout(timeout)
         .build()
-}
-
-async fn run(me: Webhooks, mut bus: broadcast::Receiver<BusEvent>, cfg: WebhooksConfig) {
-    let client = match client(cfg.timeout) {
-        Ok(c) => c,
-        Err(e) => {
-            tracing::error!(error = %e, "webhooks disabled: no HTTP client");
-            return;
-        }
-    };
-    loop {
-        let wait = dispatch_due(&me, &client, &cfg).await;
-        tokio::select! {
-            ev = bus.recv() => match ev {
-                Ok(e) => me.enqueue(&e),
-                Err(broadcast::error::RecvError::Lagged(n)) => tracing::error!(missed = n, "webhook queue lagged behind the bus"),
-                Err(broadcast::error::RecvError::Closed) => return,
-            },
-            _ = me.kick.notified() => {}
-            _ = tokio::time::sleep(wait) => {}
-        }
-    }
-}
-
-/// Attempts every due delivery; returns how long until the next one is due.
-async fn dispatch_due(me: &Webhooks, client: &reqwest::Client, cfg: &WebhooksConfig) -> Duration {
-    let pending = match me.repo.pending() {
-        Ok(p) => p,
-        Err(e) => {
-            tracing::error!(error = %e, "could not read the webhook queue");
-            return Duration::from_secs(5);
-        }
-    };
-    let mut next: Option<Timestamp> = None;
-    for d in pending {
-        if d.next_at > me.clock.now() {
-            next = Some(next.map_or(d.next_at, |n| n.min(d.next_at)));
-            continue;
-        }
-        let d = attempt(me, client, cfg, d).await;
-        if d.status == DeliveryStatus::Pending {
-            next = Some(next.map_or(d.next_at, |n| n.min(d.next_at)));
-        }
-    }
-    next.map_or(Duration::from_secs(3600), |n| n.since(me.clock.now()))
-}
-
-async fn attempt(
-    me: &Webhooks,
-    client: &reqwest::Client,
-    cfg: &WebhooksConfig,
-    mut d: Delivery,
-) -> Delivery {
-    let outcome = match me.repo.target(&d.tenant) {
-        Ok(Some(target)) => {
-            let signature = format!(
-                "sha256={}",
-                hmac_sha256_hex(target.secret.as_bytes(), d.body.as_bytes())
-            );
-            let res = client
-                .post(&target.url)
-                .header("content-type", "application/json")
-                .header("x-centinela-signature", signature)
-                .header("x-centinela-delivery", d.id.clone())
-                .body(d.body.clone())
-                .send()
-                .await;
-            match res {
-                Ok(r) if r.status().is_success() => Ok(()),
-                Ok(r) => Err(format!("HTTP {}", r.status().as_u16())),
-                Err(e) => Err(e.to_string()),
-            }
-        }
-        Ok(None) => Err("no webhook is configured for the tenant".into()),
-        Err(e) => Err(e.to_string()),
-    };
-    d.attempts += 1;
-    match outcome {
-        Ok(()) => {
-            d.status = DeliveryStatus::Delivered;
-            d.last_error = None;
-        }
-        Err(why) => {
-            d.last_error = Some(why);
-            if d.attempts >= cfg.max_attempts {
-                d.status = DeliveryStatus::Dead;
-                tracing::warn!(tenant = %d.tenant, delivery = %d.id, attempts = d.attempts, "webhook delivery dead-lettered");
-            } else {
-                d.next_at = me.clock.now().plus(retry_delay(cfg, d.attempts));
-            }
-        }
-    }
-    if let Err(e) = me.repo.put_delivery(&d) {
-        tracing::error!(delivery = %d.id, error = %e, "could not record a webhook attempt");
-    }
-    d
 }
 
 #[cfg(test)]
@@ -253,36 +198,9 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_signature_verifies_only_for_its_secret_and_body() {
-        let header = format!("sha256={}", hmac_sha256_hex(b"secret", b"{\"a\":1}"));
-        assert!(verify_signature(b"secret", b"{\"a\":1}", &header));
-        assert!(!verify_signature(b"other", b"{\"a\":1}", &header));
-        assert!(!verify_signature(b"secret", b"{\"a\":2}", &header));
-        assert!(!verify_signature(b"secret", b"{\"a\":1}", &header[7..]));
-        assert!(!verify_signature(b"secret", b"{\"a\":1}", "sha256=zz"));
-        assert!(!verify_signature(b"secret", b"{\"a\":1}", "sha256=abc"));
-        assert!(!verify_signature(b"secret", b"{\"a\":1}", &header[..20]));
-    }
-
-    #[test]
-    fn hmac_matches_rfc_4231() {
-        assert_eq!(
-            hmac_sha256_hex(b"Jefe", b"what do ya want for nothing?"),
-            "5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843"
-        );
-        let long_key = [0xaa_u8; 131];
-        assert_eq!(
-            hmac_sha256_hex(
-                &long_key,
-                b"Test Using Larger Than Block-Size Key - Hash Key First"
-            ),
-            "60e431591ee0b67f0d8a26aacbf5b77f8e0bc6213728c5140546040f0ee37f54"
-        );
-    }
-
-    #[test]
     fn the_https_client_builds_with_the_ring_provider() {
-        assert!(client(Duration::from_secs(1)).is_ok());
+        let guard = Guard::new(AddressPolicy::default(), Arc::new(SystemLookup));
+        assert!(client(Duration::from_secs(1), guard).is_ok());
     }
 
     #[test]
@@ -292,6 +210,9 @@ mod tests {
             backoff_base: Duration::from_secs(5),
             backoff_max: Duration::from_secs(60),
             timeout: Duration::from_secs(10),
+            allow_private: crate::cidr::CidrSet::default(),
+            retention: Duration::from_secs(7 * 86_400),
+            max_in_flight: 4,
         };
         assert_eq!(retry_delay(&cfg, 1), Duration::from_secs(5));
         assert_eq!(retry_delay(&cfg, 2), Duration::from_secs(10));

@@ -25,8 +25,8 @@ pub use ledger::{AttemptKind, LedgerEvent, LedgerRepo};
 pub use messages::{MessageRecord, MessageRepo, MessageStatus};
 pub use sessions::{DesiredState, SessionRecord, SessionRepo};
 pub use webhooks::{
-    AutoReplyRepo, AutoReplyRule, AutoReplyRules, Delivery, DeliveryStatus, WebhookRepo,
-    WebhookTarget,
+    AutoReplyRepo, AutoReplyRule, AutoReplyRules, Delivery, DeliveryError, DeliveryStatus,
+    WebhookRepo, WebhookTarget,
 };
 
 use redb::{Database, DatabaseError, ReadableDatabase, ReadableTable, TableDefinition};

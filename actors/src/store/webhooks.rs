@@ -1,6 +1,9 @@
 //! Webhook targets (one per tenant: a URL and the secret that signs each
 //! body) and the delivery queue: every delivery is a record written before
 //! the first attempt and updated after each one, so a restart loses none.
+//! A failed attempt is recorded as a generic [`DeliveryError`] code, never
+//! the HTTP client's or the receiver's text; finished deliveries are pruned
+//! after the retention the caller names.
 
 use super::{Store, StoreError};
 use crate::clock::Timestamp;
@@ -43,8 +46,146 @@ pub struct Delivery {
     pub status: DeliveryStatus,
     pub attempts: u32,
     pub next_at: Timestamp,
-    pub last_error: Option<String>,
+    /// Why the last attempt failed, as a generic code: `connection_refused`,
+    /// `timeout`, `dns`, `forbidden_target`, `tls`, `connect_failed`,
+    /// `request_failed`, `http_3xx` (redirects are not followed), `http_4xx`,
+    /// `http_500`…`http_599`, `no_target`, `failed` (recorded by an older
+    /// version).
+    #[schema(value_type = Option<String>, example = "connection_refused")]
+    pub last_error: Option<DeliveryError>,
     pub created_at: Timestamp,
+    /// When the last attempt ended (absent in records of older versions
+    /// and before the first attempt).
+    #[serde(default)]
+    pub last_attempt_at: Option<Timestamp>,
+}
+
+impl Delivery {
+    /// Whether the delivery is finished (delivered or dead) and its last
+    /// attempt (or, without one recorded, its creation) is before `cutoff`.
+    /// Pending deliveries never are: pruning must not lose a queued event.
+    pub fn finished_before(&self, cutoff: Timestamp) -> bool {
+        let finished = match self.status {
+            DeliveryStatus::Pending => false,
+            DeliveryStatus::Delivered | DeliveryStatus::Dead => true,
+        };
+        finished && self.last_attempt_at.unwrap_or(self.created_at) < cutoff
+    }
+}
+
+/// Why an attempt failed, as much as a tenant is told: the class of the
+/// failure, never the HTTP client's message (which names addresses, ports
+/// and the resolver's words: a port scanner's read-out) nor the body.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DeliveryError {
+    /// The address answered with a TCP reset.
+    ConnectionRefused,
+    /// No answer within `webhooks.timeout`.
+    Timeout,
+    /// The host name did not resolve.
+    Dns,
+    /// The host is, or resolves only to, a non-public address not in
+    /// `webhooks.allow_private`; nothing was connected to.
+    ForbiddenTarget,
+    /// The TLS handshake failed (certificate, protocol).
+    Tls,
+    /// Connecting failed otherwise (unreachable, reset).
+    ConnectFailed,
+    /// The request failed after connecting (closed early, bad response).
+    RequestFailed,
+    /// A redirect, which is not followed.
+    Http3xx,
+    Http4xx,
+    /// A server error, with its status (500–599).
+    Http5xx(u16),
+    /// An answer outside 200–599.
+    HttpOther,
+    /// The tenant has no webhook (any more).
+    NoTarget,
+    /// The stored URL does not parse (set by an older version).
+    InvalidUrl,
+    /// Recorded by an older version as free text, which is not shown.
+    Failed,
+}
+
+impl DeliveryError {
+    /// The failure of an answer with this status, or None for a success.
+    pub fn from_status(status: u16) -> Option<Self> {
+        match status {
+            200..=299 => None,
+            300..=399 => Some(Self::Http3xx),
+            400..=499 => Some(Self::Http4xx),
+            500..=599 => Some(Self::Http5xx(status)),
+            _ => Some(Self::HttpOther),
+        }
+    }
+
+    /// The stable code stored and shown.
+    pub fn code(self) -> String {
+        let fixed = match self {
+            Self::ConnectionRefused => "connection_refused",
+            Self::Timeout => "timeout",
+            Self::Dns => "dns",
+            Self::ForbiddenTarget => "forbidden_target",
+            Self::Tls => "tls",
+            Self::ConnectFailed => "connect_failed",
+            Self::RequestFailed => "request_failed",
+            Self::Http3xx => "http_3xx",
+            Self::Http4xx => "http_4xx",
+            Self::Http5xx(status) => return format!("http_{status}"),
+            Self::HttpOther => "http_other",
+            Self::NoTarget => "no_target",
+            Self::InvalidUrl => "invalid_url",
+            Self::Failed => "failed",
+        };
+        fixed.to_owned()
+    }
+
+    /// The inverse of [`code`](Self::code); anything else (an older
+    /// version's free text) is [`Failed`](Self::Failed), so it is never shown.
+    pub fn from_code(code: &str) -> Self {
+        let known = [
+            Self::ConnectionRefused,
+            Self::Timeout,
+            Self::Dns,
+            Self::ForbiddenTarget,
+            Self::Tls,
+            Self::ConnectFailed,
+            Self::RequestFailed,
+            Self::Http3xx,
+            Self::Http4xx,
+            Self::HttpOther,
+            Self::NoTarget,
+            Self::InvalidUrl,
+        ];
+        if let Some(k) = known.into_iter().find(|k| k.code() == code) {
+            return k;
+        }
+        let server = code
+            .strip_prefix("http_")
+            .filter(|n| n.len() == 3)
+            .and_then(|n| n.parse::<u16>().ok())
+            .filter(|n| (500..=599).contains(n));
+        server.map_or(Self::Failed, Self::Http5xx)
+    }
+}
+
+impl std::fmt::Display for DeliveryError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.code())
+    }
+}
+
+impl Serialize for DeliveryError {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.code())
+    }
+}
+
+impl<'de> Deserialize<'de> for DeliveryError {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        Ok(Self::from_code(&String::deserialize(d)?))
+    }
 }
 
 fn enc<T: Serialize>(v: &T) -> Result<Vec<u8>, StoreError> {
@@ -72,6 +213,9 @@ pub trait WebhookRepo: Send + Sync + 'static {
     ) -> Result<Vec<Delivery>, StoreError>;
     /// Every pending delivery, soonest first.
     fn pending(&self) -> Result<Vec<Delivery>, StoreError>;
+    /// Deletes the deliveries [finished before](Delivery::finished_before)
+    /// `cutoff`, in one transaction; returns how many.
+    fn prune_deliveries(&self, cutoff: Timestamp) -> Result<usize, StoreError>;
 }
 
 impl WebhookRepo for Store {
@@ -134,6 +278,27 @@ impl WebhookRepo for Store {
             .collect();
         all.sort_by(|a, b| a.next_at.cmp(&b.next_at).then(a.id.cmp(&b.id)));
         Ok(all)
+    }
+
+    fn prune_deliveries(&self, cutoff: Timestamp) -> Result<usize, StoreError> {
+        let txn = self.db().begin_write()?;
+        let pruned = {
+            let mut table = txn.open_table(DELIVERIES)?;
+            let mut expired = Vec::new();
+            for row in table.iter()? {
+                let (k, v) = row?;
+                let d: Delivery = dec("webhook_deliveries", v.value())?;
+                if d.finished_before(cutoff) {
+                    expired.push(k.value().to_owned());
+                }
+            }
+            for id in &expired {
+                table.remove(id.as_str())?;
+            }
+            expired.len()
+        };
+        txn.commit()?;
+        Ok(pruned)
     }
 }
 
@@ -199,3 +364,7 @@ impl AutoReplyRepo for Store {
         Ok(())
     }
 }
+
+#[cfg(test)]
+#[path = "webhooks_tests.rs"]
+mod tests;

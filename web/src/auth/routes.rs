@@ -3,11 +3,12 @@
 //! me.
 
 use super::{check_password_policy, Caller, MAX_USERNAME};
+use crate::client_addr::ClientAddr;
 use crate::error::ApiError;
 use crate::extract::AppJson;
 use crate::openapi::{Access, Doc, Routes};
 use crate::AppState;
-use axum::extract::{ConnectInfo, State};
+use axum::extract::State;
 use axum::http::HeaderMap;
 use axum::routing::{get, post};
 use axum::Json;
@@ -16,7 +17,6 @@ use centinela_actors::ids::{TenantId, UserId};
 use centinela_actors::store::{Role, UserRecord};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
-use std::net::SocketAddr;
 use std::time::Duration;
 use utoipa::ToSchema;
 
@@ -175,13 +175,6 @@ pub struct Login {
     password: String,
 }
 
-/// The client address: the socket peer (a proxy in front should be trusted
-/// explicitly; we do not read X-Forwarded-For).
-fn client_ip(peer: Option<ConnectInfo<SocketAddr>>) -> String {
-    peer.map(|ConnectInfo(a)| a.ip().to_string())
-        .unwrap_or_else(|| "unknown".into())
-}
-
 /// Refused by the throttle: retry after `wait`.
 fn too_many_attempts(wait: Duration) -> ApiError {
     ApiError::TooManyRequests {
@@ -194,10 +187,9 @@ fn too_many_attempts(wait: Duration) -> ApiError {
 
 async fn login(
     State(state): State<AppState>,
-    peer: Result<ConnectInfo<SocketAddr>, axum::extract::rejection::ExtensionRejection>,
+    client: ClientAddr,
     AppJson(body): AppJson<Login>,
 ) -> Result<Json<LoginReply>, ApiError> {
-    let peer = peer.ok();
     let username = body
         .username
         .or(body.usuario)
@@ -213,7 +205,8 @@ async fn login(
     }
     let auth = &state.auth;
     let user_key = format!("user:{}", username.to_lowercase());
-    let keys = [user_key.clone(), format!("ip:{}", client_ip(peer))];
+    // The socket peer, or behind a trusted proxy the client it names.
+    let keys = [user_key.clone(), format!("ip:{client}")];
     let attempt = auth.throttle.attempt(&keys).map_err(too_many_attempts)?;
     let user = auth.accounts().user_by_name(&username)?;
     // Same work either way, so timing does not reveal which part was wrong.
@@ -222,12 +215,12 @@ async fn login(
         .map_or_else(|| auth.dummy_hash.clone(), |u| u.password_hash.clone());
     let ok = auth.verify_password(body.password, hash).await? && user.is_some();
     let Some(user) = user.filter(|_| ok) else {
-        tracing::warn!(username = %username, "login failed");
+        tracing::warn!(username = %username, client = %client, "login failed");
         return Err(ApiError::InvalidCredentials);
     };
     attempt.succeeded(&user_key);
     let (token, expires_at) = auth.issue(&user)?;
-    tracing::info!(username = %user.username, "login");
+    tracing::info!(username = %user.username, client = %client, "login");
     Ok(Json(LoginReply {
         success: true,
         token,

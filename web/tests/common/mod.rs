@@ -112,7 +112,7 @@ impl App {
             store.clone(),
             supervisor.clone(),
             &bus,
-            clock,
+            centinela_web::Injected::new(clock),
             b"router-tests-secret-router-tests-secret",
             logs,
             &config,
