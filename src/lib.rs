@@ -19,8 +19,9 @@ use centinela_actors::store::{AccountRepo, Store, StoreError};
 use centinela_actors::supervisor::{Supervisor, SupervisorArgs};
 use centinela_engine_webjs::{WebjsConfig, WebjsEngine};
 use centinela_web::serve::{Limits, TlsError};
-use centinela_web::sim::{SimOptions, Simulator};
+use centinela_web::sim::{ControlAccess, Guard, SimOptions, Simulator};
 use std::future::Future;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::TcpListener;
@@ -42,6 +43,21 @@ pub enum RunError {
     Bootstrap(#[from] bootstrap::BootstrapError),
     #[error("TLS: {0}")]
     Tls(#[from] TlsError),
+    #[error(transparent)]
+    Demo(#[from] DemoError),
+}
+
+/// Why `serve --demo` refuses to start.
+#[derive(Debug, thiserror::Error)]
+pub enum DemoError {
+    #[error("--demo on {0} would give anyone who can reach that address the simulator's control API (read every QR, pair any session to their own phone, read and inject messages, ban a tenant for 24 h); listen on 127.0.0.1, or add --demo-public to require a control token (printed at start)")]
+    Exposed(SocketAddr),
+}
+
+/// `serve --demo`'s simulator and who may drive its control API.
+pub struct Demo {
+    pub simulator: Simulator,
+    pub control: ControlAccess,
 }
 
 /// Everything `run` needs beyond the config; tests swap the engines, the
@@ -50,7 +66,7 @@ pub struct Services {
     pub engines: EngineSet,
     pub clock: SharedClock,
     /// Mounted under `/sim` when set (`serve --demo`).
-    pub simulator: Option<Simulator>,
+    pub demo: Option<Demo>,
     /// How the first admin is made on an empty store.
     pub admin: AdminBootstrap,
     /// Looks up webhook hosts (the system's resolver; scripted in tests).
@@ -63,7 +79,7 @@ impl Default for Services {
         Self {
             engines: EngineSet::default(),
             clock: Arc::new(SystemClock),
-            simulator: None,
+            demo: None,
             admin: AdminBootstrap::FromEnvironment,
             webhook_dns: Arc::new(SystemLookup),
         }
@@ -98,22 +114,50 @@ pub fn webjs_engine(config: &Config) -> WebjsEngine {
     })
 }
 
-/// `--demo`: the simulator cannot ban anyone, so the anti-ban limits are
-/// relaxed enough to try the whole life cycle several times in a row.
-pub fn demo_profile(config: &mut Config) {
-    let a = &mut config.antiban;
-    a.connect_delay = Duration::from_secs(2);
-    a.global_attempts_per_hour = a.global_attempts_per_hour.max(60);
-    a.tenant_attempts_per_day = a.tenant_attempts_per_day.max(50);
-    a.cooldown_after_failure = a.cooldown_after_failure.min(Duration::from_secs(60));
-}
-
 /// The tenant `--demo` sessions go to, created on first start.
 pub const DEMO_TENANT: &str = "demo";
 
+/// Refuses a demo whose control API is open on an address other than
+/// loopback: on `0.0.0.0` anyone on the network could read every QR, pair
+/// any tenant's session to their own phone, read what was sent, inject
+/// messages and write a ban into the ledger. A token
+/// ([`ControlAccess::Token`], `--demo-public`) makes any address fine.
+pub fn check_demo_listen(listen: SocketAddr, control: &ControlAccess) -> Result<(), DemoError> {
+    match control {
+        ControlAccess::Open if !listen.ip().is_loopback() => Err(DemoError::Exposed(listen)),
+        ControlAccess::Open | ControlAccess::Token(_) => Ok(()),
+    }
+}
+
+/// An address a local client can connect to for a server listening on
+/// `addr`: loopback for `0.0.0.0` / `[::]` (which Chromium refuses to
+/// load pages from), else `addr` itself.
+pub fn local_address(addr: SocketAddr) -> SocketAddr {
+    let ip = match addr.ip() {
+        IpAddr::V4(ip) if ip.is_unspecified() => IpAddr::V4(Ipv4Addr::LOCALHOST),
+        IpAddr::V6(ip) if ip.is_unspecified() => IpAddr::V6(Ipv6Addr::LOCALHOST),
+        ip => ip,
+    };
+    SocketAddr::new(ip, addr.port())
+}
+
 /// The URL of the simulator page mounted on a server listening at `addr`.
-pub fn demo_wa_url(addr: std::net::SocketAddr) -> String {
-    format!("http://{addr}/sim/wa/")
+pub fn demo_wa_url(addr: SocketAddr) -> String {
+    format!("http://{}/sim/wa/", local_address(addr))
+}
+
+/// `--demo`: the engine loads the simulator mounted on this very server,
+/// whatever `engine.wa_url` says (the demo's relaxed limits are defaults
+/// instead: `config/demo.toml`, under the file and the environment).
+pub fn point_at_simulator(config: &mut Config, addr: SocketAddr) {
+    config.engine.wa_url = demo_wa_url(addr);
+}
+
+/// The dashboard's address carrying a public demo's control token in its
+/// fragment (`#sim_token=`), which the browser never sends to a server
+/// nor puts in a `Referer`; the dashboard keeps it for its demo phone.
+pub fn demo_dashboard_url(addr: SocketAddr, token: &str) -> String {
+    format!("http://{}/#sim_token={token}", local_address(addr))
 }
 
 /// Runs the service on `listener` until `shutdown` completes (or the
@@ -150,12 +194,19 @@ pub struct Running {
 impl Running {
     /// Opens the store, makes the first admin if there is none, starts the
     /// supervisor (which restores the sessions that were running) and the
-    /// background tasks, and serves HTTP on `listener`.
+    /// background tasks, and serves HTTP on `listener`. Refuses, before
+    /// all that, a demo whose open control API would listen beyond
+    /// loopback ([`check_demo_listen`]).
     pub async fn start(
         config: Config,
         services: Services,
         listener: TcpListener,
     ) -> Result<Running, RunError> {
+        // Before anything starts: no demo with an open control API on the
+        // network.
+        if let Some(demo) = &services.demo {
+            check_demo_listen(listener.local_addr()?, &demo.control)?;
+        }
         // A certificate that cannot be read stops the start before anything
         // else happens.
         let tls = match (&config.server.tls_cert, &config.server.tls_key) {
@@ -182,9 +233,11 @@ impl Running {
             &config,
         );
         let app = centinela_web::router(wired.state);
-        let (app, _rotation) = match services.simulator {
-            Some(sim) => {
-                let (sim_app, rotation) = mount_simulator(sim, &store, &config, &services.clock)?;
+        let (app, _rotation) = match services.demo {
+            Some(demo) => {
+                let listen = listener.local_addr()?;
+                let (sim_app, rotation) =
+                    mount_simulator(demo, listen, &store, &config, &services.clock)?;
                 (app.merge(sim_app), Some(rotation))
             }
             None => (app, None),
@@ -286,19 +339,23 @@ async fn start_supervisor(
         .map_err(|e| RunError::Supervisor(e.to_string()))
 }
 
-/// `--demo`: the simulator's routes, to be mounted under `/sim`, and its QR
-/// rotation (running until dropped); the demo tenant is made on the first
-/// start.
+/// `--demo`: the simulator's routes, to be mounted under `/sim` of a
+/// server listening on `listen`, and its QR rotation (running until
+/// dropped); the demo tenant is made on the first start. The routes answer
+/// only to this server's own `Host`, the control routes only to the token
+/// when there is one ([`centinela_web::sim::guard`]), and they carry the
+/// API's security headers and body limit.
 fn mount_simulator(
-    sim: Simulator,
+    demo: Demo,
+    listen: SocketAddr,
     store: &Store,
     config: &Config,
     clock: &SharedClock,
 ) -> Result<(axum::Router, AbortOnDrop), RunError> {
-    let demo = centinela_actors::ids::TenantId::new(DEMO_TENANT).expect("a valid literal id");
-    if store.tenant(&demo)?.is_none() {
+    let tenant = centinela_actors::ids::TenantId::new(DEMO_TENANT).expect("a valid literal id");
+    if store.tenant(&tenant)?.is_none() {
         let record = centinela_actors::store::TenantRecord {
-            id: demo,
+            id: tenant,
             name: "Demo".into(),
             created_at: clock.now(),
         };
@@ -307,7 +364,9 @@ fn mount_simulator(
             .map_err(bootstrap::BootstrapError::from)?;
     }
     tracing::info!(wa_url = %config.engine.wa_url, "demo: the WhatsApp Web simulator is mounted under /sim");
-    let app = centinela_web::sim::router(sim.clone());
+    let sim = demo.simulator;
+    let app = centinela_web::sim::guarded(sim.clone(), Guard::new(listen, demo.control));
+    let app = centinela_web::security::harden(app, config.server.max_body_bytes);
     Ok((app, AbortOnDrop(sim.spawn_rotation())))
 }
 

@@ -1,9 +1,9 @@
 //! The `centinela` command: parses the CLI, loads the config, starts tracing,
 //! and calls [`centinela::run`]. Nothing else lives here.
 
-use centinela::config::{Config, LogFormat};
-use centinela::Services;
-use centinela_web::sim::{SimOptions, Simulator};
+use centinela::config::{Config, LogFormat, Profile};
+use centinela::{Demo, Services};
+use centinela_web::sim::{ControlAccess, SimOptions, Simulator};
 use clap::{Parser, Subcommand};
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -36,12 +36,24 @@ enum Command {
         /// Data directory (overrides storage.data_dir).
         #[arg(long)]
         data: Option<PathBuf>,
-        /// Demo mode: WhatsApp Web is the bundled simulator.
+        /// Demo mode: WhatsApp Web is the bundled simulator (whose control
+        /// API pairs, reads and bans any session), with config/demo.toml's
+        /// relaxed limits under the file and the environment. Loopback only,
+        /// unless --demo-public.
+        #[arg(long)]
+        demo: bool,
+        /// Allow --demo on an address other than loopback: the simulator's
+        /// control API then wants a token, printed at start.
+        #[arg(long, requires = "demo")]
+        demo_public: bool,
+    },
+    /// Print the effective configuration, secrets masked.
+    Config {
+        /// As `serve --demo` would run: config/demo.toml's values under the
+        /// file and the environment, the engine on the simulator.
         #[arg(long)]
         demo: bool,
     },
-    /// Print the effective configuration, secrets masked.
-    Config,
     /// Manage users.
     User {
         #[command(subcommand)]
@@ -97,7 +109,11 @@ enum UserAction {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let mut config = match Config::load(cli.config.as_deref()) {
+    let profile = match cli.command {
+        Command::Serve { demo: true, .. } | Command::Config { demo: true } => Profile::Demo,
+        _ => Profile::Standard,
+    };
+    let mut config = match Config::load(cli.config.as_deref(), profile) {
         Ok(c) => c,
         Err(e) => {
             eprintln!("centinela: {e}");
@@ -112,18 +128,41 @@ fn main() -> ExitCode {
         };
     }
     match cli.command {
-        Command::Config => {
+        Command::Config { demo } => {
+            if demo {
+                let listen = config.server.listen;
+                centinela::point_at_simulator(&mut config, listen);
+            }
             print!("{}", config.to_masked_toml());
             ExitCode::SUCCESS
         }
-        Command::Serve { listen, data, demo } => {
+        Command::Serve {
+            listen,
+            data,
+            demo,
+            demo_public,
+        } => {
             if let Some(addr) = listen {
                 config.server.listen = addr;
             }
             if let Some(dir) = data {
                 config.storage.data_dir = dir;
             }
-            serve(config, demo)
+            let control = demo.then(|| {
+                if demo_public {
+                    ControlAccess::Token(centinela_web::auth::random_token(32))
+                } else {
+                    ControlAccess::Open
+                }
+            });
+            if let Some(control) = &control {
+                // Refused before anything listens or opens the data dir.
+                if let Err(e) = centinela::check_demo_listen(config.server.listen, control) {
+                    eprintln!("centinela: {e}");
+                    return ExitCode::from(2);
+                }
+            }
+            serve(config, control)
         }
         Command::Doctor { wa_url } => doctor(&config, wa_url),
         Command::Sim {
@@ -279,7 +318,7 @@ fn init_tracing(config: &Config) {
         .try_init();
 }
 
-fn serve(mut config: Config, demo: bool) -> ExitCode {
+fn serve(mut config: Config, demo: Option<ControlAccess>) -> ExitCode {
     init_tracing(&config);
     let Some(runtime) = runtime() else {
         return ExitCode::FAILURE;
@@ -292,15 +331,25 @@ fn serve(mut config: Config, demo: bool) -> ExitCode {
                 return ExitCode::FAILURE;
             }
         };
-        let mut services = Services::for_config(&config);
-        if demo {
-            centinela::demo_profile(&mut config);
-            if let Ok(addr) = listener.local_addr() {
-                config.engine.wa_url = centinela::demo_wa_url(addr);
-                services = Services::for_config(&config);
+        let demo = match (demo, listener.local_addr()) {
+            (Some(control), Ok(addr)) => {
+                centinela::point_at_simulator(&mut config, addr);
+                announce_token(&control, addr);
+                Some(Demo {
+                    simulator: Simulator::new(config.engine.sim_qr_rotation),
+                    control,
+                })
             }
-            services.simulator = Some(Simulator::new(config.engine.sim_qr_rotation));
-        }
+            (Some(_), Err(e)) => {
+                eprintln!("centinela: cannot read the listen address: {e}");
+                return ExitCode::FAILURE;
+            }
+            (None, _) => None,
+        };
+        let services = Services {
+            demo,
+            ..Services::for_config(&config)
+        };
         match centinela::run(config, services, listener, shutdown_signal()).await {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
@@ -311,7 +360,23 @@ fn serve(mut config: Config, demo: bool) -> ExitCode {
     })
 }
 
-/// Completes on Ctrl-C or SIGTERM.
+/// A public demo's control token, on the console of whoever started it
+/// (like the first admin's password): for scripts, and in the dashboard
+/// address that hands it to the demo phone.
+fn announce_token(control: &ControlAccess, addr: SocketAddr) {
+    let ControlAccess::Token(token) = control else {
+        return;
+    };
+    eprintln!("centinela: public demo: the simulator's control API (/sim/devices, /sim/scan, ...) wants the header X-Sim-Token: {token}");
+    let url = centinela::demo_dashboard_url(addr, token);
+    let other = if addr.ip().is_unspecified() {
+        " (from another machine, put this one's address in place of the loopback one)"
+    } else {
+        ""
+    };
+    eprintln!("centinela: the dashboard's demo phone gets it when you open {url}{other}");
+}
+
 /// Completes on Ctrl-C or SIGTERM. The handlers are installed now, when
 /// this is called (before the server announces it listens), so a signal
 /// that arrives early is never the default "terminate at once".

@@ -8,8 +8,9 @@
 
 mod common;
 
-use centinela::{demo_profile, demo_wa_url, engines_for, AdminBootstrap, Services};
-use centinela_web::sim::Simulator;
+use centinela::config::{Config, Profile};
+use centinela::{engines_for, point_at_simulator, AdminBootstrap, Demo, Services};
+use centinela_web::sim::{ControlAccess, Simulator};
 use chromiumoxide::cdp::browser_protocol::page::CaptureScreenshotFormat;
 use chromiumoxide::cdp::js_protocol::runtime::EvaluateParams;
 use chromiumoxide::page::ScreenshotParams;
@@ -95,36 +96,14 @@ async fn screenshot(page: &Page, name: &str) -> PathBuf {
     path
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_person_links_a_number_from_the_dashboard() {
-    let _slot = browser_slot().await;
-    // The supervisor log stream's tracing layer, as `main` installs it.
-    centinela_web::logstream::install_global();
-    let dir = tempfile::tempdir().expect("tempdir");
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let addr = listener.local_addr().expect("addr");
-    let mut config = config_for(&dir.path().join("data"));
-    config.engine.wa_url = demo_wa_url(addr);
-    demo_profile(&mut config);
-    config.antiban.connect_delay = Duration::ZERO;
-    let services = Services {
-        engines: engines_for(&config),
-        simulator: Some(Simulator::new(Duration::from_secs(20))),
-        admin: AdminBootstrap::Given {
-            username: "admin".into(),
-            password: PASSWORD.into(),
-        },
-        ..Services::default()
-    };
-    let server = start_on(listener, config, services);
-
+/// The person's browser (headless Chromium with its own profile), and the
+/// task pumping its DevTools events.
+async fn viewer(profile: &std::path::Path) -> (Browser, tokio::task::JoinHandle<()>) {
     let viewer = BrowserConfig::builder()
         .chrome_executable("/usr/bin/chromium")
         .new_headless_mode()
         .no_sandbox()
-        .user_data_dir(dir.path().join("viewer"))
+        .user_data_dir(profile)
         .window_size(1280, 1000)
         .viewport(None)
         .args([
@@ -136,30 +115,66 @@ async fn a_person_links_a_number_from_the_dashboard() {
         ])
         .build()
         .expect("browser config");
-    let (mut browser, mut handler) = Browser::launch(viewer).await.expect("launch the viewer");
+    let (browser, mut handler) = Browser::launch(viewer).await.expect("launch the viewer");
     let pump = tokio::spawn(async move { while let Some(Ok(())) = handler.next().await {} });
-    let page = browser
-        .new_page(format!("http://{addr}/"))
-        .await
-        .expect("open the dashboard");
+    (browser, pump)
+}
 
+/// Logs in as the admin on the login form the page shows.
+async fn log_in(page: &Page) {
     wait(
-        &page,
+        page,
         "the login form",
         "document.querySelector('#login-form')",
         30,
     )
     .await;
-    fill(&page, "#login-username", "admin").await;
-    fill(&page, "#login-password", PASSWORD).await;
-    click(&page, "#login-submit").await;
+    fill(page, "#login-username", "admin").await;
+    fill(page, "#login-password", PASSWORD).await;
+    click(page, "#login-submit").await;
     wait(
-        &page,
+        page,
         "the app after login",
         "!document.querySelector('#app').hidden",
         30,
     )
     .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_person_links_a_number_from_the_dashboard() {
+    let _slot = browser_slot().await;
+    // The supervisor log stream's tracing layer, as `main` installs it.
+    centinela_web::logstream::install_global();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let mut config = Config::defaults_of(Profile::Demo);
+    config.storage.data_dir = dir.path().join("data");
+    point_at_simulator(&mut config, addr);
+    config.antiban.connect_delay = Duration::ZERO;
+    let services = Services {
+        engines: engines_for(&config),
+        demo: Some(Demo {
+            simulator: Simulator::new(Duration::from_secs(20)),
+            control: ControlAccess::Open,
+        }),
+        admin: AdminBootstrap::Given {
+            username: "admin".into(),
+            password: PASSWORD.into(),
+        },
+        ..Services::default()
+    };
+    let server = start_on(listener, config, services);
+
+    let (mut browser, pump) = viewer(&dir.path().join("viewer")).await;
+    let page = browser
+        .new_page(format!("http://{addr}/"))
+        .await
+        .expect("open the dashboard");
+    log_in(&page).await;
     wait(
         &page,
         "the live WebSocket",
@@ -277,4 +292,95 @@ async fn a_person_links_a_number_from_the_dashboard() {
         chromium_processes_under(&dir.path().join("data")).is_empty(),
         "no session browser left"
     );
+}
+
+/// A public demo (`--demo-public`): the dashboard opened at its plain
+/// address cannot drive the simulator and says how to; opened at the
+/// printed address, it keeps the token from the fragment (and takes it out
+/// of the address bar), and the demo phone's actions carry it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_public_demos_phone_takes_its_token_from_the_printed_address() {
+    let _slot = browser_slot().await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let token = "public-demo-control-token-for-the-test";
+    let simulator = Simulator::new(Duration::from_secs(20));
+    let services = Services {
+        demo: Some(Demo {
+            simulator: simulator.clone(),
+            control: ControlAccess::Token(token.into()),
+        }),
+        admin: AdminBootstrap::Given {
+            username: "admin".into(),
+            password: PASSWORD.into(),
+        },
+        ..Services::default()
+    };
+    let server = start_on(listener, config_for(&dir.path().join("data")), services);
+    // A paired device, as a page that said hello with its pairing makes one.
+    centinela_actors::messaging::webhooks::install_tls_provider();
+    let hello = reqwest::Client::new()
+        .post(format!("http://{addr}/sim/api/hello"))
+        .json(&serde_json::json!({"device_id": "d1", "paired_phone": "5491100000001"}))
+        .send()
+        .await
+        .expect("hello");
+    assert_eq!(hello.status(), 200);
+
+    let (mut browser, pump) = viewer(&dir.path().join("viewer")).await;
+    let page = browser
+        .new_page(format!("http://{addr}/"))
+        .await
+        .expect("open the dashboard");
+    log_in(&page).await;
+    wait(
+        &page,
+        "the phone panel asking for the printed address",
+        "!document.querySelector('#phone-panel').hidden && !document.querySelector('#phone-locked').hidden && document.querySelector('#phone-grid').hidden",
+        30,
+    )
+    .await;
+
+    // The printed address pasted into this tab (the fragment alone changes).
+    let printed = centinela::demo_dashboard_url(addr, token);
+    let unlocked = "document.querySelector(\"#phone-devices [data-device-id='d1'][data-device-state='CONNECTED']\") && document.querySelector('#phone-locked').hidden && !document.querySelector('#phone-grid').hidden";
+    eval(
+        &page,
+        &format!(
+            "location.href = {}",
+            serde_json::to_string(&printed).expect("json")
+        ),
+    )
+    .await;
+    wait(&page, "the demo phone with its device", unlocked, 30).await;
+    assert_eq!(
+        eval(&page, "location.hash").await,
+        "",
+        "the token left the address bar"
+    );
+    // The printed address opened in a new tab, as the operator does.
+    let page = browser
+        .new_page(printed)
+        .await
+        .expect("open the printed address");
+    log_in(&page).await;
+    wait(&page, "the demo phone in the new tab", unlocked, 30).await;
+    assert_eq!(eval(&page, "location.hash").await, "");
+    click(&page, "[data-sim-action='logout'][data-device-id='d1']").await;
+    wait(
+        &page,
+        "the device logged out from the phone",
+        "document.querySelector(\"#phone-devices [data-device-id='d1'][data-device-state='UNPAIRED']\")",
+        30,
+    )
+    .await;
+    assert_eq!(simulator.devices()[0].state.as_str(), "UNPAIRED");
+
+    let _ = browser.close().await;
+    let _ = browser.wait().await;
+    pump.abort();
+    server.shutdown().await.expect("shutdown");
 }

@@ -1,10 +1,12 @@
 //! The one typed configuration tree, loaded in layers: the embedded
-//! `config/default.toml` < an optional file < `CENTINELA__SECTION__KEY`
-//! environment variables. Loading fails with a message naming the key and
-//! the value for unknown keys, wrong types and out-of-range values.
+//! `config/default.toml` < (for `--demo`) the embedded `config/demo.toml` <
+//! an optional file < `CENTINELA__SECTION__KEY` environment variables.
+//! Loading fails with a message naming the key and the value for unknown
+//! keys, wrong types and out-of-range values.
 //!
 //! Every default lives in `config/default.toml` alone (no serde defaults),
-//! so the file users read is the truth.
+//! so the file users read is the truth; the demo's relaxed values are
+//! defaults too, never above what a file or the environment says.
 
 use crate::cidr::CidrSet;
 use figment::providers::{Env, Format, Toml};
@@ -16,6 +18,30 @@ use std::time::Duration;
 
 /// The defaults, as shipped.
 pub const DEFAULT_TOML: &str = include_str!("../../config/default.toml");
+
+/// `--demo`'s defaults, over [`DEFAULT_TOML`] and under everything else.
+pub const DEMO_TOML: &str = include_str!("../../config/demo.toml");
+
+/// Which shipped defaults a configuration starts from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Profile {
+    /// `config/default.toml`: WhatsApp's own limits (seed 003).
+    Standard,
+    /// `config/default.toml`, then `config/demo.toml` (`--demo`): the
+    /// simulator bans no one, so its limits are relaxed.
+    Demo,
+}
+
+impl Profile {
+    /// The shipped layers of this profile, lowest first.
+    fn defaults(self) -> Figment {
+        let standard = Figment::from(Toml::string(DEFAULT_TOML));
+        match self {
+            Profile::Standard => standard,
+            Profile::Demo => standard.merge(Toml::string(DEMO_TOML)),
+        }
+    }
+}
 
 /// Prefix of the environment overrides.
 pub const ENV_PREFIX: &str = "CENTINELA__";
@@ -228,9 +254,10 @@ impl EngineConfig {
 }
 
 impl Config {
-    /// The layered figment: defaults, then `file`, then the environment.
-    pub fn figment(file: Option<&Path>) -> Figment {
-        let mut f = Figment::from(Toml::string(DEFAULT_TOML));
+    /// The layered figment: `profile`'s defaults, then `file`, then the
+    /// environment.
+    pub fn figment(file: Option<&Path>, profile: Profile) -> Figment {
+        let mut f = profile.defaults();
         if let Some(path) = file {
             f = f.merge(Toml::file_exact(path));
         }
@@ -238,13 +265,13 @@ impl Config {
     }
 
     /// Loads and validates the effective configuration.
-    pub fn load(file: Option<&Path>) -> Result<Config, ConfigError> {
+    pub fn load(file: Option<&Path>, profile: Profile) -> Result<Config, ConfigError> {
         if let Some(path) = file {
             std::fs::metadata(path).map_err(|e| {
                 ConfigError::Load(format!("cannot read config file {}: {e}", path.display()))
             })?;
         }
-        Self::from_figment(Self::figment(file))
+        Self::from_figment(Self::figment(file, profile))
     }
 
     pub fn from_figment(f: Figment) -> Result<Config, ConfigError> {
@@ -255,8 +282,13 @@ impl Config {
 
     /// The shipped defaults alone (tests start from these).
     pub fn defaults() -> Config {
-        Self::from_figment(Figment::from(Toml::string(DEFAULT_TOML)))
-            .expect("config/default.toml is valid: checked by a unit test")
+        Self::defaults_of(Profile::Standard)
+    }
+
+    /// `profile`'s shipped defaults alone, without file or environment.
+    pub fn defaults_of(profile: Profile) -> Config {
+        Self::from_figment(profile.defaults())
+            .expect("config/default.toml and config/demo.toml are valid: checked by unit tests")
     }
 
     /// Range checks that types alone cannot express.
@@ -457,7 +489,7 @@ mod tests {
 
     fn load_err(jail: &Jail, file: Option<&str>) -> String {
         let path = file.map(|f| jail.directory().join(f));
-        match Config::load(path.as_deref()) {
+        match Config::load(path.as_deref(), Profile::Standard) {
             Ok(_) => panic!("expected a configuration error"),
             Err(e) => e.to_string(),
         }
@@ -493,7 +525,8 @@ mod tests {
                 "c.toml",
                 "[webhooks]\nallow_private = [\"10.1.2.0/24\", \"fd00::/8\"]\n",
             )?;
-            let c = Config::load(Some(&jail.directory().join("c.toml"))).expect("valid");
+            let c = Config::load(Some(&jail.directory().join("c.toml")), Profile::Standard)
+                .expect("valid");
             let want = CidrSet::parse(["10.1.2.0/24", "fd00::/8"]).expect("cidrs");
             assert_eq!(c.webhooks.allow_private, want);
             assert!(c.to_masked_toml().contains("\"10.1.2.0/24\""));
@@ -501,7 +534,7 @@ mod tests {
         });
         Jail::expect_with(|jail| {
             jail.set_env("CENTINELA__WEBHOOKS__ALLOW_PRIVATE", "[\"127.0.0.0/8\"]");
-            let c = Config::load(None).expect("valid");
+            let c = Config::load(None, Profile::Standard).expect("valid");
             assert_eq!(c.webhooks.allow_private.blocks().len(), 1);
             Ok(())
         });
@@ -520,7 +553,8 @@ mod tests {
                 "c.toml",
                 "[server]\ntrusted_proxies = [\"127.0.0.1/32\", \"10.0.0.0/8\"]\n",
             )?;
-            let c = Config::load(Some(&jail.directory().join("c.toml"))).expect("valid");
+            let c = Config::load(Some(&jail.directory().join("c.toml")), Profile::Standard)
+                .expect("valid");
             let want = CidrSet::parse(["127.0.0.1/32", "10.0.0.0/8"]).expect("cidrs");
             assert_eq!(c.server.trusted_proxies, want);
             Ok(())
@@ -553,12 +587,83 @@ mod tests {
                 "[antiban]\nconnect_delay = \"5s\"\nmax_sessions = 50\n",
             )?;
             jail.set_env("CENTINELA__ANTIBAN__CONNECT_DELAY", "0s");
-            let c = Config::load(Some(&jail.directory().join("c.toml"))).expect("valid");
+            let c = Config::load(Some(&jail.directory().join("c.toml")), Profile::Standard)
+                .expect("valid");
             assert_eq!(c.antiban.connect_delay, Duration::ZERO);
             assert_eq!(c.antiban.max_sessions, 50);
             assert_eq!(c.antiban.max_live_sessions, 6);
             Ok(())
         });
+    }
+
+    #[test]
+    fn the_demo_relaxes_only_what_nobody_set() {
+        let demo = Config::defaults_of(Profile::Demo);
+        assert_eq!(demo.antiban.global_attempts_per_hour, 60);
+        assert_eq!(demo.antiban.tenant_attempts_per_day, 50);
+        assert_eq!(demo.antiban.cooldown_after_failure, Duration::from_secs(60));
+        assert_eq!(demo.antiban.connect_delay, Duration::from_secs(2));
+        // Everything else is the standard default.
+        let mut standard = Config::defaults();
+        standard.antiban.global_attempts_per_hour = 60;
+        standard.antiban.tenant_attempts_per_day = 50;
+        standard.antiban.cooldown_after_failure = Duration::from_secs(60);
+        standard.antiban.connect_delay = Duration::from_secs(2);
+        assert_eq!(demo, standard);
+    }
+
+    #[test]
+    fn a_file_and_the_environment_beat_the_demo() {
+        Jail::expect_with(|jail| {
+            jail.create_file(
+                "c.toml",
+                "[antiban]\ntenant_attempts_per_day = 7\nconnect_delay = \"9s\"\n",
+            )?;
+            jail.set_env("CENTINELA__ANTIBAN__GLOBAL_ATTEMPTS_PER_HOUR", "3");
+            jail.set_env("CENTINELA__ANTIBAN__CONNECT_DELAY", "0s");
+            let c =
+                Config::load(Some(&jail.directory().join("c.toml")), Profile::Demo).expect("valid");
+            assert_eq!(c.antiban.global_attempts_per_hour, 3, "environment");
+            assert_eq!(c.antiban.tenant_attempts_per_day, 7, "file");
+            assert_eq!(
+                c.antiban.connect_delay,
+                Duration::ZERO,
+                "environment over file"
+            );
+            assert_eq!(
+                c.antiban.cooldown_after_failure,
+                Duration::from_secs(60),
+                "the demo's, as nobody set it"
+            );
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn every_demo_key_has_a_comment_and_a_default() {
+        let standard = Figment::from(Toml::string(DEFAULT_TOML));
+        let lines: Vec<&str> = DEMO_TOML.lines().collect();
+        let mut section = "";
+        for (i, line) in lines.iter().enumerate() {
+            if let Some(s) = line.strip_prefix('[') {
+                section = s.trim_end_matches(']');
+            }
+            let Some((key, _)) = line.split_once(" = ") else {
+                continue;
+            };
+            if line.trim_start().starts_with('#') {
+                continue;
+            }
+            assert!(
+                lines[i - 1].trim_start().starts_with('#'),
+                "key without a comment: {line}"
+            );
+            let path = format!("{section}.{}", key.trim());
+            assert!(
+                standard.find_value(&path).is_ok(),
+                "{path} is not in default.toml"
+            );
+        }
     }
 
     #[test]
@@ -614,7 +719,7 @@ mod tests {
                 "{e}"
             );
             jail.set_env("CENTINELA__SERVER__TLS_KEY", "/etc/centinela/key.pem");
-            let both = Config::load(None).expect("cert and key together load");
+            let both = Config::load(None, Profile::Standard).expect("cert and key together load");
             assert_eq!(
                 both.server.tls_key.as_deref(),
                 Some(Path::new("/etc/centinela/key.pem"))

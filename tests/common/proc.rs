@@ -91,6 +91,33 @@ fn spawn_with(
     panic!("serve did not report listening: {seen:#?}");
 }
 
+/// Runs `centinela ARGS` expecting it to exit by itself within a minute (one
+/// that starts serving instead is killed, and the test fails).
+pub fn run_to_exit(args: &[&str], env: &[(&str, &str)]) -> std::process::Output {
+    let mut cmd = Command::new(BIN);
+    cmd.args(args)
+        .env_remove("RUST_LOG")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let child = cmd.spawn().expect("spawn centinela");
+    let pid = child.id().to_string();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(child.wait_with_output());
+    });
+    match rx.recv_timeout(Duration::from_secs(60)) {
+        Ok(out) => out.expect("wait"),
+        Err(_) => {
+            let _ = Command::new("kill").args(["-KILL", &pid]).status();
+            panic!("centinela {args:?} did not exit within 60 s");
+        }
+    }
+}
+
 pub fn spawn_serve(data: &str) -> (Child, String) {
     let (child, listen, _) = spawn_serve_with(data, &[], &[]);
     (child, listen)

@@ -32,10 +32,10 @@ function apiError(status, body, fallback) {
 }
 
 // opts.auth (default true): send the token, and a 401 ends the session unless opts.noLogout.
-// opts.text: return the body as text (the SVG QR).
+// opts.text: return the body as text (the SVG QR). opts.headers: more request headers.
 export async function api(method, path, body, opts) {
-  const o = Object.assign({ auth: true, noLogout: false, text: false }, opts);
-  const headers = {};
+  const o = Object.assign({ auth: true, noLogout: false, text: false, headers: {} }, opts);
+  const headers = Object.assign({}, o.headers);
   if (o.auth && token) headers.Authorization = 'Bearer ' + token;
   if (body !== undefined) headers['Content-Type'] = 'application/json';
   let res;

@@ -134,6 +134,7 @@ const STRINGS = {
 
     'sim.title': 'Demo phone',
     'sim.hint': 'A simulated phone acting on the demo WhatsApp devices.',
+    'sim.locked': 'This demo is public: open the dashboard at the address with the control token that the server printed when it started.',
     'sim.phone': 'Phone number that scans',
     'sim.scanTitle': 'Sessions showing a QR',
     'sim.scan': 'Scan QR of {name}',
@@ -308,6 +309,7 @@ const STRINGS = {
 
     'sim.title': 'Teléfono de demostración',
     'sim.hint': 'Un teléfono simulado que actúa sobre los dispositivos de WhatsApp de la demo.',
+    'sim.locked': 'Esta demo es pública: abre el panel en la dirección con el token de control que el servidor mostró al arrancar.',
     'sim.phone': 'Número del teléfono que escanea',
     'sim.scanTitle': 'Sesiones que muestran un QR',
     'sim.scan': 'Escanear el QR de {name}',

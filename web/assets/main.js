@@ -15,7 +15,7 @@ import { onPairingCode } from './phone.js';
 import { renderSendOptions, resetSend, onSend } from './send.js';
 import { refreshRate, renderAdmission, resetAdmission, orgAction } from './admission.js';
 import { rerenderLogs, togglePause, updatePauseLabel, resetLog } from './log.js';
-import { probeSim, refreshDevices, renderPhone, resetSim, simAction } from './sim.js';
+import { probeSim, refreshDevices, renderPhone, resetSim, simAction, takeSimToken } from './sim.js';
 import { connectWs, closeWs, renderWsStatus } from './ws.js';
 
 const MESSAGE_AREAS = ['login-error', 'sessions-message', 'new-session-error', 'send-result', 'admission-message', 'phone-result'];
@@ -88,9 +88,12 @@ function bindEvents() {
   on('log-pause', 'click', togglePause);
   on('log-filter-level', 'change', rerenderLogs);
   on('log-filter-tenant', 'input', rerenderLogs);
+  // The printed address pasted into a tab already open on the dashboard.
+  window.addEventListener('hashchange', () => { if (takeSimToken() && state.user) probeSim(); });
 }
 
 async function startup() {
+  takeSimToken();
   applyStaticText();
   bindEvents();
   if (!loadToken()) { showLogin(''); return; }

@@ -1,6 +1,6 @@
 /* The demo phone panel (the simulator is mounted only in demo mode): scanning a session's QR, typing a
    pairing code, and acting on the simulated devices.
-   Owns: whether the simulator answered, and its device list.
+   Owns: whether the simulator answered, its device list, and a public demo's control token.
    Not: the real pairing-code request (phone.js), the QR panel (qr.js). */
 import { state, sortedSessions } from './state.js';
 import { $, el, button, keepFocus } from './dom.js';
@@ -10,6 +10,31 @@ import { t, tCode } from './i18n.js';
 let simOn = false;
 let devices = [];
 
+const TOKEN_KEY = 'centinela_sim_token';
+
+// A public demo (serve --demo-public) wants its control token on /sim; the address it prints carries
+// it in the fragment (#sim_token=...), which no server, log or Referer sees. Kept for this tab, and
+// taken out of the address bar at once. True when there was one.
+export function takeSimToken() {
+  const m = /(?:^#|&)sim_token=([^&]+)/.exec(location.hash);
+  if (!m) return false;
+  sessionStorage.setItem(TOKEN_KEY, decodeURIComponent(m[1]));
+  history.replaceState(null, '', location.pathname + location.search);
+  return true;
+}
+
+function simOpts() {
+  const token = sessionStorage.getItem(TOKEN_KEY);
+  return { auth: false, headers: token ? { 'X-Sim-Token': token } : {} };
+}
+
+// A public demo opened without (or with a stale) token: the panel says how to get one.
+function showLocked(locked) {
+  $('phone-panel').hidden = !locked && !simOn;
+  $('phone-locked').hidden = !locked;
+  $('phone-grid').hidden = locked;
+}
+
 export function resetSim() {
   simOn = false;
   devices = [];
@@ -18,14 +43,16 @@ export function resetSim() {
 export async function probeSim() {
   const epoch = state.epoch;
   try {
-    const list = await api('GET', '/sim/devices', undefined, { auth: false });
+    const list = await api('GET', '/sim/devices', undefined, simOpts());
     if (epoch !== state.epoch) return;
     simOn = true;
     devices = Array.isArray(list) ? list : [];
-    $('phone-panel').hidden = false;
+    showLocked(false);
     renderPhone();
   } catch (e) {
-    if (epoch === state.epoch) { simOn = false; $('phone-panel').hidden = true; }
+    if (epoch !== state.epoch) return;
+    simOn = false;
+    showLocked(e.code === 'sim_token_required' || e.code === 'sim_token_invalid');
   }
 }
 
@@ -68,13 +95,13 @@ function deviceItem(d) {
 export async function simAction(btn) {
   const action = btn.dataset.simAction;
   if (action === 'pair') {
-    await api('POST', '/sim/pair', { code: btn.dataset.code, phone: $('phone-number').value.trim() }, { auth: false });
+    await api('POST', '/sim/pair', { code: btn.dataset.code, phone: $('phone-number').value.trim() }, simOpts());
   } else if (action === 'scan') {
     const current = await api('GET', sessionPath(btn.dataset.sessionId, '/qr'));
-    await api('POST', '/sim/scan', { qr: current.qr, phone: $('phone-number').value.trim() }, { auth: false });
+    await api('POST', '/sim/scan', { qr: current.qr, phone: $('phone-number').value.trim() }, simOpts());
   } else {
     const body = action === 'incoming' ? { from: $('sim-from').value.trim(), text: $('sim-text').value } : undefined;
-    await api('POST', '/sim/devices/' + enc(btn.dataset.deviceId) + '/' + action, body, { auth: false });
+    await api('POST', '/sim/devices/' + enc(btn.dataset.deviceId) + '/' + action, body, simOpts());
   }
   return t('sim.done.' + action);
 }

@@ -91,6 +91,15 @@ pub enum ApiError {
     },
     #[error("request body too large")]
     PayloadTooLarge,
+    /// A public demo's simulator control API without its token.
+    #[error("this demo's simulator control API wants the X-Sim-Token header printed when the server started")]
+    SimTokenMissing,
+    /// A public demo's simulator control API with a wrong token.
+    #[error("wrong X-Sim-Token: use the one printed when the server started")]
+    SimTokenWrong,
+    /// A simulator request whose `Host` is not this server (DNS rebinding).
+    #[error("this server does not answer to that Host on /sim: use localhost or its IP address")]
+    HostNotAllowed,
     /// The path exists, but not with this method.
     #[error("this method is not allowed on this path")]
     MethodNotAllowed,
@@ -142,6 +151,9 @@ impl ApiError {
             ApiError::Conflict { code, .. } => (StatusCode::CONFLICT, code),
             ApiError::TooManyRequests { code, .. } => (StatusCode::TOO_MANY_REQUESTS, code),
             ApiError::PayloadTooLarge => (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large"),
+            ApiError::SimTokenMissing => (StatusCode::UNAUTHORIZED, "sim_token_required"),
+            ApiError::SimTokenWrong => (StatusCode::UNAUTHORIZED, "sim_token_invalid"),
+            ApiError::HostNotAllowed => (StatusCode::FORBIDDEN, "host_not_allowed"),
             ApiError::MethodNotAllowed => (StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed"),
             ApiError::Busy => (StatusCode::SERVICE_UNAVAILABLE, "busy"),
             ApiError::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),

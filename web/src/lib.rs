@@ -28,7 +28,6 @@ pub mod sim;
 pub mod webhooks;
 pub mod ws;
 
-use axum::extract::DefaultBodyLimit;
 use axum::Router;
 use centinela_actors::bus::Bus;
 use centinela_actors::clock::SharedClock;
@@ -235,6 +234,5 @@ pub fn router(state: AppState) -> Router {
             metrics::track,
         ))
         .with_state(state);
-    security::apply(api, &web.cors_origins)
-        .layer(DefaultBodyLimit::max(web.max_body_bytes.max(1024)))
+    security::cors(security::harden(api, web.max_body_bytes), &web.cors_origins)
 }

@@ -1,9 +1,11 @@
-//! Response hardening on every API and dashboard response: security
-//! headers, a Content-Security-Policy fit for the dashboard (same-origin
-//! scripts, styles and connections only), and CORS for configured origins,
-//! with `*` matching one dot- or colon-separated part (seed 002 #9:
+//! Hardening on every API and dashboard route (and, in demo mode, on the
+//! simulator's): security headers, a Content-Security-Policy fit for the
+//! dashboard (same-origin scripts, styles and connections only), the
+//! request body limit, and CORS for configured origins (the API only), with
+//! `*` matching one dot- or colon-separated part (seed 002 #9:
 //! `http://192.168.*.*:5000`).
 
+use axum::extract::DefaultBodyLimit;
 use axum::http::{header, HeaderName, HeaderValue, Method};
 use axum::Router;
 use tower_http::cors::{AllowOrigin, CorsLayer};
@@ -60,7 +62,10 @@ fn host_labels(tokens: &[&str]) -> std::ops::Range<usize> {
     start..end.max(start)
 }
 
-pub fn apply(router: Router, cors_origins: &[String]) -> Router {
+/// The security headers and the request body limit (at least 1 KiB) of
+/// every API and dashboard route, and of the simulator's routes when
+/// `serve --demo` mounts them: one function, so the two cannot drift apart.
+pub fn harden(router: Router, max_body_bytes: usize) -> Router {
     let headers: [(HeaderName, &'static str); 5] = [
         (header::X_FRAME_OPTIONS, "DENY"),
         (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
@@ -78,6 +83,12 @@ pub fn apply(router: Router, cors_origins: &[String]) -> Router {
             HeaderValue::from_static(value),
         ));
     }
+    router.layer(DefaultBodyLimit::max(max_body_bytes.max(1024)))
+}
+
+/// CORS for the configured origins (the API's; never the simulator's,
+/// whose control API no other origin has any business calling).
+pub fn cors(router: Router, cors_origins: &[String]) -> Router {
     if cors_origins.is_empty() {
         return router;
     }

@@ -7,13 +7,16 @@
 //!
 //! Served alone by `centinela sim` (optionally over HTTPS, so an unmodified
 //! whatsapp-web.js can load it as `https://web.whatsapp.com/`) and mounted by
-//! `centinela serve --demo`. State is in memory and bounded: the simulator is
-//! a test double of WhatsApp, not part of Centinela's domain.
+//! `centinela serve --demo` (behind [`guard`]'s checks). State is in memory
+//! and bounded: the simulator is a test double of WhatsApp, not part of
+//! Centinela's domain.
 
+pub mod guard;
 mod routes;
 pub mod tls;
 
-pub use routes::{router, router_with};
+pub use guard::{ControlAccess, Guard};
+pub use routes::{guarded, router, router_with};
 
 use rand::Rng;
 use serde::Serialize;

@@ -3,6 +3,7 @@
 //! servers would answer) and the control API (`/sim/...`, what the phone and
 //! WhatsApp do to a device).
 
+use super::guard::{self, Guard};
 use super::{Device, DeviceState, SentMessage, Simulator};
 use crate::error::ApiError;
 use crate::extract::AppJson;
@@ -22,6 +23,9 @@ use tokio::sync::mpsc;
 
 const PAGE: &str = include_str!("../../sim/index.html");
 const SCRIPT: &str = include_str!("../../sim/sim.js");
+/// The page's styles: a file, not inline, so the API's CSP (`style-src
+/// 'self'`) fits the page too.
+const STYLE: &str = include_str!("../../sim/sim.css");
 /// Longest text a message may carry (WhatsApp's own limit is 65,536).
 const MAX_TEXT: usize = 65_536;
 
@@ -33,10 +37,39 @@ pub fn router(sim: Simulator) -> Router {
 
 /// [`router`], with the page at `/` too when `at_root`.
 pub fn router_with(sim: Simulator, at_root: bool) -> Router {
-    let mut r = Router::new()
+    let mut r = page_routes().merge(control_routes());
+    if at_root {
+        r = r.route("/", get(page));
+    }
+    r.with_state(sim)
+}
+
+/// The simulator as `serve --demo` mounts it beside the API: every route
+/// behind `guard`'s `Host` check, the control routes behind its token too
+/// (see [`super::guard`]).
+pub fn guarded(sim: Simulator, guard: Guard) -> Router {
+    let control = control_routes().route_layer(axum::middleware::from_fn_with_state(
+        guard.clone(),
+        guard::check_control,
+    ));
+    page_routes()
+        .merge(control)
+        .route_layer(axum::middleware::from_fn_with_state(
+            guard,
+            guard::check_host,
+        ))
+        .with_state(sim)
+}
+
+/// The page and its own API: WhatsApp Web and WhatsApp's servers, which
+/// the engine's browser reaches without any secret. The auth probe's
+/// challenge is here too (the page asks for it itself).
+fn page_routes() -> Router<Simulator> {
+    Router::new()
         .route("/sim/wa", get(|| async { Redirect::permanent("/sim/wa/") }))
         .route("/sim/wa/", get(page))
         .route("/sim/wa/sim.js", get(script))
+        .route("/sim/wa/sim.css", get(style))
         .route("/sim/api/hello", post(hello))
         .route("/sim/api/devices/{id}/events", get(events))
         .route("/sim/api/devices/{id}/send", post(send))
@@ -45,6 +78,13 @@ pub fn router_with(sim: Simulator, at_root: bool) -> Router {
         .route("/sim/api/devices/{id}/refresh-qr", post(refresh_qr))
         .route("/sim/api/devices/{id}/pairing-code", post(pairing_code))
         .route("/sim/api/devices/{id}/takeover", post(takeover))
+        .route("/sim/auth-probe", get(auth_probe))
+}
+
+/// The control API: what the phone and WhatsApp do to any device, and
+/// what the tests read back (sent messages, the auth probe's log).
+fn control_routes() -> Router<Simulator> {
+    Router::new()
         .route("/sim/devices", get(devices))
         .route("/sim/scan", post(scan))
         .route("/sim/pair", post(pair))
@@ -58,12 +98,7 @@ pub fn router_with(sim: Simulator, at_root: bool) -> Router {
         .route("/sim/devices/{id}/incoming", post(incoming))
         .route("/sim/devices/{id}/sent", get(sent))
         .route("/sim/devices/{id}/ack", post(ack))
-        .route("/sim/auth-probe", get(auth_probe))
-        .route("/sim/auth-probe/log", get(auth_probe_log));
-    if at_root {
-        r = r.route("/", get(page));
-    }
-    r.with_state(sim)
+        .route("/sim/auth-probe/log", get(auth_probe_log))
 }
 
 async fn page() -> impl IntoResponse {
@@ -89,6 +124,10 @@ async fn auth_probe(State(sim): State<Simulator>, headers: axum::http::HeaderMap
 
 async fn auth_probe_log(State(sim): State<Simulator>) -> Json<super::AuthProbeLog> {
     Json(sim.auth_probe_log())
+}
+
+async fn style() -> impl IntoResponse {
+    ([(header::CONTENT_TYPE, "text/css; charset=utf-8")], STYLE)
 }
 
 async fn script() -> impl IntoResponse {
