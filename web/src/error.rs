@@ -11,6 +11,7 @@ use axum::Json;
 use centinela_actors::clock::Timestamp;
 use centinela_actors::engine::EngineError;
 use centinela_actors::messaging::campaigns::CampaignError;
+use centinela_actors::messaging::template::RenderError;
 use centinela_actors::messaging::OutboxError;
 use centinela_actors::store::{AccountError, StoreError};
 use centinela_actors::supervisor::admission::{Denial, DenyReason};
@@ -249,6 +250,15 @@ impl From<CampaignError> for ApiError {
                 "campaign_limit",
                 format!("at most {n} campaigns may run at once"),
             ),
+            CampaignError::Render { index, error } => {
+                let code = match error {
+                    RenderError::TooLong => "rendered_too_long",
+                    RenderError::TooManyVars(_)
+                    | RenderError::BadName
+                    | RenderError::ValueTooLong => "invalid_recipients",
+                };
+                ApiError::bad_request(code, format!("recipient {index}: {error}"))
+            }
             CampaignError::Store(e) => e.into(),
         }
     }
