@@ -41,6 +41,7 @@ pub struct Config {
     pub engine: EngineConfig,
     pub antiban: AntibanConfig,
     pub messaging: MessagingConfig,
+    pub autoreply: AutoReplyConfig,
     pub webhooks: WebhooksConfig,
     pub supervisor: SupervisorConfig,
     pub auth: AuthConfig,
@@ -129,6 +130,18 @@ pub struct MessagingConfig {
     pub send_delay_max: Duration,
     pub sends_per_minute: u32,
     pub max_running_campaigns: u32,
+}
+
+/// How often keyword auto-replies may go out (see `messaging/reply_limit.rs`).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct AutoReplyConfig {
+    /// One reply per sender per session within this long; 0s answers every
+    /// matching message (within the hourly cap).
+    #[serde(with = "humantime_serde")]
+    pub per_sender_cooldown: Duration,
+    /// Auto-replies one session sends in any rolling hour.
+    pub max_per_session_per_hour: u32,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -241,10 +254,14 @@ impl Config {
                 "must not exceed messaging.send_delay_max",
             ));
         }
-        let positive: [(&'static str, u32); 12] = [
+        let positive: [(&'static str, u32); 13] = [
             (
                 "messaging.max_running_campaigns",
                 self.messaging.max_running_campaigns,
+            ),
+            (
+                "autoreply.max_per_session_per_hour",
+                self.autoreply.max_per_session_per_hour,
             ),
             ("webhooks.max_attempts", self.webhooks.max_attempts),
             (
@@ -422,6 +439,26 @@ mod tests {
         assert_eq!(c.engine.qr_window, Duration::from_secs(60));
         assert_eq!(c.auth.token_ttl, Duration::from_secs(12 * 3600));
         assert_eq!(c.auth.jwt_secret, "");
+        assert_eq!(c.autoreply.per_sender_cooldown, Duration::from_secs(600));
+        assert_eq!(c.autoreply.max_per_session_per_hour, 30);
+    }
+
+    #[test]
+    fn auto_reply_limits_load_from_the_environment_and_are_checked() {
+        Jail::expect_with(|jail| {
+            jail.set_env("CENTINELA__AUTOREPLY__PER_SENDER_COOLDOWN", "1h");
+            jail.set_env("CENTINELA__AUTOREPLY__MAX_PER_SESSION_PER_HOUR", "5");
+            let c = Config::load(None).expect("valid");
+            assert_eq!(c.autoreply.per_sender_cooldown, Duration::from_secs(3600));
+            assert_eq!(c.autoreply.max_per_session_per_hour, 5);
+            Ok(())
+        });
+        Jail::expect_with(|jail| {
+            jail.set_env("CENTINELA__AUTOREPLY__MAX_PER_SESSION_PER_HOUR", "0");
+            let e = load_err(jail, None);
+            assert!(e.contains("autoreply.max_per_session_per_hour = 0"), "{e}");
+            Ok(())
+        });
     }
 
     #[test]

@@ -126,8 +126,13 @@ where
         config.messaging.max_running_campaigns as usize,
         stop_rx.clone(),
     );
-    let autoreply_task =
-        messaging::autoreply::start(Arc::new(store.clone()), outbox.clone(), bus, clock.clone());
+    let autoreply_task = messaging::autoreply::start(
+        Arc::new(store.clone()),
+        outbox.clone(),
+        bus,
+        clock.clone(),
+        &config.autoreply,
+    );
     let (webhooks, webhooks_task) = Webhooks::start(
         Arc::new(store.clone()),
         bus,

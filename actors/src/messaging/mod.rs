@@ -3,13 +3,14 @@
 //! ([`pacing`]; the sender itself is `session/outgoing.rs`), webhook
 //! delivery with signatures and retries ([`webhooks`]), campaigns
 //! ([`campaigns`], their texts rendered by [`template`]) and keyword
-//! auto-replies ([`autoreply`]). It does not
+//! auto-replies ([`autoreply`], rationed by [`reply_limit`]). It does not
 //! talk to an engine: messages reach WhatsApp only through a session actor.
 
 pub mod autoreply;
 pub mod campaigns;
 pub mod outbox;
 pub mod pacing;
+pub mod reply_limit;
 pub mod template;
 pub mod webhooks;
 
