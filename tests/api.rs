@@ -914,3 +914,179 @@ async fn a_refused_proxy_holds_the_session_until_its_proxy_changes_or_an_admin_u
     );
     r.ws.until_state(&id, "READY").await;
 }
+
+#[tokio::test]
+async fn a_tenant_created_again_with_a_deleted_ones_id_inherits_nothing() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut config = api_config(dir.path());
+    config.webhooks.timeout = std::time::Duration::from_secs(1);
+    config.webhooks.max_attempts = 1;
+    let s = start_api(config, ScriptedEngine::new(), None).await;
+    let admin = s.api.login(ADMIN, ADMIN_PASSWORD).await;
+    let common::api::Ready {
+        token, id, mut ws, ..
+    } = s.ready_session("clinic").await;
+    let call =
+        |method: &'static str, path: String, token: String, body: Option<serde_json::Value>| {
+            let api = s.api.clone();
+            async move { api.call(method, &path, Cred::Token(&token), body).await }
+        };
+    let r = call("PUT", "/api/v1/tenants/clinic/webhook".into(), token.clone(), Some(json!({"url": "https://crm.example/hooks/whatsapp", "secret": "the-old-customers-secret"}))).await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    let rules =
+        json!({"enabled": true, "rules": [{"keyword": "horario", "reply": "Abrimos de 9 a 18"}]});
+    let r = call(
+        "PUT",
+        "/api/v1/tenants/clinic/auto-replies".into(),
+        token.clone(),
+        Some(rules),
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    let send = json!({"to": "5491100000000", "text": "turno confirmado", "idempotency_key": "k1"});
+    let r = call(
+        "POST",
+        format!("/api/v1/sessions/{id}/messages"),
+        token.clone(),
+        Some(send.clone()),
+    )
+    .await;
+    assert_eq!(r.status, 202, "{}", r.text);
+    let old_message = r.body["id"].as_str().expect("id").to_owned();
+    ws.next(|v| {
+        v["type"] == "message_status"
+            && v["message_id"] == old_message.as_str()
+            && v["status"] == "sent"
+    })
+    .await;
+    let campaign = json!({"name": "turnos", "template": "Hola {name}", "recipients": [{"to": "5491100000001", "vars": {"name": "Ana"}}]});
+    let r = call(
+        "POST",
+        format!("/api/v1/sessions/{id}/campaigns"),
+        token.clone(),
+        Some(campaign),
+    )
+    .await;
+    assert_eq!(r.status, 201, "{}", r.text);
+    let mentions_old = |entries: &serde_json::Value| {
+        entries
+            .as_array()
+            .expect("entries")
+            .iter()
+            .filter(|e| e.to_string().contains(id.as_str()))
+            .count()
+    };
+    let logs = call("GET", "/api/v1/logs?limit=5000".into(), token.clone(), None).await;
+    assert!(
+        mentions_old(&logs.body["entries"]) > 0,
+        "the old tenant has audit rows: {}",
+        logs.text
+    );
+
+    let r = call(
+        "DELETE",
+        "/api/v1/tenants/clinic".into(),
+        admin.clone(),
+        None,
+    )
+    .await;
+    assert_eq!(r.status, 204, "{}", r.text);
+    let (token, _) = s.api.tenant_with_user(&admin, "clinic").await;
+
+    let r = call(
+        "GET",
+        "/api/v1/tenants/clinic/webhook".into(),
+        token.clone(),
+        None,
+    )
+    .await;
+    assert_eq!(
+        r.status, 404,
+        "no webhook target or secret is inherited: {}",
+        r.text
+    );
+    let r = call(
+        "GET",
+        "/api/v1/tenants/clinic/webhook/deliveries".into(),
+        token.clone(),
+        None,
+    )
+    .await;
+    assert_eq!(
+        (r.status, r.body["deliveries"].clone()),
+        (200, json!([])),
+        "{}",
+        r.text
+    );
+    let r = call(
+        "GET",
+        "/api/v1/tenants/clinic/auto-replies".into(),
+        token.clone(),
+        None,
+    )
+    .await;
+    assert_eq!(
+        r.body,
+        json!({"enabled": false, "rules": []}),
+        "the default rules"
+    );
+    let sessions = call("GET", "/api/v1/sessions".into(), admin.clone(), None).await;
+    assert!(
+        !sessions.text.contains(id.as_str()),
+        "the old session is gone: {}",
+        sessions.text
+    );
+    let new_id = s.api.create_session(&token, None, "desk").await;
+    let r = call(
+        "POST",
+        format!("/api/v1/sessions/{new_id}/messages"),
+        token.clone(),
+        Some(send),
+    )
+    .await;
+    assert_eq!(r.status, 202, "{}", r.text);
+    assert_ne!(
+        r.body["id"],
+        old_message.as_str(),
+        "the old idempotency key is not the new tenant's"
+    );
+    let r = call(
+        "GET",
+        format!("/api/v1/sessions/{new_id}/messages"),
+        token.clone(),
+        None,
+    )
+    .await;
+    assert_eq!(
+        r.body["messages"].as_array().map(Vec::len),
+        Some(1),
+        "{}",
+        r.text
+    );
+    let r = call(
+        "GET",
+        format!("/api/v1/sessions/{new_id}/campaigns"),
+        token.clone(),
+        None,
+    )
+    .await;
+    assert_eq!(r.body["campaigns"], json!([]), "{}", r.text);
+    let logs = call("GET", "/api/v1/logs?limit=5000".into(), token.clone(), None).await;
+    assert_eq!(logs.status, 200);
+    assert_eq!(
+        mentions_old(&logs.body["entries"]),
+        0,
+        "no audit row of the old tenant: {}",
+        logs.text
+    );
+    let admin_logs = call("GET", "/api/v1/logs?limit=5000".into(), admin.clone(), None).await;
+    assert!(
+        admin_logs.body["entries"]
+            .as_array()
+            .expect("entries")
+            .iter()
+            .all(|e| e["tenant"] != "clinic" || !e.to_string().contains(id.as_str())),
+        "purged for admins too"
+    );
+    s.server.shutdown().await.expect("shutdown");
+}

@@ -1,6 +1,6 @@
 //! The one error type of the HTTP layer and its mapping to a status, done
 //! once: `{"error":{"code","message"}}` with a stable machine-readable code.
-//! The domain's errors (supervisor, store, accounts, campaigns, outbox)
+//! The domain's errors (supervisor, store, accounts, tenants, campaigns, outbox)
 //! convert with `From`, so handlers end in a bare `?`; a 5xx keeps its
 //! source error, which is logged with its whole chain, never returned.
 //! It does not decide policy: a 429's fields come from the denial.
@@ -16,6 +16,7 @@ use centinela_actors::messaging::OutboxError;
 use centinela_actors::store::{AccountError, StoreError};
 use centinela_actors::supervisor::admission::{Denial, DenyReason};
 use centinela_actors::supervisor::SupervisorError;
+use centinela_actors::tenants::TenantError;
 use serde::Serialize;
 use std::time::Duration;
 use utoipa::ToSchema;
@@ -260,6 +261,15 @@ impl From<CampaignError> for ApiError {
                 ApiError::bad_request(code, format!("recipient {index}: {error}"))
             }
             CampaignError::Store(e) => e.into(),
+        }
+    }
+}
+
+impl From<TenantError> for ApiError {
+    fn from(e: TenantError) -> Self {
+        match e {
+            TenantError::Supervisor(e) => e.into(),
+            TenantError::Store(e) => e.into(),
         }
     }
 }

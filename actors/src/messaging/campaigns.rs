@@ -163,6 +163,13 @@ impl Campaigns {
         Ok(c)
     }
 
+    /// Holds the runner (and every start, pause and cancel) until the guard
+    /// drops. A tenant purge runs under it, so no step in flight writes
+    /// back a campaign the purge removed.
+    pub async fn hold(&self) -> tokio::sync::OwnedMutexGuard<()> {
+        self.lock.clone().lock_owned().await
+    }
+
     /// Writes the record, then announces the progress.
     fn save(&self, c: &mut CampaignRecord) -> Result<(), StoreError> {
         c.updated_at = self.clock.now();

@@ -242,8 +242,14 @@ async fn attempt(
             }
         }
     }
-    if let Err(e) = me.repo.put_delivery(&d) {
-        tracing::error!(delivery = %d.id, error = %e, "could not record a webhook attempt");
+    // Only over a row still there: a tenant deleted during the attempt
+    // does not get its delivery back.
+    match me.repo.update_delivery(&d) {
+        Ok(true) => {}
+        Ok(false) => tracing::info!(delivery = %d.id, "webhook delivery gone during its attempt"),
+        Err(e) => {
+            tracing::error!(delivery = %d.id, error = %e, "could not record a webhook attempt")
+        }
     }
     d
 }

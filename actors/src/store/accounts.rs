@@ -1,9 +1,10 @@
 //! Accounts: tenants, users, per-tenant API keys (only their SHA-256 is
 //! kept), revoked token ids, and server settings such as the generated JWT
 //! secret. Password hashing and token checks are the web crate's job; this
-//! module stores what they produce.
+//! module stores what they produce. Deleting a tenant purges every table
+//! keyed by it (`purge.rs`), not only these.
 
-use super::{Store, StoreError};
+use super::{remove_where, Store, StoreError, TenantPurged};
 use crate::clock::Timestamp;
 use crate::ids::{TenantId, UserId};
 use redb::{ReadableDatabase, ReadableTable, TableDefinition, WriteTransaction};
@@ -117,9 +118,14 @@ pub trait AccountRepo: Send + Sync + 'static {
     fn create_tenant(&self, t: &TenantRecord) -> Result<(), AccountError>;
     fn tenant(&self, id: &TenantId) -> Result<Option<TenantRecord>, StoreError>;
     fn tenants(&self) -> Result<Vec<TenantRecord>, StoreError>;
-    /// Deletes a tenant with its users and API keys (sessions are the
-    /// supervisor's to delete first).
-    fn delete_tenant(&self, id: &TenantId) -> Result<bool, AccountError>;
+    /// Deletes a tenant and everything keyed by it — users, API keys,
+    /// session records, the webhook target and deliveries, auto-replies,
+    /// campaigns, messages with their queue, idempotency keys and engine
+    /// ids, the inbox and audit entries — in one write transaction, so a
+    /// tenant created later with the same id starts empty. Live sessions
+    /// are the supervisor's to stop first (`tenants::Tenants::delete`
+    /// does both, in order).
+    fn purge_tenant(&self, id: &TenantId) -> Result<TenantPurged, StoreError>;
     fn create_user(&self, u: &UserRecord) -> Result<(), AccountError>;
     /// Replaces a user (password change).
     fn update_user(&self, u: &UserRecord) -> Result<(), AccountError>;
@@ -173,34 +179,8 @@ impl AccountRepo for Store {
         self.all(TENANTS, "tenants")
     }
 
-    /// Deletes a tenant with its users and API keys (sessions are the
-    /// supervisor's to delete first).
-    fn delete_tenant(&self, id: &TenantId) -> Result<bool, AccountError> {
-        let users: Vec<UserRecord> = self
-            .users()?
-            .into_iter()
-            .filter(|u| u.tenant.as_ref() == Some(id))
-            .collect();
-        let keys: Vec<ApiKeyRecord> = self.api_keys(id)?;
-        let txn = self.db().begin_write()?;
-        let existed;
-        {
-            existed = txn.open_table(TENANTS)?.remove(id.as_str())?.is_some();
-            let mut table = txn.open_table(USERS)?;
-            let mut names = txn.open_table(USERNAMES)?;
-            for u in &users {
-                table.remove(u.id.as_str())?;
-                names.remove(u.username.to_lowercase().as_str())?;
-            }
-            let mut ktable = txn.open_table(API_KEYS)?;
-            let mut hashes = txn.open_table(API_KEY_HASHES)?;
-            for k in &keys {
-                ktable.remove(k.id.as_str())?;
-                hashes.remove(k.hash.as_str())?;
-            }
-        }
-        txn.commit()?;
-        Ok(existed)
+    fn purge_tenant(&self, id: &TenantId) -> Result<TenantPurged, StoreError> {
+        super::purge::purge_tenant(self, id)
     }
 
     fn create_user(&self, u: &UserRecord) -> Result<(), AccountError> {
@@ -390,6 +370,31 @@ impl AccountRepo for Store {
         txn.commit()?;
         Ok(current)
     }
+}
+
+/// Removes, within `txn`, the tenant record, its users and its API keys
+/// (with their lookup rows); answers whether the tenant existed, and how
+/// many users and keys went.
+pub(super) fn purge(
+    txn: &WriteTransaction,
+    tenant: &TenantId,
+) -> Result<(bool, usize, usize), StoreError> {
+    let existed = txn.open_table(TENANTS)?.remove(tenant.as_str())?.is_some();
+    let users: Vec<UserRecord> = remove_where(txn, USERS, "users", |u: &UserRecord| {
+        u.tenant.as_ref() == Some(tenant)
+    })?;
+    let mut names = txn.open_table(USERNAMES)?;
+    for u in &users {
+        names.remove(u.username.to_lowercase().as_str())?;
+    }
+    let keys: Vec<ApiKeyRecord> = remove_where(txn, API_KEYS, "api_keys", |k: &ApiKeyRecord| {
+        k.tenant == *tenant
+    })?;
+    let mut hashes = txn.open_table(API_KEY_HASHES)?;
+    for k in &keys {
+        hashes.remove(k.hash.as_str())?;
+    }
+    Ok((existed, users.len(), keys.len()))
 }
 
 impl Store {

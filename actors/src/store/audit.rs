@@ -99,6 +99,27 @@ impl AuditRepo for Store {
     }
 }
 
+/// Removes, within `txn`, every entry about `tenant`; returns how many.
+pub(super) fn purge(txn: &WriteTransaction, tenant: &TenantId) -> Result<usize, StoreError> {
+    let mut table = txn.open_table(AUDIT)?;
+    let mut doomed = Vec::new();
+    for row in table.iter()? {
+        let (k, v) = row?;
+        let entry: AuditEntry =
+            serde_json::from_slice(v.value()).map_err(|e| StoreError::Corrupt {
+                table: "audit_log",
+                why: e.to_string(),
+            })?;
+        if entry.tenant.as_ref() == Some(tenant) {
+            doomed.push(k.value());
+        }
+    }
+    for seq in &doomed {
+        table.remove(*seq)?;
+    }
+    Ok(doomed.len())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

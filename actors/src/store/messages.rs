@@ -7,11 +7,12 @@
 //! the engine are each written before the next step, which is what makes a
 //! crash neither lose nor repeat a message.
 
-use super::{Store, StoreError};
+use super::{remove_where, Store, StoreError};
 use crate::clock::Timestamp;
 use crate::ids::{SessionId, TenantId};
 use redb::{ReadableDatabase, ReadableTable, TableDefinition, WriteTransaction};
 use serde::{Deserialize, Serialize};
+use std::collections::{BTreeSet, HashSet};
 
 const MESSAGES: TableDefinition<&str, &[u8]> = TableDefinition::new("messages");
 /// (session, sequence) → message id: the send queue, in order.
@@ -353,6 +354,61 @@ impl MessageRepo for Store {
         }
         Ok(out)
     }
+}
+
+/// Removes, within `txn`, every outgoing message of `tenant` with its
+/// idempotency keys and engine ids, and the send queue and sequence of
+/// each of `sessions` (to which the messages' sessions are added first);
+/// returns how many messages went.
+pub(super) fn purge(
+    txn: &WriteTransaction,
+    tenant: &TenantId,
+    sessions: &mut BTreeSet<String>,
+) -> Result<usize, StoreError> {
+    let gone: Vec<MessageRecord> = remove_where(txn, MESSAGES, "messages", |m: &MessageRecord| {
+        m.tenant == *tenant
+    })?;
+    sessions.extend(gone.iter().map(|m| m.session.as_str().to_owned()));
+    let ids: HashSet<&str> = gone.iter().map(|m| m.id.as_str()).collect();
+
+    // Keys are "tenant/key", and a tenant id has no '/': the prefix is exact.
+    let (from, to) = (format!("{tenant}/"), format!("{tenant}0"));
+    let mut keys = txn.open_table(IDEMPOTENCY)?;
+    let doomed: Vec<String> = keys
+        .range(from.as_str()..to.as_str())?
+        .map(|row| row.map(|(k, _)| k.value().to_owned()))
+        .collect::<Result<_, _>>()?;
+    for k in &doomed {
+        keys.remove(k.as_str())?;
+    }
+
+    // Scoped ("session/engine id") and older bare rows alike, by the
+    // message they point to.
+    let mut engine = txn.open_table(ENGINE_IDS)?;
+    let mut doomed = Vec::new();
+    for row in engine.iter()? {
+        let (k, id) = row?;
+        if ids.contains(id.value()) {
+            doomed.push(k.value().to_owned());
+        }
+    }
+    for k in &doomed {
+        engine.remove(k.as_str())?;
+    }
+
+    let mut outbox = txn.open_table(OUTBOX)?;
+    let mut seqs = txn.open_table(SEQUENCES)?;
+    for s in sessions.iter() {
+        let queued: Vec<u64> = outbox
+            .range((s.as_str(), 0)..=(s.as_str(), u64::MAX))?
+            .map(|row| row.map(|(k, _)| k.value().1))
+            .collect::<Result<_, _>>()?;
+        for seq in queued {
+            outbox.remove((s.as_str(), seq))?;
+        }
+        seqs.remove(s.as_str())?;
+    }
+    Ok(gone.len())
 }
 
 #[cfg(test)]

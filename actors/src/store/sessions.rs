@@ -1,7 +1,7 @@
 //! Session records: who owns the session, which engine, and its desired
 //! state (should it be running), which the supervisor restores on start.
 
-use super::{Store, StoreError};
+use super::{remove_where, Store, StoreError};
 use crate::clock::Timestamp;
 use crate::engine::EngineKind;
 use crate::ids::{SessionId, TenantId};
@@ -93,6 +93,14 @@ impl SessionRepo for Store {
         txn.commit()?;
         Ok(existed)
     }
+}
+
+/// Removes, within `txn`, the session records of `tenant`; returns their ids.
+pub(super) fn purge(txn: &WriteTransaction, tenant: &TenantId) -> Result<Vec<String>, StoreError> {
+    let gone = remove_where(txn, SESSIONS, "sessions", |r: &SessionRecord| {
+        r.tenant == *tenant
+    })?;
+    Ok(gone.into_iter().map(|r| r.id.as_str().to_owned()).collect())
 }
 
 #[cfg(test)]

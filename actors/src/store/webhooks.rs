@@ -2,7 +2,7 @@
 //! body) and the delivery queue: every delivery is a record written before
 //! the first attempt and updated after each one, so a restart loses none.
 
-use super::{Store, StoreError};
+use super::{remove_where, Store, StoreError};
 use crate::clock::Timestamp;
 use crate::ids::TenantId;
 use redb::{ReadableDatabase, ReadableTable, TableDefinition, WriteTransaction};
@@ -63,6 +63,9 @@ pub trait WebhookRepo: Send + Sync + 'static {
     fn target(&self, tenant: &TenantId) -> Result<Option<WebhookTarget>, StoreError>;
     fn delete_target(&self, tenant: &TenantId) -> Result<bool, StoreError>;
     fn put_delivery(&self, d: &Delivery) -> Result<(), StoreError>;
+    /// Replaces a delivery that is still stored; false, writing nothing,
+    /// when it is gone (its tenant was deleted while an attempt ran).
+    fn update_delivery(&self, d: &Delivery) -> Result<bool, StoreError>;
     fn delivery(&self, id: &str) -> Result<Option<Delivery>, StoreError>;
     /// A tenant's deliveries (all, or of one status), newest first.
     fn deliveries(
@@ -105,6 +108,20 @@ impl WebhookRepo for Store {
         Ok(())
     }
 
+    fn update_delivery(&self, d: &Delivery) -> Result<bool, StoreError> {
+        let txn = self.db().begin_write()?;
+        let stored;
+        {
+            let mut table = txn.open_table(DELIVERIES)?;
+            stored = table.get(d.id.as_str())?.is_some();
+            if stored {
+                table.insert(d.id.as_str(), enc(d)?.as_slice())?;
+            }
+        }
+        txn.commit()?;
+        Ok(stored)
+    }
+
     fn delivery(&self, id: &str) -> Result<Option<Delivery>, StoreError> {
         let txn = self.db().begin_read()?;
         let table = txn.open_table(DELIVERIES)?;
@@ -135,6 +152,23 @@ impl WebhookRepo for Store {
         all.sort_by(|a, b| a.next_at.cmp(&b.next_at).then(a.id.cmp(&b.id)));
         Ok(all)
     }
+}
+
+/// Removes, within `txn`, the tenant's webhook target, deliveries and
+/// auto-reply rules; answers (target existed, deliveries, rules existed).
+pub(super) fn purge(
+    txn: &WriteTransaction,
+    tenant: &TenantId,
+) -> Result<(bool, usize, bool), StoreError> {
+    let target = txn.open_table(TARGETS)?.remove(tenant.as_str())?.is_some();
+    let deliveries = remove_where(txn, DELIVERIES, "webhook_deliveries", |d: &Delivery| {
+        d.tenant == *tenant
+    })?;
+    let rules = txn
+        .open_table(AUTO_REPLIES)?
+        .remove(tenant.as_str())?
+        .is_some();
+    Ok((target, deliveries.len(), rules))
 }
 
 impl Store {
