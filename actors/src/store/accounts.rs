@@ -30,6 +30,22 @@ pub(super) fn create_tables(txn: &WriteTransaction) -> Result<(), StoreError> {
     Ok(())
 }
 
+/// Every row of this module's tables, for tests ([`super::rows`]).
+#[cfg(test)]
+pub(super) fn rows(
+    txn: &redb::ReadTransaction,
+    out: &mut super::rows::Rows,
+) -> Result<(), StoreError> {
+    super::rows::table(txn, TENANTS, out)?;
+    super::rows::table(txn, USERS, out)?;
+    super::rows::table(txn, USERNAMES, out)?;
+    super::rows::table(txn, API_KEYS, out)?;
+    super::rows::table(txn, API_KEY_HASHES, out)?;
+    super::rows::table(txn, REVOKED, out)?;
+    super::rows::table(txn, SETTINGS, out)?;
+    Ok(())
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TenantRecord {
     pub id: TenantId,

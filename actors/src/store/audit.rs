@@ -22,6 +22,16 @@ pub(super) fn create_tables(txn: &WriteTransaction) -> Result<(), StoreError> {
     Ok(())
 }
 
+/// Every row of this module's tables, for tests ([`super::rows`]).
+#[cfg(test)]
+pub(super) fn rows(
+    txn: &redb::ReadTransaction,
+    out: &mut super::rows::Rows,
+) -> Result<(), StoreError> {
+    super::rows::table(txn, AUDIT, out)?;
+    Ok(())
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct AuditEntry {
     /// Assigned by the store; ignored on append.

@@ -16,6 +16,16 @@ pub(super) fn create_tables(txn: &WriteTransaction) -> Result<(), StoreError> {
     Ok(())
 }
 
+/// Every row of this module's tables, for tests ([`super::rows`]).
+#[cfg(test)]
+pub(super) fn rows(
+    txn: &redb::ReadTransaction,
+    out: &mut super::rows::Rows,
+) -> Result<(), StoreError> {
+    super::rows::table(txn, CAMPAIGNS, out)?;
+    Ok(())
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Recipient {
     pub to: String,

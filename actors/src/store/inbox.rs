@@ -21,6 +21,16 @@ pub(super) fn create_inbox(txn: &WriteTransaction) -> Result<(), StoreError> {
     Ok(())
 }
 
+/// Every row of this module's tables, for tests ([`super::rows`]).
+#[cfg(test)]
+pub(super) fn rows(
+    txn: &redb::ReadTransaction,
+    out: &mut super::rows::Rows,
+) -> Result<(), StoreError> {
+    super::rows::table(txn, INBOX, out)?;
+    Ok(())
+}
+
 /// A message that arrived on a session.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct IncomingRecord {

@@ -38,6 +38,20 @@ pub(super) fn create_tables(txn: &WriteTransaction) -> Result<(), StoreError> {
     Ok(())
 }
 
+/// Every row of this module's tables, for tests ([`super::rows`]).
+#[cfg(test)]
+pub(super) fn rows(
+    txn: &redb::ReadTransaction,
+    out: &mut super::rows::Rows,
+) -> Result<(), StoreError> {
+    super::rows::table(txn, MESSAGES, out)?;
+    super::rows::table(txn, OUTBOX, out)?;
+    super::rows::table(txn, IDEMPOTENCY, out)?;
+    super::rows::table(txn, ENGINE_IDS, out)?;
+    super::rows::table(txn, SEQUENCES, out)?;
+    Ok(())
+}
+
 /// Where a message is. `unknown`: a crash came between handing it to the
 /// engine and hearing back; it is not retried (never sent twice), a person
 /// decides.

@@ -15,6 +15,8 @@ mod inbox;
 mod ledger;
 mod messages;
 mod purge;
+#[cfg(test)]
+mod rows;
 mod sessions;
 mod webhooks;
 
@@ -172,6 +174,12 @@ impl Store {
     pub(crate) fn db(&self) -> &Database {
         &self.db
     }
+}
+
+/// The schema table's rows, for tests ([`rows`]).
+#[cfg(test)]
+fn meta_rows(txn: &redb::ReadTransaction, out: &mut rows::Rows) -> Result<(), StoreError> {
+    rows::table(txn, META, out)
 }
 
 /// Removes, within `txn`, every row of a JSON table whose value matches

@@ -191,6 +191,18 @@ pub(super) fn create_auto_replies(txn: &WriteTransaction) -> Result<(), StoreErr
     Ok(())
 }
 
+/// Every row of this module's tables, for tests ([`super::rows`]).
+#[cfg(test)]
+pub(super) fn rows(
+    txn: &redb::ReadTransaction,
+    out: &mut super::rows::Rows,
+) -> Result<(), StoreError> {
+    super::rows::table(txn, TARGETS, out)?;
+    super::rows::table(txn, DELIVERIES, out)?;
+    super::rows::table(txn, AUTO_REPLIES, out)?;
+    Ok(())
+}
+
 /// One auto-reply rule: an incoming text containing `keyword` gets `reply`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct AutoReplyRule {
