@@ -238,7 +238,10 @@ impl From<serde_json::Error> for ApiError {
 
 impl From<OutboxError> for ApiError {
     fn from(e: OutboxError) -> Self {
-        ApiError::unavailable(e)
+        match e {
+            OutboxError::SessionGone(id) => ApiError::NotFound(format!("session {id} not found")),
+            OutboxError::Closed | OutboxError::Store(_) => ApiError::unavailable(e),
+        }
     }
 }
 
@@ -261,6 +264,7 @@ impl From<CampaignError> for ApiError {
                 ApiError::bad_request(code, format!("recipient {index}: {error}"))
             }
             CampaignError::Store(e) => e.into(),
+            CampaignError::Outbox(e) => e.into(),
         }
     }
 }

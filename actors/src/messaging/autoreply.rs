@@ -7,7 +7,7 @@
 //! `[autoreply]` in the config), so strangers cannot make the number spam.
 
 use super::reply_limit::{ReplyLimit, Verdict};
-use super::Outbox;
+use super::{Outbox, OutboxError};
 use crate::bus::{Bus, BusEvent, MessageEvent};
 use crate::clock::SharedClock;
 use crate::config::AutoReplyConfig;
@@ -92,6 +92,9 @@ async fn answer(
         Ok(r) => {
             tracing::info!(tenant = %m.tenant, session = %m.session, message = %r.id, "auto-reply queued")
         }
+        Err(OutboxError::SessionGone(_)) => {
+            tracing::info!(tenant = %m.tenant, session = %m.session, "auto-reply dropped: the session is gone")
+        }
         Err(e) => tracing::error!(tenant = %m.tenant, error = %e, "could not queue an auto-reply"),
     }
 }
@@ -103,7 +106,7 @@ mod tests {
     use crate::clock::{Clock, ManualClock, Timestamp};
     use crate::ids::{SessionId, TenantId};
     use crate::messaging::outbox::Notify;
-    use crate::store::{AutoReplyRule, MessageRepo, Store};
+    use crate::store::{AutoReplyRule, MessageRepo, SessionRecord, SessionRepo, Store};
     use std::time::Duration;
     use tokio::sync::mpsc;
 
@@ -136,9 +139,14 @@ mod tests {
                     reply: "Abrimos de 9 a 18".into(),
                 }],
             };
-            store
-                .set_auto_replies(&TenantId::new("shop").expect("id"), &rules)
-                .expect("rules");
+            let shop = TenantId::new("shop").expect("id");
+            store.set_auto_replies(&shop, &rules).expect("rules");
+            for s in ["s1", "s2"] {
+                let s = SessionId::new(s).expect("id");
+                store
+                    .put_session(&SessionRecord::of(&shop, &s))
+                    .expect("session");
+            }
             let (tx, queued) = mpsc::unbounded_channel();
             let (outbox, _) = Outbox::start(Arc::new(store.clone()), Some(Arc::new(Queued(tx))));
             let bus = Bus::default();

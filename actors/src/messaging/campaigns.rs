@@ -9,7 +9,7 @@
 //! caps, or behind the API's back) is counted failed and skipped.
 
 use super::template::{render, RenderError};
-use super::Outbox;
+use super::{Outbox, OutboxError};
 use crate::bus::{Bus, BusEvent};
 use crate::clock::SharedClock;
 use crate::store::{
@@ -37,6 +37,8 @@ pub enum CampaignError {
     Render { index: usize, error: RenderError },
     #[error(transparent)]
     Store(#[from] StoreError),
+    #[error(transparent)]
+    Outbox(#[from] OutboxError),
 }
 
 fn key(c: &CampaignRecord, index: usize) -> String {
@@ -267,8 +269,15 @@ async fn step_all(me: &Campaigns, outbox: &Outbox) -> Result<(), CampaignError> 
             tracing::info!(campaign = %c.id, sent = c.sent, failed = c.failed, "campaign completed");
             continue;
         };
-        queue(me, outbox, &c, index, to, text).await?;
-        c.next = index + 1;
+        match queue(me, outbox, &c, index, to, text).await {
+            Ok(()) => c.next = index + 1,
+            Err(OutboxError::SessionGone(session)) => {
+                // Deleted (or its tenant): nothing more can be sent.
+                c.status = CampaignStatus::Cancelled;
+                tracing::info!(campaign = %c.id, tenant = %c.tenant, session = %session, "campaign cancelled: its session is gone");
+            }
+            Err(e) => return Err(e.into()),
+        }
         me.save(&mut c)?;
     }
     Ok(())
@@ -298,14 +307,11 @@ async fn queue(
     index: usize,
     to: String,
     text: String,
-) -> Result<(), CampaignError> {
+) -> Result<(), OutboxError> {
     let now = me.clock.now();
     let m = MessageRecord::queued(c.tenant.clone(), c.session.clone(), to, text, now)
         .with_key(Some(key(c, index)));
-    outbox
-        .accept(m)
-        .await
-        .map_err(|e| CampaignError::Store(StoreError::Db(e.to_string())))?;
+    outbox.accept(m).await?;
     Ok(())
 }
 

@@ -6,7 +6,7 @@ use super::*;
 use crate::bus::{CampaignEvent, MessageStatusEvent};
 use crate::clock::{ManualClock, Timestamp};
 use crate::ids::{SessionId, TenantId};
-use crate::store::{Recipient, Store};
+use crate::store::{Recipient, SessionRecord, SessionRepo, Store};
 use std::collections::BTreeMap;
 use std::time::Duration;
 
@@ -66,6 +66,9 @@ async fn a_stored_recipient_that_cannot_render_is_failed_and_the_campaign_goes_o
     store
         .put_campaign(&c)
         .expect("stored behind the API's back");
+    store
+        .put_session(&SessionRecord::of(&tenant, &session))
+        .expect("session");
 
     let bus = Bus::default();
     let mut rx = bus.subscribe();
@@ -115,5 +118,55 @@ async fn a_stored_recipient_that_cannot_render_is_failed_and_the_campaign_goes_o
     assert_eq!(
         (stored.status, stored.sent, stored.failed),
         (CampaignStatus::Completed, 1, 1)
+    );
+}
+
+#[tokio::test]
+async fn a_running_campaign_whose_session_is_gone_is_cancelled() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = Store::open(dir.path()).expect("open");
+    let tenant = TenantId::new("clinic").expect("id");
+    let now = Timestamp::from_millis(1_000_000);
+    // Left running by an earlier process; its session was deleted since.
+    let c = CampaignRecord {
+        id: "c_orphan".into(),
+        tenant: tenant.clone(),
+        session: SessionId::new("s_gone").expect("id"),
+        name: "turnos".into(),
+        template: "{v}".into(),
+        recipients: vec![recipient("5491100000001", "hola".into())],
+        status: CampaignStatus::Running,
+        next: 0,
+        sent: 0,
+        failed: 0,
+        created_at: now,
+        updated_at: now,
+    };
+    store.put_campaign(&c).expect("stored");
+
+    let bus = Bus::default();
+    let mut rx = bus.subscribe();
+    let (outbox, _writer) = Outbox::start(Arc::new(store.clone()), None);
+    let (_stop_tx, stop) = tokio::sync::watch::channel(false);
+    let (_campaigns, _runner) = Campaigns::start(
+        Arc::new(store.clone()),
+        outbox,
+        &bus,
+        Arc::new(ManualClock::new(now)),
+        5,
+        stop,
+    );
+
+    let done = progress(&mut rx, |c| c.status != CampaignStatus::Running).await;
+    assert_eq!(
+        (done.status, done.queued, done.sent),
+        (CampaignStatus::Cancelled, 0, 0)
+    );
+    assert_eq!(
+        store
+            .by_idempotency_key(&tenant, "campaign/c_orphan/0")
+            .expect("read"),
+        None,
+        "no message was stored for the missing session"
     );
 }

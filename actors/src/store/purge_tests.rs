@@ -4,7 +4,6 @@
 
 use super::*;
 use crate::clock::Timestamp;
-use crate::engine::EngineKind;
 use crate::ids::{SessionId, UserId};
 use crate::store::rows::Rows;
 use crate::store::*;
@@ -84,18 +83,7 @@ fn fill(store: &Store, id: &str) {
         })
         .expect("key");
     store
-        .put_session(&SessionRecord {
-            id: s.clone(),
-            tenant: t.clone(),
-            name: "desk".into(),
-            engine: EngineKind::Webjs,
-            desired: DesiredState::Stopped,
-            user_agent: None,
-            proxy: None,
-            last_reason: None,
-            paired: false,
-            created_at: T,
-        })
+        .put_session(&SessionRecord::of(&t, &s))
         .expect("session");
     fill_messaging(store, &t, &s);
     fill_messages(store, &t, &s);
