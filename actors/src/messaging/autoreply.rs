@@ -106,7 +106,9 @@ mod tests {
     use crate::clock::{Clock, ManualClock, Timestamp};
     use crate::ids::{SessionId, TenantId};
     use crate::messaging::outbox::Notify;
-    use crate::store::{AutoReplyRule, MessageRepo, SessionRecord, SessionRepo, Store};
+    use crate::store::{
+        AccountRepo, AutoReplyRule, MessageRepo, SessionRecord, SessionRepo, Store, TenantRecord,
+    };
     use std::time::Duration;
     use tokio::sync::mpsc;
 
@@ -140,7 +142,14 @@ mod tests {
                 }],
             };
             let shop = TenantId::new("shop").expect("id");
-            store.set_auto_replies(&shop, &rules).expect("rules");
+            store
+                .create_tenant(&TenantRecord {
+                    id: shop.clone(),
+                    name: "shop".into(),
+                    created_at: Timestamp::from_millis(1),
+                })
+                .expect("tenant");
+            assert!(store.set_auto_replies(&shop, &rules).expect("rules"));
             for s in ["s1", "s2"] {
                 let s = SessionId::new(s).expect("id");
                 store

@@ -78,37 +78,34 @@ impl Webhooks {
         (me, task)
     }
 
-    /// Puts a delivery back in the queue with fresh attempts.
-    pub fn redeliver(&self, mut d: Delivery) -> Result<Delivery, StoreError> {
+    /// Puts a delivery back in the queue with fresh attempts; `None` when
+    /// it is gone (its tenant deleted meanwhile).
+    pub fn redeliver(&self, mut d: Delivery) -> Result<Option<Delivery>, StoreError> {
         d.status = DeliveryStatus::Pending;
         d.attempts = 0;
         d.next_at = self.clock.now();
         d.last_error = None;
-        self.repo.put_delivery(&d)?;
+        if !self.repo.update_delivery(&d)? {
+            return Ok(None);
+        }
         self.kick.notify_one();
-        Ok(d)
+        Ok(Some(d))
     }
 
     fn enqueue(&self, event: &BusEvent) {
-        let (tenant, body) = match event {
+        let (tenant, session, body) = match event {
             BusEvent::MessageIn(m) => (
                 &m.tenant,
+                &m.session,
                 json!({"event": "message.in", "tenant_id": m.tenant, "session_id": m.session, "message_id": m.id, "from": m.from, "text": m.text, "at": m.at}),
             ),
             BusEvent::MessageStatus(m) if m.status != crate::store::MessageStatus::Sending => (
                 &m.tenant,
+                &m.session,
                 json!({"event": "message.status", "tenant_id": m.tenant, "session_id": m.session, "message_id": m.message_id, "status": m.status, "at": m.at}),
             ),
             _ => return,
         };
-        match self.repo.target(tenant) {
-            Ok(Some(_)) => {}
-            Ok(None) => return,
-            Err(e) => {
-                tracing::error!(tenant = %tenant, error = %e, "could not read the webhook target");
-                return;
-            }
-        }
         let now = self.clock.now();
         let id = format!("d_{}", uuid::Uuid::new_v4().simple());
         let mut body = body;
@@ -123,7 +120,9 @@ impl Webhooks {
             last_error: None,
             created_at: now,
         };
-        if let Err(e) = self.repo.put_delivery(&d) {
+        // Queued only if the tenant has a target and the session is still
+        // on record (see `queue_delivery`): no target is the common case.
+        if let Err(e) = self.repo.queue_delivery(&d, session) {
             tracing::error!(tenant = %tenant, error = %e, "could not queue a webhook delivery");
         }
     }
@@ -189,7 +188,9 @@ async fn dispatch_due(me: &Webhooks, client: &reqwest::Client, cfg: &WebhooksCon
             next = Some(next.map_or(d.next_at, |n| n.min(d.next_at)));
             continue;
         }
-        let d = attempt(me, client, cfg, d).await;
+        let Some(d) = attempt(me, client, cfg, d).await else {
+            continue;
+        };
         if d.status == DeliveryStatus::Pending {
             next = Some(next.map_or(d.next_at, |n| n.min(d.next_at)));
         }
@@ -202,8 +203,19 @@ async fn attempt(
     client: &reqwest::Client,
     cfg: &WebhooksConfig,
     mut d: Delivery,
-) -> Delivery {
-    let outcome = match me.repo.target(&d.tenant) {
+) -> Option<Delivery> {
+    // Read again with the target, in one snapshot: a delivery listed
+    // before its tenant was purged is gone now, and never goes to a
+    // target a tenant re-created under the same id has set since.
+    let target = match me.repo.delivery_and_target(&d.id) {
+        Ok(None) => {
+            tracing::info!(delivery = %d.id, "webhook delivery gone before its attempt");
+            return None;
+        }
+        Ok(Some((_, target))) => Ok(target),
+        Err(e) => Err(e),
+    };
+    let outcome = match target {
         Ok(Some(target)) => {
             let signature = format!(
                 "sha256={}",
@@ -251,7 +263,7 @@ async fn attempt(
             tracing::error!(delivery = %d.id, error = %e, "could not record a webhook attempt")
         }
     }
-    d
+    Some(d)
 }
 
 #[cfg(test)]
@@ -289,6 +301,89 @@ mod tests {
     #[test]
     fn the_https_client_builds_with_the_ring_provider() {
         assert!(client(Duration::from_secs(1)).is_ok());
+    }
+
+    #[tokio::test]
+    async fn a_delivery_listed_before_its_tenant_was_purged_never_reaches_a_later_target() {
+        use crate::clock::ManualClock;
+        use crate::ids::{SessionId, TenantId};
+        use crate::store::WebhookTarget;
+        use crate::store::{AccountRepo, SessionRecord, SessionRepo, Store, TenantRecord};
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = Store::open(dir.path()).expect("open");
+        let clinic = TenantId::new("clinic").expect("id");
+        let create = |store: &Store| {
+            store
+                .create_tenant(&TenantRecord {
+                    id: clinic.clone(),
+                    name: "clinic".into(),
+                    created_at: Timestamp::from_millis(1),
+                })
+                .expect("tenant");
+        };
+        create(&store);
+        let s1 = SessionId::new("s1").expect("id");
+        store
+            .put_session(&SessionRecord::of(&clinic, &s1))
+            .expect("session");
+        let old = WebhookTarget {
+            tenant: clinic.clone(),
+            url: "http://127.0.0.1:9/old-customer".into(),
+            secret: "the-old-customers-secret".into(),
+        };
+        assert!(store.set_target(&old).expect("set"));
+        let d = Delivery {
+            id: "d1".into(),
+            tenant: clinic.clone(),
+            body: "{\"text\":\"the old customer's message\"}".into(),
+            status: DeliveryStatus::Pending,
+            attempts: 0,
+            next_at: Timestamp::from_millis(1),
+            last_error: None,
+            created_at: Timestamp::from_millis(1),
+        };
+        assert!(store.queue_delivery(&d, &s1).expect("queue"));
+        // The task lists what is due, then the tenant is purged and
+        // re-created with a target of its own before the attempt.
+        let listed = store.pending().expect("list");
+        store.purge_tenant(&clinic).expect("purge");
+        create(&store);
+        let new_customer = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        new_customer.set_nonblocking(true).expect("nonblocking");
+        let url = format!("http://{}/hook", new_customer.local_addr().expect("addr"));
+        let new = WebhookTarget {
+            tenant: clinic.clone(),
+            url,
+            secret: "the-new-customers-secret".into(),
+        };
+        assert!(store.set_target(&new).expect("set"));
+
+        let me = Webhooks {
+            repo: Arc::new(store.clone()),
+            clock: Arc::new(ManualClock::new(Timestamp::from_millis(1_000))),
+            kick: Arc::new(Notify::new()),
+        };
+        let cfg = WebhooksConfig {
+            max_attempts: 3,
+            backoff_base: Duration::from_secs(5),
+            backoff_max: Duration::from_secs(60),
+            timeout: Duration::from_millis(500),
+        };
+        let http = client(cfg.timeout).expect("client");
+        for d in listed {
+            assert_eq!(attempt(&me, &http, &cfg, d).await, None, "skipped: gone");
+        }
+        // Had it been sent, its connection would be waiting by now.
+        assert_eq!(
+            new_customer.accept().map_err(|e| e.kind()).err(),
+            Some(std::io::ErrorKind::WouldBlock),
+            "nothing connected to the new customer's URL"
+        );
+        assert_eq!(
+            store.delivery("d1").expect("read"),
+            None,
+            "not written back"
+        );
     }
 
     #[test]

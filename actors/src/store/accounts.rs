@@ -201,6 +201,11 @@ impl AccountRepo for Store {
 
     fn create_user(&self, u: &UserRecord) -> Result<(), AccountError> {
         let txn = self.db().begin_write()?;
+        if let Some(t) = &u.tenant {
+            if !tenant_exists(&txn, t)? {
+                return Err(AccountError::NotFound(format!("tenant {t}")));
+            }
+        }
         {
             let mut names = txn.open_table(USERNAMES)?;
             let key = u.username.to_lowercase();
@@ -273,6 +278,9 @@ impl AccountRepo for Store {
 
     fn create_api_key(&self, k: &ApiKeyRecord) -> Result<(), AccountError> {
         let txn = self.db().begin_write()?;
+        if !tenant_exists(&txn, &k.tenant)? {
+            return Err(AccountError::NotFound(format!("tenant {}", k.tenant)));
+        }
         {
             txn.open_table(API_KEYS)?
                 .insert(k.id.as_str(), encode(k)?.as_slice())?;
@@ -388,6 +396,14 @@ impl AccountRepo for Store {
     }
 }
 
+/// Whether `tenant` is on record, within `txn`. Rows of a tenant (users,
+/// API keys, its webhook and rules) are written only while it is, checked
+/// in the writing transaction, so none can land behind a purge for a
+/// tenant re-created under the same id to inherit.
+pub(super) fn tenant_exists(txn: &WriteTransaction, tenant: &TenantId) -> Result<bool, StoreError> {
+    Ok(txn.open_table(TENANTS)?.get(tenant.as_str())?.is_some())
+}
+
 /// Removes, within `txn`, the tenant record, its users and its API keys
 /// (with their lookup rows); answers whether the tenant existed, and how
 /// many users and keys went.
@@ -451,6 +467,32 @@ mod tests {
     }
 
     #[test]
+    fn a_user_or_key_of_a_tenant_not_on_record_is_refused() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = Store::open(dir.path()).expect("open");
+        let gone = TenantId::new("gone").expect("id");
+        let key = ApiKeyRecord {
+            id: "k0".into(),
+            tenant: gone.clone(),
+            name: "crm".into(),
+            hash: "cd".repeat(32),
+            prefix: "cnt_cdcd".into(),
+            created_at: Timestamp::from_millis(1),
+            revoked_at: None,
+        };
+        assert!(matches!(
+            store.create_user(&user("ana", Some("gone"))),
+            Err(AccountError::NotFound(_))
+        ));
+        assert!(matches!(
+            store.create_api_key(&key),
+            Err(AccountError::NotFound(_))
+        ));
+        assert_eq!(store.user_by_name("ana").expect("read"), None);
+        assert_eq!(store.api_keys(&gone).expect("read"), vec![]);
+    }
+
+    #[test]
     fn usernames_are_unique_case_insensitively_and_survive_a_reopen() {
         let dir = tempfile::tempdir().expect("tempdir");
         {
@@ -473,6 +515,13 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let store = Store::open(dir.path()).expect("open");
         let t = TenantId::new("t1").expect("id");
+        store
+            .create_tenant(&TenantRecord {
+                id: t.clone(),
+                name: "t1".into(),
+                created_at: Timestamp::from_millis(1),
+            })
+            .expect("tenant");
         let k = ApiKeyRecord {
             id: "k1".into(),
             tenant: t.clone(),
