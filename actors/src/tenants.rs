@@ -58,12 +58,15 @@ impl Tenants {
         // check before the purge, and its record went with it: take it out
         // of the supervisor too, and what it left in the store.
         let late = self.supervisor.delete_tenant(tenant.clone()).await?;
+        // `purged_tenant`, not `tenant`: the audit log files a line under
+        // its `tenant` field, and these come after the purge — they are the
+        // admins' record, not the first rows of a tenant re-created later.
         if late > 0 {
-            tracing::warn!(tenant = %tenant, sessions = late, "sessions created during the tenant's deletion deleted too");
+            tracing::warn!(purged_tenant = %tenant, sessions = late, "sessions created during the tenant's deletion deleted too");
             self.purge(tenant).await?;
         }
         tracing::info!(
-            tenant = %tenant,
+            purged_tenant = %tenant,
             sessions,
             users = purged.users,
             messages = purged.messages,
