@@ -5,8 +5,11 @@
 //! transaction ([`AccountRepo::purge_tenant`]). A tenant created later with
 //! the same id starts empty: no webhook target or secret, deliveries,
 //! auto-replies, idempotency keys, campaigns, messages, inbox or audit
-//! entries of the old one. Who may delete a tenant is the web layer's
-//! business, not this module's.
+//! entries of the old one. Writers racing the deletion (an HTTP request
+//! past its tenant check, an event handled late) are refused by the
+//! store's checks in their own transactions, not here. The admission
+//! ledger is kept (see `store/purge.rs`). Who may delete a tenant is the
+//! web layer's business, not this module's.
 
 use crate::hub::Hub;
 use crate::ids::TenantId;

@@ -5,7 +5,12 @@
 //! and from the sessions its messages name, since the supervisor may have
 //! deleted the records already. The admission ledger is not touched: its
 //! budgets protect the server's address and phone numbers, not a tenant's
-//! data. Who calls it, and after what, is `tenants.rs`'s business.
+//! data (the hourly budget is server-wide, pairing codes are limited per
+//! phone and egress path, and deleting and re-creating a tenant must not
+//! lift a ban), and the supervisor keeps it in memory besides. Tables with
+//! no tenant's rows: `meta`, `settings`, `revoked_tokens` (token ids; the
+//! tokens die with their users). `purge_tests.rs` reads every table to
+//! prove it. Who calls this, and after what, is `tenants.rs`'s business.
 
 use super::{accounts, audit, campaigns, inbox, messages, sessions, webhooks};
 use super::{Store, StoreError};
