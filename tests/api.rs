@@ -914,3 +914,311 @@ async fn a_refused_proxy_holds_the_session_until_its_proxy_changes_or_an_admin_u
     );
     r.ws.until_state(&id, "READY").await;
 }
+
+/// Deleting a tenant purges everything it had (issue 15): a tenant created
+/// again under its id finds none of it, and the old credentials open
+/// nothing. The id is this test's alone, as every audit line under it is
+/// checked and the log layer feeds every server in the process.
+#[tokio::test]
+async fn a_tenant_created_again_with_a_deleted_ones_id_inherits_nothing() {
+    const T: &str = "purged-clinic";
+    const OLD_SECRET: &str = "the-old-customers-secret";
+    let dir = tempfile::tempdir().expect("tempdir");
+    // The old customer's receiver listens on loopback, as an operator who
+    // allowed it would have it.
+    let mut config = api_config(dir.path());
+    config.webhooks.allow_private =
+        centinela_actors::cidr::CidrSet::parse(["127.0.0.0/8"]).expect("cidr");
+    let s = start_api(config, ScriptedEngine::new(), None).await;
+    let admin = s.api.login(ADMIN, ADMIN_PASSWORD).await;
+    let mut admin_ws = Ws::connect(&s.api.base, &format!("token={admin}&logs=1")).await;
+    let common::api::Ready {
+        token,
+        id,
+        sid,
+        mut ws,
+    } = s.ready_session(T).await;
+    let old = Old::build(&s, &token, &id, &sid, &mut ws, OLD_SECRET).await;
+    let logs = s
+        .api
+        .call("GET", "/api/v1/logs?limit=5000", Cred::Token(&admin), None)
+        .await;
+    assert_ne!(under(&logs.body, T), [""; 0], "the tenant has audit rows");
+
+    let r = s
+        .api
+        .call(
+            "DELETE",
+            &format!("/api/v1/tenants/{T}"),
+            Cred::Token(&admin),
+            None,
+        )
+        .await;
+    assert_eq!(r.status, 204, "{}", r.text);
+    // The hub writes a line to the audit log before it pushes it: once the
+    // purge's report is pushed, all that came before it is written.
+    let report = admin_ws
+        .next(|v| v["type"] == "log" && v["message"] == "tenant purged")
+        .await;
+    assert_eq!(
+        (&report["fields"]["purged_tenant"], &report["tenant_id"]),
+        (&json!(T), &json!(null)),
+        "the report is the admins', filed under no tenant"
+    );
+    let logs = s
+        .api
+        .call("GET", "/api/v1/logs?limit=5000", Cred::Token(&admin), None)
+        .await;
+    assert_eq!(
+        under(&logs.body, T),
+        [""; 0],
+        "no audit row of the tenant is left"
+    );
+
+    // The same id again, with a user of the same name.
+    let (token, _) = s.api.tenant_with_user(&admin, T).await;
+    for (cred, what) in [
+        (Cred::Token(&old.token), "the old user's token"),
+        (Cred::Key(&old.key), "the old API key"),
+    ] {
+        let r = get(&s.api, &format!("/api/v1/tenants/{T}"), cred).await;
+        assert_eq!(r.status, 401, "{what} opens nothing: {}", r.text);
+    }
+    let r = get(
+        &s.api,
+        &format!("/api/v1/tenants/{T}/webhook"),
+        Cred::Token(&token),
+    )
+    .await;
+    assert_eq!(
+        r.status, 404,
+        "no webhook target or secret is inherited: {}",
+        r.text
+    );
+    let r = get(
+        &s.api,
+        &format!("/api/v1/tenants/{T}/webhook/deliveries"),
+        Cred::Token(&token),
+    )
+    .await;
+    assert_eq!(r.body["deliveries"], json!([]), "{}", r.text);
+    let r = get(
+        &s.api,
+        &format!("/api/v1/tenants/{T}/auto-replies"),
+        Cred::Token(&token),
+    )
+    .await;
+    assert_eq!(
+        r.body,
+        json!({"enabled": false, "rules": []}),
+        "the default rules"
+    );
+    let r = get(
+        &s.api,
+        &format!("/api/v1/tenants/{T}/api-keys"),
+        Cred::Token(&token),
+    )
+    .await;
+    assert_eq!(
+        r.body["api_keys"].as_array().map(Vec::len),
+        Some(1),
+        "only the new key: {}",
+        r.text
+    );
+    let r = get(&s.api, "/api/v1/users", Cred::Token(&admin)).await;
+    let users: Vec<_> = r.body["users"]
+        .as_array()
+        .expect("users")
+        .iter()
+        .filter(|u| u["tenant_id"] == T)
+        .collect();
+    assert_eq!(users.len(), 1, "only the new user: {}", r.text);
+    let r = get(&s.api, "/api/v1/sessions", Cred::Token(&token)).await;
+    assert_eq!(r.body["sessions"], json!([]), "{}", r.text);
+    let r = get(
+        &s.api,
+        &format!("/api/v1/sessions/{id}/inbox"),
+        Cred::Token(&admin),
+    )
+    .await;
+    assert_eq!(r.status, 404, "the old session is gone: {}", r.text);
+
+    let new_id = s.api.create_session(&token, None, "desk").await;
+    let r = s
+        .api
+        .call(
+            "POST",
+            &format!("/api/v1/sessions/{new_id}/messages"),
+            Cred::Token(&token),
+            Some(old.send.clone()),
+        )
+        .await;
+    assert_eq!(r.status, 202, "{}", r.text);
+    assert_ne!(
+        r.body["id"],
+        old.message.as_str(),
+        "the old idempotency key is not the new tenant's"
+    );
+    let r = get(
+        &s.api,
+        &format!("/api/v1/sessions/{new_id}/messages"),
+        Cred::Token(&token),
+    )
+    .await;
+    assert_eq!(
+        r.body["messages"].as_array().map(Vec::len),
+        Some(1),
+        "{}",
+        r.text
+    );
+    let r = get(
+        &s.api,
+        &format!("/api/v1/sessions/{new_id}/campaigns"),
+        Cred::Token(&token),
+    )
+    .await;
+    assert_eq!(r.body["campaigns"], json!([]), "{}", r.text);
+    let logs = get(&s.api, "/api/v1/logs?limit=5000", Cred::Token(&token)).await;
+    assert!(
+        !logs.text.contains(id.as_str()),
+        "no audit row of the old session: {}",
+        logs.text
+    );
+    s.server.shutdown().await.expect("shutdown");
+}
+
+/// What the deleted tenant had, made through the API.
+struct Old {
+    token: String,
+    key: String,
+    /// A message sent with an idempotency key, and the request.
+    message: String,
+    send: serde_json::Value,
+}
+
+impl Old {
+    /// A webhook to a local receiver, an API key, auto-replies, a sent
+    /// message, an incoming one (answered) and a campaign; the webhook
+    /// shown working with `secret`.
+    async fn build(
+        s: &common::api::ApiServer,
+        token: &str,
+        id: &str,
+        sid: &SessionId,
+        ws: &mut Ws,
+        secret: &str,
+    ) -> Old {
+        let mut hook = common::hook::receiver().await;
+        let tenant = "/api/v1/tenants/purged-clinic";
+        let put = |path: String, body: serde_json::Value| {
+            let (api, token) = (s.api.clone(), token.to_owned());
+            async move {
+                api.call("PUT", &path, Cred::Token(&token), Some(body))
+                    .await
+            }
+        };
+        let r = put(
+            format!("{tenant}/webhook"),
+            json!({"url": hook.url, "secret": secret}),
+        )
+        .await;
+        assert_eq!(r.status, 200, "{}", r.text);
+        let rules = json!({"enabled": true, "rules": [{"keyword": "horario", "reply": "Abrimos de 9 a 18"}]});
+        let r = put(format!("{tenant}/auto-replies"), rules).await;
+        assert_eq!(r.status, 200, "{}", r.text);
+        let r = s
+            .api
+            .call(
+                "POST",
+                &format!("{tenant}/api-keys"),
+                Cred::Token(token),
+                Some(json!({"name": "crm"})),
+            )
+            .await;
+        assert_eq!(r.status, 201, "{}", r.text);
+        let key = r.body["key"].as_str().expect("key").to_owned();
+
+        let send =
+            json!({"to": "5491100000000", "text": "turno confirmado", "idempotency_key": "k1"});
+        let path = format!("/api/v1/sessions/{id}/messages");
+        let r = s
+            .api
+            .call("POST", &path, Cred::Token(token), Some(send.clone()))
+            .await;
+        assert_eq!(r.status, 202, "{}", r.text);
+        let message = r.body["id"].as_str().expect("id").to_owned();
+        let sent =
+            |v: &serde_json::Value| v["message_id"] == message.as_str() && v["status"] == "sent";
+        ws.next(|v| v["type"] == "message_status" && sent(v)).await;
+        hook.next_matching(secret, |b| b["event"] == "message.status" && sent(b))
+            .await;
+
+        let incoming = centinela_actors::engine::EngineEvent::MessageIn {
+            id: "in1".into(),
+            from: "5491100000001".into(),
+            jid: "5491100000001@c.us".into(),
+            text: "¿horario?".into(),
+        };
+        assert!(s.engine.emit(sid, incoming));
+        hook.next_matching(secret, |b| {
+            b["event"] == "message.in" && b["message_id"] == "in1"
+        })
+        .await;
+        ws.next(|v| {
+            v["type"] == "message_status"
+                && v["message_id"] != message.as_str()
+                && v["status"] == "sent"
+        })
+        .await;
+
+        let campaign = json!({"name": "turnos", "template": "Hola {name}", "recipients": [{"to": "5491100000002", "vars": {"name": "Ana"}}]});
+        let r = s
+            .api
+            .call(
+                "POST",
+                &format!("/api/v1/sessions/{id}/campaigns"),
+                Cred::Token(token),
+                Some(campaign),
+            )
+            .await;
+        assert_eq!(r.status, 201, "{}", r.text);
+        let r = s
+            .api
+            .call(
+                "GET",
+                &format!("/api/v1/sessions/{id}/inbox"),
+                Cred::Token(token),
+                None,
+            )
+            .await;
+        assert_eq!(
+            r.body["messages"].as_array().map(Vec::len),
+            Some(1),
+            "{}",
+            r.text
+        );
+        Old {
+            token: token.to_owned(),
+            key,
+            message,
+            send,
+        }
+    }
+}
+
+/// `GET path`.
+async fn get(api: &common::api::Api, path: &str, cred: Cred<'_>) -> common::api::Res {
+    api.call("GET", path, cred, None).await
+}
+
+/// The actions of the audit entries of a `/api/v1/logs` page filed under
+/// `tenant`.
+fn under(page: &serde_json::Value, tenant: &str) -> Vec<String> {
+    page["entries"]
+        .as_array()
+        .expect("entries")
+        .iter()
+        .filter(|e| e["tenant"] == tenant)
+        .map(|e| format!("{} {}", e["action"], e["data"]["message"]))
+        .collect()
+}

@@ -5,7 +5,7 @@
 mod common;
 
 use centinela_actors::engine::scripted::ScriptedEngine;
-use common::api::{api_config, start_api, ApiServer, Cred, Ready};
+use common::api::{api_config, start_api, ApiServer, Cred, Ready, ADMIN, ADMIN_PASSWORD};
 use serde_json::{json, Value};
 use std::time::Duration;
 
@@ -240,5 +240,74 @@ async fn pause_resume_and_cancel() {
         409,
         "a cancelled campaign stays cancelled"
     );
+    s.server.shutdown().await.expect("shutdown");
+}
+
+#[tokio::test]
+async fn a_template_bomb_and_oversized_variables_are_refused_at_create_time() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let s = start_api(api_config(dir.path()), ScriptedEngine::new(), None).await;
+    let admin = s.api.login(ADMIN, ADMIN_PASSWORD).await;
+    let (token, _) = s.api.tenant_with_user(&admin, "clinic").await;
+    let id = s.api.create_session(&token, None, "desk").await;
+    let post = |body: Value| {
+        let (api, token, id) = (s.api.clone(), token.clone(), id.clone());
+        async move {
+            api.call(
+                "POST",
+                &format!("/api/v1/sessions/{id}/campaigns"),
+                Cred::Token(&token),
+                Some(body),
+            )
+            .await
+        }
+    };
+    // Each value holds 300 placeholders of the next: replacing one variable
+    // at a time over the growing text would make 3,000 × 300³ characters.
+    let bomb = json!({
+        "name": "bomb",
+        "template": "{a}".repeat(1000),
+        "recipients": [{"to": "5491100000001", "vars": {
+            "a": "{b}".repeat(300), "b": "{c}".repeat(300), "c": "{d}".repeat(300), "d": "boom"
+        }}]
+    });
+    let vars = |vars: Value| {
+        json!({"name": "n", "template": "Hola {name}", "recipients": [
+            {"to": "5491100000001", "vars": {"name": "Ana"}},
+            {"to": "5491100000002", "vars": vars}
+        ]})
+    };
+    let many: serde_json::Map<String, Value> =
+        (0..21).map(|i| (format!("v{i}"), json!("x"))).collect();
+    let cases = [
+        (bomb, "rendered_too_long"),
+        (vars(Value::Object(many)), "invalid_recipients"),
+        (vars(json!({"n".repeat(33): "x"})), "invalid_recipients"),
+        (
+            vars(json!({"name": "x".repeat(1001)})),
+            "invalid_recipients",
+        ),
+    ];
+    for (body, code) in cases {
+        let r = post(body).await;
+        assert_eq!(
+            (r.status, r.body["error"]["code"].clone()),
+            (400, json!(code)),
+            "{}",
+            r.body["error"]
+        );
+    }
+    let list = s
+        .api
+        .call(
+            "GET",
+            &format!("/api/v1/sessions/{id}/campaigns"),
+            Cred::Token(&token),
+            None,
+        )
+        .await;
+    assert_eq!(list.body["campaigns"], json!([]), "none was stored");
+    let fine = post(vars(json!({"name": "x".repeat(1000)}))).await;
+    assert_eq!(fine.status, 201, "at the caps is fine: {}", fine.text);
     s.server.shutdown().await.expect("shutdown");
 }

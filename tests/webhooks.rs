@@ -14,86 +14,25 @@
 
 mod common;
 
-use axum::body::Bytes;
-use axum::http::{HeaderMap, StatusCode};
-use axum::routing::post;
 use centinela::config::Config;
 use centinela_actors::cidr::CidrSet;
 use centinela_actors::clock::{ManualClock, SharedClock, Timestamp};
 use centinela_actors::engine::scripted::ScriptedEngine;
 use centinela_actors::engine::EngineEvent;
 use centinela_actors::ids::SessionId;
-use centinela_actors::messaging::webhooks::{
-    hmac_sha256_hex, verify_signature, Lookup, LookupFuture, SystemLookup,
-};
+use centinela_actors::messaging::webhooks::{Lookup, LookupFuture, SystemLookup};
 use common::api::{api_config, start_api, start_api_with, Cred, ADMIN, ADMIN_PASSWORD};
+use common::hook::receiver;
 use serde_json::{json, Value};
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
-use std::sync::atomic::{AtomicU16, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::io::AsyncReadExt;
 use tokio::sync::mpsc;
 
 const SECRET: &str = "a-webhook-secret-of-some-length";
-
-/// A receiver that answers with the status in `respond` and reports every
-/// request (signature header, body).
-struct Receiver {
-    url: String,
-    respond: Arc<AtomicU16>,
-    rx: mpsc::UnboundedReceiver<(String, String)>,
-}
-
-async fn receiver() -> Receiver {
-    let respond = Arc::new(AtomicU16::new(200));
-    let (tx, rx) = mpsc::unbounded_channel();
-    let status = respond.clone();
-    let app = axum::Router::new().route(
-        "/hook",
-        post(move |headers: HeaderMap, body: Bytes| {
-            let (tx, status) = (tx.clone(), status.clone());
-            async move {
-                let sig = headers
-                    .get("x-centinela-signature")
-                    .and_then(|v| v.to_str().ok())
-                    .unwrap_or_default()
-                    .to_owned();
-                let _ = tx.send((sig, String::from_utf8_lossy(&body).into_owned()));
-                StatusCode::from_u16(status.load(Ordering::SeqCst)).unwrap_or(StatusCode::OK)
-            }
-        }),
-    );
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let url = format!("http://{}/hook", listener.local_addr().expect("addr"));
-    tokio::spawn(async move { axum::serve(listener, app).await });
-    Receiver { url, respond, rx }
-}
-
-impl Receiver {
-    async fn next(&mut self) -> (String, Value) {
-        let (sig, body) = tokio::time::timeout(common::WAIT, self.rx.recv())
-            .await
-            .expect("a delivery")
-            .expect("open");
-        assert_eq!(
-            sig,
-            format!(
-                "sha256={}",
-                hmac_sha256_hex(SECRET.as_bytes(), body.as_bytes())
-            ),
-            "signature verifies"
-        );
-        assert!(
-            verify_signature(SECRET.as_bytes(), body.as_bytes(), &sig),
-            "and the receiver's check accepts it"
-        );
-        (sig, serde_json::from_str(&body).expect("json body"))
-    }
-}
 
 /// A READY session of tenant `clinic` with a webhook to `url`.
 async fn setup(s: &common::api::ApiServer, url: &str) -> (String, SessionId) {
@@ -246,23 +185,23 @@ async fn deliveries_are_signed_and_retried_after_500s() {
     let (token, sid) = setup(&s, &rx.url).await;
     rx.respond.store(500, Ordering::SeqCst);
     incoming(&s, &sid, 1);
-    let (_, first) = rx.next().await;
+    let (_, first) = rx.next(SECRET).await;
     assert_eq!(
         (first["event"].clone(), first["text"].clone()),
         (json!("message.in"), json!("hola 1"))
     );
-    let (_, second) = rx.next().await;
+    let (_, second) = rx.next(SECRET).await;
     assert_eq!(
         second["delivery_id"], first["delivery_id"],
         "a retry of the same delivery"
     );
     rx.respond.store(200, Ordering::SeqCst);
-    let (_, third) = rx.next().await;
+    let (_, third) = rx.next(SECRET).await;
     assert_eq!(third["delivery_id"], first["delivery_id"]);
     // A second delivery reaching the receiver means the first was recorded
     // (one worker, in order).
     incoming(&s, &sid, 2);
-    let (_, next) = rx.next().await;
+    let (_, next) = rx.next(SECRET).await;
     assert_eq!(next["text"], "hola 2");
     let list = s
         .api
@@ -311,12 +250,12 @@ async fn dead_letters_after_the_maximum_and_redelivers_on_request() {
     incoming(&s, &sid, 1);
     let mut id = String::new();
     for _ in 0..3 {
-        let (_, body) = rx.next().await;
+        let (_, body) = rx.next(SECRET).await;
         id = body["delivery_id"].as_str().expect("id").to_owned();
     }
     // The barrier: the next delivery's first attempt comes after the dead one was recorded.
     incoming(&s, &sid, 2);
-    rx.next().await;
+    rx.next(SECRET).await;
     let dead = s
         .api
         .call(
@@ -351,7 +290,7 @@ async fn dead_letters_after_the_maximum_and_redelivers_on_request() {
         .await;
     assert_eq!(r.status, 200, "{}", r.text);
     loop {
-        let (_, body) = rx.next().await;
+        let (_, body) = rx.next(SECRET).await;
         if body["delivery_id"] == id.as_str() {
             break;
         }
@@ -373,12 +312,12 @@ async fn pending_deliveries_survive_a_restart() {
     let (_, sid) = setup(&s, &rx.url).await;
     rx.respond.store(500, Ordering::SeqCst);
     incoming(&s, &sid, 1);
-    let (_, body) = rx.next().await;
+    let (_, body) = rx.next(SECRET).await;
     s.server.shutdown().await.expect("shutdown");
 
     rx.respond.store(200, Ordering::SeqCst);
     let s = start_api(config, engine, None).await;
-    let (_, again) = rx.next().await;
+    let (_, again) = rx.next(SECRET).await;
     assert_eq!(
         again["delivery_id"], body["delivery_id"],
         "the same delivery, after the restart"
@@ -578,7 +517,7 @@ async fn a_receiver_that_never_answers_delays_only_its_own_tenant() {
     }
     let mut texts = Vec::new();
     for _ in 0..3 {
-        let (_, body) = rx.next().await;
+        let (_, body) = rx.next(SECRET).await;
         assert_eq!(body["tenant_id"], "dental");
         texts.push(body["text"].as_str().expect("text").to_owned());
     }
@@ -617,24 +556,24 @@ async fn finished_deliveries_are_pruned_after_the_retention() {
     let mut ids = Vec::new();
     let deliver = |n: u32| incoming(&s, &sid, n);
     deliver(1);
-    ids.push(rx.next().await.1["delivery_id"].clone());
+    ids.push(rx.next(SECRET).await.1["delivery_id"].clone());
     rx.respond.store(500, Ordering::SeqCst);
     deliver(2);
-    ids.push(rx.next().await.1["delivery_id"].clone());
+    ids.push(rx.next(SECRET).await.1["delivery_id"].clone());
     rx.respond.store(200, Ordering::SeqCst);
     // The barrier: the third is sent once the first two are recorded, at
     // the start. (It is recorded itself just before or just after the
     // clock moves, so it is left out of the verdict.)
     deliver(3);
-    ids.push(rx.next().await.1["delivery_id"].clone());
+    ids.push(rx.next(SECRET).await.1["delivery_id"].clone());
     clock.advance(Duration::from_secs(6 * 86_400));
     deliver(4);
-    ids.push(rx.next().await.1["delivery_id"].clone());
+    ids.push(rx.next(SECRET).await.1["delivery_id"].clone());
     // Past seven days from the first two, not from the fourth: the next
     // pass of the loop prunes before it sends the fifth.
     clock.advance(Duration::from_secs(86_400 + 60));
     deliver(5);
-    ids.push(rx.next().await.1["delivery_id"].clone());
+    ids.push(rx.next(SECRET).await.1["delivery_id"].clone());
     // The first token expired on the manual clock.
     let admin = s.api.login(ADMIN, ADMIN_PASSWORD).await;
     let left: Vec<Value> = deliveries(&s, &admin, "")

@@ -68,6 +68,7 @@ pub struct Config {
     pub engine: EngineConfig,
     pub antiban: AntibanConfig,
     pub messaging: MessagingConfig,
+    pub autoreply: AutoReplyConfig,
     pub webhooks: WebhooksConfig,
     pub supervisor: SupervisorConfig,
     pub auth: AuthConfig,
@@ -173,6 +174,18 @@ pub struct MessagingConfig {
     pub send_delay_max: Duration,
     pub sends_per_minute: u32,
     pub max_running_campaigns: u32,
+}
+
+/// How often keyword auto-replies may go out (see `messaging/reply_limit.rs`).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct AutoReplyConfig {
+    /// One reply per sender per session within this long; 0s answers every
+    /// matching message (within the hourly cap).
+    #[serde(with = "humantime_serde")]
+    pub per_sender_cooldown: Duration,
+    /// Auto-replies one session sends in any rolling hour.
+    pub max_per_session_per_hour: u32,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -301,10 +314,14 @@ impl Config {
                 "must not exceed messaging.send_delay_max",
             ));
         }
-        let positive: [(&'static str, u32); 13] = [
+        let positive: [(&'static str, u32); 14] = [
             (
                 "messaging.max_running_campaigns",
                 self.messaging.max_running_campaigns,
+            ),
+            (
+                "autoreply.max_per_session_per_hour",
+                self.autoreply.max_per_session_per_hour,
             ),
             ("webhooks.max_attempts", self.webhooks.max_attempts),
             ("webhooks.max_in_flight", self.webhooks.max_in_flight),
@@ -513,6 +530,8 @@ mod tests {
         assert_eq!(c.engine.qr_window, Duration::from_secs(60));
         assert_eq!(c.auth.token_ttl, Duration::from_secs(12 * 3600));
         assert_eq!(c.auth.jwt_secret, "");
+        assert_eq!(c.autoreply.per_sender_cooldown, Duration::from_secs(600));
+        assert_eq!(c.autoreply.max_per_session_per_hour, 30);
         assert!(c.webhooks.allow_private.is_empty(), "no private range");
         assert!(c.server.trusted_proxies.is_empty(), "no proxy trusted");
         assert_eq!(c.webhooks.retention, Duration::from_secs(7 * 86_400));
@@ -563,6 +582,24 @@ mod tests {
             jail.set_env("CENTINELA__SERVER__TRUSTED_PROXIES", "[\"127.0.0.1\"]");
             let e = load_err(jail, None);
             assert!(e.contains("server.trusted_proxies"), "{e}");
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn auto_reply_limits_load_from_the_environment_and_are_checked() {
+        Jail::expect_with(|jail| {
+            jail.set_env("CENTINELA__AUTOREPLY__PER_SENDER_COOLDOWN", "1h");
+            jail.set_env("CENTINELA__AUTOREPLY__MAX_PER_SESSION_PER_HOUR", "5");
+            let c = Config::load(None, Profile::Standard).expect("valid");
+            assert_eq!(c.autoreply.per_sender_cooldown, Duration::from_secs(3600));
+            assert_eq!(c.autoreply.max_per_session_per_hour, 5);
+            Ok(())
+        });
+        Jail::expect_with(|jail| {
+            jail.set_env("CENTINELA__AUTOREPLY__MAX_PER_SESSION_PER_HOUR", "0");
+            let e = load_err(jail, None);
+            assert!(e.contains("autoreply.max_per_session_per_hour = 0"), "{e}");
             Ok(())
         });
     }

@@ -14,7 +14,7 @@ use crate::store::{AuditEntry, AuditRepo};
 use serde_json::{json, Value};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use tokio::sync::{broadcast, mpsc};
+use tokio::sync::{broadcast, mpsc, oneshot};
 
 /// One event as clients receive it: pre-serialized once for every client.
 #[derive(Debug)]
@@ -40,6 +40,7 @@ pub struct LogEvent {
 #[derive(Clone)]
 pub struct Hub {
     tx: broadcast::Sender<Arc<HubEvent>>,
+    flush: mpsc::Sender<oneshot::Sender<()>>,
     pub stats: Arc<HubStats>,
 }
 
@@ -68,13 +69,41 @@ impl Hub {
     ) -> (Hub, tokio::task::JoinHandle<()>) {
         let (tx, _) = broadcast::channel(capacity.max(16));
         let stats = Arc::new(HubStats::default());
-        let task = tokio::spawn(run(bus.subscribe(), logs, audit, tx.clone(), stats.clone()));
-        (Hub { tx, stats }, task)
+        let (flush, flushes) = mpsc::channel(16);
+        let task = tokio::spawn(run(
+            Inputs {
+                bus: bus.subscribe(),
+                logs,
+                flushes,
+            },
+            audit,
+            tx.clone(),
+            stats.clone(),
+        ));
+        (Hub { tx, flush, stats }, task)
     }
 
     pub fn subscribe(&self) -> broadcast::Receiver<Arc<HubEvent>> {
         self.tx.subscribe()
     }
+
+    /// Waits until every bus event published and every log line sent
+    /// before the call is in the audit log. A tenant purge runs after it,
+    /// so no entry of the tenant's last moments lands behind the purge.
+    /// Returns at once when the hub has stopped.
+    pub async fn flush(&self) {
+        let (done, rx) = oneshot::channel();
+        if self.flush.send(done).await.is_ok() {
+            let _ = rx.await;
+        }
+    }
+}
+
+/// What the hub task reads.
+struct Inputs {
+    bus: broadcast::Receiver<BusEvent>,
+    logs: mpsc::Receiver<LogEvent>,
+    flushes: mpsc::Receiver<oneshot::Sender<()>>,
 }
 
 enum Incoming {
@@ -84,17 +113,17 @@ enum Incoming {
 }
 
 async fn run(
-    mut bus: broadcast::Receiver<BusEvent>,
-    mut logs: mpsc::Receiver<LogEvent>,
+    mut input: Inputs,
     audit: Arc<dyn AuditRepo>,
     tx: broadcast::Sender<Arc<HubEvent>>,
     stats: Arc<HubStats>,
 ) {
     let mut logs_open = true;
+    let mut flushes_open = true;
     let mut last_durable = std::time::Instant::now();
     loop {
         let first = tokio::select! {
-            ev = bus.recv() => match ev {
+            ev = input.bus.recv() => match ev {
                 Ok(e) => Incoming::Bus(e),
                 Err(broadcast::error::RecvError::Lagged(n)) => Incoming::Lagged(n),
                 Err(broadcast::error::RecvError::Closed) => {
@@ -104,25 +133,31 @@ async fn run(
                     return;
                 }
             },
-            ev = logs.recv(), if logs_open => match ev {
+            ev = input.logs.recv(), if logs_open => match ev {
                 Some(e) => Incoming::Log(e),
                 None => { logs_open = false; continue; }
             },
+            req = input.flushes.recv(), if flushes_open => {
+                let Some(done) = req else {
+                    flushes_open = false;
+                    continue;
+                };
+                // Everything sent before the request is waiting already:
+                // that much is written (not what keeps arriving after).
+                let mut waiting = input.bus.len() + input.logs.len();
+                while waiting > 0 {
+                    let batch = fill(Vec::new(), &mut input);
+                    if batch.is_empty() {
+                        break;
+                    }
+                    waiting = waiting.saturating_sub(batch.len());
+                    deliver(batch, &audit, &tx, &stats, false).await;
+                }
+                let _ = done.send(());
+                continue;
+            },
         };
-        let mut batch = vec![first];
-        while batch.len() < BATCH {
-            match bus.try_recv() {
-                Ok(e) => batch.push(Incoming::Bus(e)),
-                Err(broadcast::error::TryRecvError::Lagged(n)) => batch.push(Incoming::Lagged(n)),
-                Err(_) => break,
-            }
-        }
-        while batch.len() < BATCH {
-            match logs.try_recv() {
-                Ok(e) => batch.push(Incoming::Log(e)),
-                Err(_) => break,
-            }
-        }
+        let batch = fill(vec![first], &mut input);
         // Audit entries are made durable at least every second; in between
         // they ride along without an fsync, so delivery is not held up by one.
         let durable = last_durable.elapsed() >= DURABLE_EVERY;
@@ -131,6 +166,24 @@ async fn run(
         }
         deliver(batch, &audit, &tx, &stats, durable).await;
     }
+}
+
+/// Adds what is waiting on the bus, then on the log channel, up to [`BATCH`].
+fn fill(mut batch: Vec<Incoming>, input: &mut Inputs) -> Vec<Incoming> {
+    while batch.len() < BATCH {
+        match input.bus.try_recv() {
+            Ok(e) => batch.push(Incoming::Bus(e)),
+            Err(broadcast::error::TryRecvError::Lagged(n)) => batch.push(Incoming::Lagged(n)),
+            Err(_) => break,
+        }
+    }
+    while batch.len() < BATCH {
+        match input.logs.try_recv() {
+            Ok(e) => batch.push(Incoming::Log(e)),
+            Err(_) => break,
+        }
+    }
+    batch
 }
 
 /// Persists a batch in one commit, then broadcasts it with its numbers.
@@ -282,4 +335,35 @@ fn admission_json(a: &crate::bus::AdmissionEvent) -> serde_json::Value {
     json!({"type": "admission", "tenant_id": a.tenant, "session_id": a.session,
            "decision": a.decision.name(), "kind": a.kind, "reason": a.decision.reason(),
            "start_at": start_at, "wait_time_minutes": wait, "block_until": block_until, "at": a.at})
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::bus::MessageEvent;
+    use crate::ids::SessionId;
+    use crate::store::Store;
+
+    #[tokio::test]
+    async fn a_flush_returns_once_everything_published_before_it_is_in_the_audit_log() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = Store::open(dir.path()).expect("open");
+        let bus = Bus::default();
+        let (_log_tx, logs) = mpsc::channel(16);
+        let (hub, _task) = Hub::start(&bus, logs, Arc::new(store.clone()), 4096);
+        // More than one batch, published without yielding to the hub.
+        for i in 0..BATCH + 10 {
+            bus.publish(BusEvent::MessageIn(MessageEvent {
+                tenant: TenantId::new("clinic").expect("id"),
+                session: SessionId::new("s1").expect("id"),
+                id: format!("in{i}"),
+                from: "5491100000000".into(),
+                text: "hola".into(),
+                at: Timestamp::from_millis(1),
+            }));
+        }
+        hub.flush().await;
+        let written = store.audit_since(0, 10_000).expect("read");
+        assert_eq!(written.len(), BATCH + 10);
+    }
 }

@@ -1,5 +1,6 @@
 //! Centinela's domain: tenant session actors and their state machine, the root
-//! supervisor, the engines that drive WhatsApp, and the store.
+//! supervisor, the engines that drive WhatsApp, the store, and the deletion
+//! of a tenant with everything it owns ([`tenants`]).
 //!
 //! The web crate talks to the supervisor only through its typed handle
 //! ([`supervisor::Supervisor`], one async method per command), and to the
@@ -18,3 +19,4 @@ pub mod proxy;
 pub mod session;
 pub mod store;
 pub mod supervisor;
+pub mod tenants;

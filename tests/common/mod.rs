@@ -5,6 +5,7 @@
 
 pub mod api;
 pub mod browser;
+pub mod hook;
 pub mod proc;
 pub mod proxy;
 

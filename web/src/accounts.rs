@@ -56,7 +56,7 @@ pub fn routes() -> Routes {
             get(get_tenant).delete(delete_tenant),
             vec![
                 Doc::new("GET", "tenants", "Get a tenant", Access::Authenticated, ONE).reply::<TenantBody>(),
-                Doc::new("DELETE", "tenants", "Delete a tenant (its sessions are stopped and deleted first)", Access::Admin, GONE),
+                Doc::new("DELETE", "tenants", "Delete a tenant and everything it owns (its sessions are stopped first)", Access::Admin, GONE),
             ],
         )
         .route(
@@ -224,7 +224,8 @@ async fn get_tenant(
     )?)))
 }
 
-/// Deletes a tenant: its sessions are stopped and deleted first.
+/// Deletes a tenant with everything it owns (the domain's
+/// `Tenants::delete`: sessions stopped first, then one purge).
 async fn delete_tenant(
     State(state): State<AppState>,
     caller: Caller,
@@ -232,8 +233,7 @@ async fn delete_tenant(
 ) -> Result<StatusCode, ApiError> {
     caller.require_admin()?;
     let tenant = existing_tenant(&state, &caller, &id)?;
-    state.supervisor.delete_tenant(tenant.id.clone()).await?;
-    state.data.delete_tenant(&tenant.id)?;
+    state.tenants.delete(&tenant.id).await?;
     state.auth.credentials_changed();
     tracing::info!(tenant = %tenant.id, by = %caller.name(), "tenant deleted");
     Ok(StatusCode::NO_CONTENT)

@@ -93,7 +93,11 @@ pub struct CampaignList {
 }
 
 /// A draft campaign: a template with `{variables}` and up to 10,000
-/// recipients, each with its values.
+/// recipients, each with up to 20 values (names of 1-32 letters, digits,
+/// `_`, `-` or `.`; values up to 1,000 characters). Every recipient's text
+/// must render within 4,096 characters: else 400 `rendered_too_long`, and
+/// 400 `invalid_recipients` for variables over those limits. Values are
+/// copied as written: a placeholder inside a value is not filled.
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewCampaign {

@@ -1,7 +1,7 @@
 //! The one error type of the HTTP layer and its mapping to a status, done
 //! once: `{"error":{"code","message"}}` with a stable machine-readable code.
-//! The domain's errors (supervisor, store, accounts, campaigns, outbox,
-//! webhook targets)
+//! The domain's errors (supervisor, store, accounts, tenants, campaigns,
+//! outbox, webhook targets)
 //! convert with `From`, so handlers end in a bare `?`; a 5xx keeps its
 //! source error, which is logged with its whole chain, never returned.
 //! It does not decide policy: a 429's fields come from the denial.
@@ -12,11 +12,13 @@ use axum::Json;
 use centinela_actors::clock::Timestamp;
 use centinela_actors::engine::EngineError;
 use centinela_actors::messaging::campaigns::CampaignError;
+use centinela_actors::messaging::template::RenderError;
 use centinela_actors::messaging::webhooks::TargetError;
 use centinela_actors::messaging::OutboxError;
 use centinela_actors::store::{AccountError, StoreError};
 use centinela_actors::supervisor::admission::{Denial, DenyReason};
 use centinela_actors::supervisor::SupervisorError;
+use centinela_actors::tenants::TenantError;
 use serde::Serialize;
 use std::time::Duration;
 use utoipa::ToSchema;
@@ -250,7 +252,10 @@ impl From<serde_json::Error> for ApiError {
 
 impl From<OutboxError> for ApiError {
     fn from(e: OutboxError) -> Self {
-        ApiError::unavailable(e)
+        match e {
+            OutboxError::SessionGone(id) => ApiError::NotFound(format!("session {id} not found")),
+            OutboxError::Closed | OutboxError::Store(_) => ApiError::unavailable(e),
+        }
     }
 }
 
@@ -273,7 +278,26 @@ impl From<CampaignError> for ApiError {
                 "campaign_limit",
                 format!("at most {n} campaigns may run at once"),
             ),
+            CampaignError::Render { index, error } => {
+                let code = match error {
+                    RenderError::TooLong => "rendered_too_long",
+                    RenderError::TooManyVars(_)
+                    | RenderError::BadName
+                    | RenderError::ValueTooLong => "invalid_recipients",
+                };
+                ApiError::bad_request(code, format!("recipient {index}: {error}"))
+            }
             CampaignError::Store(e) => e.into(),
+            CampaignError::Outbox(e) => e.into(),
+        }
+    }
+}
+
+impl From<TenantError> for ApiError {
+    fn from(e: TenantError) -> Self {
+        match e {
+            TenantError::Supervisor(e) => e.into(),
+            TenantError::Store(e) => e.into(),
         }
     }
 }

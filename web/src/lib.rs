@@ -1,6 +1,7 @@
 //! Centinela's HTTP layer: axum routes that check the caller, validate the
 //! input, and then ask the supervisor (through its typed handle), the
-//! messaging handles (outbox, webhooks, campaigns), or the [`Data`] traits.
+//! messaging handles (outbox, webhooks, campaigns), tenant deletion, or the
+//! [`Data`] traits.
 //! It owns the HTTP shapes and status codes, not the rules; it never opens
 //! redb or a browser itself.
 //!
@@ -79,6 +80,8 @@ pub struct AppState {
     pub outbox: centinela_actors::messaging::Outbox,
     pub webhooks: centinela_actors::messaging::Webhooks,
     pub campaigns: centinela_actors::messaging::Campaigns,
+    /// Deletes a tenant with everything it owns.
+    pub tenants: centinela_actors::tenants::Tenants,
     pub web: WebConfig,
     /// Turns true when the server shuts down (WebSockets close).
     pub shutdown: tokio::sync::watch::Receiver<bool>,
@@ -149,8 +152,13 @@ where
         config.messaging.max_running_campaigns as usize,
         stop_rx.clone(),
     );
-    let autoreply_task =
-        messaging::autoreply::start(Arc::new(store.clone()), outbox.clone(), bus, clock.clone());
+    let autoreply_task = messaging::autoreply::start(
+        Arc::new(store.clone()),
+        outbox.clone(),
+        bus,
+        clock.clone(),
+        &config.autoreply,
+    );
     let (webhooks, webhooks_task) = Webhooks::start_with(
         Arc::new(store.clone()),
         bus,
@@ -160,6 +168,12 @@ where
     );
     let metrics = Arc::new(metrics::Metrics::default());
     metrics.follow(bus);
+    let tenants = centinela_actors::tenants::Tenants::new(
+        supervisor.clone(),
+        hub.clone(),
+        campaigns.clone(),
+        Arc::new(store.clone()),
+    );
     let state = AppState {
         data: Arc::new(store),
         supervisor,
@@ -170,6 +184,7 @@ where
         outbox,
         webhooks,
         campaigns,
+        tenants,
         web: WebConfig {
             cors_origins: config.server.cors_origins.clone(),
             max_body_bytes: config.server.max_body_bytes,

@@ -152,7 +152,9 @@ async fn set_target(
         url: url.clone(),
         secret: secret.clone(),
     };
-    state.data.set_target(&target)?;
+    if !state.data.set_target(&target)? {
+        return Err(ApiError::NotFound(format!("tenant {tenant} not found")));
+    }
     tracing::info!(tenant = %tenant, by = %caller.name(), "webhook set");
     Ok(Json(TargetSet { url, secret }))
 }
@@ -237,7 +239,10 @@ async fn redeliver(
     let d = d
         .filter(|d| d.tenant == tenant)
         .ok_or_else(|| ApiError::NotFound(format!("delivery {did} not found")))?;
-    let d = state.webhooks.redeliver(d)?;
+    let d = state
+        .webhooks
+        .redeliver(d)?
+        .ok_or_else(|| ApiError::NotFound(format!("delivery {did} not found")))?;
     Ok(Json(Redelivered { delivery: d }))
 }
 
@@ -270,7 +275,9 @@ async fn set_auto_replies(
             ));
         }
     }
-    state.data.set_auto_replies(&tenant, &rules)?;
+    if !state.data.set_auto_replies(&tenant, &rules)? {
+        return Err(ApiError::NotFound(format!("tenant {tenant} not found")));
+    }
     tracing::info!(tenant = %tenant, by = %caller.name(), enabled = rules.enabled, rules = rules.rules.len(), "auto-replies set");
     Ok(Json(rules))
 }

@@ -2,11 +2,15 @@
 //! a reply), off unless the tenant enables them. A matching incoming
 //! message queues its reply in the outbox, so it is durable and paced like
 //! every other send. The first matching rule wins; a session never answers
-//! itself twice for one incoming message.
+//! itself twice for one incoming message. Replies are rationed by
+//! [`ReplyLimit`] (a per-sender cooldown and a per-session hourly cap,
+//! `[autoreply]` in the config), so strangers cannot make the number spam.
 
-use super::Outbox;
+use super::reply_limit::{ReplyLimit, Verdict};
+use super::{Outbox, OutboxError};
 use crate::bus::{Bus, BusEvent, MessageEvent};
 use crate::clock::SharedClock;
+use crate::config::AutoReplyConfig;
 use crate::store::{AutoReplyRepo, AutoReplyRules, MessageRecord};
 use std::sync::Arc;
 use tokio::sync::broadcast;
@@ -24,18 +28,20 @@ pub fn reply_for<'a>(rules: &'a AutoReplyRules, text: &str) -> Option<&'a str> {
         .map(|r| r.reply.as_str())
 }
 
-/// Starts the task that answers incoming messages.
+/// Starts the task that answers incoming messages, within `limits`.
 pub fn start(
     repo: Arc<dyn AutoReplyRepo>,
     outbox: Outbox,
     bus: &Bus,
     clock: SharedClock,
+    limits: &AutoReplyConfig,
 ) -> tokio::task::JoinHandle<()> {
     let mut rx = bus.subscribe();
+    let mut limit = ReplyLimit::new(limits);
     tokio::spawn(async move {
         loop {
             match rx.recv().await {
-                Ok(BusEvent::MessageIn(m)) => answer(&repo, &outbox, &clock, m).await,
+                Ok(BusEvent::MessageIn(m)) => answer(&repo, &outbox, &clock, &mut limit, m).await,
                 Ok(_) => {}
                 Err(broadcast::error::RecvError::Lagged(n)) => {
                     tracing::warn!(missed = n, "auto-replies lagged behind the bus")
@@ -50,6 +56,7 @@ async fn answer(
     repo: &Arc<dyn AutoReplyRepo>,
     outbox: &Outbox,
     clock: &SharedClock,
+    limit: &mut ReplyLimit,
     m: MessageEvent,
 ) {
     let rules = match repo.auto_replies(&m.tenant) {
@@ -63,6 +70,15 @@ async fn answer(
         return;
     };
     let now = clock.now();
+    // Counted once admitted: a reply the outbox then fails to take is not
+    // retried, which errs on the side of sending less.
+    match limit.admit(&m.session, &m.from, now) {
+        Verdict::Reply => {}
+        v @ (Verdict::Cooldown { until } | Verdict::SessionCap { until }) => {
+            tracing::info!(tenant = %m.tenant, session = %m.session, limit = v.as_str(), until = %until, "auto-reply withheld");
+            return;
+        }
+    }
     let record = MessageRecord::queued(
         m.tenant.clone(),
         m.session.clone(),
@@ -76,6 +92,9 @@ async fn answer(
         Ok(r) => {
             tracing::info!(tenant = %m.tenant, session = %m.session, message = %r.id, "auto-reply queued")
         }
+        Err(OutboxError::SessionGone(_)) => {
+            tracing::info!(tenant = %m.tenant, session = %m.session, "auto-reply dropped: the session is gone")
+        }
         Err(e) => tracing::error!(tenant = %m.tenant, error = %e, "could not queue an auto-reply"),
     }
 }
@@ -83,7 +102,179 @@ async fn answer(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::AutoReplyRule;
+    use crate::bus::MessageEvent;
+    use crate::clock::{Clock, ManualClock, Timestamp};
+    use crate::ids::{SessionId, TenantId};
+    use crate::messaging::outbox::Notify;
+    use crate::store::{
+        AccountRepo, AutoReplyRule, MessageRepo, SessionRecord, SessionRepo, Store, TenantRecord,
+    };
+    use std::time::Duration;
+    use tokio::sync::mpsc;
+
+    /// Tells the test which session got a reply queued.
+    struct Queued(mpsc::UnboundedSender<SessionId>);
+
+    impl Notify for Queued {
+        fn messages_queued(&self, session: SessionId) {
+            let _ = self.0.send(session);
+        }
+    }
+
+    struct Harness {
+        store: Store,
+        bus: Bus,
+        clock: Arc<ManualClock>,
+        queued: mpsc::UnboundedReceiver<SessionId>,
+        next_id: u32,
+        _dir: tempfile::TempDir,
+    }
+
+    impl Harness {
+        fn start(limits: AutoReplyConfig) -> Harness {
+            let dir = tempfile::tempdir().expect("tempdir");
+            let store = Store::open(dir.path()).expect("open");
+            let rules = AutoReplyRules {
+                enabled: true,
+                rules: vec![AutoReplyRule {
+                    keyword: "horario".into(),
+                    reply: "Abrimos de 9 a 18".into(),
+                }],
+            };
+            let shop = TenantId::new("shop").expect("id");
+            store
+                .create_tenant(&TenantRecord {
+                    id: shop.clone(),
+                    name: "shop".into(),
+                    created_at: Timestamp::from_millis(1),
+                })
+                .expect("tenant");
+            assert!(store.set_auto_replies(&shop, &rules).expect("rules"));
+            for s in ["s1", "s2"] {
+                let s = SessionId::new(s).expect("id");
+                store
+                    .put_session(&SessionRecord::of(&shop, &s))
+                    .expect("session");
+            }
+            let (tx, queued) = mpsc::unbounded_channel();
+            let (outbox, _) = Outbox::start(Arc::new(store.clone()), Some(Arc::new(Queued(tx))));
+            let bus = Bus::default();
+            let clock = Arc::new(ManualClock::new(Timestamp::from_millis(1_000_000)));
+            start(
+                Arc::new(store.clone()),
+                outbox,
+                &bus,
+                clock.clone(),
+                &limits,
+            );
+            Harness {
+                store,
+                bus,
+                clock,
+                queued,
+                next_id: 0,
+                _dir: dir,
+            }
+        }
+
+        /// An incoming "horario?" from `from` on `session`.
+        fn incoming(&mut self, session: &str, from: &str) {
+            self.next_id += 1;
+            self.bus.publish(BusEvent::MessageIn(MessageEvent {
+                tenant: TenantId::new("shop").expect("id"),
+                session: SessionId::new(session).expect("id"),
+                id: format!("in{}", self.next_id),
+                from: from.into(),
+                text: "¿horario?".into(),
+                at: self.clock.now(),
+            }));
+        }
+
+        /// Waits until a reply on `session` is queued. The task handles
+        /// events in order, so every earlier event has been decided too.
+        async fn replied(&mut self, session: &str) {
+            let want = SessionId::new(session).expect("id");
+            loop {
+                let got = tokio::time::timeout(Duration::from_secs(10), self.queued.recv())
+                    .await
+                    .expect("a reply within the wait")
+                    .expect("outbox open");
+                if got == want {
+                    return;
+                }
+            }
+        }
+
+        /// The replies queued on `session`, by recipient.
+        fn replies_to(&self, session: &str, to: &str) -> usize {
+            self.store
+                .messages(&SessionId::new(session).expect("id"), 1000, None)
+                .expect("read")
+                .iter()
+                .filter(|m| m.to == to)
+                .count()
+        }
+    }
+
+    fn limits(cooldown: Duration, per_hour: u32) -> AutoReplyConfig {
+        AutoReplyConfig {
+            per_sender_cooldown: cooldown,
+            max_per_session_per_hour: per_hour,
+        }
+    }
+
+    #[tokio::test]
+    async fn one_sender_gets_one_reply_per_cooldown() {
+        let mut h = Harness::start(limits(Duration::from_secs(600), 30));
+        h.incoming("s1", "5491100000001");
+        h.replied("s1").await;
+        h.clock.advance(Duration::from_secs(9 * 60));
+        h.incoming("s1", "5491100000001");
+        // Another sender's reply: once it is queued, the repeat was decided.
+        h.incoming("s1", "5491100000002");
+        h.replied("s1").await;
+        assert_eq!(
+            h.replies_to("s1", "5491100000001"),
+            1,
+            "within the cooldown"
+        );
+        assert_eq!(
+            h.replies_to("s1", "5491100000002"),
+            1,
+            "others are answered"
+        );
+        h.clock.advance(Duration::from_secs(60));
+        h.incoming("s1", "5491100000001");
+        h.replied("s1").await;
+        assert_eq!(h.replies_to("s1", "5491100000001"), 2, "after the cooldown");
+    }
+
+    #[tokio::test]
+    async fn the_hourly_cap_stops_a_sessions_replies_within_the_hour() {
+        let mut h = Harness::start(limits(Duration::from_secs(600), 3));
+        for i in 1..=5 {
+            h.incoming("s1", &format!("54911000000{i:02}"));
+        }
+        // Another session is not capped: once its reply is queued, all five
+        // of s1 were decided.
+        h.incoming("s2", "5491100000001");
+        h.replied("s2").await;
+        let replied = |h: &Harness| {
+            (1..=6)
+                .map(|i| h.replies_to("s1", &format!("54911000000{i:02}")))
+                .sum::<usize>()
+        };
+        assert_eq!(replied(&h), 3, "three strangers answered, two not");
+        h.clock.advance(Duration::from_secs(3599));
+        h.incoming("s1", "5491100000006");
+        h.incoming("s2", "5491100000002");
+        h.replied("s2").await;
+        assert_eq!(replied(&h), 3, "still within the hour");
+        h.clock.advance(Duration::from_secs(1));
+        h.incoming("s1", "5491100000006");
+        h.replied("s1").await;
+        assert_eq!(replied(&h), 4, "the hour has passed");
+    }
 
     #[test]
     fn the_first_matching_keyword_answers_and_only_when_enabled() {

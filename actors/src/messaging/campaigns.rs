@@ -3,14 +3,18 @@
 //! so a campaign is paced exactly like single sends by the session's sender.
 //! Every message carries the idempotency key `campaign/<id>/<index>`, so a
 //! restart never queues a recipient twice. At most `max_running` campaigns
-//! run server-wide.
+//! run server-wide. Texts are rendered by [`super::template`]: a campaign
+//! whose recipients do not all render is refused at creation, and a
+//! recipient of a stored campaign that does not (one written before the
+//! caps, or behind the API's back) is counted failed and skipped.
 
-use super::Outbox;
+use super::template::{render, RenderError};
+use super::{Outbox, OutboxError};
 use crate::bus::{Bus, BusEvent};
 use crate::clock::SharedClock;
 use crate::store::{
     CampaignRecord, CampaignRepo, CampaignStatus, MessageRecord, MessageRepo, MessageStatus,
-    Recipient, StoreError,
+    StoreError,
 };
 use std::sync::Arc;
 use tokio::sync::{broadcast, Notify};
@@ -28,17 +32,13 @@ pub enum CampaignError {
     State(&'static str),
     #[error("at most {0} campaigns may run at once")]
     Limit(usize),
+    /// Recipient `index` (0-based) cannot be rendered.
+    #[error("recipient {index}: {error}")]
+    Render { index: usize, error: RenderError },
     #[error(transparent)]
     Store(#[from] StoreError),
-}
-
-/// Fills `{name}` placeholders from `vars`; unknown ones stay as written.
-pub fn render(template: &str, vars: &std::collections::BTreeMap<String, String>) -> String {
-    let mut out = template.to_owned();
-    for (k, v) in vars {
-        out = out.replace(&format!("{{{k}}}"), v);
-    }
-    out
+    #[error(transparent)]
+    Outbox(#[from] OutboxError),
 }
 
 fn key(c: &CampaignRecord, index: usize) -> String {
@@ -79,7 +79,14 @@ impl Campaigns {
         (me, task)
     }
 
+    /// Stores a new campaign once every recipient's text renders within
+    /// the caps (the first that does not is named in the error).
     pub fn create(&self, c: &CampaignRecord) -> Result<(), CampaignError> {
+        for (index, r) in c.recipients.iter().enumerate() {
+            if let Err(error) = render(&c.template, &r.vars) {
+                return Err(CampaignError::Render { index, error });
+            }
+        }
         Ok(self.repo.put_campaign(c)?)
     }
 
@@ -156,6 +163,13 @@ impl Campaigns {
         c.status = CampaignStatus::Cancelled;
         self.save(&mut c)?;
         Ok(c)
+    }
+
+    /// Holds the runner (and every start, pause and cancel) until the guard
+    /// drops. A tenant purge runs under it, so no step in flight writes
+    /// back a campaign the purge removed.
+    pub async fn hold(&self) -> tokio::sync::OwnedMutexGuard<()> {
+        self.lock.clone().lock_owned().await
     }
 
     /// Writes the record, then announces the progress.
@@ -249,18 +263,41 @@ async fn step_all(me: &Campaigns, outbox: &Outbox) -> Result<(), CampaignError> 
                 Some(MessageStatus::Failed | MessageStatus::Unknown) | None => c.failed += 1,
             }
         }
-        let Some(recipient) = c.recipients.get(c.next).cloned() else {
+        let Some((index, to, text)) = next_renderable(&mut c) else {
             c.status = CampaignStatus::Completed;
             me.save(&mut c)?;
             tracing::info!(campaign = %c.id, sent = c.sent, failed = c.failed, "campaign completed");
             continue;
         };
-        let index = c.next;
-        queue(me, outbox, &c, index, &recipient).await?;
-        c.next += 1;
+        match queue(me, outbox, &c, index, to, text).await {
+            Ok(()) => c.next = index + 1,
+            Err(OutboxError::SessionGone(session)) => {
+                // Deleted (or its tenant): nothing more can be sent.
+                c.status = CampaignStatus::Cancelled;
+                tracing::info!(campaign = %c.id, tenant = %c.tenant, session = %session, "campaign cancelled: its session is gone");
+            }
+            Err(e) => return Err(e.into()),
+        }
         me.save(&mut c)?;
     }
     Ok(())
+}
+
+/// The next recipient from `c.next` whose text renders, with the text.
+/// Those before it that do not render are counted failed and passed (so
+/// `c.next - 1` is always the last one queued, or the end).
+fn next_renderable(c: &mut CampaignRecord) -> Option<(usize, String, String)> {
+    while let Some(r) = c.recipients.get(c.next) {
+        match render(&c.template, &r.vars) {
+            Ok(text) => return Some((c.next, r.to.clone(), text)),
+            Err(e) => {
+                tracing::warn!(campaign = %c.id, tenant = %c.tenant, index = c.next, error = %e, "campaign recipient cannot be rendered: failed");
+                c.failed += 1;
+                c.next += 1;
+            }
+        }
+    }
+    None
 }
 
 async fn queue(
@@ -268,39 +305,16 @@ async fn queue(
     outbox: &Outbox,
     c: &CampaignRecord,
     index: usize,
-    r: &Recipient,
-) -> Result<(), CampaignError> {
+    to: String,
+    text: String,
+) -> Result<(), OutboxError> {
     let now = me.clock.now();
-    let m = MessageRecord::queued(
-        c.tenant.clone(),
-        c.session.clone(),
-        r.to.clone(),
-        render(&c.template, &r.vars),
-        now,
-    )
-    .with_key(Some(key(c, index)));
-    outbox
-        .accept(m)
-        .await
-        .map_err(|e| CampaignError::Store(StoreError::Db(e.to_string())))?;
+    let m = MessageRecord::queued(c.tenant.clone(), c.session.clone(), to, text, now)
+        .with_key(Some(key(c, index)));
+    outbox.accept(m).await?;
     Ok(())
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn templates_fill_known_variables_only() {
-        let vars = [
-            ("name".to_owned(), "Ana".to_owned()),
-            ("date".to_owned(), "lunes".to_owned()),
-        ]
-        .into_iter()
-        .collect();
-        assert_eq!(
-            render("Hola {name}, tu turno es el {date} ({clinic})", &vars),
-            "Hola Ana, tu turno es el lunes ({clinic})"
-        );
-    }
-}
+#[path = "campaigns_tests.rs"]
+mod runner_tests;

@@ -2,7 +2,8 @@
 //! group commit), the pacing rules a session actor's sender follows
 //! ([`pacing`]; the sender itself is `session/outgoing.rs`), webhook
 //! delivery with signatures and retries ([`webhooks`]), campaigns
-//! ([`campaigns`]) and keyword auto-replies ([`autoreply`]). It does not
+//! ([`campaigns`], their texts rendered by [`template`]) and keyword
+//! auto-replies ([`autoreply`], rationed by [`reply_limit`]). It does not
 //! talk to an engine: messages reach WhatsApp only through a session actor.
 
 pub mod autoreply;
@@ -10,6 +11,8 @@ pub mod budget;
 pub mod campaigns;
 pub mod outbox;
 pub mod pacing;
+pub mod reply_limit;
+pub mod template;
 pub mod webhooks;
 
 pub use campaigns::Campaigns;

@@ -17,6 +17,10 @@ pub const BATCH: usize = 2048;
 pub enum OutboxError {
     #[error("the outbox is closed")]
     Closed,
+    /// The session was deleted (or its tenant) while the message was on
+    /// its way; nothing was stored.
+    #[error("session {0} not found")]
+    SessionGone(SessionId),
     #[error("store failure: {0}")]
     Store(String),
 }
@@ -50,7 +54,8 @@ impl Outbox {
     }
 
     /// Stores `message` durably and returns the stored record (the existing
-    /// one, for a repeated idempotency key).
+    /// one, for a repeated idempotency key); refuses a message whose session
+    /// is no longer its tenant's with [`OutboxError::SessionGone`].
     pub async fn accept(&self, message: MessageRecord) -> Result<MessageRecord, OutboxError> {
         let (reply, rx) = oneshot::channel();
         self.tx
@@ -75,15 +80,23 @@ async fn run(
             }
         }
         let (records, replies): (Vec<MessageRecord>, Vec<_>) = batch.into_iter().unzip();
+        let sessions_asked: Vec<SessionId> = records.iter().map(|m| m.session.clone()).collect();
         let repo = repo.clone();
         let written = tokio::task::spawn_blocking(move || repo.accept(&records))
             .await
             .unwrap_or_else(|e| Err(StoreError::Db(e.to_string())));
         match written {
-            Ok(stored) => {
-                let sessions: BTreeSet<_> = stored.iter().map(|m| m.session.clone()).collect();
-                for (m, reply) in stored.into_iter().zip(replies) {
-                    let _ = reply.send(Ok(m));
+            Ok(answers) => {
+                let sessions: BTreeSet<_> = answers
+                    .iter()
+                    .flatten()
+                    .map(|m| m.session.clone())
+                    .collect();
+                for ((answer, reply), asked) in
+                    answers.into_iter().zip(replies).zip(&sessions_asked)
+                {
+                    let _ =
+                        reply.send(answer.ok_or_else(|| OutboxError::SessionGone(asked.clone())));
                 }
                 if let Some(notify) = &notify {
                     for session in sessions {

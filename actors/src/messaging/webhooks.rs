@@ -111,37 +111,34 @@ impl Webhooks {
         self.guard.check_url(url, self.check_wait).await
     }
 
-    /// Puts a delivery back in the queue with fresh attempts.
-    pub fn redeliver(&self, mut d: Delivery) -> Result<Delivery, StoreError> {
+    /// Puts a delivery back in the queue with fresh attempts; `None` when
+    /// it is gone (its tenant deleted meanwhile).
+    pub fn redeliver(&self, mut d: Delivery) -> Result<Option<Delivery>, StoreError> {
         d.status = DeliveryStatus::Pending;
         d.attempts = 0;
         d.next_at = self.clock.now();
         d.last_error = None;
-        self.repo.put_delivery(&d)?;
+        if !self.repo.update_delivery(&d)? {
+            return Ok(None);
+        }
         self.kick.notify_one();
-        Ok(d)
+        Ok(Some(d))
     }
 
     fn enqueue(&self, event: &BusEvent) {
-        let (tenant, body) = match event {
+        let (tenant, session, body) = match event {
             BusEvent::MessageIn(m) => (
                 &m.tenant,
+                &m.session,
                 json!({"event": "message.in", "tenant_id": m.tenant, "session_id": m.session, "message_id": m.id, "from": m.from, "text": m.text, "at": m.at}),
             ),
             BusEvent::MessageStatus(m) if m.status != crate::store::MessageStatus::Sending => (
                 &m.tenant,
+                &m.session,
                 json!({"event": "message.status", "tenant_id": m.tenant, "session_id": m.session, "message_id": m.message_id, "status": m.status, "at": m.at}),
             ),
             _ => return,
         };
-        match self.repo.target(tenant) {
-            Ok(Some(_)) => {}
-            Ok(None) => return,
-            Err(e) => {
-                tracing::error!(tenant = %tenant, error = %e, "could not read the webhook target");
-                return;
-            }
-        }
         let now = self.clock.now();
         let id = format!("d_{}", uuid::Uuid::new_v4().simple());
         let mut body = body;
@@ -157,7 +154,9 @@ impl Webhooks {
             created_at: now,
             last_attempt_at: None,
         };
-        if let Err(e) = self.repo.put_delivery(&d) {
+        // Queued only if the tenant has a target and the session is still
+        // on record (see `queue_delivery`): no target is the common case.
+        if let Err(e) = self.repo.queue_delivery(&d, session) {
             tracing::error!(tenant = %tenant, error = %e, "could not queue a webhook delivery");
         }
     }

@@ -1,9 +1,10 @@
 //! Accounts: tenants, users, per-tenant API keys (only their SHA-256 is
 //! kept), revoked token ids, and server settings such as the generated JWT
 //! secret. Password hashing and token checks are the web crate's job; this
-//! module stores what they produce.
+//! module stores what they produce. Deleting a tenant purges every table
+//! keyed by it (`purge.rs`), not only these.
 
-use super::{Store, StoreError};
+use super::{remove_where, Store, StoreError, TenantPurged};
 use crate::clock::Timestamp;
 use crate::ids::{TenantId, UserId};
 use redb::{ReadableDatabase, ReadableTable, TableDefinition, WriteTransaction};
@@ -26,6 +27,22 @@ pub(super) fn create_tables(txn: &WriteTransaction) -> Result<(), StoreError> {
     txn.open_table(API_KEY_HASHES)?;
     txn.open_table(REVOKED)?;
     txn.open_table(SETTINGS)?;
+    Ok(())
+}
+
+/// Every row of this module's tables, for tests ([`super::rows`]).
+#[cfg(test)]
+pub(super) fn rows(
+    txn: &redb::ReadTransaction,
+    out: &mut super::rows::Rows,
+) -> Result<(), StoreError> {
+    super::rows::table(txn, TENANTS, out)?;
+    super::rows::table(txn, USERS, out)?;
+    super::rows::table(txn, USERNAMES, out)?;
+    super::rows::table(txn, API_KEYS, out)?;
+    super::rows::table(txn, API_KEY_HASHES, out)?;
+    super::rows::table(txn, REVOKED, out)?;
+    super::rows::table(txn, SETTINGS, out)?;
     Ok(())
 }
 
@@ -117,9 +134,14 @@ pub trait AccountRepo: Send + Sync + 'static {
     fn create_tenant(&self, t: &TenantRecord) -> Result<(), AccountError>;
     fn tenant(&self, id: &TenantId) -> Result<Option<TenantRecord>, StoreError>;
     fn tenants(&self) -> Result<Vec<TenantRecord>, StoreError>;
-    /// Deletes a tenant with its users and API keys (sessions are the
-    /// supervisor's to delete first).
-    fn delete_tenant(&self, id: &TenantId) -> Result<bool, AccountError>;
+    /// Deletes a tenant and everything keyed by it — users, API keys,
+    /// session records, the webhook target and deliveries, auto-replies,
+    /// campaigns, messages with their queue, idempotency keys and engine
+    /// ids, the inbox and audit entries — in one write transaction, so a
+    /// tenant created later with the same id starts empty. Live sessions
+    /// are the supervisor's to stop first (`tenants::Tenants::delete`
+    /// does both, in order).
+    fn purge_tenant(&self, id: &TenantId) -> Result<TenantPurged, StoreError>;
     fn create_user(&self, u: &UserRecord) -> Result<(), AccountError>;
     /// Replaces a user (password change).
     fn update_user(&self, u: &UserRecord) -> Result<(), AccountError>;
@@ -173,38 +195,17 @@ impl AccountRepo for Store {
         self.all(TENANTS, "tenants")
     }
 
-    /// Deletes a tenant with its users and API keys (sessions are the
-    /// supervisor's to delete first).
-    fn delete_tenant(&self, id: &TenantId) -> Result<bool, AccountError> {
-        let users: Vec<UserRecord> = self
-            .users()?
-            .into_iter()
-            .filter(|u| u.tenant.as_ref() == Some(id))
-            .collect();
-        let keys: Vec<ApiKeyRecord> = self.api_keys(id)?;
-        let txn = self.db().begin_write()?;
-        let existed;
-        {
-            existed = txn.open_table(TENANTS)?.remove(id.as_str())?.is_some();
-            let mut table = txn.open_table(USERS)?;
-            let mut names = txn.open_table(USERNAMES)?;
-            for u in &users {
-                table.remove(u.id.as_str())?;
-                names.remove(u.username.to_lowercase().as_str())?;
-            }
-            let mut ktable = txn.open_table(API_KEYS)?;
-            let mut hashes = txn.open_table(API_KEY_HASHES)?;
-            for k in &keys {
-                ktable.remove(k.id.as_str())?;
-                hashes.remove(k.hash.as_str())?;
-            }
-        }
-        txn.commit()?;
-        Ok(existed)
+    fn purge_tenant(&self, id: &TenantId) -> Result<TenantPurged, StoreError> {
+        super::purge::purge_tenant(self, id)
     }
 
     fn create_user(&self, u: &UserRecord) -> Result<(), AccountError> {
         let txn = self.db().begin_write()?;
+        if let Some(t) = &u.tenant {
+            if !tenant_exists(&txn, t)? {
+                return Err(AccountError::NotFound(format!("tenant {t}")));
+            }
+        }
         {
             let mut names = txn.open_table(USERNAMES)?;
             let key = u.username.to_lowercase();
@@ -277,6 +278,9 @@ impl AccountRepo for Store {
 
     fn create_api_key(&self, k: &ApiKeyRecord) -> Result<(), AccountError> {
         let txn = self.db().begin_write()?;
+        if !tenant_exists(&txn, &k.tenant)? {
+            return Err(AccountError::NotFound(format!("tenant {}", k.tenant)));
+        }
         {
             txn.open_table(API_KEYS)?
                 .insert(k.id.as_str(), encode(k)?.as_slice())?;
@@ -392,6 +396,39 @@ impl AccountRepo for Store {
     }
 }
 
+/// Whether `tenant` is on record, within `txn`. Rows of a tenant (users,
+/// API keys, its webhook and rules) are written only while it is, checked
+/// in the writing transaction, so none can land behind a purge for a
+/// tenant re-created under the same id to inherit.
+pub(super) fn tenant_exists(txn: &WriteTransaction, tenant: &TenantId) -> Result<bool, StoreError> {
+    Ok(txn.open_table(TENANTS)?.get(tenant.as_str())?.is_some())
+}
+
+/// Removes, within `txn`, the tenant record, its users and its API keys
+/// (with their lookup rows); answers whether the tenant existed, and how
+/// many users and keys went.
+pub(super) fn purge(
+    txn: &WriteTransaction,
+    tenant: &TenantId,
+) -> Result<(bool, usize, usize), StoreError> {
+    let existed = txn.open_table(TENANTS)?.remove(tenant.as_str())?.is_some();
+    let users: Vec<UserRecord> = remove_where(txn, USERS, "users", |u: &UserRecord| {
+        u.tenant.as_ref() == Some(tenant)
+    })?;
+    let mut names = txn.open_table(USERNAMES)?;
+    for u in &users {
+        names.remove(u.username.to_lowercase().as_str())?;
+    }
+    let keys: Vec<ApiKeyRecord> = remove_where(txn, API_KEYS, "api_keys", |k: &ApiKeyRecord| {
+        k.tenant == *tenant
+    })?;
+    let mut hashes = txn.open_table(API_KEY_HASHES)?;
+    for k in &keys {
+        hashes.remove(k.hash.as_str())?;
+    }
+    Ok((existed, users.len(), keys.len()))
+}
+
 impl Store {
     fn all<T: DeserializeOwned>(
         &self,
@@ -430,6 +467,32 @@ mod tests {
     }
 
     #[test]
+    fn a_user_or_key_of_a_tenant_not_on_record_is_refused() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = Store::open(dir.path()).expect("open");
+        let gone = TenantId::new("gone").expect("id");
+        let key = ApiKeyRecord {
+            id: "k0".into(),
+            tenant: gone.clone(),
+            name: "crm".into(),
+            hash: "cd".repeat(32),
+            prefix: "cnt_cdcd".into(),
+            created_at: Timestamp::from_millis(1),
+            revoked_at: None,
+        };
+        assert!(matches!(
+            store.create_user(&user("ana", Some("gone"))),
+            Err(AccountError::NotFound(_))
+        ));
+        assert!(matches!(
+            store.create_api_key(&key),
+            Err(AccountError::NotFound(_))
+        ));
+        assert_eq!(store.user_by_name("ana").expect("read"), None);
+        assert_eq!(store.api_keys(&gone).expect("read"), vec![]);
+    }
+
+    #[test]
     fn usernames_are_unique_case_insensitively_and_survive_a_reopen() {
         let dir = tempfile::tempdir().expect("tempdir");
         {
@@ -452,6 +515,13 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let store = Store::open(dir.path()).expect("open");
         let t = TenantId::new("t1").expect("id");
+        store
+            .create_tenant(&TenantRecord {
+                id: t.clone(),
+                name: "t1".into(),
+                created_at: Timestamp::from_millis(1),
+            })
+            .expect("tenant");
         let k = ApiKeyRecord {
             id: "k1".into(),
             tenant: t.clone(),

@@ -22,6 +22,16 @@ pub(super) fn create_tables(txn: &WriteTransaction) -> Result<(), StoreError> {
     Ok(())
 }
 
+/// Every row of this module's tables, for tests ([`super::rows`]).
+#[cfg(test)]
+pub(super) fn rows(
+    txn: &redb::ReadTransaction,
+    out: &mut super::rows::Rows,
+) -> Result<(), StoreError> {
+    super::rows::table(txn, AUDIT, out)?;
+    Ok(())
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct AuditEntry {
     /// Assigned by the store; ignored on append.
@@ -97,6 +107,27 @@ impl AuditRepo for Store {
         }
         Ok(out)
     }
+}
+
+/// Removes, within `txn`, every entry about `tenant`; returns how many.
+pub(super) fn purge(txn: &WriteTransaction, tenant: &TenantId) -> Result<usize, StoreError> {
+    let mut table = txn.open_table(AUDIT)?;
+    let mut doomed = Vec::new();
+    for row in table.iter()? {
+        let (k, v) = row?;
+        let entry: AuditEntry =
+            serde_json::from_slice(v.value()).map_err(|e| StoreError::Corrupt {
+                table: "audit_log",
+                why: e.to_string(),
+            })?;
+        if entry.tenant.as_ref() == Some(tenant) {
+            doomed.push(k.value());
+        }
+    }
+    for seq in &doomed {
+        table.remove(*seq)?;
+    }
+    Ok(doomed.len())
 }
 
 #[cfg(test)]

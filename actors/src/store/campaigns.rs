@@ -2,7 +2,7 @@
 //! template, sent through one session. The record keeps the progress (the
 //! next recipient to feed, and counts), written at every step.
 
-use super::{Store, StoreError};
+use super::{remove_where, Store, StoreError};
 use crate::clock::Timestamp;
 use crate::ids::{SessionId, TenantId};
 use redb::{ReadableDatabase, ReadableTable, TableDefinition, WriteTransaction};
@@ -13,6 +13,16 @@ const CAMPAIGNS: TableDefinition<&str, &[u8]> = TableDefinition::new("campaigns"
 
 pub(super) fn create_tables(txn: &WriteTransaction) -> Result<(), StoreError> {
     txn.open_table(CAMPAIGNS)?;
+    Ok(())
+}
+
+/// Every row of this module's tables, for tests ([`super::rows`]).
+#[cfg(test)]
+pub(super) fn rows(
+    txn: &redb::ReadTransaction,
+    out: &mut super::rows::Rows,
+) -> Result<(), StoreError> {
+    super::rows::table(txn, CAMPAIGNS, out)?;
     Ok(())
 }
 
@@ -94,4 +104,12 @@ impl CampaignRepo for Store {
         }
         Ok(out)
     }
+}
+
+/// Removes, within `txn`, the campaigns of `tenant`; returns how many.
+pub(super) fn purge(txn: &WriteTransaction, tenant: &TenantId) -> Result<usize, StoreError> {
+    let gone = remove_where(txn, CAMPAIGNS, "campaigns", |c: &CampaignRecord| {
+        c.tenant == *tenant
+    })?;
+    Ok(gone.len())
 }

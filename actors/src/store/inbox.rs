@@ -8,6 +8,7 @@ use crate::clock::Timestamp;
 use crate::ids::{SessionId, TenantId};
 use redb::{ReadableDatabase, ReadableTable, TableDefinition, WriteTransaction};
 use serde::{Deserialize, Serialize};
+use std::collections::BTreeSet;
 
 /// Incoming messages: (session, sequence) → JSON, bounded per session.
 const INBOX: TableDefinition<(&str, u64), &[u8]> = TableDefinition::new("inbox");
@@ -17,6 +18,16 @@ pub const INBOX_CAPACITY: u64 = 1000;
 
 pub(super) fn create_inbox(txn: &WriteTransaction) -> Result<(), StoreError> {
     txn.open_table(INBOX)?;
+    Ok(())
+}
+
+/// Every row of this module's tables, for tests ([`super::rows`]).
+#[cfg(test)]
+pub(super) fn rows(
+    txn: &redb::ReadTransaction,
+    out: &mut super::rows::Rows,
+) -> Result<(), StoreError> {
+    super::rows::table(txn, INBOX, out)?;
     Ok(())
 }
 
@@ -110,6 +121,34 @@ impl InboxRepo for Store {
         }
         Ok(out)
     }
+}
+
+/// Removes, within `txn`, every incoming message of `tenant`; returns how
+/// many, and adds their sessions to `sessions`.
+pub(super) fn purge(
+    txn: &WriteTransaction,
+    tenant: &TenantId,
+    sessions: &mut BTreeSet<String>,
+) -> Result<usize, StoreError> {
+    let mut inbox = txn.open_table(INBOX)?;
+    let mut doomed = Vec::new();
+    for row in inbox.iter()? {
+        let (k, v) = row?;
+        let m: IncomingRecord =
+            serde_json::from_slice(v.value()).map_err(|e| StoreError::Corrupt {
+                table: "inbox",
+                why: e.to_string(),
+            })?;
+        if m.tenant == *tenant {
+            let (session, seq) = k.value();
+            doomed.push((session.to_owned(), seq));
+        }
+    }
+    for (session, seq) in &doomed {
+        inbox.remove((session.as_str(), *seq))?;
+        sessions.insert(session.clone());
+    }
+    Ok(doomed.len())
 }
 
 #[cfg(test)]

@@ -126,6 +126,16 @@ pub(super) fn create_tables(txn: &WriteTransaction) -> Result<(), StoreError> {
     Ok(())
 }
 
+/// Every row of this module's tables, for tests ([`super::rows`]).
+#[cfg(test)]
+pub(super) fn rows(
+    txn: &redb::ReadTransaction,
+    out: &mut super::rows::Rows,
+) -> Result<(), StoreError> {
+    super::rows::table(txn, LEDGER, out)?;
+    Ok(())
+}
+
 fn expired(event: &LedgerEvent, now: Timestamp) -> bool {
     let retention = match event {
         // A proxy hold lasts until an admin lifts it (see `load`).

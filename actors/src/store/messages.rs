@@ -7,11 +7,12 @@
 //! the engine are each written before the next step, which is what makes a
 //! crash neither lose nor repeat a message.
 
-use super::{Store, StoreError};
+use super::{remove_where, Store, StoreError};
 use crate::clock::Timestamp;
 use crate::ids::{SessionId, TenantId};
 use redb::{ReadableDatabase, ReadableTable, TableDefinition, WriteTransaction};
 use serde::{Deserialize, Serialize};
+use std::collections::{BTreeSet, HashSet};
 
 const MESSAGES: TableDefinition<&str, &[u8]> = TableDefinition::new("messages");
 /// (session, sequence) → message id: the send queue, in order.
@@ -34,6 +35,20 @@ pub(super) fn create_tables(txn: &WriteTransaction) -> Result<(), StoreError> {
     txn.open_table(IDEMPOTENCY)?;
     txn.open_table(ENGINE_IDS)?;
     txn.open_table(SEQUENCES)?;
+    Ok(())
+}
+
+/// Every row of this module's tables, for tests ([`super::rows`]).
+#[cfg(test)]
+pub(super) fn rows(
+    txn: &redb::ReadTransaction,
+    out: &mut super::rows::Rows,
+) -> Result<(), StoreError> {
+    super::rows::table(txn, MESSAGES, out)?;
+    super::rows::table(txn, OUTBOX, out)?;
+    super::rows::table(txn, IDEMPOTENCY, out)?;
+    super::rows::table(txn, ENGINE_IDS, out)?;
+    super::rows::table(txn, SEQUENCES, out)?;
     Ok(())
 }
 
@@ -122,9 +137,12 @@ fn decode(bytes: &[u8]) -> Result<MessageRecord, StoreError> {
 
 /// Messages, behind a trait so the session actor never sees redb.
 pub trait MessageRepo: Send + Sync + 'static {
-    /// Stores new messages in one commit; a message whose idempotency key is
-    /// known is not stored again: the existing record is returned instead.
-    fn accept(&self, batch: &[MessageRecord]) -> Result<Vec<MessageRecord>, StoreError>;
+    /// Stores new messages in one commit, answering for each in order; a
+    /// message whose idempotency key is known is not stored again: the
+    /// existing record is the answer. `None`: the message's session has no
+    /// record of its tenant (deleted, or the tenant purged, while the send
+    /// was on its way), so nothing was stored.
+    fn accept(&self, batch: &[MessageRecord]) -> Result<Vec<Option<MessageRecord>>, StoreError>;
     fn message(&self, id: &str) -> Result<Option<MessageRecord>, StoreError>;
     /// A session's messages, newest first, after `before` (an id) if given.
     fn messages(
@@ -162,15 +180,20 @@ pub trait MessageRepo: Send + Sync + 'static {
 }
 
 impl MessageRepo for Store {
-    fn accept(&self, batch: &[MessageRecord]) -> Result<Vec<MessageRecord>, StoreError> {
+    fn accept(&self, batch: &[MessageRecord]) -> Result<Vec<Option<MessageRecord>>, StoreError> {
         let txn = self.db().begin_write()?;
         let mut out = Vec::with_capacity(batch.len());
+        let owners = super::sessions::owners(&txn, batch.iter().map(|m| &m.session))?;
         {
             let mut messages = txn.open_table(MESSAGES)?;
             let mut outbox = txn.open_table(OUTBOX)?;
             let mut keys = txn.open_table(IDEMPOTENCY)?;
             let mut seqs = txn.open_table(SEQUENCES)?;
             for m in batch {
+                if owners.get(&m.session) != Some(&m.tenant) {
+                    out.push(None);
+                    continue;
+                }
                 let key = m
                     .idempotency_key
                     .as_ref()
@@ -183,7 +206,7 @@ impl MessageRepo for Store {
                             .map(|v| decode(v.value()))
                             .transpose()?;
                         if let Some(found) = found {
-                            out.push(found);
+                            out.push(Some(found));
                             continue;
                         }
                     }
@@ -195,7 +218,7 @@ impl MessageRepo for Store {
                 if let Some(k) = &key {
                     keys.insert(k.as_str(), m.id.as_str())?;
                 }
-                out.push(m.clone());
+                out.push(Some(m.clone()));
             }
         }
         txn.commit()?;
@@ -355,14 +378,139 @@ impl MessageRepo for Store {
     }
 }
 
+/// Removes, within `txn`, every outgoing message of `tenant` with its
+/// idempotency keys and engine ids, and the send queue and sequence of
+/// each of `sessions` (to which the messages' sessions are added first);
+/// returns how many messages went.
+pub(super) fn purge(
+    txn: &WriteTransaction,
+    tenant: &TenantId,
+    sessions: &mut BTreeSet<String>,
+) -> Result<usize, StoreError> {
+    let gone: Vec<MessageRecord> = remove_where(txn, MESSAGES, "messages", |m: &MessageRecord| {
+        m.tenant == *tenant
+    })?;
+    sessions.extend(gone.iter().map(|m| m.session.as_str().to_owned()));
+    let ids: HashSet<&str> = gone.iter().map(|m| m.id.as_str()).collect();
+
+    // Keys are "tenant/key", and a tenant id has no '/': the prefix is exact.
+    let (from, to) = (format!("{tenant}/"), format!("{tenant}0"));
+    let mut keys = txn.open_table(IDEMPOTENCY)?;
+    let doomed: Vec<String> = keys
+        .range(from.as_str()..to.as_str())?
+        .map(|row| row.map(|(k, _)| k.value().to_owned()))
+        .collect::<Result<_, _>>()?;
+    for k in &doomed {
+        keys.remove(k.as_str())?;
+    }
+
+    // Scoped ("session/engine id") and older bare rows alike, by the
+    // message they point to.
+    let mut engine = txn.open_table(ENGINE_IDS)?;
+    let mut doomed = Vec::new();
+    for row in engine.iter()? {
+        let (k, id) = row?;
+        if ids.contains(id.value()) {
+            doomed.push(k.value().to_owned());
+        }
+    }
+    for k in &doomed {
+        engine.remove(k.as_str())?;
+    }
+
+    let mut outbox = txn.open_table(OUTBOX)?;
+    let mut seqs = txn.open_table(SEQUENCES)?;
+    for s in sessions.iter() {
+        let queued: Vec<u64> = outbox
+            .range((s.as_str(), 0)..=(s.as_str(), u64::MAX))?
+            .map(|row| row.map(|(k, _)| k.value().1))
+            .collect::<Result<_, _>>()?;
+        for seq in queued {
+            outbox.remove((s.as_str(), seq))?;
+        }
+        seqs.remove(s.as_str())?;
+    }
+    Ok(gone.len())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::store::{SessionRecord, SessionRepo};
+
+    /// A store with sessions s1 and s2 of tenant `t` on record.
+    fn open(dir: &std::path::Path) -> Store {
+        let store = Store::open(dir).expect("open");
+        let t = TenantId::new("t").expect("id");
+        for s in ["s1", "s2"] {
+            let s = SessionId::new(s).expect("id");
+            store
+                .put_session(&SessionRecord::of(&t, &s))
+                .expect("session");
+        }
+        store
+    }
+
+    fn stored(answers: Vec<Option<MessageRecord>>) -> Vec<MessageRecord> {
+        answers.into_iter().map(|a| a.expect("stored")).collect()
+    }
+
+    #[test]
+    fn a_message_is_stored_only_while_its_session_is_on_record_as_its_tenants() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = open(dir.path());
+        let m = |id: &str, tenant: &str, session: &str| {
+            let mut m = MessageRecord::queued(
+                TenantId::new(tenant).expect("id"),
+                SessionId::new(session).expect("id"),
+                "5491100000000".into(),
+                "x".into(),
+                Timestamp::from_millis(1),
+            )
+            .with_key(Some("k".into()));
+            m.id = id.into();
+            m
+        };
+        assert!(store
+            .delete_session(&SessionId::new("s2").expect("id"))
+            .expect("delete"));
+        let answers = store
+            .accept(&[
+                m("gone", "t", "s2"),
+                m("other", "u", "s1"),
+                m("ok", "t", "s1"),
+            ])
+            .expect("accept");
+        let ids: Vec<_> = answers
+            .iter()
+            .map(|a| a.as_ref().map(|m| m.id.as_str()))
+            .collect();
+        assert_eq!(
+            ids,
+            [None, None, Some("ok")],
+            "a deleted session, another tenant's"
+        );
+        assert_eq!(store.message("gone").expect("read"), None);
+        assert_eq!(store.message("other").expect("read"), None);
+        let u = TenantId::new("u").expect("id");
+        assert_eq!(
+            store.by_idempotency_key(&u, "k").expect("read"),
+            None,
+            "no key kept"
+        );
+        let s2 = SessionId::new("s2").expect("id");
+        assert_eq!(
+            store
+                .next_queued(&s2, Timestamp::from_millis(1))
+                .expect("read"),
+            None
+        );
+    }
 
     #[test]
     fn a_message_scheduled_for_later_does_not_block_the_ones_behind_it() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let store = Store::open(dir.path()).expect("open");
+        let store = open(dir.path());
         let m = |id: &str, at: Option<i64>| MessageRecord {
             id: id.into(),
             tenant: TenantId::new("t").expect("id"),
@@ -406,7 +554,7 @@ mod tests {
     #[test]
     fn idempotency_keys_return_the_first_message() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let store = Store::open(dir.path()).expect("open");
+        let store = open(dir.path());
         let m = |id: &str| MessageRecord {
             id: id.into(),
             tenant: TenantId::new("t").expect("id"),
@@ -421,10 +569,10 @@ mod tests {
             engine_id: None,
             error: None,
         };
-        let out = store.accept(&[m("a"), m("b")]).expect("accept");
+        let out = stored(store.accept(&[m("a"), m("b")]).expect("accept"));
         assert_eq!(out[0].id, "a");
         assert_eq!(out[1].id, "a", "the same key in one batch is one message");
-        let again = store.accept(&[m("c")]).expect("accept");
+        let again = stored(store.accept(&[m("c")]).expect("accept"));
         assert_eq!(again[0].id, "a");
         let s = SessionId::new("s1").expect("id");
         assert_eq!(
@@ -439,7 +587,7 @@ mod tests {
     #[test]
     fn engine_ids_are_looked_up_within_their_session_only() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let store = Store::open(dir.path()).expect("open");
+        let store = open(dir.path());
         let m = |id: &str, session: &str| MessageRecord {
             id: id.into(),
             tenant: TenantId::new("t").expect("id"),
@@ -454,7 +602,7 @@ mod tests {
             engine_id: None,
             error: None,
         };
-        let out = store.accept(&[m("a", "s1"), m("b", "s2")]).expect("accept");
+        let out = stored(store.accept(&[m("a", "s1"), m("b", "s2")]).expect("accept"));
         for (rec, engine_id) in out.iter().zip(["true_549@c.us_X1", "true_549@c.us_X2"]) {
             let mut sent = rec.clone();
             sent.status = MessageStatus::Sent;

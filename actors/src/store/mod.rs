@@ -14,6 +14,9 @@ mod campaigns;
 mod inbox;
 mod ledger;
 mod messages;
+mod purge;
+#[cfg(test)]
+mod rows;
 mod sessions;
 mod webhooks;
 
@@ -23,13 +26,17 @@ pub use campaigns::{CampaignRecord, CampaignRepo, CampaignStatus, Recipient};
 pub use inbox::{InboxRepo, IncomingRecord, MessageStore, INBOX_CAPACITY};
 pub use ledger::{AttemptKind, LedgerEvent, LedgerRepo};
 pub use messages::{MessageRecord, MessageRepo, MessageStatus};
+pub use purge::TenantPurged;
 pub use sessions::{DesiredState, SessionRecord, SessionRepo};
 pub use webhooks::{
     AutoReplyRepo, AutoReplyRule, AutoReplyRules, Delivery, DeliveryError, DeliveryStatus,
     WebhookRepo, WebhookTarget,
 };
 
-use redb::{Database, DatabaseError, ReadableDatabase, ReadableTable, TableDefinition};
+use redb::{
+    Database, DatabaseError, ReadableDatabase, ReadableTable, TableDefinition, WriteTransaction,
+};
+use serde::de::DeserializeOwned;
 use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -167,6 +174,41 @@ impl Store {
     pub(crate) fn db(&self) -> &Database {
         &self.db
     }
+}
+
+/// The schema table's rows, for tests ([`rows`]).
+#[cfg(test)]
+fn meta_rows(txn: &redb::ReadTransaction, out: &mut rows::Rows) -> Result<(), StoreError> {
+    rows::table(txn, META, out)
+}
+
+/// Removes, within `txn`, every row of a JSON table whose value matches
+/// `doomed`; returns the removed values. For purges: it reads the whole
+/// table.
+pub(crate) fn remove_where<T: DeserializeOwned>(
+    txn: &WriteTransaction,
+    def: TableDefinition<&str, &[u8]>,
+    name: &'static str,
+    doomed: impl Fn(&T) -> bool,
+) -> Result<Vec<T>, StoreError> {
+    let mut table = txn.open_table(def)?;
+    let mut gone = Vec::new();
+    let mut keys = Vec::new();
+    for row in table.iter()? {
+        let (k, v) = row?;
+        let value: T = serde_json::from_slice(v.value()).map_err(|e| StoreError::Corrupt {
+            table: name,
+            why: e.to_string(),
+        })?;
+        if doomed(&value) {
+            keys.push(k.value().to_owned());
+            gone.push(value);
+        }
+    }
+    for k in keys {
+        table.remove(k.as_str())?;
+    }
+    Ok(gone)
 }
 
 #[cfg(test)]

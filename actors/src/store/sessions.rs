@@ -1,18 +1,29 @@
 //! Session records: who owns the session, which engine, and its desired
 //! state (should it be running), which the supervisor restores on start.
 
-use super::{Store, StoreError};
+use super::{remove_where, Store, StoreError};
 use crate::clock::Timestamp;
 use crate::engine::EngineKind;
 use crate::ids::{SessionId, TenantId};
 use crate::session::DisconnectReason;
 use redb::{ReadableDatabase, ReadableTable, TableDefinition, WriteTransaction};
 use serde::{Deserialize, Serialize};
+use std::collections::HashMap;
 
 const SESSIONS: TableDefinition<&str, &[u8]> = TableDefinition::new("sessions");
 
 pub(super) fn create_tables(txn: &WriteTransaction) -> Result<(), StoreError> {
     txn.open_table(SESSIONS)?;
+    Ok(())
+}
+
+/// Every row of this module's tables, for tests ([`super::rows`]).
+#[cfg(test)]
+pub(super) fn rows(
+    txn: &redb::ReadTransaction,
+    out: &mut super::rows::Rows,
+) -> Result<(), StoreError> {
+    super::rows::table(txn, SESSIONS, out)?;
     Ok(())
 }
 
@@ -92,6 +103,55 @@ impl SessionRepo for Store {
         let existed = txn.open_table(SESSIONS)?.remove(id.as_str())?.is_some();
         txn.commit()?;
         Ok(existed)
+    }
+}
+
+/// The tenant whose record each of `sessions` is, within `txn` (absent:
+/// no record). What is written for a session (its messages) is written
+/// only while it has one, in the same transaction, so nothing can land
+/// behind a tenant purge or a session delete.
+pub(super) fn owners<'a>(
+    txn: &WriteTransaction,
+    sessions: impl IntoIterator<Item = &'a SessionId>,
+) -> Result<HashMap<SessionId, TenantId>, StoreError> {
+    let table = txn.open_table(SESSIONS)?;
+    let mut out = HashMap::new();
+    for id in sessions {
+        if out.contains_key(id) {
+            continue;
+        }
+        if let Some(v) = table.get(id.as_str())? {
+            out.insert(id.clone(), decode(v.value())?.tenant);
+        }
+    }
+    Ok(out)
+}
+
+/// Removes, within `txn`, the session records of `tenant`; returns their ids.
+pub(super) fn purge(txn: &WriteTransaction, tenant: &TenantId) -> Result<Vec<String>, StoreError> {
+    let gone = remove_where(txn, SESSIONS, "sessions", |r: &SessionRecord| {
+        r.tenant == *tenant
+    })?;
+    Ok(gone.into_iter().map(|r| r.id.as_str().to_owned()).collect())
+}
+
+#[cfg(test)]
+impl SessionRecord {
+    /// A stopped webjs session `id` of `tenant`: for tests that need one
+    /// on record (messages are stored only for a session on record).
+    pub(crate) fn of(tenant: &TenantId, id: &SessionId) -> Self {
+        Self {
+            id: id.clone(),
+            tenant: tenant.clone(),
+            name: "desk".into(),
+            engine: EngineKind::Webjs,
+            desired: DesiredState::Stopped,
+            user_agent: None,
+            proxy: None,
+            last_reason: None,
+            paired: false,
+            created_at: Timestamp::from_millis(1),
+        }
     }
 }
 

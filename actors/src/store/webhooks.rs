@@ -5,9 +5,9 @@
 //! the HTTP client's or the receiver's text; finished deliveries are pruned
 //! after the retention the caller names.
 
-use super::{Store, StoreError};
+use super::{remove_where, Store, StoreError};
 use crate::clock::Timestamp;
-use crate::ids::TenantId;
+use crate::ids::{SessionId, TenantId};
 use redb::{ReadableDatabase, ReadableTable, TableDefinition, WriteTransaction};
 use serde::{Deserialize, Serialize};
 
@@ -200,10 +200,28 @@ fn dec<T: serde::de::DeserializeOwned>(table: &'static str, b: &[u8]) -> Result<
 }
 
 pub trait WebhookRepo: Send + Sync + 'static {
-    fn set_target(&self, t: &WebhookTarget) -> Result<(), StoreError>;
+    /// Sets the tenant's target; false, writing nothing, when the tenant
+    /// is not on record (deleted meanwhile).
+    fn set_target(&self, t: &WebhookTarget) -> Result<bool, StoreError>;
     fn target(&self, tenant: &TenantId) -> Result<Option<WebhookTarget>, StoreError>;
     fn delete_target(&self, tenant: &TenantId) -> Result<bool, StoreError>;
     fn put_delivery(&self, d: &Delivery) -> Result<(), StoreError>;
+    /// Queues a new delivery of an event on `session`, in one transaction
+    /// with the checks: only while the tenant has a target and the session
+    /// is on record as the tenant's. False, writing nothing, otherwise — so
+    /// an event of a deleted session or purged tenant, handled late, is
+    /// never queued, not even for a tenant re-created under the same id.
+    fn queue_delivery(&self, d: &Delivery, session: &SessionId) -> Result<bool, StoreError>;
+    /// A delivery and its tenant's target, read together (one snapshot):
+    /// `None` when the delivery is gone (its tenant purged since it was
+    /// listed), so it is never sent to a target set after the purge.
+    fn delivery_and_target(
+        &self,
+        id: &str,
+    ) -> Result<Option<(Delivery, Option<WebhookTarget>)>, StoreError>;
+    /// Replaces a delivery that is still stored; false, writing nothing,
+    /// when it is gone (its tenant was deleted while an attempt ran).
+    fn update_delivery(&self, d: &Delivery) -> Result<bool, StoreError>;
     fn delivery(&self, id: &str) -> Result<Option<Delivery>, StoreError>;
     /// A tenant's deliveries (all, or of one status), newest first.
     fn deliveries(
@@ -219,12 +237,15 @@ pub trait WebhookRepo: Send + Sync + 'static {
 }
 
 impl WebhookRepo for Store {
-    fn set_target(&self, t: &WebhookTarget) -> Result<(), StoreError> {
+    fn set_target(&self, t: &WebhookTarget) -> Result<bool, StoreError> {
         let txn = self.db().begin_write()?;
+        if !super::accounts::tenant_exists(&txn, &t.tenant)? {
+            return Ok(false);
+        }
         txn.open_table(TARGETS)?
             .insert(t.tenant.as_str(), enc(t)?.as_slice())?;
         txn.commit()?;
-        Ok(())
+        Ok(true)
     }
 
     fn target(&self, tenant: &TenantId) -> Result<Option<WebhookTarget>, StoreError> {
@@ -247,6 +268,50 @@ impl WebhookRepo for Store {
             .insert(d.id.as_str(), enc(d)?.as_slice())?;
         txn.commit()?;
         Ok(())
+    }
+
+    fn queue_delivery(&self, d: &Delivery, session: &SessionId) -> Result<bool, StoreError> {
+        let txn = self.db().begin_write()?;
+        let owner = super::sessions::owners(&txn, [session])?.remove(session);
+        if owner.as_ref() != Some(&d.tenant)
+            || txn.open_table(TARGETS)?.get(d.tenant.as_str())?.is_none()
+        {
+            return Ok(false);
+        }
+        txn.open_table(DELIVERIES)?
+            .insert(d.id.as_str(), enc(d)?.as_slice())?;
+        txn.commit()?;
+        Ok(true)
+    }
+
+    fn delivery_and_target(
+        &self,
+        id: &str,
+    ) -> Result<Option<(Delivery, Option<WebhookTarget>)>, StoreError> {
+        let txn = self.db().begin_read()?;
+        let Some(v) = txn.open_table(DELIVERIES)?.get(id)? else {
+            return Ok(None);
+        };
+        let d: Delivery = dec("webhook_deliveries", v.value())?;
+        let target = txn.open_table(TARGETS)?.get(d.tenant.as_str())?;
+        let target = target
+            .map(|v| dec("webhook_targets", v.value()))
+            .transpose()?;
+        Ok(Some((d, target)))
+    }
+
+    fn update_delivery(&self, d: &Delivery) -> Result<bool, StoreError> {
+        let txn = self.db().begin_write()?;
+        let stored;
+        {
+            let mut table = txn.open_table(DELIVERIES)?;
+            stored = table.get(d.id.as_str())?.is_some();
+            if stored {
+                table.insert(d.id.as_str(), enc(d)?.as_slice())?;
+            }
+        }
+        txn.commit()?;
+        Ok(stored)
     }
 
     fn delivery(&self, id: &str) -> Result<Option<Delivery>, StoreError> {
@@ -302,6 +367,23 @@ impl WebhookRepo for Store {
     }
 }
 
+/// Removes, within `txn`, the tenant's webhook target, deliveries and
+/// auto-reply rules; answers (target existed, deliveries, rules existed).
+pub(super) fn purge(
+    txn: &WriteTransaction,
+    tenant: &TenantId,
+) -> Result<(bool, usize, bool), StoreError> {
+    let target = txn.open_table(TARGETS)?.remove(tenant.as_str())?.is_some();
+    let deliveries = remove_where(txn, DELIVERIES, "webhook_deliveries", |d: &Delivery| {
+        d.tenant == *tenant
+    })?;
+    let rules = txn
+        .open_table(AUTO_REPLIES)?
+        .remove(tenant.as_str())?
+        .is_some();
+    Ok((target, deliveries.len(), rules))
+}
+
 impl Store {
     fn all_deliveries(&self) -> Result<Vec<Delivery>, StoreError> {
         let txn = self.db().begin_read()?;
@@ -322,6 +404,18 @@ pub(super) fn create_auto_replies(txn: &WriteTransaction) -> Result<(), StoreErr
     Ok(())
 }
 
+/// Every row of this module's tables, for tests ([`super::rows`]).
+#[cfg(test)]
+pub(super) fn rows(
+    txn: &redb::ReadTransaction,
+    out: &mut super::rows::Rows,
+) -> Result<(), StoreError> {
+    super::rows::table(txn, TARGETS, out)?;
+    super::rows::table(txn, DELIVERIES, out)?;
+    super::rows::table(txn, AUTO_REPLIES, out)?;
+    Ok(())
+}
+
 /// One auto-reply rule: an incoming text containing `keyword` gets `reply`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct AutoReplyRule {
@@ -338,8 +432,13 @@ pub struct AutoReplyRules {
 
 pub trait AutoReplyRepo: Send + Sync + 'static {
     fn auto_replies(&self, tenant: &TenantId) -> Result<AutoReplyRules, StoreError>;
-    fn set_auto_replies(&self, tenant: &TenantId, rules: &AutoReplyRules)
-        -> Result<(), StoreError>;
+    /// Sets the tenant's rules; false, writing nothing, when the tenant is
+    /// not on record (deleted meanwhile).
+    fn set_auto_replies(
+        &self,
+        tenant: &TenantId,
+        rules: &AutoReplyRules,
+    ) -> Result<bool, StoreError>;
 }
 
 impl AutoReplyRepo for Store {
@@ -356,12 +455,146 @@ impl AutoReplyRepo for Store {
         &self,
         tenant: &TenantId,
         rules: &AutoReplyRules,
-    ) -> Result<(), StoreError> {
+    ) -> Result<bool, StoreError> {
         let txn = self.db().begin_write()?;
+        if !super::accounts::tenant_exists(&txn, tenant)? {
+            return Ok(false);
+        }
         txn.open_table(AUTO_REPLIES)?
             .insert(tenant.as_str(), enc(rules)?.as_slice())?;
         txn.commit()?;
-        Ok(())
+        Ok(true)
+    }
+}
+
+/// What a purge, or a write racing one, leaves of a tenant's webhooks.
+#[cfg(test)]
+mod purge_tests {
+    use super::*;
+    use crate::store::{AccountRepo, SessionRecord, SessionRepo, TenantRecord};
+
+    fn clinic() -> TenantId {
+        TenantId::new("clinic").expect("id")
+    }
+
+    fn target(secret: &str) -> WebhookTarget {
+        WebhookTarget {
+            tenant: clinic(),
+            url: "https://crm.example/hook".into(),
+            secret: secret.into(),
+        }
+    }
+
+    fn delivery(id: &str) -> Delivery {
+        Delivery {
+            id: id.into(),
+            tenant: clinic(),
+            body: "{}".into(),
+            status: DeliveryStatus::Pending,
+            attempts: 0,
+            next_at: Timestamp::from_millis(1),
+            last_error: None,
+            created_at: Timestamp::from_millis(1),
+            last_attempt_at: None,
+        }
+    }
+
+    fn create_clinic(store: &Store) {
+        store
+            .create_tenant(&TenantRecord {
+                id: clinic(),
+                name: "clinic".into(),
+                created_at: Timestamp::from_millis(1),
+            })
+            .expect("tenant");
+    }
+
+    #[test]
+    fn a_target_or_rules_of_a_tenant_not_on_record_are_not_written() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = Store::open(dir.path()).expect("open");
+        let rules = AutoReplyRules {
+            enabled: true,
+            rules: vec![],
+        };
+        assert!(!store.set_target(&target("old")).expect("set"));
+        assert!(!store.set_auto_replies(&clinic(), &rules).expect("set"));
+        assert_eq!(store.target(&clinic()).expect("read"), None);
+        assert!(!store.auto_replies(&clinic()).expect("read").enabled);
+        create_clinic(&store);
+        assert!(store.set_target(&target("new")).expect("set"));
+        assert!(store.set_auto_replies(&clinic(), &rules).expect("set"));
+    }
+
+    #[test]
+    fn a_delivery_is_queued_only_with_a_target_and_its_session_on_record() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = Store::open(dir.path()).expect("open");
+        create_clinic(&store);
+        let s1 = SessionId::new("s1").expect("id");
+        let gone = SessionId::new("s_gone").expect("id");
+        store
+            .put_session(&SessionRecord::of(&clinic(), &s1))
+            .expect("session");
+        assert!(
+            !store.queue_delivery(&delivery("d0"), &s1).expect("queue"),
+            "no target"
+        );
+        assert!(store.set_target(&target("secret")).expect("set"));
+        assert!(
+            !store.queue_delivery(&delivery("d1"), &gone).expect("queue"),
+            "no session"
+        );
+        let other = TenantId::new("other").expect("id");
+        let theirs = SessionId::new("s_theirs").expect("id");
+        store
+            .put_session(&SessionRecord::of(&other, &theirs))
+            .expect("session");
+        assert!(
+            !store
+                .queue_delivery(&delivery("d2"), &theirs)
+                .expect("queue"),
+            "another tenant's session"
+        );
+        assert!(store.queue_delivery(&delivery("d3"), &s1).expect("queue"));
+        let ids: Vec<String> = store
+            .pending()
+            .expect("read")
+            .into_iter()
+            .map(|d| d.id)
+            .collect();
+        assert_eq!(ids, ["d3"]);
+    }
+
+    #[test]
+    fn a_delivery_is_read_with_the_target_in_force_and_not_at_all_once_gone() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = Store::open(dir.path()).expect("open");
+        create_clinic(&store);
+        let s1 = SessionId::new("s1").expect("id");
+        store
+            .put_session(&SessionRecord::of(&clinic(), &s1))
+            .expect("session");
+        assert!(store.set_target(&target("old")).expect("set"));
+        assert!(store.queue_delivery(&delivery("d1"), &s1).expect("queue"));
+        let (d, t) = store
+            .delivery_and_target("d1")
+            .expect("read")
+            .expect("there");
+        assert_eq!(
+            (d.id.as_str(), t.map(|t| t.secret)),
+            ("d1", Some("old".into()))
+        );
+
+        store.purge_tenant(&clinic()).expect("purge");
+        create_clinic(&store);
+        assert!(store.set_target(&target("new")).expect("set"));
+        assert_eq!(store.delivery_and_target("d1").expect("read"), None);
+        assert!(
+            !store.update_delivery(&d).expect("update"),
+            "not written back"
+        );
+        assert_eq!(store.delivery("d1").expect("read"), None);
     }
 }
 

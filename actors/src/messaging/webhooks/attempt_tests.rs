@@ -217,3 +217,98 @@ async fn redirects_are_not_followed() {
     );
     assert_untouched(&l);
 }
+
+#[tokio::test]
+async fn a_delivery_listed_before_its_tenant_was_purged_never_reaches_a_later_target() {
+    use crate::clock::{ManualClock, Timestamp};
+    use crate::ids::{SessionId, TenantId};
+    use crate::store::WebhookTarget;
+    use crate::store::{AccountRepo, SessionRecord, SessionRepo, Store, TenantRecord};
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = Store::open(dir.path()).expect("open");
+    let clinic = TenantId::new("clinic").expect("id");
+    let create = |store: &Store| {
+        store
+            .create_tenant(&TenantRecord {
+                id: clinic.clone(),
+                name: "clinic".into(),
+                created_at: Timestamp::from_millis(1),
+            })
+            .expect("tenant");
+    };
+    create(&store);
+    let s1 = SessionId::new("s1").expect("id");
+    store
+        .put_session(&SessionRecord::of(&clinic, &s1))
+        .expect("session");
+    let old = WebhookTarget {
+        tenant: clinic.clone(),
+        url: "http://127.0.0.1:9/old-customer".into(),
+        secret: "the-old-customers-secret".into(),
+    };
+    assert!(store.set_target(&old).expect("set"));
+    let d = Delivery {
+        id: "d1".into(),
+        tenant: clinic.clone(),
+        body: "{\"text\":\"the old customer's message\"}".into(),
+        status: DeliveryStatus::Pending,
+        attempts: 0,
+        next_at: Timestamp::from_millis(1),
+        last_error: None,
+        created_at: Timestamp::from_millis(1),
+        last_attempt_at: None,
+    };
+    assert!(store.queue_delivery(&d, &s1).expect("queue"));
+    // The task lists what is due, then the tenant is purged and
+    // re-created with a target of its own before the attempt.
+    let listed = store.pending().expect("list");
+    store.purge_tenant(&clinic).expect("purge");
+    create(&store);
+    let new_customer = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    new_customer.set_nonblocking(true).expect("nonblocking");
+    let url = format!("http://{}/hook", new_customer.local_addr().expect("addr"));
+    let new = WebhookTarget {
+        tenant: clinic.clone(),
+        url,
+        secret: "the-new-customers-secret".into(),
+    };
+    assert!(store.set_target(&new).expect("set"));
+
+    // Loopback allowed: only the purge stands between the delivery and
+    // the new customer's listener.
+    let guard = guard(true);
+    let me = Webhooks {
+        repo: Arc::new(store.clone()),
+        clock: Arc::new(ManualClock::new(Timestamp::from_millis(1_000))),
+        kick: Arc::new(Notify::new()),
+        guard: guard.clone(),
+        events: broadcast::channel(16).0,
+        check_wait: Duration::from_secs(1),
+    };
+    let mut events = me.events.subscribe();
+    let cfg = Arc::new(WebhooksConfig {
+        max_attempts: 3,
+        backoff_base: Duration::from_secs(5),
+        backoff_max: Duration::from_secs(60),
+        timeout: Duration::from_millis(500),
+        allow_private: CidrSet::parse(["127.0.0.0/8"]).expect("cidr"),
+        retention: Duration::from_secs(7 * 86_400),
+        max_in_flight: 4,
+    });
+    let http = client(cfg.timeout, guard).expect("client");
+    for d in listed {
+        lanes::attempt(me.clone(), http.clone(), cfg.clone(), d).await;
+    }
+    assert!(events.try_recv().is_err(), "no attempt was recorded");
+    // Had it been sent, its connection would be waiting by now.
+    assert_eq!(
+        new_customer.accept().map_err(|e| e.kind()).err(),
+        Some(std::io::ErrorKind::WouldBlock),
+        "nothing connected to the new customer's URL"
+    );
+    assert_eq!(
+        store.delivery("d1").expect("read"),
+        None,
+        "not written back"
+    );
+}

@@ -147,10 +147,22 @@ impl Lanes {
 }
 
 /// One attempt of `d`, recorded (and announced) before it returns.
-async fn attempt(me: Webhooks, client: reqwest::Client, cfg: Arc<WebhooksConfig>, mut d: Delivery) {
-    let outcome = match me.repo.target(&d.tenant) {
-        Ok(Some(target)) => post(&me.guard, &client, &target, &d).await,
-        Ok(None) => Err(DeliveryError::NoTarget),
+pub(super) async fn attempt(
+    me: Webhooks,
+    client: reqwest::Client,
+    cfg: Arc<WebhooksConfig>,
+    mut d: Delivery,
+) {
+    // Read again with the target, in one snapshot: a delivery listed
+    // before its tenant was purged is gone now, and never goes to a
+    // target a tenant re-created under the same id has set since.
+    let outcome = match me.repo.delivery_and_target(&d.id) {
+        Ok(None) => {
+            tracing::info!(delivery = %d.id, "webhook delivery gone before its attempt");
+            return;
+        }
+        Ok(Some((_, Some(target)))) => post(&me.guard, &client, &target, &d).await,
+        Ok(Some((_, None))) => Err(DeliveryError::NoTarget),
         Err(e) => {
             tracing::error!(tenant = %d.tenant, error = %e, "could not read the webhook target");
             Err(DeliveryError::Failed)
@@ -175,11 +187,17 @@ async fn attempt(me: Webhooks, client: reqwest::Client, cfg: Arc<WebhooksConfig>
             }
         }
     }
-    if let Err(e) = me.repo.put_delivery(&d) {
-        tracing::error!(delivery = %d.id, error = %e, "could not record a webhook attempt");
-        return;
+    // Only over a row still there: a tenant deleted during the attempt
+    // does not get its delivery back.
+    match me.repo.update_delivery(&d) {
+        Ok(true) => {
+            let _ = me.events.send(WebhookEvent::Attempted(d));
+        }
+        Ok(false) => tracing::info!(delivery = %d.id, "webhook delivery gone during its attempt"),
+        Err(e) => {
+            tracing::error!(delivery = %d.id, error = %e, "could not record a webhook attempt")
+        }
     }
-    let _ = me.events.send(WebhookEvent::Attempted(d));
 }
 
 /// POSTs the signed body to the target, refusing a literal address the
