@@ -311,3 +311,48 @@ async fn a_template_bomb_and_oversized_variables_are_refused_at_create_time() {
     assert_eq!(fine.status, 201, "at the caps is fine: {}", fine.text);
     s.server.shutdown().await.expect("shutdown");
 }
+
+/// The bomb against the real binary under a 4 GiB address-space cap: one
+/// variable at a time over the growing text it would need tens of GB and
+/// the process would die; rendered in one pass it is refused, and the
+/// server goes on.
+#[tokio::test]
+async fn a_template_bomb_is_refused_by_a_memory_capped_server_that_lives_on() {
+    let data = tempfile::tempdir().expect("tempdir");
+    let (child, listen, _) = common::proc::spawn_serve_capped(
+        &data.path().to_string_lossy(),
+        &[("CENTINELA_ADMIN_PASSWORD", ADMIN_PASSWORD)],
+        4 * 1024 * 1024,
+    );
+    let api = common::api::Api::new(&format!("http://{listen}"));
+    let admin = api.login("admin", ADMIN_PASSWORD).await;
+    let (token, _) = api.tenant_with_user(&admin, "clinic").await;
+    let id = api.create_session(&token, None, "desk").await;
+    let bomb = json!({
+        "name": "bomb",
+        "template": "{a}".repeat(1000),
+        "recipients": [{"to": "5491100000001", "vars": {
+            "a": "{b}".repeat(300), "b": "{c}".repeat(300), "c": "{d}".repeat(300), "d": "boom"
+        }}]
+    });
+    let r = api
+        .call(
+            "POST",
+            &format!("/api/v1/sessions/{id}/campaigns"),
+            Cred::Token(&token),
+            Some(bomb),
+        )
+        .await;
+    assert_eq!(
+        (r.status, r.body["error"]["code"].clone()),
+        (400, json!("rendered_too_long")),
+        "{}",
+        r.text
+    );
+    let health = api.call("GET", "/health", Cred::None, None).await;
+    assert_eq!(health.status, 200, "the server lives on");
+    assert!(
+        common::proc::terminate(child).success(),
+        "serve stops cleanly"
+    );
+}

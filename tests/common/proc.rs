@@ -41,6 +41,20 @@ pub fn spawn_serve_grouped(data: &str, env: &[(&str, &str)]) -> (Child, String) 
     (child, listen)
 }
 
+/// [`spawn_serve_with`] with the process's address space capped at
+/// `kib` KiB (`ulimit -v`), so a test sees an allocation that runs away
+/// end the process instead of the machine's memory.
+pub fn spawn_serve_capped(
+    data: &str,
+    env: &[(&str, &str)],
+    kib: u64,
+) -> (Child, String, Vec<String>) {
+    let mut cmd = Command::new("/bin/sh");
+    cmd.args(["-c", &format!("ulimit -v {kib} && exec \"$0\" \"$@\""), BIN]);
+    let args = ["serve", "--listen", "127.0.0.1:0", "--data", data];
+    spawn_command(cmd, &args, env, "centinela serving")
+}
+
 fn spawn_with(
     args: &[&str],
     env: &[(&str, &str)],
@@ -52,6 +66,17 @@ fn spawn_with(
         use std::os::unix::process::CommandExt;
         cmd.process_group(0);
     }
+    spawn_command(cmd, args, env, ready)
+}
+
+/// Runs `cmd --log-format json ARGS` until it logs `ready` (see
+/// [`spawn_until`]).
+fn spawn_command(
+    mut cmd: Command,
+    args: &[&str],
+    env: &[(&str, &str)],
+    ready: &str,
+) -> (Child, String, Vec<String>) {
     cmd.args(["--log-format", "json"])
         .args(args)
         .env("RUST_LOG", "info")
