@@ -2,7 +2,10 @@
 //! a reply), off unless the tenant enables them. A matching incoming
 //! message queues its reply in the outbox, so it is durable and paced like
 //! every other send. The first matching rule wins; a session never answers
-//! itself twice for one incoming message.
+//! itself twice for one incoming message. The reply names the chat it
+//! answers, so its session marks that chat read just before it types the
+//! reply (`session/outgoing.rs`): read, type, send, as a person does, and
+//! still in that order if the reply waits in the queue across a restart.
 
 use super::Outbox;
 use crate::bus::{Bus, BusEvent, MessageEvent};
@@ -71,7 +74,10 @@ async fn answer(
         now,
     )
     // One reply per incoming message, even if the event is seen twice.
-    .with_key(Some(format!("auto-reply/{}/{}", m.session, m.id)));
+    .with_key(Some(format!("auto-reply/{}/{}", m.session, m.id)))
+    // Read before answered: the session marks the chat seen right before
+    // it types the reply (`messaging.send_seen`).
+    .answering(Some(m.jid.clone()));
     match outbox.accept(record).await {
         Ok(r) => {
             tracing::info!(tenant = %m.tenant, session = %m.session, message = %r.id, "auto-reply queued")

@@ -1,6 +1,7 @@
 //! Messaging around the sessions: the durable outbox writer ([`outbox`],
-//! group commit), the pacing rules a session actor's sender follows
-//! ([`pacing`]; the sender itself is `session/outgoing.rs`), webhook
+//! group commit), the pacing and typing rules a session actor's sender
+//! follows ([`pacing`], [`typing`]; the sender itself is
+//! `session/outgoing.rs`), webhook
 //! delivery with signatures and retries ([`webhooks`]), campaigns
 //! ([`campaigns`]) and keyword auto-replies ([`autoreply`]). It does not
 //! talk to an engine: messages reach WhatsApp only through a session actor.
@@ -10,9 +11,11 @@ pub mod budget;
 pub mod campaigns;
 pub mod outbox;
 pub mod pacing;
+pub mod typing;
 pub mod webhooks;
 
 pub use campaigns::Campaigns;
 pub use outbox::{Outbox, OutboxError};
 pub use pacing::Pacing;
+pub use typing::Typing;
 pub use webhooks::Webhooks;
