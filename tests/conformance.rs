@@ -2,7 +2,8 @@
 //! whatsapp-web.js 1.34.7 (pinned in `tests/conformance/wwebjs/`) drives it
 //! in real Chromium, loading it as `https://web.whatsapp.com/` through a
 //! host-resolver rule, and must pass every step of `conformance.js` — QR,
-//! send, incoming (chat, history, `@lid`), acks, restart without a QR,
+//! send, incoming (chat, history, `@lid`), acks, chat states and seen marks
+//! (recorded by the simulator's server, in order), restart without a QR,
 //! pairing code, and both logouts. `./test.sh` installs Node and the npm
 //! packages (scripts/ensure-deps.sh).
 
@@ -43,7 +44,7 @@ async fn whatsapp_web_js_drives_the_simulator() {
     let stdout = String::from_utf8_lossy(&out.stdout);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
-        out.status.success() && stdout.lines().any(|l| l == "7 passed, 0 failed"),
+        out.status.success() && stdout.lines().any(|l| l == "8 passed, 0 failed"),
         "whatsapp-web.js against the simulator:\n{stdout}\n{stderr}"
     );
 }

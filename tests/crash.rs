@@ -28,6 +28,8 @@ fn env(wa_url: &str) -> Vec<(&'static str, String)> {
         ("CENTINELA__MESSAGING__SEND_DELAY_MIN", "0s".into()),
         ("CENTINELA__MESSAGING__SEND_DELAY_MAX", "2ms".into()),
         ("CENTINELA__MESSAGING__SENDS_PER_MINUTE", "100000".into()),
+        // 500 sends: this is about the hand-off, not the typing before it.
+        ("CENTINELA__MESSAGING__TYPING_CHARS_PER_SECOND", "0".into()),
     ]
 }
 

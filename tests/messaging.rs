@@ -1,11 +1,12 @@
 //! The outbox over the API with the scripted engine: messages are durable
 //! before the 202, wait (not fail) while the session is not READY, go out
-//! in order and paced, are idempotent by key, and follow the engine's acks.
+//! in order and paced, are idempotent by key, and follow the engine's acks;
+//! an auto-reply marks the chat it answers read before it types and sends.
 
 mod common;
 
-use centinela_actors::engine::scripted::ScriptedEngine;
-use centinela_actors::engine::EngineEvent;
+use centinela_actors::engine::scripted::{Action, ScriptedEngine};
+use centinela_actors::engine::{ChatState, EngineEvent};
 use centinela_actors::ids::SessionId;
 use common::api::{api_config, start_api, Cred, Ws, ADMIN, ADMIN_PASSWORD};
 use serde_json::json;
@@ -252,6 +253,26 @@ async fn auto_replies_answer_matching_messages_through_the_outbox() {
             .map(|(_, to, t)| (to, t))
             .collect::<Vec<_>>(),
         vec![("5491100000007".to_owned(), "Abrimos de 9 a 18".to_owned())]
+    );
+    // Read, typed, sent: the incoming message's chat is marked seen first.
+    let actions: Vec<Action> = s.engine.actions(&sid).into_iter().map(|(_, a)| a).collect();
+    let typing = |state| Action::ChatState {
+        to: "5491100000007".into(),
+        state,
+    };
+    assert_eq!(
+        actions,
+        [
+            Action::Seen {
+                chat: "5491100000007@c.us".into()
+            },
+            typing(ChatState::Composing),
+            Action::Sent {
+                to: "5491100000007".into(),
+                text: "Abrimos de 9 a 18".into()
+            },
+            typing(ChatState::Paused),
+        ]
     );
     assert!(s.engine.emit(
         &sid,

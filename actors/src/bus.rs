@@ -41,6 +41,9 @@ pub struct MessageEvent {
     pub session: SessionId,
     pub id: String,
     pub from: String,
+    /// The chat it came in, as the engine named it (`…@c.us`, `…@lid`):
+    /// what a reply marks read.
+    pub jid: String,
     pub text: String,
     pub at: Timestamp,
 }

@@ -174,6 +174,11 @@ pub struct MessagingConfig {
     pub send_delay_max: Duration,
     pub sends_per_minute: u32,
     pub max_running_campaigns: u32,
+    /// "typing…" is shown before each send for the text's length at this
+    /// speed (at most 8 s); 0 sends without it.
+    pub typing_chars_per_second: u32,
+    /// An incoming message is marked read before an auto-reply answers it.
+    pub send_seen: bool,
 }
 
 /// How often keyword auto-replies may go out (see `messaging/reply_limit.rs`).
@@ -530,6 +535,8 @@ mod tests {
         assert_eq!(c.engine.qr_window, Duration::from_secs(60));
         assert_eq!(c.auth.token_ttl, Duration::from_secs(12 * 3600));
         assert_eq!(c.auth.jwt_secret, "");
+        assert_eq!(c.messaging.typing_chars_per_second, 15);
+        assert!(c.messaging.send_seen);
         assert_eq!(c.autoreply.per_sender_cooldown, Duration::from_secs(600));
         assert_eq!(c.autoreply.max_per_session_per_hour, 30);
         assert!(c.webhooks.allow_private.is_empty(), "no private range");
@@ -600,6 +607,24 @@ mod tests {
             jail.set_env("CENTINELA__AUTOREPLY__MAX_PER_SESSION_PER_HOUR", "0");
             let e = load_err(jail, None);
             assert!(e.contains("autoreply.max_per_session_per_hour = 0"), "{e}");
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn typing_and_seen_marks_can_be_turned_off_from_the_environment() {
+        Jail::expect_with(|jail| {
+            jail.set_env("CENTINELA__MESSAGING__TYPING_CHARS_PER_SECOND", "0");
+            jail.set_env("CENTINELA__MESSAGING__SEND_SEEN", "false");
+            let c = Config::load(None, Profile::Standard).expect("loads");
+            assert_eq!(c.messaging.typing_chars_per_second, 0);
+            assert!(!c.messaging.send_seen);
+            Ok(())
+        });
+        Jail::expect_with(|jail| {
+            jail.set_env("CENTINELA__MESSAGING__TYPING_CHARS_PER_SECOND", "-1");
+            let e = load_err(jail, None);
+            assert!(e.contains("typing_chars_per_second"), "{e}");
             Ok(())
         });
     }

@@ -358,6 +358,7 @@ mod tests {
                 session: SessionId::new("s1").expect("id"),
                 id: format!("in{i}"),
                 from: "5491100000000".into(),
+                jid: "5491100000000@c.us".into(),
                 text: "hola".into(),
                 at: Timestamp::from_millis(1),
             }));

@@ -15,7 +15,8 @@ use serde::Deserialize;
 use std::time::Duration;
 
 /// Every module the engine requires, with the members it reads or calls
-/// (`inject.js`, `send.js`, the logout and pairing-code calls).
+/// (`inject.js`, `send.js`, `chat_state.js`, `seen.js`, the logout and
+/// pairing-code calls).
 pub const CONTRACT: &[(&str, &[&str])] = &[
     (
         "WAWebSocketModel",
@@ -46,6 +47,19 @@ pub const CONTRACT: &[(&str, &[&str])] = &[
         &["getEphemeralFields"],
     ),
     ("WAWebSendMsgChatAction", &["addAndSendMsgToChat"]),
+    (
+        "WAWebChatStateBridge",
+        &[
+            "sendChatStateComposing",
+            "sendChatStateRecording",
+            "sendChatStatePaused",
+        ],
+    ),
+    ("WAWebUpdateUnreadChatAction", &["sendSeen"]),
+    (
+        "WAWebStreamModel",
+        &["Stream.markAvailable", "Stream.markUnavailable"],
+    ),
     (
         "WAWebAltDeviceLinkingApi",
         &[

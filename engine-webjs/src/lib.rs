@@ -28,7 +28,7 @@ pub mod user_agent;
 
 use async_trait::async_trait;
 use centinela_actors::engine::{
-    Driver, DriverControl, DriverSpec, Engine, EngineError, EngineEvent,
+    ChatState, Driver, DriverControl, DriverSpec, Engine, EngineError, EngineEvent,
 };
 use centinela_actors::session::DisconnectReason;
 use chromiumoxide::cdp::browser_protocol::page::AddScriptToEvaluateOnNewDocumentParams;
@@ -53,6 +53,10 @@ const RELAY: &str = include_str!("relay.js");
 const WORLD: &str = "centinela";
 /// The send sequence of the page contract, evaluated with `[digits, text]`.
 const SEND: &str = include_str!("send.js");
+/// A chat state through `WAWebChatStateBridge`, evaluated with `[digits, state]`.
+const CHAT_STATE: &str = include_str!("chat_state.js");
+/// A chat marked read (`WAWebUpdateUnreadChatAction.sendSeen`), evaluated with `[jid]`.
+const SEEN: &str = include_str!("seen.js");
 /// How long our logout waits for the page to confirm it (its `logout`
 /// event or the `?post_logout=1` document).
 const LOGOUT_CONFIRM: Duration = Duration::from_secs(10);
@@ -237,6 +241,21 @@ fn truncate(s: &str, max: usize) -> &str {
     match s.char_indices().nth(max) {
         Some((i, _)) => &s[..i],
         None => s,
+    }
+}
+
+/// A 1:1 chat's jid from what the domain holds: digits (`<digits>@c.us`),
+/// or a jid the page reported (`<digits>@c.us`, `<lid>@lid`).
+fn chat_jid(chat: &str) -> Result<String, EngineError> {
+    let (user, server) = chat.split_once('@').unwrap_or((chat, "c.us"));
+    let digits = !user.is_empty() && user.len() <= 32 && user.bytes().all(|b| b.is_ascii_digit());
+    if digits && matches!(server, "c.us" | "lid") {
+        Ok(format!("{user}@{server}"))
+    } else {
+        Err(EngineError::Protocol(format!(
+            "not a 1:1 chat: {}",
+            truncate(chat, 64)
+        )))
     }
 }
 
@@ -694,6 +713,40 @@ impl DriverControl for WebjsControl {
         }
     }
 
+    /// `WAWebChatStateBridge` (`chat_state.js`): typing, recording or
+    /// paused in the chat with `to`.
+    async fn chat_state(&self, to: &str, state: ChatState) -> Result<(), EngineError> {
+        let args = serde_json::to_string(&(to, state.as_str()))
+            .map_err(|e| EngineError::Protocol(e.to_string()))?;
+        let js = format!("({CHAT_STATE})({args})");
+        match self.evaluate("sending a chat state", js).await? {
+            serde_json::Value::Bool(true) => Ok(()),
+            other => Err(EngineError::Protocol(format!(
+                "chat state returned {}",
+                truncate(&other.to_string(), 200)
+            ))),
+        }
+    }
+
+    /// `WAWebUpdateUnreadChatAction.sendSeen` (`seen.js`) on the chat
+    /// `chat`: a jid (`…@c.us`, `…@lid`) or digits.
+    async fn send_seen(&self, chat: &str) -> Result<(), EngineError> {
+        let jid = chat_jid(chat)?;
+        let args =
+            serde_json::to_string(&(&jid,)).map_err(|e| EngineError::Protocol(e.to_string()))?;
+        let js = format!("({SEEN})({args})");
+        match self.evaluate("marking a chat read", js).await? {
+            serde_json::Value::Bool(true) => Ok(()),
+            serde_json::Value::Bool(false) => {
+                Err(EngineError::Protocol(format!("no chat {jid} to mark read")))
+            }
+            other => Err(EngineError::Protocol(format!(
+                "sendSeen returned {}",
+                truncate(&other.to_string(), 200)
+            ))),
+        }
+    }
+
     /// `WAWebAltDeviceLinkingApi` (WAWEB-CONTRACT.md, pairing code): the
     /// 8-character code, shown as `XXXX-XXXX`.
     async fn request_pairing_code(&self, phone: &str) -> Result<String, EngineError> {
@@ -767,5 +820,35 @@ impl Drop for WebjsControl {
         self.stopping.store(true, Ordering::SeqCst);
         self.abort_tasks();
         process::sweep_from_drop(self.pid, self.known_pids(), self.profile.clone());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::chat_jid;
+
+    #[test]
+    fn a_chat_is_digits_or_a_one_to_one_jid() {
+        assert_eq!(
+            chat_jid("5491100000000").as_deref(),
+            Ok("5491100000000@c.us")
+        );
+        assert_eq!(
+            chat_jid("5491100000000@c.us").as_deref(),
+            Ok("5491100000000@c.us")
+        );
+        assert_eq!(
+            chat_jid("123456789012345@lid").as_deref(),
+            Ok("123456789012345@lid")
+        );
+        for bad in [
+            "",
+            "@c.us",
+            "120363@g.us",
+            "54911'); alert(1)//",
+            "status@broadcast",
+        ] {
+            assert!(chat_jid(bad).is_err(), "{bad}");
+        }
     }
 }

@@ -303,6 +303,8 @@
   const Conn = new Model({ ref: null, platform: 'web', pushname: 'Centinela Sim', battery: null, plugged: true, isSMB: false });
   const Cmd = new Model({});
   const Stream = new Model({ mode: 'MAIN', info: 'NORMAL', displayInfo: 'NORMAL', available: false });
+  // Presence online/offline (wwebjs Utils.js sendSeen marks the account
+  // available around the read receipt, then unavailable again).
   Object.assign(Stream, { markAvailable() { Stream.set('available', true); }, markUnavailable() { Stream.set('available', false); } });
 
   class MsgModel extends Model {
@@ -388,6 +390,16 @@
 
   function apiUrl(suffix) {
     return '/sim/api/devices/' + encodeURIComponent(deviceId) + suffix;
+  }
+
+  // WhatsApp Web sends messages, chat states and read receipts as stanzas
+  // over its one socket, so the server hears them in the order the page sent
+  // them. Separate fetches could overtake each other: they go one at a time.
+  let outbound = Promise.resolve();
+  function stanza(suffix, body) {
+    const sent = outbound.then(() => postJson(apiUrl(suffix), body));
+    outbound = sent.catch(() => undefined);
+    return sent;
   }
 
   async function postJson(url, body) {
@@ -598,6 +610,7 @@
     const chat = chatFor(remote);
     chat.msgs.add(msg, { silent: true });
     chat.set('t', msg.t);
+    if (msg.isNewMsg) chat.set('unreadCount', (chat.unreadCount || 0) + 1);
     Msg.add(msg);
     if (cipher) {
       setTimeout(() => { msg.set('body', m.text); msg.set('type', 'chat'); }, CIPHERTEXT_DECRYPT_MS);
@@ -628,7 +641,7 @@
     const sendResult = msgPromise.then(async () => {
       if (Socket.state !== 'CONNECTED') { msg.set('ack', -1); return { messageSendResult: 'ERROR_OFFLINE' }; }
       try {
-        const res = await postJson(apiUrl('/send'), { id: msg.id.id, to: chat.id._serialized, text: String(msg.body || '') });
+        const res = await stanza('/send', { id: msg.id.id, to: chat.id._serialized, text: String(msg.body || '') });
         msg.set('ack', res.ack);
         return { messageSendResult: 'OK' };
       } catch (e) {
@@ -637,6 +650,28 @@
       }
     });
     return [msgPromise, sendResult];
+  }
+
+  // WAWebChatStateBridge.sendChatState{Composing,Recording,Paused}(wid)
+  // (wwebjs Utils.js sendChatstate: createWid first, then the bridge; Chat.js
+  // sendStateTyping/sendStateRecording/clearState). It takes a Wid, not a
+  // string; the server hears the state at once.
+  function chatState(state) {
+    return async (wid) => {
+      if (!(wid instanceof Wid)) throw new TypeError('sendChatState: not a Wid');
+      await stanza('/chatstate', { chat: wid._serialized, state });
+    };
+  }
+
+  // WAWebUpdateUnreadChatAction.sendSeen({chat, threadId}) (wwebjs Utils.js
+  // sendSeen: the ChatModel from Chat.get/findOrCreateLatestChat, between
+  // Stream.markAvailable() and markUnavailable()): the chat's messages are
+  // read, its unread count drops to 0.
+  async function sendSeen(args) {
+    const chat = args && args.chat;
+    if (!(chat instanceof ChatModel)) throw new TypeError('sendSeen: chat is not a ChatModel');
+    await stanza('/seen', { chat: chat.id._serialized });
+    chat.set('unreadCount', 0);
   }
 
   // WAWebQueryExistsJob.queryWidExists(wid): {wid} or null (wwebjs
@@ -763,9 +798,9 @@
       WAWebLinkPreviewChatAction: { getLinkPreview: async () => null },
       WAWebMsgReply: { canReplyMsg: () => true },
       WAWebMsgActionCapability: { canEditMessage: () => false, canDeleteForEveryone: () => false },
-      WAWebUpdateUnreadChatAction: { sendSeen: async () => undefined, markUnread: async () => undefined },
+      WAWebUpdateUnreadChatAction: { sendSeen, markUnread: async () => undefined },
       WAWebLaunchSocketUtils: { refreshQR },
-      WAWebChatStateBridge: { sendChatStateComposing: async () => undefined, sendChatStateRecording: async () => undefined, sendChatStatePaused: async () => undefined },
+      WAWebChatStateBridge: { sendChatStateComposing: chatState('composing'), sendChatStateRecording: chatState('recording'), sendChatStatePaused: chatState('paused') },
       WAWebPresenceChatAction: { sendPresenceAvailable: async () => undefined, sendPresenceUnavailable: async () => undefined },
       WAWebChatSendMessages: { sendSeen: async () => undefined },
       WAWebChatLoadMessages: { loadEarlierMsgs: async () => [] },

@@ -73,6 +73,26 @@ pub enum EngineEvent {
     Ack { message_id: String, ack: i8 },
 }
 
+/// What a chat shows the other side about us besides messages: typing,
+/// recording a voice note, or neither (WhatsApp Web's
+/// `WAWebChatStateBridge`; the Cloud API's typing indicator).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ChatState {
+    Composing,
+    Recording,
+    Paused,
+}
+
+impl ChatState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ChatState::Composing => "composing",
+            ChatState::Recording => "recording",
+            ChatState::Paused => "paused",
+        }
+    }
+}
+
 /// What an engine needs to start one session's driver.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DriverSpec {
@@ -112,6 +132,20 @@ pub enum EngineError {
 pub trait DriverControl: Send + Sync + 'static {
     /// Sends a text and returns the engine's message id.
     async fn send_text(&self, to: &str, text: &str) -> Result<String, EngineError>;
+    /// Shows `state` in the chat with `to` (digits), as a person's phone
+    /// does while they type. Cosmetic for the recipient, so a caller logs a
+    /// failure and goes on; engines that cannot show it keep the default.
+    async fn chat_state(&self, to: &str, state: ChatState) -> Result<(), EngineError> {
+        let _ = (to, state);
+        Err(EngineError::Unavailable("chat-state"))
+    }
+    /// Marks the chat `chat` read (blue ticks on the sender's side): a jid
+    /// as [`EngineEvent::MessageIn`] gave it, or digits for `<digits>@c.us`.
+    /// Engines that cannot keep the default.
+    async fn send_seen(&self, chat: &str) -> Result<(), EngineError> {
+        let _ = chat;
+        Err(EngineError::Unavailable("send-seen"))
+    }
     /// Unpairs on WhatsApp's side.
     async fn logout(&self) -> Result<(), EngineError>;
     /// Asks WhatsApp for a code that links `phone` (digits) without a QR,

@@ -3,13 +3,23 @@
 //! the engine value, so a test that restarts the supervisor with the same
 //! engine sees sessions restored without a QR. Never used by `serve`.
 
-use super::{Driver, DriverControl, DriverSpec, Engine, EngineError, EngineEvent};
+use super::{ChatState, Driver, DriverControl, DriverSpec, Engine, EngineError, EngineEvent};
 use crate::ids::SessionId;
 use crate::session::DisconnectReason;
 use async_trait::async_trait;
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex, MutexGuard};
 use tokio::sync::mpsc;
+use tokio::time::Instant;
+
+/// What a driver was asked to do on WhatsApp, in order, for tests that check
+/// the human signals around a send.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Action {
+    ChatState { to: String, state: ChatState },
+    Seen { chat: String },
+    Sent { to: String, text: String },
+}
 
 #[derive(Default)]
 struct Inner {
@@ -21,6 +31,10 @@ struct Inner {
     panic_on_send: HashSet<SessionId>,
     fail_start: HashSet<SessionId>,
     sent: Vec<(SessionId, String, String)>,
+    /// Every send, chat state and seen mark, with when (tokio time).
+    actions: Vec<(SessionId, Instant, Action)>,
+    /// Sessions whose chat states and seen marks fail.
+    fail_signals: HashSet<SessionId>,
     /// Pairing codes handed out so far.
     codes: u64,
     /// Numbers that have no WhatsApp account.
@@ -114,6 +128,21 @@ impl ScriptedEngine {
     pub fn sent(&self) -> Vec<(SessionId, String, String)> {
         self.lock().sent.clone()
     }
+
+    /// What `session`'s drivers did, in order, with when (tokio time).
+    pub fn actions(&self, session: &SessionId) -> Vec<(Instant, Action)> {
+        self.lock()
+            .actions
+            .iter()
+            .filter(|(s, _, _)| s == session)
+            .map(|(_, at, a)| (*at, a.clone()))
+            .collect()
+    }
+
+    /// Chat states and seen marks of `session` fail (sends still work).
+    pub fn fail_signals(&self, session: &SessionId) {
+        self.lock().fail_signals.insert(session.clone());
+    }
 }
 
 #[async_trait]
@@ -164,6 +193,17 @@ struct ScriptedControl {
 }
 
 impl ScriptedControl {
+    /// Records a chat state or seen mark, unless they are set to fail.
+    fn signal(&self, action: Action) -> Result<(), EngineError> {
+        let mut g = self.engine.lock();
+        if g.fail_signals.contains(&self.session) {
+            return Err(EngineError::Protocol("scripted signal failure".into()));
+        }
+        g.actions
+            .push((self.session.clone(), Instant::now(), action));
+        Ok(())
+    }
+
     fn release(&self) {
         let mut g = self.engine.lock();
         if g.running.get(&self.session).map(|(n, _)| *n) == Some(self.number) {
@@ -185,7 +225,27 @@ impl DriverControl for ScriptedControl {
         }
         g.sent
             .push((self.session.clone(), to.to_owned(), text.to_owned()));
+        let action = Action::Sent {
+            to: to.to_owned(),
+            text: text.to_owned(),
+        };
+        g.actions
+            .push((self.session.clone(), Instant::now(), action));
         Ok(format!("msg{}", g.sent.len()))
+    }
+
+    async fn chat_state(&self, to: &str, state: ChatState) -> Result<(), EngineError> {
+        let action = Action::ChatState {
+            to: to.to_owned(),
+            state,
+        };
+        self.signal(action)
+    }
+
+    async fn send_seen(&self, chat: &str) -> Result<(), EngineError> {
+        self.signal(Action::Seen {
+            chat: chat.to_owned(),
+        })
     }
 
     async fn logout(&self) -> Result<(), EngineError> {

@@ -5,6 +5,10 @@
 //! itself twice for one incoming message. Replies are rationed by
 //! [`ReplyLimit`] (a per-sender cooldown and a per-session hourly cap,
 //! `[autoreply]` in the config), so strangers cannot make the number spam.
+//! The reply names the chat it answers, so its session marks that chat
+//! read just before it types the reply (`session/outgoing.rs`): read,
+//! type, send, as a person does, and still in that order if the reply
+//! waits in the queue across a restart.
 
 use super::reply_limit::{ReplyLimit, Verdict};
 use super::{Outbox, OutboxError};
@@ -87,7 +91,10 @@ async fn answer(
         now,
     )
     // One reply per incoming message, even if the event is seen twice.
-    .with_key(Some(format!("auto-reply/{}/{}", m.session, m.id)));
+    .with_key(Some(format!("auto-reply/{}/{}", m.session, m.id)))
+    // Read before answered: the session marks the chat seen right before
+    // it types the reply (`messaging.send_seen`).
+    .answering(Some(m.jid.clone()));
     match outbox.accept(record).await {
         Ok(r) => {
             tracing::info!(tenant = %m.tenant, session = %m.session, message = %r.id, "auto-reply queued")
@@ -185,6 +192,7 @@ mod tests {
                 session: SessionId::new(session).expect("id"),
                 id: format!("in{}", self.next_id),
                 from: from.into(),
+                jid: format!("{from}@c.us"),
                 text: "¿horario?".into(),
                 at: self.clock.now(),
             }));

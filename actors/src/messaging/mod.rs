@@ -1,6 +1,7 @@
 //! Messaging around the sessions: the durable outbox writer ([`outbox`],
-//! group commit), the pacing rules a session actor's sender follows
-//! ([`pacing`]; the sender itself is `session/outgoing.rs`), webhook
+//! group commit), the pacing and typing rules a session actor's sender
+//! follows ([`pacing`], [`typing`]; the sender itself is
+//! `session/outgoing.rs`), webhook
 //! delivery with signatures and retries ([`webhooks`]), campaigns
 //! ([`campaigns`], their texts rendered by [`template`]) and keyword
 //! auto-replies ([`autoreply`], rationed by [`reply_limit`]). It does not
@@ -13,9 +14,11 @@ pub mod outbox;
 pub mod pacing;
 pub mod reply_limit;
 pub mod template;
+pub mod typing;
 pub mod webhooks;
 
 pub use campaigns::Campaigns;
 pub use outbox::{Outbox, OutboxError};
 pub use pacing::Pacing;
+pub use typing::Typing;
 pub use webhooks::Webhooks;

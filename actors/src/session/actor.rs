@@ -77,6 +77,11 @@ pub struct SessionEnv {
     /// The outbox; `None` where nothing is sent from a queue (tests).
     pub messages: Option<Arc<dyn crate::store::MessageStore>>,
     pub pacing: crate::messaging::Pacing,
+    /// How long "typing…" shows before each send (`messaging.typing_chars_per_second`).
+    pub typing: crate::messaging::Typing,
+    /// A message that answers an incoming one marks its chat read first
+    /// (`messaging.send_seen`).
+    pub send_seen: bool,
 }
 
 impl SessionEnv {
@@ -102,6 +107,10 @@ impl SessionEnv {
                 max_delay: config.messaging.send_delay_max,
                 per_minute: config.messaging.sends_per_minute,
             },
+            typing: crate::messaging::Typing {
+                chars_per_second: config.messaging.typing_chars_per_second,
+            },
+            send_seen: config.messaging.send_seen,
         }
     }
 }
@@ -163,6 +172,13 @@ pub enum SessionMsg {
     SendNext {
         generation: u64,
     },
+    /// `message` has been shown being typed long enough: send it, if the
+    /// driver that showed it (`driver`) is still the session's.
+    Typed {
+        generation: u64,
+        message: String,
+        driver: u64,
+    },
 }
 
 pub struct SessionActor;
@@ -177,7 +193,7 @@ pub struct SessionActorState {
     pub(super) machine: Machine,
     since: Timestamp,
     pub(super) driver: Option<Box<dyn DriverControl>>,
-    driver_generation: u64,
+    pub(super) driver_generation: u64,
     qr_generation: u64,
     qr_timer: Option<Timer<SessionMsg>>,
     /// The driver start in flight, if any (a browser launching).
@@ -345,6 +361,13 @@ impl Actor for SessionActor {
             SessionMsg::Outbox => super::outgoing::schedule(&myself, st),
             SessionMsg::SendNext { generation } => {
                 super::outgoing::send_next(&myself, st, generation).await;
+            }
+            SessionMsg::Typed {
+                generation,
+                message,
+                driver,
+            } => {
+                super::outgoing::typed(&myself, st, generation, &message, driver).await;
             }
         }
         Ok(())
@@ -697,7 +720,7 @@ async fn on_engine_event(
                     tenant: st.record.tenant.clone(),
                     session: st.record.id.clone(),
                     from: from.clone(),
-                    jid: Some(jid),
+                    jid: Some(jid.clone()),
                     text: text.clone(),
                     at: st.env.clock.now(),
                 };
@@ -710,6 +733,7 @@ async fn on_engine_event(
                 session: st.record.id.clone(),
                 id,
                 from,
+                jid,
                 text,
                 at: st.env.clock.now(),
             }));

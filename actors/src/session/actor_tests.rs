@@ -21,6 +21,10 @@ struct Fixture {
 }
 
 async fn fixture() -> Fixture {
+    fixture_with(|_| {}).await
+}
+
+async fn fixture_with(tweak: impl FnOnce(&mut SessionEnv)) -> Fixture {
     let engine = ScriptedEngine::new();
     let bus = Bus::new(256);
     let events = bus.subscribe();
@@ -52,7 +56,13 @@ async fn fixture() -> Fixture {
             max_delay: Duration::ZERO,
             per_minute: 60,
         },
+        typing: crate::messaging::Typing {
+            chars_per_second: 0,
+        },
+        send_seen: false,
     };
+    let mut env = env;
+    tweak(&mut env);
     let args = SessionArgs {
         record,
         engine: Some(Arc::new(engine.clone())),
@@ -288,4 +298,216 @@ async fn send_text_needs_ready() {
     .expect("call");
     assert!(out.is_ok());
     assert_eq!(f.engine.sent().len(), 1);
+}
+
+// ---------- The sender's human signals ----------
+
+use crate::engine::scripted::Action;
+use crate::engine::ChatState;
+use crate::store::{MessageRecord, MessageRepo, MessageStatus, SessionRepo, Store};
+
+const PEER: &str = "5491100000007";
+
+/// A READY session whose sender reads `store` and types at `cps`.
+async fn sender(store: &Store, cps: u32, send_seen: bool) -> Fixture {
+    let repo = store.clone();
+    let mut f = fixture_with(move |env| {
+        env.messages = Some(Arc::new(repo));
+        env.typing = crate::messaging::Typing {
+            chars_per_second: cps,
+        };
+        env.send_seen = send_seen;
+    })
+    .await;
+    // The outbox stores a message only for a session on record as its
+    // tenant's.
+    store
+        .put_session(&crate::store::SessionRecord::of(
+            &TenantId::new("t1").expect("id"),
+            &f.id,
+        ))
+        .expect("session on record");
+    connect_and_scan(&mut f).await;
+    f
+}
+
+/// Queues `texts` for the fixture's session and tells the sender.
+fn queue(f: &Fixture, store: &Store, texts: &[&str], answers: Option<&str>) {
+    let batch: Vec<MessageRecord> = texts
+        .iter()
+        .map(|t| {
+            MessageRecord::queued(
+                TenantId::new("t1").expect("id"),
+                f.id.clone(),
+                PEER.into(),
+                (*t).into(),
+                Timestamp::from_millis(1_000_000),
+            )
+            .answering(answers.map(str::to_owned))
+        })
+        .collect();
+    store.accept(&batch).expect("accept");
+    f.actor.cast(SessionMsg::Outbox).expect("cast");
+}
+
+/// Waits (on the bus) until `n` messages left as sent.
+async fn sent(rx: &mut broadcast::Receiver<BusEvent>, n: usize) {
+    let mut seen = 0;
+    while seen < n {
+        let ev = tokio::time::timeout(Duration::from_secs(120), rx.recv())
+            .await
+            .expect("a send within 120 s (tokio time)")
+            .expect("bus open");
+        if let BusEvent::MessageStatus(m) = ev {
+            seen += usize::from(m.status == MessageStatus::Sent);
+        }
+    }
+}
+
+fn composing() -> Action {
+    Action::ChatState {
+        to: PEER.into(),
+        state: ChatState::Composing,
+    }
+}
+
+fn paused() -> Action {
+    Action::ChatState {
+        to: PEER.into(),
+        state: ChatState::Paused,
+    }
+}
+
+fn sent_action(text: &str) -> Action {
+    Action::Sent {
+        to: PEER.into(),
+        text: text.into(),
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn each_send_is_typed_for_its_length_first_then_paused() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = Store::open(dir.path()).expect("store");
+    let mut f = sender(&store, 15, true).await;
+    let long = "a".repeat(200);
+    queue(&f, &store, &["hola, que tal?!", &long], None);
+    sent(&mut f.events, 2).await;
+    let actions = f.engine.actions(&f.id);
+    let kinds: Vec<Action> = actions.iter().map(|(_, a)| a.clone()).collect();
+    assert_eq!(
+        kinds,
+        [
+            composing(),
+            sent_action("hola, que tal?!"),
+            paused(),
+            composing(),
+            sent_action(&long),
+            paused()
+        ]
+    );
+    let typed = |i: usize| actions[i + 1].0 - actions[i].0;
+    assert_eq!(
+        typed(0),
+        Duration::from_secs(1),
+        "15 characters at 15 a second"
+    );
+    assert_eq!(
+        typed(3),
+        Duration::from_secs(8),
+        "200 characters: capped at 8 s"
+    );
+    assert_eq!(actions[2].0, actions[1].0, "paused right after the send");
+}
+
+#[tokio::test(start_paused = true)]
+async fn typing_off_sends_at_once_without_chat_states() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = Store::open(dir.path()).expect("store");
+    let mut f = sender(&store, 0, true).await;
+    queue(&f, &store, &["hola"], None);
+    sent(&mut f.events, 1).await;
+    let kinds: Vec<Action> = f
+        .engine
+        .actions(&f.id)
+        .into_iter()
+        .map(|(_, a)| a)
+        .collect();
+    assert_eq!(kinds, [sent_action("hola")]);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_failing_chat_state_does_not_stop_the_send() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = Store::open(dir.path()).expect("store");
+    let mut f = sender(&store, 15, true).await;
+    f.engine.fail_signals(&f.id);
+    queue(&f, &store, &["hola, que tal?!"], Some("5491100000007@c.us"));
+    sent(&mut f.events, 1).await;
+    let kinds: Vec<Action> = f
+        .engine
+        .actions(&f.id)
+        .into_iter()
+        .map(|(_, a)| a)
+        .collect();
+    assert_eq!(kinds, [sent_action("hola, que tal?!")], "sent anyway");
+    let sent = store.messages(&f.id, 10, None).expect("messages");
+    assert_eq!(sent[0].status, MessageStatus::Sent);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_reply_marks_the_chat_it_answers_seen_before_typing() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = Store::open(dir.path()).expect("store");
+    let mut f = sender(&store, 15, true).await;
+    queue(
+        &f,
+        &store,
+        &["Abrimos de 9 a 18"],
+        Some("123456789012345@lid"),
+    );
+    queue(&f, &store, &["sin respuesta"], None);
+    sent(&mut f.events, 2).await;
+    let kinds: Vec<Action> = f
+        .engine
+        .actions(&f.id)
+        .into_iter()
+        .map(|(_, a)| a)
+        .collect();
+    assert_eq!(
+        kinds,
+        [
+            Action::Seen {
+                chat: "123456789012345@lid".into()
+            },
+            composing(),
+            sent_action("Abrimos de 9 a 18"),
+            paused(),
+            composing(),
+            sent_action("sin respuesta"),
+            paused()
+        ],
+        "read, type, send; a message that answers nothing marks nothing"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn without_send_seen_a_reply_marks_nothing() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = Store::open(dir.path()).expect("store");
+    let mut f = sender(&store, 0, false).await;
+    queue(
+        &f,
+        &store,
+        &["Abrimos de 9 a 18"],
+        Some("5491100000007@c.us"),
+    );
+    sent(&mut f.events, 1).await;
+    let kinds: Vec<Action> = f
+        .engine
+        .actions(&f.id)
+        .into_iter()
+        .map(|(_, a)| a)
+        .collect();
+    assert_eq!(kinds, [sent_action("Abrimos de 9 a 18")]);
 }

@@ -9,13 +9,19 @@
 //! turns those into `unknown` rather than sending them again: a message is
 //! never sent twice, and never silently lost. Messages wait (they are not
 //! failed) while the session is not READY.
+//!
+//! Before the hand-off the sender shows "typing…" in the chat for the text's
+//! typing time ([`Typing`](crate::messaging::Typing)) on the actor's timer,
+//! and "paused" after it; a reply to an incoming message first marks that
+//! chat read (`messaging.send_seen`). A chat state or seen mark that fails
+//! is logged, never a reason not to send.
 
 use super::actor::{SessionActorState, SessionMsg};
 use super::machine::SessionState;
 use crate::bus::{BusEvent, MessageStatusEvent};
 use crate::clock::Timer;
 use crate::clock::Timestamp;
-use crate::engine::EngineError;
+use crate::engine::{ChatState, EngineError};
 use crate::store::{MessageRecord, MessageStatus};
 use ractor::ActorRef;
 use rand::rngs::StdRng;
@@ -25,6 +31,8 @@ use std::time::Duration;
 
 /// How long one hand-off to the engine may take.
 const SEND_TIMEOUT: Duration = Duration::from_secs(60);
+/// How long a chat state or seen mark may take before it is given up.
+const SIGNAL_TIMEOUT: Duration = Duration::from_secs(10);
 
 pub struct Outgoing {
     generation: u64,
@@ -140,7 +148,7 @@ pub async fn send_next(myself: &ActorRef<SessionMsg>, st: &mut SessionActorState
     let Some(repo) = st.env.messages.clone() else {
         return;
     };
-    let Ok(Some(mut m)) = repo.next_queued(&st.record.id, st.env.clock.now()) else {
+    let Ok(Some(m)) = repo.next_queued(&st.record.id, st.env.clock.now()) else {
         return;
     };
     let now = st.env.clock.now();
@@ -151,8 +159,117 @@ pub async fn send_next(myself: &ActorRef<SessionMsg>, st: &mut SessionActorState
     let (SessionState::Ready { .. }, Some(_)) = (&st.machine.state, &st.driver) else {
         return; // waits for READY; scheduled again on the transition
     };
+    mark_seen(st, &m).await;
+    let Some(typing) = st.env.typing.duration(&m.text) else {
+        hand_off(myself, st, m).await;
+        return;
+    };
+    // A person types before they send: "typing…" for as long as the text
+    // takes, then the send, on the actor's own timer (the mailbox stays free).
+    // The message stays `queued` meanwhile: a crash while typing loses
+    // nothing and sends nothing.
+    signal(st, &m, ChatState::Composing).await;
+    st.outgoing.generation += 1;
+    let generation = st.outgoing.generation;
+    let (message, driver) = (m.id.clone(), st.driver_generation);
+    tracing::debug!(session = %st.record.id, message = %m.id, typing_ms = typing.as_millis() as u64, "typing before the send");
+    st.outgoing.timer = Some(myself.send_after(typing, move || SessionMsg::Typed {
+        generation,
+        message,
+        driver,
+    }));
+}
+
+/// The typing time of `message` is over: it goes out, unless it left the
+/// queue meanwhile (a campaign cancelled) or the page that showed it typing
+/// is gone (then it is typed again on the next one).
+pub async fn typed(
+    myself: &ActorRef<SessionMsg>,
+    st: &mut SessionActorState,
+    generation: u64,
+    message: &str,
+    driver: u64,
+) {
+    if generation != st.outgoing.generation {
+        return;
+    }
+    st.outgoing.timer = None;
+    let Some(repo) = st.env.messages.clone() else {
+        return;
+    };
+    let m = match repo.message(message) {
+        Ok(Some(m)) if m.status == MessageStatus::Queued => m,
+        Ok(_) => {
+            schedule(myself, st);
+            return;
+        }
+        Err(e) => {
+            tracing::error!(session = %st.record.id, message, error = %e, "could not read a typed message");
+            return;
+        }
+    };
+    let (SessionState::Ready { .. }, Some(_)) = (&st.machine.state, &st.driver) else {
+        return; // waits for READY; scheduled again on the transition
+    };
+    if driver != st.driver_generation {
+        schedule(myself, st);
+        return;
+    }
+    hand_off(myself, st, m).await;
+    signal_paused(st, message).await;
+}
+
+/// Shows a chat state for `m`'s recipient; a failure only costs the
+/// signal, never the send.
+async fn signal(st: &SessionActorState, m: &MessageRecord, state: ChatState) {
+    let Some(driver) = st.driver.as_ref() else {
+        return;
+    };
+    let out = tokio::time::timeout(SIGNAL_TIMEOUT, driver.chat_state(&m.to, state))
+        .await
+        .unwrap_or(Err(EngineError::Timeout("sending a chat state")));
+    note_signal(st, &m.id, state.as_str(), out);
+}
+
+/// A reply reads what it answers first: the incoming message's chat is
+/// marked seen (`messaging.send_seen`); a failure only costs the mark.
+async fn mark_seen(st: &SessionActorState, m: &MessageRecord) {
+    let (true, Some(chat), Some(driver)) = (st.env.send_seen, &m.answers, st.driver.as_ref())
+    else {
+        return;
+    };
+    let out = tokio::time::timeout(SIGNAL_TIMEOUT, driver.send_seen(chat))
+        .await
+        .unwrap_or(Err(EngineError::Timeout("marking a chat read")));
+    note_signal(st, &m.id, "seen", out);
+}
+
+/// "typing…" ends once the message is out (whatever became of it).
+async fn signal_paused(st: &SessionActorState, message: &str) {
+    let Some(repo) = st.env.messages.clone() else {
+        return;
+    };
+    if let Ok(Some(m)) = repo.message(message) {
+        signal(st, &m, ChatState::Paused).await;
+    }
+}
+
+fn note_signal(st: &SessionActorState, message: &str, what: &str, out: Result<(), EngineError>) {
+    match out {
+        Ok(()) => {}
+        Err(EngineError::Unavailable(_)) => {
+            tracing::debug!(session = %st.record.id, message, signal = what, "the engine shows no such signal")
+        }
+        Err(e) => {
+            tracing::warn!(tenant = %st.record.tenant, session = %st.record.id, message, signal = what, error = %e, "signal not shown; the message goes out regardless")
+        }
+    }
+}
+
+/// Hands `m` to the engine, with a durable write on each side.
+async fn hand_off(myself: &ActorRef<SessionMsg>, st: &mut SessionActorState, mut m: MessageRecord) {
     m.status = MessageStatus::Sending;
-    m.updated_at = now;
+    m.updated_at = st.env.clock.now();
     if !save(st, &m) {
         return;
     }

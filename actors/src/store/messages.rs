@@ -84,6 +84,11 @@ pub struct MessageRecord {
     /// The engine's id, once sent.
     pub engine_id: Option<String>,
     pub error: Option<String>,
+    /// The chat (a jid as the engine named it) of the incoming message this
+    /// one answers (an auto-reply): marked read before it goes out, when
+    /// `messaging.send_seen` is on. Absent in records from before it existed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub answers: Option<String>,
 }
 
 impl MessageRecord {
@@ -108,12 +113,19 @@ impl MessageRecord {
             updated_at: now,
             engine_id: None,
             error: None,
+            answers: None,
         }
     }
 
     /// The same message under an idempotency key: accepted once per key.
     pub fn with_key(mut self, key: Option<String>) -> Self {
         self.idempotency_key = key;
+        self
+    }
+
+    /// The same message, as the answer to an incoming one in `chat`.
+    pub fn answering(mut self, chat: Option<String>) -> Self {
+        self.answers = chat;
         self
     }
 
@@ -524,6 +536,7 @@ mod tests {
             updated_at: Timestamp::from_millis(1),
             engine_id: None,
             error: None,
+            answers: None,
         };
         store
             .accept(&[
@@ -568,6 +581,7 @@ mod tests {
             updated_at: Timestamp::from_millis(1),
             engine_id: None,
             error: None,
+            answers: None,
         };
         let out = stored(store.accept(&[m("a"), m("b")]).expect("accept"));
         assert_eq!(out[0].id, "a");
@@ -601,6 +615,7 @@ mod tests {
             updated_at: Timestamp::from_millis(1),
             engine_id: None,
             error: None,
+            answers: None,
         };
         let out = stored(store.accept(&[m("a", "s1"), m("b", "s2")]).expect("accept"));
         for (rec, engine_id) in out.iter().zip(["true_549@c.us_X1", "true_549@c.us_X2"]) {

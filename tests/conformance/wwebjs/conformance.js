@@ -3,7 +3,8 @@
 // the unmodified npm package whatsapp-web.js 1.34.7 is pointed at the
 // simulator exactly as it would be pointed at https://web.whatsapp.com/
 // (Chromium resolves web.whatsapp.com to SIM_ADDR) and must link, send,
-// receive, see acks, restore its session, pair with a code and log out.
+// receive, see acks, show typing and mark chats read, restore its session,
+// pair with a code and log out.
 //
 // Input:  SIM_ADDR=127.0.0.1:PORT  (the simulator, HTTPS, self-signed)
 //         CHROMIUM=/usr/bin/chromium (optional)
@@ -20,7 +21,7 @@ const path = require('path');
 const https = require('https');
 
 const EXPECTED_WWEBJS = '1.34.7';
-const STEP_COUNT = 7;
+const STEP_COUNT = 8;
 const RUN_TIMEOUT_MS = Number(process.env.CONFORMANCE_RUN_TIMEOUT_MS) || 240000;
 const WAIT_MS = Number(process.env.CONFORMANCE_WAIT_MS) || 60000;
 const VERBOSE = process.env.CONFORMANCE_VERBOSE === '1';
@@ -566,7 +567,51 @@ async function step4() {
     return `ack 3 for ${sent.id._serialized}`;
 }
 
+async function chatMarks() {
+    const marks = await apiOk('GET', `/sim/devices/${encodeURIComponent(ctx.deviceA)}/chatstates`);
+    check(marks && Array.isArray(marks.chat_states) && Array.isArray(marks.seen), `GET …/chatstates is not {chat_states, seen}: ${short(marks)}`);
+    return marks;
+}
+
 async function step5() {
+    const { A, sentRawId } = ctx;
+    // client.sendMessage marks the chat seen before it sends (its sendSeen
+    // option, on by default): the server heard the seen mark first.
+    const before = await chatMarks();
+    const seenOut = before.seen.find((s) => s.chat === `${PEER_OUT}@c.us`);
+    check(seenOut, `sendMessage to ${PEER_OUT} left no seen mark: ${short(before)}`);
+    const sentList = await apiOk('GET', `/sim/devices/${encodeURIComponent(ctx.deviceA)}/sent`);
+    const hola = Array.isArray(sentList) ? sentList.find((m) => m.message_id === sentRawId) : undefined;
+    check(hola && typeof hola.at === 'string', `the sent 'hola' has no arrival time: ${short(sentList)}`);
+    check(Date.parse(seenOut.at) <= Date.parse(hola.at), `seen at ${seenOut.at}, but the message arrived at ${hola.at}`);
+
+    // Typing, recording, stop; then the chat is read (Chat.js sendStateTyping,
+    // sendStateRecording, clearState, sendSeen).
+    const chatId = `${PEER_IN}@c.us`;
+    const chat = await withTimeout(A.client.getChatById(chatId), WAIT_MS, 'getChatById()');
+    check(chat && chat.id && chat.id._serialized === chatId, `getChatById gave ${short(chat && chat.id)}`);
+    check(chat.unreadCount >= 1, `the chat with ${PEER_IN} has unreadCount ${short(chat.unreadCount)} after an incoming message`);
+    await withTimeout(chat.sendStateTyping(), WAIT_MS, 'chat.sendStateTyping()');
+    await withTimeout(chat.sendStateRecording(), WAIT_MS, 'chat.sendStateRecording()');
+    await withTimeout(chat.clearState(), WAIT_MS, 'chat.clearState()');
+    const seen = await withTimeout(chat.sendSeen(), WAIT_MS, 'chat.sendSeen()');
+    check(seen === true, `chat.sendSeen() resolved to ${short(seen)}`);
+    const marks = await pollUntil(async () => {
+        const m = await chatMarks();
+        const states = m.chat_states.filter((c) => c.chat === chatId).map((c) => c.state);
+        const seenIn = m.seen.filter((c) => c.chat === chatId);
+        return { done: states.length >= 3 && seenIn.length >= 1, value: { states, seenIn }, seen: m };
+    }, `composing, recording, paused and a seen mark for ${chatId} in …/chatstates`);
+    check(
+        JSON.stringify(marks.states) === JSON.stringify(['composing', 'recording', 'paused']),
+        `chat states for ${chatId} arrived as ${short(marks.states)}, expected composing, recording, paused`,
+    );
+    const read = await withTimeout(A.client.getChatById(chatId), WAIT_MS, 'getChatById() after sendSeen');
+    check(read.unreadCount === 0, `after sendSeen the chat's unreadCount is ${short(read.unreadCount)}`);
+    return `states ${marks.states.join(', ')}; seen ${marks.seenIn.length}; sendMessage marked ${PEER_OUT} seen first`;
+}
+
+async function step6() {
     const { A, dataA } = ctx;
     await withTimeout(A.client.destroy(), WAIT_MS, 'A.destroy()');
     check(!browserAlive(A), 'the browser of client A is still running after destroy()');
@@ -583,7 +628,7 @@ async function step5() {
     return `ready without qr${authenticated ? ', authenticated fired' : ''}`;
 }
 
-async function step6() {
+async function step7() {
     const dataB = makeTempDir('b');
     const B = startClient('B', 'conformance-b', dataB, {
         pairWithPhoneNumber: { phoneNumber: PHONE_B, showNotification: false },
@@ -619,7 +664,7 @@ async function step6() {
     return `code ${codeEvent.args[0]}, device ${ctx.deviceB}`;
 }
 
-async function step7() {
+async function step8() {
     const { A2, B } = ctx;
 
     // The client logs itself out.
@@ -643,9 +688,10 @@ const STEPS = [
     { n: 2, name: 'sendMessage reaches the phone under the same id', run: step2, deps: [1] },
     { n: 3, name: 'incoming chat is a message, history is not, a lid sender resolves to its phone', run: step3, deps: [1] },
     { n: 4, name: 'ack 3 from the phone gives message_ack 3', run: step4, deps: [2] },
-    { n: 5, name: 'restart on the same LocalAuth session: ready without qr', run: step5, deps: [1] },
-    { n: 6, name: 'pairing code, pair, ready', run: step6, deps: [] },
-    { n: 7, name: 'logout from the client, then from the phone, disconnects', run: step7, deps: [5, 6] },
+    { n: 5, name: 'typing, recording and paused chat states and a seen mark reach the server', run: step5, deps: [2, 3] },
+    { n: 6, name: 'restart on the same LocalAuth session: ready without qr', run: step6, deps: [1] },
+    { n: 7, name: 'pairing code, pair, ready', run: step7, deps: [] },
+    { n: 8, name: 'logout from the client, then from the phone, disconnects', run: step8, deps: [6, 7] },
 ];
 
 // ---------------------------------------------------------------- main

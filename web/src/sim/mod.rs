@@ -18,8 +18,9 @@ pub mod tls;
 pub use guard::{ControlAccess, Guard};
 pub use routes::{guarded, router, router_with};
 
+use centinela_actors::clock::{Clock, SystemClock, Timestamp};
 use rand::Rng;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -35,6 +36,8 @@ const MAX_SENT: usize = 1_000;
 const MAX_SUBSCRIBERS: usize = 8;
 /// Numbers marked as not on WhatsApp, and `@lid` identities handed out.
 const MAX_NUMBERS: usize = 10_000;
+/// Chat states and seen marks remembered per device (oldest dropped first).
+const MAX_MARKS: usize = 1_000;
 
 /// `Socket.state` of a device, with WhatsApp Web's own names
 /// (whatsapp-web.js `Constants.js` `WAState`).
@@ -86,6 +89,42 @@ pub struct SentMessage {
     pub jid: String,
     pub text: String,
     pub ack: i8,
+    /// When WhatsApp's servers received it.
+    pub at: Timestamp,
+}
+
+/// What a chat state says (`WAWebChatStateBridge`: `sendChatStateComposing`,
+/// `sendChatStateRecording`, `sendChatStatePaused`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ChatState {
+    Composing,
+    Recording,
+    Paused,
+}
+
+/// A chat state the device sent, as WhatsApp's servers received it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ChatStateMark {
+    /// The chat's jid (`<digits>@c.us` or `<lid>@lid`).
+    pub chat: String,
+    pub state: ChatState,
+    pub at: Timestamp,
+}
+
+/// A chat the device marked read (`WAWebUpdateUnreadChatAction.sendSeen`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct SeenMark {
+    pub chat: String,
+    pub at: Timestamp,
+}
+
+/// Everything a device said about its chats besides messages
+/// (`GET /sim/devices/{id}/chatstates`), oldest first.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ChatMarks {
+    pub chat_states: Vec<ChatStateMark>,
+    pub seen: Vec<SeenMark>,
 }
 
 /// A pairing code the page asked for (`startAltLinkingFlow`).
@@ -108,6 +147,8 @@ struct Device {
     adv_secret: String,
     pairing_code: Option<PairingCode>,
     sent: VecDeque<SentMessage>,
+    chat_states: VecDeque<ChatStateMark>,
+    seen_marks: VecDeque<SeenMark>,
     subscribers: Vec<mpsc::UnboundedSender<String>>,
     seen: Instant,
     /// Automation marks the page saw in its own world at its last start.
@@ -127,6 +168,8 @@ impl Device {
             adv_secret: random_key_b64(),
             pairing_code: None,
             sent: VecDeque::new(),
+            chat_states: VecDeque::new(),
+            seen_marks: VecDeque::new(),
             subscribers: Vec::new(),
             seen: Instant::now(),
             automation: Vec::new(),
@@ -186,6 +229,25 @@ impl Device {
         }
         self.sent.push_back(m);
     }
+
+    fn record_chat_state(&mut self, m: ChatStateMark) {
+        if self.chat_states.len() >= MAX_MARKS {
+            self.chat_states.pop_front();
+        }
+        self.chat_states.push_back(m);
+    }
+
+    fn record_seen(&mut self, m: SeenMark) {
+        if self.seen_marks.len() >= MAX_MARKS {
+            self.seen_marks.pop_front();
+        }
+        self.seen_marks.push_back(m);
+    }
+}
+
+/// Now, as the simulated servers stamp what they receive.
+fn now() -> Timestamp {
+    SystemClock.now()
 }
 
 fn random_bytes<const N: usize>() -> [u8; N] {
@@ -461,6 +523,14 @@ impl Simulator {
             .get(device)
             .map(|d| d.sent.iter().cloned().collect())
     }
+
+    /// The chat states and seen marks `device` sent, oldest first.
+    pub fn chat_marks(&self, device: &str) -> Option<ChatMarks> {
+        self.lock().get(device).map(|d| ChatMarks {
+            chat_states: d.chat_states.iter().cloned().collect(),
+            seen: d.seen_marks.iter().cloned().collect(),
+        })
+    }
 }
 
 #[cfg(test)]
@@ -488,6 +558,32 @@ mod tests {
                 .filter(|&b| b != b'-')
                 .all(|b| CODE_ALPHABET.contains(&b)));
         }
+    }
+
+    #[test]
+    fn chat_states_and_seen_marks_are_kept_per_device_and_bounded() {
+        let sim = Simulator::new(Duration::from_secs(20));
+        assert_eq!(sim.chat_marks("nope"), None);
+        sim.lock().insert("d1".into(), Device::new());
+        for i in 0..MAX_MARKS + 5 {
+            let mut devices = sim.lock();
+            let d = devices.get_mut("d1").expect("device");
+            d.record_chat_state(ChatStateMark {
+                chat: format!("{i}@c.us"),
+                state: ChatState::Composing,
+                at: now(),
+            });
+            d.record_seen(SeenMark {
+                chat: format!("{i}@c.us"),
+                at: now(),
+            });
+        }
+        let marks = sim.chat_marks("d1").expect("known device");
+        assert_eq!(marks.chat_states.len(), MAX_MARKS);
+        assert_eq!(marks.seen.len(), MAX_MARKS);
+        assert_eq!(marks.chat_states[0].chat, "5@c.us", "oldest dropped first");
+        let json = serde_json::to_value(&marks.chat_states[0]).expect("json");
+        assert_eq!(json["state"], "composing");
     }
 
     #[test]

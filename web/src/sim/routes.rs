@@ -4,7 +4,7 @@
 //! WhatsApp do to a device).
 
 use super::guard::{self, Guard};
-use super::{Device, DeviceState, SentMessage, Simulator};
+use super::{ChatState, ChatStateMark, Device, DeviceState, SeenMark, SentMessage, Simulator};
 use crate::error::ApiError;
 use crate::extract::AppJson;
 use axum::extract::{Path, State};
@@ -74,6 +74,8 @@ fn page_routes() -> Router<Simulator> {
         .route("/sim/api/devices/{id}/events", get(events))
         .route("/sim/api/devices/{id}/send", post(send))
         .route("/sim/api/devices/{id}/exists", post(exists))
+        .route("/sim/api/devices/{id}/chatstate", post(chat_state))
+        .route("/sim/api/devices/{id}/seen", post(seen))
         .route("/sim/api/devices/{id}/logout-self", post(logout_self))
         .route("/sim/api/devices/{id}/refresh-qr", post(refresh_qr))
         .route("/sim/api/devices/{id}/pairing-code", post(pairing_code))
@@ -97,6 +99,7 @@ fn control_routes() -> Router<Simulator> {
         .route("/sim/devices/{id}/rotate-qr", post(rotate_qr))
         .route("/sim/devices/{id}/incoming", post(incoming))
         .route("/sim/devices/{id}/sent", get(sent))
+        .route("/sim/devices/{id}/chatstates", get(chat_marks))
         .route("/sim/devices/{id}/ack", post(ack))
         .route("/sim/auth-probe/log", get(auth_probe_log))
 }
@@ -353,8 +356,63 @@ async fn send(
             jid: s.to.clone(),
             text: s.text,
             ack: 1,
+            at: super::now(),
         });
         Ok(Json(json!({ "ack": 1 })))
+    })
+}
+
+/// A 1:1 chat's jid, as the page addresses it: `<digits>@c.us` or `<lid>@lid`.
+fn chat_ok(chat: &str) -> Result<(), ApiError> {
+    match chat.split_once('@') {
+        Some((user, "c.us" | "lid")) => phone_ok(user),
+        _ => Err(ApiError::bad_request(
+            "invalid_jid",
+            "a chat is <digits>@c.us or <lid>@lid",
+        )),
+    }
+}
+
+#[derive(Deserialize)]
+struct ChatStateBody {
+    chat: String,
+    state: ChatState,
+}
+
+/// `WAWebChatStateBridge.sendChatState*(wid)`: the device tells the chat it
+/// is typing, recording or has stopped (the server stamps when it heard it).
+async fn chat_state(
+    State(sim): State<Simulator>,
+    Path(id): Path<String>,
+    AppJson(c): AppJson<ChatStateBody>,
+) -> Result<Json<Value>, ApiError> {
+    chat_ok(&c.chat)?;
+    to_connected(&sim, &id, |d| {
+        d.record_chat_state(ChatStateMark {
+            chat: c.chat,
+            state: c.state,
+            at: super::now(),
+        })
+    })
+}
+
+#[derive(Deserialize)]
+struct SeenBody {
+    chat: String,
+}
+
+/// `WAWebUpdateUnreadChatAction.sendSeen({chat})`: the device marks a chat read.
+async fn seen(
+    State(sim): State<Simulator>,
+    Path(id): Path<String>,
+    AppJson(s): AppJson<SeenBody>,
+) -> Result<Json<Value>, ApiError> {
+    chat_ok(&s.chat)?;
+    to_connected(&sim, &id, |d| {
+        d.record_seen(SeenMark {
+            chat: s.chat,
+            at: super::now(),
+        })
     })
 }
 
@@ -654,6 +712,16 @@ async fn sent(
         .sent(&id)
         .ok_or_else(|| ApiError::NotFound(format!("no device {id}")))?;
     Ok(Json(json!(sent)))
+}
+
+/// The chat states and seen marks the device sent, oldest first.
+async fn chat_marks(
+    State(sim): State<Simulator>,
+    Path(id): Path<String>,
+) -> Result<Json<super::ChatMarks>, ApiError> {
+    sim.chat_marks(&id)
+        .map(Json)
+        .ok_or_else(|| ApiError::NotFound(format!("no device {id}")))
 }
 
 #[derive(Deserialize)]
