@@ -20,6 +20,7 @@ use crate::extract::AppQuery;
 use crate::hub::HubEvent;
 use crate::openapi::{Access, Doc, Routes};
 use crate::AppState;
+use axum::extract::ws::rejection::WebSocketUpgradeRejection;
 use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
 use axum::extract::State;
 use axum::response::Response;
@@ -193,13 +194,19 @@ impl Guard {
 }
 
 async fn upgrade(
-    ws: WebSocketUpgrade,
     State(state): State<AppState>,
     caller: Caller,
     headers: axum::http::HeaderMap,
     uri: axum::http::Uri,
     AppQuery(q): AppQuery<WsQuery>,
+    ws: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
 ) -> Result<Response, ApiError> {
+    // The caller is checked first; a plain GET gets our error body, not
+    // axum's text.
+    let ws = ws.map_err(|e| ApiError::BadRequest {
+        code: "websocket_upgrade_required",
+        message: format!("this route is a WebSocket: {e}"),
+    })?;
     let filter = Filter::new(&caller, &q)?;
     let (bearer, secret) =
         crate::auth::credential_of(&headers, &uri).ok_or_else(ApiError::unauthorized)?;

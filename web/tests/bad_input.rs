@@ -17,11 +17,11 @@ use serde_json::{json, Value};
 /// Routes the matrix leaves alone, and why.
 fn excluded(path: &str) -> bool {
     match path {
-        // The WebSocket handshake: axum's `WebSocketUpgrade` extractor runs
-        // first and cannot upgrade a request that came through `oneshot`
-        // (no connection to take over), so every answer here would be its
-        // rejection. Its authentication is tested over a real socket in
-        // `tests/api.rs` (websocket_events_follow_the_tenant...).
+        // The WebSocket handshake: a request through `oneshot` has no
+        // connection to take over, so past the credential every answer is
+        // 400 `websocket_upgrade_required` (`hardening.rs` checks that). Its
+        // authentication is tested over a real socket in `tests/api.rs`
+        // (websocket_events_follow_the_tenant...).
         "/api/v1/ws" => true,
         // The dashboard's static files: public, no JSON, no ids; the asset
         // table has its own tests in `dashboard.rs`.

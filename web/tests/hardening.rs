@@ -2,8 +2,9 @@
 //! before its fix: a burst of wrong passwords (the throttle counts each
 //! attempt before its password is checked, and no more password hashes run
 //! at once than the hashing limit allows: each is 19 MiB), an overlong
-//! username, an API key in a query string (it lands in proxy logs), and
-//! made-up HTTP methods growing `/metrics` forever.
+//! username, an API key in a query string (it lands in proxy logs),
+//! made-up HTTP methods growing `/metrics` forever, and a plain GET of the
+//! WebSocket answered with axum's text instead of our error body.
 
 mod common;
 
@@ -92,6 +93,28 @@ async fn credentials_in_a_query_string_count_only_on_the_websocket() {
         )
         .await;
     assert_eq!(r.status, 401, "a token in the query: {}", r.text);
+}
+
+#[tokio::test]
+async fn a_plain_get_of_the_websocket_gets_our_error_body_after_the_credential() {
+    let app = App::start().await;
+    let r = app.call("GET", "/api/v1/ws", &Cred::None, None).await;
+    assert_eq!(
+        (r.status.as_u16(), r.error_code()),
+        (401, Ok("unauthorized".into())),
+        "{}",
+        r.text
+    );
+    let admin = app.user("root", Role::Admin, None);
+    let r = app
+        .call("GET", "/api/v1/ws", &app.token(&admin), None)
+        .await;
+    assert_eq!(
+        (r.status.as_u16(), r.error_code()),
+        (400, Ok("websocket_upgrade_required".into())),
+        "{}",
+        r.text
+    );
 }
 
 #[tokio::test]
