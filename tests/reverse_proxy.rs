@@ -12,13 +12,12 @@ mod common;
 use common::api::{Api, Cred};
 use common::browser::browser_slot;
 use common::proc::{spawn_serve_with, terminate};
+use common::tls::{self, Socket};
 use common::WAIT;
 use futures::StreamExt;
 use serde_json::{json, Value};
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::sync::Arc;
-use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::Message;
 
 const PASSWORD: &str = "an-admin-password";
@@ -121,44 +120,6 @@ impl Drop for Nginx {
     }
 }
 
-/// A certificate for `localhost`, written into `dir`; answers its PEM.
-fn certificate(dir: &Path) -> String {
-    let certified =
-        rcgen::generate_simple_self_signed(vec!["localhost".to_owned()]).expect("certificate");
-    let pem = certified.cert.pem();
-    std::fs::write(dir.join("cert.pem"), &pem).expect("write cert");
-    std::fs::write(dir.join("key.pem"), certified.signing_key.serialize_pem()).expect("write key");
-    pem
-}
-
-type Socket = tokio_tungstenite::WebSocketStream<tokio_rustls::client::TlsStream<TcpStream>>;
-
-/// The WebSocket through nginx, over TLS trusting `pem`.
-async fn websocket(port: u16, pem: &str, token: &str) -> Socket {
-    let mut roots = rustls::RootCertStore::empty();
-    let der = rustls::pki_types::pem::PemObject::from_pem_slice(pem.as_bytes()).expect("der");
-    roots.add(der).expect("root");
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let tls = rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .expect("versions")
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-    let tcp = TcpStream::connect(("127.0.0.1", port))
-        .await
-        .expect("connect");
-    let name = rustls::pki_types::ServerName::try_from("localhost").expect("name");
-    let stream = tokio_rustls::TlsConnector::from(Arc::new(tls))
-        .connect(name, tcp)
-        .await
-        .expect("TLS handshake with nginx");
-    let url = format!("wss://localhost:{port}/api/v1/ws?token={token}");
-    let (ws, _) = tokio_tungstenite::client_async(url, stream)
-        .await
-        .expect("WebSocket upgrade through nginx");
-    ws
-}
-
 /// The next event on `ws` matching `pred`, within the wait.
 async fn next(ws: &mut Socket, pred: impl Fn(&Value) -> bool) -> Value {
     let deadline = tokio::time::Instant::now() + WAIT;
@@ -189,7 +150,7 @@ async fn the_nginx_recipe_carries_a_whole_session() {
     let _slot = browser_slot().await;
     let data = tempfile::tempdir().expect("tempdir");
     let prefix = tempfile::tempdir().expect("tempdir");
-    let pem = certificate(prefix.path());
+    let (_, _, pem) = tls::certificate(prefix.path());
     let (child, listen, _) = spawn_serve_with(
         &data.path().to_string_lossy(),
         &["--demo"],
@@ -197,11 +158,7 @@ async fn the_nginx_recipe_carries_a_whole_session() {
     );
     let (nginx, port) = Nginx::start(prefix.path(), &listen);
 
-    centinela_actors::messaging::webhooks::install_tls_provider();
-    let http = reqwest::Client::builder()
-        .tls_certs_only([reqwest::Certificate::from_pem(pem.as_bytes()).expect("pem")])
-        .build()
-        .expect("client");
+    let http = tls::client(&pem);
     let api = Api {
         base: format!("https://localhost:{port}"),
         http: http.clone(),
@@ -217,7 +174,8 @@ async fn the_nginx_recipe_carries_a_whole_session() {
     );
 
     let admin = api.login("admin", PASSWORD).await;
-    let mut ws = websocket(port, &pem, &admin).await;
+    let nginx_addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
+    let mut ws = tls::websocket(nginx_addr, &pem, &admin).await;
     let hello = next(&mut ws, |_| true).await;
     assert_eq!(hello["type"], "hello");
     let tenant = api

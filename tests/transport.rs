@@ -8,23 +8,11 @@ mod common;
 
 use centinela_actors::engine::scripted::ScriptedEngine;
 use common::api::{api_config, start_api, Api, ADMIN, ADMIN_PASSWORD};
-use common::WAIT;
+use common::{tls, WAIT};
 use futures::StreamExt;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
-
-/// A certificate for `localhost`, written as PEM files in `dir`.
-fn certificate(dir: &std::path::Path) -> (std::path::PathBuf, std::path::PathBuf, String) {
-    let certified =
-        rcgen::generate_simple_self_signed(vec!["localhost".to_owned()]).expect("certificate");
-    let (cert, key) = (dir.join("cert.pem"), dir.join("key.pem"));
-    let pem = certified.cert.pem();
-    std::fs::write(&cert, &pem).expect("write cert");
-    std::fs::write(&key, certified.signing_key.serialize_pem()).expect("write key");
-    (cert, key, pem)
-}
 
 /// Reads until the server closes the connection (or the wait ends);
 /// answers what came and how long it took.
@@ -42,17 +30,14 @@ async fn until_closed(conn: &mut TcpStream) -> (Vec<u8>, Duration) {
 #[tokio::test]
 async fn tls_serves_the_api_over_http2_and_the_websocket() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let (cert, key, pem) = certificate(dir.path());
+    let (cert, key, pem) = tls::certificate(dir.path());
     let mut config = api_config(dir.path());
     config.server.tls_cert = Some(cert);
     config.server.tls_key = Some(key);
     let s = start_api(config, ScriptedEngine::new(), None).await;
     let port = s.server.addr.port();
 
-    let http = reqwest::Client::builder()
-        .tls_certs_only([reqwest::Certificate::from_pem(pem.as_bytes()).expect("pem")])
-        .build()
-        .expect("client");
+    let http = tls::client(&pem);
     let api = Api {
         base: format!("https://localhost:{port}"),
         http: http.clone(),
@@ -80,25 +65,7 @@ async fn tls_serves_the_api_over_http2_and_the_websocket() {
     assert!(!String::from_utf8_lossy(&got).contains("200 OK"));
 
     // The WebSocket over TLS (HTTP/1.1 upgrade), with the token.
-    let mut roots = rustls::RootCertStore::empty();
-    let der = rustls::pki_types::pem::PemObject::from_pem_slice(pem.as_bytes()).expect("der");
-    roots.add(der).expect("root");
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let tls = rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .expect("versions")
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-    let tcp = TcpStream::connect(s.server.addr).await.expect("connect");
-    let name = rustls::pki_types::ServerName::try_from("localhost").expect("name");
-    let stream = tokio_rustls::TlsConnector::from(Arc::new(tls))
-        .connect(name, tcp)
-        .await
-        .expect("TLS handshake");
-    let url = format!("wss://localhost:{port}/api/v1/ws?token={token}");
-    let (mut ws, _) = tokio_tungstenite::client_async(url, stream)
-        .await
-        .expect("WebSocket handshake over TLS");
+    let mut ws = tls::websocket(s.server.addr, &pem, &token).await;
     let hello = tokio::time::timeout(WAIT, ws.next())
         .await
         .expect("hello within the wait")
@@ -114,7 +81,7 @@ async fn tls_serves_the_api_over_http2_and_the_websocket() {
 #[tokio::test]
 async fn a_missing_or_broken_certificate_stops_the_start_with_its_path() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let (cert, _, _) = certificate(dir.path());
+    let (cert, _, _) = tls::certificate(dir.path());
     let mut config = api_config(dir.path());
     config.server.tls_cert = Some(cert);
     config.server.tls_key = Some(dir.path().join("missing.pem"));

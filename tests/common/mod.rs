@@ -8,6 +8,7 @@ pub mod browser;
 pub mod hook;
 pub mod proc;
 pub mod proxy;
+pub mod tls;
 
 use centinela::config::Config;
 use centinela::{RunError, Services};
