@@ -1,7 +1,9 @@
 //! The inbox: incoming messages, kept per session up to
 //! [`INBOX_CAPACITY`] (the oldest are dropped), read newest first in pages.
 //! It does not hold outgoing messages (the outbox in `messages.rs` does).
+//! Each incoming message also notes its sender in `contacts.rs`.
 
+use super::contacts::{self, ContactRepo};
 use super::messages::MessageRepo;
 use super::{Store, StoreError};
 use crate::clock::Timestamp;
@@ -50,13 +52,14 @@ pub struct IncomingRecord {
 }
 
 /// Everything a session actor needs of messages: its outbox and its inbox.
-pub trait MessageStore: MessageRepo + InboxRepo {}
+pub trait MessageStore: MessageRepo + InboxRepo + ContactRepo {}
 
-impl<T: MessageRepo + InboxRepo> MessageStore for T {}
+impl<T: MessageRepo + InboxRepo + ContactRepo> MessageStore for T {}
 
 pub trait InboxRepo: Send + Sync + 'static {
     /// Stores an incoming message (dropping the session's oldest past the
-    /// capacity); returns its sequence number.
+    /// capacity) and notes its sender as a contact of the session, in one
+    /// commit; returns its sequence number.
     fn store_incoming(&self, m: &IncomingRecord) -> Result<u64, StoreError>;
     /// A session's incoming messages, newest first, below `before` if given.
     fn incoming(
@@ -95,6 +98,7 @@ impl InboxRepo for Store {
                 }
             }
         }
+        contacts::note(&txn, &m.session, &m.from, m.at, false)?;
         txn.commit()?;
         Ok(seq)
     }

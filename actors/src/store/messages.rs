@@ -172,7 +172,8 @@ pub trait MessageRepo: Send + Sync + 'static {
         now: Timestamp,
     ) -> Result<Option<MessageRecord>, StoreError>;
     /// Replaces a record; when it leaves the queue (sent, failed, unknown)
-    /// its outbox entry goes too; an engine id is indexed for acks.
+    /// its outbox entry goes too; an engine id is indexed for acks; a sent
+    /// one notes its recipient as a contact (ours, if it is the first).
     fn update(&self, m: &MessageRecord) -> Result<(), StoreError>;
     /// The message `session` sent that the engine knows as `engine_id`.
     /// Scoped to the session: another session's page cannot move it.
@@ -312,6 +313,9 @@ impl MessageRepo for Store {
             if let Some(engine_id) = &m.engine_id {
                 txn.open_table(ENGINE_IDS)?
                     .insert(engine_key(&m.session, engine_id).as_str(), m.id.as_str())?;
+            }
+            if m.status == MessageStatus::Sent {
+                super::contacts::note(&txn, &m.session, &m.to, m.updated_at, true)?;
             }
             let leaves = !matches!(m.status, MessageStatus::Queued | MessageStatus::Sending);
             if leaves {

@@ -11,6 +11,7 @@
 mod accounts;
 mod audit;
 mod campaigns;
+mod contacts;
 mod inbox;
 mod ledger;
 mod messages;
@@ -23,6 +24,7 @@ mod webhooks;
 pub use accounts::{AccountError, AccountRepo, ApiKeyRecord, Role, TenantRecord, UserRecord};
 pub use audit::{AuditEntry, AuditRepo, AUDIT_CAPACITY};
 pub use campaigns::{CampaignRecord, CampaignRepo, CampaignStatus, Recipient};
+pub use contacts::{ContactRepo, FirstExchange};
 pub use inbox::{InboxRepo, IncomingRecord, MessageStore, INBOX_CAPACITY};
 pub use ledger::{AttemptKind, LedgerEvent, LedgerRepo};
 pub use messages::{MessageRecord, MessageRepo, MessageStatus};
@@ -158,6 +160,7 @@ impl Store {
             webhooks::create_tables(&txn)?;
             webhooks::create_auto_replies(&txn)?;
             campaigns::create_tables(&txn)?;
+            contacts::create_tables(&txn)?;
         }
         txn.commit()?;
         Ok(())

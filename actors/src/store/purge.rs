@@ -1,7 +1,7 @@
 //! Purging a tenant: one write transaction that removes every row keyed by
 //! it, table by table through each module's own `purge` (the tables stay
 //! private to their modules). Rows keyed by session (the send queue, the
-//! inbox) go for every session the tenant had — from its session records
+//! inbox, the contacts) go for every session the tenant had — from its session records
 //! and from the sessions its messages name, since the supervisor may have
 //! deleted the records already. The admission ledger is not touched: its
 //! budgets protect the server's address and phone numbers, not a tenant's
@@ -12,7 +12,7 @@
 //! tokens die with their users). `purge_tests.rs` reads every table to
 //! prove it. Who calls this, and after what, is `tenants.rs`'s business.
 
-use super::{accounts, audit, campaigns, inbox, messages, sessions, webhooks};
+use super::{accounts, audit, campaigns, contacts, inbox, messages, sessions, webhooks};
 use super::{Store, StoreError};
 use crate::ids::TenantId;
 use std::collections::BTreeSet;
@@ -32,6 +32,8 @@ pub struct TenantPurged {
     pub campaigns: usize,
     pub messages: usize,
     pub incoming: usize,
+    /// Peers the tenant's sessions had exchanged messages with.
+    pub contacts: usize,
     pub audit_entries: usize,
 }
 
@@ -52,6 +54,9 @@ pub(super) fn purge_tenant(store: &Store, tenant: &TenantId) -> Result<TenantPur
         campaigns: campaigns::purge(&txn, tenant)?,
         incoming: inbox::purge(&txn, tenant, &mut of_tenant)?,
         messages: messages::purge(&txn, tenant, &mut of_tenant)?,
+        // Keyed by session only: after the inbox and the outbox have
+        // named every session the tenant's messages were on.
+        contacts: contacts::purge(&txn, &of_tenant)?,
         audit_entries: audit::purge(&txn, tenant)?,
     };
     txn.commit()?;

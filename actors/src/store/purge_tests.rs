@@ -158,7 +158,8 @@ fn fill_messaging(store: &Store, t: &TenantId, s: &SessionId) {
 }
 
 /// A sent message (idempotency key, engine id) and a queued one (the send
-/// queue and its sequence), and an incoming one.
+/// queue and its sequence), and an incoming one; both are the session's
+/// exchanges with the one peer (its contacts row).
 fn fill_messages(store: &Store, t: &TenantId, s: &SessionId) {
     let queued = |id: String, key: &str| {
         let mut m = MessageRecord::queued(
@@ -248,6 +249,7 @@ fn purging_a_tenant_leaves_no_row_of_it_in_any_table_and_every_other_row_as_it_w
             messages: 2,
             incoming: 1,
             audit_entries: 1,
+            contacts: 1,
         }
     );
     let after = rows(&store);
