@@ -415,6 +415,9 @@ async fn apply(
             // driver is closed (and the profile gone, after a logout).
             publish(myself, st, from);
             if matches!(st.machine.state, SessionState::Ready { .. }) {
+                // As the supervisor records it: the warm-up of the
+                // new-contact budget counts from here.
+                st.record.mark_paired(st.env.clock.now());
                 super::outgoing::schedule(myself, st);
             }
         }

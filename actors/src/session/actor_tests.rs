@@ -39,6 +39,7 @@ async fn fixture_with(tweak: impl FnOnce(&mut SessionEnv)) -> Fixture {
         proxy: None,
         last_reason: None,
         paired: false,
+        paired_at: None,
         created_at: Timestamp::from_millis(0),
     };
     let env = SessionEnv {

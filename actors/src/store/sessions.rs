@@ -50,7 +50,29 @@ pub struct SessionRecord {
     /// logged out since): a local fault on it restores by itself.
     #[serde(default)]
     pub paired: bool,
+    /// When the current pairing was made (the first READY after a scan),
+    /// for the new-contact budget's warm-up. Absent in records from before
+    /// it existed and while unpaired: such a number gets the full budget.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub paired_at: Option<Timestamp>,
     pub created_at: Timestamp,
+}
+
+impl SessionRecord {
+    /// The session was READY at `now`: its profile holds a pairing, made
+    /// now unless it already held one.
+    pub fn mark_paired(&mut self, now: Timestamp) {
+        if !self.paired {
+            self.paired_at = Some(now);
+        }
+        self.paired = true;
+    }
+
+    /// The pairing is gone (a logout deletes the profile).
+    pub fn unpair(&mut self) {
+        self.paired = false;
+        self.paired_at = None;
+    }
 }
 
 /// Session records, behind a trait so the supervisor never sees redb.
@@ -150,6 +172,7 @@ impl SessionRecord {
             proxy: None,
             last_reason: None,
             paired: false,
+            paired_at: None,
             created_at: Timestamp::from_millis(1),
         }
     }
@@ -170,8 +193,40 @@ mod tests {
             proxy: None,
             last_reason: None,
             paired: false,
+            paired_at: None,
             created_at: Timestamp::from_millis(5),
         }
+    }
+
+    #[test]
+    fn a_record_from_before_paired_at_reads_as_paired_at_an_unknown_time() {
+        let mut old = serde_json::to_value(record("a")).expect("json");
+        old["paired"] = true.into();
+        assert!(
+            old.as_object_mut()
+                .expect("object")
+                .remove("paired_at")
+                .is_none(),
+            "not written while absent"
+        );
+        let read: SessionRecord = serde_json::from_value(old).expect("reads");
+        assert_eq!((read.paired, read.paired_at), (true, None));
+    }
+
+    #[test]
+    fn the_pairing_time_is_the_first_ready_until_a_logout() {
+        let mut r = record("a");
+        r.mark_paired(Timestamp::from_millis(10));
+        r.mark_paired(Timestamp::from_millis(20));
+        assert_eq!(
+            r.paired_at,
+            Some(Timestamp::from_millis(10)),
+            "a restore is no new pairing"
+        );
+        r.unpair();
+        assert_eq!((r.paired, r.paired_at), (false, None));
+        r.mark_paired(Timestamp::from_millis(30));
+        assert_eq!(r.paired_at, Some(Timestamp::from_millis(30)), "a new scan");
     }
 
     #[test]

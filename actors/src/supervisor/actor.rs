@@ -274,7 +274,8 @@ fn on_session_changed(
     }
     entry.view = view;
     if ready {
-        if let Err(e) = st.save(&id, |r| r.paired = true) {
+        let now = st.now();
+        if let Err(e) = st.save(&id, |r| r.mark_paired(now)) {
             tracing::error!(session = %id, error = %e, "could not record the pairing");
         }
         return;
@@ -309,7 +310,7 @@ fn on_session_changed(
             r.desired = DesiredState::Stopped;
         }
         if reason == DisconnectReason::Logout {
-            r.paired = false; // the profile is deleted
+            r.unpair(); // the profile is deleted
         }
     });
     if let Err(e) = result {

@@ -79,6 +79,7 @@ pub(super) async fn create(
         proxy: new.proxy,
         last_reason: None,
         paired: false,
+        paired_at: None,
         created_at: now,
     };
     st.repo.put_session(&record)?;

@@ -803,13 +803,8 @@ async fn a_crashed_browser_on_a_paired_profile_is_restored_by_itself_as_a_restor
     let neighbour = h.create("shop").await;
     h.make_ready(&id, &mut rx).await;
     h.make_ready(&neighbour, &mut rx).await;
-    assert!(
-        h.store
-            .get_session(&id)
-            .expect("read")
-            .expect("record")
-            .paired
-    );
+    let record = h.store.get_session(&id).expect("read").expect("record");
+    assert!(record.paired && record.paired_at.is_some(), "{record:?}");
     h.engine.crash(&id);
     let r = next_recovery(&mut rx, &id).await;
     assert_eq!((r.breaker, r.consecutive_failures), ("closed", 1));
@@ -837,6 +832,11 @@ async fn a_crashed_browser_on_a_paired_profile_is_restored_by_itself_as_a_restor
     assert!(
         status.can_connect,
         "a local fault costs no cooldown: {status:?}"
+    );
+    let after = h.store.get_session(&id).expect("read").expect("record");
+    assert_eq!(
+        after.paired_at, record.paired_at,
+        "a restore is no new pairing (the warm-up goes on)"
     );
     h.stop().await;
 }
