@@ -179,6 +179,27 @@ pub struct MessagingConfig {
     pub typing_chars_per_second: u32,
     /// An incoming message is marked read before an auto-reply answers it.
     pub send_seen: bool,
+    /// Messages one session sends in any rolling 24 h to numbers it never
+    /// exchanged a message with (see `messaging/budget.rs`); over it they
+    /// wait, `deferred`.
+    pub new_contacts_per_day: u32,
+    /// A number paired less than this many days ago gets a budget ramping
+    /// up from `warmup_start`; 0: the full budget at once.
+    pub warmup_days: u32,
+    /// The new-contact budget of a number's first day after pairing (at
+    /// most `new_contacts_per_day`).
+    pub warmup_start: u32,
+}
+
+impl MessagingConfig {
+    /// The new-contact budget these settings give.
+    pub fn contact_budget(&self) -> crate::messaging::budget::ContactBudget {
+        crate::messaging::budget::ContactBudget {
+            per_day: self.new_contacts_per_day,
+            warmup_days: self.warmup_days,
+            warmup_start: self.warmup_start,
+        }
+    }
 }
 
 /// How often keyword auto-replies may go out (see `messaging/reply_limit.rs`).
@@ -319,7 +340,18 @@ impl Config {
                 "must not exceed messaging.send_delay_max",
             ));
         }
-        let positive: [(&'static str, u32); 14] = [
+        if self.messaging.warmup_start > self.messaging.new_contacts_per_day {
+            return Err(invalid(
+                "messaging.warmup_start",
+                self.messaging.warmup_start,
+                "must not exceed messaging.new_contacts_per_day",
+            ));
+        }
+        let positive: [(&'static str, u32); 15] = [
+            (
+                "messaging.new_contacts_per_day",
+                self.messaging.new_contacts_per_day,
+            ),
             (
                 "messaging.max_running_campaigns",
                 self.messaging.max_running_campaigns,
@@ -537,6 +569,9 @@ mod tests {
         assert_eq!(c.auth.jwt_secret, "");
         assert_eq!(c.messaging.typing_chars_per_second, 15);
         assert!(c.messaging.send_seen);
+        assert_eq!(c.messaging.new_contacts_per_day, 20);
+        assert_eq!(c.messaging.warmup_days, 7);
+        assert_eq!(c.messaging.warmup_start, 5);
         assert_eq!(c.autoreply.per_sender_cooldown, Duration::from_secs(600));
         assert_eq!(c.autoreply.max_per_session_per_hour, 30);
         assert!(c.webhooks.allow_private.is_empty(), "no private range");
@@ -625,6 +660,31 @@ mod tests {
             jail.set_env("CENTINELA__MESSAGING__TYPING_CHARS_PER_SECOND", "-1");
             let e = load_err(jail, None);
             assert!(e.contains("typing_chars_per_second"), "{e}");
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn the_new_contact_budget_is_at_least_one_and_starts_within_itself() {
+        Jail::expect_with(|jail| {
+            jail.set_env("CENTINELA__MESSAGING__NEW_CONTACTS_PER_DAY", "40");
+            jail.set_env("CENTINELA__MESSAGING__WARMUP_DAYS", "0");
+            let c = Config::load(None, Profile::Standard).expect("loads");
+            assert_eq!(c.messaging.contact_budget().per_day, 40);
+            assert_eq!(c.messaging.contact_budget().warmup_days, 0);
+            Ok(())
+        });
+        Jail::expect_with(|jail| {
+            jail.set_env("CENTINELA__MESSAGING__NEW_CONTACTS_PER_DAY", "0");
+            jail.set_env("CENTINELA__MESSAGING__WARMUP_START", "0");
+            let e = load_err(jail, None);
+            assert!(e.contains("messaging.new_contacts_per_day = 0"), "{e}");
+            Ok(())
+        });
+        Jail::expect_with(|jail| {
+            jail.set_env("CENTINELA__MESSAGING__NEW_CONTACTS_PER_DAY", "3");
+            let e = load_err(jail, None);
+            assert!(e.contains("messaging.warmup_start = 5"), "{e}");
             Ok(())
         });
     }
