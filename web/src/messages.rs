@@ -15,7 +15,7 @@ use axum::routing::get;
 use axum::Json;
 use centinela_actors::clock::Timestamp;
 use centinela_actors::ids::{SessionId, TenantId};
-use centinela_actors::store::{IncomingRecord, MessageRecord, MessageStatus};
+use centinela_actors::store::{Deferral, IncomingRecord, MessageRecord, MessageStatus};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use utoipa::{IntoParams, ToSchema};
@@ -126,6 +126,10 @@ pub struct MessageBody {
     pub updated_at: Timestamp,
     /// Why it failed (`not_on_whatsapp`, ...).
     pub error: Option<String>,
+    /// While `deferred`: why it waits (`new_contact_budget`) and when it is
+    /// tried again.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub deferred: Option<Deferral>,
 }
 
 impl From<&MessageRecord> for MessageBody {
@@ -142,6 +146,7 @@ impl From<&MessageRecord> for MessageBody {
             send_at: m.send_at,
             updated_at: m.updated_at,
             error: m.error.clone(),
+            deferred: m.deferred,
         }
     }
 }

@@ -395,6 +395,20 @@ mod tests {
         assert!(checked >= 12, "{checked} examples");
     }
 
+    /// A message body shows a deferral: the status and why it waits.
+    #[test]
+    fn a_message_shows_its_deferral() {
+        let doc = serde_json::to_value(document(&crate::routes().docs)).expect("json");
+        let schemas = &doc["components"]["schemas"];
+        let statuses = schemas["MessageStatus"]["enum"].to_string();
+        assert!(statuses.contains("\"deferred\""), "{statuses}");
+        let body = &schemas["MessageBody"]["properties"]["deferred"];
+        assert!(body.to_string().contains("Deferral"), "{body}");
+        let reason = schemas["DeferralReason"]["enum"].to_string();
+        assert!(reason.contains("\"new_contact_budget\""), "{reason}");
+        assert!(schemas["Deferral"]["properties"]["next_attempt_at"].is_object());
+    }
+
     /// Every body the document names is in its components.
     #[test]
     fn every_reference_resolves() {

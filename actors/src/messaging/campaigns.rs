@@ -152,7 +152,7 @@ impl Campaigns {
                 .repo
                 .by_idempotency_key(&c.tenant, &key(&c, c.next - 1))?
             {
-                if m.status == MessageStatus::Queued {
+                if matches!(m.status, MessageStatus::Queued | MessageStatus::Deferred) {
                     m.status = MessageStatus::Failed;
                     m.error = Some("campaign cancelled".into());
                     m.updated_at = self.clock.now();
@@ -253,7 +253,9 @@ async fn step_all(me: &Campaigns, outbox: &Outbox) -> Result<(), CampaignError> 
                 .repo
                 .by_idempotency_key(&c.tenant, &key(&c, c.next - 1))?;
             match last.map(|m| m.status) {
-                Some(MessageStatus::Queued | MessageStatus::Sending) => continue,
+                Some(MessageStatus::Queued | MessageStatus::Deferred | MessageStatus::Sending) => {
+                    continue
+                }
                 Some(
                     MessageStatus::Sent
                     | MessageStatus::Delivered

@@ -82,6 +82,9 @@ pub struct SessionEnv {
     /// A message that answers an incoming one marks its chat read first
     /// (`messaging.send_seen`).
     pub send_seen: bool,
+    /// Messages to numbers this one never talked to, per rolling 24 h
+    /// (`messaging.new_contacts_per_day` and its warm-up).
+    pub contact_budget: crate::messaging::budget::ContactBudget,
 }
 
 impl SessionEnv {
@@ -111,6 +114,7 @@ impl SessionEnv {
                 chars_per_second: config.messaging.typing_chars_per_second,
             },
             send_seen: config.messaging.send_seen,
+            contact_budget: config.messaging.contact_budget(),
         }
     }
 }

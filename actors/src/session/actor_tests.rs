@@ -61,6 +61,7 @@ async fn fixture_with(tweak: impl FnOnce(&mut SessionEnv)) -> Fixture {
             chars_per_second: 0,
         },
         send_seen: false,
+        contact_budget: crate::config::Config::defaults().messaging.contact_budget(),
     };
     let mut env = env;
     tweak(&mut env);

@@ -15,6 +15,13 @@
 //! and "paused" after it; a reply to an incoming message first marks that
 //! chat read (`messaging.send_seen`). A chat state or seen mark that fails
 //! is logged, never a reason not to send.
+//!
+//! A message to a number the session never exchanged a message with (per
+//! `store/contacts.rs`) first asks the new-contact budget
+//! ([`ContactBudget`]): over it, the message becomes `deferred` until the
+//! budget has room, keeping its place in the queue, and the messages
+//! behind it (to known contacts, or due earlier) go first. The count is
+//! the store's, so a restart resets nothing.
 
 use super::actor::{SessionActorState, SessionMsg};
 use super::machine::SessionState;
@@ -22,7 +29,8 @@ use crate::bus::{BusEvent, MessageStatusEvent};
 use crate::clock::Timer;
 use crate::clock::Timestamp;
 use crate::engine::{ChatState, EngineError};
-use crate::store::{MessageRecord, MessageStatus};
+use crate::messaging::budget::{ContactBudget, Verdict, DAY};
+use crate::store::{Deferral, DeferralReason, MessageRecord, MessageStatus};
 use ractor::ActorRef;
 use rand::rngs::StdRng;
 use rand::SeedableRng;
@@ -159,6 +167,9 @@ pub async fn send_next(myself: &ActorRef<SessionMsg>, st: &mut SessionActorState
     let (SessionState::Ready { .. }, Some(_)) = (&st.machine.state, &st.driver) else {
         return; // waits for READY; scheduled again on the transition
     };
+    let Some(m) = within_budget(myself, st, m, now) else {
+        return;
+    };
     mark_seen(st, &m).await;
     let Some(typing) = st.env.typing.duration(&m.text) else {
         hand_off(myself, st, m).await;
@@ -180,6 +191,51 @@ pub async fn send_next(myself: &ActorRef<SessionMsg>, st: &mut SessionActorState
     }));
 }
 
+/// `m`, if the new-contact budget lets it go at `now`; otherwise it is
+/// deferred (written and announced), the next message is scheduled and
+/// `None` is the answer. A known recipient is never counted.
+fn within_budget(
+    myself: &ActorRef<SessionMsg>,
+    st: &mut SessionActorState,
+    mut m: MessageRecord,
+    now: Timestamp,
+) -> Option<MessageRecord> {
+    let repo = st.env.messages.clone()?;
+    let session = st.record.id.clone();
+    let read = repo.is_known(&session, &m.to).and_then(|known| {
+        if known {
+            return Ok(None);
+        }
+        repo.new_contact_sends(&session, now.minus(DAY)).map(Some)
+    });
+    let recent = match read {
+        Ok(None) => return Some(m),
+        Ok(Some(recent)) => recent,
+        Err(e) => {
+            // Not knowing the count is no licence to exceed it: it waits
+            // for the next schedule.
+            tracing::error!(session = %session, message = %m.id, error = %e, "could not read the new-contact budget");
+            return None;
+        }
+    };
+    let budget: ContactBudget = st.env.contact_budget;
+    let paired_at = st.record.paired_at;
+    let Verdict::Wait(at) = budget.verdict(&recent, paired_at, now) else {
+        return Some(m);
+    };
+    tracing::info!(tenant = %st.record.tenant, session = %session, message = %m.id, used = recent.len(), allowance = budget.allowance(paired_at, now), next_attempt_at = %at, "new-contact budget spent: message deferred");
+    m.status = MessageStatus::Deferred;
+    m.send_at = Some(at);
+    m.deferred = Some(Deferral {
+        reason: DeferralReason::NewContactBudget,
+        next_attempt_at: at,
+    });
+    m.updated_at = now;
+    save(st, &m);
+    schedule(myself, st);
+    None
+}
+
 /// The typing time of `message` is over: it goes out, unless it left the
 /// queue meanwhile (a campaign cancelled) or the page that showed it typing
 /// is gone (then it is typed again on the next one).
@@ -198,7 +254,7 @@ pub async fn typed(
         return;
     };
     let m = match repo.message(message) {
-        Ok(Some(m)) if m.status == MessageStatus::Queued => m,
+        Ok(Some(m)) if matches!(m.status, MessageStatus::Queued | MessageStatus::Deferred) => m,
         Ok(_) => {
             schedule(myself, st);
             return;
@@ -269,6 +325,7 @@ fn note_signal(st: &SessionActorState, message: &str, what: &str, out: Result<()
 /// Hands `m` to the engine, with a durable write on each side.
 async fn hand_off(myself: &ActorRef<SessionMsg>, st: &mut SessionActorState, mut m: MessageRecord) {
     m.status = MessageStatus::Sending;
+    m.deferred = None; // it goes now
     m.updated_at = st.env.clock.now();
     if !save(st, &m) {
         return;

@@ -52,13 +52,15 @@ pub(super) fn rows(
     Ok(())
 }
 
-/// Where a message is. `unknown`: a crash came between handing it to the
-/// engine and hearing back; it is not retried (never sent twice), a person
-/// decides.
+/// Where a message is. `deferred`: still in the queue, waiting for a
+/// budget (its `deferred` says which, and until when). `unknown`: a crash
+/// came between handing it to the engine and hearing back; it is not
+/// retried (never sent twice), a person decides.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum MessageStatus {
     Queued,
+    Deferred,
     Sending,
     Sent,
     Delivered,
@@ -66,6 +68,23 @@ pub enum MessageStatus {
     Played,
     Failed,
     Unknown,
+}
+
+/// Why a message waits in the queue past its time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum DeferralReason {
+    /// Its recipient is new to the number, and the session's new-contact
+    /// budget of the last 24 h is spent (`messaging.new_contacts_per_day`).
+    NewContactBudget,
+}
+
+/// A deferral: the message goes out (or is asked about again) at
+/// `next_attempt_at`, in its place in the queue.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct Deferral {
+    pub reason: DeferralReason,
+    pub next_attempt_at: Timestamp,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -89,6 +108,10 @@ pub struct MessageRecord {
     /// `messaging.send_seen` is on. Absent in records from before it existed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub answers: Option<String>,
+    /// Why it waits, while `deferred`; cleared when it goes out. Absent in
+    /// records from before it existed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deferred: Option<Deferral>,
 }
 
 impl MessageRecord {
@@ -114,6 +137,7 @@ impl MessageRecord {
             engine_id: None,
             error: None,
             answers: None,
+            deferred: None,
         }
     }
 
@@ -163,9 +187,10 @@ pub trait MessageRepo: Send + Sync + 'static {
         limit: usize,
         before: Option<&str>,
     ) -> Result<Vec<MessageRecord>, StoreError>;
-    /// The session's next message to send at `now`: the first queued one
-    /// (in acceptance order) that is due; if none is due, the one due
-    /// soonest. A message scheduled for later never blocks those behind it.
+    /// The session's next message to send at `now`: the first queued or
+    /// deferred one (in acceptance order) that is due; if none is due, the
+    /// one due soonest. A message scheduled (or deferred) for later never
+    /// blocks those behind it.
     fn next_queued(
         &self,
         session: &SessionId,
@@ -287,7 +312,10 @@ impl MessageRepo for Store {
                 .get(id.value())?
                 .map(|v| decode(v.value()))
                 .transpose()?;
-            let Some(m) = m.filter(|m| m.status == MessageStatus::Queued) else {
+            let waiting = |m: &MessageRecord| {
+                matches!(m.status, MessageStatus::Queued | MessageStatus::Deferred)
+            };
+            let Some(m) = m.filter(waiting) else {
                 continue;
             };
             match m.send_at {
@@ -317,7 +345,10 @@ impl MessageRepo for Store {
             if m.status == MessageStatus::Sent {
                 super::contacts::note(&txn, &m.session, &m.to, m.updated_at, true)?;
             }
-            let leaves = !matches!(m.status, MessageStatus::Queued | MessageStatus::Sending);
+            let leaves = !matches!(
+                m.status,
+                MessageStatus::Queued | MessageStatus::Deferred | MessageStatus::Sending
+            );
             if leaves {
                 let mut outbox = txn.open_table(OUTBOX)?;
                 let mut key = None;
@@ -541,6 +572,7 @@ mod tests {
             engine_id: None,
             error: None,
             answers: None,
+            deferred: None,
         };
         store
             .accept(&[
@@ -569,6 +601,49 @@ mod tests {
     }
 
     #[test]
+    fn a_deferred_message_stays_in_the_queue_and_lets_later_ones_pass_until_it_is_due() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = open(dir.path());
+        let (t, s) = (
+            TenantId::new("t").expect("id"),
+            SessionId::new("s1").expect("id"),
+        );
+        let m = |to: &str| {
+            MessageRecord::queued(
+                t.clone(),
+                s.clone(),
+                to.into(),
+                "x".into(),
+                Timestamp::from_millis(1),
+            )
+        };
+        let [new, known] = [m("111111"), m("222222")];
+        store.accept(&[new.clone(), known.clone()]).expect("accept");
+        let mut deferred = new.clone();
+        deferred.status = MessageStatus::Deferred;
+        deferred.send_at = Some(Timestamp::from_millis(50_000));
+        deferred.deferred = Some(Deferral {
+            reason: DeferralReason::NewContactBudget,
+            next_attempt_at: Timestamp::from_millis(50_000),
+        });
+        store.update(&deferred).expect("update");
+        let next = |at: i64| {
+            store
+                .next_queued(&s, Timestamp::from_millis(at))
+                .expect("next")
+                .map(|m| m.id)
+        };
+        assert_eq!(next(10), Some(known.id.clone()), "the later one goes first");
+        let mut sent = known;
+        sent.status = MessageStatus::Sent;
+        store.update(&sent).expect("update");
+        assert_eq!(next(10), Some(new.id.clone()), "still queued, due later");
+        assert_eq!(next(50_000), Some(new.id.clone()), "and due at its time");
+        let read = store.message(&new.id).expect("read").expect("stored");
+        assert_eq!(read.deferred, deferred.deferred, "the deferral is kept");
+    }
+
+    #[test]
     fn idempotency_keys_return_the_first_message() {
         let dir = tempfile::tempdir().expect("tempdir");
         let store = open(dir.path());
@@ -586,6 +661,7 @@ mod tests {
             engine_id: None,
             error: None,
             answers: None,
+            deferred: None,
         };
         let out = stored(store.accept(&[m("a"), m("b")]).expect("accept"));
         assert_eq!(out[0].id, "a");
@@ -620,6 +696,7 @@ mod tests {
             engine_id: None,
             error: None,
             answers: None,
+            deferred: None,
         };
         let out = stored(store.accept(&[m("a", "s1"), m("b", "s2")]).expect("accept"));
         for (rec, engine_id) in out.iter().zip(["true_549@c.us_X1", "true_549@c.us_X2"]) {

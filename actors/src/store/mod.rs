@@ -27,7 +27,7 @@ pub use campaigns::{CampaignRecord, CampaignRepo, CampaignStatus, Recipient};
 pub use contacts::{ContactRepo, FirstExchange};
 pub use inbox::{InboxRepo, IncomingRecord, MessageStore, INBOX_CAPACITY};
 pub use ledger::{AttemptKind, LedgerEvent, LedgerRepo};
-pub use messages::{MessageRecord, MessageRepo, MessageStatus};
+pub use messages::{Deferral, DeferralReason, MessageRecord, MessageRepo, MessageStatus};
 pub use purge::TenantPurged;
 pub use sessions::{DesiredState, SessionRecord, SessionRepo};
 pub use webhooks::{
