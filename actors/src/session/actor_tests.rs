@@ -513,3 +513,6 @@ async fn without_send_seen_a_reply_marks_nothing() {
         .collect();
     assert_eq!(kinds, [sent_action("Abrimos de 9 a 18")]);
 }
+
+#[path = "contact_budget_tests.rs"]
+mod contact_budget_tests;

@@ -1,0 +1,268 @@
+//! The new-contact budget in the sender, against a real store and the
+//! scripted engine. The injected clock follows tokio's paused clock, so the
+//! actor's timers and the budget's 24 h agree and a day passes at once.
+
+use super::*;
+use crate::bus::MessageStatusEvent;
+use crate::clock::Clock;
+use crate::engine::EngineEvent;
+use crate::messaging::budget::{ContactBudget, DAY};
+use crate::store::{ContactRepo, DeferralReason};
+
+/// Wall-clock time that moves with tokio's (paused) clock.
+struct TokioClock {
+    base: Timestamp,
+    start: tokio::time::Instant,
+}
+
+impl TokioClock {
+    fn at(base: Timestamp) -> Arc<TokioClock> {
+        Arc::new(TokioClock {
+            base,
+            start: tokio::time::Instant::now(),
+        })
+    }
+}
+
+impl Clock for TokioClock {
+    fn now(&self) -> Timestamp {
+        let ms = i64::try_from(self.start.elapsed().as_millis()).expect("fits");
+        Timestamp::from_millis(self.base.as_millis() + ms)
+    }
+}
+
+const FULL: ContactBudget = ContactBudget {
+    per_day: 20,
+    warmup_days: 0,
+    warmup_start: 20,
+};
+
+/// A READY session with `budget`, its sender on `store` and `clock`.
+async fn session(store: &Store, clock: Arc<TokioClock>, budget: ContactBudget) -> Fixture {
+    let repo = store.clone();
+    let mut f = fixture_with(move |env| {
+        env.messages = Some(Arc::new(repo));
+        env.clock = clock;
+        env.contact_budget = budget;
+    })
+    .await;
+    store
+        .put_session(&crate::store::SessionRecord::of(
+            &TenantId::new("t1").expect("id"),
+            &f.id,
+        ))
+        .expect("session on record");
+    connect_and_scan(&mut f).await;
+    f
+}
+
+/// The number of the `i`th new contact.
+fn number(i: usize) -> String {
+    format!("54911000{i:05}")
+}
+
+/// Queues one message to each of `to`, in order; returns their ids.
+fn queue_to(f: &Fixture, store: &Store, to: &[String]) -> Vec<String> {
+    let batch: Vec<MessageRecord> = to
+        .iter()
+        .map(|to| {
+            MessageRecord::queued(
+                TenantId::new("t1").expect("id"),
+                f.id.clone(),
+                to.clone(),
+                "hola".into(),
+                Timestamp::from_millis(1_000_000),
+            )
+        })
+        .collect();
+    let ids = batch.iter().map(|m| m.id.clone()).collect();
+    store.accept(&batch).expect("accept");
+    f.actor.cast(SessionMsg::Outbox).expect("cast");
+    ids
+}
+
+/// The next status change on the bus, within `within` (tokio time).
+async fn next_status(f: &mut Fixture, within: Duration) -> MessageStatusEvent {
+    loop {
+        let ev = tokio::time::timeout(within, f.events.recv())
+            .await
+            .expect("a status change in time")
+            .expect("bus open");
+        if let BusEvent::MessageStatus(m) = ev {
+            return m;
+        }
+    }
+}
+
+/// Status changes until `n` messages were sent or deferred; the sent ones.
+async fn settle(f: &mut Fixture, n: usize) -> Vec<MessageStatusEvent> {
+    let mut out = Vec::new();
+    let mut done = 0;
+    while done < n {
+        let m = next_status(f, Duration::from_secs(120)).await;
+        match m.status {
+            MessageStatus::Sent => {
+                done += 1;
+                out.push(m);
+            }
+            MessageStatus::Deferred => done += 1,
+            _ => {}
+        }
+    }
+    out
+}
+
+fn status_of(store: &Store, id: &str) -> MessageRecord {
+    store.message(id).expect("read").expect("stored")
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_21st_new_contact_in_a_day_waits_until_the_first_send_is_a_day_old() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = Store::open(dir.path()).expect("store");
+    let clock = TokioClock::at(Timestamp::from_millis(1_000_000));
+    let mut f = session(&store, clock, FULL).await;
+    let to: Vec<String> = (0..22).map(number).collect();
+    let ids = queue_to(&f, &store, &to);
+    let sent = settle(&mut f, 22).await;
+    assert_eq!(sent.len(), 20, "twenty new contacts a day");
+    let first = sent[0].at;
+    let (m21, m22) = (status_of(&store, &ids[20]), status_of(&store, &ids[21]));
+    assert_eq!(m21.status, MessageStatus::Deferred);
+    let deferral = m21.deferred.expect("why it waits");
+    assert_eq!(deferral.reason, DeferralReason::NewContactBudget);
+    assert_eq!(deferral.next_attempt_at, first.plus(DAY));
+    assert_eq!(m21.send_at, Some(first.plus(DAY)));
+    assert_eq!(m22.status, MessageStatus::Deferred, "never dropped");
+    assert_eq!(
+        m22.deferred.expect("deferred").next_attempt_at,
+        sent[1].at.plus(DAY)
+    );
+
+    // A day later each goes out in its order, as the oldest sends age out.
+    let later = next_status(&mut f, DAY + Duration::from_secs(60)).await;
+    assert_eq!(later.message_id, ids[20]);
+    assert_eq!(later.status, MessageStatus::Sending);
+    assert!(
+        later.at >= first.plus(DAY),
+        "{} not before {}",
+        later.at,
+        first
+    );
+    let mut went = Vec::new();
+    while went.last() != Some(&ids[21]) {
+        let m = next_status(&mut f, DAY).await;
+        if m.status == MessageStatus::Sent {
+            assert!(m.at >= sent[went.len()].at.plus(DAY), "{m:?}");
+            went.push(m.message_id);
+        }
+    }
+    assert_eq!(went, ids[20..], "in their order");
+    let out = status_of(&store, &ids[20]);
+    assert_eq!(out.status, MessageStatus::Sent);
+    assert_eq!(out.deferred, None, "the deferral is cleared once it goes");
+    assert_eq!(f.engine.sent().len(), 22, "every message went out");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_contact_who_wrote_first_is_answered_over_budget_and_never_deferred() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = Store::open(dir.path()).expect("store");
+    let clock = TokioClock::at(Timestamp::from_millis(1_000_000));
+    let one = ContactBudget {
+        per_day: 1,
+        warmup_days: 0,
+        warmup_start: 1,
+    };
+    let mut f = session(&store, clock, one).await;
+    let known = "5491177777777".to_owned();
+    assert!(f.engine.emit(
+        &f.id,
+        EngineEvent::MessageIn {
+            id: "in1".into(),
+            from: known.clone(),
+            jid: format!("{known}@c.us"),
+            text: "hola, tienen turno?".into(),
+        }
+    ));
+    while !store.is_known(&f.id, &known).expect("read") {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let first = queue_to(&f, &store, &[number(1)]);
+    assert_eq!(
+        settle(&mut f, 1).await[0].message_id,
+        first[0],
+        "the budget's one"
+    );
+    let ids = queue_to(&f, &store, &[number(2), known.clone(), known]);
+    let sent = settle(&mut f, 3).await;
+    let sent: Vec<&str> = sent.iter().map(|m| m.message_id.as_str()).collect();
+    assert_eq!(
+        sent,
+        [ids[1].as_str(), ids[2].as_str()],
+        "the known contact passes"
+    );
+    assert_eq!(status_of(&store, &ids[0]).status, MessageStatus::Deferred);
+    for id in &ids[1..] {
+        let m = status_of(&store, id);
+        assert_eq!((m.status, m.deferred), (MessageStatus::Sent, None));
+    }
+    assert_eq!(
+        store
+            .new_contact_sends(&f.id, Timestamp::from_millis(0))
+            .expect("read")
+            .len(),
+        1,
+        "a reply does not count"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_restart_on_the_same_store_keeps_the_days_count() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = Store::open(dir.path()).expect("store");
+    let clock = TokioClock::at(Timestamp::from_millis(1_000_000));
+    let mut f = session(&store, clock.clone(), FULL).await;
+    let to: Vec<String> = (0..20).map(number).collect();
+    queue_to(&f, &store, &to);
+    let sent = settle(&mut f, 20).await;
+    assert_eq!(sent.len(), 20);
+    f.actor.stop(None);
+    drop(f);
+
+    let mut again = session(&store, TokioClock::at(clock.now()), FULL).await;
+    let ids = queue_to(&again, &store, &[number(20)]);
+    assert!(settle(&mut again, 1).await.is_empty(), "nothing sent");
+    let m = status_of(&store, &ids[0]);
+    assert_eq!(m.status, MessageStatus::Deferred);
+    assert_eq!(
+        m.deferred.expect("deferred").next_attempt_at,
+        sent[0].at.plus(DAY)
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_number_paired_today_reaches_five_new_contacts_with_the_default_warm_up() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = Store::open(dir.path()).expect("store");
+    let clock = TokioClock::at(Timestamp::from_millis(1_000_000));
+    let defaults = crate::config::Config::defaults().messaging.contact_budget();
+    assert_eq!(
+        (
+            defaults.per_day,
+            defaults.warmup_days,
+            defaults.warmup_start
+        ),
+        (20, 7, 5)
+    );
+    // The scan in `session` is this number's first READY: day 1 of its
+    // warm-up.
+    let mut f = session(&store, clock, defaults).await;
+    let to: Vec<String> = (0..7).map(number).collect();
+    let ids = queue_to(&f, &store, &to);
+    let sent = settle(&mut f, 7).await;
+    assert_eq!(sent.len(), 5, "day 1: five");
+    for id in &ids[5..] {
+        assert_eq!(status_of(&store, id).status, MessageStatus::Deferred);
+    }
+}
