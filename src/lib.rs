@@ -431,11 +431,7 @@ pub async fn run_simulator(
         true => tracing::info!(listen = %addr, "simulator serving HTTPS at / and /sim/wa/"),
         false => tracing::info!(listen = %addr, "simulator serving at /sim/wa/"),
     }
-    let limits = Limits {
-        header_timeout: Duration::from_secs(10),
-        max_connections: 512,
-    };
-    centinela_web::serve::serve(listener, app, acceptor, limits, shutdown)
+    centinela_web::serve::serve(listener, app, acceptor, Limits::default(), shutdown)
         .await
         .map_err(RunError::Http)
 }

@@ -50,6 +50,18 @@ pub struct Limits {
     pub max_connections: usize,
 }
 
+impl Default for Limits {
+    /// `config/default.toml`'s `server.header_timeout` and
+    /// `server.max_connections`, for a listener without a config
+    /// (`centinela sim`).
+    fn default() -> Self {
+        Self {
+            header_timeout: Duration::from_secs(10),
+            max_connections: 512,
+        }
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum TlsError {
     #[error("reading {path}: {source}")]

@@ -321,16 +321,20 @@ async fn sender(store: &Store, cps: u32, send_seen: bool) -> Fixture {
         env.send_seen = send_seen;
     })
     .await;
-    // The outbox stores a message only for a session on record as its
-    // tenant's.
+    on_record(store, &f.id);
+    connect_and_scan(&mut f).await;
+    f
+}
+
+/// Puts `id` on record as tenant t1's: the outbox stores a message only
+/// for a session on record as its tenant's.
+fn on_record(store: &Store, id: &SessionId) {
     store
         .put_session(&crate::store::SessionRecord::of(
             &TenantId::new("t1").expect("id"),
-            &f.id,
+            id,
         ))
         .expect("session on record");
-    connect_and_scan(&mut f).await;
-    f
 }
 
 /// Queues `texts` for the fixture's session and tells the sender.

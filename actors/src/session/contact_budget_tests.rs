@@ -46,12 +46,7 @@ async fn session(store: &Store, clock: Arc<TokioClock>, budget: ContactBudget) -
         env.contact_budget = budget;
     })
     .await;
-    store
-        .put_session(&crate::store::SessionRecord::of(
-            &TenantId::new("t1").expect("id"),
-            &f.id,
-        ))
-        .expect("session on record");
+    on_record(store, &f.id);
     connect_and_scan(&mut f).await;
     f
 }
@@ -185,9 +180,17 @@ async fn a_contact_who_wrote_first_is_answered_over_budget_and_never_deferred() 
             text: "hola, tienen turno?".into(),
         }
     ));
-    while !store.is_known(&f.id, &known).expect("read") {
-        tokio::time::sleep(Duration::from_millis(10)).await;
+    // The actor writes the inbox (and the contact) before it publishes.
+    loop {
+        let ev = tokio::time::timeout(Duration::from_secs(60), f.events.recv())
+            .await
+            .expect("the incoming message in time")
+            .expect("bus open");
+        if matches!(ev, BusEvent::MessageIn(_)) {
+            break;
+        }
     }
+    assert!(store.is_known(&f.id, &known).expect("read"));
     let first = queue_to(&f, &store, &[number(1)]);
     assert_eq!(
         settle(&mut f, 1).await[0].message_id,
