@@ -1,6 +1,6 @@
 //! The event bus: session transitions, admission decisions, pairing codes,
-//! messages in, acks, message status, recoveries and pairing durability are
-//! published here for the WebSocket hub, the audit log, metrics, webhooks,
+//! messages in, acks, message status, recoveries, pairing durability and
+//! ban-risk levels are published here for the WebSocket hub, the audit log, metrics, webhooks,
 //! campaigns and auto-replies. It owns its event types (names, not the
 //! policy's types) and decides nothing. A broadcast channel: a slow
 //! subscriber lags and loses old events, it never slows a publisher.
@@ -156,6 +156,19 @@ pub struct CampaignEvent {
     pub at: Timestamp,
 }
 
+/// A session's ban-risk level changed (`messaging/risk.rs`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct RiskEvent {
+    pub tenant: TenantId,
+    pub session: SessionId,
+    /// `low`, `elevated` or `high`.
+    pub level: &'static str,
+    pub was: &'static str,
+    /// What raised it (`low_new_contact_reply_rate`, ...), highest first.
+    pub reasons: Vec<&'static str>,
+    pub at: Timestamp,
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum BusEvent {
@@ -168,6 +181,7 @@ pub enum BusEvent {
     PairingCode(PairingCodeEvent),
     Recovery(RecoveryEvent),
     PairingDurable(PairingDurableEvent),
+    Risk(RiskEvent),
 }
 
 impl BusEvent {
@@ -182,6 +196,7 @@ impl BusEvent {
             BusEvent::PairingCode(p) => &p.tenant,
             BusEvent::Recovery(r) => &r.tenant,
             BusEvent::PairingDurable(p) => &p.tenant,
+            BusEvent::Risk(r) => &r.tenant,
         }
     }
 }

@@ -68,6 +68,8 @@ pub struct Config {
     pub engine: EngineConfig,
     pub antiban: AntibanConfig,
     pub messaging: MessagingConfig,
+    /// The ban-risk view's thresholds (`messaging/risk.rs`).
+    pub risk: crate::messaging::risk::RiskPolicy,
     pub autoreply: AutoReplyConfig,
     pub webhooks: WebhooksConfig,
     pub supervisor: SupervisorConfig,
@@ -192,6 +194,22 @@ pub struct MessagingConfig {
 }
 
 impl MessagingConfig {
+    /// The pacing these settings give.
+    pub fn pacing(&self) -> crate::messaging::Pacing {
+        crate::messaging::Pacing {
+            min_delay: self.send_delay_min,
+            max_delay: self.send_delay_max,
+            per_minute: self.sends_per_minute,
+        }
+    }
+
+    /// The typing these settings give.
+    pub fn typing(&self) -> crate::messaging::Typing {
+        crate::messaging::Typing {
+            chars_per_second: self.typing_chars_per_second,
+        }
+    }
+
     /// The new-contact budget these settings give.
     pub fn contact_budget(&self) -> crate::messaging::budget::ContactBudget {
         crate::messaging::budget::ContactBudget {
@@ -347,7 +365,33 @@ impl Config {
                 "must not exceed messaging.new_contacts_per_day",
             ));
         }
-        let positive: [(&'static str, u32); 15] = [
+        let r = &self.risk;
+        for (key, rate) in [
+            ("risk.high_reply_rate", r.high_reply_rate),
+            ("risk.elevated_reply_rate", r.elevated_reply_rate),
+            ("risk.high_not_on_whatsapp", r.high_not_on_whatsapp),
+            ("risk.elevated_not_on_whatsapp", r.elevated_not_on_whatsapp),
+        ] {
+            if !(0.0..=1.0).contains(&rate) {
+                return Err(invalid(key, rate, "must be a share between 0 and 1"));
+            }
+        }
+        if r.high_reply_rate > r.elevated_reply_rate {
+            return Err(invalid(
+                "risk.high_reply_rate",
+                r.high_reply_rate,
+                "must not exceed risk.elevated_reply_rate",
+            ));
+        }
+        if r.elevated_not_on_whatsapp > r.high_not_on_whatsapp {
+            return Err(invalid(
+                "risk.elevated_not_on_whatsapp",
+                r.elevated_not_on_whatsapp,
+                "must not exceed risk.high_not_on_whatsapp",
+            ));
+        }
+        let positive: [(&'static str, u32); 16] = [
+            ("risk.min_sample", r.min_sample),
             (
                 "messaging.new_contacts_per_day",
                 self.messaging.new_contacts_per_day,

@@ -280,6 +280,12 @@ fn shape_bus(e: BusEvent) -> Shaped {
             json!({"type": "pairing_durable", "tenant_id": p.tenant, "session_id": p.session,
                    "ready_at": p.ready_at, "at": p.at}),
         ),
+        BusEvent::Risk(r) => (
+            "session.risk",
+            r.at,
+            json!({"type": "risk", "tenant_id": r.tenant, "session_id": r.session,
+                   "level": r.level, "was": r.was, "reasons": r.reasons, "at": r.at}),
+        ),
         BusEvent::Recovery(r) => (
             "session.recovery",
             r.at,

@@ -152,6 +152,7 @@ async fn create(
         failed: 0,
         created_at: now,
         updated_at: now,
+        paused: None,
     };
     state.campaigns.create(&c)?;
     Ok((StatusCode::CREATED, Json(CampaignBody::from(&c))))

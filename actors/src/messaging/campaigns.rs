@@ -119,9 +119,38 @@ impl Campaigns {
             return Err(CampaignError::Limit(self.max_running));
         }
         c.status = CampaignStatus::Running;
+        c.paused = None;
         self.save(&mut c)?;
         self.kick.notify_one();
         Ok(c)
+    }
+
+    /// Pauses every running campaign of `session` on the server's own
+    /// account (`reason`, with `detail` for a person); returns how many.
+    pub async fn pause_session(
+        &self,
+        session: &crate::ids::SessionId,
+        reason: &str,
+        detail: &str,
+    ) -> Result<usize, CampaignError> {
+        let _guard = self.lock.lock().await;
+        let running: Vec<CampaignRecord> = self
+            .repo
+            .campaigns()?
+            .into_iter()
+            .filter(|c| c.session == *session && c.status == CampaignStatus::Running)
+            .collect();
+        for mut c in running.iter().cloned() {
+            c.status = CampaignStatus::Paused;
+            c.paused = Some(crate::store::CampaignPause {
+                reason: reason.to_owned(),
+                detail: detail.to_owned(),
+                at: self.clock.now(),
+            });
+            self.save(&mut c)?;
+            tracing::warn!(campaign = %c.id, tenant = %c.tenant, session = %session, reason, detail, "campaign paused by the server");
+        }
+        Ok(running.len())
     }
 
     pub async fn pause(&self, id: &str) -> Result<CampaignRecord, CampaignError> {

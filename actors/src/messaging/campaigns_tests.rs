@@ -62,6 +62,7 @@ async fn a_stored_recipient_that_cannot_render_is_failed_and_the_campaign_goes_o
         failed: 0,
         created_at: now,
         updated_at: now,
+        paused: None,
     };
     store
         .put_campaign(&c)
@@ -141,6 +142,7 @@ async fn a_running_campaign_whose_session_is_gone_is_cancelled() {
         failed: 0,
         created_at: now,
         updated_at: now,
+        paused: None,
     };
     store.put_campaign(&c).expect("stored");
 

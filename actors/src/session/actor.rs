@@ -105,14 +105,8 @@ impl SessionEnv {
             restart_grace: config.antiban.restart_grace,
             pairing_code_ttl: PAIRING_CODE_TTL,
             messages,
-            pacing: crate::messaging::Pacing {
-                min_delay: config.messaging.send_delay_min,
-                max_delay: config.messaging.send_delay_max,
-                per_minute: config.messaging.sends_per_minute,
-            },
-            typing: crate::messaging::Typing {
-                chars_per_second: config.messaging.typing_chars_per_second,
-            },
+            pacing: config.messaging.pacing(),
+            typing: config.messaging.typing(),
             send_seen: config.messaging.send_seen,
             contact_budget: config.messaging.contact_budget(),
         }

@@ -269,3 +269,153 @@ async fn a_number_paired_today_reaches_five_new_contacts_with_the_default_warm_u
         assert_eq!(status_of(&store, id).status, MessageStatus::Deferred);
     }
 }
+
+/// Tells the session actor about new messages, as the supervisor does.
+struct ToActor(ActorRef<SessionMsg>);
+
+impl crate::messaging::outbox::Notify for ToActor {
+    fn messages_queued(&self, _session: SessionId) {
+        let _ = self.0.cast(SessionMsg::Outbox);
+    }
+}
+
+/// The next event on `rx` that `pick` turns into something, within a day
+/// of tokio time.
+async fn next_of<T>(
+    rx: &mut broadcast::Receiver<BusEvent>,
+    pick: impl Fn(&BusEvent) -> Option<T>,
+) -> T {
+    loop {
+        let ev = tokio::time::timeout(DAY, rx.recv())
+            .await
+            .expect("the event in time")
+            .expect("bus open");
+        if let Some(t) = pick(&ev) {
+            return t;
+        }
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_campaign_to_strangers_who_never_answer_pauses_itself_when_the_risk_turns_high() {
+    use crate::messaging::{Campaigns, Outbox, RiskWatch};
+    use crate::store::{CampaignRecord, CampaignRepo, CampaignStatus, InboxRepo, Recipient};
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = Store::open(dir.path()).expect("store");
+    let clock = TokioClock::at(Timestamp::from_millis(1_000_000));
+    let bus_slot = Arc::new(std::sync::Mutex::new(None));
+    let (repo, slot, c2) = (store.clone(), bus_slot.clone(), clock.clone());
+    let mut f = fixture_with(move |env| {
+        env.messages = Some(Arc::new(repo));
+        env.clock = c2;
+        env.contact_budget = FULL;
+        *slot.lock().expect("slot") = Some(env.bus.clone());
+    })
+    .await;
+    on_record(&store, &f.id);
+    connect_and_scan(&mut f).await;
+    let bus = bus_slot.lock().expect("slot").clone().expect("the bus");
+    let mut rx = bus.subscribe();
+
+    let mut config = crate::config::Config::defaults();
+    config.messaging.warmup_days = 0;
+    config.risk.min_sample = 5;
+    let watch = RiskWatch::new(Arc::new(store.clone()), clock.clone(), &config);
+    let (_stop_tx, stop) = tokio::sync::watch::channel(false);
+    let (outbox, _writer) = Outbox::start(
+        Arc::new(store.clone()),
+        Some(Arc::new(ToActor(f.actor.clone()))),
+    );
+    let (campaigns, _runner) = Campaigns::start(
+        Arc::new(store.clone()),
+        outbox,
+        &bus,
+        clock.clone(),
+        5,
+        stop.clone(),
+    );
+    let _watch = watch.start(&bus, campaigns.clone(), stop);
+    let now = clock.now();
+    store
+        .put_campaign(&CampaignRecord {
+            id: "c_cold".into(),
+            tenant: TenantId::new("t1").expect("id"),
+            session: f.id.clone(),
+            name: "lista fría".into(),
+            template: "Hola, ¿conocés nuestra promo?".into(),
+            recipients: (0..12)
+                .map(|i| Recipient {
+                    to: number(i),
+                    vars: Default::default(),
+                })
+                .collect(),
+            status: CampaignStatus::Draft,
+            next: 0,
+            sent: 0,
+            failed: 0,
+            created_at: now,
+            updated_at: now,
+            paused: None,
+        })
+        .expect("campaign");
+    campaigns.run("c_cold").await.expect("runs");
+
+    // Five strangers written to and none answered: 0 % of the sample.
+    let risk = next_of(&mut rx, |ev| match ev {
+        BusEvent::Risk(r) => Some(r.clone()),
+        _ => None,
+    })
+    .await;
+    assert_eq!((risk.level, risk.was), ("high", "low"));
+    assert_eq!(risk.reasons, ["low_new_contact_reply_rate"]);
+    let paused = next_of(&mut rx, |ev| match ev {
+        BusEvent::Campaign(c) if c.status == CampaignStatus::Paused => Some(c.clone()),
+        _ => None,
+    })
+    .await;
+    assert!(
+        paused.queued <= 6,
+        "it stopped at the fifth send: {paused:?}"
+    );
+    let c = store.campaign("c_cold").expect("read").expect("kept");
+    let pause = c.paused.expect("why it paused");
+    assert_eq!(pause.reason, "risk_high");
+    assert_eq!(pause.detail, "low_new_contact_reply_rate");
+    let report = watch.report(&f.id).expect("read").expect("on record");
+    assert_eq!(report.level, crate::messaging::risk::RiskLevel::High);
+    assert_eq!(report.week.new_contacts, paused.queued as u64);
+    assert_eq!(report.week.new_contact_reply_rate, Some(0.0));
+    assert_eq!(report.budget.used as usize, paused.queued);
+
+    // Two of them write back: 2 of 6 or fewer is over 25 %, and risk falls.
+    for i in 0..2 {
+        store
+            .store_incoming(&crate::store::IncomingRecord {
+                seq: 0,
+                id: format!("in{i}"),
+                tenant: TenantId::new("t1").expect("id"),
+                session: f.id.clone(),
+                from: number(i),
+                jid: None,
+                text: "no, gracias".into(),
+                at: clock.now(),
+            })
+            .expect("incoming");
+        bus.publish(BusEvent::MessageIn(crate::bus::MessageEvent {
+            tenant: TenantId::new("t1").expect("id"),
+            session: f.id.clone(),
+            id: format!("in{i}"),
+            from: number(i),
+            jid: format!("{}@c.us", number(i)),
+            text: "no, gracias".into(),
+            at: clock.now(),
+        }));
+    }
+    let fell = next_of(&mut rx, |ev| match ev {
+        BusEvent::Risk(r) => Some(r.clone()),
+        _ => None,
+    })
+    .await;
+    assert_eq!(fell.was, "high");
+    assert_ne!(fell.level, "high", "{fell:?}");
+}

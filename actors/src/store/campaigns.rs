@@ -58,6 +58,20 @@ pub struct CampaignRecord {
     pub failed: usize,
     pub created_at: Timestamp,
     pub updated_at: Timestamp,
+    /// Why it paused itself, while it is paused for that; cleared when it
+    /// runs again. Absent in records from before it existed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub paused: Option<CampaignPause>,
+}
+
+/// A campaign paused by the server, not by a person.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct CampaignPause {
+    /// `risk_high`: its session's ban risk reached `high`.
+    pub reason: String,
+    /// What raised it, for a person (the risk view's reasons).
+    pub detail: String,
+    pub at: Timestamp,
 }
 
 pub trait CampaignRepo: Send + Sync + 'static {

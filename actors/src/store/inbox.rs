@@ -99,6 +99,7 @@ impl InboxRepo for Store {
             }
         }
         contacts::note(&txn, &m.session, &m.from, m.at, false)?;
+        super::activity::bump(&txn, &m.session, m.at, |c| c.received += 1)?;
         txn.commit()?;
         Ok(seq)
     }

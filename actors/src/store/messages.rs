@@ -160,6 +160,30 @@ impl MessageRecord {
     }
 }
 
+/// Counts, in the activity of `m`'s hour, the status it entered (from `was`).
+fn count(
+    txn: &WriteTransaction,
+    m: &MessageRecord,
+    was: Option<MessageStatus>,
+) -> Result<(), StoreError> {
+    if was == Some(m.status) {
+        return Ok(());
+    }
+    let not_on_whatsapp = m.error.as_deref() == Some("not_on_whatsapp");
+    let change: fn(&mut super::Counts, bool) = match m.status {
+        MessageStatus::Sent => |c, _| c.sent += 1,
+        MessageStatus::Deferred => |c, _| c.deferred += 1,
+        MessageStatus::Failed => |c, not_on_whatsapp| {
+            c.failed += 1;
+            c.not_on_whatsapp += u64::from(not_on_whatsapp);
+        },
+        _ => return Ok(()),
+    };
+    super::activity::bump(txn, &m.session, m.updated_at, |c| {
+        change(c, not_on_whatsapp)
+    })
+}
+
 fn encode(m: &MessageRecord) -> Result<Vec<u8>, StoreError> {
     serde_json::to_vec(m).map_err(|e| StoreError::Db(e.to_string()))
 }
@@ -336,8 +360,14 @@ impl MessageRepo for Store {
     fn update(&self, m: &MessageRecord) -> Result<(), StoreError> {
         let txn = self.db().begin_write()?;
         {
-            txn.open_table(MESSAGES)?
-                .insert(m.id.as_str(), encode(m)?.as_slice())?;
+            let mut messages = txn.open_table(MESSAGES)?;
+            let was = messages
+                .insert(m.id.as_str(), encode(m)?.as_slice())?
+                .map(|old| decode(old.value()))
+                .transpose()?
+                .map(|old| old.status);
+            drop(messages);
+            count(&txn, m, was)?;
             if let Some(engine_id) = &m.engine_id {
                 txn.open_table(ENGINE_IDS)?
                     .insert(engine_key(&m.session, engine_id).as_str(), m.id.as_str())?;

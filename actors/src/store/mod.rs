@@ -9,6 +9,7 @@
 //! fail at once with [`StoreError::Locked`].
 
 mod accounts;
+mod activity;
 mod audit;
 mod campaigns;
 mod contacts;
@@ -22,9 +23,10 @@ mod sessions;
 mod webhooks;
 
 pub use accounts::{AccountError, AccountRepo, ApiKeyRecord, Role, TenantRecord, UserRecord};
+pub use activity::{ActivityRepo, Counts};
 pub use audit::{AuditEntry, AuditRepo, AUDIT_CAPACITY};
-pub use campaigns::{CampaignRecord, CampaignRepo, CampaignStatus, Recipient};
-pub use contacts::{ContactRepo, FirstExchange};
+pub use campaigns::{CampaignPause, CampaignRecord, CampaignRepo, CampaignStatus, Recipient};
+pub use contacts::{ContactRepo, FirstExchange, NewContacts};
 pub use inbox::{InboxRepo, IncomingRecord, MessageStore, INBOX_CAPACITY};
 pub use ledger::{AttemptKind, LedgerEvent, LedgerRepo};
 pub use messages::{Deferral, DeferralReason, MessageRecord, MessageRepo, MessageStatus};
@@ -161,6 +163,7 @@ impl Store {
             webhooks::create_auto_replies(&txn)?;
             campaigns::create_tables(&txn)?;
             contacts::create_tables(&txn)?;
+            activity::create_tables(&txn)?;
         }
         txn.commit()?;
         Ok(())

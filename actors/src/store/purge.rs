@@ -1,7 +1,7 @@
 //! Purging a tenant: one write transaction that removes every row keyed by
 //! it, table by table through each module's own `purge` (the tables stay
 //! private to their modules). Rows keyed by session (the send queue, the
-//! inbox, the contacts) go for every session the tenant had — from its session records
+//! inbox, the contacts, the activity counts) go for every session the tenant had — from its session records
 //! and from the sessions its messages name, since the supervisor may have
 //! deleted the records already. The admission ledger is not touched: its
 //! budgets protect the server's address and phone numbers, not a tenant's
@@ -12,7 +12,7 @@
 //! tokens die with their users). `purge_tests.rs` reads every table to
 //! prove it. Who calls this, and after what, is `tenants.rs`'s business.
 
-use super::{accounts, audit, campaigns, contacts, inbox, messages, sessions, webhooks};
+use super::{accounts, activity, audit, campaigns, contacts, inbox, messages, sessions, webhooks};
 use super::{Store, StoreError};
 use crate::ids::TenantId;
 use std::collections::BTreeSet;
@@ -34,6 +34,8 @@ pub struct TenantPurged {
     pub incoming: usize,
     /// Peers the tenant's sessions had exchanged messages with.
     pub contacts: usize,
+    /// Hours of the tenant's sessions' activity counts.
+    pub activity_hours: usize,
     pub audit_entries: usize,
 }
 
@@ -57,6 +59,7 @@ pub(super) fn purge_tenant(store: &Store, tenant: &TenantId) -> Result<TenantPur
         // Keyed by session only: after the inbox and the outbox have
         // named every session the tenant's messages were on.
         contacts: contacts::purge(&txn, &of_tenant)?,
+        activity_hours: activity::purge(&txn, &of_tenant)?,
         audit_entries: audit::purge(&txn, tenant)?,
     };
     txn.commit()?;

@@ -153,6 +153,7 @@ fn fill_messaging(store: &Store, t: &TenantId, s: &SessionId) {
             failed: 0,
             created_at: T,
             updated_at: T,
+            paused: None,
         })
         .expect("campaign");
 }
@@ -250,6 +251,7 @@ fn purging_a_tenant_leaves_no_row_of_it_in_any_table_and_every_other_row_as_it_w
             incoming: 1,
             audit_entries: 1,
             contacts: 1,
+            activity_hours: 1,
         }
     );
     let after = rows(&store);

@@ -40,6 +40,18 @@ impl Text for i64 {
     }
 }
 
+impl Text for () {
+    fn text(&self) -> String {
+        String::new()
+    }
+}
+
+impl<A: Text, B: Text, C: Text> Text for (A, B, C) {
+    fn text(&self) -> String {
+        format!("({}, {}, {})", self.0.text(), self.1.text(), self.2.text())
+    }
+}
+
 impl<A: Text, B: Text> Text for (A, B) {
     fn text(&self) -> String {
         format!("({}, {})", self.0.text(), self.1.text())
@@ -82,6 +94,7 @@ impl Store {
         super::webhooks::rows(&txn, &mut out)?;
         super::campaigns::rows(&txn, &mut out)?;
         super::contacts::rows(&txn, &mut out)?;
+        super::activity::rows(&txn, &mut out)?;
         let unlisted = txn
             .list_tables()?
             .map(|t| t.name().to_owned())
