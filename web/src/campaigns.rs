@@ -1,6 +1,11 @@
 //! `/api/v1/sessions/{id}/campaigns`: create a campaign (a template and
 //! recipients with variables), read its progress, and start, pause, resume
 //! or cancel it. Sending is the runner's and the session's pacing's job.
+//! Every campaign still to run shows its outlook under the new-contact
+//! budget (how many recipients are new to the number, when the last
+//! should go, how many days that takes), and `…/campaigns/preview` shows
+//! it before anything is stored. A session at high ban risk starts and
+//! resumes none (409 `risk_high`).
 
 use crate::auth::Caller;
 use crate::error::ApiError;
@@ -15,7 +20,13 @@ use axum::routing::{get, post};
 use axum::Json;
 use centinela_actors::clock::Timestamp;
 use centinela_actors::ids::{SessionId, TenantId};
-use centinela_actors::store::{CampaignRecord, CampaignStatus, Recipient};
+use centinela_actors::messaging::risk::{BudgetStatus, RiskLevel};
+use centinela_actors::messaging::template::render;
+use centinela_actors::messaging::Campaigns;
+use centinela_actors::store::{
+    CampaignPause, CampaignRecord, CampaignStatus, MessageStatus, Recipient,
+};
+use centinela_actors::supervisor::SessionDetail;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use utoipa::ToSchema;
@@ -42,6 +53,13 @@ pub fn routes() -> Routes {
                     .reply::<CampaignBody>(),
             ],
         )
+        .route(
+            "/api/v1/sessions/{id}/campaigns/preview",
+            post(preview),
+            vec![Doc::new("POST", "campaigns", "What a campaign would do, without storing it: new contacts, ETA under the new-contact budget, the first text", Access::Authenticated, &[(200, "the preview"), (400, "bad input"), (403, "another tenant's"), (404, "not found")])
+                .body::<NewCampaign>(json!({"name": "turnos", "template": "Hola {name}, tu turno es el {date}", "recipients": [{"to": "5491122334455", "vars": {"name": "Ana", "date": "lunes"}}]}))
+                .reply::<CampaignPreview>()],
+        )
         .route("/api/v1/sessions/{id}/campaigns/{cid}", get(get_one), vec![Doc::new("GET", "campaigns", "A campaign with its progress", Access::Authenticated, ONE).reply::<CampaignBody>()])
         .route("/api/v1/sessions/{id}/campaigns/{cid}/start", post(start), action("Start a draft campaign"))
         .route("/api/v1/sessions/{id}/campaigns/{cid}/pause", post(pause), action("Pause a running campaign"))
@@ -66,6 +84,95 @@ pub struct CampaignBody {
     pub failed: usize,
     pub created_at: Timestamp,
     pub updated_at: Timestamp,
+    /// Why the server paused it (`risk_high`), while it is paused for that.
+    pub paused: Option<CampaignPause>,
+    /// Its current recipient waits for the new-contact budget until then.
+    pub deferred_until: Option<Timestamp>,
+    /// While it has recipients to go: what the budget makes of them.
+    pub outlook: Option<CampaignOutlook>,
+}
+
+/// What the new-contact budget makes of a campaign's recipients still to go.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct CampaignOutlook {
+    /// Recipients the number never exchanged a message with.
+    pub new_contacts: usize,
+    pub known_contacts: usize,
+    /// When the last recipient should go out, at the session's budget,
+    /// warm-up, pacing and typing.
+    pub eta: Timestamp,
+    /// How many days that is, counting today as the first.
+    pub days_needed: u32,
+    /// Set when the new contacts are more than today's budget has left.
+    pub warning: Option<String>,
+}
+
+/// A campaign as it would run, nothing stored.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct CampaignPreview {
+    pub total: usize,
+    pub outlook: CampaignOutlook,
+    /// The session's new-contact budget as it stands.
+    pub budget: Option<BudgetStatus>,
+    /// The first recipient's text.
+    pub first_text: String,
+}
+
+/// `c` as the API shows it: with its outlook while it has recipients to go
+/// (left out, and logged, when the store cannot be read).
+fn shown(state: &AppState, c: &CampaignRecord) -> CampaignBody {
+    let mut body = CampaignBody::from(c);
+    if matches!(
+        c.status,
+        CampaignStatus::Cancelled | CampaignStatus::Completed
+    ) {
+        return body;
+    }
+    let current = match state.campaigns.current(c) {
+        Ok(m) => m,
+        Err(e) => {
+            tracing::warn!(campaign = %c.id, error = %e, "could not read the campaign's current message");
+            None
+        }
+    };
+    body.deferred_until = current
+        .filter(|m| m.status == MessageStatus::Deferred)
+        .and_then(|m| m.deferred)
+        .map(|d| d.next_attempt_at);
+    match outlook(state, c, body.deferred_until) {
+        Ok(o) => body.outlook = Some(o),
+        Err(e) => {
+            tracing::warn!(campaign = %c.id, error = %e, "could not work out the campaign's outlook")
+        }
+    }
+    body
+}
+
+fn outlook(
+    state: &AppState,
+    c: &CampaignRecord,
+    waiting_until: Option<Timestamp>,
+) -> Result<CampaignOutlook, ApiError> {
+    let o = state.risk.outlook(c, waiting_until)?;
+    let budget = state.risk.report(&c.session)?.map(|r| r.budget);
+    let warning = budget.filter(|b| o.new_contacts > b.remaining as usize).map(|b| {
+        format!(
+            "{} of the {} recipients still to go are new contacts of this number; its new-contact budget allows {} in 24 h ({} left now), so reaching them all takes {} days: the last should go out at {}",
+            o.new_contacts,
+            o.new_contacts + o.known_contacts,
+            b.allowance,
+            b.remaining,
+            o.days_needed,
+            o.eta
+        )
+    });
+    Ok(CampaignOutlook {
+        new_contacts: o.new_contacts,
+        known_contacts: o.known_contacts,
+        eta: o.eta,
+        days_needed: o.days_needed,
+        warning,
+    })
 }
 
 impl From<&CampaignRecord> for CampaignBody {
@@ -83,6 +190,9 @@ impl From<&CampaignRecord> for CampaignBody {
             failed: c.failed,
             created_at: c.created_at,
             updated_at: c.updated_at,
+            paused: c.paused.clone(),
+            deferred_until: None,
+            outlook: None,
         }
     }
 }
@@ -106,13 +216,13 @@ pub struct NewCampaign {
     recipients: Vec<Recipient>,
 }
 
-async fn create(
-    State(state): State<AppState>,
-    caller: Caller,
-    AppPath(id): AppPath<String>,
-    AppJson(body): AppJson<NewCampaign>,
-) -> Result<(StatusCode, Json<CampaignBody>), ApiError> {
-    let d = visible(&state, &caller, &id).await?;
+/// A draft of `body` for the session `d`, every input checked (its texts
+/// are checked by the runner's rules when it is stored or previewed).
+fn draft(
+    state: &AppState,
+    d: SessionDetail,
+    body: NewCampaign,
+) -> Result<CampaignRecord, ApiError> {
     if body.name.trim().is_empty() || body.name.chars().count() > 100 {
         return Err(ApiError::bad_request(
             "invalid_name",
@@ -154,8 +264,37 @@ async fn create(
         updated_at: now,
         paused: None,
     };
+    Ok(c)
+}
+
+async fn create(
+    State(state): State<AppState>,
+    caller: Caller,
+    AppPath(id): AppPath<String>,
+    AppJson(body): AppJson<NewCampaign>,
+) -> Result<(StatusCode, Json<CampaignBody>), ApiError> {
+    let d = visible(&state, &caller, &id).await?;
+    let c = draft(&state, d, body)?;
     state.campaigns.create(&c)?;
-    Ok((StatusCode::CREATED, Json(CampaignBody::from(&c))))
+    Ok((StatusCode::CREATED, Json(shown(&state, &c))))
+}
+
+async fn preview(
+    State(state): State<AppState>,
+    caller: Caller,
+    AppPath(id): AppPath<String>,
+    AppJson(body): AppJson<NewCampaign>,
+) -> Result<Json<CampaignPreview>, ApiError> {
+    let d = visible(&state, &caller, &id).await?;
+    let c = draft(&state, d, body)?;
+    Campaigns::check(&c)?;
+    let first = &c.recipients[0];
+    Ok(Json(CampaignPreview {
+        total: c.recipients.len(),
+        outlook: outlook(&state, &c, None)?,
+        budget: state.risk.report(&c.session)?.map(|r| r.budget),
+        first_text: render(&c.template, &first.vars).unwrap_or_default(),
+    }))
 }
 
 /// The campaign, if it belongs to the session and the caller may see it.
@@ -183,7 +322,7 @@ async fn list(
     let campaigns = all
         .iter()
         .filter(|c| c.session == d.view.id)
-        .map(CampaignBody::from)
+        .map(|c| shown(&state, c))
         .collect();
     Ok(Json(CampaignList { campaigns }))
 }
@@ -193,7 +332,8 @@ async fn get_one(
     caller: Caller,
     AppPath((id, cid)): AppPath<(String, String)>,
 ) -> Result<Json<CampaignBody>, ApiError> {
-    Ok(Json(CampaignBody::from(
+    Ok(Json(shown(
+        &state,
         &owned(&state, &caller, &id, &cid).await?,
     )))
 }
@@ -206,13 +346,40 @@ async fn change(
     cid: &str,
     action: &str,
 ) -> Result<Json<CampaignBody>, ApiError> {
-    owned(state, caller, id, cid).await?;
+    let c = owned(state, caller, id, cid).await?;
     let c = match action {
         "pause" => state.campaigns.pause(cid).await,
         "cancel" => state.campaigns.cancel(cid).await,
-        _ => state.campaigns.run(cid).await,
+        _ => {
+            refuse_at_high_risk(state, &c)?;
+            state.campaigns.run(cid).await
+        }
     };
-    Ok(Json(CampaignBody::from(&c?)))
+    Ok(Json(shown(state, &c?)))
+}
+
+/// 409 `risk_high` while the campaign's session is at high ban risk (and
+/// `risk.pause_campaigns` is on): it would only pause itself again.
+fn refuse_at_high_risk(state: &AppState, c: &CampaignRecord) -> Result<(), ApiError> {
+    if !state.risk.policy().pause_campaigns {
+        return Ok(());
+    }
+    let Some(report) = state.risk.report(&c.session)? else {
+        return Ok(());
+    };
+    if report.level != RiskLevel::High {
+        return Ok(());
+    }
+    let reasons: Vec<&str> = report.reasons.iter().map(|r| r.as_str()).collect();
+    Err(ApiError::conflict(
+        "risk_high",
+        format!(
+            "session {} is at high ban risk ({}): no campaign of it runs until the risk falls; GET /api/v1/sessions/{}/risk tells why",
+            c.session,
+            reasons.join(", "),
+            c.session
+        ),
+    ))
 }
 
 /// Start (from draft) and resume (from paused) are one operation.

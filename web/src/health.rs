@@ -213,6 +213,7 @@ async fn metrics(State(state): State<AppState>) -> Result<impl IntoResponse, Api
         &c.breakers,
         state.hub.stats.clients.load(Ordering::Relaxed),
         c.queue,
+        &state.risk.levels(),
     );
     Ok(([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], body))
 }

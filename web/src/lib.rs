@@ -22,6 +22,7 @@ pub mod metrics;
 pub mod openapi;
 pub mod qr;
 pub mod ratelimit;
+pub mod risk;
 pub mod security;
 pub mod serve;
 pub mod sessions;
@@ -33,8 +34,9 @@ use axum::Router;
 use centinela_actors::bus::Bus;
 use centinela_actors::clock::SharedClock;
 use centinela_actors::config::Config;
+use centinela_actors::messaging::risk_watch::RiskStore;
 use centinela_actors::messaging::webhooks::{Lookup, SystemLookup};
-use centinela_actors::messaging::{self, Campaigns, Outbox, Webhooks};
+use centinela_actors::messaging::{self, Campaigns, Outbox, RiskWatch, Webhooks};
 use centinela_actors::store::{
     AccountRepo, AuditRepo, AutoReplyRepo, CampaignRepo, InboxRepo, MessageRepo, WebhookRepo,
 };
@@ -80,6 +82,8 @@ pub struct AppState {
     pub outbox: centinela_actors::messaging::Outbox,
     pub webhooks: centinela_actors::messaging::Webhooks,
     pub campaigns: centinela_actors::messaging::Campaigns,
+    /// Each session's ban risk, new-contact budget and campaign outlooks.
+    pub risk: centinela_actors::messaging::RiskWatch,
     /// Deletes a tenant with everything it owns.
     pub tenants: centinela_actors::tenants::Tenants,
     pub web: WebConfig,
@@ -131,7 +135,7 @@ pub fn wire<S>(
     config: &Config,
 ) -> Wired
 where
-    S: Data + CampaignRepo + Clone,
+    S: Data + CampaignRepo + RiskStore + Clone,
 {
     let Injected { clock, webhook_dns } = injected;
     let auth = auth::Auth::new(
@@ -166,6 +170,8 @@ where
         config.webhooks.clone(),
         webhook_dns,
     );
+    let risk = RiskWatch::new(Arc::new(store.clone()), clock.clone(), config);
+    let risk_task = risk.start(bus, campaigns.clone(), stop_rx.clone());
     let metrics = Arc::new(metrics::Metrics::default());
     metrics.follow(bus);
     let tenants = centinela_actors::tenants::Tenants::new(
@@ -184,6 +190,7 @@ where
         outbox,
         webhooks,
         campaigns,
+        risk,
         tenants,
         web: WebConfig {
             cors_origins: config.server.cors_origins.clone(),
@@ -199,6 +206,7 @@ where
             hub_task,
             autoreply_task,
             campaigns_task,
+            risk_task,
             outbox_task,
             webhooks_task,
         ],
@@ -216,6 +224,7 @@ pub fn routes() -> openapi::Routes {
         .merge(messages::routes())
         .merge(webhooks::routes())
         .merge(campaigns::routes())
+        .merge(risk::routes())
         .merge(ratelimit::routes())
         .merge(ws::routes())
 }

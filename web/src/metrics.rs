@@ -8,6 +8,9 @@ use axum::extract::{MatchedPath, Request, State};
 use axum::middleware::Next;
 use axum::response::Response;
 use centinela_actors::bus::{Bus, BusEvent};
+use centinela_actors::ids::{SessionId, TenantId};
+use centinela_actors::messaging::risk::RiskLevel;
+use centinela_actors::store::MessageStatus;
 use std::collections::BTreeMap;
 use std::fmt::Write;
 use std::sync::Mutex;
@@ -31,6 +34,10 @@ struct Inner {
     latency: BTreeMap<String, Histogram>,
     transitions: BTreeMap<String, u64>,
     admissions: BTreeMap<(String, String), u64>,
+    /// Risk level changes by the level reached.
+    risk_changes: BTreeMap<&'static str, u64>,
+    /// Messages that had to wait for the new-contact budget.
+    deferred: u64,
 }
 
 #[derive(Default)]
@@ -77,6 +84,12 @@ impl Metrics {
                             .admissions
                             .entry((a.decision.name().to_owned(), reason))
                             .or_default() += 1;
+                    }
+                    Ok(BusEvent::Risk(r)) => {
+                        *me.lock().risk_changes.entry(r.level).or_default() += 1
+                    }
+                    Ok(BusEvent::MessageStatus(m)) if m.status == MessageStatus::Deferred => {
+                        me.lock().deferred += 1
                     }
                     Ok(_) | Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {}
                     Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
@@ -125,6 +138,7 @@ impl Metrics {
         breakers: &BTreeMap<&'static str, u64>,
         ws_clients: u64,
         queue_len: usize,
+        risks: &[(TenantId, SessionId, RiskLevel)],
     ) -> String {
         let g = self.lock();
         let mut out = String::new();
@@ -167,6 +181,28 @@ impl Metrics {
                 "centinela_messages_skipped_total{{kind=\"{kind}\"}} {n}"
             );
         }
+        let _ = writeln!(out, "# HELP centinela_session_risk Ban-risk level of each session assessed since the start: 0 low, 1 elevated, 2 high.\n# TYPE centinela_session_risk gauge");
+        for (tenant, session, level) in risks {
+            let _ = writeln!(
+                out,
+                "centinela_session_risk{{tenant=\"{tenant}\",session=\"{session}\"}} {}",
+                level.rank()
+            );
+        }
+        let _ = writeln!(out, "# HELP centinela_sessions_by_risk Sessions assessed since the start, by ban-risk level.\n# TYPE centinela_sessions_by_risk gauge");
+        for level in [RiskLevel::Low, RiskLevel::Elevated, RiskLevel::High] {
+            let n = risks.iter().filter(|r| r.2 == level).count();
+            let _ = writeln!(
+                out,
+                "centinela_sessions_by_risk{{level=\"{}\"}} {n}",
+                level.as_str()
+            );
+        }
+        let _ = writeln!(out, "# HELP centinela_risk_changes_total Ban-risk level changes by the level reached.\n# TYPE centinela_risk_changes_total counter");
+        for (level, n) in &g.risk_changes {
+            let _ = writeln!(out, "centinela_risk_changes_total{{level=\"{level}\"}} {n}");
+        }
+        let _ = writeln!(out, "# HELP centinela_messages_deferred_total Messages that had to wait for the new-contact budget.\n# TYPE centinela_messages_deferred_total counter\ncentinela_messages_deferred_total {}", g.deferred);
         let _ = writeln!(out, "# HELP centinela_websocket_clients Connected WebSocket clients.\n# TYPE centinela_websocket_clients gauge\ncentinela_websocket_clients {ws_clients}");
         let _ = writeln!(out, "# HELP centinela_http_requests_total HTTP requests by method, route and status.\n# TYPE centinela_http_requests_total counter");
         for ((method, route, status), n) in &g.requests {

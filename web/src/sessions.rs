@@ -17,6 +17,7 @@ use axum::Json;
 use centinela_actors::clock::Timestamp;
 use centinela_actors::engine::{DisconnectReason, EngineKind};
 use centinela_actors::ids::{SessionId, TenantId};
+use centinela_actors::messaging::risk::{BudgetStatus, RiskLevel};
 use centinela_actors::session::SessionState;
 use centinela_actors::supervisor::recovery::RecoveryStatus;
 use centinela_actors::supervisor::{
@@ -215,6 +216,29 @@ pub struct SessionBody {
     pub egress: String,
     /// The automatic restore after a local fault, while one is going on.
     pub recovery: Option<RecoveryStatus>,
+    /// The new-contact budget of the day, and what is left of it.
+    pub contact_budget: Option<BudgetStatus>,
+    /// The ban-risk level; `GET /api/v1/sessions/{id}/risk` tells why.
+    pub risk: Option<RiskLevel>,
+}
+
+impl SessionBody {
+    /// `d` as the API shows it, with its budget and risk (left out, and
+    /// logged, when the store cannot be read).
+    pub fn shown(state: &AppState, d: &SessionDetail) -> Self {
+        let mut body = SessionBody::from(d);
+        match state.risk.report(&d.view.id) {
+            Ok(Some(r)) => {
+                body.contact_budget = Some(r.budget);
+                body.risk = Some(r.level);
+            }
+            Ok(None) => {}
+            Err(e) => {
+                tracing::warn!(session = %d.view.id, error = %e, "could not read the session's budget and risk")
+            }
+        }
+        body
+    }
 }
 
 /// A pairing code in a session's view.
@@ -250,6 +274,8 @@ impl From<&SessionDetail> for SessionBody {
             admission: d.admission.clone(),
             egress: d.egress.clone(),
             recovery: d.recovery,
+            contact_budget: None,
+            risk: None,
         }
     }
 }
@@ -376,7 +402,8 @@ async fn update(
     };
     let (id, by) = (d.view.id, caller.name());
     state.supervisor.update(id.clone(), change, by).await?;
-    Ok(Json(SessionBody::from(
+    Ok(Json(SessionBody::shown(
+        &state,
         &state.supervisor.describe(id).await?,
     )))
 }
@@ -425,7 +452,10 @@ async fn create(
     };
     let view = state.supervisor.create(new).await?;
     let detail = state.supervisor.describe(view.id).await?;
-    Ok((StatusCode::CREATED, Json(SessionBody::from(&detail))))
+    Ok((
+        StatusCode::CREATED,
+        Json(SessionBody::shown(&state, &detail)),
+    ))
 }
 
 async fn list(
@@ -442,7 +472,7 @@ async fn list(
     }
     let all = state.supervisor.describe_all(tenant).await?;
     Ok(Json(SessionList {
-        sessions: all.iter().map(SessionBody::from).collect(),
+        sessions: all.iter().map(|d| SessionBody::shown(&state, d)).collect(),
     }))
 }
 
@@ -451,7 +481,8 @@ async fn get_one(
     caller: Caller,
     AppPath(id): AppPath<String>,
 ) -> Result<Json<SessionBody>, ApiError> {
-    Ok(Json(SessionBody::from(
+    Ok(Json(SessionBody::shown(
+        &state,
         &visible(&state, &caller, &id).await?,
     )))
 }
@@ -480,7 +511,7 @@ async fn connect(
             StatusCode::OK,
             Json(ConnectReply {
                 outcome: "already_live",
-                session: (&detail).into(),
+                session: SessionBody::shown(&state, &detail),
                 start_at: None,
                 position: None,
             }),
@@ -492,7 +523,7 @@ async fn connect(
             StatusCode::ACCEPTED,
             Json(ConnectReply {
                 outcome: "queued",
-                session: (&detail).into(),
+                session: SessionBody::shown(&state, &detail),
                 start_at: Some(start_at),
                 position: Some(position),
             }),
@@ -525,7 +556,8 @@ async fn stop(
     } else {
         state.supervisor.disconnect(id.clone()).await?;
     }
-    Ok(Json(SessionBody::from(
+    Ok(Json(SessionBody::shown(
+        state,
         &state.supervisor.describe(id).await?,
     )))
 }

@@ -82,12 +82,28 @@ impl Campaigns {
     /// Stores a new campaign once every recipient's text renders within
     /// the caps (the first that does not is named in the error).
     pub fn create(&self, c: &CampaignRecord) -> Result<(), CampaignError> {
+        Self::check(c)?;
+        Ok(self.repo.put_campaign(c)?)
+    }
+
+    /// Whether every recipient's text renders within the caps.
+    pub fn check(c: &CampaignRecord) -> Result<(), CampaignError> {
         for (index, r) in c.recipients.iter().enumerate() {
             if let Err(error) = render(&c.template, &r.vars) {
                 return Err(CampaignError::Render { index, error });
             }
         }
-        Ok(self.repo.put_campaign(c)?)
+        Ok(())
+    }
+
+    /// The message of `c`'s last queued recipient, if any.
+    pub fn current(&self, c: &CampaignRecord) -> Result<Option<MessageRecord>, CampaignError> {
+        if c.next == 0 {
+            return Ok(None);
+        }
+        Ok(self
+            .repo
+            .by_idempotency_key(&c.tenant, &key(c, c.next - 1))?)
     }
 
     pub fn get(&self, id: &str) -> Result<CampaignRecord, CampaignError> {

@@ -15,7 +15,7 @@ use crate::clock::Timestamp;
 use serde::{Deserialize, Serialize};
 
 /// The thresholds (`[risk]` in the configuration).
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RiskPolicy {
     /// Rates are judged only over at least this many messages (new

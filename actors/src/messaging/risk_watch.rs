@@ -134,10 +134,13 @@ impl RiskWatch {
     pub fn outlook(
         &self,
         c: &CampaignRecord,
-        paired_at: Option<Timestamp>,
         waiting_until: Option<Timestamp>,
     ) -> Result<Outlook, StoreError> {
         let now = self.clock.now();
+        let paired_at = self
+            .store
+            .get_session(&c.session)?
+            .and_then(|r| r.paired_at);
         let left = c.recipients.get(c.next..).unwrap_or_default();
         let peers: Vec<&str> = left.iter().map(|r| r.to.as_str()).collect();
         let known = self.store.known(&c.session, &peers)?;
