@@ -267,6 +267,40 @@ async fn a_person_links_a_number_from_the_dashboard() {
         30,
     )
     .await;
+    // The row shows the ban risk and the day's new-contact budget, and a
+    // test message to a new number uses one of it, live.
+    let risk_cell = format!("document.querySelector(\"{row_sel} .col-risk\")");
+    wait(
+        &page,
+        "the risk badge and an untouched budget",
+        &format!("{risk_cell}.querySelector('.risk-badge.risk-low') && {risk_cell}.querySelector('.budget').dataset.used === '0'"),
+        30,
+    )
+    .await;
+    let allowance = eval(
+        &page,
+        &format!("{risk_cell}.querySelector('.budget').dataset.allowance"),
+    )
+    .await;
+    assert_eq!(allowance, "5", "paired just now: day 1 of the warm-up");
+    fill(&page, "#send-to", "5491155550001").await;
+    fill(&page, "#send-text", "hola").await;
+    click(&page, "#send-submit").await;
+    wait(
+        &page,
+        "the budget counting the new contact",
+        &format!("{risk_cell}.querySelector('.budget').dataset.used === '1'"),
+        60,
+    )
+    .await;
+    click(&page, &format!("{row_sel} [data-risk-of]")).await;
+    wait(
+        &page,
+        "why the risk is low",
+        "['1 to new contacts', '1 a contactos nuevos'].some(s => document.querySelector('#sessions-message').textContent.includes(s))",
+        30,
+    )
+    .await;
     let shot_ready = screenshot(&page, "02-ready-with-log.png").await;
 
     page.reload().await.expect("reload");

@@ -1,4 +1,5 @@
-/* The "send a test message" form: its READY-session select and the send.
+/* The "send a test message" form: its READY-session select, the send, and that message's later
+   statuses (a deferral with its reason and time).
    Owns: the key of what the select lists (so an unchanged list leaves the select, and its focus, alone).
    Not: the session list itself (state.js, sessions.js). */
 import { sortedSessions } from './state.js';
@@ -7,6 +8,7 @@ import { api, act, sessionPath } from './api.js';
 import { t } from './i18n.js';
 
 let sendKey = '';
+let lastSent = null; // the message the result line is about: { id, session }
 
 // The next renderSendOptions() rebuilds the select.
 export const resetSend = () => { sendKey = ''; };
@@ -34,7 +36,19 @@ export async function onSend(ev) {
   $('send-submit').disabled = true;
   await act('send-result', async () => {
     const r = await api('POST', sessionPath(id, '/messages'), body);
+    lastSent = { id: r.id, session: id };
     return t('send.ok', { id: r.id, status: r.status });
   });
   $('send-submit').disabled = !$('send-session').value;
+}
+
+// The test message's later statuses; a deferral says why and until when.
+export async function onSendStatus(m) {
+  if (!lastSent || m.message_id !== lastSent.id) return;
+  if (m.status !== 'deferred') { setMsg('send-result', t('send.status', { id: m.message_id, status: m.status })); return; }
+  await act('send-result', async () => {
+    const r = await api('GET', sessionPath(lastSent.session, '/messages/' + encodeURIComponent(m.message_id)));
+    const at = r.deferred && r.deferred.next_attempt_at;
+    return t('send.deferred', { id: m.message_id, at: at ? new Date(at).toLocaleString() : '—' });
+  });
 }

@@ -1,6 +1,7 @@
 /* The session list: fetching it, its table rows (updated in place), the row actions (connect,
    disconnect, log out, delete with a second click, show QR), the new-session form, and the
-   transition and admission events applied to it.
+   transition, admission and risk events applied to it, and each row's ban risk and new-contact
+   budget (refetched when the session's messages move).
    Owns: the rows by session id and which session the "queued" notice is about; the sessions
    themselves are shared (state.js) because the QR, send and demo phone views read them.
    Not: how those views render (qr.js, send.js, sim.js), the admission note's content (admission.js). */
@@ -8,7 +9,7 @@ import { state, isAdmin, sortedSessions } from './state.js';
 import { $, el, button, setMsg } from './dom.js';
 import { countdownSpan, sinceSpan } from './time.js';
 import { api, act, sessionPath, errorText } from './api.js';
-import { t, tCode } from './i18n.js';
+import { t, tCode, lang } from './i18n.js';
 import { syncQr, showQrOf, reloadShownQr, qrTransition } from './qr.js';
 import { renderSendOptions } from './send.js';
 import { renderPhone, refreshDevices } from './sim.js';
@@ -59,7 +60,7 @@ export function renderSessions() {
 
 function createRow(id) {
   const row = el('tr', { 'data-session-id': id });
-  ['name', 'tenant', 'state', 'reason', 'since', 'phone', 'actions']
+  ['name', 'tenant', 'state', 'reason', 'since', 'phone', 'risk', 'actions']
     .forEach((col) => row.appendChild(el('td', { class: 'col-' + col, 'data-col': col })));
   row.querySelector('.col-tenant').classList.add('admin-only');
   const actions = row.querySelector('.col-actions');
@@ -83,7 +84,69 @@ function updateRow(row, s) {
   cells.since.textContent = '';
   if (s.since) cells.since.appendChild(sinceSpan(s.since));
   cells.phone.textContent = s.phone || '—';
+  renderRisk(cells.risk, s);
   updateRowButtons(row, s);
+}
+
+// The risk badge (click: why) and what is left of the day's new-contact budget.
+// Rebuilt only when it changed, so a focused badge survives live updates.
+function renderRisk(cell, s) {
+  const key = JSON.stringify([s.risk, s.contact_budget, lang()]);
+  if (cell.dataset.key === key) return;
+  cell.dataset.key = key;
+  cell.textContent = '';
+  if (!s.risk) { cell.textContent = '—'; return; }
+  cell.appendChild(button({ class: 'risk-badge risk-' + s.risk, 'data-risk-of': s.id, 'data-level': s.risk,
+    'aria-label': t('risk.why', { name: s.name }) }, t('risk.' + s.risk)));
+  const b = s.contact_budget;
+  if (!b) return;
+  const budget = el('span', { class: 'budget', 'data-used': String(b.used), 'data-allowance': String(b.allowance) },
+    t('budget.left', { used: b.used, allowance: b.allowance }));
+  if (b.warmup_day) budget.appendChild(document.createTextNode(' ' + t('budget.warmup', { day: b.warmup_day, of: b.warmup_days })));
+  if (b.next_at) budget.title = t('budget.nextAt', { at: new Date(b.next_at).toLocaleString() });
+  cell.append(' ', budget);
+}
+
+// Why the session's risk is what it is, in the sessions message line.
+async function showRisk(s) {
+  await act('sessions-message', async () => {
+    const r = await api('GET', sessionPath(s.id, '/risk'));
+    const reasons = (r.reasons || []).map((x) => tCode('riskReason.', x)).join('; ') || t('riskReason.none');
+    const rate = r.week.new_contact_reply_rate;
+    return t('risk.detail', { name: s.name, level: t('risk.' + r.level), reasons,
+      sent: r.day.sent, fresh: r.day.new_contacts, deferred: r.day.deferred,
+      rate: rate === null || rate === undefined ? '—' : Math.round(rate * 100) + ' %' });
+  });
+}
+
+const refreshing = new Map();
+
+// Refetches one session (its budget and risk moved); one request at a time per session.
+function refreshSession(id) {
+  if (refreshing.get(id)) { refreshing.set(id, 'again'); return; }
+  refreshing.set(id, 'busy');
+  const epoch = state.epoch;
+  api('GET', sessionPath(id)).then((s) => {
+    if (epoch === state.epoch && state.sessions.has(id)) sessionsChanged(s);
+  }).catch(() => { /* the next event or reload tries again */ }).finally(() => {
+    const again = refreshing.get(id) === 'again';
+    refreshing.delete(id);
+    if (again) refreshSession(id);
+  });
+}
+
+// A `risk` WebSocket event: the level moved.
+export function onRisk(m) {
+  const s = state.sessions.get(m.session_id);
+  if (!s) return;
+  s.risk = m.level;
+  sessionsChanged();
+  refreshSession(s.id);
+}
+
+// A `message_status` event: a send, failure or deferral moves the budget.
+export function onMessageStatus(m) {
+  if (['sent', 'deferred', 'failed'].includes(m.status) && state.sessions.has(m.session_id)) refreshSession(m.session_id);
 }
 
 function updateRowButtons(row, s) {
@@ -103,6 +166,8 @@ function updateRowButtons(row, s) {
 }
 
 export function onSessionAction(ev) {
+  const badge = ev.target.closest('button[data-risk-of]');
+  if (badge) { const of = state.sessions.get(badge.dataset.riskOf); if (of) showRisk(of); return; }
   const btn = ev.target.closest('button[data-action]');
   const s = btn && !btn.disabled && state.sessions.get(btn.closest('tr').dataset.sessionId);
   if (!s) return;
@@ -212,6 +277,9 @@ export function onTransition(m) {
   }
   qrTransition(s, wasQr, rotated);
   sessionsChanged();
+  // READY starts a number's warm-up: its budget is read again (the
+  // supervisor has recorded the pairing by the time this event is out).
+  if (s.state === 'READY') refreshSession(s.id);
 }
 
 // An `admission` WebSocket event: the session's queued / denied state.

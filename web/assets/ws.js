@@ -6,7 +6,8 @@ import { isAdmin, sessionName } from './state.js';
 import { $, toast } from './dom.js';
 import { api, enc, getToken } from './api.js';
 import { t, tCode } from './i18n.js';
-import { loadSessions, onTransition, onAdmission } from './sessions.js';
+import { loadSessions, onTransition, onAdmission, onRisk, onMessageStatus } from './sessions.js';
+import { onSendStatus } from './send.js';
 import { refreshRate } from './admission.js';
 import { refreshDevices } from './sim.js';
 import { receiveWsLog, loadAudit } from './log.js';
@@ -85,6 +86,8 @@ export function closeWs() {
 const WS_HANDLERS = {
   transition: onTransition,
   admission: onAdmission,
+  risk: onRisk,
+  message_status: (m) => { onMessageStatus(m); onSendStatus(m); },
   log: receiveWsLog,
   message_in: (m) => toast(t('toast.incoming', { session: sessionName(m.session_id), from: m.from, text: m.text })),
   pairing_code: onPairingCodeEvent,
