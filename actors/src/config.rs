@@ -106,6 +106,10 @@ pub struct ServerConfig {
 #[serde(deny_unknown_fields)]
 pub struct StorageConfig {
     pub data_dir: PathBuf,
+    /// 64 hex digits: the AES-256-GCM key that seals cloud sessions'
+    /// secrets. Unset: a key made once in `<data_dir>.secret-key` (0600).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub secret_key: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -127,6 +131,17 @@ pub struct EngineConfig {
     pub extra_args: Vec<String>,
     #[serde(with = "humantime_serde")]
     pub sim_qr_rotation: Duration,
+    /// The Graph API's address (Meta's Cloud API).
+    pub cloud_base_url: String,
+    /// The Graph API version a cloud session uses unless it names its own.
+    pub cloud_api_version: String,
+    /// Messages per second one cloud number sends at most (Meta's default
+    /// throughput is 80, inbound and outbound together).
+    pub cloud_max_per_second: u32,
+    /// The least time between two messages to one recipient (Meta's pair
+    /// rate: about one per 6 s).
+    #[serde(with = "humantime_serde")]
+    pub cloud_pair_interval: Duration,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
