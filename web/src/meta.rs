@@ -37,7 +37,8 @@ pub fn routes() -> Routes {
                 Access::Public,
                 &[(200, "the challenge"), (400, "bad query"), (403, "wrong token or mode")],
             )
-            .query::<Handshake>(),
+            .query::<Handshake>()
+            .content("text/plain"),
             Doc::new(
                 "POST",
                 "webhooks",
