@@ -627,3 +627,27 @@ async fn bad_cloud_input_is_refused_with_a_code() {
     assert_eq!(r.status, 400);
     w.server.shutdown().await.expect("shutdown");
 }
+
+#[tokio::test]
+async fn the_demo_has_a_ready_cloud_session_for_its_tenant() {
+    let w = world().await;
+    let admin = w.api.login(ADMIN, PASSWORD).await;
+    let mut ws = Ws::connect(&w.api.base, &format!("token={admin}")).await;
+    let r = w
+        .api
+        .call("GET", "/api/v1/sessions", Cred::Token(&admin), None)
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    let sessions = r.body["sessions"].as_array().expect("sessions").clone();
+    let cloud = sessions
+        .iter()
+        .find(|s| s["tenant_id"] == "demo" && s["engine"] == "cloud")
+        .unwrap_or_else(|| panic!("a demo cloud session in {sessions:?}"));
+    let id = cloud["id"].as_str().expect("id").to_owned();
+    if cloud["state"] != "READY" {
+        ws.until_state(&id, "READY").await;
+    }
+    let now = w.api.session(&admin, &id).await;
+    assert_eq!((now["state"].clone(), now["phone"].clone()), (json!("READY"), json!("15550001111")));
+    w.server.shutdown().await.expect("shutdown");
+}
