@@ -227,10 +227,14 @@ impl Running {
             _ => None,
         };
         let (store, secret) = open_store(&config, &services.admin, &services.clock)?;
-        let secrets = Arc::new(SecretBox::load(
-            config.storage.secret_key.as_deref(),
-            &config.storage.data_dir,
-        )?);
+        let secrets = Arc::new(
+            SecretBox::load(
+                config.storage.secret_key.as_deref(),
+                &config.storage.data_dir,
+            )?
+            .with_previous(config.storage.previous_secret_key.as_deref())?,
+        );
+        reseal_secrets(&store, &secrets)?;
         let (engines, cloud_hooks) =
             with_cloud_engine(services.engines, &config, &secrets, &services.clock);
         let bus = Bus::default();
@@ -413,6 +417,36 @@ fn demo_number() -> GraphNumber {
         access_token: DEMO_ACCESS_TOKEN.into(),
         app_secret: DEMO_APP_SECRET.into(),
     }
+}
+
+/// A key rotation: every cloud session's secrets that only the previous
+/// key opens are sealed again under the current one, before anything
+/// reads them. A secret neither key opens is left as it is and logged
+/// (the wrong key was given; its session cannot connect until the right
+/// one is).
+fn reseal_secrets(store: &Store, secrets: &SecretBox) -> Result<(), RunError> {
+    use centinela_actors::store::SessionRepo;
+    let mut resealed = 0;
+    for mut record in store.list_sessions()? {
+        let Some(cloud) = record.cloud.as_mut() else {
+            continue;
+        };
+        let again = match secrets.reseal(&cloud.secrets) {
+            Ok(Some(again)) => again,
+            Ok(None) => continue,
+            Err(e) => {
+                tracing::error!(tenant = %record.tenant, session = %record.id, error = %e, "a cloud session's secrets do not open with the configured key");
+                continue;
+            }
+        };
+        cloud.secrets = again;
+        store.put_session(&record)?;
+        resealed += 1;
+    }
+    if resealed > 0 {
+        tracing::warn!(resealed, "secret key rotated: cloud sessions' secrets sealed again under the new key; storage.previous_secret_key can go");
+    }
+    Ok(())
 }
 
 /// The engines of `engines`, with the cloud engine added unless there is

@@ -34,10 +34,26 @@ struct World {
 }
 
 async fn world() -> World {
-    centinela_web::logstream::install_global();
     let dir = tempfile::tempdir().expect("tempdir");
     let data_dir = dir.path().join("data");
-    let mut config = api_config(&data_dir);
+    let (server, api) = serve(api_config(&data_dir)).await;
+    let admin = api.login(ADMIN, PASSWORD).await;
+    let (token, _) = api.tenant_with_user(&admin, "acme").await;
+    let w = World {
+        server,
+        api,
+        token,
+        _dir: dir,
+        data_dir,
+    };
+    w.add_number().await;
+    w
+}
+
+/// A demo-mode server on `config` whose cloud engine calls its own
+/// Graph simulator.
+async fn serve(mut config: centinela::config::Config) -> (Server, Api) {
+    centinela_web::logstream::install_global();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
         .expect("bind");
@@ -58,23 +74,19 @@ async fn world() -> World {
     };
     let server = start_on(listener, config, services);
     let api = Api::new(&server.url(""));
-    let admin = api.login(ADMIN, PASSWORD).await;
-    let (token, _) = api.tenant_with_user(&admin, "acme").await;
-    let w = World {
-        server,
-        api,
-        token,
-        _dir: dir,
-        data_dir,
-    };
-    let r = w
-        .sim("POST", "/sim/graph/numbers", json!({"phone_number_id": PNID, "display_phone_number": DISPLAY, "access_token": TOKEN, "app_secret": APP_SECRET}))
-        .await;
-    assert_eq!(r.status, 201, "{}", r.text);
-    w
+    (server, api)
 }
 
 impl World {
+    /// The test's number on the Graph simulator (in memory: again after
+    /// each start).
+    async fn add_number(&self) {
+        let r = self
+        .sim("POST", "/sim/graph/numbers", json!({"phone_number_id": PNID, "display_phone_number": DISPLAY, "access_token": TOKEN, "app_secret": APP_SECRET}))
+        .await;
+        assert_eq!(r.status, 201, "{}", r.text);
+    }
+
     async fn sim(&self, method: &str, path: &str, body: Value) -> Res {
         self.api.call(method, path, Cred::None, Some(body)).await
     }
@@ -405,6 +417,17 @@ async fn a_bad_signature_is_401_and_changes_nothing_and_an_unknown_number_is_200
         "{}",
         r.text
     );
+    let admin = w.api.login(ADMIN, PASSWORD).await;
+    let m = w
+        .api
+        .call("GET", "/metrics", Cred::Token(&admin), None)
+        .await;
+    assert!(
+        m.text
+            .contains("centinela_meta_webhooks_unknown_number_total 1\n"),
+        "{}",
+        m.text
+    );
     let junk = w.webhook(b"{not json", None).await;
     assert_eq!(
         (junk.status, junk.body["error"]["code"].clone()),
@@ -648,6 +671,73 @@ async fn the_demo_has_a_ready_cloud_session_for_its_tenant() {
         ws.until_state(&id, "READY").await;
     }
     let now = w.api.session(&admin, &id).await;
-    assert_eq!((now["state"].clone(), now["phone"].clone()), (json!("READY"), json!("15550001111")));
+    assert_eq!(
+        (now["state"].clone(), now["phone"].clone()),
+        (json!("READY"), json!("15550001111"))
+    );
     w.server.shutdown().await.expect("shutdown");
+}
+
+/// A key rotation: with the old key as `previous_secret_key` the sealed
+/// secrets open and are sealed again under the new key at start; after
+/// that the new key alone opens them, and the old one alone no longer.
+#[tokio::test]
+async fn a_rotated_secret_key_reseals_the_cloud_secrets_at_start() {
+    let (old, new) = ("aa".repeat(32), "bb".repeat(32));
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data_dir = dir.path().join("data");
+    let config = |key: &str, previous: Option<&str>| {
+        let mut c = api_config(&data_dir);
+        c.storage.secret_key = Some(key.to_owned());
+        c.storage.previous_secret_key = previous.map(str::to_owned);
+        c
+    };
+    let (server, api) = serve(config(&old, None)).await;
+    let admin = api.login(ADMIN, PASSWORD).await;
+    let (token, _) = api.tenant_with_user(&admin, "acme").await;
+    let w = World {
+        server,
+        api,
+        token,
+        _dir: dir,
+        data_dir: data_dir.clone(),
+    };
+    let r = w.create(TOKEN).await;
+    assert_eq!(r.status, 201, "{}", r.text);
+    let id = r.body["id"].as_str().expect("id").to_owned();
+    w.server.shutdown().await.expect("shutdown");
+
+    for (key, previous, want) in [
+        (&new, Some(&old), "READY"),
+        (&new, None, "READY"),
+        (&old, None, "DISCONNECTED"),
+    ] {
+        let (server, api) = serve(config(key, previous.map(String::as_str))).await;
+        let admin = api.login(ADMIN, PASSWORD).await;
+        let r = api
+            .call(
+                "POST",
+                "/sim/graph/numbers",
+                Cred::None,
+                Some(json!({"phone_number_id": PNID,
+                "display_phone_number": DISPLAY, "access_token": TOKEN, "app_secret": APP_SECRET})),
+            )
+            .await;
+        assert_eq!(r.status, 201, "{}", r.text);
+        let mut ws = Ws::connect(&api.base, &format!("token={admin}")).await;
+        let c = api.session_action(&admin, &id, "connect").await;
+        assert!(c.status == 200 || c.status == 202, "{}", c.text);
+        let t = ws
+            .next(|v| {
+                v["type"] == "transition"
+                    && v["session_id"] == id.as_str()
+                    && (v["to"]["state"] == "READY" || v["to"]["state"] == "DISCONNECTED")
+            })
+            .await;
+        assert_eq!(
+            t["to"]["state"], want,
+            "key {key:.4}…, previous {previous:?}: {t}"
+        );
+        server.shutdown().await.expect("shutdown");
+    }
 }

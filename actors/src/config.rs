@@ -110,6 +110,10 @@ pub struct StorageConfig {
     /// secrets. Unset: a key made once in `<data_dir>.secret-key` (0600).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub secret_key: Option<String>,
+    /// During a key rotation: the key before `secret_key`. What it sealed
+    /// is sealed again under the current key on start.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub previous_secret_key: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]

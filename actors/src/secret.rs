@@ -58,9 +58,12 @@ impl std::fmt::Debug for Secret {
 pub struct Sealed(String);
 
 /// AES-256-GCM under the server's key; a fresh random nonce per seal.
+/// During a key rotation it also opens what the previous key sealed
+/// ([`SecretBox::with_previous`]), so those can be sealed again.
 #[derive(Clone)]
 pub struct SecretBox {
     cipher: Aes256Gcm,
+    previous: Option<Aes256Gcm>,
 }
 
 impl std::fmt::Debug for SecretBox {
@@ -73,7 +76,18 @@ impl SecretBox {
     pub fn new(key: [u8; 32]) -> Self {
         Self {
             cipher: Aes256Gcm::new(Key::<Aes256Gcm>::from_slice(&key)),
+            previous: None,
         }
+    }
+
+    /// The same box, also opening what `previous` (64 hex digits,
+    /// `storage.previous_secret_key`) sealed.
+    pub fn with_previous(mut self, previous: Option<&str>) -> Result<Self, SecretError> {
+        if let Some(hex) = previous {
+            let key = parse_key(hex)?;
+            self.previous = Some(Aes256Gcm::new(Key::<Aes256Gcm>::from_slice(&key)));
+        }
+        Ok(self)
     }
 
     /// A box under a random key that lives as long as the process: for
@@ -103,20 +117,37 @@ impl SecretBox {
         Sealed(format!("v1:{}{}", hex(&nonce), hex(&ct)))
     }
 
+    /// Opens `sealed` with the current key, or else the previous one.
     pub fn open(&self, sealed: &Sealed) -> Result<Vec<u8>, SecretError> {
-        let raw = sealed
-            .0
-            .strip_prefix("v1:")
-            .and_then(unhex)
-            .ok_or(SecretError::Open)?;
-        if raw.len() < 12 + 16 {
-            return Err(SecretError::Open);
-        }
-        let (nonce, ct) = raw.split_at(12);
-        self.cipher
-            .decrypt(Nonce::from_slice(nonce), ct)
-            .map_err(|_| SecretError::Open)
+        open_with(&self.cipher, sealed).or_else(|e| match &self.previous {
+            Some(previous) => open_with(previous, sealed),
+            None => Err(e),
+        })
     }
+
+    /// `sealed` under the current key, if only the previous key opens it
+    /// (a rotation in progress); `None` if there is nothing to do.
+    pub fn reseal(&self, sealed: &Sealed) -> Result<Option<Sealed>, SecretError> {
+        if open_with(&self.cipher, sealed).is_ok() {
+            return Ok(None);
+        }
+        Ok(Some(self.seal(&self.open(sealed)?)))
+    }
+}
+
+fn open_with(cipher: &Aes256Gcm, sealed: &Sealed) -> Result<Vec<u8>, SecretError> {
+    let raw = sealed
+        .0
+        .strip_prefix("v1:")
+        .and_then(unhex)
+        .ok_or(SecretError::Open)?;
+    if raw.len() < 12 + 16 {
+        return Err(SecretError::Open);
+    }
+    let (nonce, ct) = raw.split_at(12);
+    cipher
+        .decrypt(Nonce::from_slice(nonce), ct)
+        .map_err(|_| SecretError::Open)
 }
 
 /// Where the generated key lives: `<data_dir>.secret-key`, beside the data
@@ -246,6 +277,21 @@ mod tests {
         ));
         let hex64 = "11".repeat(32);
         assert!(SecretBox::load(Some(&hex64), Path::new("x")).is_ok());
+    }
+
+    #[test]
+    fn a_rotation_opens_the_old_seals_and_seals_them_again_under_the_new_key() {
+        let old = SecretBox::new([1; 32]);
+        let sealed = old.seal(b"token");
+        let new = SecretBox::new([2; 32])
+            .with_previous(Some(&"01".repeat(32)))
+            .expect("key");
+        assert_eq!(new.open(&sealed).expect("previous opens"), b"token");
+        let again = new.reseal(&sealed).expect("opens").expect("resealed");
+        assert_eq!(new.reseal(&again).expect("opens"), None, "already current");
+        let only_new = SecretBox::new([2; 32]);
+        assert_eq!(only_new.open(&again).expect("current"), b"token");
+        assert!(only_new.open(&sealed).is_err());
     }
 
     #[test]
