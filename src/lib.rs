@@ -568,10 +568,29 @@ pub async fn run_simulator(
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), RunError> {
+    run_simulators(options, tls, None, listener, shutdown).await
+}
+
+/// [`run_simulator`], with the Graph API simulator under `/sim/graph/` too
+/// when `graph_webhook` names where its signed webhooks go (a service's
+/// `/webhooks/meta`); it plays the demo's number from the start.
+pub async fn run_simulators(
+    options: SimOptions,
+    tls: bool,
+    graph_webhook: Option<String>,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), RunError> {
     let sim = Simulator::with_options(options);
     let _rotation = AbortOnDrop(sim.spawn_rotation());
     let addr = listener.local_addr()?;
-    let app = centinela_web::sim::router_with(sim, tls);
+    let mut app = centinela_web::sim::router_with(sim, tls);
+    if let Some(url) = graph_webhook {
+        tracing::info!(webhooks_to = %url, "Graph API simulator at /sim/graph/");
+        let graph = GraphSim::new(url);
+        graph.add_number(demo_number());
+        app = app.merge(centinela_web::sim::graph::router(graph));
+    }
     let acceptor = match tls {
         true => Some(centinela_web::sim::tls::self_signed()?),
         false => None,

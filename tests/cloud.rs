@@ -741,3 +741,43 @@ async fn a_rotated_secret_key_reseals_the_cloud_secrets_at_start() {
         server.shutdown().await.expect("shutdown");
     }
 }
+
+/// `centinela sim --graph-webhook URL` serves the Graph simulator too,
+/// playing the demo's number.
+#[tokio::test]
+async fn the_standalone_simulator_serves_the_graph_api_when_asked() {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    let task = tokio::spawn(centinela::run_simulators(
+        centinela_web::sim::SimOptions::default(),
+        false,
+        Some("http://127.0.0.1:9/webhooks/meta".into()),
+        listener,
+        async move {
+            let _ = rx.await;
+        },
+    ));
+    let api = Api::new(&format!("http://{addr}"));
+    let url = format!("/sim/graph/v20.0/{}", centinela::DEMO_PHONE_NUMBER_ID);
+    let r = api
+        .call("GET", &url, Cred::Token("demo-access-token"), None)
+        .await;
+    assert_eq!(
+        (r.status, r.body["display_phone_number"].clone()),
+        (200, json!("15550001111")),
+        "{}",
+        r.text
+    );
+    let r = api.call("GET", &url, Cred::Token("wrong"), None).await;
+    assert_eq!(
+        (r.status, r.body["error"]["code"].clone()),
+        (401, json!(190)),
+        "{}",
+        r.text
+    );
+    let _ = tx.send(());
+    task.await.expect("joined").expect("ran");
+}
