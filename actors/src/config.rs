@@ -495,6 +495,34 @@ impl Config {
                 "must be empty (generated) or at least 32 characters",
             ));
         }
+        let hex64 = |k: &str| k.len() == 64 && k.chars().all(|c| c.is_ascii_hexdigit());
+        for (key, value) in [
+            ("storage.secret_key", &self.storage.secret_key),
+            (
+                "storage.previous_secret_key",
+                &self.storage.previous_secret_key,
+            ),
+        ] {
+            if value.as_deref().is_some_and(|k| !hex64(k)) {
+                return Err(invalid(key, "(hidden)", "must be 64 hex digits (32 bytes)"));
+            }
+        }
+        if !(self.engine.cloud_base_url.starts_with("http://")
+            || self.engine.cloud_base_url.starts_with("https://"))
+        {
+            return Err(invalid(
+                "engine.cloud_base_url",
+                &self.engine.cloud_base_url,
+                "must be an http:// or https:// URL",
+            ));
+        }
+        if self.engine.cloud_max_per_second == 0 {
+            return Err(invalid(
+                "engine.cloud_max_per_second",
+                "0",
+                "must be at least 1",
+            ));
+        }
         Ok(())
     }
 
@@ -503,6 +531,14 @@ impl Config {
         let mut shown = self.clone();
         if !shown.auth.jwt_secret.is_empty() {
             shown.auth.jwt_secret = "********".into();
+        }
+        for key in [
+            &mut shown.storage.secret_key,
+            &mut shown.storage.previous_secret_key,
+        ] {
+            if key.is_some() {
+                *key = Some("********".into());
+            }
         }
         toml::to_string_pretty(&shown).unwrap_or_else(|e| format!("# cannot render config: {e}\n"))
     }
@@ -557,6 +593,18 @@ fn invalid(key: &'static str, value: impl std::fmt::Display, why: &'static str) 
 // figment's `Jail::expect_with` closures return its (large) `figment::Error`.
 #[allow(clippy::result_large_err)]
 mod tests {
+    #[test]
+    fn a_secret_key_must_be_64_hex_digits_and_is_masked() {
+        let mut c = Config::defaults();
+        c.storage.secret_key = Some("abc".into());
+        let e = c.validate().expect_err("short key");
+        assert!(e.to_string().contains("storage.secret_key"), "{e}");
+        assert!(!e.to_string().contains("abc"), "{e}");
+        c.storage.secret_key = Some("0f".repeat(32));
+        assert!(c.validate().is_ok());
+        assert!(!c.to_masked_toml().contains(&"0f".repeat(32)));
+    }
+
     use super::*;
     use figment::Jail;
 
