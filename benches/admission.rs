@@ -156,6 +156,7 @@ async fn bench_supervisor(config: Config, dir: &std::path::Path) {
             engine: EngineKind::Webjs,
             user_agent: None,
             proxy: None,
+            cloud: None,
         };
         let view = sup.create(new).await.expect("create");
         ids.push(view.id);

@@ -136,6 +136,7 @@ async fn round(sim: &Sim, n: usize, baseline: bool) -> Round {
             engine: centinela_actors::engine::EngineKind::Webjs,
             user_agent: baseline.then(|| WWEBJS_UA.to_owned()),
             proxy: None,
+            cloud: None,
         };
         let id = c.sup.create(new).await.expect("create").id;
         let t = Instant::now();

@@ -12,13 +12,17 @@
 use centinela_actors::bus::Bus;
 use centinela_actors::clock::{SharedClock, SystemClock};
 use centinela_actors::config::Config;
+use centinela_actors::engine::cloud::{CloudAccount, CloudHooks, CloudSecrets};
 use centinela_actors::engine::{EngineKind, EngineSet};
 use centinela_actors::messaging::webhooks::{Lookup, SystemLookup};
+use centinela_actors::secret::{Secret, SecretBox};
 use centinela_actors::session::actor::SessionEnv;
 use centinela_actors::store::{AccountRepo, Store, StoreError};
 use centinela_actors::supervisor::{Supervisor, SupervisorArgs};
+use centinela_engine_cloud::{CloudConfig, CloudEngine};
 use centinela_engine_webjs::{WebjsConfig, WebjsEngine};
 use centinela_web::serve::{Limits, TlsError};
+use centinela_web::sim::graph::{GraphNumber, GraphSim};
 use centinela_web::sim::{ControlAccess, Guard, SimOptions, Simulator};
 use std::future::Future;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
@@ -45,6 +49,8 @@ pub enum RunError {
     Tls(#[from] TlsError),
     #[error(transparent)]
     Demo(#[from] DemoError),
+    #[error("secret key: {0}")]
+    Secret(#[from] centinela_actors::secret::SecretError),
 }
 
 /// Why `serve --demo` refuses to start.
@@ -151,6 +157,13 @@ pub fn demo_wa_url(addr: SocketAddr) -> String {
 /// instead: `config/demo.toml`, under the file and the environment).
 pub fn point_at_simulator(config: &mut Config, addr: SocketAddr) {
     config.engine.wa_url = demo_wa_url(addr);
+    config.engine.cloud_base_url = demo_graph_url(addr);
+}
+
+/// The Graph API simulator mounted on a server listening at `addr` (the
+/// cloud engine's `engine.cloud_base_url` in `--demo`).
+pub fn demo_graph_url(addr: SocketAddr) -> String {
+    format!("http://{}/sim/graph", local_address(addr))
 }
 
 /// The dashboard's address carrying a public demo's control token in its
@@ -214,12 +227,22 @@ impl Running {
             _ => None,
         };
         let (store, secret) = open_store(&config, &services.admin, &services.clock)?;
+        let secrets = Arc::new(
+            SecretBox::load(
+                config.storage.secret_key.as_deref(),
+                &config.storage.data_dir,
+            )?
+            .with_previous(config.storage.previous_secret_key.as_deref())?,
+        );
+        reseal_secrets(&store, &secrets)?;
+        let (engines, cloud_hooks) =
+            with_cloud_engine(services.engines, &config, &secrets, &services.clock);
         let bus = Bus::default();
         // Subscribed before the supervisor starts: the log stream has its
         // restores too.
         let logs = centinela_web::logstream::subscribe(10_000);
         let (supervisor, supervisor_task) =
-            start_supervisor(&config, &store, services.engines, &services.clock, &bus).await?;
+            start_supervisor(&config, &store, engines, &services.clock, &bus).await?;
         let wired = centinela_web::wire(
             store.clone(),
             supervisor.clone(),
@@ -227,6 +250,8 @@ impl Running {
             centinela_web::Injected {
                 clock: services.clock.clone(),
                 webhook_dns: services.webhook_dns.clone(),
+                secrets: secrets.clone(),
+                cloud: cloud_hooks,
             },
             &secret,
             logs,
@@ -238,6 +263,7 @@ impl Running {
                 let listen = listener.local_addr()?;
                 let (sim_app, rotation) =
                     mount_simulator(demo, listen, &store, &config, &services.clock)?;
+                demo_cloud_session(&supervisor, &store, &secrets).await;
                 (app.merge(sim_app), Some(rotation))
             }
             None => (app, None),
@@ -365,9 +391,132 @@ fn mount_simulator(
     }
     tracing::info!(wa_url = %config.engine.wa_url, "demo: the WhatsApp Web simulator is mounted under /sim");
     let sim = demo.simulator;
-    let app = centinela_web::sim::guarded(sim.clone(), Guard::new(listen, demo.control));
+    let guard = Guard::new(listen, demo.control);
+    let graph = GraphSim::new(format!("http://{}/webhooks/meta", local_address(listen)));
+    graph.add_number(demo_number());
+    tracing::info!(cloud_base_url = %config.engine.cloud_base_url, "demo: the Graph API simulator is mounted under /sim/graph");
+    let app = centinela_web::sim::guarded(sim.clone(), guard.clone())
+        .merge(centinela_web::sim::graph::guarded(graph, guard));
     let app = centinela_web::security::harden(app, config.server.max_body_bytes);
     Ok((app, AbortOnDrop(sim.spawn_rotation())))
+}
+
+/// The demo's cloud number, as the Graph simulator plays it. Fixed values
+/// (a simulator's, not secrets), so the demo's cloud session restores
+/// after a restart against a fresh simulator.
+pub const DEMO_PHONE_NUMBER_ID: &str = "100000000000001";
+const DEMO_DISPLAY_NUMBER: &str = "15550001111";
+const DEMO_ACCESS_TOKEN: &str = "demo-access-token";
+const DEMO_APP_SECRET: &str = "demo-app-secret";
+const DEMO_VERIFY_TOKEN: &str = "demo-verify-token";
+
+fn demo_number() -> GraphNumber {
+    GraphNumber {
+        phone_number_id: DEMO_PHONE_NUMBER_ID.into(),
+        display_phone_number: DEMO_DISPLAY_NUMBER.into(),
+        access_token: DEMO_ACCESS_TOKEN.into(),
+        app_secret: DEMO_APP_SECRET.into(),
+    }
+}
+
+/// A key rotation: every cloud session's secrets that only the previous
+/// key opens are sealed again under the current one, before anything
+/// reads them. A secret neither key opens is left as it is and logged
+/// (the wrong key was given; its session cannot connect until the right
+/// one is).
+fn reseal_secrets(store: &Store, secrets: &SecretBox) -> Result<(), RunError> {
+    use centinela_actors::store::SessionRepo;
+    let mut resealed = 0;
+    for mut record in store.list_sessions()? {
+        let Some(cloud) = record.cloud.as_mut() else {
+            continue;
+        };
+        let again = match secrets.reseal(&cloud.secrets) {
+            Ok(Some(again)) => again,
+            Ok(None) => continue,
+            Err(e) => {
+                tracing::error!(tenant = %record.tenant, session = %record.id, error = %e, "a cloud session's secrets do not open with the configured key");
+                continue;
+            }
+        };
+        cloud.secrets = again;
+        store.put_session(&record)?;
+        resealed += 1;
+    }
+    if resealed > 0 {
+        tracing::warn!(resealed, "secret key rotated: cloud sessions' secrets sealed again under the new key; storage.previous_secret_key can go");
+    }
+    Ok(())
+}
+
+/// The engines of `engines`, with the cloud engine added unless there is
+/// one; and its webhook end for `/webhooks/meta`.
+fn with_cloud_engine(
+    engines: EngineSet,
+    config: &Config,
+    secrets: &Arc<SecretBox>,
+    clock: &SharedClock,
+) -> (EngineSet, Option<Arc<dyn CloudHooks>>) {
+    if engines.get(EngineKind::Cloud).is_some() {
+        return (engines, None);
+    }
+    let e = &config.engine;
+    let cloud = CloudEngine::new(
+        CloudConfig {
+            base_url: e.cloud_base_url.clone(),
+            api_version: e.cloud_api_version.clone(),
+            max_per_second: e.cloud_max_per_second,
+            pair_interval: e.cloud_pair_interval,
+        },
+        secrets.clone(),
+        clock.clone(),
+    );
+    let hooks: Arc<dyn CloudHooks> = cloud.hooks();
+    (
+        engines.with(EngineKind::Cloud, Arc::new(cloud)),
+        Some(hooks),
+    )
+}
+
+/// `--demo`: a cloud session for the demo tenant on the Graph simulator's
+/// number, made on the first start and connected (a restart restores it).
+async fn demo_cloud_session(supervisor: &Supervisor, store: &Store, secrets: &SecretBox) {
+    use centinela_actors::store::SessionRepo;
+    let tenant = centinela_actors::ids::TenantId::new(DEMO_TENANT).expect("a valid literal id");
+    let exists = store.list_sessions().map(|all| {
+        all.iter()
+            .any(|s| s.tenant == tenant && s.engine == EngineKind::Cloud)
+    });
+    if !matches!(exists, Ok(false)) {
+        return;
+    }
+    let secrets = CloudSecrets {
+        access_token: Secret::new(DEMO_ACCESS_TOKEN),
+        app_secret: Secret::new(DEMO_APP_SECRET),
+        verify_token: Secret::new(DEMO_VERIFY_TOKEN),
+    }
+    .seal(secrets);
+    let new = centinela_actors::supervisor::NewSession {
+        tenant,
+        name: "Cloud API (simulated)".into(),
+        engine: EngineKind::Cloud,
+        user_agent: None,
+        proxy: None,
+        cloud: Some(CloudAccount {
+            phone_number_id: DEMO_PHONE_NUMBER_ID.into(),
+            waba_id: None,
+            api_version: None,
+            secrets,
+        }),
+    };
+    let made = match supervisor.create(new).await {
+        Ok(view) => supervisor.connect(view.id).await.map(|_| ()),
+        Err(e) => Err(e),
+    };
+    match made {
+        Ok(()) => tracing::info!("demo: a cloud session on the Graph simulator is connecting"),
+        Err(e) => tracing::warn!(error = %e, "demo: could not make the cloud session"),
+    }
 }
 
 /// Serves `app` on `listener` in a task until `stop` turns `true`, then
@@ -419,10 +568,29 @@ pub async fn run_simulator(
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), RunError> {
+    run_simulators(options, tls, None, listener, shutdown).await
+}
+
+/// [`run_simulator`], with the Graph API simulator under `/sim/graph/` too
+/// when `graph_webhook` names where its signed webhooks go (a service's
+/// `/webhooks/meta`); it plays the demo's number from the start.
+pub async fn run_simulators(
+    options: SimOptions,
+    tls: bool,
+    graph_webhook: Option<String>,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), RunError> {
     let sim = Simulator::with_options(options);
     let _rotation = AbortOnDrop(sim.spawn_rotation());
     let addr = listener.local_addr()?;
-    let app = centinela_web::sim::router_with(sim, tls);
+    let mut app = centinela_web::sim::router_with(sim, tls);
+    if let Some(url) = graph_webhook {
+        tracing::info!(webhooks_to = %url, "Graph API simulator at /sim/graph/");
+        let graph = GraphSim::new(url);
+        graph.add_number(demo_number());
+        app = app.merge(centinela_web::sim::graph::router(graph));
+    }
     let acceptor = match tls {
         true => Some(centinela_web::sim::tls::self_signed()?),
         false => None,

@@ -86,6 +86,11 @@ enum Command {
         /// WhatsApp Web update that renamed it.
         #[arg(long = "without-module", value_name = "MODULE")]
         without_modules: Vec<String>,
+        /// Also serve the Graph API (Cloud API) simulator under
+        /// /sim/graph/, delivering its signed webhooks to this URL (a
+        /// service's /webhooks/meta).
+        #[arg(long, value_name = "URL")]
+        graph_webhook: Option<String>,
     },
 }
 
@@ -171,6 +176,7 @@ fn main() -> ExitCode {
             idle_after,
             no_serialized_keys,
             without_modules,
+            graph_webhook,
         } => {
             let options = SimOptions {
                 qr_rotation: config.engine.sim_qr_rotation,
@@ -178,7 +184,7 @@ fn main() -> ExitCode {
                 serialized_keys: !no_serialized_keys,
                 without_modules,
             };
-            simulate(&config, options, tls, listen)
+            simulate(&config, options, tls, graph_webhook, listen)
         }
         Command::User {
             action:
@@ -207,7 +213,13 @@ fn runtime() -> Option<tokio::runtime::Runtime> {
     }
 }
 
-fn simulate(config: &Config, options: SimOptions, tls: bool, listen: SocketAddr) -> ExitCode {
+fn simulate(
+    config: &Config,
+    options: SimOptions,
+    tls: bool,
+    graph_webhook: Option<String>,
+    listen: SocketAddr,
+) -> ExitCode {
     init_tracing(config);
     let Some(runtime) = runtime() else {
         return ExitCode::FAILURE;
@@ -220,7 +232,9 @@ fn simulate(config: &Config, options: SimOptions, tls: bool, listen: SocketAddr)
                 return ExitCode::FAILURE;
             }
         };
-        match centinela::run_simulator(options, tls, listener, shutdown_signal()).await {
+        let run =
+            centinela::run_simulators(options, tls, graph_webhook, listener, shutdown_signal());
+        match run.await {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
                 eprintln!("centinela: {e}");

@@ -34,9 +34,12 @@ fn config_prints_the_effective_values_with_secrets_masked() {
         &[
             ("CENTINELA__ANTIBAN__CONNECT_DELAY", "5s"),
             ("CENTINELA__AUTH__JWT_SECRET", &secret),
+            ("CENTINELA__STORAGE__SECRET_KEY", &"ab".repeat(32)),
         ],
     );
     assert!(out.status.success(), "{out:?}");
+    assert!(!String::from_utf8_lossy(&out.stdout).contains(&"ab".repeat(32)));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("secret_key = \"********\""));
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(text.contains("connect_delay = \"5s\""), "{text}");
     assert!(text.contains("global_attempts_per_hour = 3"), "{text}");

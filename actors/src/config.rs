@@ -108,6 +108,14 @@ pub struct ServerConfig {
 #[serde(deny_unknown_fields)]
 pub struct StorageConfig {
     pub data_dir: PathBuf,
+    /// 64 hex digits: the AES-256-GCM key that seals cloud sessions'
+    /// secrets. Unset: a key made once in `<data_dir>.secret-key` (0600).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub secret_key: Option<String>,
+    /// During a key rotation: the key before `secret_key`. What it sealed
+    /// is sealed again under the current key on start.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub previous_secret_key: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -129,6 +137,17 @@ pub struct EngineConfig {
     pub extra_args: Vec<String>,
     #[serde(with = "humantime_serde")]
     pub sim_qr_rotation: Duration,
+    /// The Graph API's address (Meta's Cloud API).
+    pub cloud_base_url: String,
+    /// The Graph API version a cloud session uses unless it names its own.
+    pub cloud_api_version: String,
+    /// Messages per second one cloud number sends at most (Meta's default
+    /// throughput is 80, inbound and outbound together).
+    pub cloud_max_per_second: u32,
+    /// The least time between two messages to one recipient (Meta's pair
+    /// rate: about one per 6 s).
+    #[serde(with = "humantime_serde")]
+    pub cloud_pair_interval: Duration,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -520,6 +539,34 @@ impl Config {
                 "must be empty (generated) or at least 32 characters",
             ));
         }
+        let hex64 = |k: &str| k.len() == 64 && k.chars().all(|c| c.is_ascii_hexdigit());
+        for (key, value) in [
+            ("storage.secret_key", &self.storage.secret_key),
+            (
+                "storage.previous_secret_key",
+                &self.storage.previous_secret_key,
+            ),
+        ] {
+            if value.as_deref().is_some_and(|k| !hex64(k)) {
+                return Err(invalid(key, "(hidden)", "must be 64 hex digits (32 bytes)"));
+            }
+        }
+        if !(self.engine.cloud_base_url.starts_with("http://")
+            || self.engine.cloud_base_url.starts_with("https://"))
+        {
+            return Err(invalid(
+                "engine.cloud_base_url",
+                &self.engine.cloud_base_url,
+                "must be an http:// or https:// URL",
+            ));
+        }
+        if self.engine.cloud_max_per_second == 0 {
+            return Err(invalid(
+                "engine.cloud_max_per_second",
+                "0",
+                "must be at least 1",
+            ));
+        }
         Ok(())
     }
 
@@ -528,6 +575,14 @@ impl Config {
         let mut shown = self.clone();
         if !shown.auth.jwt_secret.is_empty() {
             shown.auth.jwt_secret = "********".into();
+        }
+        for key in [
+            &mut shown.storage.secret_key,
+            &mut shown.storage.previous_secret_key,
+        ] {
+            if key.is_some() {
+                *key = Some("********".into());
+            }
         }
         toml::to_string_pretty(&shown).unwrap_or_else(|e| format!("# cannot render config: {e}\n"))
     }
@@ -582,6 +637,18 @@ fn invalid(key: &'static str, value: impl std::fmt::Display, why: &'static str) 
 // figment's `Jail::expect_with` closures return its (large) `figment::Error`.
 #[allow(clippy::result_large_err)]
 mod tests {
+    #[test]
+    fn a_secret_key_must_be_64_hex_digits_and_is_masked() {
+        let mut c = Config::defaults();
+        c.storage.secret_key = Some("abc".into());
+        let e = c.validate().expect_err("short key");
+        assert!(e.to_string().contains("storage.secret_key"), "{e}");
+        assert!(!e.to_string().contains("abc"), "{e}");
+        c.storage.secret_key = Some("0f".repeat(32));
+        assert!(c.validate().is_ok());
+        assert!(!c.to_masked_toml().contains(&"0f".repeat(32)));
+    }
+
     use super::*;
     use figment::Jail;
 

@@ -16,6 +16,7 @@ pub mod hub;
 pub mod ids;
 pub mod messaging;
 pub mod proxy;
+pub mod secret;
 pub mod session;
 pub mod store;
 pub mod supervisor;

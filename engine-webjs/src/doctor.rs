@@ -172,6 +172,7 @@ impl WebjsEngine {
             state_dir: profile.clone(),
             user_agent: None,
             proxy: None,
+            cloud: None,
         };
         let out = self.check(&spec, url, settle).await;
         let dir = profile.clone();

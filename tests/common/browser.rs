@@ -193,6 +193,7 @@ impl Centinela {
             engine: centinela_actors::engine::EngineKind::Webjs,
             user_agent: None,
             proxy,
+            cloud: None,
         };
         self.sup.create(new).await.expect("create").id
     }

@@ -93,6 +93,9 @@ pub enum ApiError {
     },
     #[error("request body too large")]
     PayloadTooLarge,
+    /// A webhook from Meta whose `X-Hub-Signature-256` is wrong or missing.
+    #[error("wrong or missing X-Hub-Signature-256")]
+    BadSignature,
     /// A public demo's simulator control API without its token.
     #[error("this demo's simulator control API wants the X-Sim-Token header printed when the server started")]
     SimTokenMissing,
@@ -153,6 +156,7 @@ impl ApiError {
             ApiError::Conflict { code, .. } => (StatusCode::CONFLICT, code),
             ApiError::TooManyRequests { code, .. } => (StatusCode::TOO_MANY_REQUESTS, code),
             ApiError::PayloadTooLarge => (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large"),
+            ApiError::BadSignature => (StatusCode::UNAUTHORIZED, "invalid_signature"),
             ApiError::SimTokenMissing => (StatusCode::UNAUTHORIZED, "sim_token_required"),
             ApiError::SimTokenWrong => (StatusCode::UNAUTHORIZED, "sim_token_invalid"),
             ApiError::HostNotAllowed => (StatusCode::FORBIDDEN, "host_not_allowed"),

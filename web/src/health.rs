@@ -208,12 +208,14 @@ async fn details(
 
 async fn metrics(State(state): State<AppState>) -> Result<impl IntoResponse, ApiError> {
     let c = by_state(&state).await?;
-    let body = state.metrics.render(
+    let mut body = state.metrics.render(
         &c.sessions,
         &c.breakers,
         state.hub.stats.clients.load(Ordering::Relaxed),
         c.queue,
         &state.risk.levels(),
     );
+    let unknown = state.cloud.as_ref().map_or(0, |c| c.unknown_numbers());
+    body.push_str(&format!("# HELP centinela_meta_webhooks_unknown_number_total Meta webhook deliveries for a number no running cloud session has (answered 200).\n# TYPE centinela_meta_webhooks_unknown_number_total counter\ncentinela_meta_webhooks_unknown_number_total {unknown}\n"));
     Ok(([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], body))
 }

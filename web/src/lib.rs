@@ -18,6 +18,7 @@ mod extract;
 mod health;
 pub mod logstream;
 pub mod messages;
+pub mod meta;
 pub mod metrics;
 pub mod openapi;
 pub mod qr;
@@ -89,6 +90,11 @@ pub struct AppState {
     pub web: WebConfig,
     /// Turns true when the server shuts down (WebSockets close).
     pub shutdown: tokio::sync::watch::Receiver<bool>,
+    /// Seals a cloud session's secrets before they reach the supervisor.
+    pub secrets: Arc<centinela_actors::secret::SecretBox>,
+    /// Meta's webhooks go in here (the cloud engine); `None` when the
+    /// server has no cloud engine.
+    pub cloud: Option<Arc<dyn centinela_actors::engine::cloud::CloudHooks>>,
 }
 
 /// What the background tasks take from outside, injected so tests can
@@ -97,14 +103,21 @@ pub struct AppState {
 pub struct Injected {
     pub clock: SharedClock,
     pub webhook_dns: Arc<dyn Lookup>,
+    /// The server's secret box (`storage.secret_key` or its key file).
+    pub secrets: Arc<centinela_actors::secret::SecretBox>,
+    /// The cloud engine's webhook end, when there is a cloud engine.
+    pub cloud: Option<Arc<dyn centinela_actors::engine::cloud::CloudHooks>>,
 }
 
 impl Injected {
-    /// `clock`, and the system's resolver.
+    /// `clock`, the system's resolver, a key for this process only and no
+    /// cloud engine.
     pub fn new(clock: SharedClock) -> Self {
         Self {
             clock,
             webhook_dns: Arc::new(SystemLookup),
+            secrets: Arc::new(centinela_actors::secret::SecretBox::ephemeral()),
+            cloud: None,
         }
     }
 }
@@ -137,7 +150,12 @@ pub fn wire<S>(
 where
     S: Data + CampaignRepo + RiskStore + Clone,
 {
-    let Injected { clock, webhook_dns } = injected;
+    let Injected {
+        clock,
+        webhook_dns,
+        secrets,
+        cloud,
+    } = injected;
     let auth = auth::Auth::new(
         Arc::new(store.clone()),
         clock.clone(),
@@ -198,6 +216,8 @@ where
             trusted_proxies: config.server.trusted_proxies.clone(),
         },
         shutdown: stop_rx,
+        secrets,
+        cloud,
     };
     Wired {
         state,
@@ -222,6 +242,7 @@ pub fn routes() -> openapi::Routes {
         .merge(accounts::routes())
         .merge(sessions::routes())
         .merge(messages::routes())
+        .merge(meta::routes())
         .merge(webhooks::routes())
         .merge(campaigns::routes())
         .merge(risk::routes())

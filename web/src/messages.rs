@@ -14,6 +14,8 @@ use axum::http::StatusCode;
 use axum::routing::get;
 use axum::Json;
 use centinela_actors::clock::Timestamp;
+use centinela_actors::engine::cloud::Template;
+use centinela_actors::engine::EngineKind;
 use centinela_actors::ids::{SessionId, TenantId};
 use centinela_actors::store::{Deferral, IncomingRecord, MessageRecord, MessageStatus};
 use serde::{Deserialize, Serialize};
@@ -45,7 +47,7 @@ pub fn routes() -> Routes {
                 Doc::new(
                     "POST",
                     "messages",
-                    "Queue a text (durable before the 202; paced; idempotent by key)",
+                    "Queue a text, or a template on a cloud session (durable before the 202; paced; idempotent by key)",
                     Access::Authenticated,
                     &[
                         (202, "queued"),
@@ -78,16 +80,63 @@ pub fn routes() -> Routes {
         )
 }
 
-/// A text to send: `to` in international format, 1-4096 characters of
-/// `text`; an `idempotency_key` makes a retry return the first message;
-/// `send_at` (RFC 3339) holds it until then.
+/// A message to send: `to` in international format and exactly one of
+/// `text` (1-4096 characters) or `template` (cloud sessions only: an
+/// approved template by name, language and components); an
+/// `idempotency_key` makes a retry return the first message; `send_at`
+/// (RFC 3339) holds it until then.
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SendText {
     to: String,
-    text: String,
+    text: Option<String>,
+    template: Option<Template>,
     idempotency_key: Option<String>,
     send_at: Option<String>,
+}
+
+/// Components passed to Meta as given, within reason.
+const MAX_TEMPLATE_BYTES: usize = 16 * 1024;
+
+/// `text` or `template`, exactly one, each within its bounds.
+fn content(
+    text: Option<String>,
+    template: Option<Template>,
+) -> Result<(String, Option<Template>), ApiError> {
+    match (text, template) {
+        (Some(text), None) => {
+            if text.trim().is_empty() || text.chars().count() > 4096 {
+                return Err(ApiError::bad_request(
+                    "invalid_text",
+                    "text must be 1-4096 characters",
+                ));
+            }
+            Ok((text, None))
+        }
+        (None, Some(t)) => {
+            let name_ok = (1..=512).contains(&t.name.len())
+                && t.name
+                    .chars()
+                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
+            let lang_ok = (2..=15).contains(&t.language.code.len())
+                && t.language
+                    .code
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
+            let size = serde_json::to_vec(&t.components).map_or(usize::MAX, |b| b.len());
+            if !name_ok || !lang_ok || size > MAX_TEMPLATE_BYTES {
+                return Err(ApiError::bad_request(
+                    "invalid_template",
+                    "template.name is 1-512 of a-z, 0-9 and _; template.language.code like en_US; components at most 16 KB",
+                ));
+            }
+            Ok((String::new(), Some(t)))
+        }
+        _ => Err(ApiError::bad_request(
+            "invalid_content",
+            "give exactly one of text or template",
+        )),
+    }
 }
 
 /// Normalizes an E.164-ish number: optional `+`, spaces and dashes removed,
@@ -118,6 +167,9 @@ pub struct MessageBody {
     /// The recipient's number (digits).
     pub to: String,
     pub text: String,
+    /// A template message's template (its `text` is empty).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub template: Option<Template>,
     pub status: MessageStatus,
     pub idempotency_key: Option<String>,
     pub created_at: Timestamp,
@@ -140,6 +192,7 @@ impl From<&MessageRecord> for MessageBody {
             tenant_id: m.tenant.clone(),
             to: m.to.clone(),
             text: m.text.clone(),
+            template: m.template.clone(),
             status: m.status,
             idempotency_key: m.idempotency_key.clone(),
             created_at: m.created_at,
@@ -176,12 +229,7 @@ async fn send_message(
     AppJson(body): AppJson<SendText>,
 ) -> Result<(StatusCode, Json<MessageBody>), ApiError> {
     let to = normalize_phone(&body.to)?;
-    if body.text.trim().is_empty() || body.text.chars().count() > 4096 {
-        return Err(ApiError::bad_request(
-            "invalid_text",
-            "text must be 1-4096 characters",
-        ));
-    }
+    let (text, template) = content(body.text, body.template)?;
     if body
         .idempotency_key
         .as_ref()
@@ -202,9 +250,16 @@ async fn send_message(
         })
         .transpose()?;
     let d = visible(&state, &caller, &id).await?;
+    if template.is_some() && d.engine != EngineKind::Cloud {
+        return Err(ApiError::bad_request(
+            "template_needs_cloud",
+            "templates are sent by cloud sessions only",
+        ));
+    }
     let now = state.clock.now();
-    let record = MessageRecord::queued(d.view.tenant, d.view.id, to, body.text, now)
+    let record = MessageRecord::queued(d.view.tenant, d.view.id, to, text, now)
         .with_key(body.idempotency_key)
+        .with_template(template)
         .not_before(send_at);
     let stored = state.outbox.accept(record).await?;
     Ok((StatusCode::ACCEPTED, Json(MessageBody::from(&stored))))

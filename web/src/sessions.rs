@@ -15,9 +15,11 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::Json;
 use centinela_actors::clock::Timestamp;
+use centinela_actors::engine::cloud::{CloudAccount, CloudSecrets};
 use centinela_actors::engine::{DisconnectReason, EngineKind};
 use centinela_actors::ids::{SessionId, TenantId};
 use centinela_actors::messaging::risk::{BudgetStatus, RiskLevel};
+use centinela_actors::secret::Secret;
 use centinela_actors::session::SessionState;
 use centinela_actors::supervisor::recovery::RecoveryStatus;
 use centinela_actors::supervisor::{
@@ -216,6 +218,10 @@ pub struct SessionBody {
     pub egress: String,
     /// The automatic restore after a local fault, while one is going on.
     pub recovery: Option<RecoveryStatus>,
+    pub engine: EngineKind,
+    /// A cloud session's account, its secrets masked.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cloud: Option<CloudShown>,
     /// The new-contact budget of the day, and what is left of it.
     pub contact_budget: Option<BudgetStatus>,
     /// The ban-risk level; `GET /api/v1/sessions/{id}/risk` tells why.
@@ -229,7 +235,10 @@ impl SessionBody {
         let mut body = SessionBody::from(d);
         match state.risk.report(&d.view.id) {
             Ok(Some(r)) => {
-                body.contact_budget = Some(r.budget);
+                // The official API has no new-contact budget.
+                if d.engine != EngineKind::Cloud {
+                    body.contact_budget = Some(r.budget);
+                }
                 body.risk = Some(r.level);
             }
             Ok(None) => {}
@@ -274,6 +283,15 @@ impl From<&SessionDetail> for SessionBody {
             admission: d.admission.clone(),
             egress: d.egress.clone(),
             recovery: d.recovery,
+            engine: d.engine,
+            cloud: d.cloud.as_ref().map(|c| CloudShown {
+                phone_number_id: c.phone_number_id.clone(),
+                waba_id: c.waba_id.clone(),
+                api_version: c.api_version.clone(),
+                access_token: MASK,
+                app_secret: MASK,
+                verify_token: MASK,
+            }),
             contact_budget: None,
             risk: None,
         }
@@ -335,6 +353,96 @@ pub struct CreateSession {
     engine: Option<EngineKind>,
     user_agent: Option<String>,
     proxy: Option<String>,
+    /// Required with `"engine":"cloud"`, refused otherwise.
+    cloud: Option<CloudInput>,
+}
+
+/// A Cloud API session's account. The three secrets are write-only: they
+/// are sealed (AES-256-GCM) before they are stored and shown masked.
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CloudInput {
+    /// The business phone number's id in the Graph API (digits).
+    phone_number_id: String,
+    access_token: String,
+    /// The Meta app's secret: it signs the webhooks (X-Hub-Signature-256).
+    app_secret: String,
+    /// What Meta's subscription handshake must present.
+    verify_token: String,
+    waba_id: Option<String>,
+    /// `v20.0`; the server's `engine.cloud_api_version` when absent.
+    api_version: Option<String>,
+}
+
+/// A cloud session's account as shown: ids, and the secrets masked.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct CloudShown {
+    pub phone_number_id: String,
+    pub waba_id: Option<String>,
+    pub api_version: Option<String>,
+    /// Always `***`: the secrets are write-only.
+    pub access_token: &'static str,
+    pub app_secret: &'static str,
+    pub verify_token: &'static str,
+}
+
+const MASK: &str = "***";
+
+fn digits_id(field: &'static str, raw: &str) -> Result<String, ApiError> {
+    if (1..=32).contains(&raw.len()) && raw.chars().all(|c| c.is_ascii_digit()) {
+        return Ok(raw.to_owned());
+    }
+    Err(ApiError::bad_request(
+        "invalid_cloud",
+        format!("cloud.{field} must be 1-32 digits"),
+    ))
+}
+
+fn secret_field(field: &'static str, raw: &str, max: usize) -> Result<Secret, ApiError> {
+    if raw.is_empty() || raw.len() > max || raw.chars().any(|c| c.is_control() || c == ' ') {
+        return Err(ApiError::bad_request(
+            "invalid_cloud",
+            format!("cloud.{field} must be 1-{max} printable characters without spaces"),
+        ));
+    }
+    Ok(Secret::new(raw))
+}
+
+/// Checks a cloud account and seals its secrets.
+fn cloud_account(state: &AppState, input: CloudInput) -> Result<CloudAccount, ApiError> {
+    let phone_number_id = digits_id("phone_number_id", &input.phone_number_id)?;
+    let waba_id = input
+        .waba_id
+        .as_deref()
+        .map(|w| digits_id("waba_id", w))
+        .transpose()?;
+    if let Some(v) = &input.api_version {
+        let ok = v.len() <= 10
+            && v.strip_prefix('v').is_some_and(|n| {
+                let mut parts = n.split('.');
+                let all_digits = |p: &str| !p.is_empty() && p.chars().all(|c| c.is_ascii_digit());
+                parts.next().is_some_and(all_digits)
+                    && parts.next().is_some_and(all_digits)
+                    && parts.next().is_none()
+            });
+        if !ok {
+            return Err(ApiError::bad_request(
+                "invalid_cloud",
+                "cloud.api_version looks like v20.0",
+            ));
+        }
+    }
+    let secrets = CloudSecrets {
+        access_token: secret_field("access_token", &input.access_token, 2048)?,
+        app_secret: secret_field("app_secret", &input.app_secret, 256)?,
+        verify_token: secret_field("verify_token", &input.verify_token, 256)?,
+    };
+    Ok(CloudAccount {
+        phone_number_id,
+        waba_id,
+        api_version: input.api_version,
+        secrets: secrets.seal(&state.secrets),
+    })
 }
 
 fn valid_name(raw: &str) -> Result<String, ApiError> {
@@ -443,12 +551,30 @@ async fn create(
     if let Some(p) = &body.proxy {
         valid_proxy(p)?;
     }
+    let engine = body.engine.unwrap_or(EngineKind::Webjs);
+    let cloud = match (engine, body.cloud) {
+        (EngineKind::Cloud, Some(input)) => Some(cloud_account(&state, input)?),
+        (EngineKind::Cloud, None) => {
+            return Err(ApiError::bad_request(
+                "missing_field",
+                "a cloud session needs \"cloud\": {phone_number_id, access_token, app_secret, verify_token}",
+            ))
+        }
+        (EngineKind::Webjs, Some(_)) => {
+            return Err(ApiError::bad_request(
+                "invalid_cloud",
+                "\"cloud\" is only for \"engine\": \"cloud\"",
+            ))
+        }
+        (EngineKind::Webjs, None) => None,
+    };
     let new = NewSession {
         tenant,
         name,
-        engine: body.engine.unwrap_or(EngineKind::Webjs),
+        engine,
         user_agent: body.user_agent,
         proxy: body.proxy,
+        cloud,
     };
     let view = state.supervisor.create(new).await?;
     let detail = state.supervisor.describe(view.id).await?;

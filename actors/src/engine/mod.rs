@@ -7,6 +7,7 @@
 //! crate never pulls a browser driver); the scripted engine is for unit
 //! tests of the actors only.
 
+pub mod cloud;
 mod reason;
 pub use reason::DisconnectReason;
 
@@ -28,12 +29,16 @@ use tokio::sync::mpsc;
 pub enum EngineKind {
     /// WhatsApp Web in headless Chromium.
     Webjs,
+    /// Meta's WhatsApp Business Cloud API (Graph API over HTTPS): no QR,
+    /// no browser; a token and a phone number id.
+    Cloud,
 }
 
 impl EngineKind {
     pub fn as_str(self) -> &'static str {
         match self {
             EngineKind::Webjs => "webjs",
+            EngineKind::Cloud => "cloud",
         }
     }
 }
@@ -103,6 +108,9 @@ pub struct DriverSpec {
     pub state_dir: PathBuf,
     pub user_agent: Option<String>,
     pub proxy: Option<String>,
+    /// A cloud session's account (its secrets sealed; the cloud engine
+    /// opens them).
+    pub cloud: Option<cloud::CloudAccount>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -124,6 +132,26 @@ pub enum EngineError {
     Closed,
     #[error("engine I/O error: {0}")]
     Io(String),
+    /// The Cloud API refused a free-form message outside the 24 h customer
+    /// service window (131047): only a template can reach the user.
+    #[error("outside the 24 h window: only a template can be sent (131047)")]
+    NeedsTemplate,
+    /// Over a throughput or pair rate limit (ours, or Meta's 130429 /
+    /// 131056): not sent; try again after `retry_after`.
+    #[error("rate limited ({code}); retry in {retry_after:?}")]
+    RateLimited {
+        code: u32,
+        retry_after: std::time::Duration,
+    },
+    /// The access token is invalid or expired (190): nothing can be sent
+    /// until the session gets a new one.
+    #[error("the access token is invalid or expired (190)")]
+    TokenInvalid,
+    /// The Cloud API refused this message for good (131026 undeliverable,
+    /// 131048 spam rate limit, 131049 not delivered by Meta's choice, a
+    /// template error, ...): retrying cannot help.
+    #[error("refused by the Cloud API with code {0}")]
+    Refused(u32),
 }
 
 /// Commands to a running driver. Dropping the handle must release what the
@@ -145,6 +173,17 @@ pub trait DriverControl: Send + Sync + 'static {
     async fn send_seen(&self, chat: &str) -> Result<(), EngineError> {
         let _ = chat;
         Err(EngineError::Unavailable("send-seen"))
+    }
+    /// Sends an approved template (the Cloud API's only way to reach a
+    /// user outside the 24 h window); engines without templates keep the
+    /// default.
+    async fn send_template(
+        &self,
+        to: &str,
+        template: &cloud::Template,
+    ) -> Result<String, EngineError> {
+        let _ = (to, template);
+        Err(EngineError::Unavailable("templates"))
     }
     /// Unpairs on WhatsApp's side.
     async fn logout(&self) -> Result<(), EngineError>;

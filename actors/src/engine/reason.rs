@@ -23,6 +23,9 @@ pub enum DisconnectReason {
     ProxyBlocked,
     BrowserCrashed,
     EngineError,
+    /// The Cloud API refused the access token (error 190, HTTP 401):
+    /// reconnecting with the same token cannot help.
+    TokenInvalid,
 }
 
 impl DisconnectReason {
@@ -37,6 +40,7 @@ impl DisconnectReason {
             Self::ProxyBlocked => "proxy_blocked",
             Self::BrowserCrashed => "browser_crashed",
             Self::EngineError => "engine_error",
+            Self::TokenInvalid => "token_invalid",
         }
     }
 
@@ -50,7 +54,8 @@ impl DisconnectReason {
             | Self::Conflict
             | Self::QrTimeout
             | Self::Banned
-            | Self::ProxyBlocked => true,
+            | Self::ProxyBlocked
+            | Self::TokenInvalid => true,
             Self::NeverConnected | Self::BrowserCrashed | Self::EngineError => false,
         }
     }

@@ -137,13 +137,17 @@ impl RiskWatch {
         waiting_until: Option<Timestamp>,
     ) -> Result<Outlook, StoreError> {
         let now = self.clock.now();
-        let paired_at = self
-            .store
-            .get_session(&c.session)?
-            .and_then(|r| r.paired_at);
+        let record = self.store.get_session(&c.session)?;
+        let paired_at = record.as_ref().and_then(|r| r.paired_at);
+        // The official API has no new-contact budget: nobody counts as new.
+        let official = record.is_some_and(|r| r.engine == crate::engine::EngineKind::Cloud);
         let left = c.recipients.get(c.next..).unwrap_or_default();
         let peers: Vec<&str> = left.iter().map(|r| r.to.as_str()).collect();
-        let known = self.store.known(&c.session, &peers)?;
+        let known = if official {
+            vec![true; peers.len()]
+        } else {
+            self.store.known(&c.session, &peers)?
+        };
         let pace = (self.pacing.min_delay + self.pacing.max_delay) / 2;
         let pace = pace.max(Duration::from_secs(60) / self.pacing.per_minute.max(1));
         let steps: Vec<Step> = left

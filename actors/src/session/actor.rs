@@ -227,6 +227,7 @@ impl SessionActorState {
             state_dir: self.env.profiles_dir.join(self.record.id.as_str()),
             user_agent: self.record.user_agent.clone(),
             proxy: self.record.proxy.clone(),
+            cloud: self.record.cloud.clone(),
         }
     }
 

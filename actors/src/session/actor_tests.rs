@@ -41,6 +41,7 @@ async fn fixture_with(tweak: impl FnOnce(&mut SessionEnv)) -> Fixture {
         paired: false,
         paired_at: None,
         created_at: Timestamp::from_millis(0),
+        cloud: None,
     };
     let env = SessionEnv {
         clock: Arc::new(ManualClock::new(Timestamp::from_millis(1_000_000))),

@@ -22,13 +22,20 @@
 //! budget has room, keeping its place in the queue, and the messages
 //! behind it (to known contacts, or due earlier) go first. The count is
 //! the store's, so a restart resets nothing.
+//!
+//! A cloud session (Meta's Cloud API) is the official API, not a person at
+//! a phone: no human pacing, no typing, no seen marks and no new-contact
+//! budget. Its own limits (throughput per number, pair rate per recipient)
+//! are the engine's, which answers [`EngineError::RateLimited`] before Meta
+//! would; such a message is deferred (`rate_limited`) for the engine's
+//! backoff and keeps its place.
 
 use super::actor::{SessionActorState, SessionMsg};
 use super::machine::SessionState;
 use crate::bus::{BusEvent, MessageStatusEvent};
 use crate::clock::Timer;
 use crate::clock::Timestamp;
-use crate::engine::{ChatState, EngineError};
+use crate::engine::{ChatState, EngineError, EngineKind};
 use crate::messaging::budget::{ContactBudget, Verdict, DAY};
 use crate::store::{Deferral, DeferralReason, MessageRecord, MessageStatus};
 use ractor::ActorRef;
@@ -112,10 +119,14 @@ pub fn schedule(myself: &ActorRef<SessionMsg>, st: &mut SessionActorState) {
         }
     };
     let now = st.env.clock.now();
-    let paced = st
-        .env
-        .pacing
-        .next_send(&mut st.outgoing.recent, now, &mut st.outgoing.rng);
+    let paced = match st.record.engine {
+        EngineKind::Cloud => now,
+        EngineKind::Webjs => {
+            st.env
+                .pacing
+                .next_send(&mut st.outgoing.recent, now, &mut st.outgoing.rng)
+        }
+    };
     let at = next.send_at.map_or(paced, |s| s.max(paced));
     st.outgoing.generation += 1;
     let generation = st.outgoing.generation;
@@ -167,6 +178,10 @@ pub async fn send_next(myself: &ActorRef<SessionMsg>, st: &mut SessionActorState
     let (SessionState::Ready { .. }, Some(_)) = (&st.machine.state, &st.driver) else {
         return; // waits for READY; scheduled again on the transition
     };
+    if st.record.engine == EngineKind::Cloud {
+        hand_off(myself, st, m).await;
+        return;
+    }
     let Some(m) = within_budget(myself, st, m, now) else {
         return;
     };
@@ -330,11 +345,18 @@ async fn hand_off(myself: &ActorRef<SessionMsg>, st: &mut SessionActorState, mut
     if !save(st, &m) {
         return;
     }
-    let result = match st.driver.as_ref() {
-        Some(driver) => tokio::time::timeout(SEND_TIMEOUT, driver.send_text(&m.to, &m.text))
-            .await
-            .unwrap_or(Err(EngineError::Timeout("sending a message"))),
-        None => Err(EngineError::NotReady),
+    let result = match (st.driver.as_ref(), &m.template) {
+        (Some(driver), None) => {
+            tokio::time::timeout(SEND_TIMEOUT, driver.send_text(&m.to, &m.text))
+                .await
+                .unwrap_or(Err(EngineError::Timeout("sending a message")))
+        }
+        (Some(driver), Some(template)) => {
+            tokio::time::timeout(SEND_TIMEOUT, driver.send_template(&m.to, template))
+                .await
+                .unwrap_or(Err(EngineError::Timeout("sending a template")))
+        }
+        (None, _) => Err(EngineError::NotReady),
     };
     let now = st.env.clock.now();
     st.outgoing.recent.push_back(now);
@@ -344,8 +366,29 @@ async fn hand_off(myself: &ActorRef<SessionMsg>, st: &mut SessionActorState, mut
             m.status = MessageStatus::Sent;
             m.engine_id = Some(engine_id);
         }
-        // Not handed over: it can wait for the next READY.
-        Err(EngineError::NotReady) => m.status = MessageStatus::Queued,
+        // Not handed over: it can wait for the next READY (a refused token
+        // disconnects the session; its messages wait for a new one).
+        Err(EngineError::NotReady | EngineError::TokenInvalid) => m.status = MessageStatus::Queued,
+        // Not sent, by a limit: again after the engine's backoff, in its
+        // place in the queue.
+        Err(EngineError::RateLimited { code, retry_after }) => {
+            let at = now.plus(retry_after);
+            tracing::info!(tenant = %st.record.tenant, session = %st.record.id, message = %m.id, code, next_attempt_at = %at, "rate limited: message deferred");
+            m.status = MessageStatus::Deferred;
+            m.send_at = Some(at);
+            m.deferred = Some(Deferral {
+                reason: DeferralReason::RateLimited,
+                next_attempt_at: at,
+            });
+        }
+        Err(EngineError::NeedsTemplate) => {
+            m.status = MessageStatus::Failed;
+            m.error = Some("needs_template".into());
+        }
+        Err(EngineError::Refused(code)) => {
+            m.status = MessageStatus::Failed;
+            m.error = Some(format!("cloud_error_{code}"));
+        }
         // WhatsApp's answer, not a fault: retrying cannot help.
         Err(EngineError::NotOnWhatsapp) => {
             m.status = MessageStatus::Failed;

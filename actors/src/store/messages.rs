@@ -77,6 +77,9 @@ pub enum DeferralReason {
     /// Its recipient is new to the number, and the session's new-contact
     /// budget of the last 24 h is spent (`messaging.new_contacts_per_day`).
     NewContactBudget,
+    /// The Cloud API's throughput or pair rate limit (ours or Meta's
+    /// 130429 / 131056): tried again after a backoff.
+    RateLimited,
 }
 
 /// A deferral: the message goes out (or is asked about again) at
@@ -112,6 +115,10 @@ pub struct MessageRecord {
     /// records from before it existed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub deferred: Option<Deferral>,
+    /// A template to send instead of `text` (cloud sessions only; `text`
+    /// is empty then).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub template: Option<crate::engine::cloud::Template>,
 }
 
 impl MessageRecord {
@@ -138,7 +145,14 @@ impl MessageRecord {
             error: None,
             answers: None,
             deferred: None,
+            template: None,
         }
+    }
+
+    /// The same message as a template (its text stays empty).
+    pub fn with_template(mut self, template: Option<crate::engine::cloud::Template>) -> Self {
+        self.template = template;
+        self
     }
 
     /// The same message under an idempotency key: accepted once per key.
@@ -603,6 +617,7 @@ mod tests {
             error: None,
             answers: None,
             deferred: None,
+            template: None,
         };
         store
             .accept(&[
@@ -692,6 +707,7 @@ mod tests {
             error: None,
             answers: None,
             deferred: None,
+            template: None,
         };
         let out = stored(store.accept(&[m("a"), m("b")]).expect("accept"));
         assert_eq!(out[0].id, "a");
@@ -727,6 +743,7 @@ mod tests {
             error: None,
             answers: None,
             deferred: None,
+            template: None,
         };
         let out = stored(store.accept(&[m("a", "s1"), m("b", "s2")]).expect("accept"));
         for (rec, engine_id) in out.iter().zip(["true_549@c.us_X1", "true_549@c.us_X2"]) {

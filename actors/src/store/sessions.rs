@@ -56,6 +56,9 @@ pub struct SessionRecord {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub paired_at: Option<Timestamp>,
     pub created_at: Timestamp,
+    /// A cloud session's account (secrets sealed); absent for webjs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cloud: Option<crate::engine::cloud::CloudAccount>,
 }
 
 impl SessionRecord {
@@ -174,6 +177,7 @@ impl SessionRecord {
             paired: false,
             paired_at: None,
             created_at: Timestamp::from_millis(1),
+            cloud: None,
         }
     }
 }
@@ -195,6 +199,7 @@ mod tests {
             paired: false,
             paired_at: None,
             created_at: Timestamp::from_millis(5),
+            cloud: None,
         }
     }
 

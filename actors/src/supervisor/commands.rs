@@ -81,6 +81,7 @@ pub(super) async fn create(
         paired: false,
         paired_at: None,
         created_at: now,
+        cloud: new.cloud,
     };
     st.repo.put_session(&record)?;
     let id = record.id.clone();

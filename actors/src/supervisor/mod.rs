@@ -40,6 +40,8 @@ pub struct NewSession {
     pub engine: EngineKind,
     pub user_agent: Option<String>,
     pub proxy: Option<String>,
+    /// The account of a cloud session (secrets already sealed).
+    pub cloud: Option<crate::engine::cloud::CloudAccount>,
 }
 
 /// A change to a stopped session's settings; `None` leaves a field as is.
@@ -125,6 +127,11 @@ pub struct SessionDetail {
     pub egress: String,
     /// The automatic restore after a local fault, while one is going on.
     pub recovery: Option<recovery::RecoveryStatus>,
+    #[serde(skip)]
+    pub engine: crate::engine::EngineKind,
+    /// A cloud session's account (secrets sealed: shown masked).
+    #[serde(skip)]
+    pub cloud: Option<crate::engine::cloud::CloudAccount>,
 }
 
 /// The anti-ban status with seed 003's field names.

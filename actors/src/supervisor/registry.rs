@@ -140,6 +140,8 @@ impl SupervisorState {
             admission,
             egress: crate::proxy::egress(e.record.proxy.as_deref()),
             recovery: e.breaker.status(),
+            engine: e.record.engine,
+            cloud: e.record.cloud.clone(),
         }
     }
 

@@ -95,6 +95,7 @@ impl Harness {
             engine: crate::engine::EngineKind::Webjs,
             user_agent: None,
             proxy: None,
+            cloud: None,
         };
         let view = call!(self.sup, |r| SupervisorMsg::Create { new, reply: r })
             .expect("call")
@@ -665,6 +666,7 @@ async fn creation_respects_the_per_tenant_session_limit() {
         engine: crate::engine::EngineKind::Webjs,
         user_agent: None,
         proxy: None,
+        cloud: None,
     };
     let out = call!(h.sup, |r| SupervisorMsg::Create { new, reply: r }).expect("call");
     match out {

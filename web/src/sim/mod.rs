@@ -11,6 +11,7 @@
 //! and bounded: the simulator is a test double of WhatsApp, not part of
 //! Centinela's domain.
 
+pub mod graph;
 pub mod guard;
 mod routes;
 pub mod tls;

@@ -1,0 +1,301 @@
+//! Secrets at rest: a [`SecretBox`] seals what must never be stored in the
+//! clear (a Cloud API session's access token, app secret and verify token)
+//! with AES-256-GCM under the server's secret key, and opens it again for
+//! the one place that needs it (the cloud engine). [`Secret`] is a string
+//! whose `Debug` never shows it, so a secret cannot reach a log line by a
+//! `?` field.
+//!
+//! The key comes from `storage.secret_key` (64 hex digits, or
+//! `CENTINELA__STORAGE__SECRET_KEY`), else from a file beside the data
+//! directory, made once with mode 0600 ([`key_file`]). Losing the key loses
+//! the sealed secrets (the sessions must be given their tokens again); it
+//! is not stored in the database on purpose, so a copy of the database
+//! alone opens nothing.
+
+use aes_gcm::aead::{Aead, KeyInit};
+use aes_gcm::{Aes256Gcm, Key, Nonce};
+use rand::RngCore;
+use serde::{Deserialize, Serialize};
+use std::path::{Path, PathBuf};
+
+/// Why a secret could not be sealed, opened or keyed.
+#[derive(Debug, thiserror::Error)]
+pub enum SecretError {
+    #[error("storage.secret_key must be 64 hex digits (32 bytes)")]
+    BadKey,
+    #[error("cannot read or write the secret key file {path}: {why}")]
+    KeyFile { path: PathBuf, why: String },
+    #[error("a sealed secret does not open with this key (wrong or rotated key, or corrupt)")]
+    Open,
+}
+
+/// A string that is never shown: `Debug` and `Display` print `***`.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(value: impl Into<String>) -> Self {
+        Self(value.into())
+    }
+
+    /// The value itself, for the one call that needs it.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("***")
+    }
+}
+
+/// Sealed bytes as stored: `v1:` then hex of nonce (12 bytes) and
+/// ciphertext with its tag.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct Sealed(String);
+
+/// AES-256-GCM under the server's key; a fresh random nonce per seal.
+/// During a key rotation it also opens what the previous key sealed
+/// ([`SecretBox::with_previous`]), so those can be sealed again.
+#[derive(Clone)]
+pub struct SecretBox {
+    cipher: Aes256Gcm,
+    previous: Option<Aes256Gcm>,
+}
+
+impl std::fmt::Debug for SecretBox {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("SecretBox")
+    }
+}
+
+impl SecretBox {
+    pub fn new(key: [u8; 32]) -> Self {
+        Self {
+            cipher: Aes256Gcm::new(Key::<Aes256Gcm>::from_slice(&key)),
+            previous: None,
+        }
+    }
+
+    /// The same box, also opening what `previous` (64 hex digits,
+    /// `storage.previous_secret_key`) sealed.
+    pub fn with_previous(mut self, previous: Option<&str>) -> Result<Self, SecretError> {
+        if let Some(hex) = previous {
+            let key = parse_key(hex)?;
+            self.previous = Some(Aes256Gcm::new(Key::<Aes256Gcm>::from_slice(&key)));
+        }
+        Ok(self)
+    }
+
+    /// A box under a random key that lives as long as the process: for
+    /// tests of the HTTP layer, where nothing outlives a run.
+    pub fn ephemeral() -> Self {
+        let mut key = [0u8; 32];
+        rand::rng().fill_bytes(&mut key);
+        Self::new(key)
+    }
+
+    /// The server's box: `configured` (hex) when given, else the key file
+    /// beside `data_dir`, made on the first start.
+    pub fn load(configured: Option<&str>, data_dir: &Path) -> Result<Self, SecretError> {
+        match configured {
+            Some(hex) => Ok(Self::new(parse_key(hex)?)),
+            None => Ok(Self::new(load_or_make(&key_file(data_dir))?)),
+        }
+    }
+
+    pub fn seal(&self, plain: &[u8]) -> Sealed {
+        let mut nonce = [0u8; 12];
+        rand::rng().fill_bytes(&mut nonce);
+        let ct = self
+            .cipher
+            .encrypt(Nonce::from_slice(&nonce), plain)
+            .expect("AES-GCM encryption of an in-memory buffer cannot fail");
+        Sealed(format!("v1:{}{}", hex(&nonce), hex(&ct)))
+    }
+
+    /// Opens `sealed` with the current key, or else the previous one.
+    pub fn open(&self, sealed: &Sealed) -> Result<Vec<u8>, SecretError> {
+        open_with(&self.cipher, sealed).or_else(|e| match &self.previous {
+            Some(previous) => open_with(previous, sealed),
+            None => Err(e),
+        })
+    }
+
+    /// `sealed` under the current key, if only the previous key opens it
+    /// (a rotation in progress); `None` if there is nothing to do.
+    pub fn reseal(&self, sealed: &Sealed) -> Result<Option<Sealed>, SecretError> {
+        if open_with(&self.cipher, sealed).is_ok() {
+            return Ok(None);
+        }
+        Ok(Some(self.seal(&self.open(sealed)?)))
+    }
+}
+
+fn open_with(cipher: &Aes256Gcm, sealed: &Sealed) -> Result<Vec<u8>, SecretError> {
+    let raw = sealed
+        .0
+        .strip_prefix("v1:")
+        .and_then(unhex)
+        .ok_or(SecretError::Open)?;
+    if raw.len() < 12 + 16 {
+        return Err(SecretError::Open);
+    }
+    let (nonce, ct) = raw.split_at(12);
+    cipher
+        .decrypt(Nonce::from_slice(nonce), ct)
+        .map_err(|_| SecretError::Open)
+}
+
+/// Where the generated key lives: `<data_dir>.secret-key`, beside the data
+/// directory (not in it, so a copy of the data directory alone opens
+/// nothing).
+pub fn key_file(data_dir: &Path) -> PathBuf {
+    let mut name = data_dir
+        .file_name()
+        .map(|n| n.to_os_string())
+        .unwrap_or_else(|| "centinela".into());
+    name.push(".secret-key");
+    data_dir.with_file_name(name)
+}
+
+fn parse_key(text: &str) -> Result<[u8; 32], SecretError> {
+    let bytes = unhex(text.trim()).ok_or(SecretError::BadKey)?;
+    bytes.try_into().map_err(|_| SecretError::BadKey)
+}
+
+fn load_or_make(path: &Path) -> Result<[u8; 32], SecretError> {
+    let fail = |e: std::io::Error| SecretError::KeyFile {
+        path: path.to_path_buf(),
+        why: e.to_string(),
+    };
+    match std::fs::read_to_string(path) {
+        Ok(text) => return parse_key(&text),
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(fail(e)),
+        Err(_) => {}
+    }
+    let mut key = [0u8; 32];
+    rand::rng().fill_bytes(&mut key);
+    if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+        std::fs::create_dir_all(parent).map_err(fail)?;
+    }
+    write_private(path, &hex(&key)).map_err(fail)?;
+    tracing::warn!(path = %path.display(), "made a new secret key for sealed session secrets: back it up (see the README)");
+    Ok(key)
+}
+
+#[cfg(unix)]
+fn write_private(path: &Path, text: &str) -> std::io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)?;
+    f.write_all(text.as_bytes())?;
+    f.sync_all()
+}
+
+#[cfg(not(unix))]
+fn write_private(path: &Path, text: &str) -> std::io::Result<()> {
+    std::fs::write(path, text)
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn unhex(text: &str) -> Option<Vec<u8>> {
+    if !text.len().is_multiple_of(2) || !text.is_ascii() {
+        return None;
+    }
+    (0..text.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(&text[i..i + 2], 16).ok())
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_sealed_secret_opens_with_its_key_only() {
+        let a = SecretBox::new([7; 32]);
+        let sealed = a.seal(b"EAAG-token");
+        assert!(!sealed.0.contains("EAAG"));
+        assert_eq!(a.open(&sealed).expect("opens"), b"EAAG-token");
+        let b = SecretBox::new([8; 32]);
+        assert!(matches!(b.open(&sealed), Err(SecretError::Open)));
+    }
+
+    #[test]
+    fn two_seals_of_one_secret_differ() {
+        let a = SecretBox::new([7; 32]);
+        assert_ne!(a.seal(b"x"), a.seal(b"x"));
+    }
+
+    #[test]
+    fn a_tampered_seal_does_not_open() {
+        let a = SecretBox::new([7; 32]);
+        let Sealed(mut text) = a.seal(b"secret");
+        let last = text.pop().expect("not empty");
+        text.push(if last == '0' { '1' } else { '0' });
+        assert!(a.open(&Sealed(text)).is_err());
+    }
+
+    #[test]
+    fn the_key_file_is_made_once_with_mode_0600_and_reused() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let data = dir.path().join("data");
+        let first = SecretBox::load(None, &data).expect("made");
+        let sealed = first.seal(b"kept");
+        let path = key_file(&data);
+        assert_eq!(path, dir.path().join("data.secret-key"));
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::metadata(&path)
+                .expect("exists")
+                .permissions()
+                .mode();
+            assert_eq!(mode & 0o777, 0o600);
+        }
+        let again = SecretBox::load(None, &data).expect("read back");
+        assert_eq!(again.open(&sealed).expect("same key"), b"kept");
+    }
+
+    #[test]
+    fn a_configured_key_must_be_64_hex_digits() {
+        assert!(matches!(
+            SecretBox::load(Some("abcd"), Path::new("x")),
+            Err(SecretError::BadKey)
+        ));
+        let hex64 = "11".repeat(32);
+        assert!(SecretBox::load(Some(&hex64), Path::new("x")).is_ok());
+    }
+
+    #[test]
+    fn a_rotation_opens_the_old_seals_and_seals_them_again_under_the_new_key() {
+        let old = SecretBox::new([1; 32]);
+        let sealed = old.seal(b"token");
+        let new = SecretBox::new([2; 32])
+            .with_previous(Some(&"01".repeat(32)))
+            .expect("key");
+        assert_eq!(new.open(&sealed).expect("previous opens"), b"token");
+        let again = new.reseal(&sealed).expect("opens").expect("resealed");
+        assert_eq!(new.reseal(&again).expect("opens"), None, "already current");
+        let only_new = SecretBox::new([2; 32]);
+        assert_eq!(only_new.open(&again).expect("current"), b"token");
+        assert!(only_new.open(&sealed).is_err());
+    }
+
+    #[test]
+    fn a_secret_never_shows_in_debug() {
+        assert_eq!(format!("{:?}", Secret::new("EAAG")), "***");
+    }
+}
