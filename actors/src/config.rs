@@ -72,6 +72,7 @@ pub struct Config {
     pub webhooks: WebhooksConfig,
     pub supervisor: SupervisorConfig,
     pub auth: AuthConfig,
+    pub otp: OtpConfig,
     pub log: LogConfig,
 }
 
@@ -266,6 +267,52 @@ pub struct AuthConfig {
     pub jwt_secret: String,
 }
 
+/// Verification codes (`/api/v1/otp`, seed 004's numbers).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct OtpConfig {
+    /// The Cloud API authentication template a cloud session sends the
+    /// code with (its body parameter and its URL button carry the code).
+    pub template: String,
+    /// The language of the text a webjs session sends, and the template's.
+    pub language: OtpLanguage,
+    /// The app named in the text: "<code> es tu código de verificación de <app>".
+    pub app: String,
+    /// How long a code is valid.
+    #[serde(with = "humantime_serde")]
+    pub ttl: Duration,
+    /// How soon a code may be sent again (a new code).
+    #[serde(with = "humantime_serde")]
+    pub resend_after: Duration,
+    /// Wrong codes before a code is voided.
+    pub max_attempts: u32,
+    /// Codes sent to one phone number in any rolling 24 h, server-wide.
+    pub per_phone_per_day: u32,
+    /// Codes requested from one client address in any rolling hour.
+    pub per_address_per_hour: u32,
+    /// The HMAC-SHA256 key codes are stored under; empty = generate one on
+    /// first start and keep it in the store.
+    pub secret: String,
+}
+
+/// The language of a verification text.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum OtpLanguage {
+    Es,
+    En,
+}
+
+impl OtpLanguage {
+    /// The language code a template is sent with.
+    pub fn code(self) -> &'static str {
+        match self {
+            OtpLanguage::Es => "es",
+            OtpLanguage::En => "en",
+        }
+    }
+}
+
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
 #[serde(rename_all = "lowercase")]
 pub enum LogFormat {
@@ -347,7 +394,10 @@ impl Config {
                 "must not exceed messaging.new_contacts_per_day",
             ));
         }
-        let positive: [(&'static str, u32); 15] = [
+        let positive: [(&'static str, u32); 18] = [
+            ("otp.max_attempts", self.otp.max_attempts),
+            ("otp.per_phone_per_day", self.otp.per_phone_per_day),
+            ("otp.per_address_per_hour", self.otp.per_address_per_hour),
             (
                 "messaging.new_contacts_per_day",
                 self.messaging.new_contacts_per_day,
@@ -435,7 +485,8 @@ impl Config {
                 "must not exceed antiban.max_sessions",
             ));
         }
-        let nonzero: [(&'static str, Duration); 11] = [
+        let nonzero: [(&'static str, Duration); 12] = [
+            ("otp.ttl", self.otp.ttl),
             ("webhooks.timeout", self.webhooks.timeout),
             ("webhooks.retention", self.webhooks.retention),
             ("engine.qr_window", self.engine.qr_window),
@@ -469,6 +520,19 @@ impl Config {
                 "must be an http:// or https:// URL",
             ));
         }
+        if !self.otp.secret.is_empty() && self.otp.secret.len() < 32 {
+            return Err(invalid(
+                "otp.secret",
+                "(hidden)",
+                "must be empty (generated) or at least 32 characters",
+            ));
+        }
+        if self.otp.app.trim().is_empty() || self.otp.app.chars().count() > 60 {
+            return Err(invalid("otp.app", &self.otp.app, "must be 1-60 characters"));
+        }
+        if self.otp.template.trim().is_empty() {
+            return Err(invalid("otp.template", "\"\"", "must not be empty"));
+        }
         if !self.auth.jwt_secret.is_empty() && self.auth.jwt_secret.len() < 32 {
             return Err(invalid(
                 "auth.jwt_secret",
@@ -484,6 +548,9 @@ impl Config {
         let mut shown = self.clone();
         if !shown.auth.jwt_secret.is_empty() {
             shown.auth.jwt_secret = "********".into();
+        }
+        if !shown.otp.secret.is_empty() {
+            shown.otp.secret = "********".into();
         }
         toml::to_string_pretty(&shown).unwrap_or_else(|e| format!("# cannot render config: {e}\n"))
     }
@@ -577,6 +644,15 @@ mod tests {
         assert!(c.webhooks.allow_private.is_empty(), "no private range");
         assert!(c.server.trusted_proxies.is_empty(), "no proxy trusted");
         assert_eq!(c.webhooks.retention, Duration::from_secs(7 * 86_400));
+        // Seed 004: 10 minutes, 60 s between sends, 3 tries, 5 a day per
+        // phone, 10 an hour per address.
+        assert_eq!(c.otp.ttl, Duration::from_secs(600));
+        assert_eq!(c.otp.resend_after, Duration::from_secs(60));
+        assert_eq!(c.otp.max_attempts, 3);
+        assert_eq!(c.otp.per_phone_per_day, 5);
+        assert_eq!(c.otp.per_address_per_hour, 10);
+        assert_eq!(c.otp.language, OtpLanguage::Es);
+        assert_eq!(c.otp.secret, "");
     }
 
     #[test]

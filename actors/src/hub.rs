@@ -280,6 +280,12 @@ fn shape_bus(e: BusEvent) -> Shaped {
             json!({"type": "pairing_durable", "tenant_id": p.tenant, "session_id": p.session,
                    "ready_at": p.ready_at, "at": p.at}),
         ),
+        BusEvent::Otp(o) => (
+            o.kind.name(),
+            o.at,
+            json!({"type": o.kind.name(), "tenant_id": o.tenant, "session_id": o.session,
+                   "otp_id": o.otp, "reason": o.reason, "attempts_left": o.attempts_left, "at": o.at}),
+        ),
         BusEvent::Recovery(r) => (
             "session.recovery",
             r.at,

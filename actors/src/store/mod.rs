@@ -15,6 +15,7 @@ mod contacts;
 mod inbox;
 mod ledger;
 mod messages;
+mod otps;
 mod purge;
 #[cfg(test)]
 mod rows;
@@ -27,7 +28,10 @@ pub use campaigns::{CampaignRecord, CampaignRepo, CampaignStatus, Recipient};
 pub use contacts::{ContactRepo, FirstExchange};
 pub use inbox::{InboxRepo, IncomingRecord, MessageStore, INBOX_CAPACITY};
 pub use ledger::{AttemptKind, LedgerEvent, LedgerRepo};
-pub use messages::{Deferral, DeferralReason, MessageRecord, MessageRepo, MessageStatus};
+pub use messages::{
+    Deferral, DeferralReason, MessageRecord, MessageRepo, MessageStatus, REDACTED_TEXT,
+};
+pub use otps::{Issue, OtpPurpose, OtpRecord, OtpRepo, OtpStatus, SendLimit};
 pub use purge::TenantPurged;
 pub use sessions::{DesiredState, SessionRecord, SessionRepo};
 pub use webhooks::{
@@ -161,6 +165,7 @@ impl Store {
             webhooks::create_auto_replies(&txn)?;
             campaigns::create_tables(&txn)?;
             contacts::create_tables(&txn)?;
+            otps::create_tables(&txn)?;
         }
         txn.commit()?;
         Ok(())
