@@ -213,7 +213,7 @@ impl Running {
             (Some(cert), Some(key)) => Some(centinela_web::serve::tls_from_pem(cert, key)?),
             _ => None,
         };
-        let (store, secret) = open_store(&config, &services.admin, &services.clock)?;
+        let (store, secrets) = open_store(&config, &services.admin, &services.clock)?;
         let bus = Bus::default();
         // Subscribed before the supervisor starts: the log stream has its
         // restores too.
@@ -228,7 +228,7 @@ impl Running {
                 clock: services.clock.clone(),
                 webhook_dns: services.webhook_dns.clone(),
             },
-            &secret,
+            &secrets,
             logs,
             &config,
         );
@@ -301,21 +301,24 @@ impl Running {
     }
 }
 
-/// Opens the store and readies it for the first start: the JWT secret
-/// (from the config, or made once and kept in the store), and the first
-/// admin if there is no user yet.
+/// Opens the store and readies it for the first start: the JWT secret and
+/// the OTP key (each from the config, or made once and kept in the store),
+/// and the first admin if there is no user yet.
 fn open_store(
     config: &Config,
     admin: &AdminBootstrap,
     clock: &SharedClock,
-) -> Result<(Store, Vec<u8>), RunError> {
+) -> Result<(Store, centinela_web::Secrets), RunError> {
     let store = Store::open(&config.storage.data_dir)?;
-    let secret = bootstrap::jwt_secret(config, &store)?;
+    let secrets = centinela_web::Secrets {
+        jwt: bootstrap::jwt_secret(config, &store)?,
+        otp: bootstrap::otp_secret(config, &store)?,
+    };
     if let Some((user, password)) = bootstrap::ensure_admin(&store, admin, clock.now())? {
         // Shown once, on the console of whoever started the first run.
         eprintln!("centinela: created the first admin: username {user:?}, password {password:?} (shown once; change it with POST /auth/change-password)");
     }
-    Ok((store, secret))
+    Ok((store, secrets))
 }
 
 /// Spawns the supervisor on `store` with `engines`; it restores the

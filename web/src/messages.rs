@@ -139,7 +139,8 @@ impl From<&MessageRecord> for MessageBody {
             session_id: m.session.clone(),
             tenant_id: m.tenant.clone(),
             to: m.to.clone(),
-            text: m.text.clone(),
+            // A verification code's message never shows its code.
+            text: m.visible_text().to_owned(),
             status: m.status,
             idempotency_key: m.idempotency_key.clone(),
             created_at: m.created_at,

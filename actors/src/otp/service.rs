@@ -75,9 +75,11 @@ pub enum OtpError {
     Limited {
         reason: LimitReason,
         retry_at: Timestamp,
+        /// From the time of the refusal to `retry_at`.
+        wait: Duration,
     },
-    #[error("a new code may be sent from {0}")]
-    TooSoon(Timestamp),
+    #[error("a new code may be sent from {at}")]
+    TooSoon { at: Timestamp, wait: Duration },
     #[error("this code was used already")]
     AlreadyUsed,
     /// Exhausted, superseded or undelivered: a new OTP is needed.
@@ -205,7 +207,7 @@ impl Otp {
                     now,
                 );
             }
-            Issue::Limited { index, retry_at } => return Err(limited(index, retry_at)),
+            Issue::Limited { index, retry_at } => return Err(limited(index, retry_at, now)),
             Issue::Refused(_) => {
                 return Err(StoreError::Db("an OTP id was drawn twice".into()).into())
             }
@@ -256,7 +258,7 @@ impl Otp {
             .store
             .otp(id)?
             .ok_or_else(|| OtpError::NotFound(id.to_owned()))?;
-        rules::resend(&current, now).map_err(refused)?;
+        rules::resend(&current, now).map_err(|r| refused(r, now))?;
         let phone = E164::parse(&current.phone)?;
         let session = me
             .store
@@ -294,9 +296,11 @@ impl Otp {
                 let others = superseded.iter().filter_map(|o| o.message_id.as_deref());
                 self.withdraw(old.chain(others), now);
             }
-            Issue::Limited { index, retry_at } => return Err(limited(index, retry_at)),
+            Issue::Limited { index, retry_at } => return Err(limited(index, retry_at, now)),
             Issue::Refused(_) => {
-                return Err(refusal.map_or_else(|| OtpError::NotFound(id.to_owned()), refused))
+                return Err(
+                    refusal.map_or_else(|| OtpError::NotFound(id.to_owned()), |r| refused(r, now))
+                )
             }
         }
         tracing::info!(tenant = %next.tenant, session = %next.session, otp = %next.id, sends = next.sends, "verification code sent again");
@@ -365,6 +369,7 @@ impl Otp {
                 Err(OtpError::Limited {
                     reason: LimitReason::NewContactBudget,
                     retry_at,
+                    wait: retry_at.since(now),
                 })
             }
         }
@@ -458,19 +463,26 @@ impl Otp {
     }
 }
 
-fn limited(index: usize, retry_at: Timestamp) -> OtpError {
+fn limited(index: usize, retry_at: Timestamp, now: Timestamp) -> OtpError {
     let reason = match index {
         0 => LimitReason::PhoneLimit,
         _ => LimitReason::AddressLimit,
     };
-    OtpError::Limited { reason, retry_at }
+    OtpError::Limited {
+        reason,
+        retry_at,
+        wait: retry_at.since(now),
+    }
 }
 
-fn refused(r: ResendRefusal) -> OtpError {
+fn refused(r: ResendRefusal, now: Timestamp) -> OtpError {
     match r {
         ResendRefusal::AlreadyUsed => OtpError::AlreadyUsed,
         ResendRefusal::Voided(status) => OtpError::Voided(status),
-        ResendRefusal::TooSoon(at) => OtpError::TooSoon(at),
+        ResendRefusal::TooSoon(at) => OtpError::TooSoon {
+            at,
+            wait: at.since(now),
+        },
     }
 }
 
