@@ -282,3 +282,27 @@ async fn inbox(
         next_before: next,
     }))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_verification_codes_message_reads_redacted_while_it_is_queued() {
+        let m = MessageRecord::queued(
+            TenantId::new("t").expect("id"),
+            SessionId::new("s").expect("id"),
+            "5491122334466".into(),
+            "482913 es tu código de verificación de Centinela".into(),
+            Timestamp::from_millis(1),
+        );
+        assert_eq!(MessageBody::from(&m).text, m.text, "an ordinary text shows");
+        let code = m
+            .clone()
+            .carrying_code("otp_1".into(), Timestamp::from_millis(2));
+        let body = MessageBody::from(&code);
+        assert_eq!(body.text, centinela_actors::store::REDACTED_TEXT);
+        let json = serde_json::to_string(&body).expect("json");
+        assert!(!json.contains("482913"), "{json}");
+    }
+}
