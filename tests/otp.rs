@@ -157,7 +157,7 @@ async fn a_code_through_a_webjs_session_reaches_the_phone_verifies_once_and_show
     let (token, _) = api.tenant_with_user(&admin, "clinic").await;
     let id = api.create_session(&token, None, "desk").await;
     let mut tenant_ws = Ws::connect(&api.base, &format!("token={token}")).await;
-    let mut admin_ws = Ws::connect(&api.base, &format!("token={admin}")).await;
+    let mut admin_ws = Ws::connect(&api.base, &format!("token={admin}&logs=1")).await;
     let r = api.session_action(&token, &id, "connect").await;
     assert!(r.status == 200 || r.status == 202, "{}", r.text);
     let mut qr = tenant_ws.until_state(&id, "QR").await;

@@ -967,11 +967,35 @@ mod tests {
     }
 
     #[test]
+    fn otp_settings_out_of_range_are_named() {
+        Jail::expect_with(|jail| {
+            jail.set_env("CENTINELA__OTP__MAX_ATTEMPTS", "0");
+            let e = load_err(jail, None);
+            assert!(e.contains("otp.max_attempts"), "{e}");
+            Ok(())
+        });
+        Jail::expect_with(|jail| {
+            jail.set_env("CENTINELA__OTP__SECRET", "short");
+            let e = load_err(jail, None);
+            assert!(e.contains("otp.secret") && !e.contains("short"), "{e}");
+            Ok(())
+        });
+        Jail::expect_with(|jail| {
+            jail.set_env("CENTINELA__OTP__LANGUAGE", "fr");
+            let e = load_err(jail, None);
+            assert!(e.contains("otp.language"), "{e}");
+            Ok(())
+        });
+    }
+
+    #[test]
     fn printed_config_masks_the_secret() {
         let mut c = Config::defaults();
         c.auth.jwt_secret = "a-very-long-secret-value-of-forty-chars!!".into();
+        c.otp.secret = "the-otp-hmac-key-of-at-least-32-chars".into();
         let shown = c.to_masked_toml();
         assert!(!shown.contains("a-very-long-secret"));
+        assert!(!shown.contains("the-otp-hmac-key"));
         assert!(shown.contains("********"));
         assert!(shown.contains("global_attempts_per_hour = 3"));
     }

@@ -11,6 +11,7 @@ import { api, act, sessionPath, errorText } from './api.js';
 import { t, tCode } from './i18n.js';
 import { syncQr, showQrOf, reloadShownQr, qrTransition } from './qr.js';
 import { renderSendOptions } from './send.js';
+import { renderOtpOptions } from './otp.js';
 import { renderPhone, refreshDevices } from './sim.js';
 import { admissionNote, refreshRate } from './admission.js';
 
@@ -40,6 +41,7 @@ export function sessionsChanged(updated) {
   renderSessions();
   syncQr();
   renderSendOptions();
+  renderOtpOptions();
   renderPhone();
 }
 
