@@ -42,6 +42,18 @@ pub fn jwt_secret(config: &Config, store: &Store) -> Result<Vec<u8>, StoreError>
         .into_bytes())
 }
 
+/// The HMAC key verification codes are stored under: `otp.secret`, or
+/// one made on the first start and kept in the store (a restart must
+/// still verify the codes it sent).
+pub fn otp_secret(config: &Config, store: &Store) -> Result<Vec<u8>, StoreError> {
+    if !config.otp.secret.is_empty() {
+        return Ok(config.otp.secret.as_bytes().to_vec());
+    }
+    Ok(store
+        .setting_or_insert("otp_secret", &random_token(64))?
+        .into_bytes())
+}
+
 /// Creates the first admin if there is no user. Returns the credentials
 /// when the password was generated (to be shown once).
 pub fn ensure_admin(

@@ -226,17 +226,17 @@ impl Running {
             (Some(cert), Some(key)) => Some(centinela_web::serve::tls_from_pem(cert, key)?),
             _ => None,
         };
-        let (store, secret) = open_store(&config, &services.admin, &services.clock)?;
-        let secrets = Arc::new(
+        let (store, secrets) = open_store(&config, &services.admin, &services.clock)?;
+        let sealing = Arc::new(
             SecretBox::load(
                 config.storage.secret_key.as_deref(),
                 &config.storage.data_dir,
             )?
             .with_previous(config.storage.previous_secret_key.as_deref())?,
         );
-        reseal_secrets(&store, &secrets)?;
+        reseal_secrets(&store, &sealing)?;
         let (engines, cloud_hooks) =
-            with_cloud_engine(services.engines, &config, &secrets, &services.clock);
+            with_cloud_engine(services.engines, &config, &sealing, &services.clock);
         let bus = Bus::default();
         // Subscribed before the supervisor starts: the log stream has its
         // restores too.
@@ -250,10 +250,10 @@ impl Running {
             centinela_web::Injected {
                 clock: services.clock.clone(),
                 webhook_dns: services.webhook_dns.clone(),
-                secrets: secrets.clone(),
+                secrets: sealing.clone(),
                 cloud: cloud_hooks,
             },
-            &secret,
+            &secrets,
             logs,
             &config,
         );
@@ -263,7 +263,7 @@ impl Running {
                 let listen = listener.local_addr()?;
                 let (sim_app, rotation) =
                     mount_simulator(demo, listen, &store, &config, &services.clock)?;
-                demo_cloud_session(&supervisor, &store, &secrets).await;
+                demo_cloud_session(&supervisor, &store, &sealing).await;
                 (app.merge(sim_app), Some(rotation))
             }
             None => (app, None),
@@ -327,21 +327,24 @@ impl Running {
     }
 }
 
-/// Opens the store and readies it for the first start: the JWT secret
-/// (from the config, or made once and kept in the store), and the first
-/// admin if there is no user yet.
+/// Opens the store and readies it for the first start: the JWT secret and
+/// the OTP key (each from the config, or made once and kept in the store),
+/// and the first admin if there is no user yet.
 fn open_store(
     config: &Config,
     admin: &AdminBootstrap,
     clock: &SharedClock,
-) -> Result<(Store, Vec<u8>), RunError> {
+) -> Result<(Store, centinela_web::Secrets), RunError> {
     let store = Store::open(&config.storage.data_dir)?;
-    let secret = bootstrap::jwt_secret(config, &store)?;
+    let secrets = centinela_web::Secrets {
+        jwt: bootstrap::jwt_secret(config, &store)?,
+        otp: bootstrap::otp_secret(config, &store)?,
+    };
     if let Some((user, password)) = bootstrap::ensure_admin(&store, admin, clock.now())? {
         // Shown once, on the console of whoever started the first run.
         eprintln!("centinela: created the first admin: username {user:?}, password {password:?} (shown once; change it with POST /auth/change-password)");
     }
-    Ok((store, secret))
+    Ok((store, secrets))
 }
 
 /// Spawns the supervisor on `store` with `engines`; it restores the

@@ -299,6 +299,42 @@ async fn a_person_links_a_number_from_the_dashboard() {
     .await;
     let shot_ready = screenshot(&page, "02-ready-with-log.png").await;
 
+    // A verification code from the OTP panel: it arrives on the demo
+    // phone, and the person types what the phone shows.
+    wait(
+        &page,
+        "the OTP panel offers the READY session",
+        &format!("document.querySelector(\"#otp-session option[value='{id}']\")"),
+        30,
+    )
+    .await;
+    fill(&page, "#otp-phone", "+54 9 11 2233-4466").await;
+    click(&page, "#otp-send-submit").await;
+    let arrived = "[...document.querySelectorAll('#phone-devices .device-message')].find(m => /\\d{6} es tu código de verificación/.test(m.textContent))";
+    wait(&page, "the code on the demo phone", arrived, 60).await;
+    let shown = eval(&page, &format!("{arrived}.textContent"))
+        .await
+        .as_str()
+        .expect("text")
+        .to_owned();
+    let code: String = shown
+        .split(": ")
+        .nth(1)
+        .and_then(|t| t.split(' ').next())
+        .expect("the code after the recipient")
+        .to_owned();
+    assert_eq!(code.len(), 6, "{shown}");
+    fill(&page, "#otp-code", &code).await;
+    click(&page, "#otp-verify-submit").await;
+    wait(
+        &page,
+        "verified",
+        "/Verificado|Verified/.test(document.querySelector('#otp-result').textContent)",
+        30,
+    )
+    .await;
+    screenshot(&page, "02b-otp-verified.png").await;
+
     page.reload().await.expect("reload");
     wait(&page, "still READY after a reload", &format!("document.querySelector(\"{row_sel}\") && document.querySelector(\"{row_sel}\").dataset.state === 'READY'"), 60).await;
 

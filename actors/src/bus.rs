@@ -139,6 +139,44 @@ pub struct MessageStatusEvent {
     pub session: SessionId,
     pub message_id: String,
     pub status: crate::store::MessageStatus,
+    /// The OTP whose code the message carries, if it does.
+    pub otp: Option<String>,
+    pub at: Timestamp,
+}
+
+/// What happened to a verification code (never the code itself).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OtpEventKind {
+    /// Its message reached WhatsApp.
+    Sent,
+    Verified,
+    /// A wrong code, the last wrong code, an expired one, or a message
+    /// that could not be delivered: `reason` says which.
+    Failed,
+}
+
+impl OtpEventKind {
+    pub fn name(self) -> &'static str {
+        match self {
+            OtpEventKind::Sent => "otp.sent",
+            OtpEventKind::Verified => "otp.verified",
+            OtpEventKind::Failed => "otp.failed",
+        }
+    }
+}
+
+/// A verification code was sent, verified, or failed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct OtpEvent {
+    pub tenant: TenantId,
+    pub session: SessionId,
+    pub otp: String,
+    pub kind: OtpEventKind,
+    /// For `failed`: `invalid_code`, `too_many_attempts`, `expired`,
+    /// `undelivered`.
+    pub reason: Option<&'static str>,
+    pub attempts_left: u32,
     pub at: Timestamp,
 }
 
@@ -182,6 +220,7 @@ pub enum BusEvent {
     Recovery(RecoveryEvent),
     PairingDurable(PairingDurableEvent),
     Risk(RiskEvent),
+    Otp(OtpEvent),
 }
 
 impl BusEvent {
@@ -197,6 +236,7 @@ impl BusEvent {
             BusEvent::Recovery(r) => &r.tenant,
             BusEvent::PairingDurable(p) => &p.tenant,
             BusEvent::Risk(r) => &r.tenant,
+            BusEvent::Otp(o) => &o.tenant,
         }
     }
 }

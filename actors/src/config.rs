@@ -74,6 +74,7 @@ pub struct Config {
     pub webhooks: WebhooksConfig,
     pub supervisor: SupervisorConfig,
     pub auth: AuthConfig,
+    pub otp: OtpConfig,
     pub log: LogConfig,
 }
 
@@ -303,6 +304,52 @@ pub struct AuthConfig {
     pub jwt_secret: String,
 }
 
+/// Verification codes (`/api/v1/otp`, seed 004's numbers).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct OtpConfig {
+    /// The Cloud API authentication template a cloud session sends the
+    /// code with (its body parameter and its URL button carry the code).
+    pub template: String,
+    /// The language of the text a webjs session sends, and the template's.
+    pub language: OtpLanguage,
+    /// The app named in the text: "<code> es tu código de verificación de <app>".
+    pub app: String,
+    /// How long a code is valid.
+    #[serde(with = "humantime_serde")]
+    pub ttl: Duration,
+    /// How soon a code may be sent again (a new code).
+    #[serde(with = "humantime_serde")]
+    pub resend_after: Duration,
+    /// Wrong codes before a code is voided.
+    pub max_attempts: u32,
+    /// Codes sent to one phone number in any rolling 24 h, server-wide.
+    pub per_phone_per_day: u32,
+    /// Codes requested from one client address in any rolling hour.
+    pub per_address_per_hour: u32,
+    /// The HMAC-SHA256 key codes are stored under; empty = generate one on
+    /// first start and keep it in the store.
+    pub secret: String,
+}
+
+/// The language of a verification text.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum OtpLanguage {
+    Es,
+    En,
+}
+
+impl OtpLanguage {
+    /// The language code a template is sent with.
+    pub fn code(self) -> &'static str {
+        match self {
+            OtpLanguage::Es => "es",
+            OtpLanguage::En => "en",
+        }
+    }
+}
+
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
 #[serde(rename_all = "lowercase")]
 pub enum LogFormat {
@@ -409,8 +456,11 @@ impl Config {
                 "must not exceed risk.high_not_on_whatsapp",
             ));
         }
-        let positive: [(&'static str, u32); 16] = [
+        let positive: [(&'static str, u32); 19] = [
             ("risk.min_sample", r.min_sample),
+            ("otp.max_attempts", self.otp.max_attempts),
+            ("otp.per_phone_per_day", self.otp.per_phone_per_day),
+            ("otp.per_address_per_hour", self.otp.per_address_per_hour),
             (
                 "messaging.new_contacts_per_day",
                 self.messaging.new_contacts_per_day,
@@ -498,7 +548,8 @@ impl Config {
                 "must not exceed antiban.max_sessions",
             ));
         }
-        let nonzero: [(&'static str, Duration); 11] = [
+        let nonzero: [(&'static str, Duration); 12] = [
+            ("otp.ttl", self.otp.ttl),
             ("webhooks.timeout", self.webhooks.timeout),
             ("webhooks.retention", self.webhooks.retention),
             ("engine.qr_window", self.engine.qr_window),
@@ -531,6 +582,19 @@ impl Config {
                 &self.engine.wa_url,
                 "must be an http:// or https:// URL",
             ));
+        }
+        if !self.otp.secret.is_empty() && self.otp.secret.len() < 32 {
+            return Err(invalid(
+                "otp.secret",
+                "(hidden)",
+                "must be empty (generated) or at least 32 characters",
+            ));
+        }
+        if self.otp.app.trim().is_empty() || self.otp.app.chars().count() > 60 {
+            return Err(invalid("otp.app", &self.otp.app, "must be 1-60 characters"));
+        }
+        if self.otp.template.trim().is_empty() {
+            return Err(invalid("otp.template", "\"\"", "must not be empty"));
         }
         if !self.auth.jwt_secret.is_empty() && self.auth.jwt_secret.len() < 32 {
             return Err(invalid(
@@ -583,6 +647,9 @@ impl Config {
             if key.is_some() {
                 *key = Some("********".into());
             }
+        }
+        if !shown.otp.secret.is_empty() {
+            shown.otp.secret = "********".into();
         }
         toml::to_string_pretty(&shown).unwrap_or_else(|e| format!("# cannot render config: {e}\n"))
     }
@@ -688,6 +755,15 @@ mod tests {
         assert!(c.webhooks.allow_private.is_empty(), "no private range");
         assert!(c.server.trusted_proxies.is_empty(), "no proxy trusted");
         assert_eq!(c.webhooks.retention, Duration::from_secs(7 * 86_400));
+        // Seed 004: 10 minutes, 60 s between sends, 3 tries, 5 a day per
+        // phone, 10 an hour per address.
+        assert_eq!(c.otp.ttl, Duration::from_secs(600));
+        assert_eq!(c.otp.resend_after, Duration::from_secs(60));
+        assert_eq!(c.otp.max_attempts, 3);
+        assert_eq!(c.otp.per_phone_per_day, 5);
+        assert_eq!(c.otp.per_address_per_hour, 10);
+        assert_eq!(c.otp.language, OtpLanguage::Es);
+        assert_eq!(c.otp.secret, "");
     }
 
     #[test]
@@ -1002,11 +1078,35 @@ mod tests {
     }
 
     #[test]
+    fn otp_settings_out_of_range_are_named() {
+        Jail::expect_with(|jail| {
+            jail.set_env("CENTINELA__OTP__MAX_ATTEMPTS", "0");
+            let e = load_err(jail, None);
+            assert!(e.contains("otp.max_attempts"), "{e}");
+            Ok(())
+        });
+        Jail::expect_with(|jail| {
+            jail.set_env("CENTINELA__OTP__SECRET", "short");
+            let e = load_err(jail, None);
+            assert!(e.contains("otp.secret") && !e.contains("short"), "{e}");
+            Ok(())
+        });
+        Jail::expect_with(|jail| {
+            jail.set_env("CENTINELA__OTP__LANGUAGE", "fr");
+            let e = load_err(jail, None);
+            assert!(e.contains("otp.language"), "{e}");
+            Ok(())
+        });
+    }
+
+    #[test]
     fn printed_config_masks_the_secret() {
         let mut c = Config::defaults();
         c.auth.jwt_secret = "a-very-long-secret-value-of-forty-chars!!".into();
+        c.otp.secret = "the-otp-hmac-key-of-at-least-32-chars".into();
         let shown = c.to_masked_toml();
         assert!(!shown.contains("a-very-long-secret"));
+        assert!(!shown.contains("the-otp-hmac-key"));
         assert!(shown.contains("********"));
         assert!(shown.contains("global_attempts_per_hour = 3"));
     }

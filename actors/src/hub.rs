@@ -286,6 +286,12 @@ fn shape_bus(e: BusEvent) -> Shaped {
             json!({"type": "risk", "tenant_id": r.tenant, "session_id": r.session,
                    "level": r.level, "was": r.was, "reasons": r.reasons, "at": r.at}),
         ),
+        BusEvent::Otp(o) => (
+            o.kind.name(),
+            o.at,
+            json!({"type": o.kind.name(), "tenant_id": o.tenant, "session_id": o.session,
+                   "otp_id": o.otp, "reason": o.reason, "attempts_left": o.attempts_left, "at": o.at}),
+        ),
         BusEvent::Recovery(r) => (
             "session.recovery",
             r.at,

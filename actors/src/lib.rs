@@ -15,6 +15,7 @@ pub mod engine;
 pub mod hub;
 pub mod ids;
 pub mod messaging;
+pub mod otp;
 pub mod proxy;
 pub mod secret;
 pub mod session;

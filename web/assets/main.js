@@ -13,12 +13,13 @@ import { loadSessions, renderSessions, resetSessions, onSessionAction, onNewSess
 import { renderQr, resetQr } from './qr.js';
 import { onPairingCode } from './phone.js';
 import { renderSendOptions, resetSend, onSend } from './send.js';
+import { renderOtpOptions, resetOtp, resetOtpOptions, onOtpSend, onOtpVerify } from './otp.js';
 import { refreshRate, renderAdmission, resetAdmission, orgAction } from './admission.js';
 import { rerenderLogs, togglePause, updatePauseLabel, resetLog } from './log.js';
 import { probeSim, refreshDevices, renderPhone, resetSim, simAction, takeSimToken } from './sim.js';
 import { connectWs, closeWs, renderWsStatus } from './ws.js';
 
-const MESSAGE_AREAS = ['login-error', 'sessions-message', 'new-session-error', 'send-result', 'admission-message', 'phone-result'];
+const MESSAGE_AREAS = ['login-error', 'sessions-message', 'new-session-error', 'send-result', 'otp-result', 'admission-message', 'phone-result'];
 
 function applyStaticText() {
   I18N.applyStatic();
@@ -37,7 +38,8 @@ function toggleLang() {
 
 function renderAll() {
   resetSend();
-  [renderHeader, renderWsStatus, renderSessions, renderQr, renderSendOptions, renderAdmission, renderPhone,
+  resetOtpOptions();
+  [renderHeader, renderWsStatus, renderSessions, renderQr, renderSendOptions, renderOtpOptions, renderAdmission, renderPhone,
     updatePauseLabel, tick].forEach((render) => render());
 }
 
@@ -64,7 +66,7 @@ function endSession(message) {
     state.epoch += 1;
     closeWs();
     stopTicker();
-    [resetSessions, resetQr, resetAdmission, resetLog, resetSim, resetSend].forEach((reset) => reset());
+    [resetSessions, resetQr, resetAdmission, resetLog, resetSim, resetSend, resetOtp].forEach((reset) => reset());
     ['sessions-body', 'admission-body', 'log-lines', 'phone-scan-list', 'phone-devices', 'toasts']
       .forEach((id) => { $(id).textContent = ''; });
     MESSAGE_AREAS.forEach((id) => setMsg(id, ''));
@@ -82,6 +84,8 @@ function bindEvents() {
   on('sessions-body', 'click', onSessionAction);
   on('new-session-form', 'submit', onNewSession);
   on('send-form', 'submit', onSend);
+  on('otp-send-form', 'submit', onOtpSend);
+  on('otp-verify-form', 'submit', onOtpVerify);
   on('pairing-code-form', 'submit', onPairingCode);
   delegate('admission-body', 'button[data-org-action]', 'admission-message', orgAction, refreshRate);
   delegate('phone-panel', 'button[data-sim-action]', 'phone-result', simAction, refreshDevices);

@@ -12,6 +12,7 @@ import { api, act, sessionPath, errorText } from './api.js';
 import { t, tCode, lang } from './i18n.js';
 import { syncQr, showQrOf, reloadShownQr, qrTransition } from './qr.js';
 import { renderSendOptions } from './send.js';
+import { renderOtpOptions } from './otp.js';
 import { renderPhone, refreshDevices } from './sim.js';
 import { admissionNote, refreshRate } from './admission.js';
 
@@ -41,6 +42,7 @@ export function sessionsChanged(updated) {
   renderSessions();
   syncQr();
   renderSendOptions();
+  renderOtpOptions();
   renderPhone();
 }
 

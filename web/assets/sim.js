@@ -9,6 +9,8 @@ import { t, tCode } from './i18n.js';
 
 let simOn = false;
 let devices = [];
+// Device id → the last texts WhatsApp received from it (what the recipients' phones show).
+let received = {};
 
 const TOKEN_KEY = 'centinela_sim_token';
 
@@ -38,6 +40,18 @@ function showLocked(locked) {
 export function resetSim() {
   simOn = false;
   devices = [];
+  received = {};
+}
+
+async function loadReceived(list) {
+  const out = {};
+  await Promise.all(list.filter((d) => d.state === 'CONNECTED').map(async (d) => {
+    try {
+      const sent = await api('GET', '/sim/devices/' + enc(d.id) + '/sent', undefined, simOpts());
+      out[d.id] = Array.isArray(sent) ? sent.slice(-3).reverse() : [];
+    } catch (e) { out[d.id] = []; }
+  }));
+  return out;
 }
 
 export async function probeSim() {
@@ -45,8 +59,12 @@ export async function probeSim() {
   try {
     const list = await api('GET', '/sim/devices', undefined, simOpts());
     if (epoch !== state.epoch) return;
+    const all = Array.isArray(list) ? list : [];
+    const last = await loadReceived(all);
+    if (epoch !== state.epoch) return;
     simOn = true;
-    devices = Array.isArray(list) ? list : [];
+    devices = all;
+    received = last;
     showLocked(false);
     renderPhone();
   } catch (e) {
@@ -85,6 +103,11 @@ function deviceItem(d) {
       t('sim.action.pair', { code: d.pairing_code }), t('sim.action.pair', { code: d.pairing_code }) + ': ' + d.id));
   }
   if (d.state !== 'CONNECTED') return li;
+  const texts = received[d.id] || [];
+  if (texts.length) {
+    const ul = li.appendChild(el('ul', { class: 'device-received plain-list' }));
+    texts.forEach((m) => ul.appendChild(el('li', { class: 'device-message' }, t('sim.received', { to: m.to, text: m.text }))));
+  }
   const actions = li.appendChild(el('span', { class: 'actions' }));
   ['logout', 'tos-block', 'proxy-block', 'incoming'].forEach((a) => actions.appendChild(button({ 'data-sim-action': a, 'data-device-id': d.id, 'data-key': a + ':' + d.id },
     t('sim.action.' + a), t('sim.action.' + a) + ': ' + d.id)));

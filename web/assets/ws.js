@@ -93,6 +93,8 @@ const WS_HANDLERS = {
   pairing_code: onPairingCodeEvent,
   ack: (m) => toast(t('toast.ack', { session: sessionName(m.session_id), id: m.message_id, ack: tCode('ack.', String(m.ack)) })),
   resync: () => { loadSessions(); refreshRate(); refreshDevices(); },
+  // A code reached WhatsApp: the demo phone shows what it received.
+  'otp.sent': refreshDevices,
 };
 
 function onWsMessage(data) {

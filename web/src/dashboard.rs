@@ -44,6 +44,7 @@ const ASSETS: &[(&str, &str, &str)] = &[
     asset!("admission.js", JS),
     asset!("log.js", JS),
     asset!("send.js", JS),
+    asset!("otp.js", JS),
     asset!("sim.js", JS),
 ];
 

@@ -15,6 +15,9 @@ use centinela_actors::messaging::campaigns::CampaignError;
 use centinela_actors::messaging::template::RenderError;
 use centinela_actors::messaging::webhooks::TargetError;
 use centinela_actors::messaging::OutboxError;
+use centinela_actors::otp::service::LimitReason;
+use centinela_actors::otp::OtpError;
+use centinela_actors::store::OtpStatus;
 use centinela_actors::store::{AccountError, StoreError};
 use centinela_actors::supervisor::admission::{Denial, DenyReason};
 use centinela_actors::supervisor::SupervisorError;
@@ -38,8 +41,17 @@ pub struct ErrorDetail {
     /// Machine-readable: `invalid_json`, `not_found`, `daily_limit`, ...
     pub code: String,
     pub message: String,
+    /// A 429's reason: the anti-ban policy's (`server_rate_limit`,
+    /// `daily_limit`, `cooldown_after_failure`, `error_515_block`,
+    /// `capacity`, `tenant_session_limit`, `pairing_code_limit`,
+    /// `proxy_block`) or a verification code's (`phone_limit`,
+    /// `address_limit`, `new_contact_budget`, `resend_cooldown`).
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub reason: Option<DenyReason>,
+    #[schema(value_type = Option<String>)]
+    pub reason: Option<&'static str>,
+    /// A wrong verification code: the tries left before it is voided.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub attempts_left: Option<u32>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub wait_time_minutes: Option<u64>,
     /// When the refusal ends; null for a hold that lasts until someone acts.
@@ -54,7 +66,8 @@ pub struct ErrorDetail {
 /// An anti-ban refusal's fields in a 429.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Refusal {
-    pub reason: DenyReason,
+    /// The policy's name for it ([`DenyReason::as_str`], or an OTP limit's).
+    pub reason: &'static str,
     pub wait_time_minutes: u64,
     pub block_until: Option<Timestamp>,
     pub proxy: Option<String>,
@@ -82,6 +95,12 @@ pub enum ApiError {
     /// The resource is in the wrong state for this request.
     #[error("{message}")]
     Conflict { code: &'static str, message: String },
+    /// It existed, and is no more (an expired verification code).
+    #[error("{message}")]
+    Gone { code: &'static str, message: String },
+    /// A wrong verification code, with the tries left.
+    #[error("wrong code")]
+    WrongCode { attempts_left: u32 },
     /// Refused for now; retry after `retry_after_secs`.
     #[error("{message}")]
     TooManyRequests {
@@ -154,6 +173,8 @@ impl ApiError {
             ApiError::Forbidden => (StatusCode::FORBIDDEN, "forbidden"),
             ApiError::NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
             ApiError::Conflict { code, .. } => (StatusCode::CONFLICT, code),
+            ApiError::Gone { code, .. } => (StatusCode::GONE, code),
+            ApiError::WrongCode { .. } => (StatusCode::BAD_REQUEST, "invalid_code"),
             ApiError::TooManyRequests { code, .. } => (StatusCode::TOO_MANY_REQUESTS, code),
             ApiError::PayloadTooLarge => (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large"),
             ApiError::BadSignature => (StatusCode::UNAUTHORIZED, "invalid_signature"),
@@ -184,10 +205,14 @@ impl IntoResponse for ApiError {
             code: code.to_owned(),
             message: self.to_string(),
             reason: None,
+            attempts_left: None,
             wait_time_minutes: None,
             block_until: None,
             proxy: None,
         };
+        if let ApiError::WrongCode { attempts_left } = self {
+            error.attempts_left = Some(attempts_left);
+        }
         let mut retry_after = matches!(self, ApiError::Busy).then_some(1);
         if let ApiError::TooManyRequests {
             retry_after_secs,
@@ -365,10 +390,71 @@ pub fn too_many(
         message,
         retry_after_secs: retry,
         refusal: Some(Refusal {
-            reason,
+            reason: reason.as_str(),
             wait_time_minutes: minutes,
             block_until,
             proxy: proxy.map(str::to_owned),
+        }),
+    }
+}
+
+/// One place maps the OTP service's refusals to statuses: limits are 429
+/// with the reason and `Retry-After`, a used code 409, a voided one 409
+/// with what voided it.
+impl From<OtpError> for ApiError {
+    fn from(e: OtpError) -> Self {
+        match e {
+            OtpError::Phone(e) => ApiError::bad_request("invalid_phone", e.to_string()),
+            OtpError::SessionNotFound(id) => ApiError::NotFound(format!("session {id} not found")),
+            OtpError::NotFound(id) => ApiError::NotFound(format!("OTP {id} not found")),
+            OtpError::Limited {
+                reason,
+                retry_at,
+                wait,
+            } => {
+                let message = match reason {
+                    LimitReason::PhoneLimit => "too many codes to this phone number in 24 hours",
+                    LimitReason::AddressLimit => "too many codes asked from this address in an hour",
+                    LimitReason::NewContactBudget => "the session's new-contact budget is spent: a code to this number could not go out before it expired",
+                };
+                otp_too_many(reason.as_str(), message, retry_at, wait)
+            }
+            OtpError::TooSoon { at, wait } => otp_too_many(
+                "resend_cooldown",
+                "a new code may not be sent yet",
+                at,
+                wait,
+            ),
+            OtpError::AlreadyUsed => {
+                ApiError::conflict("already_used", "this code was used already")
+            }
+            OtpError::Voided(status) => {
+                let code = match status {
+                    OtpStatus::Exhausted => "too_many_attempts",
+                    OtpStatus::Superseded => "superseded",
+                    OtpStatus::Undelivered => "undelivered",
+                    OtpStatus::Pending | OtpStatus::Verified => "voided",
+                };
+                ApiError::conflict(code, "this code was voided: ask for a new one")
+            }
+            OtpError::Store(e) => e.into(),
+            OtpError::Outbox(e) => e.into(),
+        }
+    }
+}
+
+/// A verification code's 429: `code` and `reason` alike, the wait in
+/// minutes, when it ends and `Retry-After`.
+fn otp_too_many(code: &'static str, message: &str, until: Timestamp, wait: Duration) -> ApiError {
+    ApiError::TooManyRequests {
+        code,
+        message: message.to_owned(),
+        retry_after_secs: wait.as_millis().div_ceil(1000).max(1) as u64,
+        refusal: Some(Refusal {
+            reason: code,
+            wait_time_minutes: wait.as_secs().div_ceil(60),
+            block_until: Some(until),
+            proxy: None,
         }),
     }
 }

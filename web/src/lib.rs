@@ -21,6 +21,7 @@ pub mod messages;
 pub mod meta;
 pub mod metrics;
 pub mod openapi;
+pub mod otp;
 pub mod qr;
 pub mod ratelimit;
 pub mod risk;
@@ -85,6 +86,8 @@ pub struct AppState {
     pub campaigns: centinela_actors::messaging::Campaigns,
     /// Each session's ban risk, new-contact budget and campaign outlooks.
     pub risk: centinela_actors::messaging::RiskWatch,
+    /// Verification codes.
+    pub otp: centinela_actors::otp::Otp,
     /// Deletes a tenant with everything it owns.
     pub tenants: centinela_actors::tenants::Tenants,
     pub web: WebConfig,
@@ -122,6 +125,15 @@ impl Injected {
     }
 }
 
+/// The server's keys: the JWT signing secret and the HMAC key
+/// verification codes are stored under (each from the config, or made
+/// once and kept in the store).
+#[derive(Clone)]
+pub struct Secrets {
+    pub jwt: Vec<u8>,
+    pub otp: Vec<u8>,
+}
+
 /// The HTTP layer's state wired on one store, with the background tasks
 /// behind it.
 pub struct Wired {
@@ -129,13 +141,14 @@ pub struct Wired {
     /// Send `true` to close the WebSockets and stop the campaign runner.
     pub stop: tokio::sync::watch::Sender<bool>,
     /// In the order they are to end once the bus is gone: the hub (the
-    /// audit log's last writes), the auto-replies and campaigns (the
-    /// outbox's last users), the outbox writer, webhook delivery.
+    /// audit log's last writes), the auto-replies, campaigns and the OTP
+    /// follower (the outbox's last users), the outbox writer, webhook
+    /// delivery.
     pub tasks: Vec<tokio::task::JoinHandle<()>>,
 }
 
 /// Starts the hub, the outbox writer (which tells `supervisor` about new
-/// messages), campaigns, auto-replies and webhook delivery on `store`, and
+/// messages), campaigns, auto-replies, the OTP service and webhook delivery on `store`, and
 /// builds the state every handler sees. `logs` is the tracing layer's
 /// receiver (subscribed before anything worth logging starts).
 pub fn wire<S>(
@@ -143,23 +156,23 @@ pub fn wire<S>(
     supervisor: Supervisor,
     bus: &Bus,
     injected: Injected,
-    secret: &[u8],
+    secrets: &Secrets,
     logs: tokio::sync::mpsc::Receiver<hub::LogEvent>,
     config: &Config,
 ) -> Wired
 where
-    S: Data + CampaignRepo + RiskStore + Clone,
+    S: Data + CampaignRepo + RiskStore + centinela_actors::otp::OtpStore + Clone,
 {
     let Injected {
         clock,
         webhook_dns,
-        secrets,
+        secrets: sealing,
         cloud,
     } = injected;
     let auth = auth::Auth::new(
         Arc::new(store.clone()),
         clock.clone(),
-        secret,
+        &secrets.jwt,
         config.auth.token_ttl,
     );
     let (hub, hub_task) = hub::Hub::start(bus, logs, Arc::new(store.clone()), 4096);
@@ -190,6 +203,17 @@ where
     );
     let risk = RiskWatch::new(Arc::new(store.clone()), clock.clone(), config);
     let risk_task = risk.start(bus, campaigns.clone(), stop_rx.clone());
+    let (otp, otp_task) = centinela_actors::otp::Otp::start(
+        centinela_actors::otp::service::OtpParts {
+            store: Arc::new(store.clone()),
+            outbox: outbox.clone(),
+            clock: clock.clone(),
+            config: config.otp.clone(),
+            budget: config.messaging.contact_budget(),
+            secret: secrets.otp.clone(),
+        },
+        bus,
+    );
     let metrics = Arc::new(metrics::Metrics::default());
     metrics.follow(bus);
     let tenants = centinela_actors::tenants::Tenants::new(
@@ -209,6 +233,7 @@ where
         webhooks,
         campaigns,
         risk,
+        otp,
         tenants,
         web: WebConfig {
             cors_origins: config.server.cors_origins.clone(),
@@ -216,7 +241,7 @@ where
             trusted_proxies: config.server.trusted_proxies.clone(),
         },
         shutdown: stop_rx,
-        secrets,
+        secrets: sealing,
         cloud,
     };
     Wired {
@@ -227,6 +252,7 @@ where
             autoreply_task,
             campaigns_task,
             risk_task,
+            otp_task,
             outbox_task,
             webhooks_task,
         ],
@@ -246,6 +272,7 @@ pub fn routes() -> openapi::Routes {
         .merge(webhooks::routes())
         .merge(campaigns::routes())
         .merge(risk::routes())
+        .merge(otp::routes())
         .merge(ratelimit::routes())
         .merge(ws::routes())
 }

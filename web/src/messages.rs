@@ -191,8 +191,9 @@ impl From<&MessageRecord> for MessageBody {
             session_id: m.session.clone(),
             tenant_id: m.tenant.clone(),
             to: m.to.clone(),
-            text: m.text.clone(),
-            template: m.template.clone(),
+            // A verification code's message never shows its code.
+            text: m.visible_text().to_owned(),
+            template: m.visible_template(),
             status: m.status,
             idempotency_key: m.idempotency_key.clone(),
             created_at: m.created_at,
@@ -335,4 +336,28 @@ async fn inbox(
         messages: page,
         next_before: next,
     }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_verification_codes_message_reads_redacted_while_it_is_queued() {
+        let m = MessageRecord::queued(
+            TenantId::new("t").expect("id"),
+            SessionId::new("s").expect("id"),
+            "5491122334466".into(),
+            "482913 es tu código de verificación de Centinela".into(),
+            Timestamp::from_millis(1),
+        );
+        assert_eq!(MessageBody::from(&m).text, m.text, "an ordinary text shows");
+        let code = m
+            .clone()
+            .carrying_code("otp_1".into(), Timestamp::from_millis(2));
+        let body = MessageBody::from(&code);
+        assert_eq!(body.text, centinela_actors::store::REDACTED_TEXT);
+        let json = serde_json::to_string(&body).expect("json");
+        assert!(!json.contains("482913"), "{json}");
+    }
 }

@@ -1,7 +1,8 @@
 //! Prometheus metrics (`GET /metrics`, text format) and the numbers behind
 //! `GET /health/details`: HTTP request counts and latency histograms per
 //! route (recorded by a middleware), session transitions and admission
-//! decisions (counted from the bus), WebSocket clients, sessions by state.
+//! decisions and verification codes (counted from the bus), WebSocket
+//! clients, sessions by state.
 
 use crate::AppState;
 use axum::extract::{MatchedPath, Request, State};
@@ -38,6 +39,8 @@ struct Inner {
     risk_changes: BTreeMap<&'static str, u64>,
     /// Messages that had to wait for the new-contact budget.
     deferred: u64,
+    /// Verification codes: (event, reason) → count.
+    otp: BTreeMap<(&'static str, &'static str), u64>,
 }
 
 #[derive(Default)]
@@ -90,6 +93,12 @@ impl Metrics {
                     }
                     Ok(BusEvent::MessageStatus(m)) if m.status == MessageStatus::Deferred => {
                         me.lock().deferred += 1
+                    }
+                    Ok(BusEvent::Otp(o)) => {
+                        *me.lock()
+                            .otp
+                            .entry((o.kind.name(), o.reason.unwrap_or("")))
+                            .or_default() += 1;
                     }
                     Ok(_) | Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {}
                     Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
@@ -164,6 +173,20 @@ impl Metrics {
             let _ = writeln!(
                 out,
                 "centinela_admissions_total{{decision=\"{decision}\",reason=\"{reason}\"}} {n}"
+            );
+        }
+        let _ = writeln!(out, "# HELP centinela_otp_events_total Verification codes sent, verified and failed (by reason).\n# TYPE centinela_otp_events_total counter");
+        for event in ["otp.sent", "otp.verified"] {
+            let n = g.otp.get(&(event, "")).copied().unwrap_or(0);
+            let _ = writeln!(
+                out,
+                "centinela_otp_events_total{{event=\"{event}\",reason=\"\"}} {n}"
+            );
+        }
+        for ((event, reason), n) in g.otp.iter().filter(|((e, _), _)| *e == "otp.failed") {
+            let _ = writeln!(
+                out,
+                "centinela_otp_events_total{{event=\"{event}\",reason=\"{reason}\"}} {n}"
             );
         }
         let _ = writeln!(out, "# HELP centinela_admission_queue Connection attempts waiting in the queue.\n# TYPE centinela_admission_queue gauge\ncentinela_admission_queue {queue_len}");

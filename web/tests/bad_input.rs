@@ -52,6 +52,7 @@ enum Kind {
     Message,
     Campaign,
     Delivery,
+    Otp,
 }
 
 impl Kind {
@@ -83,6 +84,7 @@ fn params(path: &str) -> Vec<Kind> {
             "messages" => Kind::Message,
             "campaigns" => Kind::Campaign,
             "deliveries" => Kind::Delivery,
+            "otp" => Kind::Otp,
             other => panic!("{path}: the matrix does not know what {s} after /{other} names: add it to bad_input.rs params()"),
         })
         .collect()
@@ -113,6 +115,7 @@ struct Resources {
     message: String,
     campaign: String,
     delivery: String,
+    otp: String,
 }
 
 impl Resources {
@@ -125,6 +128,7 @@ impl Resources {
             Kind::Message => &self.message,
             Kind::Campaign => &self.campaign,
             Kind::Delivery => &self.delivery,
+            Kind::Otp => &self.otp,
         }
         .clone()
     }
@@ -142,6 +146,7 @@ impl Resources {
             self.api_key.clone(),
             self.message.clone(),
             self.campaign.clone(),
+            self.otp.clone(),
         ]
     }
 }
@@ -201,6 +206,7 @@ impl World {
                 .await,
                 "a campaign",
             );
+            let otp = otp_of(&app, tenant, &session);
             let resources = Resources {
                 tenant: tenant.into(),
                 session,
@@ -211,6 +217,9 @@ impl World {
                 // No delivery exists without a webhook call; an unknown id
                 // of the right form stands in.
                 delivery: format!("d_{tenant}_none"),
+                // No session is READY here (no engine): the OTP is put in
+                // the store as the service would.
+                otp,
             };
             made.push((resources, key, user));
         }
@@ -254,6 +263,35 @@ impl World {
             None => self.app.call(doc.method, uri, cred, None).await,
         }
     }
+}
+
+/// A pending verification code of `tenant`'s `session`, straight into the store.
+fn otp_of(app: &App, tenant: &str, session: &str) -> String {
+    use centinela_actors::clock::Timestamp;
+    use centinela_actors::ids::{SessionId, TenantId};
+    use centinela_actors::store::{OtpPurpose, OtpRecord, OtpRepo, OtpStatus};
+    let now = Timestamp::from_millis(4_000_000_000_000);
+    let r = OtpRecord {
+        id: format!("otp_{tenant}_secret"),
+        tenant: TenantId::new(tenant).expect("id"),
+        session: SessionId::new(session).expect("id"),
+        phone: "+5491122334455".into(),
+        purpose: OtpPurpose::Login,
+        digest: "00".repeat(32),
+        status: OtpStatus::Pending,
+        attempts_left: 3,
+        created_at: now,
+        issued_at: now,
+        expires_at: now,
+        resend_at: now,
+        sends: 1,
+        message_id: None,
+        updated_at: now,
+    };
+    app.store
+        .issue_otp(&r, &[], now, &mut |_| true)
+        .expect("an OTP");
+    r.id
 }
 
 /// The `id` of a 201/202 answer.

@@ -111,6 +111,7 @@ async fn a_stored_recipient_that_cannot_render_is_failed_and_the_campaign_goes_o
         session: session.clone(),
         message_id: second.id.clone(),
         status: MessageStatus::Sent,
+        otp: None,
         at: now,
     }));
     let done = progress(&mut rx, |c| c.status == CampaignStatus::Completed).await;

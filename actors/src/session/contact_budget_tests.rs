@@ -419,3 +419,79 @@ async fn a_campaign_to_strangers_who_never_answer_pauses_itself_when_the_risk_tu
     assert_eq!(fell.was, "high");
     assert_ne!(fell.level, "high", "{fell:?}");
 }
+
+/// A verification code's message to `to`, valid until `expires_at`.
+fn queue_code(f: &Fixture, store: &Store, to: &str, expires_at: Timestamp) -> String {
+    let m = MessageRecord::queued(
+        TenantId::new("t1").expect("id"),
+        f.id.clone(),
+        to.to_owned(),
+        "123456 es tu código de verificación de Centinela".into(),
+        Timestamp::from_millis(1_000_000),
+    )
+    .carrying_code("otp_1".into(), expires_at);
+    let id = m.id.clone();
+    store.accept(&[m]).expect("accept");
+    f.actor.cast(SessionMsg::Outbox).expect("cast");
+    id
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_admitted_code_goes_out_over_the_budget_and_still_counts_against_it() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = Store::open(dir.path()).expect("store");
+    let clock = TokioClock::at(Timestamp::from_millis(1_000_000));
+    let one = ContactBudget {
+        per_day: 1,
+        warmup_days: 0,
+        warmup_start: 1,
+    };
+    let mut f = session(&store, clock.clone(), one).await;
+    queue_to(&f, &store, &[number(1)]);
+    assert_eq!(settle(&mut f, 1).await.len(), 1, "the budget's one");
+    let code = queue_code(&f, &store, &number(2), clock.now().plus(DAY));
+    let sent = settle(&mut f, 1).await;
+    assert_eq!(
+        sent.iter()
+            .map(|m| m.message_id.as_str())
+            .collect::<Vec<_>>(),
+        [code.as_str()],
+        "sent, not deferred"
+    );
+    assert_eq!(
+        store
+            .new_contact_sends(&f.id, Timestamp::from_millis(0))
+            .expect("read")
+            .len(),
+        2,
+        "the code's recipient is a new contact too"
+    );
+    let m = status_of(&store, &code);
+    assert_eq!(m.text, crate::store::REDACTED_TEXT, "wiped once sent");
+    let (_, _, text) = f.engine.sent().last().cloned().expect("sent");
+    assert!(
+        text.starts_with("123456 "),
+        "the phone got the code: {text}"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_code_that_expires_in_the_queue_is_failed_not_sent_stale() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = Store::open(dir.path()).expect("store");
+    let clock = TokioClock::at(Timestamp::from_millis(1_000_000));
+    let mut f = session(&store, clock.clone(), FULL).await;
+    let code = queue_code(&f, &store, &number(3), clock.now());
+    let failed = loop {
+        let m = next_status(&mut f, Duration::from_secs(120)).await;
+        if m.message_id == code && m.status != MessageStatus::Queued {
+            break m;
+        }
+    };
+    assert_eq!(failed.status, MessageStatus::Failed);
+    assert_eq!(failed.otp.as_deref(), Some("otp_1"));
+    let m = status_of(&store, &code);
+    assert_eq!(m.error.as_deref(), Some("expired"));
+    assert_eq!(m.text, crate::store::REDACTED_TEXT);
+    assert!(f.engine.sent().is_empty(), "nothing went out");
+}

@@ -21,7 +21,10 @@
 //! ([`ContactBudget`]): over it, the message becomes `deferred` until the
 //! budget has room, keeping its place in the queue, and the messages
 //! behind it (to known contacts, or due earlier) go first. The count is
-//! the store's, so a restart resets nothing.
+//! the store's, so a restart resets nothing. A verification code's
+//! message was admitted against that budget when it was asked for, so it
+//! is never deferred; one that expires before its turn is failed
+//! (`expired`), never sent stale.
 //!
 //! A cloud session (Meta's Cloud API) is the official API, not a person at
 //! a phone: no human pacing, no typing, no seen marks and no new-contact
@@ -148,6 +151,7 @@ fn save(st: &SessionActorState, m: &MessageRecord) -> bool {
                     session: m.session.clone(),
                     message_id: m.id.clone(),
                     status: m.status,
+                    otp: m.otp.clone(),
                     at: m.updated_at,
                 }));
             true
@@ -216,6 +220,11 @@ fn within_budget(
     now: Timestamp,
 ) -> Option<MessageRecord> {
     let repo = st.env.messages.clone()?;
+    if m.otp.is_some() {
+        // A code was admitted against this budget when it was asked for
+        // (`otp/service.rs`); deferred, it would expire in the queue.
+        return Some(m);
+    }
     let session = st.record.id.clone();
     let read = repo.is_known(&session, &m.to).and_then(|known| {
         if known {
@@ -339,6 +348,17 @@ fn note_signal(st: &SessionActorState, message: &str, what: &str, out: Result<()
 
 /// Hands `m` to the engine, with a durable write on each side.
 async fn hand_off(myself: &ActorRef<SessionMsg>, st: &mut SessionActorState, mut m: MessageRecord) {
+    if m.expires_at.is_some_and(|at| at <= st.env.clock.now()) {
+        // A verification code past its validity is worthless: failed,
+        // never sent stale.
+        m.status = MessageStatus::Failed;
+        m.error = Some("expired".into());
+        m.updated_at = st.env.clock.now();
+        tracing::info!(tenant = %st.record.tenant, session = %st.record.id, message = %m.id, "message expired in the queue: failed, not sent");
+        save(st, &m);
+        schedule(myself, st);
+        return;
+    }
     m.status = MessageStatus::Sending;
     m.deferred = None; // it goes now
     m.updated_at = st.env.clock.now();

@@ -119,7 +119,21 @@ pub struct MessageRecord {
     /// is empty then).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub template: Option<crate::engine::cloud::Template>,
+    /// The verification code (an OTP id) this message carries: its text
+    /// is secret. Every reader outside the sender gets
+    /// [`MessageRecord::visible_text`], and the text itself is wiped from
+    /// the record once the message leaves the queue.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub otp: Option<String>,
+    /// Not sent at or after this time: failed `expired` instead (a code
+    /// is worthless once it is no longer valid).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires_at: Option<Timestamp>,
 }
+
+/// How a verification message's text reads anywhere but the hand-off to
+/// the engine.
+pub const REDACTED_TEXT: &str = "[verification code redacted]";
 
 impl MessageRecord {
     /// A new message to send, queued at `now` under a fresh id.
@@ -146,6 +160,39 @@ impl MessageRecord {
             answers: None,
             deferred: None,
             template: None,
+            otp: None,
+            expires_at: None,
+        }
+    }
+
+    /// The same message, as the carrier of OTP `otp`'s code (secret), not
+    /// sent at or after `expires_at`.
+    pub fn carrying_code(mut self, otp: String, expires_at: Timestamp) -> Self {
+        self.otp = Some(otp);
+        self.expires_at = Some(expires_at);
+        self
+    }
+
+    /// The template as the API may show it: a verification code's without
+    /// its parameters.
+    pub fn visible_template(&self) -> Option<crate::engine::cloud::Template> {
+        let t = self.template.clone()?;
+        Some(match self.otp {
+            // Its parameters are the code.
+            Some(_) => crate::engine::cloud::Template {
+                components: Vec::new(),
+                ..t
+            },
+            None => t,
+        })
+    }
+
+    /// The text as the API, events, webhooks and logs may show it: a
+    /// verification code's is [`REDACTED_TEXT`].
+    pub fn visible_text(&self) -> &str {
+        match self.otp {
+            Some(_) => REDACTED_TEXT,
+            None => &self.text,
         }
     }
 
@@ -372,11 +419,24 @@ impl MessageRepo for Store {
     }
 
     fn update(&self, m: &MessageRecord) -> Result<(), StoreError> {
+        let leaves = !matches!(
+            m.status,
+            MessageStatus::Queued | MessageStatus::Deferred | MessageStatus::Sending
+        );
+        // A code out of the queue is needed by no one: its text goes.
+        let scrubbed = (leaves && m.otp.is_some()).then(|| MessageRecord {
+            text: REDACTED_TEXT.into(),
+            template: m.visible_template(),
+            ..m.clone()
+        });
         let txn = self.db().begin_write()?;
         {
             let mut messages = txn.open_table(MESSAGES)?;
             let was = messages
-                .insert(m.id.as_str(), encode(m)?.as_slice())?
+                .insert(
+                    m.id.as_str(),
+                    encode(scrubbed.as_ref().unwrap_or(m))?.as_slice(),
+                )?
                 .map(|old| decode(old.value()))
                 .transpose()?
                 .map(|old| old.status);
@@ -389,10 +449,6 @@ impl MessageRepo for Store {
             if m.status == MessageStatus::Sent {
                 super::contacts::note(&txn, &m.session, &m.to, m.updated_at, true)?;
             }
-            let leaves = !matches!(
-                m.status,
-                MessageStatus::Queued | MessageStatus::Deferred | MessageStatus::Sending
-            );
             if leaves {
                 let mut outbox = txn.open_table(OUTBOX)?;
                 let mut key = None;
@@ -618,6 +674,8 @@ mod tests {
             answers: None,
             deferred: None,
             template: None,
+            otp: None,
+            expires_at: None,
         };
         store
             .accept(&[
@@ -708,6 +766,8 @@ mod tests {
             answers: None,
             deferred: None,
             template: None,
+            otp: None,
+            expires_at: None,
         };
         let out = stored(store.accept(&[m("a"), m("b")]).expect("accept"));
         assert_eq!(out[0].id, "a");
@@ -744,6 +804,8 @@ mod tests {
             answers: None,
             deferred: None,
             template: None,
+            otp: None,
+            expires_at: None,
         };
         let out = stored(store.accept(&[m("a", "s1"), m("b", "s2")]).expect("accept"));
         for (rec, engine_id) in out.iter().zip(["true_549@c.us_X1", "true_549@c.us_X2"]) {

@@ -16,6 +16,7 @@ mod contacts;
 mod inbox;
 mod ledger;
 mod messages;
+mod otps;
 mod purge;
 #[cfg(test)]
 mod rows;
@@ -29,7 +30,10 @@ pub use campaigns::{CampaignPause, CampaignRecord, CampaignRepo, CampaignStatus,
 pub use contacts::{ContactRepo, FirstExchange, NewContacts};
 pub use inbox::{InboxRepo, IncomingRecord, MessageStore, INBOX_CAPACITY};
 pub use ledger::{AttemptKind, LedgerEvent, LedgerRepo};
-pub use messages::{Deferral, DeferralReason, MessageRecord, MessageRepo, MessageStatus};
+pub use messages::{
+    Deferral, DeferralReason, MessageRecord, MessageRepo, MessageStatus, REDACTED_TEXT,
+};
+pub use otps::{Issue, OtpPurpose, OtpRecord, OtpRepo, OtpStatus, SendLimit};
 pub use purge::TenantPurged;
 pub use sessions::{DesiredState, SessionRecord, SessionRepo};
 pub use webhooks::{
@@ -164,6 +168,7 @@ impl Store {
             campaigns::create_tables(&txn)?;
             contacts::create_tables(&txn)?;
             activity::create_tables(&txn)?;
+            otps::create_tables(&txn)?;
         }
         txn.commit()?;
         Ok(())

@@ -7,12 +7,16 @@
 //! budgets protect the server's address and phone numbers, not a tenant's
 //! data (the hourly budget is server-wide, pairing codes are limited per
 //! phone and egress path, and deleting and re-creating a tenant must not
-//! lift a ban), and the supervisor keeps it in memory besides. Tables with
+//! lift a ban), and the supervisor keeps it in memory besides. The OTP
+//! send log does go with the tenant's other rows: its limits are counted
+//! over every tenant's sends, and a deleted tenant's stop counting. Tables with
 //! no tenant's rows: `meta`, `settings`, `revoked_tokens` (token ids; the
 //! tokens die with their users). `purge_tests.rs` reads every table to
 //! prove it. Who calls this, and after what, is `tenants.rs`'s business.
 
-use super::{accounts, activity, audit, campaigns, contacts, inbox, messages, sessions, webhooks};
+use super::{
+    accounts, activity, audit, campaigns, contacts, inbox, messages, otps, sessions, webhooks,
+};
 use super::{Store, StoreError};
 use crate::ids::TenantId;
 use std::collections::BTreeSet;
@@ -37,6 +41,8 @@ pub struct TenantPurged {
     /// Hours of the tenant's sessions' activity counts.
     pub activity_hours: usize,
     pub audit_entries: usize,
+    /// Verification codes, with their sends in the OTP limits' log.
+    pub otps: usize,
 }
 
 pub(super) fn purge_tenant(store: &Store, tenant: &TenantId) -> Result<TenantPurged, StoreError> {
@@ -61,6 +67,7 @@ pub(super) fn purge_tenant(store: &Store, tenant: &TenantId) -> Result<TenantPur
         contacts: contacts::purge(&txn, &of_tenant)?,
         activity_hours: activity::purge(&txn, &of_tenant)?,
         audit_entries: audit::purge(&txn, tenant)?,
+        otps: otps::purge(&txn, tenant)?,
     };
     txn.commit()?;
     Ok(purged)

@@ -87,6 +87,7 @@ fn fill(store: &Store, id: &str) {
         .expect("session");
     fill_messaging(store, &t, &s);
     fill_messages(store, &t, &s);
+    fill_otp(store, &t, &s);
     store
         .append(&LedgerEvent::Attempt {
             id: 1,
@@ -199,6 +200,44 @@ fn fill_messages(store: &Store, t: &TenantId, s: &SessionId) {
         .expect("incoming");
 }
 
+/// A pending verification code to a phone both tenants verify (its
+/// record, the latest-code index, its sends under the phone and the address).
+fn fill_otp(store: &Store, t: &TenantId, s: &SessionId) {
+    let otp = OtpRecord {
+        id: format!("otp_{t}"),
+        tenant: t.clone(),
+        session: s.clone(),
+        phone: "+5491100000000".into(),
+        purpose: OtpPurpose::Login,
+        digest: "ab".into(),
+        status: OtpStatus::Pending,
+        attempts_left: 3,
+        created_at: T,
+        issued_at: T,
+        expires_at: T,
+        resend_at: T,
+        sends: 1,
+        message_id: None,
+        updated_at: T,
+    };
+    let limits = [
+        SendLimit {
+            scope: "phone:+5491100000000".into(),
+            max: 5,
+            window: std::time::Duration::from_secs(86_400),
+        },
+        SendLimit {
+            scope: "addr:203.0.113.7".into(),
+            max: 10,
+            window: std::time::Duration::from_secs(3_600),
+        },
+    ];
+    let out = store
+        .issue_otp(&otp, &limits, T, &mut |_| true)
+        .expect("otp");
+    assert!(matches!(out, Issue::Stored { .. }), "{out:?}");
+}
+
 /// Both tenants, and rows that belong to no tenant.
 fn filled(dir: &std::path::Path) -> Store {
     let store = Store::open(dir).expect("open");
@@ -252,6 +291,7 @@ fn purging_a_tenant_leaves_no_row_of_it_in_any_table_and_every_other_row_as_it_w
             audit_entries: 1,
             contacts: 1,
             activity_hours: 1,
+            otps: 1,
         }
     );
     let after = rows(&store);

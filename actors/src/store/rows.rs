@@ -95,6 +95,7 @@ impl Store {
         super::campaigns::rows(&txn, &mut out)?;
         super::contacts::rows(&txn, &mut out)?;
         super::activity::rows(&txn, &mut out)?;
+        super::otps::rows(&txn, &mut out)?;
         let unlisted = txn
             .list_tables()?
             .map(|t| t.name().to_owned())

@@ -113,7 +113,10 @@ impl App {
             supervisor.clone(),
             &bus,
             centinela_web::Injected::new(clock),
-            b"router-tests-secret-router-tests-secret",
+            &centinela_web::Secrets {
+                jwt: b"router-tests-secret-router-tests-secret".to_vec(),
+                otp: b"router-tests-otp-secret-router-tests".to_vec(),
+            },
             logs,
             &config,
         );
