@@ -52,6 +52,7 @@ enum Kind {
     Message,
     Campaign,
     Delivery,
+    Peer,
 }
 
 impl Kind {
@@ -83,6 +84,7 @@ fn params(path: &str) -> Vec<Kind> {
             "messages" => Kind::Message,
             "campaigns" => Kind::Campaign,
             "deliveries" => Kind::Delivery,
+            "chats" => Kind::Peer,
             other => panic!("{path}: the matrix does not know what {s} after /{other} names: add it to bad_input.rs params()"),
         })
         .collect()
@@ -113,6 +115,8 @@ struct Resources {
     message: String,
     campaign: String,
     delivery: String,
+    /// A number the session wrote to (its chat).
+    peer: String,
 }
 
 impl Resources {
@@ -125,6 +129,7 @@ impl Resources {
             Kind::Message => &self.message,
             Kind::Campaign => &self.campaign,
             Kind::Delivery => &self.delivery,
+            Kind::Peer => &self.peer,
         }
         .clone()
     }
@@ -211,6 +216,7 @@ impl World {
                 // No delivery exists without a webhook call; an unknown id
                 // of the right form stands in.
                 delivery: format!("d_{tenant}_none"),
+                peer: "5491122334455".into(),
             };
             made.push((resources, key, user));
         }
