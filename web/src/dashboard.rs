@@ -45,6 +45,8 @@ const ASSETS: &[(&str, &str, &str)] = &[
     asset!("log.js", JS),
     asset!("send.js", JS),
     asset!("sim.js", JS),
+    asset!("conversations.js", JS),
+    asset!("campaigns.js", JS),
 ];
 
 type Responses = &'static [(u16, &'static str)];
