@@ -3,15 +3,19 @@
 //! (real webjs engine, real Chromium per session, the bundled simulator).
 //! Log in → create a session → connect → the QR appears → scan it from the
 //! phone panel → READY without a reload → the transition's log line appears
-//! → reload: still READY → disconnect. Asserts on the DOM, never on pixels;
-//! saves screenshots under `target/screenshots/`.
+//! → reload: still READY → disconnect. Then the Conversations panel (an
+//! incoming message from the demo phone, a reply that reaches the phone
+//! and turns `read` live) and the Campaigns panel (a CSV of 20 with two bad
+//! rows previewed and rejected, started, paused, resumed, finished).
+//! Asserts on the DOM, never on pixels; saves screenshots under
+//! `target/screenshots/`.
 
 mod common;
 
 use centinela::config::{Config, Profile};
 use centinela::{engines_for, point_at_simulator, AdminBootstrap, Demo, Services};
 use centinela_web::sim::{ControlAccess, Simulator};
-use chromiumoxide::cdp::browser_protocol::page::CaptureScreenshotFormat;
+use chromiumoxide::cdp::browser_protocol::page::{CaptureScreenshotFormat, Viewport};
 use chromiumoxide::cdp::js_protocol::runtime::EvaluateParams;
 use chromiumoxide::page::ScreenshotParams;
 use chromiumoxide::{Browser, BrowserConfig, Page};
@@ -80,12 +84,47 @@ async fn fill(page: &Page, selector: &str, value: &str) {
     );
 }
 
-async fn screenshot(page: &Page, name: &str) -> PathBuf {
+fn screenshot_path(name: &str) -> PathBuf {
     let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
         .join("target")
         .join("screenshots");
     std::fs::create_dir_all(&dir).expect("screenshot dir");
-    let path = dir.join(name);
+    dir.join(name)
+}
+
+/// A screenshot of one element (a panel), wherever it is on the page.
+async fn panel_screenshot(page: &Page, selector: &str, name: &str) -> PathBuf {
+    let path = screenshot_path(name);
+    let js = format!(
+        "(() => {{ const r = document.querySelector({s}).getBoundingClientRect(); return [r.left + scrollX, r.top + scrollY, r.width, r.height]; }})()",
+        s = serde_json::to_string(selector).expect("json")
+    );
+    let rect = eval(page, &js).await;
+    let n = |i: usize| rect[i].as_f64().expect("a number");
+    let clip = Viewport {
+        x: n(0),
+        y: n(1),
+        width: n(2),
+        height: n(3),
+        scale: 1.0,
+    };
+    let params = ScreenshotParams::builder()
+        .format(CaptureScreenshotFormat::Png)
+        .clip(clip)
+        .capture_beyond_viewport(true)
+        .build();
+    page.save_screenshot(params, &path)
+        .await
+        .expect("panel screenshot");
+    assert!(
+        std::fs::metadata(&path).is_ok_and(|m| m.len() > 10_000),
+        "{name} has content"
+    );
+    path
+}
+
+async fn screenshot(page: &Page, name: &str) -> PathBuf {
+    let path = screenshot_path(name);
     let params = ScreenshotParams::builder()
         .format(CaptureScreenshotFormat::Png)
         .full_page(true)
@@ -279,6 +318,8 @@ async fn a_person_links_a_number_from_the_dashboard() {
         30,
     )
     .await;
+    // The demo's cloud session is READY too: the forms are pointed at this one.
+    fill(&page, "#send-session", &id).await;
     fill(&page, "#send-to", "5491155550001").await;
     fill(&page, "#send-text", "hola").await;
     click(&page, "#send-submit").await;
@@ -308,6 +349,7 @@ async fn a_person_links_a_number_from_the_dashboard() {
         30,
     )
     .await;
+    fill(&page, "#otp-session", &id).await;
     fill(&page, "#otp-phone", "+54 9 11 2233-4466").await;
     click(&page, "#otp-send-submit").await;
     let arrived = "[...document.querySelectorAll('#phone-devices .device-message')].find(m => /\\d{6} es tu código de verificación/.test(m.textContent))";
@@ -449,4 +491,367 @@ async fn a_public_demos_phone_takes_its_token_from_the_printed_address() {
     let _ = browser.wait().await;
     pump.abort();
     server.shutdown().await.expect("shutdown");
+}
+
+/// Clicks the language toggle and waits for the page to be in `lang`.
+async fn switch_to(page: &Page, lang: &str) {
+    click(page, "#lang-toggle").await;
+    wait(
+        page,
+        &format!("the page in {lang}"),
+        &format!("document.documentElement.lang === '{lang}'"),
+        10,
+    )
+    .await;
+}
+
+/// The text of the first element matching `selector` ("" when none).
+async fn text_of(page: &Page, selector: &str) -> String {
+    let js = format!(
+        "(document.querySelector({s}) || {{}}).textContent || ''",
+        s = serde_json::to_string(selector).expect("json")
+    );
+    eval(page, &js)
+        .await
+        .as_str()
+        .unwrap_or_default()
+        .to_owned()
+}
+
+/// Creates a session from the form, connects it and scans its QR from the
+/// demo phone panel: READY. Its id and its simulated device's id.
+async fn linked_session(page: &Page, name: &str) -> (String, String) {
+    fill(page, "#new-session-name", name).await;
+    fill(page, "#new-session-tenant", "demo").await;
+    click(page, "#new-session-submit").await;
+    let row = format!("[...document.querySelectorAll('tr[data-session-id]')].find(r => r.textContent.includes('{name}'))");
+    wait(page, "the new row", &row, 30).await;
+    let id = eval(page, &format!("{row}.dataset.sessionId"))
+        .await
+        .as_str()
+        .expect("session id")
+        .to_owned();
+    let row_sel = format!("tr[data-session-id='{id}']");
+    click(page, &format!("{row_sel} [data-action='connect']")).await;
+    let scan = format!("[data-sim-action='scan'][data-session-id='{id}']");
+    wait(
+        page,
+        "the phone panel's scan button",
+        &format!("document.querySelector(\"{scan}\")"),
+        60,
+    )
+    .await;
+    click(page, &scan).await;
+    wait(
+        page,
+        "READY",
+        &format!("document.querySelector(\"{row_sel}\").dataset.state === 'READY'"),
+        60,
+    )
+    .await;
+    let device = "#phone-devices [data-device-state='CONNECTED']";
+    wait(
+        page,
+        "the connected demo device",
+        &format!("document.querySelector(\"{device}\")"),
+        30,
+    )
+    .await;
+    let device_id = eval(
+        page,
+        &format!("document.querySelector(\"{device}\").dataset.deviceId"),
+    )
+    .await
+    .as_str()
+    .expect("device id")
+    .to_owned();
+    (id, device_id)
+}
+
+/// The recipients' CSV: 20 rows, the 5th with a bad number and the 12th
+/// without its `name`.
+fn campaign_csv() -> String {
+    let mut csv = String::from("to,name,date\r\n");
+    for i in 1..=20 {
+        let row = match i {
+            5 => "12ab,Bad,lunes".to_owned(),
+            12 => format!("54911600000{i:02},,martes"),
+            _ => format!("54911600000{i:02},\"Ana {i}\",lunes"),
+        };
+        csv.push_str(&row);
+        csv.push_str("\r\n");
+    }
+    csv
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_person_answers_a_chat_and_runs_a_campaign_from_the_dashboard() {
+    let _slot = browser_slot().await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let mut config = Config::defaults_of(Profile::Demo);
+    config.storage.data_dir = dir.path().join("data");
+    point_at_simulator(&mut config, addr);
+    config.antiban.connect_delay = Duration::ZERO;
+    // Fast pacing, and a budget that takes the whole campaign today; the
+    // risk watch needs more sends than this to judge (no risk_high pause).
+    config.messaging.send_delay_min = Duration::from_millis(300);
+    config.messaging.send_delay_max = Duration::from_millis(400);
+    config.messaging.sends_per_minute = 600;
+    config.messaging.typing_chars_per_second = 1000;
+    config.messaging.new_contacts_per_day = 50;
+    config.messaging.warmup_start = 50;
+    config.risk.min_sample = 1000;
+    let simulator = Simulator::new(Duration::from_secs(20));
+    let services = Services {
+        engines: engines_for(&config),
+        demo: Some(Demo {
+            simulator: simulator.clone(),
+            control: ControlAccess::Open,
+        }),
+        admin: AdminBootstrap::Given {
+            username: "admin".into(),
+            password: PASSWORD.into(),
+        },
+        ..Services::default()
+    };
+    let server = start_on(listener, config, services);
+
+    let (mut browser, pump) = viewer(&dir.path().join("viewer")).await;
+    let page = browser
+        .new_page(format!("http://{addr}/"))
+        .await
+        .expect("open the dashboard");
+    log_in(&page).await;
+    wait(
+        &page,
+        "the live WebSocket",
+        "document.querySelector('#ws-status').dataset.status === 'live'",
+        30,
+    )
+    .await;
+    let (id, device) = linked_session(&page, "clinic").await;
+    // The demo's cloud session is READY too: the panels are pointed at this one.
+    fill(&page, "#chats-session", &id).await;
+    fill(&page, "#camp-session", &id).await;
+
+    // An incoming message from the demo phone: a new chat with one unread.
+    let peer = "5491177770001";
+    fill(&page, "#sim-from", peer).await;
+    fill(&page, "#sim-text", "Hola, ¿hay turno el lunes?").await;
+    click(
+        &page,
+        &format!("[data-sim-action='incoming'][data-device-id='{device}']"),
+    )
+    .await;
+    let chat = format!("#chats-list li[data-peer='{peer}']");
+    wait(
+        &page,
+        "the chat with one unread message, live",
+        &format!("document.querySelector(\"{chat}\") && document.querySelector(\"{chat}\").dataset.unread === '1'"),
+        30,
+    )
+    .await;
+    click(&page, &format!("{chat} button[data-chat]")).await;
+    wait(
+        &page,
+        "the thread with the incoming message, read",
+        &format!("!document.querySelector('#thread').hidden && [...document.querySelectorAll('#thread-messages .msg-in')].some(m => m.textContent.includes('hay turno')) && document.querySelector(\"{chat}\").dataset.unread === '0'"),
+        30,
+    )
+    .await;
+    assert_eq!(
+        eval(&page, "document.activeElement.id").await,
+        "reply-text",
+        "opening a chat puts the focus in the reply box"
+    );
+
+    // A reply through the outbox: it reaches the phone, and the phone's
+    // acks move its status live, up to read.
+    fill(&page, "#reply-text", "Sí, a las 10").await;
+    click(&page, "#reply-submit").await;
+    let out = "[...document.querySelectorAll('#thread-messages .msg-out')].find(m => m.textContent.includes('a las 10'))";
+    wait(&page, "the reply in the thread", out, 30).await;
+    wait(
+        &page,
+        "the reply sent",
+        &format!("['sent', 'delivered', 'read'].includes({out}.dataset.status)"),
+        60,
+    )
+    .await;
+    let sim = reqwest::Client::new();
+    let on_phone: Value = sim
+        .get(format!("http://{addr}/sim/devices/{device}/sent"))
+        .send()
+        .await
+        .expect("the phone's messages")
+        .json()
+        .await
+        .expect("json");
+    let reply = on_phone
+        .as_array()
+        .expect("a list")
+        .iter()
+        .find(|m| m["text"] == "Sí, a las 10")
+        .unwrap_or_else(|| panic!("the reply reached the phone: {on_phone}"));
+    assert_eq!(reply["to"], peer);
+    for ack in [2, 3] {
+        let r = sim
+            .post(format!("http://{addr}/sim/devices/{device}/ack"))
+            .json(&serde_json::json!({"message_id": reply["message_id"], "ack": ack}))
+            .send()
+            .await
+            .expect("ack");
+        assert_eq!(r.status(), 200);
+    }
+    wait(
+        &page,
+        "the reply read, live",
+        &format!("{out}.dataset.status === 'read' && {out}.querySelector('.msg-status').textContent === 'read'"),
+        30,
+    )
+    .await;
+    panel_screenshot(&page, "#chats-panel", "04-conversations-en.png").await;
+    switch_to(&page, "es").await;
+    wait(
+        &page,
+        "the thread in Spanish",
+        &format!("{out}.querySelector('.msg-status').textContent === 'leído' && document.querySelector('#chats-title').textContent === 'Conversaciones'"),
+        10,
+    )
+    .await;
+    panel_screenshot(&page, "#chats-panel", "05-conversations-es.png").await;
+    switch_to(&page, "en").await;
+
+    // A campaign from CSV: two bad rows previewed and rejected.
+    fill(&page, "#camp-name", "lunes").await;
+    fill(
+        &page,
+        "#camp-template",
+        "Hola {name}, tu turno es el {date}",
+    )
+    .await;
+    fill(&page, "#camp-csv", &campaign_csv()).await;
+    click(&page, "#camp-preview").await;
+    let area = "document.querySelector('#camp-preview-area')";
+    wait(
+        &page,
+        "the preview: 18 to send, 2 rejected",
+        &format!(
+            "!{area}.hidden && {area}.dataset.accepted === '18' && {area}.dataset.rejected === '2'"
+        ),
+        30,
+    )
+    .await;
+    let rejected = eval(
+        &page,
+        "[...document.querySelectorAll('#camp-rejected tr')].map(r => r.dataset.index + ':' + r.dataset.code).join(' ')",
+    )
+    .await;
+    assert_eq!(rejected, "4:invalid_phone 11:missing_variables");
+    assert_eq!(
+        text_of(&page, "#camp-samples li").await,
+        "Hola Ana 1, tu turno es el lunes"
+    );
+    assert_eq!(
+        eval(
+            &page,
+            "document.querySelectorAll('#camp-samples li').length"
+        )
+        .await,
+        3
+    );
+    assert!(
+        text_of(&page, "#camp-preview-outlook")
+            .await
+            .contains("18 new contacts"),
+        "the outlook: {}",
+        text_of(&page, "#camp-preview-outlook").await
+    );
+    panel_screenshot(&page, "#campaigns-panel", "06-campaign-preview-en.png").await;
+    click(&page, "#camp-save").await;
+    let row = "document.querySelector('#camp-body tr[data-campaign-id]')";
+    wait(
+        &page,
+        "the draft with 18 recipients",
+        &format!("{row} && {row}.dataset.status === 'draft' && {row}.querySelector('.camp-progress').dataset.remaining === '18'"),
+        30,
+    )
+    .await;
+
+    // Started, paused while it runs, resumed, finished: the bar follows.
+    click(&page, "#camp-body [data-camp-action='start']").await;
+    let progress = format!("{row}.querySelector('.camp-progress')");
+    wait(
+        &page,
+        "the first sends, live",
+        &format!("{row}.dataset.status === 'running' && Number({progress}.dataset.sent) >= 1"),
+        60,
+    )
+    .await;
+    click(&page, "#camp-body [data-camp-action='pause']").await;
+    wait(
+        &page,
+        "paused",
+        &format!("{row}.dataset.status === 'paused' && {row}.querySelector(\"[data-camp-action='resume']\")"),
+        30,
+    )
+    .await;
+    let sent_when_paused = eval(&page, &format!("Number({progress}.dataset.sent)")).await;
+    assert!(
+        sent_when_paused
+            .as_u64()
+            .is_some_and(|n| (1..18).contains(&n)),
+        "paused part-way: {sent_when_paused}"
+    );
+    panel_screenshot(&page, "#campaigns-panel", "07-campaign-paused-en.png").await;
+    click(&page, "#camp-body [data-camp-action='resume']").await;
+    wait(
+        &page,
+        "completed at 100 %",
+        &format!("{row}.dataset.status === 'completed' && {progress}.dataset.percent === '100' && {progress}.dataset.sent === '18' && {progress}.dataset.remaining === '0'"),
+        120,
+    )
+    .await;
+    let on_phone: Value = sim
+        .get(format!("http://{addr}/sim/devices/{device}/sent"))
+        .send()
+        .await
+        .expect("the phone's messages")
+        .json()
+        .await
+        .expect("json");
+    let campaign_texts = on_phone
+        .as_array()
+        .expect("a list")
+        .iter()
+        .filter(|m| {
+            m["text"]
+                .as_str()
+                .is_some_and(|t| t.starts_with("Hola Ana"))
+        })
+        .count();
+    assert_eq!(campaign_texts, 18, "each accepted recipient once");
+    panel_screenshot(&page, "#campaigns-panel", "08-campaign-done-en.png").await;
+    switch_to(&page, "es").await;
+    wait(
+        &page,
+        "the campaign in Spanish",
+        &format!("{row}.querySelector('.camp-status').textContent === 'terminada'"),
+        10,
+    )
+    .await;
+    panel_screenshot(&page, "#campaigns-panel", "09-campaign-done-es.png").await;
+
+    let _ = browser.close().await;
+    let _ = browser.wait().await;
+    pump.abort();
+    server.shutdown().await.expect("shutdown");
+    assert!(
+        chromium_processes_under(&dir.path().join("data")).is_empty(),
+        "no session browser left"
+    );
 }

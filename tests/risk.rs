@@ -116,7 +116,8 @@ async fn a_campaigns_outlook_is_the_budgets_arithmetic_in_the_preview_and_once_c
     );
     assert_eq!(created.body["deferred_until"], Value::Null);
 
-    // A bad template is refused by the preview as by the create.
+    // A row whose text renders too long is rejected by the preview with
+    // why (the create refuses it with 400); with no row left, no outlook.
     let bomb = s
         .api
         .call(
@@ -126,8 +127,22 @@ async fn a_campaigns_outlook_is_the_budgets_arithmetic_in_the_preview_and_once_c
             Some(json!({"name": "x", "template": "{v}{v}{v}{v}{v}", "recipients": [{"to": "5491100000001", "vars": {"v": "x".repeat(900)}}]})),
         )
         .await;
+    assert_eq!(bomb.status, 200, "{}", bomb.text);
+    assert_eq!(bomb.body["total"], 0);
+    assert_eq!(bomb.body["outlook"], Value::Null);
+    assert_eq!(bomb.body["rejected"][0]["index"], 0);
+    assert_eq!(bomb.body["rejected"][0]["code"], "rendered_too_long");
+    let created = s
+        .api
+        .call(
+            "POST",
+            &format!("/api/v1/sessions/{id}/campaigns"),
+            Cred::Token(&token),
+            Some(json!({"name": "x", "template": "{v}{v}{v}{v}{v}", "recipients": [{"to": "5491100000001", "vars": {"v": "x".repeat(900)}}]})),
+        )
+        .await;
     assert_eq!(
-        (bomb.status, bomb.body["error"]["code"].clone()),
+        (created.status, created.body["error"]["code"].clone()),
         (400, json!("rendered_too_long"))
     );
     s.server.shutdown().await.expect("shutdown");

@@ -1,5 +1,5 @@
 /* Centinela dashboard entry point: wires the modules together (login, sessions, QR, phone number
-   pairing, admission, live log, demo phone, WebSocket). Live updates come only from the WebSocket.
+   pairing, conversations, campaigns, admission, live log, demo phone, WebSocket). Live updates come only from the WebSocket.
    Owns: start-up, what signing in starts and what signing out forgets (through each module's
    reset), re-rendering everything in the other language, and the event bindings.
    Not: any view or API call of its own; each lives in its module. */
@@ -18,8 +18,12 @@ import { refreshRate, renderAdmission, resetAdmission, orgAction } from './admis
 import { rerenderLogs, togglePause, updatePauseLabel, resetLog } from './log.js';
 import { probeSim, refreshDevices, renderPhone, resetSim, simAction, takeSimToken } from './sim.js';
 import { connectWs, closeWs, renderWsStatus } from './ws.js';
+import { renderChatSessions, renderChats, renderThread, resetConversations, onChatSession, onChatClick, onOlder, onReply } from './conversations.js';
+import { renderCampaignSessions, renderCampaigns, renderPreview, resetCampaigns, onCampaignSession, campaignAction, onCampaignPreview,
+  onCampaignSave, onCampaignFile, onCampaignFormInput } from './campaigns.js';
 
-const MESSAGE_AREAS = ['login-error', 'sessions-message', 'new-session-error', 'send-result', 'otp-result', 'admission-message', 'phone-result'];
+const MESSAGE_AREAS = ['login-error', 'sessions-message', 'new-session-error', 'send-result', 'otp-result', 'admission-message', 'phone-result',
+  'chats-message', 'reply-result', 'camp-message', 'camp-form-message'];
 
 function applyStaticText() {
   I18N.applyStatic();
@@ -40,6 +44,7 @@ function renderAll() {
   resetSend();
   resetOtpOptions();
   [renderHeader, renderWsStatus, renderSessions, renderQr, renderSendOptions, renderOtpOptions, renderAdmission, renderPhone,
+    renderChatSessions, renderChats, renderThread, renderCampaignSessions, renderCampaigns, renderPreview,
     updatePauseLabel, tick].forEach((render) => render());
 }
 
@@ -66,11 +71,13 @@ function endSession(message) {
     state.epoch += 1;
     closeWs();
     stopTicker();
-    [resetSessions, resetQr, resetAdmission, resetLog, resetSim, resetSend, resetOtp].forEach((reset) => reset());
-    ['sessions-body', 'admission-body', 'log-lines', 'phone-scan-list', 'phone-devices', 'toasts']
+    [resetSessions, resetQr, resetAdmission, resetLog, resetSim, resetSend, resetOtp, resetConversations, resetCampaigns].forEach((reset) => reset());
+    ['sessions-body', 'admission-body', 'log-lines', 'phone-scan-list', 'phone-devices', 'toasts', 'chats-list', 'thread-messages',
+      'camp-body', 'camp-failures', 'camp-samples', 'camp-rejected']
       .forEach((id) => { $(id).textContent = ''; });
     MESSAGE_AREAS.forEach((id) => setMsg(id, ''));
     $('phone-panel').hidden = true;
+    $('thread').hidden = $('camp-preview-area').hidden = $('camp-failures-area').hidden = true;
     renderQr();
   }
   showLogin(message);
@@ -89,6 +96,16 @@ function bindEvents() {
   on('pairing-code-form', 'submit', onPairingCode);
   delegate('admission-body', 'button[data-org-action]', 'admission-message', orgAction, refreshRate);
   delegate('phone-panel', 'button[data-sim-action]', 'phone-result', simAction, refreshDevices);
+  on('chats-session', 'change', onChatSession);
+  on('chats-list', 'click', onChatClick);
+  on('thread-older', 'click', onOlder);
+  on('reply-form', 'submit', onReply);
+  on('camp-session', 'change', onCampaignSession);
+  delegate('camp-body', 'button[data-camp-action]', 'camp-message', campaignAction, () => {});
+  on('camp-form', 'submit', onCampaignPreview);
+  on('camp-form', 'input', onCampaignFormInput);
+  on('camp-file', 'change', onCampaignFile);
+  on('camp-save', 'click', onCampaignSave);
   on('log-pause', 'click', togglePause);
   on('log-filter-level', 'change', rerenderLogs);
   on('log-filter-tenant', 'input', rerenderLogs);

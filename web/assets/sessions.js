@@ -4,7 +4,7 @@
    budget (refetched when the session's messages move).
    Owns: the rows by session id and which session the "queued" notice is about; the sessions
    themselves are shared (state.js) because the QR, send and demo phone views read them.
-   Not: how those views render (qr.js, send.js, sim.js), the admission note's content (admission.js). */
+   Not: how those views render (qr.js, send.js, sim.js, conversations.js, campaigns.js), the admission note's content (admission.js). */
 import { state, isAdmin, sortedSessions } from './state.js';
 import { $, el, button, setMsg } from './dom.js';
 import { countdownSpan, sinceSpan } from './time.js';
@@ -15,6 +15,8 @@ import { renderSendOptions } from './send.js';
 import { renderOtpOptions } from './otp.js';
 import { renderPhone, refreshDevices } from './sim.js';
 import { admissionNote, refreshRate } from './admission.js';
+import { renderChatSessions } from './conversations.js';
+import { renderCampaignSessions } from './campaigns.js';
 
 const LIVE_STATES = ['CONNECTING', 'QR', 'AUTHENTICATED', 'READY'];
 
@@ -44,6 +46,8 @@ export function sessionsChanged(updated) {
   renderSendOptions();
   renderOtpOptions();
   renderPhone();
+  renderChatSessions();
+  renderCampaignSessions();
 }
 
 // Rows are updated in place, so focus and a pending delete confirmation survive live updates.

@@ -1,7 +1,8 @@
 /* The WebSocket client, the only source of live updates (no polling): connect, catch up on every
    (re)open, reconnect with backoff, and hand each event type to the module that owns it.
    Owns: the socket, its reconnect timer and backoff, and the last event sequence number seen.
-   Not: what an event changes (sessions.js, admission.js, log.js, phone.js, sim.js). */
+   Not: what an event changes (sessions.js, admission.js, log.js, phone.js, sim.js, conversations.js,
+   campaigns.js). */
 import { isAdmin, sessionName } from './state.js';
 import { $, toast } from './dom.js';
 import { api, enc, getToken } from './api.js';
@@ -12,6 +13,8 @@ import { refreshRate } from './admission.js';
 import { refreshDevices } from './sim.js';
 import { receiveWsLog, loadAudit } from './log.js';
 import { onPairingCodeEvent } from './phone.js';
+import { loadChats, onChatMessageIn, onChatStatus } from './conversations.js';
+import { loadCampaigns, onCampaignEvent } from './campaigns.js';
 
 const BACKOFF_MIN = 1000;
 const BACKOFF_MAX = 30000;
@@ -50,6 +53,8 @@ function onWsOpen(socket) {
   renderWsStatus();
   loadSessions();
   refreshRate();
+  loadChats();
+  loadCampaigns();
   if (reconnected) { refreshDevices(); loadAudit(seqAtClose); }
 }
 
@@ -87,12 +92,13 @@ const WS_HANDLERS = {
   transition: onTransition,
   admission: onAdmission,
   risk: onRisk,
-  message_status: (m) => { onMessageStatus(m); onSendStatus(m); },
+  message_status: (m) => { onMessageStatus(m); onSendStatus(m); onChatStatus(m); },
   log: receiveWsLog,
-  message_in: (m) => toast(t('toast.incoming', { session: sessionName(m.session_id), from: m.from, text: m.text })),
+  message_in: (m) => { toast(t('toast.incoming', { session: sessionName(m.session_id), from: m.from, text: m.text })); onChatMessageIn(m); },
+  campaign: onCampaignEvent,
   pairing_code: onPairingCodeEvent,
   ack: (m) => toast(t('toast.ack', { session: sessionName(m.session_id), id: m.message_id, ack: tCode('ack.', String(m.ack)) })),
-  resync: () => { loadSessions(); refreshRate(); refreshDevices(); },
+  resync: () => { loadSessions(); refreshRate(); refreshDevices(); loadChats(); loadCampaigns(); },
   // A code reached WhatsApp: the demo phone shows what it received.
   'otp.sent': refreshDevices,
 };

@@ -4,7 +4,9 @@
 //! Every campaign still to run shows its outlook under the new-contact
 //! budget (how many recipients are new to the number, when the last
 //! should go, how many days that takes), and `…/campaigns/preview` shows
-//! it before anything is stored. A session at high ban risk starts and
+//! it before anything is stored, with the first texts and every row it
+//! would reject and why (a bad number, a missing variable); creating
+//! refuses a bad number with 400. A session at high ban risk starts and
 //! resumes none (409 `risk_high`).
 
 use crate::auth::Caller;
@@ -21,8 +23,7 @@ use axum::Json;
 use centinela_actors::clock::Timestamp;
 use centinela_actors::ids::{SessionId, TenantId};
 use centinela_actors::messaging::risk::{BudgetStatus, RiskLevel};
-use centinela_actors::messaging::template::render;
-use centinela_actors::messaging::Campaigns;
+use centinela_actors::messaging::template::{placeholders, render, RenderError};
 use centinela_actors::store::{
     CampaignPause, CampaignRecord, CampaignStatus, MessageStatus, Recipient,
 };
@@ -56,7 +57,7 @@ pub fn routes() -> Routes {
         .route(
             "/api/v1/sessions/{id}/campaigns/preview",
             post(preview),
-            vec![Doc::new("POST", "campaigns", "What a campaign would do, without storing it: new contacts, ETA under the new-contact budget, the first text", Access::Authenticated, &[(200, "the preview"), (400, "bad input"), (403, "another tenant's"), (404, "not found")])
+            vec![Doc::new("POST", "campaigns", "What a campaign would do, without storing it: new contacts, ETA under the new-contact budget, the first texts, the rows it would reject and why", Access::Authenticated, &[(200, "the preview"), (400, "bad input"), (403, "another tenant's"), (404, "not found")])
                 .body::<NewCampaign>(json!({"name": "turnos", "template": "Hola {name}, tu turno es el {date}", "recipients": [{"to": "5491122334455", "vars": {"name": "Ana", "date": "lunes"}}]}))
                 .reply::<CampaignPreview>()],
         )
@@ -107,15 +108,36 @@ pub struct CampaignOutlook {
     pub warning: Option<String>,
 }
 
-/// A campaign as it would run, nothing stored.
+/// A campaign as it would run, nothing stored: the recipients that would
+/// be sent (and what the budget makes of them), and the rows that would
+/// not, each with why.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct CampaignPreview {
+    /// Recipients that would be sent (the rows given less the rejected).
     pub total: usize,
-    pub outlook: CampaignOutlook,
+    /// Null when every row is rejected.
+    pub outlook: Option<CampaignOutlook>,
     /// The session's new-contact budget as it stands.
     pub budget: Option<BudgetStatus>,
-    /// The first recipient's text.
+    /// The first accepted recipient's text ("" when none is).
     pub first_text: String,
+    /// The first three accepted recipients' texts.
+    pub samples: Vec<String>,
+    /// The rows that cannot be sent, in order.
+    pub rejected: Vec<RejectedRow>,
+}
+
+/// A recipient row a campaign could not send.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct RejectedRow {
+    /// Its position among the recipients given, from 0.
+    pub index: usize,
+    /// Its number as given.
+    pub to: String,
+    /// `invalid_phone`, `missing_variables`, `rendered_too_long` or
+    /// `invalid_recipients` (variables over the limits).
+    pub code: String,
+    pub message: String,
 }
 
 /// `c` as the API shows it: with its outlook while it has recipients to go
@@ -223,6 +245,19 @@ fn draft(
     d: SessionDetail,
     body: NewCampaign,
 ) -> Result<CampaignRecord, ApiError> {
+    check_header(&body)?;
+    let mut recipients = Vec::with_capacity(body.recipients.len());
+    for r in body.recipients {
+        recipients.push(Recipient {
+            to: normalize_phone(&r.to)?,
+            vars: r.vars,
+        });
+    }
+    Ok(record(state, d, body.name, body.template, recipients))
+}
+
+/// The name, the template and the number of recipients.
+fn check_header(body: &NewCampaign) -> Result<(), ApiError> {
     if body.name.trim().is_empty() || body.name.chars().count() > 100 {
         return Err(ApiError::bad_request(
             "invalid_name",
@@ -241,20 +276,24 @@ fn draft(
             "1 to 10,000 recipients",
         ));
     }
-    let mut recipients = Vec::with_capacity(body.recipients.len());
-    for r in body.recipients {
-        recipients.push(Recipient {
-            to: normalize_phone(&r.to)?,
-            vars: r.vars,
-        });
-    }
+    Ok(())
+}
+
+/// A new draft of the session `d`.
+fn record(
+    state: &AppState,
+    d: SessionDetail,
+    name: String,
+    template: String,
+    recipients: Vec<Recipient>,
+) -> CampaignRecord {
     let now = state.clock.now();
-    let c = CampaignRecord {
+    CampaignRecord {
         id: format!("c_{}", uuid::Uuid::new_v4().simple()),
         tenant: d.view.tenant,
         session: d.view.id,
-        name: body.name.trim().to_owned(),
-        template: body.template,
+        name: name.trim().to_owned(),
+        template,
         recipients,
         status: CampaignStatus::Draft,
         next: 0,
@@ -263,8 +302,42 @@ fn draft(
         created_at: now,
         updated_at: now,
         paused: None,
+    }
+}
+
+/// Why `r` cannot be sent with `template`, if it cannot: a bad number, a
+/// variable the template names and the row lacks, a text over the limits.
+fn rejection(template: &str, index: usize, r: &Recipient) -> Result<Recipient, RejectedRow> {
+    let reject = |code: &str, message: String| RejectedRow {
+        index,
+        to: r.to.clone(),
+        code: code.to_owned(),
+        message,
     };
-    Ok(c)
+    let to = normalize_phone(&r.to).map_err(|e| reject("invalid_phone", e.to_string()))?;
+    let missing: Vec<&str> = placeholders(template)
+        .into_iter()
+        .filter(|name| r.vars.get(*name).is_none_or(|v| v.trim().is_empty()))
+        .collect();
+    if !missing.is_empty() {
+        return Err(reject(
+            "missing_variables",
+            format!("no value for {}", missing.join(", ")),
+        ));
+    }
+    if let Err(error) = render(template, &r.vars) {
+        let code = match error {
+            RenderError::TooLong => "rendered_too_long",
+            RenderError::TooManyVars(_) | RenderError::BadName | RenderError::ValueTooLong => {
+                "invalid_recipients"
+            }
+        };
+        return Err(reject(code, error.to_string()));
+    }
+    Ok(Recipient {
+        to,
+        vars: r.vars.clone(),
+    })
 }
 
 async fn create(
@@ -279,6 +352,8 @@ async fn create(
     Ok((StatusCode::CREATED, Json(shown(&state, &c))))
 }
 
+/// Every row is checked and either kept or listed as rejected (with why);
+/// only the name, the template and the number of rows fail the request.
 async fn preview(
     State(state): State<AppState>,
     caller: Caller,
@@ -286,14 +361,31 @@ async fn preview(
     AppJson(body): AppJson<NewCampaign>,
 ) -> Result<Json<CampaignPreview>, ApiError> {
     let d = visible(&state, &caller, &id).await?;
-    let c = draft(&state, d, body)?;
-    Campaigns::check(&c)?;
-    let first = &c.recipients[0];
+    check_header(&body)?;
+    let (mut accepted, mut rejected) = (Vec::new(), Vec::new());
+    for (index, r) in body.recipients.iter().enumerate() {
+        match rejection(&body.template, index, r) {
+            Ok(r) => accepted.push(r),
+            Err(row) => rejected.push(row),
+        }
+    }
+    let samples: Vec<String> = accepted
+        .iter()
+        .take(3)
+        .map(|r| render(&body.template, &r.vars).unwrap_or_default())
+        .collect();
+    let c = record(&state, d, body.name, body.template, accepted);
+    let outlook = match c.recipients.is_empty() {
+        true => None,
+        false => Some(outlook(&state, &c, None)?),
+    };
     Ok(Json(CampaignPreview {
         total: c.recipients.len(),
-        outlook: outlook(&state, &c, None)?,
+        outlook,
         budget: state.risk.report(&c.session)?.map(|r| r.budget),
-        first_text: render(&c.template, &first.vars).unwrap_or_default(),
+        first_text: samples.first().cloned().unwrap_or_default(),
+        samples,
+        rejected,
     }))
 }
 

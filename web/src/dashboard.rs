@@ -46,6 +46,8 @@ const ASSETS: &[(&str, &str, &str)] = &[
     asset!("send.js", JS),
     asset!("otp.js", JS),
     asset!("sim.js", JS),
+    asset!("conversations.js", JS),
+    asset!("campaigns.js", JS),
 ];
 
 type Responses = &'static [(u16, &'static str)];

@@ -11,6 +11,7 @@
 pub mod accounts;
 pub mod auth;
 pub mod campaigns;
+pub mod chats;
 pub mod client_addr;
 mod dashboard;
 pub mod error;
@@ -269,6 +270,7 @@ pub fn routes() -> openapi::Routes {
         .merge(sessions::routes())
         .merge(messages::routes())
         .merge(meta::routes())
+        .merge(chats::routes())
         .merge(webhooks::routes())
         .merge(campaigns::routes())
         .merge(risk::routes())

@@ -53,6 +53,7 @@ enum Kind {
     Campaign,
     Delivery,
     Otp,
+    Peer,
 }
 
 impl Kind {
@@ -85,6 +86,7 @@ fn params(path: &str) -> Vec<Kind> {
             "campaigns" => Kind::Campaign,
             "deliveries" => Kind::Delivery,
             "otp" => Kind::Otp,
+            "chats" => Kind::Peer,
             other => panic!("{path}: the matrix does not know what {s} after /{other} names: add it to bad_input.rs params()"),
         })
         .collect()
@@ -116,6 +118,8 @@ struct Resources {
     campaign: String,
     delivery: String,
     otp: String,
+    /// A number the session wrote to (its chat).
+    peer: String,
 }
 
 impl Resources {
@@ -129,6 +133,7 @@ impl Resources {
             Kind::Campaign => &self.campaign,
             Kind::Delivery => &self.delivery,
             Kind::Otp => &self.otp,
+            Kind::Peer => &self.peer,
         }
         .clone()
     }
@@ -220,6 +225,7 @@ impl World {
                 // No session is READY here (no engine): the OTP is put in
                 // the store as the service would.
                 otp,
+                peer: "5491122334455".into(),
             };
             made.push((resources, key, user));
         }

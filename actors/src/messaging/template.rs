@@ -78,6 +78,34 @@ pub fn render(template: &str, vars: &BTreeMap<String, String>) -> Result<String,
     Ok(out.text)
 }
 
+/// The variables `template` names (`{name}` with a valid name), in order
+/// of first use: what a recipient needs for its text to be complete (a
+/// placeholder without its variable is copied as written).
+pub fn placeholders(template: &str) -> Vec<&str> {
+    let allowed = |c: char| c.is_alphanumeric() || matches!(c, '_' | '-' | '.');
+    let mut names: Vec<&str> = Vec::new();
+    let mut rest = template;
+    while let Some(open) = rest.find('{') {
+        let after = &rest[open + 1..];
+        match after
+            .find(['{', '}'])
+            .filter(|&end| after.as_bytes()[end] == b'}')
+        {
+            Some(end) => {
+                let name = &after[..end];
+                let valid = (1..=MAX_NAME_CHARS).contains(&name.chars().count())
+                    && name.chars().all(allowed);
+                if valid && !names.contains(&name) {
+                    names.push(name);
+                }
+                rest = &after[end + 1..];
+            }
+            None => rest = after,
+        }
+    }
+    names
+}
+
 /// The text being built and its length in characters, checked at each push.
 #[derive(Default)]
 struct Output {
@@ -100,6 +128,16 @@ impl Output {
 mod tests {
     use super::*;
     use std::time::{Duration, Instant};
+
+    #[test]
+    fn placeholders_are_the_valid_names_in_order_once_each() {
+        assert_eq!(
+            placeholders("Hola {name}, {date} {name} {not valid} {} {x"),
+            ["name", "date"]
+        );
+        assert_eq!(placeholders("{{a}}"), ["a"]);
+        assert!(placeholders("sin variables").is_empty());
+    }
 
     fn vars(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
         pairs
