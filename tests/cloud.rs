@@ -781,3 +781,74 @@ async fn the_standalone_simulator_serves_the_graph_api_when_asked() {
     let _ = tx.send(());
     task.await.expect("joined").expect("ran");
 }
+
+#[tokio::test]
+async fn a_verification_code_goes_out_as_the_authentication_template_and_verifies() {
+    let w = world().await;
+    let (id, mut ws) = w.ready().await;
+    let asked = w
+        .api
+        .call(
+            "POST",
+            "/api/v1/otp",
+            Cred::Token(&w.token),
+            Some(json!({"phone": "+54 9 11 2233-4455", "session_id": id, "purpose": "login"})),
+        )
+        .await;
+    assert_eq!(asked.status, 201, "{}", asked.text);
+    let otp = asked.body["id"].as_str().expect("id").to_owned();
+    ws.next(|v| v["type"] == "otp.sent" && v["otp_id"] == otp.as_str())
+        .await;
+
+    // What Meta received: the authentication template, the code once in
+    // the body and once in the URL button.
+    let sent = sent_bodies(&w).await;
+    let body = &sent.last().expect("a send")["body"];
+    assert_eq!(
+        (body["type"].clone(), body["to"].clone()),
+        (json!("template"), json!("5491122334455"))
+    );
+    let t = &body["template"];
+    assert_eq!(t["name"], "verification_code");
+    let code = t["components"][0]["parameters"][0]["text"]
+        .as_str()
+        .expect("the code in the body")
+        .to_owned();
+    assert!(
+        code.len() == 6 && code.chars().all(|c| c.is_ascii_digit()),
+        "{code}"
+    );
+    assert_eq!(t["components"][1]["sub_type"], "url");
+    assert_eq!(t["components"][1]["parameters"][0]["text"], code.as_str());
+
+    // Nobody reading the session's messages sees it.
+    let listed = w
+        .api
+        .call(
+            "GET",
+            &format!("/api/v1/sessions/{id}/messages"),
+            Cred::Token(&w.token),
+            None,
+        )
+        .await;
+    assert_eq!(listed.status, 200, "{}", listed.text);
+    assert!(!listed.text.contains(&code), "{}", listed.text);
+    assert!(listed.text.contains("verification_code"), "{}", listed.text);
+
+    let ok = w
+        .api
+        .call(
+            "POST",
+            &format!("/api/v1/otp/{otp}/verify"),
+            Cred::Token(&w.token),
+            Some(json!({"code": code})),
+        )
+        .await;
+    assert_eq!(
+        (ok.status, ok.body["verified"].clone()),
+        (200, json!(true)),
+        "{}",
+        ok.text
+    );
+    w.server.shutdown().await.expect("shutdown");
+}
