@@ -176,7 +176,7 @@ fn outlook(
     waiting_until: Option<Timestamp>,
 ) -> Result<CampaignOutlook, ApiError> {
     let o = state.risk.outlook(c, waiting_until)?;
-    let budget = state.risk.report(&c.session)?.map(|r| r.budget);
+    let budget = state.risk.budget(&c.session)?;
     let warning = budget.filter(|b| o.new_contacts > b.remaining as usize).map(|b| {
         format!(
             "{} of the {} recipients still to go are new contacts of this number; its new-contact budget allows {} in 24 h ({} left now), so reaching them all takes {} days: the last should go out at {}",
@@ -382,7 +382,7 @@ async fn preview(
     Ok(Json(CampaignPreview {
         total: c.recipients.len(),
         outlook,
-        budget: state.risk.report(&c.session)?.map(|r| r.budget),
+        budget: state.risk.budget(&c.session)?,
         first_text: samples.first().cloned().unwrap_or_default(),
         samples,
         rejected,

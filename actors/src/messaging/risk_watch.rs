@@ -88,6 +88,22 @@ impl RiskWatch {
         Ok(Some(self.report_of(&record)?))
     }
 
+    /// `session`'s new-contact budget now, without the rest of its report;
+    /// `None` without its record.
+    pub fn budget(&self, session: &SessionId) -> Result<Option<BudgetStatus>, StoreError> {
+        let Some(record) = self.store.get_session(session)? else {
+            return Ok(None);
+        };
+        let now = self.clock.now();
+        let recent = self.store.new_contact_sends(session, now.minus(DAY))?;
+        Ok(Some(BudgetStatus::of(
+            &self.budget,
+            &recent,
+            record.paired_at,
+            now,
+        )))
+    }
+
     pub fn report_of(&self, record: &SessionRecord) -> Result<RiskReport, StoreError> {
         let now = self.clock.now();
         let window = |since: Timestamp| -> Result<(Window, Vec<Timestamp>), StoreError> {
