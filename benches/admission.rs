@@ -48,6 +48,7 @@ fn bench_policy(config: &Config) {
             kind: AttemptKind::Connect,
             counted: true,
             at,
+            cloud: false,
         });
         if i % 7 == 0 {
             ledger.apply(&LedgerEvent::Failure {
@@ -73,6 +74,7 @@ fn bench_policy(config: &Config) {
             kind: AttemptKind::Connect,
             live: (i % 8) as u32,
             egress: "server".into(),
+            engine: centinela_actors::engine::EngineKind::Webjs,
         })
         .collect();
     let rounds = 100;
@@ -121,6 +123,7 @@ fn bench_admission(config: &Config, dir: &std::path::Path) {
                 kind: AttemptKind::Connect,
                 live: 0,
                 egress: "server".into(),
+                engine: centinela_actors::engine::EngineKind::Webjs,
             };
             let t = Instant::now();
             adm.admit(&r, now.plus(Duration::from_millis(round)))

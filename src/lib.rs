@@ -236,7 +236,7 @@ impl Running {
         );
         reseal_secrets(&store, &sealing)?;
         let (engines, cloud_hooks) =
-            with_cloud_engine(services.engines, &config, &sealing, &services.clock);
+            with_cloud_engine(services.engines, &config, &store, &sealing, &services.clock);
         let bus = Bus::default();
         // Subscribed before the supervisor starts: the log stream has its
         // restores too.
@@ -457,6 +457,7 @@ fn reseal_secrets(store: &Store, secrets: &SecretBox) -> Result<(), RunError> {
 fn with_cloud_engine(
     engines: EngineSet,
     config: &Config,
+    store: &Store,
     secrets: &Arc<SecretBox>,
     clock: &SharedClock,
 ) -> (EngineSet, Option<Arc<dyn CloudHooks>>) {
@@ -473,7 +474,21 @@ fn with_cloud_engine(
         },
         secrets.clone(),
         clock.clone(),
-    );
+    )
+    .keeping(centinela_engine_cloud::hooks::Keeping {
+        inbox: Arc::new(store.clone()),
+        known: {
+            let store = store.clone();
+            Arc::new(move |pnid: &str| {
+                use centinela_actors::store::SessionRepo;
+                store.list_sessions().is_ok_and(|all| {
+                    all.iter()
+                        .any(|s| s.cloud.as_ref().is_some_and(|c| c.phone_number_id == pnid))
+                })
+            })
+        },
+        clock: clock.clone(),
+    });
     let hooks: Arc<dyn CloudHooks> = cloud.hooks();
     (
         engines.with(EngineKind::Cloud, Arc::new(cloud)),

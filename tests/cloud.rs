@@ -377,6 +377,96 @@ async fn statuses_arrive_signed_and_move_ours_and_inbound_messages_reach_the_inb
     w.server.shutdown().await.expect("shutdown");
 }
 
+/// 200 means kept: a message answered 200 is in the inbox, and one Meta
+/// delivers again after our restart is kept once. A stopped session's
+/// number is answered 503 with Retry-After (Meta retries for days), so
+/// what comes while it is stopped arrives when it runs again.
+#[tokio::test]
+async fn a_stopped_sessions_number_is_asked_to_retry_and_a_retry_after_a_restart_is_kept_once() {
+    let w = world().await;
+    let (id, mut ws) = w.ready().await;
+    let body = inbound_payload("wamid.KEPT1", "5491155554444", "antes");
+    let r = w.webhook(&body, Some(&sign(APP_SECRET, &body))).await;
+    assert_eq!(
+        (r.status, r.body["events"].clone()),
+        (200, json!(1)),
+        "{}",
+        r.text
+    );
+    assert_eq!(
+        w.inbox(&id).await.len(),
+        1,
+        "in the inbox when 200 is answered"
+    );
+
+    let d = w.api.session_action(&w.token, &id, "disconnect").await;
+    assert_eq!(d.status, 200, "{}", d.text);
+    ws.until_state(&id, "DISCONNECTED").await;
+    let later = inbound_payload("wamid.KEPT2", "5491155554444", "mientras");
+    let r = w.webhook(&later, Some(&sign(APP_SECRET, &later))).await;
+    assert_eq!(
+        (r.status, r.body["error"]["code"].clone()),
+        (503, json!("session_stopped")),
+        "{}",
+        r.text
+    );
+    assert_eq!(
+        r.headers.get("retry-after").and_then(|v| v.to_str().ok()),
+        Some("60")
+    );
+    assert_eq!(
+        w.inbox(&id).await.len(),
+        1,
+        "nothing kept for a stopped session"
+    );
+    w.server.shutdown().await.expect("shutdown");
+
+    // Our restart; Meta delivers both again.
+    let (server, api) = serve(api_config(&w.data_dir)).await;
+    let w = World {
+        server,
+        api,
+        token: w.token.clone(),
+        _dir: w._dir,
+        data_dir: w.data_dir.clone(),
+    };
+    w.add_number().await;
+    let mut ws = Ws::connect(&w.api.base, &format!("token={}", w.token)).await;
+    let c = w.api.session_action(&w.token, &id, "connect").await;
+    assert!(c.status == 200 || c.status == 202, "{}", c.text);
+    ws.until_state(&id, "READY").await;
+    let r = w.webhook(&body, Some(&sign(APP_SECRET, &body))).await;
+    assert_eq!(
+        (
+            r.status,
+            r.body["events"].clone(),
+            r.body["duplicates"].clone()
+        ),
+        (200, json!(0), json!(1)),
+        "kept before the restart: {}",
+        r.text
+    );
+    let r = w.webhook(&later, Some(&sign(APP_SECRET, &later))).await;
+    assert_eq!(
+        (r.status, r.body["events"].clone()),
+        (200, json!(1)),
+        "{}",
+        r.text
+    );
+    let m = ws
+        .next(|v| v["type"] == "message_in" && v["id"] == "wamid.KEPT2")
+        .await;
+    assert_eq!(m["text"], "mientras");
+    let texts: Vec<Value> = w
+        .inbox(&id)
+        .await
+        .iter()
+        .map(|m| m["text"].clone())
+        .collect();
+    assert_eq!(texts, [json!("mientras"), json!("antes")]);
+    w.server.shutdown().await.expect("shutdown");
+}
+
 #[tokio::test]
 async fn a_bad_signature_is_401_and_changes_nothing_and_an_unknown_number_is_200() {
     let w = world().await;
@@ -552,8 +642,25 @@ async fn an_invalid_token_disconnects_the_session_and_its_messages_wait() {
     assert_eq!(m["status"], "queued", "{m}");
     assert!(sent_bodies(&w).await.is_empty());
 
-    // A session created with a wrong token never gets READY.
-    let r = w.create("EAAG-wrong-token").await;
+    // A session created with a wrong token never gets READY (another
+    // number: one number has one session).
+    let other = "200000000000009";
+    let r = w
+        .sim("POST", "/sim/graph/numbers", json!({"phone_number_id": other, "display_phone_number": "15550009999", "access_token": "EAAG-right-token-9", "app_secret": APP_SECRET}))
+        .await;
+    assert_eq!(r.status, 201, "{}", r.text);
+    let r = w
+        .api
+        .call(
+            "POST",
+            "/api/v1/sessions",
+            Cred::Token(&w.token),
+            Some(json!({"name": "wrong token", "engine": "cloud", "cloud": {
+                "phone_number_id": other, "access_token": "EAAG-wrong-token",
+                "app_secret": APP_SECRET, "verify_token": VERIFY}})),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{}", r.text);
     let bad = r.body["id"].as_str().expect("id").to_owned();
     w.api.session_action(&w.token, &bad, "connect").await;
     let t = ws
@@ -605,6 +712,31 @@ async fn bad_cloud_input_is_refused_with_a_code() {
     assert_eq!(
         (r.status, r.body["error"]["code"].clone()),
         (400, json!("invalid_cloud"))
+    );
+
+    // One number, one session: Meta's webhooks name the number, so a
+    // second session for it could never be fed (not even another tenant's).
+    let first = w.create(TOKEN).await;
+    assert_eq!(first.status, 201, "{}", first.text);
+    let again = w.create("EAAG-another-token").await;
+    assert_eq!(
+        (again.status, again.body["error"]["code"].clone()),
+        (409, json!("phone_number_id_taken")),
+        "{}",
+        again.text
+    );
+    let admin = w.api.login(ADMIN, PASSWORD).await;
+    let (other, _) = w.api.tenant_with_user(&admin, "globex").await;
+    let r = w.api.call("POST", "/api/v1/sessions", Cred::Token(&other), Some(json!({"name": "theirs", "engine": "cloud", "cloud": {
+        "phone_number_id": PNID, "access_token": TOKEN, "app_secret": APP_SECRET, "verify_token": VERIFY}}))).await;
+    assert_eq!(
+        (r.status, r.body["error"]["code"].clone()),
+        (409, json!("phone_number_id_taken"))
+    );
+    assert!(
+        !r.text.contains("acme"),
+        "the refusal names no other tenant: {}",
+        r.text
     );
 
     let web = w.api.create_session(&w.token, None, "webjs desk").await;
@@ -783,20 +915,27 @@ async fn the_standalone_simulator_serves_the_graph_api_when_asked() {
 }
 
 #[tokio::test]
-async fn a_verification_code_goes_out_as_the_authentication_template_and_verifies() {
+async fn a_verification_code_goes_out_as_the_authentication_template_and_verifies_across_a_restart()
+{
     let w = world().await;
     let (id, mut ws) = w.ready().await;
-    let asked = w
-        .api
-        .call(
+    let ask = |api: Api, token: String, id: String| async move {
+        api.call(
             "POST",
             "/api/v1/otp",
-            Cred::Token(&w.token),
+            Cred::Token(&token),
             Some(json!({"phone": "+54 9 11 2233-4455", "session_id": id, "purpose": "login"})),
         )
-        .await;
-    assert_eq!(asked.status, 201, "{}", asked.text);
-    let otp = asked.body["id"].as_str().expect("id").to_owned();
+        .await
+    };
+    // Five codes to one phone in a day (otp.per_phone_per_day): each
+    // voids the one before; the fifth is the one typed back.
+    let mut otp = String::new();
+    for n in 1..=5 {
+        let asked = ask(w.api.clone(), w.token.clone(), id.clone()).await;
+        assert_eq!(asked.status, 201, "code {n}: {}", asked.text);
+        otp = asked.body["id"].as_str().expect("id").to_owned();
+    }
     ws.next(|v| v["type"] == "otp.sent" && v["otp_id"] == otp.as_str())
         .await;
 
@@ -835,15 +974,58 @@ async fn a_verification_code_goes_out_as_the_authentication_template_and_verifie
     assert!(!listed.text.contains(&code), "{}", listed.text);
     assert!(listed.text.contains("verification_code"), "{}", listed.text);
 
-    let ok = w
-        .api
-        .call(
+    let verify = |api: Api, token: String, otp: String, code: String| async move {
+        api.call(
             "POST",
             &format!("/api/v1/otp/{otp}/verify"),
-            Cred::Token(&w.token),
+            Cred::Token(&token),
             Some(json!({"code": code})),
         )
+        .await
+    };
+    let wrong = if code == "000000" { "111111" } else { "000000" };
+    let r = verify(w.api.clone(), w.token.clone(), otp.clone(), wrong.into()).await;
+    assert_eq!(
+        (r.status, r.body["error"]["attempts_left"].clone()),
+        (400, json!(2)),
+        "{}",
+        r.text
+    );
+    w.server.shutdown().await.expect("shutdown");
+
+    // A restart: the pending code, its tries and the phone's limit stay.
+    let (server, api) = serve(api_config(&w.data_dir)).await;
+    let w = World {
+        server,
+        api,
+        token: w.token.clone(),
+        _dir: w._dir,
+        data_dir: w.data_dir.clone(),
+    };
+    w.add_number().await;
+    let mut ws = Ws::connect(&w.api.base, &format!("token={}", w.token)).await;
+    let c = w.api.session_action(&w.token, &id, "connect").await;
+    assert!(c.status == 200 || c.status == 202, "{}", c.text);
+    let now = w
+        .api
+        .call(
+            "GET",
+            &format!("/api/v1/sessions/{id}"),
+            Cred::Token(&w.token),
+            None,
+        )
         .await;
+    if now.body["state"] != "READY" {
+        ws.until_state(&id, "READY").await;
+    }
+    let sixth = ask(w.api.clone(), w.token.clone(), id.clone()).await;
+    assert_eq!(
+        (sixth.status, sixth.body["error"]["reason"].clone()),
+        (429, json!("phone_limit")),
+        "{}",
+        sixth.text
+    );
+    let ok = verify(w.api.clone(), w.token.clone(), otp.clone(), code.clone()).await;
     assert_eq!(
         (ok.status, ok.body["verified"].clone()),
         (200, json!(true)),

@@ -616,3 +616,78 @@ async fn the_phone_and_address_limits_answer_429_and_a_restart_keeps_them_and_th
     );
     again.server.shutdown().await.expect("shutdown");
 }
+
+#[tokio::test]
+async fn what_became_of_a_code_reaches_the_tenants_webhook_without_the_code() {
+    logs();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut config = api_config(dir.path());
+    config.messaging.send_delay_min = Duration::ZERO;
+    config.messaging.send_delay_max = Duration::from_millis(20);
+    config.messaging.typing_chars_per_second = 0;
+    // The receiver is on 127.0.0.1: this operator allows it.
+    config.webhooks.allow_private =
+        centinela_actors::cidr::CidrSet::parse(["127.0.0.0/8"]).expect("a CIDR");
+    let s = start_api(config, ScriptedEngine::new(), None).await;
+    let (token, id, mut ws) = ready(&s, "clinic").await;
+    let mut hook = common::hook::receiver().await;
+    let secret = "a-webhook-secret-of-some-length";
+    let r = s
+        .api
+        .call(
+            "PUT",
+            "/api/v1/tenants/clinic/webhook",
+            Cred::Token(&token),
+            Some(json!({"url": hook.url, "secret": secret})),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text);
+
+    let r = ask(&s.api, Cred::Token(&token), &id, PHONE).await;
+    assert_eq!(r.status, 201, "{}", r.text);
+    let otp = r.body["id"].as_str().expect("id").to_owned();
+    let code = code_of(&s, &mut ws, &otp, PHONE).await;
+    let wrong = if code == "000000" { "111111" } else { "000000" };
+    assert_eq!(
+        verify(&s.api, Cred::Token(&token), &otp, wrong)
+            .await
+            .status,
+        400
+    );
+    assert_eq!(
+        verify(&s.api, Cred::Token(&token), &otp, &code)
+            .await
+            .status,
+        200
+    );
+
+    // Deliveries go in order in the tenant's lane; message statuses of
+    // the code's message come through too, so read until all three.
+    let mut seen = Vec::new();
+    let mut bodies = Vec::new();
+    while seen.len() < 3 {
+        let (_, body) = hook.next(secret).await;
+        bodies.push(body.to_string());
+        if body["otp_id"] == otp.as_str() {
+            seen.push(body);
+        }
+    }
+    let kinds: Vec<_> = seen.iter().map(|b| b["event"].clone()).collect();
+    assert_eq!(
+        kinds,
+        [
+            json!("otp.sent"),
+            json!("otp.failed"),
+            json!("otp.verified")
+        ]
+    );
+    assert_eq!(
+        (seen[1]["reason"].clone(), seen[1]["attempts_left"].clone()),
+        (json!("invalid_code"), json!(2))
+    );
+    assert_eq!(seen[2]["session_id"], id.as_str());
+    for b in &bodies {
+        assert!(!b.contains(&code), "a webhook body carries the code: {b}");
+    }
+    s.server.shutdown().await.expect("shutdown");
+}

@@ -156,6 +156,12 @@ pub struct EngineConfig {
 pub struct AntibanConfig {
     pub global_attempts_per_hour: u32,
     pub tenant_attempts_per_day: u32,
+    /// Connects of a tenant's Cloud API sessions per rolling hour. They
+    /// are no WhatsApp Web pairing (no QR, no browser, nothing WhatsApp
+    /// reads as a new device): they spend none of the budgets above, wait
+    /// for no connection queue, and are held by no pairing block; this cap
+    /// only keeps a connect loop from hammering Meta's Graph API.
+    pub cloud_connects_per_hour: u32,
     #[serde(with = "humantime_serde")]
     pub cooldown_after_failure: Duration,
     #[serde(with = "humantime_serde")]
@@ -327,6 +333,10 @@ pub struct OtpConfig {
     pub per_phone_per_day: u32,
     /// Codes requested from one client address in any rolling hour.
     pub per_address_per_hour: u32,
+    /// How long an OTP's record (status, times, never the code) is kept
+    /// after it expired, for `GET /api/v1/otp/{id}`; then it is pruned.
+    #[serde(with = "humantime_serde")]
+    pub retention: Duration,
     /// The HMAC-SHA256 key codes are stored under; empty = generate one on
     /// first start and keep it in the store.
     pub secret: String,
@@ -456,7 +466,8 @@ impl Config {
                 "must not exceed risk.high_not_on_whatsapp",
             ));
         }
-        let positive: [(&'static str, u32); 19] = [
+        let positive: [(&'static str, u32); 20] = [
+            ("antiban.cloud_connects_per_hour", a.cloud_connects_per_hour),
             ("risk.min_sample", r.min_sample),
             ("otp.max_attempts", self.otp.max_attempts),
             ("otp.per_phone_per_day", self.otp.per_phone_per_day),
@@ -548,8 +559,9 @@ impl Config {
                 "must not exceed antiban.max_sessions",
             ));
         }
-        let nonzero: [(&'static str, Duration); 12] = [
+        let nonzero: [(&'static str, Duration); 13] = [
             ("otp.ttl", self.otp.ttl),
+            ("otp.retention", self.otp.retention),
             ("webhooks.timeout", self.webhooks.timeout),
             ("webhooks.retention", self.webhooks.retention),
             ("engine.qr_window", self.engine.qr_window),
@@ -732,6 +744,7 @@ mod tests {
         let c = Config::defaults();
         assert_eq!(c.server.listen.to_string(), "127.0.0.1:3012");
         assert_eq!(c.antiban.global_attempts_per_hour, 3);
+        assert_eq!(c.antiban.cloud_connects_per_hour, 12);
         assert_eq!(c.antiban.tenant_attempts_per_day, 2);
         assert_eq!(c.antiban.cooldown_after_failure, Duration::from_secs(7200));
         assert_eq!(c.antiban.connect_delay, Duration::from_secs(30));
@@ -762,6 +775,7 @@ mod tests {
         assert_eq!(c.otp.max_attempts, 3);
         assert_eq!(c.otp.per_phone_per_day, 5);
         assert_eq!(c.otp.per_address_per_hour, 10);
+        assert_eq!(c.otp.retention, Duration::from_secs(7 * 86_400));
         assert_eq!(c.otp.language, OtpLanguage::Es);
         assert_eq!(c.otp.secret, "");
     }

@@ -3,16 +3,28 @@
 //! them), whether it is signed by that number's app
 //! (`X-Hub-Signature-256: sha256=<hex HMAC-SHA256(raw body, app secret)>`,
 //! compared in constant time over the raw bytes), and what it says:
-//! `messages[]` become incoming messages, `statuses[]` acks by `wamid`.
-//! Meta retries a delivery for days, so what was handed over once is
-//! remembered (bounded) and a repeat is dropped.
+//! `messages[]` become incoming messages, `statuses[]` acks by `wamid`
+//! (a `failed` one with Meta's error code).
+//!
+//! Meta retries any answer but 200 for days, so 200 means "kept": an
+//! incoming message is in the store (the session's inbox, which knows
+//! each id once, across restarts) before the answer; a status is in its
+//! session's queue. When neither can be done now (the store fails, the
+//! queue is full, or the number is a stopped session's), the answer is
+//! 503 and Meta's retry brings it again. Statuses handed over are
+//! remembered (bounded, in memory) and a repeat is dropped; one repeated
+//! after a restart changes nothing either, since statuses only move
+//! forward.
 //!
 //! Sources: developers.facebook.com/docs/graph-api/webhooks/getting-started
 //! (handshake, signature); .../whatsapp/webhooks/reference/messages
 //! (payload shapes).
 
+use centinela_actors::clock::SharedClock;
 use centinela_actors::engine::cloud::{CloudHooks, HookOutcome};
 use centinela_actors::engine::EngineEvent;
+use centinela_actors::ids::{SessionId, TenantId};
+use centinela_actors::store::{InboxRepo, Incoming, IncomingRecord};
 use hmac::{Hmac, KeyInit, Mac};
 use serde::Deserialize;
 use sha2::Sha256;
@@ -29,9 +41,24 @@ pub struct Route {
     /// Which registration this is (a restarted session registers anew;
     /// the old driver's goodbye must not remove the new one).
     pub ticket: u64,
+    pub tenant: TenantId,
+    pub session: SessionId,
     pub app_secret: String,
     pub verify_token: String,
     pub events: mpsc::Sender<EngineEvent>,
+}
+
+/// Whether a phone number id is a stored (not running) session's.
+pub type KnownNumber = Arc<dyn Fn(&str) -> bool + Send + Sync>;
+
+/// Where incoming messages are kept before Meta is answered, and which
+/// numbers belong to stopped sessions. Without it (unit tests), messages
+/// go to the session to store and nothing is known beyond the routes.
+#[derive(Clone)]
+pub struct Keeping {
+    pub inbox: Arc<dyn InboxRepo>,
+    pub known: KnownNumber,
+    pub clock: SharedClock,
 }
 
 /// The routes by phone number id, and what was already handed over.
@@ -40,6 +67,7 @@ pub struct Hooks {
     inner: Mutex<Inner>,
     tickets: AtomicU64,
     unknown: AtomicU64,
+    keeping: Option<Keeping>,
 }
 
 #[derive(Default)]
@@ -50,6 +78,13 @@ struct Inner {
 }
 
 impl Hooks {
+    pub fn new(keeping: Keeping) -> Self {
+        Self {
+            keeping: Some(keeping),
+            ..Self::default()
+        }
+    }
+
     fn lock(&self) -> MutexGuard<'_, Inner> {
         // A panic while holding it leaves plain maps: still usable.
         self.inner.lock().unwrap_or_else(|p| p.into_inner())
@@ -74,19 +109,16 @@ impl Hooks {
         }
     }
 
-    /// Whether `key` is new (and remembers it).
-    fn first_time(inner: &mut Inner, key: String) -> bool {
-        if inner.seen.contains(&key) {
-            return false;
-        }
+    /// Remembers `key` as handed over.
+    fn remember(inner: &mut Inner, key: String) {
         if inner.order.len() >= MAX_SEEN {
             if let Some(old) = inner.order.pop_front() {
                 inner.seen.remove(&old);
             }
         }
-        inner.seen.insert(key.clone());
-        inner.order.push_back(key);
-        true
+        if inner.seen.insert(key.clone()) {
+            inner.order.push_back(key);
+        }
     }
 }
 
@@ -113,6 +145,17 @@ struct Value {
     messages: Vec<Message>,
     #[serde(default)]
     statuses: Vec<Status>,
+    /// Errors about the number or the app (not one message's), e.g. a
+    /// throttled app: logged with their codes.
+    #[serde(default)]
+    errors: Vec<MetaError>,
+}
+
+#[derive(Deserialize)]
+struct MetaError {
+    code: u32,
+    #[serde(default)]
+    title: String,
 }
 
 #[derive(Deserialize)]
@@ -138,6 +181,9 @@ struct Text {
 struct Status {
     id: String,
     status: String,
+    /// Why, on a `failed` status.
+    #[serde(default)]
+    errors: Vec<MetaError>,
 }
 
 /// `sha256=<hex>` over `body` with `secret`, checked in constant time.
@@ -186,35 +232,126 @@ fn ack_of(status: &str) -> Option<i8> {
     }
 }
 
-fn events_of(value: Value) -> Vec<(String, EngineEvent)> {
-    let mut out = Vec::new();
-    for m in value.messages {
-        let (Some(text), "text") = (m.text, m.kind.as_str()) else {
-            tracing::debug!(kind = %m.kind, "cloud message of a kind not handled: skipped");
-            continue;
-        };
-        let event = EngineEvent::MessageIn {
-            id: m.id.clone(),
-            jid: m.from.clone(),
-            from: m.from,
-            text: text.body,
-        };
-        out.push((format!("m:{}", m.id), event));
+/// A failed status's reason, as a failed send's would read.
+fn failure_of(errors: &[MetaError]) -> Option<String> {
+    let e = errors.first()?;
+    Some(match e.code {
+        crate::graph::OUTSIDE_WINDOW => "needs_template".to_owned(),
+        code => format!("cloud_error_{code}"),
+    })
+}
+
+/// A status as the event its session takes, with its dedup key.
+fn status_event(s: Status) -> Option<(String, EngineEvent)> {
+    let ack = ack_of(&s.status)?;
+    let key = format!("s:{}:{}", s.id, s.status);
+    let event = match (ack, failure_of(&s.errors)) {
+        (-1, Some(error)) => EngineEvent::Failed {
+            message_id: s.id,
+            error,
+        },
+        _ => EngineEvent::Ack {
+            message_id: s.id,
+            ack,
+        },
+    };
+    Some((key, event))
+}
+
+/// One number's part of a delivery, with where it goes.
+struct Target {
+    pnid: String,
+    tenant: TenantId,
+    session: SessionId,
+    tx: mpsc::Sender<EngineEvent>,
+}
+
+/// Why a delivery cannot be kept now (Meta is told to retry).
+struct NotNow;
+
+impl Hooks {
+    /// Keeps one number's messages and statuses; counts what it handed
+    /// over and what it had already.
+    fn take(&self, t: &Target, value: Value, counts: &mut (usize, usize)) -> Result<(), NotNow> {
+        for e in &value.errors {
+            tracing::warn!(phone_number_id = %t.pnid, code = e.code, title = %e.title, "Meta reported an error for the number");
+        }
+        for m in value.messages {
+            let (Some(text), "text") = (m.text, m.kind.as_str()) else {
+                tracing::debug!(kind = %m.kind, "cloud message of a kind not handled: skipped");
+                continue;
+            };
+            if self.message(t, m.id, m.from, text.body)? {
+                counts.0 += 1;
+            } else {
+                counts.1 += 1;
+            }
+        }
+        for s in value.statuses {
+            let Some((key, event)) = status_event(s) else {
+                continue;
+            };
+            if self.lock().seen.contains(&key) {
+                counts.1 += 1;
+                continue;
+            }
+            if t.tx.try_send(event).is_err() {
+                tracing::warn!(phone_number_id = %t.pnid, "cloud session's event queue is full: Meta is asked to retry");
+                return Err(NotNow);
+            }
+            Self::remember(&mut self.lock(), key);
+            counts.0 += 1;
+        }
+        Ok(())
     }
-    for s in value.statuses {
-        let Some(ack) = ack_of(&s.status) else {
-            continue;
+
+    /// One incoming text: stored before the answer (when there is a
+    /// store), then announced. `false` for one kept already.
+    fn message(&self, t: &Target, id: String, from: String, text: String) -> Result<bool, NotNow> {
+        let Some(keep) = &self.keeping else {
+            let key = format!("m:{id}");
+            if self.lock().seen.contains(&key) {
+                return Ok(false);
+            }
+            let event = EngineEvent::MessageIn {
+                id,
+                jid: from.clone(),
+                from,
+                text,
+            };
+            if t.tx.try_send(event).is_err() {
+                return Err(NotNow);
+            }
+            Self::remember(&mut self.lock(), key);
+            return Ok(true);
         };
-        let key = format!("s:{}:{}", s.id, s.status);
-        out.push((
-            key,
-            EngineEvent::Ack {
-                message_id: s.id,
-                ack,
-            },
-        ));
+        let record = IncomingRecord {
+            seq: 0,
+            id,
+            tenant: t.tenant.clone(),
+            session: t.session.clone(),
+            jid: Some(from.clone()),
+            from,
+            text,
+            at: keep.clock.now(),
+        };
+        match keep.inbox.store_incoming(&record) {
+            Ok(Incoming::Duplicate(_)) => Ok(false),
+            Ok(Incoming::New(seq)) => {
+                let mut stored = record;
+                stored.seq = seq;
+                if t.tx.try_send(EngineEvent::MessageStored(stored)).is_err() {
+                    // Kept in the inbox; only its live announcement is lost.
+                    tracing::warn!(phone_number_id = %t.pnid, "cloud session's event queue is full: a stored message goes unannounced");
+                }
+                Ok(true)
+            }
+            Err(e) => {
+                tracing::error!(phone_number_id = %t.pnid, error = %e, "could not store an incoming cloud message: Meta is asked to retry");
+                Err(NotNow)
+            }
+        }
     }
-    out
 }
 
 impl CloudHooks for Hooks {
@@ -236,7 +373,7 @@ impl CloudHooks for Hooks {
             .flat_map(|e| e.changes)
             .map(|c| c.value)
             .collect();
-        let mut inner = self.lock();
+        let inner = self.lock();
         // The app that signed it: the first number we know. Changes for
         // numbers of another app are not trusted by this signature.
         let Some(secret) = values
@@ -245,36 +382,52 @@ impl CloudHooks for Hooks {
             .map(|r| r.app_secret.clone())
         else {
             drop(inner);
+            let stopped = self.keeping.as_ref().and_then(|k| {
+                values
+                    .iter()
+                    .map(|v| &v.metadata.phone_number_id)
+                    .find(|pnid| (k.known)(pnid))
+            });
+            if let Some(pnid) = stopped {
+                tracing::info!(phone_number_id = %pnid, "Meta webhook for a stopped cloud session: Meta is asked to retry");
+                return HookOutcome::Stopped;
+            }
             self.unknown.fetch_add(1, Ordering::Relaxed);
             return HookOutcome::UnknownNumber;
         };
         if !signature_ok(&secret, signature, body) {
             return HookOutcome::BadSignature;
         }
-        let (mut events, mut duplicates) = (0, 0);
-        for value in values {
-            let pnid = value.metadata.phone_number_id.clone();
-            let Some(tx) = inner
-                .routes
-                .get(&pnid)
-                .filter(|r| r.app_secret == secret)
-                .map(|r| r.events.clone())
-            else {
+        let targets: Vec<Option<Target>> = values
+            .iter()
+            .map(|v| {
+                let pnid = &v.metadata.phone_number_id;
+                inner
+                    .routes
+                    .get(pnid)
+                    .filter(|r| r.app_secret == secret)
+                    .map(|r| Target {
+                        pnid: pnid.clone(),
+                        tenant: r.tenant.clone(),
+                        session: r.session.clone(),
+                        tx: r.events.clone(),
+                    })
+            })
+            .collect();
+        drop(inner);
+        let mut counts = (0, 0);
+        for (value, target) in values.into_iter().zip(targets) {
+            let Some(target) = target else {
                 continue;
             };
-            for (key, event) in events_of(value) {
-                if !Hooks::first_time(&mut inner, key) {
-                    duplicates += 1;
-                    continue;
-                }
-                if tx.try_send(event).is_err() {
-                    tracing::warn!(phone_number_id = %pnid, "cloud session's event queue is full: webhook event dropped");
-                    continue;
-                }
-                events += 1;
+            if self.take(&target, value, &mut counts).is_err() {
+                return HookOutcome::NotNow;
             }
         }
-        HookOutcome::Accepted { events, duplicates }
+        HookOutcome::Accepted {
+            events: counts.0,
+            duplicates: counts.1,
+        }
     }
 
     fn unknown_numbers(&self) -> u64 {
@@ -304,6 +457,8 @@ mod tests {
     fn route(tx: mpsc::Sender<EngineEvent>) -> Route {
         Route {
             ticket: 1,
+            tenant: TenantId::new("t").expect("id"),
+            session: SessionId::new("s1").expect("id"),
             app_secret: "app-secret".into(),
             verify_token: "verify-me".into(),
             events: tx,
@@ -387,6 +542,144 @@ mod tests {
         assert_eq!(hooks.deliver(None, &body), HookOutcome::UnknownNumber);
         assert_eq!(hooks.unknown_numbers(), 1);
         assert_eq!(hooks.deliver(None, b"not json"), HookOutcome::Malformed);
+    }
+
+    /// Hooks that keep messages in a real store, with numbers `stopped`
+    /// known as stopped sessions'.
+    fn kept(
+        dir: &std::path::Path,
+        stopped: &'static str,
+    ) -> (Hooks, centinela_actors::store::Store) {
+        let store = centinela_actors::store::Store::open(dir).expect("open");
+        let hooks = Hooks::new(Keeping {
+            inbox: Arc::new(store.clone()),
+            known: Arc::new(move |pnid: &str| pnid == stopped),
+            clock: Arc::new(centinela_actors::clock::SystemClock),
+        });
+        (hooks, store)
+    }
+
+    #[test]
+    fn a_kept_message_is_in_the_store_before_the_answer_and_once_across_restarts() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let s1 = SessionId::new("s1").expect("id");
+        let body = payload("123");
+        let sig = sign("app-secret", &body);
+        {
+            let (hooks, store) = kept(dir.path(), "none");
+            let (tx, mut rx) = mpsc::channel(8);
+            hooks.register("123", route(tx));
+            assert_eq!(
+                hooks.deliver(Some(&sig), &body),
+                HookOutcome::Accepted {
+                    events: 2,
+                    duplicates: 0
+                }
+            );
+            let inbox = store.incoming(&s1, 10, None).expect("read");
+            assert_eq!(inbox.len(), 1, "stored before the answer");
+            assert!(
+                matches!(rx.try_recv(), Ok(EngineEvent::MessageStored(r)) if r.text == "hola" && r.seq == 1)
+            );
+        }
+        // A new process: the in-memory memory of statuses is gone, the
+        // inbox still knows the message.
+        let (hooks, store) = kept(dir.path(), "none");
+        let (tx, mut rx) = mpsc::channel(8);
+        hooks.register("123", route(tx));
+        assert_eq!(
+            hooks.deliver(Some(&sig), &body),
+            HookOutcome::Accepted {
+                events: 1,
+                duplicates: 1
+            },
+            "the message is a duplicate; the status goes again (statuses only move forward)"
+        );
+        assert!(matches!(rx.try_recv(), Ok(EngineEvent::Ack { ack: 2, .. })));
+        assert_eq!(store.incoming(&s1, 10, None).expect("read").len(), 1);
+    }
+
+    #[test]
+    fn a_stopped_sessions_number_and_a_full_queue_ask_meta_to_retry() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (hooks, _store) = kept(dir.path(), "777");
+        assert_eq!(hooks.deliver(None, &payload("777")), HookOutcome::Stopped);
+        assert_eq!(
+            hooks.unknown_numbers(),
+            0,
+            "a stopped session's number is not unknown"
+        );
+        assert_eq!(
+            hooks.deliver(None, &payload("999")),
+            HookOutcome::UnknownNumber
+        );
+
+        let (tx, mut rx) = mpsc::channel(1);
+        hooks.register("123", route(tx));
+        let body = payload("123");
+        let sig = sign("app-secret", &body);
+        // Room for the message's announcement only: the status cannot be
+        // handed over, so the whole delivery is to be retried.
+        assert_eq!(hooks.deliver(Some(&sig), &body), HookOutcome::NotNow);
+        assert!(matches!(rx.try_recv(), Ok(EngineEvent::MessageStored(_))));
+        // The retry: the message is known, the status goes now.
+        assert_eq!(
+            hooks.deliver(Some(&sig), &body),
+            HookOutcome::Accepted {
+                events: 1,
+                duplicates: 1
+            }
+        );
+        assert!(matches!(rx.try_recv(), Ok(EngineEvent::Ack { .. })));
+    }
+
+    #[test]
+    fn a_failed_status_carries_metas_code_and_number_errors_are_read() {
+        let hooks = Hooks::default();
+        let (tx, mut rx) = mpsc::channel(8);
+        hooks.register("123", route(tx));
+        let body = serde_json::to_vec(&serde_json::json!({
+            "object": "whatsapp_business_account",
+            "entry": [{"id": "WABA", "changes": [{"field": "messages", "value": {
+                "messaging_product": "whatsapp",
+                "metadata": {"display_phone_number": "15550001111", "phone_number_id": "123"},
+                "errors": [{"code": 131_056, "title": "Pair rate limit hit"}],
+                "statuses": [
+                    {"id": "wamid.A", "status": "failed", "timestamp": "1", "recipient_id": "1",
+                     "errors": [{"code": 131_047, "title": "Re-engagement message"}]},
+                    {"id": "wamid.B", "status": "failed", "timestamp": "1", "recipient_id": "1",
+                     "errors": [{"code": 131_026, "title": "Message undeliverable"}]},
+                    {"id": "wamid.C", "status": "failed", "timestamp": "1", "recipient_id": "1"}
+                ]
+            }}]}]
+        }))
+        .expect("json");
+        let sig = sign("app-secret", &body);
+        assert!(matches!(
+            hooks.deliver(Some(&sig), &body),
+            HookOutcome::Accepted { events: 3, .. }
+        ));
+        assert_eq!(
+            rx.try_recv().ok(),
+            Some(EngineEvent::Failed {
+                message_id: "wamid.A".into(),
+                error: "needs_template".into()
+            })
+        );
+        assert_eq!(
+            rx.try_recv().ok(),
+            Some(EngineEvent::Failed {
+                message_id: "wamid.B".into(),
+                error: "cloud_error_131026".into()
+            })
+        );
+        assert_eq!(
+            rx.try_recv().ok(),
+            Some(EngineEvent::Ack {
+                message_id: "wamid.C".into(),
+                ack: -1
+            })
+        );
     }
 
     #[test]

@@ -72,6 +72,13 @@ impl CloudEngine {
         }
     }
 
+    /// Webhooks keep incoming messages in `keeping`'s inbox before Meta is
+    /// answered, and answer a stopped session's number with a retry.
+    pub fn keeping(mut self, keeping: hooks::Keeping) -> Self {
+        self.hooks = Arc::new(hooks::Hooks::new(keeping));
+        self
+    }
+
     /// Where Meta's webhooks go in (`/webhooks/meta`).
     pub fn hooks(&self) -> SharedHooks {
         self.hooks.clone()
@@ -103,6 +110,8 @@ impl Engine for CloudEngine {
             &account.phone_number_id,
             Route {
                 ticket,
+                tenant: spec.tenant.clone(),
+                session: spec.session.clone(),
                 app_secret: secrets.app_secret.expose().to_owned(),
                 verify_token: secrets.verify_token.expose().to_owned(),
                 events: tx.clone(),

@@ -43,7 +43,7 @@ pub struct ErrorDetail {
     pub message: String,
     /// A 429's reason: the anti-ban policy's (`server_rate_limit`,
     /// `daily_limit`, `cooldown_after_failure`, `error_515_block`,
-    /// `capacity`, `tenant_session_limit`, `pairing_code_limit`,
+    /// `capacity`, `tenant_session_limit`, `pairing_code_limit`, `cloud_connect_limit`,
     /// `proxy_block`) or a verification code's (`phone_limit`,
     /// `address_limit`, `new_contact_budget`, `resend_cooldown`).
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -130,6 +130,14 @@ pub enum ApiError {
     /// Too much work in flight (password hashes); retry in a second.
     #[error("busy: try again in a moment")]
     Busy,
+    /// Cannot be done now, by design; retry after `retry_after_secs` (a
+    /// webhook from Meta for a stopped session: Meta retries it).
+    #[error("{message}")]
+    Later {
+        code: &'static str,
+        message: String,
+        retry_after_secs: u64,
+    },
     #[error("service unavailable: {0}")]
     Unavailable(#[source] Cause),
     #[error("internal error")]
@@ -183,6 +191,7 @@ impl ApiError {
             ApiError::HostNotAllowed => (StatusCode::FORBIDDEN, "host_not_allowed"),
             ApiError::MethodNotAllowed => (StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed"),
             ApiError::Busy => (StatusCode::SERVICE_UNAVAILABLE, "busy"),
+            ApiError::Later { code, .. } => (StatusCode::SERVICE_UNAVAILABLE, code),
             ApiError::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
             ApiError::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
         }
@@ -213,7 +222,13 @@ impl IntoResponse for ApiError {
         if let ApiError::WrongCode { attempts_left } = self {
             error.attempts_left = Some(attempts_left);
         }
-        let mut retry_after = matches!(self, ApiError::Busy).then_some(1);
+        let mut retry_after = match &self {
+            ApiError::Busy => Some(1),
+            ApiError::Later {
+                retry_after_secs, ..
+            } => Some(*retry_after_secs),
+            _ => None,
+        };
         if let ApiError::TooManyRequests {
             retry_after_secs,
             refusal,
@@ -351,6 +366,10 @@ impl From<SupervisorError> for ApiError {
                 "the session is live or queued: disconnect it first",
             ),
             SupervisorError::Denied(d) => d.into(),
+            SupervisorError::NumberTaken(number) => ApiError::conflict(
+                "phone_number_id_taken",
+                format!("phone_number_id {number} belongs to another cloud session"),
+            ),
         }
     }
 }

@@ -5,8 +5,11 @@
 //! checked by the cloud engine against the number's app secret
 //! (`X-Hub-Signature-256` over the raw body) and answered 200 at once —
 //! also for a number we do not know (counted), since Meta retries any
-//! other answer for days. A wrong or missing signature is 401 and changes
-//! nothing. Its own body limit, below the API's.
+//! other answer for days. 200 means kept: incoming messages are in the
+//! store before it. A stopped session's number, or a delivery that cannot
+//! be kept now, is 503 with `Retry-After`, so Meta's retry brings it when
+//! it can be. A wrong or missing signature is 401 and changes nothing.
+//! Its own body limit, below the API's.
 
 use crate::error::ApiError;
 use crate::extract::AppQuery;
@@ -19,6 +22,9 @@ use axum::routing::get;
 use centinela_actors::engine::cloud::HookOutcome;
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
+
+/// What a 503 asks Meta to wait (Meta keeps its own schedule, for days).
+const RETRY_SECS: u64 = 60;
 
 /// Meta's webhook payloads are a few KB; nothing bigger is read.
 pub const META_BODY_LIMIT: usize = 256 * 1024;
@@ -44,7 +50,7 @@ pub fn routes() -> Routes {
                 "webhooks",
                 "A delivery from Meta, signed with X-Hub-Signature-256 (statuses and incoming messages of cloud sessions)",
                 Access::Public,
-                &[(200, "received"), (400, "not Meta's JSON"), (401, "wrong or missing signature"), (413, "too large")],
+                &[(200, "received"), (400, "not Meta's JSON"), (401, "wrong or missing signature"), (413, "too large"), (503, "a stopped session's number, or not kept now: Meta retries")],
             )
             .reply::<Received>(),
         ],
@@ -145,6 +151,20 @@ async fn deliver(
                 "malformed_webhook",
                 "not a WhatsApp Business Account webhook payload",
             ))
+        }
+        HookOutcome::Stopped => {
+            return Err(ApiError::Later {
+                code: "session_stopped",
+                message: "this number's session is stopped: retry when it runs".into(),
+                retry_after_secs: RETRY_SECS,
+            })
+        }
+        HookOutcome::NotNow => {
+            return Err(ApiError::Later {
+                code: "not_kept",
+                message: "the delivery could not be kept now: retry".into(),
+                retry_after_secs: RETRY_SECS,
+            })
         }
     };
     Ok(axum::Json(received))

@@ -60,6 +60,7 @@ pub fn routes() -> Routes {
                         (400, "bad input"),
                         (401, "no credentials"),
                         (403, "another tenant"),
+                        (409, "the cloud phone_number_id has a session already"),
                         (429, "session limit"),
                     ],
                 )

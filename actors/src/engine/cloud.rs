@@ -75,6 +75,12 @@ pub enum HookOutcome {
     BadSignature,
     /// Not JSON of Meta's envelope: nothing changed.
     Malformed,
+    /// The number is a stopped session's: nothing changed, and Meta is
+    /// asked to retry (it does, for days) so nothing is lost.
+    Stopped,
+    /// Could not be kept now (the store failed, the session's queue is
+    /// full): Meta is asked to retry; what was kept is known on the retry.
+    NotNow,
 }
 
 /// Meta's webhooks, as the cloud engine receives them. Implemented by the

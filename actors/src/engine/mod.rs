@@ -74,8 +74,15 @@ pub enum EngineEvent {
         jid: String,
         text: String,
     },
+    /// An incoming message the engine stored itself before it answered
+    /// for it (the cloud engine acknowledges Meta's webhook only once the
+    /// message is on disk): the session announces it, nothing more.
+    MessageStored(crate::store::IncomingRecord),
     /// A sent message's ack moved (-1 error, 0 pending, 1 server, 2 device, 3 read, 4 played).
     Ack { message_id: String, ack: i8 },
+    /// A sent message failed after it was accepted, with the service's
+    /// reason (`needs_template`, `cloud_error_131026`, ...).
+    Failed { message_id: String, error: String },
 }
 
 /// What a chat shows the other side about us besides messages: typing,

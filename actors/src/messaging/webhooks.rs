@@ -137,6 +137,13 @@ impl Webhooks {
                 &m.session,
                 json!({"event": "message.status", "tenant_id": m.tenant, "session_id": m.session, "message_id": m.message_id, "status": m.status, "at": m.at}),
             ),
+            // What became of a verification code: the CRM that asked for
+            // it learns it was sent, verified or failed (never the code).
+            BusEvent::Otp(o) => (
+                &o.tenant,
+                &o.session,
+                json!({"event": o.kind.name(), "tenant_id": o.tenant, "session_id": o.session, "otp_id": o.otp, "reason": o.reason, "attempts_left": o.attempts_left, "at": o.at}),
+            ),
             _ => return,
         };
         let now = self.clock.now();

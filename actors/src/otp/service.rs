@@ -113,7 +113,13 @@ struct Inner {
     budget: ContactBudget,
     secret: Vec<u8>,
     rng: Mutex<StdRng>,
+    /// When expired OTPs were last pruned (at most once per
+    /// [`PRUNE_EVERY`], on an issue: records only grow there).
+    pruned_at: Mutex<Option<Timestamp>>,
 }
+
+/// How often expired OTPs past `otp.retention` are pruned.
+const PRUNE_EVERY: std::time::Duration = std::time::Duration::from_secs(3600);
 
 /// Handle to the service; cheap to clone.
 #[derive(Clone)]
@@ -146,6 +152,7 @@ impl Otp {
                 budget: parts.budget,
                 secret: parts.secret,
                 rng: Mutex::new(StdRng::from_os_rng()),
+                pruned_at: Mutex::new(None),
             }),
         };
         // The follower holds the service weakly: it must not keep the
@@ -171,6 +178,7 @@ impl Otp {
         let phone = E164::parse(&req.phone)?;
         let me = &self.inner;
         let now = me.clock.now();
+        self.prune_if_due(now);
         let session = me
             .store
             .get_session(&req.session)?
@@ -305,6 +313,25 @@ impl Otp {
         }
         tracing::info!(tenant = %next.tenant, session = %next.session, otp = %next.id, sends = next.sends, "verification code sent again");
         self.deliver(next, message).await
+    }
+
+    /// Removes the OTPs that expired more than `otp.retention` ago, if the
+    /// last prune is [`PRUNE_EVERY`] old. A failure is logged; the next
+    /// issue tries again.
+    fn prune_if_due(&self, now: Timestamp) {
+        let me = &self.inner;
+        {
+            let mut at = me.pruned_at.lock().unwrap_or_else(|p| p.into_inner());
+            if at.is_some_and(|t| now.since(t) < PRUNE_EVERY) {
+                return;
+            }
+            *at = Some(now);
+        }
+        match me.store.prune_otps(now.minus(me.cfg.retention)) {
+            Ok(0) => {}
+            Ok(pruned) => tracing::info!(pruned, "expired verification codes pruned"),
+            Err(e) => tracing::warn!(error = %e, "could not prune expired verification codes"),
+        }
     }
 
     /// A fresh code's fingerprint for OTP `id` and the message carrying it.

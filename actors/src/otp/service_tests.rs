@@ -531,3 +531,31 @@ async fn a_code_whose_message_failed_is_void_and_announced_undelivered() {
         Verdict::Undelivered
     );
 }
+
+#[tokio::test]
+async fn an_otp_is_kept_for_the_retention_after_it_expired_then_pruned() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let f = start(dir.path());
+    let first = f.create().await;
+    let retention = f.otp.config().retention;
+    assert_eq!(retention, Duration::from_secs(7 * 86_400), "the default");
+    // Just inside the retention: still there after the next issue.
+    f.advance(MIN * 10 + retention - MIN);
+    let other = f
+        .otp
+        .create(f.ask("+5491122334477", ip("203.0.113.8")))
+        .await
+        .expect("issued");
+    assert!(f.otp.get(&first.id).expect("read").is_some());
+    // Past it, and an hour after the last prune: gone on the next issue.
+    f.advance(MIN * 61);
+    f.otp
+        .create(f.ask("+5491122334488", ip("203.0.113.9")))
+        .await
+        .expect("issued");
+    assert_eq!(f.otp.get(&first.id).expect("read"), None);
+    assert!(
+        f.otp.get(&other.id).expect("read").is_some(),
+        "not expired long enough"
+    );
+}

@@ -715,30 +715,37 @@ async fn on_engine_event(
             jid,
             text,
         } => {
-            if let Some(store) = &st.env.messages {
-                let record = crate::store::IncomingRecord {
-                    seq: 0,
-                    id: id.clone(),
-                    tenant: st.record.tenant.clone(),
-                    session: st.record.id.clone(),
-                    from: from.clone(),
-                    jid: Some(jid.clone()),
-                    text: text.clone(),
-                    at: st.env.clock.now(),
-                };
-                if let Err(e) = store.store_incoming(&record) {
-                    tracing::error!(session = %st.record.id, error = %e, "could not store an incoming message");
-                }
-            }
-            st.env.bus.publish(BusEvent::MessageIn(MessageEvent {
+            let record = crate::store::IncomingRecord {
+                seq: 0,
+                id,
                 tenant: st.record.tenant.clone(),
                 session: st.record.id.clone(),
-                id,
                 from,
-                jid,
+                jid: Some(jid),
                 text,
                 at: st.env.clock.now(),
-            }));
+            };
+            if let Some(store) = &st.env.messages {
+                match store.store_incoming(&record) {
+                    Ok(crate::store::Incoming::New(_)) => {}
+                    Ok(crate::store::Incoming::Duplicate(seq)) => {
+                        tracing::debug!(session = %st.record.id, seq, "incoming message reported again: stored once, announced once");
+                        return;
+                    }
+                    Err(e) => {
+                        tracing::error!(session = %st.record.id, error = %e, "could not store an incoming message");
+                    }
+                }
+            }
+            announce_incoming(st, record);
+            return;
+        }
+        EngineEvent::MessageStored(record) => {
+            announce_incoming(st, record);
+            return;
+        }
+        EngineEvent::Failed { message_id, error } => {
+            super::outgoing::on_failed(st, &message_id, error);
             return;
         }
         EngineEvent::Ack { message_id, ack } => {
@@ -754,6 +761,20 @@ async fn on_engine_event(
         }
     };
     apply(myself, st, machine_event).await;
+}
+
+/// Tells the bus (auto-replies, webhooks, WebSocket) of a stored
+/// incoming message.
+fn announce_incoming(st: &SessionActorState, record: crate::store::IncomingRecord) {
+    st.env.bus.publish(BusEvent::MessageIn(MessageEvent {
+        tenant: st.record.tenant.clone(),
+        session: st.record.id.clone(),
+        id: record.id,
+        from: record.from,
+        jid: record.jid.unwrap_or_default(),
+        text: record.text,
+        at: record.at,
+    }));
 }
 
 /// Says how the machine read a 515 (restart or ban).

@@ -447,7 +447,8 @@ pub fn on_ack(st: &SessionActorState, engine_id: &str, ack: i8) {
         MessageStatus::Played => 4,
         _ => 0,
     };
-    if status == MessageStatus::Failed || rank(status) > rank(m.status) {
+    let failed_now = status == MessageStatus::Failed && m.status != MessageStatus::Failed;
+    if failed_now || rank(status) > rank(m.status) {
         if status == MessageStatus::Failed {
             m.error = Some("WhatsApp reported an error for this message".into());
         }
@@ -455,4 +456,24 @@ pub fn on_ack(st: &SessionActorState, engine_id: &str, ack: i8) {
         m.updated_at = st.env.clock.now();
         save(st, &m);
     }
+}
+
+/// The engine says a sent message failed after all, and why; a message
+/// failed already keeps its first reason (a report repeated changes
+/// nothing).
+pub fn on_failed(st: &SessionActorState, engine_id: &str, error: String) {
+    let Some(repo) = &st.env.messages else {
+        return;
+    };
+    let Ok(Some(mut m)) = repo.by_engine_id(&st.record.id, engine_id) else {
+        return;
+    };
+    if m.status == MessageStatus::Failed {
+        return;
+    }
+    tracing::info!(tenant = %st.record.tenant, session = %st.record.id, message = %m.id, error = %error, "a sent message failed");
+    m.status = MessageStatus::Failed;
+    m.error = Some(error);
+    m.updated_at = st.env.clock.now();
+    save(st, &m);
 }

@@ -2,6 +2,12 @@
 //! [`INBOX_CAPACITY`] (the oldest are dropped), read newest first in pages.
 //! It does not hold outgoing messages (the outbox in `messages.rs` does).
 //! Each incoming message also notes its sender in `contacts.rs`.
+//!
+//! An incoming message is stored once: its engine id is indexed per
+//! session ([`INBOX_IDS`]) for as long as the message is kept, so a copy
+//! handed over again (Meta retries a webhook for days, also across our
+//! restarts; a page may report a message twice) is answered with the
+//! first one's sequence and changes nothing.
 
 use super::contacts::{self, ContactRepo};
 use super::messages::MessageRepo;
@@ -18,9 +24,37 @@ const INBOX: TableDefinition<(&str, u64), &[u8]> = TableDefinition::new("inbox")
 /// Incoming messages kept per session; older ones are dropped.
 pub const INBOX_CAPACITY: u64 = 1000;
 
+/// (session, engine id) → the sequence it was stored under.
+const INBOX_IDS: TableDefinition<(&str, &str), u64> = TableDefinition::new("inbox_ids");
+
 pub(super) fn create_inbox(txn: &WriteTransaction) -> Result<(), StoreError> {
     txn.open_table(INBOX)?;
+    txn.open_table(INBOX_IDS)?;
     Ok(())
+}
+
+/// What [`InboxRepo::store_incoming`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Incoming {
+    /// Stored under this sequence number.
+    New(u64),
+    /// The session had it already, under this sequence: nothing changed.
+    Duplicate(u64),
+}
+
+impl Incoming {
+    pub fn seq(self) -> u64 {
+        match self {
+            Incoming::New(s) | Incoming::Duplicate(s) => s,
+        }
+    }
+}
+
+fn decode(v: &[u8]) -> Result<IncomingRecord, StoreError> {
+    serde_json::from_slice(v).map_err(|e| StoreError::Corrupt {
+        table: "inbox",
+        why: e.to_string(),
+    })
 }
 
 /// Every row of this module's tables, for tests ([`super::rows`]).
@@ -30,6 +64,7 @@ pub(super) fn rows(
     out: &mut super::rows::Rows,
 ) -> Result<(), StoreError> {
     super::rows::table(txn, INBOX, out)?;
+    super::rows::table(txn, INBOX_IDS, out)?;
     Ok(())
 }
 
@@ -59,8 +94,9 @@ impl<T: MessageRepo + InboxRepo + ContactRepo> MessageStore for T {}
 pub trait InboxRepo: Send + Sync + 'static {
     /// Stores an incoming message (dropping the session's oldest past the
     /// capacity) and notes its sender as a contact of the session, in one
-    /// commit; returns its sequence number.
-    fn store_incoming(&self, m: &IncomingRecord) -> Result<u64, StoreError>;
+    /// commit; returns its sequence number. One the session has already
+    /// (the same engine id) is a [`Incoming::Duplicate`] and writes nothing.
+    fn store_incoming(&self, m: &IncomingRecord) -> Result<Incoming, StoreError>;
     /// A session's incoming messages, newest first, below `before` if given.
     fn incoming(
         &self,
@@ -71,12 +107,16 @@ pub trait InboxRepo: Send + Sync + 'static {
 }
 
 impl InboxRepo for Store {
-    fn store_incoming(&self, m: &IncomingRecord) -> Result<u64, StoreError> {
+    fn store_incoming(&self, m: &IncomingRecord) -> Result<Incoming, StoreError> {
         let txn = self.db().begin_write()?;
+        let s = m.session.as_str();
         let seq;
         {
+            let mut ids = txn.open_table(INBOX_IDS)?;
+            if let Some(first) = ids.get((s, m.id.as_str()))? {
+                return Ok(Incoming::Duplicate(first.value()));
+            }
             let mut inbox = txn.open_table(INBOX)?;
-            let s = m.session.as_str();
             let mut range = inbox.range((s, 0)..=(s, u64::MAX))?;
             let first = range.next().transpose()?.map(|(k, _)| k.value().1);
             let last = range
@@ -90,10 +130,14 @@ impl InboxRepo for Store {
             stored.seq = seq;
             let bytes = serde_json::to_vec(&stored).map_err(|e| StoreError::Db(e.to_string()))?;
             inbox.insert((s, seq), bytes.as_slice())?;
+            ids.insert((s, m.id.as_str()), seq)?;
             if let Some(first) = first {
                 let mut oldest = first;
                 while seq - oldest + 1 > INBOX_CAPACITY {
-                    inbox.remove((s, oldest))?;
+                    if let Some(gone) = inbox.remove((s, oldest))? {
+                        let gone = decode(gone.value())?;
+                        ids.remove((s, gone.id.as_str()))?;
+                    }
                     oldest += 1;
                 }
             }
@@ -101,7 +145,7 @@ impl InboxRepo for Store {
         contacts::note(&txn, &m.session, &m.from, m.at, false)?;
         super::activity::bump(&txn, &m.session, m.at, |c| c.received += 1)?;
         txn.commit()?;
-        Ok(seq)
+        Ok(Incoming::New(seq))
     }
 
     fn incoming(
@@ -117,12 +161,7 @@ impl InboxRepo for Store {
         let mut out = Vec::new();
         for row in inbox.range((s, 0)..=(s, upper))?.rev().take(limit) {
             let (_, v) = row?;
-            out.push(
-                serde_json::from_slice(v.value()).map_err(|e| StoreError::Corrupt {
-                    table: "inbox",
-                    why: e.to_string(),
-                })?,
-            );
+            out.push(decode(v.value())?);
         }
         Ok(out)
     }
@@ -136,21 +175,19 @@ pub(super) fn purge(
     sessions: &mut BTreeSet<String>,
 ) -> Result<usize, StoreError> {
     let mut inbox = txn.open_table(INBOX)?;
+    let mut ids = txn.open_table(INBOX_IDS)?;
     let mut doomed = Vec::new();
     for row in inbox.iter()? {
         let (k, v) = row?;
-        let m: IncomingRecord =
-            serde_json::from_slice(v.value()).map_err(|e| StoreError::Corrupt {
-                table: "inbox",
-                why: e.to_string(),
-            })?;
+        let m = decode(v.value())?;
         if m.tenant == *tenant {
             let (session, seq) = k.value();
-            doomed.push((session.to_owned(), seq));
+            doomed.push((session.to_owned(), seq, m.id));
         }
     }
-    for (session, seq) in &doomed {
+    for (session, seq, id) in &doomed {
         inbox.remove((session.as_str(), *seq))?;
+        ids.remove((session.as_str(), id.as_str()))?;
         sessions.insert(session.clone());
     }
     Ok(doomed.len())
@@ -194,5 +231,44 @@ mod tests {
         let all = store.incoming(&s, 5000, None).expect("read");
         assert_eq!(all.len() as u64, INBOX_CAPACITY, "the oldest were dropped");
         assert_eq!(all.last().map(|m| m.seq), Some(6));
+    }
+
+    #[test]
+    fn a_message_handed_over_again_is_stored_once_until_it_leaves_the_inbox() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let s = SessionId::new("s1").expect("id");
+        {
+            let store = Store::open(dir.path()).expect("open");
+            assert_eq!(store.store_incoming(&incoming(0)), Ok(Incoming::New(1)));
+            let mut again = incoming(0);
+            again.text = "another text, the same engine id".into();
+            assert_eq!(store.store_incoming(&again), Ok(Incoming::Duplicate(1)));
+        }
+        // Across a reopen (Meta retries across our restarts).
+        let store = Store::open(dir.path()).expect("reopen");
+        assert_eq!(
+            store.store_incoming(&incoming(0)),
+            Ok(Incoming::Duplicate(1))
+        );
+        let all = store.incoming(&s, 10, None).expect("read");
+        assert_eq!(all.len(), 1);
+        assert_eq!(all[0].text, "hola 0");
+        // The same id on another session is another message.
+        let mut theirs = incoming(0);
+        theirs.session = SessionId::new("s2").expect("id");
+        assert_eq!(store.store_incoming(&theirs), Ok(Incoming::New(1)));
+        // Once it has left the bounded inbox, its id goes with it.
+        for i in 1..=INBOX_CAPACITY {
+            store.store_incoming(&incoming(i)).expect("store");
+        }
+        assert_eq!(
+            store.store_incoming(&incoming(0)),
+            Ok(Incoming::New(INBOX_CAPACITY + 2))
+        );
+        assert_eq!(
+            store.store_incoming(&incoming(5)),
+            Ok(Incoming::Duplicate(6)),
+            "a message still kept is still known"
+        );
     }
 }

@@ -45,6 +45,11 @@ pub enum LedgerEvent {
         kind: AttemptKind,
         counted: bool,
         at: Timestamp,
+        /// A Cloud API session's connect: counted against
+        /// `antiban.cloud_connects_per_hour` only. Absent in entries from
+        /// before it existed (none of them was).
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        cloud: bool,
     },
     /// A queued attempt cancelled before it started: its budget is refunded.
     Cancelled { id: u64, at: Timestamp },
@@ -217,6 +222,7 @@ mod tests {
             kind: AttemptKind::Connect,
             counted: true,
             at: Timestamp::from_millis(at),
+            cloud: false,
         }
     }
 

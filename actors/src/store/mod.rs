@@ -28,7 +28,7 @@ pub use activity::{ActivityRepo, Counts};
 pub use audit::{AuditEntry, AuditRepo, AUDIT_CAPACITY};
 pub use campaigns::{CampaignPause, CampaignRecord, CampaignRepo, CampaignStatus, Recipient};
 pub use contacts::{ContactRepo, FirstExchange, NewContacts};
-pub use inbox::{InboxRepo, IncomingRecord, MessageStore, INBOX_CAPACITY};
+pub use inbox::{InboxRepo, Incoming, IncomingRecord, MessageStore, INBOX_CAPACITY};
 pub use ledger::{AttemptKind, LedgerEvent, LedgerRepo};
 pub use messages::{
     Deferral, DeferralReason, MessageRecord, MessageRepo, MessageStatus, REDACTED_TEXT,

@@ -11,7 +11,9 @@
 use super::{remove_where, Store, StoreError};
 use crate::clock::Timestamp;
 use crate::ids::{SessionId, TenantId};
-use redb::{ReadableDatabase, ReadableTable, TableDefinition, WriteTransaction};
+use redb::{
+    ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition, WriteTransaction,
+};
 use serde::{Deserialize, Serialize};
 use std::collections::HashSet;
 use std::time::Duration;
@@ -23,11 +25,24 @@ const LATEST: TableDefinition<&str, &str> = TableDefinition::new("otp_latest");
 /// (scope, when, "otp id/send") → tenant: one row per code sent, per
 /// scope (`phone:+…`, `addr:…`).
 const SENDS: TableDefinition<(&str, i64, &str), &str> = TableDefinition::new("otp_sends");
+/// (expires_at, OTP id) → (): the OTPs by expiry, so a prune reads only
+/// what goes.
+const EXPIRY: TableDefinition<(i64, &str), ()> = TableDefinition::new("otp_expiry");
 
 pub(super) fn create_tables(txn: &WriteTransaction) -> Result<(), StoreError> {
     txn.open_table(OTPS)?;
     txn.open_table(LATEST)?;
     txn.open_table(SENDS)?;
+    let mut expiry = txn.open_table(EXPIRY)?;
+    // A file from before the index: built once, from the records.
+    if expiry.is_empty()? {
+        let otps = txn.open_table(OTPS)?;
+        for row in otps.iter()? {
+            let (_, v) = row?;
+            let r = decode(v.value())?;
+            expiry.insert((r.expires_at.as_millis(), r.id.as_str()), ())?;
+        }
+    }
     Ok(())
 }
 
@@ -39,6 +54,7 @@ pub(super) fn rows(
 ) -> Result<(), StoreError> {
     super::rows::table(txn, OTPS, out)?;
     super::rows::table(txn, LATEST, out)?;
+    super::rows::table(txn, EXPIRY, out)?;
     let rows = out.entry("otp_sends".to_owned()).or_default();
     for row in txn.open_table(SENDS)?.iter()? {
         let (k, v) = row?;
@@ -144,6 +160,10 @@ pub trait OtpRepo: Send + Sync + 'static {
     ) -> Result<Option<OtpRecord>, StoreError>;
     /// The times of the sends logged under `scope` after `since`.
     fn otp_sends(&self, scope: &str, since: Timestamp) -> Result<Vec<Timestamp>, StoreError>;
+    /// Removes the OTPs that expired before `before` (and the latest-code
+    /// entries naming them); returns how many went. The limits' log is
+    /// not touched: its rows go as their windows pass.
+    fn prune_otps(&self, before: Timestamp) -> Result<usize, StoreError>;
 }
 
 fn encode(r: &OtpRecord) -> Result<Vec<u8>, StoreError> {
@@ -256,6 +276,11 @@ impl OtpRepo for Store {
             }
             latest.insert(key.as_str(), otp.id.as_str())?;
             otps.insert(otp.id.as_str(), encode(otp)?.as_slice())?;
+            let mut expiry = txn.open_table(EXPIRY)?;
+            if let Some(old) = &existing {
+                expiry.remove((old.expires_at.as_millis(), old.id.as_str()))?;
+            }
+            expiry.insert((otp.expires_at.as_millis(), otp.id.as_str()), ())?;
             superseded
         };
         txn.commit()?;
@@ -295,6 +320,37 @@ impl OtpRepo for Store {
         let table = txn.open_table(SENDS)?;
         sends_since(&table, scope, since)
     }
+
+    fn prune_otps(&self, before: Timestamp) -> Result<usize, StoreError> {
+        let txn = self.db().begin_write()?;
+        let mut count = 0;
+        {
+            let mut expiry = txn.open_table(EXPIRY)?;
+            let mut otps = txn.open_table(OTPS)?;
+            let mut latest = txn.open_table(LATEST)?;
+            let doomed: Vec<(i64, String)> = expiry
+                .range((i64::MIN, "")..(before.as_millis(), ""))?
+                .map(|row| row.map(|(k, _)| (k.value().0, k.value().1.to_owned())))
+                .collect::<Result<_, _>>()?;
+            for (at, id) in &doomed {
+                expiry.remove((*at, id.as_str()))?;
+                let Some(gone) = otps.remove(id.as_str())?.map(|v| decode(v.value())) else {
+                    continue;
+                };
+                let gone = gone?;
+                let key = latest_key(&gone.tenant, &gone.phone);
+                let names_it = latest
+                    .get(key.as_str())?
+                    .is_some_and(|v| v.value() == gone.id);
+                if names_it {
+                    latest.remove(key.as_str())?;
+                }
+                count += 1;
+            }
+        }
+        txn.commit()?;
+        Ok(count)
+    }
 }
 
 /// Removes, within `txn`, every OTP of `tenant`, its latest-code index and
@@ -302,6 +358,10 @@ impl OtpRepo for Store {
 pub(super) fn purge(txn: &WriteTransaction, tenant: &TenantId) -> Result<usize, StoreError> {
     let gone: Vec<OtpRecord> =
         remove_where(txn, OTPS, "otps", |r: &OtpRecord| r.tenant == *tenant)?;
+    let mut expiry = txn.open_table(EXPIRY)?;
+    for r in &gone {
+        expiry.remove((r.expires_at.as_millis(), r.id.as_str()))?;
+    }
     // Keys are "tenant/phone", and a tenant id has no '/': the prefix is exact.
     let (from, to) = (format!("{tenant}/"), format!("{tenant}0"));
     let mut latest = txn.open_table(LATEST)?;
@@ -398,6 +458,53 @@ mod tests {
             vec![t0.plus(MIN), t0.plus(MIN * 60)],
             "the send out of the window was pruned"
         );
+    }
+
+    #[test]
+    fn a_prune_removes_the_codes_expired_before_it_and_keeps_the_limits_log() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = Store::open(dir.path()).expect("open");
+        let t0 = Timestamp::from_millis(1_000_000);
+        let limits = [limit("phone:+1", 5, MIN * 60 * 24)];
+        let yes = &mut |_: Option<&OtpRecord>| true;
+        store
+            .issue_otp(&record("old", "+1", t0), &limits, t0, yes)
+            .expect("issue");
+        let later = t0.plus(MIN * 30);
+        store
+            .issue_otp(&record("new", "+2", later), &limits, later, yes)
+            .expect("issue");
+        // A resend moves "new"'s expiry: the index follows it.
+        let mut resent = record("new", "+2", later.plus(MIN * 5));
+        resent.sends = 2;
+        store
+            .issue_otp(&resent, &limits, later.plus(MIN * 5), yes)
+            .expect("resend");
+        // "old" expired at t0+10m, "new" at t0+45m.
+        assert_eq!(store.prune_otps(t0.plus(MIN * 40)), Ok(1));
+        assert_eq!(store.otp("old").expect("read"), None);
+        assert!(
+            store.otp("new").expect("read").is_some(),
+            "not expired before the cut"
+        );
+        assert_eq!(store.prune_otps(t0.plus(MIN * 40)), Ok(0), "nothing twice");
+        assert_eq!(
+            store
+                .otp_sends("phone:+1", Timestamp::from_millis(0))
+                .expect("read")
+                .len(),
+            3,
+            "the limits still count the three sends"
+        );
+        assert_eq!(store.prune_otps(t0.plus(MIN * 46)), Ok(1));
+        let (rows, _) = store.rows().expect("rows");
+        for table in ["otps", "otp_latest", "otp_expiry"] {
+            assert!(
+                rows.get(table).is_none_or(|r| r.is_empty()),
+                "{table}: {:?}",
+                rows.get(table)
+            );
+        }
     }
 
     #[test]

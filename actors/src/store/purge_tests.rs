@@ -96,6 +96,7 @@ fn fill(store: &Store, id: &str) {
             kind: AttemptKind::Connect,
             counted: true,
             at: T,
+            cloud: false,
         })
         .expect("ledger");
     store

@@ -45,6 +45,9 @@ pub enum DenyReason {
     /// WhatsApp refused the tenant's network path (PROXYBLOCK): held until
     /// the session's proxy is changed or an admin unblocks the tenant.
     ProxyBlock,
+    /// A tenant's Cloud API sessions connected too often this hour
+    /// (`antiban.cloud_connects_per_hour`).
+    CloudConnectLimit,
 }
 
 impl DenyReason {
@@ -58,6 +61,7 @@ impl DenyReason {
             Self::TenantSessionLimit => "tenant_session_limit",
             Self::PairingCodeLimit => "pairing_code_limit",
             Self::ProxyBlock => "proxy_block",
+            Self::CloudConnectLimit => "cloud_connect_limit",
         }
     }
 }
@@ -117,6 +121,9 @@ pub struct AttemptRequest {
     pub live: u32,
     /// The network path the attempt goes out through ([`egress`]).
     pub egress: String,
+    /// The session's engine: a Cloud API connect is judged by its own
+    /// rule ([`evaluate_cloud`]).
+    pub engine: crate::engine::EngineKind,
 }
 
 pub use crate::proxy::egress;
@@ -242,6 +249,25 @@ pub fn evaluate(
     Ok(())
 }
 
+/// The rule for a Cloud API session's connect: at most
+/// `cloud_connects_per_hour` per tenant in any rolling hour. Nothing of
+/// WhatsApp Web's applies (no pairing, no browser, no egress budget). Pure.
+pub fn evaluate_cloud(
+    cfg: &AntibanConfig,
+    ledger: &Ledger,
+    tenant: &TenantId,
+    now: Timestamp,
+) -> Result<(), Denial> {
+    let Some(t) = ledger.tenant(tenant) else {
+        return Ok(());
+    };
+    let hour = in_window(&t.cloud, now, HOUR);
+    match window_full(hour, cfg.cloud_connects_per_hour, HOUR) {
+        Some(until) => Err(Denial::until(DenyReason::CloudConnectLimit, until, now)),
+        None => Ok(()),
+    }
+}
+
 /// When a window holding `attempts` (oldest first) is full, the moment a slot
 /// frees: when enough of the oldest ones have left the window.
 fn window_full(attempts: WindowSlice<'_>, limit: u32, window: Duration) -> Option<Timestamp> {
@@ -359,6 +385,9 @@ impl Admission {
     /// Decides one attempt; an admitted one is on disk before this returns.
     pub fn admit(&mut self, req: &AttemptRequest, now: Timestamp) -> Result<Decision, StoreError> {
         self.ledger.expire(now);
+        if req.engine == crate::engine::EngineKind::Cloud {
+            return self.admit_cloud(req, now);
+        }
         let verdict = evaluate(
             &self.cfg,
             &self.ledger,
@@ -380,6 +409,7 @@ impl Admission {
             kind: req.kind,
             counted: counts(&self.cfg, req.kind),
             at: now,
+            cloud: false,
         })?;
         self.queue_tail = Some(start_at);
         self.queue.insert(
@@ -392,6 +422,41 @@ impl Admission {
             },
         );
         Ok(Decision::Admitted { ticket, start_at })
+    }
+
+    /// A Cloud API connect: recorded (uncounted by WhatsApp Web's budgets)
+    /// and started at once, outside the connection queue's spacing.
+    fn admit_cloud(
+        &mut self,
+        req: &AttemptRequest,
+        now: Timestamp,
+    ) -> Result<Decision, StoreError> {
+        if let Err(denial) = evaluate_cloud(&self.cfg, &self.ledger, &req.tenant, now) {
+            return Ok(Decision::Denied(denial));
+        }
+        let ticket = self.ledger.next_id;
+        self.persist(LedgerEvent::Attempt {
+            id: ticket,
+            tenant: req.tenant.clone(),
+            session: req.session.clone(),
+            kind: req.kind,
+            counted: false,
+            at: now,
+            cloud: true,
+        })?;
+        self.queue.insert(
+            ticket,
+            QueuedAttempt {
+                ticket,
+                tenant: req.tenant.clone(),
+                session: req.session.clone(),
+                start_at: now,
+            },
+        );
+        Ok(Decision::Admitted {
+            ticket,
+            start_at: now,
+        })
     }
 
     /// Mandatory delay (not for restores) + jitter, at least `queue_spacing`

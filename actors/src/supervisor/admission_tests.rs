@@ -28,6 +28,7 @@ fn req(t: usize, kind: AttemptKind) -> AttemptRequest {
         kind,
         live: 0,
         egress: "server".into(),
+        engine: crate::engine::EngineKind::Webjs,
     }
 }
 
@@ -682,4 +683,50 @@ fn auto_reconnect_retries_only_local_faults_of_a_running_session_a_few_times() {
             "{reason:?} is not a local fault"
         );
     }
+}
+
+fn cloud(t: usize) -> AttemptRequest {
+    AttemptRequest {
+        engine: crate::engine::EngineKind::Cloud,
+        ..req(t, AttemptKind::Connect)
+    }
+}
+
+#[test]
+fn cloud_connects_have_their_own_hourly_cap_and_spend_no_pairing_budget() {
+    let mut f = fx(cfg());
+    let cap = cfg().cloud_connects_per_hour;
+    assert_eq!(cap, 12);
+    // A banned tenant with its WhatsApp Web budgets spent...
+    let (t, s) = (tenant(1), SessionId::new("s1").expect("id"));
+    admitted(admit(&mut f.adm, &req(1, AttemptKind::Connect), T0));
+    admitted(admit(&mut f.adm, &req(1, AttemptKind::Connect), T0));
+    f.adm.record(&t, &s, Outcome::Banned, T0).expect("record");
+    // ...still connects its cloud sessions, at once, outside the queue.
+    for i in 0..cap {
+        let now = T0.plus(MIN * i);
+        let (_, start_at) = admitted(admit(&mut f.adm, &cloud(1), now));
+        assert_eq!(start_at, now, "no connect delay, no queue spacing");
+    }
+    let d = denial(admit(&mut f.adm, &cloud(1), T0.plus(MIN * 30)));
+    assert_eq!(d.reason, DenyReason::CloudConnectLimit);
+    assert_eq!(
+        d.block_until,
+        T0.plus(HOUR),
+        "when the first leaves the hour"
+    );
+    // Another tenant's cloud cap is its own, and the server's WhatsApp Web
+    // budget is untouched by the twelve: one webjs slot is still free.
+    admitted(admit(&mut f.adm, &cloud(2), T0.plus(MIN * 30)));
+    admitted(admit(
+        &mut f.adm,
+        &req(3, AttemptKind::Connect),
+        T0.plus(MIN * 30),
+    ));
+    // Persisted: a reload (a restart) keeps the count.
+    let mut again = Admission::load(cfg(), Arc::new(f.store.clone()), Some(1), T0.plus(MIN * 31))
+        .expect("load");
+    let d = denial(admit(&mut again, &cloud(1), T0.plus(MIN * 31)));
+    assert_eq!(d.reason, DenyReason::CloudConnectLimit);
+    admitted(admit(&mut again, &cloud(1), T0.plus(HOUR + MIN)));
 }

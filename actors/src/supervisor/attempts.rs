@@ -47,6 +47,7 @@ pub(super) fn connect(
         kind,
         live,
         egress: crate::proxy::egress(entry.record.proxy.as_deref()),
+        engine: entry.record.engine,
     };
     let now = st.now();
     match st.admission.admit(&request, now)? {
@@ -185,6 +186,7 @@ pub(super) async fn start_attempt(
             kind: p.kind,
             live: 0,
             egress: crate::proxy::egress(entry.record.proxy.as_deref()),
+            engine: entry.record.engine,
         };
         tracing::info!(tenant = %request.tenant, session = %id, "connection started");
         publish(st, &request.tenant, id, p.kind, AdmissionDecision::Started);

@@ -69,6 +69,16 @@ pub(super) async fn create(
         tracing::info!(tenant = %new.tenant, reason = denial.reason.as_str(), "session creation denied");
         return Err(SupervisorError::Denied(denial));
     }
+    if let Some(number) = new.cloud.as_ref().map(|c| &c.phone_number_id) {
+        let taken = st
+            .sessions
+            .values()
+            .any(|e| e.record.cloud.as_ref().map(|c| &c.phone_number_id) == Some(number));
+        if taken {
+            tracing::info!(tenant = %new.tenant, phone_number_id = %number, "cloud session refused: the number has a session already");
+            return Err(SupervisorError::NumberTaken(number.clone()));
+        }
+    }
     let record = SessionRecord {
         id: SessionId::generate(),
         tenant: new.tenant,

@@ -21,6 +21,8 @@ pub struct TenantLedger {
     pub blocked_until: Option<Timestamp>,
     /// Network paths WhatsApp refused, with when: held until unblocked.
     pub proxy_blocked: BTreeMap<String, Timestamp>,
+    /// Cloud API connects within the last hour: (attempt id, time).
+    pub cloud: VecDeque<(u64, Timestamp)>,
 }
 
 /// The projection the policy reads.
@@ -47,9 +49,14 @@ impl Ledger {
                 tenant,
                 counted,
                 at,
+                cloud,
                 ..
             } => {
                 self.next_id = self.next_id.max(id + 1);
+                if *cloud {
+                    let t = self.tenants.entry(tenant.clone()).or_default();
+                    insert_sorted(&mut t.cloud, *id, *at);
+                }
                 if *counted {
                     insert_sorted(&mut self.global, *id, *at);
                     let t = self.tenants.entry(tenant.clone()).or_default();
@@ -60,6 +67,7 @@ impl Ledger {
                 self.global.retain(|(a, _)| a != id);
                 for t in self.tenants.values_mut() {
                     t.attempts.retain(|(a, _)| a != id);
+                    t.cloud.retain(|(a, _)| a != id);
                 }
             }
             LedgerEvent::Failure {
@@ -121,6 +129,9 @@ impl Ledger {
         for t in self.tenants.values_mut() {
             while t.attempts.front().is_some_and(|(_, at)| *at <= day_ago) {
                 t.attempts.pop_front();
+            }
+            while t.cloud.front().is_some_and(|(_, at)| *at <= hour_ago) {
+                t.cloud.pop_front();
             }
         }
     }

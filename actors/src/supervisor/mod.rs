@@ -93,6 +93,10 @@ pub enum SupervisorError {
     Denied(Denial),
     #[error("the session is live or queued: disconnect it first")]
     Live,
+    /// Another cloud session already speaks for this number: Meta's
+    /// webhooks name the number, so two sessions could not both be fed.
+    #[error("cloud phone number id {0} belongs to another session")]
+    NumberTaken(String),
 }
 
 /// Where a session stands with admission.
