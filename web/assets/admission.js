@@ -1,6 +1,7 @@
 /* Admission control, shown as why and until when: the admission panel (global attempts, each
-   organization's block, cooldown and countdown, unblock / reset for admins) and the queued / denied
-   note on a session's row.
+   organization's block, cooldown and countdown, unblock / reset for admins, and the charts: attempts over
+   the rolling hour server-wide and the rolling day per organization against their limits, with the
+   cooldowns and blocks ahead as bars with their end time) and the queued / denied note on a session's row.
    Owns: the last rate-limit status and the coalescing of its refreshes.
    Not: the per-session admission state (kept on the session by sessions.js), the connect call itself. */
 import { state, isAdmin } from './state.js';
@@ -8,6 +9,7 @@ import { $, el, button, keepFocus } from './dom.js';
 import { countdownSpan, sinceSpan, tick } from './time.js';
 import { api, act, enc } from './api.js';
 import { t, tCode } from './i18n.js';
+import { attemptsChart, holdsChart } from './chart.js';
 
 let rate = null;
 let rateBusy = false;
@@ -58,7 +60,40 @@ export function renderAdmission() {
   const body = $('admission-body');
   keepFocus(body, () => { body.textContent = ''; orgs.forEach((o) => body.appendChild(orgRow(o))); });
   $('admission-empty').hidden = orgs.length > 0;
+  renderCharts(r, orgs);
   tick();
+}
+
+const HOUR = 3600 * 1000;
+
+function renderCharts(r, orgs) {
+  const box = $('admission-charts');
+  box.textContent = '';
+  if (!r) return;
+  const now = Date.now();
+  if (isAdmin()) {
+    const fig = box.appendChild(el('figure', { class: 'chart-figure', 'data-chart': 'server' }));
+    fig.appendChild(el('figcaption', {}, t('chart.server')));
+    fig.appendChild(attemptsChart({ id: 'chart-server', title: t('chart.server'), times: r.global_attempt_times || [],
+      limit: r.global_limit, windowMs: HOUR, buckets: 12, now }));
+  }
+  orgs.forEach((o, i) => {
+    const fig = box.appendChild(el('figure', { class: 'chart-figure', 'data-chart': 'tenant', 'data-org-id': o.organization_id }));
+    fig.appendChild(el('figcaption', {}, t('chart.tenant', { id: o.organization_id })));
+    fig.appendChild(attemptsChart({ id: 'chart-org-' + i, title: t('chart.tenant', { id: o.organization_id }), times: o.attempt_times || [],
+      limit: o.daily_limit, windowMs: 24 * HOUR, buckets: 24, now }));
+    fig.appendChild(holdsChart({ id: 'chart-holds-' + i, title: t('chart.holds', { id: o.organization_id }), holds: holdsOf(o), now }));
+  });
+}
+
+// What holds an organization back, and until when (a denial's own end only when it adds one).
+function holdsOf(o) {
+  const holds = [];
+  if (o.cooldown_until) holds.push({ kind: 'cooldown', label: t('chart.cooldown'), until: o.cooldown_until });
+  if (o.blocked_until) holds.push({ kind: 'block', label: t('chart.block'), until: o.blocked_until });
+  const known = [o.cooldown_until, o.blocked_until];
+  if (o.block_until && !known.includes(o.block_until)) holds.push({ kind: 'denied', label: tCode('block.', o.block_reason), until: o.block_until });
+  return holds;
 }
 
 const yesNo = (value, goodWhenTrue) =>

@@ -16,6 +16,7 @@ let campaigns = [];
 let preview = null; // { body, accepted recipients, answer } of the last preview of the form as it is
 let failuresOf = null; // the campaign whose failures are shown
 let failures = [];
+let wantFocus = null; // the data-key to focus after the next render (a row's action was pressed)
 
 export function resetCampaigns() {
   sessionId = '';
@@ -71,6 +72,15 @@ export function renderCampaigns() {
     body.textContent = '';
     campaigns.forEach((c) => body.appendChild(campaignRow(c)));
   });
+  // The pressed button was disabled while its call ran (the browser moved the focus to the page):
+  // it goes to the button now in the same place (Start → Pause → Resume), else to the row's name.
+  if (wantFocus) {
+    const [key, cid] = wantFocus;
+    wantFocus = null;
+    const again = body.querySelector('[data-key="' + CSS.escape(key) + '"]')
+      || body.querySelector('tr[data-campaign-id="' + CSS.escape(cid) + '"] th');
+    if (again) again.focus();
+  }
   $('camp-empty').hidden = campaigns.length > 0;
   $('camp-table').hidden = campaigns.length === 0;
   renderFailures();
@@ -85,7 +95,10 @@ function campaignRow(c) {
   tr.appendChild(progressCell(c));
   tr.appendChild(outlookCell(c));
   const actions = tr.appendChild(el('td', { class: 'actions' }));
-  ACTIONS[c.status].forEach((a) => actions.appendChild(button({ 'data-camp-action': a, 'data-campaign-id': c.id, 'data-key': a + ':' + c.id,
+  tr.firstChild.setAttribute('tabindex', '-1');
+  // Start, pause and resume take turns in one place, so they share a key (the focus stays put).
+  ACTIONS[c.status].forEach((a) => actions.appendChild(button({ 'data-camp-action': a, 'data-campaign-id': c.id,
+    'data-key': (a === 'cancel' ? 'cancel:' : 'run:') + c.id,
     class: 'btn btn-small' + (a === 'cancel' ? ' btn-delete' : '') }, t('camp.action.' + a), t('camp.action.' + a) + ': ' + c.name)));
   if (c.failed > 0) {
     actions.appendChild(button({ 'data-camp-action': 'failures', 'data-campaign-id': c.id, 'data-key': 'failures:' + c.id,
@@ -136,6 +149,7 @@ export async function campaignAction(btn) {
     return '';
   }
   const r = await api('POST', sessionPath(sessionId, '/campaigns/' + enc(cid) + '/' + action));
+  wantFocus = [action === 'cancel' ? 'cancel:' + cid : 'run:' + cid, cid];
   replace(r);
   return t('camp.done.' + action, { name: r.name });
 }

@@ -230,12 +230,21 @@ export function onChatMessageIn(m) {
 
 // A `message_status` event: the shown message's status moves; a deferral or a failure is read
 // again for its time or reason.
+let rereading = false;
+
 export async function onChatStatus(m) {
   if (m.session_id !== sessionId) return;
   const item = items.get(m.message_id);
   if (!item) {
     early.set(m.message_id, m);
     if (early.size > 200) early.delete(early.keys().next().value);
+    // Not sent from this page (an auto-reply, a campaign, the API): the open chat is read again,
+    // once for a burst of such events, so a message to its peer shows up live.
+    if (peer && !rereading) {
+      rereading = true;
+      loadThread(null).finally(() => { rereading = false; });
+      loadChats();
+    }
     return;
   }
   item.status = m.status;

@@ -6,10 +6,17 @@
 import { state, isAdmin } from './state.js';
 import { $, setMsg } from './dom.js';
 import { tick, startTicker, stopTicker } from './time.js';
-import { api, delegate, errorText, loadToken, clearToken, onExpired } from './api.js';
+import { api, act, delegate, errorText, loadToken, clearToken, onExpired } from './api.js';
 import * as I18N from './i18n.js';
 import { setLoggedIn, showLogin, onLoginSubmit, onLogout, renderHeader } from './auth.js';
-import { loadSessions, renderSessions, resetSessions, onSessionAction, onNewSession } from './sessions.js';
+import { loadSessions, renderSessions, resetSessions, onSessionAction, onNewSession, onSessionFilter, onSessionPage } from './sessions.js';
+import { loadTenants, onTenantsChanged, resetTenants } from './tenants.js';
+import { renderHookTenants, renderWebhook, resetWebhooks, onHookTenant, onHookSave, onHookCopy, onHookTest, onHookDelete, hookAction,
+  refreshDeliveries } from './webhooks.js';
+import { renderArTenants, renderAutoReplies, resetAutoReplies, onArTenant, onArInput, onArEnabled, onArAdd, arAction, onArSave,
+  onArTry } from './autoreplies.js';
+import { renderKeyTenants, renderKeys, renderTenants, renderUsers, resetAccess, onKeysTenant, onKeyCreate, onKeyCopy, loadUsers,
+  onTenantCreate, onUserCreate, onUserRole, accessAction, onConfirm, onResetSubmit } from './access.js';
 import { renderQr, resetQr } from './qr.js';
 import { onPairingCode } from './phone.js';
 import { renderSendOptions, resetSend, onSend } from './send.js';
@@ -23,7 +30,7 @@ import { renderCampaignSessions, renderCampaigns, renderPreview, resetCampaigns,
   onCampaignSave, onCampaignFile, onCampaignFormInput } from './campaigns.js';
 
 const MESSAGE_AREAS = ['login-error', 'sessions-message', 'new-session-error', 'send-result', 'otp-result', 'admission-message', 'phone-result',
-  'chats-message', 'reply-result', 'camp-message', 'camp-form-message'];
+  'chats-message', 'reply-result', 'camp-message', 'camp-form-message', 'hook-message', 'ar-message', 'ar-try-result', 'access-message'];
 
 function applyStaticText() {
   I18N.applyStatic();
@@ -45,6 +52,7 @@ function renderAll() {
   resetOtpOptions();
   [renderHeader, renderWsStatus, renderSessions, renderQr, renderSendOptions, renderOtpOptions, renderAdmission, renderPhone,
     renderChatSessions, renderChats, renderThread, renderCampaignSessions, renderCampaigns, renderPreview,
+    renderHookTenants, renderWebhook, renderArTenants, renderAutoReplies, renderKeyTenants, renderKeys, renderTenants, renderUsers,
     updatePauseLabel, tick].forEach((render) => render());
 }
 
@@ -55,8 +63,11 @@ function enterApp(user) {
   document.body.classList.toggle('is-admin', isAdmin());
   $('log-panel').hidden = $('new-session-tenant-field').hidden = !isAdmin();
   $('new-session-tenant').required = isAdmin();
+  $('people-area').hidden = !isAdmin();
   renderAll();
   loadSessions();
+  loadTenants();
+  loadUsers();
   refreshRate();
   probeSim();
   connectWs();
@@ -71,9 +82,11 @@ function endSession(message) {
     state.epoch += 1;
     closeWs();
     stopTicker();
-    [resetSessions, resetQr, resetAdmission, resetLog, resetSim, resetSend, resetOtp, resetConversations, resetCampaigns].forEach((reset) => reset());
+    [resetSessions, resetQr, resetAdmission, resetLog, resetSim, resetSend, resetOtp, resetConversations, resetCampaigns,
+      resetTenants, resetWebhooks, resetAutoReplies, resetAccess].forEach((reset) => reset());
     ['sessions-body', 'admission-body', 'log-lines', 'phone-scan-list', 'phone-devices', 'toasts', 'chats-list', 'thread-messages',
-      'camp-body', 'camp-failures', 'camp-samples', 'camp-rejected']
+      'camp-body', 'camp-failures', 'camp-samples', 'camp-rejected', 'hook-body', 'ar-rules', 'keys-body', 'tenants-body', 'users-body',
+      'admission-charts', 'ar-try-result']
       .forEach((id) => { $(id).textContent = ''; });
     MESSAGE_AREAS.forEach((id) => setMsg(id, ''));
     $('phone-panel').hidden = true;
@@ -106,6 +119,39 @@ function bindEvents() {
   on('camp-form', 'input', onCampaignFormInput);
   on('camp-file', 'change', onCampaignFile);
   on('camp-save', 'click', onCampaignSave);
+  // A form whose submit runs an API action, its outcome in a message area.
+  const submit = (id, msgId, run) => on(id, 'submit', (ev) => { ev.preventDefault(); act(msgId, run); });
+  const press = (id, msgId, run) => on(id, 'click', () => act(msgId, run));
+  on('sessions-filter', 'input', onSessionFilter);
+  on('sessions-filter-tenant', 'change', onSessionFilter);
+  on('sessions-filter-state', 'change', onSessionFilter);
+  on('sessions-prev', 'click', onSessionPage);
+  on('sessions-next', 'click', onSessionPage);
+  on('hook-tenant', 'change', onHookTenant);
+  submit('hook-form', 'hook-message', onHookSave);
+  on('hook-copy', 'click', onHookCopy);
+  press('hook-test', 'hook-message', onHookTest);
+  press('hook-delete', 'hook-message', onHookDelete);
+  on('hook-refresh', 'click', refreshDeliveries);
+  on('hook-filter', 'change', refreshDeliveries);
+  delegate('hook-body', 'button[data-hook-action]', 'hook-message', hookAction, () => {});
+  on('ar-tenant', 'change', onArTenant);
+  on('ar-rules', 'input', onArInput);
+  on('ar-enabled', 'change', onArEnabled);
+  on('ar-add', 'click', onArAdd);
+  delegate('ar-rules', 'button[data-ar-action]', 'ar-message', async (btn) => { arAction(btn); return ''; }, () => {});
+  press('ar-save', 'ar-message', onArSave);
+  submit('ar-try-form', 'ar-message', onArTry);
+  on('keys-tenant', 'change', onKeysTenant);
+  submit('key-form', 'access-message', onKeyCreate);
+  on('key-copy', 'click', onKeyCopy);
+  submit('tenant-form', 'access-message', onTenantCreate);
+  submit('user-form', 'access-message', onUserCreate);
+  submit('reset-form', 'access-message', onResetSubmit);
+  on('user-role', 'change', onUserRole);
+  delegate('access-panel', 'button[data-access-action]', 'access-message', accessAction, () => {});
+  on('access-confirm-yes', 'click', () => onConfirm(true));
+  on('access-confirm-no', 'click', () => onConfirm(false));
   on('log-pause', 'click', togglePause);
   on('log-filter-level', 'change', rerenderLogs);
   on('log-filter-tenant', 'input', rerenderLogs);
@@ -125,6 +171,8 @@ async function startup() {
   }
 }
 
+// A tenant created or deleted: every per-tenant panel offers the new list.
+onTenantsChanged(() => { if (state.user) { renderHookTenants(); renderArTenants(); renderKeyTenants(); loadSessions(); } });
 onExpired(endSession); // a 401 on an authenticated call ends the session
 if (document.readyState === 'loading') document.addEventListener('DOMContentLoaded', startup);
 else startup();

@@ -2,7 +2,9 @@
    disconnect, log out, delete with a second click, show QR), the new-session form, and the
    transition, admission and risk events applied to it, and each row's ban risk and new-contact
    budget (refetched when the session's messages move).
-   Owns: the rows by session id and which session the "queued" notice is about; the sessions
+   The list stays usable with thousands of sessions: filtered by name / tenant / state on the client
+   and shown a page at a time (only that page's rows exist in the DOM).
+   Owns: the rows by session id, the filter and page, and which session the "queued" notice is about; the sessions
    themselves are shared (state.js) because the QR, send and demo phone views read them.
    Not: how those views render (qr.js, send.js, sim.js, conversations.js, campaigns.js), the admission note's content (admission.js). */
 import { state, isAdmin, sortedSessions } from './state.js';
@@ -22,10 +24,55 @@ const LIVE_STATES = ['CONNECTING', 'QR', 'AUTHENTICATED', 'READY'];
 
 let rows = new Map();
 let queuedNoticeFor = null; // kept across a logout, as it always was
+let page = 0;
+export const PAGE_SIZE = 50;
+const STATES = ['DISCONNECTED', 'CONNECTING', 'QR', 'AUTHENTICATED', 'READY'];
 
 export function resetSessions() {
   state.sessions = new Map();
   rows = new Map();
+  page = 0;
+  ['sessions-filter', 'sessions-filter-tenant', 'sessions-filter-state'].forEach((id) => { $(id).value = ''; });
+}
+
+// The filter as typed: text in the name, id or phone; a tenant; a state.
+function matches(s) {
+  const text = $('sessions-filter').value.trim().toLowerCase();
+  const tenant = $('sessions-filter-tenant').value;
+  const st = $('sessions-filter-state').value;
+  return (!text || [s.name, s.id, s.phone].some((v) => String(v || '').toLowerCase().includes(text)))
+    && (!tenant || s.tenant_id === tenant) && (!st || s.state === st);
+}
+
+// A filter change starts again at the first page.
+export function onSessionFilter() {
+  page = 0;
+  renderSessions();
+}
+
+export function onSessionPage(ev) {
+  page += ev.currentTarget.id === 'sessions-next' ? 1 : -1;
+  renderSessions();
+  const b = ev.currentTarget;
+  if (b.disabled) (b.id === 'sessions-next' ? $('sessions-prev') : $('sessions-next')).focus();
+}
+
+// The filter's tenant and state choices (kept when they are still offered).
+function renderFilterOptions() {
+  const tenants = [...new Set([...state.sessions.values()].map((s) => s.tenant_id))].sort();
+  const fill = (id, values, label, allKey) => {
+    const select = $(id);
+    const key = JSON.stringify([lang(), values]);
+    if (select.dataset.key === key) return;
+    const keep = select.value;
+    select.dataset.key = key;
+    select.textContent = '';
+    select.appendChild(el('option', { value: '' }, t(allKey)));
+    values.forEach((v) => select.appendChild(el('option', { value: v }, label(v))));
+    select.value = values.includes(keep) ? keep : '';
+  };
+  fill('sessions-filter-tenant', tenants, (v) => v, 'filter.allTenants');
+  fill('sessions-filter-state', STATES, (v) => tCode('state.', v), 'filter.allStates');
 }
 
 export async function loadSessions() {
@@ -52,15 +99,32 @@ export function sessionsChanged(updated) {
 
 // Rows are updated in place, so focus and a pending delete confirmation survive live updates.
 export function renderSessions() {
+  renderFilterOptions();
   const body = $('sessions-body');
-  const list = sortedSessions();
-  list.forEach((s, i) => {
+  const all = sortedSessions();
+  const list = all.filter(matches);
+  const pages = Math.max(1, Math.ceil(list.length / PAGE_SIZE));
+  page = Math.min(Math.max(0, page), pages - 1);
+  const shown = list.slice(page * PAGE_SIZE, (page + 1) * PAGE_SIZE);
+  const visible = new Set(shown.map((s) => s.id));
+  rows.forEach((row, id) => { if (!visible.has(id)) { row.remove(); rows.delete(id); } });
+  shown.forEach((s, i) => {
     const row = rows.get(s.id) || createRow(s.id);
     updateRow(row, s);
     if (body.children[i] !== row) body.insertBefore(row, body.children[i] || null);
   });
-  rows.forEach((row, id) => { if (!state.sessions.has(id)) { row.remove(); rows.delete(id); } });
-  $('sessions-empty').hidden = list.length > 0;
+  const count = $('sessions-count');
+  count.dataset.total = String(all.length);
+  count.dataset.matching = String(list.length);
+  count.dataset.page = String(page + 1);
+  count.dataset.pages = String(pages);
+  count.textContent = list.length ? t('filter.count', { from: page * PAGE_SIZE + 1, to: page * PAGE_SIZE + shown.length, matching: list.length, total: all.length }) : '';
+  $('sessions-prev').disabled = page === 0;
+  $('sessions-next').disabled = page >= pages - 1;
+  $('sessions-pager').hidden = list.length <= PAGE_SIZE;
+  $('sessions-tools').hidden = all.length === 0;
+  $('sessions-empty').hidden = all.length > 0;
+  $('sessions-nomatch').hidden = all.length === 0 || list.length > 0;
   $('sessions-table').hidden = list.length === 0;
 }
 

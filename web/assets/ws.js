@@ -15,6 +15,7 @@ import { receiveWsLog, loadAudit } from './log.js';
 import { onPairingCodeEvent } from './phone.js';
 import { loadChats, onChatMessageIn, onChatStatus } from './conversations.js';
 import { loadCampaigns, onCampaignEvent } from './campaigns.js';
+import { onWebhookEvent } from './webhooks.js';
 
 const BACKOFF_MIN = 1000;
 const BACKOFF_MAX = 30000;
@@ -96,6 +97,7 @@ const WS_HANDLERS = {
   log: receiveWsLog,
   message_in: (m) => { toast(t('toast.incoming', { session: sessionName(m.session_id), from: m.from, text: m.text })); onChatMessageIn(m); },
   campaign: onCampaignEvent,
+  webhook: onWebhookEvent,
   pairing_code: onPairingCodeEvent,
   ack: (m) => toast(t('toast.ack', { session: sessionName(m.session_id), id: m.message_id, ack: tCode('ack.', String(m.ack)) })),
   resync: () => { loadSessions(); refreshRate(); refreshDevices(); loadChats(); loadCampaigns(); },

@@ -10,7 +10,7 @@ use crate::openapi::{Access, Doc, Routes};
 use crate::AppState;
 use axum::extract::State;
 use axum::http::StatusCode;
-use axum::routing::{delete, get};
+use axum::routing::{delete, get, post};
 use axum::Json;
 use centinela_actors::clock::Timestamp;
 use centinela_actors::ids::{TenantId, UserId};
@@ -89,6 +89,25 @@ pub fn routes() -> Routes {
                 Doc::new("GET", "users", "Get a user", Access::Admin, ONE).reply::<UserBody>(),
                 Doc::new("DELETE", "users", "Delete a user", Access::Admin, GONE),
             ],
+        )
+        .route(
+            "/api/v1/users/{id}/password",
+            post(reset_password),
+            vec![Doc::new(
+                "POST",
+                "users",
+                "Set a user's password (an admin's reset): the user's tokens stop working",
+                Access::Admin,
+                &[
+                    (200, "set"),
+                    (400, "weak password or bad id"),
+                    (401, "no credentials"),
+                    (403, "not an admin"),
+                    (404, "not found"),
+                ],
+            )
+            .body::<NewPassword>(json!({"password": "**********"}))
+            .reply::<UserBody>()],
         )
 }
 
@@ -413,4 +432,32 @@ async fn delete_user(
     state.auth.credentials_changed();
     tracing::info!(user = %id, by = %caller.name(), "user deleted");
     Ok(StatusCode::NO_CONTENT)
+}
+
+/// The password an admin sets for a user (the password policy applies).
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NewPassword {
+    password: String,
+}
+
+/// An admin's reset: the new hash, and the password version bumped so the
+/// user's older tokens (and open WebSockets) die.
+async fn reset_password(
+    State(state): State<AppState>,
+    caller: Caller,
+    AppPath(id): AppPath<String>,
+    AppJson(body): AppJson<NewPassword>,
+) -> Result<Json<UserBody>, ApiError> {
+    caller.require_admin()?;
+    let id = user_id(&id)?;
+    check_password_policy(&body.password)?;
+    let user = state.data.user(&id)?;
+    let mut user = user.ok_or_else(|| ApiError::NotFound(format!("user {id} not found")))?;
+    user.password_hash = state.auth.hash_password(body.password).await?;
+    user.password_version += 1;
+    state.data.update_user(&user)?;
+    state.auth.credentials_changed();
+    tracing::info!(user = %user.username, by = %caller.name(), "password reset");
+    Ok(Json(UserBody::from(&user)))
 }

@@ -48,6 +48,11 @@ const ASSETS: &[(&str, &str, &str)] = &[
     asset!("sim.js", JS),
     asset!("conversations.js", JS),
     asset!("campaigns.js", JS),
+    asset!("tenants.js", JS),
+    asset!("webhooks.js", JS),
+    asset!("autoreplies.js", JS),
+    asset!("access.js", JS),
+    asset!("chart.js", JS),
 ];
 
 type Responses = &'static [(u16, &'static str)];

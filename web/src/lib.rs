@@ -10,6 +10,7 @@
 
 pub mod accounts;
 pub mod auth;
+pub mod autoreplies;
 pub mod campaigns;
 pub mod chats;
 pub mod client_addr;
@@ -272,6 +273,7 @@ pub fn routes() -> openapi::Routes {
         .merge(meta::routes())
         .merge(chats::routes())
         .merge(webhooks::routes())
+        .merge(autoreplies::routes())
         .merge(campaigns::routes())
         .merge(risk::routes())
         .merge(otp::routes())

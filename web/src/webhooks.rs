@@ -1,8 +1,9 @@
 //! `/api/v1/tenants/{id}/webhook`: a tenant's webhook target (its URL, which
 //! must not point at a non-public address — 400 `forbidden_target` — and the
-//! signing secret, shown once), its deliveries (`?status=pending|delivered|dead`,
-//! failures as generic codes), and redelivery of one; and `/api/v1/tenants/{id}/auto-replies`, the
-//! tenant's keyword → reply rules. Tenant users manage their own; admins any.
+//! signing secret, shown once), a test event, its deliveries
+//! (`?status=pending|delivered|dead`, failures as generic codes), and
+//! redelivery of one. Tenant users manage their own; admins any. The
+//! delivering itself is `centinela_actors::messaging::webhooks`'s.
 
 use crate::auth::{random_token, Caller};
 use crate::error::ApiError;
@@ -14,7 +15,7 @@ use axum::http::StatusCode;
 use axum::routing::{get, post};
 use axum::Json;
 use centinela_actors::ids::TenantId;
-use centinela_actors::store::{AutoReplyRules, Delivery, DeliveryStatus, WebhookTarget};
+use centinela_actors::store::{Delivery, DeliveryStatus, WebhookTarget};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use utoipa::{IntoParams, ToSchema};
@@ -63,16 +64,6 @@ pub fn routes() -> Routes {
             ],
         )
         .route(
-            "/api/v1/tenants/{id}/auto-replies",
-            get(get_auto_replies).put(set_auto_replies),
-            vec![
-                Doc::new("GET", "messages", "The tenant's auto-reply rules", Access::Authenticated, OK).reply::<AutoReplyRules>(),
-                Doc::new("PUT", "messages", "Replace the auto-reply rules (off unless enabled)", Access::Authenticated, OK)
-                    .body::<AutoReplyRules>(json!({"enabled": true, "rules": [{"keyword": "horario", "reply": "Abrimos de 9 a 18"}]}))
-                    .reply::<AutoReplyRules>(),
-            ],
-        )
-        .route(
             "/api/v1/tenants/{id}/webhook/deliveries",
             get(list_deliveries),
             vec![Doc::new(
@@ -84,6 +75,23 @@ pub fn routes() -> Routes {
             )
             .query::<Filter>()
             .reply::<DeliveryList>()],
+        )
+        .route(
+            "/api/v1/tenants/{id}/webhook/test",
+            post(send_test),
+            vec![Doc::new(
+                "POST",
+                "webhooks",
+                "Queue a signed webhook.test event to the tenant's URL (listed with the deliveries)",
+                Access::Authenticated,
+                &[
+                    (202, "queued"),
+                    (401, "no credentials"),
+                    (403, "another tenant's"),
+                    (404, "no webhook is set"),
+                ],
+            )
+            .reply::<Redelivered>()],
         )
         .route(
             "/api/v1/tenants/{id}/webhook/deliveries/{did}/redeliver",
@@ -101,7 +109,11 @@ pub fn routes() -> Routes {
 
 /// The tenant, if the caller may manage it (403 first) and it exists (404:
 /// nothing is read or stored for a tenant that does not exist).
-fn own_tenant(state: &AppState, caller: &Caller, raw: &str) -> Result<TenantId, ApiError> {
+pub(crate) fn own_tenant(
+    state: &AppState,
+    caller: &Caller,
+    raw: &str,
+) -> Result<TenantId, ApiError> {
     if matches!(caller, Caller::ApiKey { .. }) {
         return Err(ApiError::Forbidden);
     }
@@ -246,38 +258,18 @@ async fn redeliver(
     Ok(Json(Redelivered { delivery: d }))
 }
 
-async fn get_auto_replies(
+/// A `webhook.test` event through the tenant's own queue: the answer is the
+/// pending delivery, whose outcome the deliveries list shows.
+async fn send_test(
     State(state): State<AppState>,
     caller: Caller,
     AppPath(id): AppPath<String>,
-) -> Result<Json<AutoReplyRules>, ApiError> {
+) -> Result<(StatusCode, Json<Redelivered>), ApiError> {
     let tenant = own_tenant(&state, &caller, &id)?;
-    Ok(Json(state.data.auto_replies(&tenant)?))
-}
-
-async fn set_auto_replies(
-    State(state): State<AppState>,
-    caller: Caller,
-    AppPath(id): AppPath<String>,
-    AppJson(rules): AppJson<AutoReplyRules>,
-) -> Result<Json<AutoReplyRules>, ApiError> {
-    let tenant = own_tenant(&state, &caller, &id)?;
-    if rules.rules.len() > 50 {
-        return Err(ApiError::bad_request("too_many_rules", "at most 50 rules"));
-    }
-    for r in &rules.rules {
-        let k = r.keyword.trim().chars().count();
-        let reply = r.reply.trim().chars().count();
-        if !(1..=100).contains(&k) || !(1..=1000).contains(&reply) {
-            return Err(ApiError::bad_request(
-                "invalid_rule",
-                "keywords are 1-100 characters, replies 1-1000",
-            ));
-        }
-    }
-    if !state.data.set_auto_replies(&tenant, &rules)? {
-        return Err(ApiError::NotFound(format!("tenant {tenant} not found")));
-    }
-    tracing::info!(tenant = %tenant, by = %caller.name(), enabled = rules.enabled, rules = rules.rules.len(), "auto-replies set");
-    Ok(Json(rules))
+    let d = state
+        .webhooks
+        .test_event(&tenant)?
+        .ok_or_else(|| ApiError::NotFound("no webhook is set".into()))?;
+    tracing::info!(tenant = %tenant, delivery = %d.id, by = %caller.name(), "webhook test queued");
+    Ok((StatusCode::ACCEPTED, Json(Redelivered { delivery: d })))
 }

@@ -27,6 +27,7 @@ use axum::response::Response;
 use axum::routing::get;
 use axum::Json;
 use centinela_actors::ids::TenantId;
+use centinela_actors::messaging::webhooks::WebhookEvent;
 use centinela_actors::store::AuditEntry;
 use futures::{Sink, SinkExt, Stream, StreamExt};
 use serde::{Deserialize, Serialize};
@@ -150,6 +151,35 @@ impl Filter {
             None => self.admin || (self.tenant.is_some() && e.tenant == self.tenant),
         }
     }
+
+    /// Whether an event of `tenant` (outside the hub) is this client's.
+    pub fn allows_tenant(&self, tenant: &TenantId) -> bool {
+        self.admin || self.tenant.as_ref() == Some(tenant)
+    }
+}
+
+/// What a client's stream is fed from: the hub's numbered events, and the
+/// webhook attempts as they are recorded (not audited: each delivery's
+/// outcome is in the deliveries list), sent as `{"type":"webhook"}`.
+pub struct Feeds {
+    pub hub: broadcast::Receiver<Arc<HubEvent>>,
+    pub webhooks: broadcast::Receiver<WebhookEvent>,
+}
+
+/// The `webhook` event of an attempt the client may see, if it is one.
+fn webhook_json(
+    filter: &Filter,
+    ev: Result<WebhookEvent, broadcast::error::RecvError>,
+) -> Option<String> {
+    match ev {
+        Ok(WebhookEvent::Attempted(d)) if filter.allows_tenant(&d.tenant) => Some(
+            json!({"type": "webhook", "tenant_id": d.tenant, "delivery_id": d.id, "status": d.status,
+                   "attempts": d.attempts, "last_error": d.last_error, "at": d.last_attempt_at})
+            .to_string(),
+        ),
+        // A lagging client reads the list again on its next action.
+        Ok(_) | Err(_) => None,
+    }
 }
 
 /// The close code for a credential that stopped working.
@@ -223,7 +253,10 @@ async fn upgrade(
         still_valid: Box::new(move || auth.still_valid(bearer, &secret)),
         expires,
     };
-    let rx = state.hub.subscribe();
+    let feeds = Feeds {
+        hub: state.hub.subscribe(),
+        webhooks: state.webhooks.events(),
+    };
     let stats = state.hub.stats.clone();
     let shutdown = state.shutdown.clone();
     Ok(ws
@@ -232,7 +265,7 @@ async fn upgrade(
         .on_upgrade(move |socket: WebSocket| async move {
             stats.clients.fetch_add(1, Ordering::Relaxed);
             let (sink, stream) = socket.split();
-            serve_client(sink, stream, rx, filter, guard, PING_EVERY, shutdown).await;
+            serve_client(sink, stream, feeds, filter, guard, PING_EVERY, shutdown).await;
             stats.clients.fetch_sub(1, Ordering::Relaxed);
         }))
 }
@@ -258,7 +291,7 @@ async fn stopped(rx: &mut tokio::sync::watch::Receiver<bool>) {
 pub async fn serve_client<Si, St, E>(
     mut sink: Si,
     mut stream: St,
-    mut rx: broadcast::Receiver<Arc<HubEvent>>,
+    feeds: Feeds,
     filter: Filter,
     mut guard: Guard,
     ping_every: Duration,
@@ -273,6 +306,11 @@ pub async fn serve_client<Si, St, E>(
     let mut ticker = tokio::time::interval(ping_every);
     ticker.tick().await;
     let mut last_seen = Instant::now();
+    let Feeds {
+        hub: mut rx,
+        webhooks: mut hooks,
+    } = feeds;
+    let mut hooks_open = true;
     loop {
         tokio::select! {
             _ = stopped(&mut shutdown) => break,
@@ -293,6 +331,17 @@ pub async fn serve_client<Si, St, E>(
                 };
                 if !send(&mut sink, text).await {
                     break;
+                }
+            }
+            ev = hooks.recv(), if hooks_open => {
+                if matches!(ev, Err(broadcast::error::RecvError::Closed)) {
+                    hooks_open = false;
+                    continue;
+                }
+                if let Some(text) = webhook_json(&filter, ev) {
+                    if !send(&mut sink, text).await {
+                        break;
+                    }
                 }
             }
             msg = stream.next() => match msg {

@@ -24,12 +24,18 @@ pub fn reply_for<'a>(rules: &'a AutoReplyRules, text: &str) -> Option<&'a str> {
     if !rules.enabled {
         return None;
     }
+    rule_for(rules, text).map(|i| rules.rules[i].reply.as_str())
+}
+
+/// The position of the rule that matches `text` (the first whose keyword
+/// it contains, case-insensitively), whether or not the rules are on: the
+/// dashboard's "try it" box shows it next to the on/off switch.
+pub fn rule_for(rules: &AutoReplyRules, text: &str) -> Option<usize> {
     let text = text.to_lowercase();
     rules
         .rules
         .iter()
-        .find(|r| !r.keyword.trim().is_empty() && text.contains(&r.keyword.to_lowercase()))
-        .map(|r| r.reply.as_str())
+        .position(|r| !r.keyword.trim().is_empty() && text.contains(&r.keyword.to_lowercase()))
 }
 
 /// Starts the task that answers incoming messages, within `limits`.
@@ -311,5 +317,29 @@ mod tests {
         );
         assert_eq!(reply_for(&rules, "horario?"), Some("Abrimos de 9 a 18"));
         assert_eq!(reply_for(&rules, "hola"), None);
+    }
+
+    #[test]
+    fn the_rule_that_would_answer_is_found_even_while_the_rules_are_off() {
+        let rules = AutoReplyRules {
+            enabled: false,
+            rules: vec![
+                AutoReplyRule {
+                    keyword: " ".into(),
+                    reply: "never".into(),
+                },
+                AutoReplyRule {
+                    keyword: "Turno".into(),
+                    reply: "Pida turno en la web".into(),
+                },
+            ],
+        };
+        assert_eq!(rule_for(&rules, "¿hay TURNO el lunes?"), Some(1));
+        assert_eq!(
+            rule_for(&rules, "hola"),
+            None,
+            "a blank keyword matches nothing"
+        );
+        assert_eq!(reply_for(&rules, "¿hay turno?"), None, "off: no reply");
     }
 }

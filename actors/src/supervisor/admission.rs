@@ -315,6 +315,9 @@ pub struct GlobalStatus {
     pub global_attempts_last_hour: u32,
     pub global_limit: u32,
     pub global_blocked: bool,
+    /// When each of those attempts was counted, oldest first (the
+    /// dashboard charts them over the rolling hour).
+    pub global_attempt_times: Vec<Timestamp>,
 }
 
 /// Seed 003's per-organization status fields.
@@ -332,6 +335,18 @@ pub struct TenantStatus {
     /// Network paths WhatsApp refused (PROXYBLOCK), held until an admin
     /// unblocks the tenant; a session on another path may still connect.
     pub proxy_blocked: Vec<String>,
+    /// When each attempt of the last 24 h was counted, oldest first (the
+    /// dashboard charts them against `daily_limit`).
+    pub attempt_times: Vec<Timestamp>,
+    /// The end of the cooldown after a failed attempt, while it runs.
+    pub cooldown_until: Option<Timestamp>,
+    /// The end of the ban block (Error 515 / a WhatsApp ban), while it runs.
+    pub blocked_until: Option<Timestamp>,
+}
+
+/// The attempt times of a window, oldest first.
+fn times(window: WindowSlice<'_>) -> Vec<Timestamp> {
+    (0..window.len()).filter_map(|i| window.get(i)).collect()
 }
 
 /// The policy with its ledger, queue and persistence. Owned by the
@@ -643,11 +658,13 @@ impl Admission {
     }
 
     pub fn global_status(&self, now: Timestamp) -> GlobalStatus {
-        let used = in_window(&self.ledger.global, now, HOUR).len() as u32;
+        let window = in_window(&self.ledger.global, now, HOUR);
+        let used = window.len() as u32;
         GlobalStatus {
             global_attempts_last_hour: used,
             global_limit: self.cfg.global_attempts_per_hour,
             global_blocked: used >= self.cfg.global_attempts_per_hour,
+            global_attempt_times: times(window),
         }
     }
 
@@ -672,6 +689,9 @@ impl Admission {
             block_reason: denial.as_ref().map(|d| d.reason),
             wait_time_minutes: denial.as_ref().map_or(0, |d| d.wait_minutes()),
             attempts_last_24h: in_window(&t.attempts, now, DAY).len() as u32,
+            attempt_times: times(in_window(&t.attempts, now, DAY)),
+            cooldown_until: t.cooldown_until.filter(|u| *u > now),
+            blocked_until: t.blocked_until.filter(|u| *u > now),
             daily_limit: self.cfg.tenant_attempts_per_day,
             is_blocked_515: t.blocked_until.is_some_and(|u| u > now),
             last_failure: t.last_failure,

@@ -1,0 +1,260 @@
+//! Driving the dashboard in headless Chromium (chromiumoxide): JS
+//! evaluation, waits on the DOM (a `MutationObserver`, never a sleep),
+//! clicks, form filling, real key presses, logging in, and screenshots under
+//! `target/screenshots/`. Shared by the dashboard test binaries.
+
+use chromiumoxide::cdp::browser_protocol::page::{CaptureScreenshotFormat, Viewport};
+use chromiumoxide::cdp::js_protocol::runtime::EvaluateParams;
+use chromiumoxide::page::ScreenshotParams;
+use chromiumoxide::{Browser, BrowserConfig, Page};
+use futures::StreamExt;
+use serde_json::Value;
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// The admin's password in the dashboard tests.
+pub const PASSWORD: &str = "dashboard-pass-1";
+
+/// Evaluates `js` in the page (a promise is awaited) and returns its value.
+pub async fn eval(page: &Page, js: &str) -> Value {
+    let params = EvaluateParams::builder()
+        .expression(js)
+        .await_promise(true)
+        .return_by_value(true)
+        .build()
+        .expect("evaluate params");
+    let res = tokio::time::timeout(Duration::from_secs(60), page.evaluate_expression(params))
+        .await
+        .expect("evaluation within 60 s")
+        .unwrap_or_else(|e| panic!("evaluating {js}: {e}"));
+    res.value().cloned().unwrap_or(Value::Null)
+}
+
+/// Waits, inside the page, for `cond` (a JS expression) to hold: checked on
+/// every DOM mutation, never by sleeping; fails after `secs`.
+pub async fn wait(page: &Page, what: &str, cond: &str, secs: u64) {
+    let js = format!(
+        "new Promise((resolve) => {{
+            const ok = () => {{ try {{ return !!({cond}); }} catch (e) {{ return false; }} }};
+            if (ok()) return resolve(true);
+            const obs = new MutationObserver(() => {{ if (ok()) {{ obs.disconnect(); resolve(true); }} }});
+            obs.observe(document, {{ subtree: true, childList: true, attributes: true, characterData: true }});
+            setTimeout(() => {{ obs.disconnect(); resolve(ok()); }}, {ms});
+        }})",
+        ms = secs * 1000
+    );
+    assert_eq!(
+        eval(page, &js).await,
+        Value::Bool(true),
+        "waited {secs} s for: {what}"
+    );
+}
+
+pub async fn click(page: &Page, selector: &str) {
+    let js = format!("(() => {{ const b = document.querySelector({s}); if (!b) return false; b.click(); return true; }})()", s = serde_json::to_string(selector).expect("json"));
+    assert_eq!(
+        eval(page, &js).await,
+        Value::Bool(true),
+        "nothing to click at {selector}"
+    );
+}
+
+pub async fn fill(page: &Page, selector: &str, value: &str) {
+    let js = format!(
+        "(() => {{ const i = document.querySelector({s}); if (!i) return false; i.value = {v}; i.dispatchEvent(new Event('input', {{bubbles: true}})); i.dispatchEvent(new Event('change', {{bubbles: true}})); return true; }})()",
+        s = serde_json::to_string(selector).expect("json"),
+        v = serde_json::to_string(value).expect("json")
+    );
+    assert_eq!(
+        eval(page, &js).await,
+        Value::Bool(true),
+        "no input at {selector}"
+    );
+}
+
+pub fn screenshot_path(name: &str) -> PathBuf {
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("target")
+        .join("screenshots");
+    std::fs::create_dir_all(&dir).expect("screenshot dir");
+    dir.join(name)
+}
+
+/// A screenshot of one element (a panel), wherever it is on the page.
+pub async fn panel_screenshot(page: &Page, selector: &str, name: &str) -> PathBuf {
+    let path = screenshot_path(name);
+    let js = format!(
+        "(() => {{ const r = document.querySelector({s}).getBoundingClientRect(); return [r.left + scrollX, r.top + scrollY, r.width, r.height]; }})()",
+        s = serde_json::to_string(selector).expect("json")
+    );
+    let rect = eval(page, &js).await;
+    let n = |i: usize| rect[i].as_f64().expect("a number");
+    let clip = Viewport {
+        x: n(0),
+        y: n(1),
+        width: n(2),
+        height: n(3),
+        scale: 1.0,
+    };
+    let params = ScreenshotParams::builder()
+        .format(CaptureScreenshotFormat::Png)
+        .clip(clip)
+        .capture_beyond_viewport(true)
+        .build();
+    page.save_screenshot(params, &path)
+        .await
+        .expect("panel screenshot");
+    assert!(
+        std::fs::metadata(&path).is_ok_and(|m| m.len() > 10_000),
+        "{name} has content"
+    );
+    path
+}
+
+pub async fn screenshot(page: &Page, name: &str) -> PathBuf {
+    let path = screenshot_path(name);
+    let params = ScreenshotParams::builder()
+        .format(CaptureScreenshotFormat::Png)
+        .full_page(true)
+        .build();
+    page.save_screenshot(params, &path)
+        .await
+        .expect("screenshot");
+    path
+}
+
+/// The person's browser (headless Chromium with its own profile), and the
+/// task pumping its DevTools events.
+pub async fn viewer(profile: &std::path::Path) -> (Browser, tokio::task::JoinHandle<()>) {
+    let viewer = BrowserConfig::builder()
+        .chrome_executable("/usr/bin/chromium")
+        .new_headless_mode()
+        .no_sandbox()
+        .user_data_dir(profile)
+        .window_size(1280, 1000)
+        .viewport(None)
+        .args([
+            "disable-background-networking",
+            "disable-component-update",
+            "disable-sync",
+            "no-first-run",
+            "lang=en-US",
+        ])
+        .build()
+        .expect("browser config");
+    let (browser, mut handler) = Browser::launch(viewer).await.expect("launch the viewer");
+    let pump = tokio::spawn(async move { while let Some(Ok(())) = handler.next().await {} });
+    (browser, pump)
+}
+
+/// Presses `key` (a DevTools key name: `Tab`, `Enter`) where the focus is,
+/// as a keyboard does (the browser's default action follows).
+pub async fn press(page: &Page, key: &str) {
+    page.find_element("body")
+        .await
+        .expect("the page's body")
+        .press_key(key)
+        .await
+        .unwrap_or_else(|e| panic!("pressing {key}: {e}"));
+}
+
+/// Logs in as `username` on the login form the page shows.
+pub async fn log_in_as(page: &Page, username: &str, password: &str) {
+    wait(
+        page,
+        "the login form",
+        "document.querySelector('#login-form') && !document.querySelector('#login-view').hidden",
+        30,
+    )
+    .await;
+    fill(page, "#login-username", username).await;
+    fill(page, "#login-password", password).await;
+    click(page, "#login-submit").await;
+    wait(
+        page,
+        "the app after login",
+        "!document.querySelector('#app').hidden",
+        30,
+    )
+    .await;
+}
+
+/// Logs in as the admin.
+pub async fn log_in(page: &Page) {
+    log_in_as(page, "admin", PASSWORD).await;
+}
+
+/// Clicks the language toggle and waits for the page to be in `lang`.
+pub async fn switch_to(page: &Page, lang: &str) {
+    click(page, "#lang-toggle").await;
+    wait(
+        page,
+        &format!("the page in {lang}"),
+        &format!("document.documentElement.lang === '{lang}'"),
+        10,
+    )
+    .await;
+}
+
+/// The text of the first element matching `selector` ("" when none).
+pub async fn text_of(page: &Page, selector: &str) -> String {
+    let js = format!(
+        "(document.querySelector({s}) || {{}}).textContent || ''",
+        s = serde_json::to_string(selector).expect("json")
+    );
+    eval(page, &js)
+        .await
+        .as_str()
+        .unwrap_or_default()
+        .to_owned()
+}
+
+/// Creates a session from the form, connects it and scans its QR from the
+/// demo phone panel: READY. Its id and its simulated device's id.
+pub async fn linked_session(page: &Page, name: &str) -> (String, String) {
+    fill(page, "#new-session-name", name).await;
+    fill(page, "#new-session-tenant", "demo").await;
+    click(page, "#new-session-submit").await;
+    let row = format!("[...document.querySelectorAll('tr[data-session-id]')].find(r => r.textContent.includes('{name}'))");
+    wait(page, "the new row", &row, 30).await;
+    let id = eval(page, &format!("{row}.dataset.sessionId"))
+        .await
+        .as_str()
+        .expect("session id")
+        .to_owned();
+    let row_sel = format!("tr[data-session-id='{id}']");
+    click(page, &format!("{row_sel} [data-action='connect']")).await;
+    let scan = format!("[data-sim-action='scan'][data-session-id='{id}']");
+    wait(
+        page,
+        "the phone panel's scan button",
+        &format!("document.querySelector(\"{scan}\")"),
+        60,
+    )
+    .await;
+    click(page, &scan).await;
+    wait(
+        page,
+        "READY",
+        &format!("document.querySelector(\"{row_sel}\").dataset.state === 'READY'"),
+        60,
+    )
+    .await;
+    let device = "#phone-devices [data-device-state='CONNECTED']";
+    wait(
+        page,
+        "the connected demo device",
+        &format!("document.querySelector(\"{device}\")"),
+        30,
+    )
+    .await;
+    let device_id = eval(
+        page,
+        &format!("document.querySelector(\"{device}\").dataset.deviceId"),
+    )
+    .await
+    .as_str()
+    .expect("device id")
+    .to_owned();
+    (id, device_id)
+}
