@@ -700,7 +700,7 @@ async fn a_thousand_sessions_are_filtered_and_paged_and_three_connects_are_chart
         &page,
         "#sessions-panel",
         "sessions",
-        &format!("document.querySelector('#sessions-count').textContent.includes('de 100 mostradas') && document.querySelector('#sessions-title').textContent === 'Sesiones'"),
+        "document.querySelector('#sessions-count').textContent.includes('de 100 mostradas') && document.querySelector('#sessions-title').textContent === 'Sesiones'",
     )
     .await;
 
