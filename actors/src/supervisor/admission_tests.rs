@@ -291,7 +291,8 @@ fn status_has_seed_003_fields() {
     let global = serde_json::to_value(f.adm.global_status(now)).expect("json");
     assert_eq!(
         global,
-        serde_json::json!({"global_attempts_last_hour": 1, "global_limit": 3, "global_blocked": false})
+        serde_json::json!({"global_attempts_last_hour": 1, "global_limit": 3, "global_blocked": false,
+            "global_attempt_times": [T0.to_rfc3339()]})
     );
     let t = serde_json::to_value(f.adm.tenant_status(&tenant(2), 0, now)).expect("json");
     assert_eq!(
@@ -307,6 +308,9 @@ fn status_has_seed_003_fields() {
             "last_failure": T0.plus(MIN).to_rfc3339(),
             "block_until": T0.plus(MIN * 121).to_rfc3339(),
             "proxy_blocked": [],
+            "attempt_times": [T0.to_rfc3339()],
+            "cooldown_until": T0.plus(MIN * 121).to_rfc3339(),
+            "blocked_until": null,
         })
     );
     let free = serde_json::to_value(f.adm.tenant_status(&tenant(3), 0, now)).expect("json");
