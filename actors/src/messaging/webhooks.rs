@@ -137,20 +137,11 @@ impl Webhooks {
             return Ok(None);
         }
         let now = self.clock.now();
-        let id = format!("d_{}", uuid::Uuid::new_v4().simple());
-        let body =
-            json!({"event": "webhook.test", "tenant_id": tenant, "delivery_id": id, "at": now});
-        let d = Delivery {
-            id,
-            tenant: tenant.clone(),
-            body: body.to_string(),
-            status: DeliveryStatus::Pending,
-            attempts: 0,
-            next_at: now,
-            last_error: None,
-            created_at: now,
-            last_attempt_at: None,
-        };
+        let d = pending(
+            tenant,
+            json!({"event": "webhook.test", "tenant_id": tenant, "at": now}),
+            now,
+        );
         // A tenant purged between the check and this write leaves a
         // delivery with no target: its attempt records `no_target` and
         // the retention prunes it.
@@ -180,26 +171,34 @@ impl Webhooks {
             ),
             _ => return,
         };
-        let now = self.clock.now();
-        let id = format!("d_{}", uuid::Uuid::new_v4().simple());
-        let mut body = body;
-        body["delivery_id"] = json!(id);
-        let d = Delivery {
-            id,
-            tenant: tenant.clone(),
-            body: body.to_string(),
-            status: DeliveryStatus::Pending,
-            attempts: 0,
-            next_at: now,
-            last_error: None,
-            created_at: now,
-            last_attempt_at: None,
-        };
+        let d = pending(tenant, body, self.clock.now());
         // Queued only if the tenant has a target and the session is still
         // on record (see `queue_delivery`): no target is the common case.
         if let Err(e) = self.repo.queue_delivery(&d, session) {
             tracing::error!(tenant = %tenant, error = %e, "could not queue a webhook delivery");
         }
+    }
+}
+
+/// A new delivery of `body` to `tenant`'s receiver, due at `now`, under a
+/// fresh id that the body carries as `delivery_id`.
+fn pending(
+    tenant: &crate::ids::TenantId,
+    mut body: serde_json::Value,
+    now: crate::clock::Timestamp,
+) -> Delivery {
+    let id = format!("d_{}", uuid::Uuid::new_v4().simple());
+    body["delivery_id"] = json!(id);
+    Delivery {
+        id,
+        tenant: tenant.clone(),
+        body: body.to_string(),
+        status: DeliveryStatus::Pending,
+        attempts: 0,
+        next_at: now,
+        last_error: None,
+        created_at: now,
+        last_attempt_at: None,
     }
 }
 
