@@ -384,6 +384,51 @@ async fn a_killed_chromium_is_browser_crashed_then_restored_without_a_qr_and_its
     assert!(chromium_processes_under(dir.path()).is_empty());
 }
 
+/// The memory guard on a real browser: its process tree's PSS (read from
+/// /proc) is over a limit set below any Chromium's, so once READY it is
+/// restarted as DISCONNECTED `memory_limit` and restored by the supervisor
+/// on the same pairing, with no QR.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_browser_over_its_memory_limit_is_restarted_and_restored_without_a_qr() {
+    let _slot = browser_slot().await;
+    let sim = Sim::start(Duration::from_secs(20)).await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut config = engine_config(dir.path(), &sim.wa_url());
+    config.engine.max_session_memory = 16 << 20;
+    config.engine.memory_check_interval = Duration::from_secs(1);
+    config.engine.memory_min_uptime = Duration::ZERO;
+    let c = Centinela::start(config).await;
+    let mut rx = c.bus.subscribe();
+    let id = ready_session(&c, &sim, &mut rx, "shop", "5491100000010").await;
+    let mut restart = None;
+    let seen = loop {
+        let ev = tokio::time::timeout(common::WAIT, rx.recv())
+            .await
+            .expect("a memory restart within the wait")
+            .expect("bus");
+        match ev {
+            BusEvent::MemoryRestart(m) if m.session == id => restart = Some(m),
+            BusEvent::Transition(t) if t.session == id && t.to.name() == "DISCONNECTED" => break t,
+            _ => {}
+        }
+    };
+    assert_eq!(seen.reason, Some(DisconnectReason::MemoryLimit), "{seen:?}");
+    let restart = restart.expect("announced before the disconnect");
+    assert_eq!(restart.limit, 16 << 20);
+    assert!(
+        restart.bytes > 16 << 20,
+        "the real PSS of the browser tree: {} bytes",
+        restart.bytes
+    );
+    let back = wait_for(&mut rx, &id, "READY").await;
+    assert!(
+        back.iter().all(|t| t.to.name() != "QR"),
+        "restored on its pairing, without a QR: {back:#?}"
+    );
+    c.stop().await;
+    assert!(chromium_processes_under(dir.path()).is_empty());
+}
+
 /// Delivers one message from the phone and returns the next text message
 /// the engine reports for `id`, with the transitions of `id` seen meanwhile.
 async fn incoming(

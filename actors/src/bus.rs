@@ -132,6 +132,18 @@ pub struct RecoveryEvent {
     pub at: Timestamp,
 }
 
+/// The memory guard is restarting a session's browser: its process tree
+/// (`bytes`, PSS) outgrew `engine.max_session_memory` (`limit`). The
+/// session goes DISCONNECTED `memory_limit` and is restored (no QR).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct MemoryRestartEvent {
+    pub tenant: TenantId,
+    pub session: SessionId,
+    pub bytes: u64,
+    pub limit: u64,
+    pub at: Timestamp,
+}
+
 /// An outgoing message's status changed (queued → sending → sent → ...).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct MessageStatusEvent {
@@ -221,6 +233,7 @@ pub enum BusEvent {
     PairingDurable(PairingDurableEvent),
     Risk(RiskEvent),
     Otp(OtpEvent),
+    MemoryRestart(MemoryRestartEvent),
 }
 
 impl BusEvent {
@@ -237,6 +250,7 @@ impl BusEvent {
             BusEvent::PairingDurable(p) => &p.tenant,
             BusEvent::Risk(r) => &r.tenant,
             BusEvent::Otp(o) => &o.tenant,
+            BusEvent::MemoryRestart(m) => &m.tenant,
         }
     }
 }

@@ -117,6 +117,15 @@ pub struct StorageConfig {
     /// is sealed again under the current key on start.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub previous_secret_key: Option<String>,
+    /// Finished outgoing messages (sent, delivered, read, played, failed)
+    /// last changed longer ago than this are deleted, hourly. Unset: kept
+    /// for ever. At least an hour.
+    #[serde(
+        default,
+        with = "humantime_serde",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub message_retention: Option<Duration>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -149,6 +158,85 @@ pub struct EngineConfig {
     /// rate: about one per 6 s).
     #[serde(with = "humantime_serde")]
     pub cloud_pair_interval: Duration,
+    /// A session's browser (its whole process tree, PSS) over this many
+    /// bytes is restarted at a quiet moment, as a restore (no QR). 0: off.
+    #[serde(with = "byte_size")]
+    pub max_session_memory: u64,
+    /// How often each READY session's browser memory is read.
+    #[serde(with = "humantime_serde")]
+    pub memory_check_interval: Duration,
+    /// A session READY for less than this is not restarted for memory
+    /// (a browser just loaded WhatsApp Web peaks, then settles).
+    #[serde(with = "humantime_serde")]
+    pub memory_min_uptime: Duration,
+}
+
+/// Sizes in config: `"512MiB"`, `"2GiB"`, `"800MB"`, a plain number of
+/// bytes, or `"off"` / `0` for none (read as 0).
+pub mod byte_size {
+    use serde::{de, Deserializer, Serializer};
+
+    /// Parses a size; `None` when it is not one.
+    pub fn parse(raw: &str) -> Option<u64> {
+        let raw = raw.trim();
+        if raw.eq_ignore_ascii_case("off") {
+            return Some(0);
+        }
+        let split = raw.find(|c: char| !c.is_ascii_digit()).unwrap_or(raw.len());
+        let (digits, unit) = raw.split_at(split);
+        let n: u64 = digits.parse().ok()?;
+        let scale: u64 = match unit.trim().to_ascii_lowercase().as_str() {
+            "" | "b" => 1,
+            "k" | "kib" => 1 << 10,
+            "m" | "mib" => 1 << 20,
+            "g" | "gib" => 1 << 30,
+            "kb" => 1_000,
+            "mb" => 1_000_000,
+            "gb" => 1_000_000_000,
+            _ => return None,
+        };
+        n.checked_mul(scale)
+    }
+
+    /// The size as config writes it: the largest binary unit it is a
+    /// whole number of, or `"off"`.
+    pub fn format(bytes: u64) -> String {
+        if bytes == 0 {
+            return "off".into();
+        }
+        for (unit, scale) in [("GiB", 1u64 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10)] {
+            if bytes.is_multiple_of(scale) {
+                return format!("{}{unit}", bytes / scale);
+            }
+        }
+        bytes.to_string()
+    }
+
+    pub fn serialize<S: Serializer>(bytes: &u64, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&format(*bytes))
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
+        struct Size;
+        impl de::Visitor<'_> for Size {
+            type Value = u64;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a size such as \"512MiB\", a number of bytes, or \"off\"")
+            }
+            fn visit_u64<E: de::Error>(self, v: u64) -> Result<u64, E> {
+                Ok(v)
+            }
+            fn visit_i64<E: de::Error>(self, v: i64) -> Result<u64, E> {
+                u64::try_from(v).map_err(|_| E::custom("a size cannot be negative"))
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<u64, E> {
+                parse(v).ok_or_else(|| {
+                    E::custom(format!("{v:?} is not a size (e.g. \"512MiB\" or \"off\")"))
+                })
+            }
+        }
+        d.deserialize_any(Size)
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -559,6 +647,22 @@ impl Config {
                 "must not exceed antiban.max_sessions",
             ));
         }
+        if self.engine.memory_check_interval < Duration::from_secs(1) {
+            return Err(invalid(
+                "engine.memory_check_interval",
+                humantime::format_duration(self.engine.memory_check_interval),
+                "must be at least 1s",
+            ));
+        }
+        if let Some(r) = self.storage.message_retention {
+            if r < Duration::from_secs(3_600) {
+                return Err(invalid(
+                    "storage.message_retention",
+                    humantime::format_duration(r),
+                    "must be at least 1h (or unset, to keep messages)",
+                ));
+            }
+        }
         let nonzero: [(&'static str, Duration); 13] = [
             ("otp.ttl", self.otp.ttl),
             ("otp.retention", self.otp.retention),
@@ -716,6 +820,68 @@ fn invalid(key: &'static str, value: impl std::fmt::Display, why: &'static str) 
 // figment's `Jail::expect_with` closures return its (large) `figment::Error`.
 #[allow(clippy::result_large_err)]
 mod tests {
+    #[test]
+    fn message_retention_is_off_by_default_reads_durations_and_is_at_least_an_hour() {
+        assert_eq!(Config::defaults().storage.message_retention, None);
+        Jail::expect_with(|jail| {
+            jail.create_file(
+                "c.toml",
+                "[storage]\ndata_dir = \"d\"\nmessage_retention = \"90d\"\n",
+            )?;
+            let c = Config::load(Some(&jail.directory().join("c.toml")), Profile::Standard)
+                .expect("valid");
+            assert_eq!(
+                c.storage.message_retention,
+                Some(Duration::from_secs(90 * 86_400))
+            );
+            Ok(())
+        });
+        Jail::expect_with(|jail| {
+            jail.set_env("CENTINELA__STORAGE__MESSAGE_RETENTION", "30m");
+            let e = load_err(jail, None);
+            assert!(e.contains("storage.message_retention"), "{e}");
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn the_session_memory_limit_reads_sizes_with_units_and_off() {
+        assert_eq!(Config::defaults().engine.max_session_memory, 512 << 20);
+        for (raw, bytes) in [
+            ("512MiB", Some(512 << 20)),
+            ("2GiB", Some(2 << 30)),
+            ("800MB", Some(800_000_000)),
+            ("1048576", Some(1 << 20)),
+            ("off", Some(0)),
+            ("0", Some(0)),
+            ("12 parsecs", None),
+            ("", None),
+        ] {
+            assert_eq!(super::byte_size::parse(raw), bytes, "{raw:?}");
+        }
+        assert_eq!(super::byte_size::format(512 << 20), "512MiB");
+        assert_eq!(super::byte_size::format(0), "off");
+        Jail::expect_with(|jail| {
+            jail.set_env("CENTINELA__ENGINE__MAX_SESSION_MEMORY", "off");
+            let c = Config::load(None, Profile::Standard).expect("valid");
+            assert_eq!(c.engine.max_session_memory, 0);
+            assert!(c.to_masked_toml().contains("max_session_memory = \"off\""));
+            Ok(())
+        });
+        Jail::expect_with(|jail| {
+            jail.set_env("CENTINELA__ENGINE__MAX_SESSION_MEMORY", "lots");
+            let e = load_err(jail, None);
+            assert!(e.contains("max_session_memory"), "{e}");
+            Ok(())
+        });
+        Jail::expect_with(|jail| {
+            jail.set_env("CENTINELA__ENGINE__MEMORY_CHECK_INTERVAL", "10ms");
+            let e = load_err(jail, None);
+            assert!(e.contains("engine.memory_check_interval"), "{e}");
+            Ok(())
+        });
+    }
+
     #[test]
     fn a_secret_key_must_be_64_hex_digits_and_is_masked() {
         let mut c = Config::defaults();

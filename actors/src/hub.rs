@@ -292,6 +292,12 @@ fn shape_bus(e: BusEvent) -> Shaped {
             json!({"type": o.kind.name(), "tenant_id": o.tenant, "session_id": o.session,
                    "otp_id": o.otp, "reason": o.reason, "attempts_left": o.attempts_left, "at": o.at}),
         ),
+        BusEvent::MemoryRestart(m) => (
+            "session.memory_restart",
+            m.at,
+            json!({"type": "memory_restart", "tenant_id": m.tenant, "session_id": m.session,
+                   "bytes": m.bytes, "limit": m.limit, "at": m.at}),
+        ),
         BusEvent::Recovery(r) => (
             "session.recovery",
             r.at,

@@ -796,6 +796,19 @@ impl DriverControl for WebjsControl {
         }
     }
 
+    /// The PSS of the browser's whole process tree (main, zygotes,
+    /// renderers, utilities), each shared page counted once.
+    async fn memory(&self) -> Option<u64> {
+        let pid = self.pid?;
+        tokio::task::spawn_blocking(move || {
+            let tree = process::tree(pid);
+            (!tree.is_empty()).then(|| process::pss_bytes(&tree))
+        })
+        .await
+        .ok()
+        .flatten()
+    }
+
     async fn stop(&self) -> Result<(), EngineError> {
         self.stopping.store(true, Ordering::SeqCst);
         let browser = self.browser.lock().await.take();

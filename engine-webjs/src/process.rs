@@ -87,6 +87,20 @@ pub fn tree(root: u32) -> Vec<u32> {
     pids
 }
 
+/// The proportional set size (PSS) of `pids` together, in bytes: each
+/// shared page counted once across them, as `/proc/<pid>/smaps_rollup`
+/// says. A process gone meanwhile counts nothing.
+pub fn pss_bytes(pids: &[u32]) -> u64 {
+    pids.iter()
+        .filter_map(|pid| std::fs::read_to_string(format!("/proc/{pid}/smaps_rollup")).ok())
+        .filter_map(|rollup| {
+            let line = rollup.lines().find(|l| l.starts_with("Pss:"))?;
+            line.split_whitespace().nth(1)?.parse::<u64>().ok()
+        })
+        .sum::<u64>()
+        * 1024
+}
+
 /// SIGKILLs every pid given (best effort; already-gone ones are fine).
 pub fn kill(pids: &[u32]) {
     signal(pids, "-KILL");
@@ -191,6 +205,21 @@ pub fn retire_stale(profile: &Path, grace: std::time::Duration) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_pss_of_a_live_process_is_read_and_a_gone_one_counts_nothing() {
+        let me = std::process::id();
+        let own = pss_bytes(&[me]);
+        assert!(
+            own > 1024 * 1024,
+            "this test process uses over 1 MiB: {own}"
+        );
+        assert_eq!(pss_bytes(&[u32::MAX - 1]), 0);
+        assert!(
+            pss_bytes(&[me, u32::MAX - 1]) > 1024 * 1024,
+            "the live one still counts"
+        );
+    }
 
     #[test]
     fn finds_and_kills_a_process_tree() {

@@ -183,3 +183,68 @@ pub fn ensure_wrk() {
         .is_ok_and(|s| s.success());
     assert!(ok, "wrk is needed: apt-get install -y wrk");
 }
+
+/// What wrk measured: requests per second and latency percentiles, as
+/// wrk printed them (`"1.23ms"`), and the non-2xx count.
+#[derive(Debug, Clone)]
+pub struct WrkRun {
+    pub requests_per_sec: String,
+    pub p50: String,
+    pub p99: String,
+    pub non_2xx: String,
+}
+
+/// Runs wrk (`-t1 -c<connections> -d<secs>s --latency`) with a Lua
+/// `script` against `url`; blocking.
+pub fn wrk(url: &str, script: &std::path::Path, connections: u32, secs: u32) -> WrkRun {
+    ensure_wrk();
+    let out = Command::new("wrk")
+        .args([
+            "-t1".to_owned(),
+            format!("-c{connections}"),
+            format!("-d{secs}s"),
+            "--latency".to_owned(),
+            "-s".to_owned(),
+        ])
+        .arg(script)
+        .arg(url)
+        .output()
+        .expect("run wrk");
+    let text = String::from_utf8_lossy(&out.stdout);
+    let field = |prefix: &str| {
+        text.lines()
+            .map(str::trim)
+            .find(|l| l.starts_with(prefix))
+            .and_then(|l| l[prefix.len()..].split_whitespace().next())
+            .unwrap_or("0")
+            .to_owned()
+    };
+    WrkRun {
+        requests_per_sec: field("Requests/sec:"),
+        p50: field("50%"),
+        p99: field("99%"),
+        non_2xx: field("Non-2xx or 3xx responses:"),
+    }
+}
+
+/// A wrk script sending `method path` with a bearer token (and a JSON body).
+pub fn wrk_script(
+    dir: &std::path::Path,
+    name: &str,
+    method: &str,
+    path: &str,
+    token: &str,
+    body: Option<&str>,
+) -> std::path::PathBuf {
+    let mut lua = format!(
+        "wrk.method = \"{method}\"\nwrk.path = \"{path}\"\nwrk.headers[\"Authorization\"] = \"Bearer {token}\"\n"
+    );
+    if let Some(body) = body {
+        lua.push_str(&format!(
+            "wrk.body = '{body}'\nwrk.headers[\"Content-Type\"] = \"application/json\"\n"
+        ));
+    }
+    let script = dir.join(name);
+    std::fs::write(&script, lua).expect("wrk script");
+    script
+}

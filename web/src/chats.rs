@@ -1,6 +1,7 @@
 //! `/api/v1/sessions/{id}/chats`: a session's conversations, built from
 //! what the store already keeps — the inbox (incoming, the last 1,000 per
-//! session) and the outbox (outgoing) — grouped by the other party's
+//! session) and the outbox (outgoing, the last [`OUTGOING_KEPT`] read, so
+//! the cost does not grow with the history) — grouped by the other party's
 //! number. The chat list is newest first; a thread merges both directions,
 //! newest first, paged with an opaque cursor. Nothing is stored here: what
 //! a person has already read is the dashboard's to remember (per user, in
@@ -25,6 +26,9 @@ use utoipa::{IntoParams, ToSchema};
 
 /// The inbox keeps at most this many incoming messages per session.
 const INBOX_KEPT: usize = 1000;
+/// The newest outgoing messages of a session the chats are built from:
+/// older ones are in the messages API (`GET …/messages`, paged).
+pub const OUTGOING_KEPT: usize = 10_000;
 
 pub fn routes() -> Routes {
     const ONE: &[(u16, &str)] = &[
@@ -238,13 +242,14 @@ pub fn thread_page(
     (items, next)
 }
 
-/// Everything the store keeps of the session's messages, both ways.
+/// The session's recent messages, both ways: the whole inbox and the
+/// newest [`OUTGOING_KEPT`] outgoing ones.
 fn all_messages(
     state: &AppState,
     session: &centinela_actors::ids::SessionId,
 ) -> Result<(Vec<IncomingRecord>, Vec<MessageRecord>), ApiError> {
     let incoming = state.data.incoming(session, INBOX_KEPT, None)?;
-    let outgoing = state.data.messages(session, usize::MAX, None)?;
+    let outgoing = state.data.messages(session, OUTGOING_KEPT, None)?;
     Ok((incoming, outgoing))
 }
 

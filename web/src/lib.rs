@@ -150,7 +150,8 @@ pub struct Wired {
 }
 
 /// Starts the hub, the outbox writer (which tells `supervisor` about new
-/// messages), campaigns, auto-replies, the OTP service and webhook delivery on `store`, and
+/// messages), campaigns, auto-replies, the OTP service, webhook delivery
+/// and (when configured) the old-message retention on `store`, and
 /// builds the state every handler sees. `logs` is the tracing layer's
 /// receiver (subscribed before anything worth logging starts).
 pub fn wire<S>(
@@ -202,6 +203,12 @@ where
         clock.clone(),
         config.webhooks.clone(),
         webhook_dns,
+    );
+    let retention_task = messaging::retention::start(
+        Arc::new(store.clone()),
+        clock.clone(),
+        config.storage.message_retention,
+        stop_rx.clone(),
     );
     let risk = RiskWatch::new(Arc::new(store.clone()), clock.clone(), config);
     let risk_task = risk.start(bus, campaigns.clone(), stop_rx.clone());
@@ -257,7 +264,10 @@ where
             otp_task,
             outbox_task,
             webhooks_task,
-        ],
+        ]
+        .into_iter()
+        .chain(retention_task)
+        .collect(),
     }
 }
 

@@ -1,7 +1,7 @@
 //! Prometheus metrics (`GET /metrics`, text format) and the numbers behind
 //! `GET /health/details`: HTTP request counts and latency histograms per
 //! route (recorded by a middleware), session transitions and admission
-//! decisions and verification codes (counted from the bus), WebSocket
+//! decisions, verification codes and memory restarts (counted from the bus), WebSocket
 //! clients, sessions by state.
 
 use crate::AppState;
@@ -41,6 +41,8 @@ struct Inner {
     deferred: u64,
     /// Verification codes: (event, reason) → count.
     otp: BTreeMap<(&'static str, &'static str), u64>,
+    /// Browsers restarted by the memory guard.
+    memory_restarts: u64,
 }
 
 #[derive(Default)]
@@ -94,6 +96,7 @@ impl Metrics {
                     Ok(BusEvent::MessageStatus(m)) if m.status == MessageStatus::Deferred => {
                         me.lock().deferred += 1
                     }
+                    Ok(BusEvent::MemoryRestart(_)) => me.lock().memory_restarts += 1,
                     Ok(BusEvent::Otp(o)) => {
                         *me.lock()
                             .otp
@@ -226,6 +229,7 @@ impl Metrics {
             let _ = writeln!(out, "centinela_risk_changes_total{{level=\"{level}\"}} {n}");
         }
         let _ = writeln!(out, "# HELP centinela_messages_deferred_total Messages that had to wait for the new-contact budget.\n# TYPE centinela_messages_deferred_total counter\ncentinela_messages_deferred_total {}", g.deferred);
+        let _ = writeln!(out, "# HELP centinela_memory_restarts_total Session browsers restarted by the memory guard (engine.max_session_memory).\n# TYPE centinela_memory_restarts_total counter\ncentinela_memory_restarts_total {}", g.memory_restarts);
         let _ = writeln!(out, "# HELP centinela_websocket_clients Connected WebSocket clients.\n# TYPE centinela_websocket_clients gauge\ncentinela_websocket_clients {ws_clients}");
         let _ = writeln!(out, "# HELP centinela_http_requests_total HTTP requests by method, route and status.\n# TYPE centinela_http_requests_total counter");
         for ((method, route, status), n) in &g.requests {

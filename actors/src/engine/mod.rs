@@ -201,6 +201,13 @@ pub trait DriverControl: Send + Sync + 'static {
         let _ = phone;
         Err(EngineError::Unavailable("pairing-code"))
     }
+    /// The memory of everything the driver runs (a browser's whole process
+    /// tree), in bytes, as the per-session memory guard reads it
+    /// (`engine.max_session_memory`). Engines with nothing of their own to
+    /// measure (the Cloud API) keep the default: `None`, never restarted.
+    async fn memory(&self) -> Option<u64> {
+        None
+    }
     /// Closes the driver and everything it started. Idempotent.
     async fn stop(&self) -> Result<(), EngineError>;
 }

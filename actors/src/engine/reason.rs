@@ -26,9 +26,23 @@ pub enum DisconnectReason {
     /// The Cloud API refused the access token (error 190, HTTP 401):
     /// reconnecting with the same token cannot help.
     TokenInvalid,
+    /// Our memory guard closed the browser: its process tree outgrew
+    /// `engine.max_session_memory`. A local fault: a paired session is
+    /// restored (no QR) through admission.
+    MemoryLimit,
 }
 
 impl DisconnectReason {
+    /// Ours, not WhatsApp's verdict: the browser crashed, the engine
+    /// failed, or the memory guard closed it. A paired session is restored
+    /// after one (`supervisor.restore_local_faults`).
+    pub fn is_local_fault(self) -> bool {
+        matches!(
+            self,
+            Self::BrowserCrashed | Self::EngineError | Self::MemoryLimit
+        )
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             Self::NeverConnected => "never_connected",
@@ -41,6 +55,7 @@ impl DisconnectReason {
             Self::BrowserCrashed => "browser_crashed",
             Self::EngineError => "engine_error",
             Self::TokenInvalid => "token_invalid",
+            Self::MemoryLimit => "memory_limit",
         }
     }
 
@@ -56,7 +71,9 @@ impl DisconnectReason {
             | Self::Banned
             | Self::ProxyBlocked
             | Self::TokenInvalid => true,
-            Self::NeverConnected | Self::BrowserCrashed | Self::EngineError => false,
+            Self::NeverConnected | Self::BrowserCrashed | Self::EngineError | Self::MemoryLimit => {
+                false
+            }
         }
     }
 }

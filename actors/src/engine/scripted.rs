@@ -39,6 +39,8 @@ struct Inner {
     codes: u64,
     /// Numbers that have no WhatsApp account.
     unregistered: HashSet<String>,
+    /// session → what its driver reports as its memory (bytes).
+    memory: HashMap<SessionId, u64>,
     next_driver: u64,
 }
 
@@ -55,6 +57,11 @@ impl ScriptedEngine {
 
     fn lock(&self) -> MutexGuard<'_, Inner> {
         self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// What `session`'s drivers report as their memory from now on.
+    pub fn set_memory(&self, session: &SessionId, bytes: u64) {
+        self.lock().memory.insert(session.clone(), bytes);
     }
 
     /// Marks a profile as paired, as if scanned in an earlier life.
@@ -267,6 +274,10 @@ impl DriverControl for ScriptedControl {
         g.codes += 1;
         let tail: String = phone.chars().rev().take(3).collect();
         Ok(format!("CODE-{:01}{}", g.codes % 10, tail))
+    }
+
+    async fn memory(&self) -> Option<u64> {
+        self.engine.lock().memory.get(&self.session).copied()
     }
 
     async fn stop(&self) -> Result<(), EngineError> {

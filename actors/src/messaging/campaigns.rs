@@ -125,12 +125,7 @@ impl Campaigns {
                 "only a draft or paused campaign can run",
             ));
         }
-        let running = self
-            .repo
-            .campaigns()?
-            .iter()
-            .filter(|c| c.status == CampaignStatus::Running)
-            .count();
+        let running = self.repo.running_campaigns()?.len();
         if running >= self.max_running {
             return Err(CampaignError::Limit(self.max_running));
         }
@@ -152,9 +147,9 @@ impl Campaigns {
         let _guard = self.lock.lock().await;
         let running: Vec<CampaignRecord> = self
             .repo
-            .campaigns()?
+            .running_campaigns()?
             .into_iter()
-            .filter(|c| c.session == *session && c.status == CampaignStatus::Running)
+            .filter(|c| c.session == *session)
             .collect();
         for mut c in running.iter().cloned() {
             c.status = CampaignStatus::Paused;
@@ -278,9 +273,8 @@ async fn run(
 async fn step_all(me: &Campaigns, outbox: &Outbox) -> Result<(), CampaignError> {
     let running: Vec<String> = me
         .repo
-        .campaigns()?
+        .running_campaigns()?
         .into_iter()
-        .filter(|c| c.status == CampaignStatus::Running)
         .map(|c| c.id)
         .collect();
     for id in running {

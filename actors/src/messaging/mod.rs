@@ -7,7 +7,7 @@
 //! auto-replies ([`autoreply`], rationed by [`reply_limit`]), and the
 //! anti-ban for sending: the new-contact budget ([`budget`]), a campaign's
 //! outlook under it ([`outlook`]) and each session's ban risk ([`risk`],
-//! followed by [`risk_watch`]). It does not
+//! followed by [`risk_watch`]), and old-data retention ([`retention`]). It does not
 //! talk to an engine: messages reach WhatsApp only through a session actor.
 
 pub mod autoreply;
@@ -17,6 +17,7 @@ pub mod outbox;
 pub mod outlook;
 pub mod pacing;
 pub mod reply_limit;
+pub mod retention;
 pub mod risk;
 pub mod risk_watch;
 pub mod template;

@@ -85,6 +85,8 @@ pub struct SessionEnv {
     /// Messages to numbers this one never talked to, per rolling 24 h
     /// (`messaging.new_contacts_per_day` and its warm-up).
     pub contact_budget: crate::messaging::budget::ContactBudget,
+    /// Restarts a browser that outgrew `engine.max_session_memory`.
+    pub memory: super::MemoryGuard,
 }
 
 impl SessionEnv {
@@ -109,6 +111,7 @@ impl SessionEnv {
             typing: config.messaging.typing(),
             send_seen: config.messaging.send_seen,
             contact_budget: config.messaging.contact_budget(),
+            memory: super::MemoryGuard::from_config(&config.engine),
         }
     }
 }
@@ -177,6 +180,10 @@ pub enum SessionMsg {
         message: String,
         driver: u64,
     },
+    /// Time to read the browser's memory (the memory guard).
+    MemoryCheck {
+        generation: u64,
+    },
 }
 
 pub struct SessionActor;
@@ -189,7 +196,7 @@ pub struct SessionActorState {
     /// The session's state and the machine's memory, as [`machine::next`]
     /// last returned them.
     pub(super) machine: Machine,
-    since: Timestamp,
+    pub(super) since: Timestamp,
     pub(super) driver: Option<Box<dyn DriverControl>>,
     pub(super) driver_generation: u64,
     qr_generation: u64,
@@ -202,6 +209,8 @@ pub struct SessionActorState {
     pairing_timer: Option<Timer<SessionMsg>>,
     /// The paced sender's timer and memory.
     pub(super) outgoing: super::outgoing::Outgoing,
+    /// The memory guard's timer, and whether it holds the queue.
+    pub(super) memory: super::memory::MemoryWatch,
 }
 
 impl SessionActorState {
@@ -269,6 +278,7 @@ impl Actor for SessionActor {
             pairing_generation: 0,
             pairing_timer: None,
             outgoing: super::outgoing::Outgoing::default(),
+            memory: super::memory::MemoryWatch::default(),
         })
     }
 
@@ -368,6 +378,9 @@ impl Actor for SessionActor {
             } => {
                 super::outgoing::typed(&myself, st, generation, &message, driver).await;
             }
+            SessionMsg::MemoryCheck { generation } => {
+                super::memory::check(&myself, st, generation).await;
+            }
         }
         Ok(())
     }
@@ -381,6 +394,7 @@ impl Actor for SessionActor {
             timer.abort();
         }
         st.outgoing.cancel();
+        st.memory.cancel();
         // A launch still running would otherwise finish after we are gone
         // (or be cut by the process exiting) and leave its browser behind:
         // cancel it and wait, so the engine kills what it started.
@@ -394,7 +408,7 @@ impl Actor for SessionActor {
 }
 
 /// Runs one event through the machine and executes the outcome.
-async fn apply(
+pub(super) async fn apply(
     myself: &ActorRef<SessionMsg>,
     st: &mut SessionActorState,
     event: Event,
@@ -410,10 +424,16 @@ async fn apply(
             for effect in effects {
                 execute(myself, st, effect).await;
             }
+            let ready = matches!(st.machine.state, SessionState::Ready { .. });
+            if ready && !matches!(from, SessionState::Ready { .. }) {
+                super::memory::watch(myself, st);
+            } else if !ready {
+                st.memory.cancel();
+            }
             // Published once its effects are done: DISCONNECTED means the
             // driver is closed (and the profile gone, after a logout).
             publish(myself, st, from);
-            if matches!(st.machine.state, SessionState::Ready { .. }) {
+            if ready {
                 // As the supervisor records it: the warm-up of the
                 // new-contact budget counts from here.
                 st.record.mark_paired(st.env.clock.now());

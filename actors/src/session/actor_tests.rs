@@ -63,6 +63,7 @@ async fn fixture_with(tweak: impl FnOnce(&mut SessionEnv)) -> Fixture {
         },
         send_seen: false,
         contact_budget: crate::config::Config::defaults().messaging.contact_budget(),
+        memory: crate::session::MemoryGuard::OFF,
     };
     let mut env = env;
     tweak(&mut env);

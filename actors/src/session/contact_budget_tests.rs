@@ -495,3 +495,6 @@ async fn a_code_that_expires_in_the_queue_is_failed_not_sent_stale() {
     assert_eq!(m.text, crate::store::REDACTED_TEXT);
     assert!(f.engine.sent().is_empty(), "nothing went out");
 }
+
+#[path = "memory_tests.rs"]
+mod memory_tests;

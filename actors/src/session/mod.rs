@@ -3,7 +3,9 @@
 
 pub mod actor;
 pub mod machine;
+pub mod memory;
 mod outgoing;
 
 pub use actor::{SessionActor, SessionArgs, SessionMsg, SessionView};
 pub use machine::{DisconnectReason, Effect, Event, Refusal, SessionState, Transition};
+pub use memory::MemoryGuard;

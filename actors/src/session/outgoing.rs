@@ -55,6 +55,9 @@ const SIGNAL_TIMEOUT: Duration = Duration::from_secs(10);
 pub struct Outgoing {
     generation: u64,
     timer: Option<Timer<SessionMsg>>,
+    /// The armed timer is a message's typing time (it goes out when it
+    /// fires), not the wait for the next one.
+    typing: bool,
     recent: VecDeque<Timestamp>,
     rng: StdRng,
 }
@@ -64,6 +67,7 @@ impl Default for Outgoing {
         Self {
             generation: 0,
             timer: None,
+            typing: false,
             recent: VecDeque::new(),
             rng: StdRng::from_os_rng(),
         }
@@ -73,9 +77,20 @@ impl Default for Outgoing {
 impl Outgoing {
     pub fn cancel(&mut self) {
         self.generation += 1;
+        self.typing = false;
         if let Some(t) = self.timer.take() {
             t.abort();
         }
+    }
+
+    /// Whether a message is being shown typed (it goes out next).
+    pub fn typing(&self) -> bool {
+        self.typing
+    }
+
+    /// When the last message was handed to the engine, if one was.
+    pub fn last_hand_off(&self) -> Option<Timestamp> {
+        self.recent.back().copied()
     }
 }
 
@@ -110,7 +125,10 @@ pub fn schedule(myself: &ActorRef<SessionMsg>, st: &mut SessionActorState) {
     let Some(repo) = st.env.messages.clone() else {
         return;
     };
-    if st.outgoing.timer.is_some() || !matches!(st.machine.state, SessionState::Ready { .. }) {
+    if st.outgoing.timer.is_some()
+        || !matches!(st.machine.state, SessionState::Ready { .. })
+        || st.memory.holds_sends()
+    {
         return;
     }
     let next = match repo.next_queued(&st.record.id, st.env.clock.now()) {
@@ -168,6 +186,10 @@ pub async fn send_next(myself: &ActorRef<SessionMsg>, st: &mut SessionActorState
         return;
     }
     st.outgoing.timer = None;
+    st.outgoing.typing = false;
+    if st.memory.holds_sends() {
+        return; // the browser restarts first; scheduled again on READY
+    }
     let Some(repo) = st.env.messages.clone() else {
         return;
     };
@@ -208,6 +230,7 @@ pub async fn send_next(myself: &ActorRef<SessionMsg>, st: &mut SessionActorState
         message,
         driver,
     }));
+    st.outgoing.typing = true;
 }
 
 /// `m`, if the new-contact budget lets it go at `now`; otherwise it is
@@ -274,6 +297,7 @@ pub async fn typed(
         return;
     }
     st.outgoing.timer = None;
+    st.outgoing.typing = false;
     let Some(repo) = st.env.messages.clone() else {
         return;
     };

@@ -10,10 +10,59 @@ use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
 const CAMPAIGNS: TableDefinition<&str, &[u8]> = TableDefinition::new("campaigns");
+/// id → (): the running campaigns, which the runner reads at every
+/// message status change; written with the record.
+const RUNNING: TableDefinition<&str, ()> = TableDefinition::new("campaigns_running");
 
 pub(super) fn create_tables(txn: &WriteTransaction) -> Result<(), StoreError> {
     txn.open_table(CAMPAIGNS)?;
+    txn.open_table(RUNNING)?;
     Ok(())
+}
+
+fn decode(bytes: &[u8]) -> Result<CampaignRecord, StoreError> {
+    serde_json::from_slice(bytes).map_err(|e| StoreError::Corrupt {
+        table: "campaigns",
+        why: e.to_string(),
+    })
+}
+
+/// Fills [`RUNNING`] from the records, for a file written before it
+/// existed (run once, at open).
+pub(super) fn build_indexes(txn: &WriteTransaction) -> Result<(), StoreError> {
+    let campaigns = txn.open_table(CAMPAIGNS)?;
+    let mut running = txn.open_table(RUNNING)?;
+    for row in campaigns.iter()? {
+        let (_, v) = row?;
+        let c = decode(v.value())?;
+        if c.status == CampaignStatus::Running {
+            running.insert(c.id.as_str(), ())?;
+        }
+    }
+    Ok(())
+}
+
+/// Whether campaign `id` has ended (completed, cancelled) or is gone:
+/// its messages are no longer read by its runner.
+pub(super) fn ended(txn: &WriteTransaction, id: &str) -> Result<bool, StoreError> {
+    let campaigns = txn.open_table(CAMPAIGNS)?;
+    let v = campaigns.get(id)?;
+    let Some(v) = v else {
+        return Ok(true);
+    };
+    /// Only the status is read of what may be a long recipient list.
+    #[derive(Deserialize)]
+    struct Status {
+        status: CampaignStatus,
+    }
+    let s: Status = serde_json::from_slice(v.value()).map_err(|e| StoreError::Corrupt {
+        table: "campaigns",
+        why: e.to_string(),
+    })?;
+    Ok(matches!(
+        s.status,
+        CampaignStatus::Completed | CampaignStatus::Cancelled
+    ))
 }
 
 /// Every row of this module's tables, for tests ([`super::rows`]).
@@ -23,6 +72,7 @@ pub(super) fn rows(
     out: &mut super::rows::Rows,
 ) -> Result<(), StoreError> {
     super::rows::table(txn, CAMPAIGNS, out)?;
+    super::rows::table(txn, RUNNING, out)?;
     Ok(())
 }
 
@@ -78,6 +128,9 @@ pub trait CampaignRepo: Send + Sync + 'static {
     fn put_campaign(&self, c: &CampaignRecord) -> Result<(), StoreError>;
     fn campaign(&self, id: &str) -> Result<Option<CampaignRecord>, StoreError>;
     fn campaigns(&self) -> Result<Vec<CampaignRecord>, StoreError>;
+    /// The running campaigns only: read from their index, so the cost
+    /// does not grow with the campaigns that ended.
+    fn running_campaigns(&self) -> Result<Vec<CampaignRecord>, StoreError>;
 }
 
 impl CampaignRepo for Store {
@@ -86,6 +139,14 @@ impl CampaignRepo for Store {
         let txn = self.db().begin_write()?;
         txn.open_table(CAMPAIGNS)?
             .insert(c.id.as_str(), bytes.as_slice())?;
+        {
+            let mut running = txn.open_table(RUNNING)?;
+            if c.status == CampaignStatus::Running {
+                running.insert(c.id.as_str(), ())?;
+            } else {
+                running.remove(c.id.as_str())?;
+            }
+        }
         txn.commit()?;
         Ok(())
     }
@@ -94,13 +155,23 @@ impl CampaignRepo for Store {
         let txn = self.db().begin_read()?;
         let table = txn.open_table(CAMPAIGNS)?;
         let v = table.get(id)?;
-        v.map(|v| {
-            serde_json::from_slice(v.value()).map_err(|e| StoreError::Corrupt {
-                table: "campaigns",
-                why: e.to_string(),
-            })
-        })
-        .transpose()
+        v.map(|v| decode(v.value())).transpose()
+    }
+
+    fn running_campaigns(&self) -> Result<Vec<CampaignRecord>, StoreError> {
+        let txn = self.db().begin_read()?;
+        let running = txn.open_table(RUNNING)?;
+        let table = txn.open_table(CAMPAIGNS)?;
+        let mut out = Vec::new();
+        for row in running.iter()? {
+            let (id, _) = row?;
+            let c = table
+                .get(id.value())?
+                .map(|v| decode(v.value()))
+                .transpose()?;
+            out.extend(c);
+        }
+        Ok(out)
     }
 
     fn campaigns(&self) -> Result<Vec<CampaignRecord>, StoreError> {
@@ -109,12 +180,7 @@ impl CampaignRepo for Store {
         let mut out = Vec::new();
         for row in table.iter()? {
             let (_, v) = row?;
-            out.push(
-                serde_json::from_slice(v.value()).map_err(|e| StoreError::Corrupt {
-                    table: "campaigns",
-                    why: e.to_string(),
-                })?,
-            );
+            out.push(decode(v.value())?);
         }
         Ok(out)
     }
@@ -125,5 +191,9 @@ pub(super) fn purge(txn: &WriteTransaction, tenant: &TenantId) -> Result<usize, 
     let gone = remove_where(txn, CAMPAIGNS, "campaigns", |c: &CampaignRecord| {
         c.tenant == *tenant
     })?;
+    let mut running = txn.open_table(RUNNING)?;
+    for c in &gone {
+        running.remove(c.id.as_str())?;
+    }
     Ok(gone.len())
 }

@@ -23,6 +23,15 @@ const IDEMPOTENCY: TableDefinition<&str, &str> = TableDefinition::new("idempoten
 const ENGINE_IDS: TableDefinition<&str, &str> = TableDefinition::new("engine_ids");
 /// session → next sequence number.
 const SEQUENCES: TableDefinition<&str, u64> = TableDefinition::new("outbox_sequences");
+/// (session, created_at in ms, id) → (): a session's messages in the order
+/// they are listed, so a page costs the same however many are stored.
+const ORDER: TableDefinition<(&str, i64, &str), ()> = TableDefinition::new("message_order");
+/// message id → its sequence in its session's send queue, while it is
+/// queued: leaving the queue costs the same however long the queue is.
+const PLACES: TableDefinition<&str, u64> = TableDefinition::new("outbox_places");
+/// Above every message id (ids are ASCII): the open end of a session's
+/// range in [`ORDER`].
+const LAST_ID: &str = "\u{10FFFF}";
 
 /// The engine-id index key: engine ids are only unique within a session.
 fn engine_key(session: &SessionId, engine_id: &str) -> String {
@@ -35,6 +44,30 @@ pub(super) fn create_tables(txn: &WriteTransaction) -> Result<(), StoreError> {
     txn.open_table(IDEMPOTENCY)?;
     txn.open_table(ENGINE_IDS)?;
     txn.open_table(SEQUENCES)?;
+    txn.open_table(ORDER)?;
+    txn.open_table(PLACES)?;
+    Ok(())
+}
+
+/// Fills [`ORDER`] and [`PLACES`] from the messages and the queue, for a
+/// file written before they existed (run once, at open).
+pub(super) fn build_indexes(txn: &WriteTransaction) -> Result<(), StoreError> {
+    let messages = txn.open_table(MESSAGES)?;
+    let mut order = txn.open_table(ORDER)?;
+    for row in messages.iter()? {
+        let (_, v) = row?;
+        let m = decode(v.value())?;
+        order.insert(
+            (m.session.as_str(), m.created_at.as_millis(), m.id.as_str()),
+            (),
+        )?;
+    }
+    let outbox = txn.open_table(OUTBOX)?;
+    let mut places = txn.open_table(PLACES)?;
+    for row in outbox.iter()? {
+        let (k, id) = row?;
+        places.insert(id.value(), k.value().1)?;
+    }
     Ok(())
 }
 
@@ -49,6 +82,8 @@ pub(super) fn rows(
     super::rows::table(txn, IDEMPOTENCY, out)?;
     super::rows::table(txn, ENGINE_IDS, out)?;
     super::rows::table(txn, SEQUENCES, out)?;
+    super::rows::table(txn, ORDER, out)?;
+    super::rows::table(txn, PLACES, out)?;
     Ok(())
 }
 
@@ -300,9 +335,43 @@ pub trait MessageRepo: Send + Sync + 'static {
     ) -> Result<Option<MessageRecord>, StoreError>;
     /// Every message of `session` still marked `sending` (after a crash).
     fn in_flight(&self, session: &SessionId) -> Result<Vec<MessageRecord>, StoreError>;
+    /// Deletes, in one transaction, at most `max` finished messages (sent,
+    /// delivered, read, played, failed) last changed before `cutoff`, with
+    /// their index, idempotency and engine-id rows; returns how many. An
+    /// `unknown` one stays (a person decides), and so does a campaign's
+    /// until the campaign has ended (its runner reads the last one).
+    fn prune_finished(&self, cutoff: Timestamp, max: usize) -> Result<usize, StoreError>;
 }
 
 impl MessageRepo for Store {
+    fn prune_finished(&self, cutoff: Timestamp, max: usize) -> Result<usize, StoreError> {
+        let txn = self.db().begin_write()?;
+        let doomed = prunable(&txn, cutoff, max)?;
+        {
+            let mut messages = txn.open_table(MESSAGES)?;
+            let mut order = txn.open_table(ORDER)?;
+            let mut keys = txn.open_table(IDEMPOTENCY)?;
+            let mut engine = txn.open_table(ENGINE_IDS)?;
+            for m in &doomed {
+                messages.remove(m.id.as_str())?;
+                order.remove((m.session.as_str(), m.created_at.as_millis(), m.id.as_str()))?;
+                if let Some(k) = &m.idempotency_key {
+                    keys.remove(format!("{}/{k}", m.tenant).as_str())?;
+                }
+                if let Some(e) = &m.engine_id {
+                    engine.remove(engine_key(&m.session, e).as_str())?;
+                    // A row from before ids were scoped, if it is this one's.
+                    let bare = engine.get(e.as_str())?.map(|v| v.value() == m.id);
+                    if bare == Some(true) {
+                        engine.remove(e.as_str())?;
+                    }
+                }
+            }
+        }
+        txn.commit()?;
+        Ok(doomed.len())
+    }
+
     fn accept(&self, batch: &[MessageRecord]) -> Result<Vec<Option<MessageRecord>>, StoreError> {
         let txn = self.db().begin_write()?;
         let mut out = Vec::with_capacity(batch.len());
@@ -312,6 +381,8 @@ impl MessageRepo for Store {
             let mut outbox = txn.open_table(OUTBOX)?;
             let mut keys = txn.open_table(IDEMPOTENCY)?;
             let mut seqs = txn.open_table(SEQUENCES)?;
+            let mut order = txn.open_table(ORDER)?;
+            let mut places = txn.open_table(PLACES)?;
             for m in batch {
                 if owners.get(&m.session) != Some(&m.tenant) {
                     out.push(None);
@@ -338,6 +409,11 @@ impl MessageRepo for Store {
                 seqs.insert(m.session.as_str(), seq + 1)?;
                 messages.insert(m.id.as_str(), encode(m)?.as_slice())?;
                 outbox.insert((m.session.as_str(), seq), m.id.as_str())?;
+                places.insert(m.id.as_str(), seq)?;
+                order.insert(
+                    (m.session.as_str(), m.created_at.as_millis(), m.id.as_str()),
+                    (),
+                )?;
                 if let Some(k) = &key {
                     keys.insert(k.as_str(), m.id.as_str())?;
                 }
@@ -361,25 +437,35 @@ impl MessageRepo for Store {
         limit: usize,
         before: Option<&str>,
     ) -> Result<Vec<MessageRecord>, StoreError> {
+        use std::ops::Bound;
         let txn = self.db().begin_read()?;
-        let table = txn.open_table(MESSAGES)?;
-        let mut all = Vec::new();
-        for row in table.iter()? {
-            let (_, v) = row?;
-            let m = decode(v.value())?;
-            if m.session == *session {
-                all.push(m);
-            }
-        }
-        all.sort_by(|a, b| b.created_at.cmp(&a.created_at).then(b.id.cmp(&a.id)));
-        let start = match before {
-            Some(id) => all
-                .iter()
-                .position(|m| m.id == id)
-                .map_or(all.len(), |i| i + 1),
-            None => 0,
+        let order = txn.open_table(ORDER)?;
+        let messages = txn.open_table(MESSAGES)?;
+        let s = session.as_str();
+        let cursor = match before {
+            Some(id) => match messages.get(id)?.map(|v| decode(v.value())).transpose()? {
+                Some(m) if m.session == *session => Some(m.created_at.as_millis()),
+                // Not one of this session's: nothing is after it.
+                _ => return Ok(Vec::new()),
+            },
+            None => None,
         };
-        Ok(all.into_iter().skip(start).take(limit).collect())
+        let upper = match (cursor, before) {
+            (Some(at), Some(id)) => Bound::Excluded((s, at, id)),
+            _ => Bound::Included((s, i64::MAX, LAST_ID)),
+        };
+        let mut out = Vec::with_capacity(limit.min(1_000));
+        for row in order
+            .range::<(&str, i64, &str)>((Bound::Included((s, i64::MIN, "")), upper))?
+            .rev()
+            .take(limit)
+        {
+            let (k, _) = row?;
+            let (_, _, id) = k.value();
+            let m = messages.get(id)?.map(|v| decode(v.value())).transpose()?;
+            out.extend(m);
+        }
+        Ok(out)
     }
 
     fn next_queued(
@@ -451,14 +537,27 @@ impl MessageRepo for Store {
             }
             if leaves {
                 let mut outbox = txn.open_table(OUTBOX)?;
-                let mut key = None;
-                for row in outbox.range((m.session.as_str(), 0)..=(m.session.as_str(), u64::MAX))? {
-                    let (k, id) = row?;
-                    if id.value() == m.id {
-                        key = Some(k.value().1);
-                        break;
+                let place = txn
+                    .open_table(PLACES)?
+                    .remove(m.id.as_str())?
+                    .map(|v| v.value());
+                let key = match place {
+                    Some(seq) => Some(seq),
+                    // Queued before places were kept, and not yet indexed.
+                    None => {
+                        let mut key = None;
+                        for row in outbox
+                            .range((m.session.as_str(), 0)..=(m.session.as_str(), u64::MAX))?
+                        {
+                            let (k, id) = row?;
+                            if id.value() == m.id {
+                                key = Some(k.value().1);
+                                break;
+                            }
+                        }
+                        key
                     }
-                }
+                };
                 if let Some(seq) = key {
                     outbox.remove((m.session.as_str(), seq))?;
                 }
@@ -525,6 +624,77 @@ impl MessageRepo for Store {
     }
 }
 
+/// Whether a message in this state is done with: nothing will change it
+/// but a late receipt, and no one needs it to send.
+fn finished(status: MessageStatus) -> bool {
+    matches!(
+        status,
+        MessageStatus::Sent
+            | MessageStatus::Delivered
+            | MessageStatus::Read
+            | MessageStatus::Played
+            | MessageStatus::Failed
+    )
+}
+
+/// The messages [`MessageRepo::prune_finished`] deletes, oldest first per
+/// session: only rows created before `cutoff` are read.
+fn prunable(
+    txn: &WriteTransaction,
+    cutoff: Timestamp,
+    max: usize,
+) -> Result<Vec<MessageRecord>, StoreError> {
+    let sessions: Vec<String> = txn
+        .open_table(SEQUENCES)?
+        .iter()?
+        .map(|row| row.map(|(k, _)| k.value().to_owned()))
+        .collect::<Result<_, _>>()?;
+    let order = txn.open_table(ORDER)?;
+    let messages = txn.open_table(MESSAGES)?;
+    let mut campaign_ended = std::collections::HashMap::new();
+    let mut out = Vec::new();
+    for s in &sessions {
+        let from = (s.as_str(), i64::MIN, "");
+        let to = (s.as_str(), cutoff.as_millis(), "");
+        for row in order.range::<(&str, i64, &str)>(from..to)? {
+            if out.len() >= max {
+                return Ok(out);
+            }
+            let (k, _) = row?;
+            let Some(m) = messages
+                .get(k.value().2)?
+                .map(|v| decode(v.value()))
+                .transpose()?
+            else {
+                continue;
+            };
+            if !finished(m.status) || m.updated_at >= cutoff {
+                continue;
+            }
+            let campaign = m
+                .idempotency_key
+                .as_deref()
+                .and_then(|k| k.strip_prefix("campaign/"))
+                .and_then(|k| k.split('/').next());
+            if let Some(c) = campaign {
+                let ended = match campaign_ended.get(c) {
+                    Some(&ended) => ended,
+                    None => {
+                        let ended = super::campaigns::ended(txn, c)?;
+                        campaign_ended.insert(c.to_owned(), ended);
+                        ended
+                    }
+                };
+                if !ended {
+                    continue;
+                }
+            }
+            out.push(m);
+        }
+    }
+    Ok(out)
+}
+
 /// Removes, within `txn`, every outgoing message of `tenant` with its
 /// idempotency keys and engine ids, and the send queue and sequence of
 /// each of `sessions` (to which the messages' sessions are added first);
@@ -539,6 +709,14 @@ pub(super) fn purge(
     })?;
     sessions.extend(gone.iter().map(|m| m.session.as_str().to_owned()));
     let ids: HashSet<&str> = gone.iter().map(|m| m.id.as_str()).collect();
+    {
+        let mut order = txn.open_table(ORDER)?;
+        let mut places = txn.open_table(PLACES)?;
+        for m in &gone {
+            order.remove((m.session.as_str(), m.created_at.as_millis(), m.id.as_str()))?;
+            places.remove(m.id.as_str())?;
+        }
+    }
 
     // Keys are "tenant/key", and a tenant id has no '/': the prefix is exact.
     let (from, to) = (format!("{tenant}/"), format!("{tenant}0"));
@@ -581,248 +759,5 @@ pub(super) fn purge(
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::store::{SessionRecord, SessionRepo};
-
-    /// A store with sessions s1 and s2 of tenant `t` on record.
-    fn open(dir: &std::path::Path) -> Store {
-        let store = Store::open(dir).expect("open");
-        let t = TenantId::new("t").expect("id");
-        for s in ["s1", "s2"] {
-            let s = SessionId::new(s).expect("id");
-            store
-                .put_session(&SessionRecord::of(&t, &s))
-                .expect("session");
-        }
-        store
-    }
-
-    fn stored(answers: Vec<Option<MessageRecord>>) -> Vec<MessageRecord> {
-        answers.into_iter().map(|a| a.expect("stored")).collect()
-    }
-
-    #[test]
-    fn a_message_is_stored_only_while_its_session_is_on_record_as_its_tenants() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let store = open(dir.path());
-        let m = |id: &str, tenant: &str, session: &str| {
-            let mut m = MessageRecord::queued(
-                TenantId::new(tenant).expect("id"),
-                SessionId::new(session).expect("id"),
-                "5491100000000".into(),
-                "x".into(),
-                Timestamp::from_millis(1),
-            )
-            .with_key(Some("k".into()));
-            m.id = id.into();
-            m
-        };
-        assert!(store
-            .delete_session(&SessionId::new("s2").expect("id"))
-            .expect("delete"));
-        let answers = store
-            .accept(&[
-                m("gone", "t", "s2"),
-                m("other", "u", "s1"),
-                m("ok", "t", "s1"),
-            ])
-            .expect("accept");
-        let ids: Vec<_> = answers
-            .iter()
-            .map(|a| a.as_ref().map(|m| m.id.as_str()))
-            .collect();
-        assert_eq!(
-            ids,
-            [None, None, Some("ok")],
-            "a deleted session, another tenant's"
-        );
-        assert_eq!(store.message("gone").expect("read"), None);
-        assert_eq!(store.message("other").expect("read"), None);
-        let u = TenantId::new("u").expect("id");
-        assert_eq!(
-            store.by_idempotency_key(&u, "k").expect("read"),
-            None,
-            "no key kept"
-        );
-        let s2 = SessionId::new("s2").expect("id");
-        assert_eq!(
-            store
-                .next_queued(&s2, Timestamp::from_millis(1))
-                .expect("read"),
-            None
-        );
-    }
-
-    #[test]
-    fn a_message_scheduled_for_later_does_not_block_the_ones_behind_it() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let store = open(dir.path());
-        let m = |id: &str, at: Option<i64>| MessageRecord {
-            id: id.into(),
-            tenant: TenantId::new("t").expect("id"),
-            session: SessionId::new("s1").expect("id"),
-            to: "5491100000000".into(),
-            text: id.into(),
-            idempotency_key: None,
-            status: MessageStatus::Queued,
-            created_at: Timestamp::from_millis(1),
-            send_at: at.map(Timestamp::from_millis),
-            updated_at: Timestamp::from_millis(1),
-            engine_id: None,
-            error: None,
-            answers: None,
-            deferred: None,
-            template: None,
-            otp: None,
-            expires_at: None,
-        };
-        store
-            .accept(&[
-                m("tomorrow", Some(86_400_000)),
-                m("soon", Some(5_000)),
-                m("now", None),
-            ])
-            .expect("accept");
-        let s = SessionId::new("s1").expect("id");
-        let next = |t: i64| {
-            store
-                .next_queued(&s, Timestamp::from_millis(t))
-                .expect("next")
-                .map(|m| m.id)
-        };
-        assert_eq!(next(1_000), Some("now".into()), "the due one goes first");
-        let mut sent = store.message("now").expect("get").expect("exists");
-        sent.status = MessageStatus::Sent;
-        store.update(&sent).expect("update");
-        assert_eq!(next(1_000), Some("soon".into()), "then the one due soonest");
-        assert_eq!(
-            next(90_000_000),
-            Some("tomorrow".into()),
-            "in order once both are due"
-        );
-    }
-
-    #[test]
-    fn a_deferred_message_stays_in_the_queue_and_lets_later_ones_pass_until_it_is_due() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let store = open(dir.path());
-        let (t, s) = (
-            TenantId::new("t").expect("id"),
-            SessionId::new("s1").expect("id"),
-        );
-        let m = |to: &str| {
-            MessageRecord::queued(
-                t.clone(),
-                s.clone(),
-                to.into(),
-                "x".into(),
-                Timestamp::from_millis(1),
-            )
-        };
-        let [new, known] = [m("111111"), m("222222")];
-        store.accept(&[new.clone(), known.clone()]).expect("accept");
-        let mut deferred = new.clone();
-        deferred.status = MessageStatus::Deferred;
-        deferred.send_at = Some(Timestamp::from_millis(50_000));
-        deferred.deferred = Some(Deferral {
-            reason: DeferralReason::NewContactBudget,
-            next_attempt_at: Timestamp::from_millis(50_000),
-        });
-        store.update(&deferred).expect("update");
-        let next = |at: i64| {
-            store
-                .next_queued(&s, Timestamp::from_millis(at))
-                .expect("next")
-                .map(|m| m.id)
-        };
-        assert_eq!(next(10), Some(known.id.clone()), "the later one goes first");
-        let mut sent = known;
-        sent.status = MessageStatus::Sent;
-        store.update(&sent).expect("update");
-        assert_eq!(next(10), Some(new.id.clone()), "still queued, due later");
-        assert_eq!(next(50_000), Some(new.id.clone()), "and due at its time");
-        let read = store.message(&new.id).expect("read").expect("stored");
-        assert_eq!(read.deferred, deferred.deferred, "the deferral is kept");
-    }
-
-    #[test]
-    fn idempotency_keys_return_the_first_message() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let store = open(dir.path());
-        let m = |id: &str| MessageRecord {
-            id: id.into(),
-            tenant: TenantId::new("t").expect("id"),
-            session: SessionId::new("s1").expect("id"),
-            to: "5491100000000".into(),
-            text: "x".into(),
-            idempotency_key: Some("k".into()),
-            status: MessageStatus::Queued,
-            created_at: Timestamp::from_millis(1),
-            send_at: None,
-            updated_at: Timestamp::from_millis(1),
-            engine_id: None,
-            error: None,
-            answers: None,
-            deferred: None,
-            template: None,
-            otp: None,
-            expires_at: None,
-        };
-        let out = stored(store.accept(&[m("a"), m("b")]).expect("accept"));
-        assert_eq!(out[0].id, "a");
-        assert_eq!(out[1].id, "a", "the same key in one batch is one message");
-        let again = stored(store.accept(&[m("c")]).expect("accept"));
-        assert_eq!(again[0].id, "a");
-        let s = SessionId::new("s1").expect("id");
-        assert_eq!(
-            store
-                .next_queued(&s, Timestamp::from_millis(1))
-                .expect("next")
-                .map(|m| m.id),
-            Some("a".into())
-        );
-    }
-
-    #[test]
-    fn engine_ids_are_looked_up_within_their_session_only() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let store = open(dir.path());
-        let m = |id: &str, session: &str| MessageRecord {
-            id: id.into(),
-            tenant: TenantId::new("t").expect("id"),
-            session: SessionId::new(session).expect("id"),
-            to: "5491100000000".into(),
-            text: "x".into(),
-            idempotency_key: None,
-            status: MessageStatus::Queued,
-            created_at: Timestamp::from_millis(1),
-            send_at: None,
-            updated_at: Timestamp::from_millis(1),
-            engine_id: None,
-            error: None,
-            answers: None,
-            deferred: None,
-            template: None,
-            otp: None,
-            expires_at: None,
-        };
-        let out = stored(store.accept(&[m("a", "s1"), m("b", "s2")]).expect("accept"));
-        for (rec, engine_id) in out.iter().zip(["true_549@c.us_X1", "true_549@c.us_X2"]) {
-            let mut sent = rec.clone();
-            sent.status = MessageStatus::Sent;
-            sent.engine_id = Some(engine_id.into());
-            store.update(&sent).expect("update");
-        }
-        let s1 = SessionId::new("s1").expect("id");
-        let s2 = SessionId::new("s2").expect("id");
-        let found = |s: &SessionId, e: &str| store.by_engine_id(s, e).expect("read").map(|m| m.id);
-        assert_eq!(found(&s1, "true_549@c.us_X1"), Some("a".into()));
-        assert_eq!(found(&s2, "true_549@c.us_X2"), Some("b".into()));
-        assert_eq!(
-            found(&s2, "true_549@c.us_X1"),
-            None,
-            "another session's page cannot move it"
-        );
-    }
-}
+#[path = "messages_tests.rs"]
+mod tests;

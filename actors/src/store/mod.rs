@@ -54,6 +54,11 @@ pub const SCHEMA_VERSION: u64 = 1;
 
 const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
 
+/// The index tables this build keeps (`message_order`, `outbox_places`,
+/// `campaigns_running`, `webhook_due`, `webhook_finished`); a file whose
+/// `meta.indexes` is lower has them built from its records at open.
+const INDEXES: u64 = 1;
+
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum StoreError {
     #[error("data directory {path} is in use by another Centinela process (the store is locked)")]
@@ -169,6 +174,13 @@ impl Store {
             contacts::create_tables(&txn)?;
             activity::create_tables(&txn)?;
             otps::create_tables(&txn)?;
+            let built = meta.get("indexes")?.map_or(0, |v| v.value());
+            if built < INDEXES {
+                messages::build_indexes(&txn)?;
+                campaigns::build_indexes(&txn)?;
+                webhooks::build_indexes(&txn)?;
+                meta.insert("indexes", INDEXES)?;
+            }
         }
         txn.commit()?;
         Ok(())
@@ -221,6 +233,10 @@ pub(crate) fn remove_where<T: DeserializeOwned>(
     }
     Ok(gone)
 }
+
+#[cfg(test)]
+#[path = "index_tests.rs"]
+mod index_tests;
 
 #[cfg(test)]
 mod tests {

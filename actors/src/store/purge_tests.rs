@@ -111,7 +111,8 @@ fn fill(store: &Store, id: &str) {
         .expect("audit");
 }
 
-/// The webhook target, a delivery, auto-replies and a campaign.
+/// The webhook target, a pending and a finished delivery, auto-replies
+/// and a running campaign.
 fn fill_messaging(store: &Store, t: &TenantId, s: &SessionId) {
     store
         .set_target(&WebhookTarget {
@@ -133,6 +134,20 @@ fn fill_messaging(store: &Store, t: &TenantId, s: &SessionId) {
             last_attempt_at: None,
         })
         .expect("delivery");
+    // A finished one, in the finished index.
+    store
+        .put_delivery(&Delivery {
+            id: format!("d_done_{t}"),
+            tenant: t.clone(),
+            body: "{}".into(),
+            status: DeliveryStatus::Delivered,
+            attempts: 1,
+            next_at: T,
+            last_error: None,
+            created_at: T,
+            last_attempt_at: Some(T),
+        })
+        .expect("delivery");
     let rules = AutoReplyRules {
         enabled: true,
         rules: vec![],
@@ -149,7 +164,8 @@ fn fill_messaging(store: &Store, t: &TenantId, s: &SessionId) {
                 to: "5491100000000".into(),
                 vars: BTreeMap::new(),
             }],
-            status: CampaignStatus::Draft,
+            // Running: it has a row in the running index.
+            status: CampaignStatus::Running,
             next: 0,
             sent: 0,
             failed: 0,
@@ -284,7 +300,7 @@ fn purging_a_tenant_leaves_no_row_of_it_in_any_table_and_every_other_row_as_it_w
             api_keys: 1,
             sessions: 1,
             webhook: true,
-            deliveries: 1,
+            deliveries: 2,
             auto_replies: true,
             campaigns: 1,
             messages: 2,

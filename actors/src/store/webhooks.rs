@@ -13,10 +13,66 @@ use serde::{Deserialize, Serialize};
 
 const TARGETS: TableDefinition<&str, &[u8]> = TableDefinition::new("webhook_targets");
 const DELIVERIES: TableDefinition<&str, &[u8]> = TableDefinition::new("webhook_deliveries");
+/// (next_at in ms, id) → (): the pending deliveries, soonest first; the
+/// delivery loop reads only these, however many finished ones are kept.
+const DUE: TableDefinition<(i64, &str), ()> = TableDefinition::new("webhook_due");
+/// (finished at in ms, id) → (): the delivered and dead deliveries, oldest
+/// first; the prune reads only those past their retention.
+const FINISHED: TableDefinition<(i64, &str), ()> = TableDefinition::new("webhook_finished");
+
+/// Where `d` sits in the indexes: its key in [`DUE`] while pending, in
+/// [`FINISHED`] once finished.
+fn index_key(d: &Delivery) -> (TableDefinition<'static, (i64, &'static str), ()>, i64) {
+    match d.status {
+        DeliveryStatus::Pending => (DUE, d.next_at.as_millis()),
+        DeliveryStatus::Delivered | DeliveryStatus::Dead => (
+            FINISHED,
+            d.last_attempt_at.unwrap_or(d.created_at).as_millis(),
+        ),
+    }
+}
 
 pub(super) fn create_tables(txn: &WriteTransaction) -> Result<(), StoreError> {
     txn.open_table(TARGETS)?;
     txn.open_table(DELIVERIES)?;
+    txn.open_table(DUE)?;
+    txn.open_table(FINISHED)?;
+    Ok(())
+}
+
+/// Fills [`DUE`] and [`FINISHED`] from the deliveries, for a file written
+/// before they existed (run once, at open).
+pub(super) fn build_indexes(txn: &WriteTransaction) -> Result<(), StoreError> {
+    let deliveries = txn.open_table(DELIVERIES)?;
+    for row in deliveries.iter()? {
+        let (_, v) = row?;
+        let d: Delivery = dec("webhook_deliveries", v.value())?;
+        let (table, at) = index_key(&d);
+        txn.open_table(table)?.insert((at, d.id.as_str()), ())?;
+    }
+    Ok(())
+}
+
+/// Removes `d`'s row from its index, within `txn`.
+fn unindex(txn: &WriteTransaction, d: &Delivery) -> Result<(), StoreError> {
+    let (table, at) = index_key(d);
+    txn.open_table(table)?.remove((at, d.id.as_str()))?;
+    Ok(())
+}
+
+/// Writes `d` within `txn`, moving its index row from where the record it
+/// replaces (if any) had it.
+fn write_delivery(txn: &WriteTransaction, d: &Delivery) -> Result<(), StoreError> {
+    let old = txn
+        .open_table(DELIVERIES)?
+        .insert(d.id.as_str(), enc(d)?.as_slice())?
+        .map(|v| dec::<Delivery>("webhook_deliveries", v.value()))
+        .transpose()?;
+    if let Some(old) = old {
+        unindex(txn, &old)?;
+    }
+    let (table, at) = index_key(d);
+    txn.open_table(table)?.insert((at, d.id.as_str()), ())?;
     Ok(())
 }
 
@@ -264,8 +320,7 @@ impl WebhookRepo for Store {
 
     fn put_delivery(&self, d: &Delivery) -> Result<(), StoreError> {
         let txn = self.db().begin_write()?;
-        txn.open_table(DELIVERIES)?
-            .insert(d.id.as_str(), enc(d)?.as_slice())?;
+        write_delivery(&txn, d)?;
         txn.commit()?;
         Ok(())
     }
@@ -278,8 +333,7 @@ impl WebhookRepo for Store {
         {
             return Ok(false);
         }
-        txn.open_table(DELIVERIES)?
-            .insert(d.id.as_str(), enc(d)?.as_slice())?;
+        write_delivery(&txn, d)?;
         txn.commit()?;
         Ok(true)
     }
@@ -302,13 +356,9 @@ impl WebhookRepo for Store {
 
     fn update_delivery(&self, d: &Delivery) -> Result<bool, StoreError> {
         let txn = self.db().begin_write()?;
-        let stored;
-        {
-            let mut table = txn.open_table(DELIVERIES)?;
-            stored = table.get(d.id.as_str())?.is_some();
-            if stored {
-                table.insert(d.id.as_str(), enc(d)?.as_slice())?;
-            }
+        let stored = txn.open_table(DELIVERIES)?.get(d.id.as_str())?.is_some();
+        if stored {
+            write_delivery(&txn, d)?;
         }
         txn.commit()?;
         Ok(stored)
@@ -336,34 +386,38 @@ impl WebhookRepo for Store {
     }
 
     fn pending(&self) -> Result<Vec<Delivery>, StoreError> {
-        let mut all: Vec<Delivery> = self
-            .all_deliveries()?
-            .into_iter()
-            .filter(|d| d.status == DeliveryStatus::Pending)
-            .collect();
-        all.sort_by(|a, b| a.next_at.cmp(&b.next_at).then(a.id.cmp(&b.id)));
-        Ok(all)
+        let txn = self.db().begin_read()?;
+        let due = txn.open_table(DUE)?;
+        let table = txn.open_table(DELIVERIES)?;
+        let mut out = Vec::new();
+        for row in due.iter()? {
+            let (k, _) = row?;
+            let d = table
+                .get(k.value().1)?
+                .map(|v| dec::<Delivery>("webhook_deliveries", v.value()))
+                .transpose()?;
+            out.extend(d.filter(|d| d.status == DeliveryStatus::Pending));
+        }
+        Ok(out)
     }
 
     fn prune_deliveries(&self, cutoff: Timestamp) -> Result<usize, StoreError> {
         let txn = self.db().begin_write()?;
-        let pruned = {
+        let expired: Vec<(i64, String)> = txn
+            .open_table(FINISHED)?
+            .range::<(i64, &str)>(..(cutoff.as_millis(), ""))?
+            .map(|row| row.map(|(k, _)| (k.value().0, k.value().1.to_owned())))
+            .collect::<Result<_, _>>()?;
+        {
             let mut table = txn.open_table(DELIVERIES)?;
-            let mut expired = Vec::new();
-            for row in table.iter()? {
-                let (k, v) = row?;
-                let d: Delivery = dec("webhook_deliveries", v.value())?;
-                if d.finished_before(cutoff) {
-                    expired.push(k.value().to_owned());
-                }
-            }
-            for id in &expired {
+            let mut finished = txn.open_table(FINISHED)?;
+            for (at, id) in &expired {
                 table.remove(id.as_str())?;
+                finished.remove((*at, id.as_str()))?;
             }
-            expired.len()
-        };
+        }
         txn.commit()?;
-        Ok(pruned)
+        Ok(expired.len())
     }
 }
 
@@ -377,6 +431,9 @@ pub(super) fn purge(
     let deliveries = remove_where(txn, DELIVERIES, "webhook_deliveries", |d: &Delivery| {
         d.tenant == *tenant
     })?;
+    for d in &deliveries {
+        unindex(txn, d)?;
+    }
     let rules = txn
         .open_table(AUTO_REPLIES)?
         .remove(tenant.as_str())?
@@ -412,6 +469,8 @@ pub(super) fn rows(
 ) -> Result<(), StoreError> {
     super::rows::table(txn, TARGETS, out)?;
     super::rows::table(txn, DELIVERIES, out)?;
+    super::rows::table(txn, DUE, out)?;
+    super::rows::table(txn, FINISHED, out)?;
     super::rows::table(txn, AUTO_REPLIES, out)?;
     Ok(())
 }

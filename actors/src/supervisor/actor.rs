@@ -285,10 +285,7 @@ fn on_session_changed(
     };
     let egress = crate::proxy::egress(entry.record.proxy.as_deref());
     let paired = entry.record.paired;
-    let local_fault = matches!(
-        reason,
-        DisconnectReason::EngineError | DisconnectReason::BrowserCrashed
-    );
+    let local_fault = reason.is_local_fault();
     let now = st.now();
     let outcome = outcome_of(&from, reason, paired);
     if let Some(outcome) = outcome {

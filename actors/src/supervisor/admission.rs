@@ -145,7 +145,7 @@ pub fn outcome_of(from: &SessionState, reason: DisconnectReason, paired: bool) -
     use DisconnectReason as R;
     match reason {
         R::Banned => Some(Outcome::Banned),
-        R::EngineError | R::BrowserCrashed if paired => None,
+        R::EngineError | R::BrowserCrashed | R::MemoryLimit if paired => None,
         R::QrTimeout | R::EngineError | R::BrowserCrashed
             if matches!(from, SessionState::Connecting | SessionState::Qr { .. }) =>
         {
@@ -168,11 +168,7 @@ pub fn auto_reconnect_after(
     desired: DesiredState,
     tries: u32,
 ) -> Option<Duration> {
-    let local_fault = matches!(
-        reason,
-        DisconnectReason::BrowserCrashed | DisconnectReason::EngineError
-    );
-    if !cfg.auto_reconnect || !local_fault {
+    if !cfg.auto_reconnect || !reason.is_local_fault() {
         return None;
     }
     if desired != DesiredState::Running || tries >= cfg.reconnect_max_tries {
