@@ -311,6 +311,36 @@ async fn api_key(page: &Page, api: &Api) {
         .call("GET", "/api/v1/sessions", Cred::Key(&key), None)
         .await;
     assert_eq!(r.status, 401, "a revoked key: {}", r.text);
+    // The revoked row is as wide as the header: its actions cell is there,
+    // a table cell whose bottom border lines up with the row's.
+    let shape = eval(
+        page,
+        &format!(
+            "(() => {{ const r = {row}; const last = r.lastElementChild; const a = last.getBoundingClientRect(), b = r.getBoundingClientRect();
+               return {{cells: r.cells.length, header: document.querySelector('#keys-table thead tr').cells.length,
+                        display: getComputedStyle(last).display, text: last.textContent,
+                        bottoms: Math.abs(a.bottom - b.bottom) < 1.5, right: Math.abs(a.right - b.right) < 1.5}}; }})()"
+        ),
+    )
+    .await;
+    assert_eq!(shape["cells"], shape["header"], "{shape}");
+    assert_eq!(shape["display"], "table-cell", "{shape}");
+    assert_eq!(shape["bottoms"], true, "{shape}");
+    assert_eq!(shape["right"], true, "{shape}");
+    assert!(
+        shape["text"]
+            .as_str()
+            .is_some_and(|t| t.contains("revoked")),
+        "{shape}"
+    );
+    // The "shown once" box no longer shows a key that stopped working.
+    let shown = eval(
+        page,
+        "({hidden: document.querySelector('#key-shown').hidden, text: document.querySelector('#key-value').textContent})",
+    )
+    .await;
+    assert_eq!(shown, json!({"hidden": true, "text": ""}), "after revoke");
+    panel_screenshot(page, "#access-panel", "panel-access-revoked-en.png").await;
 }
 
 /// A tenant and its user made in the page; the user's password reset.
