@@ -769,6 +769,23 @@ async fn a_thousand_sessions_are_filtered_and_paged_and_three_connects_are_chart
         eval(&page, &format!("{org_chart}.querySelectorAll('.chart-bar').length > 0 && !!{org_chart}.querySelector('.chart-limit')")).await,
         true
     );
+    // Readable against a limit of 50: every bar at least 8 units tall and
+    // labelled with its count, the counts adding up to the three, and the
+    // total written out.
+    let bars = eval(
+        &page,
+        &format!("(() => {{ const s = {org_chart}; const bars = [...s.querySelectorAll('.chart-bar')];
+            return {{tall: bars.every(b => Number(b.getAttribute('height')) >= 8),
+                     counted: [...s.querySelectorAll('.chart-count')].reduce((n, c) => n + Number(c.textContent), 0),
+                     labels: s.querySelectorAll('.chart-count').length === bars.length,
+                     used: s.querySelector('.chart-used').textContent}}; }})()"),
+    )
+    .await;
+    assert_eq!(
+        bars,
+        json!({"tall": true, "counted": 3, "labels": true, "used": "3 of 50 attempts used"}),
+        "{bars}"
+    );
     both_languages(
         &page,
         "#admission-panel",
