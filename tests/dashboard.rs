@@ -495,6 +495,51 @@ async fn a_person_answers_a_chat_and_runs_a_campaign_from_the_dashboard() {
     panel_screenshot(&page, "#chats-panel", "05-conversations-es.png").await;
     switch_to(&page, "en").await;
 
+    // The patient's number leaves WhatsApp (the simulator's
+    // `queryWidExists` answers null): the next reply fails, and the thread
+    // says so and why.
+    let r = sim
+        .post(format!("http://{addr}/sim/unregistered"))
+        .json(&serde_json::json!({"phone": peer}))
+        .send()
+        .await
+        .expect("unregister");
+    assert_eq!(r.status(), 200);
+    fill(&page, "#reply-text", "¿Sigue ahí?").await;
+    click(&page, "#reply-submit").await;
+    let failed = "[...document.querySelectorAll('#thread-messages .msg-out')].find(m => m.textContent.includes('Sigue ahí'))";
+    wait(
+        &page,
+        "the reply failed, with its reason, live",
+        &format!("{failed} && {failed}.dataset.status === 'failed' && {failed}.querySelector('.msg-reason')"),
+        60,
+    )
+    .await;
+    let shown = eval(
+        &page,
+        &format!("(() => {{ const m = {failed}; const s = m.querySelector('.msg-status');
+            return {{status: s.textContent, class: s.className, reason: m.querySelector('.msg-reason').textContent,
+                     code: m.querySelector('.msg-reason').dataset.reason, visible: s.offsetHeight > 0 && m.querySelector('.msg-reason').offsetHeight > 0}}; }})()"),
+    )
+    .await;
+    assert_eq!(
+        shown,
+        serde_json::json!({"status": "failed", "class": "msg-status status-failed",
+            "reason": "the number is not on WhatsApp", "code": "not_on_whatsapp", "visible": true}),
+        "{shown}"
+    );
+    panel_screenshot(&page, "#chats-panel", "panel-conversations-failed-en.png").await;
+    switch_to(&page, "es").await;
+    wait(
+        &page,
+        "the failure in Spanish",
+        &format!("{failed}.querySelector('.msg-status').textContent === 'fallido' && {failed}.querySelector('.msg-reason').textContent === 'el número no está en WhatsApp'"),
+        10,
+    )
+    .await;
+    panel_screenshot(&page, "#chats-panel", "panel-conversations-failed-es.png").await;
+    switch_to(&page, "en").await;
+
     // A campaign from CSV: two bad rows previewed and rejected.
     fill(&page, "#camp-name", "lunes").await;
     fill(

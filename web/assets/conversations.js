@@ -183,18 +183,28 @@ function messageItem(m) {
   if (m.direction === 'out') {
     li.dataset.status = m.status;
     meta.append(' · ');
-    meta.appendChild(el('span', { class: 'msg-status status-' + m.status }, statusText(m)));
+    meta.appendChild(el('span', { class: 'msg-status status-' + m.status }, tCode('chats.status.', m.status)));
+    const why = reasonText(m);
+    if (why) li.appendChild(el('p', { class: 'msg-reason', 'data-reason': m.error || (m.deferred && m.deferred.reason) || '' }, why));
   }
   return li;
 }
 
-function statusText(m) {
-  const s = tCode('chats.status.', m.status);
-  if (m.status === 'failed') return t('chats.failedWhy', { status: s, reason: tCode('chats.error.', m.error) });
+// Why a message failed, or waits, and until when; '' for the others. Error codes get their own
+// words; an engine's free text is shown as it came.
+function reasonText(m) {
+  if ((m.status === 'failed' || m.status === 'unknown') && m.error) return errorText(m.error);
   if (m.status === 'deferred' && m.deferred) {
-    return t('chats.deferredUntil', { status: s, at: new Date(m.deferred.next_attempt_at).toLocaleString(lang()) });
+    return t('chats.deferredUntil', { at: new Date(m.deferred.next_attempt_at).toLocaleString(lang()),
+      why: tCode('chats.deferral.', m.deferred.reason) });
   }
-  return s;
+  return '';
+}
+
+function errorText(code) {
+  const cloud = /^cloud_error_(\d+)$/.exec(code);
+  if (cloud) return t('chats.error.cloud', { code: cloud[1] });
+  return tCode('chats.error.', code);
 }
 
 function renderReplyBox() {
