@@ -205,11 +205,31 @@ async fn auto_replies_panel(page: &Page) {
         .await
         .contains("Pida turno al 555"));
     assert_eq!(try_it("hola").await, "");
+    // "turno" switched off: it never answers, the next matching rule does.
+    assert_eq!(
+        text_of(page, "label[for='ar-on-0']").await,
+        "Rule 1 on",
+        "the switch is labelled"
+    );
+    click(page, "#ar-on-0").await;
+    assert_eq!(
+        eval(
+            page,
+            "document.querySelector(\"#ar-rules li[data-index='0']\").dataset.enabled"
+        )
+        .await,
+        "false"
+    );
+    assert_eq!(try_it("turno y horario").await, "1");
+    assert!(text_of(page, "#ar-try-result")
+        .await
+        .contains("Abrimos de 9 a 18"));
+    assert_eq!(try_it("¿Hay turno el lunes?").await, "", "no rule");
     click(page, "#ar-save").await;
     wait(
         page,
-        "the rules saved",
-        "document.querySelector('#ar-message').textContent.includes('2 rules saved; auto-replies on')",
+        "the rules saved, the first one still off as the server kept it",
+        "document.querySelector('#ar-message').textContent.includes('2 rules saved; auto-replies on') && !document.querySelector('#ar-on-0').checked && document.querySelector('#ar-on-1').checked",
         30,
     )
     .await;
