@@ -17,8 +17,8 @@ use centinela::{engines_for, point_at_simulator, AdminBootstrap, Demo, Services}
 use centinela_web::sim::{ControlAccess, Simulator};
 use common::browser::{browser_slot, chromium_processes_under};
 use common::page::{
-    click, eval, fill, linked_session, log_in, panel_screenshot, screenshot, switch_to, text_of,
-    viewer, wait, PASSWORD,
+    click, eval, fill, key, keyboard_focus, linked_session, log_in, panel_screenshot, screenshot,
+    switch_to, tab_to, text_of, type_text, unnamed_buttons, viewer, wait, Key, PASSWORD,
 };
 use common::{config_for, start_on};
 use serde_json::Value;
@@ -668,4 +668,247 @@ async fn a_person_answers_a_chat_and_runs_a_campaign_from_the_dashboard() {
         chromium_processes_under(&dir.path().join("data")).is_empty(),
         "no session browser left"
     );
+}
+
+/// Keyboard alone, as a person who cannot use a mouse: Tab, Shift+Tab,
+/// Enter and Space (the arrow key only to choose a `<select>`'s option),
+/// text typed into the focused field. Log in, create a session, connect it,
+/// scan its QR from the demo phone, and answer a chat. Each Tab stop shows
+/// its focus; the focus lands on the expected, labelled control; no action
+/// drops it to the page; every button on every panel has a name.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_person_links_a_number_and_answers_a_chat_with_the_keyboard_alone() {
+    let _slot = browser_slot().await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let mut config = Config::defaults_of(Profile::Demo);
+    config.storage.data_dir = dir.path().join("data");
+    point_at_simulator(&mut config, addr);
+    config.antiban.connect_delay = Duration::ZERO;
+    config.messaging.send_delay_min = Duration::from_millis(200);
+    config.messaging.send_delay_max = Duration::from_millis(300);
+    config.messaging.typing_chars_per_second = 1000;
+    let services = Services {
+        engines: engines_for(&config),
+        demo: Some(Demo {
+            simulator: Simulator::new(Duration::from_secs(20)),
+            control: ControlAccess::Open,
+        }),
+        admin: AdminBootstrap::Given {
+            username: "admin".into(),
+            password: PASSWORD.into(),
+        },
+        ..Services::default()
+    };
+    let server = start_on(listener, config, services);
+    let (mut browser, pump) = viewer(&dir.path().join("viewer")).await;
+    let page = browser
+        .new_page(format!("http://{addr}/"))
+        .await
+        .expect("open the dashboard");
+    wait(
+        &page,
+        "the login form",
+        "document.querySelector('#login-form') && !document.querySelector('#login-view').hidden",
+        30,
+    )
+    .await;
+    keyboard_focus(&page).await;
+
+    assert_eq!(tab_to(&page, "#login-username", false, 6).await, "Username");
+    type_text(&page, "admin").await;
+    assert_eq!(tab_to(&page, "#login-password", false, 2).await, "Password");
+    type_text(&page, PASSWORD).await;
+    key(&page, Key::Enter, false).await;
+    wait(
+        &page,
+        "the app after login, live",
+        "!document.querySelector('#app').hidden && document.querySelector('#ws-status').dataset.status === 'live'",
+        30,
+    )
+    .await;
+
+    // A session, created from its form.
+    assert_eq!(tab_to(&page, "#new-session-name", false, 80).await, "Name");
+    type_text(&page, "Teclado").await;
+    assert_eq!(
+        tab_to(&page, "#new-session-tenant", false, 2).await,
+        "Tenant id"
+    );
+    type_text(&page, "demo").await;
+    assert_eq!(
+        tab_to(&page, "#new-session-submit", false, 2).await,
+        "Create"
+    );
+    key(&page, Key::Enter, false).await;
+    let row = "[...document.querySelectorAll('tr[data-session-id]')].find(r => r.textContent.includes('Teclado'))";
+    wait(
+        &page,
+        "the new row, the focus still on Create",
+        &format!("{row} && document.activeElement.id === 'new-session-submit'"),
+        30,
+    )
+    .await;
+    let id = eval(&page, &format!("{row}.dataset.sessionId"))
+        .await
+        .as_str()
+        .expect("session id")
+        .to_owned();
+    let row_sel = format!("tr[data-session-id='{id}']");
+
+    // Back up to its Connect (Shift+Tab), pressed with Space; the focus
+    // stays in the row.
+    assert_eq!(
+        tab_to(
+            &page,
+            &format!("{row_sel} [data-action='connect']"),
+            true,
+            40
+        )
+        .await,
+        "Connect: Teclado"
+    );
+    key(&page, Key::Space, false).await;
+    wait(
+        &page,
+        "connecting, the focus kept in the row",
+        &format!("document.querySelector(\"{row_sel}\").dataset.state !== 'DISCONNECTED' && document.querySelector(\"{row_sel}\").contains(document.activeElement)"),
+        60,
+    )
+    .await;
+
+    // The demo phone's scan button, forward, pressed with Enter: READY.
+    let scan = format!("[data-sim-action='scan'][data-session-id='{id}']");
+    wait(
+        &page,
+        "the phone panel's scan button",
+        &format!("document.querySelector(\"{scan}\")"),
+        60,
+    )
+    .await;
+    assert_eq!(tab_to(&page, &scan, false, 200).await, "Scan QR of Teclado");
+    key(&page, Key::Enter, false).await;
+    wait(
+        &page,
+        "READY",
+        &format!("document.querySelector(\"{row_sel}\").dataset.state === 'READY'"),
+        50,
+    )
+    .await;
+    let focus = eval(&page, "document.activeElement.outerHTML.slice(0, 200)").await;
+    assert_eq!(
+        eval(
+            &page,
+            "document.querySelector('#phone-panel').contains(document.activeElement)"
+        )
+        .await,
+        true,
+        "the focus kept in the phone panel: {focus}"
+    );
+    let device = "#phone-devices [data-device-state='CONNECTED']";
+    wait(
+        &page,
+        "the connected demo device",
+        &format!("document.querySelector(\"{device}\")"),
+        30,
+    )
+    .await;
+    let device_id = eval(
+        &page,
+        &format!("document.querySelector(\"{device}\").dataset.deviceId"),
+    )
+    .await
+    .as_str()
+    .expect("device id")
+    .to_owned();
+
+    // The phone writes (its prefilled number and text): Enter on
+    // "Incoming message".
+    let incoming = format!("[data-sim-action='incoming'][data-device-id='{device_id}']");
+    assert_eq!(
+        tab_to(&page, &incoming, false, 20).await,
+        format!("Incoming message: {device_id}")
+    );
+    key(&page, Key::Enter, false).await;
+
+    // Conversations: the session chosen with the arrow key, the chat
+    // opened with Enter, the reply typed and sent with Space.
+    assert_eq!(tab_to(&page, "#chats-session", true, 250).await, "Session");
+    for _ in 0..5 {
+        if eval(&page, "document.querySelector('#chats-session').value").await == id.as_str() {
+            break;
+        }
+        key(&page, Key::ArrowDown, false).await;
+    }
+    assert_eq!(
+        eval(&page, "document.querySelector('#chats-session').value").await,
+        id.as_str()
+    );
+    let peer = eval(&page, "document.querySelector('#sim-from').value")
+        .await
+        .as_str()
+        .expect("the phone's number")
+        .to_owned();
+    let chat = format!("#chats-list li[data-peer='{peer}'] button[data-chat]");
+    wait(
+        &page,
+        "the chat",
+        &format!("document.querySelector(\"{chat}\")"),
+        30,
+    )
+    .await;
+    assert_eq!(
+        tab_to(&page, &chat, false, 5).await,
+        format!("Open the chat with +{peer}, 1 unread")
+    );
+    key(&page, Key::Enter, false).await;
+    wait(
+        &page,
+        "the thread open, the focus in the reply box",
+        "!document.querySelector('#thread').hidden && document.activeElement.id === 'reply-text'",
+        30,
+    )
+    .await;
+    type_text(&page, "Hola desde el teclado").await;
+    assert_eq!(tab_to(&page, "#reply-submit", false, 3).await, "Send reply");
+    key(&page, Key::Space, false).await;
+    let out = "[...document.querySelectorAll('#thread-messages .msg-out')].find(m => m.textContent.includes('desde el teclado'))";
+    wait(
+        &page,
+        "the reply sent, the focus still on Send reply",
+        &format!("{out} && ['sent', 'delivered', 'read'].includes({out}.dataset.status) && document.activeElement.id === 'reply-submit'"),
+        50,
+    )
+    .await;
+    assert_eq!(
+        tab_to(&page, "#reply-text", true, 3).await,
+        "Reply",
+        "Shift+Tab goes back to the reply box"
+    );
+
+    // Every button, on every panel, shown or not yet, has a name.
+    let panels = eval(
+        &page,
+        "[...document.querySelectorAll('#app section[id]')].map(s => s.id)",
+    )
+    .await;
+    let panels = panels.as_array().expect("the panels");
+    assert!(panels.len() >= 10, "{panels:?}");
+    for panel in panels {
+        let panel = panel.as_str().expect("an id");
+        assert_eq!(
+            unnamed_buttons(&page, &format!("#{panel}")).await,
+            serde_json::json!([]),
+            "every button of {panel} has a name"
+        );
+    }
+    screenshot(&page, "keyboard-only.png").await;
+
+    let _ = browser.close().await;
+    let _ = browser.wait().await;
+    pump.abort();
+    server.shutdown().await.expect("shutdown");
 }

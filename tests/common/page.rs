@@ -258,3 +258,127 @@ pub async fn linked_session(page: &Page, name: &str) -> (String, String) {
     .to_owned();
     (id, device_id)
 }
+
+/// A key of the keyboard-only tests.
+#[derive(Debug, Clone, Copy)]
+pub enum Key {
+    Tab,
+    Enter,
+    Space,
+    /// Only to choose an option of a focused `<select>`, as a keyboard does.
+    ArrowDown,
+}
+
+impl Key {
+    /// DevTools' `key`, `code`, virtual key code and the text it types.
+    fn def(self) -> (&'static str, &'static str, i64, Option<&'static str>) {
+        match self {
+            Key::Tab => ("Tab", "Tab", 9, None),
+            Key::Enter => ("Enter", "Enter", 13, Some("\r")),
+            Key::Space => (" ", "Space", 32, Some(" ")),
+            Key::ArrowDown => ("ArrowDown", "ArrowDown", 40, None),
+        }
+    }
+}
+
+/// Makes the page take key events as the focused window does (headless
+/// windows are never focused otherwise): call once before [`key`].
+pub async fn keyboard_focus(page: &Page) {
+    use chromiumoxide::cdp::browser_protocol::emulation::SetFocusEmulationEnabledParams;
+    use chromiumoxide::cdp::browser_protocol::page::BringToFrontParams;
+    page.execute(BringToFrontParams::default())
+        .await
+        .expect("bring the tab to the front");
+    page.execute(SetFocusEmulationEnabledParams::new(true))
+        .await
+        .expect("focus emulation");
+}
+
+/// Presses `key` (with Shift held when `shift`) where the focus is, as
+/// `Input.dispatchKeyEvent` does for a real keyboard: key down, key up, and
+/// the browser's default action (moving the focus, pressing a button).
+pub async fn key(page: &Page, key: Key, shift: bool) {
+    use chromiumoxide::cdp::browser_protocol::input::{
+        DispatchKeyEventParams, DispatchKeyEventType,
+    };
+    let (name, code, vk, text) = key.def();
+    let mut down = DispatchKeyEventParams::builder()
+        .key(name)
+        .code(code)
+        .windows_virtual_key_code(vk)
+        .native_virtual_key_code(vk)
+        .modifiers(if shift { 8 } else { 0 });
+    let up = down.clone().r#type(DispatchKeyEventType::KeyUp);
+    down = match text {
+        Some(t) => down.text(t).r#type(DispatchKeyEventType::KeyDown),
+        None => down.r#type(DispatchKeyEventType::RawKeyDown),
+    };
+    for event in [down, up] {
+        page.execute(event.build().expect("a key event"))
+            .await
+            .unwrap_or_else(|e| panic!("pressing {key:?}: {e}"));
+    }
+}
+
+/// Types `text` into the focused field as the keyboard's text input does
+/// (`Input.insertText`: `input` events, no focus change).
+pub async fn type_text(page: &Page, text: &str) {
+    use chromiumoxide::cdp::browser_protocol::input::InsertTextParams;
+    page.execute(InsertTextParams::new(text))
+        .await
+        .unwrap_or_else(|e| panic!("typing {text}: {e}"));
+}
+
+/// The focused element: its accessible name (`aria-label`, the text of
+/// `aria-labelledby`, its `<label>`, or its text), its id, whether it
+/// matches `selector`, and whether its focus shows (an outline or a
+/// box-shadow).
+async fn focused(page: &Page, selector: &str) -> Value {
+    let js = format!(
+        "(() => {{ const a = document.activeElement; if (!a || a === document.body) return {{name: '', id: '', matches: false, shows: false, tag: 'body'}};
+            const byIds = (ids) => ids.split(/\\s+/).map(i => (document.getElementById(i) || {{}}).textContent || '').join(' ');
+            const label = a.id && document.querySelector('label[for=\"' + CSS.escape(a.id) + '\"]');
+            const name = (a.getAttribute('aria-label') || (a.getAttribute('aria-labelledby') && byIds(a.getAttribute('aria-labelledby'))) || (label && label.textContent) || a.textContent || '').trim().replace(/\\s+/g, ' ');
+            const s = getComputedStyle(a);
+            const shows = (s.outlineStyle !== 'none' && parseFloat(s.outlineWidth) > 0) || s.boxShadow !== 'none';
+            return {{name, id: a.id, matches: a.matches({sel}), shows, tag: a.tagName.toLowerCase(), html: a.outerHTML.slice(0, 160)}}; }})()",
+        sel = serde_json::to_string(selector).expect("json")
+    );
+    eval(page, &js).await
+}
+
+/// Presses Tab (Shift+Tab when `back`) until the focus is on `selector`,
+/// at most `max` times; every element the focus stops on must show it.
+/// The name the target is announced by.
+pub async fn tab_to(page: &Page, selector: &str, back: bool, max: usize) -> String {
+    for _ in 0..max {
+        key(page, Key::Tab, back).await;
+        let f = focused(page, selector).await;
+        if f["tag"] == "body" {
+            // Past either end of the page the focus leaves it (the
+            // browser's own controls); the next Tab comes back.
+            continue;
+        }
+        assert_eq!(f["shows"], true, "the focus shows on {f}");
+        if f["matches"] == true {
+            return f["name"].as_str().unwrap_or_default().to_owned();
+        }
+    }
+    panic!(
+        "{selector} not reached in {max} presses of {}; the focus is on {}",
+        if back { "Shift+Tab" } else { "Tab" },
+        focused(page, selector).await
+    );
+}
+
+/// Every `<button>` under `root` with no accessible name (none of
+/// `aria-label`, `aria-labelledby`'s text, or its own text): their markup.
+pub async fn unnamed_buttons(page: &Page, root: &str) -> Value {
+    let js = format!(
+        "[...document.querySelectorAll({r} + ' button')].filter(b => !((b.getAttribute('aria-label') || '').trim()
+            || (b.getAttribute('aria-labelledby') || '').split(/\\s+/).some(i => ((document.getElementById(i) || {{}}).textContent || '').trim())
+            || b.textContent.trim())).map(b => b.outerHTML)",
+        r = serde_json::to_string(root).expect("json")
+    );
+    eval(page, &js).await
+}

@@ -6,7 +6,7 @@
    has read (per user and session, in localStorage: the server keeps no read marks).
    Not: the sessions themselves (state.js, sessions.js), the WebSocket (ws.js hands events in). */
 import { state, sortedSessions } from './state.js';
-import { $, el, button, keepFocus, setMsg } from './dom.js';
+import { $, el, button, keepFocus, setMsg, whileBusy } from './dom.js';
 import { api, act, enc, sessionPath } from './api.js';
 import { t, tCode, lang } from './i18n.js';
 import { sinceSpan } from './time.js';
@@ -217,8 +217,7 @@ export async function onReply(ev) {
   const text = $('reply-text').value;
   if (!peer || !text.trim()) { setMsg('reply-result', t('chats.replyMissing'), true); return; }
   const [id, number] = [sessionId, peer];
-  $('reply-submit').disabled = true;
-  await act('reply-result', async () => {
+  await whileBusy($('reply-submit'), () => act('reply-result', async () => {
     const r = await api('POST', sessionPath(id, '/messages'), { to: number, text });
     if (id !== sessionId || number !== peer) return '';
     items.set(r.id, { direction: 'out', id: r.id, text: r.text, at: r.created_at, status: r.status, error: r.error, deferred: r.deferred });
@@ -227,8 +226,7 @@ export async function onReply(ev) {
     renderThread();
     loadChats();
     return t('chats.replied');
-  });
-  $('reply-submit').disabled = false;
+  }));
 }
 
 // A `message_in` event: the chat list moves; an open chat with that number shows it.

@@ -8,7 +8,7 @@
    themselves are shared (state.js) because the QR, send and demo phone views read them.
    Not: how those views render (qr.js, send.js, sim.js, conversations.js, campaigns.js), the admission note's content (admission.js). */
 import { state, isAdmin, sortedSessions } from './state.js';
-import { $, el, button, setMsg } from './dom.js';
+import { $, el, button, setMsg, whileBusy } from './dom.js';
 import { countdownSpan, sinceSpan } from './time.js';
 import { api, act, sessionPath, errorText } from './api.js';
 import { t, tCode, lang } from './i18n.js';
@@ -220,6 +220,17 @@ export function onMessageStatus(m) {
 }
 
 function updateRowButtons(row, s) {
+  const focused = row.contains(document.activeElement) ? document.activeElement : null;
+  setRowButtons(row, s);
+  // A pressed button that is now disabled (Connect, once connecting) hands the focus to the row's
+  // first enabled one (Disconnect), so a keyboard user is not sent back to the top of the page.
+  if (focused && (focused.disabled || focused.hidden)) {
+    const next = [...row.querySelectorAll('button')].find((b) => !b.disabled && !b.hidden);
+    if (next) next.focus();
+  }
+}
+
+function setRowButtons(row, s) {
   const neverConnected = s.state === 'DISCONNECTED' && (!s.reason || s.reason === 'never_connected');
   const enabled = {
     connect: s.state === 'DISCONNECTED', disconnect: LIVE_STATES.includes(s.state),
@@ -313,14 +324,12 @@ export async function onNewSession(ev) {
   const name = $('new-session-name').value.trim();
   const tenant = $('new-session-tenant').value.trim();
   if (!name || (isAdmin() && !tenant)) { setMsg('new-session-error', t('new.missing'), true); return; }
-  $('new-session-submit').disabled = true;
-  await act('new-session-error', async () => {
+  await whileBusy($('new-session-submit'), () => act('new-session-error', async () => {
     const s = await api('POST', '/api/v1/sessions', isAdmin() ? { tenant_id: tenant, name } : { name });
     sessionsChanged(s);
     $('new-session-name').value = '';
     return t('new.created', { name: s.name });
-  });
-  $('new-session-submit').disabled = false;
+  }));
 }
 
 // A `transition` WebSocket event.
