@@ -12,70 +12,33 @@
 
 mod common;
 
-use centinela::config::{Config, Profile};
-use centinela::{engines_for, point_at_simulator, AdminBootstrap, Demo, Services};
-use centinela_web::sim::{ControlAccess, Simulator};
+use centinela_web::sim::ControlAccess;
 use common::browser::{browser_slot, chromium_processes_under};
 use common::page::{
-    click, eval, fill, key, keyboard_focus, linked_session, log_in, panel_screenshot, screenshot,
-    switch_to, tab_to, text_of, type_text, unnamed_buttons, viewer, wait, Key, PASSWORD,
+    both_languages, click, connected_device, demo_server, eval, fill, key, keyboard_focus,
+    linked_session, live, log_in, panel_screenshot, screenshot, session_id, session_row, switch_to,
+    tab_to, text_of, type_text, unnamed_buttons, wait, Dashboard, Key, PASSWORD,
 };
-use common::{config_for, start_on};
 use serde_json::Value;
 use std::time::Duration;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_person_links_a_number_from_the_dashboard() {
     let _slot = browser_slot().await;
-    // The supervisor log stream's tracing layer, as `main` installs it.
-    centinela_web::logstream::install_global();
     let dir = tempfile::tempdir().expect("tempdir");
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let addr = listener.local_addr().expect("addr");
-    let mut config = Config::defaults_of(Profile::Demo);
-    config.storage.data_dir = dir.path().join("data");
-    point_at_simulator(&mut config, addr);
-    config.antiban.connect_delay = Duration::ZERO;
-    let services = Services {
-        engines: engines_for(&config),
-        demo: Some(Demo {
-            simulator: Simulator::new(Duration::from_secs(20)),
-            control: ControlAccess::Open,
-        }),
-        admin: AdminBootstrap::Given {
-            username: "admin".into(),
-            password: PASSWORD.into(),
-        },
-        ..Services::default()
-    };
-    let server = start_on(listener, config, services);
-
-    let (mut browser, pump) = viewer(&dir.path().join("viewer")).await;
-    let page = browser
-        .new_page(format!("http://{addr}/"))
-        .await
-        .expect("open the dashboard");
+    let demo = demo_server(dir.path(), ControlAccess::Open, |_| {}).await;
+    let (addr, server) = (demo.addr, demo.server);
+    let dash = Dashboard::open(dir.path(), addr).await;
+    let page = &dash.page;
     log_in(&page).await;
-    wait(
-        &page,
-        "the live WebSocket",
-        "document.querySelector('#ws-status').dataset.status === 'live'",
-        30,
-    )
-    .await;
+    live(page).await;
 
     fill(&page, "#new-session-name", "front desk").await;
     fill(&page, "#new-session-tenant", "demo").await;
     click(&page, "#new-session-submit").await;
-    let row = "[...document.querySelectorAll('tr[data-session-id]')].find(r => r.textContent.includes('front desk'))";
-    wait(&page, "the new row", row, 30).await;
-    let id = eval(&page, &format!("{row}.dataset.sessionId"))
-        .await
-        .as_str()
-        .expect("session id")
-        .to_owned();
+    let row = session_row("front desk");
+    wait(&page, "the new row", &row, 30).await;
+    let id = session_id(page, &row).await;
     let row_sel = format!("tr[data-session-id='{id}']");
     assert_eq!(
         eval(
@@ -236,9 +199,7 @@ async fn a_person_links_a_number_from_the_dashboard() {
     assert!(std::fs::metadata(shot_qr).is_ok_and(|m| m.len() > 10_000));
     assert!(std::fs::metadata(shot_ready).is_ok_and(|m| m.len() > 10_000));
 
-    let _ = browser.close().await;
-    let _ = browser.wait().await;
-    pump.abort();
+    dash.close().await;
     server.shutdown().await.expect("shutdown");
     assert!(
         chromium_processes_under(&dir.path().join("data")).is_empty(),
@@ -254,24 +215,9 @@ async fn a_person_links_a_number_from_the_dashboard() {
 async fn a_public_demos_phone_takes_its_token_from_the_printed_address() {
     let _slot = browser_slot().await;
     let dir = tempfile::tempdir().expect("tempdir");
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let addr = listener.local_addr().expect("addr");
     let token = "public-demo-control-token-for-the-test";
-    let simulator = Simulator::new(Duration::from_secs(20));
-    let services = Services {
-        demo: Some(Demo {
-            simulator: simulator.clone(),
-            control: ControlAccess::Token(token.into()),
-        }),
-        admin: AdminBootstrap::Given {
-            username: "admin".into(),
-            password: PASSWORD.into(),
-        },
-        ..Services::default()
-    };
-    let server = start_on(listener, config_for(&dir.path().join("data")), services);
+    let demo = demo_server(dir.path(), ControlAccess::Token(token.into()), |_| {}).await;
+    let (addr, server, simulator) = (demo.addr, demo.server, demo.simulator);
     // A paired device, as a page that said hello with its pairing makes one.
     centinela_actors::messaging::webhooks::install_tls_provider();
     let hello = reqwest::Client::new()
@@ -282,14 +228,11 @@ async fn a_public_demos_phone_takes_its_token_from_the_printed_address() {
         .expect("hello");
     assert_eq!(hello.status(), 200);
 
-    let (mut browser, pump) = viewer(&dir.path().join("viewer")).await;
-    let page = browser
-        .new_page(format!("http://{addr}/"))
-        .await
-        .expect("open the dashboard");
-    log_in(&page).await;
+    let dash = Dashboard::open(dir.path(), addr).await;
+    let page = &dash.page;
+    log_in(page).await;
     wait(
-        &page,
+        page,
         "the phone panel asking for the printed address",
         "!document.querySelector('#phone-panel').hidden && !document.querySelector('#phone-locked').hidden && document.querySelector('#phone-grid').hidden",
         30,
@@ -314,7 +257,8 @@ async fn a_public_demos_phone_takes_its_token_from_the_printed_address() {
         "the token left the address bar"
     );
     // The printed address opened in a new tab, as the operator does.
-    let page = browser
+    let page = dash
+        .browser
         .new_page(printed)
         .await
         .expect("open the printed address");
@@ -329,11 +273,13 @@ async fn a_public_demos_phone_takes_its_token_from_the_printed_address() {
         30,
     )
     .await;
-    assert_eq!(simulator.devices()[0].state.as_str(), "UNPAIRED");
+    let d1 = simulator.devices().into_iter().find(|d| d.id == "d1");
+    assert_eq!(
+        d1.map(|d| d.state.as_str().to_owned()).as_deref(),
+        Some("UNPAIRED")
+    );
 
-    let _ = browser.close().await;
-    let _ = browser.wait().await;
-    pump.abort();
+    dash.close().await;
     server.shutdown().await.expect("shutdown");
 }
 
@@ -357,51 +303,23 @@ fn campaign_csv() -> String {
 async fn a_person_answers_a_chat_and_runs_a_campaign_from_the_dashboard() {
     let _slot = browser_slot().await;
     let dir = tempfile::tempdir().expect("tempdir");
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let addr = listener.local_addr().expect("addr");
-    let mut config = Config::defaults_of(Profile::Demo);
-    config.storage.data_dir = dir.path().join("data");
-    point_at_simulator(&mut config, addr);
-    config.antiban.connect_delay = Duration::ZERO;
     // Fast pacing, and a budget that takes the whole campaign today; the
     // risk watch needs more sends than this to judge (no risk_high pause).
-    config.messaging.send_delay_min = Duration::from_millis(300);
-    config.messaging.send_delay_max = Duration::from_millis(400);
-    config.messaging.sends_per_minute = 600;
-    config.messaging.typing_chars_per_second = 1000;
-    config.messaging.new_contacts_per_day = 50;
-    config.messaging.warmup_start = 50;
-    config.risk.min_sample = 1000;
-    let simulator = Simulator::new(Duration::from_secs(20));
-    let services = Services {
-        engines: engines_for(&config),
-        demo: Some(Demo {
-            simulator: simulator.clone(),
-            control: ControlAccess::Open,
-        }),
-        admin: AdminBootstrap::Given {
-            username: "admin".into(),
-            password: PASSWORD.into(),
-        },
-        ..Services::default()
-    };
-    let server = start_on(listener, config, services);
-
-    let (mut browser, pump) = viewer(&dir.path().join("viewer")).await;
-    let page = browser
-        .new_page(format!("http://{addr}/"))
-        .await
-        .expect("open the dashboard");
-    log_in(&page).await;
-    wait(
-        &page,
-        "the live WebSocket",
-        "document.querySelector('#ws-status').dataset.status === 'live'",
-        30,
-    )
+    let demo = demo_server(dir.path(), ControlAccess::Open, |config| {
+        config.messaging.send_delay_min = Duration::from_millis(300);
+        config.messaging.send_delay_max = Duration::from_millis(400);
+        config.messaging.sends_per_minute = 600;
+        config.messaging.typing_chars_per_second = 1000;
+        config.messaging.new_contacts_per_day = 50;
+        config.messaging.warmup_start = 50;
+        config.risk.min_sample = 1000;
+    })
     .await;
+    let (addr, server) = (demo.addr, demo.server);
+    let dash = Dashboard::open(dir.path(), addr).await;
+    let page = &dash.page;
+    log_in(&page).await;
+    live(page).await;
     let (id, device) = linked_session(&page, "clinic").await;
     // The demo's cloud session is READY too: the panels are pointed at this one.
     fill(&page, "#chats-session", &id).await;
@@ -483,17 +401,13 @@ async fn a_person_answers_a_chat_and_runs_a_campaign_from_the_dashboard() {
         30,
     )
     .await;
-    panel_screenshot(&page, "#chats-panel", "04-conversations-en.png").await;
-    switch_to(&page, "es").await;
-    wait(
-        &page,
-        "the thread in Spanish",
+    both_languages(
+        page,
+        "#chats-panel",
+        "conversations",
         &format!("{out}.querySelector('.msg-status').textContent === 'leído' && document.querySelector('#chats-title').textContent === 'Conversaciones'"),
-        10,
     )
     .await;
-    panel_screenshot(&page, "#chats-panel", "05-conversations-es.png").await;
-    switch_to(&page, "en").await;
 
     // The patient's number leaves WhatsApp (the simulator's
     // `queryWidExists` answers null): the next reply fails, and the thread
@@ -528,17 +442,13 @@ async fn a_person_answers_a_chat_and_runs_a_campaign_from_the_dashboard() {
             "reason": "the number is not on WhatsApp", "code": "not_on_whatsapp", "visible": true}),
         "{shown}"
     );
-    panel_screenshot(&page, "#chats-panel", "panel-conversations-failed-en.png").await;
-    switch_to(&page, "es").await;
-    wait(
-        &page,
-        "the failure in Spanish",
+    both_languages(
+        page,
+        "#chats-panel",
+        "conversations-failed",
         &format!("{failed}.querySelector('.msg-status').textContent === 'fallido' && {failed}.querySelector('.msg-reason').textContent === 'el número no está en WhatsApp'"),
-        10,
     )
     .await;
-    panel_screenshot(&page, "#chats-panel", "panel-conversations-failed-es.png").await;
-    switch_to(&page, "en").await;
 
     // A campaign from CSV: two bad rows previewed and rejected.
     fill(&page, "#camp-name", "lunes").await;
@@ -660,9 +570,7 @@ async fn a_person_answers_a_chat_and_runs_a_campaign_from_the_dashboard() {
     .await;
     panel_screenshot(&page, "#campaigns-panel", "09-campaign-done-es.png").await;
 
-    let _ = browser.close().await;
-    let _ = browser.wait().await;
-    pump.abort();
+    dash.close().await;
     server.shutdown().await.expect("shutdown");
     assert!(
         chromium_processes_under(&dir.path().join("data")).is_empty(),
@@ -680,35 +588,15 @@ async fn a_person_answers_a_chat_and_runs_a_campaign_from_the_dashboard() {
 async fn a_person_links_a_number_and_answers_a_chat_with_the_keyboard_alone() {
     let _slot = browser_slot().await;
     let dir = tempfile::tempdir().expect("tempdir");
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let addr = listener.local_addr().expect("addr");
-    let mut config = Config::defaults_of(Profile::Demo);
-    config.storage.data_dir = dir.path().join("data");
-    point_at_simulator(&mut config, addr);
-    config.antiban.connect_delay = Duration::ZERO;
-    config.messaging.send_delay_min = Duration::from_millis(200);
-    config.messaging.send_delay_max = Duration::from_millis(300);
-    config.messaging.typing_chars_per_second = 1000;
-    let services = Services {
-        engines: engines_for(&config),
-        demo: Some(Demo {
-            simulator: Simulator::new(Duration::from_secs(20)),
-            control: ControlAccess::Open,
-        }),
-        admin: AdminBootstrap::Given {
-            username: "admin".into(),
-            password: PASSWORD.into(),
-        },
-        ..Services::default()
-    };
-    let server = start_on(listener, config, services);
-    let (mut browser, pump) = viewer(&dir.path().join("viewer")).await;
-    let page = browser
-        .new_page(format!("http://{addr}/"))
-        .await
-        .expect("open the dashboard");
+    let demo = demo_server(dir.path(), ControlAccess::Open, |config| {
+        config.messaging.send_delay_min = Duration::from_millis(200);
+        config.messaging.send_delay_max = Duration::from_millis(300);
+        config.messaging.typing_chars_per_second = 1000;
+    })
+    .await;
+    let (addr, server) = (demo.addr, demo.server);
+    let dash = Dashboard::open(dir.path(), addr).await;
+    let page = &dash.page;
     wait(
         &page,
         "the login form",
@@ -744,7 +632,7 @@ async fn a_person_links_a_number_and_answers_a_chat_with_the_keyboard_alone() {
         "Create"
     );
     key(&page, Key::Enter, false).await;
-    let row = "[...document.querySelectorAll('tr[data-session-id]')].find(r => r.textContent.includes('Teclado'))";
+    let row = session_row("Teclado");
     wait(
         &page,
         "the new row, the focus still on Create",
@@ -752,11 +640,7 @@ async fn a_person_links_a_number_and_answers_a_chat_with_the_keyboard_alone() {
         30,
     )
     .await;
-    let id = eval(&page, &format!("{row}.dataset.sessionId"))
-        .await
-        .as_str()
-        .expect("session id")
-        .to_owned();
+    let id = session_id(page, &row).await;
     let row_sel = format!("tr[data-session-id='{id}']");
 
     // Back up to its Connect (Shift+Tab), pressed with Space; the focus
@@ -808,22 +692,7 @@ async fn a_person_links_a_number_and_answers_a_chat_with_the_keyboard_alone() {
         true,
         "the focus kept in the phone panel: {focus}"
     );
-    let device = "#phone-devices [data-device-state='CONNECTED']";
-    wait(
-        &page,
-        "the connected demo device",
-        &format!("document.querySelector(\"{device}\")"),
-        30,
-    )
-    .await;
-    let device_id = eval(
-        &page,
-        &format!("document.querySelector(\"{device}\").dataset.deviceId"),
-    )
-    .await
-    .as_str()
-    .expect("device id")
-    .to_owned();
+    let device_id = connected_device(page).await;
 
     // The phone writes (its prefilled number and text): Enter on
     // "Incoming message".
@@ -907,8 +776,6 @@ async fn a_person_links_a_number_and_answers_a_chat_with_the_keyboard_alone() {
     }
     screenshot(&page, "keyboard-only.png").await;
 
-    let _ = browser.close().await;
-    let _ = browser.wait().await;
-    pump.abort();
+    dash.close().await;
     server.shutdown().await.expect("shutdown");
 }

@@ -12,70 +12,21 @@
 
 mod common;
 
-use centinela::config::{Config, Profile};
-use centinela::{engines_for, point_at_simulator, AdminBootstrap, Demo, Services};
 use centinela_actors::cidr::CidrSet;
-use centinela_web::sim::{ControlAccess, Simulator};
+use centinela_web::sim::ControlAccess;
 use chromiumoxide::Page;
 use common::api::{Api, Cred};
 use common::browser::browser_slot;
+use common::hook;
 use common::page::{
-    click, eval, fill, linked_session, log_in, log_in_as, panel_screenshot, press, switch_to,
-    text_of, viewer, wait, PASSWORD,
+    both_languages, click, demo_server, eval, fill, linked_session, live, log_in, log_in_as,
+    panel_screenshot, press, text_of, wait, Dashboard, PASSWORD,
 };
-use common::{hook, start_on, Server};
 use futures::StreamExt;
 use serde_json::{json, Value};
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
-
-/// A demo server on `127.0.0.1:0`, its config changed by `tweak`.
-async fn demo(dir: &std::path::Path, tweak: impl FnOnce(&mut Config)) -> (Server, SocketAddr) {
-    centinela_web::logstream::install_global();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let addr = listener.local_addr().expect("addr");
-    let mut config = Config::defaults_of(Profile::Demo);
-    config.storage.data_dir = dir.join("data");
-    point_at_simulator(&mut config, addr);
-    config.antiban.connect_delay = Duration::ZERO;
-    tweak(&mut config);
-    let services = Services {
-        engines: engines_for(&config),
-        demo: Some(Demo {
-            simulator: Simulator::new(Duration::from_secs(20)),
-            control: ControlAccess::Open,
-        }),
-        admin: AdminBootstrap::Given {
-            username: "admin".into(),
-            password: PASSWORD.into(),
-        },
-        ..Services::default()
-    };
-    (start_on(listener, config, services), addr)
-}
-
-async fn live(page: &Page) {
-    wait(
-        page,
-        "the live WebSocket",
-        "document.querySelector('#ws-status').dataset.status === 'live'",
-        30,
-    )
-    .await;
-}
-
-/// Screenshots of a panel in English, then Spanish (waiting for `es_check`
-/// to hold), and back to English.
-async fn both_languages(page: &Page, panel: &str, name: &str, es_check: &str) {
-    panel_screenshot(page, panel, &format!("panel-{name}-en.png")).await;
-    switch_to(page, "es").await;
-    wait(page, &format!("the {name} panel in Spanish"), es_check, 10).await;
-    panel_screenshot(page, panel, &format!("panel-{name}-es.png")).await;
-    switch_to(page, "en").await;
-}
 
 async fn webhooks_panel(page: &Page) {
     let mut receiver = hook::receiver().await;
@@ -589,7 +540,7 @@ async fn campaign_keeps_focus(page: &Page, session: &str) {
 async fn an_admin_and_a_tenant_user_manage_webhooks_replies_keys_and_people() {
     let _slot = browser_slot().await;
     let dir = tempfile::tempdir().expect("tempdir");
-    let (server, addr) = demo(dir.path(), |c| {
+    let demo = demo_server(dir.path(), ControlAccess::Open, |c| {
         c.webhooks.allow_private = CidrSet::parse(["127.0.0.0/8"]).expect("a CIDR");
         c.webhooks.max_attempts = 1;
         c.messaging.send_delay_min = Duration::from_millis(200);
@@ -597,21 +548,18 @@ async fn an_admin_and_a_tenant_user_manage_webhooks_replies_keys_and_people() {
         c.messaging.typing_chars_per_second = 1000;
     })
     .await;
-    let api = Api::new(&server.url(""));
-    let (mut browser, pump) = viewer(&dir.path().join("viewer")).await;
-    let page = browser
-        .new_page(format!("http://{addr}/"))
-        .await
-        .expect("open the dashboard");
-    log_in(&page).await;
-    live(&page).await;
+    let (api, addr) = (Api::new(&demo.server.url("")), demo.addr);
+    let dash = Dashboard::open(dir.path(), addr).await;
+    let page = &dash.page;
+    log_in(page).await;
+    live(page).await;
 
     webhooks_panel(&page).await;
     auto_replies_panel(&page).await;
     auto_reply_answers_the_phone(&page, addr).await;
     api_key(&page, &api).await;
     tenant_and_user(&page).await;
-    tenant_user_sees_only_their_tenant(&browser, addr).await;
+    tenant_user_sees_only_their_tenant(&dash.browser, addr).await;
     delete_tenant(&page).await;
     keyboard(&page).await;
     let ready = eval(
@@ -621,10 +569,8 @@ async fn an_admin_and_a_tenant_user_manage_webhooks_replies_keys_and_people() {
     .await;
     campaign_keeps_focus(&page, ready.as_str().expect("the READY session")).await;
 
-    let _ = browser.close().await;
-    let _ = browser.wait().await;
-    pump.abort();
-    server.shutdown().await.expect("shutdown");
+    dash.close().await;
+    demo.server.shutdown().await.expect("shutdown");
 }
 
 /// A thousand sessions, made through the API (none connects), listed a page
@@ -634,12 +580,12 @@ async fn an_admin_and_a_tenant_user_manage_webhooks_replies_keys_and_people() {
 async fn a_thousand_sessions_are_filtered_and_paged_and_three_connects_are_charted() {
     let _slot = browser_slot().await;
     let dir = tempfile::tempdir().expect("tempdir");
-    let (server, addr) = demo(dir.path(), |c| {
+    let demo = demo_server(dir.path(), ControlAccess::Open, |c| {
         c.antiban.max_sessions = 1100;
         c.antiban.max_sessions_per_tenant = 600;
     })
     .await;
-    let api = Api::new(&server.url(""));
+    let api = Api::new(&demo.server.url(""));
     let admin = api.login("admin", PASSWORD).await;
     for tenant in ["bulk-a", "bulk-b", "chart"] {
         let r = api
@@ -686,13 +632,10 @@ async fn a_thousand_sessions_are_filtered_and_paged_and_three_connects_are_chart
     let total = all.body["sessions"].as_array().expect("sessions").len();
     assert!(total >= 1003, "{total}");
 
-    let (mut browser, pump) = viewer(&dir.path().join("viewer")).await;
-    let page = browser
-        .new_page(format!("http://{addr}/"))
-        .await
-        .expect("open the dashboard");
-    log_in(&page).await;
-    live(&page).await;
+    let dash = Dashboard::open(dir.path(), demo.addr).await;
+    let page = &dash.page;
+    log_in(page).await;
+    live(page).await;
     let count = "document.querySelector('#sessions-count').dataset";
     wait(
         &page,
@@ -825,10 +768,8 @@ async fn a_thousand_sessions_are_filtered_and_paged_and_three_connects_are_chart
         assert!(r.status < 300, "{}", r.text);
     }
 
-    let _ = browser.close().await;
-    let _ = browser.wait().await;
-    pump.abort();
-    server.shutdown().await.expect("shutdown");
+    dash.close().await;
+    demo.server.shutdown().await.expect("shutdown");
 }
 
 /// A first visit: no session anywhere says what to do next.
@@ -836,17 +777,14 @@ async fn a_thousand_sessions_are_filtered_and_paged_and_three_connects_are_chart
 async fn a_new_tenant_user_is_told_the_next_step() {
     let _slot = browser_slot().await;
     let dir = tempfile::tempdir().expect("tempdir");
-    let (server, addr) = demo(dir.path(), |_| {}).await;
-    let api = Api::new(&server.url(""));
+    let demo = demo_server(dir.path(), ControlAccess::Open, |_| {}).await;
+    let api = Api::new(&demo.server.url(""));
     let admin = api.login("admin", PASSWORD).await;
     api.tenant_with_user(&admin, "nuevo").await;
-    let (mut browser, pump) = viewer(&dir.path().join("viewer")).await;
-    let page = browser
-        .new_page(format!("http://{addr}/"))
-        .await
-        .expect("open the dashboard");
-    log_in_as(&page, "nuevo-user", "tenant-password-1").await;
-    live(&page).await;
+    let dash = Dashboard::open(dir.path(), demo.addr).await;
+    let page = &dash.page;
+    log_in_as(page, "nuevo-user", "tenant-password-1").await;
+    live(page).await;
     wait(
         &page,
         "the empty state with the next step",
@@ -861,8 +799,6 @@ async fn a_new_tenant_user_is_told_the_next_step() {
         "document.querySelector('#sessions-empty').textContent.includes('pulsa Crear')",
     )
     .await;
-    let _ = browser.close().await;
-    let _ = browser.wait().await;
-    pump.abort();
-    server.shutdown().await.expect("shutdown");
+    dash.close().await;
+    demo.server.shutdown().await.expect("shutdown");
 }

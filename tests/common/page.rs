@@ -1,19 +1,114 @@
 //! Driving the dashboard in headless Chromium (chromiumoxide): JS
 //! evaluation, waits on the DOM (a `MutationObserver`, never a sleep),
 //! clicks, form filling, real key presses, logging in, and screenshots under
-//! `target/screenshots/`. Shared by the dashboard test binaries.
+//! `target/screenshots/`; and the setup every dashboard test starts from (an
+//! in-process `serve --demo` and a viewer with the dashboard open). Shared
+//! by the dashboard test binaries.
 
+use super::{start_on, Server};
+use centinela::config::{Config, Profile};
+use centinela::{engines_for, point_at_simulator, AdminBootstrap, Demo, Services};
+use centinela_web::sim::{ControlAccess, Simulator};
 use chromiumoxide::cdp::browser_protocol::page::{CaptureScreenshotFormat, Viewport};
 use chromiumoxide::cdp::js_protocol::runtime::EvaluateParams;
 use chromiumoxide::page::ScreenshotParams;
 use chromiumoxide::{Browser, BrowserConfig, Page};
 use futures::StreamExt;
 use serde_json::Value;
-use std::path::PathBuf;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 /// The admin's password in the dashboard tests.
 pub const PASSWORD: &str = "dashboard-pass-1";
+
+/// An in-process `serve --demo` on `127.0.0.1:0`: the demo profile (real
+/// webjs engine, real Chromium per session, the bundled simulator, whose
+/// control API is behind `control`), data under `dir/data`, connects without
+/// the anti-ban delay, the admin `admin` / [`PASSWORD`], and the supervisor
+/// log stream installed as `main` does; its config changed by `tweak`.
+pub struct DemoServer {
+    pub server: Server,
+    pub addr: SocketAddr,
+    /// The simulator the server serves, to look at its devices directly.
+    pub simulator: Simulator,
+}
+
+pub async fn demo_server(
+    dir: &Path,
+    control: ControlAccess,
+    tweak: impl FnOnce(&mut Config),
+) -> DemoServer {
+    centinela_web::logstream::install_global();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let mut config = Config::defaults_of(Profile::Demo);
+    config.storage.data_dir = dir.join("data");
+    point_at_simulator(&mut config, addr);
+    config.antiban.connect_delay = Duration::ZERO;
+    tweak(&mut config);
+    let simulator = Simulator::new(Duration::from_secs(20));
+    let services = Services {
+        engines: engines_for(&config),
+        demo: Some(Demo {
+            simulator: simulator.clone(),
+            control,
+        }),
+        admin: AdminBootstrap::Given {
+            username: "admin".into(),
+            password: PASSWORD.into(),
+        },
+        ..Services::default()
+    };
+    DemoServer {
+        server: start_on(listener, config, services),
+        addr,
+        simulator,
+    }
+}
+
+/// The person's browser (a [`viewer`] with its profile under `dir`) with
+/// the dashboard at `addr` open in a tab, not yet logged in.
+pub struct Dashboard {
+    pub browser: Browser,
+    pub page: Page,
+    pump: tokio::task::JoinHandle<()>,
+}
+
+impl Dashboard {
+    pub async fn open(dir: &Path, addr: SocketAddr) -> Dashboard {
+        let (browser, pump) = viewer(&dir.join("viewer")).await;
+        let page = browser
+            .new_page(format!("http://{addr}/"))
+            .await
+            .expect("open the dashboard");
+        Dashboard {
+            browser,
+            page,
+            pump,
+        }
+    }
+
+    /// Closes the browser and waits for it to exit.
+    pub async fn close(mut self) {
+        let _ = self.browser.close().await;
+        let _ = self.browser.wait().await;
+        self.pump.abort();
+    }
+}
+
+/// Waits for the dashboard's WebSocket to be live.
+pub async fn live(page: &Page) {
+    wait(
+        page,
+        "the live WebSocket",
+        "document.querySelector('#ws-status').dataset.status === 'live'",
+        30,
+    )
+    .await;
+}
 
 /// Evaluates `js` in the page (a promise is awaited) and returns its value.
 pub async fn eval(page: &Page, js: &str) -> Value {
@@ -196,6 +291,16 @@ pub async fn switch_to(page: &Page, lang: &str) {
     .await;
 }
 
+/// Screenshots of a panel (`panel-{name}-en.png`, then `-es.png` once
+/// `es_check` holds in Spanish), and the page back in English.
+pub async fn both_languages(page: &Page, panel: &str, name: &str, es_check: &str) {
+    panel_screenshot(page, panel, &format!("panel-{name}-en.png")).await;
+    switch_to(page, "es").await;
+    wait(page, &format!("the {name} panel in Spanish"), es_check, 10).await;
+    panel_screenshot(page, panel, &format!("panel-{name}-es.png")).await;
+    switch_to(page, "en").await;
+}
+
 /// The text of the first element matching `selector` ("" when none).
 pub async fn text_of(page: &Page, selector: &str) -> String {
     let js = format!(
@@ -215,13 +320,9 @@ pub async fn linked_session(page: &Page, name: &str) -> (String, String) {
     fill(page, "#new-session-name", name).await;
     fill(page, "#new-session-tenant", "demo").await;
     click(page, "#new-session-submit").await;
-    let row = format!("[...document.querySelectorAll('tr[data-session-id]')].find(r => r.textContent.includes('{name}'))");
+    let row = session_row(name);
     wait(page, "the new row", &row, 30).await;
-    let id = eval(page, &format!("{row}.dataset.sessionId"))
-        .await
-        .as_str()
-        .expect("session id")
-        .to_owned();
+    let id = session_id(page, &row).await;
     let row_sel = format!("tr[data-session-id='{id}']");
     click(page, &format!("{row_sel} [data-action='connect']")).await;
     let scan = format!("[data-sim-action='scan'][data-session-id='{id}']");
@@ -240,6 +341,25 @@ pub async fn linked_session(page: &Page, name: &str) -> (String, String) {
         60,
     )
     .await;
+    (id, connected_device(page).await)
+}
+
+/// A JS expression for the session row whose text includes `name`.
+pub fn session_row(name: &str) -> String {
+    format!("[...document.querySelectorAll('tr[data-session-id]')].find(r => r.textContent.includes('{name}'))")
+}
+
+/// The session id of `row` (a JS expression for a session row).
+pub async fn session_id(page: &Page, row: &str) -> String {
+    eval(page, &format!("{row}.dataset.sessionId"))
+        .await
+        .as_str()
+        .expect("session id")
+        .to_owned()
+}
+
+/// The id of the demo phone's connected device, once one is listed.
+pub async fn connected_device(page: &Page) -> String {
     let device = "#phone-devices [data-device-state='CONNECTED']";
     wait(
         page,
@@ -248,15 +368,14 @@ pub async fn linked_session(page: &Page, name: &str) -> (String, String) {
         30,
     )
     .await;
-    let device_id = eval(
+    eval(
         page,
         &format!("document.querySelector(\"{device}\").dataset.deviceId"),
     )
     .await
     .as_str()
     .expect("device id")
-    .to_owned();
-    (id, device_id)
+    .to_owned()
 }
 
 /// A key of the keyboard-only tests.

@@ -142,6 +142,21 @@ mod tests {
         }
     }
 
+    /// A store in a temp dir with the tenant `shop` on record.
+    fn shop_store() -> (tempfile::TempDir, Store, TenantId) {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = Store::open(dir.path()).expect("open");
+        let shop = TenantId::new("shop").expect("id");
+        store
+            .create_tenant(&TenantRecord {
+                id: shop.clone(),
+                name: "shop".into(),
+                created_at: Timestamp::from_millis(1),
+            })
+            .expect("tenant");
+        (dir, store, shop)
+    }
+
     struct Harness {
         store: Store,
         bus: Bus,
@@ -153,8 +168,7 @@ mod tests {
 
     impl Harness {
         fn start(limits: AutoReplyConfig) -> Harness {
-            let dir = tempfile::tempdir().expect("tempdir");
-            let store = Store::open(dir.path()).expect("open");
+            let (dir, store, shop) = shop_store();
             let rules = AutoReplyRules {
                 enabled: true,
                 rules: vec![AutoReplyRule {
@@ -163,14 +177,6 @@ mod tests {
                     enabled: true,
                 }],
             };
-            let shop = TenantId::new("shop").expect("id");
-            store
-                .create_tenant(&TenantRecord {
-                    id: shop.clone(),
-                    name: "shop".into(),
-                    created_at: Timestamp::from_millis(1),
-                })
-                .expect("tenant");
             assert!(store.set_auto_replies(&shop, &rules).expect("rules"));
             for s in ["s1", "s2"] {
                 let s = SessionId::new(s).expect("id");
@@ -405,16 +411,7 @@ mod tests {
 
     #[test]
     fn a_rule_switched_off_is_stored_switched_off() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let store = Store::open(dir.path()).expect("open");
-        let shop = TenantId::new("shop").expect("id");
-        store
-            .create_tenant(&TenantRecord {
-                id: shop.clone(),
-                name: "shop".into(),
-                created_at: Timestamp::from_millis(1),
-            })
-            .expect("tenant");
+        let (_dir, store, shop) = shop_store();
         let off = AutoReplyRules {
             enabled: true,
             rules: vec![AutoReplyRule {
