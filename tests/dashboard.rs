@@ -401,6 +401,13 @@ async fn a_person_answers_a_chat_and_runs_a_campaign_from_the_dashboard() {
         30,
     )
     .await;
+    wait(
+        &page,
+        "the ack's notice naming the recipient, not the engine's message id",
+        &format!("[...document.querySelectorAll('#toasts .toast')].some(t => t.textContent === 'clinic: message to +{peer} read') && ![...document.querySelectorAll('#toasts .toast')].some(t => t.textContent.includes('@c.us'))"),
+        10,
+    )
+    .await;
     both_languages(
         page,
         "#chats-panel",

@@ -356,8 +356,8 @@ async fn tenant_and_user(page: &Page) {
     click(page, "#new-session-submit").await;
     wait(
         page,
-        "the tenant's session",
-        "[...document.querySelectorAll('tr[data-session-id]')].some(r => r.textContent.includes('sur desk'))",
+        "the tenant's session, counted on its row live",
+        "[...document.querySelectorAll('tr[data-session-id]')].some(r => r.textContent.includes('sur desk')) && document.querySelector(\"#tenants-body tr[data-tenant-id='clinica'] td:nth-child(3)\").textContent === '1'",
         30,
     )
     .await;
@@ -732,13 +732,13 @@ async fn a_thousand_sessions_are_filtered_and_paged_and_three_connects_are_chart
         eval(&page, &format!("{org_chart}.querySelectorAll('.chart-bar').length > 0 && !!{org_chart}.querySelector('.chart-limit')")).await,
         true
     );
-    // Readable against a limit of 50: every bar at least 8 units tall and
+    // Readable against a limit of 50: every bar at least 14 units tall and
     // labelled with its count, the counts adding up to the three, and the
     // total written out.
     let bars = eval(
         &page,
         &format!("(() => {{ const s = {org_chart}; const bars = [...s.querySelectorAll('.chart-bar')];
-            return {{tall: bars.every(b => Number(b.getAttribute('height')) >= 8),
+            return {{tall: bars.every(b => Number(b.getAttribute('height')) >= 14),
                      counted: [...s.querySelectorAll('.chart-count')].reduce((n, c) => n + Number(c.textContent), 0),
                      labels: s.querySelectorAll('.chart-count').length === bars.length,
                      used: s.querySelector('.chart-used').textContent}}; }})()"),

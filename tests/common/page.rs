@@ -175,9 +175,15 @@ pub fn screenshot_path(name: &str) -> PathBuf {
     dir.join(name)
 }
 
-/// A screenshot of one element (a panel), wherever it is on the page.
+/// A screenshot of one element (a panel), wherever it is on the page; the
+/// passing notifications (toasts, fixed over whatever is below them) are
+/// hidden meanwhile, so the panel is what shows.
 pub async fn panel_screenshot(page: &Page, selector: &str, name: &str) -> PathBuf {
     let path = screenshot_path(name);
+    let toasts = |v: &str| {
+        format!("(document.querySelector('#toasts') || {{style: {{}}}}).style.visibility = '{v}'")
+    };
+    eval(page, &toasts("hidden")).await;
     let js = format!(
         "(() => {{ const r = document.querySelector({s}).getBoundingClientRect(); return [r.left + scrollX, r.top + scrollY, r.width, r.height]; }})()",
         s = serde_json::to_string(selector).expect("json")
@@ -199,6 +205,7 @@ pub async fn panel_screenshot(page: &Page, selector: &str, name: &str) -> PathBu
     page.save_screenshot(params, &path)
         .await
         .expect("panel screenshot");
+    eval(page, &toasts("")).await;
     assert!(
         std::fs::metadata(&path).is_ok_and(|m| m.len() > 10_000),
         "{name} has content"

@@ -135,10 +135,19 @@ export async function loadUsers() {
 }
 
 const sessionsOf = (id) => [...state.sessions.values()].filter((s) => s.tenant_id === id).length;
+let counted = '';
+
+// Sessions came or went: the tenants' session counts follow (the table is rebuilt only when one moved).
+export function onSessionsCounted() {
+  if (!isAdmin()) return;
+  const key = tenantList().map((x) => x.id + ':' + sessionsOf(x.id)).join(' ');
+  if (key !== counted) renderTenants();
+}
 
 export function renderTenants() {
   if (!isAdmin()) return;
   const body = $('tenants-body');
+  counted = tenantList().map((x) => x.id + ':' + sessionsOf(x.id)).join(' ');
   keepFocus(body, () => {
     body.textContent = '';
     tenantList().forEach((x) => {

@@ -5,12 +5,13 @@
 import { t, lang } from './i18n.js';
 
 const NS = 'http://www.w3.org/2000/svg';
-const W = 560;
-const H = 160;
+// Drawn about as wide as it is shown (two charts a row), so the labels keep their size.
+const W = 440;
+const H = 180;
 const PAD = { left: 34, right: 10, top: 24, bottom: 22 };
 // A bucket with attempts is at least this tall (SVG units): one attempt against a limit of 50 would
 // otherwise be a two-pixel sliver. Its count is written above it, so the height is never read alone.
-const MIN_BAR = 8;
+const MIN_BAR = 14;
 
 function svgEl(tag, attrs, text) {
   const node = document.createElementNS(NS, tag);
@@ -57,7 +58,9 @@ export function attemptsChart({ id, title, times, limit, windowMs, buckets, now 
   svg.appendChild(svgEl('text', { x: PAD.left, y: PAD.top - 8, class: 'chart-used' }, t('chart.used', { n: at.length, limit })));
   svg.appendChild(svgEl('text', { x: PAD.left - 4, y: y(0), 'text-anchor': 'end', class: 'chart-label' }, '0'));
   svg.appendChild(svgEl('text', { x: PAD.left - 4, y: y(top) + 8, 'text-anchor': 'end', class: 'chart-label' }, String(top)));
-  svg.appendChild(svgEl('text', { x: PAD.left, y: H - 6, class: 'chart-label' }, hhmm(from)));
+  // A day's window starts at the same clock time as now: "24 h ago" says which side is which.
+  const start = windowMs >= 24 * 3600 * 1000 ? t('chart.hoursAgo', { n: Math.round(windowMs / 3600000) }) : hhmm(from);
+  svg.appendChild(svgEl('text', { x: PAD.left, y: H - 6, class: 'chart-label' }, start));
   svg.appendChild(svgEl('text', { x: W - PAD.right, y: H - 6, 'text-anchor': 'end', class: 'chart-label' }, t('chart.now', { at: hhmm(now) })));
   return svg;
 }

@@ -19,6 +19,7 @@ import { renderPhone, refreshDevices } from './sim.js';
 import { admissionNote, refreshRate } from './admission.js';
 import { renderChatSessions } from './conversations.js';
 import { renderCampaignSessions } from './campaigns.js';
+import { onSessionsCounted } from './access.js';
 
 const LIVE_STATES = ['CONNECTING', 'QR', 'AUTHENTICATED', 'READY'];
 
@@ -95,6 +96,7 @@ export function sessionsChanged(updated) {
   renderPhone();
   renderChatSessions();
   renderCampaignSessions();
+  onSessionsCounted();
 }
 
 // Rows are updated in place, so focus and a pending delete confirmation survive live updates.
@@ -146,9 +148,10 @@ function updateRow(row, s) {
   row.dataset.state = s.state;
   cells.name.textContent = s.name;
   cells.tenant.textContent = s.tenant_id;
-  cells.state.textContent = s.state;
+  // The state in the page's language; its machine name (what the API and the logs say) as the title.
+  cells.state.textContent = tCode('state.', s.state);
   cells.state.className = 'col-state state state-' + String(s.state).toLowerCase();
-  cells.state.title = tCode('state.', s.state);
+  cells.state.title = s.state;
   cells.reason.textContent = s.state === 'DISCONNECTED' && s.reason ? tCode('reason.', s.reason) : '';
   admissionNote(cells.reason, s.admission);
   cells.since.textContent = '';
