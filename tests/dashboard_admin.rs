@@ -372,21 +372,22 @@ async fn tenant_and_user(page: &Page) {
 
 /// Ana, in her own tab, sees her tenant only.
 async fn tenant_user_sees_only_their_tenant(browser: &chromiumoxide::Browser, addr: SocketAddr) {
-    let page = browser
+    let tab = browser
         .new_page(format!("http://{addr}/"))
         .await
         .expect("a second tab");
-    log_in_as(&page, "ana", "ana-password-2").await;
-    live(&page).await;
+    let page = &tab;
+    log_in_as(page, "ana", "ana-password-2").await;
+    live(page).await;
     wait(
-        &page,
+        page,
         "her session, and her tenant in the panels",
         "document.querySelectorAll('tr[data-session-id]').length === 1 && document.querySelector(\"#hook-tenant option[value='clinica']\")",
         30,
     )
     .await;
     let seen = eval(
-        &page,
+        page,
         "({rows: [...document.querySelectorAll('tr[data-session-id]')].map(r => r.querySelector('.col-name').textContent),
            hookTenants: [...document.querySelectorAll('#hook-tenant option')].map(o => o.value),
            keyTenants: [...document.querySelectorAll('#keys-tenant option')].map(o => o.value),
@@ -401,14 +402,14 @@ async fn tenant_user_sees_only_their_tenant(browser: &chromiumoxide::Browser, ad
     assert_eq!(seen["people"], true, "no tenants or users for her: {seen}");
     assert_eq!(seen["log"], true, "no supervisor log: {seen}");
     wait(
-        &page,
+        page,
         "her tenant alone in the admission panel",
         "document.querySelectorAll('#admission-body tr').length === 1 && document.querySelector(\"#admission-body tr[data-org-id='clinica']\") && !document.querySelector(\"[data-chart='server']\")",
         30,
     )
     .await;
-    common::page::screenshot(&page, "tenant-user-view.png").await;
-    let _ = page.close().await;
+    common::page::screenshot(page, "tenant-user-view.png").await;
+    let _ = tab.close().await;
 }
 
 /// Deleting the tenant says what goes; Cancel gives the focus back to the
@@ -554,20 +555,20 @@ async fn an_admin_and_a_tenant_user_manage_webhooks_replies_keys_and_people() {
     log_in(page).await;
     live(page).await;
 
-    webhooks_panel(&page).await;
-    auto_replies_panel(&page).await;
-    auto_reply_answers_the_phone(&page, addr).await;
-    api_key(&page, &api).await;
-    tenant_and_user(&page).await;
+    webhooks_panel(page).await;
+    auto_replies_panel(page).await;
+    auto_reply_answers_the_phone(page, addr).await;
+    api_key(page, &api).await;
+    tenant_and_user(page).await;
     tenant_user_sees_only_their_tenant(&dash.browser, addr).await;
-    delete_tenant(&page).await;
-    keyboard(&page).await;
+    delete_tenant(page).await;
+    keyboard(page).await;
     let ready = eval(
-        &page,
+        page,
         "[...document.querySelectorAll('tr[data-session-id]')].find(r => r.textContent.includes('recepción')).dataset.sessionId",
     )
     .await;
-    campaign_keeps_focus(&page, ready.as_str().expect("the READY session")).await;
+    campaign_keeps_focus(page, ready.as_str().expect("the READY session")).await;
 
     dash.close().await;
     demo.server.shutdown().await.expect("shutdown");
@@ -638,15 +639,15 @@ async fn a_thousand_sessions_are_filtered_and_paged_and_three_connects_are_chart
     live(page).await;
     let count = "document.querySelector('#sessions-count').dataset";
     wait(
-        &page,
+        page,
         "every session counted, one page shown",
         &format!("{count}.total === '{total}' && document.querySelectorAll('#sessions-body tr').length === 50 && {count}.pages === '{}'", total.div_ceil(50)),
         60,
     )
     .await;
-    click(&page, "#sessions-next").await;
+    click(page, "#sessions-next").await;
     wait(
-        &page,
+        page,
         "the second page",
         &format!(
             "{count}.page === '2' && document.querySelectorAll('#sessions-body tr').length === 50"
@@ -654,43 +655,43 @@ async fn a_thousand_sessions_are_filtered_and_paged_and_three_connects_are_chart
         10,
     )
     .await;
-    fill(&page, "#sessions-filter-tenant", "bulk-b").await;
+    fill(page, "#sessions-filter-tenant", "bulk-b").await;
     wait(
-        &page,
+        page,
         "bulk-b's 500, from the first page",
         &format!("{count}.matching === '500' && {count}.page === '1' && [...document.querySelectorAll('#sessions-body .col-tenant')].every(c => c.textContent === 'bulk-b')"),
         10,
     )
     .await;
-    fill(&page, "#sessions-filter", "desk-0999").await;
+    fill(page, "#sessions-filter", "desk-0999").await;
     wait(
-        &page,
+        page,
         "one by name",
         &format!("{count}.matching === '1' && document.querySelector('#sessions-body .col-name').textContent === 'desk-0999' && document.querySelector('#sessions-pager').hidden"),
         10,
     )
     .await;
-    fill(&page, "#sessions-filter", "").await;
-    fill(&page, "#sessions-filter-state", "READY").await;
+    fill(page, "#sessions-filter", "").await;
+    fill(page, "#sessions-filter-state", "READY").await;
     wait(
-        &page,
+        page,
         "none of bulk-b READY, said so",
         &format!("{count}.matching === '0' && !document.querySelector('#sessions-nomatch').hidden && document.querySelector('#sessions-table').hidden"),
         10,
     )
     .await;
-    fill(&page, "#sessions-filter-tenant", "").await;
-    fill(&page, "#sessions-filter-state", "").await;
-    fill(&page, "#sessions-filter", "desk-00").await;
+    fill(page, "#sessions-filter-tenant", "").await;
+    fill(page, "#sessions-filter-state", "").await;
+    fill(page, "#sessions-filter", "desk-00").await;
     wait(
-        &page,
+        page,
         "a hundred by name",
         &format!("{count}.matching === '100'"),
         10,
     )
     .await;
     both_languages(
-        &page,
+        page,
         "#sessions-panel",
         "sessions",
         "document.querySelector('#sessions-count').textContent.includes('de 100 mostradas') && document.querySelector('#sessions-title').textContent === 'Sesiones'",
@@ -698,10 +699,10 @@ async fn a_thousand_sessions_are_filtered_and_paged_and_three_connects_are_chart
     .await;
 
     // Three connects of tenant `chart`, pressed in the page.
-    fill(&page, "#sessions-filter", "").await;
-    fill(&page, "#sessions-filter-tenant", "chart").await;
+    fill(page, "#sessions-filter", "").await;
+    fill(page, "#sessions-filter-tenant", "chart").await;
     wait(
-        &page,
+        page,
         "chart's three",
         &format!("{count}.matching === '3'"),
         10,
@@ -709,34 +710,34 @@ async fn a_thousand_sessions_are_filtered_and_paged_and_three_connects_are_chart
     .await;
     for id in &chart_sessions {
         click(
-            &page,
+            page,
             &format!("tr[data-session-id='{id}'] [data-action='connect']"),
         )
         .await;
     }
     let org_chart = "document.querySelector(\"[data-chart='tenant'][data-org-id='chart'] svg\")";
     wait(
-        &page,
+        page,
         "three attempts on chart's chart, against its daily limit",
         &format!("{org_chart} && {org_chart}.dataset.attempts === '3' && {org_chart}.dataset.limit === '50'"),
         60,
     )
     .await;
     let server_chart = "document.querySelector(\"[data-chart='server'] svg\")";
-    let global = eval(&page, &format!("Number({server_chart}.dataset.attempts)")).await;
+    let global = eval(page, &format!("Number({server_chart}.dataset.attempts)")).await;
     assert!(
         global.as_u64().is_some_and(|n| n >= 3),
         "server-wide: {global}"
     );
     assert_eq!(
-        eval(&page, &format!("{org_chart}.querySelectorAll('.chart-bar').length > 0 && !!{org_chart}.querySelector('.chart-limit')")).await,
+        eval(page, &format!("{org_chart}.querySelectorAll('.chart-bar').length > 0 && !!{org_chart}.querySelector('.chart-limit')")).await,
         true
     );
     // Readable against a limit of 50: every bar at least 14 units tall and
     // labelled with its count, the counts adding up to the three, and the
     // total written out.
     let bars = eval(
-        &page,
+        page,
         &format!("(() => {{ const s = {org_chart}; const bars = [...s.querySelectorAll('.chart-bar')];
             return {{tall: bars.every(b => Number(b.getAttribute('height')) >= 14),
                      counted: [...s.querySelectorAll('.chart-count')].reduce((n, c) => n + Number(c.textContent), 0),
@@ -750,7 +751,7 @@ async fn a_thousand_sessions_are_filtered_and_paged_and_three_connects_are_chart
         "{bars}"
     );
     both_languages(
-        &page,
+        page,
         "#admission-panel",
         "admission",
         "document.querySelector(\"[data-chart='tenant'][data-org-id='chart'] figcaption\").textContent === 'chart: intentos, últimas 24 h'",
@@ -786,14 +787,14 @@ async fn a_new_tenant_user_is_told_the_next_step() {
     log_in_as(page, "nuevo-user", "tenant-password-1").await;
     live(page).await;
     wait(
-        &page,
+        page,
         "the empty state with the next step",
         "!document.querySelector('#sessions-empty').hidden && document.querySelector('#sessions-empty').textContent.includes('press Create') && document.querySelector('#sessions-tools').hidden",
         30,
     )
     .await;
     both_languages(
-        &page,
+        page,
         "#sessions-panel",
         "sessions-empty",
         "document.querySelector('#sessions-empty').textContent.includes('pulsa Crear')",
