@@ -534,8 +534,8 @@ async fn a_person_answers_a_chat_and_runs_a_campaign_from_the_dashboard() {
     click(page, "#camp-body [data-camp-action='resume']").await;
     wait(
         page,
-        "completed at 100 %",
-        &format!("{row}.dataset.status === 'completed' && {progress}.dataset.percent === '100' && {progress}.dataset.sent === '18' && {progress}.dataset.remaining === '0'"),
+        "completed at 100 %, the focus on the campaign's name (its Pause is gone)",
+        &format!("{row}.dataset.status === 'completed' && {progress}.dataset.percent === '100' && {progress}.dataset.sent === '18' && {progress}.dataset.remaining === '0' && document.activeElement === {row}.querySelector('th')"),
         120,
     )
     .await;

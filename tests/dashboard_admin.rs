@@ -79,7 +79,7 @@ async fn webhooks_panel(page: &Page) {
     wait(
         page,
         "the delivery delivered, live",
-        &format!("{row}.dataset.status === 'delivered' && {row}.querySelector('.hook-error').textContent === '—'"),
+        &format!("{row}.dataset.status === 'delivered' && {row}.querySelector('.hook-error').textContent === '—' && document.activeElement.dataset.key === 'delivery:{id}'"),
         30,
     )
     .await;

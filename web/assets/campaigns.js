@@ -71,7 +71,7 @@ export function renderCampaigns() {
   keepFocus(body, () => {
     body.textContent = '';
     campaigns.forEach((c) => body.appendChild(campaignRow(c)));
-  });
+  }, (key) => body.querySelector('tr[data-campaign-id="' + CSS.escape(key.slice(key.indexOf(':') + 1)) + '"] th'));
   // The pressed button was disabled while its call ran (the browser moved the focus to the page):
   // it goes to the button now in the same place (Start → Pause → Resume), else to the row's name.
   if (wantFocus) {

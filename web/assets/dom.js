@@ -26,16 +26,20 @@ export function setMsg(id, text, isError, extra) {
 }
 
 // Rebuilds a container, giving focus back to the control (same data-key) that had it. When that
-// control is gone (a scanned QR's button), the focus goes to the panel's heading rather than
-// falling to the page, so the next Tab continues in the panel.
-export function keepFocus(container, rebuild) {
+// control is gone (a scanned QR's button, a finished campaign's Pause), the focus goes to what
+// `fallback(key)` names (the campaign's row), else to the panel's heading, rather than falling to the
+// page, so the next Tab continues where the person was.
+export function keepFocus(container, rebuild, fallback) {
   const active = document.activeElement;
   const inside = !!active && active !== container && container.contains(active);
   const key = inside ? active.dataset.key : null;
   rebuild();
   const again = key && container.querySelector('[data-key="' + CSS.escape(key) + '"]');
   if (again) again.focus();
-  else if (inside && !document.contains(active)) focusPanel(container);
+  else if (inside && !document.contains(active)) {
+    const near = key && fallback ? fallback(key) : null;
+    if (near) near.focus(); else focusPanel(container);
+  }
 }
 
 // The focus on the heading of the panel holding `node` (focusable from script only).
