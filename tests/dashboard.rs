@@ -563,7 +563,7 @@ async fn a_person_answers_a_chat_and_runs_a_campaign_from_the_dashboard() {
     wait(
         page,
         "the campaign in Spanish",
-        &format!("{row}.querySelector('.camp-status').textContent === 'terminada'"),
+        &format!("{row}.querySelector('.camp-status').textContent === 'terminada' && document.querySelector('label.file-button').textContent === 'Elegir un archivo' && document.querySelector('#camp-file-name').textContent === 'Ningún archivo elegido' && document.activeElement === {row}.querySelector('th')"),
         10,
     )
     .await;
