@@ -15,9 +15,10 @@ mod common;
 use centinela_web::sim::ControlAccess;
 use common::browser::{browser_slot, chromium_processes_under};
 use common::page::{
-    both_languages, click, connected_device, demo_server, eval, fill, key, keyboard_focus,
-    linked_session, live, log_in, panel_screenshot, screenshot, session_id, session_row, switch_to,
-    tab_to, text_of, type_text, unnamed_buttons, wait, Dashboard, Key, PASSWORD,
+    appears, both_languages, click, connected_device, demo_server, eval, fill, key, keyboard_focus,
+    linked_session, live, log_in, login_form, panel_screenshot, screenshot, session_id,
+    session_row, switch_to, tab_to, text_of, type_text, unnamed_buttons, wait, Dashboard, Key,
+    PASSWORD,
 };
 use serde_json::Value;
 use std::time::Duration;
@@ -596,13 +597,7 @@ async fn a_person_links_a_number_and_answers_a_chat_with_the_keyboard_alone() {
     let (addr, server) = (demo.addr, demo.server);
     let dash = Dashboard::open(dir.path(), addr).await;
     let page = &dash.page;
-    wait(
-        page,
-        "the login form",
-        "document.querySelector('#login-form') && !document.querySelector('#login-view').hidden",
-        30,
-    )
-    .await;
+    login_form(page).await;
     keyboard_focus(page).await;
 
     assert_eq!(tab_to(page, "#login-username", false, 6).await, "Username");
@@ -665,13 +660,7 @@ async fn a_person_links_a_number_and_answers_a_chat_with_the_keyboard_alone() {
 
     // The demo phone's scan button, forward, pressed with Enter: READY.
     let scan = format!("[data-sim-action='scan'][data-session-id='{id}']");
-    wait(
-        page,
-        "the phone panel's scan button",
-        &format!("document.querySelector(\"{scan}\")"),
-        60,
-    )
-    .await;
+    appears(page, "the phone panel's scan button", &scan, 60).await;
     assert_eq!(tab_to(page, &scan, false, 200).await, "Scan QR of Teclado");
     key(page, Key::Enter, false).await;
     wait(
@@ -721,13 +710,7 @@ async fn a_person_links_a_number_and_answers_a_chat_with_the_keyboard_alone() {
         .expect("the phone's number")
         .to_owned();
     let chat = format!("#chats-list li[data-peer='{peer}'] button[data-chat]");
-    wait(
-        page,
-        "the chat",
-        &format!("document.querySelector(\"{chat}\")"),
-        30,
-    )
-    .await;
+    appears(page, "the chat", &chat, 30).await;
     assert_eq!(
         tab_to(page, &chat, false, 5).await,
         format!("Open the chat with +{peer}, 1 unread")

@@ -19,8 +19,8 @@ use common::api::{Api, Cred};
 use common::browser::browser_slot;
 use common::hook;
 use common::page::{
-    both_languages, click, demo_server, eval, fill, linked_session, live, log_in, log_in_as,
-    panel_screenshot, press, text_of, wait, Dashboard, PASSWORD,
+    appears, both_languages, click, demo_server, eval, fill, linked_session, live, log_in,
+    log_in_as, panel_screenshot, press, text_of, wait, Dashboard, PASSWORD,
 };
 use futures::StreamExt;
 use serde_json::{json, Value};
@@ -206,13 +206,7 @@ async fn auto_reply_answers_the_phone(page: &Page, addr: SocketAddr) {
     )
     .await;
     let chat = format!("#chats-list li[data-peer='{peer}'] button[data-chat]");
-    wait(
-        page,
-        "the chat",
-        &format!("document.querySelector(\"{chat}\")"),
-        30,
-    )
-    .await;
+    appears(page, "the chat", &chat, 30).await;
     click(page, &chat).await;
     let reply = "[...document.querySelectorAll('#thread-messages .msg-out')].find(m => m.textContent.includes('Abrimos de 9 a 18'))";
     wait(
@@ -515,13 +509,7 @@ async fn campaign_keeps_focus(page: &Page, session: &str) {
     .await;
     click(page, "#camp-save").await;
     let start = "#camp-body [data-camp-action='start']";
-    wait(
-        page,
-        "the draft",
-        &format!("document.querySelector(\"{start}\")"),
-        30,
-    )
-    .await;
+    appears(page, "the draft", start, 30).await;
     eval(
         page,
         &format!("document.querySelector(\"{start}\").focus()"),

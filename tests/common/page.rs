@@ -145,6 +145,15 @@ pub async fn wait(page: &Page, what: &str, cond: &str, secs: u64) {
     );
 }
 
+/// Waits for an element matching `selector` to be in the page.
+pub async fn appears(page: &Page, what: &str, selector: &str, secs: u64) {
+    let js = format!(
+        "document.querySelector({})",
+        serde_json::to_string(selector).expect("json")
+    );
+    wait(page, what, &js, secs).await;
+}
+
 pub async fn click(page: &Page, selector: &str) {
     let js = format!("(() => {{ const b = document.querySelector({s}); if (!b) return false; b.click(); return true; }})()", s = serde_json::to_string(selector).expect("json"));
     assert_eq!(
@@ -260,8 +269,8 @@ pub async fn press(page: &Page, key: &str) {
         .unwrap_or_else(|e| panic!("pressing {key}: {e}"));
 }
 
-/// Logs in as `username` on the login form the page shows.
-pub async fn log_in_as(page: &Page, username: &str, password: &str) {
+/// Waits for the login form to show.
+pub async fn login_form(page: &Page) {
     wait(
         page,
         "the login form",
@@ -269,6 +278,11 @@ pub async fn log_in_as(page: &Page, username: &str, password: &str) {
         30,
     )
     .await;
+}
+
+/// Logs in as `username` on the login form the page shows.
+pub async fn log_in_as(page: &Page, username: &str, password: &str) {
+    login_form(page).await;
     fill(page, "#login-username", username).await;
     fill(page, "#login-password", password).await;
     click(page, "#login-submit").await;
@@ -333,13 +347,7 @@ pub async fn linked_session(page: &Page, name: &str) -> (String, String) {
     let row_sel = format!("tr[data-session-id='{id}']");
     click(page, &format!("{row_sel} [data-action='connect']")).await;
     let scan = format!("[data-sim-action='scan'][data-session-id='{id}']");
-    wait(
-        page,
-        "the phone panel's scan button",
-        &format!("document.querySelector(\"{scan}\")"),
-        60,
-    )
-    .await;
+    appears(page, "the phone panel's scan button", &scan, 60).await;
     click(page, &scan).await;
     wait(
         page,
@@ -368,13 +376,7 @@ pub async fn session_id(page: &Page, row: &str) -> String {
 /// The id of the demo phone's connected device, once one is listed.
 pub async fn connected_device(page: &Page) -> String {
     let device = "#phone-devices [data-device-state='CONNECTED']";
-    wait(
-        page,
-        "the connected demo device",
-        &format!("document.querySelector(\"{device}\")"),
-        30,
-    )
-    .await;
+    appears(page, "the connected demo device", device, 30).await;
     eval(
         page,
         &format!("document.querySelector(\"{device}\").dataset.deviceId"),
