@@ -12,70 +12,21 @@
 
 mod common;
 
-use centinela::config::{Config, Profile};
-use centinela::{engines_for, point_at_simulator, AdminBootstrap, Demo, Services};
 use centinela_actors::cidr::CidrSet;
-use centinela_web::sim::{ControlAccess, Simulator};
+use centinela_web::sim::ControlAccess;
 use chromiumoxide::Page;
 use common::api::{Api, Cred};
 use common::browser::browser_slot;
+use common::hook;
 use common::page::{
-    click, eval, fill, linked_session, log_in, log_in_as, panel_screenshot, press, switch_to,
-    text_of, viewer, wait, PASSWORD,
+    appears, both_languages, click, demo_server, eval, fill, linked_session, live, log_in,
+    log_in_as, panel_screenshot, press, text_of, wait, Dashboard, PASSWORD,
 };
-use common::{hook, start_on, Server};
 use futures::StreamExt;
 use serde_json::{json, Value};
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
-
-/// A demo server on `127.0.0.1:0`, its config changed by `tweak`.
-async fn demo(dir: &std::path::Path, tweak: impl FnOnce(&mut Config)) -> (Server, SocketAddr) {
-    centinela_web::logstream::install_global();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let addr = listener.local_addr().expect("addr");
-    let mut config = Config::defaults_of(Profile::Demo);
-    config.storage.data_dir = dir.join("data");
-    point_at_simulator(&mut config, addr);
-    config.antiban.connect_delay = Duration::ZERO;
-    tweak(&mut config);
-    let services = Services {
-        engines: engines_for(&config),
-        demo: Some(Demo {
-            simulator: Simulator::new(Duration::from_secs(20)),
-            control: ControlAccess::Open,
-        }),
-        admin: AdminBootstrap::Given {
-            username: "admin".into(),
-            password: PASSWORD.into(),
-        },
-        ..Services::default()
-    };
-    (start_on(listener, config, services), addr)
-}
-
-async fn live(page: &Page) {
-    wait(
-        page,
-        "the live WebSocket",
-        "document.querySelector('#ws-status').dataset.status === 'live'",
-        30,
-    )
-    .await;
-}
-
-/// Screenshots of a panel in English, then Spanish (waiting for `es_check`
-/// to hold), and back to English.
-async fn both_languages(page: &Page, panel: &str, name: &str, es_check: &str) {
-    panel_screenshot(page, panel, &format!("panel-{name}-en.png")).await;
-    switch_to(page, "es").await;
-    wait(page, &format!("the {name} panel in Spanish"), es_check, 10).await;
-    panel_screenshot(page, panel, &format!("panel-{name}-es.png")).await;
-    switch_to(page, "en").await;
-}
 
 async fn webhooks_panel(page: &Page) {
     let mut receiver = hook::receiver().await;
@@ -128,7 +79,7 @@ async fn webhooks_panel(page: &Page) {
     wait(
         page,
         "the delivery delivered, live",
-        &format!("{row}.dataset.status === 'delivered' && {row}.querySelector('.hook-error').textContent === '—'"),
+        &format!("{row}.dataset.status === 'delivered' && {row}.querySelector('.hook-error').textContent === '—' && document.activeElement.dataset.key === 'delivery:{id}'"),
         30,
     )
     .await;
@@ -205,11 +156,31 @@ async fn auto_replies_panel(page: &Page) {
         .await
         .contains("Pida turno al 555"));
     assert_eq!(try_it("hola").await, "");
+    // "turno" switched off: it never answers, the next matching rule does.
+    assert_eq!(
+        text_of(page, "label[for='ar-on-0']").await,
+        "Rule 1 on",
+        "the switch is labelled"
+    );
+    click(page, "#ar-on-0").await;
+    assert_eq!(
+        eval(
+            page,
+            "document.querySelector(\"#ar-rules li[data-index='0']\").dataset.enabled"
+        )
+        .await,
+        "false"
+    );
+    assert_eq!(try_it("turno y horario").await, "1");
+    assert!(text_of(page, "#ar-try-result")
+        .await
+        .contains("Abrimos de 9 a 18"));
+    assert_eq!(try_it("¿Hay turno el lunes?").await, "", "no rule");
     click(page, "#ar-save").await;
     wait(
         page,
-        "the rules saved",
-        "document.querySelector('#ar-message').textContent.includes('2 rules saved; auto-replies on')",
+        "the rules saved, the first one still off as the server kept it",
+        "document.querySelector('#ar-message').textContent.includes('2 rules saved; auto-replies on') && !document.querySelector('#ar-on-0').checked && document.querySelector('#ar-on-1').checked",
         30,
     )
     .await;
@@ -235,13 +206,7 @@ async fn auto_reply_answers_the_phone(page: &Page, addr: SocketAddr) {
     )
     .await;
     let chat = format!("#chats-list li[data-peer='{peer}'] button[data-chat]");
-    wait(
-        page,
-        "the chat",
-        &format!("document.querySelector(\"{chat}\")"),
-        30,
-    )
-    .await;
+    appears(page, "the chat", &chat, 30).await;
     click(page, &chat).await;
     let reply = "[...document.querySelectorAll('#thread-messages .msg-out')].find(m => m.textContent.includes('Abrimos de 9 a 18'))";
     wait(
@@ -311,6 +276,36 @@ async fn api_key(page: &Page, api: &Api) {
         .call("GET", "/api/v1/sessions", Cred::Key(&key), None)
         .await;
     assert_eq!(r.status, 401, "a revoked key: {}", r.text);
+    // The revoked row is as wide as the header: its actions cell is there,
+    // a table cell whose bottom border lines up with the row's.
+    let shape = eval(
+        page,
+        &format!(
+            "(() => {{ const r = {row}; const last = r.lastElementChild; const a = last.getBoundingClientRect(), b = r.getBoundingClientRect();
+               return {{cells: r.cells.length, header: document.querySelector('#keys-table thead tr').cells.length,
+                        display: getComputedStyle(last).display, text: last.textContent,
+                        bottoms: Math.abs(a.bottom - b.bottom) < 1.5, right: Math.abs(a.right - b.right) < 1.5}}; }})()"
+        ),
+    )
+    .await;
+    assert_eq!(shape["cells"], shape["header"], "{shape}");
+    assert_eq!(shape["display"], "table-cell", "{shape}");
+    assert_eq!(shape["bottoms"], true, "{shape}");
+    assert_eq!(shape["right"], true, "{shape}");
+    assert!(
+        shape["text"]
+            .as_str()
+            .is_some_and(|t| t.contains("revoked")),
+        "{shape}"
+    );
+    // The "shown once" box no longer shows a key that stopped working.
+    let shown = eval(
+        page,
+        "({hidden: document.querySelector('#key-shown').hidden, text: document.querySelector('#key-value').textContent})",
+    )
+    .await;
+    assert_eq!(shown, json!({"hidden": true, "text": ""}), "after revoke");
+    panel_screenshot(page, "#access-panel", "panel-access-revoked-en.png").await;
 }
 
 /// A tenant and its user made in the page; the user's password reset.
@@ -355,8 +350,8 @@ async fn tenant_and_user(page: &Page) {
     click(page, "#new-session-submit").await;
     wait(
         page,
-        "the tenant's session",
-        "[...document.querySelectorAll('tr[data-session-id]')].some(r => r.textContent.includes('sur desk'))",
+        "the tenant's session, counted on its row live",
+        "[...document.querySelectorAll('tr[data-session-id]')].some(r => r.textContent.includes('sur desk')) && document.querySelector(\"#tenants-body tr[data-tenant-id='clinica'] td:nth-child(3)\").textContent === '1'",
         30,
     )
     .await;
@@ -371,21 +366,22 @@ async fn tenant_and_user(page: &Page) {
 
 /// Ana, in her own tab, sees her tenant only.
 async fn tenant_user_sees_only_their_tenant(browser: &chromiumoxide::Browser, addr: SocketAddr) {
-    let page = browser
+    let tab = browser
         .new_page(format!("http://{addr}/"))
         .await
         .expect("a second tab");
-    log_in_as(&page, "ana", "ana-password-2").await;
-    live(&page).await;
+    let page = &tab;
+    log_in_as(page, "ana", "ana-password-2").await;
+    live(page).await;
     wait(
-        &page,
+        page,
         "her session, and her tenant in the panels",
         "document.querySelectorAll('tr[data-session-id]').length === 1 && document.querySelector(\"#hook-tenant option[value='clinica']\")",
         30,
     )
     .await;
     let seen = eval(
-        &page,
+        page,
         "({rows: [...document.querySelectorAll('tr[data-session-id]')].map(r => r.querySelector('.col-name').textContent),
            hookTenants: [...document.querySelectorAll('#hook-tenant option')].map(o => o.value),
            keyTenants: [...document.querySelectorAll('#keys-tenant option')].map(o => o.value),
@@ -400,14 +396,14 @@ async fn tenant_user_sees_only_their_tenant(browser: &chromiumoxide::Browser, ad
     assert_eq!(seen["people"], true, "no tenants or users for her: {seen}");
     assert_eq!(seen["log"], true, "no supervisor log: {seen}");
     wait(
-        &page,
+        page,
         "her tenant alone in the admission panel",
         "document.querySelectorAll('#admission-body tr').length === 1 && document.querySelector(\"#admission-body tr[data-org-id='clinica']\") && !document.querySelector(\"[data-chart='server']\")",
         30,
     )
     .await;
-    common::page::screenshot(&page, "tenant-user-view.png").await;
-    let _ = page.close().await;
+    common::page::screenshot(page, "tenant-user-view.png").await;
+    let _ = tab.close().await;
 }
 
 /// Deleting the tenant says what goes; Cancel gives the focus back to the
@@ -513,13 +509,7 @@ async fn campaign_keeps_focus(page: &Page, session: &str) {
     .await;
     click(page, "#camp-save").await;
     let start = "#camp-body [data-camp-action='start']";
-    wait(
-        page,
-        "the draft",
-        &format!("document.querySelector(\"{start}\")"),
-        30,
-    )
-    .await;
+    appears(page, "the draft", start, 30).await;
     eval(
         page,
         &format!("document.querySelector(\"{start}\").focus()"),
@@ -539,7 +529,7 @@ async fn campaign_keeps_focus(page: &Page, session: &str) {
 async fn an_admin_and_a_tenant_user_manage_webhooks_replies_keys_and_people() {
     let _slot = browser_slot().await;
     let dir = tempfile::tempdir().expect("tempdir");
-    let (server, addr) = demo(dir.path(), |c| {
+    let demo = demo_server(dir.path(), ControlAccess::Open, |c| {
         c.webhooks.allow_private = CidrSet::parse(["127.0.0.0/8"]).expect("a CIDR");
         c.webhooks.max_attempts = 1;
         c.messaging.send_delay_min = Duration::from_millis(200);
@@ -547,34 +537,29 @@ async fn an_admin_and_a_tenant_user_manage_webhooks_replies_keys_and_people() {
         c.messaging.typing_chars_per_second = 1000;
     })
     .await;
-    let api = Api::new(&server.url(""));
-    let (mut browser, pump) = viewer(&dir.path().join("viewer")).await;
-    let page = browser
-        .new_page(format!("http://{addr}/"))
-        .await
-        .expect("open the dashboard");
-    log_in(&page).await;
-    live(&page).await;
+    let (api, addr) = (Api::new(&demo.server.url("")), demo.addr);
+    let dash = Dashboard::open(dir.path(), addr).await;
+    let page = &dash.page;
+    log_in(page).await;
+    live(page).await;
 
-    webhooks_panel(&page).await;
-    auto_replies_panel(&page).await;
-    auto_reply_answers_the_phone(&page, addr).await;
-    api_key(&page, &api).await;
-    tenant_and_user(&page).await;
-    tenant_user_sees_only_their_tenant(&browser, addr).await;
-    delete_tenant(&page).await;
-    keyboard(&page).await;
+    webhooks_panel(page).await;
+    auto_replies_panel(page).await;
+    auto_reply_answers_the_phone(page, addr).await;
+    api_key(page, &api).await;
+    tenant_and_user(page).await;
+    tenant_user_sees_only_their_tenant(&dash.browser, addr).await;
+    delete_tenant(page).await;
+    keyboard(page).await;
     let ready = eval(
-        &page,
+        page,
         "[...document.querySelectorAll('tr[data-session-id]')].find(r => r.textContent.includes('recepción')).dataset.sessionId",
     )
     .await;
-    campaign_keeps_focus(&page, ready.as_str().expect("the READY session")).await;
+    campaign_keeps_focus(page, ready.as_str().expect("the READY session")).await;
 
-    let _ = browser.close().await;
-    let _ = browser.wait().await;
-    pump.abort();
-    server.shutdown().await.expect("shutdown");
+    dash.close().await;
+    demo.server.shutdown().await.expect("shutdown");
 }
 
 /// A thousand sessions, made through the API (none connects), listed a page
@@ -584,12 +569,12 @@ async fn an_admin_and_a_tenant_user_manage_webhooks_replies_keys_and_people() {
 async fn a_thousand_sessions_are_filtered_and_paged_and_three_connects_are_charted() {
     let _slot = browser_slot().await;
     let dir = tempfile::tempdir().expect("tempdir");
-    let (server, addr) = demo(dir.path(), |c| {
+    let demo = demo_server(dir.path(), ControlAccess::Open, |c| {
         c.antiban.max_sessions = 1100;
         c.antiban.max_sessions_per_tenant = 600;
     })
     .await;
-    let api = Api::new(&server.url(""));
+    let api = Api::new(&demo.server.url(""));
     let admin = api.login("admin", PASSWORD).await;
     for tenant in ["bulk-a", "bulk-b", "chart"] {
         let r = api
@@ -636,24 +621,21 @@ async fn a_thousand_sessions_are_filtered_and_paged_and_three_connects_are_chart
     let total = all.body["sessions"].as_array().expect("sessions").len();
     assert!(total >= 1003, "{total}");
 
-    let (mut browser, pump) = viewer(&dir.path().join("viewer")).await;
-    let page = browser
-        .new_page(format!("http://{addr}/"))
-        .await
-        .expect("open the dashboard");
-    log_in(&page).await;
-    live(&page).await;
+    let dash = Dashboard::open(dir.path(), demo.addr).await;
+    let page = &dash.page;
+    log_in(page).await;
+    live(page).await;
     let count = "document.querySelector('#sessions-count').dataset";
     wait(
-        &page,
+        page,
         "every session counted, one page shown",
         &format!("{count}.total === '{total}' && document.querySelectorAll('#sessions-body tr').length === 50 && {count}.pages === '{}'", total.div_ceil(50)),
         60,
     )
     .await;
-    click(&page, "#sessions-next").await;
+    click(page, "#sessions-next").await;
     wait(
-        &page,
+        page,
         "the second page",
         &format!(
             "{count}.page === '2' && document.querySelectorAll('#sessions-body tr').length === 50"
@@ -661,43 +643,43 @@ async fn a_thousand_sessions_are_filtered_and_paged_and_three_connects_are_chart
         10,
     )
     .await;
-    fill(&page, "#sessions-filter-tenant", "bulk-b").await;
+    fill(page, "#sessions-filter-tenant", "bulk-b").await;
     wait(
-        &page,
+        page,
         "bulk-b's 500, from the first page",
         &format!("{count}.matching === '500' && {count}.page === '1' && [...document.querySelectorAll('#sessions-body .col-tenant')].every(c => c.textContent === 'bulk-b')"),
         10,
     )
     .await;
-    fill(&page, "#sessions-filter", "desk-0999").await;
+    fill(page, "#sessions-filter", "desk-0999").await;
     wait(
-        &page,
+        page,
         "one by name",
         &format!("{count}.matching === '1' && document.querySelector('#sessions-body .col-name').textContent === 'desk-0999' && document.querySelector('#sessions-pager').hidden"),
         10,
     )
     .await;
-    fill(&page, "#sessions-filter", "").await;
-    fill(&page, "#sessions-filter-state", "READY").await;
+    fill(page, "#sessions-filter", "").await;
+    fill(page, "#sessions-filter-state", "READY").await;
     wait(
-        &page,
+        page,
         "none of bulk-b READY, said so",
         &format!("{count}.matching === '0' && !document.querySelector('#sessions-nomatch').hidden && document.querySelector('#sessions-table').hidden"),
         10,
     )
     .await;
-    fill(&page, "#sessions-filter-tenant", "").await;
-    fill(&page, "#sessions-filter-state", "").await;
-    fill(&page, "#sessions-filter", "desk-00").await;
+    fill(page, "#sessions-filter-tenant", "").await;
+    fill(page, "#sessions-filter-state", "").await;
+    fill(page, "#sessions-filter", "desk-00").await;
     wait(
-        &page,
+        page,
         "a hundred by name",
         &format!("{count}.matching === '100'"),
         10,
     )
     .await;
     both_languages(
-        &page,
+        page,
         "#sessions-panel",
         "sessions",
         "document.querySelector('#sessions-count').textContent.includes('de 100 mostradas') && document.querySelector('#sessions-title').textContent === 'Sesiones'",
@@ -705,10 +687,10 @@ async fn a_thousand_sessions_are_filtered_and_paged_and_three_connects_are_chart
     .await;
 
     // Three connects of tenant `chart`, pressed in the page.
-    fill(&page, "#sessions-filter", "").await;
-    fill(&page, "#sessions-filter-tenant", "chart").await;
+    fill(page, "#sessions-filter", "").await;
+    fill(page, "#sessions-filter-tenant", "chart").await;
     wait(
-        &page,
+        page,
         "chart's three",
         &format!("{count}.matching === '3'"),
         10,
@@ -716,31 +698,48 @@ async fn a_thousand_sessions_are_filtered_and_paged_and_three_connects_are_chart
     .await;
     for id in &chart_sessions {
         click(
-            &page,
+            page,
             &format!("tr[data-session-id='{id}'] [data-action='connect']"),
         )
         .await;
     }
     let org_chart = "document.querySelector(\"[data-chart='tenant'][data-org-id='chart'] svg\")";
     wait(
-        &page,
+        page,
         "three attempts on chart's chart, against its daily limit",
         &format!("{org_chart} && {org_chart}.dataset.attempts === '3' && {org_chart}.dataset.limit === '50'"),
         60,
     )
     .await;
     let server_chart = "document.querySelector(\"[data-chart='server'] svg\")";
-    let global = eval(&page, &format!("Number({server_chart}.dataset.attempts)")).await;
+    let global = eval(page, &format!("Number({server_chart}.dataset.attempts)")).await;
     assert!(
         global.as_u64().is_some_and(|n| n >= 3),
         "server-wide: {global}"
     );
     assert_eq!(
-        eval(&page, &format!("{org_chart}.querySelectorAll('.chart-bar').length > 0 && !!{org_chart}.querySelector('.chart-limit')")).await,
+        eval(page, &format!("{org_chart}.querySelectorAll('.chart-bar').length > 0 && !!{org_chart}.querySelector('.chart-limit')")).await,
         true
     );
+    // Readable against a limit of 50: every bar at least 14 units tall and
+    // labelled with its count, the counts adding up to the three, and the
+    // total written out.
+    let bars = eval(
+        page,
+        &format!("(() => {{ const s = {org_chart}; const bars = [...s.querySelectorAll('.chart-bar')];
+            return {{tall: bars.every(b => Number(b.getAttribute('height')) >= 14),
+                     counted: [...s.querySelectorAll('.chart-count')].reduce((n, c) => n + Number(c.textContent), 0),
+                     labels: s.querySelectorAll('.chart-count').length === bars.length,
+                     used: s.querySelector('.chart-used').textContent}}; }})()"),
+    )
+    .await;
+    assert_eq!(
+        bars,
+        json!({"tall": true, "counted": 3, "labels": true, "used": "3 of 50 attempts used"}),
+        "{bars}"
+    );
     both_languages(
-        &page,
+        page,
         "#admission-panel",
         "admission",
         "document.querySelector(\"[data-chart='tenant'][data-org-id='chart'] figcaption\").textContent === 'chart: intentos, últimas 24 h'",
@@ -758,10 +757,8 @@ async fn a_thousand_sessions_are_filtered_and_paged_and_three_connects_are_chart
         assert!(r.status < 300, "{}", r.text);
     }
 
-    let _ = browser.close().await;
-    let _ = browser.wait().await;
-    pump.abort();
-    server.shutdown().await.expect("shutdown");
+    dash.close().await;
+    demo.server.shutdown().await.expect("shutdown");
 }
 
 /// A first visit: no session anywhere says what to do next.
@@ -769,33 +766,28 @@ async fn a_thousand_sessions_are_filtered_and_paged_and_three_connects_are_chart
 async fn a_new_tenant_user_is_told_the_next_step() {
     let _slot = browser_slot().await;
     let dir = tempfile::tempdir().expect("tempdir");
-    let (server, addr) = demo(dir.path(), |_| {}).await;
-    let api = Api::new(&server.url(""));
+    let demo = demo_server(dir.path(), ControlAccess::Open, |_| {}).await;
+    let api = Api::new(&demo.server.url(""));
     let admin = api.login("admin", PASSWORD).await;
     api.tenant_with_user(&admin, "nuevo").await;
-    let (mut browser, pump) = viewer(&dir.path().join("viewer")).await;
-    let page = browser
-        .new_page(format!("http://{addr}/"))
-        .await
-        .expect("open the dashboard");
-    log_in_as(&page, "nuevo-user", "tenant-password-1").await;
-    live(&page).await;
+    let dash = Dashboard::open(dir.path(), demo.addr).await;
+    let page = &dash.page;
+    log_in_as(page, "nuevo-user", "tenant-password-1").await;
+    live(page).await;
     wait(
-        &page,
+        page,
         "the empty state with the next step",
         "!document.querySelector('#sessions-empty').hidden && document.querySelector('#sessions-empty').textContent.includes('press Create') && document.querySelector('#sessions-tools').hidden",
         30,
     )
     .await;
     both_languages(
-        &page,
+        page,
         "#sessions-panel",
         "sessions-empty",
         "document.querySelector('#sessions-empty').textContent.includes('pulsa Crear')",
     )
     .await;
-    let _ = browser.close().await;
-    let _ = browser.wait().await;
-    pump.abort();
-    server.shutdown().await.expect("shutdown");
+    dash.close().await;
+    demo.server.shutdown().await.expect("shutdown");
 }

@@ -15,6 +15,7 @@ let keys = [];
 let users = [];
 let pending = null; // { text, run, back } of the confirmation shown
 let resetting = null; // the user whose new password is being typed
+let shownKey = null; // the id of the key in the "shown once" box
 
 const keysPath = () => '/api/v1/tenants/' + enc(tenant) + '/api-keys';
 
@@ -24,8 +25,7 @@ export function resetAccess() {
   users = [];
   pending = null;
   resetting = null;
-  $('key-shown').hidden = true;
-  $('key-value').textContent = '';
+  hideKey();
   $('access-confirm').hidden = true;
   $('reset-form').hidden = true;
 }
@@ -37,7 +37,14 @@ export function renderKeyTenants() {
   renderTenants();
 }
 
-export const onKeysTenant = () => { tenant = $('keys-tenant').value; $('key-shown').hidden = true; loadKeys(); };
+export const onKeysTenant = () => { tenant = $('keys-tenant').value; hideKey(); loadKeys(); };
+
+// The "shown once" box, emptied: on another tenant, a logout, or when its key is revoked.
+function hideKey() {
+  shownKey = null;
+  $('key-shown').hidden = true;
+  $('key-value').textContent = '';
+}
 
 export async function loadKeys() {
   if (!tenant) { keys = []; renderKeys(); return; }
@@ -76,10 +83,13 @@ function keyRow(k) {
   add('keys.col.state', k.revoked_at ? t('keys.revoked') : t('keys.active'));
   const actions = add('col.actions', '');
   actions.classList.add('actions');
-  if (!k.revoked_at) {
-    actions.appendChild(button({ 'data-access-action': 'revoke', 'data-id': k.id, 'data-key': 'revoke:' + k.id, class: 'btn btn-small btn-delete' },
-      t('keys.revoke'), t('keys.revokeAria', { name: k.name, prefix: k.key_prefix })));
+  if (k.revoked_at) {
+    // Nothing left to do with a revoked key; the cell stays (a dash), so the row is as wide as the header.
+    actions.append(el('span', { class: 'hint', 'aria-hidden': 'true' }, '—'), el('span', { class: 'visually-hidden' }, t('keys.noActions')));
+    return tr;
   }
+  actions.appendChild(button({ 'data-access-action': 'revoke', 'data-id': k.id, 'data-key': 'revoke:' + k.id, class: 'btn btn-small btn-delete' },
+    t('keys.revoke'), t('keys.revokeAria', { name: k.name, prefix: k.key_prefix })));
   return tr;
 }
 
@@ -87,6 +97,7 @@ export async function onKeyCreate() {
   const name = $('key-name').value.trim();
   if (!tenant || !name) throw new Error(t('keys.missingName'));
   const k = await api('POST', keysPath(), { name });
+  shownKey = k.id;
   $('key-value').textContent = k.key;
   $('key-shown').hidden = false;
   $('key-copy').textContent = t('hook.copy');
@@ -124,10 +135,19 @@ export async function loadUsers() {
 }
 
 const sessionsOf = (id) => [...state.sessions.values()].filter((s) => s.tenant_id === id).length;
+let counted = '';
+
+// Sessions came or went: the tenants' session counts follow (the table is rebuilt only when one moved).
+export function onSessionsCounted() {
+  if (!isAdmin()) return;
+  const key = tenantList().map((x) => x.id + ':' + sessionsOf(x.id)).join(' ');
+  if (key !== counted) renderTenants();
+}
 
 export function renderTenants() {
   if (!isAdmin()) return;
   const body = $('tenants-body');
+  counted = tenantList().map((x) => x.id + ':' + sessionsOf(x.id)).join(' ');
   keepFocus(body, () => {
     body.textContent = '';
     tenantList().forEach((x) => {
@@ -200,6 +220,7 @@ export async function accessAction(btn) {
   const [action, id] = [btn.dataset.accessAction, btn.dataset.id];
   if (action === 'revoke') {
     await api('DELETE', keysPath() + '/' + enc(id));
+    if (shownKey === id) hideKey();
     await loadKeys();
     $('key-name').focus();
     return t('keys.revokedMsg');

@@ -1,7 +1,7 @@
 /* The HTTP API client: the fetch wrapper, its errors, and the bearer token (kept in sessionStorage).
    Owns: the token, and running an API action into a message area (act, delegate).
    Not: what a 401 leads to (main.js passes that in with onExpired), the WebSocket (ws.js). */
-import { $, setMsg } from './dom.js';
+import { $, setMsg, whileBusy } from './dom.js';
 import { t, has } from './i18n.js';
 
 const TOKEN_KEY = 'centinela_token';
@@ -73,10 +73,8 @@ export async function act(msgId, fn) {
 export function delegate(containerId, selector, msgId, run, after) {
   $(containerId).addEventListener('click', async (ev) => {
     const btn = ev.target.closest(selector);
-    if (!btn || btn.disabled) return;
-    btn.disabled = true;
-    await act(msgId, () => run(btn));
-    btn.disabled = false;
+    if (!btn || btn.disabled || btn.dataset.busy) return;
+    await whileBusy(btn, () => act(msgId, () => run(btn)));
     after();
   });
 }

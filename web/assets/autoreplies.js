@@ -1,5 +1,5 @@
 /* The Auto-replies panel, per tenant: the rules editor (keyword → reply, in order: the first match
-   answers; the tenant-wide on/off switch), saved at once, and a "try it" box that asks the server which
+   answers; a switch per rule, and the tenant-wide one), saved at once, and a "try it" box that asks the server which
    rule would answer a text under the rules as they stand in the editor (nothing is sent).
    Owns: the chosen tenant and the rules being edited. Not: answering messages (the server's). */
 import { state } from './state.js';
@@ -32,7 +32,7 @@ export async function loadAutoReplies() {
   try {
     const r = await api('GET', base());
     if (epoch !== state.epoch || id !== tenant || seen !== edits) return;
-    rules = { enabled: !!r.enabled, rules: (r.rules || []).map((x) => ({ keyword: x.keyword, reply: x.reply })) };
+    rules = { enabled: !!r.enabled, rules: (r.rules || []).map(editable) };
   } catch (e) {
     return;
   }
@@ -46,9 +46,12 @@ export function renderAutoReplies() {
   $('ar-empty').hidden = rules.rules.length > 0;
 }
 
+// A rule as the editor holds it (a rule stored without a switch is on).
+const editable = (x) => ({ keyword: x.keyword, reply: x.reply, enabled: x.enabled !== false });
+
 function ruleItem(r, i) {
   const n = i + 1;
-  const li = el('li', { class: 'ar-rule', 'data-index': String(i) });
+  const li = el('li', { class: 'ar-rule', 'data-index': String(i), 'data-enabled': String(r.enabled) });
   li.appendChild(el('span', { class: 'ar-order' }, String(n)));
   const field = (name, value, label) => {
     const id = 'ar-' + name + '-' + i;
@@ -60,6 +63,10 @@ function ruleItem(r, i) {
   };
   field('keyword', r.keyword, 'ar.keyword');
   field('reply', r.reply, 'ar.reply');
+  const on = li.appendChild(el('div', { class: 'check-field ar-switch' }));
+  const box = on.appendChild(el('input', { type: 'checkbox', id: 'ar-on-' + i, 'data-field': 'enabled', 'data-key': 'enabled:' + i }));
+  box.checked = r.enabled;
+  on.appendChild(el('label', { for: 'ar-on-' + i }, t('ar.ruleOn', { n })));
   const tools = li.appendChild(el('div', { class: 'actions' }));
   [['up', i > 0], ['down', i < rules.rules.length - 1], ['remove', true]].forEach(([a, on]) => {
     const b = tools.appendChild(button({ 'data-ar-action': a, 'data-index': String(i), 'data-key': a + ':' + i,
@@ -73,8 +80,14 @@ function ruleItem(r, i) {
 export function onArInput(ev) {
   const input = ev.target.closest('[data-field]');
   if (!input) return;
-  const i = Number(input.closest('li').dataset.index);
-  rules.rules[i][input.dataset.field] = input.value;
+  const li = input.closest('li');
+  const i = Number(li.dataset.index);
+  if (input.dataset.field === 'enabled') {
+    rules.rules[i].enabled = input.checked;
+    li.dataset.enabled = String(input.checked);
+  } else {
+    rules.rules[i][input.dataset.field] = input.value;
+  }
   edits += 1;
 }
 
@@ -84,7 +97,7 @@ export function onArEnabled() {
 }
 
 export function onArAdd() {
-  rules.rules.push({ keyword: '', reply: '' });
+  rules.rules.push({ keyword: '', reply: '', enabled: true });
   edits += 1;
   renderAutoReplies();
   const i = rules.rules.length - 1;
@@ -112,12 +125,12 @@ export function arAction(btn) {
 }
 
 const cleaned = () => ({ enabled: rules.enabled,
-  rules: rules.rules.map((r) => ({ keyword: r.keyword.trim(), reply: r.reply.trim() })).filter((r) => r.keyword || r.reply) });
+  rules: rules.rules.map((r) => ({ keyword: r.keyword.trim(), reply: r.reply.trim(), enabled: r.enabled })).filter((r) => r.keyword || r.reply) });
 
 export async function onArSave() {
   if (!tenant) throw new Error(t('tenants.none'));
   const saved = await api('PUT', base(), cleaned());
-  rules = { enabled: saved.enabled, rules: saved.rules.map((x) => ({ keyword: x.keyword, reply: x.reply })) };
+  rules = { enabled: saved.enabled, rules: saved.rules.map(editable) };
   renderAutoReplies();
   return t('ar.saved', { n: saved.rules.length, state: t(saved.enabled ? 'ar.on' : 'ar.off') });
 }

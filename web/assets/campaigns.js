@@ -71,7 +71,7 @@ export function renderCampaigns() {
   keepFocus(body, () => {
     body.textContent = '';
     campaigns.forEach((c) => body.appendChild(campaignRow(c)));
-  });
+  }, (key) => body.querySelector('[data-key="name:' + CSS.escape(key.slice(key.indexOf(':') + 1)) + '"]'));
   // The pressed button was disabled while its call ran (the browser moved the focus to the page):
   // it goes to the button now in the same place (Start → Pause → Resume), else to the row's name.
   if (wantFocus) {
@@ -90,7 +90,8 @@ const ACTIONS = { draft: ['start', 'cancel'], running: ['pause', 'cancel'], paus
 
 function campaignRow(c) {
   const tr = el('tr', { 'data-campaign-id': c.id, 'data-status': c.status });
-  tr.appendChild(el('th', { scope: 'row' }, c.name));
+  // Focusable from script (the focus lands here when the row's button goes), and found again by its key.
+  tr.appendChild(el('th', { scope: 'row', 'data-key': 'name:' + c.id }, c.name));
   tr.appendChild(el('td', { class: 'camp-status' }, tCode('camp.status.', c.status)));
   tr.appendChild(progressCell(c));
   tr.appendChild(outlookCell(c));
@@ -250,8 +251,17 @@ export function onCampaignFormInput() {
   $('camp-preview-area').dataset.stale = 'true';
 }
 
+// The chosen file's name, or "No file chosen" in the page's language (kept so by data-i18n).
+function showFileName(file) {
+  const span = $('camp-file-name');
+  if (file) { delete span.dataset.i18n; span.textContent = file.name; return; }
+  span.dataset.i18n = 'camp.noFile';
+  span.textContent = t('camp.noFile');
+}
+
 export async function onCampaignFile(ev) {
   const file = ev.target.files && ev.target.files[0];
+  showFileName(file);
   if (!file) return;
   $('camp-csv').value = await file.text();
   onCampaignFormInput();
@@ -309,6 +319,7 @@ export async function onCampaignSave() {
     const c = await api('POST', sessionPath(p.id, '/campaigns'), { name: p.body.name, template: p.body.template, recipients: p.accepted });
     preview = null;
     ['camp-name', 'camp-template', 'camp-csv', 'camp-file'].forEach((i) => { $(i).value = ''; });
+    showFileName(null);
     renderPreview();
     if (p.id === sessionId) replace(c);
     return t('camp.saved', { name: c.name, total: c.total });

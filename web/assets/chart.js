@@ -5,9 +5,13 @@
 import { t, lang } from './i18n.js';
 
 const NS = 'http://www.w3.org/2000/svg';
-const W = 560;
-const H = 140;
-const PAD = { left: 34, right: 10, top: 12, bottom: 22 };
+// Drawn about as wide as it is shown (two charts a row), so the labels keep their size.
+const W = 440;
+const H = 180;
+const PAD = { left: 34, right: 10, top: 24, bottom: 22 };
+// A bucket with attempts is at least this tall (SVG units): one attempt against a limit of 50 would
+// otherwise be a two-pixel sliver. Its count is written above it, so the height is never read alone.
+const MIN_BAR = 14;
 
 function svgEl(tag, attrs, text) {
   const node = document.createElementNS(NS, tag);
@@ -36,10 +40,13 @@ export function attemptsChart({ id, title, times, limit, windowMs, buckets, now 
   const size = windowMs / buckets;
   const counts = new Array(buckets).fill(0);
   at.forEach((ms) => { counts[Math.min(buckets - 1, Math.floor((ms - from) / size))] += 1; });
+  const barW = Math.max(4, plotW / buckets - 2);
   counts.forEach((c, i) => {
     if (!c) return;
     const bx = x(from + i * size) + 1;
-    svg.appendChild(svgEl('rect', { x: bx, y: y(c), width: Math.max(1, plotW / buckets - 2), height: y(0) - y(c), class: 'chart-bar' }));
+    const h = Math.max(MIN_BAR, y(0) - y(c));
+    svg.appendChild(svgEl('rect', { x: bx, y: y(0) - h, width: barW, height: h, class: 'chart-bar', 'data-count': c }));
+    svg.appendChild(svgEl('text', { x: bx + barW / 2, y: Math.max(PAD.top + 10, y(0) - h - 3), 'text-anchor': 'middle', class: 'chart-count' }, String(c)));
   });
   // The running total within the window: a step line, reaching the limit line means "no more".
   let points = PAD.left + ',' + y(0);
@@ -48,9 +55,12 @@ export function attemptsChart({ id, title, times, limit, windowMs, buckets, now 
   svg.appendChild(svgEl('polyline', { points, class: 'chart-total' }));
   svg.appendChild(svgEl('line', { x1: PAD.left, x2: W - PAD.right, y1: y(limit), y2: y(limit), class: 'chart-limit' }));
   svg.appendChild(svgEl('text', { x: W - PAD.right - 2, y: y(limit) - 3, 'text-anchor': 'end', class: 'chart-label' }, t('chart.limit', { limit })));
+  svg.appendChild(svgEl('text', { x: PAD.left, y: PAD.top - 8, class: 'chart-used' }, t('chart.used', { n: at.length, limit })));
   svg.appendChild(svgEl('text', { x: PAD.left - 4, y: y(0), 'text-anchor': 'end', class: 'chart-label' }, '0'));
   svg.appendChild(svgEl('text', { x: PAD.left - 4, y: y(top) + 8, 'text-anchor': 'end', class: 'chart-label' }, String(top)));
-  svg.appendChild(svgEl('text', { x: PAD.left, y: H - 6, class: 'chart-label' }, hhmm(from)));
+  // A day's window starts at the same clock time as now: "24 h ago" says which side is which.
+  const start = windowMs >= 24 * 3600 * 1000 ? t('chart.hoursAgo', { n: Math.round(windowMs / 3600000) }) : hhmm(from);
+  svg.appendChild(svgEl('text', { x: PAD.left, y: H - 6, class: 'chart-label' }, start));
   svg.appendChild(svgEl('text', { x: W - PAD.right, y: H - 6, 'text-anchor': 'end', class: 'chart-label' }, t('chart.now', { at: hhmm(now) })));
   return svg;
 }

@@ -6,7 +6,7 @@
    has read (per user and session, in localStorage: the server keeps no read marks).
    Not: the sessions themselves (state.js, sessions.js), the WebSocket (ws.js hands events in). */
 import { state, sortedSessions } from './state.js';
-import { $, el, button, keepFocus, setMsg } from './dom.js';
+import { $, el, button, keepFocus, setMsg, whileBusy } from './dom.js';
 import { api, act, enc, sessionPath } from './api.js';
 import { t, tCode, lang } from './i18n.js';
 import { sinceSpan } from './time.js';
@@ -183,18 +183,28 @@ function messageItem(m) {
   if (m.direction === 'out') {
     li.dataset.status = m.status;
     meta.append(' · ');
-    meta.appendChild(el('span', { class: 'msg-status status-' + m.status }, statusText(m)));
+    meta.appendChild(el('span', { class: 'msg-status status-' + m.status }, tCode('chats.status.', m.status)));
+    const why = reasonText(m);
+    if (why) li.appendChild(el('p', { class: 'msg-reason', 'data-reason': m.error || (m.deferred && m.deferred.reason) || '' }, why));
   }
   return li;
 }
 
-function statusText(m) {
-  const s = tCode('chats.status.', m.status);
-  if (m.status === 'failed') return t('chats.failedWhy', { status: s, reason: tCode('chats.error.', m.error) });
+// Why a message failed, or waits, and until when; '' for the others. Error codes get their own
+// words; an engine's free text is shown as it came.
+function reasonText(m) {
+  if ((m.status === 'failed' || m.status === 'unknown') && m.error) return errorText(m.error);
   if (m.status === 'deferred' && m.deferred) {
-    return t('chats.deferredUntil', { status: s, at: new Date(m.deferred.next_attempt_at).toLocaleString(lang()) });
+    return t('chats.deferredUntil', { at: new Date(m.deferred.next_attempt_at).toLocaleString(lang()),
+      why: tCode('chats.deferral.', m.deferred.reason) });
   }
-  return s;
+  return '';
+}
+
+function errorText(code) {
+  const cloud = /^cloud_error_(\d+)$/.exec(code);
+  if (cloud) return t('chats.error.cloud', { code: cloud[1] });
+  return tCode('chats.error.', code);
 }
 
 function renderReplyBox() {
@@ -207,8 +217,7 @@ export async function onReply(ev) {
   const text = $('reply-text').value;
   if (!peer || !text.trim()) { setMsg('reply-result', t('chats.replyMissing'), true); return; }
   const [id, number] = [sessionId, peer];
-  $('reply-submit').disabled = true;
-  await act('reply-result', async () => {
+  await whileBusy($('reply-submit'), () => act('reply-result', async () => {
     const r = await api('POST', sessionPath(id, '/messages'), { to: number, text });
     if (id !== sessionId || number !== peer) return '';
     items.set(r.id, { direction: 'out', id: r.id, text: r.text, at: r.created_at, status: r.status, error: r.error, deferred: r.deferred });
@@ -217,8 +226,7 @@ export async function onReply(ev) {
     renderThread();
     loadChats();
     return t('chats.replied');
-  });
-  $('reply-submit').disabled = false;
+  }));
 }
 
 // A `message_in` event: the chat list moves; an open chat with that number shows it.

@@ -25,13 +25,45 @@ export function setMsg(id, text, isError, extra) {
   if (text && extra) node.append(' ', extra);
 }
 
-// Rebuilds a container, giving focus back to the control (same data-key) that had it.
-export function keepFocus(container, rebuild) {
+// Rebuilds a container, giving focus back to the control (same data-key) that had it. When that
+// control is gone (a scanned QR's button, a finished campaign's Pause), the focus goes to what
+// `fallback(key)` names (the campaign's row), else to the panel's heading, rather than falling to the
+// page, so the next Tab continues where the person was.
+export function keepFocus(container, rebuild, fallback) {
   const active = document.activeElement;
-  const key = active && container.contains(active) ? active.dataset.key : null;
+  const inside = !!active && active !== container && container.contains(active);
+  const key = inside ? active.dataset.key : null;
   rebuild();
   const again = key && container.querySelector('[data-key="' + CSS.escape(key) + '"]');
   if (again) again.focus();
+  else if (inside && !document.contains(active)) {
+    const near = key && fallback ? fallback(key) : null;
+    if (near) near.focus(); else focusPanel(container);
+  }
+}
+
+// The focus on the heading of the panel holding `node` (focusable from script only).
+export function focusPanel(node) {
+  const section = node.closest('section');
+  const heading = section && section.querySelector('h2');
+  if (!heading) return;
+  heading.tabIndex = -1;
+  heading.focus();
+}
+
+// Runs a button's action with the button marked busy (aria-disabled, data-busy) rather than
+// disabled: a disabled button loses the focus, and a keyboard user would be sent back to the top of
+// the page. A press while busy does nothing (undefined).
+export async function whileBusy(btn, run) {
+  if (btn.dataset.busy) return undefined;
+  btn.dataset.busy = 'true';
+  btn.setAttribute('aria-disabled', 'true');
+  try {
+    return await run();
+  } finally {
+    delete btn.dataset.busy;
+    btn.removeAttribute('aria-disabled');
+  }
 }
 
 export function toast(text) {

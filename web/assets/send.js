@@ -3,7 +3,7 @@
    Owns: the key of what the select lists (so an unchanged list leaves the select, and its focus, alone).
    Not: the session list itself (state.js, sessions.js). */
 import { sortedSessions } from './state.js';
-import { $, el, setMsg } from './dom.js';
+import { $, el, setMsg, whileBusy } from './dom.js';
 import { api, act, sessionPath } from './api.js';
 import { t } from './i18n.js';
 
@@ -33,12 +33,11 @@ export async function onSend(ev) {
   const id = $('send-session').value;
   const body = { to: $('send-to').value.trim(), text: $('send-text').value };
   if (!id || !body.to || !body.text) { setMsg('send-result', t('send.missing'), true); return; }
-  $('send-submit').disabled = true;
-  await act('send-result', async () => {
+  await whileBusy($('send-submit'), () => act('send-result', async () => {
     const r = await api('POST', sessionPath(id, '/messages'), body);
     lastSent = { id: r.id, session: id };
     return t('send.ok', { id: r.id, status: r.status });
-  });
+  }));
   $('send-submit').disabled = !$('send-session').value;
 }
 

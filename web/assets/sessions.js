@@ -8,7 +8,7 @@
    themselves are shared (state.js) because the QR, send and demo phone views read them.
    Not: how those views render (qr.js, send.js, sim.js, conversations.js, campaigns.js), the admission note's content (admission.js). */
 import { state, isAdmin, sortedSessions } from './state.js';
-import { $, el, button, setMsg } from './dom.js';
+import { $, el, button, setMsg, whileBusy } from './dom.js';
 import { countdownSpan, sinceSpan } from './time.js';
 import { api, act, sessionPath, errorText } from './api.js';
 import { t, tCode, lang } from './i18n.js';
@@ -19,6 +19,7 @@ import { renderPhone, refreshDevices } from './sim.js';
 import { admissionNote, refreshRate } from './admission.js';
 import { renderChatSessions } from './conversations.js';
 import { renderCampaignSessions } from './campaigns.js';
+import { onSessionsCounted } from './access.js';
 
 const LIVE_STATES = ['CONNECTING', 'QR', 'AUTHENTICATED', 'READY'];
 
@@ -95,6 +96,7 @@ export function sessionsChanged(updated) {
   renderPhone();
   renderChatSessions();
   renderCampaignSessions();
+  onSessionsCounted();
 }
 
 // Rows are updated in place, so focus and a pending delete confirmation survive live updates.
@@ -146,9 +148,10 @@ function updateRow(row, s) {
   row.dataset.state = s.state;
   cells.name.textContent = s.name;
   cells.tenant.textContent = s.tenant_id;
-  cells.state.textContent = s.state;
+  // The state in the page's language; its machine name (what the API and the logs say) as the title.
+  cells.state.textContent = tCode('state.', s.state);
   cells.state.className = 'col-state state state-' + String(s.state).toLowerCase();
-  cells.state.title = tCode('state.', s.state);
+  cells.state.title = s.state;
   cells.reason.textContent = s.state === 'DISCONNECTED' && s.reason ? tCode('reason.', s.reason) : '';
   admissionNote(cells.reason, s.admission);
   cells.since.textContent = '';
@@ -220,6 +223,17 @@ export function onMessageStatus(m) {
 }
 
 function updateRowButtons(row, s) {
+  const focused = row.contains(document.activeElement) ? document.activeElement : null;
+  setRowButtons(row, s);
+  // A pressed button that is now disabled (Connect, once connecting) hands the focus to the row's
+  // first enabled one (Disconnect), so a keyboard user is not sent back to the top of the page.
+  if (focused && (focused.disabled || focused.hidden)) {
+    const next = [...row.querySelectorAll('button')].find((b) => !b.disabled && !b.hidden);
+    if (next) next.focus();
+  }
+}
+
+function setRowButtons(row, s) {
   const neverConnected = s.state === 'DISCONNECTED' && (!s.reason || s.reason === 'never_connected');
   const enabled = {
     connect: s.state === 'DISCONNECTED', disconnect: LIVE_STATES.includes(s.state),
@@ -313,14 +327,12 @@ export async function onNewSession(ev) {
   const name = $('new-session-name').value.trim();
   const tenant = $('new-session-tenant').value.trim();
   if (!name || (isAdmin() && !tenant)) { setMsg('new-session-error', t('new.missing'), true); return; }
-  $('new-session-submit').disabled = true;
-  await act('new-session-error', async () => {
+  await whileBusy($('new-session-submit'), () => act('new-session-error', async () => {
     const s = await api('POST', '/api/v1/sessions', isAdmin() ? { tenant_id: tenant, name } : { name });
     sessionsChanged(s);
     $('new-session-name').value = '';
     return t('new.created', { name: s.name });
-  });
-  $('new-session-submit').disabled = false;
+  }));
 }
 
 // A `transition` WebSocket event.

@@ -79,7 +79,10 @@ function deliveryRow(d) {
     if (content instanceof Node) td.appendChild(content); else td.textContent = content;
     return td;
   };
-  cell('hook.col.event', eventOf(d));
+  // The row's first cell holds the focus while its button is gone (pending), across live re-renders.
+  const first = cell('hook.col.event', eventOf(d));
+  first.dataset.key = 'delivery:' + d.id;
+  first.tabIndex = -1;
   cell('hook.col.status', el('span', { class: 'hook-status hook-' + d.status }, tCode('hook.status.', d.status)));
   cell('hook.col.attempts', String(d.attempts));
   cell('hook.col.error', d.last_error ? tCode('hook.error.', d.last_error) : '—').classList.add('hook-error');
@@ -141,7 +144,7 @@ export async function hookAction(btn) {
   replace(r.delivery);
   // The button goes while the delivery is pending: the focus stays on its row.
   const row = $('hook-body').querySelector('[data-delivery-id="' + CSS.escape(r.delivery.id) + '"] td');
-  if (row) { row.setAttribute('tabindex', '-1'); row.focus(); }
+  if (row) row.focus();
   return t('hook.redelivered');
 }
 

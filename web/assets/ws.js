@@ -89,6 +89,16 @@ export function closeWs() {
   seqAtClose = 0;
 }
 
+// An ack as a person reads it: to whom (a whatsapp-web.js id is `{fromMe}_{chat}_{id}`), not the
+// engine's id; another engine's id is shown as it came.
+function ackText(m) {
+  const parts = String(m.message_id || '').split('_');
+  const chat = parts.length >= 3 ? parts.slice(1, -1).join('_') : '';
+  const to = chat.split('@')[0];
+  const base = { session: sessionName(m.session_id), ack: tCode('ack.', String(m.ack)) };
+  return /^\d+$/.test(to) ? t('toast.ackTo', Object.assign(base, { to })) : t('toast.ack', Object.assign(base, { id: m.message_id }));
+}
+
 const WS_HANDLERS = {
   transition: onTransition,
   admission: onAdmission,
@@ -99,7 +109,7 @@ const WS_HANDLERS = {
   campaign: onCampaignEvent,
   webhook: onWebhookEvent,
   pairing_code: onPairingCodeEvent,
-  ack: (m) => toast(t('toast.ack', { session: sessionName(m.session_id), id: m.message_id, ack: tCode('ack.', String(m.ack)) })),
+  ack: (m) => toast(ackText(m)),
   resync: () => { loadSessions(); refreshRate(); refreshDevices(); loadChats(); loadCampaigns(); },
   // A code reached WhatsApp: the demo phone shows what it received.
   'otp.sent': refreshDevices,

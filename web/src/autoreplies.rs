@@ -1,6 +1,7 @@
 //! `/api/v1/tenants/{id}/auto-replies`: a tenant's keyword → reply rules
-//! (first match wins, off unless enabled), and `…/auto-replies/try`, which
-//! says which rule would answer a text — the saved rules or the ones being
+//! (the first switched-on match wins, off unless enabled), and
+//! `…/auto-replies/try`, which says which rule would answer a text (rules
+//! switched off are skipped) — the saved rules or the ones being
 //! edited — without sending anything. Tenant users manage their own; admins
 //! any. Answering incoming messages is
 //! `centinela_actors::messaging::autoreply`'s.
@@ -39,7 +40,7 @@ pub fn routes() -> Routes {
             vec![
                 Doc::new("GET", "messages", "The tenant's auto-reply rules", Access::Authenticated, OK).reply::<AutoReplyRules>(),
                 Doc::new("PUT", "messages", "Replace the auto-reply rules (off unless enabled)", Access::Authenticated, OK)
-                    .body::<AutoReplyRules>(json!({"enabled": true, "rules": [{"keyword": "horario", "reply": "Abrimos de 9 a 18"}]}))
+                    .body::<AutoReplyRules>(json!({"enabled": true, "rules": [{"keyword": "horario", "reply": "Abrimos de 9 a 18", "enabled": true}]}))
                     .reply::<AutoReplyRules>(),
             ],
         )

@@ -5,6 +5,8 @@
 //! itself twice for one incoming message. Replies are rationed by
 //! [`ReplyLimit`] (a per-sender cooldown and a per-session hourly cap,
 //! `[autoreply]` in the config), so strangers cannot make the number spam.
+//! Each rule has its own on/off switch: a rule switched off is skipped, so
+//! the next matching rule answers (and "try it" says so).
 //! The reply names the chat it answers, so its session marks that chat
 //! read just before it types the reply (`session/outgoing.rs`): read,
 //! type, send, as a person does, and still in that order if the reply
@@ -27,15 +29,21 @@ pub fn reply_for<'a>(rules: &'a AutoReplyRules, text: &str) -> Option<&'a str> {
     rule_for(rules, text).map(|i| rules.rules[i].reply.as_str())
 }
 
-/// The position of the rule that matches `text` (the first whose keyword
-/// it contains, case-insensitively), whether or not the rules are on: the
-/// dashboard's "try it" box shows it next to the on/off switch.
+/// The position of the rule that matches `text` (the first switched-on
+/// rule whose keyword it contains, case-insensitively), whether or not the
+/// tenant's rules are on: the dashboard's "try it" box shows it next to
+/// the tenant-wide switch.
 pub fn rule_for(rules: &AutoReplyRules, text: &str) -> Option<usize> {
     let text = text.to_lowercase();
-    rules
-        .rules
-        .iter()
-        .position(|r| !r.keyword.trim().is_empty() && text.contains(&r.keyword.to_lowercase()))
+    rules.rules.iter().position(|r| {
+        r.enabled && !r.keyword.trim().is_empty() && text.contains(&r.keyword.to_lowercase())
+    })
+}
+
+/// A rule's switch when its stored record has none (written before rules
+/// had one): on, as every rule was then.
+pub fn on_unless_stored_off() -> bool {
+    true
 }
 
 /// Starts the task that answers incoming messages, within `limits`.
@@ -134,6 +142,21 @@ mod tests {
         }
     }
 
+    /// A store in a temp dir with the tenant `shop` on record.
+    fn shop_store() -> (tempfile::TempDir, Store, TenantId) {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = Store::open(dir.path()).expect("open");
+        let shop = TenantId::new("shop").expect("id");
+        store
+            .create_tenant(&TenantRecord {
+                id: shop.clone(),
+                name: "shop".into(),
+                created_at: Timestamp::from_millis(1),
+            })
+            .expect("tenant");
+        (dir, store, shop)
+    }
+
     struct Harness {
         store: Store,
         bus: Bus,
@@ -145,23 +168,15 @@ mod tests {
 
     impl Harness {
         fn start(limits: AutoReplyConfig) -> Harness {
-            let dir = tempfile::tempdir().expect("tempdir");
-            let store = Store::open(dir.path()).expect("open");
+            let (dir, store, shop) = shop_store();
             let rules = AutoReplyRules {
                 enabled: true,
                 rules: vec![AutoReplyRule {
                     keyword: "horario".into(),
                     reply: "Abrimos de 9 a 18".into(),
+                    enabled: true,
                 }],
             };
-            let shop = TenantId::new("shop").expect("id");
-            store
-                .create_tenant(&TenantRecord {
-                    id: shop.clone(),
-                    name: "shop".into(),
-                    created_at: Timestamp::from_millis(1),
-                })
-                .expect("tenant");
             assert!(store.set_auto_replies(&shop, &rules).expect("rules"));
             for s in ["s1", "s2"] {
                 let s = SessionId::new(s).expect("id");
@@ -298,10 +313,12 @@ mod tests {
                 AutoReplyRule {
                     keyword: "Precio".into(),
                     reply: "Los precios están en la web".into(),
+                    enabled: true,
                 },
                 AutoReplyRule {
                     keyword: "horario".into(),
                     reply: "Abrimos de 9 a 18".into(),
+                    enabled: true,
                 },
             ],
         };
@@ -327,10 +344,12 @@ mod tests {
                 AutoReplyRule {
                     keyword: " ".into(),
                     reply: "never".into(),
+                    enabled: true,
                 },
                 AutoReplyRule {
                     keyword: "Turno".into(),
                     reply: "Pida turno en la web".into(),
+                    enabled: true,
                 },
             ],
         };
@@ -341,5 +360,71 @@ mod tests {
             "a blank keyword matches nothing"
         );
         assert_eq!(reply_for(&rules, "¿hay turno?"), None, "off: no reply");
+    }
+
+    #[test]
+    fn a_rule_switched_off_never_answers_and_the_next_match_does() {
+        let rule = |keyword: &str, reply: &str, enabled| AutoReplyRule {
+            keyword: keyword.into(),
+            reply: reply.into(),
+            enabled,
+        };
+        let mut rules = AutoReplyRules {
+            enabled: true,
+            rules: vec![
+                rule("turno", "Pida turno al 555", false),
+                rule("horario", "Abrimos de 9 a 18", true),
+            ],
+        };
+        assert_eq!(
+            rule_for(&rules, "¿turno?"),
+            None,
+            "only the rule that is off"
+        );
+        assert_eq!(reply_for(&rules, "¿turno?"), None);
+        assert_eq!(
+            rule_for(&rules, "turno y horario"),
+            Some(1),
+            "skipped, the next match answers"
+        );
+        assert_eq!(
+            reply_for(&rules, "turno y horario"),
+            Some("Abrimos de 9 a 18")
+        );
+        rules.rules[0].enabled = true;
+        assert_eq!(
+            reply_for(&rules, "turno y horario"),
+            Some("Pida turno al 555")
+        );
+    }
+
+    #[test]
+    fn a_rule_stored_before_the_switch_reads_as_on() {
+        let old = r#"{"enabled":true,"rules":[{"keyword":"horario","reply":"Abrimos de 9 a 18"}]}"#;
+        let rules: AutoReplyRules = serde_json::from_str(old).expect("an old record");
+        assert!(rules.rules[0].enabled);
+        assert_eq!(reply_for(&rules, "¿horario?"), Some("Abrimos de 9 a 18"));
+        let off = r#"{"keyword":"horario","reply":"Abrimos de 9 a 18","enabled":false}"#;
+        let off: AutoReplyRule = serde_json::from_str(off).expect("a new record");
+        assert!(!off.enabled);
+    }
+
+    #[test]
+    fn a_rule_switched_off_is_stored_switched_off() {
+        let (_dir, store, shop) = shop_store();
+        let off = AutoReplyRules {
+            enabled: true,
+            rules: vec![AutoReplyRule {
+                keyword: "horario".into(),
+                reply: "Abrimos de 9 a 18".into(),
+                enabled: false,
+            }],
+        };
+        assert!(store.set_auto_replies(&shop, &off).expect("rules"));
+        assert_eq!(
+            store.auto_replies(&shop).expect("read"),
+            off,
+            "the switch is stored"
+        );
     }
 }

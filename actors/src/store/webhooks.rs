@@ -480,6 +480,9 @@ pub(super) fn rows(
 pub struct AutoReplyRule {
     pub keyword: String,
     pub reply: String,
+    /// A rule switched off never answers; rules stored before the switch read as on.
+    #[serde(default = "crate::messaging::autoreply::on_unless_stored_off")]
+    pub enabled: bool,
 }
 
 /// A tenant's auto-reply rules; off unless enabled.
