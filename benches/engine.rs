@@ -3,7 +3,9 @@
 //! session (PSS of each session's Chromium process tree), connect→QR and
 //! scan→READY times; then the same memory figure for Chromium launched with
 //! whatsapp-web.js's defaults (Puppeteer's default args and wwebjs's user
-//! agent) on the same page, and the ratio. Prints; asserts nothing.
+//! agent) on the same page, and the ratio. `-- --flags` prints instead the
+//! flag table: PSS per session at 5 sessions with each lean flag taken out
+//! and each candidate added. Prints; asserts nothing.
 
 #[path = "../tests/common/mod.rs"]
 mod common;
@@ -112,10 +114,85 @@ struct Round {
     ready_to_durable: Vec<Duration>,
 }
 
-async fn round(sim: &Sim, n: usize, baseline: bool) -> Round {
+/// `-- --flags`: the flag table. Each row is the lean set with one flag
+/// taken out (what that flag saves) or one candidate added (what it would
+/// save), at `FLAG_ROUND` sessions, against the lean set itself.
+const FLAG_ROUND: usize = 5;
+
+fn variants() -> Vec<(String, Vec<String>)> {
+    let lean: Vec<String> = centinela_engine_webjs::LEAN_ARGS
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+    let mut out = vec![("lean set (as shipped)".to_owned(), lean.clone())];
+    for f in [
+        "renderer-process-limit=1",
+        "js-flags=--max-old-space-size=256",
+        "disable-site-isolation-trials",
+        "disable-gpu",
+        "disable-dev-shm-usage",
+        "disable-renderer-backgrounding",
+    ] {
+        let without: Vec<String> = lean.iter().filter(|a| a.as_str() != f).cloned().collect();
+        out.push((format!("without {f}"), without));
+    }
+    let features = lean
+        .iter()
+        .find(|a| a.starts_with("disable-features="))
+        .cloned()
+        .unwrap_or_default();
+    for (name, change) in [
+        (
+            "with js-flags=--max-old-space-size=128",
+            ("js-flags=", "js-flags=--max-old-space-size=128".to_owned()),
+        ),
+        (
+            "with the back-forward cache off",
+            ("disable-features=", format!("{features},BackForwardCache")),
+        ),
+        (
+            "with V8's lite mode (js-flags=--lite-mode)",
+            (
+                "js-flags=",
+                "js-flags=--max-old-space-size=256 --lite-mode".to_owned(),
+            ),
+        ),
+    ] {
+        let mut v: Vec<String> = lean
+            .iter()
+            .filter(|a| !a.starts_with(change.0))
+            .cloned()
+            .collect();
+        v.push(change.1);
+        out.push((name.to_owned(), v));
+    }
+    out.push((
+        "with process-per-site".to_owned(),
+        lean.iter()
+            .cloned()
+            .chain(["process-per-site".to_owned()])
+            .collect(),
+    ));
+    out
+}
+
+/// How a round's browsers are launched.
+enum Launch {
+    Lean,
+    Wwebjs,
+    /// Exactly these flags (no lean set under them).
+    Flags(Vec<String>),
+}
+
+async fn round(sim: &Sim, n: usize, launch: Launch) -> Round {
     let dir = tempfile::tempdir().expect("tempdir");
     let mut config = engine_config(dir.path(), &sim.wa_url());
     config.antiban.max_live_sessions = 20;
+    let baseline = matches!(launch, Launch::Wwebjs);
+    if let Launch::Flags(flags) = &launch {
+        config.engine.lean_flags = false;
+        config.engine.extra_args = flags.clone();
+    }
     if baseline {
         // whatsapp-web.js launches full Chromium (Puppeteer's `headless: true`).
         config.engine.headless_shell = false;
@@ -186,11 +263,26 @@ fn main() {
         .enable_all()
         .build()
         .expect("runtime");
+    let flags = std::env::args().any(|a| a == "--flags");
     rt.block_on(async {
         let sim = Sim::start(Duration::from_secs(20)).await;
+        if flags {
+            println!("| Chromium flags (n = {FLAG_ROUND}) | PSS/session | connect→QR | scan→READY |");
+            println!("|---|---|---|---|");
+            for (name, args) in variants() {
+                let mut r = round(&sim, FLAG_ROUND, Launch::Flags(args)).await;
+                println!(
+                    "| {name} | {:.1} MiB | {} | {} |",
+                    r.pss_per_session_mib,
+                    summary(&mut r.connect_to_qr),
+                    summary(&mut r.scan_to_ready)
+                );
+            }
+            return;
+        }
         let mut lean_pss = Vec::new();
         for n in [1usize, 5, 10] {
-            let mut r = round(&sim, n, false).await;
+            let mut r = round(&sim, n, Launch::Lean).await;
             lean_pss.push(r.pss_per_session_mib);
             println!(
                 "centinela  n={n:2}: PSS/session {:.1} MiB | connect→QR {} | scan→READY {} | READY→pairing durable {}",
@@ -200,7 +292,7 @@ fn main() {
                 summary(&mut r.ready_to_durable)
             );
         }
-        let mut b = round(&sim, 5, true).await;
+        let mut b = round(&sim, 5, Launch::Wwebjs).await;
         println!(
             "wwebjs defaults n= 5: PSS/session {:.1} MiB | connect→QR {} | scan→READY {}",
             b.pss_per_session_mib,

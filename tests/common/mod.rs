@@ -6,6 +6,7 @@
 pub mod api;
 pub mod browser;
 pub mod hook;
+pub mod load;
 pub mod page;
 pub mod proc;
 pub mod proxy;

@@ -141,12 +141,18 @@ export async function onHookDelete() {
 
 export async function hookAction(btn) {
   const r = await api('POST', base() + '/deliveries/' + enc(btn.dataset.deliveryId) + '/redeliver');
-  replace(r.delivery);
+  // The attempt may have been made, and its WebSocket event shown, before
+  // this answer arrived: a pending copy must not hide a newer outcome.
+  const known = deliveries.find((x) => x.id === r.delivery.id);
+  if (!known || when(known.last_attempt_at) <= when(r.delivery.last_attempt_at)) replace(r.delivery);
   // The button goes while the delivery is pending: the focus stays on its row.
   const row = $('hook-body').querySelector('[data-delivery-id="' + CSS.escape(r.delivery.id) + '"] td');
   if (row) row.focus();
   return t('hook.redelivered');
 }
+
+// A time as the API gives it (RFC 3339 or milliseconds) in ms; 0 for none.
+const when = (v) => (typeof v === 'number' ? v : Date.parse(v || '') || 0);
 
 function replace(d) {
   const i = deliveries.findIndex((x) => x.id === d.id);
