@@ -106,6 +106,6 @@ fn main() {
             }
         }
         println!("stopped at {} READY sessions: {stop_why}", load.ids().len());
-        let _ = load.demo.server.shutdown().await;
+        load.stop().await;
     });
 }

@@ -46,9 +46,17 @@ pub struct Load {
     transitions: mpsc::UnboundedReceiver<Value>,
     seen: Arc<Mutex<Seen>>,
     ready: Arc<Mutex<Vec<LoadSession>>>,
+    traffic: tokio::task::JoinHandle<()>,
 }
 
 impl Load {
+    /// Stops the traffic, then the server (gracefully).
+    pub async fn stop(self) {
+        self.traffic.abort();
+        let _ = self.traffic.await;
+        self.demo.server.shutdown().await.expect("shutdown");
+    }
+
     /// The server (room for `cap` live sessions, admission out of the way)
     /// and its traffic, one round per `every`.
     pub async fn start(dir: &Path, cap: usize, every: Duration) -> Load {
@@ -97,7 +105,7 @@ impl Load {
             }
         });
         let ready: Arc<Mutex<Vec<LoadSession>>> = Arc::default();
-        tokio::spawn(traffic(
+        let traffic = tokio::spawn(traffic(
             ready.clone(),
             seen.clone(),
             Api::new(&base),
@@ -113,6 +121,7 @@ impl Load {
             transitions,
             seen,
             ready,
+            traffic,
         }
     }
 
@@ -483,7 +492,7 @@ pub async fn soak(
         .filter(|(_, s)| s != "READY")
         .collect();
     let data = load.data.clone();
-    load.demo.server.shutdown().await.expect("shutdown");
+    load.stop().await;
     let store = centinela_actors::store::Store::open(&data).expect("reopen the store");
     let audit_entries = centinela_actors::store::AuditRepo::audit_since(&store, 0, usize::MAX)
         .expect("audit")
