@@ -6,7 +6,8 @@
 //! inbox's; the audit log's size at the end. Passes when PSS/session grows
 //! at most 10 % after a 10-minute warm-up, descriptors and threads stay
 //! flat, and every session is READY at the end; prints the verdict and
-//! exits non-zero on a failure. `tests/soak.rs` is its 3-minute version.
+//! exits non-zero on a failure. Its 3-minute version is not in `./test.sh` yet:
+//! it fails today (the browsers' PSS grows with every message exchanged).
 
 #[path = "../tests/common/mod.rs"]
 mod common;
