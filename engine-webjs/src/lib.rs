@@ -581,7 +581,9 @@ fn watch_process(
         let mut tick = tokio::time::interval(Duration::from_millis(500));
         loop {
             tick.tick().await;
-            let tree = tokio::task::spawn_blocking(move || process::tree(pid))
+            // Its own stat file says whether the main process lives; its
+            // children come from the process table all watchdogs share.
+            let tree = tokio::task::spawn_blocking(move || process::recent_tree(pid))
                 .await
                 .unwrap_or_default();
             if !tree.contains(&pid) {
@@ -801,7 +803,7 @@ impl DriverControl for WebjsControl {
     async fn memory(&self) -> Option<u64> {
         let pid = self.pid?;
         tokio::task::spawn_blocking(move || {
-            let tree = process::tree(pid);
+            let tree = process::recent_tree(pid);
             (!tree.is_empty()).then(|| process::pss_bytes(&tree))
         })
         .await

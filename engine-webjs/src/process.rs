@@ -10,6 +10,17 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+/// `(ppid, state)` of `pid`, from `/proc/<pid>/stat`.
+fn stat_of(pid: u32) -> Option<(u32, char)> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // "pid (comm) S ppid ...": comm may contain spaces or ')'.
+    let rest = &stat[stat.rfind(')')? + 2..];
+    let mut fields = rest.split_whitespace();
+    let state = fields.next()?.chars().next()?;
+    let ppid = fields.next()?.parse().ok()?;
+    Some((ppid, state))
+}
+
 /// `(pid, ppid, state)` of every process, read from `/proc`.
 fn processes() -> Vec<(u32, u32, char)> {
     let Ok(dir) = std::fs::read_dir("/proc") else {
@@ -17,21 +28,39 @@ fn processes() -> Vec<(u32, u32, char)> {
     };
     dir.filter_map(|e| e.ok())
         .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
-        .filter_map(|pid| {
-            let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-            // "pid (comm) S ppid ...": comm may contain spaces or ')'.
-            let rest = &stat[stat.rfind(')')? + 2..];
-            let mut fields = rest.split_whitespace();
-            let state = fields.next()?.chars().next()?;
-            let ppid = fields.next()?.parse().ok()?;
-            Some((pid, ppid, state))
-        })
+        .filter_map(|pid| stat_of(pid).map(|(ppid, state)| (pid, ppid, state)))
         .collect()
+}
+
+/// How old a shared reading of the process table may be for
+/// [`recent_tree`].
+const TABLE_MAX_AGE: std::time::Duration = std::time::Duration::from_millis(900);
+
+/// The process table as read at most [`TABLE_MAX_AGE`] ago: one scan of
+/// `/proc` serves every session's watchdog. Each watchdog scanning the whole
+/// table itself cost O(sessions²) reads (150 sessions × 900 processes
+/// twice a second).
+fn recent_processes() -> std::sync::Arc<Vec<(u32, u32, char)>> {
+    type Table = Option<(std::time::Instant, std::sync::Arc<Vec<(u32, u32, char)>>)>;
+    static TABLE: std::sync::Mutex<Table> = std::sync::Mutex::new(None);
+    // Held while scanning, so callers that find it stale together scan once.
+    let mut table = TABLE.lock().unwrap_or_else(|e| e.into_inner());
+    match table.as_ref() {
+        Some((at, all)) if at.elapsed() < TABLE_MAX_AGE => all.clone(),
+        _ => {
+            let all = std::sync::Arc::new(processes());
+            *table = Some((std::time::Instant::now(), all.clone()));
+            all
+        }
+    }
 }
 
 /// All live descendants of `root` (children, grandchildren, ...).
 pub fn descendants(root: u32) -> Vec<u32> {
-    let all = processes();
+    descendants_in(&processes(), root)
+}
+
+fn descendants_in(all: &[(u32, u32, char)], root: u32) -> Vec<u32> {
     let mut found = vec![root];
     let mut i = 0;
     while i < found.len() {
@@ -68,7 +97,7 @@ pub fn using_profile(profile: &Path) -> Vec<u32> {
 
 /// Whether `pid` is running (exists and is not a zombie).
 pub fn is_alive(pid: u32) -> bool {
-    processes().iter().any(|(p, _, s)| *p == pid && *s != 'Z')
+    stat_of(pid).is_some_and(|(_, state)| state != 'Z')
 }
 
 /// Whether `pid` runs a Chromium binary (guards remembered pids against reuse).
@@ -81,6 +110,16 @@ pub fn is_chromium(pid: u32) -> bool {
 /// `root` and its live descendants.
 pub fn tree(root: u32) -> Vec<u32> {
     let mut pids = descendants(root);
+    if is_alive(root) {
+        pids.insert(0, root);
+    }
+    pids
+}
+
+/// `root` and its descendants as the shared process table saw them at most
+/// a second ago (for watchdogs and memory readings; killing uses [`tree`]).
+pub fn recent_tree(root: u32) -> Vec<u32> {
+    let mut pids = descendants_in(&recent_processes(), root);
     if is_alive(root) {
         pids.insert(0, root);
     }
@@ -260,6 +299,32 @@ mod tests {
         let mut pids = descendants(child.id());
         pids.push(child.id());
         (child, pids)
+    }
+
+    #[test]
+    fn a_recent_tree_is_the_shared_tables_view_of_a_live_root() {
+        let (mut child, pids) = a_process_tree();
+        let root = child.id();
+        // The table may be up to TABLE_MAX_AGE old: the children show once
+        // it is read again.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        let mut seen = recent_tree(root);
+        while seen.len() < 3 {
+            assert!(std::time::Instant::now() < deadline, "tree seen: {seen:?}");
+            std::thread::yield_now();
+            seen = recent_tree(root);
+        }
+        seen.sort_unstable();
+        let mut want = pids.clone();
+        want.sort_unstable();
+        assert_eq!(seen, want, "the root first found, then its children");
+        kill(&pids);
+        let _ = child.wait();
+        assert!(!is_alive(root), "a reaped root is not alive");
+        assert!(
+            !recent_tree(root).contains(&root),
+            "a dead root is never in its recent tree, however old the table"
+        );
     }
 
     #[test]
