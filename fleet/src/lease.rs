@@ -70,7 +70,8 @@ impl Leases {
 
     /// Takes the tenant if nobody holds a live lease on it: free, expired,
     /// or ours already (then the lease is extended and the epoch kept).
-    /// `None`: another node holds it.
+    /// `None`: another node holds it. A claim by name does not look at the
+    /// node's capacity; [`Leases::claim_orphans`] does.
     pub async fn claim(&self, tenant: &TenantId) -> Result<Option<Lease>, FleetError> {
         self.enroll(tenant).await?;
         let row = sqlx::query(
