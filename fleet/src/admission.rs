@@ -14,9 +14,11 @@
 //! "Now" is the database's clock, read after the locks are held.
 //!
 //! Not here: the connection queue (delay, jitter, spacing stay with the
-//! node that starts the browser), pairing-code limits, pruning old rows,
-//! and fencing decisions by the tenant's lease (the serve wiring will).
+//! node that starts the browser), pairing-code limits, pruning old rows.
+//! A decision or an outcome can carry the tenant's lease ([`Fence`]): then
+//! a node that lost the tenant writes nothing and gets `Fenced`.
 
+use crate::lease::Fence;
 use crate::{Fleet, FleetError};
 use centinela_actors::clock::Timestamp;
 use centinela_actors::config::AntibanConfig;
@@ -79,11 +81,21 @@ impl FleetAdmission {
 
     /// Decides one attempt for the whole fleet; an admitted one is
     /// committed before this returns. `req.live` is the deciding node's own
-    /// count (capacity is per node).
-    pub async fn decide(&self, req: &AttemptRequest) -> Result<Verdict, FleetError> {
+    /// count (capacity is per node). With a `fence`, the decision is made
+    /// only while this node holds the tenant at that epoch (checked after
+    /// the locks, held to the commit), else [`FleetError::Fenced`] and
+    /// nothing is written.
+    pub async fn decide(
+        &self,
+        req: &AttemptRequest,
+        fence: Option<Fence<'_>>,
+    ) -> Result<Verdict, FleetError> {
         let mut tx = self.pool.begin().await?;
         lock(&mut tx, "egress", &req.egress).await?;
         lock(&mut tx, "tenant", req.tenant.as_str()).await?;
+        if let Some(fence) = fence {
+            fence.check(&mut tx, &req.tenant).await?;
+        }
         let clock = db_now(&mut tx).await?;
         let (ledger, now) = load(&mut tx, &req.tenant, &req.egress, clock).await?;
         let cloud = req.engine == EngineKind::Cloud;
@@ -126,14 +138,20 @@ impl FleetAdmission {
     }
 
     /// Records what happened to a tenant, under the tenant's lock, and
-    /// answers the ledger event as stored.
+    /// answers the ledger event as stored. A session's outcome is the
+    /// owner's to record (with its `fence`); an admin override may come
+    /// from any node (`None`).
     pub async fn record(
         &self,
         tenant: &TenantId,
         event: TenantEvent,
+        fence: Option<Fence<'_>>,
     ) -> Result<LedgerEvent, FleetError> {
         let mut tx = self.pool.begin().await?;
         lock(&mut tx, "tenant", tenant.as_str()).await?;
+        if let Some(fence) = fence {
+            fence.check(&mut tx, tenant).await?;
+        }
         let at = db_now(&mut tx).await?;
         let event = self.ledger_event(tenant, event, at);
         let (kind, payload) = stored(&event)?;

@@ -35,6 +35,32 @@ pub struct Lease {
     pub epoch: Epoch,
 }
 
+/// What a fenced write carries: the lease, and the node's side of the
+/// table that can check it ([`Fence::check`]).
+#[derive(Debug, Clone, Copy)]
+pub struct Fence<'a> {
+    pub leases: &'a Leases,
+    pub lease: &'a Lease,
+}
+
+impl Fence<'_> {
+    /// [`Leases::fence`] for a write about `tenant`: a lease on another
+    /// tenant fences too.
+    pub async fn check(
+        &self,
+        conn: &mut PgConnection,
+        tenant: &TenantId,
+    ) -> Result<(), FleetError> {
+        if self.lease.tenant != *tenant {
+            return Err(FleetError::Fenced {
+                tenant: tenant.clone(),
+                epoch: self.lease.epoch,
+            });
+        }
+        self.leases.fence(conn, self.lease).await
+    }
+}
+
 /// One node's side of the ownership table.
 #[derive(Debug, Clone)]
 pub struct Leases {

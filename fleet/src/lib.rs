@@ -20,7 +20,7 @@ pub mod node;
 
 pub use admission::{FleetAdmission, TenantEvent, Verdict};
 pub use error::FleetError;
-pub use lease::{Epoch, Lease, Leases};
+pub use lease::{Epoch, Fence, Lease, Leases};
 pub use node::{NodeId, NodeSpec};
 
 use sqlx::postgres::{PgPool, PgPoolOptions};

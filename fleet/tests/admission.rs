@@ -9,7 +9,9 @@ use centinela_actors::config::{AntibanConfig, Config};
 use centinela_actors::engine::EngineKind;
 use centinela_actors::ids::{SessionId, TenantId};
 use centinela_actors::supervisor::admission::{AttemptKind, AttemptRequest, DenyReason};
-use centinela_fleet::{Fleet, FleetAdmission, TenantEvent, Verdict};
+use centinela_fleet::{
+    Fence, Fleet, FleetAdmission, FleetError, Leases, NodeId, NodeSpec, TenantEvent, Verdict,
+};
 use common::PgCluster;
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -68,7 +70,7 @@ async fn storm(
                 let (node, t) = (node.clone(), tenant((i + round) % 10));
                 tasks.push(tokio::spawn(async move {
                     let v = node
-                        .decide(&request(&t, "203.0.113.7"))
+                        .decide(&request(&t, "203.0.113.7"), None)
                         .await
                         .expect("decide");
                     (t, v)
@@ -135,21 +137,36 @@ async fn the_hourly_limit_is_per_egress_and_the_daily_limit_follows_the_tenant()
     let cfg = antiban(1, 2);
     let [a, b] = <[FleetAdmission; 2]>::try_from(nodes(&pg, &cfg, 2).await).expect("two");
     let (t1, t2) = (tenant(1), tenant(2));
-    let first = a.decide(&request(&t1, "egress-a")).await.expect("decide");
+    let first = a
+        .decide(&request(&t1, "egress-a"), None)
+        .await
+        .expect("decide");
     let Verdict::Admitted { attempt, .. } = first else {
         panic!("first attempt admitted: {first:?}")
     };
-    let second = b.decide(&request(&t2, "egress-a")).await.expect("decide");
+    let second = b
+        .decide(&request(&t2, "egress-a"), None)
+        .await
+        .expect("decide");
     assert_eq!(
         denied(&second),
         Some(DenyReason::ServerRateLimit),
         "egress-a's hour is full"
     );
-    let other = b.decide(&request(&t2, "egress-b")).await.expect("decide");
+    let other = b
+        .decide(&request(&t2, "egress-b"), None)
+        .await
+        .expect("decide");
     assert_eq!(denied(&other), None, "another egress has its own hour");
-    let again = b.decide(&request(&t1, "egress-c")).await.expect("decide");
+    let again = b
+        .decide(&request(&t1, "egress-c"), None)
+        .await
+        .expect("decide");
     assert_eq!(denied(&again), None, "t1's second attempt of the day");
-    let third = a.decide(&request(&t1, "egress-d")).await.expect("decide");
+    let third = a
+        .decide(&request(&t1, "egress-d"), None)
+        .await
+        .expect("decide");
     assert_eq!(
         denied(&third),
         Some(DenyReason::DailyLimit),
@@ -159,7 +176,10 @@ async fn the_hourly_limit_is_per_egress_and_the_daily_limit_follows_the_tenant()
     // A cancelled attempt is refunded fleet-wide.
     assert!(b.cancel(attempt).await.expect("cancel"));
     assert!(!b.cancel(attempt).await.expect("cancel twice"));
-    let refunded = b.decide(&request(&t2, "egress-a")).await.expect("decide");
+    let refunded = b
+        .decide(&request(&t2, "egress-a"), None)
+        .await
+        .expect("decide");
     assert_eq!(denied(&refunded), None, "egress-a's slot came back");
 }
 
@@ -172,10 +192,13 @@ async fn a_cooldown_a_ban_and_a_proxy_hold_recorded_on_one_node_hold_on_the_othe
     let (cooled, banned, held) = (tenant(1), tenant(2), tenant(3));
 
     let failure = a
-        .record(&cooled, TenantEvent::Failure { session: s.clone() })
+        .record(&cooled, TenantEvent::Failure { session: s.clone() }, None)
         .await
         .expect("record");
-    let verdict = b.decide(&request(&cooled, "server")).await.expect("decide");
+    let verdict = b
+        .decide(&request(&cooled, "server"), None)
+        .await
+        .expect("decide");
     let Verdict::Denied(denial) = &verdict else {
         panic!("cooldown holds on node b: {verdict:?}")
     };
@@ -188,18 +211,29 @@ async fn a_cooldown_a_ban_and_a_proxy_hold_recorded_on_one_node_hold_on_the_othe
         }
     );
     assert!(denial.wait <= Duration::from_secs(2 * 3600));
-    c.record(&cooled, TenantEvent::CooldownReset { by: "admin".into() })
-        .await
-        .expect("record");
+    c.record(
+        &cooled,
+        TenantEvent::CooldownReset { by: "admin".into() },
+        None,
+    )
+    .await
+    .expect("record");
     assert_eq!(
-        denied(&a.decide(&request(&cooled, "server")).await.expect("decide")),
+        denied(
+            &a.decide(&request(&cooled, "server"), None)
+                .await
+                .expect("decide")
+        ),
         None
     );
 
-    a.record(&banned, TenantEvent::Banned { session: s.clone() })
+    a.record(&banned, TenantEvent::Banned { session: s.clone() }, None)
         .await
         .expect("record");
-    let verdict = c.decide(&request(&banned, "server")).await.expect("decide");
+    let verdict = c
+        .decide(&request(&banned, "server"), None)
+        .await
+        .expect("decide");
     assert_eq!(
         denied(&verdict),
         Some(DenyReason::Error515Block),
@@ -212,16 +246,17 @@ async fn a_cooldown_a_ban_and_a_proxy_hold_recorded_on_one_node_hold_on_the_othe
             session: s.clone(),
             egress: "http://proxy-1:3128".into(),
         },
+        None,
     )
     .await
     .expect("record");
     let on_held = a
-        .decide(&request(&held, "http://proxy-1:3128"))
+        .decide(&request(&held, "http://proxy-1:3128"), None)
         .await
         .expect("decide");
     assert_eq!(denied(&on_held), Some(DenyReason::ProxyBlock));
     let elsewhere = c
-        .decide(&request(&held, "http://proxy-2:3128"))
+        .decide(&request(&held, "http://proxy-2:3128"), None)
         .await
         .expect("decide");
     assert_eq!(
@@ -229,11 +264,11 @@ async fn a_cooldown_a_ban_and_a_proxy_hold_recorded_on_one_node_hold_on_the_othe
         None,
         "another path of the tenant may connect"
     );
-    c.record(&held, TenantEvent::Unblocked { by: "admin".into() })
+    c.record(&held, TenantEvent::Unblocked { by: "admin".into() }, None)
         .await
         .expect("record");
     let lifted = b
-        .decide(&request(&held, "http://proxy-1:3128"))
+        .decide(&request(&held, "http://proxy-1:3128"), None)
         .await
         .expect("decide");
     assert_eq!(
@@ -241,4 +276,86 @@ async fn a_cooldown_a_ban_and_a_proxy_hold_recorded_on_one_node_hold_on_the_othe
         None,
         "the unblock lifts the hold everywhere"
     );
+}
+
+/// A registered node's leases and its admission, on its own pool.
+async fn fleet_node(pg: &PgCluster, id: &str, cfg: &AntibanConfig) -> (Leases, FleetAdmission) {
+    let fleet = Fleet::connect(&pg.url(), 4).await.expect("connect");
+    let id = NodeId::new(id).expect("node id");
+    let spec = NodeSpec {
+        id: id.clone(),
+        advertise_url: format!("http://{id}:3012"),
+        egress: "server".into(),
+        capacity: 10,
+    };
+    fleet.register(&spec).await.expect("register");
+    let leases = Leases::new(&fleet, id, Duration::from_secs(30));
+    (leases, FleetAdmission::new(&fleet, cfg.clone()))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_that_lost_the_tenant_can_neither_admit_nor_record_for_it() {
+    let pg = PgCluster::start();
+    let cfg = antiban(100, 5);
+    let (a_leases, a) = fleet_node(&pg, "node-a", &cfg).await;
+    let (b_leases, b) = fleet_node(&pg, "node-b", &cfg).await;
+    let (t, other) = (tenant(1), tenant(2));
+    let old = a_leases.claim(&t).await.expect("claim").expect("free");
+    let a_fence = Fence {
+        leases: &a_leases,
+        lease: &old,
+    };
+    let first = a
+        .decide(&request(&t, "server"), Some(a_fence))
+        .await
+        .expect("decide");
+    assert_eq!(denied(&first), None, "the owner decides");
+    let wrong = a.decide(&request(&other, "server"), Some(a_fence)).await;
+    assert!(
+        matches!(wrong, Err(FleetError::Fenced { .. })),
+        "a lease on another tenant: {wrong:?}"
+    );
+
+    // node-a is paused past its lease; node-b takes the tenant.
+    let db = Fleet::connect(&pg.url(), 1).await.expect("connect");
+    sqlx::query(
+        "UPDATE tenant_owners SET lease_until = now() - interval '1 second' WHERE tenant = $1",
+    )
+    .bind(t.as_str())
+    .execute(db.pool())
+    .await
+    .expect("expire");
+    let new = b_leases.claim(&t).await.expect("claim").expect("expired");
+
+    let stale = a.decide(&request(&t, "server"), Some(a_fence)).await;
+    assert!(matches!(stale, Err(FleetError::Fenced { .. })), "{stale:?}");
+    let s = SessionId::new("s1").expect("session id");
+    let outcome = a
+        .record(&t, TenantEvent::Failure { session: s }, Some(a_fence))
+        .await;
+    assert!(
+        matches!(outcome, Err(FleetError::Fenced { .. })),
+        "{outcome:?}"
+    );
+    let attempts: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM admission_attempts WHERE tenant = $1")
+            .bind(t.as_str())
+            .fetch_one(db.pool())
+            .await
+            .expect("count");
+    let events: i64 = sqlx::query_scalar("SELECT count(*) FROM admission_events")
+        .fetch_one(db.pool())
+        .await
+        .expect("count");
+    assert_eq!((attempts, events), (1, 0), "the fenced node wrote nothing");
+
+    let b_fence = Fence {
+        leases: &b_leases,
+        lease: &new,
+    };
+    let next = b
+        .decide(&request(&t, "server"), Some(b_fence))
+        .await
+        .expect("decide");
+    assert_eq!(denied(&next), None, "the new owner decides");
 }
