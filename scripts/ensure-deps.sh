@@ -61,3 +61,18 @@ fi
 if ! command -v nginx >/dev/null 2>&1 && [ ! -x /usr/sbin/nginx ]; then
   apt_install "nginx" nginx
 fi
+
+# Debian's PostgreSQL server binaries, for the fleet tests (fleet/tests):
+# each test starts its own throwaway cluster with initdb and pg_ctl, which
+# Debian keeps in /usr/lib/postgresql/<version>/bin, off PATH. The package
+# also creates the `postgres` user the tests run the server as under root.
+pg_found() {
+  local bin
+  for bin in /usr/lib/postgresql/*/bin; do
+    [ -x "$bin/initdb" ] && [ -x "$bin/pg_ctl" ] && return 0
+  done
+  command -v initdb >/dev/null 2>&1 && command -v pg_ctl >/dev/null 2>&1
+}
+if ! pg_found; then
+  apt_install "postgresql" postgresql
+fi

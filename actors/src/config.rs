@@ -16,6 +16,9 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+mod fleet;
+pub use fleet::FleetConfig;
+
 /// The defaults, as shipped.
 pub const DEFAULT_TOML: &str = include_str!("../../config/default.toml");
 
@@ -75,6 +78,8 @@ pub struct Config {
     pub supervisor: SupervisorConfig,
     pub auth: AuthConfig,
     pub otp: OtpConfig,
+    /// More than one node on PostgreSQL (`centinela-fleet`); off by default.
+    pub fleet: FleetConfig,
     pub log: LogConfig,
 }
 
@@ -747,7 +752,7 @@ impl Config {
                 "must be at least 1",
             ));
         }
-        Ok(())
+        self.fleet.validate()
     }
 
     /// The effective configuration as TOML, secrets masked.
@@ -767,6 +772,7 @@ impl Config {
         if !shown.otp.secret.is_empty() {
             shown.otp.secret = "********".into();
         }
+        shown.fleet.database_url = shown.fleet.masked_url();
         toml::to_string_pretty(&shown).unwrap_or_else(|e| format!("# cannot render config: {e}\n"))
     }
 }

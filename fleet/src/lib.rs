@@ -1,0 +1,55 @@
+//! Fleet mode on PostgreSQL: many Centinela nodes, each tenant owned by
+//! exactly one of them, connection-attempt limits counted fleet-wide.
+//!
+//! This crate owns the fleet's tables and the rules that need the database
+//! to be right: registering nodes ([`node`]), ownership leases with fencing
+//! ([`lease`]), and admission decided in one transaction over the shared
+//! ledger ([`admission`]). It decides nothing about sessions itself: the
+//! admission rules are `centinela-actors`' pure `evaluate`, fed with rows
+//! from here. It does not start browsers, serve HTTP or move the rest of the
+//! store (sessions, users, messages) to PostgreSQL — later slices do.
+//!
+//! Every time that decides something — a lease's end, an attempt's place in
+//! a window — comes from the database's clock, so nodes whose clocks
+//! disagree still agree on who owns what and what a window holds.
+
+pub mod admission;
+mod error;
+pub mod lease;
+pub mod node;
+
+pub use admission::{FleetAdmission, TenantEvent, Verdict};
+pub use error::FleetError;
+pub use lease::{Epoch, Fence, Lease, Leases};
+pub use node::{NodeId, NodeSpec};
+
+use sqlx::postgres::{PgPool, PgPoolOptions};
+
+/// The embedded schema (`fleet/migrations`), applied at connect.
+static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
+
+/// A connection pool to the fleet's database, schema up to date.
+#[derive(Debug, Clone)]
+pub struct Fleet {
+    pool: PgPool,
+}
+
+impl Fleet {
+    /// Connects with at most `max_connections` and runs the migrations
+    /// (sqlx takes an advisory lock, so nodes starting together migrate
+    /// once). Fails on a bad URL, an unreachable server or a schema newer
+    /// than this build knows.
+    pub async fn connect(url: &str, max_connections: u32) -> Result<Self, FleetError> {
+        let pool = PgPoolOptions::new()
+            .max_connections(max_connections)
+            .connect(url)
+            .await?;
+        MIGRATOR.run(&pool).await?;
+        Ok(Self { pool })
+    }
+
+    /// The pool, for a caller's own fenced writes ([`Leases::fence`]).
+    pub fn pool(&self) -> &PgPool {
+        &self.pool
+    }
+}

@@ -1,0 +1,247 @@
+//! A throwaway PostgreSQL cluster per test: `initdb` into a temp dir,
+//! `pg_ctl start` on a free loopback port with its unix socket in that dir,
+//! one database, a URL; stopped and deleted on drop.
+//!
+//! PostgreSQL refuses to run as root, and CI runs the tests as root: then
+//! the temp dir is given to the `postgres` user (Debian's package creates
+//! it) and every server command runs through `runuser -u postgres --`. As
+//! anyone else the commands run as that user. The binaries are found as
+//! `$PG_BIN`, else Debian's newest `/usr/lib/postgresql/<ver>/bin`, else
+//! on `PATH` (`scripts/ensure-deps.sh` installs the package).
+//! Readiness is `pg_ctl start -w` (pg_ctl polls the server itself) and then
+//! `pg_isready`, never a sleep.
+
+#![allow(dead_code)]
+
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+/// The superuser the clusters are made with (trust authentication, loopback only).
+const SUPERUSER: &str = "centinela";
+const DATABASE: &str = "fleet";
+
+pub struct PgCluster {
+    dir: tempfile::TempDir,
+    bin: PathBuf,
+    port: u16,
+    /// `Some("postgres")` when the commands run through `runuser` (we are root).
+    run_as: Option<String>,
+}
+
+impl PgCluster {
+    /// Starts a cluster and creates its database. Panics with the tool's
+    /// output if anything fails (a test cannot go on without it).
+    pub fn start() -> Self {
+        let bin = bin_dir();
+        let run_as = is_root().then(|| "postgres".to_owned());
+        let dir = tempfile::Builder::new()
+            .prefix("centinela-pg-")
+            .tempdir()
+            .expect("temp dir for the cluster");
+        if let Some(user) = &run_as {
+            give_to(dir.path(), user);
+        }
+        let mut cluster = Self {
+            dir,
+            bin,
+            port: 0,
+            run_as,
+        };
+        cluster.initdb();
+        // A port found free may be taken before the server binds it: retry.
+        let mut last = None;
+        for _ in 0..5 {
+            cluster.port = free_port();
+            match cluster.pg_ctl_start() {
+                Ok(()) => {
+                    cluster.wait_ready();
+                    cluster.createdb();
+                    return cluster;
+                }
+                Err(out) => last = Some(out),
+            }
+        }
+        panic!(
+            "pg_ctl start failed five times: {}",
+            last.unwrap_or_default()
+        );
+    }
+
+    /// `postgres://centinela@127.0.0.1:<port>/fleet`
+    pub fn url(&self) -> String {
+        format!("postgres://{SUPERUSER}@127.0.0.1:{}/{DATABASE}", self.port)
+    }
+
+    fn data(&self) -> PathBuf {
+        self.dir.path().join("data")
+    }
+
+    fn tool(&self, name: &str) -> Command {
+        let path = self.bin.join(name);
+        let mut cmd = match &self.run_as {
+            Some(user) => {
+                let mut c = Command::new("runuser");
+                c.args(["-u", user, "--"]).arg(path);
+                c
+            }
+            None => Command::new(path),
+        };
+        // The server user may not be allowed into the test's directory.
+        cmd.current_dir(self.dir.path()).env("LC_ALL", "C");
+        cmd
+    }
+
+    fn initdb(&self) {
+        let out = self
+            .tool("initdb")
+            .arg("-D")
+            .arg(self.data())
+            .args([
+                "-U",
+                SUPERUSER,
+                "-A",
+                "trust",
+                "-E",
+                "UTF8",
+                "--no-locale",
+                "--no-sync",
+            ])
+            .output()
+            .expect("run initdb");
+        check("initdb", &out);
+    }
+
+    fn pg_ctl_start(&self) -> Result<(), String> {
+        let options = format!(
+            "-p {} -c listen_addresses=127.0.0.1 -k {} -c fsync=off -c synchronous_commit=off \
+             -c full_page_writes=off -c max_connections=100",
+            self.port,
+            self.dir.path().display()
+        );
+        let out = self
+            .tool("pg_ctl")
+            .arg("-D")
+            .arg(self.data())
+            .arg("-l")
+            .arg(self.dir.path().join("server.log"))
+            .args(["-w", "-t", "60", "-o", &options, "start"])
+            .output()
+            .expect("run pg_ctl start");
+        if out.status.success() {
+            return Ok(());
+        }
+        let log = std::fs::read_to_string(self.dir.path().join("server.log")).unwrap_or_default();
+        Err(format!("{}\n{log}", describe(&out)))
+    }
+
+    /// `pg_isready` until it answers, bounded (pg_ctl -w has waited already).
+    fn wait_ready(&self) {
+        let out = self
+            .tool("pg_isready")
+            .args(["-h", "127.0.0.1", "-p", &self.port.to_string(), "-t", "30"])
+            .output()
+            .expect("run pg_isready");
+        check("pg_isready", &out);
+    }
+
+    fn createdb(&self) {
+        let out = self
+            .tool("createdb")
+            .args([
+                "-h",
+                "127.0.0.1",
+                "-p",
+                &self.port.to_string(),
+                "-U",
+                SUPERUSER,
+                DATABASE,
+            ])
+            .output()
+            .expect("run createdb");
+        check("createdb", &out);
+    }
+}
+
+impl Drop for PgCluster {
+    fn drop(&mut self) {
+        // Immediate: the data is thrown away anyway. The temp dir goes after.
+        let _ = self
+            .tool("pg_ctl")
+            .arg("-D")
+            .arg(self.data())
+            .args(["-m", "immediate", "-w", "stop"])
+            .output();
+    }
+}
+
+/// `$PG_BIN`, Debian's newest `/usr/lib/postgresql/<ver>/bin`, or the
+/// directory of `initdb` on `PATH`.
+fn bin_dir() -> PathBuf {
+    if let Some(dir) = std::env::var_os("PG_BIN") {
+        return PathBuf::from(dir);
+    }
+    let mut debian: Vec<(u32, PathBuf)> = std::fs::read_dir("/usr/lib/postgresql")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|e| {
+            let version = e.file_name().to_str()?.parse::<u32>().ok()?;
+            let bin = e.path().join("bin");
+            bin.join("initdb").exists().then_some((version, bin))
+        })
+        .collect();
+    debian.sort();
+    if let Some((_, bin)) = debian.pop() {
+        return bin;
+    }
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    std::env::split_paths(&path)
+        .find(|d| d.join("initdb").exists() && d.join("pg_ctl").exists())
+        .expect("PostgreSQL's initdb and pg_ctl: run scripts/ensure-deps.sh (Debian's postgresql)")
+}
+
+fn is_root() -> bool {
+    let out = Command::new("id").arg("-u").output().expect("run id -u");
+    String::from_utf8_lossy(&out.stdout).trim() == "0"
+}
+
+/// As root: the cluster's dir belongs to the server's user.
+fn give_to(dir: &Path, user: &str) {
+    let known = Command::new("id")
+        .arg("-u")
+        .arg(user)
+        .output()
+        .expect("run id");
+    assert!(
+        known.status.success(),
+        "running as root, PostgreSQL needs the {user:?} user (Debian's postgresql package \
+         creates it: scripts/ensure-deps.sh)"
+    );
+    let out = Command::new("chown")
+        .arg(format!("{user}:"))
+        .arg(dir)
+        .output()
+        .expect("run chown");
+    check("chown", &out);
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free loopback port")
+        .port()
+}
+
+fn check(what: &str, out: &Output) {
+    assert!(out.status.success(), "{what} failed: {}", describe(out));
+}
+
+fn describe(out: &Output) -> String {
+    format!(
+        "{}\nstdout: {}\nstderr: {}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}

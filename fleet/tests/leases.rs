@@ -1,0 +1,252 @@
+//! Ownership leases against a real PostgreSQL (a throwaway cluster per
+//! test): one owner per tenant under races, expiry and fencing, renewal,
+//! orphan claims within capacity.
+
+mod common;
+
+use centinela_actors::ids::TenantId;
+use centinela_fleet::{Epoch, Fleet, FleetError, Lease, Leases, NodeId, NodeSpec};
+use common::PgCluster;
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::{Duration, Instant};
+
+const TTL: Duration = Duration::from_secs(30);
+
+/// A node: its own pool (as a separate process would have), registered.
+async fn node(pg: &PgCluster, id: &str, capacity: u32, ttl: Duration) -> Leases {
+    let fleet = Fleet::connect(&pg.url(), 8).await.expect("connect");
+    let id = NodeId::new(id).expect("node id");
+    fleet
+        .register(&NodeSpec {
+            id: id.clone(),
+            advertise_url: format!("http://{id}.internal:8080"),
+            egress: "server".into(),
+            capacity,
+        })
+        .await
+        .expect("register");
+    Leases::new(&fleet, id, ttl)
+}
+
+fn tenant(i: usize) -> TenantId {
+    TenantId::new(format!("t{i:03}")).expect("tenant id")
+}
+
+/// Makes a lease run out now, through SQL (the database's clock).
+async fn expire(pg: &PgCluster, t: &TenantId) {
+    let fleet = Fleet::connect(&pg.url(), 1).await.expect("connect");
+    sqlx::query(
+        "UPDATE tenant_owners SET lease_until = now() - interval '1 second' WHERE tenant = $1",
+    )
+    .bind(t.as_str())
+    .execute(fleet.pool())
+    .await
+    .expect("expire");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn two_nodes_racing_for_the_same_tenants_leave_each_with_exactly_one_owner() {
+    let pg = PgCluster::start();
+    let a = node(&pg, "node-a", 100, TTL).await;
+    let b = node(&pg, "node-b", 100, TTL).await;
+    let tenants: Vec<TenantId> = (0..40).map(tenant).collect();
+    let mut tasks = Vec::new();
+    for t in &tenants {
+        for n in [&a, &b] {
+            let (n, t) = (n.clone(), t.clone());
+            tasks.push(tokio::spawn(async move {
+                let won = n.claim(&t).await.expect("claim");
+                (n.node().clone(), t, won)
+            }));
+        }
+    }
+    let mut winners: BTreeMap<TenantId, Vec<(NodeId, Epoch)>> = BTreeMap::new();
+    for task in tasks {
+        let (node, t, won) = task.await.expect("task");
+        if let Some(lease) = won {
+            assert_eq!(lease.tenant, t);
+            winners.entry(t).or_default().push((node, lease.epoch));
+        }
+    }
+    assert_eq!(winners.len(), tenants.len(), "every tenant was won");
+    for t in &tenants {
+        let won = &winners[t];
+        assert_eq!(won.len(), 1, "{t}: exactly one winner, got {won:?}");
+        let owner = a.owner_of(t).await.expect("owner").expect("owned");
+        assert_eq!(owner, won[0], "{t}: the table agrees with the winner");
+        assert_eq!(owner.1, Epoch(1), "{t}: first claim is epoch 1");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_expired_lease_goes_to_another_node_at_the_next_epoch_and_fences_the_old_owner() {
+    let pg = PgCluster::start();
+    let a = node(&pg, "node-a", 10, TTL).await;
+    let b = node(&pg, "node-b", 10, TTL).await;
+    let t = tenant(1);
+    let old = a.claim(&t).await.expect("claim").expect("free tenant");
+    assert_eq!(old.epoch, Epoch(1));
+    assert_eq!(
+        b.claim(&t).await.expect("claim"),
+        None,
+        "a live lease is not taken"
+    );
+    assert_eq!(
+        a.claim(&t).await.expect("reclaim"),
+        Some(old.clone()),
+        "the owner's own claim keeps its epoch"
+    );
+
+    expire(&pg, &t).await;
+    let new = b
+        .claim(&t)
+        .await
+        .expect("claim")
+        .expect("expired lease is free");
+    assert_eq!(new.epoch, Epoch(2), "a change of hands bumps the epoch");
+
+    // The old owner comes back: every fenced write of it matches nothing.
+    let fleet = Fleet::connect(&pg.url(), 2).await.expect("connect");
+    let mut tx = fleet.pool().begin().await.expect("begin");
+    let fenced = a.fence(&mut tx, &old).await;
+    assert!(
+        matches!(&fenced, Err(FleetError::Fenced { tenant, epoch }) if *tenant == t && *epoch == Epoch(1)),
+        "old owner is fenced: {fenced:?}"
+    );
+    drop(tx);
+    assert!(matches!(
+        a.release(&old).await,
+        Err(FleetError::Fenced { .. })
+    ));
+    assert_eq!(a.claim(&t).await.expect("claim"), None);
+    let mut tx = fleet.pool().begin().await.expect("begin");
+    b.fence(&mut tx, &new)
+        .await
+        .expect("the new owner passes its fence");
+    tx.commit().await.expect("commit");
+    let owner = a.owner_of(&t).await.expect("owner");
+    assert_eq!(owner, Some((b.node().clone(), Epoch(2))));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_short_lease_that_is_not_renewed_runs_out_on_the_database_clock() {
+    let pg = PgCluster::start();
+    let a = node(&pg, "node-a", 10, Duration::from_secs(1)).await;
+    let b = node(&pg, "node-b", 10, TTL).await;
+    let t = tenant(1);
+    let old = a.claim(&t).await.expect("claim").expect("free tenant");
+    // Poll (generously bounded) until the 1 s lease has run out.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let new = loop {
+        if let Some(lease) = b.claim(&t).await.expect("claim") {
+            break lease;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "a 1 s lease still held after 30 s"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(new.epoch, Epoch(old.epoch.0 + 1));
+    assert!(
+        a.renew().await.expect("renew").is_empty(),
+        "nothing left to renew"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn renew_answers_only_the_tenants_still_held() {
+    let pg = PgCluster::start();
+    let a = node(&pg, "node-a", 10, TTL).await;
+    let b = node(&pg, "node-b", 10, TTL).await;
+    let (kept, taken, lapsed) = (tenant(1), tenant(2), tenant(3));
+    let mut held = Vec::new();
+    for t in [&kept, &taken, &lapsed] {
+        held.push(a.claim(t).await.expect("claim").expect("free"));
+    }
+    expire(&pg, &taken).await;
+    b.claim(&taken)
+        .await
+        .expect("claim")
+        .expect("expired lease");
+    expire(&pg, &lapsed).await;
+
+    let renewed = a.renew().await.expect("renew");
+    assert_eq!(
+        renewed,
+        vec![held[0].clone()],
+        "only the live lease is renewed"
+    );
+    let lost: BTreeSet<&Lease> = held.iter().filter(|l| !renewed.contains(l)).collect();
+    assert_eq!(lost.len(), 2, "the caller sees which it lost");
+    assert_eq!(
+        a.owner_of(&lapsed).await.expect("owner"),
+        None,
+        "a lapsed lease is not revived by a renewal"
+    );
+    assert_eq!(b.renew().await.expect("renew").len(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn orphans_are_claimed_up_to_free_capacity_and_never_twice() {
+    let pg = PgCluster::start();
+    let a = node(&pg, "node-a", 10, TTL).await;
+    let b = node(&pg, "node-b", 12, TTL).await;
+    let tenants: Vec<TenantId> = (0..30).map(tenant).collect();
+    for t in &tenants {
+        a.enroll(t).await.expect("enroll");
+    }
+    a.claim(&tenants[0]).await.expect("claim").expect("free");
+    a.claim(&tenants[1]).await.expect("claim").expect("free");
+
+    // Both nodes, four loops each, all at once.
+    let mut tasks = Vec::new();
+    for n in [&a, &b] {
+        for _ in 0..4 {
+            let n = n.clone();
+            tasks.push(tokio::spawn(async move {
+                let got = n.claim_orphans(5).await.expect("claim orphans");
+                (n.node().clone(), got)
+            }));
+        }
+    }
+    let mut claimed: BTreeMap<TenantId, NodeId> = BTreeMap::new();
+    for task in tasks {
+        let (node, got) = task.await.expect("task");
+        for lease in got {
+            assert_eq!(lease.epoch, Epoch(1), "an orphan never owned before");
+            let before = claimed.insert(lease.tenant.clone(), node.clone());
+            assert_eq!(before, None, "{} claimed twice", lease.tenant);
+        }
+    }
+    let count = |n: &NodeId| claimed.values().filter(|o| *o == n).count();
+    assert!(
+        count(a.node()) <= 8,
+        "node-a had 8 free: {}",
+        count(a.node())
+    );
+    assert!(
+        count(b.node()) <= 12,
+        "node-b had 12 free: {}",
+        count(b.node())
+    );
+    assert!(!claimed.contains_key(&tenants[0]) && !claimed.contains_key(&tenants[1]));
+
+    // Topping up fills each node exactly to its capacity, no further.
+    a.claim_orphans(100).await.expect("top up");
+    b.claim_orphans(100).await.expect("top up");
+    assert_eq!(a.renew().await.expect("renew").len(), 10);
+    assert_eq!(b.renew().await.expect("renew").len(), 12);
+    assert!(a.claim_orphans(100).await.expect("full").is_empty());
+    let mut owners = BTreeMap::new();
+    for t in &tenants {
+        if let Some((owner, _)) = a.owner_of(t).await.expect("owner") {
+            *owners.entry(owner).or_insert(0) += 1;
+        }
+    }
+    assert_eq!(
+        owners.values().sum::<i32>(),
+        22,
+        "8 orphans left for a third node"
+    );
+}
