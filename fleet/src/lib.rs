@@ -28,6 +28,9 @@ use sqlx::postgres::{PgPool, PgPoolOptions};
 /// The embedded schema (`fleet/migrations`), applied at connect.
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
 
+/// How long a query waits for a pooled connection before it fails.
+pub const ACQUIRE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2);
+
 /// A connection pool to the fleet's database, schema up to date.
 #[derive(Debug, Clone)]
 pub struct Fleet {
@@ -38,10 +41,13 @@ impl Fleet {
     /// Connects with at most `max_connections` and runs the migrations
     /// (sqlx takes an advisory lock, so nodes starting together migrate
     /// once). Fails on a bad URL, an unreachable server or a schema newer
-    /// than this build knows.
+    /// than this build knows. A connection is waited for at most
+    /// [`ACQUIRE_TIMEOUT`]: with the database down, a decision fails in
+    /// seconds (and the node says why) instead of sqlx's default 30 s.
     pub async fn connect(url: &str, max_connections: u32) -> Result<Self, FleetError> {
         let pool = PgPoolOptions::new()
             .max_connections(max_connections)
+            .acquire_timeout(ACQUIRE_TIMEOUT)
             .connect(url)
             .await?;
         MIGRATOR.run(&pool).await?;
