@@ -28,6 +28,17 @@ struct Seen {
     /// message id → when it was accepted.
     accepted: HashMap<String, Instant>,
     send_to_sent: Vec<Duration>,
+    /// Ids reported `sent` before their POST's answer was read.
+    early: HashSet<String>,
+}
+
+impl Seen {
+    /// A message accepted at `at`: timed from then unless already sent.
+    fn accepted(&mut self, id: &str, at: Instant) {
+        if !self.early.remove(id) {
+            self.accepted.insert(id.to_owned(), at);
+        }
+    }
 }
 
 #[derive(Clone)]
@@ -45,6 +56,8 @@ pub struct Load {
     pub data: PathBuf,
     transitions: mpsc::UnboundedReceiver<Value>,
     seen: Arc<Mutex<Seen>>,
+    /// Woken at every `sent` the WebSocket reports.
+    sent: Arc<tokio::sync::Notify>,
     ready: Arc<Mutex<Vec<LoadSession>>>,
     traffic: tokio::task::JoinHandle<()>,
 }
@@ -73,6 +86,8 @@ impl Load {
             c.messaging.send_delay_min = Duration::ZERO;
             c.messaging.send_delay_max = Duration::ZERO;
             c.messaging.typing_chars_per_second = 0;
+            // The soak's burst goes as fast as the machine does.
+            c.messaging.sends_per_minute = 6_000;
         })
         .await;
         let base = format!("http://{}", demo.addr);
@@ -83,6 +98,8 @@ impl Load {
         let ws_url = format!("ws://{}/api/v1/ws?token={admin}", demo.addr);
         let (mut ws, _) = tokio_tungstenite::connect_async(ws_url).await.expect("ws");
         let reader = seen.clone();
+        let sent = Arc::new(tokio::sync::Notify::new());
+        let signal = sent.clone();
         tokio::spawn(async move {
             while let Some(Ok(msg)) = ws.next().await {
                 let tokio_tungstenite::tungstenite::Message::Text(t) = msg else {
@@ -96,9 +113,13 @@ impl Load {
                     Some("message_status") if v["status"] == "sent" => {
                         let mut s = reader.lock().expect("lock");
                         let id = v["message_id"].as_str().unwrap_or_default().to_owned();
-                        if let Some(at) = s.accepted.remove(&id) {
-                            s.send_to_sent.push(at.elapsed());
+                        match s.accepted.remove(&id) {
+                            Some(at) => s.send_to_sent.push(at.elapsed()),
+                            None => {
+                                s.early.insert(id);
+                            }
                         }
+                        signal.notify_waiters();
                     }
                     _ => {}
                 }
@@ -120,6 +141,7 @@ impl Load {
             base,
             transitions,
             seen,
+            sent,
             ready,
             traffic,
         }
@@ -202,6 +224,65 @@ impl Load {
 
     pub fn ids(&self) -> Vec<String> {
         self.sessions().into_iter().map(|s| s.id).collect()
+    }
+
+    /// Each READY session exchanges `pairs` messages with its phone (one out
+    /// through the outbox, one in from the phone) as fast as they go;
+    /// returns once every one sent is `sent`. The page's heaps reach their
+    /// working size over the first few hundred messages (see the soak): a
+    /// soak judged after a burst like this sees a leak, not that growth.
+    pub async fn burst(&self, pairs: usize) {
+        let mut tasks = Vec::new();
+        for s in self.sessions() {
+            let (api, admin, seen) = (Api::new(&self.base), self.admin.clone(), self.seen.clone());
+            tasks.push(tokio::spawn(async move {
+                let mut ids = Vec::new();
+                for i in 0..pairs {
+                    let t = Instant::now();
+                    let r = api
+                        .call(
+                            "POST",
+                            &format!("/api/v1/sessions/{}/messages", s.id),
+                            Cred::Token(&admin),
+                            Some(json!({"to": "5491100009999", "text": format!("Recordatorio {i}: su turno es mañana a las 10.")})),
+                        )
+                        .await;
+                    let id = r.body["id"].as_str().unwrap_or_else(|| panic!("accepted: {}", r.text));
+                    seen.lock().expect("lock").accepted(id, t);
+                    ids.push(id.to_owned());
+                    let r = api
+                        .call(
+                            "POST",
+                            &format!("/sim/devices/{}/incoming", s.device),
+                            Cred::None,
+                            Some(json!({"from": "5491100009999", "text": format!("gracias, confirmo ({i})")})),
+                        )
+                        .await;
+                    assert!(r.status < 300, "incoming: {}", r.text);
+                }
+                ids
+            }));
+        }
+        let mut ids = Vec::new();
+        for t in tasks {
+            ids.extend(t.await.expect("burst task"));
+        }
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(600);
+        loop {
+            let woken = self.sent.notified();
+            tokio::pin!(woken);
+            woken.as_mut().enable();
+            let pending = {
+                let s = self.seen.lock().expect("lock");
+                ids.iter().filter(|id| s.accepted.contains_key(*id)).count()
+            };
+            if pending == 0 {
+                return;
+            }
+            if tokio::time::timeout_at(deadline, woken).await.is_err() {
+                panic!("{pending} burst messages never reported sent within 600 s");
+            }
+        }
     }
 
     /// The send→sent times measured since the last call.
@@ -292,7 +373,7 @@ async fn traffic(
                 )
                 .await;
             if let Some(m) = r.body["id"].as_str() {
-                seen.lock().expect("lock").accepted.insert(m.to_owned(), t);
+                seen.lock().expect("lock").accepted(m, t);
             }
             let _ = api
                 .call(
@@ -445,11 +526,14 @@ pub async fn soak(
     every: Duration,
     warmup: Duration,
     traffic: Duration,
+    warm_pairs: usize,
 ) -> SoakReport {
     let mut load = Load::start(dir, sessions, traffic).await;
     for _ in 0..sessions {
         load.add_session().await;
     }
+    load.burst(warm_pairs).await;
+    load.take_send_to_sent();
     let start = Instant::now();
     let mut samples = Vec::new();
     let mut sends = 0;
