@@ -114,6 +114,86 @@ fn a_sessions_messages_page_newest_first_as_a_scan_would_list_them() {
     );
 }
 
+/// The median of `runs` timings of `f`.
+fn median(runs: usize, mut f: impl FnMut()) -> std::time::Duration {
+    let mut v: Vec<std::time::Duration> = (0..runs)
+        .map(|_| {
+            let t = std::time::Instant::now();
+            f();
+            t.elapsed()
+        })
+        .collect();
+    v.sort();
+    v[runs / 2]
+}
+
+/// Issue 18's bound for the listing: with 10⁵ messages stored, the last
+/// page costs at most 10× the first, and the first at most 10× the first
+/// page of a store of 10³ — ratios within one run. Before the index every
+/// page decoded all of them (which the second ratio catches: a scan is
+/// 100× dearer there); an offset walk would fail the first. s2's messages
+/// are interleaved, so the range read is what skips them.
+#[test]
+fn at_a_hundred_thousand_messages_the_last_page_costs_at_most_ten_times_the_first() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = open(dir.path());
+    const N: usize = 100_000;
+    let all: Vec<MessageRecord> = (0..N)
+        .map(|i| {
+            let s = if i % 10 == 9 { "s2" } else { "s1" };
+            message(&format!("m{i:06}"), s, 1_000 + i as i64)
+        })
+        .collect();
+    for chunk in all.chunks(5_000) {
+        store.accept(chunk).expect("accept");
+    }
+    let of_s1: Vec<&MessageRecord> = all.iter().filter(|m| m.session.as_str() == "s1").collect();
+    // The cursor whose page is the 50 oldest of s1.
+    let cursor = of_s1[50].id.clone();
+    let first = store
+        .messages(&session("s1"), 50, None)
+        .expect("first page");
+    let last = store
+        .messages(&session("s1"), 50, Some(&cursor))
+        .expect("last page");
+    assert_eq!(first.len(), 50);
+    assert_eq!(first[0].id, of_s1[of_s1.len() - 1].id, "newest first");
+    assert_eq!(last.len(), 50);
+    assert_eq!(last[49].id, of_s1[0].id, "the last page ends at the oldest");
+    let small_dir = tempfile::tempdir().expect("tempdir");
+    let small = open(small_dir.path());
+    small.accept(&all[..1_000]).expect("accept");
+    let mut t_small = std::time::Duration::ZERO;
+    let mut t_first = std::time::Duration::ZERO;
+    let mut t_last = std::time::Duration::ZERO;
+    // Interleaved, so a slow moment of the machine falls on all three.
+    for _ in 0..5 {
+        t_small += median(9, || {
+            small
+                .messages(&session("s1"), 50, None)
+                .expect("small store");
+        });
+        t_first += median(9, || {
+            store
+                .messages(&session("s1"), 50, None)
+                .expect("first page");
+        });
+        t_last += median(9, || {
+            store
+                .messages(&session("s1"), 50, Some(&cursor))
+                .expect("last page");
+        });
+    }
+    assert!(
+        t_last <= t_first * 10,
+        "last page {t_last:?} vs first page {t_first:?} (sums of 5 medians)"
+    );
+    assert!(
+        t_first <= t_small * 10,
+        "first page at 10^5 {t_first:?} vs at 10^3 {t_small:?} (sums of 5 medians)"
+    );
+}
+
 #[test]
 fn a_file_written_before_the_indexes_has_them_built_at_open() {
     let dir = tempfile::tempdir().expect("tempdir");
