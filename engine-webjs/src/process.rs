@@ -109,17 +109,18 @@ pub fn is_chromium(pid: u32) -> bool {
 
 /// `root` and its live descendants.
 pub fn tree(root: u32) -> Vec<u32> {
-    let mut pids = descendants(root);
-    if is_alive(root) {
-        pids.insert(0, root);
-    }
-    pids
+    tree_in(&processes(), root)
 }
 
 /// `root` and its descendants as the shared process table saw them at most
 /// a second ago (for watchdogs and memory readings; killing uses [`tree`]).
 pub fn recent_tree(root: u32) -> Vec<u32> {
-    let mut pids = descendants_in(&recent_processes(), root);
+    tree_in(&recent_processes(), root)
+}
+
+/// `root`, if its own stat file says it lives, then its descendants in `all`.
+fn tree_in(all: &[(u32, u32, char)], root: u32) -> Vec<u32> {
+    let mut pids = descendants_in(all, root);
     if is_alive(root) {
         pids.insert(0, root);
     }

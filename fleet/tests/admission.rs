@@ -317,14 +317,7 @@ async fn a_node_that_lost_the_tenant_can_neither_admit_nor_record_for_it() {
     );
 
     // node-a is paused past its lease; node-b takes the tenant.
-    let db = Fleet::connect(&pg.url(), 1).await.expect("connect");
-    sqlx::query(
-        "UPDATE tenant_owners SET lease_until = now() - interval '1 second' WHERE tenant = $1",
-    )
-    .bind(t.as_str())
-    .execute(db.pool())
-    .await
-    .expect("expire");
+    pg.expire_lease(&t).await;
     let new = b_leases.claim(&t).await.expect("claim").expect("expired");
 
     let stale = a.decide(&request(&t, "server"), Some(a_fence)).await;
@@ -337,6 +330,7 @@ async fn a_node_that_lost_the_tenant_can_neither_admit_nor_record_for_it() {
         matches!(outcome, Err(FleetError::Fenced { .. })),
         "{outcome:?}"
     );
+    let db = Fleet::connect(&pg.url(), 1).await.expect("connect");
     let attempts: i64 =
         sqlx::query_scalar("SELECT count(*) FROM admission_attempts WHERE tenant = $1")
             .bind(t.as_str())

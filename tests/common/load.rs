@@ -8,7 +8,7 @@
 //! rhythm. Also the readings the benches sample: memory, CPU, descriptors
 //! and threads of this process and of every browser.
 
-use super::api::{Api, Cred};
+use super::api::{Api, Cred, Res};
 use super::page::{demo_server, DemoServer, PASSWORD};
 use centinela_engine_webjs::process;
 use centinela_web::sim::ControlAccess;
@@ -238,27 +238,20 @@ impl Load {
             tasks.push(tokio::spawn(async move {
                 let mut ids = Vec::new();
                 for i in 0..pairs {
-                    let t = Instant::now();
-                    let r = api
-                        .call(
-                            "POST",
-                            &format!("/api/v1/sessions/{}/messages", s.id),
-                            Cred::Token(&admin),
-                            Some(json!({"to": "5491100009999", "text": format!("Recordatorio {i}: su turno es mañana a las 10.")})),
-                        )
-                        .await;
-                    let id = r.body["id"].as_str().unwrap_or_else(|| panic!("accepted: {}", r.text));
-                    seen.lock().expect("lock").accepted(id, t);
+                    let (out, incoming) = exchange(
+                        &api,
+                        &admin,
+                        &seen,
+                        &s,
+                        format!("Recordatorio {i}: su turno es mañana a las 10."),
+                        format!("gracias, confirmo ({i})"),
+                    )
+                    .await;
+                    let id = out.body["id"]
+                        .as_str()
+                        .unwrap_or_else(|| panic!("accepted: {}", out.text));
                     ids.push(id.to_owned());
-                    let r = api
-                        .call(
-                            "POST",
-                            &format!("/sim/devices/{}/incoming", s.device),
-                            Cred::None,
-                            Some(json!({"from": "5491100009999", "text": format!("gracias, confirmo ({i})")})),
-                        )
-                        .await;
-                    assert!(r.status < 300, "incoming: {}", r.text);
+                    assert!(incoming.status < 300, "incoming: {}", incoming.text);
                 }
                 ids
             }));
@@ -363,29 +356,52 @@ async fn traffic(
         }
         let gap = every / round.len() as u32;
         for s in round {
-            let t = Instant::now();
-            let r = api
-                .call(
-                    "POST",
-                    &format!("/api/v1/sessions/{}/messages", s.id),
-                    Cred::Token(&admin),
-                    Some(json!({"to": "5491100009999", "text": "Hola, ¿confirma su turno?"})),
-                )
-                .await;
-            if let Some(m) = r.body["id"].as_str() {
-                seen.lock().expect("lock").accepted(m, t);
-            }
-            let _ = api
-                .call(
-                    "POST",
-                    &format!("/sim/devices/{}/incoming", s.device),
-                    Cred::None,
-                    Some(json!({"from": "5491100009999", "text": format!("sí, confirmo ({})", s.phone)})),
-                )
-                .await;
+            exchange(
+                &api,
+                &admin,
+                &seen,
+                &s,
+                "Hola, ¿confirma su turno?".into(),
+                format!("sí, confirmo ({})", s.phone),
+            )
+            .await;
             tokio::time::sleep(gap).await;
         }
     }
+}
+
+/// One message from `s` to its contact through the outbox (timed in
+/// `seen` from its acceptance) and one from the contact to `s`'s phone;
+/// both answers.
+async fn exchange(
+    api: &Api,
+    admin: &str,
+    seen: &Mutex<Seen>,
+    s: &LoadSession,
+    out: String,
+    incoming: String,
+) -> (Res, Res) {
+    let t = Instant::now();
+    let sent = api
+        .call(
+            "POST",
+            &format!("/api/v1/sessions/{}/messages", s.id),
+            Cred::Token(admin),
+            Some(json!({"to": "5491100009999", "text": out})),
+        )
+        .await;
+    if let Some(id) = sent.body["id"].as_str() {
+        seen.lock().expect("lock").accepted(id, t);
+    }
+    let received = api
+        .call(
+            "POST",
+            &format!("/sim/devices/{}/incoming", s.device),
+            Cred::None,
+            Some(json!({"from": "5491100009999", "text": incoming})),
+        )
+        .await;
+    (sent, received)
 }
 
 /// The processes of the browser using `profile` and all their children.

@@ -73,6 +73,21 @@ impl PgCluster {
         format!("postgres://{SUPERUSER}@127.0.0.1:{}/{DATABASE}", self.port)
     }
 
+    /// Makes `tenant`'s lease run out now, through SQL (the database's
+    /// clock): a node paused past its lease, without the wait.
+    pub async fn expire_lease(&self, tenant: &centinela_actors::ids::TenantId) {
+        let fleet = centinela_fleet::Fleet::connect(&self.url(), 1)
+            .await
+            .expect("connect");
+        sqlx::query(
+            "UPDATE tenant_owners SET lease_until = now() - interval '1 second' WHERE tenant = $1",
+        )
+        .bind(tenant.as_str())
+        .execute(fleet.pool())
+        .await
+        .expect("expire");
+    }
+
     fn data(&self) -> PathBuf {
         self.dir.path().join("data")
     }
