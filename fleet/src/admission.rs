@@ -45,23 +45,8 @@ pub enum Verdict {
     Denied(Denial),
 }
 
-/// Something that happened to a tenant that admission must remember on
-/// every node. Times and ends are the database's now plus the configured
-/// durations.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum TenantEvent {
-    /// A failed attempt (QR never scanned, engine error while pairing):
-    /// `antiban.cooldown_after_failure` starts.
-    Failure { session: SessionId },
-    /// A ban (TOS_BLOCK, stream error 515): blocked for `antiban.ban_block`.
-    Banned { session: SessionId },
-    /// WhatsApp refused this egress for the tenant: held until unblocked.
-    ProxyBlocked { session: SessionId, egress: String },
-    /// An admin lifted the block and every proxy hold.
-    Unblocked { by: String },
-    /// An admin ended the cooldown.
-    CooldownReset { by: String },
-}
+/// What happened to a tenant (the supervisor's seam defines it).
+pub use centinela_actors::supervisor::shared::TenantEvent;
 
 /// The fleet's admission ledger, judged with one node's `[antiban]` rules
 /// (every node of a fleet is expected to run the same ones).

@@ -370,6 +370,24 @@ impl From<SupervisorError> for ApiError {
                 "phone_number_id_taken",
                 format!("phone_number_id {number} belongs to another cloud session"),
             ),
+            e @ SupervisorError::FleetUnavailable(_) => ApiError::Later {
+                code: "fleet_unavailable",
+                message: format!("{e}: nothing is admitted until it is back"),
+                retry_after_secs: 5,
+            },
+            e @ SupervisorError::NotOwner(_) => ApiError::Later {
+                code: "tenant_moving",
+                message: e.to_string(),
+                retry_after_secs: 1,
+            },
+            e @ SupervisorError::Deciding => ApiError::Later {
+                code: "connect_deciding",
+                message: e.to_string(),
+                retry_after_secs: 1,
+            },
+            e @ SupervisorError::Interrupted => {
+                ApiError::conflict("connect_interrupted", e.to_string())
+            }
         }
     }
 }
@@ -492,4 +510,44 @@ impl From<tokio::task::JoinError> for ApiError {
 /// The fallback for a known path asked with a method it does not have.
 pub async fn method_not_allowed() -> ApiError {
     ApiError::MethodNotAllowed
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use centinela_actors::ids::TenantId;
+    use http_body_util::BodyExt;
+
+    async fn answer(e: SupervisorError) -> (StatusCode, Option<String>, serde_json::Value) {
+        let res = ApiError::from(e).into_response();
+        let status = res.status();
+        let retry = res
+            .headers()
+            .get("retry-after")
+            .map(|v| v.to_str().expect("ascii").to_owned());
+        let body = res.into_body().collect().await.expect("body").to_bytes();
+        let json: serde_json::Value = serde_json::from_slice(&body).expect("json");
+        (status, retry, json["error"].clone())
+    }
+
+    #[tokio::test]
+    async fn the_fleets_refusals_are_503s_that_say_why_and_when_to_retry() {
+        let down = SupervisorError::FleetUnavailable("connection refused".into());
+        let (status, retry, error) = answer(down).await;
+        assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(retry.as_deref(), Some("5"));
+        assert_eq!(error["code"], "fleet_unavailable");
+        let message = error["message"].as_str().expect("message");
+        assert!(message.contains("connection refused"), "{message}");
+
+        let moving = SupervisorError::NotOwner(TenantId::new("clinic").expect("id"));
+        let (status, retry, error) = answer(moving).await;
+        assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(retry.as_deref(), Some("1"));
+        assert_eq!(error["code"], "tenant_moving");
+
+        let (status, _, error) = answer(SupervisorError::Interrupted).await;
+        assert_eq!(status, StatusCode::CONFLICT);
+        assert_eq!(error["code"], "connect_interrupted");
+    }
 }

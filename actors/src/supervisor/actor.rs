@@ -4,21 +4,23 @@
 //! budget). The registry is in [`super::registry`], the commands in
 //! [`super::commands`], connection attempts in [`super::attempts`].
 
-use super::admission::{outcome_of, Admission};
-use super::attempts;
+use super::admission::{global_status_in, outcome_of, tenant_status_in, Admission, Outcome};
+use super::attempts::{self, Asker};
 use super::commands::{self, Override};
 use super::ledger::LedgerRepo;
 use super::registry::{spawn_session, SupervisorState};
+use super::shared::{FleetSeam, SharedError, TenantEvent};
+use super::tenancy;
 use super::{SupervisorError, SupervisorMsg};
 use crate::bus::{BusEvent, TransitionEvent};
 use crate::config::Config;
 use crate::engine::EngineSet;
-use crate::ids::SessionId;
+use crate::ids::{SessionId, TenantId};
 use crate::session::actor::SessionEnv;
 use crate::session::{DisconnectReason, SessionMsg, SessionState, SessionView};
 use crate::store::{AuditRepo, DesiredState, SessionRepo};
 use ractor::{Actor, ActorId, ActorProcessingErr, ActorRef, SupervisionEvent};
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 pub struct SupervisorArgs {
@@ -30,6 +32,9 @@ pub struct SupervisorArgs {
     pub env: SessionEnv,
     /// Seed for the queue's jitter; `None` seeds from the OS.
     pub rng_seed: Option<u64>,
+    /// Fleet mode: admission shared with the other nodes, and this node's
+    /// egress. `None`: a single node, deciding on its own ledger.
+    pub fleet: Option<FleetSeam>,
 }
 
 impl SupervisorArgs {
@@ -47,6 +52,7 @@ impl SupervisorArgs {
             engines,
             env,
             rng_seed: None,
+            fleet: None,
         }
     }
 }
@@ -75,6 +81,8 @@ impl Actor for SupervisorActor {
             admission,
             sessions: HashMap::new(),
             by_actor: HashMap::new(),
+            fleet: args.fleet,
+            owned: HashSet::new(),
         })
     }
 
@@ -83,7 +91,10 @@ impl Actor for SupervisorActor {
         myself: ActorRef<SupervisorMsg>,
         st: &mut SupervisorState,
     ) -> Result<(), ActorProcessingErr> {
-        attempts::restore_all(&myself, st).await?;
+        // In a fleet, sessions come in with their tenant's lease (AdoptTenant).
+        if st.fleet.is_none() {
+            attempts::restore_all(&myself, st).await?;
+        }
         Ok(())
     }
 
@@ -105,14 +116,13 @@ impl Actor for SupervisorActor {
             SupervisorMsg::DeleteTenant { tenant, reply } => {
                 commands::delete_tenant(st, tenant, reply)
             }
-            SupervisorMsg::Connect { id, reply } => {
-                let _ = reply.send(attempts::connect(
-                    &myself,
-                    st,
-                    &id,
-                    super::admission::AttemptKind::Connect,
-                ));
-            }
+            SupervisorMsg::Connect { id, reply } => attempts::connect(
+                &myself,
+                st,
+                &id,
+                super::admission::AttemptKind::Connect,
+                Asker::Caller(reply),
+            ),
             SupervisorMsg::Disconnect { id, reply } => {
                 commands::stop_session(&myself, st, id, false, reply).await;
             }
@@ -169,28 +179,46 @@ impl Actor for SupervisorActor {
             SupervisorMsg::RefreshPairingCode { id, phone } => {
                 commands::pairing_code(st, id, phone, None)
             }
-            SupervisorMsg::RateLimitStatus { tenant, reply } => {
-                let _ = reply.send(st.rate_limit_report(tenant));
-            }
+            SupervisorMsg::RateLimitStatus { tenant, reply } => match &st.fleet {
+                None => {
+                    let _ = reply.send(st.rate_limit_report(tenant));
+                }
+                Some(_) => {
+                    tokio::spawn(fleet_report(st, tenant, reply));
+                }
+            },
             SupervisorMsg::Queue { reply } => {
                 let _ = reply.send(st.admission.queue());
             }
             SupervisorMsg::Unblock { tenant, by, reply } => {
-                let _ = reply.send(commands::admin_override(
-                    st,
-                    Override::Unblock,
-                    &tenant,
-                    &by,
-                ));
+                commands::admin_override(st, Override::Unblock, tenant, by, reply)
             }
             SupervisorMsg::ResetCooldown { tenant, by, reply } => {
-                let _ = reply.send(commands::admin_override(
-                    st,
-                    Override::ResetCooldown,
-                    &tenant,
-                    &by,
-                ));
+                commands::admin_override(st, Override::ResetCooldown, tenant, by, reply)
             }
+            SupervisorMsg::AdoptTenant { tenant, reply } => {
+                let out = tenancy::adopt(&myself, st, tenant).await;
+                let _ = reply.send(out.map_err(SupervisorError::from));
+            }
+            SupervisorMsg::ReleaseTenant { tenant, why, reply } => {
+                let (n, actors) = tenancy::release(st, &tenant);
+                let timeout = st.config.server.shutdown_timeout;
+                tokio::spawn(async move {
+                    tenancy::stop_all(actors, &why, timeout).await;
+                    let _ = reply.send(n);
+                });
+            }
+            SupervisorMsg::Fenced { tenant } => {
+                if st.owned.contains(&tenant) {
+                    attempts::release_fenced(st, &tenant);
+                }
+            }
+            SupervisorMsg::Decided {
+                epoch,
+                request,
+                verdict,
+                asker,
+            } => attempts::on_decided(&myself, st, epoch, request, verdict, asker),
             SupervisorMsg::StartAttempt { id, epoch } => {
                 attempts::start_attempt(&myself, st, &id, epoch).await
             }
@@ -283,21 +311,37 @@ fn on_session_changed(
     let Some(reason) = entry.view.state.reason() else {
         return;
     };
-    let egress = crate::proxy::egress(entry.record.proxy.as_deref());
     let paired = entry.record.paired;
+    let egress = st.egress_of(&st.sessions[&id].record);
     let local_fault = reason.is_local_fault();
     let now = st.now();
     let outcome = outcome_of(&from, reason, paired);
     if let Some(outcome) = outcome {
         tracing::warn!(tenant = %tenant, session = %id, outcome = ?outcome, reason = reason.as_str(), "attempt outcome recorded");
-        if let Err(e) = st.admission.record(&tenant, &id, outcome, now) {
+        if st.fleet.is_some() {
+            let event = match outcome {
+                Outcome::Failure => TenantEvent::Failure {
+                    session: id.clone(),
+                },
+                Outcome::Banned => TenantEvent::Banned {
+                    session: id.clone(),
+                },
+            };
+            record_shared(myself, st, &tenant, event);
+        } else if let Err(e) = st.admission.record(&tenant, &id, outcome, now) {
             tracing::error!(session = %id, error = %e, "could not record the outcome in the ledger");
         }
     }
     if reason == DisconnectReason::ProxyBlocked {
         // The path is refused, not the account: hold the tenant on it.
         tracing::warn!(tenant = %tenant, session = %id, proxy = %egress, "network path refused by WhatsApp; the tenant is held on it");
-        if let Err(e) = st.admission.record_proxy_block(&tenant, &id, &egress, now) {
+        if st.fleet.is_some() {
+            let event = TenantEvent::ProxyBlocked {
+                session: id.clone(),
+                egress: egress.clone(),
+            };
+            record_shared(myself, st, &tenant, event);
+        } else if let Err(e) = st.admission.record_proxy_block(&tenant, &id, &egress, now) {
             tracing::error!(session = %id, error = %e, "could not record the proxy hold in the ledger");
         }
     }
@@ -376,8 +420,91 @@ async fn respawn(myself: &ActorRef<SupervisorMsg>, st: &mut SupervisorState, id:
     tracing::info!(session = %id, "session actor restarted");
     if wants_running {
         let kind = super::admission::AttemptKind::CrashRestart;
-        if let Err(e) = attempts::connect(myself, st, id, kind) {
-            tracing::warn!(session = %id, error = %e, "could not reconnect the restarted session");
+        attempts::connect(myself, st, id, kind, Asker::Log("restart after a crash"));
+    }
+}
+
+/// Records a session's outcome in the fleet's ledger from a task, fenced:
+/// a node that lost the tenant writes nothing and lets the tenant go.
+fn record_shared(
+    myself: &ActorRef<SupervisorMsg>,
+    st: &SupervisorState,
+    tenant: &TenantId,
+    event: TenantEvent,
+) {
+    let Some(fleet) = st.fleet.clone() else {
+        return;
+    };
+    let (me, tenant) = (myself.clone(), tenant.clone());
+    tokio::spawn(async move {
+        match fleet.admission.record(&tenant, event, true).await {
+            Ok(()) => {}
+            Err(SharedError::Fenced(tenant)) => {
+                let _ = me.cast(SupervisorMsg::Fenced { tenant });
+            }
+            Err(e) => {
+                tracing::error!(tenant = %tenant, error = %e, "could not record the outcome in the fleet's ledger")
+            }
         }
+    });
+}
+
+/// The anti-ban report in a fleet: each tenant's status from the shared
+/// ledger through this node's egress, fetched off the supervisor. With the
+/// database down it shows what this node knows: its own (empty) ledger.
+fn fleet_report(
+    st: &SupervisorState,
+    tenant: Option<TenantId>,
+    reply: ractor::RpcReplyPort<super::RateLimitReport>,
+) -> impl std::future::Future<Output = ()> + Send + 'static {
+    let fallback = st.rate_limit_report(tenant.clone());
+    let live = st.live_count(None);
+    let cfg = st.config.antiban.clone();
+    let fleet = st.fleet.clone();
+    let tenants: std::collections::BTreeSet<TenantId> = match tenant {
+        Some(t) => [t].into(),
+        None => st.owned.iter().cloned().collect(),
+    };
+    async move {
+        let Some(fleet) = fleet else {
+            let _ = reply.send(fallback);
+            return;
+        };
+        let mut global = None;
+        let mut organizations = Vec::with_capacity(tenants.len());
+        for t in &tenants {
+            match fleet.admission.view(t, &fleet.egress).await {
+                Ok((ledger, now)) => {
+                    organizations.push(tenant_status_in(
+                        &cfg,
+                        &ledger,
+                        t,
+                        live,
+                        &fleet.egress,
+                        now,
+                    ));
+                    global.get_or_insert_with(|| global_status_in(&cfg, &ledger, now));
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "the fleet's anti-ban status is unavailable");
+                    let _ = reply.send(fallback);
+                    return;
+                }
+            }
+        }
+        // The egress's hour is the same in every tenant's view: with no
+        // tenant to ask about, any id reads it.
+        let anyone = TenantId::new("_").expect("a valid id");
+        let global = match global {
+            Some(g) => g,
+            None => match fleet.admission.view(&anyone, &fleet.egress).await {
+                Ok((ledger, now)) => global_status_in(&cfg, &ledger, now),
+                Err(_) => fallback.global.clone(),
+            },
+        };
+        let _ = reply.send(super::RateLimitReport {
+            global,
+            organizations,
+        });
     }
 }

@@ -411,7 +411,6 @@ impl Admission {
         if let Err(denial) = verdict {
             return Ok(Decision::Denied(denial));
         }
-        let start_at = self.start_time(req.kind, now);
         let ticket = self.ledger.next_id;
         self.persist(LedgerEvent::Attempt {
             id: ticket,
@@ -422,7 +421,22 @@ impl Admission {
             at: now,
             cloud: false,
         })?;
-        self.queue_tail = Some(start_at);
+        Ok(self.enqueue(ticket, req, now))
+    }
+
+    /// Puts an attempt admitted as `ticket` in the queue and answers its
+    /// start: a Cloud API connect at once, anything else after its delay and
+    /// jitter, spaced after the previous start. [`Admission::admit`] calls it
+    /// after its own ledger admitted the attempt; in a fleet the shared
+    /// ledger admits, and the node that starts the browser still queues it.
+    pub fn enqueue(&mut self, ticket: u64, req: &AttemptRequest, now: Timestamp) -> Decision {
+        let start_at = if req.engine == crate::engine::EngineKind::Cloud {
+            now
+        } else {
+            let at = self.start_time(req.kind, now);
+            self.queue_tail = Some(at);
+            at
+        };
         self.queue.insert(
             ticket,
             QueuedAttempt {
@@ -432,7 +446,7 @@ impl Admission {
                 start_at,
             },
         );
-        Ok(Decision::Admitted { ticket, start_at })
+        Decision::Admitted { ticket, start_at }
     }
 
     /// A Cloud API connect: recorded (uncounted by WhatsApp Web's budgets)
@@ -455,19 +469,7 @@ impl Admission {
             at: now,
             cloud: true,
         })?;
-        self.queue.insert(
-            ticket,
-            QueuedAttempt {
-                ticket,
-                tenant: req.tenant.clone(),
-                session: req.session.clone(),
-                start_at: now,
-            },
-        );
-        Ok(Decision::Admitted {
-            ticket,
-            start_at: now,
-        })
+        Ok(self.enqueue(ticket, req, now))
     }
 
     /// Mandatory delay (not for restores) + jitter, at least `queue_spacing`
@@ -508,6 +510,12 @@ impl Admission {
         })?;
         self.queue.remove(&ticket);
         Ok(true)
+    }
+
+    /// Takes a queued attempt out of the queue without a ledger event: in
+    /// a fleet the refund is the shared ledger's. False if not queued.
+    pub fn dequeue(&mut self, ticket: u64) -> bool {
+        self.queue.remove(&ticket).is_some()
     }
 
     /// The queue in start order.
@@ -654,51 +662,61 @@ impl Admission {
     }
 
     pub fn global_status(&self, now: Timestamp) -> GlobalStatus {
-        let window = in_window(&self.ledger.global, now, HOUR);
-        let used = window.len() as u32;
-        GlobalStatus {
-            global_attempts_last_hour: used,
-            global_limit: self.cfg.global_attempts_per_hour,
-            global_blocked: used >= self.cfg.global_attempts_per_hour,
-            global_attempt_times: times(window),
-        }
+        global_status_in(&self.cfg, &self.ledger, now)
     }
 
     /// A tenant's status as a user connect through the server's own path
     /// would be judged now.
     pub fn tenant_status(&self, tenant: &TenantId, live: u32, now: Timestamp) -> TenantStatus {
-        let server = egress(None);
-        let verdict = evaluate(
-            &self.cfg,
-            &self.ledger,
-            tenant,
-            AttemptKind::Connect,
-            live,
-            &server,
-            now,
-        );
-        let t = self.ledger.tenant(tenant).cloned().unwrap_or_default();
-        let denial = verdict.err();
-        TenantStatus {
-            organization_id: tenant.clone(),
-            can_connect: denial.is_none(),
-            block_reason: denial.as_ref().map(|d| d.reason),
-            wait_time_minutes: denial.as_ref().map_or(0, |d| d.wait_minutes()),
-            attempts_last_24h: in_window(&t.attempts, now, DAY).len() as u32,
-            attempt_times: times(in_window(&t.attempts, now, DAY)),
-            cooldown_until: t.cooldown_until.filter(|u| *u > now),
-            blocked_until: t.blocked_until.filter(|u| *u > now),
-            daily_limit: self.cfg.tenant_attempts_per_day,
-            is_blocked_515: t.blocked_until.is_some_and(|u| u > now),
-            last_failure: t.last_failure,
-            block_until: denial.as_ref().map(|d| d.block_until).filter(|u| *u > now),
-            proxy_blocked: t.proxy_blocked.keys().cloned().collect(),
-        }
+        tenant_status_in(&self.cfg, &self.ledger, tenant, live, &egress(None), now)
     }
 
     /// Every tenant the ledger knows.
     pub fn known_tenants(&self) -> Vec<TenantId> {
         self.ledger.tenants.keys().cloned().collect()
+    }
+}
+
+/// The hourly status of `ledger`'s global window (a single node's every
+/// attempt, or in a fleet one egress's). Pure.
+pub fn global_status_in(cfg: &AntibanConfig, ledger: &Ledger, now: Timestamp) -> GlobalStatus {
+    let window = in_window(&ledger.global, now, HOUR);
+    let used = window.len() as u32;
+    GlobalStatus {
+        global_attempts_last_hour: used,
+        global_limit: cfg.global_attempts_per_hour,
+        global_blocked: used >= cfg.global_attempts_per_hour,
+        global_attempt_times: times(window),
+    }
+}
+
+/// A tenant's status in `ledger` as a user connect through `via` would be
+/// judged now. Pure.
+pub fn tenant_status_in(
+    cfg: &AntibanConfig,
+    ledger: &Ledger,
+    tenant: &TenantId,
+    live: u32,
+    via: &str,
+    now: Timestamp,
+) -> TenantStatus {
+    let verdict = evaluate(cfg, ledger, tenant, AttemptKind::Connect, live, via, now);
+    let t = ledger.tenant(tenant).cloned().unwrap_or_default();
+    let denial = verdict.err();
+    TenantStatus {
+        organization_id: tenant.clone(),
+        can_connect: denial.is_none(),
+        block_reason: denial.as_ref().map(|d| d.reason),
+        wait_time_minutes: denial.as_ref().map_or(0, |d| d.wait_minutes()),
+        attempts_last_24h: in_window(&t.attempts, now, DAY).len() as u32,
+        attempt_times: times(in_window(&t.attempts, now, DAY)),
+        cooldown_until: t.cooldown_until.filter(|u| *u > now),
+        blocked_until: t.blocked_until.filter(|u| *u > now),
+        daily_limit: cfg.tenant_attempts_per_day,
+        is_blocked_515: t.blocked_until.is_some_and(|u| u > now),
+        last_failure: t.last_failure,
+        block_until: denial.as_ref().map(|d| d.block_until).filter(|u| *u > now),
+        proxy_blocked: t.proxy_blocked.keys().cloned().collect(),
     }
 }
 

@@ -6,51 +6,204 @@
 use super::admission::{auto_reconnect_after, AttemptKind, AttemptRequest, Decision, DenyReason};
 use super::recovery::RecoveryPolicy;
 use super::registry::{spawn_session, Pending, SupervisorState};
-use super::{ConnectOutcome, SupervisorError, SupervisorMsg};
+use super::shared::{FleetSeam, SharedError, SharedVerdict};
+use super::{ConnectOutcome, Reply, SupervisorError, SupervisorMsg};
 use crate::bus::{AdmissionDecision, AdmissionEvent, BusEvent, RecoveryEvent};
 use crate::clock::Timestamp;
 use crate::ids::{SessionId, TenantId};
 use crate::session::{DisconnectReason, SessionMsg, SessionState};
-use crate::store::{DesiredState, StoreError};
+use crate::store::{DesiredState, SessionRecord, StoreError};
 use ractor::ActorRef;
 use std::time::Duration;
 
 /// How long the supervisor waits for a session actor to accept a start.
 const START_CALL_TIMEOUT_MS: u64 = 10_000;
 
+/// Who waits for a connect's outcome. In a fleet the decision comes back
+/// later as a message ([`on_decided`]), so the waiter travels with it.
+pub(crate) enum Asker {
+    /// A caller waits for the answer.
+    Caller(Reply<ConnectOutcome>),
+    /// A scheduled restore after a local fault: a refusal is acted on.
+    Recovery,
+    /// Nobody waits: the outcome is logged (`what` names the attempt).
+    Log(&'static str),
+}
+
 /// Asks for admission and queues the start. Never starts a second driver:
 /// a live session answers with its state, a queued one with its place.
+/// Single node: decided here, on the node's own ledger. Fleet: decided by
+/// the shared ledger in a task, answered when it comes back.
 pub(super) fn connect(
     myself: &ActorRef<SupervisorMsg>,
     st: &mut SupervisorState,
     id: &SessionId,
     kind: AttemptKind,
-) -> Result<ConnectOutcome, SupervisorError> {
+    asker: Asker,
+) {
+    let out = match request(st, id, kind) {
+        Err(e) => Err(e),
+        Ok(Err(outcome)) => Ok(outcome),
+        Ok(Ok(request)) => match st.fleet.clone() {
+            Some(fleet) => return decide_shared(myself, st, request, fleet, asker),
+            None => {
+                let now = st.now();
+                match st.admission.admit(&request, now) {
+                    Ok(decision) => conclude(myself, st, &request, decision),
+                    Err(e) => Err(e.into()),
+                }
+            }
+        },
+    };
+    answer(myself, st, id, asker, out);
+}
+
+/// The attempt to decide, or the answer when there is nothing to decide
+/// (live, queued, or a decision already under way).
+fn request(
+    st: &mut SupervisorState,
+    id: &SessionId,
+    kind: AttemptKind,
+) -> Result<Result<AttemptRequest, ConnectOutcome>, SupervisorError> {
     let live = st.live_count(Some(id));
+    let record = st.entry(id)?.record.clone();
+    let egress = st.egress_of(&record);
     let entry = st.entry(id)?;
     if entry.view.state.is_live() {
-        return Ok(ConnectOutcome::AlreadyLive {
+        return Ok(Err(ConnectOutcome::AlreadyLive {
             session: entry.view.clone(),
-        });
+        }));
+    }
+    if entry.deciding.is_some() {
+        return Err(SupervisorError::Deciding);
     }
     if let Some(p) = &entry.pending {
         let (ticket, start_at, session) = (p.ticket, p.start_at, entry.view.clone());
-        return Ok(ConnectOutcome::Queued {
+        return Ok(Err(ConnectOutcome::Queued {
             session,
             start_at,
             position: st.admission.position(ticket).unwrap_or(1),
-        });
+        }));
     }
-    let request = AttemptRequest {
+    Ok(Ok(AttemptRequest {
         tenant: entry.record.tenant.clone(),
         session: id.clone(),
         kind,
         live,
-        egress: crate::proxy::egress(entry.record.proxy.as_deref()),
+        egress,
         engine: entry.record.engine,
+    }))
+}
+
+/// Sends the attempt to the shared ledger from a task; the session counts
+/// as taken (capacity) and refuses a second connect until it is back.
+fn decide_shared(
+    myself: &ActorRef<SupervisorMsg>,
+    st: &mut SupervisorState,
+    request: AttemptRequest,
+    fleet: FleetSeam,
+    asker: Asker,
+) {
+    let Some(entry) = st.sessions.get_mut(&request.session) else {
+        let id = request.session.clone();
+        return answer(
+            myself,
+            st,
+            &id,
+            asker,
+            Err(SupervisorError::NotFound(id.clone())),
+        );
     };
-    let now = st.now();
-    match st.admission.admit(&request, now)? {
+    entry.epoch += 1;
+    let epoch = entry.epoch;
+    entry.deciding = Some(epoch);
+    let me = myself.clone();
+    tokio::spawn(async move {
+        let verdict = fleet.admission.decide(&request).await;
+        let msg = SupervisorMsg::Decided {
+            epoch,
+            request,
+            verdict,
+            asker,
+        };
+        if let Err(ractor::MessagingErr::SendErr(SupervisorMsg::Decided {
+            verdict: Ok(SharedVerdict::Admitted { attempt }),
+            ..
+        })) = me.cast(msg)
+        {
+            // The supervisor stopped meanwhile: the attempt never starts.
+            let _ = fleet.admission.cancel(attempt).await;
+        }
+    });
+}
+
+/// A shared decision is back. A session stopped, released or deleted
+/// meanwhile is not started (and its attempt is refunded); otherwise it is
+/// queued or refused as a single node's decision would be.
+pub(super) fn on_decided(
+    myself: &ActorRef<SupervisorMsg>,
+    st: &mut SupervisorState,
+    epoch: u64,
+    request: AttemptRequest,
+    verdict: Result<SharedVerdict, SharedError>,
+    asker: Asker,
+) {
+    let id = request.session.clone();
+    let current = st
+        .sessions
+        .get_mut(&id)
+        .filter(|e| e.deciding == Some(epoch));
+    let Some(entry) = current else {
+        if let Ok(SharedVerdict::Admitted { attempt }) = verdict {
+            refund_shared(st, attempt);
+        }
+        let err = if st.sessions.contains_key(&id) {
+            SupervisorError::Interrupted
+        } else {
+            SupervisorError::NotFound(id.clone())
+        };
+        tracing::info!(session = %id, "connect decided after the session was stopped; not started");
+        return answer(myself, st, &id, asker, Err(err));
+    };
+    entry.deciding = None;
+    let out = match verdict {
+        Err(SharedError::Unavailable(why)) => {
+            tracing::warn!(tenant = %request.tenant, session = %id, error = %why, "connect not decided: the fleet's database is unavailable");
+            Err(SupervisorError::FleetUnavailable(why))
+        }
+        Err(SharedError::Fenced(tenant)) => {
+            release_fenced(st, &tenant);
+            Err(SupervisorError::NotOwner(tenant))
+        }
+        Ok(SharedVerdict::Denied(d)) => conclude(myself, st, &request, Decision::Denied(d)),
+        Ok(SharedVerdict::Admitted { attempt }) => {
+            let now = st.now();
+            let decision = st.admission.enqueue(attempt, &request, now);
+            conclude(myself, st, &request, decision)
+        }
+    };
+    answer(myself, st, &id, asker, out);
+}
+
+/// This node learnt that it no longer holds `tenant`: its sessions stop
+/// here at once, writing nothing (the new owner's are the true ones).
+pub(super) fn release_fenced(st: &mut SupervisorState, tenant: &TenantId) {
+    tracing::warn!(tenant = %tenant, "fenced: this node no longer holds the tenant; its sessions stop here");
+    let (_, stops) = super::tenancy::release(st, tenant);
+    let timeout = st.config.server.shutdown_timeout;
+    tokio::spawn(super::tenancy::stop_all(stops, "fenced", timeout));
+}
+
+/// Acts on a decision: records a refusal and answers it, or persists the
+/// desire to run and schedules the admitted start.
+fn conclude(
+    myself: &ActorRef<SupervisorMsg>,
+    st: &mut SupervisorState,
+    request: &AttemptRequest,
+    decision: Decision,
+) -> Result<ConnectOutcome, SupervisorError> {
+    let (id, kind) = (&request.session, request.kind);
+    match decision {
         Decision::Denied(d) => {
             if let Some(entry) = st.sessions.get_mut(id) {
                 entry.last_denial = Some(d.clone());
@@ -80,7 +233,7 @@ pub(super) fn connect(
         }
         Decision::Admitted { ticket, start_at } => {
             if let Err(e) = st.save(id, |r| r.desired = DesiredState::Running) {
-                let _ = st.admission.cancel(ticket, now);
+                refund(st, ticket);
                 return Err(e);
             }
             if let Some(entry) = st.sessions.get_mut(id) {
@@ -97,6 +250,76 @@ pub(super) fn connect(
             })
         }
     }
+}
+
+/// Gives a connect's outcome to whoever waits for it.
+fn answer(
+    myself: &ActorRef<SupervisorMsg>,
+    st: &mut SupervisorState,
+    id: &SessionId,
+    asker: Asker,
+    out: Result<ConnectOutcome, SupervisorError>,
+) {
+    match asker {
+        Asker::Caller(reply) => {
+            let _ = reply.send(out);
+        }
+        Asker::Recovery => match out {
+            Ok(ConnectOutcome::Denied {
+                reason: DenyReason::Capacity,
+                ..
+            }) => {
+                // The server is full for now: a failed try, tried again later.
+                schedule_recovery(myself, st, id, DisconnectReason::EngineError);
+            }
+            Ok(ConnectOutcome::Denied { reason, .. }) => {
+                // A rule that waiting a backoff does not change (a ban block, a
+                // proxy hold, a cooldown): the session shows the denial and
+                // waits for a person.
+                tracing::warn!(session = %id, reason = reason.as_str(), "automatic restore refused; left stopped");
+                if let Some(entry) = st.sessions.get_mut(id) {
+                    entry.breaker.reset();
+                }
+            }
+            Ok(_) => {}
+            Err(e) => tracing::warn!(session = %id, error = %e, "automatic restore failed"),
+        },
+        Asker::Log(what) => match out {
+            Ok(ConnectOutcome::Queued { start_at, .. }) => {
+                tracing::info!(session = %id, start_at = %start_at, what, "connection queued")
+            }
+            Ok(other) => {
+                tracing::warn!(session = %id, outcome = ?other, what, "connection not queued")
+            }
+            Err(e) => tracing::warn!(session = %id, error = %e, what, "connection failed"),
+        },
+    }
+}
+
+/// Refunds an admitted attempt that will not start: in the node's own
+/// ledger, or (fleet) out of the queue here and in the shared ledger.
+fn refund(st: &mut SupervisorState, ticket: u64) {
+    if st.fleet.is_some() {
+        st.admission.dequeue(ticket);
+        refund_shared(st, ticket);
+        return;
+    }
+    let now = st.now();
+    if let Err(e) = st.admission.cancel(ticket, now) {
+        tracing::error!(ticket, error = %e, "could not record the cancellation");
+    }
+}
+
+/// The shared ledger's refund, from a task.
+fn refund_shared(st: &SupervisorState, attempt: u64) {
+    let Some(fleet) = st.fleet.clone() else {
+        return;
+    };
+    tokio::spawn(async move {
+        if let Err(e) = fleet.admission.cancel(attempt).await {
+            tracing::error!(attempt, error = %e, "could not refund the attempt in the fleet's ledger");
+        }
+    });
 }
 
 /// Publishes an admission decision on the bus.
@@ -144,22 +367,21 @@ fn schedule(
     });
 }
 
-/// Cancels a queued start, refunding its admission budget.
+/// Cancels a queued start (refunding its admission budget) or a decision
+/// under way (refunded when it comes back).
 pub(super) fn cancel_pending(st: &mut SupervisorState, id: &SessionId) {
-    let now = st.now();
     let Some(entry) = st.sessions.get_mut(id) else {
         return;
     };
     entry.epoch += 1;
+    entry.deciding = None;
     let Some(p) = entry.pending.take() else {
         return;
     };
     p.timer.abort();
     let tenant = entry.record.tenant.clone();
     tracing::info!(session = %id, ticket = p.ticket, "queued connection cancelled");
-    if let Err(e) = st.admission.cancel(p.ticket, now) {
-        tracing::error!(session = %id, error = %e, "could not record the cancellation");
-    }
+    refund(st, p.ticket);
     publish(st, &tenant, id, p.kind, AdmissionDecision::Cancelled);
 }
 
@@ -185,7 +407,7 @@ pub(super) async fn start_attempt(
             session: id.clone(),
             kind: p.kind,
             live: 0,
-            egress: crate::proxy::egress(entry.record.proxy.as_deref()),
+            egress: st.egress_of(&entry.record),
             engine: entry.record.engine,
         };
         tracing::info!(tenant = %request.tenant, session = %id, "connection started");
@@ -212,8 +434,23 @@ pub(super) async fn restore_all(
     myself: &ActorRef<SupervisorMsg>,
     st: &mut SupervisorState,
 ) -> Result<(), StoreError> {
-    let mut records = st.repo.list_sessions()?;
+    let records = st.repo.list_sessions()?;
+    take_in(myself, st, records).await;
+    Ok(())
+}
+
+/// Takes sessions into the registry, oldest first, each with its actor,
+/// and asks a restore for each one whose desired state is running (the
+/// queue staggers them). Sessions already here are left as they are.
+/// Answers how many were taken in.
+pub(super) async fn take_in(
+    myself: &ActorRef<SupervisorMsg>,
+    st: &mut SupervisorState,
+    mut records: Vec<SessionRecord>,
+) -> usize {
+    records.retain(|r| !st.sessions.contains_key(&r.id));
     records.sort_by(|a, b| a.created_at.cmp(&b.created_at).then(a.id.cmp(&b.id)));
+    let taken = records.len();
     let mut to_restore = Vec::new();
     for record in records {
         let id = record.id.clone();
@@ -228,15 +465,9 @@ pub(super) async fn restore_all(
         let _ = spawn_session(myself, st, &id).await;
     }
     for id in to_restore {
-        match connect(myself, st, &id, AttemptKind::Restore) {
-            Ok(ConnectOutcome::Queued { start_at, .. }) => {
-                tracing::info!(session = %id, start_at = %start_at, "restoring session");
-            }
-            Ok(other) => tracing::warn!(session = %id, outcome = ?other, "session not restored"),
-            Err(e) => tracing::error!(session = %id, error = %e, "session not restored"),
-        }
+        connect(myself, st, &id, AttemptKind::Restore, Asker::Log("restore"));
     }
-    Ok(())
+    taken
 }
 
 /// How often a scheduled restore reads the clock (injectable in tests, so
@@ -320,26 +551,7 @@ pub(super) fn recover(
     entry.breaker.take_due(now);
     let state = entry.breaker.state();
     tracing::info!(session = %id, breaker = state.as_str(), "automatic restore starting");
-    match connect(myself, st, id, AttemptKind::Restore) {
-        Ok(ConnectOutcome::Denied {
-            reason: DenyReason::Capacity,
-            ..
-        }) => {
-            // The server is full for now: a failed try, tried again later.
-            schedule_recovery(myself, st, id, DisconnectReason::EngineError);
-        }
-        Ok(ConnectOutcome::Denied { reason, .. }) => {
-            // A rule that waiting a backoff does not change (a ban block, a
-            // proxy hold, a cooldown): the session shows the denial and
-            // waits for a person.
-            tracing::warn!(session = %id, reason = reason.as_str(), "automatic restore refused; left stopped");
-            if let Some(entry) = st.sessions.get_mut(id) {
-                entry.breaker.reset();
-            }
-        }
-        Ok(_) => {}
-        Err(e) => tracing::warn!(session = %id, error = %e, "automatic restore failed"),
-    }
+    connect(myself, st, id, AttemptKind::Restore, Asker::Recovery);
 }
 
 /// Schedules the next automatic reconnect if
@@ -370,8 +582,11 @@ pub(super) fn reconnect(
     st: &mut SupervisorState,
     id: &SessionId,
 ) {
-    match connect(myself, st, id, AttemptKind::Reconnect) {
-        Ok(outcome) => tracing::info!(session = %id, outcome = ?outcome, "automatic reconnect"),
-        Err(e) => tracing::warn!(session = %id, error = %e, "automatic reconnect failed"),
-    }
+    connect(
+        myself,
+        st,
+        id,
+        AttemptKind::Reconnect,
+        Asker::Log("automatic reconnect"),
+    );
 }

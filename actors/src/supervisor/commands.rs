@@ -7,6 +7,7 @@
 use super::admission::check_create;
 use super::attempts;
 use super::registry::{spawn_session, SupervisorState};
+use super::shared::{SharedError, TenantEvent};
 use super::{NewSession, SupervisorError, SupervisorMsg};
 use crate::ids::{SessionId, TenantId};
 use crate::session::actor::{PairingCode, PairingCodeError};
@@ -23,29 +24,100 @@ pub(super) enum Override {
     ResetCooldown,
 }
 
-/// Applies an override, audited with `by`; answers whether one was in force.
+/// Applies an override, audited with `by`; answers whether one was in
+/// force. In a fleet it goes to the shared ledger (from a task, unfenced:
+/// an admin may act from any node).
 pub(super) fn admin_override(
     st: &mut SupervisorState,
     which: Override,
+    tenant: TenantId,
+    by: String,
+    reply: RpcReplyPort<Result<bool, SupervisorError>>,
+) {
+    let (action, field) = match which {
+        Override::Unblock => ("antiban.unblock", "was_blocked"),
+        Override::ResetCooldown => ("antiban.reset_cooldown", "was_cooling"),
+    };
+    let now = st.now();
+    let Some(fleet) = st.fleet.clone() else {
+        let done = match which {
+            Override::Unblock => st.admission.unblock(&tenant, &by, now),
+            Override::ResetCooldown => st.admission.reset_cooldown(&tenant, &by, now),
+        };
+        let out = done.map_err(SupervisorError::from);
+        if let Ok(was) = out {
+            audit_override(&*st.audit, &tenant, &by, action, field, was, now);
+        }
+        let _ = reply.send(out);
+        return;
+    };
+    let audit = st.audit.clone();
+    tokio::spawn(async move {
+        let out = shared_override(&fleet, which, &tenant, &by).await;
+        if let Ok((was, at)) = out {
+            audit_override(&*audit, &tenant, &by, action, field, was, at);
+        }
+        let _ = reply.send(out.map(|(was, _)| was));
+    });
+}
+
+/// Logs and audits an applied override.
+fn audit_override(
+    audit: &dyn crate::store::AuditRepo,
     tenant: &TenantId,
     by: &str,
-) -> Result<bool, SupervisorError> {
-    let now = st.now();
-    let (was, action, field) = match which {
+    action: &str,
+    field: &str,
+    was: bool,
+    at: crate::clock::Timestamp,
+) {
+    tracing::warn!(tenant = %tenant, by = %by, was, action, "admin override of admission");
+    let entry = crate::store::AuditEntry {
+        seq: 0,
+        at,
+        actor: by.to_owned(),
+        action: action.to_owned(),
+        tenant: Some(tenant.clone()),
+        data: serde_json::json!({ field: was }),
+    };
+    if let Err(e) = audit.audit(&entry) {
+        tracing::error!(error = %e, action, "could not write the audit log");
+    }
+}
+
+/// An override in the shared ledger: whether one was in force (read from
+/// the shared view first), then the event; answers the shared clock's now.
+async fn shared_override(
+    fleet: &super::shared::FleetSeam,
+    which: Override,
+    tenant: &TenantId,
+    by: &str,
+) -> Result<(bool, crate::clock::Timestamp), SupervisorError> {
+    let unavailable = |e: SharedError| SupervisorError::FleetUnavailable(e.to_string());
+    let (ledger, now) = fleet
+        .admission
+        .view(tenant, &fleet.egress)
+        .await
+        .map_err(unavailable)?;
+    let t = ledger.tenant(tenant);
+    let (was, event) = match which {
         Override::Unblock => (
-            st.admission.unblock(tenant, by, now)?,
-            "antiban.unblock",
-            "was_blocked",
+            t.is_some_and(|t| {
+                t.blocked_until.is_some_and(|u| u > now) || !t.proxy_blocked.is_empty()
+            }),
+            TenantEvent::Unblocked { by: by.to_owned() },
         ),
         Override::ResetCooldown => (
-            st.admission.reset_cooldown(tenant, by, now)?,
-            "antiban.reset_cooldown",
-            "was_cooling",
+            t.and_then(|t| t.cooldown_until).is_some_and(|u| u > now),
+            TenantEvent::CooldownReset { by: by.to_owned() },
         ),
     };
-    tracing::warn!(tenant = %tenant, by = %by, was, action, "admin override of admission");
-    st.audit(by, action, tenant, serde_json::json!({ field: was }));
-    Ok(was)
+    fleet
+        .admission
+        .record(tenant, event, false)
+        .await
+        .map_err(unavailable)?;
+    Ok((was, now))
 }
 
 pub(super) async fn create(
@@ -53,6 +125,9 @@ pub(super) async fn create(
     st: &mut SupervisorState,
     new: NewSession,
 ) -> Result<SessionView, SupervisorError> {
+    if !st.hosts(&new.tenant) {
+        return Err(SupervisorError::NotOwner(new.tenant));
+    }
     let now = st.now();
     let of_tenant = st
         .sessions
@@ -236,7 +311,7 @@ pub(super) fn update(
     if entry.view.state.is_live() || entry.pending.is_some() {
         return Err(SupervisorError::Live);
     }
-    let before = crate::proxy::egress(entry.record.proxy.as_deref());
+    let before = st.egress_of(&st.sessions[id].record);
     st.save(id, |r| {
         if let Some(name) = change.name {
             r.name = name;
@@ -245,8 +320,8 @@ pub(super) fn update(
             r.proxy = proxy;
         }
     })?;
+    let after = st.egress_of(&st.sessions[id].record);
     let entry = st.entry(id)?;
-    let after = crate::proxy::egress(entry.record.proxy.as_deref());
     entry.view.name = entry.record.name.clone();
     if before != after {
         entry.last_denial = None;
@@ -284,12 +359,9 @@ pub(super) fn pairing_code(
         Ok(e) if !matches!(e.view.state, SessionState::Qr { .. }) => {
             return answer(reply, Err(SupervisorError::NotShowingQr))
         }
-        Ok(e) => (
-            e.actor.clone(),
-            e.record.tenant.clone(),
-            crate::proxy::egress(e.record.proxy.as_deref()),
-        ),
+        Ok(e) => (e.actor.clone(), e.record.tenant.clone(), e.record.clone()),
     };
+    let egress = st.egress_of(&egress);
     let Some(actor) = actor else {
         return answer(reply, Err(SupervisorError::Unavailable));
     };

@@ -218,6 +218,27 @@ impl Supervisor {
         self.ask(|reply| SupervisorMsg::ResetCooldown { tenant, by, reply })
             .await
     }
+
+    /// Fleet: hosts a tenant this node now holds (its sessions come in
+    /// from the store and the running ones are restored); answers how many
+    /// sessions came in.
+    pub async fn adopt_tenant(&self, tenant: TenantId) -> Result<usize, SupervisorError> {
+        self.ask(|reply| SupervisorMsg::AdoptTenant { tenant, reply })
+            .await
+    }
+
+    /// Fleet: stops hosting a tenant (lost, or given up), writing nothing
+    /// about it; answers how many sessions stopped, once their browsers
+    /// have.
+    pub async fn release_tenant(
+        &self,
+        tenant: TenantId,
+        why: impl Into<String>,
+    ) -> Result<usize, SupervisorError> {
+        let why = why.into();
+        self.read(|reply| SupervisorMsg::ReleaseTenant { tenant, why, reply })
+            .await
+    }
 }
 
 /// The outbox tells the supervisor which sessions have messages waiting.

@@ -18,6 +18,8 @@ pub mod ledger;
 pub mod recovery;
 mod registry;
 pub mod restart;
+pub mod shared;
+mod tenancy;
 
 pub use actor::SupervisorArgs;
 pub use handle::Supervisor;
@@ -97,6 +99,21 @@ pub enum SupervisorError {
     /// webhooks name the number, so two sessions could not both be fed.
     #[error("cloud phone number id {0} belongs to another session")]
     NumberTaken(String),
+    /// Fleet: the shared ledger could not be reached, so nothing is
+    /// admitted (a running session is not touched).
+    #[error("the fleet's database is unavailable: {0}")]
+    FleetUnavailable(String),
+    /// Fleet: this node does not host the tenant (it is moving, or another
+    /// node owns it).
+    #[error("tenant {0} is not hosted on this node")]
+    NotOwner(TenantId),
+    /// Fleet: a connect for this session is being decided already.
+    #[error("a connect for this session is being decided")]
+    Deciding,
+    /// The session was stopped while its connect was being decided: it was
+    /// not started.
+    #[error("the session was stopped while its connect was being decided")]
+    Interrupted,
 }
 
 /// Where a session stands with admission.
@@ -263,6 +280,30 @@ pub(crate) enum SupervisorMsg {
     /// Respawn a crashed session actor (internal).
     Respawn {
         id: SessionId,
+    },
+    /// Fleet: host a tenant this node now holds; answers how many
+    /// sessions came in.
+    AdoptTenant {
+        tenant: TenantId,
+        reply: Reply<usize>,
+    },
+    /// Fleet: stop hosting a tenant (lost or given up), writing nothing;
+    /// answers how many sessions stopped, once they have.
+    ReleaseTenant {
+        tenant: TenantId,
+        why: String,
+        reply: RpcReplyPort<usize>,
+    },
+    /// Fleet: a write about a tenant was fenced: this node lost it (internal).
+    Fenced {
+        tenant: TenantId,
+    },
+    /// Fleet: the shared ledger decided a connect (internal).
+    Decided {
+        epoch: u64,
+        request: admission::AttemptRequest,
+        verdict: Result<shared::SharedVerdict, shared::SharedError>,
+        asker: attempts::Asker,
     },
     /// A session actor reports a transition (internal).
     SessionChanged {

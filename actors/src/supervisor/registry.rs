@@ -7,6 +7,7 @@
 use super::admission::Admission;
 use super::recovery::Breaker;
 use super::restart::RestartBudget;
+use super::shared::FleetSeam;
 use super::{RateLimitReport, SupervisorError, SupervisorMsg};
 use crate::clock::{Timer, Timestamp};
 use crate::config::Config;
@@ -16,7 +17,7 @@ use crate::session::actor::SessionEnv;
 use crate::session::{SessionActor, SessionArgs, SessionMsg, SessionState, SessionView};
 use crate::store::{AuditEntry, AuditRepo, SessionRecord, SessionRepo};
 use ractor::{Actor, ActorId, ActorRef};
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::sync::Arc;
 
 pub(super) struct Pending {
@@ -40,6 +41,8 @@ pub(super) struct Entry {
     pub last_denial: Option<super::admission::Denial>,
     /// Automatic restores after local faults.
     pub breaker: Breaker,
+    /// The epoch of a connect being decided by the shared ledger (fleet).
+    pub deciding: Option<u64>,
 }
 
 pub(crate) struct SupervisorState {
@@ -51,6 +54,10 @@ pub(crate) struct SupervisorState {
     pub(super) admission: Admission,
     pub(super) sessions: HashMap<SessionId, Entry>,
     pub(super) by_actor: HashMap<ActorId, SessionId>,
+    /// In a fleet: the shared admission and this node's egress.
+    pub(super) fleet: Option<FleetSeam>,
+    /// In a fleet: the tenants this node hosts now (adopted, not released).
+    pub(super) owned: HashSet<TenantId>,
 }
 
 impl SupervisorState {
@@ -84,7 +91,24 @@ impl SupervisorState {
             reconnect_tries: 0,
             last_denial: None,
             breaker: Breaker::default(),
+            deciding: None,
         }
+    }
+
+    /// The egress a session's attempts are counted against: its proxy
+    /// without credentials, else the server's own path (`server`, or in a
+    /// fleet this node's egress identity).
+    pub(super) fn egress_of(&self, record: &SessionRecord) -> String {
+        match (&record.proxy, &self.fleet) {
+            (None, Some(fleet)) => fleet.egress.clone(),
+            (proxy, _) => crate::proxy::egress(proxy.as_deref()),
+        }
+    }
+
+    /// Whether this node hosts `tenant`'s sessions: always on a single
+    /// node; in a fleet, while it holds the tenant.
+    pub(super) fn hosts(&self, tenant: &TenantId) -> bool {
+        self.fleet.is_none() || self.owned.contains(tenant)
     }
 
     /// Persists a changed record (written before anyone is told).
@@ -109,7 +133,7 @@ impl SupervisorState {
             .sessions
             .values()
             .filter(|e| Some(&e.record.id) != except)
-            .filter(|e| e.view.state.is_live() || e.pending.is_some())
+            .filter(|e| e.view.state.is_live() || e.pending.is_some() || e.deciding.is_some())
             .count();
         u32::try_from(n).unwrap_or(u32::MAX)
     }
@@ -123,7 +147,9 @@ impl SupervisorState {
             }),
             (None, Some(d))
                 if d.proxy.as_deref().map_or(d.block_until > now, |p| {
-                    self.admission.holds(&e.record.tenant, p)
+                    // A fleet's holds are in the shared ledger: the last
+                    // refusal stands until the next admitted attempt.
+                    self.fleet.is_some() || self.admission.holds(&e.record.tenant, p)
                 }) =>
             {
                 Some(super::AdmissionStatus::Denied {
@@ -138,7 +164,7 @@ impl SupervisorState {
         super::SessionDetail {
             view: e.view.clone(),
             admission,
-            egress: crate::proxy::egress(e.record.proxy.as_deref()),
+            egress: self.egress_of(&e.record),
             recovery: e.breaker.status(),
             engine: e.record.engine,
             cloud: e.record.cloud.clone(),

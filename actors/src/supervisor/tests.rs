@@ -58,6 +58,17 @@ async fn start_with_env(
     clock: crate::clock::SharedClock,
     tweak: impl FnOnce(&mut SessionEnv),
 ) -> Harness {
+    start_full(dir, engine, config, clock, tweak, None).await
+}
+
+async fn start_full(
+    dir: &Path,
+    engine: &ScriptedEngine,
+    config: Config,
+    clock: crate::clock::SharedClock,
+    tweak: impl FnOnce(&mut SessionEnv),
+    fleet: Option<shared::FleetSeam>,
+) -> Harness {
     let store = Store::open(dir).expect("store");
     let bus = Bus::new(1024);
     let mut env =
@@ -67,6 +78,7 @@ async fn start_with_env(
         EngineSet::default().with(crate::engine::EngineKind::Webjs, Arc::new(engine.clone()));
     let args = SupervisorArgs {
         rng_seed: Some(42),
+        fleet,
         ..SupervisorArgs::on_store(config, store.clone(), engines, env)
     };
     let (sup, _) = Actor::spawn(None, actor::SupervisorActor, args)
@@ -997,3 +1009,6 @@ async fn a_shown_pairing_code_is_refreshed_while_unscanned_each_refresh_admitted
     }
     h.stop().await;
 }
+
+#[path = "fleet_tests.rs"]
+mod fleet;
