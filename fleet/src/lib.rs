@@ -17,11 +17,13 @@ pub mod admission;
 mod error;
 pub mod lease;
 pub mod node;
+mod owned;
 
 pub use admission::{FleetAdmission, TenantEvent, Verdict};
 pub use error::FleetError;
 pub use lease::{Epoch, Fence, Lease, Leases};
 pub use node::{NodeId, NodeSpec};
+pub use owned::Owned;
 
 use sqlx::postgres::{PgPool, PgPoolOptions};
 
