@@ -18,12 +18,14 @@ mod error;
 pub mod lease;
 pub mod node;
 mod owned;
+pub mod shared;
 
 pub use admission::{FleetAdmission, TenantEvent, Verdict};
 pub use error::FleetError;
 pub use lease::{Epoch, Fence, Lease, Leases};
 pub use node::{NodeId, NodeSpec};
 pub use owned::Owned;
+pub use shared::PgSharedAdmission;
 
 use sqlx::postgres::{PgPool, PgPoolOptions};
 
