@@ -3,11 +3,13 @@
 //!
 //! This crate owns the fleet's tables and the rules that need the database
 //! to be right: registering nodes ([`node`]), ownership leases with fencing
-//! ([`lease`]), and admission decided in one transaction over the shared
-//! ledger ([`admission`]). It decides nothing about sessions itself: the
-//! admission rules are `centinela-actors`' pure `evaluate`, fed with rows
-//! from here. It does not start browsers, serve HTTP or move the rest of the
-//! store (sessions, users, messages) to PostgreSQL — later slices do.
+//! ([`lease`]), admission decided in one transaction over the shared
+//! ledger ([`admission`]), and a session's browser profile packed into one
+//! buffer ([`profile`]), so the pairing can move with the tenant. It
+//! decides nothing about sessions itself: the admission rules are
+//! `centinela-actors`' pure `evaluate`, fed with rows from here. It does
+//! not start browsers, serve HTTP or move the rest of the store (sessions,
+//! users, messages) to PostgreSQL — later slices do.
 //!
 //! Every time that decides something — a lease's end, an attempt's place in
 //! a window — comes from the database's clock, so nodes whose clocks
@@ -17,11 +19,13 @@ pub mod admission;
 mod error;
 pub mod lease;
 pub mod node;
+pub mod profile;
 
 pub use admission::{FleetAdmission, TenantEvent, Verdict};
 pub use error::FleetError;
 pub use lease::{Epoch, Fence, Lease, Leases};
 pub use node::{NodeId, NodeSpec};
+pub use profile::{pack, unpack, Packed, ProfileError};
 
 use sqlx::postgres::{PgPool, PgPoolOptions};
 
