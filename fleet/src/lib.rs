@@ -4,8 +4,9 @@
 //! This crate owns the fleet's tables and the rules that need the database
 //! to be right: registering nodes ([`node`]), ownership leases with fencing
 //! ([`lease`]), admission decided in one transaction over the shared
-//! ledger ([`admission`]), and a session's browser profile packed into one
-//! buffer ([`profile`]), so the pairing can move with the tenant. It
+//! ledger ([`admission`]), and each session's browser profile packed into
+//! one buffer ([`profile`]) and stored sealed under the tenant's fence
+//! ([`snapshot`]), so the pairing moves with the tenant. It
 //! decides nothing about sessions itself: the admission rules are
 //! `centinela-actors`' pure `evaluate`, fed with rows from here. It does
 //! not start browsers, serve HTTP or move the rest of the store (sessions,
@@ -20,12 +21,14 @@ mod error;
 pub mod lease;
 pub mod node;
 pub mod profile;
+pub mod snapshot;
 
 pub use admission::{FleetAdmission, TenantEvent, Verdict};
 pub use error::FleetError;
 pub use lease::{Epoch, Fence, Lease, Leases};
 pub use node::{NodeId, NodeSpec};
 pub use profile::{pack, unpack, Packed, ProfileError};
+pub use snapshot::{Snapshot, Snapshots};
 
 use sqlx::postgres::{PgPool, PgPoolOptions};
 
