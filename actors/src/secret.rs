@@ -5,6 +5,11 @@
 //! whose `Debug` never shows it, so a secret cannot reach a log line by a
 //! `?` field.
 //!
+//! Large binary values (a browser profile snapshot) are sealed as bytes
+//! instead ([`SecretBox::seal_bytes`]): hex would double them, and the
+//! associated data binds each one to what it is about, so a sealed value
+//! cannot be moved to another row and still open.
+//!
 //! The key comes from `storage.secret_key` (64 hex digits, or
 //! `CENTINELA__STORAGE__SECRET_KEY`), else from a file beside the data
 //! directory, made once with mode 0600 ([`key_file`]). Losing the key loses
@@ -12,7 +17,7 @@
 //! is not stored in the database on purpose, so a copy of the database
 //! alone opens nothing.
 
-use aes_gcm::aead::{Aead, KeyInit};
+use aes_gcm::aead::{Aead, KeyInit, Payload};
 use aes_gcm::{Aes256Gcm, Key, Nonce};
 use rand::RngCore;
 use serde::{Deserialize, Serialize};
@@ -125,6 +130,37 @@ impl SecretBox {
         })
     }
 
+    /// Seals binary `plain`, bound to `aad` (associated data: not stored,
+    /// not secret, but the same bytes must be given to
+    /// [`SecretBox::open_bytes`], so a value sealed for one thing does not
+    /// open as another). The result is [`SEALED_BYTES_V1`], a fresh random
+    /// 12-byte nonce, then the ciphertext with its 16-byte tag: 29 bytes
+    /// more than `plain`.
+    pub fn seal_bytes(&self, plain: &[u8], aad: &[u8]) -> Vec<u8> {
+        let mut nonce = [0u8; 12];
+        rand::rng().fill_bytes(&mut nonce);
+        let ct = self
+            .cipher
+            .encrypt(Nonce::from_slice(&nonce), Payload { msg: plain, aad })
+            .expect("AES-GCM encryption of an in-memory buffer cannot fail");
+        let mut out = Vec::with_capacity(1 + nonce.len() + ct.len());
+        out.push(SEALED_BYTES_V1);
+        out.extend_from_slice(&nonce);
+        out.extend_from_slice(&ct);
+        out
+    }
+
+    /// Opens what [`SecretBox::seal_bytes`] sealed with the same `aad`,
+    /// under the current key or else the previous one. [`SecretError::Open`]
+    /// for a wrong key, other associated data, a changed byte, an unknown
+    /// version or input too short to hold a nonce and a tag.
+    pub fn open_bytes(&self, sealed: &[u8], aad: &[u8]) -> Result<Vec<u8>, SecretError> {
+        open_bytes_with(&self.cipher, sealed, aad).or_else(|e| match &self.previous {
+            Some(previous) => open_bytes_with(previous, sealed, aad),
+            None => Err(e),
+        })
+    }
+
     /// `sealed` under the current key, if only the previous key opens it
     /// (a rotation in progress); `None` if there is nothing to do.
     pub fn reseal(&self, sealed: &Sealed) -> Result<Option<Sealed>, SecretError> {
@@ -147,6 +183,23 @@ fn open_with(cipher: &Aes256Gcm, sealed: &Sealed) -> Result<Vec<u8>, SecretError
     let (nonce, ct) = raw.split_at(12);
     cipher
         .decrypt(Nonce::from_slice(nonce), ct)
+        .map_err(|_| SecretError::Open)
+}
+
+/// The first byte of [`SecretBox::seal_bytes`]' output: the layout
+/// (nonce, then AES-256-GCM ciphertext and tag).
+pub const SEALED_BYTES_V1: u8 = 1;
+
+fn open_bytes_with(cipher: &Aes256Gcm, sealed: &[u8], aad: &[u8]) -> Result<Vec<u8>, SecretError> {
+    let Some((&SEALED_BYTES_V1, rest)) = sealed.split_first() else {
+        return Err(SecretError::Open);
+    };
+    if rest.len() < 12 + 16 {
+        return Err(SecretError::Open);
+    }
+    let (nonce, ct) = rest.split_at(12);
+    cipher
+        .decrypt(Nonce::from_slice(nonce), Payload { msg: ct, aad })
         .map_err(|_| SecretError::Open)
 }
 
@@ -292,6 +345,92 @@ mod tests {
         let only_new = SecretBox::new([2; 32]);
         assert_eq!(only_new.open(&again).expect("current"), b"token");
         assert!(only_new.open(&sealed).is_err());
+    }
+
+    #[test]
+    fn sealed_bytes_open_with_their_key_and_associated_data() {
+        let a = SecretBox::new([7; 32]);
+        let plain: Vec<u8> = (0..=255u8).cycle().take(3000).collect();
+        let sealed = a.seal_bytes(&plain, b"profile\0t1\0s1");
+        assert_eq!(sealed.len(), plain.len() + 1 + 12 + 16, "binary, not hex");
+        assert_eq!(sealed[0], SEALED_BYTES_V1);
+        assert!(
+            !sealed.windows(16).any(|w| w == &plain[..16]),
+            "not in the clear"
+        );
+        assert_eq!(
+            a.open_bytes(&sealed, b"profile\0t1\0s1").expect("opens"),
+            plain
+        );
+        assert_ne!(
+            a.seal_bytes(&plain, b"x"),
+            a.seal_bytes(&plain, b"x"),
+            "fresh nonce"
+        );
+    }
+
+    #[test]
+    fn sealed_bytes_do_not_open_with_other_associated_data_or_key() {
+        let a = SecretBox::new([7; 32]);
+        let sealed = a.seal_bytes(b"pairing", b"profile\0t1\0s1");
+        assert!(matches!(
+            a.open_bytes(&sealed, b"profile\0t1\0s2"),
+            Err(SecretError::Open)
+        ));
+        assert!(a.open_bytes(&sealed, b"").is_err());
+        let b = SecretBox::new([8; 32]);
+        assert!(b.open_bytes(&sealed, b"profile\0t1\0s1").is_err());
+    }
+
+    #[test]
+    fn sealed_bytes_with_any_byte_flipped_do_not_open() {
+        let a = SecretBox::new([7; 32]);
+        let sealed = a.seal_bytes(b"pairing", b"aad");
+        for i in 0..sealed.len() {
+            let mut bad = sealed.clone();
+            bad[i] ^= 0x01;
+            assert!(a.open_bytes(&bad, b"aad").is_err(), "byte {i} flipped");
+        }
+    }
+
+    #[test]
+    fn sealed_bytes_of_a_previous_key_open_during_a_rotation() {
+        let old = SecretBox::new([1; 32]);
+        let sealed = old.seal_bytes(b"pairing", b"aad");
+        let new = SecretBox::new([2; 32])
+            .with_previous(Some(&"01".repeat(32)))
+            .expect("key");
+        assert_eq!(
+            new.open_bytes(&sealed, b"aad").expect("previous"),
+            b"pairing"
+        );
+        let resealed = new.seal_bytes(b"pairing", b"aad");
+        assert!(
+            old.open_bytes(&resealed, b"aad").is_err(),
+            "sealed under the new key"
+        );
+        assert!(
+            new.open_bytes(&sealed, b"other").is_err(),
+            "aad still checked"
+        );
+    }
+
+    #[test]
+    fn truncated_sealed_bytes_fail_cleanly() {
+        let a = SecretBox::new([7; 32]);
+        let sealed = a.seal_bytes(b"", b"aad");
+        assert_eq!(
+            sealed.len(),
+            1 + 12 + 16,
+            "an empty value still has its tag"
+        );
+        assert_eq!(a.open_bytes(&sealed, b"aad").expect("empty opens"), b"");
+        for len in 0..sealed.len() {
+            assert!(
+                matches!(a.open_bytes(&sealed[..len], b"aad"), Err(SecretError::Open)),
+                "{len} bytes"
+            );
+        }
     }
 
     #[test]

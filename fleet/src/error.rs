@@ -2,7 +2,7 @@
 
 use crate::lease::Epoch;
 use crate::node::NodeId;
-use centinela_actors::ids::TenantId;
+use centinela_actors::ids::{SessionId, TenantId};
 
 #[derive(Debug, thiserror::Error)]
 pub enum FleetError {
@@ -20,6 +20,10 @@ pub enum FleetError {
     /// A heartbeat for a node that never registered (or was removed).
     #[error("node {0} is not registered")]
     UnknownNode(NodeId),
+    /// A profile snapshot written for a session id that another tenant's
+    /// snapshot already holds: never replaced.
+    #[error("session {0} belongs to another tenant")]
+    ForeignSession(SessionId),
     /// A row this build cannot read (a tenant id or event it does not know).
     #[error("unreadable row in {table}: {why}")]
     Corrupt { table: &'static str, why: String },

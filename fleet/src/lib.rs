@@ -3,11 +3,14 @@
 //!
 //! This crate owns the fleet's tables and the rules that need the database
 //! to be right: registering nodes ([`node`]), ownership leases with fencing
-//! ([`lease`]), and admission decided in one transaction over the shared
-//! ledger ([`admission`]). It decides nothing about sessions itself: the
-//! admission rules are `centinela-actors`' pure `evaluate`, fed with rows
-//! from here. It does not start browsers, serve HTTP or move the rest of the
-//! store (sessions, users, messages) to PostgreSQL — later slices do.
+//! ([`lease`]), admission decided in one transaction over the shared
+//! ledger ([`admission`]), and each session's browser profile packed into
+//! one buffer ([`profile`]) and stored sealed under the tenant's fence
+//! ([`snapshot`]), so the pairing moves with the tenant. It
+//! decides nothing about sessions itself: the admission rules are
+//! `centinela-actors`' pure `evaluate`, fed with rows from here. It does
+//! not start browsers, serve HTTP or move the rest of the store (sessions,
+//! users, messages) to PostgreSQL — later slices do.
 //!
 //! Every time that decides something — a lease's end, an attempt's place in
 //! a window — comes from the database's clock, so nodes whose clocks
@@ -18,14 +21,18 @@ mod error;
 pub mod lease;
 pub mod node;
 mod owned;
+pub mod profile;
 pub mod shared;
+pub mod snapshot;
 
 pub use admission::{FleetAdmission, TenantEvent, Verdict};
 pub use error::FleetError;
 pub use lease::{Epoch, Fence, Lease, Leases};
 pub use node::{NodeId, NodeSpec};
 pub use owned::Owned;
+pub use profile::{pack, unpack, Packed, ProfileError};
 pub use shared::PgSharedAdmission;
+pub use snapshot::{Snapshot, Snapshots};
 
 use sqlx::postgres::{PgPool, PgPoolOptions};
 
