@@ -16,12 +16,14 @@
 pub mod admission;
 mod error;
 pub mod lease;
+pub mod member;
 pub mod node;
 mod owned;
 
 pub use admission::{FleetAdmission, TenantEvent, Verdict};
 pub use error::FleetError;
 pub use lease::{Epoch, Fence, Lease, Leases};
+pub use member::{Member, MemberConfig, MemberHandle, MemberStatus, Release, TenantHost};
 pub use node::{NodeId, NodeSpec};
 pub use owned::Owned;
 
