@@ -3,15 +3,22 @@
 //!
 //! This crate owns the fleet's tables and the rules that need the database
 //! to be right: registering nodes ([`node`]), ownership leases with fencing
-//! ([`lease`]), and admission decided in one transaction over the shared
-//! ledger ([`admission`]). It decides nothing about sessions itself: the
-//! admission rules are `centinela-actors`' pure `evaluate`, fed with rows
-//! from here. It does not start browsers, serve HTTP or move the rest of the
-//! store (sessions, users, messages) to PostgreSQL — later slices do.
+//! ([`lease`]), admission decided in one transaction over the shared
+//! ledger ([`admission`]), and the membership loop ([`member`]) that keeps a
+//! node in the fleet — renewing, claiming orphans, giving tenants up at its
+//! deadline or on a drain — and records what the node holds in [`Owned`].
+//! It decides nothing about sessions itself: the admission rules are
+//! `centinela-actors`' pure `evaluate`, fed with rows from here, and the
+//! membership loop tells a [`TenantHost`] (the supervisor, not wired yet)
+//! which tenants to start and stop. It does not start browsers, serve HTTP
+//! or move the rest of the store (sessions, users, messages) to PostgreSQL
+//! — later slices do.
 //!
 //! Every time that decides something — a lease's end, an attempt's place in
 //! a window — comes from the database's clock, so nodes whose clocks
-//! disagree still agree on who owns what and what a window holds.
+//! disagree still agree on who owns what and what a window holds. The one
+//! local clock is the membership loop's deadline, and it only ever makes a
+//! node give a tenant up sooner.
 
 pub mod admission;
 mod error;

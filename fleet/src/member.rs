@@ -194,11 +194,31 @@ impl Member {
         }
     }
 
+    /// The loop's status, before it starts (a host that wants to see it
+    /// from its first call); [`MemberHandle::status`] once it runs.
+    pub fn status(&self) -> watch::Receiver<MemberStatus> {
+        self.status.subscribe()
+    }
+
     /// Starts the loop on the current tokio runtime.
     pub fn spawn(self) -> MemberHandle {
         let (drain, asked) = oneshot::channel();
         let status = self.status.subscribe();
         let span = tracing::info_span!("fleet_member", node = %self.spec.id);
+        let MemberConfig {
+            ttl,
+            period,
+            margin,
+            ..
+        } = self.config;
+        if period + margin >= ttl {
+            tracing::warn!(
+                ?ttl,
+                ?period,
+                ?margin,
+                "period + margin >= ttl: tenants are given up between renewals"
+            );
+        }
         let task = tokio::spawn(self.run(asked).instrument(span));
         MemberHandle {
             drain,
@@ -341,7 +361,7 @@ impl Member {
         let this = &self;
         let releases = join_all(leases.iter().map(|lease| async move {
             this.host.release(&lease.tenant, Release::Drain).await;
-            match this.leases.release(lease).await {
+            match this.db(this.leases.release(lease)).await {
                 Ok(()) => tracing::info!(tenant = %lease.tenant, "lease released"),
                 Err(e) => {
                     tracing::warn!(tenant = %lease.tenant, error = %e, "lease release failed")
@@ -374,12 +394,14 @@ impl Member {
         let mut gave_up = false;
         loop {
             tokio::select! {
+                // The deadline first: an answer that arrives together with
+                // it (a process resumed after a pause) must not keep going.
                 biased;
-                out = &mut call => return out.map_err(|_| Failed::TimedOut)?.map_err(Failed::from),
                 () = sleep_until(self.safe_until), if !gave_up && !self.owned.is_empty() => {
                     self.give_up_all(Release::Deadline).await;
                     gave_up = true;
                 }
+                out = &mut call => return out.map_err(|_| Failed::TimedOut)?.map_err(Failed::from),
             }
         }
     }
