@@ -317,13 +317,36 @@ impl Member {
         self.give_back(&stray).await;
     }
 
+    /// Each lease won joins [`Owned`], then the host adopts it — unless the
+    /// deadline has passed by then (the process was paused while adopting
+    /// the others): such a lease leaves [`Owned`] unadopted and goes back.
     async fn adopt(&self, claimed: Vec<Lease>) {
         for lease in &claimed {
             tracing::info!(tenant = %lease.tenant, epoch = %lease.epoch, "tenant claimed");
             self.owned.insert(lease.clone());
         }
         self.publish();
-        join_all(claimed.iter().map(|l| self.host.adopt(l))).await;
+        let adopted = join_all(claimed.iter().map(|lease| async move {
+            if Instant::now() >= self.safe_until {
+                return false;
+            }
+            self.host.adopt(lease).await;
+            true
+        }))
+        .await;
+        let late: Vec<Lease> = claimed
+            .into_iter()
+            .zip(adopted)
+            .filter_map(|(lease, adopted)| (!adopted).then_some(lease))
+            .collect();
+        if late.is_empty() {
+            return;
+        }
+        for lease in &late {
+            self.owned.remove(&lease.tenant);
+        }
+        self.publish();
+        self.give_back(&late).await;
     }
 
     /// Leases this node holds in the database but not in [`Owned`] (nothing

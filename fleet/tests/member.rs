@@ -1,8 +1,9 @@
 //! The membership loop against a real PostgreSQL (a throwaway cluster per
 //! test), with a host that records every adopt and release: one holder per
 //! tenant across members, a lost lease, the deadline with the database
-//! down and claims after it is back, a drain handing tenants over, capacity,
-//! and leftovers of an earlier run given back.
+//! down and claims after it is back, a member paused past its leases (as by
+//! SIGSTOP), a drain handing tenants over, capacity, and leftovers of an
+//! earlier run given back.
 //!
 //! Leases last 3 s (the shortest the config allows). Tests wait on the
 //! journal or the loop's status with a generous timeout, never on time, and
@@ -18,9 +19,9 @@ use centinela_fleet::{
 };
 use common::PgCluster;
 use std::collections::{BTreeMap, BTreeSet};
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
-use tokio::sync::watch;
+use tokio::sync::{oneshot, watch};
 use tokio::time::{timeout, Instant};
 
 const TTL: Duration = Duration::from_secs(3);
@@ -447,4 +448,143 @@ fn lease(tenant: &TenantId, epoch: i64) -> Lease {
         tenant: tenant.clone(),
         epoch: Epoch(epoch),
     }
+}
+
+/// A host that blocks its runtime's only thread inside its first adopt,
+/// until the test lets it go: the member's whole process paused (SIGSTOP)
+/// with its tenants held.
+struct Pausing {
+    recorder: Recorder,
+    pause: Mutex<Option<(oneshot::Sender<()>, std::sync::mpsc::Receiver<()>)>>,
+}
+
+#[async_trait::async_trait]
+impl TenantHost for Pausing {
+    async fn adopt(&self, lease: &Lease) {
+        self.recorder.adopt(lease).await;
+        let pause = self.pause.lock().expect("pause lock").take();
+        if let Some((paused, resume)) = pause {
+            let _ = paused.send(());
+            // Blocks the thread (not just this task): nothing of the
+            // member runs, timers included, until the test resumes it.
+            let _ = resume.recv();
+        }
+    }
+
+    async fn release(&self, tenant: &TenantId, why: Release) {
+        self.recorder.release(tenant, why).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_member_paused_past_its_leases_releases_them_on_resume_before_renewing() {
+    let pg = PgCluster::start();
+    let tenants = enroll(&pg, 2).await;
+    let journal = journal();
+    let (paused_tx, paused) = oneshot::channel();
+    let (resume, resume_rx) = std::sync::mpsc::channel();
+    let (stop, stop_rx) = oneshot::channel::<()>();
+    let host = Arc::new(Pausing {
+        recorder: Recorder {
+            node: "node-a",
+            journal: journal.clone(),
+            status: OnceLock::new(),
+        },
+        pause: Mutex::new(Some((paused_tx, resume_rx))),
+    });
+    let (url, owned_a) = (pg.url(), Owned::default());
+    let (owned, hosted) = (owned_a.clone(), host.clone());
+    // node-a alone on a one-thread runtime: its pool, its loop, its timers.
+    let thread = std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime");
+        rt.block_on(async move {
+            let fleet = Fleet::connect(&url, 2).await.expect("connect");
+            let member = Member::new(
+                fleet,
+                spec("node-a", 10),
+                MemberConfig::new(TTL),
+                owned,
+                hosted.clone(),
+            );
+            hosted.recorder.status.set(member.status()).expect("once");
+            let _handle = member.spawn();
+            let _ = stop_rx.await;
+        });
+    });
+    timeout(PATIENCE, paused)
+        .await
+        .expect("node-a adopts and pauses")
+        .expect("paused");
+
+    // While node-a is paused, its leases run out on the database's clock
+    // and node-b takes them over.
+    let fleet = Fleet::connect(&pg.url(), 1).await.expect("connect");
+    let mut conn = fleet.pool().acquire().await.expect("connection");
+    sqlx::query("SET statement_timeout = '30s'")
+        .execute(&mut *conn)
+        .await
+        .expect("timeout");
+    sqlx::query(
+        "SELECT pg_sleep_until(max(lease_until) + interval '10 milliseconds') FROM tenant_owners",
+    )
+    .execute(&mut *conn)
+    .await
+    .expect("the leases' end passes on the database's clock");
+    let b = start(&pg, "node-b", 10, &journal).await;
+    until(&journal, "node-b takes both over", |events| {
+        adopts(events, "node-b").count() == 2
+    })
+    .await;
+
+    let mut status_a = host.recorder.status.get().expect("set").clone();
+    let resumed = Instant::now();
+    resume.send(()).expect("node-a is waiting");
+    // The ones node-a adopted before it paused (the first, at least; the
+    // others are not adopted after the pause: their deadline has passed).
+    let adopted: BTreeSet<TenantId> = adopts(&journal.borrow(), "node-a")
+        .map(|e| e.tenant.clone())
+        .collect();
+    assert!(adopted.contains(&tenants[0]));
+    until(&journal, "node-a releases what it adopted", |events| {
+        adopted.iter().all(|t| {
+            events
+                .iter()
+                .any(|e| e.node == "node-a" && e.tenant == *t && e.at >= resumed)
+        })
+    })
+    .await;
+    let rounds = status_a.borrow().rounds;
+    let waited = timeout(PATIENCE, status_a.wait_for(|s| s.rounds >= rounds + 2)).await;
+    assert!(
+        matches!(waited, Ok(Ok(_))),
+        "node-a goes on after the pause"
+    );
+
+    let events = journal.borrow().clone();
+    for e in events
+        .iter()
+        .filter(|e| e.node == "node-a" && e.at >= resumed)
+    {
+        assert_eq!(
+            e.call,
+            Call::Release(Release::Deadline),
+            "{}: only releases after the pause, at the deadline",
+            e.tenant
+        );
+        let renewed = e.renewed.expect("renewed before the pause");
+        assert!(
+            renewed < resumed,
+            "{}: released before any renewal after the pause",
+            e.tenant
+        );
+    }
+    assert!(owned_a.is_empty(), "node-a holds nothing it lost");
+    let expected: Vec<Lease> = tenants.iter().map(|t| lease(t, 2)).collect();
+    assert_eq!(b.owned.leases(), expected, "node-b keeps them");
+
+    drop(stop);
+    tokio::task::block_in_place(|| thread.join()).expect("node-a's thread");
 }
