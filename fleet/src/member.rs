@@ -16,7 +16,8 @@
 //!    the node's free capacity — [`Leases::claim_orphans`] decides that, and
 //!    capacity counts *tenants*, not sessions (live sessions are capped by
 //!    the supervisor's own limit). Each lease won joins [`Owned`], then the
-//!    host adopts it. The loop never adopts anything else.
+//!    host adopts it (one whose deadline passed first goes back unadopted).
+//!    The loop never adopts anything else.
 //!
 //! **The deadline.** The instant before each renewal is taken (`sent`); once
 //! it succeeds, no lease of this node ends before `sent + ttl` (the database
@@ -24,8 +25,9 @@
 //! `sent + ttl − margin` and, with no newer success by then, gives every one
 //! up ([`Release::Deadline`]) — while the database is unreachable, a renewal
 //! hangs, or the process was stopped (`Instant` keeps counting through a
-//! SIGSTOP, so the timer fires at once on resume). The margin is the time
-//! the host has to stop the browsers before another node may take them.
+//! SIGSTOP, so the timer fires at once on resume, before any renewal). The
+//! margin is the time the host has to stop the browsers before another node
+//! may take them; the guarantee holds only if its release is that quick.
 //! The loop goes on renewing and claiming afterwards: when the database is
 //! back, the lapsed leases are claimed again like any orphan.
 //!
@@ -91,11 +93,13 @@ pub struct MemberConfig {
 }
 
 impl MemberConfig {
-    /// A round every `ttl / 3` (two can fail before the deadline); a margin
-    /// of `max(ttl / 5, 500 ms)` — a fifth of the lease scales with it, and
-    /// half a second is the least a host needs to kill its browsers; 16
-    /// orphans a period, so a node joining a big fleet fills over a few
-    /// periods rather than in one long transaction.
+    /// A round every `ttl / 3`, so the next two rounds both come before the
+    /// deadline (`0.8 ttl` later at most) and one renewal may fail without
+    /// losing anything; a margin of `max(ttl / 5, 500 ms)` — a fifth of the
+    /// lease scales with it, and half a second is the least a host needs to
+    /// kill its browsers (`ttl / 5` alone is 600 ms at the shortest lease,
+    /// 3 s); 16 orphans a period, so a node joining a big fleet fills over
+    /// a few periods rather than in one long transaction.
     pub fn new(ttl: Duration) -> Self {
         Self {
             ttl,
@@ -294,12 +298,7 @@ impl Member {
 
     /// Squares [`Owned`] with a renewal's answer.
     async fn settle(&self, renewed: Vec<Lease>) {
-        let lost: Vec<Lease> = self
-            .owned
-            .leases()
-            .into_iter()
-            .filter(|l| !renewed.contains(l))
-            .collect();
+        let (lost, stray) = reconcile(&self.owned.leases(), renewed);
         for lease in &lost {
             tracing::warn!(tenant = %lease.tenant, epoch = %lease.epoch, "lease lost");
             self.owned.remove(&lease.tenant);
@@ -310,10 +309,6 @@ impl Member {
                 .map(|l| self.host.release(&l.tenant, Release::Lost)),
         )
         .await;
-        let stray: Vec<Lease> = renewed
-            .into_iter()
-            .filter(|l| self.owned.get(&l.tenant).as_ref() != Some(l))
-            .collect();
         self.give_back(&stray).await;
     }
 
@@ -436,5 +431,62 @@ impl Member {
             s.held = held;
             changed
         });
+    }
+}
+
+/// What a renewal's answer means for the leases held: the ones it lacks are
+/// lost (a lease held at another epoch than the answer's included), the
+/// ones it has beyond them are strays to give back.
+fn reconcile(held: &[Lease], renewed: Vec<Lease>) -> (Vec<Lease>, Vec<Lease>) {
+    let lost = held
+        .iter()
+        .filter(|l| !renewed.contains(l))
+        .cloned()
+        .collect();
+    let stray = renewed.into_iter().filter(|l| !held.contains(l)).collect();
+    (lost, stray)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::Epoch;
+
+    fn lease(tenant: &str, epoch: i64) -> Lease {
+        Lease {
+            tenant: TenantId::new(tenant).expect("tenant id"),
+            epoch: Epoch(epoch),
+        }
+    }
+
+    #[test]
+    fn a_renewal_answer_splits_into_kept_lost_and_strays() {
+        let held = [lease("a", 1), lease("b", 4), lease("c", 2)];
+        let renewed = vec![lease("a", 1), lease("c", 3), lease("d", 7)];
+        let (lost, stray) = reconcile(&held, renewed);
+        assert_eq!(lost, vec![lease("b", 4), lease("c", 2)]);
+        assert_eq!(stray, vec![lease("c", 3), lease("d", 7)]);
+        let (lost, stray) = reconcile(&held, held.to_vec());
+        assert!(lost.is_empty() && stray.is_empty());
+    }
+
+    #[test]
+    fn the_defaults_leave_two_rounds_before_the_deadline_at_every_lease_length() {
+        let c = MemberConfig::new(Duration::from_secs(3));
+        assert_eq!(c.period, Duration::from_secs(1));
+        assert_eq!(c.margin, Duration::from_millis(600));
+        let c = MemberConfig::new(Duration::from_secs(15));
+        assert_eq!(
+            (c.period, c.margin),
+            (Duration::from_secs(5), Duration::from_secs(3))
+        );
+        assert_eq!(
+            MemberConfig::new(Duration::from_secs(1)).margin,
+            Duration::from_millis(500)
+        );
+        for secs in [3, 4, 10, 15, 60, 600] {
+            let c = MemberConfig::new(Duration::from_secs(secs));
+            assert!(2 * c.period < c.ttl - c.margin, "ttl {secs}s: {c:?}");
+        }
     }
 }
