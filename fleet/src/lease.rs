@@ -8,8 +8,8 @@
 //! $epoch` ([`Leases::fence`], [`Leases::release`]), and a node that was
 //! paused past its lease and comes back matches zero rows and gets
 //! [`FleetError::Fenced`] — its cue to stop that tenant's browsers at once.
-//! What a node does on losing a tenant, and the renewal loop with its
-//! margin, are the caller's (not built yet).
+//! The renewal loop with its margin, and what a node does on losing a
+//! tenant, are [`crate::member`]'s.
 
 use crate::{Fleet, FleetError, NodeId};
 use centinela_actors::ids::TenantId;

@@ -4,21 +4,28 @@
 //! This crate owns the fleet's tables and the rules that need the database
 //! to be right: registering nodes ([`node`]), ownership leases with fencing
 //! ([`lease`]), admission decided in one transaction over the shared
-//! ledger ([`admission`]), and each session's browser profile packed into
-//! one buffer ([`profile`]) and stored sealed under the tenant's fence
-//! ([`snapshot`]), so the pairing moves with the tenant. It
-//! decides nothing about sessions itself: the admission rules are
-//! `centinela-actors`' pure `evaluate`, fed with rows from here. It does
-//! not start browsers, serve HTTP or move the rest of the store (sessions,
-//! users, messages) to PostgreSQL — later slices do.
+//! ledger ([`admission`]) and the supervisor's seam to it ([`shared`]),
+//! the session records every node reads and only the owner writes
+//! ([`sessions`]), each session's browser profile packed into one buffer
+//! ([`profile`]) and stored sealed under the tenant's fence ([`snapshot`]),
+//! so the pairing moves with the tenant, and the membership loop
+//! ([`member`]) that keeps a node in the fleet — renewing, claiming
+//! orphans, giving tenants up at its deadline or on a drain — and records
+//! what the node holds in [`Owned`]. It decides nothing about sessions
+//! itself: the admission rules are `centinela-actors`' pure `evaluate`,
+//! fed with rows from here, and the membership loop tells a
+//! [`TenantHost`] (the supervisor) which tenants to start and stop.
 //!
 //! Every time that decides something — a lease's end, an attempt's place in
 //! a window — comes from the database's clock, so nodes whose clocks
-//! disagree still agree on who owns what and what a window holds.
+//! disagree still agree on who owns what and what a window holds. The one
+//! local clock is the membership loop's deadline, and it only ever makes a
+//! node give a tenant up sooner.
 
 pub mod admission;
 mod error;
 pub mod lease;
+pub mod member;
 pub mod node;
 mod owned;
 pub mod profile;
@@ -28,6 +35,7 @@ pub mod snapshot;
 pub use admission::{FleetAdmission, TenantEvent, Verdict};
 pub use error::FleetError;
 pub use lease::{Epoch, Fence, Lease, Leases};
+pub use member::{Member, MemberConfig, MemberHandle, MemberStatus, Release, TenantHost};
 pub use node::{NodeId, NodeSpec};
 pub use owned::Owned;
 pub use profile::{pack, unpack, Packed, ProfileError};

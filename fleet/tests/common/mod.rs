@@ -88,6 +88,30 @@ impl PgCluster {
         .expect("expire");
     }
 
+    /// Stops the server (`pg_ctl stop -m fast`: open connections are cut),
+    /// keeping its data dir and port: the database is down until
+    /// [`PgCluster::start_again`]. Blocks until the server has exited.
+    pub fn stop(&self) {
+        let out = self
+            .tool("pg_ctl")
+            .arg("-D")
+            .arg(self.data())
+            .args(["-m", "fast", "-w", "-t", "60", "stop"])
+            .output()
+            .expect("run pg_ctl stop");
+        check("pg_ctl stop", &out);
+    }
+
+    /// Starts the stopped server again on the same port and data dir, and
+    /// waits until it accepts connections. Panics if the port was taken
+    /// meanwhile (the test cannot go on).
+    pub fn start_again(&self) {
+        if let Err(out) = self.pg_ctl_start() {
+            panic!("pg_ctl start (again) failed: {out}");
+        }
+        self.wait_ready();
+    }
+
     fn data(&self) -> PathBuf {
         self.dir.path().join("data")
     }
