@@ -29,6 +29,7 @@ pub mod member;
 pub mod node;
 mod owned;
 pub mod profile;
+pub mod sessions;
 pub mod shared;
 pub mod snapshot;
 
@@ -39,6 +40,7 @@ pub use member::{Member, MemberConfig, MemberHandle, MemberStatus, Release, Tena
 pub use node::{NodeId, NodeSpec};
 pub use owned::Owned;
 pub use profile::{pack, unpack, Packed, ProfileError};
+pub use sessions::FleetSessions;
 pub use shared::PgSharedAdmission;
 pub use snapshot::{Snapshot, Snapshots};
 

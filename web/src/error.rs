@@ -284,7 +284,19 @@ impl From<AccountError> for ApiError {
 
 impl From<StoreError> for ApiError {
     fn from(e: StoreError) -> Self {
-        ApiError::internal(e)
+        match e {
+            StoreError::NotHeld(_) => ApiError::Later {
+                code: "tenant_moving",
+                message: e.to_string(),
+                retry_after_secs: 1,
+            },
+            StoreError::Unavailable(_) => ApiError::Later {
+                code: "fleet_unavailable",
+                message: e.to_string(),
+                retry_after_secs: 5,
+            },
+            e => ApiError::internal(e),
+        }
     }
 }
 

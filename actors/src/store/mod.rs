@@ -71,6 +71,13 @@ pub enum StoreError {
     Db(String),
     #[error("corrupt record in {table}: {why}")]
     Corrupt { table: &'static str, why: String },
+    /// Fleet: a write about a tenant this node does not hold (any more):
+    /// nothing was written.
+    #[error("tenant {0} is not held by this node: nothing was written")]
+    NotHeld(String),
+    /// Fleet: the shared store could not be reached.
+    #[error("the fleet's database is unavailable: {0}")]
+    Unavailable(String),
 }
 
 macro_rules! db_err {

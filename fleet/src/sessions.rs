@@ -1,0 +1,206 @@
+//! Session records shared by the fleet ([`FleetSessions`]): PostgreSQL is
+//! the truth that every node reads and a new owner restores from; the
+//! node's own redb store keeps a mirror of the sessions it hosts, because
+//! what stays node-local (messages, contacts, OTPs, risk watch) checks a
+//! session's tenant in that store.
+//!
+//! Only the tenant's owner writes: every write is fenced on the lease this
+//! node holds ([`Owned`]) inside the write's transaction, so a node that
+//! lost the tenant writes nothing ([`StoreError::NotHeld`]).
+//!
+//! The store traits are synchronous (redb commits block too), so each call
+//! runs its query on the current Tokio runtime with `block_in_place`: it
+//! holds the calling worker for one round trip (about a redb fsync), and
+//! with the database down for at most [`crate::ACQUIRE_TIMEOUT`]. It needs
+//! the multi-threaded runtime `serve` runs on; anywhere else it answers
+//! [`StoreError::Unavailable`] instead of panicking.
+
+use crate::lease::Leases;
+use crate::owned::Owned;
+use crate::{Fleet, FleetError};
+use centinela_actors::ids::{SessionId, TenantId};
+use centinela_actors::store::{SessionRecord, SessionRepo, Store, StoreError};
+use sqlx::postgres::PgPool;
+use std::future::Future;
+
+/// The fleet's session records, fenced, mirrored into the node's store.
+#[derive(Clone)]
+pub struct FleetSessions {
+    pool: PgPool,
+    leases: Leases,
+    owned: Owned,
+    local: Store,
+}
+
+impl std::fmt::Debug for FleetSessions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FleetSessions")
+            .field("node", self.leases.node())
+            .finish_non_exhaustive()
+    }
+}
+
+impl FleetSessions {
+    pub fn new(fleet: &Fleet, leases: Leases, owned: Owned, local: Store) -> Self {
+        Self {
+            pool: fleet.pool().clone(),
+            leases,
+            owned,
+            local,
+        }
+    }
+
+    /// Copies `tenant`'s records from the fleet into the node's own store
+    /// (before the node hosts it), and drops local records of the tenant
+    /// the fleet no longer has. Answers how many records it holds.
+    pub async fn mirror_tenant(&self, tenant: &TenantId) -> Result<usize, FleetError> {
+        let records = self.tenant_records(tenant).await?;
+        let local = self.local.clone();
+        let tenant = tenant.clone();
+        let n = records.len();
+        tokio::task::spawn_blocking(move || -> Result<(), StoreError> {
+            let keep: std::collections::HashSet<_> = records.iter().map(|r| r.id.clone()).collect();
+            for old in local.list_sessions()? {
+                if old.tenant == tenant && !keep.contains(&old.id) {
+                    local.delete_session(&old.id)?;
+                }
+            }
+            for record in &records {
+                local.put_session(record)?;
+            }
+            Ok(())
+        })
+        .await
+        .map_err(|e| corrupt(&e.to_string()))?
+        .map_err(|e| corrupt(&e.to_string()))?;
+        Ok(n)
+    }
+
+    /// `tenant`'s records in the fleet, oldest first.
+    pub async fn tenant_records(
+        &self,
+        tenant: &TenantId,
+    ) -> Result<Vec<SessionRecord>, FleetError> {
+        let rows: Vec<String> =
+            sqlx::query_scalar("SELECT record::text FROM sessions WHERE tenant = $1 ORDER BY id")
+                .bind(tenant.as_str())
+                .fetch_all(&self.pool)
+                .await?;
+        let mut records = rows
+            .iter()
+            .map(|r| decode(r))
+            .collect::<Result<Vec<_>, _>>()?;
+        records.sort_by(|a, b| a.created_at.cmp(&b.created_at).then(a.id.cmp(&b.id)));
+        Ok(records)
+    }
+
+    async fn put(&self, record: &SessionRecord) -> Result<(), FleetError> {
+        let lease = self.held(&record.tenant)?;
+        let json = serde_json::to_string(record).map_err(|e| corrupt(&e.to_string()))?;
+        let mut tx = self.pool.begin().await?;
+        self.leases.fence(&mut tx, &lease).await?;
+        sqlx::query(
+            "INSERT INTO sessions (id, tenant, record, epoch) VALUES ($1, $2, $3::text::jsonb, $4)
+             ON CONFLICT (id) DO UPDATE SET tenant = EXCLUDED.tenant,
+                 record = EXCLUDED.record, epoch = EXCLUDED.epoch",
+        )
+        .bind(record.id.as_str())
+        .bind(record.tenant.as_str())
+        .bind(json)
+        .bind(lease.epoch.0)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn delete(&self, id: &SessionId) -> Result<bool, FleetError> {
+        let Some(record) = self.get(id).await? else {
+            return Ok(false);
+        };
+        let lease = self.held(&record.tenant)?;
+        let mut tx = self.pool.begin().await?;
+        self.leases.fence(&mut tx, &lease).await?;
+        let done = sqlx::query("DELETE FROM sessions WHERE id = $1")
+            .bind(id.as_str())
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    async fn get(&self, id: &SessionId) -> Result<Option<SessionRecord>, FleetError> {
+        let row: Option<String> =
+            sqlx::query_scalar("SELECT record::text FROM sessions WHERE id = $1")
+                .bind(id.as_str())
+                .fetch_optional(&self.pool)
+                .await?;
+        row.as_deref().map(decode).transpose()
+    }
+
+    async fn list(&self) -> Result<Vec<SessionRecord>, FleetError> {
+        let rows: Vec<String> = sqlx::query_scalar("SELECT record::text FROM sessions")
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter().map(|r| decode(r)).collect()
+    }
+
+    fn held(&self, tenant: &TenantId) -> Result<crate::Lease, FleetError> {
+        self.owned.get(tenant).ok_or_else(|| FleetError::Fenced {
+            tenant: tenant.clone(),
+            epoch: crate::Epoch(-1),
+        })
+    }
+}
+
+/// Runs a query from synchronous code on the current multi-threaded runtime.
+fn block_on<T>(query: impl Future<Output = Result<T, FleetError>>) -> Result<T, StoreError> {
+    let handle = tokio::runtime::Handle::try_current()
+        .map_err(|_| StoreError::Unavailable("no Tokio runtime to query the fleet on".into()))?;
+    if handle.runtime_flavor() != tokio::runtime::RuntimeFlavor::MultiThread {
+        return Err(StoreError::Unavailable(
+            "the fleet's store needs the multi-threaded runtime".into(),
+        ));
+    }
+    tokio::task::block_in_place(|| handle.block_on(query)).map_err(store_error)
+}
+
+fn store_error(e: FleetError) -> StoreError {
+    match e {
+        FleetError::Fenced { tenant, .. } => StoreError::NotHeld(tenant.to_string()),
+        FleetError::Corrupt { table, why } => StoreError::Corrupt { table, why },
+        other => StoreError::Unavailable(other.to_string()),
+    }
+}
+
+impl SessionRepo for FleetSessions {
+    fn put_session(&self, record: &SessionRecord) -> Result<(), StoreError> {
+        block_on(self.put(record))?;
+        self.local.put_session(record)
+    }
+
+    fn get_session(&self, id: &SessionId) -> Result<Option<SessionRecord>, StoreError> {
+        block_on(self.get(id))
+    }
+
+    fn list_sessions(&self) -> Result<Vec<SessionRecord>, StoreError> {
+        block_on(self.list())
+    }
+
+    fn delete_session(&self, id: &SessionId) -> Result<bool, StoreError> {
+        let existed = block_on(self.delete(id))?;
+        self.local.delete_session(id)?;
+        Ok(existed)
+    }
+}
+
+fn decode(json: &str) -> Result<SessionRecord, FleetError> {
+    serde_json::from_str(json).map_err(|e| corrupt(&e.to_string()))
+}
+
+fn corrupt(why: &str) -> FleetError {
+    FleetError::Corrupt {
+        table: "sessions",
+        why: why.to_owned(),
+    }
+}
