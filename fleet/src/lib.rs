@@ -36,7 +36,9 @@ pub mod snapshot;
 pub use admission::{FleetAdmission, TenantEvent, Verdict};
 pub use error::FleetError;
 pub use lease::{Epoch, Fence, Lease, Leases};
-pub use member::{Member, MemberConfig, MemberHandle, MemberStatus, Release, TenantHost};
+pub use member::{
+    Claimed, Claimer, Member, MemberConfig, MemberHandle, MemberStatus, Release, TenantHost,
+};
 pub use node::{NodeId, NodeSpec};
 pub use owned::Owned;
 pub use profile::{pack, unpack, Packed, ProfileError};

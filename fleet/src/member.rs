@@ -46,7 +46,7 @@ use futures::future::join_all;
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::sync::{oneshot, watch};
+use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 use tokio::time::{sleep_until, Instant, MissedTickBehavior};
 use tracing::Instrument;
@@ -130,13 +130,54 @@ pub struct MemberStatus {
 pub struct MemberHandle {
     drain: oneshot::Sender<()>,
     status: watch::Receiver<MemberStatus>,
+    claims: Claimer,
     task: JoinHandle<()>,
+}
+
+/// What a claim by name ([`Claimer::claim`]) came to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Claimed {
+    /// The tenant is this node's, and the host has adopted it.
+    Held,
+    /// Another node holds a live lease on it.
+    Taken,
+    /// This node holds `capacity` tenants already.
+    Full,
+    /// The fleet could not be asked (or the node is not registered yet).
+    Failed(String),
+}
+
+type ClaimRequest = (TenantId, oneshot::Sender<Claimed>);
+
+/// Asks the membership loop to claim a tenant by name — the first session
+/// created for a tenant no node holds. The loop does it between its rounds,
+/// so a claim never races a renewal's reconciliation of [`Owned`].
+#[derive(Debug, Clone)]
+pub struct Claimer {
+    tx: mpsc::Sender<ClaimRequest>,
+}
+
+impl Claimer {
+    pub async fn claim(&self, tenant: &TenantId) -> Claimed {
+        let (reply, answer) = oneshot::channel();
+        if self.tx.send((tenant.clone(), reply)).await.is_err() {
+            return Claimed::Failed("the node is leaving the fleet".into());
+        }
+        answer
+            .await
+            .unwrap_or_else(|_| Claimed::Failed("the node is leaving the fleet".into()))
+    }
 }
 
 impl MemberHandle {
     /// The loop's status, updated after every change.
     pub fn status(&self) -> watch::Receiver<MemberStatus> {
         self.status.clone()
+    }
+
+    /// Where claims by name go.
+    pub fn claimer(&self) -> Claimer {
+        self.claims.clone()
     }
 
     /// Leaves the fleet: stops claiming, releases every tenant (host first,
@@ -163,6 +204,7 @@ pub struct Member {
     /// Until when the held tenants are safe without a newer renewal.
     safe_until: Instant,
     status: watch::Sender<MemberStatus>,
+    claims: (mpsc::Sender<ClaimRequest>, mpsc::Receiver<ClaimRequest>),
 }
 
 /// Why a database call of the loop gave no answer.
@@ -195,6 +237,7 @@ impl Member {
             registered: false,
             safe_until: Instant::now(),
             status: watch::Sender::new(MemberStatus::default()),
+            claims: mpsc::channel(64),
         }
     }
 
@@ -208,6 +251,9 @@ impl Member {
     pub fn spawn(self) -> MemberHandle {
         let (drain, asked) = oneshot::channel();
         let status = self.status.subscribe();
+        let claims = Claimer {
+            tx: self.claims.0.clone(),
+        };
         let span = tracing::info_span!("fleet_member", node = %self.spec.id);
         let MemberConfig {
             ttl,
@@ -227,6 +273,7 @@ impl Member {
         MemberHandle {
             drain,
             status,
+            claims,
             task,
         }
     }
@@ -251,7 +298,41 @@ impl Member {
                     self.round().await;
                     self.status.send_modify(|s| s.rounds += 1);
                 }
+                Some((tenant, reply)) = self.claims.1.recv() => {
+                    let claimed = self.claim_named(&tenant).await;
+                    let _ = reply.send(claimed);
+                }
             }
+        }
+    }
+
+    /// A claim by name: within capacity, one conditional claim, then the
+    /// host adopts it like an orphan won in a round.
+    async fn claim_named(&mut self, tenant: &TenantId) -> Claimed {
+        if self.owned.contains(tenant) {
+            return Claimed::Held;
+        }
+        if !self.registered {
+            return Claimed::Failed("the node is not registered in the fleet yet".into());
+        }
+        if self.owned.len() >= self.spec.capacity as usize {
+            return Claimed::Full;
+        }
+        let lease = match self.db(self.leases.claim(tenant)).await {
+            Ok(Some(lease)) => lease,
+            Ok(None) => return Claimed::Taken,
+            Err(e) => return Claimed::Failed(e.to_string()),
+        };
+        if self.owned.is_empty() {
+            // Nothing held: the deadline may be long past. The claim itself
+            // just extended every lease of ours.
+            self.safe_until = Instant::now() + self.config.ttl.saturating_sub(self.config.margin);
+        }
+        self.adopt(vec![lease]).await;
+        if self.owned.contains(tenant) {
+            Claimed::Held
+        } else {
+            Claimed::Failed("the lease's deadline passed while adopting".into())
         }
     }
 
@@ -445,6 +526,30 @@ fn reconcile(held: &[Lease], renewed: Vec<Lease>) -> (Vec<Lease>, Vec<Lease>) {
         .collect();
     let stray = renewed.into_iter().filter(|l| !held.contains(l)).collect();
     (lost, stray)
+}
+
+#[async_trait::async_trait]
+impl centinela_actors::supervisor::shared::TenantClaim for Claimer {
+    async fn claim(
+        &self,
+        tenant: &TenantId,
+    ) -> Result<(), centinela_actors::supervisor::SupervisorError> {
+        use centinela_actors::supervisor::admission::{Denial, DenyReason};
+        use centinela_actors::supervisor::SupervisorError;
+        match Claimer::claim(self, tenant).await {
+            Claimed::Held => Ok(()),
+            Claimed::Taken => Err(SupervisorError::NotOwner(tenant.clone())),
+            Claimed::Full => Err(SupervisorError::Denied(Denial {
+                reason: DenyReason::Capacity,
+                wait: Duration::ZERO,
+                block_until: centinela_actors::clock::Clock::now(
+                    &centinela_actors::clock::SystemClock,
+                ),
+                proxy: None,
+            })),
+            Claimed::Failed(why) => Err(SupervisorError::FleetUnavailable(why)),
+        }
+    }
 }
 
 #[cfg(test)]

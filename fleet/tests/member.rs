@@ -14,7 +14,7 @@ mod common;
 
 use centinela_actors::ids::TenantId;
 use centinela_fleet::{
-    Epoch, Fleet, Lease, Leases, Member, MemberConfig, MemberHandle, MemberStatus, NodeId,
+    Claimed, Epoch, Fleet, Lease, Leases, Member, MemberConfig, MemberHandle, MemberStatus, NodeId,
     NodeSpec, Owned, Release, TenantHost,
 };
 use common::PgCluster;
@@ -587,4 +587,42 @@ async fn a_member_paused_past_its_leases_releases_them_on_resume_before_renewing
 
     drop(stop);
     tokio::task::block_in_place(|| thread.join()).expect("node-a's thread");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_claim_by_name_is_adopted_kept_through_renewals_and_bounded_by_capacity() {
+    let pg = PgCluster::start();
+    let journal = journal();
+    let mut a = start(&pg, "node-a", 2, &journal).await;
+    let mut b = start(&pg, "node-b", 2, &journal).await;
+    until_status(&mut a, "a's first round", |s| s.rounds >= 1).await;
+    until_status(&mut b, "b's first round", |s| s.rounds >= 1).await;
+    let (claim_a, claim_b) = (a.handle.claimer(), b.handle.claimer());
+
+    assert_eq!(claim_a.claim(&tenant(1)).await, Claimed::Held);
+    assert_eq!(
+        claim_a.claim(&tenant(1)).await,
+        Claimed::Held,
+        "ours already"
+    );
+    assert_eq!(claim_b.claim(&tenant(1)).await, Claimed::Taken);
+    assert_eq!(claim_a.claim(&tenant(2)).await, Claimed::Held);
+    assert_eq!(claim_a.claim(&tenant(3)).await, Claimed::Full, "capacity 2");
+    assert_eq!(claim_b.claim(&tenant(3)).await, Claimed::Held);
+
+    // Two more rounds: the renewals keep what was claimed between them.
+    let after = a.status.borrow().rounds + 2;
+    until_status(&mut a, "two more rounds", |s| s.rounds >= after).await;
+    let events = journal.borrow().clone();
+    let held = holders(&events);
+    assert_eq!(held.get(&tenant(1)), Some(&("node-a", Epoch(1))));
+    assert_eq!(held.get(&tenant(2)), Some(&("node-a", Epoch(1))));
+    assert_eq!(held.get(&tenant(3)), Some(&("node-b", Epoch(1))));
+    assert!(
+        events.iter().all(|e| !matches!(e.call, Call::Release(_))),
+        "nothing released: {events:#?}"
+    );
+    assert!(a.owned.contains(&tenant(1)) && a.owned.contains(&tenant(2)));
+    a.handle.drain().await;
+    b.handle.drain().await;
 }

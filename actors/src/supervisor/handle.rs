@@ -25,6 +25,8 @@ use tokio::task::JoinHandle;
 #[derive(Clone)]
 pub struct Supervisor {
     actor: ActorRef<SupervisorMsg>,
+    /// Fleet: how a create for a tenant nobody hosts claims it first.
+    claim: Option<std::sync::Arc<dyn super::shared::TenantClaim>>,
 }
 
 impl std::fmt::Debug for Supervisor {
@@ -45,13 +47,20 @@ impl Supervisor {
                 tracing::error!(error = %e, "the supervisor did not start");
                 SupervisorError::Unavailable
             })?;
-        Ok((Self { actor }, task))
+        Ok((Self { actor, claim: None }, task))
     }
 
     /// The handle of an actor spawned by hand (the supervisor's own tests).
     #[cfg(test)]
     pub(crate) fn from_actor(actor: ActorRef<SupervisorMsg>) -> Self {
-        Self { actor }
+        Self { actor, claim: None }
+    }
+
+    /// Fleet: a create for a tenant this node does not host claims it
+    /// through `claim` first (and is refused if another node holds it).
+    pub fn with_claim(mut self, claim: std::sync::Arc<dyn super::shared::TenantClaim>) -> Self {
+        self.claim = Some(claim);
+        self
     }
 
     /// Stops the supervisor: every session actor closes its driver first.
@@ -84,8 +93,22 @@ impl Supervisor {
         }
     }
 
+    /// Creates a session. Fleet: for a tenant this node does not host, the
+    /// tenant is claimed first (see [`Supervisor::with_claim`]).
     pub async fn create(&self, new: NewSession) -> Result<SessionView, SupervisorError> {
-        self.ask(|reply| SupervisorMsg::Create { new, reply }).await
+        let first = new.clone();
+        match self
+            .ask(|reply| SupervisorMsg::Create { new: first, reply })
+            .await
+        {
+            Err(SupervisorError::NotOwner(tenant)) if self.claim.is_some() => {
+                if let Some(claim) = &self.claim {
+                    claim.claim(&tenant).await?;
+                }
+                self.ask(|reply| SupervisorMsg::Create { new, reply }).await
+            }
+            other => other,
+        }
     }
 
     /// Deletes a session: its driver is logged out and stopped first.

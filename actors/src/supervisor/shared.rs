@@ -91,6 +91,16 @@ pub trait SharedAdmission: Send + Sync + 'static {
     ) -> Result<(Ledger, Timestamp), SharedError>;
 }
 
+/// Takes a tenant nobody hosts for this node, on demand: the first session
+/// created for a tenant no node holds. When it answers `Ok`, the tenant is
+/// this node's and its sessions are in the supervisor (adopted).
+#[async_trait::async_trait]
+pub trait TenantClaim: Send + Sync + 'static {
+    /// `NotOwner` when another node holds it, `Denied` (capacity) when this
+    /// node is full, `FleetUnavailable` when the fleet cannot be asked.
+    async fn claim(&self, tenant: &TenantId) -> Result<(), super::SupervisorError>;
+}
+
 /// How a supervisor takes part in a fleet.
 #[derive(Clone)]
 pub struct FleetSeam {
