@@ -31,6 +31,7 @@ use std::time::Duration;
 use tokio::net::TcpListener;
 
 pub mod bootstrap;
+pub mod fleet;
 
 pub use bootstrap::AdminBootstrap;
 pub use centinela_actors::config;
@@ -51,6 +52,8 @@ pub enum RunError {
     Demo(#[from] DemoError),
     #[error("secret key: {0}")]
     Secret(#[from] centinela_actors::secret::SecretError),
+    #[error(transparent)]
+    Fleet(#[from] fleet::FleetStartError),
 }
 
 /// Why `serve --demo` refuses to start.
@@ -201,6 +204,8 @@ pub struct Running {
     tasks: Vec<tokio::task::JoinHandle<()>>,
     store: Store,
     timeout: Duration,
+    /// Fleet mode: this node's membership, drained first on shutdown.
+    fleet: Option<fleet::Joined>,
     _rotation: Option<AbortOnDrop>,
 }
 
@@ -241,8 +246,27 @@ impl Running {
         // Subscribed before the supervisor starts: the log stream has its
         // restores too.
         let logs = centinela_web::logstream::subscribe(10_000);
-        let (supervisor, supervisor_task) =
-            start_supervisor(&config, &store, engines, &services.clock, &bus).await?;
+        let joining = match config.fleet.enabled() {
+            true => Some(fleet::connect(&config, &store).await?),
+            false => None,
+        };
+        let (supervisor, supervisor_task) = start_supervisor(
+            &config,
+            &store,
+            engines,
+            &services.clock,
+            &bus,
+            joining.as_ref(),
+        )
+        .await?;
+        let (fleet, supervisor) = match joining {
+            Some(joining) => {
+                let (joined, supervisor) =
+                    joining.start(&config, supervisor, &bus, sealing.clone());
+                (Some(joined), supervisor)
+            }
+            None => (None, supervisor),
+        };
         let wired = centinela_web::wire(
             store.clone(),
             supervisor.clone(),
@@ -278,6 +302,7 @@ impl Running {
             tasks: wired.tasks,
             store,
             timeout: config.server.shutdown_timeout,
+            fleet,
             _rotation,
         })
     }
@@ -294,6 +319,12 @@ impl Running {
     ) -> Result<(), RunError> {
         tracing::info!("shutting down: stopping sessions");
         let _ = self.stop_tx.send(true);
+        if let Some(fleet) = self.fleet {
+            // Tenants go to other nodes first: browsers closed, profiles
+            // stored, leases given back.
+            tracing::info!("leaving the fleet: handing the tenants over");
+            fleet.drain().await;
+        }
         let mut serve = self.serve;
         let drain = async {
             match failed {
@@ -355,6 +386,7 @@ async fn start_supervisor(
     engines: EngineSet,
     clock: &SharedClock,
     bus: &Bus,
+    fleet: Option<&fleet::Joining>,
 ) -> Result<(Supervisor, tokio::task::JoinHandle<()>), RunError> {
     let env = SessionEnv::from_config(
         config,
@@ -362,7 +394,11 @@ async fn start_supervisor(
         bus.clone(),
         Some(Arc::new(store.clone())),
     );
-    let args = SupervisorArgs::on_store(config.clone(), store.clone(), engines, env);
+    let mut args = SupervisorArgs::on_store(config.clone(), store.clone(), engines, env);
+    if let Some(joining) = fleet {
+        args.sessions = Arc::new(joining.sessions.clone());
+        args.fleet = Some(joining.seam.clone());
+    }
     Supervisor::spawn(args)
         .await
         .map_err(|e| RunError::Supervisor(e.to_string()))

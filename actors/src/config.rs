@@ -752,7 +752,17 @@ impl Config {
                 "must be at least 1",
             ));
         }
-        self.fleet.validate()
+        self.fleet.validate()?;
+        if self.fleet.enabled() && self.storage.secret_key.is_none() {
+            // Each node would make its own key file: a profile snapshot or a
+            // sealed secret written by one node would not open on another.
+            return Err(invalid(
+                "storage.secret_key",
+                "(unset)",
+                "must be set, the same on every node, when fleet.database_url is set",
+            ));
+        }
+        Ok(())
     }
 
     /// The effective configuration as TOML, secrets masked.

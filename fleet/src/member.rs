@@ -313,7 +313,11 @@ impl Member {
             return Claimed::Held;
         }
         if !self.registered {
-            return Claimed::Failed("the node is not registered in the fleet yet".into());
+            // A claim before the first round finished (a busy start).
+            if let Err(e) = self.db(self.fleet.register(&self.spec)).await {
+                return Claimed::Failed(format!("the node could not register: {e}"));
+            }
+            self.registered = true;
         }
         if self.owned.len() >= self.spec.capacity as usize {
             return Claimed::Full;

@@ -138,6 +138,9 @@ mod tests {
     use figment::Jail;
     use std::time::Duration;
 
+    /// A fleet needs one secret key on every node.
+    const KEY: &str = "[storage]\nsecret_key = \"3f6c1d0a9b8e7f6a5c4b3a29181706f5e4d3c2b1a09f8e7d6c5b4a3928170605\"\n";
+
     fn load(jail: &Jail, toml: &str) -> Result<Config, String> {
         jail.create_file("c.toml", toml).expect("write");
         Config::load(Some(&jail.directory().join("c.toml")), Profile::Standard)
@@ -158,8 +161,10 @@ mod tests {
         Jail::expect_with(|jail| {
             let c = load(
                 jail,
-                "[fleet]\ndatabase_url = \"postgres://c:pw@db:5432/fleet\"\n\
-                 advertise_url = \"http://10.0.0.5:3012\"\ncapacity = 40\nlease_ttl = \"20s\"\n",
+                &format!(
+                    "{KEY}[fleet]\ndatabase_url = \"postgres://c:pw@db:5432/fleet\"\n\
+                     advertise_url = \"http://10.0.0.5:3012\"\ncapacity = 40\nlease_ttl = \"20s\"\n"
+                ),
             )
             .expect("valid");
             assert!(c.fleet.enabled());
@@ -179,6 +184,10 @@ mod tests {
             jail.set_env("CENTINELA__FLEET__ADVERTISE_URL", "https://n1.example");
             jail.set_env("CENTINELA__FLEET__NODE_ID", "n1");
             jail.set_env("CENTINELA__FLEET__EGRESS", "198.51.100.4");
+            jail.set_env(
+                "CENTINELA__STORAGE__SECRET_KEY",
+                "3f6c1d0a9b8e7f6a5c4b3a29181706f5e4d3c2b1a09f8e7d6c5b4a3928170605",
+            );
             let c = Config::load(None, Profile::Standard).expect("valid");
             assert_eq!(c.fleet.node_id().expect("id"), "n1");
             assert_eq!(c.fleet.egress().expect("egress"), "198.51.100.4");
@@ -214,6 +223,11 @@ mod tests {
             ),
             ("lease_ttl = \"soon\"\n", "fleet.lease_ttl", ""),
             ("databse_url = \"\"\n", "fleet.databse_url", "unknown field"),
+            (
+                &format!("{url}{http}"),
+                "storage.secret_key",
+                "the same on every node",
+            ),
         ] {
             Jail::expect_with(|jail| {
                 let e = load(jail, &format!("[fleet]\n{body}")).expect_err("invalid");
@@ -229,8 +243,10 @@ mod tests {
         Jail::expect_with(|jail| {
             let c = load(
                 jail,
-                "[fleet]\ndatabase_url = \"postgres://c:s3cret@db:5432/fleet\"\n\
-                 advertise_url = \"http://n1:3012\"\n",
+                &format!(
+                    "{KEY}[fleet]\ndatabase_url = \"postgres://c:s3cret@db:5432/fleet\"\n\
+                     advertise_url = \"http://n1:3012\"\n"
+                ),
             )
             .expect("valid");
             let shown = c.to_masked_toml();

@@ -42,12 +42,17 @@ struct Inner {
     /// session → what its driver reports as its memory (bytes).
     memory: HashMap<SessionId, u64>,
     next_driver: u64,
+    /// Drivers started for a session whose previous driver was still
+    /// running: two browsers on one profile (fleet tests assert none).
+    overlaps: Vec<SessionId>,
 }
 
 /// See the module docs. Cheap to clone; clones share state.
 #[derive(Clone, Default)]
 pub struct ScriptedEngine {
     inner: Arc<Mutex<Inner>>,
+    /// Notified whenever a driver stops (tests wait on it, not on time).
+    stopped: Arc<tokio::sync::Notify>,
 }
 
 impl ScriptedEngine {
@@ -101,6 +106,22 @@ impl ScriptedEngine {
     /// The driver dies without a word (its event stream closes).
     pub fn crash(&self, session: &SessionId) {
         self.lock().running.remove(session);
+        self.stopped.notify_waiters();
+    }
+
+    /// Waits until `session` has no running driver, at most `wait`; false
+    /// if it still runs then.
+    pub async fn until_stopped(&self, session: &SessionId, wait: std::time::Duration) -> bool {
+        let stopped = async {
+            loop {
+                let next = self.stopped.notified();
+                if !self.is_running(session) {
+                    return;
+                }
+                next.await;
+            }
+        };
+        tokio::time::timeout(wait, stopped).await.is_ok()
     }
 
     /// How many drivers were started for `session`.
@@ -110,6 +131,17 @@ impl ScriptedEngine {
 
     pub fn is_running(&self, session: &SessionId) -> bool {
         self.lock().running.contains_key(session)
+    }
+
+    /// Sessions started while their previous driver still ran, in order
+    /// (one engine shared by several nodes: two browsers on one pairing).
+    pub fn overlaps(&self) -> Vec<SessionId> {
+        self.lock().overlaps.clone()
+    }
+
+    /// How many drivers run now.
+    pub fn running(&self) -> usize {
+        self.lock().running.len()
     }
 
     /// The next `send_text` of this session panics inside the caller.
@@ -159,6 +191,9 @@ impl Engine for ScriptedEngine {
         *g.starts.entry(spec.session.clone()).or_default() += 1;
         if g.fail_start.contains(&spec.session) {
             return Err(EngineError::Launch("scripted start failure".into()));
+        }
+        if g.running.contains_key(&spec.session) {
+            g.overlaps.push(spec.session.clone());
         }
         let (tx, rx) = mpsc::channel(256);
         let first = match g.paired.get(&spec.session) {
@@ -216,6 +251,8 @@ impl ScriptedControl {
         if g.running.get(&self.session).map(|(n, _)| *n) == Some(self.number) {
             g.running.remove(&self.session);
         }
+        drop(g);
+        self.engine.stopped.notify_waiters();
     }
 }
 

@@ -1,0 +1,338 @@
+//! Fleet mode end to end, in-process: three real servers (`centinela::run`,
+//! HTTP on loopback, each its own data dir) on one throwaway PostgreSQL,
+//! the scripted engine standing in for WhatsApp — one engine shared by the
+//! three, as one WhatsApp is behind every node: a pairing made through one
+//! node is there for the next owner, and a driver started for a session
+//! whose previous driver still runs is recorded as an overlap (two
+//! browsers on one pairing), which must never happen.
+//!
+//! Accounts are per node in this slice: each test makes its tenants on
+//! every node, and calls a session through the node that hosts it.
+
+#[path = "../fleet/tests/common/mod.rs"]
+mod pg;
+
+mod common;
+
+use centinela_actors::engine::scripted::ScriptedEngine;
+use centinela_actors::ids::SessionId;
+use common::api::{api_config, start_api, ApiServer, Cred, Ws, ADMIN, ADMIN_PASSWORD};
+use pg::PgCluster;
+use serde_json::{json, Value};
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::Duration;
+
+/// `storage.secret_key`: the same on every node of a fleet.
+const KEY: &str = "3f6c1d0a9b8e7f6a5c4b3a29181706f5e4d3c2b1a09f8e7d6c5b4a3928170605";
+const EGRESS: &str = "203.0.113.7";
+
+struct Node {
+    name: &'static str,
+    srv: ApiServer,
+    admin: String,
+    ws: Ws,
+    _dir: tempfile::TempDir,
+}
+
+async fn node(
+    pg: &PgCluster,
+    name: &'static str,
+    engine: &ScriptedEngine,
+    tweak: impl FnOnce(&mut centinela::config::Config),
+) -> Node {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut config = api_config(dir.path());
+    config.storage.secret_key = Some(KEY.into());
+    config.fleet.database_url = pg.url();
+    config.fleet.node_id = name.into();
+    config.fleet.advertise_url = format!("http://{name}.invalid");
+    config.fleet.lease_ttl = Duration::from_secs(3);
+    config.fleet.capacity = 100;
+    config.fleet.egress = EGRESS.into();
+    config.antiban.max_live_sessions = 100;
+    config.antiban.max_sessions = 1000;
+    tweak(&mut config);
+    config.validate().expect("a valid fleet config");
+    let srv = start_api(config, engine.clone(), None).await;
+    let admin = srv.api.login(ADMIN, ADMIN_PASSWORD).await;
+    let ws = Ws::connect(&srv.api.base, &format!("token={admin}")).await;
+    Node {
+        name,
+        srv,
+        admin,
+        ws,
+        _dir: dir,
+    }
+}
+
+impl Node {
+    async fn call(&self, method: &str, path: &str, body: Option<Value>) -> common::api::Res {
+        self.srv
+            .api
+            .call(method, path, Cred::Token(&self.admin), body)
+            .await
+    }
+
+    async fn tenant(&self, id: &str) {
+        let r = self
+            .call(
+                "POST",
+                "/api/v1/tenants",
+                Some(json!({"id": id, "name": id})),
+            )
+            .await;
+        assert_eq!(r.status, 201, "{}: {}", self.name, r.text);
+    }
+
+    /// A session for `tenant` created through this node (which claims the
+    /// tenant), its profile paired, connected.
+    async fn paired_session(&self, tenant: &str) -> String {
+        let id = self
+            .srv
+            .api
+            .create_session(&self.admin, Some(tenant), "desk")
+            .await;
+        self.srv.engine.pair(&sid(&id), "5491122334455");
+        let r = self
+            .srv
+            .api
+            .session_action(&self.admin, &id, "connect")
+            .await;
+        assert!(r.status == 202 || r.status == 200, "{}", r.text);
+        id
+    }
+
+    async fn status_of(&self, id: &str) -> u16 {
+        self.call("GET", &format!("/api/v1/sessions/{id}"), None)
+            .await
+            .status
+    }
+}
+
+fn sid(id: &str) -> SessionId {
+    SessionId::new(id).expect("session id")
+}
+
+/// Who owns `tenant` now (a live lease) and at which epoch: the
+/// database's view.
+async fn owner(pg: &PgCluster, tenant: &str) -> Option<(String, i64)> {
+    let fleet = centinela_fleet::Fleet::connect(&pg.url(), 1)
+        .await
+        .expect("connect");
+    let reader = centinela_fleet::NodeId::new("reader").expect("id");
+    let leases = centinela_fleet::Leases::new(&fleet, reader, Duration::from_secs(3));
+    let tenant = centinela_actors::ids::TenantId::new(tenant).expect("tenant");
+    leases
+        .owner_of(&tenant)
+        .await
+        .expect("owner")
+        .map(|(node, epoch)| (node.to_string(), epoch.0))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn thirty_tenants_have_one_owner_each_and_a_drained_node_hands_them_over_without_a_qr() {
+    let pg = PgCluster::start();
+    let engine = ScriptedEngine::new();
+    let mut nodes = vec![
+        node(&pg, "node-a", &engine, |_| {}).await,
+        node(&pg, "node-b", &engine, |_| {}).await,
+        node(&pg, "node-c", &engine, |_| {}).await,
+    ];
+    let tenants: Vec<String> = (0..30).map(|i| format!("t{i:02}")).collect();
+    for n in &nodes {
+        for t in &tenants {
+            n.tenant(t).await;
+        }
+    }
+    // Each tenant's first session goes through node i % 3, which claims it.
+    let mut sessions: BTreeMap<String, (usize, String)> = BTreeMap::new();
+    for (i, t) in tenants.iter().enumerate() {
+        let id = nodes[i % 3].paired_session(t).await;
+        sessions.insert(t.clone(), (i % 3, id));
+    }
+    for (t, (n, id)) in &sessions {
+        let seen = nodes[*n].ws.until_state(id, "READY").await;
+        assert_eq!(seen["tenant_id"], t.as_str());
+    }
+
+    for (t, (n, id)) in &sessions {
+        assert_eq!(
+            owner(&pg, t).await,
+            Some((nodes[*n].name.to_owned(), 1)),
+            "{t}: one owner, the node that created it"
+        );
+        for (m, other) in nodes.iter().enumerate() {
+            let want = if m == *n { 200 } else { 404 };
+            assert_eq!(other.status_of(id).await, want, "{t} on {}", other.name);
+        }
+    }
+    // A create for a tenant another node holds is refused, not doubled.
+    let r = nodes[1]
+        .call(
+            "POST",
+            "/api/v1/sessions",
+            Some(json!({"name": "second", "tenant_id": "t00"})),
+        )
+        .await;
+    assert_eq!(r.status, 503, "{}", r.text);
+    assert_eq!(r.body["error"]["code"], "tenant_moving");
+    assert!(r.headers.contains_key("retry-after"));
+
+    // Drain node-a: its ten tenants come back READY elsewhere, no QR.
+    let a = nodes.remove(0);
+    let moved: Vec<(&String, &String)> = sessions
+        .iter()
+        .filter(|(_, (n, _))| *n == 0)
+        .map(|(t, (_, id))| (t, id))
+        .collect();
+    assert_eq!(moved.len(), 10);
+    let starts_before: BTreeMap<&String, u64> = moved
+        .iter()
+        .map(|(_, id)| (*id, engine.starts(&sid(id))))
+        .collect();
+    a.srv
+        .server
+        .shutdown()
+        .await
+        .expect("node-a drains and stops");
+    for (t, id) in &moved {
+        let mut found = None;
+        for (m, n) in nodes.iter().enumerate() {
+            if n.status_of(id).await == 200 {
+                found = Some(m);
+            }
+        }
+        // Not here yet: whichever node claims it first. Wait on both streams.
+        let m = match found {
+            Some(m) => m,
+            None => first_ready(&mut nodes, id).await,
+        };
+        let view = nodes[m]
+            .call("GET", &format!("/api/v1/sessions/{id}"), None)
+            .await;
+        // The stream is read in order: a READY it already passed shows here.
+        if view.body["state"] != "READY" {
+            nodes[m].ws.until_state(id, "READY").await;
+        }
+        assert_eq!(
+            owner(&pg, t).await,
+            Some((nodes[m].name.to_owned(), 2)),
+            "{t} moved at the next epoch"
+        );
+        assert_eq!(
+            engine.starts(&sid(id)),
+            starts_before[id] + 1,
+            "{t}: one more driver, on the new owner"
+        );
+    }
+    assert_eq!(
+        engine.overlaps(),
+        Vec::<SessionId>::new(),
+        "never two drivers on one pairing"
+    );
+    for n in nodes {
+        n.srv.server.shutdown().await.expect("shutdown");
+    }
+}
+
+/// Waits until `id` is READY on one of `nodes`' streams; answers which.
+async fn first_ready(nodes: &mut [Node], id: &str) -> usize {
+    let [b, c] = nodes else {
+        panic!("two nodes left")
+    };
+    tokio::select! {
+        _ = b.ws.until_state(id, "READY") => 0,
+        _ = c.ws.until_state(id, "READY") => 1,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connects_storming_three_nodes_on_one_egress_never_pass_the_hourly_limit() {
+    let pg = PgCluster::start();
+    let engine = ScriptedEngine::new();
+    let limit = |c: &mut centinela::config::Config| c.antiban.global_attempts_per_hour = 4;
+    let nodes = [
+        node(&pg, "node-a", &engine, limit).await,
+        node(&pg, "node-b", &engine, limit).await,
+        node(&pg, "node-c", &engine, limit).await,
+    ];
+    let mut ids = Vec::new();
+    for i in 0..10 {
+        let t = format!("s{i:02}");
+        for n in &nodes {
+            n.tenant(&t).await;
+        }
+        let n = &nodes[i % 3];
+        ids.push((
+            n,
+            n.srv.api.create_session(&n.admin, Some(&t), "desk").await,
+        ));
+    }
+    let answers = futures::future::join_all(
+        ids.iter()
+            .map(|(n, id)| n.srv.api.session_action(&n.admin, id, "connect")),
+    )
+    .await;
+    let codes: BTreeSet<(u16, String)> = answers
+        .iter()
+        .map(|r| {
+            (
+                r.status,
+                r.body["error"]["code"].as_str().unwrap_or("").to_owned(),
+            )
+        })
+        .collect();
+    let admitted = answers
+        .iter()
+        .filter(|r| r.status == 202 || r.status == 200)
+        .count();
+    assert_eq!(admitted, 4, "one hourly budget for the egress: {codes:?}");
+    let limited = answers
+        .iter()
+        .filter(|r| r.status == 429 && r.body["error"]["code"] == "server_rate_limit")
+        .count();
+    assert_eq!(limited, 6, "{codes:?}");
+    for n in nodes {
+        n.srv.server.shutdown().await.expect("shutdown");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_the_database_down_nothing_is_admitted_ready_sessions_stop_at_the_lease_and_come_back()
+{
+    let pg = PgCluster::start();
+    let engine = ScriptedEngine::new();
+    let mut a = node(&pg, "node-a", &engine, |_| {}).await;
+    a.tenant("clinic").await;
+    a.tenant("shop").await;
+    let ready = a.paired_session("clinic").await;
+    a.ws.until_state(&ready, "READY").await;
+    let waiting = a
+        .srv
+        .api
+        .create_session(&a.admin, Some("shop"), "desk")
+        .await;
+
+    pg.stop();
+    let r = a
+        .srv
+        .api
+        .session_action(&a.admin, &waiting, "connect")
+        .await;
+    assert_eq!(r.status, 503, "{}", r.text);
+    assert_eq!(r.body["error"]["code"], "fleet_unavailable");
+    assert!(r.headers.contains_key("retry-after"));
+    // The READY session runs until its lease could end, then stops here.
+    assert!(
+        engine.until_stopped(&sid(&ready), common::WAIT).await,
+        "the browser stops once the lease cannot be renewed"
+    );
+    assert_eq!(engine.starts(&sid(&waiting)), 0, "nothing was admitted");
+
+    pg.start_again();
+    a.ws.until_state(&ready, "READY").await;
+    assert_eq!(owner(&pg, "clinic").await, Some(("node-a".to_owned(), 2)));
+    assert_eq!(engine.starts(&sid(&ready)), 2);
+    assert_eq!(engine.overlaps(), Vec::<SessionId>::new());
+    a.srv.server.shutdown().await.expect("shutdown");
+}
