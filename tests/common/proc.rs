@@ -72,10 +72,64 @@ fn spawn_with(
 /// Runs `cmd --log-format json ARGS` until it logs `ready` (see
 /// [`spawn_until`]).
 fn spawn_command(
+    cmd: Command,
+    args: &[&str],
+    env: &[(&str, &str)],
+    ready: &str,
+) -> (Child, String, Vec<String>) {
+    spawn_command_tee(cmd, args, env, ready, None)
+}
+
+/// `serve` (in a process group of its own when `own_group`), its log lines
+/// after it listens sent to the answered receiver: a test waits on a line
+/// (an event the service logs) instead of on time.
+pub fn spawn_serve_logged(
+    data: &str,
+    env: &[(&str, &str)],
+    own_group: bool,
+) -> (Child, String, std::sync::mpsc::Receiver<String>) {
+    let mut cmd = Command::new(BIN);
+    if own_group {
+        use std::os::unix::process::CommandExt;
+        cmd.process_group(0);
+    }
+    let (tx, rx) = std::sync::mpsc::channel();
+    let args = ["serve", "--listen", "127.0.0.1:0", "--data", data];
+    let (child, listen, _) = spawn_command_tee(cmd, &args, env, "centinela serving", Some(tx));
+    (child, listen, rx)
+}
+
+/// Waits up to `wait` for a log line from [`spawn_serve_logged`] whose
+/// message starts with `message`; answers the line as JSON.
+pub fn until_logged(
+    lines: &std::sync::mpsc::Receiver<String>,
+    message: &str,
+    wait: Duration,
+) -> serde_json::Value {
+    let deadline = Instant::now() + wait;
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let line = lines
+            .recv_timeout(left)
+            .unwrap_or_else(|_| panic!("no log line {message:?} within {wait:?}"));
+        let Ok(v) = serde_json::from_str::<serde_json::Value>(&line) else {
+            continue;
+        };
+        if v["fields"]["message"]
+            .as_str()
+            .is_some_and(|m| m.starts_with(message))
+        {
+            return v;
+        }
+    }
+}
+
+fn spawn_command_tee(
     mut cmd: Command,
     args: &[&str],
     env: &[(&str, &str)],
     ready: &str,
+    tee: Option<std::sync::mpsc::Sender<String>>,
 ) -> (Child, String, Vec<String>) {
     cmd.args(["--log-format", "json"])
         .args(args)
@@ -107,7 +161,13 @@ fn spawn_command(
                 .expect("listen field")
                 .to_owned();
             // Keep draining stderr so the child never blocks on a full pipe.
-            std::thread::spawn(move || for _ in lines {});
+            std::thread::spawn(move || {
+                for line in lines.map_while(Result::ok) {
+                    if let Some(tee) = &tee {
+                        let _ = tee.send(line);
+                    }
+                }
+            });
             return (child, listen, seen);
         }
     }
