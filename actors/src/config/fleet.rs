@@ -1,8 +1,9 @@
 //! `[fleet]`: running more than one node on one PostgreSQL database
-//! (`centinela-fleet`). Empty `database_url` — the default — is a single
-//! node on its own redb file, and nothing else here is read. Parsed and
-//! checked like every section; not yet used by `serve` (the fleet crate
-//! has the leases and the shared ledger, the wiring comes later).
+//! (`centinela-fleet`, wired by `serve` in `src/fleet.rs`). Empty
+//! `database_url` — the default — is a single node on its own redb file,
+//! and nothing else here is read. Parsed and checked like every section;
+//! a fleet also requires `storage.secret_key` (checked by
+//! `Config::validate`).
 
 use super::{invalid, ConfigError};
 use serde::{Deserialize, Serialize};
