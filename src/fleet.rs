@@ -97,6 +97,54 @@ pub async fn connect(config: &Config, store: &Store) -> Result<Joining, FleetSta
     })
 }
 
+impl Joining {
+    /// What `GET /api/v1/fleet` shows, read from the fleet's database.
+    pub fn status(&self) -> Arc<dyn centinela_web::fleet::FleetStatus> {
+        Arc::new(Status {
+            fleet: self.fleet.clone(),
+            node: self.spec.id.to_string(),
+        })
+    }
+}
+
+/// The fleet as the database has it, from this node.
+struct Status {
+    fleet: Fleet,
+    node: String,
+}
+
+#[async_trait::async_trait]
+impl centinela_web::fleet::FleetStatus for Status {
+    async fn status(&self) -> Result<centinela_web::fleet::FleetView, String> {
+        use centinela_web::fleet::{FleetView, NodeView, OwnedTenant};
+        let nodes = self.fleet.nodes().await.map_err(|e| e.to_string())?;
+        Ok(FleetView {
+            enabled: true,
+            node: Some(self.node.clone()),
+            nodes: nodes
+                .into_iter()
+                .map(|n| NodeView {
+                    id: n.spec.id.to_string(),
+                    advertise_url: n.spec.advertise_url,
+                    egress: n.spec.egress,
+                    capacity: n.spec.capacity,
+                    heartbeat_at: n.heartbeat_at,
+                    owned: n.tenants.len(),
+                    tenants: n
+                        .tenants
+                        .into_iter()
+                        .map(|(tenant, epoch, lease_until)| OwnedTenant {
+                            tenant,
+                            epoch,
+                            lease_until,
+                        })
+                        .collect(),
+                })
+                .collect(),
+        })
+    }
+}
+
 /// A node in its fleet: the membership loop and the profile snapshots.
 pub struct Joined {
     member: MemberHandle,

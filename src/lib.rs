@@ -259,6 +259,7 @@ impl Running {
             joining.as_ref(),
         )
         .await?;
+        let fleet_status = joining.as_ref().map(fleet::Joining::status);
         let (fleet, supervisor) = match joining {
             Some(joining) => {
                 let (joined, supervisor) =
@@ -276,6 +277,7 @@ impl Running {
                 webhook_dns: services.webhook_dns.clone(),
                 secrets: sealing.clone(),
                 cloud: cloud_hooks,
+                fleet: fleet_status,
             },
             &secrets,
             logs,

@@ -9,21 +9,17 @@
 //! Accounts are per node in this slice: each test makes its tenants on
 //! every node, and calls a session through the node that hosts it.
 
-#[path = "../fleet/tests/common/mod.rs"]
-mod pg;
-
 mod common;
 
 use centinela_actors::engine::scripted::ScriptedEngine;
 use centinela_actors::ids::SessionId;
 use common::api::{api_config, start_api, ApiServer, Cred, Ws, ADMIN, ADMIN_PASSWORD};
-use pg::PgCluster;
+use common::fleet::pg::PgCluster;
+use common::fleet::KEY;
 use serde_json::{json, Value};
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
-/// `storage.secret_key`: the same on every node of a fleet.
-const KEY: &str = "3f6c1d0a9b8e7f6a5c4b3a29181706f5e4d3c2b1a09f8e7d6c5b4a3928170605";
 const EGRESS: &str = "203.0.113.7";
 
 struct Node {
@@ -166,6 +162,33 @@ async fn thirty_tenants_have_one_owner_each_and_a_drained_node_hands_them_over_w
             assert_eq!(other.status_of(id).await, want, "{t} on {}", other.name);
         }
     }
+    // Any node shows the whole fleet.
+    let view = nodes[1].call("GET", "/api/v1/fleet", None).await;
+    assert_eq!(view.status, 200, "{}", view.text);
+    assert_eq!(view.body["enabled"], true);
+    assert_eq!(view.body["node"], "node-b");
+    let shown: Vec<(String, u64)> = view.body["nodes"]
+        .as_array()
+        .expect("nodes")
+        .iter()
+        .map(|n| {
+            (
+                n["id"].as_str().unwrap_or_default().to_owned(),
+                n["owned"].as_u64().unwrap_or(0),
+            )
+        })
+        .collect();
+    assert_eq!(
+        shown,
+        [
+            ("node-a".to_owned(), 10),
+            ("node-b".to_owned(), 10),
+            ("node-c".to_owned(), 10)
+        ]
+    );
+    assert_eq!(view.body["nodes"][0]["egress"], EGRESS);
+    assert_eq!(view.body["nodes"][0]["tenants"][0]["epoch"], 1);
+
     // A create for a tenant another node holds is refused, not doubled.
     let r = nodes[1]
         .call(
@@ -335,4 +358,26 @@ async fn with_the_database_down_nothing_is_admitted_ready_sessions_stop_at_the_l
     assert_eq!(engine.starts(&sid(&ready)), 2);
     assert_eq!(engine.overlaps(), Vec::<SessionId>::new());
     a.srv.server.shutdown().await.expect("shutdown");
+}
+
+#[tokio::test]
+async fn a_single_node_says_it_is_not_in_a_fleet_and_only_to_an_admin() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let srv = start_api(api_config(dir.path()), ScriptedEngine::new(), None).await;
+    let admin = srv.api.login(ADMIN, ADMIN_PASSWORD).await;
+    let r = srv
+        .api
+        .call("GET", "/api/v1/fleet", Cred::Token(&admin), None)
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(r.body, json!({"enabled": false, "nodes": []}));
+    let (tenant_token, _) = srv.api.tenant_with_user(&admin, "clinic").await;
+    let r = srv
+        .api
+        .call("GET", "/api/v1/fleet", Cred::Token(&tenant_token), None)
+        .await;
+    assert_eq!(r.status, 403, "{}", r.text);
+    let r = srv.api.call("GET", "/api/v1/fleet", Cred::None, None).await;
+    assert_eq!(r.status, 401, "{}", r.text);
+    srv.server.shutdown().await.expect("shutdown");
 }

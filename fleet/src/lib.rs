@@ -39,7 +39,7 @@ pub use lease::{Epoch, Fence, Lease, Leases};
 pub use member::{
     Claimed, Claimer, Member, MemberConfig, MemberHandle, MemberStatus, Release, TenantHost,
 };
-pub use node::{NodeId, NodeSpec};
+pub use node::{NodeId, NodeRow, NodeSpec};
 pub use owned::Owned;
 pub use profile::{pack, unpack, Packed, ProfileError};
 pub use sessions::FleetSessions;

@@ -74,3 +74,68 @@ impl Fleet {
         Ok(())
     }
 }
+
+/// A node as the `nodes` table has it, with the tenants it holds now.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NodeRow {
+    pub spec: NodeSpec,
+    /// The database's time of its last heartbeat.
+    pub heartbeat_at: centinela_actors::clock::Timestamp,
+    /// Tenants with a live lease of this node: (tenant, epoch, lease end).
+    pub tenants: Vec<(String, i64, centinela_actors::clock::Timestamp)>,
+}
+
+impl Fleet {
+    /// Every registered node, by id, with the tenants it holds a live lease
+    /// on (the database's clock decides which leases are live).
+    pub async fn nodes(&self) -> Result<Vec<NodeRow>, FleetError> {
+        use sqlx::Row;
+        let nodes = sqlx::query(
+            "SELECT id, advertise_url, egress, capacity,
+                    (extract(epoch FROM heartbeat_at) * 1000)::bigint AS heartbeat_ms
+             FROM nodes ORDER BY id",
+        )
+        .fetch_all(self.pool())
+        .await?;
+        let leases = sqlx::query(
+            "SELECT owner, tenant, epoch,
+                    (extract(epoch FROM lease_until) * 1000)::bigint AS until_ms
+             FROM tenant_owners WHERE owner IS NOT NULL AND lease_until >= now()
+             ORDER BY owner, tenant",
+        )
+        .fetch_all(self.pool())
+        .await?;
+        let mut out = Vec::with_capacity(nodes.len());
+        for row in &nodes {
+            let id: String = row.try_get("id")?;
+            let capacity: i32 = row.try_get("capacity")?;
+            let tenants = leases
+                .iter()
+                .filter(|l| l.try_get::<String, _>("owner").ok().as_deref() == Some(id.as_str()))
+                .map(|l| {
+                    Ok((
+                        l.try_get("tenant")?,
+                        l.try_get("epoch")?,
+                        centinela_actors::clock::Timestamp::from_millis(l.try_get("until_ms")?),
+                    ))
+                })
+                .collect::<Result<Vec<_>, sqlx::Error>>()?;
+            out.push(NodeRow {
+                spec: NodeSpec {
+                    id: NodeId::new(id).ok_or_else(|| FleetError::Corrupt {
+                        table: "nodes",
+                        why: "blank id".into(),
+                    })?,
+                    advertise_url: row.try_get("advertise_url")?,
+                    egress: row.try_get("egress")?,
+                    capacity: u32::try_from(capacity).unwrap_or(0),
+                },
+                heartbeat_at: centinela_actors::clock::Timestamp::from_millis(
+                    row.try_get("heartbeat_ms")?,
+                ),
+                tenants,
+            });
+        }
+        Ok(out)
+    }
+}

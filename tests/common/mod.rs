@@ -5,6 +5,7 @@
 
 pub mod api;
 pub mod browser;
+pub mod fleet;
 pub mod hook;
 pub mod load;
 pub mod page;

@@ -17,6 +17,7 @@ pub mod client_addr;
 mod dashboard;
 pub mod error;
 mod extract;
+pub mod fleet;
 mod health;
 pub mod logstream;
 pub mod messages;
@@ -100,6 +101,8 @@ pub struct AppState {
     /// Meta's webhooks go in here (the cloud engine); `None` when the
     /// server has no cloud engine.
     pub cloud: Option<Arc<dyn centinela_actors::engine::cloud::CloudHooks>>,
+    /// Fleet mode's status (`GET /api/v1/fleet`); `None` on a single node.
+    pub fleet: Option<Arc<dyn fleet::FleetStatus>>,
 }
 
 /// What the background tasks take from outside, injected so tests can
@@ -112,6 +115,8 @@ pub struct Injected {
     pub secrets: Arc<centinela_actors::secret::SecretBox>,
     /// The cloud engine's webhook end, when there is a cloud engine.
     pub cloud: Option<Arc<dyn centinela_actors::engine::cloud::CloudHooks>>,
+    /// Fleet mode: what `GET /api/v1/fleet` shows; `None` on a single node.
+    pub fleet: Option<Arc<dyn fleet::FleetStatus>>,
 }
 
 impl Injected {
@@ -123,6 +128,7 @@ impl Injected {
             webhook_dns: Arc::new(SystemLookup),
             secrets: Arc::new(centinela_actors::secret::SecretBox::ephemeral()),
             cloud: None,
+            fleet: None,
         }
     }
 }
@@ -171,6 +177,7 @@ where
         webhook_dns,
         secrets: sealing,
         cloud,
+        fleet,
     } = injected;
     let auth = auth::Auth::new(
         Arc::new(store.clone()),
@@ -252,6 +259,7 @@ where
         shutdown: stop_rx,
         secrets: sealing,
         cloud,
+        fleet,
     };
     Wired {
         state,
@@ -288,6 +296,7 @@ pub fn routes() -> openapi::Routes {
         .merge(risk::routes())
         .merge(otp::routes())
         .merge(ratelimit::routes())
+        .merge(fleet::routes())
         .merge(ws::routes())
 }
 

@@ -1,0 +1,195 @@
+//! Fleet failover with real browsers, shared by `tests/fleet_failover.rs`
+//! and `benches/fleet.rs`: one throwaway PostgreSQL and one `centinela sim`
+//! process (WhatsApp: it does not die with a node); each run starts two
+//! `serve` processes (`a{run}`, `b{run}`), pairs a session on the first
+//! through the simulator, waits until the owner stored its profile, kills
+//! the owner's process group (`kill -9`, as a container kill) and waits
+//! for the session to be READY on the other node.
+
+#[path = "../../fleet/tests/common/mod.rs"]
+pub mod pg;
+
+use super::api::{Api, Cred, Ws};
+use super::proc::{spawn_serve_logged, spawn_until, terminate, until_logged};
+use pg::PgCluster;
+use serde_json::{json, Value};
+use std::time::{Duration, Instant};
+
+const PASSWORD: &str = "fleet-test-password";
+/// `storage.secret_key`: the same on every node of a fleet.
+pub const KEY: &str = "3f6c1d0a9b8e7f6a5c4b3a29181706f5e4d3c2b1a09f8e7d6c5b4a3928170605";
+
+/// The database and the simulator every run shares.
+pub struct Rig {
+    pub pg: PgCluster,
+    sim: std::process::Child,
+    sim_api: Api,
+    wa_url: String,
+    dir: tempfile::TempDir,
+}
+
+/// What one failover came to.
+#[derive(Debug)]
+pub struct Failover {
+    /// From the kill to READY on the other node.
+    pub elapsed: Duration,
+    /// The session's states on the new owner, in order.
+    pub states: Vec<String>,
+    /// The session as the new owner shows it.
+    pub view: Value,
+    /// The tenant's owner and epoch afterwards (the database's view).
+    pub owner: (String, i64),
+}
+
+impl Drop for Rig {
+    fn drop(&mut self) {
+        let _ = self.sim.kill();
+        let _ = self.sim.wait();
+    }
+}
+
+impl Rig {
+    pub fn start() -> Rig {
+        let pg = PgCluster::start();
+        let (sim, sim_listen, _) = spawn_until(
+            &["sim", "--listen", "127.0.0.1:0"],
+            &[],
+            "simulator serving",
+        );
+        Rig {
+            pg,
+            sim,
+            sim_api: Api::new(&format!("http://{sim_listen}")),
+            wa_url: format!("http://{sim_listen}/sim/wa/"),
+            dir: tempfile::tempdir().expect("tempdir"),
+        }
+    }
+
+    fn node(&self, name: &str) -> (std::process::Child, Api, std::sync::mpsc::Receiver<String>) {
+        let env = [
+            ("CENTINELA_ADMIN_PASSWORD", PASSWORD.to_owned()),
+            ("CENTINELA__ENGINE__WA_URL", self.wa_url.clone()),
+            ("CENTINELA__ANTIBAN__CONNECT_DELAY", "0s".into()),
+            ("CENTINELA__ANTIBAN__CONNECT_JITTER_MIN", "0s".into()),
+            ("CENTINELA__ANTIBAN__CONNECT_JITTER_MAX", "0s".into()),
+            ("CENTINELA__ANTIBAN__QUEUE_SPACING", "0s".into()),
+            (
+                "CENTINELA__ANTIBAN__GLOBAL_ATTEMPTS_PER_HOUR",
+                "1000".into(),
+            ),
+            ("CENTINELA__STORAGE__SECRET_KEY", KEY.into()),
+            ("CENTINELA__FLEET__DATABASE_URL", self.pg.url()),
+            ("CENTINELA__FLEET__NODE_ID", name.into()),
+            (
+                "CENTINELA__FLEET__ADVERTISE_URL",
+                format!("http://{name}.invalid"),
+            ),
+            ("CENTINELA__FLEET__LEASE_TTL", "3s".into()),
+            ("CENTINELA__FLEET__EGRESS", "203.0.113.7".into()),
+        ];
+        let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        let data = self.dir.path().join(name).to_string_lossy().into_owned();
+        // In a process group of its own: a kill of the group is a
+        // container's kill (the node and every browser it started).
+        let (child, listen, lines) = spawn_serve_logged(&data, &env, true);
+        (child, Api::new(&format!("http://{listen}")), lines)
+    }
+
+    /// One failover, run `run` (its nodes and tenant are its own).
+    pub async fn failover(&self, run: usize) -> Failover {
+        let tenant = format!("clinic{run}");
+        let phone = format!("54911223300{run:02}");
+        let (a, api_a, log_a) = self.node(&format!("a{run}"));
+        let (b, api_b, _log_b) = self.node(&format!("b{run}"));
+        let admin_a = admin_with_tenant(&api_a, &tenant).await;
+        let admin_b = admin_with_tenant(&api_b, &tenant).await;
+        let session = api_a.create_session(&admin_a, Some(&tenant), "desk").await;
+        let mut ws_a = Ws::connect(&api_a.base, &format!("token={admin_a}")).await;
+        let mut ws_b = Ws::connect(&api_b.base, &format!("token={admin_b}")).await;
+        api_a.session_action(&admin_a, &session, "connect").await;
+        let qr = ws_a.until_state(&session, "QR").await;
+        let r = self
+            .sim_api
+            .call(
+                "POST",
+                "/sim/scan",
+                Cred::None,
+                Some(json!({"qr": qr["to"]["code"], "phone": phone})),
+            )
+            .await;
+        assert_eq!(r.status, 200, "{}", r.text);
+        ws_a.until_state(&session, "READY").await;
+        // The owner stores the profile once the page says the pairing is durable.
+        let stored = until_logged(&log_a, "profile stored in the fleet", super::WAIT);
+        assert_eq!(stored["fields"]["session"], session.as_str());
+
+        let mut a = a;
+        let killed = std::process::Command::new("kill")
+            .args(["-KILL", "--", &format!("-{}", a.id())])
+            .status()
+            .expect("kill");
+        assert!(killed.success());
+        let at = Instant::now();
+        let _ = a.wait();
+
+        let mut states = Vec::new();
+        loop {
+            let t = ws_b
+                .next(|v| v["type"] == "transition" && v["session_id"] == session.as_str())
+                .await;
+            let state = t["to"]["state"].as_str().unwrap_or_default().to_owned();
+            states.push(state.clone());
+            if state == "READY" {
+                break;
+            }
+        }
+        let elapsed = at.elapsed();
+        let view = api_b
+            .call(
+                "GET",
+                &format!("/api/v1/sessions/{session}"),
+                Cred::Token(&admin_b),
+                None,
+            )
+            .await;
+        assert_eq!(view.status, 200, "{}", view.text);
+        let owner = owner_of(&self.pg, &tenant).await;
+        terminate(b);
+        Failover {
+            elapsed,
+            states,
+            view: view.body,
+            owner,
+        }
+    }
+}
+
+async fn admin_with_tenant(api: &Api, tenant: &str) -> String {
+    let admin = api.login("admin", PASSWORD).await;
+    let r = api
+        .call(
+            "POST",
+            "/api/v1/tenants",
+            Cred::Token(&admin),
+            Some(json!({"id": tenant, "name": tenant})),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{}", r.text);
+    admin
+}
+
+/// Who owns `tenant` now (a live lease) and at which epoch.
+pub async fn owner_of(pg: &PgCluster, tenant: &str) -> (String, i64) {
+    let fleet = centinela_fleet::Fleet::connect(&pg.url(), 1)
+        .await
+        .expect("connect");
+    let reader = centinela_fleet::NodeId::new("reader").expect("id");
+    let leases = centinela_fleet::Leases::new(&fleet, reader, Duration::from_secs(3));
+    let tenant = centinela_actors::ids::TenantId::new(tenant).expect("tenant");
+    let (node, epoch) = leases
+        .owner_of(&tenant)
+        .await
+        .expect("owner")
+        .expect("owned");
+    (node.to_string(), epoch.0)
+}
