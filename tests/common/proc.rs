@@ -100,10 +100,12 @@ pub fn spawn_serve_logged(
 }
 
 /// Waits up to `wait` for a log line from [`spawn_serve_logged`] whose
-/// message starts with `message`; answers the line as JSON.
+/// message starts with `message` and whose fields `also` accepts; answers
+/// the line as JSON.
 pub fn until_logged(
     lines: &std::sync::mpsc::Receiver<String>,
     message: &str,
+    also: impl Fn(&serde_json::Value) -> bool,
     wait: Duration,
 ) -> serde_json::Value {
     let deadline = Instant::now() + wait;
@@ -118,6 +120,7 @@ pub fn until_logged(
         if v["fields"]["message"]
             .as_str()
             .is_some_and(|m| m.starts_with(message))
+            && also(&v["fields"])
         {
             return v;
         }
