@@ -1,16 +1,23 @@
-//! No browser outlives its node as the tenant's device (fleet/PLAN.md §5.4).
-//! A `kill -9`ed service takes its browsers along (the parent-death signal);
-//! a frozen one (SIGSTOP) cannot, so its pages leave WhatsApp Web by
-//! themselves once its pings stop (the dead-man switch), keeping the
-//! pairing. The service runs as its own process (`centinela serve`), so it
-//! can be killed and frozen for real; the simulator runs as another (it is
-//! WhatsApp: it does not die with us) and says when a page's event stream
-//! closes. Real Chromium, real engine.
+//! No browser outlives its node as the tenant's device (fleet/PLAN.md §5.4),
+//! and the simulator would tell if two ever held one pairing.
+//!
+//! A `kill -9`ed service takes its browsers along (their DevTools pipe
+//! closes, and the parent-death signal, proven on its own in
+//! `engine-webjs`'s `pipe` tests, SIGKILLs them); a frozen one (SIGSTOP)
+//! cannot, so its pages leave WhatsApp Web by themselves once its pings stop
+//! (the dead-man switch), keeping the pairing. There the service runs as its
+//! own process (`centinela serve`), so it can be killed and frozen for real;
+//! the simulator runs as another (it is WhatsApp: it does not die with us)
+//! and says when a page's event stream closes. The overlap test runs both
+//! in-process. Real Chromium, real engine.
 
 mod common;
 
 use common::api::{Api, Cred, Ws};
-use common::browser::{browser_slot, chromium_processes_under, still_running};
+use common::browser::{
+    browser_slot, chromium_processes_under, engine_config, ready_session, still_running, wait_for,
+    Centinela, Sim,
+};
 use common::proc::{spawn_serve_with, spawn_until, terminate};
 use serde_json::{json, Value};
 use std::process::Child;
@@ -197,6 +204,75 @@ async fn a_frozen_services_pages_leave_whatsapp_and_the_pairing_stays() {
     assert!(terminate(serve).success());
     let _ = sim_process.kill();
     let _ = sim_process.wait();
+    assert!(
+        chromium_processes_under(dir.path()).is_empty(),
+        "no Chromium left"
+    );
+}
+
+/// Copies a stopped browser's profile (regular files; Chromium's singleton
+/// symlinks are left behind, as a new launch clears them anyway).
+fn copy_profile(from: &std::path::Path, to: &std::path::Path) {
+    std::fs::create_dir_all(to).expect("profile dir");
+    for entry in std::fs::read_dir(from).expect("profile") {
+        let entry = entry.expect("entry");
+        let kind = entry.file_type().expect("file type");
+        let target = to.join(entry.file_name());
+        if kind.is_dir() {
+            copy_profile(&entry.path(), &target);
+        } else if kind.is_file() {
+            std::fs::copy(entry.path(), &target).expect("copy");
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_browsers_on_one_pairing_are_an_overlap_and_a_restart_is_not() {
+    let _slot = browser_slot().await;
+    let sim = Sim::start(Duration::from_secs(20)).await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = engine_config(dir.path(), &sim.wa_url());
+    let c = Centinela::start(config.clone()).await;
+    let mut rx = c.bus.subscribe();
+    let first = ready_session(&c, &sim, &mut rx, "clinic", PHONE).await;
+    let copy = c.create("annex").await;
+    let device = sim.device_of(PHONE).await.expect("the paired device");
+    let wait = |overlaps: u64, ms: u64| {
+        format!("/sim/devices/{device}/wait?overlaps={overlaps}&timeout_ms={ms}")
+    };
+    // One session, heard for a few heartbeats (one every 2 s): no overlap.
+    let alone = sim.get(&wait(1, 5_000)).await;
+    assert_eq!(alone["reached"], false, "one page is no overlap: {alone}");
+    assert_eq!(alone["streams"], 1, "{alone}");
+    c.stop().await;
+
+    // A restart: the old page is gone before the new one starts.
+    let profiles = dir.path().join("profiles");
+    copy_profile(
+        &profiles.join(first.as_str()),
+        &profiles.join(copy.as_str()),
+    );
+    let c = Centinela::start(config).await;
+    let mut rx = c.bus.subscribe();
+    wait_for(&mut rx, &first, "READY").await;
+    let restarted = sim.get(&wait(1, 5_000)).await;
+    assert_eq!(
+        restarted["reached"], false,
+        "a restart is no overlap: {restarted}"
+    );
+    assert_eq!(restarted["streams"], 1, "{restarted}");
+    assert_eq!(sim.get("/sim/overlaps").await["total"], 0);
+
+    // A second browser on a copy of the pairing: two live pages of one
+    // device, what fleet mode must never do.
+    c.connect(&copy).await;
+    let two = sim.get(&wait(1, 60_000)).await;
+    assert_eq!(two["reached"], true, "the simulator saw both pages: {two}");
+    let all = sim.get("/sim/overlaps").await;
+    assert!(all["total"].as_u64() >= Some(1), "{all}");
+    assert!(all["devices"][&device].as_u64() >= Some(1), "{all}");
+
+    c.stop().await;
     assert!(
         chromium_processes_under(dir.path()).is_empty(),
         "no Chromium left"

@@ -14,9 +14,10 @@
 //! It also watches for what fleet mode must never do: two live pages of one
 //! paired device at once ([`pages`]), counted per device as `overlaps`
 //! (`GET /sim/overlaps`, and each device's view). Each device's open event
-//! streams are counted too, and a test can wait for a number of them
-//! (`GET /sim/devices/{id}/wait?streams=N`): the page leaving (a browser
-//! killed, or a dead-man switch firing) closes its stream.
+//! streams are counted too, and a test can wait for a number of them or
+//! for overlaps (`GET /sim/devices/{id}/wait?streams=N&overlaps=M`): the
+//! page leaving (a browser killed, or a dead-man switch firing) closes its
+//! stream.
 
 pub mod graph;
 pub mod guard;
@@ -262,7 +263,7 @@ impl Device {
     }
 }
 
-/// Held by an open event stream; wakes [`Simulator::wait_streams`] when
+/// Held by an open event stream; wakes [`Simulator::wait_pages`] when
 /// the stream ends.
 struct StreamGuard(Arc<tokio::sync::watch::Sender<u64>>);
 
@@ -342,6 +343,22 @@ pub struct DeviceView {
     pub overlaps: u64,
 }
 
+/// One device's pages as `GET /sim/devices/{id}/wait` answers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct PagesView {
+    /// Open event streams.
+    pub streams: usize,
+    /// Overlaps so far.
+    pub overlaps: u64,
+}
+
+impl PagesView {
+    /// Exactly `streams` open streams (if given), at least `overlaps` (if given).
+    pub fn satisfies(&self, streams: Option<usize>, overlaps: Option<u64>) -> bool {
+        streams.is_none_or(|n| self.streams == n) && overlaps.is_none_or(|n| self.overlaps >= n)
+    }
+}
+
 /// `GET /sim/overlaps`: every overlap the simulator saw.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Overlaps {
@@ -395,8 +412,9 @@ pub struct Simulator {
     options: Arc<SimOptions>,
     next_message: Arc<AtomicU64>,
     auth_probe: Arc<Mutex<AuthProbeLog>>,
-    /// Bumped whenever an event stream opens or closes (for waiters).
-    streams_changed: Arc<tokio::sync::watch::Sender<u64>>,
+    /// Bumped whenever an event stream opens or closes, or an overlap is
+    /// counted (for waiters).
+    changed: Arc<tokio::sync::watch::Sender<u64>>,
 }
 
 /// What `/sim/auth-probe` saw: a web server asking for HTTP credentials,
@@ -424,7 +442,7 @@ impl Simulator {
             options: Arc::new(options),
             next_message: Arc::default(),
             auth_probe: Arc::default(),
-            streams_changed: Arc::new(tokio::sync::watch::channel(0).0),
+            changed: Arc::new(tokio::sync::watch::channel(0).0),
         }
     }
 
@@ -438,6 +456,7 @@ impl Simulator {
         d.seen = now;
         let new = d.pages.beat(page, now);
         if new > 0 {
+            self.changed.send_modify(|n| *n += 1);
             tracing::warn!(
                 device,
                 phone = d.phone.as_deref().unwrap_or("-"),
@@ -462,27 +481,33 @@ impl Simulator {
         }
     }
 
-    /// The open event streams of `device`; None if it is unknown.
-    pub fn streams(&self, device: &str) -> Option<usize> {
-        self.lock().get(device).map(Device::open_streams)
+    /// The open event streams and the overlaps of `device`; None if it is
+    /// unknown.
+    pub fn pages(&self, device: &str) -> Option<PagesView> {
+        self.lock().get(device).map(|d| PagesView {
+            streams: d.open_streams(),
+            overlaps: d.pages.overlaps(),
+        })
     }
 
     /// Waits up to `limit` until `device` has exactly `streams` open event
-    /// streams; returns the count then (so a caller sees whether it got
-    /// there), or None for an unknown device. Woken by streams opening and
-    /// closing, never by polling.
-    pub async fn wait_streams(
+    /// streams (if given) and at least `overlaps` overlaps (if given);
+    /// returns what it has then (a caller sees whether it got there), or
+    /// None for an unknown device. Woken by streams opening and closing and
+    /// overlaps counted, never by polling.
+    pub async fn wait_pages(
         &self,
         device: &str,
-        streams: usize,
+        streams: Option<usize>,
+        overlaps: Option<u64>,
         limit: Duration,
-    ) -> Option<usize> {
-        let mut changed = self.streams_changed.subscribe();
+    ) -> Option<PagesView> {
+        let mut changed = self.changed.subscribe();
         let deadline = tokio::time::Instant::now() + limit;
         loop {
             changed.borrow_and_update();
-            let now = self.streams(device)?;
-            if now == streams {
+            let now = self.pages(device)?;
+            if now.satisfies(streams, overlaps) {
                 return Some(now);
             }
             match tokio::time::timeout_at(deadline, changed.changed()).await {
@@ -495,8 +520,8 @@ impl Simulator {
     /// What an event stream holds while it is open: when it is dropped (the
     /// page left and the server noticed), waiters look again.
     fn stream_guard(&self) -> StreamGuard {
-        self.streams_changed.send_modify(|n| *n += 1);
-        StreamGuard(self.streams_changed.clone())
+        self.changed.send_modify(|n| *n += 1);
+        StreamGuard(self.changed.clone())
     }
 
     pub fn options(&self) -> &SimOptions {

@@ -556,26 +556,35 @@ const MAX_WAIT_MS: u64 = 120_000;
 
 #[derive(Deserialize)]
 struct Wait {
-    /// The number of open event streams to wait for.
-    streams: usize,
+    /// Wait for exactly this many open event streams.
+    streams: Option<usize>,
+    /// Wait for at least this many overlaps.
+    overlaps: Option<u64>,
     /// At most this long (default 30 s, at most 120 s).
     timeout_ms: Option<u64>,
 }
 
-/// Waits until the device has exactly `streams` open event streams, or the
-/// timeout: `{"streams": now, "reached": bool}`. A test waits on this for
-/// a page to leave (its stream closes) instead of polling.
+/// Waits until the device has exactly `streams` open event streams and at
+/// least `overlaps` overlaps (each if given), or the timeout:
+/// `{"streams": n, "overlaps": n, "reached": bool}`. A test waits on this
+/// for a page to leave (its stream closes) or for an overlap, instead of
+/// polling.
 async fn wait(
     State(sim): State<Simulator>,
     Path(id): Path<String>,
     AppQuery(w): AppQuery<Wait>,
 ) -> Result<Json<Value>, ApiError> {
     let ms = w.timeout_ms.unwrap_or(30_000).min(MAX_WAIT_MS);
+    let limit = std::time::Duration::from_millis(ms);
     let now = sim
-        .wait_streams(&id, w.streams, std::time::Duration::from_millis(ms))
+        .wait_pages(&id, w.streams, w.overlaps, limit)
         .await
         .ok_or_else(|| ApiError::NotFound(format!("no device {id}")))?;
-    Ok(Json(json!({ "streams": now, "reached": now == w.streams })))
+    Ok(Json(json!({
+        "streams": now.streams,
+        "overlaps": now.overlaps,
+        "reached": now.satisfies(w.streams, w.overlaps),
+    })))
 }
 
 #[derive(Deserialize)]
@@ -868,6 +877,12 @@ mod tests {
         assert_eq!(beat(&app, "dev-b", "one").await, 1);
         assert_eq!(beat(&app, "dev-b", "two").await, 1, "counted once");
 
+        let path = "/sim/devices/dev-b/wait?overlaps=1&timeout_ms=50";
+        let (_, waited) = call(&app, "GET", path, None).await;
+        assert_eq!(waited["reached"], true, "{waited}");
+        let path = "/sim/devices/dev-a/wait?overlaps=1&timeout_ms=50";
+        let (_, waited) = call(&app, "GET", path, None).await;
+        assert_eq!(waited["reached"], false, "{waited}");
         let (status, all) = call(&app, "GET", "/sim/overlaps", None).await;
         assert_eq!(status, 200);
         assert_eq!(all, json!({"total": 1, "devices": {"dev-b": 1}}));
@@ -918,7 +933,7 @@ mod tests {
             None,
         )
         .await;
-        assert_eq!(none, json!({"streams": 0, "reached": false}));
+        assert_eq!(none, json!({"streams": 0, "overlaps": 0, "reached": false}));
 
         let req = Request::get("/sim/api/devices/dev/events")
             .body(Body::empty())
@@ -932,7 +947,7 @@ mod tests {
             None,
         )
         .await;
-        assert_eq!(open, json!({"streams": 1, "reached": true}));
+        assert_eq!(open, json!({"streams": 1, "overlaps": 0, "reached": true}));
 
         // The page leaves: its response body is dropped.
         let waiting = tokio::spawn({
@@ -950,7 +965,10 @@ mod tests {
         drop(stream);
         let (status, closed) = waiting.await.expect("no panic");
         assert_eq!(status, 200);
-        assert_eq!(closed, json!({"streams": 0, "reached": true}));
+        assert_eq!(
+            closed,
+            json!({"streams": 0, "overlaps": 0, "reached": true})
+        );
         let unknown = call(&app, "GET", "/sim/devices/nope/wait?streams=0", None).await;
         assert_eq!(unknown.0, 404);
     }
