@@ -46,7 +46,7 @@
     const deadman = setInterval(() => {
       if (clock.now() - heard <= DEADMAN_MS) return;
       clearInterval(deadman);
-      leave.replace('about:blank#centinela-deadman');
+      leave.replace('about:blank#centinela-deadman'); // DEADMAN_URL in lib.rs
     }, Math.min(500, Math.max(50, DEADMAN_MS / 4)));
   }
   const MODULE_WAIT_MS = 20000;

@@ -534,6 +534,9 @@ impl WebjsEngine {
                 beat_events,
                 control.stopping.clone(),
             );
+            let span =
+                tracing::info_span!("deadman", tenant = %spec.tenant, session = %spec.session);
+            let beat = tokio::spawn(tracing::Instrument::instrument(beat, span));
             control.keep_task(beat);
         }
         let _ = control.page.set(page.clone());
@@ -576,7 +579,8 @@ fn agent(channel: &str, deadman: Duration) -> String {
         .replace("__DEADMAN_MS__", &ms.to_string())
 }
 
-/// The dead-man switch's ping (see the crate docs): every [`PING_EVERY`]
+/// The dead-man switch's ping (see the crate docs), to run as a task of
+/// the session's browser: every [`PING_EVERY`]
 /// it tells the page's agent, over `channel`, that this process is alive.
 /// A ping that finds the page at [`DEADMAN_URL`] — it heard none for
 /// `deadman` and left WhatsApp Web — reports the session disconnected
@@ -589,13 +593,13 @@ fn heartbeat(
     deadman: Duration,
     events: mpsc::Sender<EngineEvent>,
     stopping: Arc<AtomicBool>,
-) -> JoinHandle<()> {
+) -> impl std::future::Future<Output = ()> + Send + 'static {
     let ping = format!(
         "(() => {{ if (location.href === '{DEADMAN_URL}') return 'fired'; \
          EventTarget.prototype.dispatchEvent.call(document, new CustomEvent('{channel}:alive')); \
          return 'alive'; }})()"
     );
-    tokio::spawn(async move {
+    async move {
         let mut tick = tokio::time::interval(PING_EVERY);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
@@ -620,7 +624,7 @@ fn heartbeat(
             });
             return;
         }
-    })
+    }
 }
 
 /// Reports a crash once, as `disconnected(browser_crashed)`, unless the
