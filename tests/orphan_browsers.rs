@@ -240,7 +240,7 @@ async fn two_browsers_on_one_pairing_are_an_overlap_and_a_restart_is_not() {
     let wait = |overlaps: u64, ms: u64| {
         format!("/sim/devices/{device}/wait?overlaps={overlaps}&timeout_ms={ms}")
     };
-    // One session, heard for a few heartbeats (one every 2 s): no overlap.
+    // One session, heard for a few heartbeats (one a second): no overlap.
     let alone = sim.get(&wait(1, 5_000)).await;
     assert_eq!(alone["reached"], false, "one page is no overlap: {alone}");
     assert_eq!(alone["streams"], 1, "{alone}");

@@ -43,7 +43,7 @@
   // one device (an overlap) from a reload. WhatsApp Web's socket pings its
   // server too (Baileys src/Socket/socket.ts startKeepAliveRequest, the
   // `w:p` ping iq); this one is the simulator's own check, not the contract.
-  const HEARTBEAT_MS = 2000;
+  const HEARTBEAT_MS = 1000;
   const CIPHERTEXT_DECRYPT_MS = 400;
 
   // ---------- Backbone-like models and collections ----------

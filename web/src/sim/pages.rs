@@ -8,15 +8,19 @@
 //! instead, so tests can assert it never happened.
 //!
 //! A page proves it lives by heartbeats, named by an id of its document
-//! (sim.js, every 2 s; WhatsApp Web's socket pings too — Baileys
+//! (sim.js, every second; WhatsApp Web's socket pings too — Baileys
 //! `startKeepAliveRequest`, the `w:p` ping iq). An open event stream alone
-//! is no proof: the server notices a closed stream late, and a reload opens
-//! the new page's stream while the old one may still look open. So an
+//! is no proof: the server learns that a stream closed when it next polls
+//! that connection, with no bound under load, so a reload's new stream may
+//! open while the old one still looks open. So an
 //! overlap is two pages *heard at the same time*: a page heard again after
 //! a newer page's first heartbeat. A reload never counts (the old document
 //! is gone before the new one beats), nor does a reconnecting event stream
 //! (same document, same id). Each page counts at most once, as the newer of
-//! a pair. Pure: the caller passes the time.
+//! a pair. The price: two pages alive together for less than a heartbeat
+//! may go unseen (the older one must beat while the newer lives), so a
+//! test holds an overlap it means to catch for a few seconds. Pure: the
+//! caller passes the time.
 
 use std::time::{Duration, Instant};
 

@@ -311,7 +311,7 @@ struct Heartbeat {
     page: String,
 }
 
-/// The page is alive (sim.js, every 2 s). Two pages of one device heard at
+/// The page is alive (sim.js, every second). Two pages of one device heard at
 /// once are an overlap (see `super::pages`); the answer says how many the
 /// device has had.
 async fn heartbeat(
