@@ -20,10 +20,11 @@
 //! proxy credentials, then WhatsApp Web with the page agent.
 //!
 //! No browser outlives this process as the tenant's device. Killed, the
-//! process takes its browsers along: each is launched with a parent-death
-//! signal ([`pipe`]). Frozen (SIGSTOP, a hung host), it cannot kill
-//! anything, and its browsers would go on holding the WhatsApp socket —
-//! in fleet mode beside the browser of the node that took the tenant over.
+//! process takes its browsers along: their DevTools pipe closes, and each
+//! is launched with a parent-death signal besides ([`pipe`]). Frozen
+//! (SIGSTOP, a hung host), it cannot kill anything, and its browsers would
+//! go on holding the WhatsApp socket — in fleet mode beside the browser of
+//! the node that took the tenant over.
 //! So with `engine.deadman` set, the page has a dead-man switch: the agent
 //! arms a timer in every WhatsApp Web document, [`heartbeat`] pings it over
 //! DevTools every second, and a document that hears nothing for `deadman`
@@ -580,8 +581,8 @@ fn agent(channel: &str, deadman: Duration) -> String {
 }
 
 /// The dead-man switch's ping (see the crate docs), to run as a task of
-/// the session's browser: every [`PING_EVERY`]
-/// it tells the page's agent, over `channel`, that this process is alive.
+/// the session's browser: every [`PING_EVERY`] it tells the page's agent,
+/// over `channel`, that this process is alive.
 /// A ping that finds the page at [`DEADMAN_URL`] — it heard none for
 /// `deadman` and left WhatsApp Web — reports the session disconnected
 /// (`engine_error`, a local fault: a paired session is restored) and ends.
