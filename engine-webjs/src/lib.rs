@@ -933,7 +933,19 @@ impl Drop for WebjsControl {
 
 #[cfg(test)]
 mod tests {
-    use super::chat_jid;
+    use super::{agent, chat_jid, DEADMAN_URL};
+    use std::time::Duration;
+
+    #[test]
+    fn the_agent_carries_its_channel_and_the_dead_man_deadline() {
+        let armed = agent("c0123", Duration::from_secs(25));
+        assert!(armed.contains("const CHANNEL = 'c0123';"));
+        assert!(armed.contains("Number('25000')"), "the deadline in ms");
+        assert!(!armed.contains("__"), "no placeholder left: {armed}");
+        assert!(armed.contains(&format!("leave.replace('{DEADMAN_URL}')")));
+        let off = agent("c0123", Duration::ZERO);
+        assert!(off.contains("Number('0')"), "0: off");
+    }
 
     #[test]
     fn a_chat_is_digits_or_a_one_to_one_jid() {
