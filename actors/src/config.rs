@@ -174,6 +174,14 @@ pub struct EngineConfig {
     /// (a browser just loaded WhatsApp Web peaks, then settles).
     #[serde(with = "humantime_serde")]
     pub memory_min_uptime: Duration,
+    /// The page's dead-man switch: a webjs page that hears no ping from
+    /// this process for this long leaves WhatsApp Web for `about:blank`
+    /// (its socket closes, the pairing stays in the profile), so a frozen
+    /// node (SIGSTOP, a hung host) stops acting as the tenant's device.
+    /// The engine pings every second. 0: off (single-node default); fleet
+    /// mode sets it below the lease's length. Otherwise at least 2s.
+    #[serde(with = "humantime_serde")]
+    pub deadman: Duration,
 }
 
 /// Sizes in config: `"512MiB"`, `"2GiB"`, `"800MB"`, a plain number of
@@ -659,6 +667,14 @@ impl Config {
                 "must be at least 1s",
             ));
         }
+        let deadman = self.engine.deadman;
+        if !deadman.is_zero() && deadman < Duration::from_secs(2) {
+            return Err(invalid(
+                "engine.deadman",
+                humantime::format_duration(deadman),
+                "must be 0s (off) or at least 2s: the engine pings every second",
+            ));
+        }
         if let Some(r) = self.storage.message_retention {
             if r < Duration::from_secs(3_600) {
                 return Err(invalid(
@@ -894,6 +910,27 @@ mod tests {
             jail.set_env("CENTINELA__ENGINE__MEMORY_CHECK_INTERVAL", "10ms");
             let e = load_err(jail, None);
             assert!(e.contains("engine.memory_check_interval"), "{e}");
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn the_dead_man_switch_is_off_by_default_and_never_shorter_than_two_pings() {
+        Jail::expect_with(|_| {
+            let c = Config::load(None, Profile::Standard).expect("valid");
+            assert_eq!(c.engine.deadman, Duration::ZERO, "off in single-node mode");
+            Ok(())
+        });
+        Jail::expect_with(|jail| {
+            jail.set_env("CENTINELA__ENGINE__DEADMAN", "25s");
+            let c = Config::load(None, Profile::Standard).expect("valid");
+            assert_eq!(c.engine.deadman, Duration::from_secs(25));
+            Ok(())
+        });
+        Jail::expect_with(|jail| {
+            jail.set_env("CENTINELA__ENGINE__DEADMAN", "1500ms");
+            let e = load_err(jail, None);
+            assert!(e.contains("engine.deadman"), "{e}");
             Ok(())
         });
     }

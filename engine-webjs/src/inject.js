@@ -30,6 +30,25 @@
     else if (queue.length < 1000) queue.push(s);
   };
   dispatch.call(doc, new Custom(CHANNEL + ':hello'));
+
+  // The dead-man switch (lib.rs docs): Rust pings every second with an
+  // event on CHANNEL + ':alive'. A document that hears none for DEADMAN_MS
+  // leaves for about:blank, which closes WhatsApp's socket and keeps its
+  // IndexedDB (the pairing) on disk; so a frozen node's browser stops
+  // acting as the device. Each document starts a full window (the ping
+  // reaches it within a second). 0: off. about:blank itself is left alone.
+  const DEADMAN_MS = Number('__DEADMAN_MS__') || 0;
+  if (DEADMAN_MS > 0 && location.protocol !== 'about:') {
+    const clock = performance;
+    const leave = location;
+    let heard = clock.now();
+    listen.call(doc, CHANNEL + ':alive', () => { heard = clock.now(); });
+    const deadman = setInterval(() => {
+      if (clock.now() - heard <= DEADMAN_MS) return;
+      clearInterval(deadman);
+      leave.replace('about:blank#centinela-deadman'); // DEADMAN_URL in lib.rs
+    }, Math.min(500, Math.max(50, DEADMAN_MS / 4)));
+  }
   const MODULE_WAIT_MS = 20000;
   const MAX_TEXT = 65536;
   const unpaired = (s) => s === 'UNPAIRED' || s === 'UNPAIRED_IDLE';

@@ -18,6 +18,21 @@
 //! leaves), pick the user agent, launch Chromium on a DevTools pipe, watch
 //! it for crashes (`WebjsControl::watch`), then attach the session to it:
 //! proxy credentials, then WhatsApp Web with the page agent.
+//!
+//! No browser outlives this process as the tenant's device. Killed, the
+//! process takes its browsers along: their DevTools pipe closes, and each
+//! is launched with a parent-death signal besides ([`pipe`]). Frozen
+//! (SIGSTOP, a hung host), it cannot kill anything, and its browsers would
+//! go on holding the WhatsApp socket — in fleet mode beside the browser of
+//! the node that took the tenant over.
+//! So with `engine.deadman` set, the page has a dead-man switch: the agent
+//! arms a timer in every WhatsApp Web document, [`heartbeat`] pings it over
+//! DevTools every second, and a document that hears nothing for `deadman`
+//! navigates to `about:blank` (the socket closes; the pairing stays in the
+//! profile's IndexedDB). It lives in the page, not in the simulator, so it
+//! works the same on web.whatsapp.com. When the process wakes up, the next
+//! ping finds the page gone and reports `disconnected(engine_error)`, after
+//! which a paired session is restored.
 
 pub mod doctor;
 pub mod page_events;
@@ -61,6 +76,10 @@ const SEEN: &str = include_str!("seen.js");
 /// event or the `?post_logout=1` document).
 const LOGOUT_CONFIRM: Duration = Duration::from_secs(10);
 const BINDING: &str = "__centinela";
+/// How often [`heartbeat`] pings the page.
+const PING_EVERY: Duration = Duration::from_secs(1);
+/// Where the dead-man switch sends the page (inject.js).
+const DEADMAN_URL: &str = "about:blank#centinela-deadman";
 
 /// Lean flags for many browsers per server. chromiumoxide adds the dashes and
 /// itself passes user-data-dir, window-size, headless, no-sandbox,
@@ -108,6 +127,9 @@ pub struct WebjsConfig {
     /// Flags on top of (or, with `lean = false`, instead of) [`LEAN_ARGS`].
     pub extra_args: Vec<String>,
     pub lean: bool,
+    /// The page's dead-man switch (`engine.deadman`): how long a page
+    /// goes without our ping before it leaves WhatsApp Web. Zero: off.
+    pub deadman: Duration,
 }
 
 pub struct WebjsEngine {
@@ -465,11 +487,12 @@ impl WebjsEngine {
         timed(
             "installing the page agent",
             limit,
-            page.evaluate_on_new_document(AGENT.replace("__CHANNEL__", &channel)),
+            page.evaluate_on_new_document(agent(&channel, self.cfg.deadman)),
         )
         .await?;
         let (injected_tx, injected_rx) = oneshot::channel::<String>();
         let logged_out = control.logged_out.clone();
+        let beat_events = tx.clone();
         let pump = tokio::spawn(async move {
             let mut tracker = PageTracker::default();
             let mut injected = Some(injected_tx);
@@ -504,6 +527,19 @@ impl WebjsEngine {
             }
         });
         control.keep_task(pump);
+        if !self.cfg.deadman.is_zero() {
+            let beat = heartbeat(
+                page.clone(),
+                &channel,
+                self.cfg.deadman,
+                beat_events,
+                control.stopping.clone(),
+            );
+            let span =
+                tracing::info_span!("deadman", tenant = %spec.tenant, session = %spec.session);
+            let beat = tokio::spawn(tracing::Instrument::instrument(beat, span));
+            control.keep_task(beat);
+        }
         let _ = control.page.set(page.clone());
         match tokio::time::timeout(limit, page.goto(self.cfg.wa_url.as_str())).await {
             Err(_) => return Err(EngineError::Timeout("loading WhatsApp Web")),
@@ -531,6 +567,63 @@ impl WebjsEngine {
             Err(_) => Err(EngineError::Timeout(
                 "waiting for window.Debug.VERSION (page agent injection)",
             )),
+        }
+    }
+}
+
+/// The page agent for one launch: its channel, and the dead-man switch's
+/// deadline in milliseconds (0: off).
+fn agent(channel: &str, deadman: Duration) -> String {
+    let ms = u64::try_from(deadman.as_millis()).unwrap_or(u64::MAX);
+    AGENT
+        .replace("__CHANNEL__", channel)
+        .replace("__DEADMAN_MS__", &ms.to_string())
+}
+
+/// The dead-man switch's ping (see the crate docs), to run as a task of
+/// the session's browser: every [`PING_EVERY`] it tells the page's agent,
+/// over `channel`, that this process is alive.
+/// A ping that finds the page at [`DEADMAN_URL`] — it heard none for
+/// `deadman` and left WhatsApp Web — reports the session disconnected
+/// (`engine_error`, a local fault: a paired session is restored) and ends.
+/// A ping that fails or times out (the page is busy or between documents)
+/// is simply the next one's job.
+fn heartbeat(
+    page: Page,
+    channel: &str,
+    deadman: Duration,
+    events: mpsc::Sender<EngineEvent>,
+    stopping: Arc<AtomicBool>,
+) -> impl std::future::Future<Output = ()> + Send + 'static {
+    let ping = format!(
+        "(() => {{ if (location.href === '{DEADMAN_URL}') return 'fired'; \
+         EventTarget.prototype.dispatchEvent.call(document, new CustomEvent('{channel}:alive')); \
+         return 'alive'; }})()"
+    );
+    async move {
+        let mut tick = tokio::time::interval(PING_EVERY);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tick.tick().await;
+            let answer = evaluate(&page, "pinging the page", ping.clone(), PING_EVERY).await;
+            let Ok(serde_json::Value::String(answer)) = answer else {
+                continue;
+            };
+            if answer != "fired" || stopping.load(Ordering::SeqCst) {
+                continue;
+            }
+            let ms = deadman.as_millis();
+            tracing::warn!(
+                deadman_ms = ms,
+                "the page's dead-man switch fired: it left WhatsApp Web"
+            );
+            let _ = events.try_send(EngineEvent::Disconnected {
+                reason: DisconnectReason::EngineError,
+                detail: format!(
+                    "the page heard no ping for {ms} ms and left WhatsApp Web (engine.deadman)"
+                ),
+            });
+            return;
         }
     }
 }
@@ -840,7 +933,19 @@ impl Drop for WebjsControl {
 
 #[cfg(test)]
 mod tests {
-    use super::chat_jid;
+    use super::{agent, chat_jid, DEADMAN_URL};
+    use std::time::Duration;
+
+    #[test]
+    fn the_agent_carries_its_channel_and_the_dead_man_deadline() {
+        let armed = agent("c0123", Duration::from_secs(25));
+        assert!(armed.contains("const CHANNEL = 'c0123';"));
+        assert!(armed.contains("Number('25000')"), "the deadline in ms");
+        assert!(!armed.contains("__"), "no placeholder left: {armed}");
+        assert!(armed.contains(&format!("leave.replace('{DEADMAN_URL}')")));
+        let off = agent("c0123", Duration::ZERO);
+        assert!(off.contains("Number('0')"), "0: off");
+    }
 
     #[test]
     fn a_chat_is_digits_or_a_one_to_one_jid() {

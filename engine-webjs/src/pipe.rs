@@ -9,6 +9,25 @@
 //! which accepts exactly one connection (ours, made at once) and then stops
 //! listening, relaying frames to and from the pipe. The browser itself
 //! listens on nothing.
+//!
+//! A browser dies with the process that launched it. `kill -9` of the
+//! service runs no destructor; Chromium shuts itself down when its DevTools
+//! pipe closes, which the kernel does as the service dies, but that is a
+//! graceful shutdown of a browser that may be busy or hung, and a browser
+//! whose pipe was inherited by anyone else would see no end at all. So each
+//! browser is also started with `PR_SET_PDEATHSIG(SIGKILL)`: the kernel
+//! SIGKILLs it when its parent goes. That "parent" is the *thread* that
+//! forked it, not the process, so every launch forks on one thread that
+//! lives as long as the process (the launcher, [`spawn`]): tokio's threads
+//! come and go (a worker that ran `block_in_place` ends up in the blocking
+//! pool, whose idle threads exit after 10 s, and a `spawn_blocking` thread
+//! may exit as soon as it is done), and a browser forked on one of them
+//! would be SIGKILLed with it. The `sh` that maps the pipe `exec`s Chromium
+//! in the same process, which keeps the signal (it survives `execve` for
+//! binaries that are not set-uid). Chromium's own children (zygote,
+//! renderers, utilities) end when the main process does. A frozen service
+//! (SIGSTOP) is no dead parent and closes no pipe: that case is the page's
+//! dead-man switch (see the crate docs).
 
 use std::path::Path;
 use std::process::Stdio;
@@ -44,16 +63,16 @@ pub async fn launch(
     args: &[String],
     timeout: std::time::Duration,
 ) -> std::io::Result<PipedBrowser> {
-    let mut child = tokio::process::Command::new("/bin/sh")
-        .arg("-c")
+    let mut cmd = tokio::process::Command::new("/bin/sh");
+    cmd.arg("-c")
         .arg(PIPE_EXEC)
         .arg(exe)
         .args(args)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
-        .kill_on_drop(true)
-        .spawn()?;
+        .kill_on_drop(true);
+    let mut child = spawn(cmd).await?;
     let (Some(mut to_browser), Some(from_browser)) = (child.stdin.take(), child.stdout.take())
     else {
         return Err(std::io::Error::other("the browser's pipe was not opened"));
@@ -107,6 +126,80 @@ pub async fn launch(
         bridge,
         product,
     })
+}
+
+/// One request to the launcher thread: the command, the runtime the child
+/// belongs to (its exit is reaped by that runtime's process driver), and
+/// where the child goes.
+struct SpawnRequest {
+    cmd: tokio::process::Command,
+    runtime: tokio::runtime::Handle,
+    reply: tokio::sync::oneshot::Sender<std::io::Result<tokio::process::Child>>,
+}
+
+/// Starts `cmd` on the launcher thread with [`parent_death_signal`]: the
+/// child is SIGKILLed when this process dies, and only then (see the module
+/// docs on why one long-lived thread forks). Must be called on a tokio
+/// runtime. A caller that stops waiting (a cancelled start) drops the child,
+/// which `kill_on_drop` (if set) ends.
+pub async fn spawn(mut cmd: tokio::process::Command) -> std::io::Result<tokio::process::Child> {
+    use std::sync::{mpsc, OnceLock};
+    // The sender lives in a static, so the launcher's loop never ends and
+    // its thread lives as long as the process.
+    static LAUNCHER: OnceLock<Option<mpsc::Sender<SpawnRequest>>> = OnceLock::new();
+    let launcher = LAUNCHER.get_or_init(|| {
+        let (tx, rx) = mpsc::channel::<SpawnRequest>();
+        std::thread::Builder::new()
+            .name("centinela-browser-launcher".into())
+            .spawn(move || {
+                for mut req in rx {
+                    let _runtime = req.runtime.enter();
+                    let _ = req.reply.send(req.cmd.spawn());
+                }
+            })
+            .ok()
+            .map(|_| tx)
+    });
+    let Some(launcher) = launcher else {
+        return Err(std::io::Error::other(
+            "the browser launcher thread could not start",
+        ));
+    };
+    parent_death_signal(&mut cmd);
+    let (reply, child) = tokio::sync::oneshot::channel();
+    let req = SpawnRequest {
+        cmd,
+        runtime: tokio::runtime::Handle::current(),
+        reply,
+    };
+    let gone = || std::io::Error::other("the browser launcher thread is gone");
+    launcher.send(req).map_err(|_| gone())?;
+    child.await.map_err(|_| gone())?
+}
+
+/// Sets `PR_SET_PDEATHSIG(SIGKILL)` in the child between fork and exec.
+/// If the parent died before that (the fork raced the death), the child's
+/// parent is already someone else and the signal would never come: it
+/// then refuses to exec (`ESRCH`).
+#[allow(unsafe_code)]
+fn parent_death_signal(cmd: &mut tokio::process::Command) {
+    let parent = std::process::id();
+    // SAFETY: the closure runs in the forked child before exec, where only
+    // async-signal-safe calls are allowed: `prctl` and `getppid` are plain
+    // system calls, and both errors are made from an errno without
+    // allocating. It touches no memory shared with the parent.
+    unsafe {
+        cmd.pre_exec(move || {
+            let signal = libc::SIGKILL as libc::c_ulong;
+            if libc::prctl(libc::PR_SET_PDEATHSIG, signal, 0, 0, 0) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            if u32::try_from(libc::getppid()).ok() != Some(parent) {
+                return Err(std::io::Error::from_raw_os_error(libc::ESRCH));
+            }
+            Ok(())
+        });
+    }
 }
 
 /// Waits a moment for a browser asked to close to exit, then kills it.
@@ -199,7 +292,93 @@ where
 mod tests {
     use super::*;
     use futures::{SinkExt, StreamExt};
+    use std::io::BufRead;
+    use std::time::{Duration, Instant};
     use tokio_tungstenite::tungstenite::Message;
+
+    /// Set in the copy of this test binary that plays the service.
+    const CHILD: &str = "CENTINELA_TEST_PDEATHSIG_CHILD";
+    const PID_LINE: &str = "spawned pid=";
+
+    /// The service's half of the test below: spawns `sleep` through the
+    /// launcher from a runtime on a thread that then exits (a
+    /// `spawn_blocking`-like thread), prints its pid, and waits to be
+    /// killed.
+    fn play_the_service() -> ! {
+        let pid = std::thread::spawn(|| {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("runtime");
+            rt.block_on(async {
+                let mut cmd = tokio::process::Command::new("sleep");
+                cmd.arg("600");
+                spawn(cmd).await.expect("spawn").id().expect("pid")
+            })
+        })
+        .join()
+        .expect("the spawning thread");
+        println!("{PID_LINE}{pid}");
+        loop {
+            std::thread::park();
+        }
+    }
+
+    fn alive(pid: u32) -> bool {
+        crate::process::is_alive(pid)
+    }
+
+    #[test]
+    fn what_a_process_spawned_dies_with_it_not_with_the_spawning_thread() {
+        if std::env::var_os(CHILD).is_some() {
+            play_the_service();
+        }
+        let exe = std::env::current_exe().expect("this test binary");
+        let mut service = std::process::Command::new(exe)
+            .args([
+                "pipe::tests::what_a_process_spawned_dies_with_it_not_with_the_spawning_thread",
+                "--exact",
+                "--nocapture",
+                "--test-threads=1",
+            ])
+            .env(CHILD, "1")
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("re-run this test binary as the service");
+        let out = service.stdout.take().expect("stdout");
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in std::io::BufReader::new(out).lines().map_while(Result::ok) {
+                // libtest's "test … ... " may lead the line.
+                if let Some((_, pid)) = line.split_once(PID_LINE) {
+                    let _ = tx.send(pid.trim().parse::<u32>().ok());
+                }
+            }
+        });
+        let Ok(Some(pid)) = rx.recv_timeout(Duration::from_secs(30)) else {
+            let _ = service.kill();
+            panic!("the service never said what it spawned");
+        };
+        assert!(
+            alive(pid),
+            "the spawning thread exited; the process it started lives on"
+        );
+
+        let _ = service.kill(); // SIGKILL: no destructor runs
+        let _ = service.wait();
+        // Not our child: no exit to wait on, so a bounded look at /proc
+        // every 20 ms (a wait for an exit, not for a state).
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while alive(pid) && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let survived = alive(pid);
+        if survived {
+            crate::process::kill(&[pid]);
+        }
+        assert!(!survived, "the parent-death signal killed {pid}");
+    }
 
     #[tokio::test]
     async fn the_bridge_takes_one_connection_at_its_token_and_relays_nul_framed_messages() {

@@ -38,6 +38,12 @@
   // (after the caller had time to close the browser, as wwebjs does).
   const SELF_LOGOUT_EVENT_MS = 300;
   const SELF_LOGOUT_NAVIGATE_MS = 1000;
+  // Heartbeats (web/src/sim/pages.rs): this document tells the server it
+  // lives, under an id of its own, so the server can tell two live pages of
+  // one device (an overlap) from a reload. WhatsApp Web's socket pings its
+  // server too (Baileys src/Socket/socket.ts startKeepAliveRequest, the
+  // `w:p` ping iq); this one is the simulator's own check, not the contract.
+  const HEARTBEAT_MS = 1000;
   const CIPHERTEXT_DECRYPT_MS = 400;
 
   // ---------- Backbone-like models and collections ----------
@@ -845,6 +851,15 @@
     });
   }
 
+  // Beats at once (the stream is open), then every HEARTBEAT_MS; a failed
+  // beat is the next one's job.
+  function startHeartbeats() {
+    const page = hex(8);
+    const beat = () => postJson(apiUrl('/heartbeat'), { page }).catch(() => {});
+    beat();
+    setInterval(beat, HEARTBEAT_MS);
+  }
+
   // ---------- Startup ----------
 
   async function helloWithRetry(paired) {
@@ -896,6 +911,7 @@
       if (paired) await wipeStorage().then(() => idbPut('device', deviceId));
     }
     await openEvents();
+    startHeartbeats();
     const waves = buildModules();
     register(waves[0]);
     window.Debug = { VERSION: '2.3000.1031980585-sim' };

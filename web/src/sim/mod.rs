@@ -10,9 +10,18 @@
 //! `centinela serve --demo` (behind [`guard`]'s checks). State is in memory
 //! and bounded: the simulator is a test double of WhatsApp, not part of
 //! Centinela's domain.
+//!
+//! It also watches for what fleet mode must never do: two live pages of one
+//! paired device at once ([`pages`]), counted per device as `overlaps`
+//! (`GET /sim/overlaps`, and each device's view). Each device's open event
+//! streams are counted too, and a test can wait for a number of them or
+//! for overlaps (`GET /sim/devices/{id}/wait?streams=N&overlaps=M`): the
+//! page leaving (a browser killed, or a dead-man switch firing) closes its
+//! stream.
 
 pub mod graph;
 pub mod guard;
+mod pages;
 mod routes;
 pub mod tls;
 
@@ -151,6 +160,8 @@ struct Device {
     chat_states: VecDeque<ChatStateMark>,
     seen_marks: VecDeque<SeenMark>,
     subscribers: Vec<mpsc::UnboundedSender<String>>,
+    /// The pages heard (heartbeats), and the overlaps they showed.
+    pages: pages::Pages,
     seen: Instant,
     /// Automation marks the page saw in its own world at its last start.
     automation: Vec<String>,
@@ -172,6 +183,7 @@ impl Device {
             chat_states: VecDeque::new(),
             seen_marks: VecDeque::new(),
             subscribers: Vec::new(),
+            pages: pages::Pages::default(),
             seen: Instant::now(),
             automation: Vec::new(),
         }
@@ -186,6 +198,11 @@ impl Device {
                 self.reference, self.static_key, self.identity_key, self.adv_secret
             )
         })
+    }
+
+    /// Event streams the server has not seen closed.
+    fn open_streams(&self) -> usize {
+        self.subscribers.iter().filter(|s| !s.is_closed()).count()
     }
 
     /// Pushes one event to every open page of this device.
@@ -243,6 +260,16 @@ impl Device {
             self.seen_marks.pop_front();
         }
         self.seen_marks.push_back(m);
+    }
+}
+
+/// Held by an open event stream; wakes [`Simulator::wait_pages`] when
+/// the stream ends.
+struct StreamGuard(Arc<tokio::sync::watch::Sender<u64>>);
+
+impl Drop for StreamGuard {
+    fn drop(&mut self) {
+        self.0.send_modify(|n| *n += 1);
     }
 }
 
@@ -310,6 +337,35 @@ pub struct DeviceView {
     /// Automation marks (bindings, driver globals, navigator.webdriver) the
     /// page saw in its own world when it last started.
     pub automation: Vec<String>,
+    /// Event streams open (one per live page; 0 once every page left).
+    pub streams: usize,
+    /// Times two pages of this device were alive at once ([`pages`]).
+    pub overlaps: u64,
+}
+
+/// One device's pages as `GET /sim/devices/{id}/wait` answers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct PagesView {
+    /// Open event streams.
+    pub streams: usize,
+    /// Overlaps so far.
+    pub overlaps: u64,
+}
+
+impl PagesView {
+    /// Exactly `streams` open streams (if given), at least `overlaps` (if given).
+    pub fn satisfies(&self, streams: Option<usize>, overlaps: Option<u64>) -> bool {
+        streams.is_none_or(|n| self.streams == n) && overlaps.is_none_or(|n| self.overlaps >= n)
+    }
+}
+
+/// `GET /sim/overlaps`: every overlap the simulator saw.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Overlaps {
+    /// The sum over all devices.
+    pub total: u64,
+    /// Device id → its overlaps, for devices with any.
+    pub devices: std::collections::BTreeMap<String, u64>,
 }
 
 /// How the simulated page behaves; the switches exist so tests can model
@@ -356,6 +412,9 @@ pub struct Simulator {
     options: Arc<SimOptions>,
     next_message: Arc<AtomicU64>,
     auth_probe: Arc<Mutex<AuthProbeLog>>,
+    /// Bumped whenever an event stream opens or closes, or an overlap is
+    /// counted (for waiters).
+    changed: Arc<tokio::sync::watch::Sender<u64>>,
 }
 
 /// What `/sim/auth-probe` saw: a web server asking for HTTP credentials,
@@ -383,7 +442,86 @@ impl Simulator {
             options: Arc::new(options),
             next_message: Arc::default(),
             auth_probe: Arc::default(),
+            changed: Arc::new(tokio::sync::watch::channel(0).0),
         }
+    }
+
+    /// A heartbeat of `page` (an id of one document) showing `device`:
+    /// counts an overlap when another page of it was heard meanwhile (see
+    /// [`pages`]). None for an unknown device.
+    pub fn heartbeat(&self, device: &str, page: &str) -> Option<u64> {
+        let mut devices = self.lock();
+        let d = devices.get_mut(device)?;
+        let now = Instant::now();
+        d.seen = now;
+        let new = d.pages.beat(page, now);
+        if new > 0 {
+            self.changed.send_modify(|n| *n += 1);
+            tracing::warn!(
+                device,
+                phone = d.phone.as_deref().unwrap_or("-"),
+                overlaps = d.pages.overlaps(),
+                "two live pages of one device at once"
+            );
+        }
+        Some(d.pages.overlaps())
+    }
+
+    /// Every overlap seen, per device.
+    pub fn overlaps(&self) -> Overlaps {
+        let devices: std::collections::BTreeMap<String, u64> = self
+            .lock()
+            .iter()
+            .map(|(id, d)| (id.clone(), d.pages.overlaps()))
+            .filter(|(_, n)| *n > 0)
+            .collect();
+        Overlaps {
+            total: devices.values().sum(),
+            devices,
+        }
+    }
+
+    /// The open event streams and the overlaps of `device`; None if it is
+    /// unknown.
+    pub fn pages(&self, device: &str) -> Option<PagesView> {
+        self.lock().get(device).map(|d| PagesView {
+            streams: d.open_streams(),
+            overlaps: d.pages.overlaps(),
+        })
+    }
+
+    /// Waits up to `limit` until `device` has exactly `streams` open event
+    /// streams (if given) and at least `overlaps` overlaps (if given);
+    /// returns what it has then (a caller sees whether it got there), or
+    /// None for an unknown device. Woken by streams opening and closing and
+    /// overlaps counted, never by polling.
+    pub async fn wait_pages(
+        &self,
+        device: &str,
+        streams: Option<usize>,
+        overlaps: Option<u64>,
+        limit: Duration,
+    ) -> Option<PagesView> {
+        let mut changed = self.changed.subscribe();
+        let deadline = tokio::time::Instant::now() + limit;
+        loop {
+            changed.borrow_and_update();
+            let now = self.pages(device)?;
+            if now.satisfies(streams, overlaps) {
+                return Some(now);
+            }
+            match tokio::time::timeout_at(deadline, changed.changed()).await {
+                Ok(Ok(())) => continue,
+                Ok(Err(_)) | Err(_) => return Some(now),
+            }
+        }
+    }
+
+    /// What an event stream holds while it is open: when it is dropped (the
+    /// page left and the server noticed), waiters look again.
+    fn stream_guard(&self) -> StreamGuard {
+        self.changed.send_modify(|n| *n += 1);
+        StreamGuard(self.changed.clone())
     }
 
     pub fn options(&self) -> &SimOptions {
@@ -513,6 +651,8 @@ impl Simulator {
                     .then(|| d.pairing_code.as_ref().map(|p| p.code.clone()))
                     .flatten(),
                 automation: d.automation.clone(),
+                streams: d.open_streams(),
+                overlaps: d.pages.overlaps(),
             })
             .collect();
         out.sort_by(|a, b| a.id.cmp(&b.id));

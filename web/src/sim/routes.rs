@@ -6,7 +6,7 @@
 use super::guard::{self, Guard};
 use super::{ChatState, ChatStateMark, Device, DeviceState, SeenMark, SentMessage, Simulator};
 use crate::error::ApiError;
-use crate::extract::AppJson;
+use crate::extract::{AppJson, AppQuery};
 use axum::extract::{Path, State};
 use axum::http::header;
 use axum::http::StatusCode;
@@ -72,6 +72,7 @@ fn page_routes() -> Router<Simulator> {
         .route("/sim/wa/sim.css", get(style))
         .route("/sim/api/hello", post(hello))
         .route("/sim/api/devices/{id}/events", get(events))
+        .route("/sim/api/devices/{id}/heartbeat", post(heartbeat))
         .route("/sim/api/devices/{id}/send", post(send))
         .route("/sim/api/devices/{id}/exists", post(exists))
         .route("/sim/api/devices/{id}/chatstate", post(chat_state))
@@ -88,6 +89,8 @@ fn page_routes() -> Router<Simulator> {
 fn control_routes() -> Router<Simulator> {
     Router::new()
         .route("/sim/devices", get(devices))
+        .route("/sim/overlaps", get(overlaps))
+        .route("/sim/devices/{id}/wait", get(wait))
         .route("/sim/scan", post(scan))
         .route("/sim/pair", post(pair))
         .route("/sim/unregistered", post(unregistered))
@@ -291,12 +294,36 @@ async fn events(
         d.subscribers.push(tx);
         Ok(())
     })?;
-    let stream = futures::stream::unfold(rx, |mut rx| async move {
+    // Dropped in order: the receiver (the stream counts as closed), then
+    // the guard (waiters look again).
+    let open = (rx, sim.stream_guard());
+    let stream = futures::stream::unfold(open, |(mut rx, guard)| async move {
         rx.recv()
             .await
-            .map(|data| (Ok(Event::default().data(data)), rx))
+            .map(|data| (Ok(Event::default().data(data)), (rx, guard)))
     });
     Ok(Sse::new(stream).keep_alive(KeepAlive::default()))
+}
+
+#[derive(Deserialize)]
+struct Heartbeat {
+    /// An id the page made for its document (a reload makes a new one).
+    page: String,
+}
+
+/// The page is alive (sim.js, every second). Two pages of one device heard at
+/// once are an overlap (see `super::pages`); the answer says how many the
+/// device has had.
+async fn heartbeat(
+    State(sim): State<Simulator>,
+    Path(id): Path<String>,
+    AppJson(h): AppJson<Heartbeat>,
+) -> Result<Json<Value>, ApiError> {
+    device_id_ok(&h.page)?;
+    let overlaps = sim
+        .heartbeat(&id, &h.page)
+        .ok_or_else(|| ApiError::NotFound(format!("no device {id}")))?;
+    Ok(Json(json!({ "overlaps": overlaps })))
 }
 
 #[derive(Deserialize)]
@@ -516,6 +543,48 @@ async fn takeover(
 
 async fn devices(State(sim): State<Simulator>) -> Json<Value> {
     Json(json!(sim.devices()))
+}
+
+/// Every overlap seen: `{"total": n, "devices": {"<id>": n}}` (devices
+/// with none are left out). Fleet tests assert `total` stays 0.
+async fn overlaps(State(sim): State<Simulator>) -> Json<super::Overlaps> {
+    Json(sim.overlaps())
+}
+
+/// The longest `GET /sim/devices/{id}/wait` holds a request.
+const MAX_WAIT_MS: u64 = 120_000;
+
+#[derive(Deserialize)]
+struct Wait {
+    /// Wait for exactly this many open event streams.
+    streams: Option<usize>,
+    /// Wait for at least this many overlaps.
+    overlaps: Option<u64>,
+    /// At most this long (default 30 s, at most 120 s).
+    timeout_ms: Option<u64>,
+}
+
+/// Waits until the device has exactly `streams` open event streams and at
+/// least `overlaps` overlaps (each if given), or the timeout:
+/// `{"streams": n, "overlaps": n, "reached": bool}`. A test waits on this
+/// for a page to leave (its stream closes) or for an overlap, instead of
+/// polling.
+async fn wait(
+    State(sim): State<Simulator>,
+    Path(id): Path<String>,
+    AppQuery(w): AppQuery<Wait>,
+) -> Result<Json<Value>, ApiError> {
+    let ms = w.timeout_ms.unwrap_or(30_000).min(MAX_WAIT_MS);
+    let limit = std::time::Duration::from_millis(ms);
+    let now = sim
+        .wait_pages(&id, w.streams, w.overlaps, limit)
+        .await
+        .ok_or_else(|| ApiError::NotFound(format!("no device {id}")))?;
+    Ok(Json(json!({
+        "streams": now.streams,
+        "overlaps": now.overlaps,
+        "reached": now.satisfies(w.streams, w.overlaps),
+    })))
 }
 
 #[derive(Deserialize)]
@@ -754,4 +823,153 @@ async fn ack(
         d.push(json!({"type": "ack", "message_id": a.message_id, "ack": a.ack}));
         Ok(ok())
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::body::Body;
+    use axum::http::Request;
+    use http_body_util::BodyExt;
+    use std::time::Duration;
+    use tower::ServiceExt;
+
+    async fn call(app: &Router, method: &str, path: &str, body: Option<Value>) -> (u16, Value) {
+        let req = Request::builder()
+            .method(method)
+            .uri(path)
+            .header(header::CONTENT_TYPE, "application/json")
+            .body(body.map_or_else(Body::empty, |b| Body::from(b.to_string())))
+            .expect("request");
+        let res = app.clone().oneshot(req).await.expect("response");
+        let status = res.status().as_u16();
+        let bytes = res.into_body().collect().await.expect("body").to_bytes();
+        (
+            status,
+            serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+        )
+    }
+
+    async fn beat(app: &Router, device: &str, page: &str) -> u64 {
+        let path = format!("/sim/api/devices/{device}/heartbeat");
+        let (status, body) = call(app, "POST", &path, Some(json!({ "page": page }))).await;
+        assert_eq!(status, 200, "{body}");
+        body["overlaps"].as_u64().expect("overlaps")
+    }
+
+    #[tokio::test]
+    async fn two_pages_of_one_device_heard_at_once_show_on_the_control_api() {
+        let app = router(Simulator::new(Duration::from_secs(20)));
+        for device in ["dev-a", "dev-b"] {
+            let hello = json!({"device_id": device, "paired_phone": "5491100000001"});
+            assert_eq!(
+                call(&app, "POST", "/sim/api/hello", Some(hello)).await.0,
+                200
+            );
+        }
+        // dev-a reloads: its old page stops before the new one starts.
+        assert_eq!(beat(&app, "dev-a", "old").await, 0);
+        assert_eq!(beat(&app, "dev-a", "new").await, 0);
+        assert_eq!(beat(&app, "dev-a", "new").await, 0);
+        // dev-b has two pages beating side by side.
+        assert_eq!(beat(&app, "dev-b", "one").await, 0);
+        assert_eq!(beat(&app, "dev-b", "two").await, 0);
+        assert_eq!(beat(&app, "dev-b", "one").await, 1);
+        assert_eq!(beat(&app, "dev-b", "two").await, 1, "counted once");
+
+        let path = "/sim/devices/dev-b/wait?overlaps=1&timeout_ms=50";
+        let (_, waited) = call(&app, "GET", path, None).await;
+        assert_eq!(waited["reached"], true, "{waited}");
+        let path = "/sim/devices/dev-a/wait?overlaps=1&timeout_ms=50";
+        let (_, waited) = call(&app, "GET", path, None).await;
+        assert_eq!(waited["reached"], false, "{waited}");
+        let (status, all) = call(&app, "GET", "/sim/overlaps", None).await;
+        assert_eq!(status, 200);
+        assert_eq!(all, json!({"total": 1, "devices": {"dev-b": 1}}));
+        let (_, devices) = call(&app, "GET", "/sim/devices", None).await;
+        let overlaps: Vec<(String, u64)> = devices
+            .as_array()
+            .expect("devices")
+            .iter()
+            .map(|d| {
+                (
+                    d["id"].as_str().expect("id").to_owned(),
+                    d["overlaps"].as_u64().expect("n"),
+                )
+            })
+            .collect();
+        assert_eq!(overlaps, [("dev-a".into(), 0), ("dev-b".into(), 1)]);
+
+        let unknown = call(
+            &app,
+            "POST",
+            "/sim/api/devices/nope/heartbeat",
+            Some(json!({"page": "p"})),
+        )
+        .await;
+        assert_eq!(unknown.0, 404);
+        let bad = call(
+            &app,
+            "POST",
+            "/sim/api/devices/dev-a/heartbeat",
+            Some(json!({"page": "a b"})),
+        )
+        .await;
+        assert_eq!(bad.0, 400);
+    }
+
+    #[tokio::test]
+    async fn a_wait_for_streams_returns_when_the_page_stream_closes() {
+        let app = router(Simulator::new(Duration::from_secs(20)));
+        let hello = json!({"device_id": "dev", "paired_phone": null});
+        assert_eq!(
+            call(&app, "POST", "/sim/api/hello", Some(hello)).await.0,
+            200
+        );
+        let (_, none) = call(
+            &app,
+            "GET",
+            "/sim/devices/dev/wait?streams=1&timeout_ms=50",
+            None,
+        )
+        .await;
+        assert_eq!(none, json!({"streams": 0, "overlaps": 0, "reached": false}));
+
+        let req = Request::get("/sim/api/devices/dev/events")
+            .body(Body::empty())
+            .expect("request");
+        let stream = app.clone().oneshot(req).await.expect("response");
+        assert_eq!(stream.status(), 200);
+        let (_, open) = call(
+            &app,
+            "GET",
+            "/sim/devices/dev/wait?streams=1&timeout_ms=50",
+            None,
+        )
+        .await;
+        assert_eq!(open, json!({"streams": 1, "overlaps": 0, "reached": true}));
+
+        // The page leaves: its response body is dropped.
+        let waiting = tokio::spawn({
+            let app = app.clone();
+            async move {
+                call(
+                    &app,
+                    "GET",
+                    "/sim/devices/dev/wait?streams=0&timeout_ms=20000",
+                    None,
+                )
+                .await
+            }
+        });
+        drop(stream);
+        let (status, closed) = waiting.await.expect("no panic");
+        assert_eq!(status, 200);
+        assert_eq!(
+            closed,
+            json!({"streams": 0, "overlaps": 0, "reached": true})
+        );
+        let unknown = call(&app, "GET", "/sim/devices/nope/wait?streams=0", None).await;
+        assert_eq!(unknown.0, 404);
+    }
 }
