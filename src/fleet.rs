@@ -40,6 +40,22 @@ use std::sync::{Arc, Mutex};
 /// Web profile is kilobytes to a few megabytes).
 const SNAPSHOT_LIMIT: u64 = 64 * 1024 * 1024;
 
+/// The page's dead-man switch (`engine.deadman`) a node runs with. Set,
+/// it is what the config says. Unset in a fleet, it is the lease less the
+/// membership loop's margin and one renewal period (at least 2 s): a frozen
+/// node's pages leave WhatsApp before its lease can end and another node
+/// starts the same pairing. Unset on a single node: off.
+pub fn deadman(config: &Config) -> std::time::Duration {
+    let set = config.engine.deadman;
+    if !set.is_zero() || !config.fleet.enabled() {
+        return set;
+    }
+    let ttl = config.fleet.lease_ttl;
+    let member = MemberConfig::new(ttl);
+    ttl.saturating_sub(member.margin + member.period)
+        .max(std::time::Duration::from_secs(2))
+}
+
 /// Why a node could not join its fleet.
 #[derive(Debug, thiserror::Error)]
 pub enum FleetStartError {
@@ -376,5 +392,25 @@ async fn snapshot_durable_pairings(
             continue;
         };
         profiles.store(&lease, &durable.session).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[test]
+    fn a_fleet_node_runs_a_dead_man_switch_shorter_than_its_lease_unless_told() {
+        let mut c = Config::defaults();
+        assert_eq!(deadman(&c), Duration::ZERO, "off on a single node");
+        c.fleet.database_url = "postgres://db/fleet".into();
+        c.fleet.lease_ttl = Duration::from_secs(15);
+        // 15 s less the margin (3 s) and a round (5 s).
+        assert_eq!(deadman(&c), Duration::from_secs(7));
+        c.fleet.lease_ttl = Duration::from_secs(3);
+        assert_eq!(deadman(&c), Duration::from_secs(2), "never under 2 s");
+        c.engine.deadman = Duration::from_secs(9);
+        assert_eq!(deadman(&c), Duration::from_secs(9), "what the config says");
     }
 }

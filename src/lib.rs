@@ -120,7 +120,7 @@ pub fn webjs_engine(config: &Config) -> WebjsEngine {
         page_timeout: e.page_timeout,
         extra_args: e.extra_args.clone(),
         lean: e.lean_flags,
-        deadman: e.deadman,
+        deadman: fleet::deadman(config),
     })
 }
 
