@@ -1,9 +1,12 @@
 //! Fleet failover with real browsers (the rig: `tests/common/fleet.rs`):
 //! two `centinela serve` processes on one throwaway PostgreSQL and one
 //! `centinela sim`, real Chromium, real engine. The owner of a paired
-//! session is `kill -9`ed; the other node takes the tenant once its lease
-//! has run out, restores the profile snapshot the owner stored when the
-//! pairing became durable, and the session is READY again without a QR.
+//! session is `kill -9`ed (its pid alone: its browsers die with it), or
+//! frozen with SIGSTOP past its lease (its pages leave WhatsApp by the
+//! dead-man switch); the other node takes the tenant once the lease has run
+//! out, restores the profile snapshot the owner stored when the pairing
+//! became durable, and the session is READY again without a QR. The
+//! simulator never sees two pages of one pairing at once.
 
 mod common;
 
@@ -15,7 +18,8 @@ use std::time::Duration;
 async fn a_kill_9_of_the_owner_brings_the_session_back_ready_elsewhere_without_a_qr() {
     let _slot = browser_slot().await;
     let rig = Rig::start();
-    let f = rig.failover(0).await;
+    // The service's pid alone: its browsers must die with it.
+    let f = rig.failover(0, false).await;
     eprintln!(
         "failover: kill -9 → READY on the other node in {:?}",
         f.elapsed
@@ -26,4 +30,38 @@ async fn a_kill_9_of_the_owner_brings_the_session_back_ready_elsewhere_without_a
     assert_eq!(f.owner, ("b0".to_owned(), 2), "moved at the next epoch");
     // Within the lease, a claim period and a restore (generous on 2 cores).
     assert!(f.elapsed < Duration::from_secs(60), "{:?}", f.elapsed);
+    assert_eq!(
+        rig.overlaps().await["total"],
+        0,
+        "never two pages on one pairing"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_frozen_owner_is_taken_over_and_when_woken_lets_the_tenant_go_writing_nothing() {
+    let _slot = browser_slot().await;
+    let rig = Rig::start();
+    let f = rig.freeze(0).await;
+    eprintln!(
+        "failover: SIGSTOP → READY on the other node in {:?}",
+        f.failover.elapsed
+    );
+    assert!(
+        !f.failover.states.iter().any(|s| s == "QR"),
+        "no QR: {:?}",
+        f.failover.states
+    );
+    assert_eq!(f.failover.owner, ("b0".to_owned(), 2));
+    assert_eq!(f.on_a, 404, "the woken owner hosts the session no more");
+    assert_eq!(f.released["tenant"], "clinic0");
+    // Woken, the owner finds its lease's deadline long past (it lets the
+    // tenant go) and its page gone (the dead-man switch: a stop it would
+    // record, fenced): nothing of it reached the record.
+    assert_ne!(f.record["last_reason"], "engine_error", "{}", f.record);
+    assert_eq!(f.record["desired"], "running", "{}", f.record);
+    assert_eq!(
+        f.overlaps["total"], 0,
+        "never two pages on one pairing: {}",
+        f.overlaps
+    );
 }

@@ -3,8 +3,9 @@
 //! process (WhatsApp: it does not die with a node); each run starts two
 //! `serve` processes (`a{run}`, `b{run}`), pairs a session on the first
 //! through the simulator, waits until the owner stored its profile, kills
-//! the owner's process group (`kill -9`, as a container kill) and waits
-//! for the session to be READY on the other node.
+//! the owner (`kill -9` of its pid or its process group) or freezes it
+//! (SIGSTOP, then SIGCONT) and waits for the session to be READY on the
+//! other node.
 
 #[path = "../../fleet/tests/common/mod.rs"]
 pub mod pg;
@@ -95,8 +96,8 @@ impl Rig {
         (child, Api::new(&format!("http://{listen}")), lines)
     }
 
-    /// One failover, run `run` (its nodes and tenant are its own).
-    pub async fn failover(&self, run: usize) -> Failover {
+    /// Two nodes and a session paired on the first, its profile stored.
+    async fn paired(&self, run: usize) -> Pair {
         let tenant = format!("clinic{run}");
         let phone = format!("54911223300{run:02}");
         let (a, api_a, log_a) = self.node(&format!("a{run}"));
@@ -105,7 +106,7 @@ impl Rig {
         let admin_b = admin_with_tenant(&api_b, &tenant).await;
         let session = api_a.create_session(&admin_a, Some(&tenant), "desk").await;
         let mut ws_a = Ws::connect(&api_a.base, &format!("token={admin_a}")).await;
-        let mut ws_b = Ws::connect(&api_b.base, &format!("token={admin_b}")).await;
+        let ws_b = Ws::connect(&api_b.base, &format!("token={admin_b}")).await;
         api_a.session_action(&admin_a, &session, "connect").await;
         let qr = ws_a.until_state(&session, "QR").await;
         let r = self
@@ -119,65 +120,223 @@ impl Rig {
             .await;
         assert_eq!(r.status, 200, "{}", r.text);
         ws_a.until_state(&session, "READY").await;
-        // The owner stores the profile once the page says the pairing is durable.
-        // (A new node may adopt earlier runs' tenants too: this session's.)
+        // The owner stores the profile once the page says the pairing is
+        // durable. (A new node may adopt earlier runs' tenants too: this
+        // session's.)
         until_logged(
             &log_a,
             "profile stored in the fleet",
             |f| f["session"] == session.as_str(),
             super::WAIT,
         );
+        Pair {
+            tenant,
+            session,
+            a,
+            api_a,
+            admin_a,
+            log_a,
+            b,
+            api_b,
+            admin_b,
+            ws_b,
+        }
+    }
 
-        let mut a = a;
-        let killed = std::process::Command::new("kill")
-            .args(["-KILL", "--", &format!("-{}", a.id())])
-            .status()
-            .expect("kill");
-        assert!(killed.success());
+    /// One failover, run `run` (its nodes and tenant are its own): the
+    /// owner is killed with `kill -9` — its process group (a container's
+    /// kill) when `group`, else the service's pid alone (its browsers must
+    /// die with it).
+    pub async fn failover(&self, run: usize, group: bool) -> Failover {
+        let mut p = self.paired(run).await;
+        let target = if group {
+            format!("-{}", p.a.id())
+        } else {
+            p.a.id().to_string()
+        };
+        signal(&target, "-KILL");
         let at = Instant::now();
-        let _ = a.wait();
+        let _ = p.a.wait();
+        let states = p.until_ready_on_b().await;
+        let elapsed = at.elapsed();
+        let f = p.outcome(&self.pg, elapsed, states).await;
+        p.finish();
+        f
+    }
 
+    /// The owner is frozen (SIGSTOP) past its lease: the other node takes
+    /// the session over; then the owner is woken (SIGCONT) and must let the
+    /// tenant go (its log says so) without writing anything about it.
+    pub async fn freeze(&self, run: usize) -> Frozen {
+        let mut p = self.paired(run).await;
+        let pid = p.a.id().to_string();
+        signal(&pid, "-STOP");
+        let at = Instant::now();
+        let states = p.until_ready_on_b().await;
+        let elapsed = at.elapsed();
+        signal(&pid, "-CONT");
+        let released = until_logged(
+            &p.log_a,
+            "tenant released",
+            |f| f["tenant"] == p.tenant.as_str(),
+            super::WAIT,
+        );
+        let on_a = p
+            .api_a
+            .call(
+                "GET",
+                &format!("/api/v1/sessions/{}", p.session),
+                Cred::Token(&p.admin_a),
+                None,
+            )
+            .await
+            .status;
+        let record = session_record(&self.pg, &p.session).await;
+        let overlaps = self
+            .sim_api
+            .call("GET", "/sim/overlaps", Cred::None, None)
+            .await;
+        let failover = p.outcome(&self.pg, elapsed, states).await;
+        let _ = p.a.kill();
+        let _ = p.a.wait();
+        p.finish();
+        Frozen {
+            failover,
+            released: released["fields"].clone(),
+            on_a,
+            record,
+            overlaps: overlaps.body,
+        }
+    }
+
+    /// The simulator's count of two pages of one device alive at once.
+    pub async fn overlaps(&self) -> Value {
+        self.sim_api
+            .call("GET", "/sim/overlaps", Cred::None, None)
+            .await
+            .body
+    }
+}
+
+/// A frozen owner's failover and what the owner did when it woke.
+#[derive(Debug)]
+pub struct Frozen {
+    pub failover: Failover,
+    /// The woken owner's log line letting the tenant go.
+    pub released: Value,
+    /// `GET` of the session on the woken owner afterwards.
+    pub on_a: u16,
+    /// The session's record in the fleet afterwards.
+    pub record: Value,
+    /// `GET /sim/overlaps` afterwards.
+    pub overlaps: Value,
+}
+
+/// One run's two nodes and its paired session.
+struct Pair {
+    tenant: String,
+    session: String,
+    a: std::process::Child,
+    api_a: Api,
+    admin_a: String,
+    log_a: std::sync::mpsc::Receiver<String>,
+    b: std::process::Child,
+    api_b: Api,
+    admin_b: String,
+    ws_b: Ws,
+}
+
+impl Pair {
+    /// The session's states on node b until READY.
+    async fn until_ready_on_b(&mut self) -> Vec<String> {
         let mut states = Vec::new();
         loop {
-            let t = ws_b
-                .next(|v| v["type"] == "transition" && v["session_id"] == session.as_str())
+            let session = self.session.as_str();
+            let t = self
+                .ws_b
+                .next(|v| v["type"] == "transition" && v["session_id"] == session)
                 .await;
             let state = t["to"]["state"].as_str().unwrap_or_default().to_owned();
             states.push(state.clone());
             if state == "READY" {
-                break;
+                return states;
             }
         }
-        let elapsed = at.elapsed();
-        let view = api_b
+    }
+
+    async fn outcome(&self, pg: &PgCluster, elapsed: Duration, states: Vec<String>) -> Failover {
+        let view = self
+            .api_b
             .call(
                 "GET",
-                &format!("/api/v1/sessions/{session}"),
-                Cred::Token(&admin_b),
+                &format!("/api/v1/sessions/{}", self.session),
+                Cred::Token(&self.admin_b),
                 None,
             )
             .await;
         assert_eq!(view.status, 200, "{}", view.text);
-        let owner = owner_of(&self.pg, &tenant).await;
-        // Deleted before the node leaves: no earlier run's session is
-        // handed to the next run's nodes.
-        let r = api_b
-            .call(
-                "DELETE",
-                &format!("/api/v1/sessions/{session}"),
-                Cred::Token(&admin_b),
-                None,
-            )
-            .await;
-        assert!(r.status == 200 || r.status == 204, "{}", r.text);
-        terminate(b);
         Failover {
             elapsed,
             states,
             view: view.body,
-            owner,
+            owner: owner_of(pg, &self.tenant).await,
         }
     }
+
+    /// Deletes the session before its last node leaves, so no run's
+    /// session is handed to the next run's nodes.
+    fn finish(self) {
+        let (api, admin, session) = (
+            self.api_b.clone(),
+            self.admin_b.clone(),
+            self.session.clone(),
+        );
+        let deleted = std::thread::spawn(move || {
+            tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("runtime")
+                .block_on(async move {
+                    api.call(
+                        "DELETE",
+                        &format!("/api/v1/sessions/{session}"),
+                        Cred::Token(&admin),
+                        None,
+                    )
+                    .await
+                })
+        })
+        .join()
+        .expect("delete");
+        assert!(
+            deleted.status == 200 || deleted.status == 204,
+            "{}",
+            deleted.text
+        );
+        terminate(self.b);
+    }
+}
+
+fn signal(target: &str, sig: &str) {
+    // `--` before the pid: a negative one is a process group, not an option.
+    let sent = std::process::Command::new("kill")
+        .args([sig, "--", target])
+        .status()
+        .expect("kill");
+    assert!(sent.success(), "kill {sig} {target}");
+}
+
+/// A session's record as the fleet's database holds it.
+pub async fn session_record(pg: &PgCluster, session: &str) -> Value {
+    let fleet = centinela_fleet::Fleet::connect(&pg.url(), 1)
+        .await
+        .expect("connect");
+    let text: String = sqlx::query_scalar("SELECT record::text FROM sessions WHERE id = $1")
+        .bind(session)
+        .fetch_one(fleet.pool())
+        .await
+        .expect("record");
+    serde_json::from_str(&text).expect("json")
 }
 
 async fn admin_with_tenant(api: &Api, tenant: &str) -> String {
