@@ -381,3 +381,60 @@ async fn a_single_node_says_it_is_not_in_a_fleet_and_only_to_an_admin() {
     assert_eq!(r.status, 401, "{}", r.text);
     srv.server.shutdown().await.expect("shutdown");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_ban_block_follows_the_tenant_to_its_next_owner() {
+    let pg = PgCluster::start();
+    let engine = ScriptedEngine::new();
+    let mut a = node(&pg, "node-a", &engine, |_| {}).await;
+    let mut b = node(&pg, "node-b", &engine, |_| {}).await;
+    for n in [&a, &b] {
+        n.tenant("clinic").await;
+    }
+    let banned = a.paired_session("clinic").await;
+    a.ws.until_state(&banned, "READY").await;
+    let running = a.paired_session("clinic").await;
+    a.ws.until_state(&running, "READY").await;
+    // WhatsApp bans one number of the tenant while node-a hosts it.
+    assert!(engine.emit(
+        &sid(&banned),
+        centinela_actors::engine::EngineEvent::Disconnected {
+            reason: centinela_actors::session::DisconnectReason::Banned,
+            detail: "TOS_BLOCK".into(),
+        }
+    ));
+    a.ws.until_state(&banned, "DISCONNECTED").await;
+    let r = a.srv.api.session_action(&a.admin, &banned, "connect").await;
+    assert_eq!(r.status, 429, "{}", r.text);
+    assert_eq!(r.body["error"]["code"], "error_515_block");
+
+    // node-a leaves. node-b takes the tenant and tries to restore the
+    // session that was still running: the tenant's block refuses it there.
+    let starts = engine.starts(&sid(&running));
+    a.srv.server.shutdown().await.expect("node-a drains");
+    let running_id = running.clone();
+    let denied =
+        b.ws.next(move |v| {
+            v["type"] == "admission"
+                && v["session_id"] == running_id.as_str()
+                && v["decision"] == "denied"
+        })
+        .await;
+    assert_eq!(denied["kind"], "restore");
+    assert_eq!(denied["reason"], "error_515_block", "{denied}");
+    assert_eq!(owner(&pg, "clinic").await, Some(("node-b".to_owned(), 2)));
+    let r = b.srv.api.session_action(&b.admin, &banned, "connect").await;
+    assert_eq!(
+        r.status, 429,
+        "the block holds on the new owner: {}",
+        r.text
+    );
+    assert_eq!(r.body["error"]["code"], "error_515_block");
+    assert_eq!(
+        engine.starts(&sid(&running)),
+        starts,
+        "not started on node-b"
+    );
+    assert_eq!(engine.overlaps(), Vec::<SessionId>::new());
+    b.srv.server.shutdown().await.expect("shutdown");
+}
