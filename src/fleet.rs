@@ -183,6 +183,7 @@ impl Joining {
             snapshots: Snapshots::new(&self.fleet),
             leases: self.leases.clone(),
             sealing,
+            known: Arc::default(),
         };
         let host = Arc::new(Host {
             supervisor: supervisor.clone(),
@@ -198,9 +199,10 @@ impl Joining {
             host.clone(),
         )
         .spawn();
-        let snapshots = tokio::spawn(snapshot_durable_pairings(
+        let snapshots = tokio::spawn(snapshot_profiles(
             bus.subscribe(),
             self.owned,
+            self.sessions.clone(),
             profiles,
         ));
         let supervisor = supervisor.with_claim(Arc::new(member.claimer()));
@@ -217,6 +219,11 @@ impl Joined {
     }
 }
 
+/// How often a hosted session's profile is stored again if it changed
+/// (WhatsApp Web's storage moves on while READY: a new owner must not start
+/// from a pairing hours old).
+const SNAPSHOT_EVERY: std::time::Duration = std::time::Duration::from_secs(300);
+
 /// Where profiles are, and how they are stored.
 #[derive(Clone)]
 struct Profiles {
@@ -224,6 +231,11 @@ struct Profiles {
     snapshots: Snapshots,
     leases: Leases,
     sealing: Arc<SecretBox>,
+    /// Per session, the SHA-256 of the snapshot this node last stored or
+    /// restored: what its own profile is, or grew from. A snapshot with
+    /// that hash is not stored again, and not restored over the profile
+    /// (which may have moved on since).
+    known: Arc<Mutex<HashMap<SessionId, [u8; 32]>>>,
 }
 
 impl Profiles {
@@ -242,6 +254,9 @@ impl Profiles {
             }
             Err(e) => return tracing::warn!(session = %session, error = %e, "profile not packed"),
         };
+        if self.known(session) == Some(packed.sha256) {
+            return; // what the fleet has already
+        }
         let sealed =
             centinela_fleet::snapshot::seal(&self.sealing, &lease.tenant, session, &packed);
         let size = u64::try_from(sealed.len()).unwrap_or(u64::MAX);
@@ -251,6 +266,7 @@ impl Profiles {
             .await
         {
             Ok(()) => {
+                self.remember(session, packed.sha256);
                 tracing::info!(tenant = %lease.tenant, session = %session, files = packed.files, bytes = size, "profile stored in the fleet")
             }
             Err(e) => {
@@ -269,6 +285,11 @@ impl Profiles {
                 return tracing::warn!(session = %session, error = %e, "profile snapshot unreadable")
             }
         };
+        if self.known(session) == Some(snapshot.sha256) {
+            // This node's own profile is that snapshot, or newer.
+            return;
+        }
+        let sha = snapshot.sha256;
         let plain = match snapshot.open(&self.sealing, session) {
             Ok(p) => p,
             Err(e) => {
@@ -283,11 +304,24 @@ impl Profiles {
         .await;
         match restored {
             Ok(Ok(files)) => {
+                self.remember(session, sha);
                 tracing::info!(session = %session, files, epoch = %snapshot.epoch, "profile restored from the fleet")
             }
             Ok(Err(e)) => tracing::warn!(session = %session, error = %e, "profile not restored"),
             Err(e) => tracing::warn!(session = %session, error = %e, "profile not restored"),
         }
+    }
+}
+
+impl Profiles {
+    fn known(&self, session: &SessionId) -> Option<[u8; 32]> {
+        let known = self.known.lock().unwrap_or_else(|e| e.into_inner());
+        known.get(session).copied()
+    }
+
+    fn remember(&self, session: &SessionId, sha: [u8; 32]) {
+        let mut known = self.known.lock().unwrap_or_else(|e| e.into_inner());
+        known.insert(session.clone(), sha);
     }
 }
 
@@ -369,36 +403,131 @@ impl TenantHost for Host {
 }
 
 /// Stores a session's profile each time its pairing becomes durable (the
-/// page wrote it with strict durability), while this node holds the tenant.
-async fn snapshot_durable_pairings(
+/// page wrote it with strict durability), and every [`SNAPSHOT_EVERY`] each
+/// hosted session's profile if it changed, while this node holds the tenant.
+async fn snapshot_profiles(
     mut events: tokio::sync::broadcast::Receiver<BusEvent>,
     owned: Owned,
+    sessions: FleetSessions,
     profiles: Profiles,
 ) {
     use tokio::sync::broadcast::error::RecvError;
+    let mut every = tokio::time::interval(SNAPSHOT_EVERY);
+    every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    every.tick().await; // the first tick is now: nothing to store yet
     loop {
-        let event = match events.recv().await {
-            Ok(e) => e,
-            Err(RecvError::Lagged(n)) => {
-                tracing::warn!(missed = n, "profile snapshots lagged behind the bus");
-                continue;
+        tokio::select! {
+            event = events.recv() => match event {
+                Ok(BusEvent::PairingDurable(durable)) => {
+                    if let Some(lease) = owned.get(&durable.tenant) {
+                        profiles.store(&lease, &durable.session).await;
+                    }
+                }
+                Ok(_) => {}
+                Err(RecvError::Lagged(n)) => {
+                    tracing::warn!(missed = n, "profile snapshots lagged behind the bus");
+                }
+                Err(RecvError::Closed) => return,
+            },
+            _ = every.tick() => {
+                for lease in owned.leases() {
+                    let Ok(records) = sessions.tenant_records(&lease.tenant).await else {
+                        continue;
+                    };
+                    for session in browser_sessions(&records) {
+                        profiles.store(&lease, session).await;
+                    }
+                }
             }
-            Err(RecvError::Closed) => return,
-        };
-        let BusEvent::PairingDurable(durable) = event else {
-            continue;
-        };
-        let Some(lease) = owned.get(&durable.tenant) else {
-            continue;
-        };
-        profiles.store(&lease, &durable.session).await;
+        }
     }
 }
+
+/// The fleet crate's throwaway PostgreSQL, for the tests below.
+#[cfg(test)]
+#[path = "../fleet/tests/common/mod.rs"]
+mod test_pg;
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use std::time::Duration;
+
+    /// The row's version (`xmin` changes with every write).
+    async fn version(fleet: &Fleet, session: &SessionId) -> String {
+        sqlx::query_scalar("SELECT xmin::text FROM profile_snapshots WHERE session = $1")
+            .bind(session.as_str())
+            .fetch_one(fleet.pool())
+            .await
+            .expect("row")
+    }
+
+    fn write(dir: &std::path::Path, text: &str) {
+        let db = dir.join("Default/IndexedDB/http_127.0.0.1_1.indexeddb.leveldb");
+        std::fs::create_dir_all(&db).expect("mkdir");
+        std::fs::write(db.join("000003.log"), text).expect("write");
+    }
+
+    fn read(dir: &std::path::Path) -> String {
+        let db = dir.join("Default/IndexedDB/http_127.0.0.1_1.indexeddb.leveldb");
+        std::fs::read_to_string(db.join("000003.log")).expect("read")
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_profile_is_stored_when_it_changed_and_never_restored_over_its_own_newer_self() {
+        let pg = super::test_pg::PgCluster::start();
+        let fleet = Fleet::connect(&pg.url(), 2).await.expect("connect");
+        let id = NodeId::new("node-a").expect("id");
+        let spec = NodeSpec {
+            id: id.clone(),
+            advertise_url: "http://node-a.invalid".into(),
+            egress: "node-a".into(),
+            capacity: 10,
+        };
+        fleet.register(&spec).await.expect("register");
+        let leases = Leases::new(&fleet, id, Duration::from_secs(60));
+        let tenant = TenantId::new("clinic").expect("id");
+        let lease = leases.claim(&tenant).await.expect("claim").expect("won");
+        let dir = tempfile::tempdir().expect("tempdir");
+        let profiles = Profiles {
+            dir: dir.path().to_path_buf(),
+            snapshots: Snapshots::new(&fleet),
+            leases: leases.clone(),
+            sealing: Arc::new(SecretBox::new([7; 32])),
+            known: Arc::default(),
+        };
+        let session = SessionId::new("s1").expect("id");
+        let profile = dir.path().join("s1");
+
+        write(&profile, "one");
+        profiles.store(&lease, &session).await;
+        let first = version(&fleet, &session).await;
+        profiles.store(&lease, &session).await;
+        assert_eq!(
+            version(&fleet, &session).await,
+            first,
+            "unchanged: not written again"
+        );
+        write(&profile, "two");
+        profiles.store(&lease, &session).await;
+        assert_ne!(version(&fleet, &session).await, first, "changed: stored");
+
+        // The profile moves on and the node re-adopts the tenant before it
+        // stored it (the database was away): its own snapshot is older than
+        // the profile, so it is not restored over it.
+        write(&profile, "three");
+        profiles.restore(&session).await;
+        assert_eq!(read(&profile), "three");
+
+        // A node that does not know the snapshot (another one, or this one
+        // restarted) starts from it.
+        let fresh = Profiles {
+            known: Arc::default(),
+            ..profiles.clone()
+        };
+        fresh.restore(&session).await;
+        assert_eq!(read(&profile), "two");
+    }
 
     #[test]
     fn a_fleet_node_runs_a_dead_man_switch_shorter_than_its_lease_unless_told() {
