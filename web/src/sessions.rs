@@ -22,6 +22,7 @@ use centinela_actors::messaging::risk::{BudgetStatus, RiskLevel};
 use centinela_actors::secret::Secret;
 use centinela_actors::session::SessionState;
 use centinela_actors::supervisor::recovery::RecoveryStatus;
+use centinela_actors::supervisor::SupervisorError;
 use centinela_actors::supervisor::{
     AdmissionStatus, ConnectOutcome, NewSession, SessionChange, SessionDetail,
 };
@@ -340,7 +341,14 @@ pub async fn visible(
     caller: &Caller,
     raw: &str,
 ) -> Result<SessionDetail, ApiError> {
-    let detail = state.supervisor.describe(session_id(raw)?).await?;
+    let detail = match state.supervisor.describe(session_id(raw)?).await {
+        // Fleet: hosted by another node. Said only to whoever may see it.
+        Err(SupervisorError::NotOwner(tenant)) => {
+            caller.check_tenant(&tenant)?;
+            return Err(SupervisorError::NotOwner(tenant).into());
+        }
+        other => other?,
+    };
     caller.check_tenant(&detail.view.tenant)?;
     Ok(detail)
 }

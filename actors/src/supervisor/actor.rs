@@ -143,7 +143,7 @@ impl Actor for SupervisorActor {
             SupervisorMsg::Describe { id, reply } => {
                 let out = match st.sessions.get(&id) {
                     Some(e) => Ok(st.detail(e)),
-                    None => Err(SupervisorError::NotFound(id)),
+                    None => Err(st.missing(id)),
                 };
                 let _ = reply.send(out);
             }

@@ -105,6 +105,20 @@ impl SupervisorState {
         }
     }
 
+    /// Why a session is not in the registry: it does not exist, or (in a
+    /// fleet) its tenant is hosted by another node — the shared records
+    /// know it — which is `NotOwner`, not a 404.
+    pub(super) fn missing(&self, id: SessionId) -> SupervisorError {
+        if self.fleet.is_none() {
+            return SupervisorError::NotFound(id);
+        }
+        match self.repo.get_session(&id) {
+            Ok(Some(record)) => SupervisorError::NotOwner(record.tenant),
+            Ok(None) => SupervisorError::NotFound(id),
+            Err(e) => SupervisorError::Store(e),
+        }
+    }
+
     /// Whether this node hosts `tenant`'s sessions: always on a single
     /// node; in a fleet, while it holds the tenant.
     pub(super) fn hosts(&self, tenant: &TenantId) -> bool {
