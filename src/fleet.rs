@@ -15,8 +15,18 @@
 //!   `storage.secret_key` and stored, fenced; a new owner restores it
 //!   before the supervisor launches the browser.
 //!
-//! Not shared yet (each node keeps its own): accounts and API keys,
-//! messages and the outbox, webhooks, campaigns, OTPs, the audit log.
+//! - Accounts are the fleet's ([`NodeAccounts`]): tenants, users, API
+//!   keys, revoked tokens and the settings (the JWT secret, the OTP key),
+//!   so an account made through any node works on every node and a token
+//!   one node signed every node accepts; tenant records are mirrored into
+//!   the node's store when it creates or starts hosting a tenant, for the
+//!   node-local tables that check them. A tenant is deleted through the
+//!   node that hosts it (elsewhere 503 `tenant_moving`): its sessions stop
+//!   there, its accounts and profile snapshots go from the fleet, its rows
+//!   from that node's store.
+//!
+//! Not shared yet (each node keeps its own): messages and the outbox,
+//! webhooks, campaigns, OTPs, the audit log.
 //! Requests are not forwarded: a call for a tenant hosted elsewhere is a
 //! 404 (session) or 503 `tenant_moving` (create) on this node.
 
@@ -30,7 +40,8 @@ use centinela_actors::supervisor::shared::FleetSeam;
 use centinela_actors::supervisor::Supervisor;
 use centinela_fleet::{
     Fleet, FleetAdmission, FleetError, FleetSessions, Lease, Leases, Member, MemberConfig,
-    MemberHandle, NodeId, NodeSpec, Owned, PgSharedAdmission, Release, Snapshots, TenantHost,
+    MemberHandle, NodeAccounts, NodeId, NodeSpec, Owned, PgSharedAdmission, Release, Snapshots,
+    TenantHost,
 };
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -58,10 +69,12 @@ pub struct Joining {
     leases: Leases,
     pub seam: FleetSeam,
     pub sessions: FleetSessions,
+    /// The fleet's accounts, as this node uses them.
+    pub accounts: NodeAccounts,
 }
 
 /// Connects to the fleet's database (migrating it) and readies this node's
-/// admission and session records; nothing is claimed yet.
+/// admission, session records and accounts; nothing is claimed yet.
 pub async fn connect(config: &Config, store: &Store) -> Result<Joining, FleetStartError> {
     let f = &config.fleet;
     let fleet = Fleet::connect(&f.database_url, 8).await?;
@@ -85,6 +98,7 @@ pub async fn connect(config: &Config, store: &Store) -> Result<Joining, FleetSta
         egress,
     };
     let sessions = FleetSessions::new(&fleet, leases.clone(), owned.clone(), store.clone());
+    let accounts = NodeAccounts::new(&fleet, leases.clone(), owned.clone(), store.clone());
     tracing::info!(node = %spec.id, egress = %spec.egress, capacity = spec.capacity, "joining the fleet");
     Ok(Joining {
         fleet,
@@ -94,6 +108,7 @@ pub async fn connect(config: &Config, store: &Store) -> Result<Joining, FleetSta
         leases,
         seam,
         sessions,
+        accounts,
     })
 }
 
@@ -171,6 +186,7 @@ impl Joining {
         let host = Arc::new(Host {
             supervisor: supervisor.clone(),
             sessions: self.sessions.clone(),
+            accounts: self.accounts.clone(),
             profiles: profiles.clone(),
             held: Mutex::default(),
         });
@@ -279,6 +295,7 @@ impl Profiles {
 struct Host {
     supervisor: Supervisor,
     sessions: FleetSessions,
+    accounts: NodeAccounts,
     profiles: Profiles,
     /// The lease each hosted tenant came with (a drain stores its profiles
     /// under it after the tenant left `Owned`).
@@ -296,6 +313,11 @@ fn browser_sessions(records: &[SessionRecord]) -> impl Iterator<Item = &SessionI
 impl TenantHost for Host {
     async fn adopt(&self, lease: &Lease) {
         let tenant = &lease.tenant;
+        // The node-local tables (webhooks, auto-replies) accept the
+        // tenant's rows once its record is here.
+        if let Err(e) = self.accounts.mirror_tenant(tenant).await {
+            tracing::error!(tenant = %tenant, error = %e, "tenant's record not mirrored");
+        }
         if let Err(e) = self.sessions.mirror_tenant(tenant).await {
             tracing::error!(tenant = %tenant, error = %e, "tenant's records not mirrored");
         }

@@ -68,7 +68,11 @@ impl PgAccounts {
         Ok(())
     }
 
-    async fn select_tenants(&self, id: Option<&TenantId>) -> Result<Vec<TenantRecord>, FleetError> {
+    /// The tenant `id`, or every tenant, by id.
+    pub(crate) async fn select_tenants(
+        &self,
+        id: Option<&TenantId>,
+    ) -> Result<Vec<TenantRecord>, FleetError> {
         let rows: Vec<(String, String, i64)> = sqlx::query_as(
             "SELECT id, name, created_ms FROM tenants WHERE $1::text IS NULL OR id = $1 ORDER BY id",
         )

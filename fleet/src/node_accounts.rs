@@ -9,42 +9,107 @@
 //! through that node and when the node starts hosting it
 //! ([`NodeAccounts::mirror_tenant`]).
 //!
-//! What a purge does in fleet mode: the tenant, its users and its API keys
-//! go from PostgreSQL (so no node lets them in any more), then everything
-//! the tenant has in *this* node's store (its record, messages, inbox,
-//! webhooks, campaigns, audit entries, OTPs) goes in one redb transaction,
-//! as on a single node. Another node's store is not reached: rows the
-//! tenant left on a node it was hosted on before stay there until that
-//! node purges it.
+//! What a purge does in fleet mode. It runs only on the node that hosts
+//! the tenant (holds its lease), or on any node when no node ever hosted
+//! it (it has no sessions anywhere): elsewhere it is refused with
+//! [`StoreError::NotHeld`] (503 `tenant_moving`) before anything is
+//! removed, because the tenant's sessions, browsers and messages live on
+//! the node that hosts it and only that node's supervisor can stop them
+//! (`tenants::Tenants::delete` stops them first, then purges). Then: the
+//! tenant's profile snapshots go from PostgreSQL (fenced on the lease),
+//! the tenant, its users and its API keys go from PostgreSQL (so no node
+//! lets them in any more), and everything the tenant has in *this* node's
+//! store (its record, messages, inbox, webhooks, campaigns, audit entries,
+//! OTPs) goes in one redb transaction, as on a single node. The stores of
+//! nodes that hosted the tenant before are not reached: rows it left
+//! there stay until that node's data dir goes. The fleet's admission
+//! ledger is kept, as on a single node (`store/purge.rs`).
 
 use crate::accounts::PgAccounts;
+use crate::blocking::block_on;
+use crate::lease::{Epoch, Leases};
+use crate::owned::Owned;
+use crate::{Fleet, FleetError};
 use centinela_actors::clock::Timestamp;
 use centinela_actors::ids::{TenantId, UserId};
 use centinela_actors::store::{
     AccountError, AccountRepo, ApiKeyRecord, Store, StoreError, TenantPurged, TenantRecord,
     UserRecord,
 };
+use sqlx::postgres::PgPool;
 
-/// The fleet's accounts, tenant records mirrored into `local`.
-#[derive(Debug, Clone)]
+/// The fleet's accounts, tenant records mirrored into `local`; purges
+/// only of tenants this node may purge (the leases it holds, `owned`).
+#[derive(Clone)]
 pub struct NodeAccounts {
     fleet: PgAccounts,
+    pool: PgPool,
+    leases: Leases,
+    owned: Owned,
     local: Store,
 }
 
+impl std::fmt::Debug for NodeAccounts {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("NodeAccounts")
+            .field("node", self.leases.node())
+            .finish_non_exhaustive()
+    }
+}
+
 impl NodeAccounts {
-    pub fn new(fleet: PgAccounts, local: Store) -> Self {
-        Self { fleet, local }
+    pub fn new(fleet: &Fleet, leases: Leases, owned: Owned, local: Store) -> Self {
+        Self {
+            fleet: PgAccounts::new(fleet),
+            pool: fleet.pool().clone(),
+            leases,
+            owned,
+            local,
+        }
+    }
+
+    /// Readies `tenant`'s purge in the fleet: with its lease held here,
+    /// removes its profile snapshots (fenced) and answers how many; with
+    /// no lease here, answers 0 if no node ever hosted it, else
+    /// [`FleetError::Fenced`] (another node hosts it, or will).
+    async fn unhost(&self, tenant: &TenantId) -> Result<u64, FleetError> {
+        let Some(lease) = self.owned.get(tenant) else {
+            let known: bool =
+                sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM tenant_owners WHERE tenant = $1)")
+                    .bind(tenant.as_str())
+                    .fetch_one(&self.pool)
+                    .await?;
+            return match known {
+                true => Err(FleetError::Fenced {
+                    tenant: tenant.clone(),
+                    epoch: Epoch(-1),
+                }),
+                false => Ok(0),
+            };
+        };
+        let mut tx = self.pool.begin().await?;
+        self.leases.fence(&mut tx, &lease).await?;
+        let gone = sqlx::query("DELETE FROM profile_snapshots WHERE tenant = $1")
+            .bind(tenant.as_str())
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(gone.rows_affected())
     }
 
     /// Copies `tenant`'s record from the fleet into the node's store, when
-    /// the fleet has it and the store does not yet. Answers whether the
-    /// fleet has it.
-    pub fn mirror_tenant(&self, tenant: &TenantId) -> Result<bool, StoreError> {
-        let Some(record) = self.fleet.tenant(tenant)? else {
+    /// the fleet has it and the store does not yet (before the node hosts
+    /// the tenant). Answers whether the fleet has it. Async, unlike the
+    /// trait: the membership loop adopts several tenants at once.
+    pub async fn mirror_tenant(&self, tenant: &TenantId) -> Result<bool, FleetError> {
+        let Some(record) = self.fleet.select_tenants(Some(tenant)).await?.pop() else {
             return Ok(false);
         };
-        self.mirror(&record)?;
+        let node = self.clone();
+        tokio::task::spawn_blocking(move || node.mirror(&record))
+            .await
+            .map_err(|e| corrupt(&e.to_string()))?
+            .map_err(|e| corrupt(&e.to_string()))?;
         Ok(true)
     }
 
@@ -54,6 +119,13 @@ impl NodeAccounts {
             Err(AccountError::NotFound(why)) => Err(StoreError::Db(why)),
             Err(AccountError::Store(e)) => Err(e),
         }
+    }
+}
+
+fn corrupt(why: &str) -> FleetError {
+    FleetError::Corrupt {
+        table: "tenants",
+        why: why.to_owned(),
     }
 }
 
@@ -72,9 +144,15 @@ impl AccountRepo for NodeAccounts {
         self.fleet.tenants()
     }
 
-    /// The fleet's account rows first, then this node's rows of the tenant
-    /// (see the module's doc); the counts are both stores' together.
+    /// Refused unless this node may purge the tenant; then its profile
+    /// snapshots and account rows in the fleet, then this node's rows of
+    /// the tenant (see the module's doc). The counts are both stores'
+    /// together.
     fn purge_tenant(&self, id: &TenantId) -> Result<TenantPurged, StoreError> {
+        let snapshots = block_on(self.unhost(id))?;
+        if snapshots > 0 {
+            tracing::info!(purged_tenant = %id, snapshots, "tenant's profile snapshots removed from the fleet");
+        }
         let fleet = self.fleet.purge_tenant(id)?;
         let local = self.local.purge_tenant(id)?;
         Ok(TenantPurged {

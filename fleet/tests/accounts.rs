@@ -3,19 +3,23 @@
 //! same `AccountError` for a duplicate or a missing tenant, live API keys
 //! by hash until revoked — one setting value however many nodes race to
 //! set it, and a purge that leaves nothing of the tenant's accounts in the
-//! fleet and nothing of the tenant in the purging node's own store.
+//! fleet and nothing of the tenant in the purging node's own store — run
+//! only by the node that hosts the tenant, when one does.
 
 mod common;
 
 use centinela_actors::clock::Timestamp;
-use centinela_actors::ids::{TenantId, UserId};
+use centinela_actors::ids::{SessionId, TenantId, UserId};
 use centinela_actors::store::{
-    AccountError, AccountRepo, ApiKeyRecord, Role, Store, TenantRecord, UserRecord, WebhookRepo,
-    WebhookTarget,
+    AccountError, AccountRepo, ApiKeyRecord, Role, Store, StoreError, TenantRecord, UserRecord,
+    WebhookRepo, WebhookTarget,
 };
-use centinela_fleet::{Fleet, NodeAccounts, PgAccounts};
+use centinela_fleet::{
+    Fleet, Leases, NodeAccounts, NodeId, NodeSpec, Owned, PgAccounts, Snapshots,
+};
 use common::PgCluster;
 use std::sync::Arc;
+use std::time::Duration;
 
 async fn accounts(pg: &PgCluster) -> PgAccounts {
     let fleet = Fleet::connect(&pg.url(), 2).await.expect("connect");
@@ -281,32 +285,55 @@ async fn a_purge_removes_the_tenants_users_and_keys_from_the_fleet_and_nothing_e
     assert!(!b.purge_tenant(&tid("nobody")).expect("purge").existed);
 }
 
+/// A node of the fleet with its accounts, its leases and its own store.
+struct Node {
+    accounts: NodeAccounts,
+    leases: Leases,
+    owned: Owned,
+    local: Store,
+    _dir: tempfile::TempDir,
+}
+
+async fn node(pg: &PgCluster, name: &str) -> Node {
+    let fleet = Fleet::connect(&pg.url(), 2).await.expect("connect");
+    let id = NodeId::new(name).expect("id");
+    let spec = NodeSpec {
+        id: id.clone(),
+        advertise_url: format!("http://{name}.invalid"),
+        egress: name.into(),
+        capacity: 10,
+    };
+    fleet.register(&spec).await.expect("register");
+    let leases = Leases::new(&fleet, id, Duration::from_secs(60));
+    let owned = Owned::default();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let local = Store::open(dir.path()).expect("store");
+    Node {
+        accounts: NodeAccounts::new(&fleet, leases.clone(), owned.clone(), local.clone()),
+        leases,
+        owned,
+        local,
+        _dir: dir,
+    }
+}
+
 /// A node's accounts: the fleet's, with tenant records in the node's store
 /// for the node-local tables that check them; a purge clears both.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_node_mirrors_tenant_records_for_its_local_tables_and_its_purge_clears_both() {
     let pg = PgCluster::start();
-    let (dir_a, dir_b) = (
-        tempfile::tempdir().expect("dir"),
-        tempfile::tempdir().expect("dir"),
-    );
-    let (local_a, local_b) = (
-        Store::open(dir_a.path()).expect("store"),
-        Store::open(dir_b.path()).expect("store"),
-    );
-    let a = NodeAccounts::new(accounts(&pg).await, local_a.clone());
-    let b = NodeAccounts::new(accounts(&pg).await, local_b.clone());
-    a.create_tenant(&tenant("clinic")).expect("tenant");
+    let (a, b) = (node(&pg, "a").await, node(&pg, "b").await);
+    a.accounts.create_tenant(&tenant("clinic")).expect("tenant");
     assert!(matches!(
-        b.create_tenant(&tenant("clinic")),
+        b.accounts.create_tenant(&tenant("clinic")),
         Err(AccountError::Exists(_))
     ));
     assert_eq!(
-        local_a.tenant(&tid("clinic")).expect("read"),
+        a.local.tenant(&tid("clinic")).expect("read"),
         Some(tenant("clinic"))
     );
     assert_eq!(
-        b.tenant(&tid("clinic")).expect("read"),
+        b.accounts.tenant(&tid("clinic")).expect("read"),
         Some(tenant("clinic"))
     );
 
@@ -316,18 +343,76 @@ async fn a_node_mirrors_tenant_records_for_its_local_tables_and_its_purge_clears
         url: "https://hooks.example/clinic".into(),
         secret: "s".repeat(32),
     };
-    assert!(!local_b.set_target(&hook).expect("set"));
-    assert!(b.mirror_tenant(&tid("clinic")).expect("mirror"));
-    assert!(!b.mirror_tenant(&tid("nobody")).expect("mirror"));
-    assert_eq!(local_b.tenant(&tid("nobody")).expect("read"), None);
-    assert!(local_b.set_target(&hook).expect("set"));
-    b.create_user(&user("ana", Some("clinic"))).expect("user");
+    assert!(!b.local.set_target(&hook).expect("set"));
+    assert!(b
+        .accounts
+        .mirror_tenant(&tid("clinic"))
+        .await
+        .expect("mirror"));
+    assert!(!b
+        .accounts
+        .mirror_tenant(&tid("nobody"))
+        .await
+        .expect("mirror"));
+    assert_eq!(b.local.tenant(&tid("nobody")).expect("read"), None);
+    assert!(b.local.set_target(&hook).expect("set"));
+    b.accounts
+        .create_user(&user("ana", Some("clinic")))
+        .expect("user");
 
-    let purged = b.purge_tenant(&tid("clinic")).expect("purge");
+    // Never hosted by any node: any node purges it (here from the
+    // blocking pool, as tenant deletion calls it).
+    let accounts = b.accounts.clone();
+    let purged = tokio::task::spawn_blocking(move || accounts.purge_tenant(&tid("clinic")))
+        .await
+        .expect("purge task")
+        .expect("purge");
     assert!(purged.existed && purged.webhook);
     assert_eq!(purged.users, 1);
-    assert_eq!(a.tenant(&tid("clinic")).expect("read"), None);
-    assert_eq!(a.user_by_name("ana").expect("read"), None);
-    assert_eq!(local_b.tenant(&tid("clinic")).expect("read"), None);
-    assert_eq!(local_b.target(&tid("clinic")).expect("read"), None);
+    assert_eq!(a.accounts.tenant(&tid("clinic")).expect("read"), None);
+    assert_eq!(a.accounts.user_by_name("ana").expect("read"), None);
+    assert_eq!(b.local.tenant(&tid("clinic")).expect("read"), None);
+    assert_eq!(b.local.target(&tid("clinic")).expect("read"), None);
+}
+
+/// A hosted tenant's sessions live on the node that hosts it: only that
+/// node purges it, and its profile snapshots go with it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn only_the_node_hosting_a_tenant_purges_it_and_its_snapshots_go_too() {
+    let pg = PgCluster::start();
+    let (a, b) = (node(&pg, "a").await, node(&pg, "b").await);
+    a.accounts.create_tenant(&tenant("clinic")).expect("tenant");
+    a.accounts
+        .create_user(&user("ana", Some("clinic")))
+        .expect("user");
+    let lease = a
+        .leases
+        .claim(&tid("clinic"))
+        .await
+        .expect("claim")
+        .expect("won");
+    a.owned.insert(lease.clone());
+    let fleet = Fleet::connect(&pg.url(), 1).await.expect("connect");
+    let snapshots = Snapshots::new(&fleet);
+    let session = SessionId::new("s1").expect("id");
+    snapshots
+        .put(&a.leases, &lease, &session, b"sealed", &[7; 32], 6)
+        .await
+        .expect("snapshot");
+
+    assert!(matches!(
+        b.accounts.purge_tenant(&tid("clinic")),
+        Err(StoreError::NotHeld(t)) if t == "clinic"
+    ));
+    assert!(
+        b.accounts.user_by_name("ana").expect("read").is_some(),
+        "nothing was removed"
+    );
+    assert!(snapshots.get(&session).await.expect("read").is_some());
+
+    let purged = a.accounts.purge_tenant(&tid("clinic")).expect("purge");
+    assert!(purged.existed);
+    assert_eq!(purged.users, 1);
+    assert_eq!(b.accounts.user_by_name("ana").expect("read"), None);
+    assert!(snapshots.get(&session).await.expect("read").is_none());
 }
