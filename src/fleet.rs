@@ -14,7 +14,6 @@
 //!   cleanly), the profile's pairing storage is packed, sealed under
 //!   `storage.secret_key` and stored, fenced; a new owner restores it
 //!   before the supervisor launches the browser.
-//!
 //! - Accounts are the fleet's ([`NodeAccounts`]): tenants, users, API
 //!   keys, revoked tokens and the settings (the JWT secret, the OTP key),
 //!   so an account made through any node works on every node and a token
@@ -23,10 +22,16 @@
 //!   node-local tables that check them. A tenant is deleted through the
 //!   node that hosts it (elsewhere 503 `tenant_moving`): its sessions stop
 //!   there, its accounts and profile snapshots go from the fleet, its rows
-//!   from that node's store.
+//!   from that node's store. With the database down no credential can be checked (a revoked token
+//!   or key must not pass because its revocation cannot be read): every
+//!   authenticated request is 503 `fleet_unavailable` until it is back.
 //!
 //! Not shared yet (each node keeps its own): messages and the outbox,
-//! webhooks, campaigns, OTPs, the audit log.
+//! webhooks, campaigns, OTPs, the audit log; and the nudge that makes open
+//! WebSockets check their credential again: a WebSocket opened here with a
+//! token logged out (or a key revoked) through another node stays open
+//! until it closes or a credential change made through this node makes it
+//! check (new requests with that credential are refused at once).
 //! Requests are not forwarded: a call for a tenant hosted elsewhere is a
 //! 404 (session) or 503 `tenant_moving` (create) on this node.
 

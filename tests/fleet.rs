@@ -481,6 +481,7 @@ async fn a_tenant_user_and_api_key_made_through_one_node_work_on_every_node() {
     let r = b.call("DELETE", "/api/v1/tenants/clinic", None).await;
     assert!(r.status == 200 || r.status == 204, "{}", r.text);
     assert_eq!(b.status_of(&session).await, 404, "its session went with it");
+    assert_eq!(owner(&pg, "clinic").await, None, "and its lease");
     assert_eq!(me(&a, Cred::Token(&token_b)).await.0, 401);
 
     // A tenant no node hosted is deleted through any node: its user

@@ -18,9 +18,10 @@
 //! (`tenants::Tenants::delete` stops them first, then purges). Then: the
 //! tenant's profile snapshots go from PostgreSQL (fenced on the lease),
 //! the tenant, its users and its API keys go from PostgreSQL (so no node
-//! lets them in any more), and everything the tenant has in *this* node's
+//! lets them in any more), everything the tenant has in *this* node's
 //! store (its record, messages, inbox, webhooks, campaigns, audit entries,
-//! OTPs) goes in one redb transaction, as on a single node. The stores of
+//! OTPs) goes in one redb transaction, as on a single node, and last this
+//! node's ownership row, so no lease outlives the tenant. The stores of
 //! nodes that hosted the tenant before are not reached: rows it left
 //! there stay until that node's data dir goes. The fleet's admission
 //! ledger is kept, as on a single node (`store/purge.rs`).
@@ -66,6 +67,20 @@ impl NodeAccounts {
             owned,
             local,
         }
+    }
+
+    /// Ends this node's ownership of a purged tenant: its row in the
+    /// ownership table goes (only if this node holds it), so no node keeps
+    /// a lease, or a slot of its capacity, for a tenant that is gone, and a
+    /// drain does not hand it on as an orphan. The membership loop's next
+    /// renewal finds it missing and releases it (it has no sessions left).
+    async fn disown(&self, tenant: &TenantId) -> Result<(), FleetError> {
+        sqlx::query("DELETE FROM tenant_owners WHERE tenant = $1 AND owner = $2")
+            .bind(tenant.as_str())
+            .bind(self.leases.node().as_str())
+            .execute(&self.pool)
+            .await?;
+        Ok(())
     }
 
     /// Readies `tenant`'s purge in the fleet: with its lease held here,
@@ -155,6 +170,7 @@ impl AccountRepo for NodeAccounts {
         }
         let fleet = self.fleet.purge_tenant(id)?;
         let local = self.local.purge_tenant(id)?;
+        block_on(self.disown(id))?;
         Ok(TenantPurged {
             existed: fleet.existed || local.existed,
             users: fleet.users + local.users,

@@ -376,7 +376,7 @@ async fn a_node_mirrors_tenant_records_for_its_local_tables_and_its_purge_clears
 }
 
 /// A hosted tenant's sessions live on the node that hosts it: only that
-/// node purges it, and its profile snapshots go with it.
+/// node purges it, and its profile snapshots and its lease go with it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn only_the_node_hosting_a_tenant_purges_it_and_its_snapshots_go_too() {
     let pg = PgCluster::start();
@@ -415,4 +415,18 @@ async fn only_the_node_hosting_a_tenant_purges_it_and_its_snapshots_go_too() {
     assert_eq!(purged.users, 1);
     assert_eq!(b.accounts.user_by_name("ana").expect("read"), None);
     assert!(snapshots.get(&session).await.expect("read").is_none());
+    assert_eq!(
+        b.leases.owner_of(&tid("clinic")).await.expect("owner"),
+        None,
+        "no lease outlives the tenant"
+    );
+    // Re-created, it is a new tenant nobody hosted: any node purges it.
+    a.accounts.create_tenant(&tenant("clinic")).expect("again");
+    a.owned.remove(&tid("clinic"));
+    assert!(
+        b.accounts
+            .purge_tenant(&tid("clinic"))
+            .expect("purge")
+            .existed
+    );
 }
