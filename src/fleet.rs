@@ -26,12 +26,11 @@
 //!   or key must not pass because its revocation cannot be read): every
 //!   authenticated request is 503 `fleet_unavailable` until it is back.
 //!
+//!   A credential change through any node makes every node's open
+//!   WebSockets check theirs again ([`centinela_fleet::credentials`]).
+//!
 //! Not shared yet (each node keeps its own): messages and the outbox,
-//! webhooks, campaigns, OTPs, the audit log; and the nudge that makes open
-//! WebSockets check their credential again: a WebSocket opened here with a
-//! token logged out (or a key revoked) through another node stays open
-//! until it closes or a credential change made through this node makes it
-//! check (new requests with that credential are refused at once).
+//! webhooks, campaigns, OTPs, the audit log.
 //! Requests are not forwarded: a call for a tenant hosted elsewhere is a
 //! 404 (session) or 503 `tenant_moving` (create) on this node.
 
@@ -169,6 +168,9 @@ impl centinela_web::fleet::FleetStatus for Status {
 pub struct Joined {
     member: MemberHandle,
     snapshots: tokio::task::JoinHandle<()>,
+    fleet: Fleet,
+    /// The listener for other nodes' credential changes, once started.
+    credentials: Option<tokio::task::JoinHandle<()>>,
 }
 
 impl Joining {
@@ -195,6 +197,7 @@ impl Joining {
             profiles: profiles.clone(),
             held: Mutex::default(),
         });
+        let fleet = self.fleet.clone();
         let member = Member::new(
             self.fleet,
             self.spec,
@@ -209,7 +212,13 @@ impl Joining {
             profiles,
         ));
         let supervisor = supervisor.with_claim(Arc::new(member.claimer()));
-        (Joined { member, snapshots }, supervisor)
+        let joined = Joined {
+            member,
+            snapshots,
+            fleet,
+            credentials: None,
+        };
+        (joined, supervisor)
     }
 }
 
@@ -219,6 +228,20 @@ impl Joined {
     pub async fn drain(self) {
         self.member.drain().await;
         self.snapshots.abort();
+        if let Some(listener) = self.credentials {
+            listener.abort();
+        }
+    }
+
+    /// Makes this node's open WebSockets check their credential whenever a
+    /// node of the fleet announces a credential change
+    /// ([`centinela_fleet::credentials`]).
+    pub fn follow_credentials(&mut self, auth: Arc<centinela_web::auth::Auth>) {
+        let listener =
+            centinela_fleet::credentials::follow(&self.fleet, move || auth.credentials_changed());
+        if let Some(old) = self.credentials.replace(listener) {
+            old.abort();
+        }
     }
 }
 

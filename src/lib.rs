@@ -266,7 +266,7 @@ impl Running {
         )
         .await?;
         let fleet_status = joining.as_ref().map(fleet::Joining::status);
-        let (fleet, supervisor) = match joining {
+        let (mut fleet, supervisor) = match joining {
             Some(joining) => {
                 let (joined, supervisor) =
                     joining.start(&config, supervisor, &bus, sealing.clone());
@@ -290,6 +290,9 @@ impl Running {
             logs,
             &config,
         );
+        if let Some(joined) = fleet.as_mut() {
+            joined.follow_credentials(wired.state.auth.clone());
+        }
         let app = centinela_web::router(wired.state);
         let (app, _rotation) = match services.demo {
             Some(demo) => {

@@ -430,7 +430,9 @@ async fn a_tenant_user_and_api_key_made_through_one_node_work_on_every_node() {
     let session = r.body["id"].as_str().expect("session id").to_owned();
     assert_eq!(owner(&pg, "clinic").await, Some(("node-b".to_owned(), 1)));
 
-    // A logout on node-b ends the token on node-a too.
+    // A logout on node-b ends the token on node-a too, and closes the
+    // WebSocket node-a had open with it.
+    let mut ws_a = Ws::connect(&a.srv.api.base, &format!("token={token_a}")).await;
     let r = b
         .srv
         .api
@@ -439,6 +441,10 @@ async fn a_tenant_user_and_api_key_made_through_one_node_work_on_every_node() {
     assert_eq!(r.status, 200, "{}", r.text);
     assert_eq!(me(&a, Cred::Token(&token_a)).await.0, 401);
     assert_eq!(me(&a, Cred::Token(&token_b)).await.0, 200);
+    assert_eq!(
+        ws_a.closed().await,
+        (4001, "credentials revoked".to_owned())
+    );
 
     // The key revoked through node-a is refused by node-b.
     let keys = a

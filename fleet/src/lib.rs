@@ -8,7 +8,8 @@
 //! the session records every node reads and only the owner writes
 //! ([`sessions`]), the accounts every node shares — tenants, users, API
 //! keys, revoked tokens, settings such as the JWT secret ([`accounts`],
-//! used by a node as [`NodeAccounts`]), each session's browser profile packed into one buffer
+//! used by a node as [`NodeAccounts`], changes that may end a credential
+//! announced to every node by [`credentials`]), each session's browser profile packed into one buffer
 //! ([`profile`]) and stored sealed under the tenant's fence ([`snapshot`]),
 //! so the pairing moves with the tenant, and the membership loop
 //! ([`member`]) that keeps a node in the fleet — renewing, claiming
@@ -27,6 +28,7 @@
 pub mod accounts;
 pub mod admission;
 mod blocking;
+pub mod credentials;
 mod error;
 pub mod lease;
 pub mod member;

@@ -9,6 +9,11 @@
 //! through that node and when the node starts hosting it
 //! ([`NodeAccounts::mirror_tenant`]).
 //!
+//! A write that may end a credential somewhere (a token revoked, a user
+//! changed or deleted, a key revoked, a tenant purged) is announced to
+//! every node once it is done ([`credentials::nudge`]), so their open
+//! WebSockets check theirs again.
+//!
 //! What a purge does in fleet mode. It runs only on the node that hosts
 //! the tenant (holds its lease), or on any node when no node ever hosted
 //! it (it has no sessions anywhere): elsewhere it is refused with
@@ -28,6 +33,7 @@
 
 use crate::accounts::PgAccounts;
 use crate::blocking::block_on;
+use crate::credentials;
 use crate::lease::{Epoch, Leases};
 use crate::owned::Owned;
 use crate::{Fleet, FleetError};
@@ -66,6 +72,15 @@ impl NodeAccounts {
             leases,
             owned,
             local,
+        }
+    }
+
+    /// Announces a credential change to every node. The change itself is
+    /// written already: a failed announcement is logged, not an error
+    /// (new requests see the change; only open WebSockets miss the nudge).
+    fn nudge(&self) {
+        if let Err(e) = block_on(credentials::nudge(&self.pool)) {
+            tracing::warn!(error = %e, "credential change not announced to the fleet");
         }
     }
 
@@ -171,6 +186,7 @@ impl AccountRepo for NodeAccounts {
         let fleet = self.fleet.purge_tenant(id)?;
         let local = self.local.purge_tenant(id)?;
         block_on(self.disown(id))?;
+        self.nudge();
         Ok(TenantPurged {
             existed: fleet.existed || local.existed,
             users: fleet.users + local.users,
@@ -184,7 +200,9 @@ impl AccountRepo for NodeAccounts {
     }
 
     fn update_user(&self, u: &UserRecord) -> Result<(), AccountError> {
-        self.fleet.update_user(u)
+        self.fleet.update_user(u)?;
+        self.nudge();
+        Ok(())
     }
 
     fn user(&self, id: &UserId) -> Result<Option<UserRecord>, StoreError> {
@@ -200,7 +218,11 @@ impl AccountRepo for NodeAccounts {
     }
 
     fn delete_user(&self, id: &UserId) -> Result<bool, AccountError> {
-        self.fleet.delete_user(id)
+        let deleted = self.fleet.delete_user(id)?;
+        if deleted {
+            self.nudge();
+        }
+        Ok(deleted)
     }
 
     fn create_api_key(&self, k: &ApiKeyRecord) -> Result<(), AccountError> {
@@ -221,7 +243,11 @@ impl AccountRepo for NodeAccounts {
         id: &str,
         at: Timestamp,
     ) -> Result<bool, AccountError> {
-        self.fleet.revoke_api_key(tenant, id, at)
+        let revoked = self.fleet.revoke_api_key(tenant, id, at)?;
+        if revoked {
+            self.nudge();
+        }
+        Ok(revoked)
     }
 
     fn revoke_token(
@@ -230,7 +256,9 @@ impl AccountRepo for NodeAccounts {
         expires: Timestamp,
         now: Timestamp,
     ) -> Result<(), StoreError> {
-        self.fleet.revoke_token(jti, expires, now)
+        self.fleet.revoke_token(jti, expires, now)?;
+        self.nudge();
+        Ok(())
     }
 
     fn is_token_revoked(&self, jti: &str) -> Result<bool, StoreError> {
