@@ -42,6 +42,17 @@ pub fn routes() -> Routes {
         (403, "forbidden"),
         (404, "not found"),
     ];
+    const TENANT_GONE: &[(u16, &str)] = &[
+        (204, "deleted"),
+        (400, "bad id"),
+        (401, "no credentials"),
+        (403, "forbidden"),
+        (404, "not found"),
+        (
+            503,
+            "fleet: another node hosts the tenant (`tenant_moving`: delete it there), or the database is down",
+        ),
+    ];
     Routes::new()
         .route(
             "/api/v1/tenants",
@@ -56,7 +67,7 @@ pub fn routes() -> Routes {
             get(get_tenant).delete(delete_tenant),
             vec![
                 Doc::new("GET", "tenants", "Get a tenant", Access::Authenticated, ONE).reply::<TenantBody>(),
-                Doc::new("DELETE", "tenants", "Delete a tenant and everything it owns (its sessions are stopped first)", Access::Admin, GONE),
+                Doc::new("DELETE", "tenants", "Delete a tenant and everything it owns (its sessions are stopped first)", Access::Admin, TENANT_GONE),
             ],
         )
         .route(
