@@ -2,12 +2,19 @@
 //! kept in the store) and the first admin (from `CENTINELA_ADMIN_USER` /
 //! `CENTINELA_ADMIN_PASSWORD`, else a random password printed once). No
 //! default credential exists anywhere.
+//!
+//! "The store" is the accounts the server runs on: the node's own on a
+//! single node, the fleet's in fleet mode — then the first node to start
+//! makes the admin and the secrets, and every later node finds them (nodes
+//! starting together race to one: the store keeps the first secret
+//! written, and a node whose admin lost the race to another's prints
+//! nothing).
 
 use centinela_actors::clock::Timestamp;
 use centinela_actors::config::Config;
 use centinela_actors::ids::{TenantId, UserId};
 use centinela_actors::store::{
-    AccountError, AccountRepo, Role, Store, StoreError, TenantRecord, UserRecord,
+    AccountError, AccountRepo, Role, StoreError, TenantRecord, UserRecord,
 };
 use centinela_web::auth::{check_password_policy, hash_password_sync, random_token};
 
@@ -33,7 +40,7 @@ pub enum BootstrapError {
 }
 
 /// The token-signing secret in force.
-pub fn jwt_secret(config: &Config, store: &Store) -> Result<Vec<u8>, StoreError> {
+pub fn jwt_secret(config: &Config, store: &dyn AccountRepo) -> Result<Vec<u8>, StoreError> {
     if !config.auth.jwt_secret.is_empty() {
         return Ok(config.auth.jwt_secret.as_bytes().to_vec());
     }
@@ -45,7 +52,7 @@ pub fn jwt_secret(config: &Config, store: &Store) -> Result<Vec<u8>, StoreError>
 /// The HMAC key verification codes are stored under: `otp.secret`, or
 /// one made on the first start and kept in the store (a restart must
 /// still verify the codes it sent).
-pub fn otp_secret(config: &Config, store: &Store) -> Result<Vec<u8>, StoreError> {
+pub fn otp_secret(config: &Config, store: &dyn AccountRepo) -> Result<Vec<u8>, StoreError> {
     if !config.otp.secret.is_empty() {
         return Ok(config.otp.secret.as_bytes().to_vec());
     }
@@ -55,9 +62,11 @@ pub fn otp_secret(config: &Config, store: &Store) -> Result<Vec<u8>, StoreError>
 }
 
 /// Creates the first admin if there is no user. Returns the credentials
-/// when the password was generated (to be shown once).
+/// when the password was generated (to be shown once) and this call made
+/// the admin: when another node made a user of that name meanwhile, it
+/// is theirs, and nothing is shown.
 pub fn ensure_admin(
-    store: &Store,
+    store: &dyn AccountRepo,
     how: &AdminBootstrap,
     now: Timestamp,
 ) -> Result<Option<(String, String)>, BootstrapError> {
@@ -78,14 +87,17 @@ pub fn ensure_admin(
             }
         }
     };
-    add_user(store, &username, &password, Role::Admin, None, now)?;
-    Ok(generated.then_some((username, password)))
+    match add_user(store, &username, &password, Role::Admin, None, now) {
+        Ok(_) => Ok(generated.then_some((username, password))),
+        Err(BootstrapError::Account(AccountError::Exists(_))) => Ok(None),
+        Err(e) => Err(e),
+    }
 }
 
 /// Creates a user (and its tenant, if new). Used by bootstrap and by
 /// `centinela user add`.
 pub fn add_user(
-    store: &Store,
+    store: &dyn AccountRepo,
     username: &str,
     password: &str,
     role: Role,
@@ -95,11 +107,16 @@ pub fn add_user(
     check_password_policy(password).map_err(|e| BootstrapError::Invalid(e.to_string()))?;
     if let Some(t) = tenant {
         if store.tenant(t)?.is_none() {
-            store.create_tenant(&TenantRecord {
+            let made = store.create_tenant(&TenantRecord {
                 id: t.clone(),
                 name: t.to_string(),
                 created_at: now,
-            })?;
+            });
+            // Made meanwhile (another node): the user joins it.
+            match made {
+                Ok(()) | Err(AccountError::Exists(_)) => {}
+                Err(e) => return Err(e.into()),
+            }
         }
     }
     let user = UserRecord {

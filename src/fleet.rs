@@ -14,9 +14,23 @@
 //!   cleanly), the profile's pairing storage is packed, sealed under
 //!   `storage.secret_key` and stored, fenced; a new owner restores it
 //!   before the supervisor launches the browser.
+//! - Accounts are the fleet's ([`NodeAccounts`]): tenants, users, API
+//!   keys, revoked tokens and the settings (the JWT secret, the OTP key),
+//!   so an account made through any node works on every node and a token
+//!   one node signed every node accepts; tenant records are mirrored into
+//!   the node's store when it creates or starts hosting a tenant, for the
+//!   node-local tables that check them. A tenant is deleted through the
+//!   node that hosts it (elsewhere 503 `tenant_moving`): its sessions stop
+//!   there, its accounts and profile snapshots go from the fleet, its rows
+//!   from that node's store. With the database down no credential can be checked (a revoked token
+//!   or key must not pass because its revocation cannot be read): every
+//!   authenticated request is 503 `fleet_unavailable` until it is back.
 //!
-//! Not shared yet (each node keeps its own): accounts and API keys,
-//! messages and the outbox, webhooks, campaigns, OTPs, the audit log.
+//!   A credential change through any node makes every node's open
+//!   WebSockets check theirs again ([`centinela_fleet::credentials`]).
+//!
+//! Not shared yet (each node keeps its own): messages and the outbox,
+//! webhooks, campaigns, OTPs, the audit log.
 //! Requests are not forwarded: a call for a tenant hosted elsewhere is a
 //! 404 (session) or 503 `tenant_moving` (create) on this node.
 
@@ -30,7 +44,8 @@ use centinela_actors::supervisor::shared::FleetSeam;
 use centinela_actors::supervisor::Supervisor;
 use centinela_fleet::{
     Fleet, FleetAdmission, FleetError, FleetSessions, Lease, Leases, Member, MemberConfig,
-    MemberHandle, NodeId, NodeSpec, Owned, PgSharedAdmission, Release, Snapshots, TenantHost,
+    MemberHandle, NodeAccounts, NodeId, NodeSpec, Owned, PgSharedAdmission, Release, Snapshots,
+    TenantHost,
 };
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -74,10 +89,12 @@ pub struct Joining {
     leases: Leases,
     pub seam: FleetSeam,
     pub sessions: FleetSessions,
+    /// The fleet's accounts, as this node uses them.
+    pub accounts: NodeAccounts,
 }
 
 /// Connects to the fleet's database (migrating it) and readies this node's
-/// admission and session records; nothing is claimed yet.
+/// admission, session records and accounts; nothing is claimed yet.
 pub async fn connect(config: &Config, store: &Store) -> Result<Joining, FleetStartError> {
     let f = &config.fleet;
     let fleet = Fleet::connect(&f.database_url, 8).await?;
@@ -101,6 +118,7 @@ pub async fn connect(config: &Config, store: &Store) -> Result<Joining, FleetSta
         egress,
     };
     let sessions = FleetSessions::new(&fleet, leases.clone(), owned.clone(), store.clone());
+    let accounts = NodeAccounts::new(&fleet, leases.clone(), owned.clone(), store.clone());
     tracing::info!(node = %spec.id, egress = %spec.egress, capacity = spec.capacity, "joining the fleet");
     Ok(Joining {
         fleet,
@@ -110,6 +128,7 @@ pub async fn connect(config: &Config, store: &Store) -> Result<Joining, FleetSta
         leases,
         seam,
         sessions,
+        accounts,
     })
 }
 
@@ -165,6 +184,9 @@ impl centinela_web::fleet::FleetStatus for Status {
 pub struct Joined {
     member: MemberHandle,
     snapshots: tokio::task::JoinHandle<()>,
+    fleet: Fleet,
+    /// The listener for other nodes' credential changes, once started.
+    credentials: Option<tokio::task::JoinHandle<()>>,
 }
 
 impl Joining {
@@ -188,9 +210,11 @@ impl Joining {
         let host = Arc::new(Host {
             supervisor: supervisor.clone(),
             sessions: self.sessions.clone(),
+            accounts: self.accounts.clone(),
             profiles: profiles.clone(),
             held: Mutex::default(),
         });
+        let fleet = self.fleet.clone();
         let member = Member::new(
             self.fleet,
             self.spec,
@@ -206,7 +230,13 @@ impl Joining {
             profiles,
         ));
         let supervisor = supervisor.with_claim(Arc::new(member.claimer()));
-        (Joined { member, snapshots }, supervisor)
+        let joined = Joined {
+            member,
+            snapshots,
+            fleet,
+            credentials: None,
+        };
+        (joined, supervisor)
     }
 }
 
@@ -216,6 +246,20 @@ impl Joined {
     pub async fn drain(self) {
         self.member.drain().await;
         self.snapshots.abort();
+        if let Some(listener) = self.credentials {
+            listener.abort();
+        }
+    }
+
+    /// Makes this node's open WebSockets check their credential whenever a
+    /// node of the fleet announces a credential change
+    /// ([`centinela_fleet::credentials`]).
+    pub fn follow_credentials(&mut self, auth: Arc<centinela_web::auth::Auth>) {
+        let listener =
+            centinela_fleet::credentials::follow(&self.fleet, move || auth.credentials_changed());
+        if let Some(old) = self.credentials.replace(listener) {
+            old.abort();
+        }
     }
 }
 
@@ -329,6 +373,7 @@ impl Profiles {
 struct Host {
     supervisor: Supervisor,
     sessions: FleetSessions,
+    accounts: NodeAccounts,
     profiles: Profiles,
     /// The lease each hosted tenant came with (a drain stores its profiles
     /// under it after the tenant left `Owned`).
@@ -346,6 +391,11 @@ fn browser_sessions(records: &[SessionRecord]) -> impl Iterator<Item = &SessionI
 impl TenantHost for Host {
     async fn adopt(&self, lease: &Lease) {
         let tenant = &lease.tenant;
+        // The node-local tables (webhooks, auto-replies) accept the
+        // tenant's rows once its record is here.
+        if let Err(e) = self.accounts.mirror_tenant(tenant).await {
+            tracing::error!(tenant = %tenant, error = %e, "tenant's record not mirrored");
+        }
         if let Err(e) = self.sessions.mirror_tenant(tenant).await {
             tracing::error!(tenant = %tenant, error = %e, "tenant's records not mirrored");
         }

@@ -232,7 +232,7 @@ impl Running {
             (Some(cert), Some(key)) => Some(centinela_web::serve::tls_from_pem(cert, key)?),
             _ => None,
         };
-        let (store, secrets) = open_store(&config, &services.admin, &services.clock)?;
+        let store = Store::open(&config.storage.data_dir)?;
         let sealing = Arc::new(
             SecretBox::load(
                 config.storage.secret_key.as_deref(),
@@ -251,6 +251,12 @@ impl Running {
             true => Some(fleet::connect(&config, &store).await?),
             false => None,
         };
+        let accounts: Arc<dyn AccountRepo> = match &joining {
+            Some(joining) => Arc::new(joining.accounts.clone()),
+            None => Arc::new(store.clone()),
+        };
+        let secrets =
+            prepare_accounts(&config, accounts.as_ref(), &services.admin, &services.clock)?;
         let (supervisor, supervisor_task) = start_supervisor(
             &config,
             &store,
@@ -261,7 +267,7 @@ impl Running {
         )
         .await?;
         let fleet_status = joining.as_ref().map(fleet::Joining::status);
-        let (fleet, supervisor) = match joining {
+        let (mut fleet, supervisor) = match joining {
             Some(joining) => {
                 let (joined, supervisor) =
                     joining.start(&config, supervisor, &bus, sealing.clone());
@@ -279,17 +285,21 @@ impl Running {
                 secrets: sealing.clone(),
                 cloud: cloud_hooks,
                 fleet: fleet_status,
+                accounts: Some(accounts.clone()),
             },
             &secrets,
             logs,
             &config,
         );
+        if let Some(joined) = fleet.as_mut() {
+            joined.follow_credentials(wired.state.auth.clone());
+        }
         let app = centinela_web::router(wired.state);
         let (app, _rotation) = match services.demo {
             Some(demo) => {
                 let listen = listener.local_addr()?;
                 let (sim_app, rotation) =
-                    mount_simulator(demo, listen, &store, &config, &services.clock)?;
+                    mount_simulator(demo, listen, accounts.as_ref(), &config, &services.clock)?;
                 demo_cloud_session(&supervisor, &store, &sealing).await;
                 (app.merge(sim_app), Some(rotation))
             }
@@ -361,24 +371,25 @@ impl Running {
     }
 }
 
-/// Opens the store and readies it for the first start: the JWT secret and
-/// the OTP key (each from the config, or made once and kept in the store),
-/// and the first admin if there is no user yet.
-fn open_store(
+/// Readies the accounts for the first start (the node's store, or the
+/// fleet's in fleet mode): the JWT secret and the OTP key (each from the
+/// config, or made once and kept there), and the first admin if there is
+/// no user yet.
+fn prepare_accounts(
     config: &Config,
+    accounts: &dyn AccountRepo,
     admin: &AdminBootstrap,
     clock: &SharedClock,
-) -> Result<(Store, centinela_web::Secrets), RunError> {
-    let store = Store::open(&config.storage.data_dir)?;
+) -> Result<centinela_web::Secrets, RunError> {
     let secrets = centinela_web::Secrets {
-        jwt: bootstrap::jwt_secret(config, &store)?,
-        otp: bootstrap::otp_secret(config, &store)?,
+        jwt: bootstrap::jwt_secret(config, accounts)?,
+        otp: bootstrap::otp_secret(config, accounts)?,
     };
-    if let Some((user, password)) = bootstrap::ensure_admin(&store, admin, clock.now())? {
+    if let Some((user, password)) = bootstrap::ensure_admin(accounts, admin, clock.now())? {
         // Shown once, on the console of whoever started the first run.
         eprintln!("centinela: created the first admin: username {user:?}, password {password:?} (shown once; change it with POST /auth/change-password)");
     }
-    Ok((store, secrets))
+    Ok(secrets)
 }
 
 /// Spawns the supervisor on `store` with `engines`; it restores the
@@ -416,18 +427,18 @@ async fn start_supervisor(
 fn mount_simulator(
     demo: Demo,
     listen: SocketAddr,
-    store: &Store,
+    accounts: &dyn AccountRepo,
     config: &Config,
     clock: &SharedClock,
 ) -> Result<(axum::Router, AbortOnDrop), RunError> {
     let tenant = centinela_actors::ids::TenantId::new(DEMO_TENANT).expect("a valid literal id");
-    if store.tenant(&tenant)?.is_none() {
+    if accounts.tenant(&tenant)?.is_none() {
         let record = centinela_actors::store::TenantRecord {
             id: tenant,
             name: "Demo".into(),
             created_at: clock.now(),
         };
-        store
+        accounts
             .create_tenant(&record)
             .map_err(bootstrap::BootstrapError::from)?;
     }

@@ -293,16 +293,30 @@ fn add_user(config: &Config, username: &str, admin: bool, tenant: Option<&str>) 
         return ExitCode::from(2);
     }
     let password = password.trim_end_matches(['\r', '\n']);
-    let store = match Store::open(&config.storage.data_dir) {
-        Ok(s) => s,
-        Err(e) => {
-            eprintln!("centinela: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
     let role = if admin { Role::Admin } else { Role::Tenant };
     let now = centinela_actors::clock::Clock::now(&centinela_actors::clock::SystemClock);
-    match centinela::bootstrap::add_user(&store, username, password, role, tenant.as_ref(), now) {
+    let add = |accounts: &dyn centinela_actors::store::AccountRepo| {
+        centinela::bootstrap::add_user(accounts, username, password, role, tenant.as_ref(), now)
+            .map_err(|e| e.to_string())
+    };
+    let added = match config.fleet.enabled() {
+        false => Store::open(&config.storage.data_dir)
+            .map_err(|e| e.to_string())
+            .and_then(|store| add(&store)),
+        // Fleet mode: the user (and a new tenant) goes to the fleet's
+        // accounts, for every node; the node's data dir is not opened (its
+        // server may be running).
+        true => match runtime() {
+            Some(rt) => rt.block_on(async {
+                let fleet = centinela_fleet::Fleet::connect(&config.fleet.database_url, 1)
+                    .await
+                    .map_err(|e| e.to_string())?;
+                add(&centinela_fleet::PgAccounts::new(&fleet))
+            }),
+            None => return ExitCode::FAILURE,
+        },
+    };
+    match added {
         Ok(user) => {
             println!("created user {} ({})", user.username, user.id);
             ExitCode::SUCCESS

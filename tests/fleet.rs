@@ -6,8 +6,9 @@
 //! whose previous driver still runs is recorded as an overlap (two
 //! browsers on one pairing), which must never happen.
 //!
-//! Accounts are per node in this slice: each test makes its tenants on
-//! every node, and calls a session through the node that hosts it.
+//! Accounts are the fleet's: a tenant, user or API key is made once,
+//! through any node, and works on all of them, as does a token any node
+//! signed. A session is called through the node that hosts it.
 
 mod common;
 
@@ -135,10 +136,10 @@ async fn thirty_tenants_have_one_owner_each_and_a_drained_node_hands_them_over_w
         node(&pg, "node-c", &engine, |_| {}).await,
     ];
     let tenants: Vec<String> = (0..30).map(|i| format!("t{i:02}")).collect();
-    for n in &nodes {
-        for t in &tenants {
-            n.tenant(t).await;
-        }
+    // Each tenant is made once, through the node after the one that will
+    // host it.
+    for (i, t) in tenants.iter().enumerate() {
+        nodes[(i + 1) % 3].tenant(t).await;
     }
     // Each tenant's first session goes through node i % 3, which claims it.
     let mut sessions: BTreeMap<String, (usize, String)> = BTreeMap::new();
@@ -283,9 +284,7 @@ async fn connects_storming_three_nodes_on_one_egress_never_pass_the_hourly_limit
     let mut ids = Vec::new();
     for i in 0..10 {
         let t = format!("s{i:02}");
-        for n in &nodes {
-            n.tenant(&t).await;
-        }
+        nodes[(i + 1) % 3].tenant(&t).await;
         let n = &nodes[i % 3];
         ids.push((
             n,
@@ -336,8 +335,16 @@ async fn with_the_database_down_nothing_is_admitted_ready_sessions_stop_at_the_l
         .api
         .create_session(&a.admin, Some("shop"), "desk")
         .await;
+    let (_, key) = a.srv.api.tenant_with_user(&a.admin, "office").await;
 
     pg.stop();
+    // Credentials cannot be checked (revocations, users and keys are the
+    // fleet's): the answer says so, it is not a 401 or a 500.
+    for cred in [Cred::Token(&a.admin), Cred::Key(&key)] {
+        let r = a.srv.api.call("GET", "/auth/me", cred, None).await;
+        assert_eq!(r.status, 503, "{}", r.text);
+        assert_eq!(r.body["error"]["code"], "fleet_unavailable");
+    }
     let r = a
         .srv
         .api
@@ -358,6 +365,214 @@ async fn with_the_database_down_nothing_is_admitted_ready_sessions_stop_at_the_l
     assert_eq!(owner(&pg, "clinic").await, Some(("node-a".to_owned(), 2)));
     assert_eq!(engine.starts(&sid(&ready)), 2);
     assert_eq!(engine.overlaps(), Vec::<SessionId>::new());
+    a.srv.server.shutdown().await.expect("shutdown");
+}
+
+/// `GET /auth/me` on `node` with `cred`: the status and the username.
+async fn me(node: &Node, cred: Cred<'_>) -> (u16, String) {
+    let r = node.srv.api.call("GET", "/auth/me", cred, None).await;
+    let name = r.body["user"]["username"].as_str().unwrap_or_default();
+    (r.status, name.to_owned())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tenant_user_and_api_key_made_through_one_node_work_on_every_node() {
+    let pg = PgCluster::start();
+    let engine = ScriptedEngine::new();
+    let a = node(&pg, "node-a", &engine, |_| {}).await;
+    let b = node(&pg, "node-b", &engine, |_| {}).await;
+    // The first admin was made once, by node-a; node-b's login worked.
+    let users = b.call("GET", "/api/v1/users", None).await;
+    assert_eq!(users.status, 200, "{}", users.text);
+    assert_eq!(users.body["users"].as_array().map(Vec::len), Some(1));
+
+    // Tenant, user and API key through node-a.
+    let (token_a, key) = a.srv.api.tenant_with_user(&a.admin, "clinic").await;
+    let again = b
+        .call(
+            "POST",
+            "/api/v1/tenants",
+            Some(json!({"id": "clinic", "name": "again"})),
+        )
+        .await;
+    assert_eq!(again.status, 409, "{}", again.text);
+    assert_eq!(again.body["error"]["code"], "already_exists");
+
+    // The user logs in on node-b, and node-b takes node-a's token.
+    let token_b = b.srv.api.login("clinic-user", "tenant-password-1").await;
+    assert_eq!(
+        me(&b, Cred::Token(&token_a)).await,
+        (200, "clinic-user".into())
+    );
+    assert_eq!(
+        me(&a, Cred::Token(&token_b)).await,
+        (200, "clinic-user".into())
+    );
+    let r = b
+        .srv
+        .api
+        .call("GET", "/api/v1/tenants/clinic", Cred::Token(&token_a), None)
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text);
+
+    // The API key works on node-b: a session for the tenant, hosted there.
+    let r = b
+        .srv
+        .api
+        .call(
+            "POST",
+            "/api/v1/sessions",
+            Cred::Key(&key),
+            Some(json!({"name": "desk"})),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{}", r.text);
+    assert_eq!(r.body["tenant_id"], "clinic");
+    let session = r.body["id"].as_str().expect("session id").to_owned();
+    assert_eq!(owner(&pg, "clinic").await, Some(("node-b".to_owned(), 1)));
+
+    // A logout on node-b ends the token on node-a too, and closes the
+    // WebSocket node-a had open with it.
+    let mut ws_a = Ws::connect(&a.srv.api.base, &format!("token={token_a}")).await;
+    let r = b
+        .srv
+        .api
+        .call("POST", "/auth/logout", Cred::Token(&token_a), None)
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(me(&a, Cred::Token(&token_a)).await.0, 401);
+    assert_eq!(me(&a, Cred::Token(&token_b)).await.0, 200);
+    assert_eq!(
+        ws_a.closed().await,
+        (4001, "credentials revoked".to_owned())
+    );
+
+    // The key revoked through node-a is refused by node-b.
+    let keys = a
+        .srv
+        .api
+        .call(
+            "GET",
+            "/api/v1/tenants/clinic/api-keys",
+            Cred::Token(&token_b),
+            None,
+        )
+        .await;
+    let key_id = keys.body["api_keys"][0]["id"]
+        .as_str()
+        .expect("key id")
+        .to_owned();
+    let r = a
+        .srv
+        .api
+        .call(
+            "DELETE",
+            &format!("/api/v1/tenants/clinic/api-keys/{key_id}"),
+            Cred::Token(&token_b),
+            None,
+        )
+        .await;
+    assert!(r.status == 200 || r.status == 204, "{}", r.text);
+    assert_eq!(me(&b, Cred::Key(&key)).await.0, 401);
+
+    // node-b hosts the tenant's session: only node-b deletes the tenant.
+    let r = a.call("DELETE", "/api/v1/tenants/clinic", None).await;
+    assert_eq!(r.status, 503, "{}", r.text);
+    assert_eq!(r.body["error"]["code"], "tenant_moving");
+    assert_eq!(
+        me(&a, Cred::Token(&token_b)).await.0,
+        200,
+        "nothing removed"
+    );
+    assert_eq!(b.status_of(&session).await, 200);
+    let r = b.call("DELETE", "/api/v1/tenants/clinic", None).await;
+    assert!(r.status == 200 || r.status == 204, "{}", r.text);
+    assert_eq!(b.status_of(&session).await, 404, "its session went with it");
+    assert_eq!(owner(&pg, "clinic").await, None, "and its lease");
+    assert_eq!(me(&a, Cred::Token(&token_b)).await.0, 401);
+
+    // A tenant no node hosted is deleted through any node: its user
+    // cannot log in on node-a.
+    let (shop_token, shop_key) = a.srv.api.tenant_with_user(&a.admin, "shop").await;
+    let r = b.call("DELETE", "/api/v1/tenants/shop", None).await;
+    assert!(r.status == 200 || r.status == 204, "{}", r.text);
+    let r = a
+        .srv
+        .api
+        .call(
+            "POST",
+            "/auth/login",
+            Cred::None,
+            Some(json!({"username": "shop-user", "password": "tenant-password-1"})),
+        )
+        .await;
+    assert_eq!(r.status, 401, "{}", r.text);
+    assert_eq!(me(&a, Cred::Token(&shop_token)).await.0, 401);
+    assert_eq!(me(&a, Cred::Key(&shop_key)).await.0, 401);
+    let r = a.call("GET", "/api/v1/tenants/shop", None).await;
+    assert_eq!(r.status, 404, "{}", r.text);
+
+    a.srv.server.shutdown().await.expect("shutdown");
+    b.srv.server.shutdown().await.expect("shutdown");
+}
+
+/// `centinela user add` with the fleet configured (as the node's own
+/// config has it) writes the fleet's accounts: the user and its new
+/// tenant are there for any node.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn user_add_in_fleet_mode_makes_a_user_every_node_knows() {
+    use std::io::Write;
+    let pg = PgCluster::start();
+    let engine = ScriptedEngine::new();
+    let a = node(&pg, "node-a", &engine, |_| {}).await;
+    let cli_dir = tempfile::tempdir().expect("tempdir");
+    let mut child = std::process::Command::new(common::proc::BIN)
+        .args([
+            "user",
+            "add",
+            "--username",
+            "ana",
+            "--tenant",
+            "clinic",
+            "--data",
+        ])
+        .arg(cli_dir.path())
+        .env("CENTINELA__FLEET__DATABASE_URL", pg.url())
+        .env("CENTINELA__FLEET__NODE_ID", "cli")
+        .env("CENTINELA__FLEET__ADVERTISE_URL", "http://cli.invalid")
+        .env("CENTINELA__STORAGE__SECRET_KEY", KEY)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn centinela user add");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(b"ana-password-123\n")
+        .expect("password");
+    let out = child.wait_with_output().expect("user add");
+    assert!(out.status.success(), "{out:?}");
+    assert!(
+        !cli_dir.path().join("centinela.redb").exists(),
+        "the node's data dir is not opened in fleet mode"
+    );
+
+    let r = a
+        .srv
+        .api
+        .call(
+            "POST",
+            "/auth/login",
+            Cred::None,
+            Some(json!({"username": "ana", "password": "ana-password-123"})),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(r.body["user"]["tenant_id"], "clinic");
+    let r = a.call("GET", "/api/v1/tenants/clinic", None).await;
+    assert_eq!(r.status, 200, "{}", r.text);
     a.srv.server.shutdown().await.expect("shutdown");
 }
 

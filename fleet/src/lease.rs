@@ -98,15 +98,21 @@ impl Leases {
     /// or ours already (then the lease is extended and the epoch kept).
     /// `None`: another node holds it. A claim by name does not look at the
     /// node's capacity; [`Leases::claim_orphans`] does.
+    ///
+    /// One statement: a tenant not known yet is inserted already owned
+    /// (epoch 1), never as an orphan first, which another node's
+    /// [`Leases::claim_orphans`] could take between two statements.
     pub async fn claim(&self, tenant: &TenantId) -> Result<Option<Lease>, FleetError> {
-        self.enroll(tenant).await?;
         let row = sqlx::query(
-            "UPDATE tenant_owners
-             SET epoch = CASE WHEN owner = $2 AND lease_until >= now() THEN epoch ELSE epoch + 1 END,
+            "INSERT INTO tenant_owners AS o (tenant, owner, epoch, lease_until)
+             VALUES ($1, $2, 1, now() + $3 * interval '1 millisecond')
+             ON CONFLICT (tenant) DO UPDATE
+             SET epoch = CASE WHEN o.owner = $2 AND o.lease_until >= now()
+                              THEN o.epoch ELSE o.epoch + 1 END,
                  owner = $2,
-                 lease_until = now() + $3 * interval '1 millisecond'
-             WHERE tenant = $1 AND (owner IS NULL OR owner = $2 OR lease_until < now())
-             RETURNING tenant, epoch",
+                 lease_until = EXCLUDED.lease_until
+             WHERE o.owner IS NULL OR o.owner = $2 OR o.lease_until < now()
+             RETURNING o.tenant, o.epoch",
         )
         .bind(tenant.as_str())
         .bind(self.node.as_str())

@@ -6,7 +6,10 @@
 //! ([`lease`]), admission decided in one transaction over the shared
 //! ledger ([`admission`]) and the supervisor's seam to it ([`shared`]),
 //! the session records every node reads and only the owner writes
-//! ([`sessions`]), each session's browser profile packed into one buffer
+//! ([`sessions`]), the accounts every node shares — tenants, users, API
+//! keys, revoked tokens, settings such as the JWT secret ([`accounts`],
+//! used by a node as [`NodeAccounts`], changes that may end a credential
+//! announced to every node by [`credentials`]), each session's browser profile packed into one buffer
 //! ([`profile`]) and stored sealed under the tenant's fence ([`snapshot`]),
 //! so the pairing moves with the tenant, and the membership loop
 //! ([`member`]) that keeps a node in the fleet — renewing, claiming
@@ -22,17 +25,22 @@
 //! local clock is the membership loop's deadline, and it only ever makes a
 //! node give a tenant up sooner.
 
+pub mod accounts;
 pub mod admission;
+mod blocking;
+pub mod credentials;
 mod error;
 pub mod lease;
 pub mod member;
 pub mod node;
+mod node_accounts;
 mod owned;
 pub mod profile;
 pub mod sessions;
 pub mod shared;
 pub mod snapshot;
 
+pub use accounts::PgAccounts;
 pub use admission::{FleetAdmission, TenantEvent, Verdict};
 pub use error::FleetError;
 pub use lease::{Epoch, Fence, Lease, Leases};
@@ -40,6 +48,7 @@ pub use member::{
     Claimed, Claimer, Member, MemberConfig, MemberHandle, MemberStatus, Release, TenantHost,
 };
 pub use node::{NodeId, NodeRow, NodeSpec};
+pub use node_accounts::NodeAccounts;
 pub use owned::Owned;
 pub use profile::{pack, unpack, Packed, ProfileError};
 pub use sessions::FleetSessions;

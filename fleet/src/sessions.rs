@@ -8,20 +8,16 @@
 //! node holds ([`Owned`]) inside the write's transaction, so a node that
 //! lost the tenant writes nothing ([`StoreError::NotHeld`]).
 //!
-//! The store traits are synchronous (redb commits block too), so each call
-//! runs its query on the current Tokio runtime with `block_in_place`: it
-//! holds the calling worker for one round trip (about a redb fsync), and
-//! with the database down for at most [`crate::ACQUIRE_TIMEOUT`]. It needs
-//! the multi-threaded runtime `serve` runs on; anywhere else it answers
-//! [`StoreError::Unavailable`] instead of panicking.
+//! The store trait is synchronous: each call runs its query through
+//! [`crate::blocking`] (`block_in_place` on the multi-threaded runtime).
 
+use crate::blocking::block_on;
 use crate::lease::Leases;
 use crate::owned::Owned;
 use crate::{Fleet, FleetError};
 use centinela_actors::ids::{SessionId, TenantId};
 use centinela_actors::store::{SessionRecord, SessionRepo, Store, StoreError};
 use sqlx::postgres::PgPool;
-use std::future::Future;
 
 /// The fleet's session records, fenced, mirrored into the node's store.
 #[derive(Clone)]
@@ -150,26 +146,6 @@ impl FleetSessions {
             tenant: tenant.clone(),
             epoch: crate::Epoch(-1),
         })
-    }
-}
-
-/// Runs a query from synchronous code on the current multi-threaded runtime.
-fn block_on<T>(query: impl Future<Output = Result<T, FleetError>>) -> Result<T, StoreError> {
-    let handle = tokio::runtime::Handle::try_current()
-        .map_err(|_| StoreError::Unavailable("no Tokio runtime to query the fleet on".into()))?;
-    if handle.runtime_flavor() != tokio::runtime::RuntimeFlavor::MultiThread {
-        return Err(StoreError::Unavailable(
-            "the fleet's store needs the multi-threaded runtime".into(),
-        ));
-    }
-    tokio::task::block_in_place(|| handle.block_on(query)).map_err(store_error)
-}
-
-fn store_error(e: FleetError) -> StoreError {
-    match e {
-        FleetError::Fenced { tenant, .. } => StoreError::NotHeld(tenant.to_string()),
-        FleetError::Corrupt { table, why } => StoreError::Corrupt { table, why },
-        other => StoreError::Unavailable(other.to_string()),
     }
 }
 

@@ -42,6 +42,17 @@ pub fn routes() -> Routes {
         (403, "forbidden"),
         (404, "not found"),
     ];
+    const TENANT_GONE: &[(u16, &str)] = &[
+        (204, "deleted"),
+        (400, "bad id"),
+        (401, "no credentials"),
+        (403, "forbidden"),
+        (404, "not found"),
+        (
+            503,
+            "fleet: another node hosts the tenant (`tenant_moving`: delete it there), or the database is down",
+        ),
+    ];
     Routes::new()
         .route(
             "/api/v1/tenants",
@@ -56,7 +67,7 @@ pub fn routes() -> Routes {
             get(get_tenant).delete(delete_tenant),
             vec![
                 Doc::new("GET", "tenants", "Get a tenant", Access::Authenticated, ONE).reply::<TenantBody>(),
-                Doc::new("DELETE", "tenants", "Delete a tenant and everything it owns (its sessions are stopped first)", Access::Admin, GONE),
+                Doc::new("DELETE", "tenants", "Delete a tenant and everything it owns (its sessions are stopped first)", Access::Admin, TENANT_GONE),
             ],
         )
         .route(
@@ -186,7 +197,7 @@ pub(crate) fn existing_tenant(
     let id = tenant_id(raw)?;
     caller.check_tenant(&id)?;
     state
-        .data
+        .accounts
         .tenant(&id)?
         .ok_or_else(|| ApiError::NotFound(format!("tenant {id} not found")))
 }
@@ -217,7 +228,7 @@ async fn create_tenant(
         name: name.to_owned(),
         created_at: state.auth.now(),
     };
-    state.data.create_tenant(&record)?;
+    state.accounts.create_tenant(&record)?;
     tracing::info!(tenant = %record.id, by = %caller.name(), "tenant created");
     Ok((StatusCode::CREATED, Json(TenantBody::from(&record))))
 }
@@ -227,7 +238,7 @@ async fn list_tenants(
     caller: Caller,
 ) -> Result<Json<TenantList>, ApiError> {
     caller.require_admin()?;
-    let tenants = state.data.tenants()?;
+    let tenants = state.accounts.tenants()?;
     Ok(Json(TenantList {
         tenants: tenants.iter().map(TenantBody::from).collect(),
     }))
@@ -297,7 +308,7 @@ async fn list_keys(
     AppPath(id): AppPath<String>,
 ) -> Result<Json<ApiKeyList>, ApiError> {
     let tenant = existing_tenant(&state, &caller, &id)?;
-    let keys = state.data.api_keys(&tenant.id)?;
+    let keys = state.accounts.api_keys(&tenant.id)?;
     Ok(Json(ApiKeyList {
         api_keys: keys.iter().map(ApiKeyBody::from).collect(),
     }))
@@ -313,7 +324,7 @@ async fn revoke_key(
     }
     let tenant = existing_tenant(&state, &caller, &id)?;
     let found = state
-        .data
+        .accounts
         .revoke_api_key(&tenant.id, &key, state.auth.now())?;
     if !found {
         return Err(ApiError::NotFound(format!("api key {key} not found")));
@@ -355,7 +366,7 @@ async fn create_user(
         (Role::Admin, None) => None,
         (Role::Tenant, Some(t)) => {
             let t = tenant_id(&t)?;
-            if state.data.tenant(&t)?.is_none() {
+            if state.accounts.tenant(&t)?.is_none() {
                 return Err(ApiError::bad_request(
                     "unknown_tenant",
                     format!("tenant {t} does not exist"),
@@ -379,7 +390,7 @@ async fn create_user(
         created_at: state.auth.now(),
         password_version: 0,
     };
-    state.data.create_user(&user)?;
+    state.accounts.create_user(&user)?;
     tracing::info!(user = %user.username, by = %caller.name(), "user created");
     Ok((StatusCode::CREATED, Json(UserBody::from(&user))))
 }
@@ -389,7 +400,7 @@ async fn list_users(
     caller: Caller,
 ) -> Result<Json<UserList>, ApiError> {
     caller.require_admin()?;
-    let users = state.data.users()?;
+    let users = state.accounts.users()?;
     Ok(Json(UserList {
         users: users.iter().map(UserBody::from).collect(),
     }))
@@ -406,7 +417,7 @@ async fn get_user(
 ) -> Result<Json<UserBody>, ApiError> {
     caller.require_admin()?;
     let id = user_id(&id)?;
-    let user = state.data.user(&id)?;
+    let user = state.accounts.user(&id)?;
     let user = user.ok_or_else(|| ApiError::NotFound(format!("user {id} not found")))?;
     Ok(Json(UserBody::from(&user)))
 }
@@ -426,7 +437,7 @@ async fn delete_user(
             ));
         }
     }
-    if !state.data.delete_user(&id)? {
+    if !state.accounts.delete_user(&id)? {
         return Err(ApiError::NotFound(format!("user {id} not found")));
     }
     state.auth.credentials_changed();
@@ -452,11 +463,11 @@ async fn reset_password(
     caller.require_admin()?;
     let id = user_id(&id)?;
     check_password_policy(&body.password)?;
-    let user = state.data.user(&id)?;
+    let user = state.accounts.user(&id)?;
     let mut user = user.ok_or_else(|| ApiError::NotFound(format!("user {id} not found")))?;
     user.password_hash = state.auth.hash_password(body.password).await?;
     user.password_version += 1;
-    state.data.update_user(&user)?;
+    state.accounts.update_user(&user)?;
     state.auth.credentials_changed();
     tracing::info!(user = %user.username, by = %caller.name(), "password reset");
     Ok(Json(UserBody::from(&user)))

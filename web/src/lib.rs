@@ -60,24 +60,23 @@ pub struct WebConfig {
     pub trusted_proxies: centinela_actors::cidr::CidrSet,
 }
 
-/// The data the HTTP layer reads and writes directly: accounts, webhook
+/// The node's own data the HTTP layer reads and writes directly: webhook
 /// targets and deliveries, auto-reply rules, messages, the inbox and the
-/// audit log. Sessions and admission go through the supervisor instead.
-/// A trait object so another store (fleet mode) can stand in for redb.
-pub trait Data:
-    AccountRepo + WebhookRepo + AutoReplyRepo + MessageRepo + InboxRepo + AuditRepo
-{
-}
+/// audit log. Accounts are [`AppState::accounts`], apart, because in fleet
+/// mode they are the fleet's while these stay the node's; sessions and
+/// admission go through the supervisor instead.
+pub trait Data: WebhookRepo + AutoReplyRepo + MessageRepo + InboxRepo + AuditRepo {}
 
-impl<T> Data for T where
-    T: AccountRepo + WebhookRepo + AutoReplyRepo + MessageRepo + InboxRepo + AuditRepo
-{
-}
+impl<T> Data for T where T: WebhookRepo + AutoReplyRepo + MessageRepo + InboxRepo + AuditRepo {}
 
 /// What every handler can reach.
 #[derive(Clone)]
 pub struct AppState {
     pub data: Arc<dyn Data>,
+    /// Tenants, users, API keys, revoked tokens and settings: the node's
+    /// store on a single node, the fleet's database in fleet mode
+    /// ([`Injected::accounts`]), so every node knows every account.
+    pub accounts: Arc<dyn AccountRepo>,
     pub supervisor: Supervisor,
     pub clock: SharedClock,
     pub auth: Arc<auth::Auth>,
@@ -117,6 +116,10 @@ pub struct Injected {
     pub cloud: Option<Arc<dyn centinela_actors::engine::cloud::CloudHooks>>,
     /// Fleet mode: what `GET /api/v1/fleet` shows; `None` on a single node.
     pub fleet: Option<Arc<dyn fleet::FleetStatus>>,
+    /// Fleet mode: the accounts every node shares, used by the handlers,
+    /// [`auth::Auth`] and tenant deletion instead of the store's; `None`
+    /// on a single node (the store's own).
+    pub accounts: Option<Arc<dyn AccountRepo>>,
 }
 
 impl Injected {
@@ -129,6 +132,7 @@ impl Injected {
             secrets: Arc::new(centinela_actors::secret::SecretBox::ephemeral()),
             cloud: None,
             fleet: None,
+            accounts: None,
         }
     }
 }
@@ -159,7 +163,8 @@ pub struct Wired {
 /// messages), campaigns, auto-replies, the OTP service, webhook delivery
 /// and (when configured) the old-message retention on `store`, and
 /// builds the state every handler sees. `logs` is the tracing layer's
-/// receiver (subscribed before anything worth logging starts).
+/// receiver (subscribed before anything worth logging starts). Accounts
+/// are `injected.accounts` when set (fleet mode), else `store`'s.
 pub fn wire<S>(
     store: S,
     supervisor: Supervisor,
@@ -170,7 +175,7 @@ pub fn wire<S>(
     config: &Config,
 ) -> Wired
 where
-    S: Data + CampaignRepo + RiskStore + centinela_actors::otp::OtpStore + Clone,
+    S: Data + AccountRepo + CampaignRepo + RiskStore + centinela_actors::otp::OtpStore + Clone,
 {
     let Injected {
         clock,
@@ -178,9 +183,11 @@ where
         secrets: sealing,
         cloud,
         fleet,
+        accounts,
     } = injected;
+    let accounts: Arc<dyn AccountRepo> = accounts.unwrap_or_else(|| Arc::new(store.clone()));
     let auth = auth::Auth::new(
-        Arc::new(store.clone()),
+        accounts.clone(),
         clock.clone(),
         &secrets.jwt,
         config.auth.token_ttl,
@@ -236,10 +243,11 @@ where
         supervisor.clone(),
         hub.clone(),
         campaigns.clone(),
-        Arc::new(store.clone()),
+        accounts.clone(),
     );
     let state = AppState {
         data: Arc::new(store),
+        accounts,
         supervisor,
         clock,
         auth: Arc::new(auth),

@@ -541,7 +541,7 @@ async fn create(
         }
     };
     caller.check_tenant(&tenant)?;
-    let exists = state.data.tenant(&tenant)?.is_some();
+    let exists = state.accounts.tenant(&tenant)?.is_some();
     if !exists {
         return Err(ApiError::bad_request(
             "unknown_tenant",

@@ -259,11 +259,11 @@ impl Auth {
         Ok((user, claims))
     }
 
-    /// The live API key behind `key`, if any.
+    /// The live API key behind `key`, if any. A store that cannot be read
+    /// (the fleet's database down) is the store's answer (503), not a 401.
     pub fn verify_api_key(&self, key: &str) -> Result<ApiKeyRecord, ApiError> {
         self.store
-            .api_key_by_hash(&sha256_hex(key))
-            .map_err(ApiError::internal)?
+            .api_key_by_hash(&sha256_hex(key))?
             .ok_or_else(ApiError::unauthorized)
     }
 
