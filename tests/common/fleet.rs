@@ -102,8 +102,10 @@ impl Rig {
         let phone = format!("54911223300{run:02}");
         let (a, api_a, log_a) = self.node(&format!("a{run}"));
         let (b, api_b, _log_b) = self.node(&format!("b{run}"));
+        // The accounts are the fleet's: the tenant is made once, and the
+        // admin logs in on either node.
         let admin_a = admin_with_tenant(&api_a, &tenant).await;
-        let admin_b = admin_with_tenant(&api_b, &tenant).await;
+        let admin_b = api_b.login("admin", PASSWORD).await;
         let session = api_a.create_session(&admin_a, Some(&tenant), "desk").await;
         let mut ws_a = Ws::connect(&api_a.base, &format!("token={admin_a}")).await;
         let ws_b = Ws::connect(&api_b.base, &format!("token={admin_b}")).await;
