@@ -10,10 +10,11 @@
 //!   [`Host`] which tenants to start and stop; a create for a tenant
 //!   nobody holds claims it through the loop.
 //! - Profiles move with the tenant: after a session's pairing is durable,
-//!   and when the node gives a tenant up on a drain (its browsers closed
-//!   cleanly), the profile's pairing storage is packed, sealed under
-//!   `storage.secret_key` and stored, fenced; a new owner restores it
-//!   before the supervisor launches the browser.
+//!   every [`SNAPSHOT_EVERY`] if it changed, and when the node gives a
+//!   tenant up on a drain (its browsers closed cleanly), the profile's
+//!   pairing storage is packed, sealed under `storage.secret_key` and
+//!   stored, fenced; a new owner restores it before the supervisor launches
+//!   the browser (not a snapshot of its own: its profile may be newer).
 //! - Accounts are the fleet's ([`NodeAccounts`]): tenants, users, API
 //!   keys, revoked tokens and the settings (the JWT secret, the OTP key),
 //!   so an account made through any node works on every node and a token
@@ -22,17 +23,18 @@
 //!   node-local tables that check them. A tenant is deleted through the
 //!   node that hosts it (elsewhere 503 `tenant_moving`): its sessions stop
 //!   there, its accounts and profile snapshots go from the fleet, its rows
-//!   from that node's store. With the database down no credential can be checked (a revoked token
-//!   or key must not pass because its revocation cannot be read): every
-//!   authenticated request is 503 `fleet_unavailable` until it is back.
+//!   from that node's store. With the database down no credential can be
+//!   checked (a revoked token or key must not pass because its revocation
+//!   cannot be read): every authenticated request is 503
+//!   `fleet_unavailable` until it is back.
 //!
 //!   A credential change through any node makes every node's open
 //!   WebSockets check theirs again ([`centinela_fleet::credentials`]).
 //!
 //! Not shared yet (each node keeps its own): messages and the outbox,
 //! webhooks, campaigns, OTPs, the audit log.
-//! Requests are not forwarded: a call for a tenant hosted elsewhere is a
-//! 404 (session) or 503 `tenant_moving` (create) on this node.
+//! Requests are not forwarded: a call for a session or tenant hosted
+//! elsewhere is 503 `tenant_moving` with `Retry-After` on this node.
 
 use centinela_actors::bus::{Bus, BusEvent};
 use centinela_actors::config::Config;
