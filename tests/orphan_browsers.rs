@@ -93,22 +93,6 @@ fn signal(child: &Child, sig: &str) {
     assert!(sent.success(), "kill {sig}");
 }
 
-/// Which of `pids` are still running after waiting up to `limit` for all
-/// of them to exit. Not our children, so there is no exit to wait on
-/// without `pidfd_open` (unsafe code, forbidden here): this looks at their
-/// `/proc` entries every 50 ms, bounded by `limit` — a wait for an exit,
-/// not for a state.
-fn wait_gone(pids: &[u32], limit: Duration) -> Vec<u32> {
-    let deadline = Instant::now() + limit;
-    loop {
-        let left = still_running(pids);
-        if left.is_empty() || Instant::now() > deadline {
-            return left;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_killed_service_takes_its_browsers_along() {
     let _slot = browser_slot().await;
@@ -128,7 +112,7 @@ async fn a_killed_service_takes_its_browsers_along() {
     signal(&serve, "-KILL");
     let _ = serve.wait();
     let killed = Instant::now();
-    let left = wait_gone(&browser, Duration::from_secs(30));
+    let left = centinela_engine_webjs::process::wait_exit(&browser, Duration::from_secs(30));
     assert_eq!(left, Vec::<u32>::new(), "the browser died with the service");
     println!("browser gone {:?} after the kill", killed.elapsed());
     assert!(

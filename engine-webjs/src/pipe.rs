@@ -293,7 +293,7 @@ mod tests {
     use super::*;
     use futures::{SinkExt, StreamExt};
     use std::io::BufRead;
-    use std::time::{Duration, Instant};
+    use std::time::Duration;
     use tokio_tungstenite::tungstenite::Message;
 
     /// Set in the copy of this test binary that plays the service.
@@ -367,13 +367,8 @@ mod tests {
 
         let _ = service.kill(); // SIGKILL: no destructor runs
         let _ = service.wait();
-        // Not our child: no exit to wait on, so a bounded look at /proc
-        // every 20 ms (a wait for an exit, not for a state).
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while alive(pid) && Instant::now() < deadline {
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        let survived = alive(pid);
+        // Not our child: its exit is waited on through a pidfd.
+        let survived = !crate::process::wait_exit(&[pid], Duration::from_secs(10)).is_empty();
         if survived {
             crate::process::kill(&[pid]);
         }

@@ -159,6 +159,52 @@ fn signal(pids: &[u32], sig: &str) {
         .status();
 }
 
+/// Waits up to `limit` for every one of `pids` to exit, woken by the exits
+/// themselves (a pidfd of each becomes readable when it ends — it need not
+/// be our child), and answers the ones still running then.
+pub fn wait_exit(pids: &[u32], limit: std::time::Duration) -> Vec<u32> {
+    use rustix::event::{poll, PollFd, PollFlags, Timespec};
+    use rustix::process::{pidfd_open, Pid, PidfdFlags};
+    let deadline = std::time::Instant::now() + limit;
+    let mut waiting: Vec<(u32, rustix::fd::OwnedFd)> = pids
+        .iter()
+        .filter_map(|&pid| {
+            let raw = Pid::from_raw(i32::try_from(pid).ok()?)?;
+            // Gone already (ESRCH): nothing to wait for.
+            pidfd_open(raw, PidfdFlags::empty())
+                .ok()
+                .map(|fd| (pid, fd))
+        })
+        .collect();
+    while !waiting.is_empty() {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        if left.is_zero() {
+            break;
+        }
+        let timeout = Timespec {
+            tv_sec: i64::try_from(left.as_secs()).unwrap_or(i64::MAX),
+            tv_nsec: i64::from(left.subsec_nanos()),
+        };
+        let mut fds: Vec<PollFd<'_>> = waiting
+            .iter()
+            .map(|(_, fd)| PollFd::new(fd, PollFlags::IN))
+            .collect();
+        if poll(&mut fds, Some(&timeout)).is_err() {
+            break;
+        }
+        let ended: Vec<bool> = fds.iter().map(|f| !f.revents().is_empty()).collect();
+        drop(fds);
+        let mut ended = ended.into_iter();
+        waiting.retain(|_| !ended.next().unwrap_or(false));
+    }
+    // A zombie is gone for our purpose (it runs nothing).
+    waiting
+        .into_iter()
+        .map(|(pid, _)| pid)
+        .filter(|&pid| is_alive(pid))
+        .collect()
+}
+
 /// Kills `root` (if any) with its descendants, the `remembered` pids that
 /// still run Chromium, and every process using `profile`; then waits (up to
 /// 3 s) until none of them runs.
