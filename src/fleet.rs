@@ -398,16 +398,15 @@ impl TenantHost for Host {
         if let Err(e) = self.accounts.mirror_tenant(tenant).await {
             tracing::error!(tenant = %tenant, error = %e, "tenant's record not mirrored");
         }
-        if let Err(e) = self.sessions.mirror_tenant(tenant).await {
-            tracing::error!(tenant = %tenant, error = %e, "tenant's records not mirrored");
-        }
-        match self.sessions.tenant_records(tenant).await {
+        match self.sessions.mirror_tenant(tenant).await {
             Ok(records) => {
                 for session in browser_sessions(&records) {
                     self.profiles.restore(session).await;
                 }
             }
-            Err(e) => tracing::error!(tenant = %tenant, error = %e, "tenant's records unreadable"),
+            Err(e) => {
+                tracing::error!(tenant = %tenant, error = %e, "tenant's records not mirrored")
+            }
         }
         self.held
             .lock()

@@ -114,18 +114,13 @@ impl PgAccounts {
     }
 
     async fn insert_user(&self, u: &UserRecord) -> Result<(), FleetError> {
-        sqlx::query(
-            "INSERT INTO users (id, username, username_key, password_hash, role, tenant,
-                 created_ms, password_version) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+        bind_user(
+            sqlx::query(
+                "INSERT INTO users (id, username, username_key, password_hash, role, tenant,
+                     created_ms, password_version) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+            ),
+            u,
         )
-        .bind(u.id.as_str())
-        .bind(&u.username)
-        .bind(u.username.to_lowercase())
-        .bind(&u.password_hash)
-        .bind(role_name(u.role))
-        .bind(u.tenant.as_ref().map(TenantId::as_str))
-        .bind(u.created_at.as_millis())
-        .bind(i64::from(u.password_version))
         .execute(&self.pool)
         .await?;
         Ok(())
@@ -133,18 +128,13 @@ impl PgAccounts {
 
     /// Replaces the user's row; false when there is none.
     async fn replace_user(&self, u: &UserRecord) -> Result<bool, FleetError> {
-        let done = sqlx::query(
-            "UPDATE users SET username = $2, username_key = $3, password_hash = $4, role = $5,
-                 tenant = $6, created_ms = $7, password_version = $8 WHERE id = $1",
+        let done = bind_user(
+            sqlx::query(
+                "UPDATE users SET username = $2, username_key = $3, password_hash = $4,
+                     role = $5, tenant = $6, created_ms = $7, password_version = $8 WHERE id = $1",
+            ),
+            u,
         )
-        .bind(u.id.as_str())
-        .bind(&u.username)
-        .bind(u.username.to_lowercase())
-        .bind(&u.password_hash)
-        .bind(role_name(u.role))
-        .bind(u.tenant.as_ref().map(TenantId::as_str))
-        .bind(u.created_at.as_millis())
-        .bind(i64::from(u.password_version))
         .execute(&self.pool)
         .await?;
         Ok(done.rows_affected() == 1)
@@ -460,4 +450,22 @@ fn corrupt(table: &'static str, why: impl std::fmt::Display) -> FleetError {
         table,
         why: why.to_string(),
     }
+}
+
+/// A user's columns as `$1`..`$8` (id, username, its lowercased key,
+/// password hash, role, tenant, created, password version), for the insert
+/// and the replace alike.
+fn bind_user<'q>(
+    query: sqlx::query::Query<'q, sqlx::Postgres, sqlx::postgres::PgArguments>,
+    u: &'q UserRecord,
+) -> sqlx::query::Query<'q, sqlx::Postgres, sqlx::postgres::PgArguments> {
+    query
+        .bind(u.id.as_str())
+        .bind(&u.username)
+        .bind(u.username.to_lowercase())
+        .bind(&u.password_hash)
+        .bind(role_name(u.role))
+        .bind(u.tenant.as_ref().map(TenantId::as_str))
+        .bind(u.created_at.as_millis())
+        .bind(i64::from(u.password_version))
 }

@@ -48,13 +48,14 @@ impl FleetSessions {
 
     /// Copies `tenant`'s records from the fleet into the node's own store
     /// (before the node hosts it), and drops local records of the tenant
-    /// the fleet no longer has. Answers how many records it holds.
-    pub async fn mirror_tenant(&self, tenant: &TenantId) -> Result<usize, FleetError> {
+    /// the fleet no longer has. Answers the records, oldest first.
+    pub async fn mirror_tenant(&self, tenant: &TenantId) -> Result<Vec<SessionRecord>, FleetError> {
         let records = self.tenant_records(tenant).await?;
         let local = self.local.clone();
         let tenant = tenant.clone();
-        let n = records.len();
+        let copy = records.clone();
         tokio::task::spawn_blocking(move || -> Result<(), StoreError> {
+            let records = copy;
             let keep: std::collections::HashSet<_> = records.iter().map(|r| r.id.clone()).collect();
             for old in local.list_sessions()? {
                 if old.tenant == tenant && !keep.contains(&old.id) {
@@ -69,7 +70,7 @@ impl FleetSessions {
         .await
         .map_err(|e| corrupt(&e.to_string()))?
         .map_err(|e| corrupt(&e.to_string()))?;
-        Ok(n)
+        Ok(records)
     }
 
     /// `tenant`'s records in the fleet, oldest first.
