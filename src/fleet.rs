@@ -31,10 +31,17 @@
 //!   A credential change through any node makes every node's open
 //!   WebSockets check theirs again ([`centinela_fleet::credentials`]).
 //!
+//! - Any node answers any request: one for a tenant another node hosts is
+//!   sent on to it ([`centinela_web::forward`], the owner found by
+//!   [`Owners`]), and the session list is every live node's.
+//! - Every node's `/ws` shows the fleet's events
+//!   ([`centinela_fleet::events`]: this node's published, the others'
+//!   handed to its clients).
+//!
 //! Not shared yet (each node keeps its own): messages and the outbox,
-//! webhooks, campaigns, OTPs, the audit log.
-//! Requests are not forwarded: a call for a session or tenant hosted
-//! elsewhere is 503 `tenant_moving` with `Retry-After` on this node.
+//! webhooks, auto-replies, campaigns, OTPs, the audit log. Calls reach the
+//! owner, so they work while a tenant stays on one node; after a move its
+//! rows stay on the node it left.
 
 use centinela_actors::bus::{Bus, BusEvent};
 use centinela_actors::config::Config;
@@ -73,6 +80,16 @@ pub fn deadman(config: &Config) -> std::time::Duration {
         .max(std::time::Duration::from_secs(2))
 }
 
+/// Where the other nodes reach this one: `fleet.advertise_url`, or, when
+/// it is empty, `listening` (the URL a client on this machine uses for
+/// the listener: enough for nodes on one machine, not across machines).
+pub fn advertise_url(config: &Config, listening: &str) -> String {
+    match config.fleet.advertise_url.is_empty() {
+        true => listening.to_owned(),
+        false => config.fleet.advertise_url.clone(),
+    }
+}
+
 /// Why a node could not join its fleet.
 #[derive(Debug, thiserror::Error)]
 pub enum FleetStartError {
@@ -97,14 +114,18 @@ pub struct Joining {
 
 /// Connects to the fleet's database (migrating it) and readies this node's
 /// admission, session records and accounts; nothing is claimed yet.
-pub async fn connect(config: &Config, store: &Store) -> Result<Joining, FleetStartError> {
+pub async fn connect(
+    config: &Config,
+    store: &Store,
+    listening: &str,
+) -> Result<Joining, FleetStartError> {
     let f = &config.fleet;
     let fleet = Fleet::connect(&f.database_url, 8).await?;
     let id = NodeId::new(f.node_id()?).expect("fleet.node_id is checked by the config");
     let egress = f.egress()?;
     let spec = NodeSpec {
         id: id.clone(),
-        advertise_url: f.advertise_url.clone(),
+        advertise_url: advertise_url(config, listening),
         egress: egress.clone(),
         capacity: f.capacity,
     };
@@ -135,12 +156,45 @@ pub async fn connect(config: &Config, store: &Store) -> Result<Joining, FleetSta
 }
 
 impl Joining {
+    /// Sends requests for tenants other nodes host to them
+    /// ([`centinela_web::forward`]), signed under `secret` (the fleet's
+    /// `storage.secret_key`).
+    pub fn forwarder(&self, secret: &str) -> Arc<centinela_web::forward::Forwarder> {
+        Arc::new(centinela_web::forward::Forwarder::new(
+            self.spec.id.to_string(),
+            secret.as_bytes(),
+            Arc::new(Owners(self.fleet.clone(), self.ttl)),
+        ))
+    }
+
     /// What `GET /api/v1/fleet` shows, read from the fleet's database.
     pub fn status(&self) -> Arc<dyn centinela_web::fleet::FleetStatus> {
         Arc::new(Status {
             fleet: self.fleet.clone(),
             node: self.spec.id.to_string(),
         })
+    }
+}
+
+/// Who hosts a tenant, from the fleet's database.
+struct Owners(Fleet, std::time::Duration);
+
+#[async_trait::async_trait]
+impl centinela_web::forward::Owners for Owners {
+    async fn owner(
+        &self,
+        tenant: &TenantId,
+    ) -> Result<Option<centinela_web::forward::Peer>, String> {
+        let found = self.0.owner_at(tenant).await.map_err(|e| e.to_string())?;
+        Ok(found.map(|(node, url)| centinela_web::forward::Peer { node, url }))
+    }
+
+    async fn peers(&self) -> Result<Vec<centinela_web::forward::Peer>, String> {
+        let live = self.0.live_nodes(self.1).await.map_err(|e| e.to_string())?;
+        Ok(live
+            .into_iter()
+            .map(|(node, url)| centinela_web::forward::Peer { node, url })
+            .collect())
     }
 }
 
@@ -189,6 +243,10 @@ pub struct Joined {
     fleet: Fleet,
     /// The listener for other nodes' credential changes, once started.
     credentials: Option<tokio::task::JoinHandle<()>>,
+    /// This node's id.
+    node: String,
+    /// The live events' publisher and listener, once started.
+    relays: Vec<tokio::task::JoinHandle<()>>,
 }
 
 impl Joining {
@@ -217,6 +275,7 @@ impl Joining {
             held: Mutex::default(),
         });
         let fleet = self.fleet.clone();
+        let node = self.spec.id.to_string();
         let member = Member::new(
             self.fleet,
             self.spec,
@@ -237,6 +296,8 @@ impl Joining {
             snapshots,
             fleet,
             credentials: None,
+            node,
+            relays: Vec::new(),
         };
         (joined, supervisor)
     }
@@ -251,6 +312,30 @@ impl Joined {
         if let Some(listener) = self.credentials {
             listener.abort();
         }
+        for relay in self.relays {
+            relay.abort();
+        }
+    }
+
+    /// Every node's `/ws` shows the fleet's events: this node's hub
+    /// events are published to the others, theirs handed to this node's
+    /// clients ([`centinela_fleet::events`]).
+    pub fn relay_events(&mut self, hub: &centinela_web::hub::Hub) {
+        let publisher = tokio::spawn(publish_events(
+            self.fleet.clone(),
+            self.node.clone(),
+            hub.subscribe(),
+        ));
+        let hub = hub.clone();
+        let follower = centinela_fleet::events::follow(&self.fleet, self.node.clone(), move |e| {
+            let tenant = e.tenant.as_deref().and_then(|t| TenantId::new(t).ok());
+            if !hub.relay(&e.node, tenant, &e.json) {
+                tracing::warn!(node = %e.node, "a relayed event that is not an event object");
+            }
+        });
+        for old in std::mem::replace(&mut self.relays, vec![publisher, follower]) {
+            old.abort();
+        }
     }
 
     /// Makes this node's open WebSockets check their credential whenever a
@@ -261,6 +346,61 @@ impl Joined {
             centinela_fleet::credentials::follow(&self.fleet, move || auth.credentials_changed());
         if let Some(old) = self.credentials.replace(listener) {
             old.abort();
+        }
+    }
+}
+
+/// Most events one notification statement carries.
+const RELAY_BATCH: usize = 256;
+
+/// Publishes this node's own hub events (not its log lines, not events
+/// relayed from other nodes), in order, a batch of what is waiting at a
+/// time. With the database down they are dropped (said once per outage).
+async fn publish_events(
+    fleet: Fleet,
+    node: String,
+    mut events: tokio::sync::broadcast::Receiver<Arc<centinela_web::hub::HubEvent>>,
+) {
+    use tokio::sync::broadcast::error::{RecvError, TryRecvError};
+    let own = |e: &centinela_web::hub::HubEvent| e.log_level.is_none() && e.relayed_from.is_none();
+    let relayed = |e: &centinela_web::hub::HubEvent| centinela_fleet::events::Relayed {
+        node: node.clone(),
+        tenant: e.tenant.as_ref().map(ToString::to_string),
+        json: e.json.clone(),
+    };
+    let mut down = false;
+    loop {
+        let mut batch = Vec::new();
+        match events.recv().await {
+            Ok(e) if own(&e) => batch.push(relayed(&e)),
+            Ok(_) => continue,
+            Err(RecvError::Lagged(n)) => {
+                tracing::warn!(
+                    missed = n,
+                    "relayed events: fell behind the hub; some are not relayed"
+                );
+                continue;
+            }
+            Err(RecvError::Closed) => return,
+        }
+        while batch.len() < RELAY_BATCH {
+            match events.try_recv() {
+                Ok(e) if own(&e) => batch.push(relayed(&e)),
+                Ok(_) | Err(TryRecvError::Lagged(_)) => {}
+                Err(_) => break,
+            }
+        }
+        match centinela_fleet::events::publish(fleet.pool(), &batch).await {
+            Ok(()) if down => {
+                down = false;
+                tracing::info!("relayed events: publishing again");
+            }
+            Ok(()) => {}
+            Err(e) if !down => {
+                down = true;
+                tracing::warn!(error = %e, dropped = batch.len(), "relayed events: cannot publish to the fleet's database");
+            }
+            Err(_) => {}
         }
     }
 }

@@ -248,7 +248,11 @@ impl Running {
         // restores too.
         let logs = centinela_web::logstream::subscribe(10_000);
         let joining = match config.fleet.enabled() {
-            true => Some(fleet::connect(&config, &store).await?),
+            true => {
+                let scheme = if tls.is_some() { "https" } else { "http" };
+                let listening = format!("{scheme}://{}", local_address(listener.local_addr()?));
+                Some(fleet::connect(&config, &store, &listening).await?)
+            }
             false => None,
         };
         let accounts: Arc<dyn AccountRepo> = match &joining {
@@ -267,6 +271,15 @@ impl Running {
         )
         .await?;
         let fleet_status = joining.as_ref().map(fleet::Joining::status);
+        let forward = joining.as_ref().map(|j| {
+            j.forwarder(
+                config
+                    .storage
+                    .secret_key
+                    .as_deref()
+                    .expect("fleet mode requires storage.secret_key (checked by the config)"),
+            )
+        });
         let (mut fleet, supervisor) = match joining {
             Some(joining) => {
                 let (joined, supervisor) =
@@ -286,6 +299,7 @@ impl Running {
                 cloud: cloud_hooks,
                 fleet: fleet_status,
                 accounts: Some(accounts.clone()),
+                forward,
             },
             &secrets,
             logs,
@@ -293,6 +307,7 @@ impl Running {
         );
         if let Some(joined) = fleet.as_mut() {
             joined.follow_credentials(wired.state.auth.clone());
+            joined.relay_events(&wired.state.hub);
         }
         let app = centinela_web::router(wired.state);
         let (app, _rotation) = match services.demo {

@@ -42,7 +42,6 @@ async fn node(
     config.storage.secret_key = Some(KEY.into());
     config.fleet.database_url = pg.url();
     config.fleet.node_id = name.into();
-    config.fleet.advertise_url = format!("http://{name}.invalid");
     config.fleet.lease_ttl = Duration::from_secs(3);
     config.fleet.capacity = 100;
     config.fleet.egress = EGRESS.into();
@@ -100,10 +99,26 @@ impl Node {
     }
 
     async fn status_of(&self, id: &str) -> u16 {
-        self.call("GET", &format!("/api/v1/sessions/{id}"), None)
-            .await
-            .status
+        self.seen(id).await.0
     }
+
+    /// `GET` of session `id` through this node: the status and the node
+    /// that answered (the one hosting it: any other node forwards).
+    async fn seen(&self, id: &str) -> (u16, String) {
+        let r = self
+            .call("GET", &format!("/api/v1/sessions/{id}"), None)
+            .await;
+        (r.status, served_by(&r))
+    }
+}
+
+/// The node that answered a request (every fleet node says).
+fn served_by(r: &common::api::Res) -> String {
+    r.headers
+        .get("x-centinela-node")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_owned()
 }
 
 fn sid(id: &str) -> SessionId {
@@ -158,10 +173,14 @@ async fn thirty_tenants_have_one_owner_each_and_a_drained_node_hands_them_over_w
             Some((nodes[*n].name.to_owned(), 1)),
             "{t}: one owner, the node that created it"
         );
-        for (m, other) in nodes.iter().enumerate() {
-            // Elsewhere: not a 404 — it exists, another node hosts it.
-            let want = if m == *n { 200 } else { 503 };
-            assert_eq!(other.status_of(id).await, want, "{t} on {}", other.name);
+        for other in &nodes {
+            // Any node answers: the others forward to the owner.
+            assert_eq!(
+                other.seen(id).await,
+                (200, nodes[*n].name.to_owned()),
+                "{t} through {}",
+                other.name
+            );
         }
     }
     // Any node shows the whole fleet.
@@ -191,7 +210,8 @@ async fn thirty_tenants_have_one_owner_each_and_a_drained_node_hands_them_over_w
     assert_eq!(view.body["nodes"][0]["egress"], EGRESS);
     assert_eq!(view.body["nodes"][0]["tenants"][0]["epoch"], 1);
 
-    // A create for a tenant another node holds is refused, not doubled.
+    // A create for a tenant another node holds is made there, not here:
+    // the tenant keeps its one owner.
     let r = nodes[1]
         .call(
             "POST",
@@ -199,9 +219,11 @@ async fn thirty_tenants_have_one_owner_each_and_a_drained_node_hands_them_over_w
             Some(json!({"name": "second", "tenant_id": "t00"})),
         )
         .await;
-    assert_eq!(r.status, 503, "{}", r.text);
-    assert_eq!(r.body["error"]["code"], "tenant_moving");
-    assert!(r.headers.contains_key("retry-after"));
+    assert_eq!(r.status, 201, "{}", r.text);
+    assert_eq!(served_by(&r), "node-a");
+    assert_eq!(owner(&pg, "t00").await, Some(("node-a".to_owned(), 1)));
+    let second = r.body["id"].as_str().expect("session id").to_owned();
+    assert_eq!(nodes[2].seen(&second).await, (200, "node-a".to_owned()));
 
     // Drain node-a: its ten tenants come back READY elsewhere, no QR.
     let a = nodes.remove(0);
@@ -221,14 +243,10 @@ async fn thirty_tenants_have_one_owner_each_and_a_drained_node_hands_them_over_w
         .await
         .expect("node-a drains and stops");
     for (t, id) in &moved {
-        let mut found = None;
-        for (m, n) in nodes.iter().enumerate() {
-            if n.status_of(id).await == 200 {
-                found = Some(m);
-            }
-        }
-        // Not here yet: whichever node claims it first. Wait on both streams.
-        let m = match found {
+        // Whoever answers (through node-b) hosts it; none yet (503 while
+        // it moves): whichever node claims it first. Wait on both streams.
+        let (status, by) = nodes[0].seen(id).await;
+        let m = match nodes.iter().position(|n| status == 200 && n.name == by) {
             Some(m) => m,
             None => first_ready(&mut nodes, id).await,
         };
@@ -475,19 +493,14 @@ async fn a_tenant_user_and_api_key_made_through_one_node_work_on_every_node() {
     assert!(r.status == 200 || r.status == 204, "{}", r.text);
     assert_eq!(me(&b, Cred::Key(&key)).await.0, 401);
 
-    // node-b hosts the tenant's session: only node-b deletes the tenant.
+    // node-b hosts the tenant's session: a delete through node-a is
+    // node-b's to do (forwarded), and it stops the session there.
+    assert_eq!(a.seen(&session).await, (200, "node-b".to_owned()));
     let r = a.call("DELETE", "/api/v1/tenants/clinic", None).await;
-    assert_eq!(r.status, 503, "{}", r.text);
-    assert_eq!(r.body["error"]["code"], "tenant_moving");
-    assert_eq!(
-        me(&a, Cred::Token(&token_b)).await.0,
-        200,
-        "nothing removed"
-    );
-    assert_eq!(b.status_of(&session).await, 200);
-    let r = b.call("DELETE", "/api/v1/tenants/clinic", None).await;
     assert!(r.status == 200 || r.status == 204, "{}", r.text);
+    assert_eq!(served_by(&r), "node-b");
     assert_eq!(b.status_of(&session).await, 404, "its session went with it");
+    assert_eq!(a.status_of(&session).await, 404);
     assert_eq!(owner(&pg, "clinic").await, None, "and its lease");
     assert_eq!(me(&a, Cred::Token(&token_b)).await.0, 401);
 
@@ -632,6 +645,7 @@ async fn a_ban_block_follows_the_tenant_to_its_next_owner() {
             v["type"] == "admission"
                 && v["session_id"] == running_id.as_str()
                 && v["decision"] == "denied"
+                && v.get("node").is_none()
         })
         .await;
     assert_eq!(denied["kind"], "restore");
@@ -651,4 +665,204 @@ async fn a_ban_block_follows_the_tenant_to_its_next_owner() {
     );
     assert_eq!(engine.overlaps(), Vec::<SessionId>::new());
     b.srv.server.shutdown().await.expect("shutdown");
+}
+
+/// Who owns what, for a token the test signs as a node would.
+struct NoOwners;
+
+#[async_trait::async_trait]
+impl centinela_web::forward::Owners for NoOwners {
+    async fn owner(
+        &self,
+        _: &centinela_actors::ids::TenantId,
+    ) -> Result<Option<centinela_web::forward::Peer>, String> {
+        Ok(None)
+    }
+
+    async fn peers(&self) -> Result<Vec<centinela_web::forward::Peer>, String> {
+        Ok(Vec::new())
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn any_node_answers_for_a_tenant_another_hosts_and_every_node_streams_the_fleets_events() {
+    let pg = PgCluster::start();
+    let engine = ScriptedEngine::new();
+    let a = node(&pg, "node-a", &engine, |_| {}).await;
+    let mut b = node(&pg, "node-b", &engine, |_| {}).await;
+    let (tenant_token, _) = a.srv.api.tenant_with_user(&a.admin, "clinic").await;
+    b.tenant("spare").await;
+    let mut tenant_ws_b = Ws::connect(&b.srv.api.base, &format!("token={tenant_token}")).await;
+    let id = a.paired_session("clinic").await;
+
+    // node-b's clients see node-a's events: numbered by node-a (not in
+    // node-b's sequence), the tenant's only to it and the admins.
+    let ready = b.ws.until_relayed_state(&id, "READY").await;
+    assert_eq!(ready["node"], "node-a", "{ready}");
+    assert!(ready.get("seq").is_none(), "{ready}");
+    assert!(
+        ready["origin_seq"].as_u64().is_some_and(|s| s > 0),
+        "{ready}"
+    );
+    let seen = tenant_ws_b.until_relayed_state(&id, "READY").await;
+    assert_eq!(seen["tenant_id"], "clinic");
+
+    // Calls through node-b reach node-a, with the caller's own credential.
+    assert_eq!(b.seen(&id).await, (200, "node-a".to_owned()));
+    let sent = b
+        .srv
+        .api
+        .call(
+            "POST",
+            &format!("/api/v1/sessions/{id}/messages"),
+            Cred::Token(&tenant_token),
+            Some(json!({"to": "+5491100000001", "text": "hola", "idempotency_key": "k1"})),
+        )
+        .await;
+    assert_eq!(sent.status, 202, "{}", sent.text);
+    assert_eq!(served_by(&sent), "node-a");
+    let again = b
+        .srv
+        .api
+        .call(
+            "POST",
+            &format!("/api/v1/sessions/{id}/messages"),
+            Cred::Token(&tenant_token),
+            Some(json!({"to": "+5491100000001", "text": "hola", "idempotency_key": "k1"})),
+        )
+        .await;
+    assert_eq!(
+        again.body["id"], sent.body["id"],
+        "one message: {}",
+        again.text
+    );
+    let listed = b
+        .srv
+        .api
+        .call(
+            "GET",
+            &format!("/api/v1/sessions/{id}/messages"),
+            Cred::Token(&tenant_token),
+            None,
+        )
+        .await;
+    assert_eq!(listed.status, 200, "{}", listed.text);
+    assert_eq!(
+        listed.body["messages"].as_array().map(Vec::len),
+        Some(1),
+        "{}",
+        listed.text
+    );
+    // The session list is the fleet's, each node's sessions once, and a
+    // tenant's list only its own.
+    let own = b
+        .srv
+        .api
+        .create_session(&b.admin, Some("spare"), "desk")
+        .await;
+    let ids = |r: &common::api::Res| -> BTreeSet<String> {
+        r.body["sessions"]
+            .as_array()
+            .expect("sessions")
+            .iter()
+            .filter_map(|s| s["id"].as_str().map(str::to_owned))
+            .collect()
+    };
+    let all = b.call("GET", "/api/v1/sessions", None).await;
+    assert_eq!(all.status, 200, "{}", all.text);
+    assert_eq!(ids(&all), BTreeSet::from([id.clone(), own.clone()]));
+    assert!(!all.headers.contains_key("x-centinela-partial"));
+    let theirs = b
+        .srv
+        .api
+        .call("GET", "/api/v1/sessions", Cred::Token(&tenant_token), None)
+        .await;
+    assert_eq!(
+        ids(&theirs),
+        BTreeSet::from([id.clone()]),
+        "{}",
+        theirs.text
+    );
+    // The tenant's auto-replies are kept by the node that answers with them.
+    let rules = json!({"enabled": true, "rules": [{"keyword": "horario", "reply": "9 a 18", "enabled": true}]});
+    let r = b
+        .call("PUT", "/api/v1/tenants/clinic/auto-replies", Some(rules))
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(served_by(&r), "node-a");
+    let r = b
+        .call("GET", "/api/v1/tenants/clinic/auto-replies", None)
+        .await;
+    assert_eq!(r.body["rules"][0]["keyword"], "horario", "{}", r.text);
+    assert_eq!(served_by(&r), "node-a");
+    // Another tenant's caller is refused by the owner, as it would be here.
+    let (shop_token, _) = a.srv.api.tenant_with_user(&a.admin, "shop").await;
+    let r = b
+        .srv
+        .api
+        .call(
+            "GET",
+            &format!("/api/v1/sessions/{id}"),
+            Cred::Token(&shop_token),
+            None,
+        )
+        .await;
+    assert_eq!(r.status, 403, "{}", r.text);
+    // A stop through node-b stops node-a's driver, and node-b's stream says so.
+    let r = b
+        .call("POST", &format!("/api/v1/sessions/{id}/disconnect"), None)
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(served_by(&r), "node-a");
+    assert!(engine.until_stopped(&sid(&id), common::WAIT).await);
+    let stopped = b.ws.until_relayed_state(&id, "DISCONNECTED").await;
+    assert_eq!(stopped["node"], "node-a");
+
+    // node-b counts what it sent on.
+    let m = b.call("GET", "/metrics", None).await;
+    let forwarded: u64 = m
+        .text
+        .lines()
+        .find_map(|l| l.strip_prefix("centinela_fleet_forwarded_total "))
+        .and_then(|n| n.parse().ok())
+        .expect("the forwarded counter");
+    assert!(forwarded >= 8, "{forwarded}");
+    // A request that says a node forwarded it is checked, and never sent
+    // on again: node-b does not host the tenant, so it answers itself.
+    let http = reqwest::Client::new();
+    let path = format!("/api/v1/sessions/{id}");
+    let forged = http
+        .get(format!("{}{path}", b.srv.api.base))
+        .bearer_auth(&b.admin)
+        .header("x-centinela-fleet", "node-a 1 00ff")
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(forged.status(), 401);
+    let body: Value = forged.json().await.expect("json");
+    assert_eq!(body["error"]["code"], "invalid_fleet_token");
+    let signer = centinela_web::forward::Forwarder::new(
+        "node-c",
+        common::fleet::KEY.as_bytes(),
+        std::sync::Arc::new(NoOwners),
+    );
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("time")
+        .as_secs();
+    let once = http
+        .get(format!("{}{path}", b.srv.api.base))
+        .bearer_auth(&b.admin)
+        .header("x-centinela-fleet", signer.token(now, "GET", &path))
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(once.status(), 503);
+    assert_eq!(once.headers()["x-centinela-node"], "node-b");
+    let body: Value = once.json().await.expect("json");
+    assert_eq!(body["error"]["code"], "tenant_moving");
+
+    for n in [a, b] {
+        n.srv.server.shutdown().await.expect("shutdown");
+    }
 }

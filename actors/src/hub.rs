@@ -24,6 +24,9 @@ pub struct HubEvent {
     /// Set for supervisor log lines (admins only).
     pub log_level: Option<tracing::Level>,
     pub json: String,
+    /// Fleet mode: the node that numbered it, when that is another node
+    /// (its `seq` is 0 here: the event is in that node's audit log).
+    pub relayed_from: Option<String>,
 }
 
 /// A supervisor log event captured by the tracing layer.
@@ -85,6 +88,30 @@ impl Hub {
 
     pub fn subscribe(&self) -> broadcast::Receiver<Arc<HubEvent>> {
         self.tx.subscribe()
+    }
+
+    /// Fleet mode: hands another node's event to this node's clients. It
+    /// is not written to this node's audit log (it is in `node`'s) and
+    /// reaches no webhook here. Its `seq`, that node's, becomes
+    /// `origin_seq` beside `node`, so a client's `seq` stays this node's
+    /// (what `GET /api/v1/logs?since=` takes). Answers false when `json`
+    /// is not an event object.
+    pub fn relay(&self, node: &str, tenant: Option<TenantId>, json: &str) -> bool {
+        let Ok(Value::Object(mut body)) = serde_json::from_str::<Value>(json) else {
+            return false;
+        };
+        if let Some(seq) = body.remove("seq") {
+            body.insert("origin_seq".into(), seq);
+        }
+        body.insert("node".into(), json!(node));
+        let _ = self.tx.send(Arc::new(HubEvent {
+            seq: 0,
+            tenant,
+            log_level: None,
+            json: Value::Object(body).to_string(),
+            relayed_from: Some(node.to_owned()),
+        }));
+        true
     }
 
     /// Waits until every bus event published and every log line sent
@@ -227,6 +254,7 @@ async fn deliver(
             tenant,
             log_level,
             json: body.to_string(),
+            relayed_from: None,
         }));
     }
     stats.delivered_batches.fetch_add(1, Ordering::Relaxed);

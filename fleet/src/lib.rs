@@ -9,7 +9,8 @@
 //! ([`sessions`]), the accounts every node shares — tenants, users, API
 //! keys, revoked tokens, settings such as the JWT secret ([`accounts`],
 //! used by a node as [`NodeAccounts`], changes that may end a credential
-//! announced to every node by [`credentials`]), each session's browser profile packed into one buffer
+//! announced to every node by [`credentials`]), live events relayed
+//! between nodes ([`events`]), each session's browser profile packed into one buffer
 //! ([`profile`]) and stored sealed under the tenant's fence ([`snapshot`]),
 //! so the pairing moves with the tenant, and the membership loop
 //! ([`member`]) that keeps a node in the fleet — renewing, claiming
@@ -30,6 +31,7 @@ pub mod admission;
 mod blocking;
 pub mod credentials;
 mod error;
+pub mod events;
 pub mod lease;
 pub mod member;
 pub mod node;

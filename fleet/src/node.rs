@@ -139,3 +139,44 @@ impl Fleet {
         Ok(out)
     }
 }
+
+impl Fleet {
+    /// The node holding a live lease on `tenant` (the database's clock) and
+    /// where it is reached: `(node id, advertise_url)`.
+    pub async fn owner_at(
+        &self,
+        tenant: &centinela_actors::ids::TenantId,
+    ) -> Result<Option<(String, String)>, FleetError> {
+        use sqlx::Row;
+        let row = sqlx::query(
+            "SELECT n.id, n.advertise_url FROM tenant_owners o JOIN nodes n ON n.id = o.owner
+             WHERE o.tenant = $1 AND o.lease_until >= now()",
+        )
+        .bind(tenant.as_str())
+        .fetch_optional(self.pool())
+        .await?;
+        row.map(|r| Ok((r.try_get("id")?, r.try_get("advertise_url")?)))
+            .transpose()
+    }
+}
+
+impl Fleet {
+    /// Every node whose heartbeat is at most `within` old (the database's
+    /// clock): `(node id, advertise_url)`, by id.
+    pub async fn live_nodes(
+        &self,
+        within: std::time::Duration,
+    ) -> Result<Vec<(String, String)>, FleetError> {
+        use sqlx::Row;
+        let rows = sqlx::query(
+            "SELECT id, advertise_url FROM nodes
+             WHERE heartbeat_at >= now() - make_interval(secs => $1) ORDER BY id",
+        )
+        .bind(within.as_secs_f64())
+        .fetch_all(self.pool())
+        .await?;
+        rows.iter()
+            .map(|r| Ok((r.try_get("id")?, r.try_get("advertise_url")?)))
+            .collect()
+    }
+}

@@ -305,10 +305,26 @@ impl Ws {
         }
     }
 
-    /// Waits for session `id` to reach `state`.
+    /// Waits for session `id` to reach `state` on this node (fleet mode:
+    /// not an event relayed from another node, which carries `node`).
     pub async fn until_state(&mut self, id: &str, state: &str) -> Value {
         self.next(|v| {
-            v["type"] == "transition" && v["session_id"] == id && v["to"]["state"] == state
+            v["type"] == "transition"
+                && v["session_id"] == id
+                && v["to"]["state"] == state
+                && v.get("node").is_none()
+        })
+        .await
+    }
+
+    /// Fleet mode: waits for session `id` to reach `state` on another
+    /// node, as relayed to this one.
+    pub async fn until_relayed_state(&mut self, id: &str, state: &str) -> Value {
+        self.next(|v| {
+            v["type"] == "transition"
+                && v["session_id"] == id
+                && v["to"]["state"] == state
+                && v.get("node").is_some()
         })
         .await
     }

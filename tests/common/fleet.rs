@@ -81,10 +81,6 @@ impl Rig {
             ("CENTINELA__STORAGE__SECRET_KEY", KEY.into()),
             ("CENTINELA__FLEET__DATABASE_URL", self.pg.url()),
             ("CENTINELA__FLEET__NODE_ID", name.into()),
-            (
-                "CENTINELA__FLEET__ADVERTISE_URL",
-                format!("http://{name}.invalid"),
-            ),
             ("CENTINELA__FLEET__LEASE_TTL", "3s".into()),
             ("CENTINELA__FLEET__EGRESS", "203.0.113.7".into()),
         ];
@@ -183,7 +179,7 @@ impl Rig {
             |f| f["tenant"] == p.tenant.as_str(),
             super::WAIT,
         );
-        let on_a = p
+        let seen = p
             .api_a
             .call(
                 "GET",
@@ -191,8 +187,14 @@ impl Rig {
                 Cred::Token(&p.admin_a),
                 None,
             )
-            .await
-            .status;
+            .await;
+        let by = seen
+            .headers
+            .get("x-centinela-node")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+            .to_owned();
+        let on_a = (seen.status, by);
         let record = session_record(&self.pg, &p.session).await;
         let overlaps = self
             .sim_api
@@ -226,8 +228,9 @@ pub struct Frozen {
     pub failover: Failover,
     /// The woken owner's log line letting the tenant go.
     pub released: Value,
-    /// `GET` of the session on the woken owner afterwards.
-    pub on_a: u16,
+    /// `GET` of the session through the woken owner afterwards: the
+    /// status and the node that answered.
+    pub on_a: (u16, String),
     /// The session's record in the fleet afterwards.
     pub record: Value,
     /// `GET /sim/overlaps` afterwards.
@@ -256,7 +259,12 @@ impl Pair {
             let session = self.session.as_str();
             let t = self
                 .ws_b
-                .next(|v| v["type"] == "transition" && v["session_id"] == session)
+                .next(|v| {
+                    // This node's own, not node a's relayed to it.
+                    v["type"] == "transition"
+                        && v["session_id"] == session
+                        && v.get("node").is_none()
+                })
                 .await;
             let state = t["to"]["state"].as_str().unwrap_or_default().to_owned();
             states.push(state.clone());

@@ -80,15 +80,25 @@ impl FromRequestParts<AppState> for ClientAddr {
     type Rejection = Infallible;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Infallible> {
+        Ok(ClientAddr(peer_client(parts, state)))
+    }
+}
+
+/// The client address of a request: the one the forwarding node saw for a
+/// request another node of the fleet forwarded (its token checked, see
+/// [`crate::forward`]), else [`client_addr`] of the socket peer.
+pub fn peer_client(parts: &Parts, state: &AppState) -> Option<IpAddr> {
+    if let Some(f) = parts.extensions.get::<crate::forward::Forwarded>() {
+        return f.client;
+    }
+    {
         let peer = parts
             .extensions
             .get::<ConnectInfo<SocketAddr>>()
             .map(|ConnectInfo(a)| a.ip());
         let forwarded = parts.headers.get_all("x-forwarded-for");
         let trusted = &state.web.trusted_proxies;
-        Ok(ClientAddr(
-            peer.map(|p| client_addr(p, forwarded.iter(), trusted)),
-        ))
+        peer.map(|p| client_addr(p, forwarded.iter(), trusted))
     }
 }
 

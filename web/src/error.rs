@@ -138,6 +138,16 @@ pub enum ApiError {
         message: String,
         retry_after_secs: u64,
     },
+    /// Fleet mode: another node hosts the tenant (or it is between
+    /// nodes). 503 `tenant_moving`; the response carries
+    /// [`crate::forward::Elsewhere`], so the forwarder can send the
+    /// request on to the owner instead.
+    #[error("{message}")]
+    Elsewhere { tenant: String, message: String },
+    /// A request that says another node of the fleet forwarded it, with
+    /// a token this node does not accept.
+    #[error("{0}")]
+    BadFleetToken(String),
     #[error("service unavailable: {0}")]
     Unavailable(#[source] Cause),
     #[error("internal error")]
@@ -192,6 +202,8 @@ impl ApiError {
             ApiError::MethodNotAllowed => (StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed"),
             ApiError::Busy => (StatusCode::SERVICE_UNAVAILABLE, "busy"),
             ApiError::Later { code, .. } => (StatusCode::SERVICE_UNAVAILABLE, code),
+            ApiError::Elsewhere { .. } => (StatusCode::SERVICE_UNAVAILABLE, "tenant_moving"),
+            ApiError::BadFleetToken(_) => (StatusCode::UNAUTHORIZED, "invalid_fleet_token"),
             ApiError::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
             ApiError::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
         }
@@ -222,8 +234,14 @@ impl IntoResponse for ApiError {
         if let ApiError::WrongCode { attempts_left } = self {
             error.attempts_left = Some(attempts_left);
         }
+        let elsewhere = match &self {
+            ApiError::Elsewhere { tenant, .. } => {
+                centinela_actors::ids::TenantId::new(tenant.as_str()).ok()
+            }
+            _ => None,
+        };
         let mut retry_after = match &self {
-            ApiError::Busy => Some(1),
+            ApiError::Busy | ApiError::Elsewhere { .. } => Some(1),
             ApiError::Later {
                 retry_after_secs, ..
             } => Some(*retry_after_secs),
@@ -252,6 +270,11 @@ impl IntoResponse for ApiError {
             if let Ok(v) = HeaderValue::from_str(&secs.to_string()) {
                 response.headers_mut().insert("retry-after", v);
             }
+        }
+        if let Some(tenant) = elsewhere {
+            response
+                .extensions_mut()
+                .insert(crate::forward::Elsewhere(tenant));
         }
         response
     }
@@ -285,10 +308,9 @@ impl From<AccountError> for ApiError {
 impl From<StoreError> for ApiError {
     fn from(e: StoreError) -> Self {
         match e {
-            StoreError::NotHeld(_) => ApiError::Later {
-                code: "tenant_moving",
+            StoreError::NotHeld(ref tenant) => ApiError::Elsewhere {
+                tenant: tenant.clone(),
                 message: e.to_string(),
-                retry_after_secs: 1,
             },
             StoreError::Unavailable(_) => ApiError::Later {
                 code: "fleet_unavailable",
@@ -387,10 +409,9 @@ impl From<SupervisorError> for ApiError {
                 message: format!("{e}: nothing is admitted until it is back"),
                 retry_after_secs: 5,
             },
-            e @ SupervisorError::NotOwner(_) => ApiError::Later {
-                code: "tenant_moving",
+            SupervisorError::NotOwner(ref tenant) => ApiError::Elsewhere {
+                tenant: tenant.to_string(),
                 message: e.to_string(),
-                retry_after_secs: 1,
             },
             e @ SupervisorError::Deciding => ApiError::Later {
                 code: "connect_deciding",

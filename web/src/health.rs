@@ -216,6 +216,10 @@ async fn metrics(State(state): State<AppState>) -> Result<impl IntoResponse, Api
         &state.risk.levels(),
     );
     let unknown = state.cloud.as_ref().map_or(0, |c| c.unknown_numbers());
+    if let Some(fwd) = &state.forward {
+        let n = fwd.forwarded.load(Ordering::Relaxed);
+        body.push_str(&format!("# HELP centinela_fleet_forwarded_total Requests this node sent on to the node hosting their tenant.\n# TYPE centinela_fleet_forwarded_total counter\ncentinela_fleet_forwarded_total {n}\n"));
+    }
     body.push_str(&format!("# HELP centinela_meta_webhooks_unknown_number_total Meta webhook deliveries for a number no running cloud session has (answered 200).\n# TYPE centinela_meta_webhooks_unknown_number_total counter\ncentinela_meta_webhooks_unknown_number_total {unknown}\n"));
     Ok(([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], body))
 }

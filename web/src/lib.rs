@@ -18,6 +18,7 @@ mod dashboard;
 pub mod error;
 mod extract;
 pub mod fleet;
+pub mod forward;
 mod health;
 pub mod logstream;
 pub mod messages;
@@ -102,6 +103,9 @@ pub struct AppState {
     pub cloud: Option<Arc<dyn centinela_actors::engine::cloud::CloudHooks>>,
     /// Fleet mode's status (`GET /api/v1/fleet`); `None` on a single node.
     pub fleet: Option<Arc<dyn fleet::FleetStatus>>,
+    /// Fleet mode: requests for tenants another node hosts go there
+    /// ([`forward`]); `None` on a single node.
+    pub forward: Option<Arc<forward::Forwarder>>,
 }
 
 /// What the background tasks take from outside, injected so tests can
@@ -120,6 +124,8 @@ pub struct Injected {
     /// [`auth::Auth`] and tenant deletion instead of the store's; `None`
     /// on a single node (the store's own).
     pub accounts: Option<Arc<dyn AccountRepo>>,
+    /// Fleet mode: the forwarder to the nodes that host other tenants.
+    pub forward: Option<Arc<forward::Forwarder>>,
 }
 
 impl Injected {
@@ -133,6 +139,7 @@ impl Injected {
             cloud: None,
             fleet: None,
             accounts: None,
+            forward: None,
         }
     }
 }
@@ -184,6 +191,7 @@ where
         cloud,
         fleet,
         accounts,
+        forward,
     } = injected;
     let accounts: Arc<dyn AccountRepo> = accounts.unwrap_or_else(|| Arc::new(store.clone()));
     let auth = auth::Auth::new(
@@ -268,6 +276,7 @@ where
         secrets: sealing,
         cloud,
         fleet,
+        forward,
     };
     Wired {
         state,
@@ -332,6 +341,10 @@ pub fn router(state: AppState) -> Router {
         )
         .fallback(error::not_found)
         .method_not_allowed_fallback(error::method_not_allowed)
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            forward::forward,
+        ))
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             metrics::track,

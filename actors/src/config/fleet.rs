@@ -16,7 +16,9 @@ pub struct FleetConfig {
     pub database_url: String,
     /// This node's id in the fleet; empty = the host name.
     pub node_id: String,
-    /// Where the other nodes (and a router in front) reach this one.
+    /// Where the other nodes (and a router in front) reach this one;
+    /// empty = the listener's own address as seen on this machine (nodes
+    /// on one machine only).
     pub advertise_url: String,
     /// How long a tenant stays this node's without a renewal.
     #[serde(with = "humantime_serde")]
@@ -91,13 +93,14 @@ impl FleetConfig {
                 "must be 1-255 characters without spaces",
             ));
         }
-        if !(self.advertise_url.starts_with("http://")
+        if !(self.advertise_url.is_empty()
+            || self.advertise_url.starts_with("http://")
             || self.advertise_url.starts_with("https://"))
         {
             return Err(invalid(
                 "fleet.advertise_url",
                 format!("{:?}", self.advertise_url),
-                "must be an http:// or https:// URL when fleet.database_url is set",
+                "must be empty (the listener's address) or an http:// or https:// URL",
             ));
         }
         if self.capacity == 0 {
@@ -206,7 +209,11 @@ mod tests {
                 "fleet.database_url",
                 "postgres://",
             ),
-            (url, "fleet.advertise_url", "http://"),
+            (
+                &format!("{url}advertise_url = \"n1:3012\"\n"),
+                "fleet.advertise_url",
+                "http://",
+            ),
             (
                 &format!("{url}{http}capacity = 0\n"),
                 "fleet.capacity",
