@@ -102,6 +102,8 @@ pub enum FleetStartError {
 /// The fleet's side of a node, before its supervisor starts.
 pub struct Joining {
     fleet: Fleet,
+    /// The ledger, as the pruning task sees it.
+    pruning: FleetAdmission,
     spec: NodeSpec,
     ttl: std::time::Duration,
     owned: Owned,
@@ -132,6 +134,7 @@ pub async fn connect(
     let owned = Owned::default();
     let leases = Leases::new(&fleet, id, f.lease_ttl);
     let admission = FleetAdmission::new(&fleet, config.antiban.clone());
+    let pruning = admission.clone();
     let seam = FleetSeam {
         admission: Arc::new(PgSharedAdmission::new(
             admission,
@@ -145,6 +148,7 @@ pub async fn connect(
     tracing::info!(node = %spec.id, egress = %spec.egress, capacity = spec.capacity, "joining the fleet");
     Ok(Joining {
         fleet,
+        pruning,
         spec,
         ttl: f.lease_ttl,
         owned,
@@ -240,6 +244,8 @@ impl centinela_web::fleet::FleetStatus for Status {
 pub struct Joined {
     member: MemberHandle,
     snapshots: tokio::task::JoinHandle<()>,
+    /// Old ledger rows going, every [`PRUNE_EVERY`].
+    pruning: tokio::task::JoinHandle<()>,
     fleet: Fleet,
     /// The listener for other nodes' credential changes, once started.
     credentials: Option<tokio::task::JoinHandle<()>>,
@@ -291,9 +297,11 @@ impl Joining {
             profiles,
         ));
         let supervisor = supervisor.with_claim(Arc::new(member.claimer()));
+        let pruning = tokio::spawn(prune_ledger(self.pruning));
         let joined = Joined {
             member,
             snapshots,
+            pruning,
             fleet,
             credentials: None,
             node,
@@ -309,6 +317,7 @@ impl Joined {
     pub async fn drain(self) {
         self.member.drain().await;
         self.snapshots.abort();
+        self.pruning.abort();
         if let Some(listener) = self.credentials {
             listener.abort();
         }
@@ -346,6 +355,25 @@ impl Joined {
             centinela_fleet::credentials::follow(&self.fleet, move || auth.credentials_changed());
         if let Some(old) = self.credentials.replace(listener) {
             old.abort();
+        }
+    }
+}
+
+/// How often a node prunes the fleet's ledger (every node does: a delete
+/// of what is already gone is nothing).
+const PRUNE_EVERY: std::time::Duration = std::time::Duration::from_secs(600);
+
+/// Prunes the fleet's ledger every [`PRUNE_EVERY`], the first time one
+/// period after the start.
+async fn prune_ledger(admission: FleetAdmission) {
+    let mut every = tokio::time::interval(PRUNE_EVERY);
+    every.tick().await;
+    loop {
+        every.tick().await;
+        match admission.prune().await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(rows = n, "fleet ledger pruned"),
+            Err(e) => tracing::warn!(error = %e, "fleet ledger: cannot prune"),
         }
     }
 }

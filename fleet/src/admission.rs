@@ -13,8 +13,17 @@
 //! ban blocks and proxy holds are per tenant and follow it to any node.
 //! "Now" is the database's clock, read after the locks are held.
 //!
+//! Pairing codes are admitted the same way ([`FleetAdmission::pairing_code`]:
+//! the egress's and the phone number's locks, the hour's rows, the pure
+//! `judge_pairing_code`, the insert).
+//!
+//! Rows no window can read any more are pruned ([`FleetAdmission::prune`]:
+//! attempts older than two days, pairing codes older than two hours; the
+//! tenant events — cooldowns, blocks, proxy holds, overrides — are few and
+//! kept, as a single node keeps its own).
+//!
 //! Not here: the connection queue (delay, jitter, spacing stay with the
-//! node that starts the browser), pairing-code limits, pruning old rows.
+//! node that starts the browser).
 //! A decision or an outcome can carry the tenant's lease ([`Fence`]): then
 //! a node that lost the tenant writes nothing and gets `Fenced`.
 
@@ -25,7 +34,7 @@ use centinela_actors::config::AntibanConfig;
 use centinela_actors::engine::EngineKind;
 use centinela_actors::ids::{SessionId, TenantId};
 use centinela_actors::supervisor::admission::{
-    counts, evaluate, evaluate_cloud, AttemptRequest, Denial,
+    counts, evaluate, evaluate_cloud, judge_pairing_code, AttemptRequest, Denial,
 };
 use centinela_actors::supervisor::ledger::{AttemptKind, Ledger, LedgerEvent, DAY, HOUR};
 use sha2::{Digest, Sha256};
@@ -120,6 +129,78 @@ impl FleetAdmission {
         let attempt = u64::try_from(id).map_err(|_| corrupt("admission_attempts", "id < 0"))?;
         info!(tenant = %req.tenant, egress = %req.egress, attempt, "fleet admission admitted");
         Ok(Verdict::Admitted { attempt, at: now })
+    }
+
+    /// Admits one pairing-code request for the whole fleet: at most
+    /// `pairing_codes_per_phone_per_hour` for `phone` and
+    /// `pairing_codes_per_egress_per_hour` through `egress` over every
+    /// node's requests in the database's rolling hour. An admitted one is
+    /// committed before this returns; fenced like [`Self::decide`].
+    pub async fn pairing_code(
+        &self,
+        tenant: &TenantId,
+        phone: &str,
+        egress: &str,
+        fence: Option<Fence<'_>>,
+    ) -> Result<Result<(), Denial>, FleetError> {
+        let mut tx = self.pool.begin().await?;
+        lock(&mut tx, "egress", egress).await?;
+        lock(&mut tx, "phone", phone).await?;
+        if let Some(fence) = fence {
+            fence.check(&mut tx, tenant).await?;
+        }
+        let now = db_now(&mut tx).await?;
+        let rows = sqlx::query(
+            "SELECT phone, egress, at_ms FROM pairing_codes
+             WHERE (phone = $1 OR egress = $2) AND at_ms > $3 ORDER BY at_ms, id",
+        )
+        .bind(phone)
+        .bind(egress)
+        .bind(now.minus(HOUR).as_millis())
+        .fetch_all(&mut *tx)
+        .await?;
+        let mut codes = VecDeque::with_capacity(rows.len());
+        for row in &rows {
+            codes.push_back((
+                row.try_get::<String, _>("phone")?,
+                row.try_get::<String, _>("egress")?,
+                Timestamp::from_millis(row.try_get("at_ms")?),
+            ));
+        }
+        if let Err(denial) = judge_pairing_code(&self.cfg, &codes, phone, egress, now) {
+            info!(tenant = %tenant, egress, "fleet pairing code denied");
+            return Ok(Err(denial));
+        }
+        sqlx::query(
+            "INSERT INTO pairing_codes (tenant, phone, egress, at_ms) VALUES ($1, $2, $3, $4)",
+        )
+        .bind(tenant.as_str())
+        .bind(phone)
+        .bind(egress)
+        .bind(now.as_millis())
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(Ok(()))
+    }
+
+    /// Deletes what no decision reads any more (the database's clock):
+    /// attempts older than two days (the longest window is a day) and
+    /// pairing codes older than two hours (theirs is an hour). Answers how
+    /// many rows went. Any node may run it, any number of times.
+    pub async fn prune(&self) -> Result<u64, FleetError> {
+        let now = db_now(&mut *self.pool.acquire().await?).await?;
+        let attempts = sqlx::query("DELETE FROM admission_attempts WHERE at_ms < $1")
+            .bind(now.minus(DAY * 2).as_millis())
+            .execute(&self.pool)
+            .await?
+            .rows_affected();
+        let codes = sqlx::query("DELETE FROM pairing_codes WHERE at_ms < $1")
+            .bind(now.minus(HOUR * 2).as_millis())
+            .execute(&self.pool)
+            .await?
+            .rows_affected();
+        Ok(attempts + codes)
     }
 
     /// Records what happened to a tenant, under the tenant's lock, and

@@ -13,7 +13,7 @@ use crate::owned::Owned;
 use crate::FleetError;
 use centinela_actors::clock::Timestamp;
 use centinela_actors::ids::TenantId;
-use centinela_actors::supervisor::admission::AttemptRequest;
+use centinela_actors::supervisor::admission::{AttemptRequest, Denial};
 use centinela_actors::supervisor::ledger::Ledger;
 use centinela_actors::supervisor::shared::{
     SharedAdmission, SharedError, SharedVerdict, TenantEvent,
@@ -96,6 +96,23 @@ impl SharedAdmission for PgSharedAdmission {
             .cancel(attempt)
             .await
             .map(|_| ())
+            .map_err(shared)
+    }
+
+    async fn pairing_code(
+        &self,
+        tenant: &TenantId,
+        phone: &str,
+        egress: &str,
+    ) -> Result<Result<(), Denial>, SharedError> {
+        let lease = self.lease(tenant)?;
+        let fence = Fence {
+            leases: &self.leases,
+            lease: &lease,
+        };
+        self.admission
+            .pairing_code(tenant, phone, egress, Some(fence))
+            .await
             .map_err(shared)
     }
 

@@ -353,3 +353,58 @@ async fn a_node_that_lost_the_tenant_can_neither_admit_nor_record_for_it() {
         .expect("decide");
     assert_eq!(denied(&next), None, "the new owner decides");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pruning_drops_only_rows_no_window_reads_and_the_limits_hold_after_it() {
+    let pg = PgCluster::start();
+    let cfg = antiban(2, 100);
+    let node = nodes(&pg, &cfg, 1).await.remove(0);
+    let fleet = Fleet::connect(&pg.url(), 1).await.expect("connect");
+    // Two fresh attempts fill the egress's hour.
+    for t in [tenant(1), tenant(2)] {
+        let v = node.decide(&request(&t, "e1"), None).await.expect("decide");
+        assert_eq!(denied(&v), None);
+    }
+    // Rows from three days and three hours ago (the database's clock).
+    let now_ms: i64 = sqlx::query_scalar("SELECT (extract(epoch FROM now()) * 1000)::bigint")
+        .fetch_one(fleet.pool())
+        .await
+        .expect("now");
+    let old = now_ms - 3 * 24 * 3_600_000;
+    sqlx::query(
+        "INSERT INTO admission_attempts (tenant, session, egress, kind, counted, cloud, at_ms)
+         VALUES ('t09', 's9', 'e1', 'connect', true, false, $1)",
+    )
+    .bind(old)
+    .execute(fleet.pool())
+    .await
+    .expect("old attempt");
+    sqlx::query(
+        "INSERT INTO pairing_codes (tenant, phone, egress, at_ms) VALUES
+         ('t09', '5491100000001', 'e1', $1), ('t09', '5491100000001', 'e1', $2)",
+    )
+    .bind(now_ms - 3 * 3_600_000)
+    .bind(now_ms - 60_000)
+    .execute(fleet.pool())
+    .await
+    .expect("codes");
+    assert_eq!(
+        node.prune().await.expect("prune"),
+        2,
+        "the old attempt and the old code"
+    );
+    assert_eq!(node.prune().await.expect("again"), 0);
+    let left: (i64, i64) = sqlx::query_as(
+        "SELECT (SELECT count(*) FROM admission_attempts), (SELECT count(*) FROM pairing_codes)",
+    )
+    .fetch_one(fleet.pool())
+    .await
+    .expect("count");
+    assert_eq!(left, (2, 1));
+    // The hour is still full.
+    let v = node
+        .decide(&request(&tenant(3), "e1"), None)
+        .await
+        .expect("decide");
+    assert_eq!(denied(&v), Some(DenyReason::ServerRateLimit));
+}

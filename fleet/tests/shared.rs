@@ -196,3 +196,83 @@ async fn a_node_that_lost_a_tenant_is_fenced_and_lets_its_sessions_go() {
     );
     assert!(ledger.tenant(&tenant(1)).is_none(), "{ledger:?}");
 }
+
+/// A node's shared admission alone, holding `tenant`'s lease.
+async fn shared_holding(
+    pg: &PgCluster,
+    name: &str,
+    tenant: &TenantId,
+    config: &Config,
+) -> PgSharedAdmission {
+    let n = node(pg, name, config.clone()).await;
+    let lease = n.leases.claim(tenant).await.expect("claim").expect("free");
+    n.owned.insert(lease);
+    let fleet = Fleet::connect(&pg.url(), 2).await.expect("connect");
+    PgSharedAdmission::new(
+        FleetAdmission::new(&fleet, config.antiban.clone()),
+        n.leases.clone(),
+        n.owned.clone(),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pairing_codes_asked_through_two_nodes_count_once_per_egress_and_per_phone() {
+    use centinela_actors::supervisor::shared::{SharedAdmission, SharedError};
+    let pg = PgCluster::start();
+    let mut config = config(100);
+    config.antiban.pairing_codes_per_egress_per_hour = 3;
+    config.antiban.pairing_codes_per_phone_per_hour = 2;
+    let a = shared_holding(&pg, "a", &tenant(1), &config).await;
+    let b = shared_holding(&pg, "b", &tenant(2), &config).await;
+    // Three codes through one egress, from two nodes, three numbers.
+    let asks = [
+        (&a, tenant(1), "5491100000001"),
+        (&b, tenant(2), "5491100000002"),
+        (&a, tenant(1), "5491100000003"),
+    ];
+    for (node, t, phone) in &asks {
+        assert_eq!(
+            node.pairing_code(t, phone, EGRESS).await,
+            Ok(Ok(())),
+            "{phone}"
+        );
+    }
+    // The fourth is refused on either node: the egress's hour is full.
+    for (node, t) in [(&a, tenant(1)), (&b, tenant(2))] {
+        let denied = node
+            .pairing_code(&t, "5491100000004", EGRESS)
+            .await
+            .expect("decided")
+            .expect_err("over the egress's hour");
+        assert_eq!(denied.reason, DenyReason::PairingCodeLimit);
+        assert!(denied.wait_minutes() >= 59, "{denied:?}");
+    }
+    // Per phone, over every node and egress: two for one number, the
+    // third refused though its egresses are fresh.
+    let phone = "5491100000009";
+    assert_eq!(
+        a.pairing_code(&tenant(1), phone, "198.51.100.1").await,
+        Ok(Ok(()))
+    );
+    assert_eq!(
+        b.pairing_code(&tenant(2), phone, "198.51.100.2").await,
+        Ok(Ok(()))
+    );
+    let denied = a
+        .pairing_code(&tenant(1), phone, "198.51.100.3")
+        .await
+        .expect("decided")
+        .expect_err("over the phone's hour");
+    assert_eq!(denied.reason, DenyReason::PairingCodeLimit);
+    // A node without the tenant's lease writes nothing.
+    assert_eq!(
+        b.pairing_code(&tenant(1), "5491100000010", "198.51.100.4")
+            .await,
+        Err(SharedError::Fenced(tenant(1)))
+    );
+    let rows: i64 = sqlx::query_scalar("SELECT count(*) FROM pairing_codes")
+        .fetch_one(Fleet::connect(&pg.url(), 1).await.expect("connect").pool())
+        .await
+        .expect("count");
+    assert_eq!(rows, 5, "the admitted ones only");
+}

@@ -24,7 +24,7 @@ use crate::store::{DesiredState, StoreError};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use serde::{Deserialize, Serialize};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -184,6 +184,40 @@ pub fn auto_reconnect_after(
 /// `base * 2^tries`, capped at `max`.
 pub fn backoff(base: Duration, max: Duration, tries: u32) -> Duration {
     base.saturating_mul(1u32 << tries.min(20)).min(max)
+}
+
+/// The pairing-code limits over `codes` (phone, egress, when; any
+/// order): at most `pairing_codes_per_phone_per_hour` for `phone` and
+/// `pairing_codes_per_egress_per_hour` through `egress` in the rolling
+/// hour before `now`. Denied until enough of them leave the hour. A single
+/// node judges its own ledger with it; a fleet, every node's.
+pub fn judge_pairing_code(
+    cfg: &AntibanConfig,
+    codes: &VecDeque<(String, String, Timestamp)>,
+    phone: &str,
+    egress: &str,
+    now: Timestamp,
+) -> Result<(), Denial> {
+    let oldest_over = |limit: u32, mine: &dyn Fn(&(String, String, Timestamp)) -> bool| {
+        let mut times: Vec<Timestamp> = codes
+            .iter()
+            .filter(|e| mine(e) && e.2 > now.minus(HOUR))
+            .map(|e| e.2)
+            .collect();
+        times.sort();
+        // The request is allowed again once enough of them leave the hour.
+        (times.len() >= limit as usize).then(|| times[times.len() - limit as usize])
+    };
+    let by_phone = oldest_over(cfg.pairing_codes_per_phone_per_hour, &|e| e.0 == phone);
+    let by_egress = oldest_over(cfg.pairing_codes_per_egress_per_hour, &|e| e.1 == egress);
+    match [by_phone, by_egress].into_iter().flatten().max() {
+        Some(first) => Err(Denial::until(
+            DenyReason::PairingCodeLimit,
+            first.plus(HOUR),
+            now,
+        )),
+        None => Ok(()),
+    }
 }
 
 /// Whether this kind of attempt spends the hourly and daily budgets.
@@ -545,24 +579,10 @@ impl Admission {
         now: Timestamp,
     ) -> Result<Result<(), Denial>, StoreError> {
         self.ledger.expire(now);
-        let oldest_over = |limit: u32, mine: &dyn Fn(&(String, String, Timestamp)) -> bool| {
-            let times: Vec<Timestamp> = self
-                .ledger
-                .pairing_codes
-                .iter()
-                .filter(|e| mine(e) && e.2 > now.minus(HOUR))
-                .map(|e| e.2)
-                .collect();
-            // The request is allowed again once enough of them leave the hour.
-            (times.len() >= limit as usize).then(|| times[times.len() - limit as usize])
-        };
-        let by_phone = oldest_over(self.cfg.pairing_codes_per_phone_per_hour, &|e| e.0 == phone);
-        let by_egress = oldest_over(self.cfg.pairing_codes_per_egress_per_hour, &|e| {
-            e.1 == egress
-        });
-        if let Some(first) = [by_phone, by_egress].into_iter().flatten().max() {
-            let until = first.plus(HOUR);
-            return Ok(Err(Denial::until(DenyReason::PairingCodeLimit, until, now)));
+        if let Err(denial) =
+            judge_pairing_code(&self.cfg, &self.ledger.pairing_codes, phone, egress, now)
+        {
+            return Ok(Err(denial));
         }
         self.persist(LedgerEvent::PairingCode {
             tenant: tenant.clone(),

@@ -365,6 +365,22 @@ pub(super) fn pairing_code(
     let Some(actor) = actor else {
         return answer(reply, Err(SupervisorError::Unavailable));
     };
+    // Fleet: the limits are every node's, decided off the mailbox.
+    if let Some(fleet) = st.fleet.clone() {
+        tokio::spawn(async move {
+            let out = match fleet.admission.pairing_code(&tenant, &phone, &egress).await {
+                Ok(Ok(())) => ask_code(actor, phone).await,
+                Ok(Err(denial)) => {
+                    tracing::warn!(tenant = %tenant, session = %id, reason = denial.reason.as_str(), wait_minutes = denial.wait_minutes(), "pairing code refused");
+                    Err(SupervisorError::Denied(denial))
+                }
+                Err(SharedError::Fenced(tenant)) => Err(SupervisorError::NotOwner(tenant)),
+                Err(SharedError::Unavailable(why)) => Err(SupervisorError::FleetUnavailable(why)),
+            };
+            answer(reply, out);
+        });
+        return;
+    }
     match st
         .admission
         .admit_pairing_code(&tenant, &phone, &egress, now)
@@ -377,17 +393,21 @@ pub(super) fn pairing_code(
         Ok(Ok(())) => {}
     }
     tokio::spawn(async move {
-        let out = ractor::call!(actor, |r| SessionMsg::PairingCode { phone, reply: r });
-        answer(
-            reply,
-            match out {
-                Ok(Ok(code)) => Ok(code),
-                Ok(Err(PairingCodeError::NotShowingQr)) => Err(SupervisorError::NotShowingQr),
-                Ok(Err(PairingCodeError::Engine(e))) => Err(SupervisorError::Engine(e)),
-                Err(_) => Err(SupervisorError::Unavailable),
-            },
-        );
+        answer(reply, ask_code(actor, phone).await);
     });
+}
+
+/// Asks the session's actor for a pairing code (admitted already).
+async fn ask_code(
+    actor: ActorRef<SessionMsg>,
+    phone: String,
+) -> Result<PairingCode, SupervisorError> {
+    match ractor::call!(actor, |r| SessionMsg::PairingCode { phone, reply: r }) {
+        Ok(Ok(code)) => Ok(code),
+        Ok(Err(PairingCodeError::NotShowingQr)) => Err(SupervisorError::NotShowingQr),
+        Ok(Err(PairingCodeError::Engine(e))) => Err(SupervisorError::Engine(e)),
+        Err(_) => Err(SupervisorError::Unavailable),
+    }
 }
 
 pub(super) fn send_text(

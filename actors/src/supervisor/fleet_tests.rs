@@ -8,7 +8,7 @@ use super::*;
 use crate::clock::Timestamp;
 use crate::config::AntibanConfig;
 use crate::engine::EngineEvent;
-use crate::supervisor::admission::{counts, evaluate, AttemptRequest};
+use crate::supervisor::admission::{counts, evaluate, AttemptRequest, Denial};
 use crate::supervisor::ledger::{Ledger, LedgerEvent};
 use crate::supervisor::shared::{
     FleetSeam, SharedAdmission, SharedError, SharedVerdict, TenantEvent,
@@ -147,6 +147,35 @@ impl SharedAdmission for FakeShared {
         self.seen(|s| s.cancelled.push(attempt));
         self.changed.notify_waiters();
         Ok(())
+    }
+
+    async fn pairing_code(
+        &self,
+        tenant: &TenantId,
+        phone: &str,
+        egress: &str,
+    ) -> Result<Result<(), Denial>, SharedError> {
+        self.fail()?;
+        let now = Timestamp::from_millis(1_768_590_000_000);
+        self.seen(|s| {
+            let judged = crate::supervisor::admission::judge_pairing_code(
+                &self.cfg,
+                &s.ledger.pairing_codes,
+                phone,
+                egress,
+                now,
+            );
+            if let Err(denial) = judged {
+                return Ok(Err(denial));
+            }
+            s.ledger.apply(&LedgerEvent::PairingCode {
+                tenant: tenant.clone(),
+                phone: phone.to_owned(),
+                egress: egress.to_owned(),
+                at: now,
+            });
+            Ok(Ok(()))
+        })
     }
 
     async fn view(
@@ -409,5 +438,61 @@ async fn a_ban_goes_to_the_shared_ledger_fenced_and_an_unblock_unfenced() {
     assert_eq!(audit.len(), 1);
     assert_eq!(audit[0].action, "antiban.unblock");
     assert_eq!(audit[0].data, serde_json::json!({"was_blocked": true}));
+    h.stop().await;
+}
+
+#[tokio::test]
+async fn a_fleet_nodes_pairing_codes_are_judged_by_the_shared_ledger_not_its_own() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let engine = ScriptedEngine::new();
+    let (h, shared) = start_fleet(dir.path(), &engine).await;
+    h.adopt(clinic()).await;
+    let mut rx = h.bus.subscribe();
+    let id = h.create("clinic").await;
+    h.connect(&id).await;
+    wait_for(&mut rx, &id, "QR").await;
+    // Another node spent the number's hour (the shared ledger has it).
+    let limit = test_config().antiban.pairing_codes_per_phone_per_hour;
+    let phone = "5491122334455";
+    shared.seen(|s| {
+        for _ in 0..limit {
+            s.ledger.apply(&LedgerEvent::PairingCode {
+                tenant: TenantId::new("shop").expect("id"),
+                phone: phone.to_owned(),
+                egress: "node-b".into(),
+                at: Timestamp::from_millis(1_768_590_000_000),
+            });
+        }
+    });
+    let refused = h.handle().pairing_code(id.clone(), phone.into()).await;
+    match refused {
+        Err(SupervisorError::Denied(d)) => {
+            assert_eq!(d.reason, admission::DenyReason::PairingCodeLimit)
+        }
+        other => panic!("refused by the shared ledger: {other:?}"),
+    }
+    // Another number is admitted there, and recorded there, not here.
+    let code = h
+        .handle()
+        .pairing_code(id.clone(), "5491100000002".into())
+        .await
+        .expect("a code");
+    assert!(!code.code.is_empty());
+    let codes = shared.seen(|s| s.ledger.pairing_codes.len());
+    assert_eq!(codes, limit as usize + 1);
+    let local = crate::supervisor::ledger::LedgerRepo::load(&h.store, Timestamp::from_millis(0))
+        .expect("local ledger");
+    assert!(
+        local.is_empty(),
+        "nothing in the node's own ledger: {local:?}"
+    );
+    // The database down: said so.
+    shared.seen(|s| s.fail = Some(SharedError::Unavailable("down".into())));
+    assert!(matches!(
+        h.handle()
+            .pairing_code(id.clone(), "5491100000003".into())
+            .await,
+        Err(SupervisorError::FleetUnavailable(_))
+    ));
     h.stop().await;
 }

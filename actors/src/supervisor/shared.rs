@@ -81,6 +81,17 @@ pub trait SharedAdmission: Send + Sync + 'static {
     /// Refunds an admitted attempt that was cancelled before it started.
     async fn cancel(&self, attempt: u64) -> Result<(), SharedError>;
 
+    /// Admits one pairing-code request against every node's: the rolling
+    /// hour's limits per phone number and per egress
+    /// ([`super::admission::judge_pairing_code`]). An admitted request is
+    /// stored before this returns. Fenced by this node's hold of the tenant.
+    async fn pairing_code(
+        &self,
+        tenant: &TenantId,
+        phone: &str,
+        egress: &str,
+    ) -> Result<Result<(), Denial>, SharedError>;
+
     /// The ledger a decision for `tenant` through `egress` would judge
     /// (its `global` window is the egress's hour), and the shared clock's
     /// now: for statuses.
