@@ -243,16 +243,13 @@ impl centinela_web::fleet::FleetStatus for Status {
 /// A node in its fleet: the membership loop and the profile snapshots.
 pub struct Joined {
     member: MemberHandle,
-    snapshots: tokio::task::JoinHandle<()>,
-    /// Old ledger rows going, every [`PRUNE_EVERY`].
-    pruning: tokio::task::JoinHandle<()>,
     fleet: Fleet,
-    /// The listener for other nodes' credential changes, once started.
-    credentials: Option<tokio::task::JoinHandle<()>>,
     /// This node's id.
     node: String,
-    /// The live events' publisher and listener, once started.
-    relays: Vec<tokio::task::JoinHandle<()>>,
+    /// Ended on a drain: the profile snapshots, the ledger's pruning
+    /// (every [`PRUNE_EVERY`]) and, once [`Joined::follow`] ran, the
+    /// listeners and the events' publisher.
+    tasks: Vec<tokio::task::JoinHandle<()>>,
 }
 
 impl Joining {
@@ -300,12 +297,9 @@ impl Joining {
         let pruning = tokio::spawn(prune_ledger(self.pruning));
         let joined = Joined {
             member,
-            snapshots,
-            pruning,
             fleet,
-            credentials: None,
             node,
-            relays: Vec::new(),
+            tasks: vec![snapshots, pruning],
         };
         (joined, supervisor)
     }
@@ -316,20 +310,20 @@ impl Joined {
     /// profiles are stored, its lease is given back for another node.
     pub async fn drain(self) {
         self.member.drain().await;
-        self.snapshots.abort();
-        self.pruning.abort();
-        if let Some(listener) = self.credentials {
-            listener.abort();
-        }
-        for relay in self.relays {
-            relay.abort();
+        for task in self.tasks {
+            task.abort();
         }
     }
 
-    /// Every node's `/ws` shows the fleet's events: this node's hub
-    /// events are published to the others, theirs handed to this node's
-    /// clients ([`centinela_fleet::events`]).
-    pub fn relay_events(&mut self, hub: &centinela_web::hub::Hub) {
+    /// Follows the rest of the fleet: this node's open WebSockets check
+    /// their credential whenever a node announces a credential change
+    /// ([`centinela_fleet::credentials`]), and every node's `/ws` shows the
+    /// fleet's events — this node's hub events are published to the
+    /// others, theirs handed to this node's clients
+    /// ([`centinela_fleet::events`]).
+    pub fn follow(&mut self, auth: Arc<centinela_web::auth::Auth>, hub: &centinela_web::hub::Hub) {
+        let credentials =
+            centinela_fleet::credentials::follow(&self.fleet, move || auth.credentials_changed());
         let publisher = tokio::spawn(publish_events(
             self.fleet.clone(),
             self.node.clone(),
@@ -342,20 +336,7 @@ impl Joined {
                 tracing::warn!(node = %e.node, "a relayed event that is not an event object");
             }
         });
-        for old in std::mem::replace(&mut self.relays, vec![publisher, follower]) {
-            old.abort();
-        }
-    }
-
-    /// Makes this node's open WebSockets check their credential whenever a
-    /// node of the fleet announces a credential change
-    /// ([`centinela_fleet::credentials`]).
-    pub fn follow_credentials(&mut self, auth: Arc<centinela_web::auth::Auth>) {
-        let listener =
-            centinela_fleet::credentials::follow(&self.fleet, move || auth.credentials_changed());
-        if let Some(old) = self.credentials.replace(listener) {
-            old.abort();
-        }
+        self.tasks.extend([credentials, publisher, follower]);
     }
 }
 

@@ -306,8 +306,7 @@ impl Running {
             &config,
         );
         if let Some(joined) = fleet.as_mut() {
-            joined.follow_credentials(wired.state.auth.clone());
-            joined.relay_events(&wired.state.hub);
+            joined.follow(wired.state.auth.clone(), &wired.state.hub);
         }
         let app = centinela_web::router(wired.state);
         let (app, _rotation) = match services.demo {

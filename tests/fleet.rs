@@ -709,28 +709,20 @@ async fn any_node_answers_for_a_tenant_another_hosts_and_every_node_streams_the_
 
     // Calls through node-b reach node-a, with the caller's own credential.
     assert_eq!(b.seen(&id).await, (200, "node-a".to_owned()));
-    let sent = b
-        .srv
-        .api
-        .call(
+    // The same message twice, through node-b, with one idempotency key.
+    let messages = format!("/api/v1/sessions/{id}/messages");
+    let send = || {
+        b.srv.api.call(
             "POST",
-            &format!("/api/v1/sessions/{id}/messages"),
+            &messages,
             Cred::Token(&tenant_token),
             Some(json!({"to": "+5491100000001", "text": "hola", "idempotency_key": "k1"})),
         )
-        .await;
+    };
+    let sent = send().await;
     assert_eq!(sent.status, 202, "{}", sent.text);
     assert_eq!(served_by(&sent), "node-a");
-    let again = b
-        .srv
-        .api
-        .call(
-            "POST",
-            &format!("/api/v1/sessions/{id}/messages"),
-            Cred::Token(&tenant_token),
-            Some(json!({"to": "+5491100000001", "text": "hola", "idempotency_key": "k1"})),
-        )
-        .await;
+    let again = send().await;
     assert_eq!(
         again.body["id"], sent.body["id"],
         "one message: {}",
@@ -741,7 +733,7 @@ async fn any_node_answers_for_a_tenant_another_hosts_and_every_node_streams_the_
         .api
         .call(
             "GET",
-            &format!("/api/v1/sessions/{id}/messages"),
+            &messages,
             Cred::Token(&tenant_token),
             None,
         )

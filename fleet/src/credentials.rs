@@ -11,15 +11,12 @@
 //! is checked (a check would fail and close every socket for an outage,
 //! not a revocation).
 
+use crate::listen::listen;
 use crate::{Fleet, FleetError};
-use sqlx::postgres::{PgListener, PgPool};
-use std::time::Duration;
+use sqlx::postgres::PgPool;
 
 /// The channel credential changes are announced on.
 pub const CHANNEL: &str = "centinela_credentials";
-
-/// How long the listener waits before it connects again after a failure.
-const RETRY: Duration = Duration::from_secs(1);
 
 /// Announces a credential change to every node (this one included).
 pub async fn nudge(pool: &PgPool) -> Result<(), FleetError> {
@@ -33,38 +30,12 @@ pub async fn nudge(pool: &PgPool) -> Result<(), FleetError> {
 /// Listens on [`CHANNEL`] until aborted, calling `on_change` for every
 /// announcement and once after each reconnection.
 pub fn follow(fleet: &Fleet, on_change: impl Fn() + Send + 'static) -> tokio::task::JoinHandle<()> {
-    let pool = fleet.pool().clone();
+    let mut heard = listen(fleet.pool().clone(), CHANNEL, "credential changes");
     tokio::spawn(async move {
-        let (mut first, mut down) = (true, false);
-        loop {
-            match listen(&pool).await {
-                Ok(mut listener) => {
-                    if !first {
-                        // Changes made while this node was not listening.
-                        on_change();
-                    }
-                    (first, down) = (false, false);
-                    // Until the connection is lost (`None`) or fails.
-                    while let Ok(Some(_)) = listener.try_recv().await {
-                        on_change();
-                    }
-                    tracing::warn!(
-                        "credential changes: lost the fleet's database; listening again"
-                    );
-                }
-                Err(e) if !down => {
-                    down = true;
-                    tracing::warn!(error = %e, "credential changes: cannot listen on the fleet's database; retrying");
-                }
-                Err(_) => {}
-            }
-            tokio::time::sleep(RETRY).await;
+        // An announcement, or listening again after changes may have been
+        // made while this node was not listening: check either way.
+        while heard.recv().await.is_some() {
+            on_change();
         }
     })
-}
-
-async fn listen(pool: &PgPool) -> Result<PgListener, sqlx::Error> {
-    let mut listener = PgListener::connect_with(pool).await?;
-    listener.listen(CHANNEL).await?;
-    Ok(listener)
 }

@@ -15,19 +15,16 @@
 //! still see it, and the audit log of the node that numbered it has it);
 //! what arrives while a node is not listening is not replayed.
 
+use crate::listen::{listen, Heard};
 use crate::{Fleet, FleetError};
 use serde::{Deserialize, Serialize};
-use sqlx::postgres::{PgListener, PgPool};
-use std::time::Duration;
+use sqlx::postgres::PgPool;
 
 /// The channel events are relayed on.
 pub const CHANNEL: &str = "centinela_events";
 
 /// The largest relayed event sent inside its notification.
 pub const INLINE: usize = 7000;
-
-/// How long the listener waits before it connects again after a failure.
-const RETRY: Duration = Duration::from_secs(1);
 
 /// One event as the fleet relays it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -55,20 +52,15 @@ pub async fn publish(pool: &PgPool, events: &[Relayed]) -> Result<(), FleetError
     let mut payloads = Vec::with_capacity(events.len());
     let mut kept_any = false;
     for e in events {
-        let inline = serde_json::to_string(&Payload::Inline(e.clone())).map_err(|err| {
-            FleetError::Corrupt {
-                table: "relayed_events",
-                why: err.to_string(),
-            }
-        })?;
-        if inline.len() <= INLINE {
-            payloads.push(inline);
-            continue;
-        }
+        // `Payload::Inline` is untagged: the event's own JSON.
         let body = serde_json::to_string(e).map_err(|err| FleetError::Corrupt {
             table: "relayed_events",
             why: err.to_string(),
         })?;
+        if body.len() <= INLINE {
+            payloads.push(body);
+            continue;
+        }
         let id: i64 = sqlx::query_scalar(
             "INSERT INTO relayed_events (node, body) VALUES ($1, $2) RETURNING id",
         )
@@ -77,7 +69,14 @@ pub async fn publish(pool: &PgPool, events: &[Relayed]) -> Result<(), FleetError
         .fetch_one(pool)
         .await?;
         kept_any = true;
-        payloads.push(serde_json::json!({"kept": id}).to_string());
+        payloads.push(
+            serde_json::to_string(&Payload::Kept { kept: id }).map_err(|err| {
+                FleetError::Corrupt {
+                    table: "relayed_events",
+                    why: err.to_string(),
+                }
+            })?,
+        );
     }
     if payloads.is_empty() {
         return Ok(());
@@ -111,34 +110,23 @@ pub fn follow(
     on_event: impl Fn(Relayed) + Send + 'static,
 ) -> tokio::task::JoinHandle<()> {
     let pool = fleet.pool().clone();
+    let mut heard = listen(pool.clone(), CHANNEL, "relayed events");
     tokio::spawn(async move {
-        let mut down = false;
-        loop {
-            match listen(&pool).await {
-                Ok(mut listener) => {
-                    down = false;
-                    while let Ok(Some(n)) = listener.try_recv().await {
-                        let event = match serde_json::from_str::<Payload>(n.payload()) {
-                            Ok(Payload::Inline(e)) => Some(e),
-                            Ok(Payload::Kept { kept }) => kept_event(&pool, kept).await,
-                            Err(e) => {
-                                tracing::warn!(error = %e, "relayed event: not one this build reads");
-                                None
-                            }
-                        };
-                        if let Some(e) = event.filter(|e| e.node != me) {
-                            on_event(e);
-                        }
-                    }
-                    tracing::warn!("relayed events: lost the fleet's database; listening again");
+        while let Some(heard) = heard.recv().await {
+            let Heard::Payload(payload) = heard else {
+                continue;
+            };
+            let event = match serde_json::from_str::<Payload>(&payload) {
+                Ok(Payload::Inline(e)) => Some(e),
+                Ok(Payload::Kept { kept }) => kept_event(&pool, kept).await,
+                Err(e) => {
+                    tracing::warn!(error = %e, "relayed event: not one this build reads");
+                    None
                 }
-                Err(e) if !down => {
-                    down = true;
-                    tracing::warn!(error = %e, "relayed events: cannot listen on the fleet's database; retrying");
-                }
-                Err(_) => {}
+            };
+            if let Some(e) = event.filter(|e| e.node != me) {
+                on_event(e);
             }
-            tokio::time::sleep(RETRY).await;
         }
     })
 }
@@ -151,10 +139,4 @@ async fn kept_event(pool: &PgPool, id: i64) -> Option<Relayed> {
         .ok()
         .flatten();
     body.and_then(|b| serde_json::from_str(&b).ok())
-}
-
-async fn listen(pool: &PgPool) -> Result<PgListener, sqlx::Error> {
-    let mut listener = PgListener::connect_with(pool).await?;
-    listener.listen(CHANNEL).await?;
-    Ok(listener)
 }

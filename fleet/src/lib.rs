@@ -33,6 +33,7 @@ pub mod credentials;
 mod error;
 pub mod events;
 pub mod lease;
+mod listen;
 pub mod member;
 pub mod node;
 mod node_accounts;

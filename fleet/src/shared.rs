@@ -44,6 +44,14 @@ impl PgSharedAdmission {
             .get(tenant)
             .ok_or_else(|| SharedError::Fenced(tenant.clone()))
     }
+
+    /// A write fenced by `lease`.
+    fn fence<'a>(&'a self, lease: &'a crate::Lease) -> Fence<'a> {
+        Fence {
+            leases: &self.leases,
+            lease,
+        }
+    }
 }
 
 /// A fleet failure as the supervisor sees it.
@@ -58,13 +66,9 @@ fn shared(e: FleetError) -> SharedError {
 impl SharedAdmission for PgSharedAdmission {
     async fn decide(&self, req: &AttemptRequest) -> Result<SharedVerdict, SharedError> {
         let lease = self.lease(&req.tenant)?;
-        let fence = Fence {
-            leases: &self.leases,
-            lease: &lease,
-        };
         match self
             .admission
-            .decide(req, Some(fence))
+            .decide(req, Some(self.fence(&lease)))
             .await
             .map_err(shared)?
         {
@@ -80,10 +84,7 @@ impl SharedAdmission for PgSharedAdmission {
         fenced: bool,
     ) -> Result<(), SharedError> {
         let lease = fenced.then(|| self.lease(tenant)).transpose()?;
-        let fence = lease.as_ref().map(|lease| Fence {
-            leases: &self.leases,
-            lease,
-        });
+        let fence = lease.as_ref().map(|lease| self.fence(lease));
         self.admission
             .record(tenant, event, fence)
             .await
@@ -106,12 +107,8 @@ impl SharedAdmission for PgSharedAdmission {
         egress: &str,
     ) -> Result<Result<(), Denial>, SharedError> {
         let lease = self.lease(tenant)?;
-        let fence = Fence {
-            leases: &self.leases,
-            lease: &lease,
-        };
         self.admission
-            .pairing_code(tenant, phone, egress, Some(fence))
+            .pairing_code(tenant, phone, egress, Some(self.fence(&lease)))
             .await
             .map_err(shared)
     }

@@ -49,6 +49,7 @@ use axum::http::{header, HeaderMap, HeaderName, HeaderValue, Method, Uri};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use centinela_actors::ids::TenantId;
+use centinela_actors::secret::{hex, unhex};
 use hmac::{Hmac, KeyInit, Mac};
 use sha2::Sha256;
 use std::net::IpAddr;
@@ -167,7 +168,7 @@ impl Forwarder {
     /// The token for `method target` sent at `at` (Unix seconds).
     pub fn token(&self, at: u64, method: &str, target: &str) -> String {
         let sig = self.signature(&self.node, at, method, target).finalize();
-        format!("{} {at} {}", self.node, to_hex(&sig.into_bytes()))
+        format!("{} {at} {}", self.node, hex(&sig.into_bytes()))
     }
 
     /// The forwarding node's id when `token` is good for `method target`
@@ -186,7 +187,7 @@ impl Forwarder {
             return Err(TokenError::Malformed);
         };
         let at: u64 = at.parse().map_err(|_| TokenError::Malformed)?;
-        let sig = from_hex(sig).ok_or(TokenError::Malformed)?;
+        let sig = unhex(sig).ok_or(TokenError::Malformed)?;
         if node.is_empty() {
             return Err(TokenError::Malformed);
         }
@@ -252,20 +253,6 @@ struct Buffered {
     uri: Uri,
     headers: HeaderMap,
     body: Bytes,
-}
-
-fn to_hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
-fn from_hex(text: &str) -> Option<Vec<u8>> {
-    if !text.len().is_multiple_of(2) || !text.is_ascii() {
-        return None;
-    }
-    (0..text.len())
-        .step_by(2)
-        .map(|i| u8::from_str_radix(&text[i..i + 2], 16).ok())
-        .collect()
 }
 
 fn target(uri: &Uri) -> String {
