@@ -38,8 +38,13 @@
 //!   ([`centinela_fleet::events`]: this node's published, the others'
 //!   handed to its clients).
 //!
+//! - Each tenant's webhook target and auto-reply rules are the fleet's
+//!   ([`FleetSettings`]), copied into the store of the node that hosts the
+//!   tenant (where deliveries and replies read them) when it starts
+//!   hosting it: they follow the tenant.
+//!
 //! Not shared yet (each node keeps its own): messages and the outbox,
-//! webhooks, auto-replies, campaigns, OTPs, the audit log. Calls reach the
+//! webhook deliveries, campaigns, OTPs, the audit log. Calls reach the
 //! owner, so they work while a tenant stays on one node; after a move its
 //! rows stay on the node it left.
 
@@ -52,9 +57,9 @@ use centinela_actors::store::{SessionRecord, Store};
 use centinela_actors::supervisor::shared::FleetSeam;
 use centinela_actors::supervisor::Supervisor;
 use centinela_fleet::{
-    Fleet, FleetAdmission, FleetError, FleetSessions, Lease, Leases, Member, MemberConfig,
-    MemberHandle, NodeAccounts, NodeId, NodeSpec, Owned, PgSharedAdmission, Release, Snapshots,
-    TenantHost,
+    Fleet, FleetAdmission, FleetError, FleetSessions, FleetSettings, Lease, Leases, Member,
+    MemberConfig, MemberHandle, NodeAccounts, NodeId, NodeSpec, Owned, PgSharedAdmission, Release,
+    Snapshots, TenantHost,
 };
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -112,6 +117,8 @@ pub struct Joining {
     pub sessions: FleetSessions,
     /// The fleet's accounts, as this node uses them.
     pub accounts: NodeAccounts,
+    /// The tenants' webhook targets and auto-reply rules.
+    pub settings: FleetSettings,
 }
 
 /// Connects to the fleet's database (migrating it) and readies this node's
@@ -119,6 +126,7 @@ pub struct Joining {
 pub async fn connect(
     config: &Config,
     store: &Store,
+    sealing: &Arc<SecretBox>,
     listening: &str,
 ) -> Result<Joining, FleetStartError> {
     let f = &config.fleet;
@@ -145,6 +153,13 @@ pub async fn connect(
     };
     let sessions = FleetSessions::new(&fleet, leases.clone(), owned.clone(), store.clone());
     let accounts = NodeAccounts::new(&fleet, leases.clone(), owned.clone(), store.clone());
+    let settings = FleetSettings::new(
+        &fleet,
+        leases.clone(),
+        owned.clone(),
+        store.clone(),
+        sealing.clone(),
+    );
     tracing::info!(node = %spec.id, egress = %spec.egress, capacity = spec.capacity, "joining the fleet");
     Ok(Joining {
         fleet,
@@ -156,6 +171,7 @@ pub async fn connect(
         seam,
         sessions,
         accounts,
+        settings,
     })
 }
 
@@ -274,6 +290,7 @@ impl Joining {
             supervisor: supervisor.clone(),
             sessions: self.sessions.clone(),
             accounts: self.accounts.clone(),
+            settings: self.settings.clone(),
             profiles: profiles.clone(),
             held: Mutex::default(),
         });
@@ -525,6 +542,7 @@ struct Host {
     supervisor: Supervisor,
     sessions: FleetSessions,
     accounts: NodeAccounts,
+    settings: FleetSettings,
     profiles: Profiles,
     /// The lease each hosted tenant came with (a drain stores its profiles
     /// under it after the tenant left `Owned`).
@@ -543,9 +561,13 @@ impl TenantHost for Host {
     async fn adopt(&self, lease: &Lease) {
         let tenant = &lease.tenant;
         // The node-local tables (webhooks, auto-replies) accept the
-        // tenant's rows once its record is here.
+        // tenant's rows once its record is here; its settings are copied
+        // before any message of its sessions arrives.
         if let Err(e) = self.accounts.mirror_tenant(tenant).await {
             tracing::error!(tenant = %tenant, error = %e, "tenant's record not mirrored");
+        }
+        if let Err(e) = self.settings.mirror_tenant(tenant).await {
+            tracing::error!(tenant = %tenant, error = %e, "tenant's webhook and auto-replies not mirrored");
         }
         match self.sessions.mirror_tenant(tenant).await {
             Ok(records) => {

@@ -251,7 +251,7 @@ impl Running {
             true => {
                 let scheme = if tls.is_some() { "https" } else { "http" };
                 let listening = format!("{scheme}://{}", local_address(listener.local_addr()?));
-                Some(fleet::connect(&config, &store, &listening).await?)
+                Some(fleet::connect(&config, &store, &sealing, &listening).await?)
             }
             false => None,
         };
@@ -271,6 +271,9 @@ impl Running {
         )
         .await?;
         let fleet_status = joining.as_ref().map(fleet::Joining::status);
+        let settings = joining.as_ref().map(|j| {
+            Arc::new(j.settings.clone()) as Arc<dyn centinela_actors::store::TenantSettingsRepo>
+        });
         let forward = joining.as_ref().map(|j| {
             j.forwarder(
                 config
@@ -299,6 +302,7 @@ impl Running {
                 cloud: cloud_hooks,
                 fleet: fleet_status,
                 accounts: Some(accounts.clone()),
+                settings,
                 forward,
             },
             &secrets,

@@ -667,6 +667,101 @@ async fn a_ban_block_follows_the_tenant_to_its_next_owner() {
     b.srv.server.shutdown().await.expect("shutdown");
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tenants_webhook_and_auto_replies_follow_it_to_its_next_owner() {
+    let pg = PgCluster::start();
+    let engine = ScriptedEngine::new();
+    let local = |c: &mut centinela::config::Config| {
+        // The receiver is on 127.0.0.1: this operator allows it.
+        c.webhooks.allow_private =
+            centinela_actors::cidr::CidrSet::parse(["127.0.0.0/8"]).expect("a CIDR");
+    };
+    let mut a = node(&pg, "node-a", &engine, local).await;
+    let mut b = node(&pg, "node-b", &engine, local).await;
+    a.tenant("clinic").await;
+    let id = a.paired_session("clinic").await;
+    a.ws.until_state(&id, "READY").await;
+    let mut hook = common::hook::receiver().await;
+    const SECRET: &str = "a-webhook-secret-of-some-length";
+
+    // Set through node-b, which does not host the tenant: made on node-a.
+    let r = b
+        .call(
+            "PUT",
+            "/api/v1/tenants/clinic/webhook",
+            Some(json!({"url": hook.url, "secret": SECRET})),
+        )
+        .await;
+    assert_eq!(
+        (r.status, served_by(&r).as_str()),
+        (200, "node-a"),
+        "{}",
+        r.text
+    );
+    let rules = json!({"enabled": true, "rules": [
+        {"keyword": "horario", "reply": "Abrimos de 9 a 18", "enabled": true}
+    ]});
+    let r = b
+        .call(
+            "PUT",
+            "/api/v1/tenants/clinic/auto-replies",
+            Some(rules.clone()),
+        )
+        .await;
+    assert_eq!(
+        (r.status, served_by(&r).as_str()),
+        (200, "node-a"),
+        "{}",
+        r.text
+    );
+
+    // node-a leaves; node-b hosts the tenant now, with its settings.
+    a.srv.server.shutdown().await.expect("node-a drains");
+    b.ws.until_state(&id, "READY").await;
+    assert_eq!(owner(&pg, "clinic").await, Some(("node-b".to_owned(), 2)));
+    let r = b
+        .call("GET", "/api/v1/tenants/clinic/auto-replies", None)
+        .await;
+    assert_eq!(
+        (r.status, served_by(&r).as_str()),
+        (200, "node-b"),
+        "{}",
+        r.text
+    );
+    assert_eq!(r.body, rules);
+    let r = b.call("GET", "/api/v1/tenants/clinic/webhook", None).await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(r.body["url"], hook.url.as_str());
+
+    // A message for the tenant reaches node-b: it is delivered to the
+    // webhook, signed with the tenant's secret, and answered by the rule.
+    assert!(engine.emit(
+        &sid(&id),
+        centinela_actors::engine::EngineEvent::MessageIn {
+            id: "in1".into(),
+            from: "5491100000000".into(),
+            jid: "5491100000000@c.us".into(),
+            text: "cual es el horario?".into(),
+        }
+    ));
+    let (_, body) = hook.next(SECRET).await;
+    assert_eq!(body["text"], "cual es el horario?", "{body}");
+    let reply = b
+        .ws
+        .next(|v| v["type"] == "message_status" && v["status"] == "sent" && v.get("node").is_none())
+        .await;
+    assert_eq!(reply["session_id"], id.as_str(), "{reply}");
+    assert!(
+        engine.sent().iter().any(|(s, to, text)| s == &sid(&id)
+            && to == "5491100000000"
+            && text == "Abrimos de 9 a 18"),
+        "{:?}",
+        engine.sent()
+    );
+    assert_eq!(engine.overlaps(), Vec::<SessionId>::new());
+    b.srv.server.shutdown().await.expect("shutdown");
+}
+
 /// Who owns what, for a token the test signs as a node would.
 struct NoOwners;
 
@@ -731,12 +826,7 @@ async fn any_node_answers_for_a_tenant_another_hosts_and_every_node_streams_the_
     let listed = b
         .srv
         .api
-        .call(
-            "GET",
-            &messages,
-            Cred::Token(&tenant_token),
-            None,
-        )
+        .call("GET", &messages, Cred::Token(&tenant_token), None)
         .await;
     assert_eq!(listed.status, 200, "{}", listed.text);
     assert_eq!(

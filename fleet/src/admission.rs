@@ -306,7 +306,11 @@ pub fn lock_key(scope: &str, name: &str) -> i64 {
 
 /// Every decision takes the egress lock before the tenant lock, so two
 /// decisions never wait on each other in a cycle.
-async fn lock(conn: &mut PgConnection, scope: &str, name: &str) -> Result<(), FleetError> {
+pub(crate) async fn lock(
+    conn: &mut PgConnection,
+    scope: &str,
+    name: &str,
+) -> Result<(), FleetError> {
     sqlx::query("SELECT pg_advisory_xact_lock($1)")
         .bind(lock_key(scope, name))
         .execute(conn)

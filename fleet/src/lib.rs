@@ -6,7 +6,8 @@
 //! ([`lease`]), admission decided in one transaction over the shared
 //! ledger ([`admission`]) and the supervisor's seam to it ([`shared`]),
 //! the session records every node reads and only the owner writes
-//! ([`sessions`]), the accounts every node shares — tenants, users, API
+//! ([`sessions`]), each tenant's webhook target and auto-reply rules
+//! ([`settings`]), the accounts every node shares — tenants, users, API
 //! keys, revoked tokens, settings such as the JWT secret ([`accounts`],
 //! used by a node as [`NodeAccounts`], changes that may end a credential
 //! announced to every node by [`credentials`]), live events relayed
@@ -40,6 +41,7 @@ mod node_accounts;
 mod owned;
 pub mod profile;
 pub mod sessions;
+pub mod settings;
 pub mod shared;
 pub mod snapshot;
 
@@ -55,6 +57,7 @@ pub use node_accounts::NodeAccounts;
 pub use owned::Owned;
 pub use profile::{pack, unpack, Packed, ProfileError};
 pub use sessions::FleetSessions;
+pub use settings::{FleetSettings, TenantSettings};
 pub use shared::PgSharedAdmission;
 pub use snapshot::{Snapshot, Snapshots};
 

@@ -23,7 +23,8 @@
 //! (`tenants::Tenants::delete` stops them first, then purges). Then: the
 //! tenant's profile snapshots go from PostgreSQL (fenced on the lease),
 //! the tenant, its users and its API keys go from PostgreSQL (so no node
-//! lets them in any more), everything the tenant has in *this* node's
+//! lets them in any more; its webhook target and auto-reply rules go
+//! with the tenant's row), everything the tenant has in *this* node's
 //! store (its record, messages, inbox, webhooks, campaigns, audit entries,
 //! OTPs) goes in one redb transaction, as on a single node, and last this
 //! node's ownership row, so no lease outlives the tenant. The stores of

@@ -14,12 +14,9 @@ use centinela_actors::store::{
     AccountError, AccountRepo, ApiKeyRecord, Role, Store, StoreError, TenantRecord, UserRecord,
     WebhookRepo, WebhookTarget,
 };
-use centinela_fleet::{
-    Fleet, Leases, NodeAccounts, NodeId, NodeSpec, Owned, PgAccounts, Snapshots,
-};
-use common::PgCluster;
+use centinela_fleet::{Fleet, NodeAccounts, PgAccounts, Snapshots};
+use common::{Member, PgCluster};
 use std::sync::Arc;
-use std::time::Duration;
 
 async fn accounts(pg: &PgCluster) -> PgAccounts {
     let fleet = Fleet::connect(&pg.url(), 2).await.expect("connect");
@@ -288,32 +285,21 @@ async fn a_purge_removes_the_tenants_users_and_keys_from_the_fleet_and_nothing_e
 /// A node of the fleet with its accounts, its leases and its own store.
 struct Node {
     accounts: NodeAccounts,
-    leases: Leases,
-    owned: Owned,
-    local: Store,
-    _dir: tempfile::TempDir,
+    member: Member,
+}
+
+impl std::ops::Deref for Node {
+    type Target = Member;
+    fn deref(&self) -> &Member {
+        &self.member
+    }
 }
 
 async fn node(pg: &PgCluster, name: &str) -> Node {
-    let fleet = Fleet::connect(&pg.url(), 2).await.expect("connect");
-    let id = NodeId::new(name).expect("id");
-    let spec = NodeSpec {
-        id: id.clone(),
-        advertise_url: format!("http://{name}.invalid"),
-        egress: name.into(),
-        capacity: 10,
-    };
-    fleet.register(&spec).await.expect("register");
-    let leases = Leases::new(&fleet, id, Duration::from_secs(60));
-    let owned = Owned::default();
-    let dir = tempfile::tempdir().expect("tempdir");
-    let local = Store::open(dir.path()).expect("store");
+    let m = Member::join(pg, name).await;
     Node {
-        accounts: NodeAccounts::new(&fleet, leases.clone(), owned.clone(), local.clone()),
-        leases,
-        owned,
-        local,
-        _dir: dir,
+        accounts: NodeAccounts::new(&m.fleet, m.leases.clone(), m.owned.clone(), m.local.clone()),
+        member: m,
     }
 }
 

@@ -8,51 +8,28 @@ mod common;
 use centinela_actors::clock::Timestamp;
 use centinela_actors::engine::EngineKind;
 use centinela_actors::ids::{SessionId, TenantId};
-use centinela_actors::store::{DesiredState, SessionRecord, SessionRepo, Store, StoreError};
-use centinela_fleet::{Fleet, FleetSessions, Leases, NodeId, NodeSpec, Owned};
-use common::PgCluster;
-use std::time::Duration;
+use centinela_actors::store::{DesiredState, SessionRecord, SessionRepo, StoreError};
+use centinela_fleet::FleetSessions;
+use common::{Member, PgCluster};
 
+/// A node with the fleet's session records.
 struct Node {
     sessions: FleetSessions,
-    leases: Leases,
-    owned: Owned,
-    local: Store,
-    _dir: tempfile::TempDir,
+    member: Member,
 }
 
-async fn node(pg: &PgCluster, name: &str) -> Node {
-    let fleet = Fleet::connect(&pg.url(), 2).await.expect("connect");
-    let id = NodeId::new(name).expect("id");
-    let spec = NodeSpec {
-        id: id.clone(),
-        advertise_url: format!("http://{name}.invalid"),
-        egress: name.into(),
-        capacity: 10,
-    };
-    fleet.register(&spec).await.expect("register");
-    let leases = Leases::new(&fleet, id, Duration::from_secs(60));
-    let owned = Owned::default();
-    let dir = tempfile::tempdir().expect("tempdir");
-    let local = Store::open(dir.path()).expect("store");
-    Node {
-        sessions: FleetSessions::new(&fleet, leases.clone(), owned.clone(), local.clone()),
-        leases,
-        owned,
-        local,
-        _dir: dir,
+impl std::ops::Deref for Node {
+    type Target = Member;
+    fn deref(&self) -> &Member {
+        &self.member
     }
 }
 
-impl Node {
-    async fn hold(&self, tenant: &TenantId) {
-        let lease = self
-            .leases
-            .claim(tenant)
-            .await
-            .expect("claim")
-            .expect("won");
-        self.owned.insert(lease);
+async fn node(pg: &PgCluster, name: &str) -> Node {
+    let m = Member::join(pg, name).await;
+    Node {
+        sessions: FleetSessions::new(&m.fleet, m.leases.clone(), m.owned.clone(), m.local.clone()),
+        member: m,
     }
 }
 

@@ -84,7 +84,7 @@ async fn get_rules(
     AppPath(id): AppPath<String>,
 ) -> Result<Json<AutoReplyRules>, ApiError> {
     let tenant = own_tenant(&state, &caller, &id)?;
-    Ok(Json(state.data.auto_replies(&tenant)?))
+    Ok(Json(state.settings.auto_reply_rules(&tenant)?))
 }
 
 async fn set_rules(
@@ -95,7 +95,7 @@ async fn set_rules(
 ) -> Result<Json<AutoReplyRules>, ApiError> {
     let tenant = own_tenant(&state, &caller, &id)?;
     check(&rules)?;
-    if !state.data.set_auto_replies(&tenant, &rules)? {
+    if !state.settings.set_auto_reply_rules(&tenant, &rules)? {
         return Err(ApiError::NotFound(format!("tenant {tenant} not found")));
     }
     tracing::info!(tenant = %tenant, by = %caller.name(), enabled = rules.enabled, rules = rules.rules.len(), "auto-replies set");
@@ -140,7 +140,7 @@ async fn try_text(
             check(&r)?;
             r
         }
-        None => state.data.auto_replies(&tenant)?,
+        None => state.settings.auto_reply_rules(&tenant)?,
     };
     let rule = rule_for(&rules, &body.text);
     let hit = rule.map(|i| &rules.rules[i]);

@@ -44,7 +44,8 @@ use centinela_actors::messaging::risk_watch::RiskStore;
 use centinela_actors::messaging::webhooks::{Lookup, SystemLookup};
 use centinela_actors::messaging::{self, Campaigns, Outbox, RiskWatch, Webhooks};
 use centinela_actors::store::{
-    AccountRepo, AuditRepo, AutoReplyRepo, CampaignRepo, InboxRepo, MessageRepo, WebhookRepo,
+    AccountRepo, AuditRepo, AutoReplyRepo, CampaignRepo, InboxRepo, MessageRepo,
+    TenantSettingsRepo, WebhookRepo,
 };
 use centinela_actors::supervisor::Supervisor;
 use std::sync::Arc;
@@ -78,6 +79,10 @@ pub struct AppState {
     /// store on a single node, the fleet's database in fleet mode
     /// ([`Injected::accounts`]), so every node knows every account.
     pub accounts: Arc<dyn AccountRepo>,
+    /// Each tenant's webhook target and auto-reply rules: the node's store
+    /// on a single node, the fleet's database in fleet mode
+    /// ([`Injected::settings`]).
+    pub settings: Arc<dyn TenantSettingsRepo>,
     pub supervisor: Supervisor,
     pub clock: SharedClock,
     pub auth: Arc<auth::Auth>,
@@ -124,6 +129,10 @@ pub struct Injected {
     /// [`auth::Auth`] and tenant deletion instead of the store's; `None`
     /// on a single node (the store's own).
     pub accounts: Option<Arc<dyn AccountRepo>>,
+    /// Fleet mode: the tenants' webhook targets and auto-reply rules every
+    /// node shares, read and written by the handlers instead of the
+    /// store's; `None` on a single node.
+    pub settings: Option<Arc<dyn TenantSettingsRepo>>,
     /// Fleet mode: the forwarder to the nodes that host other tenants.
     pub forward: Option<Arc<forward::Forwarder>>,
 }
@@ -139,6 +148,7 @@ impl Injected {
             cloud: None,
             fleet: None,
             accounts: None,
+            settings: None,
             forward: None,
         }
     }
@@ -182,7 +192,13 @@ pub fn wire<S>(
     config: &Config,
 ) -> Wired
 where
-    S: Data + AccountRepo + CampaignRepo + RiskStore + centinela_actors::otp::OtpStore + Clone,
+    S: Data
+        + AccountRepo
+        + TenantSettingsRepo
+        + CampaignRepo
+        + RiskStore
+        + centinela_actors::otp::OtpStore
+        + Clone,
 {
     let Injected {
         clock,
@@ -191,9 +207,11 @@ where
         cloud,
         fleet,
         accounts,
+        settings,
         forward,
     } = injected;
     let accounts: Arc<dyn AccountRepo> = accounts.unwrap_or_else(|| Arc::new(store.clone()));
+    let settings: Arc<dyn TenantSettingsRepo> = settings.unwrap_or_else(|| Arc::new(store.clone()));
     let auth = auth::Auth::new(
         accounts.clone(),
         clock.clone(),
@@ -256,6 +274,7 @@ where
     let state = AppState {
         data: Arc::new(store),
         accounts,
+        settings,
         supervisor,
         clock,
         auth: Arc::new(auth),

@@ -164,7 +164,7 @@ async fn set_target(
         url: url.clone(),
         secret: secret.clone(),
     };
-    if !state.data.set_target(&target)? {
+    if !state.settings.set_webhook_target(&target)? {
         return Err(ApiError::NotFound(format!("tenant {tenant} not found")));
     }
     tracing::info!(tenant = %tenant, by = %caller.name(), "webhook set");
@@ -177,7 +177,7 @@ async fn get_target(
     AppPath(id): AppPath<String>,
 ) -> Result<Json<TargetShown>, ApiError> {
     let tenant = own_tenant(&state, &caller, &id)?;
-    let t = state.data.target(&tenant)?;
+    let t = state.settings.webhook_target(&tenant)?;
     let t = t.ok_or_else(|| ApiError::NotFound("no webhook is set".into()))?;
     Ok(Json(TargetShown {
         url: t.url,
@@ -191,7 +191,7 @@ async fn delete_target(
     AppPath(id): AppPath<String>,
 ) -> Result<StatusCode, ApiError> {
     let tenant = own_tenant(&state, &caller, &id)?;
-    if !state.data.delete_target(&tenant)? {
+    if !state.settings.delete_webhook_target(&tenant)? {
         return Err(ApiError::NotFound("no webhook is set".into()));
     }
     Ok(StatusCode::NO_CONTENT)

@@ -38,7 +38,7 @@ pub use purge::TenantPurged;
 pub use sessions::{DesiredState, SessionRecord, SessionRepo};
 pub use webhooks::{
     AutoReplyRepo, AutoReplyRule, AutoReplyRules, Delivery, DeliveryError, DeliveryStatus,
-    WebhookRepo, WebhookTarget,
+    TenantSettingsRepo, WebhookRepo, WebhookTarget,
 };
 
 use redb::{

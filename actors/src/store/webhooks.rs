@@ -529,6 +529,52 @@ impl AutoReplyRepo for Store {
     }
 }
 
+/// A tenant's settings as the HTTP handlers read and write them: its
+/// webhook target and its auto-reply rules. On a single node they are the
+/// store's own ([`WebhookRepo`], [`AutoReplyRepo`]); in fleet mode the
+/// fleet's database is their truth, mirrored into the store of the node
+/// that hosts the tenant, where deliveries and replies read them.
+pub trait TenantSettingsRepo: Send + Sync + 'static {
+    fn webhook_target(&self, tenant: &TenantId) -> Result<Option<WebhookTarget>, StoreError>;
+    /// False, writing nothing, when the tenant is not on record.
+    fn set_webhook_target(&self, t: &WebhookTarget) -> Result<bool, StoreError>;
+    /// False when the tenant had none.
+    fn delete_webhook_target(&self, tenant: &TenantId) -> Result<bool, StoreError>;
+    fn auto_reply_rules(&self, tenant: &TenantId) -> Result<AutoReplyRules, StoreError>;
+    /// False, writing nothing, when the tenant is not on record.
+    fn set_auto_reply_rules(
+        &self,
+        tenant: &TenantId,
+        rules: &AutoReplyRules,
+    ) -> Result<bool, StoreError>;
+}
+
+impl TenantSettingsRepo for Store {
+    fn webhook_target(&self, tenant: &TenantId) -> Result<Option<WebhookTarget>, StoreError> {
+        self.target(tenant)
+    }
+
+    fn set_webhook_target(&self, t: &WebhookTarget) -> Result<bool, StoreError> {
+        self.set_target(t)
+    }
+
+    fn delete_webhook_target(&self, tenant: &TenantId) -> Result<bool, StoreError> {
+        self.delete_target(tenant)
+    }
+
+    fn auto_reply_rules(&self, tenant: &TenantId) -> Result<AutoReplyRules, StoreError> {
+        self.auto_replies(tenant)
+    }
+
+    fn set_auto_reply_rules(
+        &self,
+        tenant: &TenantId,
+        rules: &AutoReplyRules,
+    ) -> Result<bool, StoreError> {
+        self.set_auto_replies(tenant, rules)
+    }
+}
+
 /// What a purge, or a write racing one, leaves of a tenant's webhooks.
 #[cfg(test)]
 mod purge_tests {

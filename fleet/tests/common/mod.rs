@@ -29,6 +29,54 @@ pub struct PgCluster {
     run_as: Option<String>,
 }
 
+/// A node registered in a test's fleet (its name as its egress, room for
+/// 10 tenants, leases of a minute), with its own redb store: what the
+/// tests of the fleet's repositories build theirs on.
+pub struct Member {
+    pub fleet: centinela_fleet::Fleet,
+    pub leases: centinela_fleet::Leases,
+    pub owned: centinela_fleet::Owned,
+    pub local: centinela_actors::store::Store,
+    _dir: tempfile::TempDir,
+}
+
+impl Member {
+    pub async fn join(pg: &PgCluster, name: &str) -> Self {
+        let fleet = centinela_fleet::Fleet::connect(&pg.url(), 2)
+            .await
+            .expect("connect");
+        let id = centinela_fleet::NodeId::new(name).expect("id");
+        let spec = centinela_fleet::NodeSpec {
+            id: id.clone(),
+            advertise_url: format!("http://{name}.invalid"),
+            egress: name.into(),
+            capacity: 10,
+        };
+        fleet.register(&spec).await.expect("register");
+        let leases = centinela_fleet::Leases::new(&fleet, id, std::time::Duration::from_secs(60));
+        let dir = tempfile::tempdir().expect("tempdir");
+        let local = centinela_actors::store::Store::open(dir.path()).expect("store");
+        Self {
+            fleet,
+            leases,
+            owned: centinela_fleet::Owned::default(),
+            local,
+            _dir: dir,
+        }
+    }
+
+    /// Claims `tenant` (nobody may hold it) and holds it.
+    pub async fn hold(&self, tenant: &centinela_actors::ids::TenantId) {
+        let lease = self
+            .leases
+            .claim(tenant)
+            .await
+            .expect("claim")
+            .expect("won");
+        self.owned.insert(lease);
+    }
+}
+
 impl PgCluster {
     /// Starts a cluster and creates its database. Panics with the tool's
     /// output if anything fails (a test cannot go on without it).
