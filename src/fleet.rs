@@ -42,9 +42,12 @@
 //!   ([`FleetSettings`]), copied into the store of the node that hosts the
 //!   tenant (where deliveries and replies read them) when it starts
 //!   hosting it: they follow the tenant.
+//! - Verification codes are the fleet's ([`FleetOtps`]): sent through the
+//!   owner (its session carries them), read, verified and voided through
+//!   any node, their limits counted over every node's sends.
 //!
 //! Not shared yet (each node keeps its own): messages and the outbox,
-//! webhook deliveries, campaigns, OTPs, the audit log. Calls reach the
+//! webhook deliveries, campaigns, the audit log. Calls reach the
 //! owner, so they work while a tenant stays on one node; after a move its
 //! rows stay on the node it left.
 
@@ -57,9 +60,9 @@ use centinela_actors::store::{SessionRecord, Store};
 use centinela_actors::supervisor::shared::FleetSeam;
 use centinela_actors::supervisor::Supervisor;
 use centinela_fleet::{
-    Fleet, FleetAdmission, FleetError, FleetSessions, FleetSettings, Lease, Leases, Member,
-    MemberConfig, MemberHandle, NodeAccounts, NodeId, NodeSpec, Owned, PgSharedAdmission, Release,
-    Snapshots, TenantHost,
+    Fleet, FleetAdmission, FleetError, FleetOtps, FleetSessions, FleetSettings, Lease, Leases,
+    Member, MemberConfig, MemberHandle, NodeAccounts, NodeId, NodeSpec, Owned, PgSharedAdmission,
+    Release, Snapshots, TenantHost,
 };
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -119,6 +122,8 @@ pub struct Joining {
     pub accounts: NodeAccounts,
     /// The tenants' webhook targets and auto-reply rules.
     pub settings: FleetSettings,
+    /// The verification codes.
+    pub otps: FleetOtps,
 }
 
 /// Connects to the fleet's database (migrating it) and readies this node's
@@ -153,6 +158,7 @@ pub async fn connect(
     };
     let sessions = FleetSessions::new(&fleet, leases.clone(), owned.clone(), store.clone());
     let accounts = NodeAccounts::new(&fleet, leases.clone(), owned.clone(), store.clone());
+    let otps = FleetOtps::new(&fleet);
     let settings = FleetSettings::new(
         &fleet,
         leases.clone(),
@@ -172,6 +178,7 @@ pub async fn connect(
         sessions,
         accounts,
         settings,
+        otps,
     })
 }
 

@@ -271,6 +271,9 @@ impl Running {
         )
         .await?;
         let fleet_status = joining.as_ref().map(fleet::Joining::status);
+        let otps = joining
+            .as_ref()
+            .map(|j| Arc::new(j.otps.clone()) as Arc<dyn centinela_actors::store::OtpRepo>);
         let settings = joining.as_ref().map(|j| {
             Arc::new(j.settings.clone()) as Arc<dyn centinela_actors::store::TenantSettingsRepo>
         });
@@ -303,6 +306,7 @@ impl Running {
                 fleet: fleet_status,
                 accounts: Some(accounts.clone()),
                 settings,
+                otps,
                 forward,
             },
             &secrets,

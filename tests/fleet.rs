@@ -762,6 +762,103 @@ async fn a_tenants_webhook_and_auto_replies_follow_it_to_its_next_owner() {
     b.srv.server.shutdown().await.expect("shutdown");
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_code_sent_through_the_owner_is_read_and_verified_through_any_node_also_after_it_left() {
+    let pg = PgCluster::start();
+    let engine = ScriptedEngine::new();
+    let quick = |c: &mut centinela::config::Config| {
+        c.messaging.send_delay_min = Duration::ZERO;
+        c.messaging.send_delay_max = Duration::from_millis(20);
+        c.messaging.typing_chars_per_second = 0;
+    };
+    let mut a = node(&pg, "node-a", &engine, quick).await;
+    let b = node(&pg, "node-b", &engine, quick).await;
+    a.tenant("clinic").await;
+    let id = a.paired_session("clinic").await;
+    a.ws.until_state(&id, "READY").await;
+    const PHONE: &str = "+5491133334444";
+
+    // Asked through node-b: the owner's session sends it.
+    let r = b
+        .call(
+            "POST",
+            "/api/v1/otp",
+            Some(json!({"phone": PHONE, "session_id": id, "purpose": "login"})),
+        )
+        .await;
+    assert_eq!(
+        (r.status, served_by(&r).as_str()),
+        (201, "node-a"),
+        "{}",
+        r.text
+    );
+    let otp = r.body["id"].as_str().expect("id").to_owned();
+    let sent = a
+        .ws
+        .next(|v| v["type"] == "otp.sent" && v["otp_id"] == otp.as_str() && v.get("node").is_none())
+        .await;
+    assert_eq!(sent["session_id"], id.as_str(), "{sent}");
+    let (_, _, text) = engine
+        .sent()
+        .into_iter()
+        .rev()
+        .find(|(_, to, _)| to == PHONE.trim_start_matches('+'))
+        .expect("a code was sent");
+    let code = text
+        .split(' ')
+        .next()
+        .expect("the code comes first")
+        .to_owned();
+    assert!(
+        code.len() == 6 && code.bytes().all(|c| c.is_ascii_digit()),
+        "{text}"
+    );
+
+    // node-b reads it itself (the fleet's), and counts a wrong try.
+    let r = b.call("GET", &format!("/api/v1/otp/{otp}"), None).await;
+    assert_eq!(
+        (r.status, served_by(&r).as_str()),
+        (200, "node-b"),
+        "{}",
+        r.text
+    );
+    assert_eq!(r.body["status"], "pending");
+    let wrong = if code == "000000" { "111111" } else { "000000" };
+    let r = b
+        .call(
+            "POST",
+            &format!("/api/v1/otp/{otp}/verify"),
+            Some(json!({"code": wrong})),
+        )
+        .await;
+    assert_eq!(r.status, 400, "{}", r.text);
+    assert_eq!(r.body["error"]["code"], "invalid_code");
+
+    // The node that sent it leaves: the code still verifies, once.
+    a.srv.server.shutdown().await.expect("node-a drains");
+    let r = b
+        .call(
+            "POST",
+            &format!("/api/v1/otp/{otp}/verify"),
+            Some(json!({"code": code})),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(r.body["verified"], true);
+    let r = b
+        .call(
+            "POST",
+            &format!("/api/v1/otp/{otp}/verify"),
+            Some(json!({"code": code})),
+        )
+        .await;
+    assert_eq!(
+        (r.status, r.body["error"]["code"].clone()),
+        (409, json!("already_used"))
+    );
+    b.srv.server.shutdown().await.expect("shutdown");
+}
+
 /// Who owns what, for a token the test signs as a node would.
 struct NoOwners;
 

@@ -7,7 +7,7 @@
 //! ledger ([`admission`]) and the supervisor's seam to it ([`shared`]),
 //! the session records every node reads and only the owner writes
 //! ([`sessions`]), each tenant's webhook target and auto-reply rules
-//! ([`settings`]), the accounts every node shares — tenants, users, API
+//! ([`settings`]), the verification codes ([`FleetOtps`]), the accounts every node shares — tenants, users, API
 //! keys, revoked tokens, settings such as the JWT secret ([`accounts`],
 //! used by a node as [`NodeAccounts`], changes that may end a credential
 //! announced to every node by [`credentials`]), live events relayed
@@ -38,6 +38,7 @@ mod listen;
 pub mod member;
 pub mod node;
 mod node_accounts;
+mod otps;
 mod owned;
 pub mod profile;
 pub mod sessions;
@@ -54,6 +55,7 @@ pub use member::{
 };
 pub use node::{NodeId, NodeRow, NodeSpec};
 pub use node_accounts::NodeAccounts;
+pub use otps::FleetOtps;
 pub use owned::Owned;
 pub use profile::{pack, unpack, Packed, ProfileError};
 pub use sessions::FleetSessions;

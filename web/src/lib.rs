@@ -44,7 +44,7 @@ use centinela_actors::messaging::risk_watch::RiskStore;
 use centinela_actors::messaging::webhooks::{Lookup, SystemLookup};
 use centinela_actors::messaging::{self, Campaigns, Outbox, RiskWatch, Webhooks};
 use centinela_actors::store::{
-    AccountRepo, AuditRepo, AutoReplyRepo, CampaignRepo, InboxRepo, MessageRepo,
+    AccountRepo, AuditRepo, AutoReplyRepo, CampaignRepo, InboxRepo, MessageRepo, OtpRepo,
     TenantSettingsRepo, WebhookRepo,
 };
 use centinela_actors::supervisor::Supervisor;
@@ -133,6 +133,10 @@ pub struct Injected {
     /// node shares, read and written by the handlers instead of the
     /// store's; `None` on a single node.
     pub settings: Option<Arc<dyn TenantSettingsRepo>>,
+    /// Fleet mode: the verification codes every node shares (a code sent
+    /// through the owner is read and verified through any node); `None` on
+    /// a single node.
+    pub otps: Option<Arc<dyn OtpRepo>>,
     /// Fleet mode: the forwarder to the nodes that host other tenants.
     pub forward: Option<Arc<forward::Forwarder>>,
 }
@@ -149,6 +153,7 @@ impl Injected {
             fleet: None,
             accounts: None,
             settings: None,
+            otps: None,
             forward: None,
         }
     }
@@ -198,6 +203,7 @@ where
         + CampaignRepo
         + RiskStore
         + centinela_actors::otp::OtpStore
+        + OtpRepo
         + Clone,
 {
     let Injected {
@@ -208,6 +214,7 @@ where
         fleet,
         accounts,
         settings,
+        otps,
         forward,
     } = injected;
     let accounts: Arc<dyn AccountRepo> = accounts.unwrap_or_else(|| Arc::new(store.clone()));
@@ -254,6 +261,7 @@ where
     let risk_task = risk.start(bus, campaigns.clone(), stop_rx.clone());
     let (otp, otp_task) = centinela_actors::otp::Otp::start(
         centinela_actors::otp::service::OtpParts {
+            otps: otps.unwrap_or_else(|| Arc::new(store.clone())),
             store: Arc::new(store.clone()),
             outbox: outbox.clone(),
             clock: clock.clone(),

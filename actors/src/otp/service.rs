@@ -33,10 +33,12 @@ use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 use tokio::sync::broadcast;
 
-/// Everything the service needs of the store.
-pub trait OtpStore: OtpRepo + MessageRepo + SessionRepo + ContactRepo {}
+/// What the service needs of the node's store besides the codes: the
+/// sessions, the queued messages carrying codes, the contacts the
+/// new-contact budget counts.
+pub trait OtpStore: MessageRepo + SessionRepo + ContactRepo {}
 
-impl<T: OtpRepo + MessageRepo + SessionRepo + ContactRepo> OtpStore for T {}
+impl<T: MessageRepo + SessionRepo + ContactRepo> OtpStore for T {}
 
 const DAY: Duration = Duration::from_secs(24 * 3600);
 const HOUR: Duration = Duration::from_secs(3600);
@@ -105,6 +107,7 @@ pub struct NewOtp {
 }
 
 struct Inner {
+    otps: Arc<dyn OtpRepo>,
     store: Arc<dyn OtpStore>,
     outbox: Outbox,
     bus: Bus,
@@ -129,6 +132,9 @@ pub struct Otp {
 
 /// What the service is made of.
 pub struct OtpParts {
+    /// The codes: the node's store, or the fleet's in fleet mode (a code
+    /// sent through one node is verified through any).
+    pub otps: Arc<dyn OtpRepo>,
     pub store: Arc<dyn OtpStore>,
     pub outbox: Outbox,
     pub clock: SharedClock,
@@ -144,6 +150,7 @@ impl Otp {
     pub fn start(parts: OtpParts, bus: &Bus) -> (Otp, tokio::task::JoinHandle<()>) {
         let otp = Otp {
             inner: Arc::new(Inner {
+                otps: parts.otps,
                 store: parts.store,
                 outbox: parts.outbox,
                 bus: bus.clone(),
@@ -167,7 +174,7 @@ impl Otp {
 
     /// An OTP, whoever's it is.
     pub fn get(&self, id: &str) -> Result<Option<OtpRecord>, OtpError> {
-        Ok(self.inner.store.otp(id)?)
+        Ok(self.inner.otps.otp(id)?)
     }
 
     /// Issues a code to `req.phone` through `req.session` (the tenant's):
@@ -206,7 +213,7 @@ impl Otp {
         };
         let limits = self.limits(&phone, req.client);
         let issued = me
-            .store
+            .otps
             .issue_otp(&record, &limits, now, &mut |found| found.is_none())?;
         match issued {
             Issue::Stored { superseded } => {
@@ -231,7 +238,7 @@ impl Otp {
         let now = me.clock.now();
         let (mut verdict, mut counted) = (None, false);
         let record = me
-            .store
+            .otps
             .update_otp(id, &mut |r| {
                 let right = code::matches(&me.secret, &r.id, &r.digest, code);
                 let (v, changed) = rules::verify(r, right, now);
@@ -263,7 +270,7 @@ impl Otp {
         let me = &self.inner;
         let now = me.clock.now();
         let current = me
-            .store
+            .otps
             .otp(id)?
             .ok_or_else(|| OtpError::NotFound(id.to_owned()))?;
         rules::resend(&current, now).map_err(|r| refused(r, now))?;
@@ -285,19 +292,20 @@ impl Otp {
         );
         next.message_id = Some(message.id.clone());
         let mut refusal = None;
-        let issued = me.store.issue_otp(
-            &next,
-            &self.limits(&phone, client),
-            now,
-            &mut |found| match found.map(|r| rules::resend(r, now)) {
-                Some(Ok(())) => true,
-                Some(Err(r)) => {
-                    refusal = Some(r);
-                    false
-                }
-                None => false,
-            },
-        )?;
+        let issued =
+            me.otps.issue_otp(
+                &next,
+                &self.limits(&phone, client),
+                now,
+                &mut |found| match found.map(|r| rules::resend(r, now)) {
+                    Some(Ok(())) => true,
+                    Some(Err(r)) => {
+                        refusal = Some(r);
+                        false
+                    }
+                    None => false,
+                },
+            )?;
         match issued {
             Issue::Stored { superseded } => {
                 let old = current.message_id.as_deref().into_iter();
@@ -327,7 +335,7 @@ impl Otp {
             }
             *at = Some(now);
         }
-        match me.store.prune_otps(now.minus(me.cfg.retention)) {
+        match me.otps.prune_otps(now.minus(me.cfg.retention)) {
             Ok(0) => {}
             Ok(pruned) => tracing::info!(pruned, "expired verification codes pruned"),
             Err(e) => tracing::warn!(error = %e, "could not prune expired verification codes"),
@@ -457,7 +465,7 @@ impl Otp {
         let me = &self.inner;
         let now = me.clock.now();
         let mut changed = false;
-        let updated = me.store.update_otp(id, &mut |r| {
+        let updated = me.otps.update_otp(id, &mut |r| {
             changed = r.status == OtpStatus::Pending && r.message_id.as_deref() == message;
             if changed {
                 r.status = OtpStatus::Undelivered;

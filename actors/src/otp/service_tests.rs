@@ -44,6 +44,7 @@ fn service(dir: &std::path::Path, clock: Arc<ManualClock>, budget: ContactBudget
     let (outbox, outbox_task) = Outbox::start(Arc::new(store.clone()), None);
     let (otp, _) = Otp::start(
         OtpParts {
+            otps: Arc::new(store.clone()),
             store: Arc::new(store.clone()),
             outbox,
             clock: clock.clone(),

@@ -33,7 +33,7 @@ pub use ledger::{AttemptKind, LedgerEvent, LedgerRepo};
 pub use messages::{
     Deferral, DeferralReason, MessageRecord, MessageRepo, MessageStatus, REDACTED_TEXT,
 };
-pub use otps::{Issue, OtpPurpose, OtpRecord, OtpRepo, OtpStatus, SendLimit};
+pub use otps::{spent, Issue, OtpPurpose, OtpRecord, OtpRepo, OtpStatus, SendLimit};
 pub use purge::TenantPurged;
 pub use sessions::{DesiredState, SessionRecord, SessionRepo};
 pub use webhooks::{

@@ -209,6 +209,22 @@ fn spent_until(times: &[Timestamp], limit: &SendLimit) -> Option<Timestamp> {
     Some(oldest_keeping_it_full.plus(limit.window))
 }
 
+/// Which of `limits` holds an issue back, and until when: of the limits
+/// with no room left (`sends[i]`: the sends within `limits[i]`'s window,
+/// oldest first), the one that has room again last. The one rule for every
+/// store of the codes (this one, the fleet's).
+pub fn spent(limits: &[SendLimit], sends: &[Vec<Timestamp>]) -> Option<(usize, Timestamp)> {
+    let mut first_spent: Option<(usize, Timestamp)> = None;
+    for (index, (limit, times)) in limits.iter().zip(sends).enumerate() {
+        if let Some(at) = spent_until(times, limit) {
+            if first_spent.is_none_or(|(_, t)| at > t) {
+                first_spent = Some((index, at));
+            }
+        }
+    }
+    first_spent
+}
+
 impl OtpRepo for Store {
     fn issue_otp(
         &self,
@@ -226,16 +242,11 @@ impl OtpRepo for Store {
                 return Ok(Issue::Refused(existing));
             }
             let mut sends = txn.open_table(SENDS)?;
-            let mut first_spent: Option<(usize, Timestamp)> = None;
-            for (index, limit) in limits.iter().enumerate() {
-                let times = sends_since(&sends, &limit.scope, now.minus(limit.window))?;
-                if let Some(at) = spent_until(&times, limit) {
-                    if first_spent.is_none_or(|(_, t)| at > t) {
-                        first_spent = Some((index, at));
-                    }
-                }
+            let mut times = Vec::with_capacity(limits.len());
+            for limit in limits {
+                times.push(sends_since(&sends, &limit.scope, now.minus(limit.window))?);
             }
-            if let Some((index, retry_at)) = first_spent {
+            if let Some((index, retry_at)) = spent(limits, &times) {
                 return Ok(Issue::Limited { index, retry_at });
             }
             let send = format!("{}/{}", otp.id, otp.sends);
