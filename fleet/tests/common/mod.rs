@@ -27,6 +27,8 @@ pub struct PgCluster {
     port: u16,
     /// `Some("postgres")` when the commands run through `runuser` (we are root).
     run_as: Option<String>,
+    /// Set: the server speaks TLS only, with this certificate (PEM file).
+    tls: Option<PathBuf>,
 }
 
 /// A node registered in a test's fleet (its name as its egress, room for
@@ -81,6 +83,24 @@ impl PgCluster {
     /// Starts a cluster and creates its database. Panics with the tool's
     /// output if anything fails (a test cannot go on without it).
     pub fn start() -> Self {
+        Self::start_with(false)
+    }
+
+    /// [`PgCluster::start`], the server refusing every connection without
+    /// TLS (`hostssl` only), its certificate self-signed for 127.0.0.1 and
+    /// `localhost` ([`PgCluster::certificate`]).
+    pub fn start_tls() -> Self {
+        Self::start_with(true)
+    }
+
+    /// The server's certificate (PEM), for a client's `sslrootcert`.
+    pub fn certificate(&self) -> &Path {
+        self.tls
+            .as_deref()
+            .expect("a cluster started with start_tls")
+    }
+
+    fn start_with(tls: bool) -> Self {
         let bin = bin_dir();
         let run_as = is_root().then(|| "postgres".to_owned());
         let dir = tempfile::Builder::new()
@@ -95,8 +115,12 @@ impl PgCluster {
             bin,
             port: 0,
             run_as,
+            tls: None,
         };
         cluster.initdb();
+        if tls {
+            cluster.tls = Some(cluster.serve_tls_only());
+        }
         // A port found free may be taken before the server binds it: retry.
         let mut last = None;
         for _ in 0..5 {
@@ -199,13 +223,50 @@ impl PgCluster {
         check("initdb", &out);
     }
 
+    /// Writes a certificate and key for 127.0.0.1 into the cluster's dir
+    /// (the server's user owns them, the key private) and lets clients in
+    /// over TLS only; answers the certificate's path.
+    fn serve_tls_only(&self) -> PathBuf {
+        let certified = rcgen::generate_simple_self_signed(vec![
+            "127.0.0.1".to_owned(),
+            "localhost".to_owned(),
+        ])
+        .expect("certificate");
+        let (cert, key) = (
+            self.dir.path().join("server.crt"),
+            self.dir.path().join("server.key"),
+        );
+        std::fs::write(&cert, certified.cert.pem()).expect("write cert");
+        std::fs::write(&key, certified.signing_key.serialize_pem()).expect("write key");
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).expect("chmod key");
+        if let Some(user) = &self.run_as {
+            give_to(&cert, user);
+            give_to(&key, user);
+        }
+        std::fs::write(
+            self.data().join("pg_hba.conf"),
+            "local all all trust\nhostssl all all 127.0.0.1/32 trust\n",
+        )
+        .expect("write pg_hba.conf");
+        cert
+    }
+
     fn pg_ctl_start(&self) -> Result<(), String> {
-        let options = format!(
+        let mut options = format!(
             "-p {} -c listen_addresses=127.0.0.1 -k {} -c fsync=off -c synchronous_commit=off \
              -c full_page_writes=off -c max_connections=100",
             self.port,
             self.dir.path().display()
         );
+        if let Some(cert) = &self.tls {
+            let key = self.dir.path().join("server.key");
+            options.push_str(&format!(
+                " -c ssl=on -c ssl_cert_file={} -c ssl_key_file={}",
+                cert.display(),
+                key.display()
+            ));
+        }
         let out = self
             .tool("pg_ctl")
             .arg("-D")
