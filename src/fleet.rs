@@ -199,6 +199,7 @@ impl Joining {
         Arc::new(Status {
             fleet: self.fleet.clone(),
             node: self.spec.id.to_string(),
+            ttl: self.ttl,
         })
     }
 }
@@ -229,10 +230,36 @@ impl centinela_web::forward::Owners for Owners {
 struct Status {
     fleet: Fleet,
     node: String,
+    ttl: std::time::Duration,
 }
 
 #[async_trait::async_trait]
 impl centinela_web::fleet::FleetStatus for Status {
+    async fn move_tenant(
+        &self,
+        tenant: &TenantId,
+        to: &str,
+    ) -> Result<centinela_web::fleet::MoveView, centinela_web::fleet::MoveRefusal> {
+        use centinela_fleet::MoveRefused as Why;
+        use centinela_web::fleet::MoveRefusal;
+        match self.fleet.move_tenant(tenant, to, self.ttl).await {
+            Ok(asked) => Ok(centinela_web::fleet::MoveView {
+                tenant: asked.tenant.to_string(),
+                from: asked.from.map(|n| n.to_string()),
+                to: asked.to.to_string(),
+                until: asked.until,
+            }),
+            Err(Why::UnknownNode(node)) => Err(MoveRefusal::UnknownNode(node)),
+            Err(e @ Why::NotLive(_)) => Err(MoveRefusal::Refused("node_not_live", e.to_string())),
+            Err(e @ Why::Full(_)) => Err(MoveRefusal::Refused("node_full", e.to_string())),
+            Err(e @ Why::AlreadyThere(..)) => {
+                Err(MoveRefusal::Refused("already_there", e.to_string()))
+            }
+            Err(e @ Why::NotHosted(_)) => Err(MoveRefusal::Refused("not_hosted", e.to_string())),
+            Err(Why::Fleet(e)) => Err(MoveRefusal::Unavailable(e.to_string())),
+        }
+    }
+
     async fn status(&self) -> Result<centinela_web::fleet::FleetView, String> {
         use centinela_web::fleet::{FleetView, NodeView, OwnedTenant};
         let nodes = self.fleet.nodes().await.map_err(|e| e.to_string())?;
@@ -608,6 +635,7 @@ impl TenantHost for Host {
             Release::Lost => "lease lost",
             Release::Deadline => "lease not renewed in time",
             Release::Drain => "node draining",
+            Release::Move => "moved to another node",
         };
         match self
             .supervisor
@@ -619,9 +647,10 @@ impl TenantHost for Host {
             }
             Err(e) => tracing::error!(tenant = %tenant, error = %e, "tenant not released"),
         }
-        // Only a drain still holds the lease once the browsers are closed:
-        // the profiles as they closed are the ones the next owner starts on.
-        if let (Release::Drain, Some(lease)) = (why, lease) {
+        // Only a drain or a move still holds the lease once the browsers
+        // are closed: the profiles as they closed are the ones the next
+        // owner starts on.
+        if let (Release::Drain | Release::Move, Some(lease)) = (why, lease) {
             if let Ok(records) = self.sessions.tenant_records(tenant).await {
                 for session in browser_sessions(&records) {
                     self.profiles.store(&lease, session).await;

@@ -859,6 +859,82 @@ async fn a_code_sent_through_the_owner_is_read_and_verified_through_any_node_als
     b.srv.server.shutdown().await.expect("shutdown");
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_operator_moves_a_tenant_to_the_node_it_names_and_its_sessions_come_back_there() {
+    let pg = PgCluster::start();
+    let engine = ScriptedEngine::new();
+    let mut a = node(&pg, "node-a", &engine, |_| {}).await;
+    let b = node(&pg, "node-b", &engine, |_| {}).await;
+    let mut c = node(&pg, "node-c", &engine, |_| {}).await;
+    a.tenant("clinic").await;
+    let mut ids = Vec::new();
+    for _ in 0..2 {
+        let id = a.paired_session("clinic").await;
+        a.ws.until_state(&id, "READY").await;
+        ids.push(id);
+    }
+    let move_to = |to: Value| {
+        b.call(
+            "POST",
+            "/api/v1/fleet/tenants/clinic/move",
+            Some(json!({ "to": to })),
+        )
+    };
+    for (to, status, code) in [
+        (json!("node-z"), 404, "not_found"),
+        (json!("node-a"), 409, "already_there"),
+        (json!(7), 400, "invalid_field"),
+    ] {
+        let r = move_to(to.clone()).await;
+        assert_eq!(
+            (
+                r.status,
+                r.body["error"]["code"].as_str().unwrap_or_default()
+            ),
+            (status, code),
+            "{to}: {}",
+            r.text
+        );
+    }
+    let r = b
+        .call(
+            "POST",
+            "/api/v1/fleet/tenants/nobody/move",
+            Some(json!({"to": "node-c"})),
+        )
+        .await;
+    assert_eq!(r.status, 404, "{}", r.text);
+
+    // Asked through node-b, which has nothing to do with it: node-a gives
+    // the tenant up, node-c (not node-b) takes it.
+    let r = move_to(json!("node-c")).await;
+    assert_eq!(r.status, 202, "{}", r.text);
+    assert_eq!(
+        (r.body["from"].as_str(), r.body["to"].as_str()),
+        (Some("node-a"), Some("node-c"))
+    );
+    // (A driver started on node-c while node-a's still ran would be an
+    // overlap, asserted below.)
+    for id in &ids {
+        c.ws.until_state(id, "READY").await;
+    }
+    assert_eq!(owner(&pg, "clinic").await, Some(("node-c".to_owned(), 2)));
+    for id in &ids {
+        assert_eq!(
+            a.seen(id).await,
+            (200, "node-c".to_owned()),
+            "forwarded to the new owner"
+        );
+    }
+    assert_eq!(engine.overlaps(), Vec::<SessionId>::new());
+    let r = move_to(json!("node-c")).await;
+    assert_eq!(r.status, 409, "{}", r.text);
+    assert_eq!(r.body["error"]["code"], "already_there");
+    for n in [a, b, c] {
+        n.srv.server.shutdown().await.expect("shutdown");
+    }
+}
+
 /// Who owns what, for a token the test signs as a node would.
 struct NoOwners;
 

@@ -110,8 +110,14 @@ impl Leases {
              SET epoch = CASE WHEN o.owner = $2 AND o.lease_until >= now()
                               THEN o.epoch ELSE o.epoch + 1 END,
                  owner = $2,
-                 lease_until = EXCLUDED.lease_until
-             WHERE o.owner IS NULL OR o.owner = $2 OR o.lease_until < now()
+                 lease_until = EXCLUDED.lease_until,
+                 move_to = CASE WHEN o.owner = $2 AND o.lease_until >= now()
+                                THEN o.move_to END,
+                 move_until = CASE WHEN o.owner = $2 AND o.lease_until >= now()
+                                   THEN o.move_until END
+             WHERE (o.owner = $2 AND o.lease_until >= now())
+                OR ((o.owner IS NULL OR o.lease_until < now())
+                    AND (o.move_to IS NULL OR o.move_to = $2 OR o.move_until < now()))
              RETURNING o.tenant, o.epoch",
         )
         .bind(tenant.as_str())
@@ -169,13 +175,15 @@ impl Leases {
         let rows = sqlx::query(
             "WITH picked AS (
                  SELECT tenant FROM tenant_owners
-                 WHERE owner IS NULL OR lease_until < now()
-                 ORDER BY tenant
+                 WHERE (owner IS NULL OR lease_until < now())
+                   AND (move_to IS NULL OR move_to = $1 OR move_until < now())
+                 ORDER BY move_to = $1 IS NOT TRUE, tenant
                  LIMIT $3
                  FOR UPDATE SKIP LOCKED)
              UPDATE tenant_owners o
              SET owner = $1, epoch = o.epoch + 1,
-                 lease_until = now() + $2 * interval '1 millisecond'
+                 lease_until = now() + $2 * interval '1 millisecond',
+                 move_to = NULL, move_until = NULL
              FROM picked WHERE o.tenant = picked.tenant
              RETURNING o.tenant, o.epoch",
         )
@@ -187,6 +195,22 @@ impl Leases {
         let leases = sorted(rows.iter().map(lease_of).collect())?;
         tx.commit().await?;
         Ok(leases)
+    }
+
+    /// The live leases of this node whose tenant an operator is moving to
+    /// another node ([`Fleet::move_tenant`]): the node gives each up like
+    /// on a drain, and only the target may claim it until the move's time
+    /// is up.
+    pub async fn moving(&self) -> Result<Vec<Lease>, FleetError> {
+        let rows = sqlx::query(
+            "SELECT tenant, epoch FROM tenant_owners
+             WHERE owner = $1 AND lease_until >= now()
+               AND move_to IS NOT NULL AND move_to <> $1 AND move_until >= now()",
+        )
+        .bind(self.node.as_str())
+        .fetch_all(&self.pool)
+        .await?;
+        sorted(rows.iter().map(lease_of).collect())
     }
 
     /// Gives the tenant up (a drain): unowned, an orphan for any node.

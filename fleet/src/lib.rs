@@ -36,6 +36,7 @@ pub mod events;
 pub mod lease;
 mod listen;
 pub mod member;
+pub mod moves;
 pub mod node;
 mod node_accounts;
 mod otps;
@@ -53,6 +54,7 @@ pub use lease::{Epoch, Fence, Lease, Leases};
 pub use member::{
     Claimed, Claimer, Member, MemberConfig, MemberHandle, MemberStatus, Release, TenantHost,
 };
+pub use moves::{MoveAsked, MoveRefused};
 pub use node::{NodeId, NodeRow, NodeSpec};
 pub use node_accounts::NodeAccounts;
 pub use otps::FleetOtps;
@@ -63,13 +65,22 @@ pub use settings::{FleetSettings, TenantSettings};
 pub use shared::PgSharedAdmission;
 pub use snapshot::{Snapshot, Snapshots};
 
-use sqlx::postgres::{PgPool, PgPoolOptions};
+use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 
 /// The embedded schema (`fleet/migrations`), applied at connect.
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
 
 /// How long a query waits for a pooled connection before it fails.
 pub const ACQUIRE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// How long the database lets one of this node's transactions sit idle
+/// before it ends it (`idle_in_transaction_session_timeout`): a node
+/// frozen (SIGSTOP, a hung host) in the middle of a transaction would
+/// otherwise hold its row and advisory locks — an egress's admission lock,
+/// a tenant's settings lock — and stall every other node behind them. Our
+/// transactions wait on nothing between statements but a local store
+/// write, far below this.
+pub const IDLE_TRANSACTION_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// A connection pool to the fleet's database, schema up to date.
 #[derive(Debug, Clone)]
@@ -81,14 +92,20 @@ impl Fleet {
     /// Connects with at most `max_connections` and runs the migrations
     /// (sqlx takes an advisory lock, so nodes starting together migrate
     /// once). Fails on a bad URL, an unreachable server or a schema newer
-    /// than this build knows. A connection is waited for at most
+    /// than this build knows. A transaction left idle is ended by the
+    /// server after [`IDLE_TRANSACTION_TIMEOUT`]. A connection is waited for at most
     /// [`ACQUIRE_TIMEOUT`]: with the database down, a decision fails in
     /// seconds (and the node says why) instead of sqlx's default 30 s.
     pub async fn connect(url: &str, max_connections: u32) -> Result<Self, FleetError> {
+        let options: PgConnectOptions = url.parse()?;
+        let options = options.options([(
+            "idle_in_transaction_session_timeout",
+            format!("{}ms", IDLE_TRANSACTION_TIMEOUT.as_millis()),
+        )]);
         let pool = PgPoolOptions::new()
             .max_connections(max_connections)
             .acquire_timeout(ACQUIRE_TIMEOUT)
-            .connect(url)
+            .connect_with(options)
             .await?;
         MIGRATOR.run(&pool).await?;
         Ok(Self { pool })

@@ -12,7 +12,9 @@
 //!    answer that [`Owned`] does not hold (a renewal that landed after the
 //!    deadline gave the tenant up, or a restart of this node) is given back
 //!    with [`Leases::release`], so it is claimed afresh at the next epoch;
-//! 4. claims orphans, at most `claim_batch` a period, and never more than
+//! 4. gives up the tenants an operator moves to another node
+//!    ([`Release::Move`], as a drain does);
+//! 5. claims orphans, at most `claim_batch` a period, and never more than
 //!    the node's free capacity — [`Leases::claim_orphans`] decides that, and
 //!    capacity counts *tenants*, not sessions (live sessions are capped by
 //!    the supervisor's own limit). Each lease won joins [`Owned`], then the
@@ -75,6 +77,10 @@ pub enum Release {
     Deadline,
     /// This node is leaving the fleet.
     Drain,
+    /// An operator moves the tenant to another node
+    /// ([`crate::Fleet::move_tenant`]): given up as on a drain, and its
+    /// lease released for the target.
+    Move,
 }
 
 /// How the loop paces itself.
@@ -366,6 +372,10 @@ impl Member {
         self.safe_until = sent + self.config.ttl.saturating_sub(self.config.margin);
         self.status.send_modify(|s| s.renewed = Some(sent));
         self.settle(renewed).await;
+        match self.db(self.leases.moving()).await {
+            Ok(moving) => self.hand_over(moving).await,
+            Err(e) => tracing::warn!(error = %e, "reading the tenants to move failed"),
+        }
         let claimed = match self
             .db(self.leases.claim_orphans(self.config.claim_batch))
             .await
@@ -395,6 +405,31 @@ impl Member {
         )
         .await;
         self.give_back(&stray).await;
+    }
+
+    /// Gives up each held tenant an operator moves to another node, as a
+    /// drain does one: out of [`Owned`], released by the host (browsers
+    /// closed, profiles stored), its lease given back for the target.
+    async fn hand_over(&self, moving: Vec<Lease>) {
+        let held: Vec<Lease> = moving
+            .into_iter()
+            .filter(|l| self.owned.get(&l.tenant).as_ref() == Some(l))
+            .collect();
+        if held.is_empty() {
+            return;
+        }
+        for lease in &held {
+            tracing::info!(tenant = %lease.tenant, epoch = %lease.epoch, "tenant moving to another node");
+            self.owned.remove(&lease.tenant);
+        }
+        self.publish();
+        join_all(held.iter().map(|lease| async move {
+            self.host.release(&lease.tenant, Release::Move).await;
+            if let Err(e) = self.db(self.leases.release(lease)).await {
+                tracing::warn!(tenant = %lease.tenant, error = %e, "releasing a moving tenant failed");
+            }
+        }))
+        .await;
     }
 
     /// Each lease won joins [`Owned`], then the host adopts it — unless the

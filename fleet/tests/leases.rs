@@ -247,3 +247,119 @@ async fn orphans_are_claimed_up_to_free_capacity_and_never_twice() {
         "8 orphans left for a third node"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_moved_tenant_is_given_up_by_its_owner_and_kept_for_its_target_until_the_move_lapses() {
+    use centinela_fleet::MoveRefused;
+    let pg = PgCluster::start();
+    let a = node(&pg, "node-a", 10, TTL).await;
+    let b = node(&pg, "node-b", 1, TTL).await;
+    let c = node(&pg, "node-c", 10, TTL).await;
+    let fleet = Fleet::connect(&pg.url(), 1).await.expect("connect");
+    let t = tenant(1);
+    let refused = fleet.move_tenant(&t, "node-b", TTL).await;
+    assert!(
+        matches!(refused, Err(MoveRefused::NotHosted(_))),
+        "{refused:?}"
+    );
+    let lease = a.claim(&t).await.expect("claim").expect("free");
+    let refused = fleet.move_tenant(&t, "node-z", TTL).await;
+    assert!(
+        matches!(refused, Err(MoveRefused::UnknownNode(_))),
+        "{refused:?}"
+    );
+    let refused = fleet.move_tenant(&t, "node-a", TTL).await;
+    assert!(
+        matches!(refused, Err(MoveRefused::AlreadyThere(..))),
+        "{refused:?}"
+    );
+
+    let asked = fleet.move_tenant(&t, "node-b", TTL).await.expect("asked");
+    assert_eq!(
+        (asked.from.map(|n| n.to_string()), asked.to.to_string()),
+        (Some("node-a".to_owned()), "node-b".to_owned())
+    );
+    assert_eq!(a.moving().await.expect("moving"), vec![lease.clone()]);
+    assert_eq!(b.moving().await.expect("moving"), vec![], "b holds nothing");
+    assert_eq!(
+        a.renew().await.expect("renew"),
+        vec![lease.clone()],
+        "a holds it until it gives it up"
+    );
+    a.release(&lease).await.expect("given up");
+    // Kept for node-b: no other node takes it, by name or as an orphan.
+    assert_eq!(c.claim_orphans(10).await.expect("claim"), vec![]);
+    assert_eq!(c.claim(&t).await.expect("claim"), None);
+    assert_eq!(
+        b.claim_orphans(10).await.expect("claim"),
+        vec![Lease {
+            tenant: t.clone(),
+            epoch: Epoch(lease.epoch.0 + 1)
+        }]
+    );
+    assert_eq!(
+        b.moving().await.expect("moving"),
+        vec![],
+        "the move is done"
+    );
+
+    // node-b is full now; node-c's heartbeat an hour old is not live.
+    let t2 = tenant(2);
+    let lease2 = a.claim(&t2).await.expect("claim").expect("free");
+    let refused = fleet.move_tenant(&t2, "node-b", TTL).await;
+    assert!(matches!(refused, Err(MoveRefused::Full(_))), "{refused:?}");
+    fleet.move_tenant(&t2, "node-c", TTL).await.expect("asked");
+    a.release(&lease2).await.expect("given up");
+    // The target never comes: once the move lapses any node may take it.
+    sqlx::query("UPDATE tenant_owners SET move_until = now() - interval '1 second'")
+        .execute(fleet.pool())
+        .await
+        .expect("lapse");
+    sqlx::query("UPDATE nodes SET heartbeat_at = now() - interval '1 hour' WHERE id = 'node-c'")
+        .execute(fleet.pool())
+        .await
+        .expect("silence");
+    assert_eq!(
+        a.claim_orphans(10).await.expect("claim"),
+        vec![Lease {
+            tenant: t2.clone(),
+            epoch: Epoch(lease2.epoch.0 + 1)
+        }]
+    );
+    let refused = fleet.move_tenant(&t2, "node-c", TTL).await;
+    assert!(
+        matches!(refused, Err(MoveRefused::NotLive(_))),
+        "{refused:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_transaction_a_frozen_node_left_open_does_not_hold_its_locks_for_ever() {
+    let pg = PgCluster::start();
+    let frozen = Fleet::connect(&pg.url(), 1).await.expect("connect");
+    let other = Fleet::connect(&pg.url(), 1).await.expect("connect");
+    let shown: String = sqlx::query_scalar("SHOW idle_in_transaction_session_timeout")
+        .fetch_one(other.pool())
+        .await
+        .expect("show");
+    assert_eq!(shown, "10s");
+    // The frozen node took an admission lock and never came back to it.
+    let mut open = frozen.pool().begin().await.expect("begin");
+    sqlx::query("SELECT pg_advisory_xact_lock(42)")
+        .execute(&mut *open)
+        .await
+        .expect("lock");
+    // The other node waits for the lock, and gets it once the server has
+    // ended the idle transaction.
+    let got = tokio::time::timeout(
+        centinela_fleet::IDLE_TRANSACTION_TIMEOUT * 3,
+        sqlx::query("SELECT pg_advisory_lock(42)").execute(other.pool()),
+    )
+    .await
+    .expect("the lock within three timeouts");
+    got.expect("locked");
+    assert!(
+        sqlx::query("SELECT 1").execute(&mut *open).await.is_err(),
+        "the frozen node's transaction is gone"
+    );
+}
