@@ -94,12 +94,113 @@ async fn decisions(rig: &Rig, seconds: u64) {
     );
 }
 
+/// Events one node publishes as fast as it can, in batches of
+/// [`RELAY_BATCH`] (as `publish_events` sends a hub's), for `seconds`,
+/// and another node follows: how many a second arrive, how many went
+/// missing, and the time from publish to arrival.
+async fn relay(rig: &Rig, seconds: u64) {
+    use centinela_fleet::events::{follow, publish, Relayed};
+    const RELAY_BATCH: usize = 64;
+    let publisher = Fleet::connect(&rig.pg.url(), 2).await.expect("connect");
+    let follower = Fleet::connect(&rig.pg.url(), 2).await.expect("connect");
+    let sent: Arc<std::sync::Mutex<Vec<Instant>>> = Arc::default();
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<(Option<usize>, Instant)>();
+    let listening = follow(&follower, "node-b".into(), move |e| {
+        let seq = serde_json::from_str::<serde_json::Value>(&e.json)
+            .ok()
+            .and_then(|v| v["seq"].as_u64());
+        let _ = tx.send((seq.map(|s| s as usize), Instant::now()));
+    });
+    // A LISTEN is not retroactive: unnumbered warm-up events go until one
+    // arrives, so the follower hears every numbered one.
+    let warm = Relayed {
+        node: "node-a".into(),
+        tenant: None,
+        json: r#"{"type":"warm_up"}"#.into(),
+    };
+    let mut heard = false;
+    for _ in 0..300 {
+        publish(publisher.pool(), std::slice::from_ref(&warm))
+            .await
+            .expect("warm-up");
+        if tokio::time::timeout(Duration::from_millis(100), rx.recv())
+            .await
+            .is_ok()
+        {
+            heard = true;
+            break;
+        }
+    }
+    assert!(heard, "the follower never heard the publisher");
+    while rx.try_recv().is_ok() {}
+    let until = Instant::now() + Duration::from_secs(seconds);
+    let started = Instant::now();
+    while Instant::now() < until {
+        let mut batch = Vec::with_capacity(RELAY_BATCH);
+        {
+            let mut s = sent.lock().expect("sent");
+            for _ in 0..RELAY_BATCH {
+                let seq = s.len();
+                s.push(Instant::now());
+                batch.push(Relayed {
+                    node: "node-a".into(),
+                    tenant: Some(format!("t{}", seq % 30)),
+                    json: format!(
+                        r#"{{"type":"transition","seq":{seq},"tenant_id":"t{}","session_id":"s_{seq:08}","from":{{"state":"AUTHENTICATED"}},"to":{{"state":"READY","me":"5491122334455"}},"at":1800000000000}}"#,
+                        seq % 30
+                    ),
+                });
+            }
+        }
+        publish(publisher.pool(), &batch).await.expect("publish");
+    }
+    let published = sent.lock().expect("sent").len();
+    let pub_secs = started.elapsed().as_secs_f64();
+    let mut arrived = vec![None; published];
+    let mut latencies = Vec::with_capacity(published);
+    let drain_until = Instant::now() + Duration::from_secs(30);
+    while latencies.len() < published && Instant::now() < drain_until {
+        match tokio::time::timeout(Duration::from_secs(5), rx.recv()).await {
+            Ok(Some((None, _))) => {}
+            Ok(Some((Some(seq), at))) => {
+                if let Some(slot) = arrived.get_mut(seq) {
+                    if slot.is_none() {
+                        *slot = Some(at);
+                        let sent_at = sent.lock().expect("sent")[seq];
+                        latencies.push(at.saturating_duration_since(sent_at));
+                    }
+                }
+            }
+            _ => break,
+        }
+    }
+    listening.abort();
+    let secs = started.elapsed().as_secs_f64();
+    latencies.sort();
+    let pick = |q: f64| {
+        latencies
+            .get(((latencies.len() as f64) * q) as usize)
+            .copied()
+            .unwrap_or_default()
+    };
+    println!(
+        "relay: {:.0} events/s published, {:.0}/s arrived on the other node ({} of {published} in {secs:.1} s, {} missing); publish → arrival p50 {:.1} ms, p99 {:.1} ms",
+        published as f64 / pub_secs,
+        latencies.len() as f64 / secs,
+        latencies.len(),
+        published - latencies.len(),
+        pick(0.5).as_secs_f64() * 1e3,
+        pick(0.99).as_secs_f64() * 1e3,
+    );
+}
+
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
     let runs = arg("--runs", 10) as usize;
     let seconds = arg("--seconds", 10);
     let rig = Rig::start();
     decisions(&rig, seconds).await;
+    relay(&rig, seconds).await;
     let mut times = Vec::with_capacity(runs);
     for run in 0..runs {
         let f = rig.failover(run, false).await;

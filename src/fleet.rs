@@ -53,7 +53,7 @@
 
 use centinela_actors::bus::{Bus, BusEvent};
 use centinela_actors::config::Config;
-use centinela_actors::engine::EngineKind;
+use centinela_actors::engine::{DisconnectReason, EngineKind};
 use centinela_actors::ids::{SessionId, TenantId};
 use centinela_actors::secret::SecretBox;
 use centinela_actors::store::{SessionRecord, Store};
@@ -560,6 +560,24 @@ impl Profiles {
 }
 
 impl Profiles {
+    /// A logout: the pairing is gone for good, so its snapshot goes from
+    /// the fleet (fenced on `lease`), and no node restores it.
+    async fn forget(&self, lease: &Lease, session: &SessionId) {
+        self.known
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(session);
+        match self.snapshots.delete(&self.leases, lease, session).await {
+            Ok(true) => {
+                tracing::info!(session = %session, "logged out: profile snapshot removed from the fleet")
+            }
+            Ok(false) => {}
+            Err(e) => {
+                tracing::warn!(session = %session, error = %e, "a logged-out session's profile snapshot not removed")
+            }
+        }
+    }
+
     fn known(&self, session: &SessionId) -> Option<[u8; 32]> {
         let known = self.known.lock().unwrap_or_else(|e| e.into_inner());
         known.get(session).copied()
@@ -660,6 +678,24 @@ impl TenantHost for Host {
     }
 }
 
+/// What a bus event means for a hosted session's snapshot: a durable
+/// pairing is stored, a logout removes it.
+async fn on_event(event: &BusEvent, owned: &Owned, profiles: &Profiles) {
+    match event {
+        BusEvent::PairingDurable(durable) => {
+            if let Some(lease) = owned.get(&durable.tenant) {
+                profiles.store(&lease, &durable.session).await;
+            }
+        }
+        BusEvent::Transition(t) if t.reason == Some(DisconnectReason::Logout) => {
+            if let Some(lease) = owned.get(&t.tenant) {
+                profiles.forget(&lease, &t.session).await;
+            }
+        }
+        _ => {}
+    }
+}
+
 /// Stores a session's profile each time its pairing becomes durable (the
 /// page wrote it with strict durability), and every [`SNAPSHOT_EVERY`] each
 /// hosted session's profile if it changed, while this node holds the tenant.
@@ -676,12 +712,7 @@ async fn snapshot_profiles(
     loop {
         tokio::select! {
             event = events.recv() => match event {
-                Ok(BusEvent::PairingDurable(durable)) => {
-                    if let Some(lease) = owned.get(&durable.tenant) {
-                        profiles.store(&lease, &durable.session).await;
-                    }
-                }
-                Ok(_) => {}
+                Ok(event) => on_event(&event, &owned, &profiles).await,
                 Err(RecvError::Lagged(n)) => {
                     tracing::warn!(missed = n, "profile snapshots lagged behind the bus");
                 }
@@ -785,6 +816,33 @@ mod tests {
         };
         fresh.restore(&session).await;
         assert_eq!(read(&profile), "two");
+
+        // Logged out: the snapshot goes, and nothing comes back from it.
+        let owned = Owned::default();
+        owned.insert(lease.clone());
+        let at = centinela_actors::clock::Timestamp::from_millis(1_800_000_000_000);
+        let logout = BusEvent::Transition(centinela_actors::bus::TransitionEvent {
+            tenant: tenant.clone(),
+            session: session.clone(),
+            from: centinela_actors::session::SessionState::Ready {
+                me: "5491122334455".into(),
+            },
+            to: centinela_actors::session::SessionState::Disconnected {
+                reason: DisconnectReason::Logout,
+            },
+            reason: Some(DisconnectReason::Logout),
+            at,
+        });
+        on_event(&logout, &owned, &fresh).await;
+        let left: i64 =
+            sqlx::query_scalar("SELECT count(*) FROM profile_snapshots WHERE session = 's1'")
+                .fetch_one(fleet.pool())
+                .await
+                .expect("count");
+        assert_eq!(left, 0);
+        write(&profile, "four");
+        fresh.restore(&session).await;
+        assert_eq!(read(&profile), "four", "no snapshot to restore");
     }
 
     #[test]

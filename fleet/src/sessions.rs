@@ -122,6 +122,12 @@ impl FleetSessions {
             .bind(id.as_str())
             .execute(&mut *tx)
             .await?;
+        // Its pairing must not outlive it (sealed, but a pairing still).
+        sqlx::query("DELETE FROM profile_snapshots WHERE session = $1 AND tenant = $2")
+            .bind(id.as_str())
+            .bind(record.tenant.as_str())
+            .execute(&mut *tx)
+            .await?;
         tx.commit().await?;
         Ok(done.rows_affected() == 1)
     }

@@ -92,8 +92,21 @@ async fn the_owners_writes_are_seen_everywhere_and_mirrored_locally() {
         Some(s1.clone())
     );
 
-    // The owner deletes: gone everywhere.
+    // The owner deletes: gone everywhere, its profile snapshot too.
+    let lease = a.owned.get(&clinic()).expect("held");
+    centinela_fleet::Snapshots::new(&a.fleet)
+        .put(&a.leases, &lease, &s1.id, b"sealed", &[7; 32], 6)
+        .await
+        .expect("snapshot");
     assert!(a.sessions.delete_session(&s1.id).expect("delete"));
+    assert!(
+        centinela_fleet::Snapshots::new(&a.fleet)
+            .get(&s1.id)
+            .await
+            .expect("read")
+            .is_none(),
+        "a deleted session's pairing does not stay in the fleet"
+    );
     assert_eq!(b.sessions.get_session(&s1.id).expect("get"), None);
     assert_eq!(a.local.get_session(&s1.id).expect("local"), None);
     assert!(!a.sessions.delete_session(&s1.id).expect("twice"));
