@@ -105,6 +105,8 @@ pub enum FleetStartError {
     Fleet(#[from] FleetError),
     #[error("fleet: {0}")]
     Config(#[from] centinela_actors::config::ConfigError),
+    #[error("the node's store: {0}")]
+    Store(#[from] centinela_actors::store::StoreError),
 }
 
 /// The fleet's side of a node, before its supervisor starts.
@@ -224,6 +226,177 @@ impl centinela_web::forward::Owners for Owners {
             .map(|(node, url)| centinela_web::forward::Peer { node, url })
             .collect())
     }
+}
+
+/// What `centinela fleet import` brought from a node's own store into the
+/// fleet (what was there already is not counted).
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Imported {
+    pub tenants: usize,
+    pub users: usize,
+    pub api_keys: usize,
+    /// Settings (the JWT secret, the OTP key) the fleet had none of yet.
+    pub settings: usize,
+    pub sessions: usize,
+    /// Tenants whose webhook target or auto-reply rules were brought.
+    pub tenant_settings: usize,
+    pub profiles: usize,
+    /// Tenants another node hosts now: their sessions were left alone.
+    pub skipped: Vec<TenantId>,
+}
+
+impl Joining {
+    /// Brings what a single node kept in its own store into the fleet, once,
+    /// before the node (stopped) first serves in the fleet: the tenants,
+    /// users (their password hashes), API keys (hashed) and server settings
+    /// the fleet lacks; then, tenant by tenant, under a lease this node
+    /// takes for the purpose, the session records, each tenant's webhook
+    /// target and auto-reply rules, and each paired profile as a sealed
+    /// snapshot — and gives the lease back, so the first node to claim the
+    /// tenant restores the sessions without a QR. A tenant another node
+    /// hosts is skipped (the fleet has it already). Nothing already in the
+    /// fleet is replaced, so it runs again harmlessly. Messages, the inbox,
+    /// campaigns and codes stay in the store (the fleet does not keep them
+    /// yet).
+    pub async fn import(
+        &self,
+        config: &Config,
+        store: &Store,
+        sealing: Arc<SecretBox>,
+    ) -> Result<Imported, FleetStartError> {
+        use centinela_actors::store::{
+            AccountError, AccountRepo, AutoReplyRepo, SessionRepo, StoreError, TenantSettingsRepo,
+            WebhookRepo,
+        };
+        fn fresh(made: Result<(), AccountError>) -> Result<bool, FleetStartError> {
+            match made {
+                Ok(()) => Ok(true),
+                Err(AccountError::Exists(_)) => Ok(false),
+                Err(e) => Err(store_failed(StoreError::Db(e.to_string()))),
+            }
+        }
+        let mut done = Imported::default();
+        self.fleet.register(&self.spec).await?;
+        let local = store.clone();
+        let tenants = local.tenants().map_err(store_failed)?;
+        for tenant in &tenants {
+            done.tenants += usize::from(fresh(self.accounts.create_tenant(tenant))?);
+            for key in local.api_keys(&tenant.id).map_err(store_failed)? {
+                done.api_keys += usize::from(fresh(self.accounts.create_api_key(&key))?);
+            }
+        }
+        for user in local.users().map_err(store_failed)? {
+            done.users += usize::from(fresh(self.accounts.create_user(&user))?);
+        }
+        for key in ["jwt_secret", "otp_secret"] {
+            // A fleet that has one keeps it: tokens its nodes signed stay good.
+            let value = local.setting(key).map_err(store_failed)?;
+            let theirs = self.accounts.setting(key).map_err(store_failed)?;
+            if let Some(value) = value.filter(|_| theirs.is_none()) {
+                let kept = self
+                    .accounts
+                    .setting_or_insert(key, &value)
+                    .map_err(store_failed)?;
+                done.settings += usize::from(kept == value);
+            }
+        }
+        let profiles = Profiles {
+            dir: config.storage.data_dir.join("profiles"),
+            snapshots: Snapshots::new(&self.fleet),
+            leases: self.leases.clone(),
+            sealing,
+            known: Arc::default(),
+        };
+        let sessions = local.list_sessions().map_err(store_failed)?;
+        for tenant in &tenants {
+            let mine: Vec<&SessionRecord> =
+                sessions.iter().filter(|r| r.tenant == tenant.id).collect();
+            let target = local.target(&tenant.id).map_err(store_failed)?;
+            let rules = local.auto_replies(&tenant.id).map_err(store_failed)?;
+            if mine.is_empty() && target.is_none() && rules == Default::default() {
+                continue;
+            }
+            let Some(lease) = self.leases.claim(&tenant.id).await? else {
+                tracing::warn!(tenant = %tenant.id, "another node hosts this tenant: its sessions are not imported");
+                done.skipped.push(tenant.id.clone());
+                continue;
+            };
+            self.owned.insert(lease.clone());
+            let imported = async {
+                for record in &mine {
+                    if self
+                        .sessions
+                        .get_session(&record.id)
+                        .map_err(store_failed)?
+                        .is_none()
+                    {
+                        self.sessions.put_session(record).map_err(store_failed)?;
+                        done.sessions += 1;
+                    }
+                }
+                let mut brought = false;
+                if let Some(t) = &target {
+                    if self
+                        .settings
+                        .webhook_target(&tenant.id)
+                        .map_err(store_failed)?
+                        .is_none()
+                    {
+                        brought |= self.settings.set_webhook_target(t).map_err(store_failed)?;
+                    }
+                }
+                if rules != Default::default()
+                    && self
+                        .settings
+                        .auto_reply_rules(&tenant.id)
+                        .map_err(store_failed)?
+                        == Default::default()
+                {
+                    brought |= self
+                        .settings
+                        .set_auto_reply_rules(&tenant.id, &rules)
+                        .map_err(store_failed)?;
+                }
+                done.tenant_settings += usize::from(brought);
+                for record in mine
+                    .iter()
+                    .filter(|r| r.engine == EngineKind::Webjs && r.paired)
+                {
+                    if profiles.snapshots.get(&record.id).await?.is_none() {
+                        profiles.store(&lease, &record.id).await;
+                        done.profiles +=
+                            usize::from(profiles.snapshots.get(&record.id).await?.is_some());
+                    }
+                }
+                Ok::<(), FleetStartError>(())
+            }
+            .await;
+            self.owned.remove(&tenant.id);
+            self.leases.release(&lease).await?;
+            imported?;
+        }
+        Ok(done)
+    }
+}
+
+/// `centinela fleet import`: opens the node's store (refused while its
+/// server runs) and brings it into the fleet ([`Joining::import`]).
+pub async fn import(config: &Config) -> Result<Imported, crate::RunError> {
+    let store = Store::open(&config.storage.data_dir)?;
+    let sealing = Arc::new(
+        SecretBox::load(
+            config.storage.secret_key.as_deref(),
+            &config.storage.data_dir,
+        )?
+        .with_previous(config.storage.previous_secret_key.as_deref())?,
+    );
+    let listening = format!("http://{}", config.server.listen);
+    let joining = connect(config, &store, &sealing, &listening).await?;
+    Ok(joining.import(config, &store, sealing).await?)
+}
+
+fn store_failed(e: centinela_actors::store::StoreError) -> FleetStartError {
+    FleetStartError::Store(e)
 }
 
 /// The fleet as the database has it, from this node.

@@ -59,6 +59,11 @@ enum Command {
         #[command(subcommand)]
         action: UserAction,
     },
+    /// Fleet mode's chores.
+    Fleet {
+        #[command(subcommand)]
+        action: FleetAction,
+    },
     /// Check that WhatsApp Web still offers every module and function the
     /// engine uses; exits 1 naming what is missing.
     Doctor {
@@ -91,6 +96,19 @@ enum Command {
         /// service's /webhooks/meta).
         #[arg(long, value_name = "URL")]
         graph_webhook: Option<String>,
+    },
+}
+
+#[derive(Subcommand)]
+enum FleetAction {
+    /// Bring this node's own store into the fleet ([fleet] database_url),
+    /// once, with the node stopped, before it first serves in the fleet:
+    /// tenants, users, API keys, settings, session records, webhooks,
+    /// auto-replies and paired profiles the fleet does not have yet.
+    Import {
+        /// Data directory (overrides storage.data_dir).
+        #[arg(long)]
+        data: Option<PathBuf>,
     },
 }
 
@@ -186,6 +204,14 @@ fn main() -> ExitCode {
             };
             simulate(&config, options, tls, graph_webhook, listen)
         }
+        Command::Fleet {
+            action: FleetAction::Import { data },
+        } => {
+            if let Some(dir) = data {
+                config.storage.data_dir = dir;
+            }
+            fleet_import(&config)
+        }
         Command::User {
             action:
                 UserAction::Add {
@@ -272,6 +298,38 @@ fn doctor(config: &Config, wa_url: Option<String>) -> ExitCode {
             }
         }
     })
+}
+
+fn fleet_import(config: &Config) -> ExitCode {
+    if !config.fleet.enabled() {
+        eprintln!("centinela: fleet import needs [fleet] database_url (the fleet to import into)");
+        return ExitCode::from(2);
+    }
+    let Some(rt) = runtime() else {
+        return ExitCode::FAILURE;
+    };
+    match rt.block_on(centinela::fleet::import(config)) {
+        Ok(done) => {
+            println!(
+                "imported into the fleet: {} tenants, {} users, {} API keys, {} settings, {} sessions, {} tenants' webhook or auto-replies, {} profiles",
+                done.tenants,
+                done.users,
+                done.api_keys,
+                done.settings,
+                done.sessions,
+                done.tenant_settings,
+                done.profiles
+            );
+            for tenant in &done.skipped {
+                println!("skipped tenant {tenant}: another node hosts it");
+            }
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("centinela: {e}");
+            ExitCode::FAILURE
+        }
+    }
 }
 
 fn add_user(config: &Config, username: &str, admin: bool, tenant: Option<&str>) -> ExitCode {

@@ -27,6 +27,20 @@ fn version_is_printed() {
 }
 
 #[test]
+fn fleet_import_without_a_fleet_to_import_into_says_so_and_touches_nothing() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data = dir.path().join("data");
+    let out = run(
+        &["fleet", "import", "--data", data.to_str().expect("utf-8")],
+        &[("CENTINELA__FLEET__DATABASE_URL", "")],
+    );
+    assert_eq!(out.status.code(), Some(2));
+    let text = String::from_utf8_lossy(&out.stderr);
+    assert!(text.contains("[fleet] database_url"), "{text}");
+    assert!(!data.exists(), "no store was made");
+}
+
+#[test]
 fn config_prints_the_effective_values_with_secrets_masked() {
     let secret = "s".repeat(40);
     let out = run(

@@ -935,6 +935,99 @@ async fn an_operator_moves_a_tenant_to_the_node_it_names_and_its_sessions_come_b
     }
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_single_nodes_store_imported_into_the_fleet_serves_on_another_node_without_a_qr() {
+    let pg = PgCluster::start();
+    let engine = ScriptedEngine::new();
+    // A single node as it ran before the fleet: a tenant, its user and API
+    // key, a paired session, auto-replies.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut config = api_config(dir.path());
+    config.storage.secret_key = Some(KEY.into());
+    let single = start_api(config.clone(), engine.clone(), None).await;
+    let admin = single.api.login(ADMIN, ADMIN_PASSWORD).await;
+    let (token, key) = single.api.tenant_with_user(&admin, "clinic").await;
+    let id = single
+        .api
+        .create_session(&admin, Some("clinic"), "desk")
+        .await;
+    engine.pair(&sid(&id), "5491122334455");
+    let mut ws = Ws::connect(&single.api.base, &format!("token={admin}")).await;
+    let r = single.api.session_action(&admin, &id, "connect").await;
+    assert!(r.status == 202 || r.status == 200, "{}", r.text);
+    ws.until_state(&id, "READY").await;
+    let rules = json!({"enabled": true, "rules": [
+        {"keyword": "turno", "reply": "Pida turno en la web", "enabled": true}
+    ]});
+    let r = single
+        .api
+        .call(
+            "PUT",
+            "/api/v1/tenants/clinic/auto-replies",
+            Cred::Token(&admin),
+            Some(rules.clone()),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    single.server.shutdown().await.expect("shutdown");
+    let starts = engine.starts(&sid(&id));
+
+    // Imported, with that node stopped, into an empty fleet; a second run
+    // brings nothing new.
+    config.fleet.database_url = pg.url();
+    config.fleet.node_id = "node-a".into();
+    config.fleet.lease_ttl = Duration::from_secs(3);
+    config.fleet.egress = EGRESS.into();
+    let done = centinela::fleet::import(&config).await.expect("import");
+    assert_eq!(
+        (done.tenants, done.users, done.api_keys, done.settings),
+        (1, 2, 1, 2),
+        "{done:?}"
+    );
+    assert_eq!((done.sessions, done.tenant_settings), (1, 1), "{done:?}");
+    assert!(done.skipped.is_empty());
+    let again = centinela::fleet::import(&config)
+        .await
+        .expect("import again");
+    assert_eq!(again, centinela::fleet::Imported::default());
+
+    // Another node, its own data dir: the accounts, the old token, the
+    // key, the rules, and the session READY again without a QR.
+    let mut b = node(&pg, "node-b", &engine, |_| {}).await;
+    let view = b.call("GET", &format!("/api/v1/sessions/{id}"), None).await;
+    if view.body["state"] != "READY" {
+        let t = b.ws.until_state(&id, "READY").await;
+        assert_ne!(t["from"]["state"], "QR", "{t}");
+    }
+    assert_eq!(
+        owner(&pg, "clinic").await.map(|o| o.0),
+        Some("node-b".to_owned())
+    );
+    assert!(engine.starts(&sid(&id)) > starts, "started on node-b");
+    assert_eq!(
+        me(&b, Cred::Token(&token)).await,
+        (200, "clinic-user".into())
+    );
+    b.srv.api.login("clinic-user", "tenant-password-1").await;
+    let r = b
+        .srv
+        .api
+        .call(
+            "GET",
+            &format!("/api/v1/sessions/{id}"),
+            Cred::Key(&key),
+            None,
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    let r = b
+        .call("GET", "/api/v1/tenants/clinic/auto-replies", None)
+        .await;
+    assert_eq!(r.body, rules, "{}", r.text);
+    assert_eq!(engine.overlaps(), Vec::<SessionId>::new());
+    b.srv.server.shutdown().await.expect("shutdown");
+}
+
 /// Who owns what, for a token the test signs as a node would.
 struct NoOwners;
 
