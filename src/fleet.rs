@@ -46,6 +46,12 @@
 //!   owner (its session carries them), read, verified and voided through
 //!   any node, their limits counted over every node's sends.
 //!
+//! - An operator moves a tenant to a named node
+//!   ([`centinela_fleet::moves`]): its owner gives it up as on a drain
+//!   ([`Release::Move`]), the target claims it.
+//! - `centinela fleet import` ([`import`]) brings a stopped single node's
+//!   store into the fleet once.
+//!
 //! Not shared yet (each node keeps its own): messages and the outbox,
 //! webhook deliveries, campaigns, the audit log. Calls reach the
 //! owner, so they work while a tenant stays on one node; after a move its

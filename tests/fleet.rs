@@ -914,9 +914,19 @@ async fn an_operator_moves_a_tenant_to_the_node_it_names_and_its_sessions_come_b
         (Some("node-a"), Some("node-c"))
     );
     // (A driver started on node-c while node-a's still ran would be an
-    // overlap, asserted below.)
-    for id in &ids {
-        c.ws.until_state(id, "READY").await;
+    // overlap, asserted below.) Both READY on node-c, in either order: one
+    // wait for the two, since a wait for one skips the other's events.
+    let mut ready = BTreeSet::new();
+    while ready.len() < ids.len() {
+        let t =
+            c.ws.next(|v| {
+                v["type"] == "transition"
+                    && v["to"]["state"] == "READY"
+                    && v.get("node").is_none()
+                    && ids.iter().any(|id| v["session_id"] == id.as_str())
+            })
+            .await;
+        ready.insert(t["session_id"].as_str().unwrap_or_default().to_owned());
     }
     assert_eq!(owner(&pg, "clinic").await, Some(("node-c".to_owned(), 2)));
     for id in &ids {
