@@ -457,10 +457,11 @@ impl centinela_web::fleet::FleetStatus for Status {
                     tenants: n
                         .tenants
                         .into_iter()
-                        .map(|(tenant, epoch, lease_until)| OwnedTenant {
-                            tenant,
-                            epoch,
-                            lease_until,
+                        .map(|t| OwnedTenant {
+                            tenant: t.tenant,
+                            epoch: t.epoch,
+                            lease_until: t.lease_until,
+                            moving_to: t.moving_to,
                         })
                         .collect(),
                 })

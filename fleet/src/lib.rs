@@ -55,7 +55,7 @@ pub use member::{
     Claimed, Claimer, Member, MemberConfig, MemberHandle, MemberStatus, Release, TenantHost,
 };
 pub use moves::{MoveAsked, MoveRefused};
-pub use node::{NodeId, NodeRow, NodeSpec};
+pub use node::{HeldTenant, NodeId, NodeRow, NodeSpec};
 pub use node_accounts::NodeAccounts;
 pub use otps::FleetOtps;
 pub use owned::Owned;

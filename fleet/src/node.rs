@@ -81,8 +81,18 @@ pub struct NodeRow {
     pub spec: NodeSpec,
     /// The database's time of its last heartbeat.
     pub heartbeat_at: centinela_actors::clock::Timestamp,
-    /// Tenants with a live lease of this node: (tenant, epoch, lease end).
-    pub tenants: Vec<(String, i64, centinela_actors::clock::Timestamp)>,
+    /// Tenants with a live lease of this node.
+    pub tenants: Vec<HeldTenant>,
+}
+
+/// A tenant a node holds a live lease on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HeldTenant {
+    pub tenant: String,
+    pub epoch: i64,
+    pub lease_until: centinela_actors::clock::Timestamp,
+    /// The node an operator is moving it to, while that move is pending.
+    pub moving_to: Option<String>,
 }
 
 impl Fleet {
@@ -99,7 +109,9 @@ impl Fleet {
         .await?;
         let leases = sqlx::query(
             "SELECT owner, tenant, epoch,
-                    (extract(epoch FROM lease_until) * 1000)::bigint AS until_ms
+                    (extract(epoch FROM lease_until) * 1000)::bigint AS until_ms,
+                    CASE WHEN move_until >= now() AND move_to <> owner THEN move_to END
+                        AS moving_to
              FROM tenant_owners WHERE owner IS NOT NULL AND lease_until >= now()
              ORDER BY owner, tenant",
         )
@@ -113,11 +125,14 @@ impl Fleet {
                 .iter()
                 .filter(|l| l.try_get::<String, _>("owner").ok().as_deref() == Some(id.as_str()))
                 .map(|l| {
-                    Ok((
-                        l.try_get("tenant")?,
-                        l.try_get("epoch")?,
-                        centinela_actors::clock::Timestamp::from_millis(l.try_get("until_ms")?),
-                    ))
+                    Ok(HeldTenant {
+                        tenant: l.try_get("tenant")?,
+                        epoch: l.try_get("epoch")?,
+                        lease_until: centinela_actors::clock::Timestamp::from_millis(
+                            l.try_get("until_ms")?,
+                        ),
+                        moving_to: l.try_get("moving_to")?,
+                    })
                 })
                 .collect::<Result<Vec<_>, sqlx::Error>>()?;
             out.push(NodeRow {

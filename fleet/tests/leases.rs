@@ -280,6 +280,22 @@ async fn a_moved_tenant_is_given_up_by_its_owner_and_kept_for_its_target_until_t
         (Some("node-a".to_owned()), "node-b".to_owned())
     );
     assert_eq!(a.moving().await.expect("moving"), vec![lease.clone()]);
+    let held = |nodes: &[centinela_fleet::NodeRow], node: &str| {
+        nodes
+            .iter()
+            .find(|n| n.spec.id.as_str() == node)
+            .map(|n| n.tenants.clone())
+            .unwrap_or_default()
+    };
+    let nodes = fleet.nodes().await.expect("nodes");
+    assert_eq!(
+        held(&nodes, "node-a")
+            .iter()
+            .map(|t| t.moving_to.as_deref())
+            .collect::<Vec<_>>(),
+        vec![Some("node-b")],
+        "the fleet's view shows the pending move"
+    );
     assert_eq!(b.moving().await.expect("moving"), vec![], "b holds nothing");
     assert_eq!(
         a.renew().await.expect("renew"),
@@ -302,6 +318,9 @@ async fn a_moved_tenant_is_given_up_by_its_owner_and_kept_for_its_target_until_t
         vec![],
         "the move is done"
     );
+    let nodes = fleet.nodes().await.expect("nodes");
+    assert_eq!(held(&nodes, "node-b").len(), 1);
+    assert_eq!(held(&nodes, "node-b")[0].moving_to, None);
 
     // node-b is full now; node-c's heartbeat an hour old is not live.
     let t2 = tenant(2);

@@ -99,6 +99,9 @@ pub struct OwnedTenant {
     /// Grows each time the tenant changes hands.
     pub epoch: i64,
     pub lease_until: Timestamp,
+    /// The node an operator is moving it to, while that move is pending.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub moving_to: Option<String>,
 }
 
 pub fn routes() -> Routes {
