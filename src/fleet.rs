@@ -66,9 +66,9 @@ use centinela_actors::store::{SessionRecord, Store};
 use centinela_actors::supervisor::shared::FleetSeam;
 use centinela_actors::supervisor::Supervisor;
 use centinela_fleet::{
-    Fleet, FleetAdmission, FleetError, FleetOtps, FleetSessions, FleetSettings, Lease, Leases,
-    Member, MemberConfig, MemberHandle, NodeAccounts, NodeId, NodeSpec, Owned, PgSharedAdmission,
-    Release, Snapshots, TenantHost,
+    Fleet, FleetAdmission, FleetError, FleetMessages, FleetOtps, FleetSessions, FleetSettings,
+    FleetStore, Lease, Leases, Member, MemberConfig, MemberHandle, NodeAccounts, NodeId, NodeSpec,
+    Owned, PgSharedAdmission, Release, Snapshots, TenantHost,
 };
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -132,6 +132,9 @@ pub struct Joining {
     pub settings: FleetSettings,
     /// The verification codes.
     pub otps: FleetOtps,
+    /// The node's store with the fleet's messages, inbox, contacts and
+    /// activity in place of its own: what the messaging paths are given.
+    pub store: FleetStore,
 }
 
 /// Connects to the fleet's database (migrating it) and readies this node's
@@ -174,6 +177,8 @@ pub async fn connect(
         store.clone(),
         sealing.clone(),
     );
+    let messages = FleetMessages::new(&fleet, leases.clone(), owned.clone(), store.clone());
+    let store = FleetStore::new(store.clone(), messages);
     tracing::info!(node = %spec.id, egress = %spec.egress, capacity = spec.capacity, "joining the fleet");
     Ok(Joining {
         fleet,
@@ -187,6 +192,7 @@ pub async fn connect(
         accounts,
         settings,
         otps,
+        store,
     })
 }
 

@@ -241,8 +241,6 @@ impl Running {
             .with_previous(config.storage.previous_secret_key.as_deref())?,
         );
         reseal_secrets(&store, &sealing)?;
-        let (engines, cloud_hooks) =
-            with_cloud_engine(services.engines, &config, &store, &sealing, &services.clock);
         let bus = Bus::default();
         // Subscribed before the supervisor starts: the log stream has its
         // restores too.
@@ -255,6 +253,20 @@ impl Running {
             }
             false => None,
         };
+        // In fleet mode messages are the fleet's: every path that reads or
+        // writes them is given the fleet's store.
+        let fleet_store = joining.as_ref().map(|j| j.store.clone());
+        let inbox: Arc<dyn centinela_actors::store::InboxRepo> = match &fleet_store {
+            Some(fleet_store) => Arc::new(fleet_store.clone()),
+            None => Arc::new(store.clone()),
+        };
+        let (engines, cloud_hooks) = with_cloud_engine(
+            services.engines,
+            &config,
+            (&store, inbox),
+            &sealing,
+            &services.clock,
+        );
         let accounts: Arc<dyn AccountRepo> = match &joining {
             Some(joining) => Arc::new(joining.accounts.clone()),
             None => Arc::new(store.clone()),
@@ -294,25 +306,37 @@ impl Running {
             }
             None => (None, supervisor),
         };
-        let wired = centinela_web::wire(
-            store.clone(),
-            supervisor.clone(),
-            &bus,
-            centinela_web::Injected {
-                clock: services.clock.clone(),
-                webhook_dns: services.webhook_dns.clone(),
-                secrets: sealing.clone(),
-                cloud: cloud_hooks,
-                fleet: fleet_status,
-                accounts: Some(accounts.clone()),
-                settings,
-                otps,
-                forward,
-            },
-            &secrets,
-            logs,
-            &config,
-        );
+        let injected = centinela_web::Injected {
+            clock: services.clock.clone(),
+            webhook_dns: services.webhook_dns.clone(),
+            secrets: sealing.clone(),
+            cloud: cloud_hooks,
+            fleet: fleet_status,
+            accounts: Some(accounts.clone()),
+            settings,
+            otps,
+            forward,
+        };
+        let wired = match fleet_store {
+            Some(fleet_store) => centinela_web::wire(
+                (fleet_store, &store),
+                supervisor.clone(),
+                &bus,
+                injected,
+                &secrets,
+                logs,
+                &config,
+            ),
+            None => centinela_web::wire(
+                (store.clone(), &store),
+                supervisor.clone(),
+                &bus,
+                injected,
+                &secrets,
+                logs,
+                &config,
+            ),
+        };
         if let Some(joined) = fleet.as_mut() {
             joined.follow(wired.state.auth.clone(), &wired.state.hub);
         }
@@ -424,12 +448,11 @@ async fn start_supervisor(
     bus: &Bus,
     fleet: Option<&fleet::Joining>,
 ) -> Result<(Supervisor, tokio::task::JoinHandle<()>), RunError> {
-    let env = SessionEnv::from_config(
-        config,
-        clock.clone(),
-        bus.clone(),
-        Some(Arc::new(store.clone())),
-    );
+    let messages: Arc<dyn centinela_actors::store::MessageStore> = match fleet {
+        Some(joining) => Arc::new(joining.store.messages().clone()),
+        None => Arc::new(store.clone()),
+    };
+    let env = SessionEnv::from_config(config, clock.clone(), bus.clone(), Some(messages));
     let mut args = SupervisorArgs::on_store(config.clone(), store.clone(), engines, env);
     if let Some(joining) = fleet {
         args.sessions = Arc::new(joining.sessions.clone());
@@ -529,7 +552,7 @@ fn reseal_secrets(store: &Store, secrets: &SecretBox) -> Result<(), RunError> {
 fn with_cloud_engine(
     engines: EngineSet,
     config: &Config,
-    store: &Store,
+    (store, inbox): (&Store, Arc<dyn centinela_actors::store::InboxRepo>),
     secrets: &Arc<SecretBox>,
     clock: &SharedClock,
 ) -> (EngineSet, Option<Arc<dyn CloudHooks>>) {
@@ -548,7 +571,7 @@ fn with_cloud_engine(
         clock.clone(),
     )
     .keeping(centinela_engine_cloud::hooks::Keeping {
-        inbox: Arc::new(store.clone()),
+        inbox,
         known: {
             let store = store.clone();
             Arc::new(move |pnid: &str| {

@@ -6,7 +6,9 @@
 //! dead-man switch); the other node takes the tenant once the lease has run
 //! out, restores the profile snapshot the owner stored when the pairing
 //! became durable, and the session is READY again without a QR. The
-//! simulator never sees two pages of one pairing at once.
+//! simulator never sees two pages of one pairing at once. The send queue
+//! and the new-contact budget are the fleet's: what the dead owner had
+//! accepted is sent by the next one when due, once.
 
 mod common;
 
@@ -67,5 +69,47 @@ async fn a_frozen_owner_is_taken_over_and_when_woken_lets_the_tenant_go_writing_
         f.overlaps["total"], 0,
         "never two pages on one pairing: {}",
         f.overlaps
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_kill_9_leaves_the_send_queue_and_the_new_contact_budget_to_the_next_owner() {
+    let _slot = browser_slot().await;
+    let rig = Rig::start();
+    let q = rig.queue_failover(0, Duration::from_secs(20)).await;
+    eprintln!("queue failover: {q:?}");
+    assert_eq!(
+        q.again["id"], q.accepted["id"],
+        "the idempotency key answers the first message on the new owner"
+    );
+    assert_eq!(q.scheduled["status"], "sent", "{}", q.scheduled);
+    assert!(
+        q.killed_at < q.due,
+        "the owner died before the message was due"
+    );
+    let sent_at = centinela_actors::clock::Timestamp::parse_rfc3339(
+        q.sent_at.as_str().expect("an RFC 3339 time"),
+    )
+    .expect("a time");
+    assert!(
+        sent_at >= q.due,
+        "not before its time: {sent_at} < {}",
+        q.due
+    );
+    let texts: Vec<&str> = q
+        .on_phone
+        .iter()
+        .map(|m| m["text"].as_str().expect("text"))
+        .collect();
+    assert_eq!(
+        texts,
+        ["first, on a", "scheduled, due after the kill"],
+        "each sent once, the stranger not at all"
+    );
+    assert_eq!(q.stranger["status"], "deferred", "{}", q.stranger);
+    assert_eq!(
+        q.stranger["deferred"]["reason"], "new_contact_budget",
+        "the day's one new contact was spent on the dead owner: {}",
+        q.stranger
     );
 }

@@ -100,6 +100,26 @@ impl PgAccounts {
             .bind(id.as_str())
             .execute(&mut *tx)
             .await?;
+        // Its messages would go with the tenant's row (the tables cascade);
+        // deleted first to be counted.
+        let mut gone = [0; 4];
+        for (n, query) in [
+            "DELETE FROM messages WHERE tenant = $1",
+            "DELETE FROM inbox WHERE tenant = $1",
+            "DELETE FROM contacts WHERE tenant = $1",
+            "DELETE FROM activity WHERE tenant = $1",
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            gone[n] = count(
+                sqlx::query(query)
+                    .bind(id.as_str())
+                    .execute(&mut *tx)
+                    .await?
+                    .rows_affected(),
+            );
+        }
         let tenant = sqlx::query("DELETE FROM tenants WHERE id = $1")
             .bind(id.as_str())
             .execute(&mut *tx)
@@ -109,6 +129,10 @@ impl PgAccounts {
             existed: tenant.rows_affected() == 1,
             users: count(users.rows_affected()),
             api_keys: count(keys.rows_affected()),
+            messages: gone[0],
+            incoming: gone[1],
+            contacts: gone[2],
+            activity_hours: gone[3],
             ..TenantPurged::default()
         })
     }

@@ -7,7 +7,9 @@
 //! ledger ([`admission`]) and the supervisor's seam to it ([`shared`]),
 //! the session records every node reads and only the owner writes
 //! ([`sessions`]), each tenant's webhook target and auto-reply rules
-//! ([`settings`]), the verification codes ([`FleetOtps`]), the accounts every node shares — tenants, users, API
+//! ([`settings`]), the verification codes ([`FleetOtps`]), every session's
+//! messages, inbox, contacts and activity ([`messages`], handed out with
+//! the node's own store as one [`FleetStore`]), the accounts every node shares — tenants, users, API
 //! keys, revoked tokens, settings such as the JWT secret ([`accounts`],
 //! used by a node as [`NodeAccounts`], changes that may end a credential
 //! announced to every node by [`credentials`]), live events relayed
@@ -36,6 +38,7 @@ pub mod events;
 pub mod lease;
 mod listen;
 pub mod member;
+pub mod messages;
 pub mod moves;
 pub mod node;
 mod node_accounts;
@@ -46,6 +49,7 @@ pub mod sessions;
 pub mod settings;
 pub mod shared;
 pub mod snapshot;
+pub mod store;
 
 pub use accounts::PgAccounts;
 pub use admission::{FleetAdmission, TenantEvent, Verdict};
@@ -54,6 +58,7 @@ pub use lease::{Epoch, Fence, Lease, Leases};
 pub use member::{
     Claimed, Claimer, Member, MemberConfig, MemberHandle, MemberStatus, Release, TenantHost,
 };
+pub use messages::FleetMessages;
 pub use moves::{MoveAsked, MoveRefused};
 pub use node::{HeldTenant, NodeId, NodeRow, NodeSpec};
 pub use node_accounts::NodeAccounts;
@@ -64,6 +69,7 @@ pub use sessions::FleetSessions;
 pub use settings::{FleetSettings, TenantSettings};
 pub use shared::PgSharedAdmission;
 pub use snapshot::{Snapshot, Snapshots};
+pub use store::FleetStore;
 
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 

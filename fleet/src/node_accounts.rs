@@ -192,6 +192,10 @@ impl AccountRepo for NodeAccounts {
             existed: fleet.existed || local.existed,
             users: fleet.users + local.users,
             api_keys: fleet.api_keys + local.api_keys,
+            messages: fleet.messages + local.messages,
+            incoming: fleet.incoming + local.incoming,
+            contacts: fleet.contacts + local.contacts,
+            activity_hours: fleet.activity_hours + local.activity_hours,
             ..local
         })
     }

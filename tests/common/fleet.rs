@@ -12,6 +12,7 @@ pub mod pg;
 
 use super::api::{Api, Cred, Ws};
 use super::proc::{spawn_serve_logged, spawn_until, terminate, until_logged};
+use centinela_actors::clock::{Clock, SystemClock, Timestamp};
 use pg::PgCluster;
 use serde_json::{json, Value};
 use std::time::{Duration, Instant};
@@ -83,6 +84,14 @@ impl Rig {
             ("CENTINELA__FLEET__NODE_ID", name.into()),
             ("CENTINELA__FLEET__LEASE_TTL", "3s".into()),
             ("CENTINELA__FLEET__EGRESS", "203.0.113.7".into()),
+            // Sends at once, and one new contact a day: what the queue's
+            // failover shows (`Rig::queue_failover`).
+            ("CENTINELA__MESSAGING__SEND_DELAY_MIN", "0s".into()),
+            ("CENTINELA__MESSAGING__SEND_DELAY_MAX", "0s".into()),
+            ("CENTINELA__MESSAGING__TYPING_CHARS_PER_SECOND", "0".into()),
+            ("CENTINELA__MESSAGING__WARMUP_DAYS", "0".into()),
+            ("CENTINELA__MESSAGING__WARMUP_START", "1".into()),
+            ("CENTINELA__MESSAGING__NEW_CONTACTS_PER_DAY", "1".into()),
         ];
         let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
         let data = self.dir.path().join(name).to_string_lossy().into_owned();
@@ -213,6 +222,124 @@ impl Rig {
         }
     }
 
+    /// The owner sends to a new contact (the day's one), accepts a message
+    /// scheduled `delay` ahead under an idempotency key and is killed
+    /// (`kill -9`) before it is due; the other node takes the session
+    /// over. Through the new owner, the same key is sent again and a
+    /// message to a second new contact; the new owner sends the scheduled
+    /// message when it is due and answers its status.
+    pub async fn queue_failover(&self, run: usize, delay: Duration) -> QueueFailover {
+        let mut p = self.paired(run).await;
+        let path = format!("/api/v1/sessions/{}/messages", p.session);
+        let send = |api: &Api, token: &str, body: Value| {
+            let (api, token, path) = (api.clone(), token.to_owned(), path.clone());
+            async move {
+                let r = api
+                    .call("POST", &path, Cred::Token(&token), Some(body))
+                    .await;
+                assert_eq!(r.status, 202, "{}", r.text);
+                r.body
+            }
+        };
+        let mut ws_a = Ws::connect(&p.api_a.base, &format!("token={}", p.admin_a)).await;
+        let first = send(
+            &p.api_a,
+            &p.admin_a,
+            json!({"to": "5491100000001", "text": "first, on a"}),
+        )
+        .await;
+        until_status(&mut ws_a, &first["id"], "sent").await;
+        let due = SystemClock.now().plus(delay);
+        let scheduled = json!({"to": "5491100000001", "text": "scheduled, due after the kill",
+            "idempotency_key": "reminder-1", "send_at": due.to_rfc3339()});
+        let accepted = send(&p.api_a, &p.admin_a, scheduled.clone()).await;
+        signal(&p.a.id().to_string(), "-KILL");
+        let _ = p.a.wait();
+        let killed_at = SystemClock.now();
+        drop(ws_a);
+        p.until_ready_on_b().await;
+        let again = send(&p.api_b, &p.admin_b, scheduled).await;
+        let stranger = send(
+            &p.api_b,
+            &p.admin_b,
+            json!({"to": "5491100000002", "text": "a second new contact, on b"}),
+        )
+        .await;
+        let mut seen = Vec::new();
+        for _ in 0..2 {
+            let event = p
+                .ws_b
+                .next(|v| {
+                    v["type"] == "message_status"
+                        && v.get("node").is_none()
+                        && ((v["message_id"] == accepted["id"] && v["status"] == "sent")
+                            || (v["message_id"] == stranger["id"] && v["status"] == "deferred"))
+                })
+                .await;
+            seen.push(event);
+        }
+        let sent_at = seen
+            .iter()
+            .find(|e| e["message_id"] == accepted["id"])
+            .map(|e| e["at"].clone())
+            .expect("the scheduled message was sent");
+        let read = |id: &Value| {
+            let (api, token, path) = (p.api_b.clone(), p.admin_b.clone(), path.clone());
+            let id = id.as_str().expect("id").to_owned();
+            async move {
+                let r = api
+                    .call("GET", &format!("{path}/{id}"), Cred::Token(&token), None)
+                    .await;
+                assert_eq!(r.status, 200, "{}", r.text);
+                r.body
+            }
+        };
+        let (scheduled_now, stranger_now) =
+            (read(&accepted["id"]).await, read(&stranger["id"]).await);
+        let on_phone = self.sent_by(&format!("54911223300{run:02}")).await;
+        let out = QueueFailover {
+            accepted,
+            again,
+            scheduled: scheduled_now,
+            stranger: stranger_now,
+            due,
+            killed_at,
+            sent_at,
+            on_phone,
+        };
+        p.finish();
+        out
+    }
+
+    /// What the simulator's device paired to `phone` sent, in order.
+    async fn sent_by(&self, phone: &str) -> Vec<Value> {
+        let devices = self
+            .sim_api
+            .call("GET", "/sim/devices", Cred::None, None)
+            .await;
+        let device = devices
+            .body
+            .as_array()
+            .expect("devices")
+            .iter()
+            .rev()
+            .find(|d| d["phone"] == phone)
+            .expect("the paired device")["id"]
+            .as_str()
+            .expect("id")
+            .to_owned();
+        let sent = self
+            .sim_api
+            .call(
+                "GET",
+                &format!("/sim/devices/{device}/sent"),
+                Cred::None,
+                None,
+            )
+            .await;
+        sent.body.as_array().expect("sent").clone()
+    }
+
     /// The simulator's count of two pages of one device alive at once.
     pub async fn overlaps(&self) -> Value {
         self.sim_api
@@ -220,6 +347,37 @@ impl Rig {
             .await
             .body
     }
+}
+
+/// What [`Rig::queue_failover`] saw.
+#[derive(Debug)]
+pub struct QueueFailover {
+    /// The scheduled message as the owner accepted it.
+    pub accepted: Value,
+    /// The same idempotency key sent again through the new owner.
+    pub again: Value,
+    /// The scheduled message, read through the new owner at the end.
+    pub scheduled: Value,
+    /// The message to a second new contact, read through the new owner.
+    pub stranger: Value,
+    /// When the scheduled message was due, and when the owner was killed.
+    pub due: Timestamp,
+    pub killed_at: Timestamp,
+    /// The `at` of the scheduled message's `sent` event on the new owner.
+    pub sent_at: Value,
+    /// Every message the simulator's device sent.
+    pub on_phone: Vec<Value>,
+}
+
+/// Waits for `message`'s `status` event on `ws` (this node's own).
+async fn until_status(ws: &mut Ws, message: &Value, status: &str) -> Value {
+    ws.next(|v| {
+        v["type"] == "message_status"
+            && v.get("node").is_none()
+            && v["message_id"] == *message
+            && v["status"] == status
+    })
+    .await
 }
 
 /// A frozen owner's failover and what the owner did when it woke.

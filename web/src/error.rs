@@ -332,6 +332,9 @@ impl From<OutboxError> for ApiError {
     fn from(e: OutboxError) -> Self {
         match e {
             OutboxError::SessionGone(id) => ApiError::NotFound(format!("session {id} not found")),
+            OutboxError::Store(e @ (StoreError::NotHeld(_) | StoreError::Unavailable(_))) => {
+                e.into()
+            }
             OutboxError::Closed | OutboxError::Store(_) => ApiError::unavailable(e),
         }
     }

@@ -185,10 +185,12 @@ pub struct Wired {
 /// messages), campaigns, auto-replies, the OTP service, webhook delivery
 /// and (when configured) the old-message retention on `store`, and
 /// builds the state every handler sees. `logs` is the tracing layer's
-/// receiver (subscribed before anything worth logging starts). Accounts
-/// are `injected.accounts` when set (fleet mode), else `store`'s.
+/// receiver (subscribed before anything worth logging starts). `store`
+/// is what holds the messages (the node's store, or in fleet mode the
+/// fleet's messages beside it); accounts, tenant settings and codes are
+/// `injected`'s when set (fleet mode), else `local`'s, the node's store.
 pub fn wire<S>(
-    store: S,
+    (store, local): (S, &centinela_actors::store::Store),
     supervisor: Supervisor,
     bus: &Bus,
     injected: Injected,
@@ -197,14 +199,7 @@ pub fn wire<S>(
     config: &Config,
 ) -> Wired
 where
-    S: Data
-        + AccountRepo
-        + TenantSettingsRepo
-        + CampaignRepo
-        + RiskStore
-        + centinela_actors::otp::OtpStore
-        + OtpRepo
-        + Clone,
+    S: Data + CampaignRepo + RiskStore + centinela_actors::otp::OtpStore + Clone,
 {
     let Injected {
         clock,
@@ -217,8 +212,8 @@ where
         otps,
         forward,
     } = injected;
-    let accounts: Arc<dyn AccountRepo> = accounts.unwrap_or_else(|| Arc::new(store.clone()));
-    let settings: Arc<dyn TenantSettingsRepo> = settings.unwrap_or_else(|| Arc::new(store.clone()));
+    let accounts: Arc<dyn AccountRepo> = accounts.unwrap_or_else(|| Arc::new(local.clone()));
+    let settings: Arc<dyn TenantSettingsRepo> = settings.unwrap_or_else(|| Arc::new(local.clone()));
     let auth = auth::Auth::new(
         accounts.clone(),
         clock.clone(),
@@ -261,7 +256,7 @@ where
     let risk_task = risk.start(bus, campaigns.clone(), stop_rx.clone());
     let (otp, otp_task) = centinela_actors::otp::Otp::start(
         centinela_actors::otp::service::OtpParts {
-            otps: otps.unwrap_or_else(|| Arc::new(store.clone())),
+            otps: otps.unwrap_or_else(|| Arc::new(local.clone())),
             store: Arc::new(store.clone()),
             outbox: outbox.clone(),
             clock: clock.clone(),

@@ -21,8 +21,10 @@ pub enum OutboxError {
     /// its way; nothing was stored.
     #[error("session {0} not found")]
     SessionGone(SessionId),
+    /// Nothing was stored: the store failed, or (fleet mode) the tenant
+    /// is not this node's any more ([`StoreError::NotHeld`]).
     #[error("store failure: {0}")]
-    Store(String),
+    Store(StoreError),
 }
 
 /// Told which sessions have newly queued messages (the supervisor).
@@ -79,10 +81,19 @@ async fn run(
                 Err(_) => break,
             }
         }
-        let (records, replies): (Vec<MessageRecord>, Vec<_>) = batch.into_iter().unzip();
-        let sessions_asked: Vec<SessionId> = records.iter().map(|m| m.session.clone()).collect();
-        let repo = repo.clone();
-        let written = tokio::task::spawn_blocking(move || repo.accept(&records))
+        write(batch, &repo, notify.as_deref()).await;
+    }
+}
+
+/// Writes one batch and answers its callers. In fleet mode a tenant this
+/// node no longer holds refuses the whole commit: its messages are
+/// answered that (the caller is sent to the new owner) and the rest are
+/// written again without them.
+async fn write(mut batch: Vec<Request>, repo: &Arc<dyn MessageRepo>, notify: Option<&dyn Notify>) {
+    loop {
+        let records: Vec<MessageRecord> = batch.iter().map(|(m, _)| m.clone()).collect();
+        let writer = repo.clone();
+        let written = tokio::task::spawn_blocking(move || writer.accept(&records))
             .await
             .unwrap_or_else(|e| Err(StoreError::Db(e.to_string())));
         match written {
@@ -92,23 +103,34 @@ async fn run(
                     .flatten()
                     .map(|m| m.session.clone())
                     .collect();
-                for ((answer, reply), asked) in
-                    answers.into_iter().zip(replies).zip(&sessions_asked)
-                {
-                    let _ =
-                        reply.send(answer.ok_or_else(|| OutboxError::SessionGone(asked.clone())));
+                for (answer, (asked, reply)) in answers.into_iter().zip(batch) {
+                    let _ = reply.send(answer.ok_or(OutboxError::SessionGone(asked.session)));
                 }
-                if let Some(notify) = &notify {
+                if let Some(notify) = notify {
                     for session in sessions {
                         notify.messages_queued(session);
                     }
                 }
+                return;
+            }
+            Err(StoreError::NotHeld(tenant))
+                if batch.iter().any(|(m, _)| m.tenant.as_str() != tenant) =>
+            {
+                let (gone, rest): (Vec<_>, Vec<_>) = batch
+                    .into_iter()
+                    .partition(|(m, _)| m.tenant.as_str() == tenant);
+                for (_, reply) in gone {
+                    let _ =
+                        reply.send(Err(OutboxError::Store(StoreError::NotHeld(tenant.clone()))));
+                }
+                batch = rest;
             }
             Err(e) => {
                 tracing::error!(error = %e, "outbox write failed; nothing of the batch was accepted");
-                for reply in replies {
-                    let _ = reply.send(Err(OutboxError::Store(e.to_string())));
+                for (_, reply) in batch {
+                    let _ = reply.send(Err(OutboxError::Store(e.clone())));
                 }
+                return;
             }
         }
     }

@@ -445,6 +445,48 @@ async fn typing_off_sends_at_once_without_chat_states() {
 }
 
 #[tokio::test(start_paused = true)]
+async fn a_message_queued_while_the_sender_waits_for_a_later_one_goes_first() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = Store::open(dir.path()).expect("store");
+    let mut f = sender(&store, 0, true).await;
+    let tenant = TenantId::new("t1").expect("id");
+    let now = Timestamp::from_millis(1_000_000);
+    let later = MessageRecord::queued(
+        tenant.clone(),
+        f.id.clone(),
+        PEER.into(),
+        "tomorrow".into(),
+        now,
+    )
+    .not_before(Some(now.plus(Duration::from_secs(24 * 3600))));
+    store.accept(&[later.clone()]).expect("accept");
+    f.actor.cast(SessionMsg::Outbox).expect("cast");
+    // A call answered after the cast (one mailbox): the sender has armed
+    // its wait for tomorrow's by then. This one is due now.
+    let refused = call!(f.actor, |r| SessionMsg::PairingCode {
+        phone: "5491122334455".into(),
+        reply: r
+    })
+    .expect("call");
+    assert!(refused.is_err(), "READY: no pairing code");
+    queue(&f, &store, &["now"], None);
+    sent(&mut f.events, 1).await;
+    let kinds: Vec<Action> = f
+        .engine
+        .actions(&f.id)
+        .into_iter()
+        .map(|(_, a)| a)
+        .collect();
+    assert_eq!(kinds, [sent_action("now")]);
+    let waiting = store.message(&later.id).expect("read").expect("there");
+    assert_eq!(
+        waiting.status,
+        MessageStatus::Queued,
+        "tomorrow's still waits"
+    );
+}
+
+#[tokio::test(start_paused = true)]
 async fn a_failing_chat_state_does_not_stop_the_send() {
     let dir = tempfile::tempdir().expect("tempdir");
     let store = Store::open(dir.path()).expect("store");

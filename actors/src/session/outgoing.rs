@@ -58,6 +58,12 @@ pub struct Outgoing {
     /// The armed timer is a message's typing time (it goes out when it
     /// fires), not the wait for the next one.
     typing: bool,
+    /// The armed timer waits for a message scheduled later than the
+    /// pacing would send it (its `send_at`, or a deferral's next try), to
+    /// this time: a message queued meanwhile that is due sooner re-arms it.
+    /// A wait the pacing set is never re-armed (a new draw would shorten
+    /// it).
+    scheduled_wait: Option<Timestamp>,
     recent: VecDeque<Timestamp>,
     rng: StdRng,
 }
@@ -68,6 +74,7 @@ impl Default for Outgoing {
             generation: 0,
             timer: None,
             typing: false,
+            scheduled_wait: None,
             recent: VecDeque::new(),
             rng: StdRng::from_os_rng(),
         }
@@ -78,6 +85,7 @@ impl Outgoing {
     pub fn cancel(&mut self) {
         self.generation += 1;
         self.typing = false;
+        self.scheduled_wait = None;
         if let Some(t) = self.timer.take() {
             t.abort();
         }
@@ -120,12 +128,14 @@ pub fn recover(st: &mut SessionActorState) {
 }
 
 /// Arms the send timer for the next queued message, unless one is armed or
-/// the session is not READY.
+/// the session is not READY. An armed wait for a message scheduled later
+/// gives way to a message due sooner (one queued meanwhile).
 pub fn schedule(myself: &ActorRef<SessionMsg>, st: &mut SessionActorState) {
     let Some(repo) = st.env.messages.clone() else {
         return;
     };
-    if st.outgoing.timer.is_some()
+    let waits_for_a_later_one = st.outgoing.scheduled_wait.is_some();
+    if (st.outgoing.timer.is_some() && !waits_for_a_later_one)
         || !matches!(st.machine.state, SessionState::Ready { .. })
         || st.memory.holds_sends()
     {
@@ -149,6 +159,14 @@ pub fn schedule(myself: &ActorRef<SessionMsg>, st: &mut SessionActorState) {
         }
     };
     let at = next.send_at.map_or(paced, |s| s.max(paced));
+    if let Some(armed) = st.outgoing.timer.take() {
+        if st.outgoing.scheduled_wait.is_some_and(|wait| wait <= at) {
+            st.outgoing.timer = Some(armed);
+            return;
+        }
+        armed.abort();
+    }
+    st.outgoing.scheduled_wait = next.send_at.filter(|s| *s > paced).map(|_| at);
     st.outgoing.generation += 1;
     let generation = st.outgoing.generation;
     st.outgoing.timer =
@@ -187,6 +205,7 @@ pub async fn send_next(myself: &ActorRef<SessionMsg>, st: &mut SessionActorState
     }
     st.outgoing.timer = None;
     st.outgoing.typing = false;
+    st.outgoing.scheduled_wait = None;
     if st.memory.holds_sends() {
         return; // the browser restarts first; scheduled again on READY
     }

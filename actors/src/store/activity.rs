@@ -16,7 +16,8 @@ use std::time::Duration;
 /// (session, start of the hour in ms) → [`Counts`], as JSON.
 const ACTIVITY: TableDefinition<(&str, i64), &[u8]> = TableDefinition::new("activity");
 
-const HOUR_MS: i64 = 3_600_000;
+/// An hour, the span one row counts.
+pub const HOUR_MS: i64 = 3_600_000;
 /// How long hours are kept: the week the risk view reads, and a day more.
 pub const KEPT: Duration = Duration::from_secs(8 * 24 * 3600);
 
@@ -51,7 +52,7 @@ pub struct Counts {
 }
 
 impl Counts {
-    fn add(&mut self, o: &Counts) {
+    pub fn add(&mut self, o: &Counts) {
         self.sent += o.sent;
         self.failed += o.failed;
         self.not_on_whatsapp += o.not_on_whatsapp;
@@ -65,7 +66,8 @@ pub trait ActivityRepo: Send + Sync + 'static {
     fn activity(&self, session: &SessionId, since: Timestamp) -> Result<Counts, StoreError>;
 }
 
-fn hour(at: Timestamp) -> i64 {
+/// The start (ms) of the hour holding `at`: the row it counts in.
+pub fn hour(at: Timestamp) -> i64 {
     at.as_millis().div_euclid(HOUR_MS) * HOUR_MS
 }
 

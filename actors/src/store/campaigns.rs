@@ -59,10 +59,7 @@ pub(super) fn ended(txn: &WriteTransaction, id: &str) -> Result<bool, StoreError
         table: "campaigns",
         why: e.to_string(),
     })?;
-    Ok(matches!(
-        s.status,
-        CampaignStatus::Completed | CampaignStatus::Cancelled
-    ))
+    Ok(s.status.ended())
 }
 
 /// Every row of this module's tables, for tests ([`super::rows`]).
@@ -91,6 +88,13 @@ pub enum CampaignStatus {
     Paused,
     Cancelled,
     Completed,
+}
+
+impl CampaignStatus {
+    /// Completed or cancelled: its runner needs none of its messages.
+    pub fn ended(self) -> bool {
+        matches!(self, CampaignStatus::Completed | CampaignStatus::Cancelled)
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

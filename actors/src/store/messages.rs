@@ -106,6 +106,29 @@ pub enum MessageStatus {
 }
 
 /// Why a message waits in the queue past its time.
+impl MessageStatus {
+    /// Out of the send queue: neither waiting nor on its way.
+    pub fn leaves_queue(self) -> bool {
+        !matches!(
+            self,
+            MessageStatus::Queued | MessageStatus::Deferred | MessageStatus::Sending
+        )
+    }
+
+    /// Done with: nothing will change it but a late receipt, and no one
+    /// needs it to send (retention may delete it).
+    pub fn finished(self) -> bool {
+        matches!(
+            self,
+            MessageStatus::Sent
+                | MessageStatus::Delivered
+                | MessageStatus::Read
+                | MessageStatus::Played
+                | MessageStatus::Failed
+        )
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum DeferralReason {
@@ -232,6 +255,26 @@ impl MessageRecord {
     }
 
     /// The same message as a template (its text stays empty).
+    /// The record to keep of a verification code's message once it has
+    /// left the queue (needed by no one: its text goes); `None` when the
+    /// record is kept as it is.
+    pub fn scrubbed(&self) -> Option<MessageRecord> {
+        (self.status.leaves_queue() && self.otp.is_some()).then(|| MessageRecord {
+            text: REDACTED_TEXT.into(),
+            template: self.visible_template(),
+            ..self.clone()
+        })
+    }
+
+    /// The campaign this message was sent for (its idempotency key is
+    /// `campaign/<id>/…`), if any.
+    pub fn campaign(&self) -> Option<&str> {
+        self.idempotency_key
+            .as_deref()
+            .and_then(|k| k.strip_prefix("campaign/"))
+            .and_then(|k| k.split('/').next())
+    }
+
     pub fn with_template(mut self, template: Option<crate::engine::cloud::Template>) -> Self {
         self.template = template;
         self
@@ -262,22 +305,30 @@ fn count(
     m: &MessageRecord,
     was: Option<MessageStatus>,
 ) -> Result<(), StoreError> {
-    if was == Some(m.status) {
-        return Ok(());
+    match activity_change(m, was) {
+        Some(delta) => super::activity::bump(txn, &m.session, m.updated_at, |c| c.add(&delta)),
+        None => Ok(()),
     }
-    let not_on_whatsapp = m.error.as_deref() == Some("not_on_whatsapp");
-    let change: fn(&mut super::Counts, bool) = match m.status {
-        MessageStatus::Sent => |c, _| c.sent += 1,
-        MessageStatus::Deferred => |c, _| c.deferred += 1,
-        MessageStatus::Failed => |c, not_on_whatsapp| {
-            c.failed += 1;
-            c.not_on_whatsapp += u64::from(not_on_whatsapp);
-        },
-        _ => return Ok(()),
-    };
-    super::activity::bump(txn, &m.session, m.updated_at, |c| {
-        change(c, not_on_whatsapp)
-    })
+}
+
+/// What a status change from `was` to `m.status` adds to the session's
+/// activity in the hour of `m.updated_at`: a send, a deferral (each wait
+/// once) or a failure; `None` for anything else, and for no change.
+pub fn activity_change(m: &MessageRecord, was: Option<MessageStatus>) -> Option<super::Counts> {
+    if was == Some(m.status) {
+        return None;
+    }
+    let mut c = super::Counts::default();
+    match m.status {
+        MessageStatus::Sent => c.sent = 1,
+        MessageStatus::Deferred => c.deferred = 1,
+        MessageStatus::Failed => {
+            c.failed = 1;
+            c.not_on_whatsapp = u64::from(m.error.as_deref() == Some("not_on_whatsapp"));
+        }
+        _ => return None,
+    }
+    Some(c)
 }
 
 fn encode(m: &MessageRecord) -> Result<Vec<u8>, StoreError> {
@@ -505,16 +556,8 @@ impl MessageRepo for Store {
     }
 
     fn update(&self, m: &MessageRecord) -> Result<(), StoreError> {
-        let leaves = !matches!(
-            m.status,
-            MessageStatus::Queued | MessageStatus::Deferred | MessageStatus::Sending
-        );
-        // A code out of the queue is needed by no one: its text goes.
-        let scrubbed = (leaves && m.otp.is_some()).then(|| MessageRecord {
-            text: REDACTED_TEXT.into(),
-            template: m.visible_template(),
-            ..m.clone()
-        });
+        let leaves = m.status.leaves_queue();
+        let scrubbed = m.scrubbed();
         let txn = self.db().begin_write()?;
         {
             let mut messages = txn.open_table(MESSAGES)?;
@@ -624,19 +667,6 @@ impl MessageRepo for Store {
     }
 }
 
-/// Whether a message in this state is done with: nothing will change it
-/// but a late receipt, and no one needs it to send.
-fn finished(status: MessageStatus) -> bool {
-    matches!(
-        status,
-        MessageStatus::Sent
-            | MessageStatus::Delivered
-            | MessageStatus::Read
-            | MessageStatus::Played
-            | MessageStatus::Failed
-    )
-}
-
 /// The messages [`MessageRepo::prune_finished`] deletes, oldest first per
 /// session: only rows created before `cutoff` are read.
 fn prunable(
@@ -668,15 +698,10 @@ fn prunable(
             else {
                 continue;
             };
-            if !finished(m.status) || m.updated_at >= cutoff {
+            if !m.status.finished() || m.updated_at >= cutoff {
                 continue;
             }
-            let campaign = m
-                .idempotency_key
-                .as_deref()
-                .and_then(|k| k.strip_prefix("campaign/"))
-                .and_then(|k| k.split('/').next());
-            if let Some(c) = campaign {
+            if let Some(c) = m.campaign() {
                 let ended = match campaign_ended.get(c) {
                     Some(&ended) => ended,
                     None => {

@@ -24,14 +24,15 @@ mod sessions;
 mod webhooks;
 
 pub use accounts::{AccountError, AccountRepo, ApiKeyRecord, Role, TenantRecord, UserRecord};
-pub use activity::{ActivityRepo, Counts};
+pub use activity::{hour, ActivityRepo, Counts, HOUR_MS, KEPT as ACTIVITY_KEPT};
 pub use audit::{AuditEntry, AuditRepo, AUDIT_CAPACITY};
 pub use campaigns::{CampaignPause, CampaignRecord, CampaignRepo, CampaignStatus, Recipient};
 pub use contacts::{ContactRepo, FirstExchange, NewContacts};
 pub use inbox::{InboxRepo, Incoming, IncomingRecord, MessageStore, INBOX_CAPACITY};
 pub use ledger::{AttemptKind, LedgerEvent, LedgerRepo};
 pub use messages::{
-    Deferral, DeferralReason, MessageRecord, MessageRepo, MessageStatus, REDACTED_TEXT,
+    activity_change, Deferral, DeferralReason, MessageRecord, MessageRepo, MessageStatus,
+    REDACTED_TEXT,
 };
 pub use otps::{spent, Issue, OtpPurpose, OtpRecord, OtpRepo, OtpStatus, SendLimit};
 pub use purge::TenantPurged;

@@ -109,7 +109,7 @@ impl App {
         .expect("the supervisor starts");
         let logs = centinela_web::logstream::subscribe(1024);
         let wired = centinela_web::wire(
-            store.clone(),
+            (store.clone(), &store),
             supervisor.clone(),
             &bus,
             centinela_web::Injected::new(clock),
