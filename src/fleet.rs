@@ -66,9 +66,9 @@ use centinela_actors::store::{SessionRecord, Store};
 use centinela_actors::supervisor::shared::FleetSeam;
 use centinela_actors::supervisor::Supervisor;
 use centinela_fleet::{
-    Fleet, FleetAdmission, FleetError, FleetMessages, FleetOtps, FleetSessions, FleetSettings,
-    FleetStore, Lease, Leases, Member, MemberConfig, MemberHandle, NodeAccounts, NodeId, NodeSpec,
-    Owned, PgSharedAdmission, Release, Snapshots, TenantHost,
+    Fleet, FleetAdmission, FleetCampaigns, FleetDeliveries, FleetError, FleetMessages, FleetOtps,
+    FleetSessions, FleetSettings, FleetStore, Lease, Leases, Member, MemberConfig, MemberHandle,
+    NodeAccounts, NodeId, NodeSpec, Owned, PgSharedAdmission, Release, Snapshots, TenantHost,
 };
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -132,8 +132,9 @@ pub struct Joining {
     pub settings: FleetSettings,
     /// The verification codes.
     pub otps: FleetOtps,
-    /// The node's store with the fleet's messages, inbox, contacts and
-    /// activity in place of its own: what the messaging paths are given.
+    /// The node's store with the fleet's messages, inbox, contacts,
+    /// activity, campaigns and webhook deliveries in place of its own: what
+    /// the messaging paths are given.
     pub store: FleetStore,
 }
 
@@ -177,8 +178,12 @@ pub async fn connect(
         store.clone(),
         sealing.clone(),
     );
-    let messages = FleetMessages::new(&fleet, leases.clone(), owned.clone(), store.clone());
-    let store = FleetStore::new(store.clone(), messages);
+    let store = FleetStore::new(
+        store.clone(),
+        FleetMessages::new(&fleet, leases.clone(), owned.clone()),
+        FleetCampaigns::new(&fleet, leases.clone(), owned.clone()),
+        FleetDeliveries::new(&fleet, leases.clone(), owned.clone(), store.clone()),
+    );
     tracing::info!(node = %spec.id, egress = %spec.egress, capacity = spec.capacity, "joining the fleet");
     Ok(Joining {
         fleet,

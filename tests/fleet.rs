@@ -1224,3 +1224,198 @@ async fn any_node_answers_for_a_tenant_another_hosts_and_every_node_streams_the_
         n.srv.server.shutdown().await.expect("shutdown");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_running_campaign_follows_its_tenant_and_sends_each_recipient_once() {
+    let pg = PgCluster::start();
+    let engine = ScriptedEngine::new();
+    let quick = |c: &mut centinela::config::Config| {
+        c.messaging.send_delay_min = Duration::ZERO;
+        c.messaging.send_delay_max = Duration::ZERO;
+        c.messaging.typing_chars_per_second = 0;
+        c.messaging.sends_per_minute = 600;
+        c.messaging.new_contacts_per_day = 100;
+        c.messaging.warmup_days = 0;
+    };
+    let mut a = node(&pg, "node-a", &engine, quick).await;
+    let mut b = node(&pg, "node-b", &engine, quick).await;
+    a.tenant("clinic").await;
+    let id = a.paired_session("clinic").await;
+    a.ws.until_state(&id, "READY").await;
+    const TOTAL: usize = 8;
+    let recipients: Vec<Value> = (0..TOTAL)
+        .map(|i| json!({"to": format!("54911000000{i:02}"), "vars": {"n": i.to_string()}}))
+        .collect();
+    let r = a
+        .call(
+            "POST",
+            &format!("/api/v1/sessions/{id}/campaigns"),
+            Some(
+                json!({"name": "recordatorios", "template": "turno {n}", "recipients": recipients}),
+            ),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{}", r.text);
+    let cid = r.body["id"].as_str().expect("campaign id").to_owned();
+
+    // It runs on node-a; node-a leaves after two sends.
+    let r = a
+        .call(
+            "POST",
+            &format!("/api/v1/sessions/{id}/campaigns/{cid}/start"),
+            None,
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    for _ in 0..2 {
+        a.ws.next(|v| {
+            v["type"] == "message_status" && v["status"] == "sent" && v.get("node").is_none()
+        })
+        .await;
+    }
+    a.srv.server.shutdown().await.expect("node-a drains");
+
+    // node-b hosts the tenant now and finishes the campaign.
+    let done =
+        b.ws.next(|v| {
+            v["type"] == "campaign"
+                && v["campaign_id"] == cid.as_str()
+                && v["status"] == "completed"
+                && v.get("node").is_none()
+        })
+        .await;
+    assert_eq!(owner(&pg, "clinic").await, Some(("node-b".to_owned(), 2)));
+    assert_eq!(
+        (done["sent"].as_u64(), done["failed"].as_u64()),
+        (Some(TOTAL as u64), Some(0)),
+        "{done}"
+    );
+    let r = b
+        .call(
+            "GET",
+            &format!("/api/v1/sessions/{id}/campaigns/{cid}"),
+            None,
+        )
+        .await;
+    assert_eq!(
+        (r.status, served_by(&r).as_str()),
+        (200, "node-b"),
+        "{}",
+        r.text
+    );
+    assert_eq!(r.body["status"], "completed", "{}", r.body);
+    let mut texts: Vec<String> = engine
+        .sent()
+        .into_iter()
+        .filter(|(s, _, _)| s == &sid(&id))
+        .map(|(_, _, text)| text)
+        .collect();
+    texts.sort();
+    let mut expected: Vec<String> = (0..TOTAL).map(|i| format!("turno {i}")).collect();
+    expected.sort();
+    assert_eq!(texts, expected, "each recipient once, across the move");
+    // The history is the fleet's: every message, read through node-b.
+    let r = b
+        .call(
+            "GET",
+            &format!("/api/v1/sessions/{id}/messages?limit=50"),
+            None,
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(
+        r.body["messages"].as_array().map(Vec::len),
+        Some(TOTAL),
+        "{}",
+        r.text
+    );
+    assert_eq!(engine.overlaps(), Vec::<SessionId>::new());
+    b.srv.server.shutdown().await.expect("shutdown");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_webhook_delivery_a_drained_node_left_pending_is_made_by_the_next_owner() {
+    let pg = PgCluster::start();
+    let engine = ScriptedEngine::new();
+    let retrying = |c: &mut centinela::config::Config| {
+        c.webhooks.allow_private =
+            centinela_actors::cidr::CidrSet::parse(["127.0.0.0/8"]).expect("a CIDR");
+        c.webhooks.backoff_base = Duration::from_secs(1);
+        c.webhooks.backoff_max = Duration::from_secs(1);
+        c.webhooks.max_attempts = 100;
+    };
+    let mut a = node(&pg, "node-a", &engine, retrying).await;
+    let mut b = node(&pg, "node-b", &engine, retrying).await;
+    a.tenant("clinic").await;
+    let id = a.paired_session("clinic").await;
+    a.ws.until_state(&id, "READY").await;
+    let mut hook = common::hook::receiver().await;
+    const SECRET: &str = "a-webhook-secret-of-some-length";
+    let r = a
+        .call(
+            "PUT",
+            "/api/v1/tenants/clinic/webhook",
+            Some(json!({"url": hook.url, "secret": SECRET})),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text);
+
+    // The receiver fails: node-a's delivery of the message stays pending.
+    hook.respond.store(503, std::sync::atomic::Ordering::SeqCst);
+    assert!(engine.emit(
+        &sid(&id),
+        centinela_actors::engine::EngineEvent::MessageIn {
+            id: "in1".into(),
+            from: "5491100000000".into(),
+            jid: "5491100000000@c.us".into(),
+            text: "hola, llegó?".into(),
+        }
+    ));
+    let (_, first) = hook.next(SECRET).await;
+    assert_eq!(first["text"], "hola, llegó?", "{first}");
+    a.srv.server.shutdown().await.expect("node-a drains");
+
+    // node-b hosts the tenant now: it makes the delivery node-a left.
+    hook.respond.store(200, std::sync::atomic::Ordering::SeqCst);
+    b.ws.until_state(&id, "READY").await;
+    let again = hook
+        .next_matching(SECRET, |v| v["event"] == "message.in")
+        .await;
+    assert_eq!(
+        (&again["delivery_id"], &again["message_id"]),
+        (&first["delivery_id"], &first["message_id"]),
+        "the same delivery: {again}"
+    );
+    let attempt =
+        b.ws.next(|v| {
+            v["type"] == "webhook"
+                && v["delivery_id"] == first["delivery_id"]
+                && v["status"] == "delivered"
+        })
+        .await;
+    let r = b
+        .call(
+            "GET",
+            "/api/v1/tenants/clinic/webhook/deliveries?status=delivered",
+            None,
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    let delivered = r.body["deliveries"]
+        .as_array()
+        .and_then(|all| all.iter().find(|d| d["id"] == attempt["delivery_id"]))
+        .cloned()
+        .unwrap_or_else(|| panic!("the delivery {attempt} listed: {}", r.text));
+    assert!(
+        delivered["body"]
+            .as_str()
+            .is_some_and(|b| b.contains("hola, llegó?")),
+        "{delivered}"
+    );
+    // node-a's failed attempt may not be on record: a node that lets the
+    // tenant go during an attempt records nothing (fenced), and the next
+    // owner makes it again — at least once, as the receiver saw.
+    assert!(delivered["attempts"].as_u64() >= Some(1), "{delivered}");
+    assert_eq!(owner(&pg, "clinic").await, Some(("node-b".to_owned(), 2)));
+    b.srv.server.shutdown().await.expect("shutdown");
+}

@@ -100,10 +100,12 @@ impl PgAccounts {
             .bind(id.as_str())
             .execute(&mut *tx)
             .await?;
-        // Its messages would go with the tenant's row (the tables cascade);
-        // deleted first to be counted.
-        let mut gone = [0; 4];
+        // Its deliveries, campaigns and messages would go with the tenant's row (the
+        // tables cascade); deleted first to be counted.
+        let mut gone = [0; 6];
         for (n, query) in [
+            "DELETE FROM webhook_deliveries WHERE tenant = $1",
+            "DELETE FROM campaigns WHERE tenant = $1",
             "DELETE FROM messages WHERE tenant = $1",
             "DELETE FROM inbox WHERE tenant = $1",
             "DELETE FROM contacts WHERE tenant = $1",
@@ -129,10 +131,12 @@ impl PgAccounts {
             existed: tenant.rows_affected() == 1,
             users: count(users.rows_affected()),
             api_keys: count(keys.rows_affected()),
-            messages: gone[0],
-            incoming: gone[1],
-            contacts: gone[2],
-            activity_hours: gone[3],
+            deliveries: gone[0],
+            campaigns: gone[1],
+            messages: gone[2],
+            incoming: gone[3],
+            contacts: gone[4],
+            activity_hours: gone[5],
             ..TenantPurged::default()
         })
     }

@@ -8,8 +8,9 @@
 //! the session records every node reads and only the owner writes
 //! ([`sessions`]), each tenant's webhook target and auto-reply rules
 //! ([`settings`]), the verification codes ([`FleetOtps`]), every session's
-//! messages, inbox, contacts and activity ([`messages`], handed out with
-//! the node's own store as one [`FleetStore`]), the accounts every node shares — tenants, users, API
+//! messages, inbox, contacts and activity ([`messages`]), campaigns
+//! ([`campaigns`]) and webhook deliveries ([`deliveries`]), handed out with
+//! the node's own store as one [`FleetStore`], the accounts every node shares — tenants, users, API
 //! keys, revoked tokens, settings such as the JWT secret ([`accounts`],
 //! used by a node as [`NodeAccounts`], changes that may end a credential
 //! announced to every node by [`credentials`]), live events relayed
@@ -32,7 +33,9 @@
 pub mod accounts;
 pub mod admission;
 mod blocking;
+pub mod campaigns;
 pub mod credentials;
+pub mod deliveries;
 mod error;
 pub mod events;
 pub mod lease;
@@ -53,6 +56,8 @@ pub mod store;
 
 pub use accounts::PgAccounts;
 pub use admission::{FleetAdmission, TenantEvent, Verdict};
+pub use campaigns::FleetCampaigns;
+pub use deliveries::FleetDeliveries;
 pub use error::FleetError;
 pub use lease::{Epoch, Fence, Lease, Leases};
 pub use member::{

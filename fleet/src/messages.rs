@@ -21,7 +21,7 @@
 //! decision: it is stored by whichever node was handed it (a page, or
 //! Meta's webhook on any node), once per engine id. Retention prunes the
 //! finished messages of the tenants this node holds, sparing a campaign's
-//! until its runner — on this node, like the campaign's record — is done.
+//! until the campaign (the fleet's too, [`crate::campaigns`]) has ended.
 //!
 //! The store traits are synchronous: each call runs its queries through
 //! [`crate::blocking`] (`block_in_place` on the multi-threaded runtime).
@@ -34,9 +34,9 @@ use crate::{Fleet, FleetError, Lease};
 use centinela_actors::clock::Timestamp;
 use centinela_actors::ids::{SessionId, TenantId};
 use centinela_actors::store::{
-    activity_change, hour, ActivityRepo, CampaignRepo, ContactRepo, Counts, InboxRepo, Incoming,
-    IncomingRecord, MessageRecord, MessageRepo, MessageStatus, NewContacts, Store, StoreError,
-    ACTIVITY_KEPT, INBOX_CAPACITY,
+    activity_change, hour, ActivityRepo, ContactRepo, Counts, InboxRepo, Incoming, IncomingRecord,
+    MessageRecord, MessageRepo, MessageStatus, NewContacts, StoreError, ACTIVITY_KEPT,
+    INBOX_CAPACITY,
 };
 use sqlx::postgres::{PgConnection, PgPool};
 use sqlx::Row;
@@ -48,9 +48,6 @@ pub struct FleetMessages {
     pool: PgPool,
     leases: Leases,
     owned: Owned,
-    /// The node's store, for its campaigns (retention spares the messages
-    /// of the running ones).
-    local: Store,
 }
 
 impl std::fmt::Debug for FleetMessages {
@@ -62,12 +59,11 @@ impl std::fmt::Debug for FleetMessages {
 }
 
 impl FleetMessages {
-    pub fn new(fleet: &Fleet, leases: Leases, owned: Owned, local: Store) -> Self {
+    pub fn new(fleet: &Fleet, leases: Leases, owned: Owned) -> Self {
         Self {
             pool: fleet.pool().clone(),
             leases,
             owned,
-            local,
         }
     }
 
@@ -239,12 +235,7 @@ impl FleetMessages {
         rows.iter().map(|r| decode(r)).collect()
     }
 
-    async fn prune_finished(
-        &self,
-        cutoff: Timestamp,
-        max: usize,
-        running: Vec<String>,
-    ) -> Result<usize, FleetError> {
+    async fn prune_finished(&self, cutoff: Timestamp, max: usize) -> Result<usize, FleetError> {
         let held: Vec<String> = self
             .owned
             .leases()
@@ -260,14 +251,15 @@ impl FleetMessages {
                  WHERE NOT queued AND created_ms < $1 AND updated_ms < $1
                    AND status IN ('sent', 'delivered', 'read', 'played', 'failed')
                    AND tenant = ANY($2)
-                   AND NOT coalesce(idempotency_key LIKE 'campaign/%'
-                            AND split_part(idempotency_key, '/', 2) = ANY($3), false)
-                 ORDER BY created_ms LIMIT $4
+                   AND NOT EXISTS (SELECT 1 FROM campaigns c
+                       WHERE messages.idempotency_key LIKE 'campaign/%'
+                         AND c.id = split_part(messages.idempotency_key, '/', 2)
+                         AND c.status NOT IN ('completed', 'cancelled'))
+                 ORDER BY created_ms LIMIT $3
                  FOR UPDATE SKIP LOCKED)",
         )
         .bind(cutoff.as_millis())
         .bind(&held)
-        .bind(&running)
         .bind(i64::try_from(max).unwrap_or(i64::MAX))
         .execute(&self.pool)
         .await?;
@@ -625,14 +617,7 @@ impl MessageRepo for FleetMessages {
     }
 
     fn prune_finished(&self, cutoff: Timestamp, max: usize) -> Result<usize, StoreError> {
-        let running = self
-            .local
-            .campaigns()?
-            .into_iter()
-            .filter(|c| !c.status.ended())
-            .map(|c| c.id)
-            .collect();
-        block_on(self.prune_finished(cutoff, max, running))
+        block_on(self.prune_finished(cutoff, max))
     }
 }
 

@@ -192,6 +192,8 @@ impl AccountRepo for NodeAccounts {
             existed: fleet.existed || local.existed,
             users: fleet.users + local.users,
             api_keys: fleet.api_keys + local.api_keys,
+            deliveries: fleet.deliveries + local.deliveries,
+            campaigns: fleet.campaigns + local.campaigns,
             messages: fleet.messages + local.messages,
             incoming: fleet.incoming + local.incoming,
             contacts: fleet.contacts + local.contacts,

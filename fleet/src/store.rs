@@ -3,10 +3,13 @@
 //! writer, the sessions' senders and inboxes, campaigns, the verification
 //! codes' withdrawals, retention, the ban-risk view and the handlers — so
 //! none of them is left writing only into the node's store. Messages, the
-//! inbox, contacts and activity are the fleet's ([`FleetMessages`]); what
-//! stays with the node (webhook deliveries, campaigns, the audit log, the
-//! mirror of the hosted sessions' records) is its own [`Store`].
+//! inbox, contacts and activity ([`FleetMessages`]), campaigns
+//! ([`FleetCampaigns`]) and webhook deliveries ([`FleetDeliveries`]) are
+//! the fleet's; what stays with the node (the audit log, the mirrors of the
+//! hosted tenants' session records and settings) is its own [`Store`].
 
+use crate::campaigns::FleetCampaigns;
+use crate::deliveries::FleetDeliveries;
 use crate::messages::FleetMessages;
 use centinela_actors::clock::Timestamp;
 use centinela_actors::ids::{SessionId, TenantId};
@@ -17,16 +20,29 @@ use centinela_actors::store::{
     StoreError, WebhookRepo, WebhookTarget,
 };
 
-/// The node's store with the fleet's messages in place of its own.
+/// The node's store with the fleet's messages, campaigns and deliveries in
+/// place of its own.
 #[derive(Clone, Debug)]
 pub struct FleetStore {
     local: Store,
     messages: FleetMessages,
+    campaigns: FleetCampaigns,
+    deliveries: FleetDeliveries,
 }
 
 impl FleetStore {
-    pub fn new(local: Store, messages: FleetMessages) -> Self {
-        Self { local, messages }
+    pub fn new(
+        local: Store,
+        messages: FleetMessages,
+        campaigns: FleetCampaigns,
+        deliveries: FleetDeliveries,
+    ) -> Self {
+        Self {
+            local,
+            messages,
+            campaigns,
+            deliveries,
+        }
     }
 
     /// The node's own store.
@@ -86,7 +102,7 @@ impl ActivityRepo for FleetStore {
 }
 
 impl WebhookRepo for FleetStore {
-    delegate! { local:
+    delegate! { deliveries:
         fn set_target(&self, t: &WebhookTarget) -> Result<bool, StoreError>;
         fn target(&self, tenant: &TenantId) -> Result<Option<WebhookTarget>, StoreError>;
         fn delete_target(&self, tenant: &TenantId) -> Result<bool, StoreError>;
@@ -117,7 +133,7 @@ impl AuditRepo for FleetStore {
 }
 
 impl CampaignRepo for FleetStore {
-    delegate! { local:
+    delegate! { campaigns:
         fn put_campaign(&self, c: &CampaignRecord) -> Result<(), StoreError>;
         fn campaign(&self, id: &str) -> Result<Option<CampaignRecord>, StoreError>;
         fn campaigns(&self) -> Result<Vec<CampaignRecord>, StoreError>;

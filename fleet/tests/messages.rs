@@ -8,18 +8,24 @@
 //! retention spares queued messages, running campaigns' and other nodes'
 //! tenants'; the outbox writer answers a tenant the node lost without
 //! failing the rest of its batch; a purged tenant's messages go with it.
+//! Campaigns and webhook deliveries, the fleet's too: each node runs and
+//! delivers only what it holds, and a lost owner writes nothing more.
 
 mod common;
 
 use centinela_actors::clock::Timestamp;
 use centinela_actors::ids::{SessionId, TenantId};
 use centinela_actors::messaging::{Outbox, OutboxError};
+use centinela_actors::secret::SecretBox;
 use centinela_actors::store::{
     AccountRepo, ActivityRepo, CampaignRecord, CampaignRepo, CampaignStatus, ContactRepo, Counts,
-    InboxRepo, Incoming, IncomingRecord, MessageRecord, MessageRepo, MessageStatus, SessionRecord,
-    SessionRepo, StoreError, TenantRecord, INBOX_CAPACITY, REDACTED_TEXT,
+    Delivery, DeliveryStatus, InboxRepo, Incoming, IncomingRecord, MessageRecord, MessageRepo,
+    MessageStatus, SessionRecord, SessionRepo, StoreError, TenantRecord, TenantSettingsRepo,
+    WebhookRepo, WebhookTarget, INBOX_CAPACITY, REDACTED_TEXT,
 };
-use centinela_fleet::{FleetMessages, FleetSessions, PgAccounts};
+use centinela_fleet::{
+    FleetCampaigns, FleetDeliveries, FleetMessages, FleetSessions, FleetSettings, PgAccounts,
+};
 use common::{Member, PgCluster};
 use std::sync::Arc;
 use std::time::Duration;
@@ -29,6 +35,9 @@ const PEER: &str = "5491100000001";
 
 struct Node {
     messages: FleetMessages,
+    campaigns: FleetCampaigns,
+    deliveries: FleetDeliveries,
+    settings: FleetSettings,
     sessions: FleetSessions,
     member: Member,
 }
@@ -43,7 +52,21 @@ impl std::ops::Deref for Node {
 async fn node(pg: &PgCluster, name: &str) -> Node {
     let m = Member::join(pg, name).await;
     Node {
-        messages: FleetMessages::new(&m.fleet, m.leases.clone(), m.owned.clone(), m.local.clone()),
+        messages: FleetMessages::new(&m.fleet, m.leases.clone(), m.owned.clone()),
+        campaigns: FleetCampaigns::new(&m.fleet, m.leases.clone(), m.owned.clone()),
+        deliveries: FleetDeliveries::new(
+            &m.fleet,
+            m.leases.clone(),
+            m.owned.clone(),
+            m.local.clone(),
+        ),
+        settings: FleetSettings::new(
+            &m.fleet,
+            m.leases.clone(),
+            m.owned.clone(),
+            m.local.clone(),
+            Arc::new(SecretBox::ephemeral()),
+        ),
         sessions: FleetSessions::new(&m.fleet, m.leases.clone(), m.owned.clone(), m.local.clone()),
         member: m,
     }
@@ -57,18 +80,19 @@ fn session(id: &str) -> SessionId {
     SessionId::new(id).expect("id")
 }
 
-/// `tenants` on record in the fleet, each with one session `<tenant>-desk`
-/// written by `owner`, which holds them.
+/// `tenants` on record in the fleet and in `owner`'s store, each with one
+/// session `<tenant>-desk` written by `owner`, which holds them.
 async fn hosting(owner: &Node, tenants: &[&str]) {
     let accounts = PgAccounts::new(&owner.fleet);
     for t in tenants {
-        accounts
-            .create_tenant(&TenantRecord {
-                id: tenant(t),
-                name: (*t).into(),
-                created_at: T0,
-            })
-            .expect("tenant");
+        let record = TenantRecord {
+            id: tenant(t),
+            name: (*t).into(),
+            created_at: T0,
+        };
+        accounts.create_tenant(&record).expect("tenant");
+        // A node hosting a tenant has its record (adoption copies it).
+        owner.local.create_tenant(&record).expect("tenant here");
         owner.hold(&tenant(t)).await;
         let record = SessionRecord {
             id: session(&format!("{t}-desk")),
@@ -401,7 +425,7 @@ async fn retention_prunes_only_finished_messages_of_held_tenants_outside_running
         ("c1", CampaignStatus::Running),
         ("c2", CampaignStatus::Completed),
     ] {
-        a.local
+        a.campaigns
             .put_campaign(&CampaignRecord {
                 id: id.into(),
                 tenant: tenant("clinic"),
@@ -498,4 +522,200 @@ async fn a_purged_tenants_messages_inbox_contacts_and_activity_go_with_it() {
     let shop = session("shop-desk");
     assert_eq!(a.messages.messages(&shop, 10, None).expect("list").len(), 1);
     assert!(a.messages.is_known(&shop, "111111").expect("known"));
+}
+
+fn campaign(id: &str, t: &str, status: CampaignStatus) -> CampaignRecord {
+    CampaignRecord {
+        id: id.into(),
+        tenant: tenant(t),
+        session: session(&format!("{t}-desk")),
+        name: id.into(),
+        template: "hola {n}".into(),
+        recipients: Vec::new(),
+        status,
+        next: 0,
+        sent: 0,
+        failed: 0,
+        created_at: T0,
+        updated_at: T0,
+        paused: None,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_node_runs_the_campaigns_of_the_tenants_it_holds_and_the_next_owner_goes_on() {
+    let pg = PgCluster::start();
+    let (a, b) = (node(&pg, "a").await, node(&pg, "b").await);
+    hosting(&a, &["clinic"]).await;
+    hosting(&b, &["shop"]).await;
+    let mut ours = campaign("c1", "clinic", CampaignStatus::Running);
+    a.campaigns.put_campaign(&ours).expect("put");
+    a.campaigns
+        .put_campaign(&campaign("c2", "clinic", CampaignStatus::Draft))
+        .expect("put");
+    b.campaigns
+        .put_campaign(&campaign("c3", "shop", CampaignStatus::Running))
+        .expect("put");
+    assert!(
+        matches!(
+            a.campaigns
+                .put_campaign(&campaign("c4", "shop", CampaignStatus::Draft)),
+            Err(StoreError::NotHeld(_))
+        ),
+        "shop is b's"
+    );
+    let ids = |v: Vec<CampaignRecord>| v.into_iter().map(|c| c.id).collect::<Vec<_>>();
+    assert_eq!(
+        ids(a.campaigns.running_campaigns().expect("running")),
+        ["c1"]
+    );
+    assert_eq!(
+        ids(b.campaigns.running_campaigns().expect("running")),
+        ["c3"]
+    );
+    assert_eq!(
+        ids(b.campaigns.campaigns().expect("all")),
+        ["c1", "c2", "c3"],
+        "every node reads every campaign"
+    );
+    ours.next = 3;
+    ours.sent = 2;
+    a.campaigns.put_campaign(&ours).expect("progress");
+
+    // a is cut off: b runs c1 from where a left it; a writes nothing.
+    pg.expire_lease(&tenant("clinic")).await;
+    b.hold(&tenant("clinic")).await;
+    assert_eq!(
+        ids(b.campaigns.running_campaigns().expect("running")),
+        ["c1", "c3"]
+    );
+    assert_eq!(
+        b.campaigns.campaign("c1").expect("read"),
+        Some(ours.clone())
+    );
+    let mut late = ours.clone();
+    late.next = 9;
+    assert!(matches!(
+        a.campaigns.put_campaign(&late),
+        Err(StoreError::NotHeld(_))
+    ));
+    assert_eq!(b.campaigns.campaign("c1").expect("read"), Some(ours));
+}
+
+fn delivery(id: &str, t: &str, at: Timestamp) -> Delivery {
+    Delivery {
+        id: id.into(),
+        tenant: tenant(t),
+        body: format!("{{\"delivery_id\":\"{id}\"}}"),
+        status: DeliveryStatus::Pending,
+        attempts: 0,
+        next_at: at,
+        last_error: None,
+        created_at: at,
+        last_attempt_at: None,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn webhook_deliveries_are_queued_with_a_target_and_made_by_whoever_holds_the_tenant() {
+    let pg = PgCluster::start();
+    let (a, b) = (node(&pg, "a").await, node(&pg, "b").await);
+    hosting(&a, &["clinic", "shop"]).await;
+    let desk = session("clinic-desk");
+    assert!(
+        !a.deliveries
+            .queue_delivery(&delivery("d0", "clinic", T0), &desk)
+            .expect("queue"),
+        "no target: nothing queued"
+    );
+    a.settings
+        .set_webhook_target(&WebhookTarget {
+            tenant: tenant("clinic"),
+            url: "https://crm.example/hook".into(),
+            secret: "a-secret-of-enough-length".into(),
+        })
+        .expect("target");
+    assert!(
+        !a.deliveries
+            .queue_delivery(&delivery("d0", "clinic", T0), &session("shop-desk"))
+            .expect("queue"),
+        "another tenant's session: nothing queued"
+    );
+    for (id, at) in [("d2", T0.plus(Duration::from_secs(2))), ("d1", T0)] {
+        assert!(a
+            .deliveries
+            .queue_delivery(&delivery(id, "clinic", at), &desk)
+            .expect("queue"));
+    }
+    let (d, target) = a
+        .deliveries
+        .delivery_and_target("d1")
+        .expect("read")
+        .expect("there");
+    assert_eq!(d, delivery("d1", "clinic", T0));
+    assert_eq!(
+        target.map(|t| t.url),
+        Some("https://crm.example/hook".to_owned()),
+        "the target from the owner's copy"
+    );
+    let ids = |v: Vec<Delivery>| v.into_iter().map(|d| d.id).collect::<Vec<_>>();
+    assert_eq!(ids(a.deliveries.pending().expect("pending")), ["d1", "d2"]);
+    assert!(
+        b.deliveries.pending().expect("pending").is_empty(),
+        "b holds nothing"
+    );
+
+    // a made d1; then a is cut off, and b makes d2.
+    let mut made = delivery("d1", "clinic", T0);
+    made.status = DeliveryStatus::Delivered;
+    made.attempts = 1;
+    made.last_attempt_at = Some(T0.plus(Duration::from_secs(1)));
+    assert!(a.deliveries.update_delivery(&made).expect("update"));
+    pg.expire_lease(&tenant("clinic")).await;
+    b.hold(&tenant("clinic")).await;
+    assert_eq!(ids(b.deliveries.pending().expect("pending")), ["d2"]);
+    let mut late = delivery("d2", "clinic", T0);
+    late.status = DeliveryStatus::Dead;
+    assert!(matches!(
+        a.deliveries.update_delivery(&late),
+        Err(StoreError::NotHeld(_))
+    ));
+    assert_eq!(
+        ids(b
+            .deliveries
+            .deliveries(&tenant("clinic"), Some(DeliveryStatus::Delivered))
+            .expect("list")),
+        ["d1"]
+    );
+    assert_eq!(
+        ids(b
+            .deliveries
+            .deliveries(&tenant("clinic"), None)
+            .expect("list")),
+        ["d2", "d1"],
+        "newest first"
+    );
+    assert!(
+        !b.deliveries
+            .update_delivery(&delivery("gone", "clinic", T0))
+            .expect("update"),
+        "only over a delivery still there"
+    );
+    // Retention: finished before the cutoff, of held tenants (a's
+    // membership loop has let clinic go by its next round).
+    a.owned.remove(&tenant("clinic"));
+    assert_eq!(
+        a.deliveries
+            .prune_deliveries(T0.plus(Duration::from_secs(60)))
+            .expect("prune"),
+        0,
+        "a holds clinic no more"
+    );
+    assert_eq!(
+        b.deliveries
+            .prune_deliveries(T0.plus(Duration::from_secs(60)))
+            .expect("prune"),
+        1
+    );
+    assert_eq!(ids(b.deliveries.pending().expect("pending")), ["d2"]);
 }

@@ -250,11 +250,14 @@ async fn run(
             tracing::error!(error = %e, "campaign runner step failed");
         }
         // Wake on a message status change (a campaign message may have left
-        // the queue) or on a kick (a campaign started or resumed).
+        // the queue), a session READY (in fleet mode, perhaps one whose
+        // campaigns another node ran) or a kick (a campaign started or
+        // resumed).
         loop {
             tokio::select! {
                 ev = bus.recv() => match ev {
                     Ok(BusEvent::MessageStatus(_)) | Err(broadcast::error::RecvError::Lagged(_)) => break,
+                    Ok(BusEvent::Transition(t)) if matches!(t.to, crate::session::SessionState::Ready { .. }) => break,
                     Ok(_) => continue,
                     Err(broadcast::error::RecvError::Closed) => return,
                 },
