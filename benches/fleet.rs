@@ -8,7 +8,11 @@
 //!    the windows read, the pure `evaluate`, the insert, commit — with the
 //!    limits high enough that most are admitted (an admitted decision
 //!    writes; a denied one only reads).
-//! 2. **Failover time**: `--runs` (10) times, two `serve` processes and one
+//! 2. **Durable message accepts per second on PostgreSQL**: one node's
+//!    outbox writer (group commit, as `cargo bench --bench messages`
+//!    measures on redb) over the fleet's `messages` table, fenced, with
+//!    256 concurrent callers for 50 sessions of one tenant.
+//! 3. **Failover time**: `--runs` (10) times, two `serve` processes and one
 //!    `centinela sim`, real Chromium: a session is paired on the first, the
 //!    service's pid is `kill -9`ed (its browsers die with it), and the time until the session is READY
 //!    on the other node (no QR) is taken. Leases of 3 s.
@@ -91,6 +95,93 @@ async fn decisions(rig: &Rig, seconds: u64) {
     println!(
         "admission: {:.0} decisions/s fleet-wide ({NODES} nodes × {IN_FLIGHT} in flight, {TENANTS} tenants, {EGRESSES} egresses; {a} admitted, {d} denied in {secs:.1} s)",
         (a + d) as f64 / secs
+    );
+}
+
+const CALLERS: usize = 256;
+const PER_CALLER: usize = 100;
+
+async fn accepts(rig: &Rig) {
+    use centinela_actors::clock::{Clock, SystemClock};
+    use centinela_actors::messaging::Outbox;
+    use centinela_actors::store::{
+        AccountRepo, DesiredState, MessageRecord, SessionRecord, SessionRepo, Store, TenantRecord,
+    };
+    use centinela_fleet::{
+        FleetMessages, FleetSessions, Leases, NodeId, NodeSpec, Owned, PgAccounts,
+    };
+    let fleet = Fleet::connect(&rig.pg.url(), 8).await.expect("connect");
+    let id = NodeId::new("bench-outbox").expect("id");
+    fleet
+        .register(&NodeSpec {
+            id: id.clone(),
+            advertise_url: "http://bench.invalid".into(),
+            egress: "198.51.100.200".into(),
+            capacity: 10,
+        })
+        .await
+        .expect("register");
+    let leases = Leases::new(&fleet, id, Duration::from_secs(600));
+    let owned = Owned::default();
+    let tenant = TenantId::new("outbox-bench").expect("id");
+    let now = SystemClock.now();
+    PgAccounts::new(&fleet)
+        .create_tenant(&TenantRecord {
+            id: tenant.clone(),
+            name: "bench".into(),
+            created_at: now,
+        })
+        .expect("tenant");
+    owned.insert(leases.claim(&tenant).await.expect("claim").expect("won"));
+    let dir = tempfile::tempdir().expect("tempdir");
+    let local = Store::open(dir.path()).expect("store");
+    let sessions = FleetSessions::new(&fleet, leases.clone(), owned.clone(), local);
+    for s in 0..50 {
+        sessions
+            .put_session(&SessionRecord {
+                id: SessionId::new(format!("bench-s{s}")).expect("id"),
+                tenant: tenant.clone(),
+                name: "bench".into(),
+                engine: EngineKind::Webjs,
+                desired: DesiredState::Stopped,
+                user_agent: None,
+                proxy: None,
+                last_reason: None,
+                paired: false,
+                paired_at: None,
+                created_at: now,
+                cloud: None,
+            })
+            .expect("session");
+    }
+    let (outbox, _task) = Outbox::start(Arc::new(FleetMessages::new(&fleet, leases, owned)), None);
+    let start = Instant::now();
+    let mut tasks = Vec::new();
+    for c in 0..CALLERS {
+        let (outbox, tenant) = (outbox.clone(), tenant.clone());
+        tasks.push(tokio::spawn(async move {
+            for n in 0..PER_CALLER {
+                let i = c * PER_CALLER + n;
+                let m = MessageRecord::queued(
+                    tenant.clone(),
+                    SessionId::new(format!("bench-s{}", i % 50)).expect("id"),
+                    "5491100000000".into(),
+                    format!("hola {i}"),
+                    SystemClock.now(),
+                )
+                .with_key(Some(format!("k{i}")));
+                outbox.accept(m).await.expect("accepted");
+            }
+        }));
+    }
+    for t in tasks {
+        t.await.expect("caller");
+    }
+    let total = CALLERS * PER_CALLER;
+    let secs = start.elapsed().as_secs_f64();
+    println!(
+        "outbox on PostgreSQL: {total} durable accepts by {CALLERS} callers in {secs:.2} s = {:.0} accepts/s",
+        total as f64 / secs
     );
 }
 
@@ -201,6 +292,7 @@ async fn main() {
     let rig = Rig::start();
     decisions(&rig, seconds).await;
     relay(&rig, seconds).await;
+    accepts(&rig).await;
     let mut times = Vec::with_capacity(runs);
     for run in 0..runs {
         let f = rig.failover(run, false).await;

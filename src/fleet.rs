@@ -68,7 +68,8 @@ use centinela_actors::supervisor::Supervisor;
 use centinela_fleet::{
     Fleet, FleetAdmission, FleetCampaigns, FleetDeliveries, FleetError, FleetMessages, FleetOtps,
     FleetSessions, FleetSettings, FleetStore, Lease, Leases, Member, MemberConfig, MemberHandle,
-    NodeAccounts, NodeId, NodeSpec, Owned, PgSharedAdmission, Release, Snapshots, TenantHost,
+    NodeAccounts, NodeId, NodeSpec, Owned, PgSharedAdmission, Release, SessionRows, Snapshots,
+    TenantHost,
 };
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -258,6 +259,14 @@ pub struct Imported {
     /// Tenants whose webhook target or auto-reply rules were brought.
     pub tenant_settings: usize,
     pub profiles: usize,
+    /// Rows of the sessions' messages, inbox, contacts and activity hours.
+    pub messages: usize,
+    pub incoming: usize,
+    pub contacts: usize,
+    pub activity_hours: usize,
+    pub campaigns: usize,
+    /// Webhook deliveries (pending or finished).
+    pub deliveries: usize,
     /// Tenants another node hosts now: their sessions were left alone.
     pub skipped: Vec<TenantId>,
 }
@@ -269,12 +278,14 @@ impl Joining {
     /// the fleet lacks; then, tenant by tenant, under a lease this node
     /// takes for the purpose, the session records, each tenant's webhook
     /// target and auto-reply rules, and each paired profile as a sealed
-    /// snapshot — and gives the lease back, so the first node to claim the
-    /// tenant restores the sessions without a QR. A tenant another node
-    /// hosts is skipped (the fleet has it already). Nothing already in the
-    /// fleet is replaced, so it runs again harmlessly. Messages, the inbox,
-    /// campaigns and codes stay in the store (the fleet does not keep them
-    /// yet).
+    /// snapshot, each session's messages (the queue with them: what was
+    /// still queued is sent by the tenant's next owner), inbox, contacts
+    /// and activity, the tenant's campaigns and webhook deliveries — and
+    /// gives the lease back, so the first node to claim the tenant
+    /// restores the sessions without a QR. A tenant another node hosts is
+    /// skipped (the fleet has it already). Nothing already in the fleet is
+    /// replaced, so it runs again harmlessly. Verification codes stay in
+    /// the store (short-lived: ask for a new one).
     pub async fn import(
         &self,
         config: &Config,
@@ -282,8 +293,8 @@ impl Joining {
         sealing: Arc<SecretBox>,
     ) -> Result<Imported, FleetStartError> {
         use centinela_actors::store::{
-            AccountError, AccountRepo, AutoReplyRepo, SessionRepo, StoreError, TenantSettingsRepo,
-            WebhookRepo,
+            AccountError, AccountRepo, AutoReplyRepo, CampaignRepo, InboxRepo, MessageRepo,
+            SessionRepo, StoreError, TenantSettingsRepo, WebhookRepo, INBOX_CAPACITY,
         };
         fn fresh(made: Result<(), AccountError>) -> Result<bool, FleetStartError> {
             match made {
@@ -375,6 +386,43 @@ impl Joining {
                         .map_err(store_failed)?;
                 }
                 done.tenant_settings += usize::from(brought);
+                for record in &mine {
+                    let mut messages = local
+                        .messages(&record.id, usize::MAX, None)
+                        .map_err(store_failed)?;
+                    messages.reverse();
+                    let rows = SessionRows {
+                        messages,
+                        inbox: local
+                            .incoming(&record.id, INBOX_CAPACITY as usize, None)
+                            .map_err(store_failed)?,
+                        contacts: local.contacts_of(&record.id).map_err(store_failed)?,
+                        activity: local.activity_hours(&record.id).map_err(store_failed)?,
+                    };
+                    let got = self
+                        .store
+                        .messages()
+                        .import(&tenant.id, &record.id, &rows)
+                        .await?;
+                    done.messages += got.messages;
+                    done.incoming += got.incoming;
+                    done.contacts += got.contacts;
+                    done.activity_hours += got.activity_hours;
+                }
+                for c in local.campaigns().map_err(store_failed)? {
+                    if c.tenant == tenant.id
+                        && self.store.campaign(&c.id).map_err(store_failed)?.is_none()
+                    {
+                        self.store.put_campaign(&c).map_err(store_failed)?;
+                        done.campaigns += 1;
+                    }
+                }
+                for d in local.deliveries(&tenant.id, None).map_err(store_failed)? {
+                    if self.store.delivery(&d.id).map_err(store_failed)?.is_none() {
+                        self.store.put_delivery(&d).map_err(store_failed)?;
+                        done.deliveries += 1;
+                    }
+                }
                 for record in mine
                     .iter()
                     .filter(|r| r.engine == EngineKind::Webjs && r.paired)

@@ -311,14 +311,20 @@ fn fleet_import(config: &Config) -> ExitCode {
     match rt.block_on(centinela::fleet::import(config)) {
         Ok(done) => {
             println!(
-                "imported into the fleet: {} tenants, {} users, {} API keys, {} settings, {} sessions, {} tenants' webhook or auto-replies, {} profiles",
+                "imported into the fleet: {} tenants, {} users, {} API keys, {} settings, {} sessions, {} tenants' webhook or auto-replies, {} profiles, {} messages, {} incoming messages, {} contacts, {} hours of activity, {} campaigns, {} webhook deliveries",
                 done.tenants,
                 done.users,
                 done.api_keys,
                 done.settings,
                 done.sessions,
                 done.tenant_settings,
-                done.profiles
+                done.profiles,
+                done.messages,
+                done.incoming,
+                done.contacts,
+                done.activity_hours,
+                done.campaigns,
+                done.deliveries
             );
             for tenant in &done.skipped {
                 println!("skipped tenant {tenant}: another node hosts it");

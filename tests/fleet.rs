@@ -979,6 +979,42 @@ async fn a_single_nodes_store_imported_into_the_fleet_serves_on_another_node_wit
         )
         .await;
     assert_eq!(r.status, 200, "{}", r.text);
+    // A message sent, its reply in the inbox, and one still queued (due
+    // in a few seconds) when the node stops.
+    let path = format!("/api/v1/sessions/{id}/messages");
+    let send = |body: Value| {
+        let (api, admin, path) = (single.api.clone(), admin.clone(), path.clone());
+        async move {
+            let r = api
+                .call("POST", &path, Cred::Token(&admin), Some(body))
+                .await;
+            assert_eq!(r.status, 202, "{}", r.text);
+            r.body["id"].as_str().expect("id").to_owned()
+        }
+    };
+    let sent = send(json!({"to": "5491100000009", "text": "su turno es el lunes"})).await;
+    ws.next(|v| {
+        v["type"] == "message_status" && v["message_id"] == sent.as_str() && v["status"] == "sent"
+    })
+    .await;
+    assert!(engine.emit(
+        &sid(&id),
+        centinela_actors::engine::EngineEvent::MessageIn {
+            id: "in-reply".into(),
+            from: "5491100000009".into(),
+            jid: "5491100000009@c.us".into(),
+            text: "gracias".into(),
+        }
+    ));
+    ws.next(|v| v["type"] == "message_in" && v["id"] == "in-reply")
+        .await;
+    let due = centinela_actors::clock::Clock::now(&centinela_actors::clock::SystemClock)
+        .plus(Duration::from_secs(3));
+    let queued = send(
+        json!({"to": "5491100000009", "text": "recuerde traer la orden",
+        "send_at": due.to_rfc3339()}),
+    )
+    .await;
     single.server.shutdown().await.expect("shutdown");
     let starts = engine.starts(&sid(&id));
 
@@ -995,6 +1031,11 @@ async fn a_single_nodes_store_imported_into_the_fleet_serves_on_another_node_wit
         "{done:?}"
     );
     assert_eq!((done.sessions, done.tenant_settings), (1, 1), "{done:?}");
+    assert_eq!(
+        (done.messages, done.incoming, done.contacts),
+        (2, 1, 1),
+        "{done:?}"
+    );
     assert!(done.skipped.is_empty());
     let again = centinela::fleet::import(&config)
         .await
@@ -1034,6 +1075,39 @@ async fn a_single_nodes_store_imported_into_the_fleet_serves_on_another_node_wit
         .call("GET", "/api/v1/tenants/clinic/auto-replies", None)
         .await;
     assert_eq!(r.body, rules, "{}", r.text);
+    // The message still queued on the single node is sent by the fleet,
+    // once; the history and the inbox came along.
+    b.ws.next(|v| {
+        v["type"] == "message_status"
+            && v["message_id"] == queued.as_str()
+            && v["status"] == "sent"
+            && v.get("node").is_none()
+    })
+    .await;
+    let times = engine
+        .sent()
+        .iter()
+        .filter(|(s, _, text)| s == &sid(&id) && text == "recuerde traer la orden")
+        .count();
+    assert_eq!(times, 1);
+    let r = b
+        .call(
+            "GET",
+            &format!("/api/v1/sessions/{id}/messages/{sent}"),
+            None,
+        )
+        .await;
+    assert_eq!(
+        (r.status, &r.body["status"]),
+        (200, &json!("sent")),
+        "{}",
+        r.text
+    );
+    let r = b
+        .call("GET", &format!("/api/v1/sessions/{id}/inbox"), None)
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(r.body["messages"][0]["text"], "gracias", "{}", r.text);
     assert_eq!(engine.overlaps(), Vec::<SessionId>::new());
     b.srv.server.shutdown().await.expect("shutdown");
 }

@@ -63,7 +63,7 @@ pub use lease::{Epoch, Fence, Lease, Leases};
 pub use member::{
     Claimed, Claimer, Member, MemberConfig, MemberHandle, MemberStatus, Release, TenantHost,
 };
-pub use messages::FleetMessages;
+pub use messages::{FleetMessages, RowsImported, SessionRows};
 pub use moves::{MoveAsked, MoveRefused};
 pub use node::{HeldTenant, NodeId, NodeRow, NodeSpec};
 pub use node_accounts::NodeAccounts;

@@ -34,9 +34,9 @@ use crate::{Fleet, FleetError, Lease};
 use centinela_actors::clock::Timestamp;
 use centinela_actors::ids::{SessionId, TenantId};
 use centinela_actors::store::{
-    activity_change, hour, ActivityRepo, ContactRepo, Counts, InboxRepo, Incoming, IncomingRecord,
-    MessageRecord, MessageRepo, MessageStatus, NewContacts, StoreError, ACTIVITY_KEPT,
-    INBOX_CAPACITY,
+    activity_change, hour, ActivityRepo, ContactRepo, Counts, FirstExchange, InboxRepo, Incoming,
+    IncomingRecord, MessageRecord, MessageRepo, MessageStatus, NewContacts, StoreError,
+    ACTIVITY_KEPT, INBOX_CAPACITY,
 };
 use sqlx::postgres::{PgConnection, PgPool};
 use sqlx::Row;
@@ -415,6 +415,120 @@ impl FleetMessages {
             deferred: get("deferred")?,
             received: get("received")?,
         })
+    }
+}
+
+/// What a single node kept of one session's messages, brought into the
+/// fleet by `centinela fleet import` ([`FleetMessages::import`]).
+#[derive(Debug, Clone, Default)]
+pub struct SessionRows {
+    /// Every message, oldest first (the queue's order for those still in
+    /// it: queued, deferred or sending).
+    pub messages: Vec<MessageRecord>,
+    pub inbox: Vec<IncomingRecord>,
+    /// Each peer with the first exchange.
+    pub contacts: Vec<(String, FirstExchange)>,
+    /// Each hour's counts (its start in ms).
+    pub activity: Vec<(i64, Counts)>,
+}
+
+/// How many rows of each [`FleetMessages::import`] wrote (rows the fleet
+/// had already are not counted).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RowsImported {
+    pub messages: usize,
+    pub incoming: usize,
+    pub contacts: usize,
+    pub activity_hours: usize,
+}
+
+impl FleetMessages {
+    /// Writes `rows` of `tenant`'s `session`, fenced on this node's lease, in
+    /// one transaction; a row the fleet has already (the same id, an
+    /// idempotency key taken, the same peer or hour) is left as it is, so
+    /// a second import writes nothing. A message left `sending` stays so:
+    /// the session's recovery on its next owner makes it `unknown`.
+    pub async fn import(
+        &self,
+        tenant: &TenantId,
+        session: &SessionId,
+        rows: &SessionRows,
+    ) -> Result<RowsImported, FleetError> {
+        let mut tx = self.pool.begin().await?;
+        self.fence(&mut tx, tenant).await?;
+        let mut done = RowsImported::default();
+        let n = |r: sqlx::postgres::PgQueryResult| usize::from(r.rows_affected() == 1);
+        let ours = |t: &TenantId, s: &SessionId| t == tenant && s == session;
+        for m in rows.messages.iter().filter(|m| ours(&m.tenant, &m.session)) {
+            let json = serde_json::to_string(m).map_err(|e| corrupt("messages", &e.to_string()))?;
+            done.messages += n(sqlx::query(
+                "INSERT INTO messages (id, tenant, session, queued, status, send_at_ms,
+                                       created_ms, updated_ms, idempotency_key, engine_id, record)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11::text::jsonb)
+                 ON CONFLICT DO NOTHING",
+            )
+            .bind(&m.id)
+            .bind(m.tenant.as_str())
+            .bind(m.session.as_str())
+            .bind(!m.status.leaves_queue())
+            .bind(status_name(m.status)?)
+            .bind(m.send_at.map(Timestamp::as_millis))
+            .bind(m.created_at.as_millis())
+            .bind(m.updated_at.as_millis())
+            .bind(m.idempotency_key.as_deref())
+            .bind(m.engine_id.as_deref())
+            .bind(json)
+            .execute(&mut *tx)
+            .await?);
+        }
+        for m in rows.inbox.iter().filter(|m| ours(&m.tenant, &m.session)) {
+            let json = serde_json::to_string(m).map_err(|e| corrupt("inbox", &e.to_string()))?;
+            done.incoming += n(sqlx::query(
+                "INSERT INTO inbox (session, seq, id, tenant, record)
+                 VALUES ($1, $2, $3, $4, $5::text::jsonb) ON CONFLICT DO NOTHING",
+            )
+            .bind(m.session.as_str())
+            .bind(i64::try_from(m.seq).unwrap_or(i64::MAX))
+            .bind(&m.id)
+            .bind(m.tenant.as_str())
+            .bind(json)
+            .execute(&mut *tx)
+            .await?);
+        }
+        for (peer, first) in &rows.contacts {
+            done.contacts += n(sqlx::query(
+                "INSERT INTO contacts (session, peer, tenant, at_ms, outgoing, replied_ms)
+                 VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT DO NOTHING",
+            )
+            .bind(session.as_str())
+            .bind(peer)
+            .bind(tenant.as_str())
+            .bind(first.at.as_millis())
+            .bind(first.outgoing)
+            .bind(first.replied_at.map(Timestamp::as_millis))
+            .execute(&mut *tx)
+            .await?);
+        }
+        let count = |v: u64| i64::try_from(v).unwrap_or(i64::MAX);
+        for (hour_ms, c) in &rows.activity {
+            done.activity_hours += n(sqlx::query(
+                "INSERT INTO activity (session, hour_ms, tenant, sent, failed, not_on_whatsapp,
+                                       deferred, received)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT DO NOTHING",
+            )
+            .bind(session.as_str())
+            .bind(hour_ms)
+            .bind(tenant.as_str())
+            .bind(count(c.sent))
+            .bind(count(c.failed))
+            .bind(count(c.not_on_whatsapp))
+            .bind(count(c.deferred))
+            .bind(count(c.received))
+            .execute(&mut *tx)
+            .await?);
+        }
+        tx.commit().await?;
+        Ok(done)
     }
 }
 

@@ -122,6 +122,22 @@ impl ActivityRepo for Store {
     }
 }
 
+impl Store {
+    /// Every hour `session` has counts of (its start in ms), oldest first
+    /// (for `centinela fleet import`).
+    pub fn activity_hours(&self, session: &SessionId) -> Result<Vec<(i64, Counts)>, StoreError> {
+        let txn = self.db().begin_read()?;
+        let table = txn.open_table(ACTIVITY)?;
+        let s = session.as_str();
+        let mut out = Vec::new();
+        for row in table.range((s, i64::MIN)..=(s, i64::MAX))? {
+            let (k, v) = row?;
+            out.push((k.value().1, decode(v.value())?));
+        }
+        Ok(out)
+    }
+}
+
 /// Removes, within `txn`, every hour of each of `sessions`; returns how many.
 pub(super) fn purge(
     txn: &WriteTransaction,

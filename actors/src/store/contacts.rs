@@ -202,6 +202,29 @@ impl ContactRepo for Store {
     }
 }
 
+impl Store {
+    /// Every peer `session` has exchanged a message with, with the first
+    /// exchange (for `centinela fleet import`).
+    pub fn contacts_of(
+        &self,
+        session: &SessionId,
+    ) -> Result<Vec<(String, FirstExchange)>, StoreError> {
+        let txn = self.db().begin_read()?;
+        let table = txn.open_table(CONTACTS)?;
+        let s = session.as_str();
+        let mut out = Vec::new();
+        for row in table.range((s, "")..)? {
+            let (k, v) = row?;
+            let (session, peer) = k.value();
+            if session != s {
+                break;
+            }
+            out.push((peer.to_owned(), decode(v.value())?));
+        }
+        Ok(out)
+    }
+}
+
 /// Removes, within `txn`, every contact of each of `sessions` (a tenant's,
 /// gathered by the purge); returns how many.
 pub(super) fn purge(
