@@ -91,30 +91,57 @@ impl FleetMessages {
         for tenant in tenants {
             self.fence(&mut tx, tenant).await?;
         }
-        let mut owners: HashMap<&SessionId, Option<String>> = HashMap::new();
-        let mut out = Vec::with_capacity(batch.len());
-        for m in batch {
-            if !owners.contains_key(&m.session) {
-                let owner: Option<String> =
-                    sqlx::query_scalar("SELECT tenant FROM sessions WHERE id = $1")
-                        .bind(m.session.as_str())
-                        .fetch_optional(&mut *tx)
-                        .await?;
-                owners.insert(&m.session, owner);
+        // Three reads and one insert for the whole batch: the sessions'
+        // tenants, the keys already taken, then every new message at once
+        // (in the batch's order: the queue's).
+        let sessions: Vec<&str> = batch.iter().map(|m| m.session.as_str()).collect();
+        let owners: HashMap<String, String> = sqlx::query_as::<_, (String, String)>(
+            "SELECT id, tenant FROM sessions WHERE id = ANY($1)",
+        )
+        .bind(&sessions)
+        .fetch_all(&mut *tx)
+        .await?
+        .into_iter()
+        .collect();
+        let (key_tenants, keys): (Vec<&str>, Vec<&str>) = batch
+            .iter()
+            .filter_map(|m| Some((m.tenant.as_str(), m.idempotency_key.as_deref()?)))
+            .unzip();
+        let mut taken: HashMap<(String, String), MessageRecord> = HashMap::new();
+        if !keys.is_empty() {
+            let rows: Vec<(String, String, String)> = sqlx::query_as(
+                "SELECT m.tenant, m.idempotency_key, m.record::text
+                 FROM messages m JOIN UNNEST($1::text[], $2::text[]) AS k(tenant, key)
+                   ON m.tenant = k.tenant AND m.idempotency_key = k.key",
+            )
+            .bind(&key_tenants)
+            .bind(&keys)
+            .fetch_all(&mut *tx)
+            .await?;
+            for (tenant, key, record) in rows {
+                taken.insert((tenant, key), decode(&record)?);
             }
-            if owners[&m.session].as_deref() != Some(m.tenant.as_str()) {
+        }
+        let mut out = Vec::with_capacity(batch.len());
+        let mut new: Vec<&MessageRecord> = Vec::new();
+        for m in batch {
+            if owners.get(m.session.as_str()).map(String::as_str) != Some(m.tenant.as_str()) {
                 out.push(None);
                 continue;
             }
             if let Some(key) = &m.idempotency_key {
-                if let Some(found) = by_key(&mut tx, &m.tenant, key).await? {
-                    out.push(Some(found));
+                let k = (m.tenant.as_str().to_owned(), key.clone());
+                if let Some(found) = taken.get(&k) {
+                    out.push(Some(found.clone()));
                     continue;
                 }
+                // A key twice in one batch: the first is the message.
+                taken.insert(k, m.clone());
             }
-            write(&mut tx, m, true).await?;
+            new.push(m);
             out.push(Some(m.clone()));
         }
+        insert_queued(&mut tx, &new).await?;
         tx.commit().await?;
         Ok(out)
     }
@@ -129,7 +156,7 @@ impl FleetMessages {
                 .await?;
         let was = was.as_deref().map(parse_status).transpose()?;
         let kept = m.scrubbed();
-        write(&mut tx, kept.as_ref().unwrap_or(m), false).await?;
+        write(&mut tx, kept.as_ref().unwrap_or(m)).await?;
         if m.status == MessageStatus::Sent {
             note(&mut tx, &m.tenant, &m.session, &m.to, m.updated_at, true).await?;
         }
@@ -532,27 +559,22 @@ impl FleetMessages {
     }
 }
 
-/// Inserts or replaces `m`. A new row joins the send queue only when it is
-/// accepted (`accepting`); a replaced one leaves it when its status does.
-async fn write(
-    tx: &mut PgConnection,
-    m: &MessageRecord,
-    accepting: bool,
-) -> Result<(), FleetError> {
+/// Replaces `m` (a status change): it leaves the send queue when its
+/// status does. A message never accepted is written out of the queue.
+async fn write(tx: &mut PgConnection, m: &MessageRecord) -> Result<(), FleetError> {
     let json = serde_json::to_string(m).map_err(|e| corrupt("messages", &e.to_string()))?;
     sqlx::query(
         "INSERT INTO messages (id, tenant, session, queued, status, send_at_ms, created_ms,
                                updated_ms, idempotency_key, engine_id, record)
-         VALUES ($1, $2, $3, $4 AND NOT $5, $6, $7, $8, $9, $10, $11, $12::text::jsonb)
+         VALUES ($1, $2, $3, false, $5, $6, $7, $8, $9, $10, $11::text::jsonb)
          ON CONFLICT (id) DO UPDATE SET
-             queued = messages.queued AND NOT $5, status = EXCLUDED.status,
+             queued = messages.queued AND NOT $4, status = EXCLUDED.status,
              send_at_ms = EXCLUDED.send_at_ms, updated_ms = EXCLUDED.updated_ms,
              engine_id = EXCLUDED.engine_id, record = EXCLUDED.record",
     )
     .bind(&m.id)
     .bind(m.tenant.as_str())
     .bind(m.session.as_str())
-    .bind(accepting)
     .bind(m.status.leaves_queue())
     .bind(status_name(m.status)?)
     .bind(m.send_at.map(Timestamp::as_millis))
@@ -561,6 +583,70 @@ async fn write(
     .bind(m.idempotency_key.as_deref())
     .bind(m.engine_id.as_deref())
     .bind(json)
+    .execute(&mut *tx)
+    .await?;
+    Ok(())
+}
+
+/// A batch of messages as columns, for one `UNNEST`.
+#[derive(Default)]
+struct Columns<'a> {
+    id: Vec<&'a str>,
+    tenant: Vec<&'a str>,
+    session: Vec<&'a str>,
+    queued: Vec<bool>,
+    status: Vec<String>,
+    send_at: Vec<Option<i64>>,
+    created: Vec<i64>,
+    updated: Vec<i64>,
+    key: Vec<Option<&'a str>>,
+    engine_id: Vec<Option<&'a str>>,
+    record: Vec<String>,
+}
+
+/// Inserts newly accepted messages in one statement, in `batch`'s order
+/// (their places in the queue follow it).
+async fn insert_queued(tx: &mut PgConnection, batch: &[&MessageRecord]) -> Result<(), FleetError> {
+    if batch.is_empty() {
+        return Ok(());
+    }
+    let mut c = Columns::default();
+    for m in batch {
+        c.id.push(&m.id);
+        c.tenant.push(m.tenant.as_str());
+        c.session.push(m.session.as_str());
+        c.queued.push(!m.status.leaves_queue());
+        c.status.push(status_name(m.status)?);
+        c.send_at.push(m.send_at.map(Timestamp::as_millis));
+        c.created.push(m.created_at.as_millis());
+        c.updated.push(m.updated_at.as_millis());
+        c.key.push(m.idempotency_key.as_deref());
+        c.engine_id.push(m.engine_id.as_deref());
+        c.record
+            .push(serde_json::to_string(m).map_err(|e| corrupt("messages", &e.to_string()))?);
+    }
+    sqlx::query(
+        "INSERT INTO messages (id, tenant, session, queued, status, send_at_ms, created_ms,
+                               updated_ms, idempotency_key, engine_id, record)
+         SELECT id, tenant, session, queued, status, send_at_ms, created_ms, updated_ms,
+                idempotency_key, engine_id, record::jsonb
+         FROM UNNEST($1::text[], $2::text[], $3::text[], $4::bool[], $5::text[], $6::int8[],
+                     $7::int8[], $8::int8[], $9::text[], $10::text[], $11::text[])
+              WITH ORDINALITY AS m(id, tenant, session, queued, status, send_at_ms, created_ms,
+                                   updated_ms, idempotency_key, engine_id, record, n)
+         ORDER BY n",
+    )
+    .bind(c.id)
+    .bind(c.tenant)
+    .bind(c.session)
+    .bind(c.queued)
+    .bind(c.status)
+    .bind(c.send_at)
+    .bind(c.created)
+    .bind(c.updated)
+    .bind(c.key)
+    .bind(c.engine_id)
+    .bind(c.record)
     .execute(&mut *tx)
     .await?;
     Ok(())

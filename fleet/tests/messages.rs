@@ -327,10 +327,22 @@ async fn the_stores_rules_hold_on_the_fleet() {
             .is_empty(),
         "another session's cursor: nothing after it"
     );
+    // One key twice in a batch: the first is the message, answered twice.
+    let (first, second) = (
+        queued("clinic", "777000", T0).with_key(Some("twice".into())),
+        queued("clinic", "777001", T0).with_key(Some("twice".into())),
+    );
+    let answers = a.messages.accept(&[first.clone(), second]).expect("accept");
+    assert_eq!(answers, vec![Some(first.clone()), Some(first)]);
     // A session that is not the tenant's stores nothing.
     let mut stray = queued("clinic", "123123", T0);
     stray.session = session("shop-desk");
     assert_eq!(a.messages.accept(&[stray]).expect("accept"), vec![None]);
+    assert_eq!(
+        a.messages.messages(&desk, 100, None).expect("list").len(),
+        6,
+        "five, and one of the two with a key"
+    );
     // Engine ids per session.
     let mut m = a.messages.message(&ids[0]).expect("read").expect("there");
     m.status = MessageStatus::Sent;
