@@ -16,6 +16,7 @@
 //! [`crate::blocking`] (`block_in_place` on the multi-threaded runtime).
 
 use crate::blocking::block_on;
+use crate::fencing::Fencing;
 use crate::lease::Leases;
 use crate::owned::Owned;
 use crate::{Fleet, FleetError};
@@ -23,45 +24,29 @@ use centinela_actors::store::{CampaignRecord, CampaignRepo, StoreError};
 use sqlx::postgres::PgPool;
 
 /// The fleet's campaign records, written fenced by this node's leases.
-#[derive(Clone)]
+#[derive(Clone, Debug)]
 pub struct FleetCampaigns {
     pool: PgPool,
-    leases: Leases,
-    owned: Owned,
-}
-
-impl std::fmt::Debug for FleetCampaigns {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("FleetCampaigns")
-            .field("node", self.leases.node())
-            .finish_non_exhaustive()
-    }
+    fencing: Fencing,
 }
 
 impl FleetCampaigns {
     pub fn new(fleet: &Fleet, leases: Leases, owned: Owned) -> Self {
+        let fencing = Fencing::new(fleet, leases, owned);
         Self {
-            pool: fleet.pool().clone(),
-            leases,
-            owned,
+            pool: fencing.pool.clone(),
+            fencing,
         }
     }
 
     async fn put(&self, c: &CampaignRecord) -> Result<(), FleetError> {
-        let lease = self
-            .owned
-            .get(&c.tenant)
-            .ok_or_else(|| FleetError::Fenced {
-                tenant: c.tenant.clone(),
-                epoch: crate::Epoch(-1),
-            })?;
         let json = serde_json::to_string(c).map_err(|e| corrupt(&e.to_string()))?;
         let status = match serde_json::to_value(c.status) {
             Ok(serde_json::Value::String(s)) => s,
             other => return Err(corrupt(&format!("status {other:?}"))),
         };
         let mut tx = self.pool.begin().await?;
-        self.leases.fence(&mut tx, &lease).await?;
+        let lease = self.fencing.fence(&mut tx, &c.tenant).await?;
         sqlx::query(
             "INSERT INTO campaigns (id, tenant, status, record, epoch)
              VALUES ($1, $2, $3, $4::text::jsonb, $5)
@@ -98,12 +83,7 @@ impl FleetCampaigns {
     }
 
     async fn running(&self) -> Result<Vec<CampaignRecord>, FleetError> {
-        let held: Vec<String> = self
-            .owned
-            .leases()
-            .into_iter()
-            .map(|l| l.tenant.as_str().to_owned())
-            .collect();
+        let held = self.fencing.held_tenants();
         let rows: Vec<String> = sqlx::query_scalar(
             "SELECT record::text FROM campaigns
              WHERE status = 'running' AND tenant = ANY($1) ORDER BY id COLLATE \"C\"",

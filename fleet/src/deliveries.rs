@@ -20,9 +20,10 @@
 //! [`crate::blocking`] (`block_in_place` on the multi-threaded runtime).
 
 use crate::blocking::block_on;
+use crate::fencing::Fencing;
 use crate::lease::Leases;
 use crate::owned::Owned;
-use crate::{Fleet, FleetError, Lease};
+use crate::{Fleet, FleetError};
 use centinela_actors::clock::Timestamp;
 use centinela_actors::ids::{SessionId, TenantId};
 use centinela_actors::store::{
@@ -32,54 +33,36 @@ use sqlx::postgres::{PgConnection, PgPool};
 
 /// The fleet's webhook deliveries, written fenced by this node's leases;
 /// the targets are the node's mirror of the tenants' settings.
-#[derive(Clone)]
+#[derive(Clone, Debug)]
 pub struct FleetDeliveries {
     pool: PgPool,
-    leases: Leases,
-    owned: Owned,
+    fencing: Fencing,
     local: Store,
-}
-
-impl std::fmt::Debug for FleetDeliveries {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("FleetDeliveries")
-            .field("node", self.leases.node())
-            .finish_non_exhaustive()
-    }
 }
 
 impl FleetDeliveries {
     pub fn new(fleet: &Fleet, leases: Leases, owned: Owned, local: Store) -> Self {
+        let fencing = Fencing::new(fleet, leases, owned);
         Self {
-            pool: fleet.pool().clone(),
-            leases,
-            owned,
+            pool: fencing.pool.clone(),
+            fencing,
             local,
         }
-    }
-
-    fn held(&self, tenant: &TenantId) -> Result<Lease, FleetError> {
-        self.owned.get(tenant).ok_or_else(|| FleetError::Fenced {
-            tenant: tenant.clone(),
-            epoch: crate::Epoch(-1),
-        })
     }
 
     /// Writes `d`; with `only_stored`, only over a row still there. Answers
     /// whether it wrote.
     async fn write(&self, d: &Delivery, only_stored: bool) -> Result<bool, FleetError> {
-        let lease = self.held(&d.tenant)?;
         let mut tx = self.pool.begin().await?;
-        self.leases.fence(&mut tx, &lease).await?;
+        self.fencing.fence(&mut tx, &d.tenant).await?;
         let done = store(&mut tx, d, only_stored).await?;
         tx.commit().await?;
         Ok(done)
     }
 
     async fn queue(&self, d: &Delivery, session: &SessionId) -> Result<bool, FleetError> {
-        let lease = self.held(&d.tenant)?;
         let mut tx = self.pool.begin().await?;
-        self.leases.fence(&mut tx, &lease).await?;
+        self.fencing.fence(&mut tx, &d.tenant).await?;
         let ok: Option<i32> = sqlx::query_scalar(
             "SELECT 1 FROM sessions s JOIN tenant_settings t
                  ON t.tenant = s.tenant AND t.kind = 'webhook'
@@ -125,7 +108,7 @@ impl FleetDeliveries {
     }
 
     async fn pending(&self) -> Result<Vec<Delivery>, FleetError> {
-        let held = self.held_tenants();
+        let held = self.fencing.held_tenants();
         if held.is_empty() {
             return Ok(Vec::new());
         }
@@ -141,7 +124,7 @@ impl FleetDeliveries {
     }
 
     async fn prune(&self, cutoff: Timestamp) -> Result<usize, FleetError> {
-        let held = self.held_tenants();
+        let held = self.fencing.held_tenants();
         if held.is_empty() {
             return Ok(0);
         }
@@ -154,14 +137,6 @@ impl FleetDeliveries {
         .execute(&self.pool)
         .await?;
         Ok(usize::try_from(done.rows_affected()).unwrap_or(usize::MAX))
-    }
-
-    fn held_tenants(&self) -> Vec<String> {
-        self.owned
-            .leases()
-            .into_iter()
-            .map(|l| l.tenant.as_str().to_owned())
-            .collect()
     }
 }
 

@@ -38,6 +38,7 @@ pub mod credentials;
 pub mod deliveries;
 mod error;
 pub mod events;
+mod fencing;
 pub mod lease;
 mod listen;
 pub mod member;

@@ -28,9 +28,10 @@
 
 use crate::admission::lock;
 use crate::blocking::block_on;
+use crate::fencing::Fencing;
 use crate::lease::Leases;
 use crate::owned::Owned;
-use crate::{Fleet, FleetError, Lease};
+use crate::{Fleet, FleetError};
 use centinela_actors::clock::Timestamp;
 use centinela_actors::ids::{SessionId, TenantId};
 use centinela_actors::store::{
@@ -43,41 +44,24 @@ use sqlx::Row;
 use std::collections::HashMap;
 
 /// The fleet's messages, written fenced by this node's leases.
-#[derive(Clone)]
+#[derive(Clone, Debug)]
 pub struct FleetMessages {
     pool: PgPool,
-    leases: Leases,
-    owned: Owned,
-}
-
-impl std::fmt::Debug for FleetMessages {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("FleetMessages")
-            .field("node", self.leases.node())
-            .finish_non_exhaustive()
-    }
+    fencing: Fencing,
 }
 
 impl FleetMessages {
     pub fn new(fleet: &Fleet, leases: Leases, owned: Owned) -> Self {
+        let fencing = Fencing::new(fleet, leases, owned);
         Self {
-            pool: fleet.pool().clone(),
-            leases,
-            owned,
+            pool: fencing.pool.clone(),
+            fencing,
         }
-    }
-
-    fn held(&self, tenant: &TenantId) -> Result<Lease, FleetError> {
-        self.owned.get(tenant).ok_or_else(|| FleetError::Fenced {
-            tenant: tenant.clone(),
-            epoch: crate::Epoch(-1),
-        })
     }
 
     /// Fences `tx` on this node's lease of `tenant`.
     async fn fence(&self, tx: &mut PgConnection, tenant: &TenantId) -> Result<(), FleetError> {
-        let lease = self.held(tenant)?;
-        self.leases.fence(tx, &lease).await
+        self.fencing.fence(tx, tenant).await.map(|_| ())
     }
 
     async fn accept(
@@ -141,7 +125,7 @@ impl FleetMessages {
             new.push(m);
             out.push(Some(m.clone()));
         }
-        insert_queued(&mut tx, &new).await?;
+        insert_rows(&mut tx, &new, Conflict::Refuse).await?;
         tx.commit().await?;
         Ok(out)
     }
@@ -263,12 +247,7 @@ impl FleetMessages {
     }
 
     async fn prune_finished(&self, cutoff: Timestamp, max: usize) -> Result<usize, FleetError> {
-        let held: Vec<String> = self
-            .owned
-            .leases()
-            .into_iter()
-            .map(|l| l.tenant.as_str().to_owned())
-            .collect();
+        let held = self.fencing.held_tenants();
         if held.is_empty() || max == 0 {
             return Ok(0);
         }
@@ -486,28 +465,12 @@ impl FleetMessages {
         let mut done = RowsImported::default();
         let n = |r: sqlx::postgres::PgQueryResult| usize::from(r.rows_affected() == 1);
         let ours = |t: &TenantId, s: &SessionId| t == tenant && s == session;
-        for m in rows.messages.iter().filter(|m| ours(&m.tenant, &m.session)) {
-            let json = serde_json::to_string(m).map_err(|e| corrupt("messages", &e.to_string()))?;
-            done.messages += n(sqlx::query(
-                "INSERT INTO messages (id, tenant, session, queued, status, send_at_ms,
-                                       created_ms, updated_ms, idempotency_key, engine_id, record)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11::text::jsonb)
-                 ON CONFLICT DO NOTHING",
-            )
-            .bind(&m.id)
-            .bind(m.tenant.as_str())
-            .bind(m.session.as_str())
-            .bind(!m.status.leaves_queue())
-            .bind(status_name(m.status)?)
-            .bind(m.send_at.map(Timestamp::as_millis))
-            .bind(m.created_at.as_millis())
-            .bind(m.updated_at.as_millis())
-            .bind(m.idempotency_key.as_deref())
-            .bind(m.engine_id.as_deref())
-            .bind(json)
-            .execute(&mut *tx)
-            .await?);
-        }
+        let messages: Vec<&MessageRecord> = rows
+            .messages
+            .iter()
+            .filter(|m| ours(&m.tenant, &m.session))
+            .collect();
+        done.messages = insert_rows(&mut tx, &messages, Conflict::Skip).await?;
         for m in rows.inbox.iter().filter(|m| ours(&m.tenant, &m.session)) {
             let json = serde_json::to_string(m).map_err(|e| corrupt("inbox", &e.to_string()))?;
             done.incoming += n(sqlx::query(
@@ -604,11 +567,26 @@ struct Columns<'a> {
     record: Vec<String>,
 }
 
-/// Inserts newly accepted messages in one statement, in `batch`'s order
-/// (their places in the queue follow it).
-async fn insert_queued(tx: &mut PgConnection, batch: &[&MessageRecord]) -> Result<(), FleetError> {
+/// What [`insert_rows`] does with a row the fleet has already (its id or
+/// its idempotency key).
+#[derive(Clone, Copy)]
+enum Conflict {
+    /// Fails the statement: a newly accepted message is new.
+    Refuse,
+    /// Leaves the row as it is (an import run again).
+    Skip,
+}
+
+/// Inserts messages in one statement, in `batch`'s order (their places in
+/// the queue follow it), each in the queue while its status is; answers
+/// how many rows were written.
+async fn insert_rows(
+    tx: &mut PgConnection,
+    batch: &[&MessageRecord],
+    conflict: Conflict,
+) -> Result<usize, FleetError> {
     if batch.is_empty() {
-        return Ok(());
+        return Ok(0);
     }
     let mut c = Columns::default();
     for m in batch {
@@ -625,31 +603,48 @@ async fn insert_queued(tx: &mut PgConnection, batch: &[&MessageRecord]) -> Resul
         c.record
             .push(serde_json::to_string(m).map_err(|e| corrupt("messages", &e.to_string()))?);
     }
-    sqlx::query(
-        "INSERT INTO messages (id, tenant, session, queued, status, send_at_ms, created_ms,
-                               updated_ms, idempotency_key, engine_id, record)
-         SELECT id, tenant, session, queued, status, send_at_ms, created_ms, updated_ms,
-                idempotency_key, engine_id, record::jsonb
-         FROM UNNEST($1::text[], $2::text[], $3::text[], $4::bool[], $5::text[], $6::int8[],
-                     $7::int8[], $8::int8[], $9::text[], $10::text[], $11::text[])
-              WITH ORDINALITY AS m(id, tenant, session, queued, status, send_at_ms, created_ms,
-                                   updated_ms, idempotency_key, engine_id, record, n)
-         ORDER BY n",
-    )
-    .bind(c.id)
-    .bind(c.tenant)
-    .bind(c.session)
-    .bind(c.queued)
-    .bind(c.status)
-    .bind(c.send_at)
-    .bind(c.created)
-    .bind(c.updated)
-    .bind(c.key)
-    .bind(c.engine_id)
-    .bind(c.record)
-    .execute(&mut *tx)
-    .await?;
-    Ok(())
+    let query = match conflict {
+        Conflict::Refuse => sqlx::query(
+            "INSERT INTO messages (id, tenant, session, queued, status, send_at_ms, created_ms,
+                                   updated_ms, idempotency_key, engine_id, record)
+             SELECT id, tenant, session, queued, status, send_at_ms, created_ms, updated_ms,
+                    idempotency_key, engine_id, record::jsonb
+             FROM UNNEST($1::text[], $2::text[], $3::text[], $4::bool[], $5::text[], $6::int8[],
+                         $7::int8[], $8::int8[], $9::text[], $10::text[], $11::text[])
+                  WITH ORDINALITY AS m(id, tenant, session, queued, status, send_at_ms,
+                                       created_ms, updated_ms, idempotency_key, engine_id,
+                                       record, n)
+             ORDER BY n",
+        ),
+        Conflict::Skip => sqlx::query(
+            "INSERT INTO messages (id, tenant, session, queued, status, send_at_ms, created_ms,
+                                   updated_ms, idempotency_key, engine_id, record)
+             SELECT id, tenant, session, queued, status, send_at_ms, created_ms, updated_ms,
+                    idempotency_key, engine_id, record::jsonb
+             FROM UNNEST($1::text[], $2::text[], $3::text[], $4::bool[], $5::text[], $6::int8[],
+                         $7::int8[], $8::int8[], $9::text[], $10::text[], $11::text[])
+                  WITH ORDINALITY AS m(id, tenant, session, queued, status, send_at_ms,
+                                       created_ms, updated_ms, idempotency_key, engine_id,
+                                       record, n)
+             ORDER BY n
+             ON CONFLICT DO NOTHING",
+        ),
+    };
+    let done = query
+        .bind(c.id)
+        .bind(c.tenant)
+        .bind(c.session)
+        .bind(c.queued)
+        .bind(c.status)
+        .bind(c.send_at)
+        .bind(c.created)
+        .bind(c.updated)
+        .bind(c.key)
+        .bind(c.engine_id)
+        .bind(c.record)
+        .execute(&mut *tx)
+        .await?;
+    Ok(usize::try_from(done.rows_affected()).unwrap_or(usize::MAX))
 }
 
 async fn by_key(
