@@ -336,6 +336,7 @@ impl Joining {
             known: Arc::default(),
         };
         let sessions = local.list_sessions().map_err(store_failed)?;
+        let campaigns = local.campaigns().map_err(store_failed)?;
         for tenant in &tenants {
             let mine: Vec<&SessionRecord> =
                 sessions.iter().filter(|r| r.tenant == tenant.id).collect();
@@ -409,11 +410,9 @@ impl Joining {
                     done.contacts += got.contacts;
                     done.activity_hours += got.activity_hours;
                 }
-                for c in local.campaigns().map_err(store_failed)? {
-                    if c.tenant == tenant.id
-                        && self.store.campaign(&c.id).map_err(store_failed)?.is_none()
-                    {
-                        self.store.put_campaign(&c).map_err(store_failed)?;
+                for c in campaigns.iter().filter(|c| c.tenant == tenant.id) {
+                    if self.store.campaign(&c.id).map_err(store_failed)?.is_none() {
+                        self.store.put_campaign(c).map_err(store_failed)?;
                         done.campaigns += 1;
                     }
                 }

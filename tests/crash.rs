@@ -143,27 +143,9 @@ async fn a_kill_9_mid_send_neither_loses_nor_repeats_a_message() {
     let all = all_messages(&api, &token, &session).await;
     assert_eq!(all.len(), TOTAL, "none lost");
 
-    let devices = sim_api.call("GET", "/sim/devices", Cred::None, None).await;
-    let device = devices
-        .body
-        .as_array()
-        .expect("devices")
-        .iter()
-        .find(|d| d["phone"] == "5491122334455")
-        .expect("the paired device")["id"]
-        .as_str()
-        .expect("id")
-        .to_owned();
-    let on_phone = sim_api
-        .call(
-            "GET",
-            &format!("/sim/devices/{device}/sent"),
-            Cred::None,
-            None,
-        )
-        .await;
+    let on_phone = sim_api.sim_sent("5491122334455").await;
     let mut times: HashMap<String, usize> = HashMap::new();
-    for m in on_phone.body.as_array().expect("sent") {
+    for m in &on_phone {
         *times
             .entry(m["text"].as_str().expect("text").to_owned())
             .or_default() += 1;

@@ -125,6 +125,34 @@ fn sid(id: &str) -> SessionId {
     SessionId::new(id).expect("session id")
 }
 
+/// Nodes `node-a` and `node-b` (both configured by `tweak`) and the tenant
+/// `clinic` with a session paired and READY on node-a: its id.
+async fn clinic_ready_on_a(
+    pg: &PgCluster,
+    engine: &ScriptedEngine,
+    tweak: impl Fn(&mut centinela::config::Config),
+) -> (Node, Node, String) {
+    let mut a = node(pg, "node-a", engine, &tweak).await;
+    let b = node(pg, "node-b", engine, &tweak).await;
+    a.tenant("clinic").await;
+    let id = a.paired_session("clinic").await;
+    a.ws.until_state(&id, "READY").await;
+    (a, b, id)
+}
+
+/// WhatsApp hands session `id` a text from `from` (`msg` its id).
+fn message_in(engine: &ScriptedEngine, id: &str, msg: &str, from: &str, text: &str) {
+    assert!(engine.emit(
+        &sid(id),
+        centinela_actors::engine::EngineEvent::MessageIn {
+            id: msg.into(),
+            from: from.into(),
+            jid: format!("{from}@c.us"),
+            text: text.into(),
+        }
+    ));
+}
+
 /// Who owns `tenant` now (a live lease) and at which epoch: the
 /// database's view.
 async fn owner(pg: &PgCluster, tenant: &str) -> Option<(String, i64)> {
@@ -676,11 +704,7 @@ async fn a_tenants_webhook_and_auto_replies_follow_it_to_its_next_owner() {
         c.webhooks.allow_private =
             centinela_actors::cidr::CidrSet::parse(["127.0.0.0/8"]).expect("a CIDR");
     };
-    let mut a = node(&pg, "node-a", &engine, local).await;
-    let mut b = node(&pg, "node-b", &engine, local).await;
-    a.tenant("clinic").await;
-    let id = a.paired_session("clinic").await;
-    a.ws.until_state(&id, "READY").await;
+    let (a, mut b, id) = clinic_ready_on_a(&pg, &engine, local).await;
     let mut hook = common::hook::receiver().await;
     const SECRET: &str = "a-webhook-secret-of-some-length";
 
@@ -735,15 +759,7 @@ async fn a_tenants_webhook_and_auto_replies_follow_it_to_its_next_owner() {
 
     // A message for the tenant reaches node-b: it is delivered to the
     // webhook, signed with the tenant's secret, and answered by the rule.
-    assert!(engine.emit(
-        &sid(&id),
-        centinela_actors::engine::EngineEvent::MessageIn {
-            id: "in1".into(),
-            from: "5491100000000".into(),
-            jid: "5491100000000@c.us".into(),
-            text: "cual es el horario?".into(),
-        }
-    ));
+    message_in(&engine, &id, "in1", "5491100000000", "cual es el horario?");
     let (_, body) = hook.next(SECRET).await;
     assert_eq!(body["text"], "cual es el horario?", "{body}");
     let reply = b
@@ -997,15 +1013,7 @@ async fn a_single_nodes_store_imported_into_the_fleet_serves_on_another_node_wit
         v["type"] == "message_status" && v["message_id"] == sent.as_str() && v["status"] == "sent"
     })
     .await;
-    assert!(engine.emit(
-        &sid(&id),
-        centinela_actors::engine::EngineEvent::MessageIn {
-            id: "in-reply".into(),
-            from: "5491100000009".into(),
-            jid: "5491100000009@c.us".into(),
-            text: "gracias".into(),
-        }
-    ));
+    message_in(&engine, &id, "in-reply", "5491100000009", "gracias");
     ws.next(|v| v["type"] == "message_in" && v["id"] == "in-reply")
         .await;
     let due = centinela_actors::clock::Clock::now(&centinela_actors::clock::SystemClock)
@@ -1311,11 +1319,7 @@ async fn a_running_campaign_follows_its_tenant_and_sends_each_recipient_once() {
         c.messaging.new_contacts_per_day = 100;
         c.messaging.warmup_days = 0;
     };
-    let mut a = node(&pg, "node-a", &engine, quick).await;
-    let mut b = node(&pg, "node-b", &engine, quick).await;
-    a.tenant("clinic").await;
-    let id = a.paired_session("clinic").await;
-    a.ws.until_state(&id, "READY").await;
+    let (mut a, mut b, id) = clinic_ready_on_a(&pg, &engine, quick).await;
     const TOTAL: usize = 8;
     let recipients: Vec<Value> = (0..TOTAL)
         .map(|i| json!({"to": format!("54911000000{i:02}"), "vars": {"n": i.to_string()}}))
@@ -1418,11 +1422,7 @@ async fn a_webhook_delivery_a_drained_node_left_pending_is_made_by_the_next_owne
         c.webhooks.backoff_max = Duration::from_secs(1);
         c.webhooks.max_attempts = 100;
     };
-    let mut a = node(&pg, "node-a", &engine, retrying).await;
-    let mut b = node(&pg, "node-b", &engine, retrying).await;
-    a.tenant("clinic").await;
-    let id = a.paired_session("clinic").await;
-    a.ws.until_state(&id, "READY").await;
+    let (a, mut b, id) = clinic_ready_on_a(&pg, &engine, retrying).await;
     let mut hook = common::hook::receiver().await;
     const SECRET: &str = "a-webhook-secret-of-some-length";
     let r = a
@@ -1436,15 +1436,7 @@ async fn a_webhook_delivery_a_drained_node_left_pending_is_made_by_the_next_owne
 
     // The receiver fails: node-a's delivery of the message stays pending.
     hook.respond.store(503, std::sync::atomic::Ordering::SeqCst);
-    assert!(engine.emit(
-        &sid(&id),
-        centinela_actors::engine::EngineEvent::MessageIn {
-            id: "in1".into(),
-            from: "5491100000000".into(),
-            jid: "5491100000000@c.us".into(),
-            text: "hola, llegó?".into(),
-        }
-    ));
+    message_in(&engine, &id, "in1", "5491100000000", "hola, llegó?");
     let (_, first) = hook.next(SECRET).await;
     assert_eq!(first["text"], "hola, llegó?", "{first}");
     a.srv.server.shutdown().await.expect("node-a drains");

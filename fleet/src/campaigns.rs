@@ -17,35 +17,31 @@
 
 use crate::blocking::block_on;
 use crate::fencing::Fencing;
+use crate::json;
 use crate::lease::Leases;
 use crate::owned::Owned;
 use crate::{Fleet, FleetError};
 use centinela_actors::store::{CampaignRecord, CampaignRepo, StoreError};
-use sqlx::postgres::PgPool;
+
+const CAMPAIGNS: &str = "campaigns";
 
 /// The fleet's campaign records, written fenced by this node's leases.
 #[derive(Clone, Debug)]
 pub struct FleetCampaigns {
-    pool: PgPool,
     fencing: Fencing,
 }
 
 impl FleetCampaigns {
     pub fn new(fleet: &Fleet, leases: Leases, owned: Owned) -> Self {
-        let fencing = Fencing::new(fleet, leases, owned);
         Self {
-            pool: fencing.pool.clone(),
-            fencing,
+            fencing: Fencing::new(fleet, leases, owned),
         }
     }
 
     async fn put(&self, c: &CampaignRecord) -> Result<(), FleetError> {
-        let json = serde_json::to_string(c).map_err(|e| corrupt(&e.to_string()))?;
-        let status = match serde_json::to_value(c.status) {
-            Ok(serde_json::Value::String(s)) => s,
-            other => return Err(corrupt(&format!("status {other:?}"))),
-        };
-        let mut tx = self.pool.begin().await?;
+        let json = json::encode(c, CAMPAIGNS)?;
+        let status = json::name(c.status, CAMPAIGNS)?;
+        let mut tx = self.fencing.pool().begin().await?;
         let lease = self.fencing.fence(&mut tx, &c.tenant).await?;
         sqlx::query(
             "INSERT INTO campaigns (id, tenant, status, record, epoch)
@@ -69,17 +65,19 @@ impl FleetCampaigns {
         let row: Option<String> =
             sqlx::query_scalar("SELECT record::text FROM campaigns WHERE id = $1")
                 .bind(id)
-                .fetch_optional(&self.pool)
+                .fetch_optional(self.fencing.pool())
                 .await?;
-        row.as_deref().map(decode).transpose()
+        row.as_deref()
+            .map(|r| json::decode(r, CAMPAIGNS))
+            .transpose()
     }
 
     async fn all(&self) -> Result<Vec<CampaignRecord>, FleetError> {
         let rows: Vec<String> =
             sqlx::query_scalar("SELECT record::text FROM campaigns ORDER BY id COLLATE \"C\"")
-                .fetch_all(&self.pool)
+                .fetch_all(self.fencing.pool())
                 .await?;
-        rows.iter().map(|r| decode(r)).collect()
+        rows.iter().map(|r| json::decode(r, CAMPAIGNS)).collect()
     }
 
     async fn running(&self) -> Result<Vec<CampaignRecord>, FleetError> {
@@ -89,20 +87,9 @@ impl FleetCampaigns {
              WHERE status = 'running' AND tenant = ANY($1) ORDER BY id COLLATE \"C\"",
         )
         .bind(&held)
-        .fetch_all(&self.pool)
+        .fetch_all(self.fencing.pool())
         .await?;
-        rows.iter().map(|r| decode(r)).collect()
-    }
-}
-
-fn decode(json: &str) -> Result<CampaignRecord, FleetError> {
-    serde_json::from_str(json).map_err(|e| corrupt(&e.to_string()))
-}
-
-fn corrupt(why: &str) -> FleetError {
-    FleetError::Corrupt {
-        table: "campaigns",
-        why: why.to_owned(),
+        rows.iter().map(|r| json::decode(r, CAMPAIGNS)).collect()
     }
 }
 

@@ -21,6 +21,7 @@
 
 use crate::blocking::block_on;
 use crate::fencing::Fencing;
+use crate::json;
 use crate::lease::Leases;
 use crate::owned::Owned;
 use crate::{Fleet, FleetError};
@@ -29,23 +30,22 @@ use centinela_actors::ids::{SessionId, TenantId};
 use centinela_actors::store::{
     Delivery, DeliveryStatus, Store, StoreError, WebhookRepo, WebhookTarget,
 };
-use sqlx::postgres::{PgConnection, PgPool};
+use sqlx::postgres::PgConnection;
+
+const DELIVERIES: &str = "webhook_deliveries";
 
 /// The fleet's webhook deliveries, written fenced by this node's leases;
 /// the targets are the node's mirror of the tenants' settings.
 #[derive(Clone, Debug)]
 pub struct FleetDeliveries {
-    pool: PgPool,
     fencing: Fencing,
     local: Store,
 }
 
 impl FleetDeliveries {
     pub fn new(fleet: &Fleet, leases: Leases, owned: Owned, local: Store) -> Self {
-        let fencing = Fencing::new(fleet, leases, owned);
         Self {
-            pool: fencing.pool.clone(),
-            fencing,
+            fencing: Fencing::new(fleet, leases, owned),
             local,
         }
     }
@@ -53,7 +53,7 @@ impl FleetDeliveries {
     /// Writes `d`; with `only_stored`, only over a row still there. Answers
     /// whether it wrote.
     async fn write(&self, d: &Delivery, only_stored: bool) -> Result<bool, FleetError> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.fencing.pool().begin().await?;
         self.fencing.fence(&mut tx, &d.tenant).await?;
         let done = store(&mut tx, d, only_stored).await?;
         tx.commit().await?;
@@ -61,7 +61,7 @@ impl FleetDeliveries {
     }
 
     async fn queue(&self, d: &Delivery, session: &SessionId) -> Result<bool, FleetError> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.fencing.pool().begin().await?;
         self.fencing.fence(&mut tx, &d.tenant).await?;
         let ok: Option<i32> = sqlx::query_scalar(
             "SELECT 1 FROM sessions s JOIN tenant_settings t
@@ -84,9 +84,11 @@ impl FleetDeliveries {
         let row: Option<String> =
             sqlx::query_scalar("SELECT record::text FROM webhook_deliveries WHERE id = $1")
                 .bind(id)
-                .fetch_optional(&self.pool)
+                .fetch_optional(self.fencing.pool())
                 .await?;
-        row.as_deref().map(decode).transpose()
+        row.as_deref()
+            .map(|r| json::decode(r, DELIVERIES))
+            .transpose()
     }
 
     async fn of_tenant(
@@ -94,7 +96,7 @@ impl FleetDeliveries {
         tenant: &TenantId,
         status: Option<DeliveryStatus>,
     ) -> Result<Vec<Delivery>, FleetError> {
-        let status = status.map(status_name).transpose()?;
+        let status = status.map(|s| json::name(s, DELIVERIES)).transpose()?;
         let rows: Vec<String> = sqlx::query_scalar(
             "SELECT record::text FROM webhook_deliveries
              WHERE tenant = $1 AND ($2::text IS NULL OR status = $2)
@@ -102,9 +104,9 @@ impl FleetDeliveries {
         )
         .bind(tenant.as_str())
         .bind(status)
-        .fetch_all(&self.pool)
+        .fetch_all(self.fencing.pool())
         .await?;
-        rows.iter().map(|r| decode(r)).collect()
+        rows.iter().map(|r| json::decode(r, DELIVERIES)).collect()
     }
 
     async fn pending(&self) -> Result<Vec<Delivery>, FleetError> {
@@ -118,9 +120,9 @@ impl FleetDeliveries {
              ORDER BY next_ms, id COLLATE \"C\"",
         )
         .bind(&held)
-        .fetch_all(&self.pool)
+        .fetch_all(self.fencing.pool())
         .await?;
-        rows.iter().map(|r| decode(r)).collect()
+        rows.iter().map(|r| json::decode(r, DELIVERIES)).collect()
     }
 
     async fn prune(&self, cutoff: Timestamp) -> Result<usize, FleetError> {
@@ -134,7 +136,7 @@ impl FleetDeliveries {
         )
         .bind(cutoff.as_millis())
         .bind(&held)
-        .execute(&self.pool)
+        .execute(self.fencing.pool())
         .await?;
         Ok(usize::try_from(done.rows_affected()).unwrap_or(usize::MAX))
     }
@@ -143,14 +145,9 @@ impl FleetDeliveries {
 /// Inserts or replaces `d` (with `only_stored`, only replaces); answers
 /// whether a row was written.
 async fn store(tx: &mut PgConnection, d: &Delivery, only_stored: bool) -> Result<bool, FleetError> {
-    let json = serde_json::to_string(d).map_err(|e| corrupt(&e.to_string()))?;
-    let finished = match d.status {
-        DeliveryStatus::Pending => None,
-        DeliveryStatus::Delivered | DeliveryStatus::Dead => {
-            Some(d.last_attempt_at.unwrap_or(d.created_at).as_millis())
-        }
-    };
-    let status = status_name(d.status)?;
+    let json = json::encode(d, DELIVERIES)?;
+    let finished = d.finished_at().map(Timestamp::as_millis);
+    let status = json::name(d.status, DELIVERIES)?;
     let done = match only_stored {
         true => {
             sqlx::query(
@@ -189,24 +186,6 @@ async fn store(tx: &mut PgConnection, d: &Delivery, only_stored: bool) -> Result
         }
     };
     Ok(done.rows_affected() == 1)
-}
-
-fn status_name(status: DeliveryStatus) -> Result<String, FleetError> {
-    match serde_json::to_value(status) {
-        Ok(serde_json::Value::String(s)) => Ok(s),
-        other => Err(corrupt(&format!("status {other:?}"))),
-    }
-}
-
-fn decode(json: &str) -> Result<Delivery, FleetError> {
-    serde_json::from_str(json).map_err(|e| corrupt(&e.to_string()))
-}
-
-fn corrupt(why: &str) -> FleetError {
-    FleetError::Corrupt {
-        table: "webhook_deliveries",
-        why: why.to_owned(),
-    }
 }
 
 impl WebhookRepo for FleetDeliveries {

@@ -12,7 +12,7 @@ use sqlx::postgres::{PgConnection, PgPool};
 
 #[derive(Clone)]
 pub(crate) struct Fencing {
-    pub(crate) pool: PgPool,
+    pool: PgPool,
     leases: Leases,
     owned: Owned,
 }
@@ -32,6 +32,11 @@ impl Fencing {
             leases,
             owned,
         }
+    }
+
+    /// The pool the repository queries.
+    pub(crate) fn pool(&self) -> &PgPool {
+        &self.pool
     }
 
     /// The lease this node holds on `tenant`; [`FleetError::Fenced`] when

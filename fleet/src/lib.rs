@@ -39,6 +39,7 @@ pub mod deliveries;
 mod error;
 pub mod events;
 mod fencing;
+mod json;
 pub mod lease;
 mod listen;
 pub mod member;

@@ -29,51 +29,46 @@
 use crate::admission::lock;
 use crate::blocking::block_on;
 use crate::fencing::Fencing;
+use crate::json;
 use crate::lease::Leases;
 use crate::owned::Owned;
 use crate::{Fleet, FleetError};
 use centinela_actors::clock::Timestamp;
 use centinela_actors::ids::{SessionId, TenantId};
 use centinela_actors::store::{
-    activity_change, hour, ActivityRepo, ContactRepo, Counts, FirstExchange, InboxRepo, Incoming,
-    IncomingRecord, MessageRecord, MessageRepo, MessageStatus, NewContacts, StoreError,
-    ACTIVITY_KEPT, INBOX_CAPACITY,
+    activity_change, hour, ActivityRepo, CampaignStatus, ContactRepo, Counts, FirstExchange,
+    InboxRepo, Incoming, IncomingRecord, MessageRecord, MessageRepo, MessageStatus, NewContacts,
+    StoreError, ACTIVITY_KEPT, INBOX_CAPACITY,
 };
-use sqlx::postgres::{PgConnection, PgPool};
+use sqlx::postgres::PgConnection;
 use sqlx::Row;
 use std::collections::HashMap;
+
+const MESSAGES: &str = "messages";
 
 /// The fleet's messages, written fenced by this node's leases.
 #[derive(Clone, Debug)]
 pub struct FleetMessages {
-    pool: PgPool,
     fencing: Fencing,
 }
 
 impl FleetMessages {
     pub fn new(fleet: &Fleet, leases: Leases, owned: Owned) -> Self {
-        let fencing = Fencing::new(fleet, leases, owned);
         Self {
-            pool: fencing.pool.clone(),
-            fencing,
+            fencing: Fencing::new(fleet, leases, owned),
         }
-    }
-
-    /// Fences `tx` on this node's lease of `tenant`.
-    async fn fence(&self, tx: &mut PgConnection, tenant: &TenantId) -> Result<(), FleetError> {
-        self.fencing.fence(tx, tenant).await.map(|_| ())
     }
 
     async fn accept(
         &self,
         batch: &[MessageRecord],
     ) -> Result<Vec<Option<MessageRecord>>, FleetError> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.fencing.pool().begin().await?;
         let mut tenants: Vec<&TenantId> = batch.iter().map(|m| &m.tenant).collect();
         tenants.sort_unstable();
         tenants.dedup();
         for tenant in tenants {
-            self.fence(&mut tx, tenant).await?;
+            self.fencing.fence(&mut tx, tenant).await?;
         }
         // Three reads and one insert for the whole batch: the sessions'
         // tenants, the keys already taken, then every new message at once
@@ -103,7 +98,7 @@ impl FleetMessages {
             .fetch_all(&mut *tx)
             .await?;
             for (tenant, key, record) in rows {
-                taken.insert((tenant, key), decode(&record)?);
+                taken.insert((tenant, key), json::decode(&record, MESSAGES)?);
             }
         }
         let mut out = Vec::with_capacity(batch.len());
@@ -125,20 +120,35 @@ impl FleetMessages {
             new.push(m);
             out.push(Some(m.clone()));
         }
-        insert_rows(&mut tx, &new, Conflict::Refuse).await?;
+        // The keys were read under the fence (this node alone writes the
+        // tenant's rows): a row skipped now is a store out of step.
+        let written = insert_rows(&mut tx, &new).await?;
+        if written != new.len() {
+            return Err(json::corrupt(
+                MESSAGES,
+                &format!(
+                    "{} of {} new messages were there already",
+                    new.len() - written,
+                    new.len()
+                ),
+            ));
+        }
         tx.commit().await?;
         Ok(out)
     }
 
     async fn update(&self, m: &MessageRecord) -> Result<(), FleetError> {
-        let mut tx = self.pool.begin().await?;
-        self.fence(&mut tx, &m.tenant).await?;
+        let mut tx = self.fencing.pool().begin().await?;
+        self.fencing.fence(&mut tx, &m.tenant).await?;
         let was: Option<String> =
             sqlx::query_scalar("SELECT status FROM messages WHERE id = $1 FOR UPDATE")
                 .bind(&m.id)
                 .fetch_optional(&mut *tx)
                 .await?;
-        let was = was.as_deref().map(parse_status).transpose()?;
+        let was = was
+            .as_deref()
+            .map(|w| json::named(w, MESSAGES))
+            .transpose()?;
         let kept = m.scrubbed();
         write(&mut tx, kept.as_ref().unwrap_or(m)).await?;
         if m.status == MessageStatus::Sent {
@@ -160,8 +170,10 @@ impl FleetMessages {
         for b in binds {
             q = q.bind(*b);
         }
-        let row = q.fetch_optional(&self.pool).await?;
-        row.as_deref().map(decode).transpose()
+        let row = q.fetch_optional(self.fencing.pool()).await?;
+        row.as_deref()
+            .map(|r| json::decode(r, MESSAGES))
+            .transpose()
     }
 
     async fn history(
@@ -176,7 +188,7 @@ impl FleetMessages {
                 let cursor: Option<(String, i64)> =
                     sqlx::query_as("SELECT session, created_ms FROM messages WHERE id = $1")
                         .bind(id)
-                        .fetch_optional(&self.pool)
+                        .fetch_optional(self.fencing.pool())
                         .await?;
                 let Some((_, at)) = cursor.filter(|(s, _)| s == session.as_str()) else {
                     // Not one of this session's: nothing is after it.
@@ -191,7 +203,7 @@ impl FleetMessages {
                 .bind(at)
                 .bind(id)
                 .bind(limit)
-                .fetch_all(&self.pool)
+                .fetch_all(self.fencing.pool())
                 .await?
             }
             None => {
@@ -201,11 +213,11 @@ impl FleetMessages {
                 )
                 .bind(session.as_str())
                 .bind(limit)
-                .fetch_all(&self.pool)
+                .fetch_all(self.fencing.pool())
                 .await?
             }
         };
-        rows.iter().map(|r| decode(r)).collect()
+        rows.iter().map(|r| json::decode(r, MESSAGES)).collect()
     }
 
     async fn next_queued(
@@ -214,25 +226,34 @@ impl FleetMessages {
         now: Timestamp,
     ) -> Result<Option<MessageRecord>, FleetError> {
         // The first due in acceptance order; else the one due soonest.
-        let due: Option<String> = sqlx::query_scalar("SELECT record::text FROM messages
-             WHERE session = $1 AND queued AND status IN ('queued', 'deferred') AND (send_at_ms IS NULL OR send_at_ms <= $2)
-             ORDER BY place LIMIT 1")
+        let due: Option<String> = sqlx::query_scalar(
+            "SELECT record::text FROM messages
+             WHERE session = $1 AND queued AND status IN ('queued', 'deferred')
+               AND (send_at_ms IS NULL OR send_at_ms <= $2)
+             ORDER BY place LIMIT 1",
+        )
         .bind(session.as_str())
         .bind(now.as_millis())
-        .fetch_optional(&self.pool)
+        .fetch_optional(self.fencing.pool())
         .await?;
         let row = match due {
             Some(row) => Some(row),
             None => {
-                sqlx::query_scalar("SELECT record::text FROM messages WHERE session = $1 AND queued AND status IN ('queued', 'deferred') AND send_at_ms > $2
-                     ORDER BY send_at_ms, place LIMIT 1")
+                sqlx::query_scalar(
+                    "SELECT record::text FROM messages
+                     WHERE session = $1 AND queued AND status IN ('queued', 'deferred')
+                       AND send_at_ms > $2
+                     ORDER BY send_at_ms, place LIMIT 1",
+                )
                 .bind(session.as_str())
                 .bind(now.as_millis())
-                .fetch_optional(&self.pool)
+                .fetch_optional(self.fencing.pool())
                 .await?
             }
         };
-        row.as_deref().map(decode).transpose()
+        row.as_deref()
+            .map(|r| json::decode(r, MESSAGES))
+            .transpose()
     }
 
     async fn in_flight(&self, session: &SessionId) -> Result<Vec<MessageRecord>, FleetError> {
@@ -241,9 +262,9 @@ impl FleetMessages {
              ORDER BY place",
         )
         .bind(session.as_str())
-        .fetch_all(&self.pool)
+        .fetch_all(self.fencing.pool())
         .await?;
-        rows.iter().map(|r| decode(r)).collect()
+        rows.iter().map(|r| json::decode(r, MESSAGES)).collect()
     }
 
     async fn prune_finished(&self, cutoff: Timestamp, max: usize) -> Result<usize, FleetError> {
@@ -251,29 +272,39 @@ impl FleetMessages {
         if held.is_empty() || max == 0 {
             return Ok(0);
         }
+        // The store's rules, by name: finished messages, campaigns ended.
+        let finished = MessageStatus::FINISHED
+            .into_iter()
+            .map(|st| json::name(st, MESSAGES))
+            .collect::<Result<Vec<_>, _>>()?;
+        let ended = CampaignStatus::ENDED
+            .into_iter()
+            .map(|st| json::name(st, "campaigns"))
+            .collect::<Result<Vec<_>, _>>()?;
         let done = sqlx::query(
             "DELETE FROM messages WHERE id IN (
                  SELECT id FROM messages
                  WHERE NOT queued AND created_ms < $1 AND updated_ms < $1
-                   AND status IN ('sent', 'delivered', 'read', 'played', 'failed')
-                   AND tenant = ANY($2)
+                   AND status = ANY($4) AND tenant = ANY($2)
                    AND NOT EXISTS (SELECT 1 FROM campaigns c
                        WHERE messages.idempotency_key LIKE 'campaign/%'
                          AND c.id = split_part(messages.idempotency_key, '/', 2)
-                         AND c.status NOT IN ('completed', 'cancelled'))
+                         AND c.status <> ALL($5))
                  ORDER BY created_ms LIMIT $3
                  FOR UPDATE SKIP LOCKED)",
         )
         .bind(cutoff.as_millis())
         .bind(&held)
         .bind(i64::try_from(max).unwrap_or(i64::MAX))
-        .execute(&self.pool)
+        .bind(&finished)
+        .bind(&ended)
+        .execute(self.fencing.pool())
         .await?;
         Ok(usize::try_from(done.rows_affected()).unwrap_or(usize::MAX))
     }
 
     async fn store_incoming(&self, m: &IncomingRecord) -> Result<Incoming, FleetError> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.fencing.pool().begin().await?;
         // One writer per session at a time: the next sequence is read here.
         lock(&mut tx, "inbox", m.session.as_str()).await?;
         let first: Option<i64> =
@@ -292,7 +323,7 @@ impl FleetMessages {
         let seq = last.map_or(1, |l| l + 1);
         let mut stored = m.clone();
         stored.seq = unsigned(seq);
-        let json = serde_json::to_string(&stored).map_err(|e| corrupt("inbox", &e.to_string()))?;
+        let json = json::encode(&stored, "inbox")?;
         sqlx::query(
             "INSERT INTO inbox (session, seq, id, tenant, record)
              VALUES ($1, $2, $3, $4, $5::text::jsonb)",
@@ -336,11 +367,9 @@ impl FleetMessages {
         .bind(session.as_str())
         .bind(upper)
         .bind(i64::try_from(limit).unwrap_or(i64::MAX))
-        .fetch_all(&self.pool)
+        .fetch_all(self.fencing.pool())
         .await?;
-        rows.iter()
-            .map(|r| serde_json::from_str(r).map_err(|e| corrupt("inbox", &e.to_string())))
-            .collect()
+        rows.iter().map(|r| json::decode(r, "inbox")).collect()
     }
 
     async fn known(&self, session: &SessionId, peers: &[&str]) -> Result<Vec<bool>, FleetError> {
@@ -348,7 +377,7 @@ impl FleetMessages {
             sqlx::query_scalar("SELECT peer FROM contacts WHERE session = $1 AND peer = ANY($2)")
                 .bind(session.as_str())
                 .bind(peers)
-                .fetch_all(&self.pool)
+                .fetch_all(self.fencing.pool())
                 .await?;
         Ok(peers.iter().map(|p| found.iter().any(|f| f == p)).collect())
     }
@@ -363,13 +392,13 @@ impl FleetMessages {
         let tenant: Option<String> =
             sqlx::query_scalar("SELECT tenant FROM sessions WHERE id = $1")
                 .bind(session.as_str())
-                .fetch_optional(&self.pool)
+                .fetch_optional(self.fencing.pool())
                 .await?;
-        let tenant = tenant
-            .and_then(|t| TenantId::new(t).ok())
-            .ok_or_else(|| corrupt("contacts", &format!("session {session} has no record")))?;
-        let mut tx = self.pool.begin().await?;
-        self.fence(&mut tx, &tenant).await?;
+        let tenant = tenant.and_then(|t| TenantId::new(t).ok()).ok_or_else(|| {
+            json::corrupt("contacts", &format!("session {session} has no record"))
+        })?;
+        let mut tx = self.fencing.pool().begin().await?;
+        self.fencing.fence(&mut tx, &tenant).await?;
         note(&mut tx, &tenant, session, peer, at, outgoing).await?;
         tx.commit().await?;
         Ok(())
@@ -387,7 +416,7 @@ impl FleetMessages {
         )
         .bind(session.as_str())
         .bind(since.as_millis())
-        .fetch_all(&self.pool)
+        .fetch_all(self.fencing.pool())
         .await?;
         let mut out = NewContacts::default();
         for row in rows {
@@ -409,7 +438,7 @@ impl FleetMessages {
         )
         .bind(session.as_str())
         .bind(hour(since))
-        .fetch_one(&self.pool)
+        .fetch_one(self.fencing.pool())
         .await?;
         let get = |name: &str| -> Result<u64, FleetError> {
             Ok(u64::try_from(row.try_get::<i64, _>(name)?).unwrap_or(0))
@@ -460,8 +489,8 @@ impl FleetMessages {
         session: &SessionId,
         rows: &SessionRows,
     ) -> Result<RowsImported, FleetError> {
-        let mut tx = self.pool.begin().await?;
-        self.fence(&mut tx, tenant).await?;
+        let mut tx = self.fencing.pool().begin().await?;
+        self.fencing.fence(&mut tx, tenant).await?;
         let mut done = RowsImported::default();
         let n = |r: sqlx::postgres::PgQueryResult| usize::from(r.rows_affected() == 1);
         let ours = |t: &TenantId, s: &SessionId| t == tenant && s == session;
@@ -470,9 +499,9 @@ impl FleetMessages {
             .iter()
             .filter(|m| ours(&m.tenant, &m.session))
             .collect();
-        done.messages = insert_rows(&mut tx, &messages, Conflict::Skip).await?;
+        done.messages = insert_rows(&mut tx, &messages).await?;
         for m in rows.inbox.iter().filter(|m| ours(&m.tenant, &m.session)) {
-            let json = serde_json::to_string(m).map_err(|e| corrupt("inbox", &e.to_string()))?;
+            let json = json::encode(m, "inbox")?;
             done.incoming += n(sqlx::query(
                 "INSERT INTO inbox (session, seq, id, tenant, record)
                  VALUES ($1, $2, $3, $4, $5::text::jsonb) ON CONFLICT DO NOTHING",
@@ -525,7 +554,7 @@ impl FleetMessages {
 /// Replaces `m` (a status change): it leaves the send queue when its
 /// status does. A message never accepted is written out of the queue.
 async fn write(tx: &mut PgConnection, m: &MessageRecord) -> Result<(), FleetError> {
-    let json = serde_json::to_string(m).map_err(|e| corrupt("messages", &e.to_string()))?;
+    let json = json::encode(m, MESSAGES)?;
     sqlx::query(
         "INSERT INTO messages (id, tenant, session, queued, status, send_at_ms, created_ms,
                                updated_ms, idempotency_key, engine_id, record)
@@ -539,7 +568,7 @@ async fn write(tx: &mut PgConnection, m: &MessageRecord) -> Result<(), FleetErro
     .bind(m.tenant.as_str())
     .bind(m.session.as_str())
     .bind(m.status.leaves_queue())
-    .bind(status_name(m.status)?)
+    .bind(json::name(m.status, MESSAGES)?)
     .bind(m.send_at.map(Timestamp::as_millis))
     .bind(m.created_at.as_millis())
     .bind(m.updated_at.as_millis())
@@ -567,24 +596,11 @@ struct Columns<'a> {
     record: Vec<String>,
 }
 
-/// What [`insert_rows`] does with a row the fleet has already (its id or
-/// its idempotency key).
-#[derive(Clone, Copy)]
-enum Conflict {
-    /// Fails the statement: a newly accepted message is new.
-    Refuse,
-    /// Leaves the row as it is (an import run again).
-    Skip,
-}
-
 /// Inserts messages in one statement, in `batch`'s order (their places in
-/// the queue follow it), each in the queue while its status is; answers
-/// how many rows were written.
-async fn insert_rows(
-    tx: &mut PgConnection,
-    batch: &[&MessageRecord],
-    conflict: Conflict,
-) -> Result<usize, FleetError> {
+/// the queue follow it), each in the queue while its status is; a row the
+/// fleet has already (its id, or its idempotency key taken) is left as it
+/// is. Answers how many rows were written.
+async fn insert_rows(tx: &mut PgConnection, batch: &[&MessageRecord]) -> Result<usize, FleetError> {
     if batch.is_empty() {
         return Ok(0);
     }
@@ -594,56 +610,40 @@ async fn insert_rows(
         c.tenant.push(m.tenant.as_str());
         c.session.push(m.session.as_str());
         c.queued.push(!m.status.leaves_queue());
-        c.status.push(status_name(m.status)?);
+        c.status.push(json::name(m.status, MESSAGES)?);
         c.send_at.push(m.send_at.map(Timestamp::as_millis));
         c.created.push(m.created_at.as_millis());
         c.updated.push(m.updated_at.as_millis());
         c.key.push(m.idempotency_key.as_deref());
         c.engine_id.push(m.engine_id.as_deref());
-        c.record
-            .push(serde_json::to_string(m).map_err(|e| corrupt("messages", &e.to_string()))?);
+        c.record.push(json::encode(m, MESSAGES)?);
     }
-    let query = match conflict {
-        Conflict::Refuse => sqlx::query(
-            "INSERT INTO messages (id, tenant, session, queued, status, send_at_ms, created_ms,
-                                   updated_ms, idempotency_key, engine_id, record)
-             SELECT id, tenant, session, queued, status, send_at_ms, created_ms, updated_ms,
-                    idempotency_key, engine_id, record::jsonb
-             FROM UNNEST($1::text[], $2::text[], $3::text[], $4::bool[], $5::text[], $6::int8[],
-                         $7::int8[], $8::int8[], $9::text[], $10::text[], $11::text[])
-                  WITH ORDINALITY AS m(id, tenant, session, queued, status, send_at_ms,
-                                       created_ms, updated_ms, idempotency_key, engine_id,
-                                       record, n)
-             ORDER BY n",
-        ),
-        Conflict::Skip => sqlx::query(
-            "INSERT INTO messages (id, tenant, session, queued, status, send_at_ms, created_ms,
-                                   updated_ms, idempotency_key, engine_id, record)
-             SELECT id, tenant, session, queued, status, send_at_ms, created_ms, updated_ms,
-                    idempotency_key, engine_id, record::jsonb
-             FROM UNNEST($1::text[], $2::text[], $3::text[], $4::bool[], $5::text[], $6::int8[],
-                         $7::int8[], $8::int8[], $9::text[], $10::text[], $11::text[])
-                  WITH ORDINALITY AS m(id, tenant, session, queued, status, send_at_ms,
-                                       created_ms, updated_ms, idempotency_key, engine_id,
-                                       record, n)
-             ORDER BY n
-             ON CONFLICT DO NOTHING",
-        ),
-    };
-    let done = query
-        .bind(c.id)
-        .bind(c.tenant)
-        .bind(c.session)
-        .bind(c.queued)
-        .bind(c.status)
-        .bind(c.send_at)
-        .bind(c.created)
-        .bind(c.updated)
-        .bind(c.key)
-        .bind(c.engine_id)
-        .bind(c.record)
-        .execute(&mut *tx)
-        .await?;
+    let done = sqlx::query(
+        "INSERT INTO messages (id, tenant, session, queued, status, send_at_ms, created_ms,
+                               updated_ms, idempotency_key, engine_id, record)
+         SELECT id, tenant, session, queued, status, send_at_ms, created_ms, updated_ms,
+                idempotency_key, engine_id, record::jsonb
+         FROM UNNEST($1::text[], $2::text[], $3::text[], $4::bool[], $5::text[], $6::int8[],
+                     $7::int8[], $8::int8[], $9::text[], $10::text[], $11::text[])
+              WITH ORDINALITY AS m(id, tenant, session, queued, status, send_at_ms,
+                                   created_ms, updated_ms, idempotency_key, engine_id,
+                                   record, n)
+         ORDER BY n
+         ON CONFLICT DO NOTHING",
+    )
+    .bind(c.id)
+    .bind(c.tenant)
+    .bind(c.session)
+    .bind(c.queued)
+    .bind(c.status)
+    .bind(c.send_at)
+    .bind(c.created)
+    .bind(c.updated)
+    .bind(c.key)
+    .bind(c.engine_id)
+    .bind(c.record)
+    .execute(&mut *tx)
+    .await?;
     Ok(usize::try_from(done.rows_affected()).unwrap_or(usize::MAX))
 }
 
@@ -659,7 +659,9 @@ async fn by_key(
     .bind(key)
     .fetch_optional(conn)
     .await?;
-    row.as_deref().map(decode).transpose()
+    row.as_deref()
+        .map(|r| json::decode(r, MESSAGES))
+        .transpose()
 }
 
 /// Notes an exchange of `session` with `peer` unless an earlier one is on
@@ -727,31 +729,8 @@ async fn bump(
     Ok(())
 }
 
-fn status_name(status: MessageStatus) -> Result<String, FleetError> {
-    match serde_json::to_value(status) {
-        Ok(serde_json::Value::String(s)) => Ok(s),
-        other => Err(corrupt("messages", &format!("status {other:?}"))),
-    }
-}
-
-fn parse_status(name: &str) -> Result<MessageStatus, FleetError> {
-    serde_json::from_value(serde_json::Value::String(name.to_owned()))
-        .map_err(|e| corrupt("messages", &e.to_string()))
-}
-
-fn decode(json: &str) -> Result<MessageRecord, FleetError> {
-    serde_json::from_str(json).map_err(|e| corrupt("messages", &e.to_string()))
-}
-
 fn unsigned(seq: i64) -> u64 {
     u64::try_from(seq).unwrap_or(0)
-}
-
-fn corrupt(table: &'static str, why: &str) -> FleetError {
-    FleetError::Corrupt {
-        table,
-        why: why.to_owned(),
-    }
 }
 
 impl MessageRepo for FleetMessages {
@@ -802,7 +781,7 @@ impl MessageRepo for FleetMessages {
         key: &str,
     ) -> Result<Option<MessageRecord>, StoreError> {
         block_on(async {
-            let mut conn = self.pool.acquire().await?;
+            let mut conn = self.fencing.pool().acquire().await?;
             by_key(&mut conn, tenant, key).await
         })
     }

@@ -12,36 +12,24 @@
 //! [`crate::blocking`] (`block_in_place` on the multi-threaded runtime).
 
 use crate::blocking::block_on;
+use crate::fencing::Fencing;
 use crate::lease::Leases;
 use crate::owned::Owned;
 use crate::{Fleet, FleetError};
 use centinela_actors::ids::{SessionId, TenantId};
 use centinela_actors::store::{SessionRecord, SessionRepo, Store, StoreError};
-use sqlx::postgres::PgPool;
 
 /// The fleet's session records, fenced, mirrored into the node's store.
-#[derive(Clone)]
+#[derive(Clone, Debug)]
 pub struct FleetSessions {
-    pool: PgPool,
-    leases: Leases,
-    owned: Owned,
+    fencing: Fencing,
     local: Store,
-}
-
-impl std::fmt::Debug for FleetSessions {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("FleetSessions")
-            .field("node", self.leases.node())
-            .finish_non_exhaustive()
-    }
 }
 
 impl FleetSessions {
     pub fn new(fleet: &Fleet, leases: Leases, owned: Owned, local: Store) -> Self {
         Self {
-            pool: fleet.pool().clone(),
-            leases,
-            owned,
+            fencing: Fencing::new(fleet, leases, owned),
             local,
         }
     }
@@ -81,7 +69,7 @@ impl FleetSessions {
         let rows: Vec<String> =
             sqlx::query_scalar("SELECT record::text FROM sessions WHERE tenant = $1 ORDER BY id")
                 .bind(tenant.as_str())
-                .fetch_all(&self.pool)
+                .fetch_all(self.fencing.pool())
                 .await?;
         let mut records = rows
             .iter()
@@ -92,10 +80,9 @@ impl FleetSessions {
     }
 
     async fn put(&self, record: &SessionRecord) -> Result<(), FleetError> {
-        let lease = self.held(&record.tenant)?;
         let json = serde_json::to_string(record).map_err(|e| corrupt(&e.to_string()))?;
-        let mut tx = self.pool.begin().await?;
-        self.leases.fence(&mut tx, &lease).await?;
+        let mut tx = self.fencing.pool().begin().await?;
+        let lease = self.fencing.fence(&mut tx, &record.tenant).await?;
         sqlx::query(
             "INSERT INTO sessions (id, tenant, record, epoch) VALUES ($1, $2, $3::text::jsonb, $4)
              ON CONFLICT (id) DO UPDATE SET tenant = EXCLUDED.tenant,
@@ -115,9 +102,8 @@ impl FleetSessions {
         let Some(record) = self.get(id).await? else {
             return Ok(false);
         };
-        let lease = self.held(&record.tenant)?;
-        let mut tx = self.pool.begin().await?;
-        self.leases.fence(&mut tx, &lease).await?;
+        let mut tx = self.fencing.pool().begin().await?;
+        self.fencing.fence(&mut tx, &record.tenant).await?;
         let done = sqlx::query("DELETE FROM sessions WHERE id = $1")
             .bind(id.as_str())
             .execute(&mut *tx)
@@ -136,23 +122,16 @@ impl FleetSessions {
         let row: Option<String> =
             sqlx::query_scalar("SELECT record::text FROM sessions WHERE id = $1")
                 .bind(id.as_str())
-                .fetch_optional(&self.pool)
+                .fetch_optional(self.fencing.pool())
                 .await?;
         row.as_deref().map(decode).transpose()
     }
 
     async fn list(&self) -> Result<Vec<SessionRecord>, FleetError> {
         let rows: Vec<String> = sqlx::query_scalar("SELECT record::text FROM sessions")
-            .fetch_all(&self.pool)
+            .fetch_all(self.fencing.pool())
             .await?;
         rows.iter().map(|r| decode(r)).collect()
-    }
-
-    fn held(&self, tenant: &TenantId) -> Result<crate::Lease, FleetError> {
-        self.owned.get(tenant).ok_or_else(|| FleetError::Fenced {
-            tenant: tenant.clone(),
-            epoch: crate::Epoch(-1),
-        })
     }
 }
 

@@ -45,11 +45,6 @@ impl FleetStore {
         }
     }
 
-    /// The node's own store.
-    pub fn local(&self) -> &Store {
-        &self.local
-    }
-
     /// The fleet's messages.
     pub fn messages(&self) -> &FleetMessages {
         &self.messages

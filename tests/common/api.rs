@@ -98,6 +98,33 @@ pub enum Cred<'a> {
 }
 
 impl Api {
+    /// What the simulator's device paired to `phone` (the newest, when
+    /// it was paired more than once) sent, in order; `self` is the
+    /// simulator's API.
+    pub async fn sim_sent(&self, phone: &str) -> Vec<Value> {
+        let devices = self.call("GET", "/sim/devices", Cred::None, None).await;
+        let device = devices
+            .body
+            .as_array()
+            .expect("devices")
+            .iter()
+            .rev()
+            .find(|d| d["phone"] == phone)
+            .expect("the paired device")["id"]
+            .as_str()
+            .expect("id")
+            .to_owned();
+        let sent = self
+            .call(
+                "GET",
+                &format!("/sim/devices/{device}/sent"),
+                Cred::None,
+                None,
+            )
+            .await;
+        sent.body.as_array().expect("sent").clone()
+    }
+
     pub fn new(base: &str) -> Api {
         centinela_actors::messaging::webhooks::install_tls_provider();
         Api {

@@ -296,7 +296,7 @@ impl Rig {
         };
         let (scheduled_now, stranger_now) =
             (read(&accepted["id"]).await, read(&stranger["id"]).await);
-        let on_phone = self.sent_by(&format!("54911223300{run:02}")).await;
+        let on_phone = self.sim_api.sim_sent(&format!("54911223300{run:02}")).await;
         let out = QueueFailover {
             accepted,
             again,
@@ -309,35 +309,6 @@ impl Rig {
         };
         p.finish();
         out
-    }
-
-    /// What the simulator's device paired to `phone` sent, in order.
-    async fn sent_by(&self, phone: &str) -> Vec<Value> {
-        let devices = self
-            .sim_api
-            .call("GET", "/sim/devices", Cred::None, None)
-            .await;
-        let device = devices
-            .body
-            .as_array()
-            .expect("devices")
-            .iter()
-            .rev()
-            .find(|d| d["phone"] == phone)
-            .expect("the paired device")["id"]
-            .as_str()
-            .expect("id")
-            .to_owned();
-        let sent = self
-            .sim_api
-            .call(
-                "GET",
-                &format!("/sim/devices/{device}/sent"),
-                Cred::None,
-                None,
-            )
-            .await;
-        sent.body.as_array().expect("sent").clone()
     }
 
     /// The simulator's count of two pages of one device alive at once.

@@ -150,7 +150,9 @@ impl Webhooks {
         Ok(Some(d))
     }
 
-    fn enqueue(&self, event: &BusEvent) {
+    /// Queues `event` as a delivery if it is one a receiver gets; answers
+    /// whether one was queued.
+    fn enqueue(&self, event: &BusEvent) -> bool {
         let (tenant, session, body) = match event {
             BusEvent::MessageIn(m) => (
                 &m.tenant,
@@ -169,13 +171,17 @@ impl Webhooks {
                 &o.session,
                 json!({"event": o.kind.name(), "tenant_id": o.tenant, "session_id": o.session, "otp_id": o.otp, "reason": o.reason, "attempts_left": o.attempts_left, "at": o.at}),
             ),
-            _ => return,
+            _ => return false,
         };
         let d = pending(tenant, body, self.clock.now());
         // Queued only if the tenant has a target and the session is still
         // on record (see `queue_delivery`): no target is the common case.
-        if let Err(e) = self.repo.queue_delivery(&d, session) {
-            tracing::error!(tenant = %tenant, error = %e, "could not queue a webhook delivery");
+        match self.repo.queue_delivery(&d, session) {
+            Ok(queued) => queued,
+            Err(e) => {
+                tracing::error!(tenant = %tenant, error = %e, "could not queue a webhook delivery");
+                false
+            }
         }
     }
 }

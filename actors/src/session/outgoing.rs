@@ -134,8 +134,7 @@ pub fn schedule(myself: &ActorRef<SessionMsg>, st: &mut SessionActorState) {
     let Some(repo) = st.env.messages.clone() else {
         return;
     };
-    let waits_for_a_later_one = st.outgoing.scheduled_wait.is_some();
-    if (st.outgoing.timer.is_some() && !waits_for_a_later_one)
+    if (st.outgoing.timer.is_some() && st.outgoing.scheduled_wait.is_none())
         || !matches!(st.machine.state, SessionState::Ready { .. })
         || st.memory.holds_sends()
     {
@@ -159,11 +158,10 @@ pub fn schedule(myself: &ActorRef<SessionMsg>, st: &mut SessionActorState) {
         }
     };
     let at = next.send_at.map_or(paced, |s| s.max(paced));
+    if st.outgoing.timer.is_some() && st.outgoing.scheduled_wait.is_some_and(|wait| wait <= at) {
+        return; // the armed wait comes first
+    }
     if let Some(armed) = st.outgoing.timer.take() {
-        if st.outgoing.scheduled_wait.is_some_and(|wait| wait <= at) {
-            st.outgoing.timer = Some(armed);
-            return;
-        }
         armed.abort();
     }
     st.outgoing.scheduled_wait = next.send_at.filter(|s| *s > paced).map(|_| at);

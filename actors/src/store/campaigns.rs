@@ -91,9 +91,12 @@ pub enum CampaignStatus {
 }
 
 impl CampaignStatus {
+    /// The statuses a campaign has [ended](Self::ended) in.
+    pub const ENDED: [CampaignStatus; 2] = [CampaignStatus::Completed, CampaignStatus::Cancelled];
+
     /// Completed or cancelled: its runner needs none of its messages.
     pub fn ended(self) -> bool {
-        matches!(self, CampaignStatus::Completed | CampaignStatus::Cancelled)
+        Self::ENDED.contains(&self)
     }
 }
 

@@ -115,17 +115,19 @@ impl MessageStatus {
         )
     }
 
+    /// The statuses a message is [finished](Self::finished) in.
+    pub const FINISHED: [MessageStatus; 5] = [
+        MessageStatus::Sent,
+        MessageStatus::Delivered,
+        MessageStatus::Read,
+        MessageStatus::Played,
+        MessageStatus::Failed,
+    ];
+
     /// Done with: nothing will change it but a late receipt, and no one
     /// needs it to send (retention may delete it).
     pub fn finished(self) -> bool {
-        matches!(
-            self,
-            MessageStatus::Sent
-                | MessageStatus::Delivered
-                | MessageStatus::Read
-                | MessageStatus::Played
-                | MessageStatus::Failed
-        )
+        Self::FINISHED.contains(&self)
     }
 }
 

@@ -23,12 +23,9 @@ const FINISHED: TableDefinition<(i64, &str), ()> = TableDefinition::new("webhook
 /// Where `d` sits in the indexes: its key in [`DUE`] while pending, in
 /// [`FINISHED`] once finished.
 fn index_key(d: &Delivery) -> (TableDefinition<'static, (i64, &'static str), ()>, i64) {
-    match d.status {
-        DeliveryStatus::Pending => (DUE, d.next_at.as_millis()),
-        DeliveryStatus::Delivered | DeliveryStatus::Dead => (
-            FINISHED,
-            d.last_attempt_at.unwrap_or(d.created_at).as_millis(),
-        ),
+    match d.finished_at() {
+        None => (DUE, d.next_at.as_millis()),
+        Some(at) => (FINISHED, at.as_millis()),
     }
 }
 
@@ -121,11 +118,19 @@ impl Delivery {
     /// attempt (or, without one recorded, its creation) is before `cutoff`.
     /// Pending deliveries never are: pruning must not lose a queued event.
     pub fn finished_before(&self, cutoff: Timestamp) -> bool {
-        let finished = match self.status {
-            DeliveryStatus::Pending => false,
-            DeliveryStatus::Delivered | DeliveryStatus::Dead => true,
-        };
-        finished && self.last_attempt_at.unwrap_or(self.created_at) < cutoff
+        self.finished_at().is_some_and(|at| at < cutoff)
+    }
+
+    /// When a delivered or dead delivery finished: its last attempt (or,
+    /// without one recorded, its creation); `None` while it is pending.
+    /// What the retention counts from.
+    pub fn finished_at(&self) -> Option<Timestamp> {
+        match self.status {
+            DeliveryStatus::Pending => None,
+            DeliveryStatus::Delivered | DeliveryStatus::Dead => {
+                Some(self.last_attempt_at.unwrap_or(self.created_at))
+            }
+        }
     }
 }
 

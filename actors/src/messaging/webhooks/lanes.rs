@@ -55,18 +55,28 @@ pub(super) async fn run(
         pruned_at: None,
     };
     let kick = lanes.me.kick.clone();
+    // The queue is read again only when it may have changed: a delivery
+    // queued, a kick (a redelivery, a test event), an attempt recorded,
+    // the wait for the next due one over, or a session's state changed (in
+    // fleet mode: perhaps a tenant this node now holds, with deliveries
+    // another node left). Most bus events queue nothing (no target).
+    let mut changed = true;
+    let mut wake = tokio::time::Instant::now();
     loop {
         lanes.prune_if_due();
-        let wait = lanes.dispatch_due();
+        if changed {
+            wake = tokio::time::Instant::now() + lanes.dispatch_due();
+        }
+        changed = true;
         tokio::select! {
             ev = bus.recv() => match ev {
-                Ok(e) => lanes.me.enqueue(&e),
+                Ok(e) => changed = lanes.me.enqueue(&e) || matches!(e, BusEvent::Transition(_)),
                 Err(broadcast::error::RecvError::Lagged(n)) => tracing::error!(missed = n, "webhook queue lagged behind the bus"),
                 Err(broadcast::error::RecvError::Closed) => break,
             },
             _ = kick.notified() => {}
             Some(done) = lanes.running.join_next_with_id(), if !lanes.running.is_empty() => lanes.finished(done),
-            _ = tokio::time::sleep(wait) => {}
+            _ = tokio::time::sleep_until(wake) => {}
         }
     }
     while let Some(done) = lanes.running.join_next_with_id().await {
