@@ -52,10 +52,11 @@
 //! - `centinela fleet import` ([`import`]) brings a stopped single node's
 //!   store into the fleet once.
 //!
-//! Not shared yet (each node keeps its own): messages and the outbox,
-//! webhook deliveries, campaigns, the audit log. Calls reach the
-//! owner, so they work while a tenant stays on one node; after a move its
-//! rows stay on the node it left.
+//! - Messages (the outbox, history, inbox, contacts, activity), campaigns
+//!   and webhook deliveries are the fleet's, handed to every messaging path
+//!   as one [`FleetStore`] with the node's own store beside them.
+//!
+//! Not shared (each node keeps its own): the audit log.
 
 use centinela_actors::bus::{Bus, BusEvent};
 use centinela_actors::config::Config;

@@ -1,8 +1,8 @@
 //! Session records shared by the fleet ([`FleetSessions`]): PostgreSQL is
 //! the truth that every node reads and a new owner restores from; the
 //! node's own redb store keeps a mirror of the sessions it hosts, because
-//! what stays node-local (messages, contacts, OTPs, risk watch) checks a
-//! session's tenant in that store.
+//! what reads session records there (the risk view, the verification
+//! codes' sends) checks a session's tenant in that store.
 //!
 //! Only the tenant's owner writes: every write is fenced on the lease this
 //! node holds ([`Owned`]) inside the write's transaction, so a node that
